@@ -1,0 +1,2 @@
+def main():
+    raise SystemExit("persona-tui: not built yet")

@@ -1,0 +1,1 @@
+"""Modal screens: prompts, confirmations and editors pushed over the main screen."""

@@ -1,0 +1,405 @@
+"""Turning a persona's free-text traits and facts into clauses in the first, second and third person.
+
+Persona authors write traits in every shape: "Keeps bees on the roof", "She is afraid of the
+dark", "I never drink coffee after noon", "A retired lighthouse keeper". The template generator
+needs each one as a clause it can put in the character's mouth ("I keep bees on the roof"), in a
+user's question ("you keep bees on the roof") and in an encyclopedia ("Mara keeps bees on the
+roof"). These rules cover the shapes above; a clause they cannot place is kept as a quoted
+description rather than bent into bad grammar.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sessions.model import Persona
+
+# --- small English tables -------------------------------------------------------------------
+
+_IRREGULAR_3RD = {"be": "is", "am": "is", "are": "is", "have": "has", "do": "does", "go": "goes"}
+_IRREGULAR_BASE = {"is": "be", "has": "have", "does": "do", "goes": "go"}
+_MODALS = {
+    "can", "could", "will", "would", "shall", "should", "may", "might", "must", "cannot",
+    "can't", "won't", "wouldn't", "couldn't", "shouldn't", "mustn't",
+}
+_PAST_OR_INVARIANT = {
+    "was", "were", "had", "did", "used", "grew", "spent", "went", "came", "saw", "took", "made",
+    "knew", "met", "lost", "won", "found", "left", "kept", "built", "bought", "taught", "thought",
+    "brought", "ran", "swam", "sang", "wrote", "said", "told", "became", "began", "fell", "felt",
+    "gave", "got", "held", "heard", "sold", "sent", "spoke", "stood", "understood", "wore", "drew",
+    "drove", "flew", "forgot", "hid", "rode", "rose", "shook", "slept", "stole", "struck", "threw",
+    "woke", "broke", "chose", "fought", "caught", "sought", "lent", "led", "let", "put", "quit",
+    "set", "shut", "hurt", "cut", "read", "dreamt", "learnt", "burnt", "might", "ought",
+}
+_ADVERBS = {
+    "always", "never", "often", "usually", "sometimes", "rarely", "seldom", "still", "also",
+    "really", "truly", "absolutely", "quietly", "secretly", "openly", "only", "just", "even",
+    "mostly", "occasionally", "constantly", "regularly", "frequently", "hardly", "barely",
+    "generally", "typically", "privately", "proudly", "stubbornly", "firmly", "genuinely",
+    "deeply", "naturally", "reluctantly", "happily", "gladly", "not", "already", "almost",
+}
+# Third-person verbs that open a subjectless trait ("Loves the sea").
+_FRAGMENT_VERBS = {
+    "is", "has", "does", "was", "loves", "likes", "hates", "dislikes", "enjoys", "keeps",
+    "speaks", "talks", "says", "knows", "believes", "thinks", "collects", "carries", "wears",
+    "drinks", "eats", "cooks", "bakes", "reads", "writes", "plays", "sings", "walks", "runs",
+    "lives", "works", "grew", "worked", "lived", "spent", "prefers", "avoids", "refuses",
+    "tends", "goes", "makes", "takes", "gives", "tells", "answers", "asks", "quotes",
+    "remembers", "forgets", "fears", "admires", "trusts", "distrusts", "values", "uses",
+    "owns", "grows", "tends", "volunteers", "swims", "hikes", "paints", "draws", "knits",
+    "sews", "builds", "fixes", "repairs", "teaches", "studies", "learns", "listens",
+    "watches", "names", "calls", "ends", "starts", "begins", "opens", "closes", "measures",
+    "counts", "notes", "records", "insists", "hums", "whistles", "jokes", "laughs", "smiles",
+    "wakes", "sleeps", "rises", "feeds", "rescued", "raised", "married", "moved", "keeps",
+    "once", "used", "can", "cannot", "can't", "will", "won't", "would", "never", "always",
+    "often", "rarely", "sometimes", "usually", "still",
+}
+_NOT_VERBS_ENDING_S = re.compile(r"(ous|ss|us|is|ics|less|ness|ways)$")
+_SUBJECT_PRONOUNS = {"he", "she", "they"}
+_DETERMINER_NEXT = re.compile(
+    r"^(a|an|the|to|of|in|on|at|for|with|and|or|but|that|this|when|if|as|so|by|from|about|"
+    r"into|over|than|more|most|very|too|again|anymore|now|then|up|down|out|off)$"
+)
+
+
+@dataclass(frozen=True)
+class Pronouns:
+    subj: str  # she / he / they
+    obj: str  # her / him / them
+    pos: str  # her / his / their
+    pos_pred: str  # hers / his / theirs
+    refl: str  # herself / himself / themselves
+
+    @property
+    def plural_verbs(self) -> bool:
+        return self.subj == "they"
+
+
+PRONOUNS = {
+    "she": Pronouns("she", "her", "her", "hers", "herself"),
+    "he": Pronouns("he", "him", "his", "his", "himself"),
+    "they": Pronouns("they", "them", "their", "theirs", "themselves"),
+}
+
+
+def pronouns_for(persona: Persona) -> Pronouns:
+    """The persona's pronouns: `extra.pronouns` ("she/her") if set, else the ones its text uses most."""
+    declared = str(persona.extra.get("pronouns", "")).strip().lower()
+    if declared:
+        first = re.split(r"[/,\s]+", declared)[0]
+        if first in PRONOUNS:
+            return PRONOUNS[first]
+    text = " ".join([persona.summary, persona.style, *persona.facts, *(t.text for t in persona.traits)])
+    words = re.findall(r"[a-z]+", text.lower())
+    counts = {
+        "she": sum(words.count(w) for w in ("she", "her", "hers", "herself")),
+        "he": sum(words.count(w) for w in ("he", "him", "his", "himself")),
+        "they": 0,
+    }
+    best = max(counts, key=lambda k: counts[k])
+    return PRONOUNS[best] if counts[best] else PRONOUNS["they"]
+
+
+def third_person_verb(verb: str) -> str:
+    low = verb.lower()
+    if low in _IRREGULAR_3RD:
+        out = _IRREGULAR_3RD[low]
+    elif low in _MODALS or low in _PAST_OR_INVARIANT or low.endswith("ed"):
+        out = low
+    elif re.search(r"[^aeiou]y$", low):
+        out = low[:-1] + "ies"
+    elif re.search(r"(s|sh|ch|x|z|o)$", low):
+        out = low + "es"
+    else:
+        out = low + "s"
+    return _match_case(verb, out)
+
+
+def base_verb(verb: str) -> str:
+    low = verb.lower()
+    if low in _IRREGULAR_BASE:
+        out = _IRREGULAR_BASE[low]
+    elif low in _MODALS or low in _PAST_OR_INVARIANT or low.endswith("ed") or low.endswith("ss"):
+        out = low
+    elif low.endswith("ies") and len(low) > 4:
+        out = low[:-3] + "y"
+    elif re.search(r"(sses|shes|ches|xes|zes|oes)$", low):
+        out = low[:-2]
+    elif low.endswith("s") and not low.endswith("us"):
+        out = low[:-1]
+    else:
+        out = low
+    return _match_case(verb, out)
+
+
+def _match_case(model: str, word: str) -> str:
+    return word[:1].upper() + word[1:] if model[:1].isupper() else word
+
+
+def cap(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
+
+
+def lower_first(text: str) -> str:
+    """Lower-case the first letter unless it starts a name or "I"."""
+    if not text:
+        return text
+    first = text.split(" ", 1)[0]
+    if first in ("I", "I'm", "I've", "I'd", "I'll") or (len(first) > 1 and first[1:].lower() != first[1:]):
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def strip_end(text: str) -> str:
+    return text.strip().rstrip(".!;,: ").strip()
+
+
+# --- clause rewriting --------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|[^A-Za-z\s]+|\s+")
+
+
+def _words(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def _next_word_index(toks: list[str], i: int) -> int | None:
+    for j in range(i + 1, len(toks)):
+        if toks[j].strip() and re.match(r"[A-Za-z]", toks[j]):
+            return j
+        if toks[j].strip():
+            return None
+    return None
+
+
+def first_to_other(text: str, who: str, pron: Pronouns | None = None) -> str:
+    """Rewrite a first-person clause for `who` = "you" or a third-person subject (name/pronoun).
+
+    `pron` gives the object/possessive forms for third person ("Mara ... her roof").
+    """
+    toks = _words(text)
+    second = who == "you"
+    plural = second or (pron is not None and pron.plural_verbs and who.lower() == pron.subj)
+    out: list[str] = []
+    conjugate_next = False
+    named = not second and who.lower() not in _SUBJECT_PRONOUNS
+    subject_used = False
+    for i, tok in enumerate(toks):
+        low = tok.lower()
+        if not tok.strip() or not re.match(r"[A-Za-z]", tok):
+            out.append(tok)
+            continue
+        if conjugate_next:
+            if low in _ADVERBS:
+                out.append(tok)
+                continue
+            conjugate_next = False
+            if low == "am":
+                out.append("are" if plural else "is")
+                continue
+            if low == "was":
+                out.append("were" if plural else "was")
+                continue
+            if not plural and re.fullmatch(r"[a-z]+", low) and not low.endswith("ing"):
+                out.append(third_person_verb(tok))
+                continue
+            # fall through: plural subjects keep the base form
+        if tok == "I" or low in ("i'm", "i've", "i'd", "i'll"):
+            subj = "you" if second else who
+            if named and subject_used and pron is not None:
+                subj = pron.subj  # "Mara quotes shanties when she's nervous"
+                plural = pron.plural_verbs
+            subject_used = True
+            subj_out = subj
+            if low == "i":
+                out.append(subj_out)
+                conjugate_next = True
+            elif low == "i'm":
+                out.append(subj_out + ("'re" if plural else "'s" if subj in _SUBJECT_PRONOUNS else " is"))
+            elif low == "i've":
+                out.append(subj_out + ("'ve" if plural else "'s" if subj in _SUBJECT_PRONOUNS else " has"))
+            elif low == "i'd":
+                out.append(subj_out + ("'d" if subj in _SUBJECT_PRONOUNS or second else " would"))
+            else:
+                out.append(subj_out + ("'ll" if subj in _SUBJECT_PRONOUNS or second else " will"))
+            continue
+        if low == "my" and named and not "".join(out).strip():
+            out.append(who + "'s")  # "Mara's favourite word"
+            continue
+        if low in ("me", "my", "mine", "myself"):
+            if second:
+                rep = {"me": "you", "my": "your", "mine": "yours", "myself": "yourself"}[low]
+            else:
+                p = pron or PRONOUNS["they"]
+                rep = {"me": p.obj, "my": p.pos, "mine": p.pos_pred, "myself": p.refl}[low]
+            out.append(_match_case(tok, rep))
+            continue
+        out.append(tok)
+    return "".join(out)
+
+
+def third_to_first(text: str, name: str) -> str:
+    """Rewrite a third-person clause about `name` (or he/she/they) into the first person."""
+    toks = _words(text)
+    names = {n.lower() for n in (name, name.split(" ")[0]) if n}
+    out: list[str] = []
+    conjugate_next = False
+    subject_plural = False
+    for i, tok in enumerate(toks):
+        low = tok.lower()
+        if not tok.strip() or not re.match(r"[A-Za-z]", tok):
+            out.append(tok)
+            continue
+        if conjugate_next:
+            if low in _ADVERBS:
+                out.append(tok)
+                continue
+            conjugate_next = False
+            if low in ("is", "are"):
+                out.append("am")
+                continue
+            if low == "were":
+                out.append("was")
+                continue
+            if not subject_plural and re.fullmatch(r"[a-z]+", low) and low.endswith("s") and not _NOT_VERBS_ENDING_S.search(low):
+                out.append(base_verb(tok))
+                continue
+        at_start = not "".join(out).strip() or "".join(out).rstrip()[-1:] in ".!?;:\""
+        if low in _SUBJECT_PRONOUNS or (low in names and at_start):
+            out.append("I")
+            conjugate_next = True
+            subject_plural = low == "they"
+            continue
+        if low in ("she's", "he's", "they're"):
+            out.append("I'm")
+            continue
+        if low in ("she'd", "he'd", "they'd"):
+            out.append("I'd")
+            continue
+        if low in ("she'll", "he'll", "they'll"):
+            out.append("I'll")
+            continue
+        if low in ("she's", "he's", "they've"):
+            out.append("I've")
+            continue
+        if low.endswith("'s") and low[:-2] in names:
+            out.append(_match_case(tok, "my"))
+            continue
+        if low in names:
+            out.append("me")
+            continue
+        if low in ("his", "their"):
+            j = _next_word_index(toks, i)
+            standalone = j is None or bool(_DETERMINER_NEXT.match(toks[j].lower()))
+            out.append(_match_case(tok, "mine" if standalone and low == "his" else "my"))
+            continue
+        if low == "her":
+            j = _next_word_index(toks, i)
+            standalone = j is None or bool(_DETERMINER_NEXT.match(toks[j].lower()))
+            out.append(_match_case(tok, "me" if standalone else "my"))
+            continue
+        if low in ("him", "them"):
+            out.append(_match_case(tok, "me"))
+            continue
+        if low in ("hers", "theirs"):
+            out.append(_match_case(tok, "mine"))
+            continue
+        if low in ("herself", "himself", "themselves", "themself"):
+            out.append(_match_case(tok, "myself"))
+            continue
+        out.append(tok)
+    return "".join(out)
+
+
+def _looks_like_verb(word: str) -> bool:
+    low = word.lower()
+    if low in _FRAGMENT_VERBS:
+        return True
+    return low.endswith("s") and len(low) > 3 and not _NOT_VERBS_ENDING_S.search(low)
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One thing true of the persona, as clauses without final punctuation."""
+
+    source: str  # "trait:<id>", "fact:<n>", "summary"
+    first: str  # "I keep bees on the roof"
+    second: str  # "you keep bees on the roof"
+    third: str  # "Mara keeps bees on the roof"
+    third_pron: str  # "she keeps bees on the roof"
+    original: str
+
+
+def to_first_person(text: str, persona: Persona) -> str:
+    """A persona line of any shape as a first-person clause (no final punctuation)."""
+    t = strip_end(text)
+    if not t:
+        return ""
+    first, _, rest = t.partition(" ")
+    flow = first.lower()
+    name_words = {w.lower() for w in persona.name.split()} if persona.name else set()
+    if flow in ("i", "i'm", "i've", "i'd", "i'll", "my", "me"):
+        return t
+    if flow in _SUBJECT_PRONOUNS or flow in name_words or t.lower().startswith(persona.name.lower() + " "):
+        if persona.name and t.lower().startswith(persona.name.lower() + " ") and " " in persona.name:
+            t = persona.name.split()[0] + t[len(persona.name):]
+        return third_to_first(t, persona.name)
+    if flow in ("his", "her", "their") or (flow.endswith("'s") and flow[:-2] in name_words):
+        return "my " + rest if rest else t
+    if flow in _ADVERBS and rest:
+        verb, _, tail = rest.partition(" ")
+        if _looks_like_verb(verb):
+            return third_to_first(f"She {first.lower()} {rest}", persona.name)
+    if _looks_like_verb(first):
+        return third_to_first("She " + lower_first(t), persona.name)
+    if flow in ("a", "an", "the") or first[:1].islower() or first[:1].isupper():
+        # A description ("A retired lighthouse keeper", "Afraid of the dark").
+        body = lower_first(t) if flow in ("a", "an", "the") or not _is_proper(first, persona) else t
+        return "I am " + third_to_first(body, persona.name)
+    return t
+
+
+def _is_proper(word: str, persona: Persona) -> bool:
+    return word[:1].isupper() and word.lower() not in {"a", "an", "the"} and word in persona.summary[1:]
+
+
+def clause_for(source: str, text: str, persona: Persona, pron: Pronouns) -> Clause | None:
+    first = to_first_person(text, persona)
+    if not first or not re.search(r"[A-Za-z]", first):
+        return None
+    short_name = persona.name.split()[0] if persona.name else pron.subj
+    return Clause(
+        source=source,
+        first=first,
+        second=first_to_other(first, "you"),
+        third=first_to_other(first, short_name, pron),
+        third_pron=first_to_other(first, pron.subj, pron),
+        original=text.strip(),
+    )
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", text.strip())
+    return [p.strip() for p in parts if p.strip()]
+
+
+def persona_clauses(persona: Persona) -> list[Clause]:
+    """Every trait, fact and summary sentence of the persona as clauses, in persona order."""
+    pron = pronouns_for(persona)
+    out: list[Clause] = []
+    for trait in persona.traits:
+        for k, sentence in enumerate(split_sentences(trait.text) or [trait.text]):
+            c = clause_for(f"trait:{trait.id}" if k == 0 else f"trait:{trait.id}", sentence, persona, pron)
+            if c:
+                out.append(c)
+    for n, fact in enumerate(persona.facts):
+        for sentence in split_sentences(fact) or [fact]:
+            c = clause_for(f"fact:{n}", sentence, persona, pron)
+            if c:
+                out.append(c)
+    for sentence in split_sentences(persona.summary):
+        c = clause_for("summary", sentence, persona, pron)
+        if c:
+            out.append(c)
+    return out
