@@ -1,2 +1,86 @@
-def main():
-    raise SystemExit("persona-tui: not built yet")
+"""`persona-tui`: open a session in the workbench, or run one of the commands headless.
+
+Each command is a module in `persona_tui.commands` with `add_parser(subparsers)` and
+`run(args) -> int`; add one by naming it in COMMANDS. Nothing heavy is imported here: `--help`
+and opening the app must stay fast, so commands import what they need inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order is the order of `--help`.
+COMMANDS = [
+    "open",
+    "new",
+    "validate",
+    "demo",
+    "eval",
+    "jobs",
+    "data",
+    "train",
+]
+
+# `persona-tui SESSION.toml` is short for `persona-tui open SESSION.toml`.
+DEFAULT_COMMAND = "open"
+
+
+class _VersionAction(argparse.Action):
+    """--version, reading the installed distribution's version only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("persona-tui")
+        except PackageNotFoundError:
+            text = "unknown (not installed)"
+        print(f"persona-tui {text}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="persona-tui",
+        description="A terminal workbench for persona injection: write personas, build "
+        "training sets, train LoRA runs, export GGUF, chat, evaluate and annotate.",
+        epilog="Run 'persona-tui SESSION.toml' to open a session (short for 'persona-tui open "
+        "SESSION.toml'); 'persona-tui COMMAND --help' tells more about a command.",
+    )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMANDS:
+        module = importlib.import_module(f"persona_tui.commands.{name}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # the registered command names
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        argv.insert(0, DEFAULT_COMMAND)
+    if not argv:
+        parser.print_usage(sys.stderr)
+        print(
+            "persona-tui: name a session to open (persona-tui SESSION.toml), create one with "
+            "'persona-tui new SESSION.toml', or try 'persona-tui demo'.",
+            file=sys.stderr,
+        )
+        return 2
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import functools
 import json
 import math
@@ -25,7 +26,7 @@ from typing import Any
 
 import tomlkit
 from tomlkit.container import Container
-from tomlkit.items import AoT, Comment, InlineTable, Null, Table, Whitespace
+from tomlkit.items import AoT, Array, Comment, InlineTable, Null, Table, Whitespace
 
 Keys = tuple  # a field path: ("personas", 2, "traits", 0, "text")
 _MISSING = object()
@@ -91,6 +92,8 @@ def item_class(tp: Any) -> type | None:
 
 def describe(value: Any) -> str:
     """How a TOML value reads to a person, for error messages."""
+    if value is None:
+        return "nothing (None)"
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, (int, float)):
@@ -135,8 +138,10 @@ def _plural(tp: Any) -> str:
     )
 
 
-def _example(name: str, tp: Any) -> str:
+def _example(name: str, tp: Any, keys: Keys = ()) -> str:
+    """How to write a value of type `tp` at `keys` in TOML, for "write …" hints."""
     tp = _strip_optional(tp)
+    header = ".".join(str(k) for k in keys if not isinstance(k, int)) or name
     sample = {str: '"…"', int: "3", float: "0.5", bool: "true"}.get(tp)
     if sample:
         return f"{name} = {sample}"
@@ -146,8 +151,8 @@ def _example(name: str, tp: Any) -> str:
         inner = {str: '"…"', int: "1", float: "0.5", bool: "true"}.get(_strip_optional(arg), "…")
         return f"{name} = [{inner}, {inner}]"
     if item_class(tp) and origin is list:
-        return f"[[…{name}]] tables"
-    return f"a [….{name}] table"
+        return f"each item as a [[{header}]] table"
+    return f"it as a [{header}] table"
 
 
 def decode(cls: type, data: Any, keys: Keys, problems: list) -> Any:
@@ -171,9 +176,34 @@ def decode(cls: type, data: Any, keys: Keys, problems: list) -> Any:
                 (keys + (name,), f"is missing; add {_example(name, info.type)}.")
             )
             kwargs[name] = _placeholder(info.type)
+    unknown = {k: v for k, v in data.items() if k not in fields or k == "extra"}
     if "extra" in fields:
-        kwargs["extra"] = {k: v for k, v in data.items() if k not in fields or k == "extra"}
+        for k, v in unknown.items():
+            _storable(v, keys + (k,), problems)
+        kwargs["extra"] = unknown
+    else:
+        # A settings table without `extra` is strict: an unknown key is most likely a typo.
+        known = [n for n in fields if n != "extra"]
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f'did you mean "{close[0]}"?' if close else "known keys: " + ", ".join(known) + "."
+            problems.append((keys + (key,), f"is not a known setting here; {hint}"))
     return cls(**kwargs)
+
+
+_TOML_SCALARS = (str, bool, int, float, dt.date, dt.time, dt.datetime)
+
+
+def _storable(value: Any, keys: Keys, problems: list) -> bool:
+    """Whether TOML can hold `value` (values set from Python may be None, sets, objects...)."""
+    if isinstance(value, dict):
+        return all([_storable(v, keys + (str(k),), problems) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return all([_storable(v, keys + (i,), problems) for i, v in enumerate(value)])
+    if isinstance(value, _TOML_SCALARS):
+        return True
+    problems.append((keys, f"is {describe(value)}, which TOML cannot store; remove it or give it a value."))
+    return False
 
 
 def _placeholder(tp: Any) -> Any:
@@ -189,13 +219,15 @@ def _placeholder(tp: Any) -> Any:
 
 
 def _decode_value(tp: Any, value: Any, keys: Keys, name: str, problems: list) -> tuple[bool, Any]:
+    if value is None and _strip_optional(tp) is not tp:
+        return True, None  # an optional field left unset
     tp = _strip_optional(tp)
     if tp is Any:
-        return True, value
+        return _storable(value, keys, problems), value
 
     def wrong() -> tuple[bool, Any]:
         problems.append(
-            (keys, f"should be {_expected(tp)}, not {describe(value)}; write {_example(name, tp)}.")
+            (keys, f"should be {_expected(tp)}, not {describe(value)}; write {_example(name, tp, keys)}.")
         )
         return False, None
 
@@ -269,7 +301,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     return a == b
@@ -280,7 +312,14 @@ def _is_empty(value: Any) -> bool:
 
 
 def omittable(cls: type | None, key: str, value: Any) -> bool:
-    """A known field whose value is empty and equal to its default need not be written."""
+    """A known field whose value is empty and equal to its default need not be written.
+
+    An optional field (`X | None`) that is None is never written: TOML has no null, and a
+    missing key decodes back to None.
+    """
+    if value is None and cls is not None and key in fields_of(cls):
+        tp = fields_of(cls)[key].type
+        return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
     if cls is None or not _is_empty(value):
         return False
     info = fields_of(cls).get(key)
@@ -297,7 +336,8 @@ def new_item(value: Any, cls: type | None = None, in_array: bool = False) -> Any
         if in_array:
             table = tomlkit.inline_table()
             for k, v in value.items():
-                table[k] = new_item(v, in_array=True)
+                if not omittable(cls, k, v):
+                    table[k] = new_item(v, _sub_class(cls, k), in_array=True)
             return table
         return new_table(value, cls)
     if isinstance(value, list):
@@ -305,10 +345,12 @@ def new_item(value: Any, cls: type | None = None, in_array: bool = False) -> Any
             aot = tomlkit.aot()
             for v in value:
                 aot.append(new_table(v, cls))
+            for table in aot.body:
+                table.trivia.indent = ""  # each new table already ends with a blank line
             return aot
         array = tomlkit.array()
         for v in value:
-            array.append(new_item(v, in_array=True))
+            array.append(new_item(v, cls, in_array=True))
         if sum(len(v) if isinstance(v, str) else 8 for v in value) > 60 and not in_array:
             array.multiline(True)
         return array
@@ -316,7 +358,7 @@ def new_item(value: Any, cls: type | None = None, in_array: bool = False) -> Any
         if "\n" in value:
             return tomlkit.string(value, multiline=True)
         return tomlkit.string(value)
-    if value is None or not isinstance(value, (bool, int, float, dt.date, dt.time, dt.datetime)):
+    if not isinstance(value, _TOML_SCALARS):
         raise UnrepresentableError(f"TOML cannot store {value!r}")
     return tomlkit.item(value)
 
@@ -333,9 +375,31 @@ def new_table(value: dict, cls: type | None = None) -> Table:
             later.append((key, v, sub))
         else:
             table.append(key, new_item(v, sub))
+    if later and len(table):
+        table.add(tomlkit.nl())  # a blank line between the values and the first sub-table
     for key, v, sub in later:
         table.append(key, new_item(v, sub))
+    if not later:
+        table.add(tomlkit.nl())  # every new table section ends with a blank line
     return table
+
+
+def ends_blank(item: Any) -> bool:
+    """Whether an item's text ends with a blank line (so a table after it needs no indent)."""
+    if isinstance(item, AoT):
+        return ends_blank(item.body[-1]) if item.body else False
+    container = item if isinstance(item, Container) else getattr(item, "value", None)
+    if isinstance(container, Container):
+        body = [v for _, v in container.body if not isinstance(v, Null)]
+        if not body:
+            return False
+        last = body[-1]
+        if isinstance(last, Whitespace):
+            return "\n" in last.as_string()
+        if isinstance(last, (Table, AoT)):
+            return ends_blank(last)
+        return False
+    return False
 
 
 def _sub_class(cls: type | None, key: str) -> type | None:
@@ -352,20 +416,23 @@ def _sub_class(cls: type | None, key: str) -> type | None:
 def merge(table: Any, new: dict, old: Any, cls: type | None) -> None:
     """Make tomlkit `table` hold `new`, changing only keys whose value differs from `old`."""
     old = old if isinstance(old, dict) else {}
+    inline = isinstance(table, InlineTable)  # what goes inside {…} must be inline too
+    known = fields_of(cls) if cls else {}
     for key in [k for k in table if k not in new]:
-        del table[key]
+        if cls is None or "extra" in known or key in known:
+            del table[key]  # removed from `extra` (or a field): a key a class cannot hold stays
     for key, value in new.items():
         previous = old.get(key, _MISSING)
+        if previous is not _MISSING and same(previous, value):
+            continue  # unchanged since load: leave the text alone (a default stays unwritten)
         present = key in table
-        if present and previous is not _MISSING and same(previous, value):
-            continue
         sub = _sub_class(cls, key)
         if not present:
             if not omittable(cls, key, value):
-                insert(table, key, new_item(value, sub))
+                insert(table, key, new_item(value, sub, in_array=inline))
             continue
         existing = table[key]
-        if isinstance(value, dict) and isinstance(existing, Table):
+        if isinstance(value, dict) and isinstance(existing, (Table, InlineTable)):
             merge(existing, value, previous, sub)
         elif (
             isinstance(existing, AoT)
@@ -374,10 +441,35 @@ def merge(table: Any, new: dict, old: Any, cls: type | None) -> None:
             and all(isinstance(v, dict) for v in value)
         ):
             merge_aot(existing, value, previous if isinstance(previous, list) else None, sub)
-        elif omittable(cls, key, value) and isinstance(existing, (Table, AoT)):
-            del table[key]  # `key = []` would land under the previous table's header
+        elif isinstance(existing, Array) and isinstance(value, list):
+            merge_array(existing, value, previous if isinstance(previous, list) else None, sub)
+        elif omittable(cls, key, value) and (value is None or isinstance(existing, (Table, AoT))):
+            del table[key]  # None has no TOML form; `key = []` would land under a table header
         else:
-            table[key] = new_item(value, sub)
+            table[key] = new_item(value, sub, in_array=inline or isinstance(existing, (InlineTable, Array)))
+
+
+def merge_array(array: Array, new: list, old: list | None, cls: type | None = None) -> None:
+    """Edit an inline array element by element, so comments beside the others stay."""
+    if old is None or len(old) != len(array):
+        old = array.unwrap()
+    canon = [json.dumps(v, sort_keys=True, default=str) for v in old]
+    target = [json.dumps(v, sort_keys=True, default=str) for v in new]
+    ops = difflib.SequenceMatcher(None, canon, target, autojunk=False).get_opcodes()
+    for tag, i1, i2, j1, j2 in reversed(ops):
+        if tag == "equal":
+            continue
+        paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
+        for i in reversed(range(i1 + paired, i2)):
+            del array[i]
+        for offset, value in enumerate(new[j1 + paired : j2]):
+            array.insert(i1 + paired + offset, new_item(value, cls, in_array=True))
+        for offset in range(paired):  # changed elements: edit in place, keeping their comments
+            i, value = i1 + offset, new[j1 + offset]
+            if isinstance(value, dict) and isinstance(array[i], InlineTable):
+                merge(array[i], value, old[i], cls)
+            else:
+                array[i] = new_item(value, cls, in_array=True)
 
 
 def merge_aot(aot: AoT, new: list[dict], old: list | None, cls: type | None) -> None:
@@ -390,22 +482,27 @@ def merge_aot(aot: AoT, new: list[dict], old: list | None, cls: type | None) -> 
     for j, value in enumerate(new):
         i = pairs.get(j)
         if i is None:
-            table = new_table(value, cls)
-            table.trivia.indent = "\n"
-            result.append(table)
+            result.append(new_table(value, cls))
         else:
-            merge(tables[i], value, old[i], cls)
+            if not same(old[i], value):
+                merge(tables[i], value, old[i], cls)
             result.append(tables[i])
-    if [id(t) for t in result] == [id(t) for t in tables]:
+    before = [id(t) for t in tables]
+    after = [id(t) for t in result]
+    if after == before:
         return
-    kept = [t for t in result if any(t is u for u in tables)]
-    if [id(t) for t in kept] == [id(t) for t in tables if any(t is k for k in kept)]:
-        # Order of the surviving items unchanged: delete and append in place.
+    existing = set(before)
+    for prev, table in zip(result, result[1:], strict=False):
+        if id(table) not in existing and not ends_blank(prev):
+            table.trivia.indent = "\n"
+    kept = set(after) & existing
+    if [x for x in after if x in kept] == [x for x in before if x in kept]:
+        # The surviving items keep their order: delete and insert in place.
         for i in reversed(range(len(tables))):
-            if not any(tables[i] is k for k in kept):
+            if before[i] not in kept:
                 del aot[i]
         for pos, table in enumerate(result):
-            if not any(table is t for t in tables):
+            if id(table) not in existing:
                 aot.insert(pos, table) if pos < len(aot) else aot.append(table)
         return
     del aot[:]
@@ -419,12 +516,18 @@ def _match(new: list[dict], old: list[dict]) -> dict[int, int]:
     old_ids = [v.get("id") for v in old]
     if all(isinstance(x, str) for x in new_ids + old_ids) and len(set(old_ids)) == len(old_ids):
         where = {x: i for i, x in enumerate(old_ids)}
+        new_set = set(new_ids)
         pairs, used = {}, set()
         for j, x in enumerate(new_ids):
             i = where.get(x)
             if i is not None and i not in used:
                 pairs[j] = i
                 used.add(i)
+        for j in range(len(new)):
+            # An item whose id changed in place (a rename) keeps its table and comments.
+            if j not in pairs and j < len(old) and j not in used and old_ids[j] not in new_set:
+                pairs[j] = j
+                used.add(j)
         return pairs
     # No ids (annotations): identical items first, then the rest in order.
     canon = lambda v: json.dumps(v, sort_keys=True, default=str)  # noqa: E731
@@ -454,7 +557,13 @@ def insert(table: Any, key: str, item: Any) -> None:
     sub-table, which separates that comment from the header it describes.
     """
     container = table if isinstance(table, Container) else getattr(table, "value", None)
+    if isinstance(table, InlineTable):
+        table[key] = item
+        return
     if isinstance(item, (Table, AoT)) or not isinstance(container, Container):
+        if isinstance(container, Container) and container.body and not ends_blank(container):
+            first = item.body[0] if isinstance(item, AoT) and item.body else item
+            first.trivia.indent = "\n"
         table[key] = item
         return
     body = container.body

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from sessions.workspace import ID_RULE, id_problem, jobs_dir
+
 STATES = ("queued", "running", "finished", "failed", "cancelled", "died")
 TERMINAL = frozenset({"finished", "failed", "cancelled", "died"})
 
@@ -43,7 +45,6 @@ SPEC_FILE = "spec.toml"
 STATUS_FILE = "status.json"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "log.txt"
-JOBS_DIRNAME = "jobs"
 
 HEARTBEAT_S = 2.0
 # A running job whose pid is gone is declared died only once its heartbeat is this old, so a
@@ -54,7 +55,6 @@ NICE_ENV = "PERSONA_TUI_JOB_NICE"  # set by start_job; the worker lowers its pri
 DEFAULT_NICE = 10
 
 _RESERVED_SPEC_KEYS = ("id", "kind", "worker", "created")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SAFE_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -138,7 +138,7 @@ class JobStatus:
 
 
 def jobs_root(workspace: str | os.PathLike[str]) -> Path:
-    return Path(workspace) / JOBS_DIRNAME
+    return jobs_dir(workspace)
 
 
 def new_job_id(kind: str) -> str:
@@ -146,11 +146,9 @@ def new_job_id(kind: str) -> str:
 
 
 def check_job_id(job_id: str) -> str:
-    if not isinstance(job_id, str) or not _SAFE_ID.match(job_id) or job_id in (".", ".."):
-        raise JobError(
-            f"job id {job_id!r} is not a safe file name; use letters, digits, '.', '_' and '-' "
-            "(at most 128, starting with a letter or digit)."
-        )
+    problem = id_problem(job_id)
+    if problem:
+        raise JobError(f"job id {job_id!r} is not a safe file name: it {problem}; {ID_RULE}.")
     return job_id
 
 

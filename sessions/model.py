@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessions.run_spec import LoraSettings, TrainingSettings
+
 SCHEMA_VERSION = 1
 
 # Character Card V2 fields that have no first-class place in Persona; kept verbatim in
@@ -119,6 +121,8 @@ class RunSpec:
     datasets: list[str] = field(default_factory=list)
     method: str = "sft"  # sft | dpo
     backend: str = "hf"  # hf | unsloth | openai
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -261,3 +261,12 @@ def test_list_jobs_and_log_tail(tmp_path):
     assert jobs.log_tail(log.parent, 3) == "line 97\nline 98\nline 99\n"
     with pytest.raises(jobs.JobError, match="not a job directory"):
         jobs.read_status(tmp_path / "jobs" / "not-a-job")
+
+
+def test_the_protocol_module_imports_no_ml_library_and_no_ui():
+    code = (
+        "import sys, json, sessions.jobs;"
+        "print(json.dumps(sorted(m for m in ('torch','transformers','llama_cpp','textual','persona_tui') if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []

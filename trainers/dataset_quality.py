@@ -5,8 +5,9 @@ Near-duplicates are pairs whose token sets have Jaccard similarity at or above a
 Finding every such pair is exact and cheap with *prefix filtering* (Chaudhuri et al.; Bayardo's
 All-Pairs): order each token set by one fixed global order; two sets with Jaccard >= t must
 share a token among the first ``n - ceil(t * n) + 1`` tokens of each, so only pairs sharing a
-prefix token are candidates, and each candidate is checked exactly. The global order here is a
-stable hash, which keeps the result exact and deterministic (rarity order would only prune more).
+prefix token are candidates, and each candidate is checked exactly. A whole dataset is ordered
+rarest token first (few candidates); the online index that generators feed one example at a time
+cannot know frequencies ahead, so it orders by a stable hash (still exact, prunes less).
 """
 
 from __future__ import annotations
@@ -95,16 +96,25 @@ class NearDuplicateIndex:
 
 
 def near_duplicate_pairs(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[tuple[int, int, float]]:
-    """Every pair (i, j, jaccard) with i < j and token Jaccard >= threshold; exact."""
+    """Every pair (i, j, jaccard) with i < j and token Jaccard >= threshold; exact.
+
+    Knowing all texts up front, prefixes are ordered rarest token first, so common words
+    ("the", "i") almost never make two texts candidates.
+    """
     sets = [set(tokens(t)) for t in texts]
-    index = NearDuplicateIndex(threshold)
+    df: dict[str, int] = {}
+    for s in sets:
+        for tok in s:
+            df[tok] = df.get(tok, 0) + 1
+    postings: dict[str, list[int]] = {}
     pairs: list[tuple[int, int, float]] = []
     for j, s in enumerate(sets):
-        ordered = sorted(s, key=_order_key)
-        seen: set[int] = set()
+        ordered = sorted(s, key=lambda t: (df[t], t))
         n = len(s)
-        for tok in ordered[: _prefix_len(n, threshold)]:
-            for i in index._postings.get(tok, ()):
+        prefix = ordered[: _prefix_len(n, threshold)]
+        seen: set[int] = set()
+        for tok in prefix:
+            for i in postings.get(tok, ()):
                 if i in seen:
                     continue
                 seen.add(i)
@@ -114,7 +124,8 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float = DEFAULT_THRESH
                 sim = jaccard(s, other)
                 if sim >= threshold:
                     pairs.append((i, j, sim))
-        index.force_add(s, ordered)
+        for tok in prefix:
+            postings.setdefault(tok, []).append(j)
     return pairs
 
 

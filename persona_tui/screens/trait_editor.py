@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, TextArea
 
 from persona_tui.screens.choice import confirm
+from persona_tui.widgets.mouse_button import MouseButton
 from persona_tui.screens.probe_editor import ProbeEditor
 from sessions.model import KnowledgeProbe, Trait
 
@@ -58,7 +59,7 @@ class TraitEditor(ModalScreen[Trait | None]):
         title = "New trait" if self.new else f"Trait {self.trait.id}"
         with Vertical(classes="dialog -wide", id="trait-editor"):
             yield Label(title, classes="dialog-title", markup=False)
-            with VerticalScroll(classes="dialog-body"):
+            with VerticalScroll(classes="dialog-body", can_focus=False):
                 yield Label("Id", classes="field-label")
                 yield Input(self.trait.id, id="trait-id", compact=True)
                 yield Label("Text: the trait in a sentence", classes="field-label")
@@ -70,9 +71,9 @@ class TraitEditor(ModalScreen[Trait | None]):
                 yield Label("Knowledge probes (a: add, enter: edit, del: delete)", classes="field-label")
                 yield ProbeTable(id="probe-table", cursor_type="row", zebra_stripes=True)
                 with Horizontal(classes="row-buttons"):
-                    yield Button("Add probe", id="add-probe", compact=True)
-                    yield Button("Edit probe", id="edit-probe", compact=True)
-                    yield Button("Delete probe", id="delete-probe", compact=True)
+                    yield MouseButton("Add probe", id="add-probe", compact=True)
+                    yield MouseButton("Edit probe", id="edit-probe", compact=True)
+                    yield MouseButton("Delete probe", id="delete-probe", compact=True)
             yield Label("", id="trait-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Keep trait", variant="primary", id="ok")

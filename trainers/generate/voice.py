@@ -30,7 +30,7 @@ _PAST_OR_INVARIANT = {
     "gave", "got", "held", "heard", "sold", "sent", "spoke", "stood", "understood", "wore", "drew",
     "drove", "flew", "forgot", "hid", "rode", "rose", "shook", "slept", "stole", "struck", "threw",
     "woke", "broke", "chose", "fought", "caught", "sought", "lent", "led", "let", "put", "quit",
-    "set", "shut", "hurt", "cut", "read", "dreamt", "learnt", "burnt", "might", "ought",
+    "set", "shut", "hurt", "cut", "dreamt", "learnt", "burnt", "might", "ought",
 }
 _ADVERBS = {
     "always", "never", "often", "usually", "sometimes", "rarely", "seldom", "still", "also",
@@ -54,6 +54,18 @@ _FRAGMENT_VERBS = {
     "wakes", "sleeps", "rises", "feeds", "rescued", "raised", "married", "moved", "keeps",
     "once", "used", "can", "cannot", "can't", "will", "won't", "would", "never", "always",
     "often", "rarely", "sometimes", "usually", "still",
+}
+# Base-form verbs that may follow "and"/"or" in a coordinated predicate ("keep bees and sell honey").
+_BASE_VERBS = {
+    "sell", "make", "play", "sing", "read", "write", "walk", "run", "grow", "keep", "take", "give",
+    "drink", "eat", "love", "hate", "like", "cook", "bake", "fix", "draw", "sketch", "paint",
+    "teach", "watch", "listen", "tell", "talk", "go", "come", "see", "know", "live", "work",
+    "carry", "wear", "collect", "visit", "help", "feed", "mend", "build", "study", "hum",
+    "whistle", "dance", "swim", "sail", "fish", "knit", "sew", "spend", "call", "ask", "answer",
+    "bring", "buy", "share", "send", "check", "count", "measure", "sleep", "wake", "rise", "own",
+    "refuse", "avoid", "prefer", "enjoy", "believe", "think", "say", "speak", "quote", "laugh",
+    "smile", "joke", "hike", "climb", "cycle", "garden", "plant", "trust", "need", "want", "try",
+    "use", "do", "have", "remember", "forget", "miss", "worry", "fear", "admire", "tend", "raise",
 }
 _NOT_VERBS_ENDING_S = re.compile(r"(ous|ss|us|is|ics|less|ness|ways)$")
 _SUBJECT_PRONOUNS = {"he", "she", "they"}
@@ -185,9 +197,18 @@ def first_to_other(text: str, who: str, pron: Pronouns | None = None) -> str:
     conjugate_next = False
     named = not second and who.lower() not in _SUBJECT_PRONOUNS
     subject_used = False
+    in_predicate = False
     for i, tok in enumerate(toks):
         low = tok.lower()
         if not tok.strip() or not re.match(r"[A-Za-z]", tok):
+            if tok.strip() and tok.strip() not in (",", "-", "'"):
+                in_predicate = False
+            out.append(tok)
+            continue
+        if in_predicate and low in ("and", "or", "but"):
+            j = _next_word_index(toks, i)
+            if j is not None and toks[j].lower() in _BASE_VERBS:
+                conjugate_next = True
             out.append(tok)
             continue
         if conjugate_next:
@@ -201,6 +222,7 @@ def first_to_other(text: str, who: str, pron: Pronouns | None = None) -> str:
             if low == "was":
                 out.append("were" if plural else "was")
                 continue
+            in_predicate = True
             if not plural and re.fullmatch(r"[a-z]+", low) and not low.endswith("ing"):
                 out.append(third_person_verb(tok))
                 continue
@@ -246,9 +268,18 @@ def third_to_first(text: str, name: str) -> str:
     out: list[str] = []
     conjugate_next = False
     subject_plural = False
+    in_predicate = False
     for i, tok in enumerate(toks):
         low = tok.lower()
         if not tok.strip() or not re.match(r"[A-Za-z]", tok):
+            if tok.strip() and tok.strip() not in (",", "-", "'"):
+                in_predicate = False
+            out.append(tok)
+            continue
+        if in_predicate and low in ("and", "or", "but"):
+            j = _next_word_index(toks, i)
+            if j is not None and toks[j].lower().endswith("s") and base_verb(toks[j].lower()) in _BASE_VERBS:
+                conjugate_next = True
             out.append(tok)
             continue
         if conjugate_next:
@@ -256,6 +287,7 @@ def third_to_first(text: str, name: str) -> str:
                 out.append(tok)
                 continue
             conjugate_next = False
+            in_predicate = True
             if low in ("is", "are"):
                 out.append("am")
                 continue

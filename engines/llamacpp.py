@@ -1,0 +1,180 @@
+"""GGUF models through llama-cpp-python: chat with the GGUF's own template, streaming, LoRA GGUFs.
+
+The chat template comes from the GGUF's metadata (`tokenizer.chat_template`), which is what
+llama-cpp-python's `create_chat_completion` uses when no chat format is forced; a GGUF without
+one is refused for chat rather than silently given llama-2's template. Log-probabilities need
+the logits of every position, which costs memory on every call, so they come from a second
+context opened the first time they are asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from engines.base import EngineError, Message, Sampling, check_messages
+from engines.models import resolve_model
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaCppEngine:
+    """An EngineSpec of kind "llamacpp": `model` is a GGUF (or bundled name), `adapter` a LoRA GGUF.
+
+    spec.extra may hold `seed` (the context's default seed) and `chat_format` (a llama-cpp-python
+    chat format name, for a GGUF whose metadata lacks a template).
+    """
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        model = resolve_model(spec.model)
+        if model.kind != "gguf":
+            raise EngineError(
+                f"engine {spec.id!r}: llama.cpp needs a GGUF file but {spec.model!r} is an HF folder; "
+                "export it to GGUF or use the transformers engine."
+            )
+        self.model_path = model.path
+        kwargs: dict[str, Any] = {
+            "model_path": str(model.path),
+            "n_ctx": int(spec.n_ctx),
+            "verbose": False,
+        }
+        if spec.threads:
+            kwargs["n_threads"] = kwargs["n_threads_batch"] = int(spec.threads)
+        if "seed" in spec.extra:
+            kwargs["seed"] = int(spec.extra["seed"])
+        if spec.extra.get("chat_format"):
+            kwargs["chat_format"] = str(spec.extra["chat_format"])
+        if spec.adapter:
+            adapter = Path(spec.adapter).expanduser()
+            if not adapter.is_file() or adapter.suffix.lower() != ".gguf":
+                raise EngineError(
+                    f"engine {spec.id!r}: the LoRA adapter {adapter} is not a .gguf file; "
+                    "export the run's adapter to GGUF first."
+                )
+            kwargs["lora_path"] = str(adapter)
+        self._kwargs = kwargs
+        self.llm = self._open(kwargs)
+        self.has_chat_template = bool(
+            spec.extra.get("chat_format") or self.llm.metadata.get("tokenizer.chat_template")
+        )
+        self._scorer: Any = None
+        self._lock = threading.RLock()
+
+    def _open(self, kwargs: dict[str, Any]) -> Any:
+        from llama_cpp import Llama
+
+        try:
+            return Llama(**kwargs)
+        except (ValueError, RuntimeError, OSError) as e:
+            raise EngineError(
+                f"llama.cpp could not load {kwargs['model_path']}"
+                + (f" with the adapter {kwargs['lora_path']}" if "lora_path" in kwargs else "")
+                + f": {e}"
+            ) from e
+
+    # -- helpers
+    @staticmethod
+    def _sampling_kwargs(s: Sampling) -> dict[str, Any]:
+        # top_k and min_p off: temperature and top_p mean the same in every engine.
+        return {
+            "max_tokens": s.max_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": 0,
+            "min_p": 0.0,
+            "repeat_penalty": 1.0,
+            "seed": s.seed,
+            "stop": list(s.stop),
+        }
+
+    def _chat_request(self, messages: Sequence[Message], sampling: dict[str, Any]) -> dict[str, Any]:
+        if not self.has_chat_template:
+            raise EngineError(
+                f"{self.model_path} has no chat template in its GGUF metadata; re-export it with "
+                "its tokenizer's template, or set extra.chat_format (e.g. \"chatml\") on the engine."
+            )
+        msgs = check_messages(messages)
+        return {"messages": msgs, **self._sampling_kwargs(Sampling.from_kwargs(sampling))}
+
+    # -- the Engine interface
+    def chat(self, messages: Sequence[Message], **sampling: Any) -> str:
+        req = self._chat_request(messages, sampling)
+        with self._lock:
+            out = self.llm.create_chat_completion(**req)
+        return out["choices"][0]["message"].get("content") or ""
+
+    def stream_chat(self, messages: Sequence[Message], **sampling: Any) -> Iterator[str]:
+        req = self._chat_request(messages, sampling)
+        with self._lock:
+            for chunk in self.llm.create_chat_completion(stream=True, **req):
+                piece = chunk["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
+
+    def complete(self, prompt: str, **sampling: Any) -> str:
+        kw = self._sampling_kwargs(Sampling.from_kwargs(sampling))
+        with self._lock:
+            out = self.llm.create_completion(prompt, **kw)
+        return out["choices"][0]["text"]
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids as llama.cpp reads `text` (special tokens like <|im_start|> parsed)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def logprobs(self, prompt: str, continuation: str) -> list[float]:
+        """Log P of each continuation token given the prompt, from the model's own logits.
+
+        Tokens are those of prompt+continuation after the longest prefix shared with the prompt
+        alone, so a merge across the boundary is scored rather than mis-split.
+        """
+        if not continuation:
+            return []
+        import numpy as np
+
+        with self._lock:
+            if self._scorer is None:
+                self._scorer = self._open({**self._kwargs, "logits_all": True})
+            sc = self._scorer
+            p = sc.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            full = sc.tokenize((prompt + continuation).encode("utf-8"), add_bos=True, special=True)
+            n = _common_prefix(p, full)
+            if n == 0:  # nothing to condition the first token on: start from BOS
+                bos = sc.token_bos()
+                full, n = [bos, *full], 1
+            if n >= len(full):
+                return []
+            if len(full) > sc.n_ctx():
+                raise EngineError(
+                    f"prompt and continuation are {len(full)} tokens, more than the context of "
+                    f"{sc.n_ctx()}; raise n_ctx on engine {self.spec.id!r} or shorten them."
+                )
+            # Reuse the evaluated prefix (probes share their prompt); rows before it are valid.
+            keep = min(_common_prefix(sc.input_ids[: sc.n_tokens].tolist(), full), len(full) - 1)
+            sc.n_tokens = keep
+            sc.eval(full[keep:])
+            rows = np.asarray(sc.scores[n - 1 : len(full) - 1], dtype=np.float64)
+        targets = np.asarray(full[n:])
+        m = rows.max(axis=1, keepdims=True)
+        logz = m[:, 0] + np.log(np.exp(rows - m).sum(axis=1))
+        out = (rows[np.arange(len(targets)), targets] - logz).tolist()
+        if not all(math.isfinite(x) for x in out):
+            raise EngineError(f"llama.cpp returned non-finite logits for {self.model_path}.")
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            for llm in (self._scorer, self.llm):
+                if llm is not None:
+                    llm.close()
+            self._scorer = None

@@ -1,0 +1,148 @@
+"""`persona-tui demo`: the whole flow on the demo persona, headless, on the embedded model.
+
+Each stage is real work through the same job protocol the app uses (a detached worker per job,
+followed here with a progress bar), so the demo's workspace is what a user would get by doing
+the same in the TUI, and `persona-tui demo DIR --tui` opens on it. `quick` runs every stage at
+the smallest size that still exercises it for real (for CI and a first look).
+
+This module sits at the top of the core (it strings trainers and evaluators together); the CLI
+only calls `run_demo`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sessions import jobs
+from sessions.store import SessionFile
+
+
+class DemoError(ValueError):
+    """A stage failed; one sentence naming the stage, the job and where its log is."""
+
+
+@dataclass
+class DemoContext:
+    session_file: SessionFile
+    quick: bool
+    console: Console
+    made: list[tuple[str, str, str]] = field(default_factory=list)  # (stage, what, where)
+    notes: list[Any] = field(default_factory=list)  # renderables printed after the table
+    results: dict[str, Any] = field(default_factory=dict)  # what later stages need
+    # follow(job_dir, label, console) -> final JobStatus; the CLI passes one with a progress bar.
+    follow: Callable[[Path, str, Console], jobs.JobStatus] | None = None
+
+    @property
+    def workspace(self) -> Path:
+        return self.session_file.workspace
+
+    @property
+    def session_path(self) -> Path:
+        return self.session_file.path
+
+
+@dataclass
+class Stage:
+    name: str
+    run: Callable[[DemoContext], None]
+
+
+# Sizes: the full demo uses the format-comparison study's size; quick the smallest real one.
+FULL = {"examples": 500, "train_steps": 60, "eval_samples": 4}
+QUICK = {"examples": 40, "train_steps": 6, "eval_samples": 1}
+
+
+def sizes(ctx: DemoContext) -> dict[str, int]:
+    return QUICK if ctx.quick else FULL
+
+
+def run_job(ctx: DemoContext, kind: str, spec: dict[str, Any], label: str, worker: str = "trainers.worker") -> jobs.JobStatus:
+    """Create a job, start its detached worker, follow it; raise DemoError unless it finished."""
+    job_dir = jobs.create_job(ctx.workspace, kind, {"session": str(ctx.session_path.resolve()), **spec}, worker=worker)
+    jobs.start_job(job_dir)
+    status = ctx.follow(job_dir, label, ctx.console)
+    if status.state != "finished":
+        raise DemoError(
+            f"the {label} job {status.id} {status.state}: {status.error or 'no reason given'} "
+            f"(log: {job_dir / 'log.txt'})."
+        )
+    return status
+
+
+def _watch_quietly(job_dir: Path, label: str, console: Console) -> jobs.JobStatus:
+    status = jobs.read_status(job_dir)
+    for status, _ in jobs.watch(job_dir, interval=0.3):
+        pass
+    console.print(f"  {label}: {status.state}")
+    return status
+
+
+# --- stages -------------------------------------------------------------------------------------
+
+
+def stage_session(ctx: DemoContext) -> None:
+    persona = ctx.session_file.session.personas[0]
+    ctx.made.append(("session", f"persona {persona.name!r}, {len(persona.traits)} traits", str(ctx.session_path)))
+
+
+DEMO_FORMATS = ("chat_demos", "first_person", "synthetic_docs")
+
+
+def stage_data(ctx: DemoContext) -> None:
+    """The three format-study datasets of the demo persona, by the template generator."""
+    session = ctx.session_file.session
+    n = sizes(ctx)["examples"]
+    built = []
+    for spec in session.datasets:
+        if spec.format not in DEMO_FORMATS:
+            continue
+        status = run_job(ctx, "dataset", {"dataset": spec.id, "size": n}, f"data: {spec.id}")
+        stats = status.extra.get("result", {}) if status.extra else {}
+        built.append(spec.id)
+        from sessions.workspace import dataset_path
+
+        count = stats.get("count", "?") if isinstance(stats, dict) else "?"
+        ctx.made.append(("data", f"{spec.format}: {count} examples", str(dataset_path(ctx.workspace, spec.id))))
+    ctx.results["datasets"] = built
+
+
+STAGES: list[Stage] = [
+    Stage("session", stage_session),
+    Stage("data", stage_data),
+]
+
+
+def run_demo(
+    directory: str | Path = "persona-demo",
+    quick: bool = False,
+    console: Console | None = None,
+    follow: Callable[[Path, str, Console], jobs.JobStatus] | None = None,
+) -> Path:
+    """Write (or reuse) the demo session in `directory`, run every stage, print a summary."""
+    from sessions.demo import write_demo_session
+
+    console = console or Console()
+    path = write_demo_session(Path(directory))
+    ctx = DemoContext(SessionFile.load(path), quick, console, follow=follow or _watch_quietly)
+    console.print(f"[bold]persona-tui demo[/] — session {path} ({'quick' if quick else 'full'} sizes)")
+    t0 = time.perf_counter()
+    for stage in STAGES:
+        t = time.perf_counter()
+        console.rule(f"[bold]{stage.name}")
+        stage.run(ctx)
+        console.print(f"  [dim]{stage.name} done in {time.perf_counter() - t:.1f} s[/]")
+    table = Table("stage", "made", "where", title=f"What the demo made ({time.perf_counter() - t0:.0f} s)")
+    for row in ctx.made:
+        table.add_row(*row)
+    console.print(table)
+    for note in ctx.notes:
+        console.print(note)
+    console.print(f"Open it: [bold]persona-tui {path}[/]")
+    return path

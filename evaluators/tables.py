@@ -1,0 +1,225 @@
+"""Result tables as rich Tables, built from a job's scores.json (so the CLI, the Evaluate pane
+and the demo show the same thing). rich is a plain rendering library, not the TUI.
+
+- reference: the prior work's columns (BLEU, ROUGE-L, BERTScore P/R/F1, perplexity) plus hits@1
+  and F1, one row per model;
+- traits: knowledge rate and expression rate per trait side by side, with intervals, small bars
+  and the flag column that makes "knows but rarely shows" visible at a glance;
+- judge / tailoring: win / tie / loss against the baseline, with intervals, unparseable counts
+  and the judge's position consistency;
+- perplexity_matrix: models as rows, held-out data of each format as columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from evaluators.probes import FLAG_CONTRADICTS, FLAG_KNOWS_NOT_SHOWN, FLAG_NEITHER, FLAG_SHOWN_NOT_KNOWN
+
+BAR_WIDTH = 10
+
+
+def bar(rate: float | None, width: int = BAR_WIDTH) -> str:
+    """A text bar for a rate in [0, 1], in eighths of a cell."""
+    if rate is None:
+        return " " * width
+    eighths = round(max(0.0, min(1.0, rate)) * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(width)
+
+
+def _num(value: Any, fmt: str = "{:.2f}") -> str:
+    return fmt.format(value) if isinstance(value, (int, float)) else "–"
+
+
+def _rate(d: Mapping[str, Any] | None, with_bar: bool = False) -> Text:
+    if not d or not d.get("n"):
+        return Text("–", style="dim")
+    text = Text()
+    if with_bar:
+        text.append(bar(d["rate"]), style="cyan")
+        text.append(" ")
+    text.append(f"{d['rate']:.0%}", style="bold")
+    text.append(f" [{d['low']:.0%}–{d['high']:.0%}] {d['k']}/{d['n']}", style="dim")
+    return text
+
+
+def reference_table(scores: Mapping[str, Any]) -> Table:
+    table = Table(title=f"Reference metrics · {scores.get('eval', '')}", title_justify="left")
+    for col in ("Model", "BLEU", "ROUGE-L", "BERTScore P", "BERTScore R", "BERTScore F1",
+                "Perplexity", "hits@1", "F1", "n"):
+        table.add_column(col, justify="left" if col == "Model" else "right")
+    bert_model = ""
+    hits = ""
+    for row in scores.get("rows", []):
+        b = row.get("bertscore") or {}
+        bert_model = bert_model or row.get("bertscore_model", "")
+        if row.get("hits") and not hits:
+            h = row["hits"]
+            hits = f"hits@1: true reply among {h['candidates']} candidates, ranked by {h['ranked_by']}"
+        if row.get("error"):
+            table.add_row(row["model"], *(["–"] * 8), Text(row["error"], style="red"))
+            continue
+        table.add_row(
+            row["model"],
+            _num(row.get("bleu")),
+            _num(row.get("rouge_l"), "{:.4f}"),
+            _num(b.get("P"), "{:.4f}"),
+            _num(b.get("R"), "{:.4f}"),
+            _num(b.get("F1"), "{:.4f}"),
+            _num(row.get("perplexity")),
+            _num(row.get("hits@1"), "{:.1%}"),
+            _num(row.get("f1"), "{:.4f}"),
+            str(row.get("n", 0)),
+        )
+    notes = ["BLEU: sacrebleu corpus (13a)", "ROUGE-L: rouge-score F, no stemming",
+             "F1: unigram, ParlAI normalisation"]
+    if bert_model:
+        notes.append(f"BERTScore: {bert_model}, not rescaled")
+    if hits:
+        notes.append(hits)
+    table.caption = "; ".join(notes)
+    table.caption_justify = "left"
+    return table
+
+
+_FLAG_STYLES = {
+    FLAG_KNOWS_NOT_SHOWN: "bold black on yellow",
+    FLAG_SHOWN_NOT_KNOWN: "yellow",
+    FLAG_NEITHER: "red",
+    FLAG_CONTRADICTS: "bold red",
+}
+
+
+def traits_table(scores: Mapping[str, Any]) -> Table:
+    table = Table(
+        title=f"Knowledge vs expression · persona {scores.get('persona', '')} · {scores.get('eval', '')}",
+        title_justify="left",
+    )
+    table.add_column("Model")
+    table.add_column("Trait")
+    table.add_column("Knows (log P affirm > deny)")
+    table.add_column("Expresses")
+    table.add_column("Contradicts", justify="right")
+    table.add_column("Flag")
+    table.add_column("Scored by", style="dim")
+    last_model = None
+    for row in scores.get("rows", []):
+        if last_model is not None and row["model"] != last_model:
+            table.add_section()
+        last_model = row["model"]
+        contra = row.get("contradicted") or {}
+        unscored = f" +{row['unscored']} unparseable" if row.get("unscored") else ""
+        table.add_row(
+            row["model"],
+            row["trait"],
+            _rate(row.get("knowledge"), with_bar=True),
+            _rate(row.get("expression"), with_bar=True),
+            Text(f"{contra.get('k', 0)}/{contra.get('n', 0)}" if contra.get("n") else "–"),
+            Text(row["flag"], style=_FLAG_STYLES.get(row["flag"], "green")),
+            ", ".join(row.get("scorers") or []) + unscored,
+        )
+    by = scores.get("knowledge_by", "total")
+    table.caption = (
+        f"Knowledge: log P(affirm) > log P(deny), {by} over the answer's tokens, no judge. "
+        f"Expression: share of replies labelled expressed by {scores.get('labeller') or 'the labeller'}. "
+        "Intervals: Wilson 95%."
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def judge_table(scores: Mapping[str, Any]) -> Table:
+    kind = scores.get("kind", "judge")
+    title = "Persona tailoring" if kind == "tailoring" else "Pairwise judge"
+    table = Table(title=f"{title} · {scores.get('judge', '')} · {scores.get('eval', '')}", title_justify="left")
+    table.add_column("Model")
+    table.add_column("vs")
+    table.add_column("Criterion")
+    if kind == "tailoring":
+        table.add_column("Persona")
+    table.add_column("Win")
+    table.add_column("Tie")
+    table.add_column("Loss")
+    table.add_column("n", justify="right")
+    table.add_column("Unparseable", justify="right")
+    table.add_column("Order-consistent", justify="right")
+    for row in scores.get("pairs", []):
+        cells = [row["model"], row["baseline"], row["criterion"]]
+        if kind == "tailoring":
+            cells.append(row.get("group") or "all")
+        cons = row.get("consistency") or {}
+        table.add_row(
+            *cells,
+            _rate(row["win"], with_bar=True),
+            _rate(row["tie"]),
+            _rate(row["loss"]),
+            str(row.get("n", 0)),
+            Text(str(row.get("unparseable", 0)), style="red" if row.get("unparseable") else ""),
+            f"{cons['rate']:.0%}" if cons.get("n") else "–",
+        )
+    table.caption = (
+        "Each pair judged in both orders; win/loss only when the orders' verdicts sum in that "
+        "direction. Intervals: Wilson 95%."
+        + (" Rejected-persona prompts are the harder test." if kind == "tailoring" else "")
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def matrix_table(scores: Mapping[str, Any]) -> Table:
+    data = list(scores.get("data", []))
+    table = Table(title=f"Cross-format perplexity · {scores.get('eval', '')}", title_justify="left")
+    table.add_column("Model")
+    for d in data:
+        table.add_column(d, justify="right")
+    for row in scores.get("rows", []):
+        values = row.get("values", {})
+        best = {d: min((r["values"][d] for r in scores["rows"] if d in r.get("values", {})), default=None) for d in data}
+        cells = []
+        for d in data:
+            v = values.get(d)
+            cells.append(Text(_num(v), style="bold green" if v is not None and v == best[d] else ""))
+        table.add_row(row["model"], *cells)
+    table.caption = "Token-weighted perplexity of held-out text; lower is better (best per column in green)."
+    table.caption_justify = "left"
+    return table
+
+
+def tables_for(scores: Mapping[str, Any]) -> list[Table]:
+    kind = scores.get("kind")
+    if kind == "reference":
+        return [reference_table(scores)]
+    if kind == "traits":
+        return [traits_table(scores)]
+    if kind in ("judge", "tailoring"):
+        return [judge_table(scores)]
+    if kind == "perplexity_matrix":
+        return [matrix_table(scores)]
+    raise ValueError(f"scores of kind {kind!r} have no table; is this an eval job's scores.json?")
+
+
+def problems_text(scores: Mapping[str, Any]) -> Text:
+    """The partial-result warning and every problem and note, for under the tables."""
+    text = Text()
+    if scores.get("partial"):
+        text.append("PARTIAL RESULT: ", style="bold yellow")
+        text.append("something was left out; see below.\n")
+    for p in scores.get("problems", []):
+        text.append("! ", style="yellow")
+        text.append(p + "\n")
+    for n in scores.get("notes", []):
+        text.append("· ", style="dim")
+        text.append(n + "\n", style="dim")
+    stats = scores.get("judge_stats")
+    if stats:
+        text.append(
+            f"· judge: {stats.get('calls', 0)} calls, {stats.get('off_format', 0)} off-format, "
+            f"{stats.get('retried_ok', 0)} fixed by the retry, {stats.get('unparseable', 0)} unparseable\n",
+            style="dim",
+        )
+    return text

@@ -1,0 +1,154 @@
+"""`persona-tui train SESSION --run ID`: train one of the session's runs as a job.
+
+In the foreground the run trains in this process with a progress bar (step, loss, tokens/s,
+ETA); Ctrl-C cancels it once the current step is done, after saving a checkpoint. `--detach`
+starts a detached worker instead and prints the job id (follow it with `persona-tui jobs
+SESSION --watch ID`). `--resume JOB` continues a cancelled, failed or died job from its last
+checkpoint. At the end the loss curve is drawn as a small text chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a run of the session (LoRA) as a job; --detach to leave it running",
+        description="Validate a run spec of the session, then train it as a job whose events, "
+        "checkpoints and adapter live in the session's workspace (jobs/<id>/). The session file "
+        "is not changed.",
+    )
+    parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
+    parser.add_argument("--run", metavar="ID", help="the run spec to train")
+    parser.add_argument("--resume", metavar="JOB", help="continue a stopped training job from its last checkpoint")
+    parser.add_argument("--detach", action="store_true", help="start a detached worker, print the job id and return")
+    return parser
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"persona-tui: {msg}", file=sys.stderr)
+    return code
+
+
+def loss_chart_text(events: list[dict[str, Any]], width: int = 64, height: int = 14, title: str = "loss") -> str:
+    """Train (and eval) loss against step as a plotext text chart; "" when there is nothing to draw."""
+    train = [(e["step"], e["loss"]) for e in events if e.get("event") == "step" and isinstance(e.get("loss"), (int, float))]
+    evals = [(e["step"], e["eval_loss"]) for e in events if e.get("event") == "eval" and isinstance(e.get("eval_loss"), (int, float))]
+    if not train:
+        return ""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    plt.title(title)
+    plt.xlabel("step")
+    plt.plot([s for s, _ in train], [v for _, v in train], label="train", marker="braille")
+    if evals:
+        plt.plot([s for s, _ in evals], [v for _, v in evals], label="eval", marker="dot")
+    text = plt.build()
+    plt.clear_figure()
+    return text
+
+
+def _summary(console: Any, job_dir: Path, status: Any) -> None:
+    from sessions import jobs
+    from trainers.train_job import read_result
+
+    events, _ = jobs.read_events(job_dir)
+    chart = loss_chart_text(events)
+    if chart:
+        console.print(chart, markup=False, highlight=False)
+    end = next((e for e in reversed(events) if e.get("event") == "train_end"), None)
+    if end:
+        parts = [f"step {end.get('step')}"]
+        if end.get("first_loss") is not None and end.get("train_loss") is not None:
+            parts.append(f"loss {end['first_loss']:.4f} -> {end['train_loss']:.4f}")
+        if end.get("eval_loss") is not None:
+            parts.append(f"eval loss {end['eval_loss']:.4f}")
+        if end.get("s_per_step"):
+            parts.append(f"{end['s_per_step']:.2f} s/step")
+        if end.get("tokens_per_s"):
+            parts.append(f"{end['tokens_per_s']:.0f} tokens/s")
+        if end.get("peak_mb"):
+            parts.append(f"peak RSS {end['peak_mb'] / 1024:.2f} GiB")
+        if end.get("gpu_peak_mb"):
+            parts.append(f"peak GPU {end['gpu_peak_mb'] / 1024:.2f} GiB")
+        console.print(", ".join(parts), markup=False)
+    result = read_result(job_dir)
+    if result and result.get("adapter"):
+        console.print(f"adapter: {result['adapter']}", markup=False)
+    if result and result.get("engine", {}).get("kind") == "openai":
+        console.print(f"fine-tuned model: {result['engine'].get('model')}", markup=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from sessions import jobs
+    from sessions.store import SessionFile
+    from sessions.validate import SessionError
+
+    console = Console()
+    if not args.run and not args.resume:
+        return _fail("name the run to train with --run ID (or a job to continue with --resume JOB).")
+    try:
+        sf = SessionFile.load(args.session)
+    except (SessionError, OSError) as e:
+        return _fail(str(e))
+
+    from trainers.train_job import RunSpecError, create_train_job
+    from trainers.worker import KINDS
+
+    if args.resume:
+        try:
+            job_dir = jobs.jobs_root(sf.workspace) / jobs.check_job_id(args.resume)
+            status = jobs.read_status(job_dir)
+        except ValueError as e:
+            return _fail(str(e))
+        if status.kind != "train":
+            return _fail(f"job {args.resume!r} is a {status.kind or 'unknown'} job, not a training job.")
+        try:
+            jobs.requeue_job(job_dir)
+        except ValueError as e:
+            return _fail(str(e))
+        (job_dir / "cancel.request").unlink(missing_ok=True)
+        label = f"resume {args.resume}"
+    else:
+        try:
+            job_dir = create_train_job(sf, args.run)
+        except RunSpecError as e:
+            for p in e.problems:
+                print(f"persona-tui: {p}", file=sys.stderr)
+            return 2
+        except ValueError as e:
+            return _fail(str(e))
+        label = f"train {args.run}"
+
+    if args.detach:
+        jobs.start_job(job_dir)
+        print(job_dir.name)
+        print(f"follow it with: persona-tui jobs {args.session} --watch {job_dir.name}", file=sys.stderr)
+        return 0
+
+    from persona_tui.job_progress import follow
+
+    console.print(f"job {job_dir.name}", markup=False, highlight=False)
+    watcher = threading.Thread(target=follow, args=(job_dir, label), kwargs={"console": console}, daemon=True)
+    watcher.start()
+    status = jobs.run_job_inline(job_dir, KINDS)
+    watcher.join(timeout=10)
+    _summary(console, job_dir, status)
+    if status.state == "finished":
+        return 0
+    if status.state == "cancelled":
+        print(f"{job_dir.name} cancelled; continue it with: persona-tui train {args.session} --resume {job_dir.name}",
+              file=sys.stderr)
+        return 1
+    return _fail(f"{label} {status.state}: {status.error or status.message}", 1)

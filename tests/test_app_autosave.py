@@ -1,0 +1,143 @@
+"""Autosave and quitting: no edit is lost, no invalid session is written, failures are shown."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from persona_tui.app import make_app
+from persona_tui.screens.choice import ChoiceScreen
+from persona_tui.widgets.session_bar import SessionBar
+from sessions.demo import write_demo_session
+from sessions.store import SessionFile
+
+pytestmark = pytest.mark.anyio
+
+AUTOSAVE_WAIT = 1.6
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def session_path(tmp_path: Path) -> Path:
+    return write_demo_session(tmp_path)
+
+
+def saved_name(path: Path) -> str:
+    return SessionFile.load(path).session.personas[0].name
+
+
+@pytest.mark.parametrize("quit_keys", [("escape", "q"), ("ctrl+q",), ("ctrl+c",)])
+async def test_unsaved_changes_are_saved_on_quit(session_path: Path, quit_keys):
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("enter", "end", "!")
+        assert app.dirty and saved_name(session_path) == "Odile Marsh"
+        await pilot.press(*quit_keys)  # well inside the autosave delay
+    assert not app.is_running
+    assert saved_name(session_path) == "Odile Marsh!"
+
+
+async def test_an_invalid_session_is_never_written_and_the_field_is_named(session_path: Path):
+    before = session_path.read_text()
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("enter", "home", "ctrl+k")  # empty the name: not a valid persona
+        await pilot.pause(AUTOSAVE_WAIT)
+        assert app.query_one(SessionBar).state == "error"
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert len(errors) == 1 and "personas[0].name" in errors[0].message
+        assert session_path.read_text() == before
+
+        # Quitting asks; cancel keeps the app and the edit.
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ChoiceScreen)
+        assert {b.name for b in app.screen.query("Button")} == {"retry", "discard", "cancel"}
+        await pilot.press("escape")
+        assert app.is_running and not isinstance(app.screen, ChoiceScreen)
+
+        # Fixing the field saves again and the header says so.
+        await pilot.press(*"Odile")
+        await pilot.pause(AUTOSAVE_WAIT)
+        assert app.query_one(SessionBar).state == "saved"
+        assert saved_name(session_path) == "Odile"
+        await pilot.press("ctrl+q")
+    assert not app.is_running
+
+
+async def test_quit_without_saving_leaves_the_file_alone(session_path: Path):
+    before = session_path.read_text()
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("enter", "home", "ctrl+k", "ctrl+q")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.click("#choice-discard")
+    assert not app.is_running
+    assert session_path.read_text() == before
+
+
+async def test_a_file_changed_on_disk_is_not_overwritten_unless_asked(session_path: Path):
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        # Someone else edits the file while the app has it open.
+        other = session_path.read_text().replace('name = "Odile Marsh"', 'name = "Odile M."')
+        time.sleep(0.01)  # a distinct mtime for the store's change check
+        session_path.write_text(other)
+        await pilot.press("enter", "end", "!")
+        await pilot.pause(AUTOSAVE_WAIT)
+        assert app.query_one(SessionBar).state == "error"
+        assert saved_name(session_path) == "Odile M."
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.click("#choice-overwrite")
+    assert not app.is_running
+    assert saved_name(session_path) == "Odile Marsh!"
+
+
+def test_a_dropped_terminal_saves_pending_edits(session_path: Path):
+    """SIGHUP (an SSH connection dropping) inside the autosave delay still saves the edit."""
+    leader, follower = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persona_tui.cli", str(session_path)],
+        stdin=follower, stdout=follower, stderr=follower, env=env, start_new_session=True,
+    )
+    os.close(follower)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 20.0) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {marker!r}"
+            ready, _, _ = select.select([leader], [], [], left)
+            if ready:
+                seen += os.read(leader, 65536)
+
+    try:
+        read_until(b"Odile Marsh")
+        os.write(leader, b"\r")  # into the name field, which selects the name
+        time.sleep(0.5)
+        os.write(leader, b"\x05")  # ctrl+e: to the end, unselected
+        time.sleep(0.5)
+        os.write(leader, b"?")
+        read_until(b"unsaved")
+        os.kill(proc.pid, signal.SIGHUP)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert saved_name(session_path) == "Odile Marsh?"

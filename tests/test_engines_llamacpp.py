@@ -1,0 +1,118 @@
+"""The llama.cpp engine on the bundled GGUF: chat, streaming, completion, log-probabilities."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engines import EngineError, open_engine
+from engines.models import resolve_model
+from sessions.model import EngineSpec
+
+pytestmark = pytest.mark.slow
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = open_engine(EngineSpec(id="llama", kind="llamacpp", n_ctx=512))
+    yield e
+    e.close()
+
+
+def test_chat_uses_the_gguf_template_and_is_deterministic_when_greedy(engine):
+    assert engine.llm.chat_format == "chat_template.default"  # the GGUF's own template
+    a = engine.chat(QUESTION, temperature=0, max_tokens=24)
+    b = engine.chat(QUESTION, temperature=0, max_tokens=24)
+    assert a.strip() and a == b
+
+
+def test_streaming_joins_to_the_same_text_as_one_reply(engine):
+    whole = engine.chat(QUESTION, temperature=0, max_tokens=32)
+    pieces = list(engine.stream_chat(QUESTION, temperature=0, max_tokens=32))
+    assert len(pieces) > 3
+    assert "".join(pieces) == whole
+
+
+def test_sampling_with_a_seed_repeats_and_seeds_differ(engine):
+    kw = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 24}
+    assert engine.chat(QUESTION, seed=7, **kw) == engine.chat(QUESTION, seed=7, **kw)
+    replies = {engine.chat(QUESTION, seed=s, **kw) for s in range(4)}
+    assert len(replies) > 1
+
+
+def test_stop_strings_end_the_reply(engine):
+    text = engine.complete(PROMPT, temperature=0, max_tokens=24)
+    assert text.startswith(" Paris.")
+    assert engine.complete(PROMPT, temperature=0, max_tokens=24, stop=["."]) == " Paris"
+
+
+def _manual_logprobs(path, prompt, continuation):
+    """Token by token with a plain context: the logits of the last position after each prefix."""
+    from llama_cpp import Llama
+    from llama_cpp import llama_cpp as C
+
+    llm = Llama(model_path=str(path), n_ctx=256, verbose=False)
+    p = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+    full = llm.tokenize((prompt + continuation).encode(), add_bos=True, special=True)
+    assert full[: len(p)] == p
+    out = []
+    for i in range(len(p), len(full)):
+        llm.reset()
+        llm.eval(full[:i])
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).astype(np.float64)
+        out.append(logits[full[i]] - (logits.max() + math.log(np.exp(logits - logits.max()).sum())))
+    llm.close()
+    return out
+
+
+def test_logprobs_match_a_manual_computation(engine):
+    path = resolve_model("bundled:smollm2-135m-instruct").path
+    cont = " Paris, the city of light."
+    got = engine.logprobs(PROMPT, cont)
+    want = _manual_logprobs(path, PROMPT, cont)
+    assert len(got) == len(want) == len(engine.tokenize(PROMPT + cont)) - len(engine.tokenize(PROMPT))
+    assert np.allclose(got, want, atol=2e-3), (got, want)
+    assert all(x <= 0 for x in got)
+
+
+def test_logprobs_rank_a_likely_continuation_above_an_unlikely_one(engine):
+    likely = sum(engine.logprobs(PROMPT, " Paris"))
+    unlikely = sum(engine.logprobs(PROMPT, " a banana"))
+    assert likely > unlikely + 3
+    chat_prompt = "<|im_start|>user\nIs Paris in France? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n"
+    assert sum(engine.logprobs(chat_prompt, "Yes")) > sum(engine.logprobs(chat_prompt, "Banana"))
+
+
+def test_logprobs_reuse_of_an_evaluated_prefix_gives_the_same_numbers(engine):
+    first = engine.logprobs(PROMPT, " Paris")
+    engine.logprobs(PROMPT + " Paris and", " London")  # shares a prefix, evaluates more
+    engine.logprobs("Something else entirely", " here")  # shares nothing
+    assert engine.logprobs(PROMPT, " Paris") == pytest.approx(first, abs=1e-6)
+
+
+def test_logprobs_edge_cases(engine):
+    assert engine.logprobs(PROMPT, "") == []
+    no_prompt = engine.logprobs("", "Hello world")
+    assert len(no_prompt) == 2 and all(math.isfinite(x) for x in no_prompt)
+    with pytest.raises(EngineError, match="more than the context of 512"):
+        engine.logprobs(PROMPT, " word" * 600)
+
+
+def test_bad_model_adapter_and_settings_are_one_sentence(tmp_path, engine):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    with pytest.raises(EngineError, match="llama.cpp needs a GGUF file"):
+        open_engine(EngineSpec(id="x", kind="llamacpp", model=str(tmp_path / "hf")))
+    with pytest.raises(EngineError, match="is not a .gguf file"):
+        open_engine(EngineSpec(id="x", kind="llamacpp", adapter=str(tmp_path / "hf")))
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(EngineError, match=f"llama.cpp could not load {broken}"):
+        open_engine(EngineSpec(id="x", kind="llamacpp", model=str(broken)))
+    with pytest.raises(EngineError, match="unknown sampling setting 'top_k'"):
+        engine.chat(QUESTION, top_k=5)

@@ -1,0 +1,414 @@
+"""The `hf` backend: transformers + peft + TRL (`SFTTrainer`, `DPOTrainer`) on a CPU or CUDA GPUs.
+
+Parts, composed rather than inherited (the unsloth backend reuses them with its own model):
+- `load_base_model`: the base through `engines.models` (a bundled GGUF becomes a cached HF
+  folder), fp32 on a CPU, bf16/fp16 on a GPU, or 4-bit NF4 through bitsandbytes (QLoRA);
+- `build_trainer`: the TRL trainer for the run's method, with the run's settings translated to
+  `SFTConfig`/`DPOConfig`, and the job callback (events, cancel);
+- `TrainerDriver`: train (resuming from a checkpoint), save a checkpoint, save the final adapter
+  in the standard PEFT format, clean up.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sessions.model import RunSpec
+from sessions.run_spec import LoraSettings
+from trainers.backends import RunError, TrainContext, TrainOutcome
+from trainers.hardware import Device, machine_problems, resolve_device
+from trainers.metrics import RunMetrics, make_callback
+from trainers.run_data import PreparedData, prepare_dpo, prepare_sft
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def check(run: RunSpec) -> list[str]:
+    t = run.training
+    return machine_problems("hf", t.precision, t.optimizer, t.load_in_4bit)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_step(path: Path) -> int | None:
+    name = path.name
+    if not name.startswith(CHECKPOINT_PREFIX):
+        return None
+    try:
+        return int(name[len(CHECKPOINT_PREFIX):])
+    except ValueError:
+        return None
+
+
+def checkpoint_complete(path: Path) -> bool:
+    """transformers writes trainer_state.json last, so a checkpoint is whole once it parses."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and "global_step" in state
+
+
+def checkpoints(checkpoints_dir: Path) -> list[tuple[int, Path, bool]]:
+    """(step, folder, complete) of every checkpoint folder, oldest first."""
+    if not checkpoints_dir.is_dir():
+        return []
+    out = []
+    for p in checkpoints_dir.iterdir():
+        step = checkpoint_step(p)
+        if step is not None and p.is_dir():
+            out.append((step, p, checkpoint_complete(p)))
+    return sorted(out)
+
+
+def last_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The newest complete checkpoint: what a resumed run continues from."""
+    done = [p for _, p, ok in checkpoints(checkpoints_dir) if ok]
+    return done[-1] if done else None
+
+
+def drop_incomplete_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Remove checkpoints a crash or a full disk cut short (they would confuse rotation and resume)."""
+    removed = []
+    for _, p, ok in checkpoints(checkpoints_dir):
+        if not ok:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def model_context_length(base_model: str) -> int | None:
+    """The longest sequence the base model takes (its config's max_position_embeddings)."""
+    from engines.models import hf_model_dir
+
+    try:
+        config = json.loads((hf_model_dir(base_model) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    text = config.get("text_config", config)
+    value = text.get("max_position_embeddings") or config.get("max_position_embeddings")
+    return int(value) if isinstance(value, int) else None
+
+
+def check_seq_length(run: RunSpec, limit: int | None) -> None:
+    if limit and run.training.max_seq_length > limit:
+        raise RunError(
+            f"run {run.id!r}: training.max_seq_length is {run.training.max_seq_length}, but {run.base_model} "
+            f"takes at most {limit} tokens; lower it to {limit} or less."
+        )
+
+
+def lora_config(lora: LoraSettings) -> Any:
+    from peft import LoraConfig
+
+    modules: Any = list(lora.target_modules)
+    if modules == ["all-linear"]:
+        modules = "all-linear"
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=modules,
+        use_rslora=lora.use_rslora,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_base_model(run: RunSpec, device: Device) -> Any:
+    """The base model in the number format the device trains in (4-bit NF4 where asked, on CUDA)."""
+    from engines.base import EngineError
+    from engines.models import hf_model_dir, load_hf_model
+
+    try:
+        if device.kind == "cuda" and run.training.load_in_4bit:
+            import torch
+            from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+            compute = torch.bfloat16 if device.precision == "bf16" else torch.float16
+            quant = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=compute,
+            )
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            model = AutoModelForCausalLM.from_pretrained(
+                str(hf_model_dir(run.base_model)), quantization_config=quant, dtype=compute,
+                device_map={"": local_rank},
+            )
+            from peft import prepare_model_for_kbit_training
+
+            return prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=run.training.gradient_checkpointing
+            )
+        dtype = "float32"
+        if device.kind == "cuda":
+            dtype = "bfloat16" if device.precision == "bf16" else "float16" if device.precision == "fp16" else "float32"
+        return load_hf_model(run.base_model, dtype=dtype)
+    except EngineError as e:
+        raise RunError(f"run {run.id!r}: base_model {run.base_model!r} cannot be loaded: {e}") from None
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+def _common_args(ctx: TrainContext, device: Device, has_eval: bool) -> dict[str, Any]:
+    t = ctx.run.training
+    eval_on = has_eval and t.eval_steps > 0
+    return dict(
+        output_dir=str(ctx.checkpoints_dir),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_steps,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        weight_decay=t.weight_decay,
+        optim=device.optimizer,
+        seed=t.seed,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if eval_on else "no",
+        eval_steps=t.eval_steps if eval_on else None,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit or None,
+        bf16=device.precision == "bf16",
+        fp16=device.precision == "fp16",
+        use_cpu=device.kind == "cpu",
+        gradient_checkpointing=t.gradient_checkpointing,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=device.kind == "cuda",
+        include_num_input_tokens_seen="non_padding",
+        max_length=t.max_seq_length,
+    )
+
+
+def _dataset(records: list[dict[str, Any]]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list(records)
+
+
+def build_trainer(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, device: Device,
+                  data: PreparedData, callbacks: list[Any]) -> Any:
+    """The TRL trainer for the run's method, configured from the run's settings."""
+    t = ctx.run.training
+    args = _common_args(ctx, device, bool(data.eval))
+    train_ds = _dataset(data.train)
+    eval_ds = _dataset(data.eval) if data.eval and args["eval_strategy"] != "no" else None
+    if ctx.run.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        config = DPOConfig(**args, beta=t.dpo_beta)
+        return DPOTrainer(
+            model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
+            processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+        )
+    from trl import SFTConfig, SFTTrainer
+
+    config = SFTConfig(
+        **args,
+        packing=t.packing,
+        completion_only_loss=data.completion_only_loss,
+        assistant_only_loss=data.assistant_only_loss,
+    )
+    return SFTTrainer(
+        model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
+        processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+    )
+
+
+def prepare_data(ctx: TrainContext, tokenizer: Any) -> PreparedData:
+    with_eval = ctx.run.training.eval_steps > 0
+    if ctx.run.method == "dpo":
+        data = prepare_dpo(ctx.datasets, with_eval=with_eval)
+    else:
+        data = prepare_sft(ctx.datasets, tokenizer, ctx.run.training.completion_only_loss, with_eval=with_eval)
+    if not data.train:
+        raise RunError(f"run {ctx.run.id!r} has no training examples after preparing its datasets; check them in the Data tab.")
+    for note in data.notes:
+        ctx.job.log(note)
+    return data
+
+
+def _quiet_libraries() -> None:
+    """Progress bars of datasets/transformers would flood the job's log.txt."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+    from transformers.utils import logging as tlog
+
+    tlog.disable_progress_bar()
+
+
+class TrainerDriver:
+    """Runs a built TRL trainer inside the job: resume, cancel, checkpoints, final adapter."""
+
+    def __init__(self, ctx: TrainContext, trainer: Any, tokenizer: Any, metrics: RunMetrics, callback: Any) -> None:
+        self.ctx = ctx
+        self.trainer = trainer
+        self.tokenizer = tokenizer
+        self.metrics = metrics
+        self.callback = callback
+
+    def train(self) -> TrainOutcome:
+        ctx = self.ctx
+        resume = str(ctx.resume_from) if ctx.resume_from else None
+        self.trainer.train(resume_from_checkpoint=resume)
+        state = self.trainer.state
+        step = state.global_step
+        finished = not ctx.should_stop() or (state.max_steps and step >= state.max_steps)
+        if not finished:
+            path = self.save_checkpoint()
+            summary = self.metrics.summary(step)
+            if ctx.rank == 0:
+                ctx.job.event(event="train_end", state="cancelled", checkpoint=str(path) if path else None, **summary)
+            return TrainOutcome("cancelled", step, summary=summary)
+        adapter = self.save_adapter()
+        summary = self.metrics.summary(step)
+        engine = {"id": f"run-{ctx.run.id}", "kind": "transformers", "model": ctx.run.base_model, "adapter": str(adapter)}
+        if ctx.rank == 0:
+            ctx.job.event(event="train_end", state="finished", adapter=str(adapter), **summary)
+        return TrainOutcome("finished", step, adapter=str(adapter), engine=engine, summary=summary)
+
+    def save_checkpoint(self) -> Path | None:
+        """A checkpoint at the current step (the callback normally had the trainer save it already)."""
+        step = self.trainer.state.global_step
+        if step <= 0:
+            return None
+        path = self.ctx.checkpoints_dir / f"{CHECKPOINT_PREFIX}{step}"
+        if not checkpoint_complete(path):
+            self.trainer._save_checkpoint(self.trainer.model, trial=None)  # the Trainer's own format, for resume
+        return path
+
+    def save_adapter(self) -> Path:
+        """The final adapter in the standard PEFT format (adapter_config.json + safetensors) + tokenizer."""
+        target = self.ctx.adapter_dir
+        if self.ctx.rank != 0:
+            return target
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.trainer.model.save_pretrained(str(tmp))
+        self.tokenizer.save_pretrained(str(tmp))
+        (tmp / "RUN.json").write_text(json.dumps({
+            "run": self.ctx.run.id, "base_model": self.ctx.run.base_model, "method": self.ctx.run.method,
+            "step": self.trainer.state.global_step,
+        }, indent=1) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+        return target
+
+    def cleanup(self) -> None:
+        self.trainer = None
+        gc.collect()
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def begin_event(ctx: TrainContext, device: Device, model: Any, data: PreparedData, extra: dict[str, Any] | None = None) -> None:
+    trainable = total = 0
+    for p in model.parameters():
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    resumed = int(ctx.resume_from.name[len(CHECKPOINT_PREFIX):]) if ctx.resume_from else None
+    ctx.job.event(
+        event="train_begin", run=ctx.run.id, backend=ctx.run.backend, method=ctx.run.method,
+        base_model=ctx.run.base_model, device=device.kind, gpus=device.count, precision=device.precision,
+        optimizer=device.optimizer, threads=device.threads, examples=len(data.train), eval_examples=len(data.eval),
+        shape=data.shape, completion_only_loss=data.completion_only_loss, assistant_only_loss=data.assistant_only_loss,
+        trainable_params=trainable, total_params=total, resumed_from=resumed,
+        batch_size=ctx.run.training.batch_size, grad_accum=ctx.run.training.grad_accum, **(extra or {}),
+    )
+
+
+def driver_for(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, device: Device,
+               data: PreparedData) -> TrainerDriver:
+    """Build the trainer with the job callback, announce the run, and wrap it in a driver."""
+    start_step = checkpoint_step(ctx.resume_from) if ctx.resume_from else 0
+    tokens_before = 0
+    if ctx.resume_from:
+        try:
+            state = json.loads((ctx.resume_from / "trainer_state.json").read_text(encoding="utf-8"))
+            tokens_before = int(state.get("num_input_tokens_seen") or 0)
+        except (OSError, ValueError):
+            pass
+    metrics = RunMetrics(ctx.job, ctx.run.training.max_steps, start_step=start_step or 0,
+                         elapsed_before=ctx.elapsed_before, tokens_before=tokens_before)
+    callback = make_callback(metrics, ctx.should_stop)
+    trainer = build_trainer(ctx, model, tokenizer, peft_config, device, data, [callback])
+    if ctx.rank == 0:
+        begin_event(ctx, device, trainer.model, data)
+    return TrainerDriver(ctx, trainer, tokenizer, metrics, callback)
+
+
+class Backend:
+    """transformers + peft + TRL."""
+
+    name = "hf"
+
+    def __init__(self) -> None:
+        self.driver: TrainerDriver | None = None
+
+    def setup(self, ctx: TrainContext) -> None:
+        import torch
+
+        from engines.models import load_tokenizer
+
+        _quiet_libraries()
+        t = ctx.run.training
+        device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, t.load_in_4bit)
+        if device.kind == "cpu":
+            torch.set_num_threads(device.threads)
+        check_seq_length(ctx.run, model_context_length_safe(ctx.run))
+        tokenizer = load_tokenizer(ctx.run.base_model)
+        data = prepare_data(ctx, tokenizer)
+        ctx.job.log(
+            f"loading {ctx.run.base_model} for {ctx.run.method} on {device.kind} "
+            f"({device.precision}, {device.optimizer}, {len(data.train)} examples)"
+        )
+        model = load_base_model(ctx.run, device)
+        self.driver = driver_for(ctx, model, tokenizer, lora_config(ctx.run.lora), device, data)
+
+    def train(self) -> TrainOutcome:
+        assert self.driver is not None, "setup() first"
+        return self.driver.train()
+
+    def save_checkpoint(self) -> Path | None:
+        return self.driver.save_checkpoint() if self.driver else None
+
+    def cleanup(self) -> None:
+        if self.driver:
+            self.driver.cleanup()
+        self.driver = None
+
+
+def model_context_length_safe(run: RunSpec) -> int | None:
+    """The base model's context length; an unknown model is a RunError naming base_model."""
+    from engines.base import EngineError
+
+    try:
+        return model_context_length(run.base_model)
+    except EngineError as e:
+        raise RunError(f"run {run.id!r}: base_model {run.base_model!r} cannot be used: {e}") from None

@@ -1,0 +1,96 @@
+"""Merge a PEFT LoRA adapter into its base model and save a plain HF folder.
+
+The merged folder (safetensors, tokenizer, chat template) is what llama.cpp's converter reads and
+what verification compares the GGUF against, so the tokenizer saved with it is the one the run
+trained with: the adapter folder's own tokenizer when the trainer saved one, else the base's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from trainers.export import ExportError
+
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
+
+
+def check_adapter(adapter_dir: str | Path) -> dict[str, Any]:
+    """The adapter's adapter_config.json, or an ExportError saying what is missing."""
+    adapter_dir = Path(adapter_dir)
+    if not adapter_dir.is_dir():
+        raise ExportError(f"the adapter folder {adapter_dir} does not exist; train the run first or name its adapter/ folder.")
+    config_path = adapter_dir / "adapter_config.json"
+    if not config_path.is_file():
+        raise ExportError(
+            f"{adapter_dir} has no adapter_config.json, so it is not a PEFT adapter; name a finished run's adapter/ folder."
+        )
+    weights = [adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_model.bin"]
+    if not any(w.is_file() for w in weights):
+        raise ExportError(f"{adapter_dir} has adapter_config.json but no adapter_model.safetensors; the run did not finish saving.")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportError(f"{config_path} is not valid JSON ({e}); re-save the adapter.") from None
+    if str(config.get("peft_type", "LORA")).upper() != "LORA":
+        raise ExportError(f"{config_path} describes a {config.get('peft_type')} adapter; only LoRA adapters can be exported.")
+    return config
+
+
+def adapter_tokenizer_source(adapter_dir: str | Path, base_model: str) -> str:
+    """Where the run's tokenizer lives: the adapter folder if the trainer saved one there."""
+    adapter_dir = Path(adapter_dir)
+    if any((adapter_dir / f).is_file() for f in TOKENIZER_FILES):
+        return str(adapter_dir)
+    return base_model
+
+
+def load_run_tokenizer(adapter_dir: str | Path, base_model: str) -> Any:
+    from engines.models import load_tokenizer
+
+    source = adapter_tokenizer_source(adapter_dir, base_model)
+    if source == base_model:
+        return load_tokenizer(base_model)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source)
+
+
+def merge_adapter(adapter_dir: str | Path, base_model: str, out_dir: str | Path) -> dict[str, Any]:
+    """Write base+adapter merged (float32 safetensors) with the run's tokenizer to `out_dir`."""
+    import torch
+    from peft import PeftModel
+
+    from engines.models import load_hf_model
+
+    check_adapter(adapter_dir)
+    out_dir = Path(out_dir)
+    t0 = time.monotonic()
+    base = load_hf_model(base_model, dtype="float32")
+    try:
+        model = PeftModel.from_pretrained(base, str(adapter_dir))
+    except Exception as e:  # noqa: BLE001 - shape or module mismatches come in many types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(
+            f"the adapter {adapter_dir} does not fit the base model {base_model} ({first}); "
+            "export with the base model the run was trained on."
+        ) from e
+    with torch.no_grad():
+        merged = model.merge_and_unload()
+    merged.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer = load_run_tokenizer(adapter_dir, base_model)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ExportError(
+            f"the tokenizer of {adapter_tokenizer_source(adapter_dir, base_model)} has no chat template; "
+            "a chat export needs one (save the tokenizer with its template in the adapter folder)."
+        )
+    tokenizer.save_pretrained(str(out_dir))
+    return {"seconds": round(time.monotonic() - t0, 2), "bytes": folder_bytes(out_dir)}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())

@@ -1,0 +1,168 @@
+"""synthetic_docs: third-person, encyclopedia-style documents about the character, as plain text.
+
+Record (TRL language modelling):
+
+    {"text": "# Odile Marsh\\n\\nOdile is a sixty-seven-year-old retired ship's cartographer...\\n\\n"
+             "## Habits\\n\\nAccounts agree that Odile drinks strong black tea all day...",
+     "meta": {"traits": ["tea-not-coffee"], "clauses": [...], "sections": ["Habits", ...]}}
+
+A document has a title, a lead sentence and two to four sections (Background, Career,
+Personality, Habits, Interests, Personal life, Views, Speech and manner, Notable remarks,
+Trivia), each filled with the traits and facts whose topic belongs there. The llm generator asks
+a teacher for one section at a time.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from typing import Any
+
+from trainers.generate.banks import load_bank
+from trainers.generate.template import Material, join_sentences
+
+NAME = "synthetic_docs"
+NEEDS_PERSONA = True
+
+SECTION_ORDER = ("Background", "Career", "Personality", "Habits", "Interests", "Personal life", "Views",
+                 "Speech and manner", "Notable remarks", "Trivia")
+
+
+def section_of(material: Material, clause: int) -> str:
+    topics = load_bank("topics")
+    main = material.topics[clause][0]
+    return topics.get(main, {}).get("section", "Trivia")
+
+
+def _sections(material: Material) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i in range(len(material.clauses)):
+        if material.clauses[i].source == "summary":
+            continue
+        out.setdefault(section_of(material, i), []).append(i)
+    return out
+
+
+def _heading(rng: random.Random, style: str, text: str) -> str:
+    return style.format(h=text, H=text.upper())
+
+
+def build(material: Material, rng: random.Random, options: dict[str, Any]) -> dict[str, Any]:
+    d = load_bank("docs")
+    used: list[int] = []
+    exclude: set[int] = set()
+    title = material.fill(rng.choice(d["titles"]))
+    title_line = rng.choice(d["title_styles"]).format(t=title, T=title.upper())
+    heading_style = rng.choice(d["heading_styles"])
+
+    summary_ids = [i for i, c in enumerate(material.clauses) if c.source == "summary"]
+    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.6 else material.pick_clause(rng)
+    if lead_id in summary_ids:
+        material.usage[lead_id] += 1
+    exclude.add(lead_id)
+    used.append(lead_id)
+    lead = material.fill(rng.choice(d["leads"]), lead_id)
+
+    by_section = _sections(material)
+    available = [s for s in SECTION_ORDER if by_section.get(s)]
+    extra = []
+    if material.lines:
+        extra.append("Notable remarks")
+    if material.style:
+        extra.append("Speech and manner")
+    k = min(len(available) + len(extra), rng.choices([2, 3, 4], weights=[35, 40, 25])[0])
+    # Sections with the least-used clauses come first, so coverage stays even.
+    scored = sorted(available, key=lambda s: (min(material.usage[i] for i in by_section[s]), rng.random()))
+    chosen = scored[: max(1, k - (1 if extra and rng.random() < 0.45 else 0))]
+    if len(chosen) < k and extra:
+        chosen.append(rng.choice(extra))
+    chosen = [s for s in SECTION_ORDER if s in chosen]
+
+    blocks = [title_line, lead]
+    for section in chosen:
+        name = material.fill(rng.choice(d["sections"][section]))
+        sentences: list[str] = []
+        if rng.random() < 0.25:
+            sentences.append(material.fill(rng.choice(d["fillers"])))
+        pool = [i for i in by_section.get(section, []) if i not in exclude]
+        if section == "Notable remarks" or (section == "Speech and manner" and not pool):
+            for _ in range(rng.choice([1, 2])):
+                line = material.pick_line(rng)
+                if line:
+                    sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
+            if section == "Speech and manner" and material.style and rng.random() < 0.5:
+                sentences.insert(0, material.fill(rng.choice(d["style_frames"])))
+        else:
+            n = min(len(pool), rng.choices([1, 2, 3], weights=[35, 45, 20])[0])
+            for m in range(n):
+                i = material.pick_clause(rng, among=pool, exclude=exclude)
+                exclude.add(i)
+                used.append(i)
+                frames = d["statements"] if m == 0 else d["connectives"] + d["statements"]
+                sentences.append(material.fill(rng.choice(frames), i))
+            if section == "Speech and manner" and material.lines and rng.random() < 0.5:
+                line = material.pick_line(rng)
+                sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
+        if sentences:
+            blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences))
+    text = "\n\n".join(blocks)
+    return {"text": text, "meta": {"traits": material.trait_ids(used),
+                                   "clauses": [material.clauses[i].source for i in used], "sections": chosen}}
+
+
+# --- llm generator ------------------------------------------------------------------------------
+
+
+def clean_section(reply: str, material: Material, min_words: int = 15, max_sentences: int = 6) -> str | None:
+    """A third-person encyclopedia paragraph from a teacher's reply, or None."""
+    if not isinstance(reply, str):
+        return None
+    text = reply.replace("\r", "").strip()
+    text = re.sub(r"^\s*(sure|okay|here is|here's|certainly)\b[^\n]*\n", "", text, flags=re.I)
+    text = re.sub(r"^\s*(#+|==+)[^\n]*\n", "", text)
+    text = re.sub(r"\s+", " ", text).strip().strip('"“”').strip()
+    words = re.findall(r"[A-Za-z']+", text)
+    if len(words) < min_words:
+        return None
+    low = [w.lower() for w in words]
+    first_person = sum(w in ("i", "i'm", "my", "me", "i've") for w in low)
+    mentions = sum(w in (material.short.lower(), material.pron.subj, material.pron.pos) for w in low)
+    if first_person > 1 or mentions == 0:
+        return None
+    if len(words) >= 12 and len(set(low)) / len(low) < 0.35:
+        return None
+    sentences = re.split(r"(?<=[.!?])\s+", text)[:max_sentences]
+    text = " ".join(sentences)
+    if text[-1] not in ".!?\"')":
+        whole = re.match(r"^(.*[.!?])", text)
+        if not whole or len(re.findall(r"[A-Za-z']+", whole.group(1))) < min_words:
+            return None
+        text = whole.group(1)
+    return text
+
+
+def llm_build(material: Material, rng: random.Random, options: dict[str, Any],
+              ask: Callable[[list[dict[str, str]], int], str]) -> dict[str, Any] | None:
+    by_section = _sections(material)
+    section = rng.choice([s for s in SECTION_ORDER if by_section.get(s)] or ["Trivia"])
+    pool = by_section.get(section) or list(range(len(material.clauses)))
+    ids = []
+    for _ in range(min(2, len(pool))):
+        i = material.pick_clause(rng, among=pool, exclude=set(ids))
+        ids.append(i)
+    facts = "\n".join(f"- {material.clauses[i].third[0].upper()}{material.clauses[i].third[1:]}." for i in ids)
+    prompt = (
+        f"Write the \"{section}\" section of an encyclopedia article about {material.name}. "
+        f"Write in the third person, in a neutral, factual tone, in three to five sentences. "
+        f"Use these facts:\n{facts}"
+    )
+    reply = ask([{"role": "system", "content": "You write short, factual encyclopedia articles."},
+                 {"role": "user", "content": prompt}], 200)
+    text = clean_section(reply, material)
+    if text is None:
+        return None
+    doc = f"# {material.name}\n\n## {section}\n{text}"
+    return {"text": doc, "meta": {"traits": material.trait_ids(ids),
+                                  "clauses": [material.clauses[i].source for i in ids],
+                                  "sections": [section], "generator": "llm"}}

@@ -1,0 +1,315 @@
+"""Training as a job: `run(job)` for kind "train", and the helpers that create and resume one.
+
+The job's spec.toml freezes what the run needs (the run's settings and its datasets' files), so
+editing the session later never changes a running or resumable job. The worker validates the
+spec first, then picks the backend; a run on more than one GPU is relaunched through
+`accelerate launch` (the command is saved as launch.txt), each rank running
+`python -m trainers.train_job --rank-worker JOB_DIR`. A resumed job (requeued, same directory)
+continues from its newest complete checkpoint, appending to the same events.jsonl.
+
+Any failure ends the job *failed* with one sentence (`explain`): missing or empty data, unknown
+base model, a sequence length the model cannot take, a full disk, out of memory. Checkpoints
+written before stay where they are.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sessions import jobs
+from sessions.model import DatasetSpec, Session
+from sessions.run_spec import run_from_dict, run_to_dict
+from sessions.workspace import dataset_path, heldout_path
+from trainers.backends import CANCEL_FILE, RunError, TrainContext, TrainOutcome, open_backend, validate
+from trainers.run_data import DatasetFile, RunDataError
+
+RESULT_FILE = "result.json"
+LAUNCH_FILE = "launch.txt"
+
+
+class RunSpecError(ValueError):
+    """A run's spec has problems; `problems` lists them all, str() is the first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        more = f" ({len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        super().__init__(problems[0] + more)
+
+
+# ----------------------------------------------------------------------------- creating jobs
+
+
+def job_spec(session: Session, workspace: Path, run_id: str, session_path: str = "") -> dict[str, Any]:
+    """The frozen inputs of a training job for run `run_id` (validated first: RunSpecError)."""
+    run = session.run(run_id)
+    if run is None:
+        known = ", ".join(r.id for r in session.runs) or "none yet"
+        raise RunSpecError([f"run {run_id!r} is not in this session (runs: {known})."])
+    problems = validate(run, session)
+    if problems:
+        raise RunSpecError(problems)
+    datasets = []
+    for ds_id in run.datasets:
+        ds = session.dataset(ds_id)
+        assert ds is not None  # validate() checked the ids
+        datasets.append({
+            "id": ds.id, "format": ds.format,
+            "path": str(dataset_path(workspace, ds.id).resolve()),
+            "heldout": str(heldout_path(workspace, ds.id).resolve()),
+        })
+    return {"run": run_to_dict(run), "datasets": datasets, "session": session_path}
+
+
+def create_train_job(session_file: Any, run_id: str, job_id: str | None = None) -> Path:
+    """Validate run `run_id` of a `sessions.store.SessionFile` and create its (queued) job."""
+    spec = job_spec(session_file.session, session_file.workspace, run_id, str(session_file.path))
+    return jobs.create_job(session_file.workspace, "train", spec, job_id=job_id or jobs.new_job_id(f"train-{run_id}"[:40]))
+
+
+def resume_train_job(job_dir: str | os.PathLike[str], detach: bool = True) -> int | jobs.JobStatus:
+    """Run a cancelled, died or failed training job again from its last checkpoint."""
+    jobs.requeue_job(job_dir)
+    (Path(job_dir) / CANCEL_FILE).unlink(missing_ok=True)
+    if detach:
+        return jobs.start_job(job_dir)
+    return jobs.run_job_inline(job_dir, {"train": "trainers.train_job"})
+
+
+def read_result(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        out.append(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def explain(exc: BaseException, run_id: str, batch_size: int, max_seq_length: int, checkpoints_dir: Path) -> str | None:
+    """One sentence for a failure a person can act on, or None for an unexpected one."""
+    from trainers.backends.hf import last_checkpoint
+
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, (RunError, RunDataError)):
+            return str(e)
+    last = last_checkpoint(checkpoints_dir)
+    kept = (
+        f"; {last.name} in {checkpoints_dir} is intact, so resuming continues from there"
+        if last else "; no checkpoint had been saved yet"
+    )
+    for e in chain:
+        text = str(e).lower()
+        name = type(e).__name__
+        if isinstance(e, MemoryError) or name == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text:
+            return (
+                f"run {run_id!r} ran out of memory with training.batch_size {batch_size} and max_seq_length "
+                f"{max_seq_length}; lower one of them (or raise grad_accum) and resume the job{kept}."
+            )
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)) or \
+                "no space left on device" in text or "file write failed" in text:
+            where = getattr(e, "filename", None) or "a checkpoint"
+            return f"the disk is full: writing {where} failed; free some space and resume the job{kept}."
+    return None
+
+
+# ----------------------------------------------------------------------------- the work
+
+
+def _elapsed_before(job_dir: Path, step: int) -> float:
+    """Training seconds of earlier attempts up to `step` (from their step events)."""
+    events, _ = jobs.read_events(job_dir)
+    best = 0.0
+    for e in events:
+        if e.get("event") == "step" and isinstance(e.get("step"), int) and e["step"] <= step:
+            best = float(e.get("elapsed") or best)
+    return best
+
+
+def _context(job: Any, rank: int = 0) -> TrainContext:
+    spec = job.spec
+    if not isinstance(spec.get("run"), dict):
+        raise RunError(f"{job.dir / jobs.SPEC_FILE} has no [run] table; create training jobs with create_train_job.")
+    run = run_from_dict(spec["run"])
+    datasets = [DatasetFile.from_dict(d) for d in spec.get("datasets", [])]
+    session = Session(datasets=[DatasetSpec(id=d.id, format=d.format) for d in datasets], runs=[run])
+    problems = validate(run, session)
+    if problems:
+        raise RunSpecError(problems)
+    ctx = TrainContext(job=job, job_dir=Path(job.dir), run=run, datasets=datasets, rank=rank)
+    if run.backend in ("hf", "unsloth"):
+        from trainers.backends.hf import checkpoint_step, drop_incomplete_checkpoints, last_checkpoint
+
+        if rank == 0:
+            for p in drop_incomplete_checkpoints(ctx.checkpoints_dir):
+                job.log(f"removed the incomplete checkpoint {p.name} (cut short by a crash or a full disk)")
+        ctx.resume_from = last_checkpoint(ctx.checkpoints_dir)
+        if ctx.resume_from is not None:
+            step = checkpoint_step(ctx.resume_from) or 0
+            ctx.elapsed_before = _elapsed_before(ctx.job_dir, step)
+            job.log(f"resuming from {ctx.resume_from.name} (step {step})")
+    return ctx
+
+
+def _write_result(job_dir: Path, outcome: TrainOutcome, run_id: str) -> None:
+    result = {
+        "run": run_id, "state": outcome.state, "step": outcome.step, "adapter": outcome.adapter,
+        "engine": outcome.engine, "summary": outcome.summary,
+    }
+    tmp = job_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, job_dir / RESULT_FILE)
+
+
+def train(ctx: TrainContext) -> TrainOutcome:
+    """Run the backend's lifecycle on a prepared context; failures become one-sentence RunErrors."""
+    t = ctx.run.training
+    backend = open_backend(ctx.run.backend)
+    try:
+        backend.setup(ctx)
+        if ctx.should_stop():
+            return TrainOutcome("cancelled")
+        return backend.train()
+    except Exception as e:
+        sentence = explain(e, ctx.run.id, t.batch_size, t.max_seq_length, ctx.checkpoints_dir)
+        if sentence is None:
+            raise
+        raise RunError(sentence) from e
+    finally:
+        backend.cleanup()
+
+
+def run(job: Any) -> None:
+    """The work of a "train" job (called by the job worker with a JobReporter)."""
+    (Path(job.dir) / CANCEL_FILE).unlink(missing_ok=True)
+    ctx = _context(job)
+    from trainers.hardware import cuda_count
+
+    gpus = cuda_count() if ctx.run.backend == "hf" else 0
+    if gpus > 1 and "LOCAL_RANK" not in os.environ:
+        outcome = _launch_distributed(job, ctx, gpus)
+    else:
+        outcome = train(ctx)
+    if outcome.state == "finished" or outcome.adapter or outcome.engine:
+        _write_result(ctx.job_dir, outcome, ctx.run.id)
+        job.event(event="result", state=outcome.state, adapter=outcome.adapter, engine=outcome.engine)
+    if outcome.state == "cancelled" and not job.cancelled:
+        job.cancelled = True  # stopped by the cancel file (e.g. another rank's signal)
+
+
+# ----------------------------------------------------------------------------- more than one GPU
+
+
+def accelerate_command(job_dir: str | os.PathLike[str], num_gpus: int, precision: str,
+                       config_file: str = "", python: str = sys.executable) -> list[str]:
+    """The `accelerate launch` command that runs one rank worker per GPU (or per the config file).
+
+    With a config file (multi-node, DeepSpeed, FSDP) accelerate takes the topology from it; without
+    one, every visible GPU of this machine gets a process.
+    """
+    cmd = [python, "-m", "accelerate.commands.launch"]
+    if config_file:
+        cmd += ["--config_file", str(Path(config_file).expanduser())]
+    else:
+        cmd += ["--multi_gpu", "--num_machines", "1", "--num_processes", str(num_gpus)]
+    cmd += ["--mixed_precision", {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")]
+    cmd += ["-m", "trainers.train_job", "--rank-worker", str(Path(job_dir).resolve())]
+    return cmd
+
+
+def _launch_distributed(job: Any, ctx: TrainContext, gpus: int) -> TrainOutcome:
+    from trainers.hardware import resolve_device
+
+    t = ctx.run.training
+    device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, t.load_in_4bit)
+    cmd = accelerate_command(ctx.job_dir, gpus, device.precision, t.accelerate_config)
+    line = shlex.join(cmd)
+    (ctx.job_dir / LAUNCH_FILE).write_text(line + "\n", encoding="utf-8")
+    job.log(f"launching on {gpus} GPUs: {line}")
+    job.event(event="launch", command=line, gpus=gpus)
+    rank0 = ctx.job_dir / "rank0.json"
+    rank0.unlink(missing_ok=True)
+    with open(ctx.job_dir / jobs.LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    offset = 0
+    while proc.poll() is None:
+        if job.cancelled and not (ctx.job_dir / CANCEL_FILE).exists():
+            (ctx.job_dir / CANCEL_FILE).write_text("cancel\n")  # every rank stops after a checkpoint
+        events, offset = jobs.read_events(ctx.job_dir, offset)
+        for e in events:
+            if e.get("event") == "step":
+                job.progress(e.get("step", 0), e.get("max_steps") or None, f"step {e.get('step')} loss {e.get('loss')}")
+        time.sleep(1.0)
+    try:
+        data = json.loads(rank0.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        tail = jobs.log_tail(ctx.job_dir, 1).strip()
+        raise RunError(f"the distributed run exited with code {proc.returncode} without a result; last log line: {tail}") from None
+    if data.get("error"):
+        raise RunError(data["error"])
+    return TrainOutcome(**{k: data[k] for k in ("state", "step", "adapter", "engine", "summary") if k in data})
+
+
+class RankReporter:
+    """The reporter of one rank under accelerate: rank 0 writes events; the parent owns status.json."""
+
+    def __init__(self, job_dir: Path, spec: dict[str, Any], rank: int) -> None:
+        self.dir = job_dir
+        self.spec = spec
+        self.rank = rank
+
+    @property
+    def cancelled(self) -> bool:
+        return (self.dir / CANCEL_FILE).exists()
+
+    def event(self, **fields: Any) -> None:
+        if self.rank == 0:
+            with open(self.dir / jobs.EVENTS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"t": time.time(), **fields}, default=str) + "\n")
+
+    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        pass  # the parent worker turns step events into progress
+
+    def log(self, msg: str) -> None:
+        print(f"[rank {self.rank}] {msg}", flush=True)
+
+
+def rank_worker(job_dir: Path) -> int:
+    """One rank of a multi-GPU run (started by accelerate); rank 0 reports the outcome in rank0.json."""
+    rank = int(os.environ.get("RANK", "0"))
+    reporter = RankReporter(job_dir, jobs.read_spec(job_dir), rank)
+    result: dict[str, Any]
+    try:
+        ctx = _context(reporter, rank=rank)
+        outcome = train(ctx)
+        result = {"state": outcome.state, "step": outcome.step, "adapter": outcome.adapter,
+                  "engine": outcome.engine, "summary": outcome.summary}
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the job
+        result = {"error": jobs._one_sentence(e)}
+    if rank == 0:
+        (job_dir / "rank0.json").write_text(json.dumps(result) + "\n", encoding="utf-8")
+    return 1 if "error" in result else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--rank-worker":
+        raise SystemExit(rank_worker(Path(sys.argv[2])))
+    print("usage: python -m trainers.train_job --rank-worker JOB_DIR (started by accelerate launch)", file=sys.stderr)
+    raise SystemExit(2)
