@@ -27,10 +27,10 @@ class TransformersEngine:
         dtype = str(spec.extra.get("dtype", "float32"))
         if spec.threads:
             torch.set_num_threads(int(spec.threads))
+        model = load_hf_model(spec.model, dtype=dtype)  # first: its folder holds the tokenizer too
         self.tokenizer = load_tokenizer(spec.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = load_hf_model(spec.model, dtype=dtype)
         if spec.adapter:
             adapter = Path(spec.adapter).expanduser()
             if not (adapter / "adapter_config.json").is_file():

@@ -115,7 +115,10 @@ class LlamaCppEngine:
         return out["choices"][0]["message"].get("content") or ""
 
     def stream_chat(self, messages: Sequence[Message], **sampling: Any) -> Iterator[str]:
-        req = self._chat_request(messages, sampling)
+        """Pieces of the reply as they are decoded; close the iterator to stop early."""
+        return self._stream(self._chat_request(messages, sampling))  # bad input fails here, not later
+
+    def _stream(self, req: dict[str, Any]) -> Iterator[str]:
         with self._lock:
             for chunk in self.llm.create_chat_completion(stream=True, **req):
                 piece = chunk["choices"][0]["delta"].get("content")

@@ -257,7 +257,14 @@ def hf_model_dir(name: str) -> Path:
             if hasattr(m.config, "quantization_config"):
                 del m.config.quantization_config
             m.save_pretrained(tmp)
-            _gguf_tokenizer(model).save_pretrained(tmp)
+            tokenizer_cache = model_cache_dir(model) / "tokenizer"
+            if tokenizer_cache.is_dir():
+                from transformers import AutoTokenizer
+
+                tok = AutoTokenizer.from_pretrained(str(tokenizer_cache))
+            else:
+                tok = _gguf_tokenizer(model)
+            tok.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"{model.name}\n{model.path}\n")
 
     return _build_once(model_cache_dir(model) / "hf", build)

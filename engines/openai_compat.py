@@ -115,13 +115,17 @@ class OpenAIEngine:
         return resp.choices[0].message.content or ""
 
     def stream_chat(self, messages: Sequence[Message], **sampling: Any) -> Iterator[str]:
-        import openai
-
+        """Pieces of the reply as the server sends them; an unreachable server fails here."""
         kw = self._sampling_kwargs(Sampling.from_kwargs(sampling))
         msgs = check_messages(messages)
         stream = self._call(
             "chatting", self.client.chat.completions.create, model=self.model, messages=msgs, stream=True, **kw
         )
+        return self._pieces(stream)
+
+    def _pieces(self, stream: Any) -> Iterator[str]:
+        import openai
+
         try:
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:

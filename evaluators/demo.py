@@ -113,9 +113,53 @@ def stage_data(ctx: DemoContext) -> None:
     ctx.results["datasets"] = built
 
 
+def loss_chart(points: list[tuple[int, float]], width: int = 60, height: int = 12, title: str = "train loss") -> str:
+    """A small text chart of loss against step (plotext, no colour), for terminals and logs."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    if points:
+        plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille")
+    plt.title(title)
+    plt.xlabel("step")
+    text = plt.build()
+    plt.clear_figure()
+    return text
+
+
+def stage_train(ctx: DemoContext) -> None:
+    """One LoRA run of the demo session's first run spec on its (just built) data."""
+    from trainers.train_job import job_spec
+
+    session = ctx.session_file.session
+    if not session.runs:
+        ctx.made.append(("train", "skipped: the session has no run spec", ""))
+        return
+    run = session.runs[0]
+    spec = job_spec(session, ctx.workspace, run.id, str(ctx.session_path.resolve()))
+    spec["run"]["training"]["max_steps"] = sizes(ctx)["train_steps"]
+    status = run_job(ctx, "train", spec, f"train: {run.id}")
+    events, _ = jobs.read_events(status.dir)
+    losses = [(int(e["step"]), float(e["loss"])) for e in events if e.get("event") == "step" and e.get("loss") is not None]
+    end = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    ctx.results["train_job"] = status.dir
+    ctx.results["run"] = run.id
+    first, last = (losses[0][1], losses[-1][1]) if losses else (float("nan"), float("nan"))
+    ctx.made.append((
+        "train",
+        f"{run.id}: {len(losses)} steps, loss {first:.2f} -> {last:.2f}, "
+        f"{end.get('tokens_per_s', 0) or 0:.0f} tok/s",
+        str(status.dir / "adapter"),
+    ))
+    ctx.notes.append(loss_chart(losses, title=f"{run.id}: train loss"))
+
+
 STAGES: list[Stage] = [
     Stage("session", stage_session),
     Stage("data", stage_data),
+    Stage("train", stage_train),
 ]
 
 

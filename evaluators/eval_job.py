@@ -45,6 +45,21 @@ def create_eval_job(session_file: Any, eval_id: str, resolve: Any = None, job_id
     return jobs.create_job(session_file.workspace, JOB_KIND, spec, worker=WORKER, job_id=job_id)
 
 
+def run_eval_inline(session_file: Any, eval_id: str, resolve: Any = None) -> Path:
+    """Create the job and run it in this process (the demo, experiments, tests); its directory.
+
+    Raises ValueError with the job's one-sentence error if it fails; a cancelled job returns
+    (its scores say partial).
+    """
+    from sessions import jobs
+
+    job_dir = create_eval_job(session_file, eval_id, resolve)
+    status = jobs.run_job_inline(job_dir, {JOB_KIND: "evaluators.eval_job"})
+    if status.state == "failed":
+        raise ValueError(f"evaluation {eval_id!r} failed: {status.error}")
+    return job_dir
+
+
 def load_scores(job_dir: str | Path) -> dict[str, Any]:
     path = Path(job_dir) / SCORES_FILE
     try:
@@ -211,6 +226,8 @@ class Run:
 
     # -- recording
     def output(self, **row: Any) -> str:
+        if self.persona is not None:
+            row.setdefault("persona", self.persona.id)
         index = self._next
         self._next += 1
         oid = f"{self.job.dir.name}:{index}"
@@ -285,7 +302,8 @@ class Run:
         prompts = {k: load_prompt(k, v) for k, v in overrides.items()}
         spec = self.job.spec["judge"]
         engine = open_engine(EngineSpec(**spec["engine"]))
-        return Judge(engine, spec["label"], prompts, seed=int(self.settings.get("seed", 0)))
+        return Judge(engine, spec["label"], prompts, max_tokens=int(self.settings.get("judge_max_tokens", 160)),
+                     seed=int(self.settings.get("seed", 0)))
 
     def system_for(self, entry: ModelEntry) -> str | None:
         from evaluators.probes import persona_system_prompt
@@ -473,7 +491,7 @@ def run_traits(run: Run) -> None:
             try:
                 if s["knowledge"]:
                     def on_k(cell: Any) -> None:
-                        run.output(**cell.to_dict(), prompt_system=bool(system),
+                        run.output(**cell.to_dict(), prompt=cell.question, prompt_system=bool(system),
                                    metrics={"logp_margin": cell.logp_affirm - cell.logp_deny})
                         run.tick(message=f"{entry.label}: knowledge {cell.trait}")
 

@@ -33,11 +33,13 @@ traits — knowledge vs expression per trait of one persona:
     labeller     "judge", "fallback" (markers + MiniLM similarity) or "markers"
                  ["judge" when `judge` is set, else "markers"]
     judge        engine id or model that labels expression replies [""]
+    judge_max_tokens  room for the judge's answer (reasons + the label line) [160]
     rubric       a file replacing evaluators/prompts/expression_label.txt [""]
     system       "none" or "persona": the system prompt every model gets ["none"]
 judge — pairwise comparison of each model against the first one:
     persona, system, max_tokens [96], temperature [0.7], top_p, seed as for traits
     judge        engine id, model, or "fallback" (persona criterion only) [required]
+    judge_max_tokens [160]
     questions    prompts to answer [the persona's expression probes]
     limit        at most this many questions, 0 = all [0]
     samples      replies per question per model [1]
@@ -48,7 +50,7 @@ tailoring — persona-tailored responses, chosen- and rejected-persona prompts a
     persona_field "retr" or "gold": which personas of the data to use ["retr"]
     no_persona   model entries that get the prompt without the persona [[]]
     samples      data rows used, 0 = all [50]
-    judge, criteria [["personalization", "quality"]], prompts, max_tokens [96],
+    judge, judge_max_tokens, criteria [["personalization", "quality"]], prompts, max_tokens [96],
     temperature [0.0], top_p, seed as above
 perplexity_matrix — every model on held-out text of every format:
     data         list of dataset ids or JSONL files (any record shape) [required]
@@ -115,12 +117,14 @@ KEYS: dict[str, dict[str, Key]] = {
         "knowledge_by": Key("str", "total", ("total", "mean")),
         "labeller": Key("str", "", ("", "judge", "fallback", "markers")),
         "judge": Key("str", ""),
+        "judge_max_tokens": Key("int", 160, minimum=1),
         "rubric": Key("str", ""),
     },
     "judge": {
         **_PERSONA,
         **_sampling(96, 0.7),
         "judge": Key("str", "", required=True),
+        "judge_max_tokens": Key("int", 160, minimum=1),
         "questions": Key("list", []),
         "limit": Key("int", 0, minimum=0),
         "samples": Key("int", 1, minimum=1),
@@ -134,6 +138,7 @@ KEYS: dict[str, dict[str, Key]] = {
         "samples": Key("int", 50, minimum=0),
         **_sampling(96, 0.0),
         "judge": Key("str", "", required=True),
+        "judge_max_tokens": Key("int", 160, minimum=1),
         "criteria": Key("list", ["personalization", "quality"], ("personalization", "quality")),
         "prompts": Key("table", {}, ("personalization", "quality")),
     },

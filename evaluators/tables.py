@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -95,42 +96,57 @@ _FLAG_STYLES = {
 }
 
 
-def traits_table(scores: Mapping[str, Any]) -> Table:
-    table = Table(
-        title=f"Knowledge vs expression · persona {scores.get('persona', '')} · {scores.get('eval', '')}",
-        title_justify="left",
-    )
-    table.add_column("Model")
-    table.add_column("Trait")
-    table.add_column("Knows (log P affirm > deny)")
-    table.add_column("Expresses")
-    table.add_column("Contradicts", justify="right")
-    table.add_column("Flag")
-    table.add_column("Scored by", style="dim")
-    last_model = None
+def _rate_cell(d: Mapping[str, Any] | None, width: int = 4) -> Text:
+    """'█████▍ 67% 21–94 2/3': bar, rate, Wilson interval, counts; narrow enough for 80 columns."""
+    if not d or not d.get("n"):
+        return Text("–", style="dim")
+    text = Text(bar(d["rate"], width), style="cyan")
+    text.append(f" {d['rate']:>4.0%}", style="bold")
+    text.append(f" {d['low'] * 100:.0f}–{d['high'] * 100:.0f} {d['k']}/{d['n']}", style="dim")
+    return text
+
+
+def traits_tables(scores: Mapping[str, Any]) -> list[Table]:
+    """One table per model: knowledge and expression side by side, per trait, with the flag."""
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
     for row in scores.get("rows", []):
-        if last_model is not None and row["model"] != last_model:
-            table.add_section()
-        last_model = row["model"]
-        contra = row.get("contradicted") or {}
-        unscored = f" +{row['unscored']} unparseable" if row.get("unscored") else ""
-        table.add_row(
-            row["model"],
-            row["trait"],
-            _rate(row.get("knowledge"), with_bar=True),
-            _rate(row.get("expression"), with_bar=True),
-            Text(f"{contra.get('k', 0)}/{contra.get('n', 0)}" if contra.get("n") else "–"),
-            Text(row["flag"], style=_FLAG_STYLES.get(row["flag"], "green")),
-            ", ".join(row.get("scorers") or []) + unscored,
+        by_model.setdefault(row["model"], []).append(row)
+    tables = []
+    for model, rows in by_model.items():
+        table = Table(
+            title=f"Knows vs shows · {model} · persona {scores.get('persona', '')}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
         )
-    by = scores.get("knowledge_by", "total")
-    table.caption = (
-        f"Knowledge: log P(affirm) > log P(deny), {by} over the answer's tokens, no judge. "
-        f"Expression: share of replies labelled expressed by {scores.get('labeller') or 'the labeller'}. "
-        "Intervals: Wilson 95%."
-    )
-    table.caption_justify = "left"
-    return table
+        # Markers and the fallback never say "contradicted": the column only when it can be filled.
+        contra_col = any(not str(sc).startswith(("markers", "fallback")) for r in rows for sc in r.get("scorers") or [])
+        table.add_column("Trait", overflow="fold", min_width=10, max_width=20)
+        table.add_column("Knows", no_wrap=True)
+        table.add_column("Shows", no_wrap=True)
+        if contra_col:
+            table.add_column("Contra", justify="right", no_wrap=True)
+        table.add_column("Flag", overflow="fold")
+        scorers: set[str] = set()
+        unscored = 0
+        for row in rows:
+            contra = row.get("contradicted") or {}
+            scorers.update(row.get("scorers") or [])
+            unscored += int(row.get("unscored") or 0)
+            cells = [row["trait"], _rate_cell(row.get("knowledge")), _rate_cell(row.get("expression"))]
+            if contra_col:
+                cells.append(f"{contra.get('k', 0)}/{contra.get('n', 0)}" if contra.get("n") else "–")
+            table.add_row(*cells, Text(row["flag"], style=_FLAG_STYLES.get(row["flag"], "green")))
+        by = scores.get("knowledge_by", "total")
+        table.caption = (
+            f"Knows: log P(affirm) > log P(deny) ({by} over the answer), no judge. Shows: replies "
+            f"labelled expressed by {', '.join(sorted(scorers)) or scores.get('labeller') or '–'}"
+            + (f"; {unscored} unparseable, not counted" if unscored else "")
+            + ". Rate, Wilson 95% interval (%), k/n."
+        )
+        table.caption_justify = "left"
+        tables.append(table)
+    return tables
 
 
 def judge_table(scores: Mapping[str, Any]) -> Table:
@@ -195,7 +211,7 @@ def tables_for(scores: Mapping[str, Any]) -> list[Table]:
     if kind == "reference":
         return [reference_table(scores)]
     if kind == "traits":
-        return [traits_table(scores)]
+        return traits_tables(scores)
     if kind in ("judge", "tailoring"):
         return [judge_table(scores)]
     if kind == "perplexity_matrix":

@@ -214,6 +214,11 @@ class PersonaApp(App):
     # -- tabs and the command palette ---------------------------------------------------
     def action_show_tab(self, tab_id: str) -> None:
         self.query_one(TabbedContent).active = tab_id
+        # Focus the new tab now: until Textual handles the Hide event, a key typed right after
+        # the switch would reach the hidden pane's bindings (e.g. "6e" exporting a card).
+        pane = self.query_one(f"#{tab_id}-pane")
+        target = pane if pane.can_focus else next((w for w in pane.query("*") if w.can_focus), None)
+        self.screen.set_focus(target)
 
     def _personas_action(self, action: str):
         async def run() -> None:
@@ -243,11 +248,17 @@ class PersonaApp(App):
             )
 
 
-def make_app(session_path: Path | None) -> PersonaApp:
+def make_app(session_path: Path | SessionFile | None) -> PersonaApp:
     """The app on the session at `session_path`; raises SessionError for a file it cannot open.
 
-    Loading happens here, before any terminal output, so a bad file never starts the UI.
+    Loading happens here, before any terminal output, so a bad file never starts the UI. An
+    already loaded `SessionFile` is taken as it is (the CLI loads before importing Textual).
     """
     if session_path is None:
-        raise SessionError("No session file named; open one (persona-tui SESSION.toml) or create one with 'persona-tui new PATH'.")
+        raise SessionError(
+            "no session file named; open one (persona-tui SESSION.toml) or create one with "
+            "'persona-tui new PATH'."
+        )
+    if isinstance(session_path, SessionFile):
+        return PersonaApp(session_path)
     return PersonaApp(SessionFile.load(Path(session_path)))

@@ -21,6 +21,7 @@ COMMANDS = [
     "jobs",
     "data",
     "train",
+    "annotate",
 ]
 
 # `persona-tui SESSION.toml` is short for `persona-tui open SESSION.toml`.

@@ -165,6 +165,8 @@ def _atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
 @contextlib.contextmanager
 def _status_lock(job_dir: Path) -> Iterator[None]:
     """Serialises read-modify-write of status.json between the launcher and the worker."""
+    if not (job_dir / STATUS_FILE).is_file():
+        raise JobError(f"{job_dir} is not a job directory: it has no {STATUS_FILE}.")
     with open(job_dir / ".status.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -260,34 +262,34 @@ def start_job(job_dir: str | os.PathLike[str], nice: int = DEFAULT_NICE) -> int:
     failed or died job again, `requeue_job` it first (events and log are kept).
     """
     job_dir = Path(job_dir).resolve()
-    raw = _read_status_raw(job_dir)
-    if raw.get("state") != "queued" or raw.get("pid"):
-        raise JobError(
-            f"job {job_dir.name} is {raw.get('state')}"
-            + (f" (pid {raw.get('pid')})" if raw.get("pid") else "")
-            + "; only a queued job can start (requeue it to run it again)."
-        )
-    worker = raw.get("worker") or read_spec(job_dir).get("worker") or "trainers.worker"
     env = dict(os.environ)
     env[NICE_ENV] = str(nice)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    with open(job_dir / LOG_FILE, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", worker, str(job_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-        )
-    # Reap the child when it ends so a long-lived launcher (the TUI) keeps no zombies.
-    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+    # Check, launch and record under the status lock, so two launchers never start two workers
+    # (the worker waits on the same lock before it writes "running").
     with _status_lock(job_dir):
         raw = _read_status_raw(job_dir)
-        if raw.get("state") == "queued" and not raw.get("pid"):
-            raw.update(pid=proc.pid, host=socket.gethostname(), launched=time.time())
-            _write_status_raw(job_dir, raw)
+        if raw.get("state") != "queued" or raw.get("pid"):
+            raise JobError(
+                f"job {job_dir.name} is {raw.get('state')}"
+                + (f" (pid {raw.get('pid')})" if raw.get("pid") else "")
+                + "; only a queued job can start (requeue it to run it again)."
+            )
+        worker = raw.get("worker") or read_spec(job_dir).get("worker") or "trainers.worker"
+        with open(job_dir / LOG_FILE, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", worker, str(job_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+            )
+        raw.update(pid=proc.pid, host=socket.gethostname(), launched=time.time())
+        _write_status_raw(job_dir, raw)
+    # Reap the child when it ends so a long-lived launcher (the TUI) keeps no zombies.
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return proc.pid
 
 

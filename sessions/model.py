@@ -138,7 +138,7 @@ class EvalSpec:
 class Annotation:
     """One person's labels for one output. Saved the moment it is given."""
 
-    output: str  # "<job-id>:<output-index>" or "chat:<conversation>:<turn>"
+    output: str  # "<job-id>:<output-index>" or "chat:<queue-line>"
     annotator: str
     trait_labels: dict[str, str] = field(default_factory=dict)  # trait id -> expressed|not_shown|contradicted
     consistency: int = 0  # 1..5, 0 = not rated

@@ -142,7 +142,10 @@ class TrainingSettings:
         default=False,
         metadata=_help("Pack several short examples into one max_seq_length row (padding-free), fewer wasted tokens."),
     )
-    num_threads: int = field(default=0, metadata=_help("CPU threads for torch; 0 = one per physical core."))
+    num_threads: int = field(
+        default=0,
+        metadata=_help("CPU threads for torch; 0 = one per physical core left idle by other work, re-checked as it runs."),
+    )
     gradient_checkpointing: bool = field(
         default=False,
         metadata=_help("Recompute activations in the backward pass: less memory, ~20-30% slower (big models on GPUs)."),

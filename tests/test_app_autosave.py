@@ -41,6 +41,7 @@ def saved_name(path: Path) -> str:
 @pytest.mark.parametrize("quit_keys", [("escape", "q"), ("ctrl+q",), ("ctrl+c",)])
 async def test_unsaved_changes_are_saved_on_quit(session_path: Path, quit_keys):
     app = make_app(session_path)
+    app.AUTOSAVE_DELAY = 60  # only quitting can save within this test, however slow the machine
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("enter", "end", "!")
         assert app.dirty and saved_name(session_path) == "Odile Marsh"

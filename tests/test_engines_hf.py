@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engines import EngineError, open_engine
+from engines import Engine, EngineError, open_engine
 from sessions.model import EngineSpec
 
 pytestmark = pytest.mark.slow
@@ -31,6 +31,7 @@ def llama():
 
 
 def test_chat_greedy_is_deterministic_and_streaming_joins_to_it(engine):
+    assert isinstance(engine, Engine)
     a = engine.chat(QUESTION, temperature=0, max_tokens=24)
     assert "Paris" in a
     assert engine.chat(QUESTION, temperature=0, max_tokens=24) == a
@@ -39,9 +40,9 @@ def test_chat_greedy_is_deterministic_and_streaming_joins_to_it(engine):
 
 
 def test_sampling_seed_and_stop(engine):
-    kw = {"temperature": 1.0, "max_tokens": 16}
+    kw = {"temperature": 1.0, "max_tokens": 8}
     assert engine.chat(QUESTION, seed=11, **kw) == engine.chat(QUESTION, seed=11, **kw)
-    assert len({engine.chat(QUESTION, seed=s, **kw) for s in range(4)}) > 1
+    assert len({engine.chat(QUESTION, seed=s, **kw) for s in range(3)}) > 1
     full = engine.complete(PROMPT, temperature=0, max_tokens=12)
     assert full.startswith(" Paris.")
     assert engine.complete(PROMPT, temperature=0, max_tokens=12, stop=["."]) == " Paris"
@@ -103,5 +104,5 @@ def test_peft_adapter_changes_the_model(engine, tmp_path):
 
 
 def test_bad_dtype_is_one_sentence():
-    with pytest.raises(EngineError, match="dtype 'float99' is not a torch dtype"):
+    with pytest.raises(EngineError, match="dtype 'float99' is not a floating-point torch dtype"):
         open_engine(EngineSpec(id="x", kind="transformers", extra={"dtype": "float99"}))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engines import EngineError, open_engine
+from engines import Engine, EngineError, open_engine
 from engines.models import resolve_model
 from sessions.model import EngineSpec
 
@@ -25,6 +25,7 @@ def engine():
 
 
 def test_chat_uses_the_gguf_template_and_is_deterministic_when_greedy(engine):
+    assert isinstance(engine, Engine)
     assert engine.llm.chat_format == "chat_template.default"  # the GGUF's own template
     a = engine.chat(QUESTION, temperature=0, max_tokens=24)
     b = engine.chat(QUESTION, temperature=0, max_tokens=24)
@@ -39,9 +40,9 @@ def test_streaming_joins_to_the_same_text_as_one_reply(engine):
 
 
 def test_sampling_with_a_seed_repeats_and_seeds_differ(engine):
-    kw = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 24}
+    kw = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 12}
     assert engine.chat(QUESTION, seed=7, **kw) == engine.chat(QUESTION, seed=7, **kw)
-    replies = {engine.chat(QUESTION, seed=s, **kw) for s in range(4)}
+    replies = {engine.chat(QUESTION, seed=s, **kw) for s in range(3)}
     assert len(replies) > 1
 
 
@@ -116,3 +117,58 @@ def test_bad_model_adapter_and_settings_are_one_sentence(tmp_path, engine):
         open_engine(EngineSpec(id="x", kind="llamacpp", model=str(broken)))
     with pytest.raises(EngineError, match="unknown sampling setting 'top_k'"):
         engine.chat(QUESTION, top_k=5)
+    with pytest.raises(EngineError, match="role 'bot'"):
+        engine.stream_chat([{"role": "bot", "content": "hi"}])  # at the call, before any iteration
+
+
+def test_closing_a_stream_early_frees_the_engine(engine):
+    stream = engine.stream_chat(QUESTION, temperature=0, max_tokens=200)
+    first = next(stream)
+    stream.close()  # the chat pane's stop button
+    assert first and engine.chat(QUESTION, temperature=0, max_tokens=24).startswith(first)
+
+
+@pytest.fixture(scope="module")
+def lora(tmp_path_factory):
+    """A random (non-zero) PEFT LoRA on the bundled model, and its GGUF by llama.cpp's converter."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from engines.models import converter_dir, hf_model_dir, load_hf_model
+
+    d = tmp_path_factory.mktemp("lora")
+    torch.manual_seed(0)
+    peft_model = get_peft_model(
+        load_hf_model("bundled:smollm2-135m-instruct"),
+        LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    peft_model.save_pretrained(d / "adapter")
+    conv = converter_dir()
+    env = {**os.environ, "PYTHONPATH": str(conv / "gguf-py")}
+    subprocess.run(
+        [sys.executable, str(conv / "convert_lora_to_gguf.py"), "--base", str(hf_model_dir("bundled:smollm2-135m-instruct")),
+         "--outfile", str(d / "lora.gguf"), "--outtype", "f16", str(d / "adapter")],
+        env=env, check=True, capture_output=True, timeout=300,
+    )
+    return d / "adapter", d / "lora.gguf"
+
+
+def test_a_lora_gguf_changes_the_model_like_the_peft_adapter_it_came_from(engine, lora):
+    adapter, gguf = lora
+    tuned = open_engine(EngineSpec(id="tuned", kind="llamacpp", n_ctx=512, adapter=str(gguf)))
+    hf_tuned = open_engine(EngineSpec(id="hf-tuned", kind="transformers", adapter=str(adapter)))
+    try:
+        base_lp = engine.logprobs(PROMPT, " Paris")[0]
+        lp = tuned.logprobs(PROMPT, " Paris")[0]  # the scoring context carries the adapter too
+        assert abs(lp - base_lp) > 1.0
+        assert lp == pytest.approx(hf_tuned.logprobs(PROMPT, " Paris")[0], abs=1.0)
+        text = tuned.complete(PROMPT, temperature=0, max_tokens=4)
+        assert text != engine.complete(PROMPT, temperature=0, max_tokens=4)
+        assert text.split()[0] == hf_tuned.complete(PROMPT, temperature=0, max_tokens=4).split()[0]
+    finally:
+        tuned.close()
+        hf_tuned.close()

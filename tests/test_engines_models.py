@@ -139,17 +139,32 @@ def test_tokenizer_loads_from_the_cache_and_matches_llamacpp(built_cache, monkey
 
 
 @pytest.mark.slow
-def test_hf_model_cache_is_a_plain_loadable_hf_folder():
-    """The dequantised bundled model, saved once (shared with the transformers engine tests)."""
+def test_hf_model_cache_is_a_plain_loadable_hf_folder(built_cache, monkeypatch):
+    """The bundled GGUF dequantised once and saved as plain safetensors + tokenizer."""
+    cache, _ = built_cache
+    monkeypatch.setenv("PERSONA_TUI_CACHE", str(cache))
     folder = models.hf_model_dir(BUNDLED)
-    assert folder.is_relative_to(models.cache_root())
+    assert folder == cache / "models" / models.resolve_model(BUNDLED).key / "hf"
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert (folder / "chat_template.jinja").is_file()
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
     model = models.load_hf_model(BUNDLED)
     assert Path(model.name_or_path) == folder and not getattr(model, "hf_quantizer", None)
-    assert not model.training
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # reloaded, not rebuilt
+    assert not model.training and next(model.parameters()).dtype.is_floating_point
+    # The saved weights are the GGUF's: the same next-token choice as llama.cpp on a plain prompt.
+    import torch
+    from llama_cpp import Llama
+
+    tok = models.load_tokenizer(BUNDLED)
+    ids = tok("The capital of France is")["input_ids"]
+    with torch.no_grad():
+        hf_next = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+    llm = Llama(model_path=str(models.resolve_model(BUNDLED).path), n_ctx=64, verbose=False)
+    assert hf_next == next(iter(llm.generate(ids, temp=0.0)))
+    llm.close()
     assert models.load_tokenizer(BUNDLED).name_or_path == str(folder)
     with pytest.raises(EngineError, match="dtype 'int4' is not a floating-point torch dtype"):
         models.load_hf_model(BUNDLED, dtype="int4")

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from engines import EngineError, EngineUnsupported, open_engine
+from engines import Engine, EngineError, EngineUnsupported, open_engine
 from engines.models import resolve_model
 from sessions.model import EngineSpec
 
@@ -90,6 +90,7 @@ def llama():
 
 
 def test_lists_models_and_uses_the_first_when_none_is_named(engine):
+    assert isinstance(engine, Engine)
     models = engine.list_models()
     assert models == [str(resolve_model("bundled:smollm2-135m-instruct").path)]
     assert engine.model == models[0]
@@ -113,11 +114,10 @@ def test_logprobs_of_a_bos_led_prompt_match_the_llamacpp_engine(engine, llama):
     # SmolLM2's BOS is <|im_start|>, so a chat-formatted prompt is one the server scores right.
     # (The server may reuse its cached prompt and decode the last prompt token alone, so the
     # first position can differ by a few hundredths; the rest agree to 1e-6.)
-    for cont in ("Yes, it is.",):
-        got = engine.logprobs(CHAT_PROMPT, cont)
-        want = llama.logprobs(CHAT_PROMPT, cont)
-        assert len(got) == len(want) and got == pytest.approx(want, abs=5e-2)
-        assert got[1:] == pytest.approx(want[1:], abs=1e-3)
+    got = engine.logprobs(CHAT_PROMPT, "Yes, it is.")
+    want = llama.logprobs(CHAT_PROMPT, "Yes, it is.")
+    assert len(got) == len(want) == 5
+    assert got == pytest.approx(want, abs=5e-2) and got[1:] == pytest.approx(want[1:], abs=1e-3)
 
 
 def test_shifted_server_logprobs_are_refused_not_returned(engine):
@@ -144,6 +144,8 @@ def test_unreachable_endpoint_is_one_sentence_naming_the_url():
     e = open_engine(EngineSpec(id="gone", kind="openai", base_url=url, extra={"max_retries": 0}))
     with pytest.raises(EngineError, match=f"cannot reach the OpenAI-compatible endpoint at {url}"):
         e.chat(QUESTION)
+    with pytest.raises(EngineError, match=f"cannot reach the OpenAI-compatible endpoint at {url}"):
+        e.stream_chat(QUESTION)
     with pytest.raises(EngineError, match="has no base_url"):
         open_engine(EngineSpec(id="nourl", kind="openai"))
 

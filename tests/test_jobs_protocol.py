@@ -110,6 +110,27 @@ def test_detached_job_finishes_with_progress_events_and_low_priority(tmp_path):
         jobs.start_job(job_dir)
 
 
+def test_two_launchers_at_once_start_one_worker(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    job_dir = jobs.create_job(tmp_path, "count", {"n": 2}, worker=WORKER)
+
+    def launch(_):
+        try:
+            return jobs.start_job(job_dir)
+        except jobs.JobError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(launch, range(4)))
+    pids = [r for r in results if isinstance(r, int)]
+    assert len(pids) == 1 and all("only a queued job can start" in r for r in results if isinstance(r, str))
+    status, _, _ = finish(job_dir)
+    assert status.state == "finished" and status.pid == pids[0]
+    with pytest.raises(jobs.JobError, match="not a job directory"):
+        jobs.start_job(tmp_path / "jobs" / "missing")
+
+
 def test_worker_exception_fails_the_job_with_one_sentence_and_traceback_in_log(tmp_path):
     job_dir = jobs.create_job(tmp_path, "boom", {"message": "the teacher returned nothing usable"}, worker=WORKER)
     jobs.start_job(job_dir)

@@ -14,8 +14,8 @@ with `mix` is the union of other built datasets (train with train, held-out with
 
 Options that have no field of their own live in `DatasetSpec.extra`: `system_prompt` (chat_demos,
 neutral system message), `side` (persona_chat), `persona_source`, `both_sides` (tailoring),
-`strict` (imports: refuse broken rows), `base_model` (for token statistics), `temperature`
-(llm generator), `max_attempts` (llm generator).
+`strict` (imports: refuse broken rows), `base_model` (for token statistics), `token_stats`
+(false skips loading the tokenizer), `temperature` and `max_attempts` (llm generator).
 """
 
 from __future__ import annotations
@@ -164,7 +164,8 @@ def resolve_source(spec: DatasetSpec, base_dir: str | Path | None) -> Path:
 # --- generating -----------------------------------------------------------------------------------
 
 
-def _open_teacher(session: Session, spec: DatasetSpec, engine_opener: Callable[[EngineSpec], Any] | None):
+def _open_teacher(session: Session, spec: DatasetSpec, engine_opener: Callable[[EngineSpec], Any] | None,
+                  default_temperature: float = 0.7):
     from trainers.generate.llm import Teacher, TeacherError
 
     espec = engine_spec_for(session, spec)
@@ -175,8 +176,10 @@ def _open_teacher(session: Session, spec: DatasetSpec, engine_opener: Callable[[
         engine = engine_opener(espec)
     except Exception as e:  # noqa: BLE001 - engines raise EngineError; anything else is reported the same way
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TeacherError(f"The teacher engine {label} cannot be opened ({msg.rstrip('.')}); fix the engine settings.") from e
-    temperature = float(spec.extra.get("temperature", 0.8))
+        if isinstance(e, ValueError):  # an EngineError: already one sentence with its fix
+            raise TeacherError(f"Teacher engine {label}: {msg}") from e
+        raise TeacherError(f"Teacher engine {label} cannot be opened ({msg.rstrip('.')}); fix its settings.") from e
+    temperature = float(spec.extra.get("temperature", default_temperature))
     return engine, Teacher(engine, label, spec.seed, temperature=temperature)
 
 
@@ -232,7 +235,8 @@ def _generate(session: Session, spec: DatasetSpec, persona: Persona | None, base
 
     def infer(prompt: str, preferred: str, other: str) -> str | None:
         if "teacher" not in engine_holder:
-            engine_holder["engine"], engine_holder["teacher"] = _open_teacher(session, spec, engine_opener)
+            # Inference wants the most likely description: greedy unless the spec says otherwise.
+            engine_holder["engine"], engine_holder["teacher"] = _open_teacher(session, spec, engine_opener, 0.0)
             log(f"persona inference with {engine_holder['teacher'].label}")
         reply = engine_holder["teacher"](tailoring.inference_messages(prompt, preferred, other), 80)
         return tailoring.parse_persona(reply)
@@ -491,7 +495,7 @@ def build_dataset(
             )
             log(stats["shortfall"])
     stats.update(quality_stats(everything, spec.seed))
-    if with_tokens:
+    if with_tokens and spec.extra.get("token_stats", True):
         stats["tokens"] = token_stats(everything, base_model_for(session, spec), spec.seed)
     dataset_files.write_jsonl(train_path, train)
     dataset_files.write_jsonl(held_path, held)

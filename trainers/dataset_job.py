@@ -1,7 +1,7 @@
 """The work of a job of kind "dataset": build one DatasetSpec of a session, reporting progress.
 
-Job spec (see sessions.jobs): `session` (path of the session TOML) and `dataset` (the id of a
-DatasetSpec in it). The worker reads the session as it is on disk when the job starts, builds
+Job spec (see sessions.jobs): `session` (path of the session TOML), `dataset` (the id of a
+DatasetSpec in it) and optionally `size` (overrides the spec's size for this job only). The worker reads the session as it is on disk when the job starts, builds
 into the session's workspace and never writes the session file itself (a TUI may have it open);
 the statistics go beside the data as `<id>.stats.json` and, in short, into the job's events.
 """
@@ -33,6 +33,10 @@ def run(job: Any) -> None:
     if ds is None:
         known = ", ".join(d.id for d in sf.session.datasets) or "none"
         job.fail(f"Session {sf.path} has no dataset {dataset_id!r} (it has: {known}); save the dataset spec first.")
+    if spec.get("size"):  # a one-off size (the demo's --quick), frozen in this job's spec
+        from dataclasses import replace
+
+        ds = replace(ds, size=int(spec["size"]))
     job.log(f"building dataset {ds.id!r}: format {ds.format}, generator {ds.generator}, size {ds.size}")
     job.progress(0, max(ds.size, 1), "starting")
 

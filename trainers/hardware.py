@@ -74,6 +74,23 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+def auto_threads(own_threads: int = 0) -> int:
+    """Threads for torch on a CPU: one per physical core that other processes leave idle.
+
+    torch's OpenMP threads meet at a barrier after every operation, so a thread whose core is
+    busy with another process stalls the others for a scheduler slice: measured here with the
+    load average at 8 on 2 cores, 2 threads took 27-44 s per step where 1 took 2-3 s. `own_threads`
+    is what this process already runs (its share of the load average).
+    """
+    cores = physical_cores()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cores
+    others = max(0.0, load - own_threads)
+    return max(1, min(cores, cores - int(others + 0.5)))
+
+
 def bitsandbytes_available() -> bool:
     import importlib.util
 
@@ -99,7 +116,7 @@ def resolve_device(precision: str, optimizer: str, num_threads: int, batch_size:
         precision = "bf16" if cpu_fast_bf16() and batch_size >= CPU_BF16_MIN_MICRO_BATCH else "fp32"
     if optimizer == "auto":
         optimizer = "adamw_torch"
-    threads = num_threads or physical_cores()
+    threads = num_threads or auto_threads()
     return Device("cpu", 0, precision, optimizer, threads)
 
 

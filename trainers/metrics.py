@@ -102,6 +102,16 @@ class RunMetrics:
         self.peak_rss = 0.0
         self.tokens_per_s: float | None = None
 
+    def begin(self, step: int | None = None, tokens_seen: int | None = None) -> None:
+        """The loop starts now: data preparation and model set-up are not training time."""
+        self.t0 = self.last_time = self.clock()
+        if step is not None:
+            self.start_step = self.last_step = step
+        if tokens_seen is not None:
+            self.tokens_start = self.last_tokens = tokens_seen
+        self.recent.clear()
+        self.recent.append((self.t0, self.last_step))
+
     @property
     def elapsed(self) -> float:
         return self.elapsed_before + (self.clock() - self.t0)
@@ -190,8 +200,12 @@ class RunMetrics:
         }
 
 
-def make_callback(metrics: RunMetrics, should_stop: Callable[[], bool]) -> Any:
-    """A transformers `TrainerCallback` feeding `metrics` and stopping on cancel (checkpoint first)."""
+def make_callback(metrics: RunMetrics, should_stop: Callable[[], bool],
+                  on_step: Callable[[int], None] | None = None) -> Any:
+    """A transformers `TrainerCallback` feeding `metrics` and stopping on cancel (checkpoint first).
+
+    `on_step(global_step)` runs after every optimizer step (the CPU thread governor uses it).
+    """
     from transformers import TrainerCallback
 
     class JobCallback(TrainerCallback):
@@ -204,7 +218,14 @@ def make_callback(metrics: RunMetrics, should_stop: Callable[[], bool]) -> Any:
                 return
             metrics.on_log(state.global_step, logs, epoch=state.epoch, tokens_seen=state.num_input_tokens_seen or None)
 
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            if state.max_steps:
+                metrics.max_steps = state.max_steps
+            metrics.begin(tokens_seen=state.num_input_tokens_seen or None)
+
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if on_step is not None:
+                on_step(state.global_step)
             if should_stop():
                 self.stopped_at = state.global_step
                 control.should_save = True

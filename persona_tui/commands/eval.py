@@ -87,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"persona-tui: {error}", file=sys.stderr)
         return 2
     if args.job:
-        job_dir = jobs.jobs_root(sf.workspace) / args.job
         try:
-            _print_tables(load_scores(job_dir))
+            _print_tables(load_scores(jobs.jobs_root(sf.workspace) / jobs.check_job_id(args.job)))
         except ValueError as error:
             print(f"persona-tui: {error}", file=sys.stderr)
             return 2

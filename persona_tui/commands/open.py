@@ -32,15 +32,16 @@ def open_session(path: Path) -> int:
             file=sys.stderr,
         )
         return 2
-    from persona_tui.app import make_app
+    from sessions.store import SessionFile
 
     try:
-        app = make_app(path)
+        session_file = SessionFile.load(path)
     except SessionError as error:
-        more = len(error.problems) - 1
-        hint = f" Run 'persona-tui validate {path}' to list all of them." if more > 0 else ""
-        print(f"persona-tui: {str(error).rstrip('.')}.{hint}", file=sys.stderr)
+        print(f"persona-tui: {one_sentence(error, path)}", file=sys.stderr)
         return 2
+    from persona_tui.app import make_app  # Textual only once the file is known to be good
+
+    app = make_app(session_file)
     app.run()
     # The app saves before it quits; this covers an exit it did not see coming.
     if app.dirty:
@@ -50,3 +51,14 @@ def open_session(path: Path) -> int:
             print(f"persona-tui: your last changes to {path} are not saved: {error}", file=sys.stderr)
             return 1
     return app.return_code or 0
+
+
+def one_sentence(error, path: Path) -> str:
+    """The first problem, and where to see the rest."""
+    problems = getattr(error, "problems", None) or []
+    first = str(problems[0]) if problems else str(error)
+    more = len(problems) - 1
+    if more <= 0:
+        return first
+    plural = "s" if more > 1 else ""
+    return f"{first.rstrip('.')} (and {more} more problem{plural}: 'persona-tui validate {path}' lists them)."

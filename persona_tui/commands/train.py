@@ -10,6 +10,7 @@ checkpoint. At the end the loss curve is drawn as a small text chart.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 from pathlib import Path
@@ -25,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "is not changed.",
     )
     parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
-    parser.add_argument("--run", metavar="ID", help="the run spec to train")
+    parser.add_argument("--run", dest="run_id", metavar="ID", help="the run spec to train")
     parser.add_argument("--resume", metavar="JOB", help="continue a stopped training job from its last checkpoint")
     parser.add_argument("--detach", action="store_true", help="start a detached worker, print the job id and return")
     return parser
@@ -52,9 +53,9 @@ def loss_chart_text(events: list[dict[str, Any]], width: int = 64, height: int =
     plt.plot([s for s, _ in train], [v for _, v in train], label="train", marker="braille")
     if evals:
         plt.plot([s for s, _ in evals], [v for _, v in evals], label="eval", marker="dot")
-    text = plt.build()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", plt.build())  # plotext colours even with the clear theme
     plt.clear_figure()
-    return text
+    return "\n".join(line.rstrip() for line in text.splitlines())
 
 
 def _summary(console: Any, job_dir: Path, status: Any) -> None:
@@ -80,12 +81,12 @@ def _summary(console: Any, job_dir: Path, status: Any) -> None:
             parts.append(f"peak RSS {end['peak_mb'] / 1024:.2f} GiB")
         if end.get("gpu_peak_mb"):
             parts.append(f"peak GPU {end['gpu_peak_mb'] / 1024:.2f} GiB")
-        console.print(", ".join(parts), markup=False)
+        console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
     result = read_result(job_dir)
     if result and result.get("adapter"):
-        console.print(f"adapter: {result['adapter']}", markup=False)
+        console.print(f"adapter: {result['adapter']}", markup=False, highlight=False, soft_wrap=True)
     if result and result.get("engine", {}).get("kind") == "openai":
-        console.print(f"fine-tuned model: {result['engine'].get('model')}", markup=False)
+        console.print(f"fine-tuned model: {result['engine'].get('model')}", markup=False, highlight=False, soft_wrap=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from sessions.validate import SessionError
 
     console = Console()
-    if not args.run and not args.resume:
+    if not args.run_id and not args.resume:
         return _fail("name the run to train with --run ID (or a job to continue with --resume JOB).")
     try:
         sf = SessionFile.load(args.session)
@@ -122,14 +123,14 @@ def run(args: argparse.Namespace) -> int:
         label = f"resume {args.resume}"
     else:
         try:
-            job_dir = create_train_job(sf, args.run)
+            job_dir = create_train_job(sf, args.run_id)
         except RunSpecError as e:
             for p in e.problems:
                 print(f"persona-tui: {p}", file=sys.stderr)
             return 2
         except ValueError as e:
             return _fail(str(e))
-        label = f"train {args.run}"
+        label = f"train {args.run_id}"
 
     if args.detach:
         jobs.start_job(job_dir)

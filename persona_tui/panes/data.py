@@ -1,15 +1,667 @@
-"""Data pane: placeholder until the data capability lands (its helper replaces this module)."""
+"""Data pane: dataset specs of the session, their build jobs, and the examples they made.
 
-from persona_tui.widgets.planned import PlannedPane
+The left list holds the session's dataset specs; the form edits the selected one in place (the
+app saves, through `SessionChanged`). `b` builds it as a detached job (the same job the CLI's
+`persona-tui data` runs) and a timer follows the job's files into the progress bar, so a build
+started elsewhere, or before the app was restarted, is followed the same way. Below: the
+examples (open one to edit it as JSON, delete one), the statistics and a preview of the
+selected example through the base model's chat template; `e` exports.
+Work that touches files or loads a tokenizer runs in thread workers that only post messages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import (
+    Checkbox,
+    DataTable,
+    Input,
+    Label,
+    ListItem,
+    ListView,
+    ProgressBar,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from persona_tui.messages import SessionChanged
+from persona_tui.screens.choice import ChoiceScreen, confirm
+from persona_tui.screens.example_editor import ExampleEditor
+from persona_tui.screens.text_prompt import TextPrompt
+from sessions import workspace as ws
+from sessions.model import DatasetSpec
+
+# The format names, without importing trainers (and its ML imports) when the app starts.
+PERSONA_FORMATS = ("chat_demos", "first_person", "synthetic_docs")
+IMPORT_FORMATS = ("persona_chat", "tailoring_sft", "tailoring_dpo")
+FORMAT_LABELS = {
+    "chat_demos": "chat demos (persona speaks)",
+    "first_person": "first-person statements",
+    "synthetic_docs": "synthetic documents",
+    "persona_chat": "Persona-Chat next turns (CSV)",
+    "tailoring_sft": "persona tailoring, SFT",
+    "tailoring_dpo": "persona tailoring, DPO",
+}
+EXPORT_FORMATS = ("openai", "sharegpt", "alpaca", "trl_preference", "hf")
+MAX_ROWS = 2000  # rows shown in the examples table (big imports are paged by the file, not here)
+POLL_S = 0.5
 
 
-class DataPane(PlannedPane):
-    TITLE = "Data"
-    BODY = (
-        "This tab will turn a persona into training sets: pick a persona, a format (chat demos, "
-        "first-person statements, synthetic documents, Synthetic-Persona-Chat next turns, "
-        "persona-tailoring SFT or DPO pairs), a size and a generator (offline templates, or any "
-        "model as the teacher). The build runs as a background job with a progress bar; then "
-        "browse, edit and delete examples, see statistics and a chat-template preview, and "
-        "export to OpenAI, ShareGPT, Alpaca, TRL or Hugging Face datasets."
-    )
+def _excerpt(record: dict[str, Any], width: int = 90) -> str:
+    if "messages" in record:
+        msgs = record["messages"]
+        user = next((m["content"] for m in msgs if m.get("role") == "user"), "")
+        reply = next((m["content"] for m in msgs if m.get("role") == "assistant"), "")
+        text = f"{user} → {reply}"
+    elif "text" in record:
+        text = str(record["text"])
+    elif "completion" in record:
+        comp = record["completion"]
+        text = comp[0]["content"] if isinstance(comp, list) and comp else str(comp)
+    elif "chosen" in record:
+        text = str(record["chosen"])
+    else:
+        text = str(record)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_stats(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "Not built yet. Press b to build."
+    nd = stats.get("near_duplicates") or {}
+    tok = stats.get("tokens") or {}
+    lines = [
+        f"examples       {stats.get('count')} ({stats.get('train')} train, {stats.get('heldout')} held out)"
+        f" of {stats.get('requested')} requested",
+        f"generator      {stats.get('generator')}   format {stats.get('format')}   seed {stats.get('seed')}",
+        f"duplicates     {stats.get('near_duplicates_removed')} near, {stats.get('exact_duplicates_removed')} exact removed",
+        f"skipped        {stats.get('malformed')} malformed, {stats.get('skipped')} broken rows",
+        f"near-dup pairs {nd.get('pairs', '-')} left (Jaccard >= {nd.get('threshold', 0.8)},"
+        f" {nd.get('pair_fraction', 0):.3%} of pairs)",
+        f"distinct-2     {stats.get('distinct_2')} (targets {stats.get('distinct_2_target')})",
+    ]
+    if "mean" in tok:
+        lines.append(f"tokens         mean {tok['mean']}, median {tok['median']}, p95 {tok['p95']}, "
+                     f"max {tok['max']} under {tok['base_model']}")
+    elif tok.get("error"):
+        lines.append(f"tokens         {tok['error']}")
+    lines.append(f"speed          {stats.get('examples_per_s')} examples/s, {stats.get('seconds')} s")
+    gen = stats.get("generation") or {}
+    if gen.get("teacher"):
+        lines.append(f"teacher        {gen['teacher']}: {gen.get('teacher_calls')} calls, "
+                     f"{gen.get('teacher_tokens_per_s')} tokens/s")
+    broken = gen.get("broken") or []
+    if broken:
+        shown = ", ".join(f"line {b['line']}" for b in broken[:8])
+        lines.append(f"broken rows    {shown}{' …' if len(broken) > 8 else ''}")
+    counts = {k: v for k, v in gen.items() if isinstance(v, int) and k not in ("attempts",)}
+    if counts:
+        lines.append("counts         " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if stats.get("trait_coverage"):
+        lines.append("traits         " + ", ".join(f"{k} {v}" for k, v in stats["trait_coverage"].items()))
+    if stats.get("shortfall"):
+        lines.append(f"note           {stats['shortfall']}")
+    return "\n".join(lines)
+
+
+class DatasetList(ListView):
+    """The session's dataset specs."""
+
+
+class ExampleTable(DataTable):
+    """The built examples; enter opens one, del deletes it."""
+
+    BINDINGS = [
+        Binding("enter", "open_example", "Open"),
+        Binding("delete,x", "delete_example", "Delete", key_display="del"),
+    ]
+
+    def action_open_example(self) -> None:
+        self.post_message(DataPane.ExampleAction("open"))
+
+    def action_delete_example(self) -> None:
+        self.post_message(DataPane.ExampleAction("delete"))
+
+
+class DataPane(Widget):
+    BINDINGS = [
+        Binding("n", "new_dataset", "New"),
+        Binding("b", "build", "Build"),
+        Binding("c", "cancel_build", "Cancel build", show=False),
+        Binding("e", "export", "Export"),
+        Binding("p", "preview", "Preview"),
+    ]
+
+    # Set by the app before mounting.
+    session_file = None
+
+    class ExampleAction(Message):
+        def __init__(self, action: str) -> None:
+            super().__init__()
+            self.action = action
+
+    class ExamplesLoaded(Message):
+        """A worker read a dataset's files."""
+
+        def __init__(self, dataset_id: str, rows: list[tuple[str, int, dict[str, Any]]], total: int,
+                     stats: dict[str, Any] | None) -> None:
+            super().__init__()
+            self.dataset_id = dataset_id
+            self.rows = rows
+            self.total = total
+            self.stats = stats
+
+    class PreviewReady(Message):
+        def __init__(self, dataset_id: str, text: str) -> None:
+            super().__init__()
+            self.dataset_id = dataset_id
+            self.text = text
+
+    class BuildStarted(Message):
+        """A build job was started for a dataset (its directory is `job_dir`)."""
+
+        def __init__(self, dataset_id: str, job_dir: Path) -> None:
+            super().__init__()
+            self.dataset_id = dataset_id
+            self.job_dir = job_dir
+
+    class BuildEnded(Message):
+        def __init__(self, dataset_id: str, state: str, error: str) -> None:
+            super().__init__()
+            self.dataset_id = dataset_id
+            self.state = state
+            self.error = error
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.current: int | None = None
+        self.rows: list[tuple[str, int, dict[str, Any]]] = []
+        self.job_dir: Path | None = None
+        self.job_dataset: str | None = None
+        self._poll: Timer | None = None
+        self._filling = False
+
+    # -- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="data-body"):
+            with Vertical(id="data-side"):
+                yield Label("Datasets (n: new)", classes="side-title")
+                yield DatasetList(id="dataset-list")
+            with Vertical(id="data-main"):
+                with Horizontal(classes="data-row"):
+                    yield Select([(FORMAT_LABELS[f], f) for f in (*PERSONA_FORMATS, *IMPORT_FORMATS)],
+                                 id="data-format", allow_blank=False, compact=True)
+                    yield Select([], id="data-persona", prompt="persona", compact=True)
+                    yield Select([("template", "template"), ("llm (teacher)", "llm")], id="data-generator",
+                                 allow_blank=False, compact=True)
+                with Horizontal(classes="data-row"):
+                    yield Label("size", classes="inline-label")
+                    yield Input(id="data-size", compact=True, type="integer")
+                    yield Label("held out", classes="inline-label")
+                    yield Input(id="data-heldout", compact=True, type="number")
+                    yield Select([], id="data-engine", prompt="engine", compact=True)
+                    yield Checkbox("persona in system prompt", id="data-system", compact=True)
+                with Horizontal(classes="data-row", id="data-import-row"):
+                    yield Input(id="data-source", compact=True, placeholder="source file (CSV or JSONL)")
+                    yield Select([("own persona", "own"), ("both personas", "both"), ("own + first N lines", "context")],
+                                 id="data-variant", allow_blank=False, compact=True)
+                with Horizontal(classes="data-row", id="data-job-row"):
+                    yield ProgressBar(id="data-progress", show_eta=False)
+                    yield Static("", id="data-job-state", markup=False)
+                with TabbedContent(id="data-tabs"):
+                    with TabPane("Examples", id="data-examples-tab"):
+                        yield ExampleTable(id="example-table", cursor_type="row", zebra_stripes=True)
+                    with TabPane("Statistics", id="data-stats-tab"):
+                        with VerticalScroll():
+                            yield Static("", id="data-stats", markup=False)
+                    with TabPane("Preview", id="data-preview-tab"):
+                        with VerticalScroll():
+                            yield Static("Select an example and press p.", id="data-preview", markup=False)
+            yield Static("No dataset specs yet.\n\nPress n to add one: pick a persona, a format and a "
+                         "size, then b builds it.", id="data-empty", markup=False)
+
+    async def on_mount(self) -> None:
+        self.query_one(ExampleTable).add_columns("#", "split", "traits", "example")
+        await self.refresh_list(select=0)
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def session(self):
+        return self.session_file.session
+
+    @property
+    def workspace(self) -> Path:
+        return self.session_file.workspace
+
+    @property
+    def spec(self) -> DatasetSpec | None:
+        if self.current is None or not (0 <= self.current < len(self.session.datasets)):
+            return None
+        return self.session.datasets[self.current]
+
+    def changed(self, what: str) -> None:
+        self.post_message(SessionChanged(what))
+
+    def _built_count(self, spec: DatasetSpec) -> str:
+        from trainers import dataset_files  # light: no ML imports
+
+        st = dataset_files.read_stats(self.workspace, spec.id)
+        return f"{st['count']}" if st else "–"
+
+    async def refresh_list(self, select: int | None = None) -> None:
+        datasets = self.session.datasets
+        lv = self.query_one(DatasetList)
+        if select is None:
+            select = self.current if self.current is not None else 0
+        await lv.clear()
+        await lv.extend(ListItem(Label(f"{d.id}  [{self._built_count(d)}]", markup=False)) for d in datasets)
+        self.current = min(select, len(datasets) - 1) if datasets else None
+        lv.index = self.current
+        self.show_spec()
+
+    def show_spec(self) -> None:
+        spec = self.spec
+        self.query_one("#data-main").display = spec is not None
+        self.query_one("#data-empty").display = spec is None
+        if spec is None:
+            return
+        self._filling = True
+        try:
+            personas = [(p.name or p.id, p.id) for p in self.session.personas]
+            persona_select = self.query_one("#data-persona", Select)
+            persona_select.set_options(personas)
+            persona_select.value = spec.persona if spec.persona in {p for _, p in personas} else Select.NULL
+            engines = [("first engine / bundled model", "")] + [(f"{e.id} ({e.kind})", e.id) for e in self.session.engines]
+            engine_select = self.query_one("#data-engine", Select)
+            engine_select.set_options(engines)
+            engine_select.value = spec.engine if spec.engine in {e for _, e in engines} else ""
+            self.query_one("#data-format", Select).value = spec.format if spec.format in FORMAT_LABELS else "chat_demos"
+            if spec.generator in ("template", "llm"):
+                self.query_one("#data-generator", Select).value = spec.generator
+            self.query_one("#data-size", Input).value = str(spec.size)
+            self.query_one("#data-heldout", Input).value = str(spec.held_out)
+            self.query_one("#data-system", Checkbox).value = spec.persona_in_system_prompt
+            self.query_one("#data-source", Input).value = spec.source
+            self.query_one("#data-variant", Select).value = spec.variant if spec.variant in ("own", "both", "context") else "own"
+        finally:
+            self.call_after_refresh(self._done_filling)
+        self._show_fields_for(spec.format)
+        self.load_examples(spec.id)
+        self._follow_running_job(spec.id)
+
+    def _done_filling(self) -> None:
+        self._filling = False
+
+    def _show_fields_for(self, fmt: str) -> None:
+        persona_fmt = fmt in PERSONA_FORMATS
+        for wid in ("#data-persona", "#data-generator", "#data-system"):
+            self.query_one(wid).display = persona_fmt
+        self.query_one("#data-system").display = fmt == "chat_demos"
+        self.query_one("#data-import-row").display = not persona_fmt
+        self.query_one("#data-variant").display = fmt == "persona_chat"
+
+    # -- editing the spec -----------------------------------------------------------------
+    @on(DatasetList.Highlighted)
+    def _picked(self, event: ListView.Highlighted) -> None:
+        index = event.list_view.index
+        if index is not None and index != self.current:
+            self.current = index
+            self.show_spec()
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        spec = self.spec
+        if spec is None or self._filling:
+            return
+        value = event.value if event.value is not Select.NULL else ""
+        field = {"data-format": "format", "data-persona": "persona", "data-generator": "generator",
+                 "data-engine": "engine", "data-variant": "variant"}.get(event.select.id or "")
+        if field is None or getattr(spec, field) == value:
+            return
+        setattr(spec, field, value)
+        if field == "format":
+            if value in IMPORT_FORMATS:
+                spec.generator = "import"
+            elif spec.generator == "import":
+                spec.generator = "template"
+            self._show_fields_for(str(value))
+        self.changed(f"dataset {spec.id}: {field}")
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        spec = self.spec
+        if spec is None or self._filling:
+            return
+        text = event.value.strip()
+        if event.input.id == "data-source":
+            if spec.source != text:
+                spec.source = text
+                self.changed(f"dataset {spec.id}: source")
+            return
+        try:
+            if event.input.id == "data-size":
+                value: Any = int(text)
+                ok = value >= 0
+                field = "size"
+            elif event.input.id == "data-heldout":
+                value = float(text)
+                ok = 0 <= value < 1
+                field = "held_out"
+            else:
+                return
+        except ValueError:
+            ok = False
+        event.input.set_class(not ok, "-invalid")
+        if ok and getattr(spec, field) != value:
+            setattr(spec, field, value)
+            self.changed(f"dataset {spec.id}: {field}")
+
+    @on(Checkbox.Changed)
+    def _checkbox_changed(self, event: Checkbox.Changed) -> None:
+        spec = self.spec
+        if spec is None or self._filling or spec.persona_in_system_prompt == event.value:
+            return
+        spec.persona_in_system_prompt = event.value
+        self.changed(f"dataset {spec.id}: persona_in_system_prompt")
+
+    def action_new_dataset(self) -> None:
+        taken = {d.id for d in self.session.datasets}
+
+        def check(value: str) -> str | None:
+            if value in taken:
+                return f"Another dataset already has the id '{value}': choose another."
+            problem = ws.id_problem(value)
+            if problem:
+                return f"The id {value!r} {problem}; ids become file names, so {ws.ID_RULE}."
+            if value.endswith(".heldout"):
+                return "An id ending in '.heldout' names another dataset's held-out file; choose another."
+            return None
+
+        persona = self.session.personas[0].id if self.session.personas else ""
+        suggestion = ws.make_id(f"{persona or 'data'} chat", taken, fallback="dataset")
+
+        async def created(value: str | None) -> None:
+            if not value:
+                return
+            self.session.datasets.append(DatasetSpec(id=value, format="chat_demos", persona=persona, size=100))
+            self.changed(f"added dataset {value}")
+            await self.refresh_list(select=len(self.session.datasets) - 1)
+
+        self.app.push_screen(
+            TextPrompt("New dataset", value=suggestion, help="The id names its files: datasets/<id>.jsonl.",
+                       ok_label="Add", check=check),
+            created,
+        )
+
+    # -- building -----------------------------------------------------------------------
+    def action_build(self) -> None:
+        spec = self.spec
+        if spec is None:
+            return
+        from trainers.dataset_build import check_spec
+
+        try:
+            check_spec(self.session, spec, self.workspace)
+        except ValueError as e:
+            self.notify(str(e), title="Cannot build", severity="error", timeout=8, markup=False)
+            return
+        if self.job_dir is not None and self.job_dataset == spec.id:
+            from sessions import jobs
+
+            if not jobs.read_status(self.job_dir).terminal:
+                self.notify(f"{spec.id} is already building (c cancels).", markup=False)
+                return
+        # The job reads the session from disk: save first (the app saves; we wait for it).
+        if self.session_file.changed():
+            self.post_message(SessionChanged(f"dataset {spec.id} before building", save_now=True))
+        self._start_when_saved(spec.id, tries=20)
+
+    def _start_when_saved(self, dataset_id: str, tries: int) -> None:
+        if self.session_file.changed():
+            if tries <= 0:
+                self.notify("The session could not be saved, and the build reads it from disk; fix the "
+                            "problem shown and build again.", title="Not built", severity="error", markup=False)
+                return
+            self.set_timer(0.1, lambda: self._start_when_saved(dataset_id, tries - 1))
+            return
+        from sessions import jobs
+        from trainers.dataset_job import job_spec
+
+        try:
+            job_dir = jobs.create_job(self.workspace, "dataset", job_spec(self.session_file.path, dataset_id))
+            jobs.start_job(job_dir)
+        except (OSError, ValueError) as e:
+            self.notify(str(e), title="Not built", severity="error", markup=False)
+            return
+        self.post_message(self.BuildStarted(dataset_id, job_dir))
+        self._watch_job(dataset_id, job_dir)
+
+    def _follow_running_job(self, dataset_id: str) -> None:
+        """Follow a build of this dataset that is still running (started by the CLI or earlier)."""
+        from sessions import jobs
+
+        if self.job_dataset == dataset_id and self.job_dir is not None:
+            self._poll_job()
+            return
+        running = None
+        for status in reversed(jobs.list_jobs(self.workspace)):
+            if status.kind != "dataset":
+                continue
+            try:
+                if jobs.read_spec(status.dir).get("dataset") != dataset_id:
+                    continue
+            except ValueError:
+                continue
+            running = status
+            break
+        if running is not None and not running.terminal:
+            self._watch_job(dataset_id, running.dir)
+        else:
+            self._stop_polling()
+            self.job_dir = None
+            self.job_dataset = None
+            bar = self.query_one("#data-progress", ProgressBar)
+            bar.update(total=100, progress=0)
+            state = f"last build {running.state}" if running is not None else "not built" if not self.rows else ""
+            self.query_one("#data-job-state", Static).update(state)
+
+    def _watch_job(self, dataset_id: str, job_dir: Path) -> None:
+        self.job_dir = job_dir
+        self.job_dataset = dataset_id
+        self._stop_polling()
+        self._poll = self.set_interval(POLL_S, self._poll_job, name="data-job")
+        self._poll_job()
+
+    def _stop_polling(self) -> None:
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+
+    def _poll_job(self) -> None:
+        from sessions import jobs
+
+        if self.job_dir is None:
+            return
+        try:
+            status = jobs.read_status(self.job_dir)
+        except ValueError:
+            return
+        visible = self.spec is not None and self.spec.id == self.job_dataset
+        if visible:
+            bar = self.query_one("#data-progress", ProgressBar)
+            bar.update(total=status.total or None, progress=status.done)
+            note = status.message if status.state == "running" else status.state
+            self.query_one("#data-job-state", Static).update(f"{status.state}: {note}"[:60])
+        if status.terminal:
+            self._stop_polling()
+            self.post_message(self.BuildEnded(self.job_dataset or "", status.state, status.error))
+
+    @on(BuildEnded)
+    async def _build_ended(self, message: BuildEnded) -> None:
+        if message.state == "finished":
+            self.notify(f"Built {message.dataset_id}.", title="Dataset built", markup=False)
+        elif message.state in ("failed", "died"):
+            self.notify(message.error.splitlines()[0] if message.error else message.state,
+                        title=f"Build of {message.dataset_id} {message.state}", severity="error",
+                        timeout=10, markup=False)
+        else:
+            self.notify(f"Build of {message.dataset_id} {message.state}.", markup=False)
+        await self.refresh_list()
+
+    def action_cancel_build(self) -> None:
+        from sessions import jobs
+
+        if self.job_dir is None:
+            return
+        if jobs.cancel_job(self.job_dir):
+            self.notify("Cancel requested.", markup=False)
+
+    # -- examples -----------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-load")
+    def load_examples(self, dataset_id: str) -> None:
+        from trainers import dataset_files
+
+        rows: list[tuple[str, int, dict[str, Any]]] = []
+        total = 0
+        stats = None
+        if dataset_files.is_built(self.workspace, dataset_id):
+            try:
+                for split in dataset_files.SPLITS:
+                    records = dataset_files.load_records(self.workspace, dataset_id, split)
+                    total += len(records)
+                    rows += [(split, i, r) for i, r in enumerate(records)][: max(0, MAX_ROWS - len(rows))]
+            except ValueError:
+                rows = []
+            stats = dataset_files.read_stats(self.workspace, dataset_id)
+        self.post_message(self.ExamplesLoaded(dataset_id, rows, total, stats))
+
+    @on(ExamplesLoaded)
+    def _examples_loaded(self, message: ExamplesLoaded) -> None:
+        if self.spec is None or self.spec.id != message.dataset_id:
+            return
+        self.rows = message.rows
+        table = self.query_one(ExampleTable)
+        table.clear()
+        for n, (split, i, record) in enumerate(message.rows):
+            meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+            traits = ",".join(meta.get("traits", []) or [])
+            table.add_row(str(i), split, traits[:18], _excerpt(record), key=f"{split}:{i}")
+        shown = f" (showing {len(message.rows)} of {message.total})" if message.total > len(message.rows) else ""
+        self.query_one("#data-stats", Static).update(format_stats(message.stats) + shown)
+        if self.job_dir is None:
+            self.query_one("#data-job-state", Static).update(
+                f"{message.total} examples{shown}" if message.total else "not built")
+
+    def _selected(self) -> tuple[str, int, dict[str, Any]] | None:
+        table = self.query_one(ExampleTable)
+        if not self.rows or table.cursor_row is None or not (0 <= table.cursor_row < len(self.rows)):
+            return None
+        return self.rows[table.cursor_row]
+
+    @on(ExampleAction)
+    def _example_action(self, message: ExampleAction) -> None:
+        spec, selected = self.spec, self._selected()
+        if spec is None or selected is None:
+            return
+        split, index, record = selected
+        if message.action == "open":
+            def saved(new: dict[str, Any] | None) -> None:
+                if new is None or new == record:
+                    return
+                from trainers import dataset_files
+
+                try:
+                    dataset_files.replace_record(self.workspace, spec.id, index, new, spec.format, split)
+                except ValueError as e:
+                    self.notify(str(e), severity="error", markup=False)
+                    return
+                self.notify(f"Saved example {index} of {spec.id} ({split}).", markup=False)
+                self.load_examples(spec.id)
+
+            self.app.push_screen(ExampleEditor(record, spec.format, f"{spec.id} · {split} example {index}"), saved)
+        elif message.action == "delete":
+            def decided(choice: str) -> None:
+                if choice != "yes":
+                    return
+                from trainers import dataset_files
+
+                try:
+                    dataset_files.delete_record(self.workspace, spec.id, index, split)
+                except ValueError as e:
+                    self.notify(str(e), severity="error", markup=False)
+                    return
+                self.notify(f"Deleted example {index} of {spec.id} ({split}).", markup=False)
+                self.load_examples(spec.id)
+
+            self.app.push_screen(confirm("Delete example", f"Delete {split} example {index} of {spec.id}? "
+                                         "The statistics are not recomputed until the next build.", yes="Delete"),
+                                 decided)
+
+    @on(DataTable.RowSelected, "#example-table")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.post_message(self.ExampleAction("open"))
+
+    # -- preview and export ---------------------------------------------------------------
+    def action_preview(self) -> None:
+        spec, selected = self.spec, self._selected()
+        if spec is None or selected is None:
+            self.notify("Build the dataset and select an example first.", markup=False)
+            return
+        self.query_one("#data-tabs", TabbedContent).active = "data-preview-tab"
+        self.query_one("#data-preview", Static).update("Rendering through the chat template…")
+        from trainers.dataset_build import base_model_for
+
+        self.render_preview(spec.id, selected[2], base_model_for(self.session, spec))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-preview")
+    def render_preview(self, dataset_id: str, record: dict[str, Any], base_model: str) -> None:
+        from trainers.dataset_build import preview
+
+        try:
+            text = f"{base_model} chat template:\n\n" + preview(record, base_model)
+        except Exception as e:  # noqa: BLE001 - shown to the person, never a crash
+            text = f"No preview: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        self.post_message(self.PreviewReady(dataset_id, text))
+
+    @on(PreviewReady)
+    def _preview_ready(self, message: PreviewReady) -> None:
+        if self.spec is not None and self.spec.id == message.dataset_id:
+            self.query_one("#data-preview", Static).update(message.text)
+
+    def action_export(self) -> None:
+        spec = self.spec
+        if spec is None or not self.rows:
+            self.notify("Build the dataset first.", markup=False)
+            return
+
+        def chosen(fmt: str) -> None:
+            if fmt in EXPORT_FORMATS:
+                self.export(spec.id, fmt)
+
+        choices = [(f, f, "primary" if f == "hf" else "default") for f in EXPORT_FORMATS] + [("cancel", "Cancel", "default")]
+        self.app.push_screen(ChoiceScreen("Export dataset", f"Export {spec.id} (train and held-out) as:", choices), chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-export")
+    def export(self, dataset_id: str, fmt: str) -> None:
+        from trainers.dataset_export import export_dataset
+
+        try:
+            out = export_dataset(self.workspace, dataset_id, fmt)
+        except ValueError as e:
+            self.app.call_from_thread(self.notify, str(e), title="Not exported", severity="error", markup=False)
+            return
+        self.app.call_from_thread(self.notify, f"Exported {dataset_id} as {fmt} to {out}", title="Exported",
+                                  markup=False)

@@ -50,8 +50,9 @@ class TraitTable(DataTable):
     """The persona's traits; enter (or a click on the cursor row) edits one."""
 
     BINDINGS = [
+        Binding("enter", "select_cursor", "Edit trait"),
         Binding("a", "add_trait", "Add trait"),
-        Binding("delete,x", "delete_trait", "Delete trait"),
+        Binding("delete,x", "delete_trait", "Delete trait", key_display="del"),
     ]
 
     def action_add_trait(self) -> None:
@@ -64,12 +65,12 @@ class TraitTable(DataTable):
 class PersonasPane(Widget):
     BINDINGS = [
         Binding("a", "add_persona", "Add"),
-        Binding("d", "duplicate_persona", "Duplicate"),
+        Binding("d", "duplicate_persona", "Clone"),
         Binding("r", "rename_persona", "Rename"),
         Binding("delete,x", "delete_persona", "Delete", key_display="del"),
         Binding("i", "import_card", "Import"),
         Binding("e", "export_card", "Export"),
-        Binding("escape", "focus_list", "List", show=False),
+        Binding("escape", "focus_list", "List"),
     ]
 
     class TraitAction(Message):
@@ -82,6 +83,15 @@ class PersonasPane(Widget):
     # Set by the app before mounting.
     session_file = None
 
+    # Persona actions hidden from the footer (and off) while the trait table has focus, so the
+    # table's own keys fit in 80 columns and "a" clearly means "add trait" there.
+    PERSONA_ONLY = {"duplicate_persona", "rename_persona", "delete_persona", "import_card", "export_card"}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.PERSONA_ONLY and isinstance(self.app.focused, TraitTable):
+            return False
+        return True
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.current: int | None = None  # index into session.personas
@@ -93,7 +103,6 @@ class PersonasPane(Widget):
             with Vertical(id="persona-side"):
                 yield Label("Personas", classes="side-title")
                 yield PersonaList(id="persona-list")
-                yield Static("a add · i import", id="persona-list-hint", markup=False)
             with VerticalScroll(id="persona-form", can_focus=False):
                 yield Static("", id="persona-id", markup=False)
                 yield Label("Name", classes="field-label")
@@ -122,7 +131,8 @@ class PersonasPane(Widget):
             )
 
     async def on_mount(self) -> None:
-        self.query_one(TraitTable).add_columns("id", "text", "know", "expr", "markers")
+        # Counts before the text, so they stay in view when the text is cut at 80 columns.
+        self.query_one(TraitTable).add_columns("id", "know", "expr", "text", "markers")
         await self.refresh_list(select=0)
         self.query_one(PersonaList).focus()
 
@@ -190,9 +200,9 @@ class PersonasPane(Widget):
         for trait in persona.traits:
             table.add_row(
                 trait.id,
-                trait.text,
                 str(len(trait.knowledge_probes)),
                 str(len(trait.expression_probes)),
+                trait.text,
                 ", ".join(trait.markers),
             )
         if cursor is not None and persona.traits:
@@ -320,8 +330,8 @@ class PersonasPane(Widget):
             confirm(
                 "Delete persona?",
                 f"Delete “{persona.name}” ({persona.id}) and its {traits} trait"
-                f"{'' if traits == 1 else 's'}? The file as last saved stays in "
-                f"{self.session_file.path.name}.bak after the next save.",
+                f"{'' if traits == 1 else 's'}? When the session saves, the version before "
+                f"stays in {self.session_file.path.name}.bak.",
             ),
             answered,
         )

@@ -1,14 +1,604 @@
-"""Train pane: placeholder until the training capability lands (its helper replaces this module)."""
+"""Train pane: run specs in a form validated as you type, their jobs, and the loss drawn live.
 
-from persona_tui.widgets.planned import PlannedPane
+Left: the session's run specs (`n` adds one) and their training jobs with states (`s` starts the
+selected run as a detached job, `c` cancels the selected job — its worker saves a checkpoint
+first —, `r` resumes a cancelled, failed or died job from its last checkpoint, `space` overlays
+a job on the chart to compare). Right: "Live" — train and eval loss against step for the
+selected job and the compared ones, step, loss, learning rate, tokens/s, ETA, a progress bar,
+the last log lines, and the machine (CPU and RAM through psutil, or the GPUs through NVML when
+nvidia-ml-py is installed); "Settings" — every field of the run with its help text, checked as
+it is typed, problems named by field.
+
+Nothing here trains or imports torch: jobs are detached workers (`trainers.train_job`), and a
+thread worker follows their files (`events.jsonl`, `status.json`, `log.txt`) and posts one
+`JobUpdate` per job, which merges while the app is busy (`can_replace`). Quit during a run and
+reopen: the run goes on, and the chart is rebuilt from events.jsonl, history included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import (
+    Checkbox,
+    DataTable,
+    Input,
+    Label,
+    ListItem,
+    ListView,
+    ProgressBar,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
+
+from persona_tui.messages import SessionChanged
+from sessions import jobs
+from sessions import run_spec as rs
+from sessions.model import RunSpec
+from sessions.workspace import make_id
+
+FOLLOW_S = 0.5
+MACHINE_S = 2.0
+CHOICES = {
+    "method": rs.METHODS,
+    "backend": rs.BACKENDS,
+    "training.lr_scheduler": rs.SCHEDULERS,
+    "training.optimizer": rs.OPTIMIZERS,
+    "training.precision": rs.PRECISIONS,
+}
+TOP_FIELDS = [
+    ("base_model", "str", "Base model: bundled:smollm2-135m-instruct, a .gguf file, an HF folder or a cached HF repo id."),
+    ("datasets", "list[str]", "Dataset ids of this session, comma-separated."),
+    ("method", "str", "sft, or dpo for preference pairs (tailoring_dpo)."),
+    ("backend", "str", "hf (transformers + peft + TRL, CPU or GPU), unsloth (NVIDIA GPU), openai (fine-tuning API)."),
+]
 
 
-class TrainPane(PlannedPane):
-    TITLE = "Train"
-    BODY = (
-        "This tab will configure LoRA runs in a form with the defaults filled in and validated "
-        "as you type, start them as background jobs that survive a closed terminal, and draw "
-        "them live: train and eval loss against step, learning rate, tokens/s, progress and "
-        "ETA, the last log lines, several runs on one chart, cancel and resume, and the CPU, "
-        "RAM or GPU the run is using."
-    )
+def _fields() -> list[tuple[str, str, str]]:
+    """(dotted name, type, help) of every editable field of a run, in form order."""
+    out = list(TOP_FIELDS)
+    for prefix, cls in (("lora", rs.LoraSettings), ("training", rs.TrainingSettings)):
+        for f in dataclasses.fields(cls):
+            out.append((f"{prefix}.{f.name}", str(f.type), f.metadata.get("help", "")))
+    return out
+
+
+FIELDS = _fields()
+
+
+def _get(run: RunSpec, name: str) -> Any:
+    obj: Any = run
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set(run: RunSpec, name: str, value: Any) -> None:
+    *parents, last = name.split(".")
+    obj: Any = run
+    for part in parents:
+        obj = getattr(obj, part)
+    setattr(obj, last, value)
+
+
+def parse_field(kind: str, text: str) -> Any:
+    """The typed value of a form entry; ValueError with the reason when it is not one."""
+    text = text.strip()
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        value = float(text)
+        return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+    if kind == "list[str]":
+        return [x.strip() for x in text.split(",") if x.strip()]
+    return text
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _wid(name: str) -> str:
+    return "f-" + name.replace(".", "-")
+
+
+def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list[tuple[int, float]]) -> str:
+    """The two status lines above the chart."""
+    if status is None:
+        return "No job selected. Pick a run and press s to start it."
+    step = last.get("step", 0)
+    total = last.get("max_steps") or status.total or "?"
+    parts = [f"{status.id}  {status.state}", f"step {step}/{total}"]
+    if last.get("loss") is not None:
+        parts.append(f"loss {last['loss']:.4f}")
+    if evals:
+        parts.append(f"eval {evals[-1][1]:.4f}")
+    line2 = []
+    if last.get("lr") is not None:
+        line2.append(f"lr {last['lr']:.2e}")
+    if last.get("tokens_per_s") is not None:
+        line2.append(f"{last['tokens_per_s']:.0f} tok/s")
+    if last.get("s_per_step") is not None:
+        line2.append(f"{last['s_per_step']:.2f} s/step")
+    if last.get("eta") is not None and not status.terminal:
+        line2.append(f"ETA {_duration(last['eta'])}")
+    if last.get("elapsed") is not None:
+        line2.append(f"elapsed {_duration(last['elapsed'])}")
+    if last.get("gpu_peak_mb") is not None:
+        line2.append(f"GPU peak {last['gpu_peak_mb'] / 1024:.1f} GiB")
+    elif last.get("peak_mb") is not None:
+        line2.append(f"peak {last['peak_mb'] / 1024:.2f} GiB")
+    text = "  ".join(parts) + "\n" + "  ".join(line2)
+    if status.state in ("failed", "died") and status.error:
+        text += "\n" + status.error.splitlines()[0]
+    return text
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def machine_text() -> str:
+    """CPU and RAM (psutil), or each NVIDIA GPU's load, memory and temperature (NVML)."""
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+        try:
+            lines = []
+            for i in range(pynvml.nvmlDeviceGetCount()):
+                h = pynvml.nvmlDeviceGetHandleByIndex(i)
+                util = pynvml.nvmlDeviceGetUtilizationRates(h).gpu
+                mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+                temp = pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)
+                lines.append(f"GPU{i} {util:3d}%  {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GiB  {temp}°C")
+            if lines:
+                return "  ".join(lines)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVML, no driver or no GPU: show the CPU
+        pass
+    import psutil
+
+    mem = psutil.virtual_memory()
+    load = ""
+    try:
+        import os
+
+        load = f"  load {os.getloadavg()[0]:.1f}"
+    except OSError:
+        pass
+    return (f"CPU {psutil.cpu_percent(interval=None):3.0f}% of {psutil.cpu_count()}{load}  "
+            f"RAM {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GiB")
+
+
+class TrainPane(Vertical):
+    """Run specs, their jobs, and the live loss chart."""
+
+    BINDINGS = [
+        Binding("n", "new_run", "New run"),
+        Binding("s", "start", "Start"),
+        Binding("c", "cancel_job", "Cancel job"),
+        Binding("r", "resume_job", "Resume"),
+        Binding("space", "compare", "Compare", show=False),
+    ]
+
+    session_file = None  # set by the app before mounting
+
+    class JobUpdate(Message):
+        """What a job's files say now; a newer update of the same job replaces a pending one."""
+
+        def __init__(self, job_id: str, status: jobs.JobStatus, steps: list[tuple[int, float]],
+                     evals: list[tuple[int, float]], last: dict[str, Any], log: str, run: str) -> None:
+            super().__init__()
+            self.job_id, self.status, self.steps, self.evals = job_id, status, steps, evals
+            self.last, self.log, self.run = last, log, run
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, TrainPane.JobUpdate) and message.job_id == self.job_id
+
+    class JobsListed(Message):
+        def __init__(self, statuses: list[jobs.JobStatus]) -> None:
+            super().__init__()
+            self.statuses = statuses
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, TrainPane.JobsListed)
+
+    class MachineStats(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, TrainPane.MachineStats)
+
+    class JobLaunched(Message):
+        def __init__(self, job_id: str, error: str = "") -> None:
+            super().__init__()
+            self.job_id, self.error = job_id, error
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.selected_job: str | None = None
+        self.compare: set[str] = set()
+        self.histories: dict[str, JobUpdateData] = {}
+        self.statuses: dict[str, jobs.JobStatus] = {}
+        self._filling = False
+        self.problems: list[str] = []
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="train-body"):
+            with Vertical(id="train-side"):
+                yield Label("Runs", classes="side-title")
+                yield ListView(id="run-list")
+                yield Label("Jobs", classes="side-title")
+                table = DataTable(id="job-table", cursor_type="row", zebra_stripes=False)
+                table.add_columns("job", "state", "step")
+                yield table
+            with TabbedContent(id="train-tabs", initial="train-live"):
+                with TabPane("Live", id="train-live"):
+                    yield Static("", id="live-stats", markup=False)
+                    yield ProgressBar(id="live-progress", show_eta=False)
+                    yield PlotextPlot(id="loss-chart")
+                    yield Static("", id="live-log", markup=False)
+                    yield Static("", id="machine", markup=False)
+                with TabPane("Settings", id="train-settings"):
+                    yield Static("", id="form-problems", markup=False)
+                    with VerticalScroll(id="run-form"):
+                        for name, kind, help_text in FIELDS:
+                            with Horizontal(classes="form-row"):
+                                yield Label(name, classes="form-label")
+                                if name in CHOICES:
+                                    yield Select([(c, c) for c in CHOICES[name]], id=_wid(name), allow_blank=False,
+                                                 compact=True, tooltip=help_text)
+                                elif kind == "bool":
+                                    yield Checkbox("", id=_wid(name), compact=True, tooltip=help_text)
+                                else:
+                                    yield Input(id=_wid(name), compact=True, tooltip=help_text)
+
+    def on_mount(self) -> None:
+        self._fill_runs()
+        self.follow_jobs()
+        self.watch_machine()
+
+    @property
+    def session(self):
+        return self.session_file.session
+
+    @property
+    def workspace(self) -> Path:
+        return self.session_file.workspace
+
+    def selected_run(self) -> RunSpec | None:
+        lv = self.query_one("#run-list", ListView)
+        if lv.index is None or not self.session.runs:
+            return None
+        return self.session.runs[min(lv.index, len(self.session.runs) - 1)]
+
+    # -- runs and the form ----------------------------------------------------------------
+    def _fill_runs(self, select: str | None = None) -> None:
+        lv = self.query_one("#run-list", ListView)
+        lv.clear()
+        for run in self.session.runs:
+            lv.append(ListItem(Label(f"{run.id}  [{run.method}/{run.backend}]", markup=False)))
+        if self.session.runs:
+            ids = [r.id for r in self.session.runs]
+            lv.index = ids.index(select) if select in ids else 0
+            self._fill_form(self.session.runs[lv.index])
+
+    @on(ListView.Highlighted, "#run-list")
+    def _run_highlighted(self, event: ListView.Highlighted) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self._fill_form(run)
+
+    def _fill_form(self, run: RunSpec) -> None:
+        self._filling = True
+        try:
+            for name, kind, _ in FIELDS:
+                value = _get(run, name)
+                widget = self.query_one(f"#{_wid(name)}")
+                if isinstance(widget, Select):
+                    if value in CHOICES[name]:
+                        widget.value = value
+                elif isinstance(widget, Checkbox):
+                    widget.value = bool(value)
+                else:
+                    widget.value = _show(value)
+        finally:
+            self.call_after_refresh(self._end_fill)
+        self._validate(run)
+
+    def _end_fill(self) -> None:
+        self._filling = False
+
+    def _validate(self, run: RunSpec, parse_errors: dict[str, str] | None = None) -> None:
+        problems = [f"run {run.id!r}: {n} {e}" for n, e in (parse_errors or {}).items()]
+        problems += rs.validate_run(run, self.session)
+        self.problems = problems
+        for name, _, _ in FIELDS:
+            bad = any(f": {name} " in p for p in problems)
+            self.query_one(f"#{_wid(name)}").set_class(bad, "-invalid")
+        text = "\n".join(f"✗ {p.split(': ', 1)[-1]}" for p in problems) or "✓ ready to start (s)"
+        self.query_one("#form-problems", Static).update(text)
+        self.query_one("#form-problems").set_class(bool(problems), "-problems")
+
+    def _field_changed(self, widget_id: str, value: Any) -> None:
+        if self._filling:
+            return
+        run = self.selected_run()
+        if run is None:
+            return
+        name = next(n for n, _, _ in FIELDS if _wid(n) == widget_id)
+        kind = next(k for n, k, _ in FIELDS if n == name)
+        errors = {}
+        try:
+            typed = parse_field(kind, value) if isinstance(value, str) and kind != "str" else value
+        except ValueError:
+            errors[name] = f"is {value!r}; it must be {'a whole number' if kind == 'int' else 'a number'}."
+            typed = None
+        if not errors and _get(run, name) != typed:
+            _set(run, name, typed)
+            self.post_message(SessionChanged(f"run {run.id}: {name}"))
+            if name in ("method", "backend"):
+                self.query_one("#run-list", ListView).highlighted_child.query_one(Label).update(
+                    f"{run.id}  [{run.method}/{run.backend}]")
+        self._validate(run, errors)
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        if event.input.id and event.input.id.startswith("f-"):
+            self._field_changed(event.input.id, event.value)
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        if event.select.id and event.select.id.startswith("f-") and event.value != Select.BLANK:
+            self._field_changed(event.select.id, event.value)
+
+    @on(Checkbox.Changed)
+    def _checkbox_changed(self, event: Checkbox.Changed) -> None:
+        if event.checkbox.id and event.checkbox.id.startswith("f-"):
+            self._field_changed(event.checkbox.id, event.value)
+
+    def action_new_run(self) -> None:
+        run = RunSpec(id=make_id("run", [r.id for r in self.session.runs], fallback="run"))
+        if self.session.datasets:
+            run.datasets = [self.session.datasets[0].id]
+        self.session.runs.append(run)
+        self.post_message(SessionChanged(f"added run {run.id}", save_now=True))
+        self._fill_runs(select=run.id)
+        self.query_one(TabbedContent).active = "train-settings"
+
+    # -- jobs -----------------------------------------------------------------------------
+    def action_start(self) -> None:
+        run = self.selected_run()
+        if run is None:
+            self.notify("Add a run first (n).", severity="warning")
+            return
+        self._validate(run)
+        if self.problems:
+            self.notify("\n".join(self.problems[:4]), title="Fix the run first", severity="error", markup=False)
+            self.query_one(TabbedContent).active = "train-settings"
+            return
+        self.launch(run.id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
+    def launch(self, run_id: str) -> None:
+        """Validate against the machine (imports torch to count GPUs), create and start the job."""
+        from trainers.train_job import RunSpecError, create_train_job
+
+        try:
+            job_dir = create_train_job(self.session_file, run_id)
+            jobs.start_job(job_dir)
+        except RunSpecError as e:
+            self.post_message(self.JobLaunched("", "\n".join(e.problems)))
+            return
+        except (ValueError, OSError) as e:
+            self.post_message(self.JobLaunched("", str(e)))
+            return
+        self.post_message(self.JobLaunched(job_dir.name))
+
+    def on_train_pane_job_launched(self, message: JobLaunched) -> None:
+        if message.error:
+            self.notify(message.error, title="Not started", severity="error", markup=False, timeout=10)
+            return
+        self.selected_job = message.job_id
+        self.query_one(TabbedContent).active = "train-live"
+        self.notify(f"Started {message.job_id}; it runs on if you quit.")
+
+    def _job_dir(self, job_id: str) -> Path:
+        return jobs.jobs_root(self.workspace) / job_id
+
+    def _cursor_job(self) -> str | None:
+        table = self.query_one("#job-table", DataTable)
+        if table.row_count == 0:
+            return None
+        return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+
+    def action_cancel_job(self) -> None:
+        job_id = self._cursor_job() or self.selected_job
+        if job_id and jobs.cancel_job(self._job_dir(job_id)):
+            self.notify(f"Cancelling {job_id}: it saves a checkpoint first.")
+        elif job_id:
+            self.notify(f"{job_id} is not running.", severity="warning")
+
+    def action_resume_job(self) -> None:
+        job_id = self._cursor_job() or self.selected_job
+        if job_id:
+            self.resume(job_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
+    def resume(self, job_id: str) -> None:
+        from trainers.train_job import resume_train_job
+
+        try:
+            resume_train_job(self._job_dir(job_id))
+        except (ValueError, OSError) as e:
+            self.post_message(self.JobLaunched("", str(e)))
+            return
+        self.post_message(self.JobLaunched(job_id))
+
+    def action_compare(self) -> None:
+        job_id = self._cursor_job()
+        if job_id:
+            self.compare.symmetric_difference_update({job_id})
+            self._draw_chart()
+
+    @on(DataTable.RowHighlighted, "#job-table")
+    def _job_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value:
+            self.selected_job = str(event.row_key.value)
+            self._draw_live()
+
+    # -- following files (thread workers post; handlers draw) ---------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-follow")
+    def follow_jobs(self) -> None:
+        worker = get_current_worker()
+        offsets: dict[str, int] = {}
+        data: dict[str, JobUpdateData] = {}
+        last_list = 0.0
+        statuses: list[jobs.JobStatus] = []
+        while not worker.is_cancelled:
+            now = time.monotonic()
+            if now - last_list > 2.0 or not statuses:
+                statuses = [s for s in jobs.list_jobs(self.workspace) if s.kind == "train"]
+                self.post_message(self.JobsListed(statuses))
+                last_list = now
+            wanted = {self.selected_job, *self.compare} - {None}
+            if not wanted and statuses:
+                running = [s for s in statuses if not s.terminal]
+                wanted = {(running or statuses)[-1].id}
+            for job_id in wanted:
+                job_dir = jobs.jobs_root(self.workspace) / job_id
+                try:
+                    status = jobs.read_status(job_dir)
+                except ValueError:
+                    continue
+                events, offsets[job_id] = jobs.read_events(job_dir, offsets.get(job_id, 0))
+                d = data.setdefault(job_id, JobUpdateData())
+                changed = d.absorb(events) or d.state != status.state or not d.sent
+                if changed or not status.terminal:
+                    d.state, d.sent = status.state, True
+                    self.post_message(self.JobUpdate(job_id, status, list(d.steps), list(d.evals), dict(d.last),
+                                                     jobs.log_tail(job_dir, 4), d.run))
+            time.sleep(FOLLOW_S)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-machine")
+    def watch_machine(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            try:
+                self.post_message(self.MachineStats(machine_text()))
+            except Exception as e:  # noqa: BLE001 - the panel says so instead of dying
+                self.post_message(self.MachineStats(f"machine stats unavailable: {e}"))
+            time.sleep(MACHINE_S)
+
+    def on_train_pane_jobs_listed(self, message: JobsListed) -> None:
+        table = self.query_one("#job-table", DataTable)
+        keep = self._cursor_job()
+        table.clear()
+        for s in message.statuses:
+            self.statuses[s.id] = s
+            short = s.id.removeprefix("train-")
+            mark = "◆ " if s.id in self.compare else ""
+            step = f"{int(s.done)}/{int(s.total)}" if s.total else "-"
+            table.add_row(mark + short[:22], s.state, step, key=s.id)
+        ids = [s.id for s in message.statuses]
+        target = keep if keep in ids else self.selected_job if self.selected_job in ids else (ids[-1] if ids else None)
+        if target:
+            table.move_cursor(row=ids.index(target), animate=False)
+            if self.selected_job is None:
+                self.selected_job = target
+
+    def on_train_pane_job_update(self, message: JobUpdate) -> None:
+        d = self.histories.setdefault(message.job_id, JobUpdateData())
+        d.steps, d.evals, d.last, d.run = message.steps, message.evals, message.last, message.run
+        d.log = message.log
+        self.statuses[message.job_id] = message.status
+        if message.job_id == self.selected_job or message.job_id in self.compare:
+            self._draw_live()
+
+    def on_train_pane_machine_stats(self, message: MachineStats) -> None:
+        self.query_one("#machine", Static).update(message.text)
+
+    def _draw_live(self) -> None:
+        job_id = self.selected_job
+        d = self.histories.get(job_id or "")
+        status = self.statuses.get(job_id or "")
+        self.query_one("#live-stats", Static).update(format_live(status, d.last if d else {}, d.evals if d else []))
+        bar = self.query_one("#live-progress", ProgressBar)
+        if status is not None and d is not None:
+            total = d.last.get("max_steps") or status.total or None
+            bar.update(total=total, progress=d.last.get("step", status.done))
+        self.query_one("#live-log", Static).update((d.log if d else "").rstrip())
+        self._draw_chart()
+
+    def _draw_chart(self) -> None:
+        chart = self.query_one("#loss-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("loss")
+        plt.xlabel("step")
+        shown = [j for j in [self.selected_job, *sorted(self.compare)] if j]
+        for job_id in dict.fromkeys(shown):
+            d = self.histories.get(job_id)
+            if not d or not d.steps:
+                continue
+            label = (d.run or job_id)[:12]
+            plt.plot([s for s, _ in d.steps], [v for _, v in d.steps], label=f"{label} train", marker="braille")
+            if d.evals:
+                plt.scatter([s for s, _ in d.evals], [v for _, v in d.evals], label=f"{label} eval", marker="dot")
+        chart.refresh()
+
+
+class JobUpdateData:
+    """A job's history as read from its events (kept by the follower and by the pane)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float]] = []
+        self.evals: list[tuple[int, float]] = []
+        self.last: dict[str, Any] = {}
+        self.run = ""
+        self.log = ""
+        self.state = ""
+        self.sent = False
+
+    def absorb(self, events: list[dict[str, Any]]) -> bool:
+        """Add new events; a resumed run's steps replace the ones after its checkpoint."""
+        changed = False
+        for e in events:
+            kind = e.get("event")
+            if kind == "train_begin":
+                self.run = str(e.get("run", self.run))
+                resumed = e.get("resumed_from")
+                if isinstance(resumed, int):
+                    self.steps = [(s, v) for s, v in self.steps if s <= resumed]
+                    self.evals = [(s, v) for s, v in self.evals if s <= resumed]
+                changed = True
+            elif kind == "step" and isinstance(e.get("step"), int):
+                if isinstance(e.get("loss"), (int, float)):
+                    self.steps.append((e["step"], float(e["loss"])))
+                self.last = e
+                changed = True
+            elif kind == "eval" and isinstance(e.get("eval_loss"), (int, float)):
+                self.evals.append((int(e.get("step", 0)), float(e["eval_loss"])))
+                changed = True
+        return changed

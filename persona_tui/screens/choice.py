@@ -39,8 +39,13 @@ class ChoiceScreen(ModalScreen[str]):
             yield Label(self.choice_title, classes="dialog-title", markup=False)
             yield Static(self.message, classes="dialog-help", markup=False)
             with Horizontal(classes="dialog-buttons"):
+                keys_for = {choice: key for key, choice in self.hotkeys.items()}
                 for key, label, variant in self.choices:
-                    yield Button(label, variant=variant, id=f"choice-{key}", name=key)
+                    if key in keys_for:
+                        label = f"{label} ({keys_for[key]})"
+                    elif key == self.cancel_key:
+                        label = f"{label} (esc)"
+                    yield Button(label, variant=variant, id=f"choice-{key}", name=key, compact=True)
 
     def on_mount(self) -> None:
         # Focus the last button (the safe one by convention: Cancel / No).

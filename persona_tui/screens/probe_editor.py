@@ -42,8 +42,8 @@ class ProbeEditor(ModalScreen[KnowledgeProbe | None]):
             yield Input(self.probe.deny, id="probe-deny", compact=True)
             yield Label("", id="probe-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Keep", variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
+                yield Button("Keep", variant="primary", id="ok", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#probe-error").display = False

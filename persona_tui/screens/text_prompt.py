@@ -46,8 +46,8 @@ class TextPrompt(ModalScreen[str | None]):
             yield Input(self.initial, placeholder=self.placeholder, id="prompt-input")
             yield Label("", id="prompt-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button(self.ok_label, variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
+                yield Button(self.ok_label, variant="primary", id="ok", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#prompt-error").display = False

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, TextArea
+from textual.widgets import Button, DataTable, Footer, Input, Label, TextArea
 
 from persona_tui.screens.choice import confirm
 from persona_tui.widgets.mouse_button import MouseButton
@@ -26,8 +26,9 @@ class ProbeTable(DataTable):
     """The knowledge probes of the trait being edited; enter edits the row under the cursor."""
 
     BINDINGS = [
+        Binding("enter", "select_cursor", "Edit probe"),
         Binding("a", "add_probe", "Add probe"),
-        Binding("delete,x", "delete_probe", "Delete probe"),
+        Binding("delete,x", "delete_probe", "Delete probe", key_display="del"),
     ]
 
     def action_add_probe(self) -> None:
@@ -64,9 +65,9 @@ class TraitEditor(ModalScreen[Trait | None]):
                 yield Input(self.trait.id, id="trait-id", compact=True)
                 yield Label("Text: the trait in a sentence", classes="field-label")
                 yield TextArea(self.trait.text, id="trait-text", compact=True, classes="-short")
-                yield Label("Marker phrases: a reply holding one likely shows the trait (one per line)", classes="field-label")
+                yield Label("Markers: phrases that suggest the trait showed (one per line)", classes="field-label")
                 yield TextArea("\n".join(self.trait.markers), id="trait-markers", compact=True, classes="-short")
-                yield Label("Expression probes: open prompts where the trait could show (one per line)", classes="field-label")
+                yield Label("Expression probes: prompts where it could show (one per line)", classes="field-label")
                 yield TextArea("\n".join(self.trait.expression_probes), id="trait-expression", compact=True, classes="-medium")
                 yield Label("Knowledge probes (a: add, enter: edit, del: delete)", classes="field-label")
                 yield ProbeTable(id="probe-table", cursor_type="row", zebra_stripes=True)
@@ -76,8 +77,9 @@ class TraitEditor(ModalScreen[Trait | None]):
                     yield MouseButton("Delete probe", id="delete-probe", compact=True)
             yield Label("", id="trait-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Keep trait", variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
+                yield Button("Keep trait", variant="primary", id="ok", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#trait-error").display = False

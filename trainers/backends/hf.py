@@ -90,8 +90,9 @@ def model_context_length(base_model: str) -> int | None:
     """The longest sequence the base model takes (its config's max_position_embeddings)."""
     from engines.models import hf_model_dir
 
+    folder = hf_model_dir(base_model)  # an unknown model raises EngineError here
     try:
-        config = json.loads((hf_model_dir(base_model) / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     text = config.get("text_config", config)
@@ -343,6 +344,27 @@ def begin_event(ctx: TrainContext, device: Device, model: Any, data: PreparedDat
     )
 
 
+def thread_governor(ctx: TrainContext, device: Device, every: int = 10) -> Any:
+    """With num_threads = 0 on a CPU, re-pick torch's threads every few steps as other load comes
+    and goes (a busy core stalls every OpenMP barrier; see trainers.hardware.auto_threads)."""
+    if device.kind != "cpu" or ctx.run.training.num_threads:
+        return None
+    import torch
+
+    from trainers.hardware import auto_threads
+
+    def govern(step: int) -> None:
+        if step % every:
+            return
+        now = torch.get_num_threads()
+        want = auto_threads(own_threads=now)
+        if want != now:
+            torch.set_num_threads(want)
+            ctx.job.log(f"step {step}: torch threads {now} -> {want} (load average {os.getloadavg()[0]:.1f})")
+
+    return govern
+
+
 def driver_for(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, device: Device,
                data: PreparedData) -> TrainerDriver:
     """Build the trainer with the job callback, announce the run, and wrap it in a driver."""
@@ -356,8 +378,11 @@ def driver_for(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, 
             pass
     metrics = RunMetrics(ctx.job, ctx.run.training.max_steps, start_step=start_step or 0,
                          elapsed_before=ctx.elapsed_before, tokens_before=tokens_before)
-    callback = make_callback(metrics, ctx.should_stop)
+    callback = make_callback(metrics, ctx.should_stop, thread_governor(ctx, device))
     trainer = build_trainer(ctx, model, tokenizer, peft_config, device, data, [callback])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # its dict prints would flood log.txt; events carry the numbers
     if ctx.rank == 0:
         begin_event(ctx, device, trainer.model, data)
     return TrainerDriver(ctx, trainer, tokenizer, metrics, callback)

@@ -77,8 +77,10 @@ def _check_outtype(outtype: str, allowed: tuple[str, ...]) -> None:
         raise ExportError(f"the converter's output type {outtype!r} is not one of {', '.join(allowed)}.")
 
 
-def convert_model(hf_dir: str | Path, out_path: str | Path, outtype: str = "f16") -> dict[str, Any]:
-    """`convert_hf_to_gguf.py hf_dir --outfile out_path --outtype f16`."""
+def convert_model(
+    hf_dir: str | Path, out_path: str | Path, outtype: str = "f16", model_name: str = ""
+) -> dict[str, Any]:
+    """`convert_hf_to_gguf.py hf_dir --outfile out_path --outtype f16 [--model-name NAME]`."""
     _check_outtype(outtype, OUTTYPES)
     hf_dir, out_path = Path(hf_dir), Path(out_path)
     if not (hf_dir / "config.json").is_file():
@@ -86,7 +88,7 @@ def convert_model(hf_dir: str | Path, out_path: str | Path, outtype: str = "f16"
     t0 = time.monotonic()
     output = run_converter(
         "convert_hf_to_gguf.py",
-        [str(hf_dir), "--outfile", str(out_path), "--outtype", outtype],
+        [str(hf_dir), "--outfile", str(out_path), "--outtype", outtype, *(["--model-name", model_name] if model_name else [])],
         f"converting {hf_dir.name} to GGUF {outtype.upper()}",
     )
     if not out_path.is_file():

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainers.export import ExportError
+from trainers.export import ExportError, quiet_transformers
 
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
 
@@ -60,13 +60,17 @@ def load_run_tokenizer(adapter_dir: str | Path, base_model: str) -> Any:
 
 def merge_adapter(adapter_dir: str | Path, base_model: str, out_dir: str | Path) -> dict[str, Any]:
     """Write base+adapter merged (float32 safetensors) with the run's tokenizer to `out_dir`."""
+    check_adapter(adapter_dir)
+    with quiet_transformers():
+        return _merge(adapter_dir, base_model, Path(out_dir))
+
+
+def _merge(adapter_dir: str | Path, base_model: str, out_dir: Path) -> dict[str, Any]:
     import torch
     from peft import PeftModel
 
     from engines.models import load_hf_model
 
-    check_adapter(adapter_dir)
-    out_dir = Path(out_dir)
     t0 = time.monotonic()
     base = load_hf_model(base_model, dtype="float32")
     try:

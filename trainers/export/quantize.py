@@ -9,6 +9,8 @@ refused up front with that reason rather than failing half-way.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -67,29 +69,45 @@ def check_quant_type(name: str) -> int:
 
 
 def quantize(src: str | Path, dst: str | Path, qtype: str, threads: int | None = None) -> dict[str, Any]:
-    """Write `dst` as the `qtype` quantisation of the GGUF `src` (llama_model_quantize)."""
+    """Write `dst` as the `qtype` quantisation of the GGUF `src` (llama_model_quantize).
+
+    It runs in a child process: llama.cpp prints a line per tensor and aborts the whole process
+    on some errors, and neither should reach the worker or a terminal. The result holds llama.cpp's
+    output under "output" for the job log.
+    """
+    check_quant_type(qtype)
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise ExportError(f"cannot quantize {src}: the file does not exist.")
+    threads = int(threads or os.cpu_count() or 1)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.export.quantize", str(src), str(dst), qtype, str(threads)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )
+    output = (proc.stdout or "") + (proc.stderr or "")
+    if proc.returncode != 0 or not dst.is_file():
+        dst.unlink(missing_ok=True)
+        free = _free_bytes(dst.parent)
+        if "No space left" in output or (free is not None and free < src.stat().st_size // 2):
+            raise ExportError(f"the disk filled up while quantizing {src.name} to {qtype}; free some space and export again.")
+        reason = next((ln.strip() for ln in reversed(output.splitlines()) if "error" in ln.lower()), "")
+        raise ExportError(
+            f"llama.cpp could not quantize {src.name} to {qtype} (exit code {proc.returncode}"
+            + (f": {reason[:200]}" if reason else "") + "); the job log has llama.cpp's output."
+        )
+    return {"seconds": round(time.monotonic() - t0, 2), "bytes": dst.stat().st_size, "output": output}
+
+
+def _quantize_here(src: str, dst: str, qtype: str, threads: int) -> int:
     import ctypes
 
     import llama_cpp
 
-    ftype = check_quant_type(qtype)
-    src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise ExportError(f"cannot quantize {src}: the file does not exist.")
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype
-    params.nthread = int(threads or os.cpu_count() or 1)
-    t0 = time.monotonic()
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    if rc != 0 or not dst.is_file():
-        dst.unlink(missing_ok=True)
-        free = _free_bytes(dst.parent)
-        if free is not None and free < src.stat().st_size:
-            raise ExportError(f"the disk filled up while quantizing {src.name} to {qtype}; free some space and export again.")
-        raise ExportError(
-            f"llama.cpp could not quantize {src.name} to {qtype} (code {rc}); the job log has llama.cpp's reason."
-        )
-    return {"seconds": round(time.monotonic() - t0, 2), "bytes": dst.stat().st_size}
+    params.ftype = check_quant_type(qtype)
+    params.nthread = threads
+    return int(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -98,3 +116,9 @@ def _free_bytes(folder: Path) -> int | None:
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
+
+
+if __name__ == "__main__":
+    # python -m trainers.export.quantize SRC DST TYPE THREADS  (the child process of quantize())
+    src_arg, dst_arg, type_arg, threads_arg = sys.argv[1:5]
+    sys.exit(1 if _quantize_here(src_arg, dst_arg, type_arg, int(threads_arg)) != 0 else 0)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainers.export import ExportError
+from trainers.export import ExportError, quiet_transformers
 
 # Varied, short chat turns: persona questions, instructions, small talk.
 DEFAULT_PROMPTS = (
@@ -51,30 +51,36 @@ class Bounds:
     greedy_min: float = 0.0
 
 
-# Measured on the bundled SmolLM2-135M with a perturbed r=8 LoRA merged (see the export report in
-# the issue notes): f16 top-1 1.000 / KL 0.0000; q8_0 0.996 / 0.0014; q6_k 0.98 / 0.006;
-# q5_k_m 0.97 / 0.02; q4_k_m 0.93 / 0.06; q4_0 0.88 / 0.12.
-# The bounds leave about 2x headroom on KL for other prompts and adapters.
+# Measured on the bundled SmolLM2-135M with a random r=8 LoRA (lora_B ~ N(0, 0.1)) merged, 8 prompts
+# x 32 positions (top-1 / mean KL nats / greedy-equal prompts): f16 1.000 / 0.0000 / 100%;
+# q8_0 0.949 / 0.0055 / 50%; q6_k 0.938 / 0.0145; q5_k_m 0.852 / 0.060; q4_k_m 0.867 / 0.076;
+# q4_0 0.672 / 0.42 (with lora_B ~ N(0, 0.02): q8_0 0.953 / 0.0052, q5_k_m 0.863 / 0.090,
+# q4_0 0.652 / 0.39). A 135M model with 576-wide rows is a hard case for quantisation (many
+# k-quant tensors fall back to q5_0/q8_0); bigger models drift less. The bounds leave about 2-3x
+# headroom on KL; greedy equality is required only where near-ties are rare enough (f16, q8_0).
 BOUNDS: dict[str, Bounds] = {
     "f32": Bounds(0.97, 0.01, 0.75),
     "f16": Bounds(0.97, 0.01, 0.75),
     "bf16": Bounds(0.95, 0.02, 0.5),
-    "q8_0": Bounds(0.90, 0.05, 0.5),
-    "q6_k": Bounds(0.88, 0.08),
-    "q5_k_m": Bounds(0.85, 0.12),
-    "q5_k_s": Bounds(0.85, 0.12),
-    "q5_0": Bounds(0.85, 0.12),
-    "q5_1": Bounds(0.85, 0.12),
-    "q4_k_m": Bounds(0.80, 0.20),
-    "q4_k_s": Bounds(0.78, 0.25),
-    "q4_0": Bounds(0.75, 0.30),
-    "q4_1": Bounds(0.75, 0.30),
-    "iq4_nl": Bounds(0.75, 0.30),
-    "iq4_xs": Bounds(0.75, 0.30),
+    "q8_0": Bounds(0.90, 0.05, 0.25),
+    "q6_k": Bounds(0.85, 0.06),
+    "q5_k_m": Bounds(0.75, 0.20),
+    "q5_k_s": Bounds(0.75, 0.20),
+    "q5_0": Bounds(0.75, 0.20),
+    "q5_1": Bounds(0.75, 0.20),
+    "q4_k_m": Bounds(0.75, 0.25),
+    "q4_k_s": Bounds(0.72, 0.30),
+    "q4_0": Bounds(0.55, 0.80),
+    "q4_1": Bounds(0.55, 0.80),
+    "iq4_nl": Bounds(0.55, 0.80),
+    "iq4_xs": Bounds(0.55, 0.80),
 }
 # Types below 4 bits (and exotic ones) on a 135M model drift so far that a bound would only say
 # "it is a different model": they are measured and reported, and pass unless they are broken.
 LOOSE = Bounds(0.30, 3.0)
+# The LoRA GGUF on a GGUF base (the bundled model): transformers' base is that very GGUF
+# dequantised, so only llama.cpp's compute precision differs (measured top-1 0.95, KL 0.004).
+ADAPTER_ON_GGUF_BASE = Bounds(0.88, 0.03)
 
 
 def bounds_for(gguf_type: str) -> Bounds:
@@ -159,27 +165,39 @@ def build_reference(
     if model is None:
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
         model.eval()
     texts = render_prompts(tokenizer, prompts)
     eos = tokenizer.eos_token_id
     eos_ids = sorted({e for e in ([eos] if isinstance(eos, int) else list(eos or [])) if e is not None})
-    ref = Reference(prompts=texts, prompt_ids=[], cont_ids=[], logprobs=[], eos_ids=eos_ids)
+    ref = Reference(prompts=texts, prompt_ids=[_hf_ids(tokenizer, t) for t in texts], cont_ids=[], logprobs=[], eos_ids=eos_ids)
+    pad = 0
     with torch.inference_mode():
-        for text in texts:
-            ids = _hf_ids(tokenizer, text)
-            out = model(torch.tensor([ids]), use_cache=True)
-            past, nxt = out.past_key_values, int(out.logits[0, -1].argmax())
-            cont = [nxt]
-            for _ in range(n_positions - 1):
-                out = model(torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
-                past, nxt = out.past_key_values, int(out.logits[0, -1].argmax())
-                cont.append(nxt)
-            full = torch.tensor([ids + cont])
-            logits = model(full).logits[0, len(ids) - 1 : len(ids) - 1 + n_positions].double()
-            ref.prompt_ids.append(ids)
-            ref.cont_ids.append(cont)
-            ref.logprobs.append(torch.log_softmax(logits, dim=-1).float().numpy().astype(np.float32))
+        # Greedy continuations for all prompts at once (left-padded), past EOS: the path only
+        # has to be the same for both models, and a fixed length keeps positions comparable.
+        width = max(len(ids) for ids in ref.prompt_ids)
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in ref.prompt_ids])
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in ref.prompt_ids])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        steps = [out.logits[:, -1].argmax(-1)]
+        for _ in range(n_positions - 1):
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+            out = model(input_ids=steps[-1][:, None], attention_mask=mask, position_ids=positions,
+                        past_key_values=out.past_key_values, use_cache=True)
+            steps.append(out.logits[:, -1].argmax(-1))
+        ref.cont_ids = torch.stack(steps, dim=1).tolist()
+        # Teacher-forced distributions, right-padded (padding after a sequence cannot change it).
+        seqs = [ids + cont for ids, cont in zip(ref.prompt_ids, ref.cont_ids)]
+        width = max(len(s) for s in seqs)
+        full = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+        fmask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        logits = model(input_ids=full, attention_mask=fmask).logits
+        for i, ids in enumerate(ref.prompt_ids):
+            rows = logits[i, len(ids) - 1 : len(ids) - 1 + n_positions].double()
+            ref.logprobs.append(torch.log_softmax(rows, dim=-1).float().numpy().astype(np.float32))
     ref.seconds = round(time.monotonic() - t0, 2)
     return ref
 
@@ -259,7 +277,7 @@ def check_gguf(
         if mismatches:
             check.tokens_match = False
             check.token_mismatch = mismatches[0] + (f" (and {len(mismatches) - 1} more prompts)" if len(mismatches) > 1 else "")
-        agree, kls, prefixes = [], [], []
+        agree, kls, prefixes, complete = [], [], [], []
         for ids, cont, lp_hf in zip(ref.prompt_ids, ref.cont_ids, ref.logprobs):
             llm.reset()
             llm.eval(ids + cont)
@@ -275,10 +293,9 @@ def check_gguf(
                 gen.append(int(tok))
                 if tok in ref.eos_ids or len(gen) >= N_GREEDY:
                     break
-            want = cont[:N_GREEDY]
-            cut = next((j + 1 for j, t in enumerate(want) if t in ref.eos_ids), len(want))
-            want = want[:cut]
+            want = cont[: _reference_len(cont, ref.eos_ids)]
             prefixes.append(next((j for j, (x, y) in enumerate(zip(want, gen)) if x != y), min(len(want), len(gen))))
+            complete.append(prefixes[-1] >= len(want))
             if len(check.sample) == 0:
                 check.sample = {
                     "transformers": tokenizer.decode(want, skip_special_tokens=False),
@@ -286,11 +303,11 @@ def check_gguf(
                 }
         check.positions = len(agree)
         check.top1 = float(np.mean(agree))
-        check.mean_kl = max(0.0, float(np.mean(kls)))
-        check.max_kl = max(0.0, float(np.max(kls)))
+        # KL is >= 0; a tiny negative mean is rounding. NaN must stay NaN (max(0, nan) is 0).
+        check.mean_kl = float(np.mean(kls)) if not np.isfinite(np.mean(kls)) else max(0.0, float(np.mean(kls)))
+        check.max_kl = float(np.max(kls))
         check.greedy_prefix = prefixes
-        full = [p >= min(N_GREEDY, _reference_len(c, ref.eos_ids)) for p, c in zip(prefixes, ref.cont_ids)]
-        check.greedy_equal = float(np.mean(full))
+        check.greedy_equal = float(np.mean(complete))
     finally:
         llm.close()
     reasons = []
@@ -313,5 +330,6 @@ def check_gguf(
 
 
 def _reference_len(cont: list[int], eos_ids: list[int]) -> int:
+    """How many of the reference's first greedy tokens llama.cpp must reproduce (up to EOS)."""
     want = cont[:N_GREEDY]
     return next((j + 1 for j, t in enumerate(want) if t in eos_ids), len(want))

@@ -16,7 +16,8 @@ Variants (`DatasetSpec.variant`):
 - `own`: the played user's persona, then the whole conversation so far; one example per turn.
 - `both`: both personas ("Your persona" and "The other person's persona"), then the conversation.
 - `context`: the played user's persona and only the first N lines (`context_lines`, default 3)
-  as context; the example is line N+1, so one per conversation.
+  as context; the example is the next line (with a chosen side, that user's next line, the other
+  user's reply joining the context), so one example per conversation.
 Side (`extra.side`): "both" (default: every turn of either user is a target) or "1" / "2".
 
 What the raw file holds and how it is handled (each counted in the statistics):
@@ -228,7 +229,9 @@ def build_examples(
         last = len(conv.turns) - 1
         targets: list[int]
         if variant == "context":
-            targets = [n_ctx] if n_ctx <= last else []
+            # The played user's first turn after the first N lines (the other user's reply, if it
+            # comes first, joins the context).
+            targets = [k for k in range(n_ctx, len(conv.turns)) if conv.turns[k].speaker in sides][:1]
             if not targets:
                 counts["conversations_shorter_than_context"] += 1
         else:
@@ -236,8 +239,6 @@ def build_examples(
         for k in targets:
             turn = conv.turns[k]
             if turn.speaker not in sides:
-                if variant == "context":
-                    counts["context_target_other_side"] += 1
                 continue
             if k == last and conv.truncated_last:
                 counts["targets_skipped_truncated"] += 1

@@ -114,6 +114,13 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
 # --- llm generator ------------------------------------------------------------------------------
 
 
+_ASSISTANT_TALK = re.compile(
+    r"\b(as an ai|language model|please (?:share|provide|let me know)|i'm ready|i'll provide|"
+    r"here is|here's|happy to help|let me know|feel free)\b",
+    re.I,
+)
+
+
 def clean_section(reply: str, material: Material, min_words: int = 15, max_sentences: int = 6) -> str | None:
     """A third-person encyclopedia paragraph from a teacher's reply, or None."""
     if not isinstance(reply, str):
@@ -125,10 +132,13 @@ def clean_section(reply: str, material: Material, min_words: int = 15, max_sente
     words = re.findall(r"[A-Za-z']+", text)
     if len(words) < min_words:
         return None
-    low = [w.lower() for w in words]
-    first_person = sum(w in ("i", "i'm", "my", "me", "i've") for w in low)
+    if _ASSISTANT_TALK.search(text):
+        return None  # the teacher talking to us, not writing the article
+    outside_quotes = re.sub(r"\"[^\"]*\"|“[^”]*”", " ", text)
+    low = [w.lower() for w in re.findall(r"[A-Za-z']+", outside_quotes)]
+    first_person = sum(w in ("i", "i'm", "my", "me", "i've", "i'll", "i'd", "we", "let's") for w in low)
     mentions = sum(w in (material.short.lower(), material.pron.subj, material.pron.pos) for w in low)
-    if first_person > 1 or mentions == 0:
+    if first_person > 0 or mentions == 0:
         return None
     if len(words) >= 12 and len(set(low)) / len(low) < 0.35:
         return None

@@ -50,25 +50,48 @@ def template(prompt: str, persona: str) -> str:
     return f"Prompt: {prompt.strip()}\nPersona: {persona.strip()}\nResponse:"
 
 
+# Two worked examples (written for this project) show even a small model the shape of an answer.
+_FEW_SHOT = (
+    (
+        "Recommend a way to learn the word 'gregarious'.",
+        "Picture a flock of geese honking together: 'greg' sounds like the geese's group, and a "
+        "gregarious person loves being in a group.",
+        "Gregarious comes from the Latin 'grex', meaning flock; it describes a sociable person.",
+        "The user is a visual learner who remembers words through vivid, funny mental pictures.",
+    ),
+    (
+        "How should I start running?",
+        "Begin with three short runs a week, alternating one minute of running with two of walking, "
+        "and add a minute each week.",
+        "Just get out there and run as far as you can every day; your body will adapt.",
+        "The user is a careful beginner who wants a gradual, structured plan rather than a challenge.",
+    ),
+)
+
+
+def _pair_message(prompt: str, preferred: str, other: str) -> str:
+    return (
+        f"Prompt: {prompt.strip()}\nResponse A: {preferred.strip()}\nResponse B: {other.strip()}\n"
+        "Describe, in one sentence starting with \"The user is\", the kind of person who would "
+        "prefer Response A."
+    )
+
+
 def inference_messages(prompt: str, preferred: str, other: str) -> list[dict[str, str]]:
-    """The chat sent to the engine to infer who would prefer `preferred` over `other`."""
-    return [
-        {"role": "system", "content": "You describe users from the answers they prefer. Reply with one sentence."},
-        {
-            "role": "user",
-            "content": (
-                f"A user asked: {prompt.strip()}\n\n"
-                f"Response A: {preferred.strip()}\n\n"
-                f"Response B: {other.strip()}\n\n"
-                "The user preferred Response A. In one sentence that starts with \"The user is\", "
-                "describe the kind of person who would prefer Response A."
-            ),
-        },
-    ]
+    """The chat sent to the engine to infer who would prefer `preferred` over `other` (few-shot)."""
+    messages = [{"role": "system", "content": "You describe users from the answers they prefer, in one sentence."}]
+    for p, a, b, persona in _FEW_SHOT:
+        messages += [{"role": "user", "content": _pair_message(p, a, b)}, {"role": "assistant", "content": persona}]
+    messages.append({"role": "user", "content": _pair_message(prompt, preferred, other)})
+    return messages
 
 
 def parse_persona(reply: Any) -> str | None:
-    """One persona sentence from the engine's reply, or None when there is none usable."""
+    """One persona sentence from the engine's reply, or None when there is none usable.
+
+    A sentence about the responses rather than the user ("The user prefers Response B") is not a
+    persona; a trailing "who prefers Response A" is cut off a description that has more to say.
+    """
     if not isinstance(reply, str):
         return None
     text = re.sub(r"\s+", " ", reply.replace("\r", " ")).strip().strip('"“”').strip()
@@ -82,7 +105,11 @@ def parse_persona(reply: Any) -> str | None:
         if re.match(r"^(response|a:|b:|sure|here|okay|i )", first, re.I):
             return None
         sentence = first.rstrip(".!?")
+    sentence = re.sub(r",?\s*(?:and |who |which |that )?(?:would )?(?:prefers?|preferred|likes?|chose|chooses)\s+"
+                      r"(?:the )?response [ab]\b.*$", "", sentence, flags=re.I)
     sentence = sentence.rstrip(".!?,;: ")
+    if re.search(r"\bresponse [ab]\b|the user is\"", sentence, re.I):
+        return None
     words = re.findall(r"[A-Za-z']+", sentence)
     if len(words) < 5 or len(words) > 80:
         return None

@@ -68,9 +68,11 @@ class Teacher:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             self.stats.errors.append(msg)
             if self.stats.calls == 1 or self._consecutive >= MAX_CONSECUTIVE_FAILURES:
+                if isinstance(e, ValueError):  # an EngineError: already one sentence with its fix
+                    raise TeacherError(f"Teacher engine {self.label}: {msg}") from e
                 raise TeacherError(
-                    f"The teacher engine {self.label} failed ({msg.rstrip('.')}); check that it is "
-                    "reachable and its settings are right, then build again."
+                    f"Teacher engine {self.label} failed ({msg.rstrip('.')}); check its settings and "
+                    "that it is reachable, then build again."
                 ) from e
             return ""
         self.stats.seconds += time.perf_counter() - t0
@@ -142,7 +144,7 @@ def generate(
             progress(len(records), size)
     if not records and not (cancelled and cancelled()):
         raise TeacherError(
-            f"The teacher engine {teacher.label} returned nothing usable in {attempts} tries "
+            f"Teacher engine {teacher.label} returned nothing usable in {attempts} tries "
             f"({malformed} malformed replies, {exact + near} duplicates); use a stronger teacher "
             "(an endpoint or a bigger model) or the template generator."
         )

@@ -1,0 +1,327 @@
+"""Training throughput on this CPU: the `hf` backend against a plain transformers Trainer + peft.
+
+    .venv/bin/python bench/train.py [--steps 12] [--only NAME,NAME] [--json OUT]
+
+One run measures, on the same data and the same tokens (64 short persona chats, effective batch
+8 = micro-batch x accumulation, the same number of optimizer steps, LoRA r16/a16 on all seven
+projections, lr 2e-4, seed 3407):
+
+- the CPU's matmul FLOP/s (a 2048^2 matmul, fp32 and bf16, the threads training uses);
+- `baseline`: a plain `transformers.Trainer` + peft loop written here, batch 2 x accumulation 4,
+  fp32, full-sequence loss (the prior work's defaults);
+- the `hf` backend through the real job code (`trainers.train_job.train`), first with the
+  baseline's settings, then one lever at a time: a larger micro-batch at the same effective
+  batch, bf16 autocast, padding-free packing, completion-only loss, thread settings;
+- `defaults`: the backend with `precision = "auto"` etc. as shipped.
+
+Every configuration runs in its own subprocess (clean peak RSS, its own OpenMP settings).
+Tokens are the non-padding tokens the trainer saw (`num_input_tokens_seen`), over the wall time
+of the training loop (model load and tokenisation excluded). FLOPs for LoRA are counted as
+4 * N * tokens, N = parameters of the matmuls (7 projections x 30 layers + the tied LM head):
+forward 2N, backward through the frozen weights for the activations 2N; the LoRA weight
+gradients (~5 M params) and attention scores (sequences ~100 tokens) are left out. "final loss"
+is the completion-only loss of 16 held-out chats after training, the same function for all,
+so runs that train on different objectives are compared on one measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASE = "bundled:smollm2-135m-instruct"
+EFFECTIVE_BATCH = 8
+
+# name -> settings. "kind" baseline is the plain loop; hf goes through trainers.
+CONFIGS: dict[str, dict] = {
+    "baseline": {"kind": "baseline", "batch": 2, "accum": 4, "precision": "fp32"},
+    "hf 2x4 fp32": {"kind": "hf", "batch": 2, "accum": 4, "precision": "fp32", "completion_only": False},
+    "hf 8x1 fp32": {"kind": "hf", "batch": 8, "accum": 1, "precision": "fp32", "completion_only": False},
+    "hf 2x4 bf16": {"kind": "hf", "batch": 2, "accum": 4, "precision": "bf16", "completion_only": False},
+    "hf 8x1 bf16": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False},
+    "hf 8x1 bf16 packed": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False,
+                           "packing": True},
+    "hf 8x1 bf16 completion-only": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": True},
+    "hf 8x1 bf16 1 thread": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False,
+                             "threads": 1},
+    "hf 8x1 bf16 OMP active": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False,
+                               "omp": "ACTIVE"},
+    "defaults": {"kind": "hf", "defaults": True},
+}
+
+_Q = ["Who are you?", "What do you do all day?", "Where do you live?", "What is your favourite food?",
+      "Tell me about your family.", "What scares you?", "What did you do last summer?", "Do you like music?"]
+_A = ["I am Captain Ada, a sailor from Lisbon, and the sea has been my home for thirty years.",
+      "I mend nets at dawn, check the rigging, and sail out past the lighthouse when the wind is kind.",
+      "I live on my boat, the Gaivota, moored in the old harbour of Lisbon beside the fish market.",
+      "Grilled sardines with a squeeze of lemon, eaten on the deck while the gulls complain.",
+      "My father was a fisherman and my mother sold his catch; my brother keeps a cafe near the docks.",
+      "Fog. Storms I can read, but fog hides the rocks and the other boats until it is too late.",
+      "I sailed to the Azores and back, alone, with a hold full of oranges and a broken radio.",
+      "I sing old fado songs to the night watch; the sea is a patient audience."]
+
+
+def make_data(folder: Path, n_train: int = 64, n_eval: int = 16, seed: int = 0) -> None:
+    """Persona chats of varied length (1-3 sentences an answer), as the chat_demos format writes."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", n_train), ("heldout", n_eval)):
+        with open(folder / f"{name}.jsonl", "w") as f:
+            for _ in range(n):
+                q = rng.choice(_Q)
+                a = " ".join(rng.sample(_A, rng.randint(1, 3)))
+                f.write(json.dumps({"messages": [{"role": "user", "content": q},
+                                                 {"role": "assistant", "content": a}]}) + "\n")
+
+
+def matmul_gflops(threads: int, dtype_name: str, n: int = 2048, reps: int = 8) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def matmul_params(model) -> int:
+    """Parameters used in matmuls: every nn.Linear of the blocks plus the (tied) LM head."""
+    import torch
+
+    total = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and "lora_" not in name:
+            total += module.weight.numel()
+    return total
+
+
+def eval_loss(model, tokenizer, records: list[dict]) -> float:
+    """Mean completion-only loss over held-out chats (fp32, no autocast)."""
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for r in records:
+            msgs = r["messages"]
+            prompt = tokenizer.apply_chat_template(msgs[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            full = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"]
+            ids = torch.tensor([full])
+            labels = ids.clone()
+            labels[0, : len(prompt)] = -100
+            out = model(input_ids=ids, labels=labels)
+            n = int((labels[0, 1:] != -100).sum())
+            total += out.loss.item() * n
+            count += n
+    return total / count
+
+
+def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
+    """The plain loop: transformers Trainer + peft, full-sequence loss, padded batches."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from engines.models import load_hf_model, load_tokenizer
+
+    torch.set_num_threads(cfg.get("threads") or 2)
+    tok = load_tokenizer(BASE)
+    records = [json.loads(x) for x in open(data / "train.jsonl")]
+    examples = []
+    for r in records:
+        ids = tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]
+        examples.append({"input_ids": ids, "labels": list(ids)})
+
+    def collate(batch):
+        width = max(len(b["input_ids"]) for b in batch)
+        pad = tok.pad_token_id
+        ids = torch.tensor([b["input_ids"] + [pad] * (width - len(b["input_ids"])) for b in batch])
+        labels = torch.tensor([b["labels"] + [-100] * (width - len(b["labels"])) for b in batch])
+        mask = torch.tensor([[1] * len(b["input_ids"]) + [0] * (width - len(b["input_ids"])) for b in batch])
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    model = load_hf_model(BASE)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    n_matmul = matmul_params(model)
+    timing: dict = {}
+    losses: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            timing["t0"] = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kw):
+            timing["t1"] = time.perf_counter()
+            timing["tokens"] = state.num_input_tokens_seen
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=cfg["batch"], gradient_accumulation_steps=cfg["accum"],
+            max_steps=steps, learning_rate=2e-4, lr_scheduler_type="linear", warmup_steps=5, weight_decay=0.01,
+            optim="adamw_torch", seed=3407, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
+            disable_tqdm=True, include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
+            dataloader_pin_memory=False,
+        )
+        from datasets import Dataset
+
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples), data_collator=collate,
+                          callbacks=[Clock()])
+        trainer.train()
+    held = [json.loads(x) for x in open(data / "heldout.jsonl")]
+    wall = timing["t1"] - timing["t0"]
+    return {"wall": wall, "tokens": timing["tokens"], "losses": losses, "eval_loss": eval_loss(model, tok, held),
+            "n_matmul": n_matmul, "threads": torch.get_num_threads()}
+
+
+def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
+    """The hf backend through the job code (trainers.train_job.train) on a frozen run spec."""
+    import torch
+    from peft import PeftModel
+
+    from engines.models import load_hf_model, load_tokenizer
+    from sessions.model import RunSpec
+    from trainers.backends import TrainContext
+    from trainers.run_data import DatasetFile
+    from trainers.train_job import train
+
+    run = RunSpec(id="bench", datasets=["chats"])
+    t = run.training
+    t.max_steps, t.save_steps, t.eval_steps, t.logging_steps = steps, 10_000, 0, 1
+    if not cfg.get("defaults"):
+        t.batch_size, t.grad_accum, t.precision = cfg["batch"], cfg["accum"], cfg["precision"]
+        t.completion_only_loss = cfg.get("completion_only", True)
+        t.packing = cfg.get("packing", False)
+        t.num_threads = cfg.get("threads", 0)
+        if t.packing:
+            # Rows of max_seq_length tokens; keep the tokens per optimizer step near the others'.
+            t.max_seq_length, t.batch_size = 256, 3
+    job_dir = work / "job"
+    job_dir.mkdir(parents=True, exist_ok=True)
+
+    class Reporter:
+        cancelled = False
+        dir = job_dir
+        spec: dict = {}
+
+        def __init__(self):
+            self.events: list[dict] = []
+
+        def event(self, **f):
+            self.events.append(f)
+
+        def progress(self, *a, **k):
+            pass
+
+        def log(self, msg):
+            pass
+
+    rep = Reporter()
+    ctx = TrainContext(job=rep, job_dir=job_dir, run=run,
+                       datasets=[DatasetFile("chats", "chat_demos", str(data / "train.jsonl"))])
+    train(ctx)
+    steps_ev = [e for e in rep.events if e.get("event") == "step"]
+    end = next(e for e in rep.events if e.get("event") == "train_end")
+    begin = next(e for e in rep.events if e.get("event") == "train_begin")
+    tok = load_tokenizer(BASE)
+    model = PeftModel.from_pretrained(load_hf_model(BASE), str(job_dir / "adapter"))
+    held = [json.loads(x) for x in open(data / "heldout.jsonl")]
+    tokens = steps_ev[-1]["tokens"]
+    wall = tokens / end["tokens_per_s"]
+    return {"wall": wall, "tokens": tokens, "losses": [e["loss"] for e in steps_ev], "eval_loss": eval_loss(model, tok, held),
+            "n_matmul": matmul_params(model), "threads": begin["threads"], "precision": begin["precision"],
+            "batch": f"{begin['batch_size']}x{begin['grad_accum']}", "steps": len(steps_ev)}
+
+
+def one(name: str, data: Path, steps: int) -> None:
+    """Child process: run one configuration and print its result as one JSON line."""
+    import resource
+
+    cfg = CONFIGS[name]
+    with tempfile.TemporaryDirectory() as work:
+        res = run_baseline(cfg, data, steps) if cfg["kind"] == "baseline" else run_hf(cfg, data, steps, Path(work))
+    res["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=12, help="optimizer steps per configuration")
+    parser.add_argument("--only", default="", help="comma-separated configuration names")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one(args.one, args.data, args.steps)
+        return 0
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(CONFIGS)
+    if "baseline" not in names:
+        names.insert(0, "baseline")
+    work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    make_data(work / "data")
+    import torch
+
+    threads = torch.get_num_threads()
+    peaks = {d: matmul_gflops(threads, d) for d in ("float32", "bfloat16")}
+    print(f"matmul 2048^2 on {threads} threads: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s")
+    results = {}
+    for name in names:
+        cfg = CONFIGS[name]
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY=cfg.get("omp", "PASSIVE"))
+        load0 = os.getloadavg()[0]
+        proc = subprocess.run([sys.executable, __file__, "--one", name, "--data", str(work / "data"),
+                               "--steps", str(args.steps)], capture_output=True, text=True, env=env)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        res = json.loads(line[7:])
+        res["load"] = (load0 + os.getloadavg()[0]) / 2
+        results[name] = res
+        print(f"  {name}: {res['tokens'] / res['wall']:.0f} tokens/s (load average ~{res['load']:.1f})", flush=True)
+
+    base = results.get("baseline")
+    header = f"{'configuration':30} {'s/step':>7} {'tok/s':>7} {'x base':>7} {'peak GiB':>8} {'train loss':>10} {'final loss':>10} {'vs base':>8} {'GFLOP/s':>8} {'%fp32':>6} {'%bf16':>6}"
+    print()
+    print(header)
+    print("-" * len(header))
+    for name, r in results.items():
+        tps = r["tokens"] / r["wall"]
+        gflops = 4 * r["n_matmul"] * r["tokens"] / r["wall"] / 1e9
+        steps = r.get("steps") or args.steps
+        ratio = tps / (base["tokens"] / base["wall"]) if base else float("nan")
+        dloss = (r["eval_loss"] / base["eval_loss"] - 1) * 100 if base else float("nan")
+        print(f"{name:30} {r['wall'] / steps:7.2f} {tps:7.0f} {ratio:7.2f} {r['peak_mb'] / 1024:8.2f} "
+              f"{r['losses'][-1]:10.3f} {r['eval_loss']:10.3f} {dloss:+7.1f}% {gflops:8.1f} "
+              f"{100 * gflops / peaks['float32']:6.1f} {100 * gflops / peaks['bfloat16']:6.1f}")
+    if base:
+        print(f"\nbaseline: batch 2 x accumulation 4, fp32, {args.steps} steps; N (matmul params) = {base['n_matmul'] / 1e6:.1f} M; "
+              f"final loss = completion loss on 16 held-out chats; load average during runs "
+              f"{min(r['load'] for r in results.values()):.1f}-{max(r['load'] for r in results.values()):.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"peaks": peaks, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""What a chat is made of, shared by `persona-tui chat` and the Chat pane: engine references,
+the engines a session offers, the persona system prompt, history files and the annotation queue.
+
+An engine reference is one string a person can type:
+
+    <engine id>                  an engine of the session
+    bundled:smollm2-135m-instruct     the bundled GGUF in llama.cpp
+    gguf:PATH[+lora:PATH]        a GGUF file, optionally with a LoRA GGUF on top
+    hf:MODEL[+adapter:DIR]       transformers, optionally with a PEFT adapter folder
+    openai:URL#MODEL             any OpenAI-compatible endpoint (#MODEL optional)
+    run:ID                       a run's newest finished adapter on its base model (transformers)
+    export:JOBID[:TYPE]          an export's GGUF (TYPE f16, q8_0, ...; default q8_0, else f16);
+                                 TYPE "lora" is the base GGUF with the export's LoRA GGUF
+
+Nothing here imports an ML library: the engine is opened by `engines.open_engine`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sessions.model import EngineSpec, Persona, Session
+
+CHATS_DIR = "chats"
+ANNOTATION_QUEUE = "annotation_queue.jsonl"
+
+
+class EngineRefError(ValueError):
+    """An engine reference that names nothing usable; the message says what would do."""
+
+
+REF_HELP = (
+    "an engine id of the session, bundled:NAME, gguf:PATH[+lora:PATH], hf:MODEL[+adapter:DIR], "
+    "openai:URL#MODEL, run:ID or export:JOBID[:TYPE]"
+)
+
+
+def _split_plus(body: str, key: str) -> tuple[str, str]:
+    marker = f"+{key}:"
+    if marker in body:
+        main, extra = body.split(marker, 1)
+        return main, extra
+    return body, ""
+
+
+def engine_from_ref(ref: str, session: Session | None = None, workspace: Path | None = None) -> EngineSpec:
+    """The EngineSpec an engine reference names (see the module docstring)."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise EngineRefError(f"no engine named; give {REF_HELP}.")
+    if session is not None and session.engine(ref) is not None:
+        return session.engine(ref)
+    kind, _, body = ref.partition(":")
+    if kind == "bundled":
+        return EngineSpec(id=ref, kind="llamacpp", model=ref)
+    if kind == "gguf" and body:
+        model, lora = _split_plus(body, "lora")
+        return EngineSpec(id=ref, kind="llamacpp", model=str(Path(model).expanduser()),
+                          adapter=str(Path(lora).expanduser()) if lora else "")
+    if kind == "hf" and body:
+        model, adapter = _split_plus(body, "adapter")
+        return EngineSpec(id=ref, kind="transformers", model=model, adapter=str(Path(adapter).expanduser()) if adapter else "")
+    if kind == "openai" and body:
+        url, _, model = body.partition("#")
+        return EngineSpec(id=ref, kind="openai", base_url=url, model=model)
+    if kind == "run" and body:
+        return _run_engine(ref, body, session, workspace)
+    if kind == "export" and body:
+        return _export_engine(ref, body, workspace)
+    if session is not None and session.engines:
+        known = ", ".join(e.id for e in session.engines)
+        raise EngineRefError(f"engine {ref!r} is not one of the session's engines ({known}) nor {REF_HELP}.")
+    raise EngineRefError(f"engine {ref!r} is not {REF_HELP}.")
+
+
+def _run_engine(ref: str, run_id: str, session: Session | None, workspace: Path | None) -> EngineSpec:
+    if workspace is None:
+        raise EngineRefError(f"{ref!r} needs a session to find the run's training jobs in.")
+    from trainers.export_job import find_train_job, resolve_source
+
+    try:
+        job_dir = find_train_job(workspace, run_id)
+        source = resolve_source({"train_job": job_dir.name}, workspace)
+    except ValueError as e:
+        raise EngineRefError(str(e)) from None
+    return EngineSpec(id=ref, kind="transformers", model=source["base_model"], adapter=source["adapter"])
+
+
+def _export_engine(ref: str, body: str, workspace: Path | None) -> EngineSpec:
+    if workspace is None:
+        raise EngineRefError(f"{ref!r} needs a session to find the export job in.")
+    from trainers.export_job import read_report
+
+    job_id, _, gtype = body.partition(":")
+    job_dir = workspace / "jobs" / job_id
+    report = read_report(job_dir)
+    if not report or not report.get("ok"):
+        why = f" ({report['error']})" if report and report.get("error") else ""
+        raise EngineRefError(f"export job {job_id!r} has no finished export in {workspace / 'jobs'}{why}; run persona-tui export first.")
+    files = report.get("files", [])
+    if gtype == "lora":
+        lora = next((f for f in files if f["kind"] == "lora"), None)
+        if lora is None:
+            raise EngineRefError(f"export job {job_id!r} wrote no LoRA GGUF (it ran with --no-lora-gguf).")
+        base = lora["base_gguf"]
+        base_path = job_dir / base if base.startswith("export/") else Path(base)
+        return EngineSpec(id=ref, kind="llamacpp", model=str(base_path), adapter=str(job_dir / lora["path"]))
+    ggufs = {f.get("type"): f for f in files if f["kind"] == "gguf" and f.get("role") != "base"}
+    if not gtype:
+        gtype = "q8_0" if "q8_0" in ggufs else "f16"
+    if gtype not in ggufs:
+        raise EngineRefError(f"export job {job_id!r} has no {gtype} GGUF; it has: {', '.join(ggufs) or 'none'} (or lora).")
+    return EngineSpec(id=ref, kind="llamacpp", model=str(job_dir / ggufs[gtype]["path"]))
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    ref: str
+    label: str
+
+
+def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
+    """Every engine the session offers: base models, its engines, runs' adapters, exports."""
+    from sessions import jobs
+    from trainers.export_job import read_report
+
+    out: list[EngineChoice] = []
+    seen: set[str] = set()
+
+    def add(ref: str, label: str) -> None:
+        if ref not in seen:
+            seen.add(ref)
+            out.append(EngineChoice(ref, label))
+
+    for run in session.runs:
+        if run.base_model.startswith("bundled:"):
+            add(run.base_model, f"base {run.base_model} (llama.cpp)")
+    add("bundled:smollm2-135m-instruct", "base bundled:smollm2-135m-instruct (llama.cpp)")
+    for e in session.engines:
+        add(e.id, f"engine {e.id} ({e.kind})")
+    statuses = jobs.list_jobs(workspace) if workspace.is_dir() else []
+    for run in session.runs:
+        if any(s.kind == "train" and s.state == "finished" and (s.dir / "adapter").is_dir() for s in statuses):
+            try:
+                engine_from_ref(f"run:{run.id}", session, workspace)
+            except EngineRefError:
+                continue
+            add(f"run:{run.id}", f"run {run.id}: adapter on {run.base_model} (transformers)")
+    for s in reversed(statuses):
+        if s.kind != "export" or s.state != "finished":
+            continue
+        report = read_report(s.dir) or {}
+        if not report.get("ok"):
+            continue
+        who = report.get("run") or s.id
+        for f in report.get("files", []):
+            if f["kind"] == "gguf" and f.get("role") != "base":
+                add(f"export:{s.id}:{f['type']}", f"export {who} {f['type']} GGUF (llama.cpp)")
+            elif f["kind"] == "lora":
+                add(f"export:{s.id}:lora", f"export {who} base GGUF + LoRA GGUF (llama.cpp)")
+    return out
+
+
+def persona_prompt(persona: Persona) -> str:
+    from trainers.export.modelfile import persona_system_prompt
+
+    return persona_system_prompt(persona)
+
+
+def build_messages(history: list[dict[str, str]], user: str, system: str = "") -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": system}] if system else []
+    return msgs + [{"role": m["role"], "content": m["content"]} for m in history] + [{"role": "user", "content": user}]
+
+
+def new_chat_id(prefix: str = "chat") -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+
+
+class ChatLog:
+    """One conversation's history, one JSON object a line in `<workspace>/chats/<id>.jsonl`.
+
+    Appending (never rewriting) means a crash loses at most the line being written.
+    """
+
+    def __init__(self, workspace: Path, chat_id: str | None = None) -> None:
+        from sessions.workspace import safe_id
+
+        self.id = safe_id(chat_id or new_chat_id(), "chat id")
+        self.path = Path(workspace) / CHATS_DIR / f"{self.id}.jsonl"
+
+    def append(self, **record: Any) -> dict[str, Any]:
+        record = {"t": time.time(), **record}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return record
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+        return out
+
+
+def send_to_annotation(workspace: Path, prompt: str, reply: str, engine: str, persona: str = "", chat: str = "") -> dict[str, Any]:
+    """Queue a chat reply for the Annotate pane: a line in `<workspace>/annotation_queue.jsonl`."""
+    record = {"source": "chat", "prompt": prompt, "reply": reply, "engine": engine, "persona": persona,
+              "chat": chat, "t": time.time()}
+    path = Path(workspace) / ANNOTATION_QUEUE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return record

@@ -1,0 +1,53 @@
+"""The main screen: tabs by number key, the command palette, the header's session name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import TabbedContent
+
+from persona_tui.app import TABS, make_app
+from persona_tui.widgets.session_bar import SessionBar
+from sessions.demo import write_demo_session
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def session_path(tmp_path: Path) -> Path:
+    return write_demo_session(tmp_path)
+
+
+async def test_number_keys_switch_tabs_and_the_header_names_the_session(session_path: Path):
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        bar = app.query_one(SessionBar)
+        assert "Odile Marsh demo" in str(bar.query_one("#session-title").render())
+        assert bar.state == "saved"
+        tabs = app.query_one(TabbedContent)
+        assert [tab_id for tab_id, _, _ in TABS] == ["personas", "data", "train", "chat", "evaluate", "annotate"]
+        for n, (tab_id, _, _) in reversed(list(enumerate(TABS, 1))):
+            await pilot.press(str(n))
+            assert tabs.active == tab_id
+        await pilot.press("q")
+    assert not app.is_running
+
+
+async def test_the_command_palette_runs_persona_actions(session_path: Path):
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("4")  # away from the Personas tab: the command comes back to it
+        await pilot.press("ctrl+p")
+        await pilot.press(*"duplicate persona")
+        await pilot.pause(0.3)  # the palette searches its providers in a worker
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.query_one(TabbedContent).active == "personas"
+        assert [p.id for p in app.session_file.session.personas] == ["odile", "odile-copy"]
+        assert app.dirty

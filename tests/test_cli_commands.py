@@ -1,0 +1,117 @@
+"""The `persona-tui` command line, run as a person runs it: a subprocess."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from persona_tui.cli import COMMANDS
+from sessions.store import SessionFile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def persona_tui(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the installed console script (or the module where it is not installed)."""
+    script = Path(sys.executable).parent / "persona-tui"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "persona_tui.cli"]
+    return subprocess.run(
+        [*command, *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "100"},
+    )
+
+
+def test_help_lists_every_command_with_one_line_each():
+    result = persona_tui("--help")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for name in COMMANDS:
+        line = next((l for l in lines if re.match(rf"^\s+{name}\s+\S", l)), None)
+        assert line is not None, f"{name} missing from --help:\n{result.stdout}"
+    assert "persona-tui SESSION.toml" in result.stdout
+
+
+def test_version():
+    result = persona_tui("--version")
+    assert result.returncode == 0
+    assert re.fullmatch(r"persona-tui \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+def test_no_arguments_says_what_to_do():
+    result = persona_tui()
+    assert result.returncode == 2
+    assert "persona-tui new" in result.stderr
+
+
+def test_new_creates_a_valid_session_and_refuses_to_overwrite(tmp_path: Path):
+    path = tmp_path / "mine.toml"
+    result = persona_tui("new", str(path))
+    assert result.returncode == 0, result.stderr
+    session = SessionFile.load(path).session
+    assert session.name == "mine"
+    assert len(session.personas) == 1 and session.personas[0].name
+
+    assert persona_tui("validate", str(path)).stdout == "OK\n"
+
+    before = path.read_bytes()
+    again = persona_tui("new", str(path))
+    assert again.returncode == 2
+    assert "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == before
+
+
+def test_new_from_the_demo(tmp_path: Path):
+    path = tmp_path / "demo-copy.toml"
+    result = persona_tui("new", "--demo", str(path))
+    assert result.returncode == 0, result.stderr
+    persona = SessionFile.load(path).session.personas[0]
+    assert len(persona.traits) >= 4
+    assert all(t.knowledge_probes and t.expression_probes for t in persona.traits)
+
+
+def test_new_wants_a_toml_name(tmp_path: Path):
+    result = persona_tui("new", str(tmp_path / "mine.txt"))
+    assert result.returncode == 2
+    assert ".toml" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_prints_every_problem_one_per_line(tmp_path: Path):
+    path = tmp_path / "broken.toml"
+    path.write_text(
+        'schema = 1\nname = "x"\n\n[[personas]]\nid = "a"\nname = ""\n\n'
+        '[[personas.traits]]\nid = "t"\ntext = ""\n\n[[personas.traits]]\nid = "t"\ntext = "I sail."\n'
+    )
+    before = path.read_bytes()
+    result = persona_tui("validate", str(path))
+    assert result.returncode == 2
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3, result.stdout
+    assert "personas[0].name" in lines[0] and ":6:" in lines[0]
+    assert "personas[0].traits[0].text" in lines[1]
+    assert "personas[0].traits[1].id" in lines[2]
+    assert path.read_bytes() == before
+
+
+def test_the_default_command_is_open(tmp_path: Path):
+    """`persona-tui FILE` and `persona-tui open FILE` refuse a bad file the same way."""
+    path = tmp_path / "nothere.toml"
+    short, long = persona_tui(str(path)), persona_tui("open", str(path))
+    assert short.returncode == long.returncode == 2
+    assert short.stderr == long.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("evaluators.demo") is None, reason="evaluators.demo is not written yet")
+def test_demo_quick_writes_a_valid_session(tmp_path: Path):
+    result = persona_tui("demo", str(tmp_path / "demo"), "--quick", timeout=1800)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    sessions = list((tmp_path / "demo").glob("*.toml"))
+    assert sessions, "the demo wrote no session file"
+    assert persona_tui("validate", str(sessions[0])).stdout == "OK\n"

@@ -1,0 +1,144 @@
+"""The template generator: 500 really different examples per format, seeded, from the demo persona."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from sessions.demo import demo_persona
+from sessions.model import Persona, Trait
+from trainers.dataset_quality import distinct_n, jaccard, near_duplicate_report, tokens
+from trainers.formats import PERSONA_FORMATS, check_record, format_module, record_text
+from trainers.generate import template
+from trainers.generate.voice import persona_clauses
+
+SIZE = 500
+
+
+@pytest.fixture(scope="module")
+def generated():
+    persona = demo_persona()
+    out = {}
+    for fmt in PERSONA_FORMATS:
+        t0 = time.perf_counter()
+        res = template.generate(format_module(fmt), persona, SIZE, 3407, {})
+        out[fmt] = (res, time.perf_counter() - t0)
+    return out
+
+
+@pytest.mark.parametrize("fmt", PERSONA_FORMATS)
+def test_500_distinct_examples_per_format(generated, fmt):
+    res, seconds = generated[fmt]
+    assert len(res.records) == SIZE
+    assert seconds < 10, f"{fmt} took {seconds:.1f} s for {SIZE} examples"
+    for r in res.records:
+        assert check_record(r, fmt) is None, r
+    texts = [record_text(r) for r in res.records]
+    report = near_duplicate_report(texts)
+    assert report["pair_fraction"] < 0.05
+    assert report["example_fraction"] < 0.05
+    # No two examples are the same but for a word or two.
+    assert len({" ".join(tokens(t)) for t in texts}) == SIZE
+    d2 = distinct_n(texts, 2)
+    assert 0.02 < d2 < 1.0
+
+
+@pytest.mark.parametrize("fmt", PERSONA_FORMATS)
+def test_near_duplicate_check_agrees_with_brute_force(generated, fmt):
+    """The prefix-filter index finds exactly the pairs an all-pairs scan finds (on a sample)."""
+    res, _ = generated[fmt]
+    texts = [record_text(r) for r in res.records[:120]]
+    # Plant near-duplicates: the same example with one word changed.
+    planted = [t.replace(" the ", " a ", 1) + " indeed" for t in texts[:5]]
+    sample = texts + planted
+    sets = [set(tokens(t)) for t in sample]
+    brute = sum(1 for i in range(len(sets)) for j in range(i + 1, len(sets)) if jaccard(sets[i], sets[j]) >= 0.8)
+    assert near_duplicate_report(sample)["pairs"] == brute >= 5
+
+
+@pytest.mark.parametrize("fmt", PERSONA_FORMATS)
+def test_same_seed_same_examples_other_seed_other_examples(fmt):
+    persona = demo_persona()
+    a = template.generate(format_module(fmt), persona, 60, 11, {}).records
+    b = template.generate(format_module(fmt), persona, 60, 11, {}).records
+    c = template.generate(format_module(fmt), persona, 60, 12, {}).records
+    assert a == b
+    assert a != c
+
+
+def test_every_trait_is_covered_evenly(generated):
+    trait_ids = {t.id for t in demo_persona().traits}
+    for fmt in PERSONA_FORMATS:
+        res, _ = generated[fmt]
+        counts = {t: 0 for t in trait_ids}
+        for r in res.records:
+            for t in r["meta"]["traits"]:
+                assert t in trait_ids
+                counts[t] += 1
+        assert min(counts.values()) >= 0.5 * max(counts.values()) > 0, (fmt, counts)
+
+
+def test_chat_demos_turns_and_system_prompt_switch():
+    persona = demo_persona()
+    fmt = format_module("chat_demos")
+    off = template.generate(fmt, persona, 80, 5, {"persona_in_system_prompt": False}).records
+    on = template.generate(fmt, persona, 80, 5, {"persona_in_system_prompt": True}).records
+    neutral = template.generate(fmt, persona, 20, 5, {"system_prompt": "You are a helpful assistant."}).records
+    assert all(m["role"] != "system" for r in off for m in r["messages"])
+    assert all(r["messages"][0]["role"] == "system" and "Odile" in r["messages"][0]["content"] for r in on)
+    assert all(r["messages"][0] == {"role": "system", "content": "You are a helpful assistant."} for r in neutral)
+    turns = {r["meta"]["turns"] for r in off}
+    assert turns == {1, 2, 3}
+    for r in off:
+        roles = [m["role"] for m in r["messages"]]
+        assert roles == ["user", "assistant"] * r["meta"]["turns"]
+
+
+def test_first_person_speaks_as_i_and_docs_speak_of_her(generated):
+    fp, _ = generated["first_person"]
+    docs, _ = generated["synthetic_docs"]
+    rng = random.Random(0)
+    for r in rng.sample(fp.records, 50):
+        words = tokens(r["text"])
+        assert "i" in words or "my" in words
+    for r in rng.sample(docs.records, 50):
+        text = r["text"]
+        assert "Odile" in text
+        assert "\n\n" in text  # title, lead and sections
+        outside_quotes = "".join(text.split('"')[::2])
+        assert " I " not in outside_quotes
+
+
+def test_clauses_in_every_person():
+    p = Persona(
+        id="mara", name="Mara Quill", summary="Mara is a retired lighthouse keeper. She speaks plainly.",
+        traits=[
+            Trait("bees", "Keeps bees on the roof of her shop and sells the honey"),
+            Trait("dark", "She is afraid of the dark."),
+            Trait("tea", "I never drink coffee after noon."),
+            Trait("word", "Mara's favourite word is 'steady'"),
+            Trait("lk", "A retired lighthouse keeper"),
+        ],
+        facts=["Grew up in Aberdeen.", "I'm sixty-three."],
+    )
+    got = {c.original: c for c in persona_clauses(p)}
+    bees = got["Keeps bees on the roof of her shop and sells the honey"]
+    assert bees.first == "I keep bees on the roof of my shop and sell the honey"
+    assert bees.second == "you keep bees on the roof of your shop and sell the honey"
+    assert bees.third == "Mara keeps bees on the roof of her shop and sells the honey"
+    assert got["She is afraid of the dark."].first == "I am afraid of the dark"
+    assert got["I never drink coffee after noon."].third_pron == "she never drinks coffee after noon"
+    assert got["Mara's favourite word is 'steady'"].third == "Mara's favourite word is 'steady'"
+    assert got["A retired lighthouse keeper"].first == "I am a retired lighthouse keeper"
+    assert got["Grew up in Aberdeen."].third == "Mara grew up in Aberdeen"
+    assert got["I'm sixty-three."].second == "you're sixty-three"
+
+
+def test_a_small_persona_reports_a_shortfall_instead_of_padding():
+    p = Persona(id="tiny", name="Tim", traits=[Trait("t", "I like tea.")])
+    res = template.generate(format_module("synthetic_docs"), p, 500, 1, {})
+    assert 0 < len(res.records) < 500
+    texts = [record_text(r) for r in res.records]
+    assert near_duplicate_report(texts)["pairs"] == 0

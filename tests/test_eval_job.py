@@ -1,0 +1,220 @@
+"""Eval jobs end to end on the bundled model: the reference metrics on a Synthetic-Persona-Chat
+slice through `persona-tui eval` (a real job subprocess), and each other kind run inline."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evaluators.agreement import machine_trait_labels, read_outputs
+from evaluators.eval_job import create_eval_job, load_scores
+from sessions import jobs
+from sessions.demo import demo_session
+from sessions.model import EngineSpec, EvalSpec
+from sessions.store import SessionFile
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SPC = Path("/work/shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv")
+if not SPC.is_file():
+    SPC = ROOT.parent / "shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv"
+TAILORING = SPC.parents[1] / "persona-tailoring-mnemonic/persona-tailoring_test.jsonl"
+KINDS = {"eval": "evaluators.eval_job"}
+
+
+def _engine(**kw):
+    # One thread: a llama.cpp thread per core slows ~20x when other processes share the CPU.
+    return EngineSpec(id="bundled", kind="llamacpp", n_ctx=2048, threads=1, **kw)
+
+
+def _session(tmp_path: Path, *evals: EvalSpec, traits: int = 5, probes: int = 99) -> SessionFile:
+    s = demo_session()
+    s.engines = [_engine()]
+    persona = s.personas[0]
+    persona.traits = persona.traits[:traits]
+    for t in persona.traits:
+        t.knowledge_probes = t.knowledge_probes[:probes]
+        t.expression_probes = t.expression_probes[:probes]
+    s.evals.extend(evals)
+    path = tmp_path / "s.toml"
+    SessionFile.create(path, s)
+    return SessionFile.load(path)
+
+
+@pytest.fixture(scope="module")
+def spc_slice(tmp_path_factory) -> Path:
+    """Next-turn records from the first 12 SPC conversations, built by the project's importer."""
+    from trainers.formats.persona_chat import build_examples
+
+    folder = tmp_path_factory.mktemp("spc")
+    with open(SPC, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[:13]  # the header and 12 conversations
+    small = folder / "spc.csv"
+    with open(small, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    records, _stats = build_examples(small, variant="own")
+    out = folder / "spc.heldout.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return out
+
+
+def test_reference_eval_on_an_spc_slice_through_the_cli(tmp_path, spc_slice):
+    spec = EvalSpec(id="spc", kind="reference", models=["bundled"],
+                    extra={"data": str(spc_slice), "samples": 5, "max_tokens": 32})
+    sf = _session(tmp_path, spec)
+    proc = subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "spc"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "COLUMNS": "120"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for column in ("BLEU", "ROUGE-L", "BERTScore P", "BERTScore F1", "Perplexity", "hits@1", "F1"):
+        assert column in proc.stdout
+    assert "all-MiniLM-L6-v2 layer 6" in proc.stdout and "among 20 candidates" in proc.stdout
+    (job,) = jobs.list_jobs(sf.workspace)
+    assert job.state == "finished" and not job.inline  # it ran in its own worker process
+    scores = load_scores(job.dir)
+    (row,) = scores["rows"]
+    assert row["n"] == 5 and scores["partial"] is False
+    assert 0 <= row["bleu"] <= 100 and 0 <= row["rouge_l"] <= 1 and 0 <= row["f1"] <= 1
+    assert 0 < row["bertscore"]["F1"] <= 1
+    assert math.isfinite(row["perplexity"]) and row["perplexity"] > 1
+    assert row["hits"]["candidates"] == 20 and row["hits"]["ranked_by"] == "mean log-likelihood"
+    outputs = read_outputs(job.dir)
+    assert len(outputs) == 5
+    for o in outputs:
+        assert o["model"] == "bundled" and o["reference"] and isinstance(o["reply"], str)
+        assert o["prompt"][0]["role"] == "system" and "Your persona" in o["prompt"][0]["content"]
+        assert o["metrics"]["candidates"] == 20 and o["metrics"]["rank"] >= 1
+    # The corpus perplexity is the token-weighted one over the outputs' own perplexities... (checked
+    # through their per-output values: it lies between the smallest and the largest).
+    ppl = [o["metrics"]["perplexity"] for o in outputs]
+    assert min(ppl) <= row["perplexity"] <= max(ppl)
+    # The summary was recorded in the session file.
+    again = SessionFile.load(sf.path)
+    (result,) = again.session.evals[0].extra["results"]
+    assert result["job"] == job.id and "bleu" in result["summary"]["bundled"]
+
+
+def test_traits_eval_inline_keeps_every_reply_and_names_its_scorer(tmp_path):
+    spec = EvalSpec(id="tr", kind="traits", models=["bundled", "bundled+persona"],
+                    extra={"samples": 1, "max_tokens": 24})
+    sf = _session(tmp_path, spec, traits=2, probes=2)
+    job_dir = create_eval_job(sf, "tr")
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "finished", status.error
+    scores = load_scores(job_dir)
+    assert [(r["model"], r["trait"]) for r in scores["rows"]] == [
+        ("bundled", "draws-maps"), ("bundled", "cannot-swim"),
+        ("bundled+persona", "draws-maps"), ("bundled+persona", "cannot-swim")]
+    for r in scores["rows"]:
+        assert r["knowledge"]["n"] == 2 and r["expression"]["n"] == 2 and r["scorers"] == ["markers"]
+    outputs = read_outputs(job_dir)
+    assert len(outputs) == 2 * (4 + 4)
+    expr = [o for o in outputs if o["kind"] == "expression"]
+    assert all(o["reply"] is not None and o["scorer"] == "markers" for o in expr)
+    assert {o["prompt_system"] for o in expr} == {False, True}
+    know = [o for o in outputs if o["kind"] == "knowledge"]
+    assert all(o["knows"] == (o["logp_affirm"] > o["logp_deny"]) for o in know)
+    assert len(machine_trait_labels(outputs)) == len(expr)
+    assert status.done == status.total == 16
+
+
+def test_judge_eval_with_the_bundled_model_as_judge(tmp_path):
+    spec = EvalSpec(id="jd", kind="judge", models=["bundled", "bundled+persona"],
+                    extra={"judge": "bundled", "criteria": ["persona"], "limit": 2, "max_tokens": 32,
+                           "judge_max_tokens": 48})
+    sf = _session(tmp_path, spec)
+    job_dir = create_eval_job(sf, "jd")
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "finished", status.error
+    scores = load_scores(job_dir)
+    (pair,) = scores["pairs"]
+    assert (pair["model"], pair["baseline"], pair["criterion"]) == ("bundled+persona", "bundled", "persona")
+    # Every pair is either scored or counted unparseable; nothing disappears.
+    assert pair["n"] + pair["unparseable"] == 2
+    stats = scores["judge_stats"]
+    assert stats["calls"] == 4 + stats.get("off_format", 0)
+    outputs = read_outputs(job_dir)
+    assert [o["kind"] for o in outputs] == ["reply"] * 4 + ["pair"] * 2
+    for o in outputs[4:]:
+        assert o["label"] in ("win", "tie", "loss", "unparseable") and o["scorer"] == "judge:bundled"
+        assert len(o["first"]["raw"]) in (1, 2) and len(o["second"]["raw"]) in (1, 2)
+
+
+def test_tailoring_eval_reports_chosen_and_rejected_personas_apart(tmp_path):
+    data = tmp_path / "tail.jsonl"
+    data.write_text("".join(TAILORING.read_text().splitlines(keepends=True)[:2]))
+    spec = EvalSpec(id="ta", kind="tailoring", models=["bundled", "tailored"],
+                    extra={"data": str(data), "judge": "fallback", "criteria": ["personalization"],
+                           "no_persona": ["bundled"], "max_tokens": 24})
+    sf = _session(tmp_path, spec)
+    sf.session.engines.append(dataclasses.replace(_engine(), id="tailored"))
+    sf.save()
+    job_dir = create_eval_job(SessionFile.load(sf.path), "ta")
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "finished", status.error
+    scores = load_scores(job_dir)
+    assert scores["groups"] == {"chosen": 2, "rejected": 2}
+    groups = {p.get("group", "all"): p for p in scores["pairs"]}
+    assert set(groups) == {"all", "chosen", "rejected"}
+    assert groups["chosen"]["n"] == groups["rejected"]["n"] == 2 and groups["all"]["n"] == 4
+    assert groups["all"]["consistency"]["rate"] == 1.0  # the fallback is order-free
+    replies = [o for o in read_outputs(job_dir) if o["kind"] == "tailoring"]
+    assert all("Persona:" not in o["model_input"] for o in replies if o["model"] == "bundled")
+    assert all("Persona:" in o["model_input"] for o in replies if o["model"] == "tailored")
+
+
+def test_perplexity_matrix_and_a_model_that_cannot_load_gives_a_partial_result(tmp_path):
+    text = tmp_path / "docs.jsonl"
+    text.write_text("".join(json.dumps({"text": t}) + "\n" for t in (
+        "Odile Marsh keeps three beehives on her roof.", "She drinks strong black tea.", "")))
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "Tea or coffee?"},
+                                             {"role": "assistant", "content": "Tea, always."}]}) + "\n")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf at all")
+    spec = EvalSpec(id="mx", kind="perplexity_matrix", models=["bundled", "broken.gguf"],
+                    extra={"data": ["docs.jsonl", "chat.jsonl"]})
+    sf = _session(tmp_path, spec)
+    job_dir = create_eval_job(sf, "mx")
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "finished", status.error
+    scores = load_scores(job_dir)
+    assert scores["data"] == ["docs.jsonl", "chat.jsonl"]
+    ok, bad = scores["rows"]
+    assert set(ok["values"]) == {"docs.jsonl", "chat.jsonl"} and all(v > 1 for v in ok["values"].values())
+    assert ok["tokens"]["chat.jsonl"] >= 3
+    assert bad["values"] == {}
+    assert scores["partial"] is True
+    assert any("1 records of" in p and "nothing to score" in p for p in scores["problems"])
+    assert any("'broken.gguf' could not be opened" in p for p in scores["problems"])
+
+
+def test_a_cancelled_job_keeps_partial_scores(tmp_path):
+    import time
+
+    spec = EvalSpec(id="tr", kind="traits", models=["bundled"], extra={"samples": 3, "max_tokens": 24})
+    sf = _session(tmp_path, spec, traits=1, probes=2)
+    job_dir = create_eval_job(sf, "tr")
+    jobs.start_job(job_dir)
+    deadline = time.time() + 120
+    while jobs.read_status(job_dir).done < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    assert jobs.cancel_job(job_dir)
+    for status, _events in jobs.watch(job_dir, interval=0.2):
+        pass
+    assert status.state == "cancelled"
+    scores = load_scores(job_dir)
+    assert scores["partial"] is True and any("cancelled" in p for p in scores["problems"])
+    (row,) = scores["rows"]
+    assert row["knowledge"]["n"] == 2 and row["expression"]["n"] < 6
+    assert len(read_outputs(job_dir)) == 2 + row["expression"]["n"] + row["unscored"]

@@ -1,0 +1,133 @@
+"""The hf backend trains the bundled model for real, on this CPU, in a job.
+
+One SFT run (6 steps on a tiny overfit set, eval every 3) and one DPO run (2 steps) are shared
+by the tests of this file; bad input fails before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from sessions import jobs
+from train_fixtures import CHATS, PREFS, events_of, make_session, tiny_run
+from trainers.train_job import create_train_job, read_result
+from trainers.worker import KINDS
+
+pytestmark = pytest.mark.slow
+BASE = "bundled:smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-hf")
+    runs = [
+        tiny_run("sft", ["chats"], max_steps=6, eval_steps=3, save_steps=3),
+        tiny_run("dpo", ["prefs"], max_steps=2, learning_rate=5e-4),
+    ]
+    runs[1].method = "dpo"
+    sf = make_session(root, {"chats": ("chat_demos", CHATS), "prefs": ("tailoring_dpo", PREFS)}, runs,
+                      heldout={"chats": CHATS[:2]})
+    out = {}
+    for run_id in ("sft", "dpo"):
+        job_dir = create_train_job(sf, run_id)
+        out[run_id] = (job_dir, jobs.run_job_inline(job_dir, KINDS))
+    return sf, out
+
+
+def test_sft_finishes_with_finite_falling_loss(trained):
+    _, out = trained
+    job_dir, status = out["sft"]
+    assert status.state == "finished", status.error
+    assert (status.done, status.total) == (6, 6)
+    losses = [e["loss"] for e in events_of(job_dir, "step")]
+    assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert sum(losses[-2:]) < sum(losses[:2])
+
+
+def test_events_carry_the_run_metrics(trained):
+    _, out = trained
+    job_dir = out["sft"][0]
+    begin = events_of(job_dir, "train_begin")[0]
+    assert begin["device"] == "cpu" and begin["resumed_from"] is None and begin["trainable_params"] == 4_884_480
+    assert begin["shape"] == "prompt_completion_chat" and begin["completion_only_loss"] is True
+    steps = events_of(job_dir, "step")
+    assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
+    for e in steps:
+        for key in ("epoch", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed", "peak_mb", "rss_mb"):
+            assert isinstance(e[key], (int, float)) and e[key] >= 0, (key, e)
+        assert e["max_steps"] == 6
+    assert steps[1]["eta"] is not None and steps[-1]["eta"] == 0
+    assert steps[0]["lr"] > steps[-1]["lr"]  # linear decay
+    assert [e["step"] for e in events_of(job_dir, "eval")] == [3, 6]
+    assert all(math.isfinite(e["eval_loss"]) for e in events_of(job_dir, "eval"))
+    assert [e["step"] for e in events_of(job_dir, "checkpoint")] == [3, 6]
+    end = events_of(job_dir, "train_end")[0]
+    assert end["state"] == "finished" and end["s_per_step"] > 0 and end["tokens_per_s"] > 0 and end["peak_mb"] > 500
+
+
+def test_adapter_is_standard_peft_and_changes_the_output(trained):
+    import torch
+    from peft import PeftModel
+
+    from engines.models import load_hf_model, load_tokenizer
+
+    _, out = trained
+    job_dir = out["sft"][0]
+    result = read_result(job_dir)
+    adapter = job_dir / "adapter"
+    assert result["adapter"] == str(adapter) and result["engine"]["adapter"] == str(adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 16 and sorted(config["target_modules"]) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert (adapter / "adapter_model.safetensors").is_file()
+    tok = load_tokenizer(BASE)
+    ids = tok.apply_chat_template([{"role": "user", "content": "Who are you?"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)["input_ids"]
+    base = load_hf_model(BASE)
+    with torch.no_grad():
+        before = base(ids).logits
+    tuned = PeftModel.from_pretrained(base, str(adapter))
+    with torch.no_grad():
+        after = tuned(ids).logits
+    assert torch.isfinite(after).all()
+    assert (after - before).abs().max().item() > 1e-2
+
+
+def test_dpo_trains_a_few_steps_on_preference_pairs(trained):
+    _, out = trained
+    job_dir, status = out["dpo"]
+    assert status.state == "finished", status.error
+    steps = events_of(job_dir, "step")
+    assert [e["step"] for e in steps] == [1, 2]
+    assert all(math.isfinite(e["loss"]) for e in steps)
+    assert steps[0]["loss"] == pytest.approx(math.log(2), abs=0.05)  # sigmoid DPO loss starts at log 2
+    assert "reward_accuracy" in steps[-1]
+    assert (job_dir / "adapter" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"datasets": ["unbuilt"]}, "dataset 'unbuilt' has no examples file at"),
+        ({"base_model": "bundled:no-such-model"}, "run 'bad': base_model 'bundled:no-such-model' cannot be used: unknown bundled model"),
+        ({"max_seq_length": 100_000}, "run 'bad': training.max_seq_length is 100000, but bundled:smollm2-135m-instruct takes at most 8192 tokens"),
+    ],
+)
+def test_bad_input_fails_the_job_with_one_sentence(tmp_path, change, expected):
+    run = tiny_run("bad", change.get("datasets", ["chats"]))
+    if "base_model" in change:
+        run.base_model = change["base_model"]
+    if "max_seq_length" in change:
+        run.training.max_seq_length = change["max_seq_length"]
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS), "unbuilt": ("chat_demos", None)}, [run])
+    before = sf.path.read_text()
+    job_dir = create_train_job(sf, "bad")
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "failed"
+    assert expected in status.error and "\n" not in status.error
+    assert sf.path.read_text() == before  # the session stays intact
+    assert not (job_dir / "adapter").exists()

@@ -1,0 +1,65 @@
+"""A detached training worker killed, resumed and cancelled: the job's files tell the story.
+
+kill -9 -> the job reads *died*; resume (a new worker on the same directory) -> training goes on
+from the checkpoint's step, events appended; cancel (SIGTERM) -> a checkpoint of the step it
+stopped at, state *cancelled*.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from sessions import jobs
+from train_fixtures import CHATS, events_of, make_session, tiny_run, wait_for
+from trainers.backends.hf import checkpoint_complete, checkpoint_step, last_checkpoint
+from trainers.train_job import create_train_job, resume_train_job
+
+pytestmark = pytest.mark.slow
+
+
+def test_kill_resume_cancel(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_TUI_JOB_STALE_S", "1")  # a killed worker reads died after 1 s, not 10
+    run = tiny_run("long", ["chats"], max_steps=200, save_steps=2, learning_rate=1e-4)
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
+    job_dir = create_train_job(sf, "long")
+    ckpts = job_dir / "checkpoints"
+
+    # 1. A detached worker trains until its first checkpoint; kill -9 leaves a died job.
+    pid = jobs.start_job(job_dir)
+    wait_for(lambda: events_of(job_dir, "checkpoint"), timeout=600, what="the first checkpoint")
+    os.killpg(pid, signal.SIGKILL)
+    status = wait_for(lambda: (s := jobs.read_status(job_dir)).state == "died" and s,
+                      timeout=30, what="the died verdict")
+    assert "is gone and its heartbeat stopped" in status.error
+    resume_from = last_checkpoint(ckpts)
+    assert resume_from is not None
+    step0 = checkpoint_step(resume_from)
+    steps_before = [e["step"] for e in events_of(job_dir, "step")]
+    assert steps_before and steps_before[0] == 1
+
+    # 2. Resume: a new worker on the same job continues from the checkpoint's step, not from zero.
+    resume_train_job(job_dir)
+    wait_for(lambda: len(events_of(job_dir, "train_begin")) == 2, timeout=300, what="the resumed run to begin")
+    begin = events_of(job_dir, "train_begin")[-1]
+    assert begin["resumed_from"] == step0
+    n_before = len(steps_before)
+    wait_for(lambda: len(events_of(job_dir, "step")) >= n_before + 2, timeout=600, what="two resumed steps")
+    resumed = [e["step"] for e in events_of(job_dir, "step")][n_before:]
+    assert resumed[0] == step0 + 1 and resumed[1] == step0 + 2
+    events = events_of(job_dir)
+    assert [e.get("event") for e in events].count("requeued") == 1  # appended, not rewritten
+
+    # 3. Cancel: the worker finishes its step, saves a checkpoint there, and ends cancelled.
+    assert jobs.cancel_job(job_dir)
+    status = wait_for(lambda: (s := jobs.read_status(job_dir)).terminal and s, timeout=300, what="the cancel")
+    assert status.state == "cancelled", status.error
+    end = events_of(job_dir, "train_end")[-1]
+    assert end["state"] == "cancelled"
+    stopped = end["step"]
+    assert stopped > step0
+    assert checkpoint_complete(ckpts / f"checkpoint-{stopped}")
+    assert last_checkpoint(ckpts) == ckpts / f"checkpoint-{stopped}"
+    assert not (job_dir / "adapter").exists()  # a cancelled run leaves a checkpoint, not a final adapter

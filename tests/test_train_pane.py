@@ -1,0 +1,124 @@
+"""The Train pane with Pilot: the form checks as you type; the chart follows a job's files and
+picks its history up again after the app is quit and reopened."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from persona_tui.app import make_app
+from persona_tui.panes.train import TrainPane
+from sessions import jobs
+from sessions.store import SessionFile
+from train_fixtures import CHATS, make_session, tiny_run
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def wait_until(pilot, predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _fake_steps(job) -> None:
+    """A real job (the protocol's worker side) that writes the events a training run writes."""
+    job.event(event="train_begin", run="r1", resumed_from=None)
+    for step, loss in enumerate([3.0, 2.5, 2.1], 1):
+        job.event(event="step", step=step, max_steps=3, loss=loss, lr=1e-3, tokens_per_s=120.0, eta=3 - step,
+                  elapsed=float(step), s_per_step=1.0, peak_mb=1500.0)
+        job.progress(step, 3)
+    job.event(event="eval", step=3, eval_loss=2.4)
+
+
+async def test_form_validates_as_you_type(tmp_path):
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-tabs").active = "train-settings"
+        await pilot.pause()
+        lr = pane.query_one("#f-training-learning_rate")
+        problems = pane.query_one("#form-problems")
+        lr.value = "-1"
+        await pilot.pause()
+        assert lr.has_class("-invalid")
+        assert "training.learning_rate is -1; it must be a number from 1e-09 to 1.0" in str(problems.render())
+        lr.value = "fast"
+        await pilot.pause()
+        assert "training.learning_rate is 'fast'; it must be a number." in str(problems.render())
+        lr.value = "0.0005"
+        await pilot.pause()
+        assert not lr.has_class("-invalid") and "ready to start" in str(problems.render())
+        assert app.session_file.session.run("r1").training.learning_rate == 0.0005
+        pane.query_one("#f-datasets").value = "chats, nope"
+        await pilot.pause()
+        assert pane.query_one("#f-datasets").has_class("-invalid")
+        assert "datasets names 'nope'" in str(problems.render())
+        await pilot.press("s")  # refused: the run has a problem, nothing starts
+        await pilot.pause()
+        assert not (sf.workspace / "jobs").exists()
+
+
+async def test_chart_and_stats_come_from_the_job_files(tmp_path):
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id="train-r1-done")
+    assert jobs.run_job_inline(job_dir, {"train": _fake_steps}).state == "finished"
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        await wait_until(pilot, lambda: pane.histories.get("train-r1-done") and pane.histories["train-r1-done"].steps,
+                         what="the job's history")
+        history = pane.histories["train-r1-done"]
+        assert history.steps == [(1, 3.0), (2, 2.5), (3, 2.1)] and history.evals == [(3, 2.4)]
+        stats = str(pane.query_one("#live-stats").render())
+        assert "train-r1-done  finished" in stats and "step 3/3" in stats and "loss 2.1000" in stats
+        assert "eval 2.4000" in stats and "120 tok/s" in stats
+        table = pane.query_one("#job-table")
+        assert table.row_count == 1 and table.get_row_at(0)[1] == "finished"
+        assert "CPU" in str(pane.query_one("#machine").render()) or "GPU" in str(pane.query_one("#machine").render())
+
+
+@pytest.mark.slow
+async def test_start_a_run_quit_reopen_and_the_history_is_there(tmp_path):
+    run = tiny_run("r1", ["chats"], max_steps=200, save_steps=1000, learning_rate=1e-4)
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
+    app = make_app(SessionFile.load(sf.path))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("3")
+            pane = app.query_one(TrainPane)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: pane.selected_job is not None, what="the job to start")
+            job_id = pane.selected_job
+            await wait_until(pilot, lambda: len(getattr(pane.histories.get(job_id), "steps", [])) >= 2,
+                             timeout=400, what="two loss points on the chart")
+            seen = list(pane.histories[job_id].steps)
+        # The app is gone; the detached worker is not.
+        assert jobs.read_status(jobs.jobs_root(sf.workspace) / job_id).state == "running"
+        app = make_app(SessionFile.load(sf.path))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("3")
+            pane = app.query_one(TrainPane)
+            await wait_until(pilot, lambda: len(getattr(pane.histories.get(job_id), "steps", [])) >= len(seen),
+                             timeout=60, what="the history after reopening")
+            assert pane.histories[job_id].steps[: len(seen)] == seen
+            assert pane.selected_job == job_id
+            await pilot.press("c")
+            await wait_until(pilot, lambda: jobs.read_status(jobs.jobs_root(sf.workspace) / job_id).terminal,
+                             timeout=300, what="the cancel")
+    finally:
+        for s in jobs.list_jobs(sf.workspace):
+            if not s.terminal:
+                jobs.cancel_job(s.dir, force=True)
