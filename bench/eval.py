@@ -46,9 +46,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--candidates", type=int, default=40, help="hits@1 candidates scored per engine")
-    parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0 = its default)")
+    parser.add_argument("--threads", type=int, default=0, help="llama.cpp and torch threads (0 = their defaults)")
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers engine")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # BERTScore and the transformers engine
     rng = random.Random(0)
     hyps = [_sentence(rng) for _ in range(args.pairs)]
     refs = [_sentence(rng) for _ in range(args.pairs)]

@@ -319,15 +319,18 @@ def _close(engine: Any) -> None:
 
 
 def _logprob_error(e: Exception) -> bool:
+    """An engine that cannot score text at all (an endpoint without logprobs, no chat template)."""
     from engines import EngineUnsupported
+    from evaluators.probes import NoChatTemplate
 
-    return isinstance(e, EngineUnsupported)
+    return isinstance(e, (EngineUnsupported, NoChatTemplate))
 
 
 # ----------------------------------------------------------------------------- reference
 
 
 def run_reference(run: Run) -> None:
+    from engines import EngineError
     from evaluators.metrics import likelihood, reference
     from evaluators.probes import render_chat
 
@@ -367,11 +370,17 @@ def run_reference(run: Run) -> None:
         ranks: list[likelihood.RankResult] = []
         bert: list[tuple[float, float, float]] = []
         empty = 0
+        failed: list[str] = []
         want_lp = s["perplexity"] or s["hits"]
         try:
             for k, (index, messages, ref, conv) in enumerate(chosen):
                 run.stop_if_cancelled()
-                reply = engine.chat(messages, **run.sampling(), seed=s["seed"] + k)
+                try:
+                    reply = engine.chat(messages, **run.sampling(), seed=s["seed"] + k)
+                except EngineError as e:  # e.g. a conversation longer than the context
+                    failed.append(f"record {index + 1}: {e}")
+                    run.tick()
+                    continue
                 if not reply.strip():
                     empty += 1
                 metrics: dict[str, Any] = {
@@ -412,6 +421,8 @@ def run_reference(run: Run) -> None:
                 )
                 run.tick(message=f"{entry.label}: {k + 1}/{len(chosen)}")
         finally:
+            if failed:
+                run.problem(f"model {entry.label!r} could not answer {len(failed)} example(s), left out; the first: {failed[0]}")
             row.update(_reference_row(hyps, refs, token_lps, ranks, bert, empty, s))
             row["model"] = entry.label
             run.scores["rows"].append(row)
@@ -682,6 +693,7 @@ def run_tailoring(run: Run) -> None:
 
 
 def run_perplexity_matrix(run: Run) -> None:
+    from engines import EngineError
     from evaluators.metrics import likelihood
     from evaluators.probes import render_chat
 
@@ -704,13 +716,21 @@ def run_perplexity_matrix(run: Run) -> None:
         if engine is None:
             run.tick(sum(len(t) for _, _, t in datasets))
             continue
+        too_long: list[str] = []
         try:
             for ref, _path, targets in datasets:
                 lps_all = []
                 for k, (prompt, cont) in enumerate(targets):
                     run.stop_if_cancelled()
                     text = render_chat(engine, prompt, entry.engine.model) if isinstance(prompt, list) else prompt
-                    lps = engine.logprobs(text, cont)
+                    try:
+                        lps = engine.logprobs(text, cont)
+                    except EngineError as e:
+                        if _logprob_error(e):
+                            raise
+                        too_long.append(f"{ref} record {k + 1}: {e}")
+                        run.tick()
+                        continue
                     if lps:
                         lps_all.append(lps)
                         run.output(kind="perplexity", model=entry.label, data=ref, record=k,
@@ -726,6 +746,8 @@ def run_perplexity_matrix(run: Run) -> None:
                 raise
             run.problem(f"model {entry.label!r} offers no log-probabilities ({e}); its row is empty.")
         finally:
+            if too_long:
+                run.problem(f"model {entry.label!r} could not score {len(too_long)} record(s), left out; the first: {too_long[0]}")
             run.write_scores()
             _close(engine)
 

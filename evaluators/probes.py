@@ -104,6 +104,10 @@ def chat_messages(user: str, system: str | None = None) -> list[dict[str, str]]:
     return [*msgs, {"role": "user", "content": user}]
 
 
+class NoChatTemplate(ValueError):
+    """The engine gives no way to render a chat prompt locally (e.g. a remote endpoint)."""
+
+
 def render_chat(engine: Any, messages: Sequence[Mapping[str, str]], model: str | None = None) -> str:
     """The prompt text the model sees for `messages`, ending where the assistant's reply begins.
 
@@ -134,7 +138,7 @@ def render_chat(engine: Any, messages: Sequence[Mapping[str, str]], model: str |
 
         tokenizer = load_tokenizer(model)
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise NoChatTemplate(
             "this engine offers no chat template to render probe prompts with; knowledge probes "
             "and likelihood metrics need a llama.cpp GGUF or an HF model with a chat template."
         )

@@ -18,10 +18,14 @@ COMMANDS = [
     "validate",
     "demo",
     "eval",
+    "experiment",
     "jobs",
     "data",
     "train",
     "annotate",
+    "export",
+    "chat",
+    "serve",
 ]
 
 # `persona-tui SESSION.toml` is short for `persona-tui open SESSION.toml`.

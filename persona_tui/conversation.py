@@ -1,5 +1,6 @@
 """What a chat is made of, shared by `persona-tui chat` and the Chat pane: engine references,
-the engines a session offers, the persona system prompt, history files and the annotation queue.
+the engines a session offers, the persona system prompt and the history files. (A reply goes
+to annotation through `evaluators.annotation.send_to_annotation`.)
 
 An engine reference is one string a person can type:
 
@@ -27,7 +28,6 @@ from typing import Any
 from sessions.model import EngineSpec, Persona, Session
 
 CHATS_DIR = "chats"
-ANNOTATION_QUEUE = "annotation_queue.jsonl"
 
 
 class EngineRefError(ValueError):
@@ -212,14 +212,3 @@ class ChatLog:
             if isinstance(obj, dict):
                 out.append(obj)
         return out
-
-
-def send_to_annotation(workspace: Path, prompt: str, reply: str, engine: str, persona: str = "", chat: str = "") -> dict[str, Any]:
-    """Queue a chat reply for the Annotate pane: a line in `<workspace>/annotation_queue.jsonl`."""
-    record = {"source": "chat", "prompt": prompt, "reply": reply, "engine": engine, "persona": persona,
-              "chat": chat, "t": time.time()}
-    path = Path(workspace) / ANNOTATION_QUEUE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return record

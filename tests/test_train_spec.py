@@ -224,3 +224,12 @@ def test_preferences_for_dpo_and_chats_for_openai(tmp_path):
     assert chats[1]["messages"][-1] == {"role": "assistant", "content": "Ahoy!"}
     prefs = to_openai_chat(_files(tmp_path, p=("tailoring_dpo", PREFS[:1])), "dpo")
     assert prefs[0]["preferred_output"] == [{"role": "assistant", "content": PREFS[0]["chosen"].strip()}]
+
+
+def test_auto_threads_leave_cores_busy_with_other_work_alone(monkeypatch):
+    from trainers import hardware
+
+    monkeypatch.setattr(hardware, "physical_cores", lambda: 4)
+    for load, own, want in [(0.1, 0, 4), (1.2, 0, 3), (9.0, 0, 1), (4.0, 4, 4), (5.0, 4, 3)]:
+        monkeypatch.setattr(hardware.os, "getloadavg", lambda load=load: (load, load, load))
+        assert hardware.auto_threads(own_threads=own) == want, (load, own)

@@ -22,7 +22,8 @@ Spec fields (all optional but one way to find the adapter):
     quants      ["q8_0", "q4_k_m"] by default; any type trainers.export.quantize offers
     persona     a persona id of the session: its text becomes the Modelfiles' SYSTEM
     system      a system prompt for the Modelfiles (instead of a persona)
-    options     {verify = true, adapter_gguf = true, modelfile = true, keep_merged = true, threads = 0}
+    options     {verify = true, adapter_gguf = true, modelfile = true, keep_merged = true, threads = 0,
+                 bounds = {<type> = [top1_min, kl_max, greedy_min]}  (override a type's bounds)}
 """
 
 from __future__ import annotations
@@ -373,7 +374,10 @@ def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> Non
             # A GGUF base is the very file the HF base was dequantised from: only compute precision differs.
             b = verify.ADAPTER_ON_GGUF_BASE if base.kind == "gguf" else verify.bounds_for("f16")
             targets.append((base_gguf, "lora", out / "adapter-f16.gguf", b))
+        overrides = options.get("bounds") or {}
         for path, gtype, lora, bounds in targets:
+            if gtype in overrides:
+                bounds = verify.Bounds(*overrides[gtype])
             label = f"{path.name} + {lora.name}" if lora else path.name
             steps.start(f"verifying {label} against the merged model")
             check = verify.check_gguf(path, ref, tokenizer, gtype if gtype != "lora" else "f16", lora=lora, bounds=bounds, threads=threads)

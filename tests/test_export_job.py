@@ -1,0 +1,217 @@
+"""The export job end to end on the bundled model: files, report, verification, and its failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from export_fixtures import BASE, build_shared_export, make_session, make_train_job
+
+from sessions import jobs
+from trainers.export import ExportError
+from trainers.export_job import FAILED_FILE, create_export_job, format_report, read_report
+from trainers.worker import KINDS
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory):
+    return build_shared_export(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def tokenizer(shared):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(shared.out / "merged"))
+
+
+@pytest.fixture(scope="session")
+def reference(shared, tokenizer):
+    from trainers.export.verify import build_reference
+
+    return build_reference(shared.out / "merged", tokenizer)
+
+
+@pytest.mark.slow
+def test_export_writes_every_file_and_a_report(shared):
+    report = shared.report
+    assert report["ok"] is True and report["run"] == "r1" and report["base_model"] == BASE
+    assert report["train_job"] == shared.train_job.name
+    by_type = {f.get("type", f["kind"]): f for f in report["files"]}
+    assert set(by_type) >= {"hf", "f16", "q8_0", "q4_k_m"}
+    for f in report["files"]:
+        path = shared.export_job / f["path"]
+        assert path.exists(), f["path"]
+        assert f["bytes"] > 0 and f["seconds"] >= 0
+    # Quantisation shrinks the file; the LoRA GGUF is small.
+    assert by_type["q4_k_m"]["bytes"] < by_type["q8_0"]["bytes"] < by_type["f16"]["bytes"]
+    lora = next(f for f in report["files"] if f["kind"] == "lora")
+    assert lora["bytes"] < by_type["q4_k_m"]["bytes"] / 10
+    # A Modelfile beside each GGUF; the persona is its SYSTEM.
+    for f in report["files"]:
+        if f["kind"] in ("gguf", "lora"):
+            text = (shared.export_job / f["modelfile"]).read_text()
+            assert "TEMPLATE" in text and 'PARAMETER stop "<|im_end|>"' in text
+            assert 'SYSTEM """You are Ada.' in text
+    assert "ADAPTER ./adapter-f16.gguf" in (shared.out / "adapter-f16.Modelfile").read_text()
+    # Nothing temporary is left.
+    assert not (shared.export_job / "export.partial").exists()
+    assert not (shared.export_job / FAILED_FILE).exists()
+    assert not list(shared.out.glob("*.tmp"))
+    status = jobs.read_status(shared.export_job)
+    assert status.state == "finished" and status.done == status.total > 0
+    steps = [e for e in jobs.read_events(shared.export_job)[0] if e.get("event") == "export_step"]
+    assert {"merge", "f16", "q8_0", "q4_k_m", "lora", "check-f16"} <= {e["step"] for e in steps}
+
+
+@pytest.mark.slow
+def test_verification_figures_pass_their_bounds(shared):
+    checks = {c["type"]: c for c in shared.report["verification"]["checks"]}
+    assert set(checks) == {"f16", "q8_0", "q4_k_m", "lora"}
+    for c in checks.values():
+        assert c["passed"] and c["tokens_match"] and c["positions"] == 8 * 32, c
+    f16 = checks["f16"]
+    assert f16["top1"] >= 0.97 and f16["mean_kl"] <= 0.01 and f16["greedy_equal"] >= 0.75
+    # Quantisation drifts, and more for fewer bits, but stays inside its own bound.
+    assert checks["q8_0"]["mean_kl"] <= 0.05 and checks["q8_0"]["top1"] >= 0.9
+    assert checks["q4_k_m"]["mean_kl"] > checks["q8_0"]["mean_kl"] > f16["mean_kl"]
+    text = format_report(shared.report)
+    assert "model-f16.gguf" in text and "pass" in text
+    # The CLI printed the same report.
+    assert "model-q4_k_m.gguf" in shared.cli_output and "verification" in shared.cli_output
+
+
+@pytest.mark.slow
+def test_quantised_ggufs_load_and_chat(shared):
+    from engines import open_engine
+    from sessions.model import EngineSpec
+
+    for name in ("model-q8_0.gguf", "model-q4_k_m.gguf"):
+        engine = open_engine(EngineSpec(id=name, kind="llamacpp", model=str(shared.out / name), n_ctx=512))
+        try:
+            reply = engine.chat([{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0)
+        finally:
+            engine.close()
+        assert reply.strip()
+
+
+@pytest.mark.slow
+def test_the_lora_gguf_is_what_makes_the_base_match(shared, reference, tokenizer):
+    from engines.models import resolve_model
+    from trainers.export.verify import ADAPTER_ON_GGUF_BASE, check_gguf
+
+    base = resolve_model(BASE).path
+    with_lora = check_gguf(base, reference, tokenizer, "lora", lora=shared.out / "adapter-f16.gguf",
+                           bounds=ADAPTER_ON_GGUF_BASE)
+    without = check_gguf(base, reference, tokenizer, "lora", bounds=ADAPTER_ON_GGUF_BASE)
+    assert with_lora.passed, with_lora.summary()
+    assert not without.passed and without.mean_kl > 3 * with_lora.mean_kl, without.summary()
+
+
+@pytest.mark.slow
+def test_a_corrupted_tensor_fails_verification(shared, reference, tokenizer, tmp_path):
+    import numpy as np
+    from gguf import GGUFReader
+
+    from trainers.export.verify import check_gguf
+
+    bad = tmp_path / "model-f16.gguf"
+    shutil.copy(shared.out / "model-f16.gguf", bad)
+    reader = GGUFReader(bad)
+    tensor = next(t for t in reader.tensors if t.name == "blk.12.ffn_down.weight")
+    offset, nbytes = int(tensor.data_offset), int(tensor.n_bytes)
+    del reader
+    noise = np.random.default_rng(0).normal(0, 0.05, nbytes // 2).astype(np.float16)
+    with open(bad, "r+b") as f:
+        f.seek(offset)
+        f.write(noise.tobytes())
+    check = check_gguf(bad, reference, tokenizer, "f16")
+    assert not check.passed
+    assert check.tokens_match  # the tokenizer is intact: the numbers caught it
+    assert "top-1" in check.reason or "KL" in check.reason
+    good = check_gguf(shared.out / "model-f16.gguf", reference, tokenizer, "f16")
+    assert good.passed, good.summary()
+
+
+@pytest.mark.slow
+def test_a_failed_check_fails_the_job_and_leaves_no_export(shared, tmp_path):
+    """Impossible bounds make verification fail after the GGUF is written: nothing may remain."""
+    job_dir = create_export_job(
+        shared.workspace, adapter=shared.train_job / "adapter", base_model=BASE, quants=[],
+        options={"adapter_gguf": False, "modelfile": False, "bounds": {"f16": [1.01, 0.0]}},
+    )
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "failed"
+    assert status.error.startswith("verification failed for model-f16.gguf") and "\n" not in status.error
+    assert not (job_dir / "export").exists() and not (job_dir / "export.partial").exists()
+    failed = json.loads((job_dir / FAILED_FILE).read_text())
+    assert failed["ok"] is False and failed["verification"]["checks"][0]["passed"] is False
+    assert read_report(job_dir)["error"] == status.error
+
+
+# ----------------------------------------------------------------------------- bad input (fast)
+
+
+def test_unknown_quant_type_is_refused_with_the_valid_names(tmp_path):
+    sf = make_session(tmp_path)
+    with pytest.raises(ExportError) as e:
+        create_export_job(sf.workspace, adapter=tmp_path, base_model=BASE, quants="q8_0,q3_zz")
+    msg = str(e.value)
+    assert "q3_zz" in msg and "q4_k_m" in msg and "q5_k_m" in msg and "q4_0" in msg and "\n" not in msg
+    assert not (sf.workspace / "jobs").exists() or not list((sf.workspace / "jobs").iterdir())
+
+
+def test_a_run_without_a_finished_adapter_is_refused(tmp_path):
+    sf = make_session(tmp_path)
+    with pytest.raises(ExportError, match="run 'r1' has no training job"):
+        create_export_job(sf.workspace, run="r1")
+    empty = tmp_path / "empty-adapter"
+    empty.mkdir()
+    with pytest.raises(ExportError, match="no adapter_config.json"):
+        create_export_job(sf.workspace, adapter=empty, base_model=BASE)
+
+
+def test_a_job_whose_adapter_vanished_fails_with_one_sentence(tmp_path):
+    sf = make_session(tmp_path)
+    job_dir = jobs.create_job(sf.workspace, "export", {"adapter": str(tmp_path / "gone"), "base_model": BASE, "quants": []})
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "failed"
+    assert "does not exist" in status.error and "\n" not in status.error
+    assert not (job_dir / "export").exists() and not (job_dir / "export.partial").exists()
+    assert json.loads((job_dir / FAILED_FILE).read_text())["error"] == status.error
+
+
+def test_unsupported_architecture_fails_in_the_converter(tmp_path):
+    from trainers.export.gguf_convert import convert_model
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["NopeForCausalLM"], "model_type": "nope"}))
+    with pytest.raises(ExportError) as e:
+        convert_model(tmp_path, tmp_path / "out.gguf")
+    assert "NopeForCausalLM" in str(e.value) and "not supported" in str(e.value)
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_corrupt_or_missing_gguf_is_one_sentence(tmp_path):
+    from trainers.export.quantize import quantize
+    from trainers.export.verify import open_gguf
+
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(ExportError, match="could not quantize junk.gguf"):
+        quantize(junk, tmp_path / "q.gguf", "q8_0")
+    assert not (tmp_path / "q.gguf").exists()
+    with pytest.raises(ExportError, match="missing or corrupt"):
+        open_gguf(junk, n_ctx=64)
+    with pytest.raises(ExportError, match="does not exist"):
+        quantize(tmp_path / "nope.gguf", tmp_path / "q.gguf", "q8_0")
+
+
+@pytest.mark.slow
+def test_export_by_training_job_id_finds_the_base(tmp_path):
+    sf = make_session(tmp_path)
+    train = make_train_job(sf)
+    from trainers.export_job import resolve_source
+
+    source = resolve_source({"train_job": train.name}, sf.workspace)
+    assert source == {"adapter": str(train / "adapter"), "base_model": BASE, "run": "r1", "train_job": train.name}
