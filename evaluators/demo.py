@@ -55,8 +55,8 @@ class Stage:
 
 
 # Sizes: the full demo uses the format-comparison study's size; quick the smallest real one.
-FULL = {"examples": 500, "train_steps": 60, "eval_samples": 4}
-QUICK = {"examples": 40, "train_steps": 6, "eval_samples": 1}
+FULL = {"examples": 500, "train_steps": 60, "trait_samples": 3, "reference_samples": 20, "queue": 8}
+QUICK = {"examples": 40, "train_steps": 6, "trait_samples": 1, "reference_samples": 3, "queue": 4}
 
 
 def sizes(ctx: DemoContext) -> dict[str, int]:
@@ -156,10 +156,43 @@ def stage_train(ctx: DemoContext) -> None:
     ctx.notes.append(loss_chart(losses, title=f"{run.id}: train loss"))
 
 
+def stage_evaluate(ctx: DemoContext) -> None:
+    """The knowledge/expression table and the reference-metric table, base vs the demo run;
+    the expression replies are what the Annotate pane queues for hand labels."""
+    from evaluators.eval_job import WORKER, load_scores, record_results
+    from evaluators.eval_spec import build_job_spec
+    from evaluators.run_models import run_resolver
+    from evaluators.tables import tables_for
+
+    session = ctx.session_file.session
+    resolve = run_resolver(ctx.session_file)
+    n = sizes(ctx)
+    for spec in session.evals:
+        if spec.kind not in ("traits", "reference"):
+            continue
+        frozen = build_job_spec(ctx.session_file, spec.id, resolve)
+        frozen["settings"]["samples"] = n["trait_samples"] if spec.kind == "traits" else n["reference_samples"]
+        if ctx.quick and spec.kind == "reference":
+            frozen["settings"]["distractors"] = 4
+        status = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"},
+                         f"eval: {spec.id}", worker=WORKER)
+        scores = load_scores(status.dir)
+        record_results(ctx.session_file, spec.id, status.dir)
+        for table in tables_for(scores):
+            ctx.notes.append(table)
+        outputs = status.dir / "outputs.jsonl"
+        ctx.made.append(("evaluate", f"{spec.kind}: {', '.join(spec.models)}", str(outputs)))
+    from evaluators.annotation import build_queue
+
+    queue = build_queue(session, ctx.workspace)
+    ctx.made.append(("annotate", f"{len(queue.items)} outputs queued for hand labels", "persona-tui " + str(ctx.session_path) + " (tab 6)"))
+
+
 STAGES: list[Stage] = [
     Stage("session", stage_session),
     Stage("data", stage_data),
     Stage("train", stage_train),
+    Stage("evaluate", stage_evaluate),
 ]
 
 

@@ -646,6 +646,18 @@ def tailoring_input(prompt: str, persona: str | None) -> str:
     return f"Prompt: {prompt}\nPersona: {persona}\nResponse:" if persona else f"Prompt: {prompt}\nResponse:"
 
 
+def fewshot_prefix(path: str | Path, with_persona: bool) -> str:
+    """Worked examples in the tailoring template, each ending in its chosen response (the paper's
+    few-shot prompt-only baseline); the persona is the gold one where the row has it."""
+    out = []
+    for row in read_jsonl(path):
+        prompt, chosen = str(row.get("prompt") or "").strip(), str(row.get("chosen") or "").strip()
+        persona = str(row.get("chosen_persona_gold") or row.get("chosen_persona_retr") or "").strip()
+        if prompt and chosen:
+            out.append(f"{tailoring_input(prompt, persona if with_persona else None)} {chosen}\n\n")
+    return "".join(out)
+
+
 def run_tailoring(run: Run) -> None:
     s = run.settings
     path = s["data_path"]
@@ -671,9 +683,12 @@ def run_tailoring(run: Run) -> None:
     if missing:
         run.problem(f"{missing} prompt/persona pairs of {path} lack a prompt or a persona and were skipped.")
     no_persona = set(s["no_persona"])
+    fewshot = set(s.get("fewshot_models") or [])
+    shots = {flag: fewshot_prefix(s["fewshot_path"], flag) for flag in (True, False)} if fewshot else {}
     for item in items:
         item["input_for"] = {
-            m.label: tailoring_input(item["prompt"], None if m.label in no_persona else item["persona"])
+            m.label: (shots[m.label not in no_persona] if m.label in fewshot else "")
+            + tailoring_input(item["prompt"], None if m.label in no_persona else item["persona"])
             for m in run.models
         }
     run.total = len(items) * len(run.models) + len(items) * (len(run.models) - 1) * len(s["criteria"])

@@ -52,6 +52,8 @@ tailoring — persona-tailored responses, chosen- and rejected-persona prompts a
     samples      data rows used, 0 = all [50]
     judge, judge_max_tokens, criteria [["personalization", "quality"]], prompts, max_tokens [96],
     temperature [0.0], top_p, seed as above
+    fewshot      JSONL of worked examples (prompt, chosen, *_persona_*) put before the input [""]
+    fewshot_models  model entries that get those examples (a few-shot prompt-only baseline) [[]]
 perplexity_matrix — every model on held-out text of every format:
     data         list of dataset ids or JSONL files (any record shape) [required]
     samples      records per dataset, 0 = all [100]
@@ -141,6 +143,8 @@ KEYS: dict[str, dict[str, Key]] = {
         "judge_max_tokens": Key("int", 160, minimum=1),
         "criteria": Key("list", ["personalization", "quality"], ("personalization", "quality")),
         "prompts": Key("table", {}, ("personalization", "quality")),
+        "fewshot": Key("str", ""),
+        "fewshot_models": Key("list", []),
     },
     "perplexity_matrix": {
         "data": Key("list", [], required=True),
@@ -236,9 +240,12 @@ def check_settings(spec: EvalSpec) -> tuple[dict[str, Any], list[tuple[str, str]
     if spec.kind == "tailoring" and settings["judge"] == FALLBACK and "quality" in settings["criteria"]:
         problems.append(("criteria", 'includes "quality", which the judge-free fallback cannot judge; name a judge engine or drop "quality".'))
     if spec.kind == "tailoring":
-        unknown = [m for m in settings["no_persona"] if m not in spec.models]
-        if unknown:
-            problems.append(("no_persona", f"{unknown[0]!r} is not one of this evaluation's models."))
+        for key in ("no_persona", "fewshot_models"):
+            unknown = [m for m in settings[key] if m not in spec.models]
+            if unknown:
+                problems.append((key, f"{unknown[0]!r} is not one of this evaluation's models."))
+        if settings["fewshot_models"] and not settings["fewshot"]:
+            problems.append(("fewshot", "is empty but fewshot_models names models; give the JSONL of worked examples."))
     return settings, problems
 
 
@@ -400,6 +407,11 @@ def build_job_spec(session_file: Any, eval_id: str, resolve: Resolver | None = N
                 settings["data_path"] = str(data_file(settings["data"], base, workspace))
             except ValueError as e:
                 add("data", str(e))
+        if settings.get("fewshot"):
+            try:
+                settings["fewshot_path"] = str(data_file(settings["fewshot"], base, workspace))
+            except ValueError as e:
+                add("fewshot", str(e))
     if spec.kind == "perplexity_matrix":
         paths = []
         for i, ref in enumerate(settings["data"]):

@@ -8,6 +8,9 @@ on disk, and makes quitting with unsaved changes impossible to lose.
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib
+import importlib.util
 import os
 import signal
 from collections.abc import Iterable
@@ -17,15 +20,10 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from persona_tui.messages import SessionChanged
-from persona_tui.panes.annotate import AnnotatePane
-from persona_tui.panes.chat import ChatPane
-from persona_tui.panes.data import DataPane
-from persona_tui.panes.evaluate import EvaluatePane
-from persona_tui.panes.personas import PersonasPane
-from persona_tui.panes.train import TrainPane
 from persona_tui.screens.choice import ChoiceScreen
 from persona_tui.widgets.session_bar import SessionBar
 from sessions.store import SaveError, SessionFile
@@ -33,29 +31,55 @@ from sessions.validate import SessionError
 
 HERE = Path(__file__).parent
 
-# (tab id, title, pane class); the tab's number key is its position.
+# (tab id, title, "module:PaneClass"); the tab's number key is its position. The first tab's
+# pane is composed with the screen; every other pane is imported and mounted when its tab is
+# first opened, so the workbench paints at once and stays responsive however much the other
+# panes weigh, and a pane that fails to load does not take the others down.
 TABS = [
-    ("personas", "Personas", PersonasPane),
-    ("data", "Data", DataPane),
-    ("train", "Train", TrainPane),
-    ("chat", "Chat", ChatPane),
-    ("evaluate", "Evaluate", EvaluatePane),
-    ("annotate", "Annotate", AnnotatePane),
+    ("personas", "Personas", "persona_tui.panes.personas:PersonasPane"),
+    ("data", "Data", "persona_tui.panes.data:DataPane"),
+    ("train", "Train", "persona_tui.panes.train:TrainPane"),
+    ("chat", "Chat", "persona_tui.panes.chat:ChatPane"),
+    ("evaluate", "Evaluate", "persona_tui.panes.evaluate:EvaluatePane"),
+    ("annotate", "Annotate", "persona_tui.panes.annotate:AnnotatePane"),
 ]
+TAB_IDS = [tab_id for tab_id, _, _ in TABS]
+
+
+def pane_class(spec: str) -> type[Widget]:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def pane_css_paths(tab_ids: list[str]) -> list[Path]:
+    """The existing `<module>.tcss` files beside the pane modules of `tab_ids`."""
+    paths = []
+    for tab_id, _, spec in TABS:
+        if tab_id in tab_ids:
+            module_spec = importlib.util.find_spec(spec.partition(":")[0])
+            if module_spec is not None and module_spec.origin:
+                css = Path(module_spec.origin).with_suffix(".tcss")
+                if css.exists():
+                    paths.append(css)
+    return paths
+
+
+class PaneFailed(Static):
+    """Stands in for a pane whose module failed to import or build."""
+
 
 # When set, the app exits right after its first frame is painted (bench/startup.py).
 EXIT_ON_FIRST_PAINT = "PERSONA_TUI_EXIT_ON_FIRST_PAINT"
+# Seconds between the last change and the autosave (default 1).
+AUTOSAVE_SECONDS = "PERSONA_TUI_AUTOSAVE_SECONDS"
 
 
 class PersonaApp(App):
     """The workbench on one session file."""
 
-    # A pane's layout may live in panes/<name>.tcss: every one there is loaded.
-    CSS_PATH = [
-        HERE / "app.tcss",
-        *sorted((HERE / "panes").glob("*.tcss")),
-        *sorted((HERE / "screens").glob("*.tcss")),
-    ]
+    # A pane's layout lives beside its module (panes/<name>.tcss): the first tab's is read
+    # with these, the others' when their panes are mounted (see _load_pane_css).
+    CSS_PATH = [HERE / "app.tcss"]
     TITLE = "persona-tui"
     AUTOSAVE_DELAY = 1.0  # seconds after the last change
 
@@ -71,35 +95,92 @@ class PersonaApp(App):
         ),
     ]
 
-    def __init__(self, session_file: SessionFile) -> None:
+    def __init__(self, session_file: SessionFile, *, initial_tab: str = "personas") -> None:
         super().__init__()
+        if initial_tab not in TAB_IDS:
+            raise ValueError(f"no tab {initial_tab!r}; the tabs are {', '.join(TAB_IDS)}")
         self.session_file = session_file
+        self.initial_tab = initial_tab
         self.dirty = False
         self.save_error: str | None = None  # why the last save failed, while it stands
         self._save_refused_by_disk = False  # the file changed on disk: only force overwrites
         self._save_timer: Timer | None = None
         self._notified_problems: list[str] = []
+        self._pane_mounts: dict[str, asyncio.Future] = {}
+        if os.environ.get(AUTOSAVE_SECONDS):
+            self.AUTOSAVE_DELAY = float(os.environ[AUTOSAVE_SECONDS])
+        self.css_path = [*self.css_path, *pane_css_paths([initial_tab])]
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield SessionBar(id="session-bar")
-        with TabbedContent(initial="personas", id="tabs"):
-            for n, (tab_id, title, pane_class) in enumerate(TABS, 1):
+        name = self.session_file.session.name or self.session_file.path.stem
+        yield SessionBar(f"{name} · {self.session_file.path.name}", id="session-bar")
+        with TabbedContent(initial=self.initial_tab, id="tabs"):
+            for n, (tab_id, title, _) in enumerate(TABS, 1):
                 with TabPane(f"{n} {title}", id=tab_id):
-                    pane = pane_class(id=f"{tab_id}-pane")
-                    pane.session_file = self.session_file
-                    yield pane
+                    if tab_id == self.initial_tab:
+                        yield self._build_pane(tab_id)
         yield Footer()
 
+    def _build_pane(self, tab_id: str) -> Widget:
+        """Import and construct the pane of `tab_id`, giving it the session (attributes down)."""
+        spec = next(s for t, _, s in TABS if t == tab_id)
+        try:
+            pane = pane_class(spec)(id=f"{tab_id}-pane")
+            pane.session_file = self.session_file
+        except Exception as error:  # one broken pane must not take the session editor down
+            self.log.error(f"pane {spec} failed", error)
+            return PaneFailed(
+                f"This tab could not be loaded: {type(error).__name__}: {error}",
+                id=f"{tab_id}-pane", classes="pane-failed", markup=False,
+            )
+        return pane
+
+    async def pane(self, tab_id: str) -> Widget:
+        """The pane of `tab_id`, mounted first if it is not yet (for tests and commands)."""
+        mounting = self._pane_mounts.get(tab_id)
+        if mounting is None:
+            mounting = self._pane_mounts[tab_id] = asyncio.ensure_future(self._mount_pane(tab_id))
+        return await mounting
+
+    async def _mount_pane(self, tab_id: str) -> Widget:
+        tab_pane = self.query_one(f"#{tab_id}", TabPane)
+        if tab_pane.children:
+            return tab_pane.children[0]
+        self._load_pane_css([tab_id])
+        pane = self._build_pane(tab_id)
+        await tab_pane.mount(pane)
+        return pane
+
+    def _load_pane_css(self, tab_ids: list[str]) -> None:
+        """Read the layout files of panes about to be mounted (one reparse for all of them)."""
+        new = [p for p in pane_css_paths(tab_ids) if not self.stylesheet.has_source(str(p), "")]
+        if new:
+            for path in new:
+                self.stylesheet.read(path)
+            self.stylesheet.reparse()
+            self.stylesheet.update(self)
+
     def on_mount(self) -> None:
-        bar = self.query_one(SessionBar)
-        session = self.session_file.session
-        name = session.name or self.session_file.path.stem
-        bar.title = f"{name} · {self.session_file.path.name}"
-        self.title = name
+        self.title = self.session_file.session.name or self.session_file.path.stem
         self._watch_signals()
+        self.focus_pane(self.query_one(f"#{self.initial_tab}-pane"))
+        self.call_after_refresh(self._first_frame_painted)
+
+    def _first_frame_painted(self) -> None:
+        gc.enable()  # paused by the CLI while starting (commands/open.py)
         if os.environ.get(EXIT_ON_FIRST_PAINT):
-            self.call_after_refresh(self.exit)
+            self.exit()
+
+    def focus_pane(self, pane: Widget) -> None:
+        """Give the keyboard to `pane`: its `focus_default()` if it has one, else itself or its
+        first focusable widget."""
+        focus_default = getattr(pane, "focus_default", None)
+        if focus_default is not None:
+            focus_default()
+            return
+        target = pane if pane.can_focus else next((w for w in pane.query("*") if w.can_focus), None)
+        self.screen.set_focus(target)
 
     def _watch_signals(self) -> None:
         """A dropped SSH connection (SIGHUP) or a kill (SIGTERM) saves pending edits first."""
@@ -212,18 +293,22 @@ class PersonaApp(App):
         )
 
     # -- tabs and the command palette ---------------------------------------------------
-    def action_show_tab(self, tab_id: str) -> None:
+    async def action_show_tab(self, tab_id: str) -> None:
+        pane = await self.pane(tab_id)
         self.query_one(TabbedContent).active = tab_id
         # Focus the new tab now: until Textual handles the Hide event, a key typed right after
         # the switch would reach the hidden pane's bindings (e.g. "6e" exporting a card).
-        pane = self.query_one(f"#{tab_id}-pane")
-        target = pane if pane.can_focus else next((w for w in pane.query("*") if w.can_focus), None)
-        self.screen.set_focus(target)
+        self.focus_pane(pane)
+
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # A click on a tab whose pane is not mounted yet: mount it now.
+        if event.tabbed_content.id == "tabs" and event.pane.id in TAB_IDS:
+            await self.pane(event.pane.id)
 
     def _personas_action(self, action: str):
         async def run() -> None:
-            self.action_show_tab("personas")
-            pane = self.query_one(PersonasPane)
+            await self.action_show_tab("personas")
+            pane = await self.pane("personas")
             await pane.run_action(action)
 
         return run
@@ -244,11 +329,11 @@ class PersonaApp(App):
         for n, (tab_id, title, _) in enumerate(TABS, 1):
             yield SystemCommand(
                 f"Show {title} tab", f"Switch to the {title} tab (key {n})",
-                lambda tab_id=tab_id: self.action_show_tab(tab_id),
+                lambda tab_id=tab_id: self.run_worker(self.action_show_tab(tab_id)),
             )
 
 
-def make_app(session_path: Path | SessionFile | None) -> PersonaApp:
+def make_app(session_path: Path | SessionFile | None, *, initial_tab: str = "personas") -> PersonaApp:
     """The app on the session at `session_path`; raises SessionError for a file it cannot open.
 
     Loading happens here, before any terminal output, so a bad file never starts the UI. An
@@ -260,5 +345,5 @@ def make_app(session_path: Path | SessionFile | None) -> PersonaApp:
             "'persona-tui new PATH'."
         )
     if isinstance(session_path, SessionFile):
-        return PersonaApp(session_path)
-    return PersonaApp(SessionFile.load(Path(session_path)))
+        return PersonaApp(session_path, initial_tab=initial_tab)
+    return PersonaApp(SessionFile.load(Path(session_path)), initial_tab=initial_tab)

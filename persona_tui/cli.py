@@ -49,9 +49,20 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _CommandListFormatter(argparse.HelpFormatter):
+    """Leaves room for the longest command name, so each command's help starts on its line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=20)
+        self._action_max_length = 16
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with `only` one command's: running a command imports its module
+    alone, so `persona-tui SESSION.toml` does not pay for every other command's imports."""
     parser = argparse.ArgumentParser(
         prog="persona-tui",
+        formatter_class=_CommandListFormatter,
         description="A terminal workbench for persona injection: write personas, build "
         "training sets, train LoRA runs, export GGUF, chat, evaluate and annotate.",
         epilog="Run 'persona-tui SESSION.toml' to open a session (short for 'persona-tui open "
@@ -59,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         module = importlib.import_module(f"persona_tui.commands.{name}")
         sub = module.add_parser(subparsers)
         sub.set_defaults(run=module.run)
@@ -68,10 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # the registered command names
-    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, DEFAULT_COMMAND)
+    parser = build_parser(only=argv[0] if argv and argv[0] in COMMANDS else None)
     if not argv:
         parser.print_usage(sys.stderr)
         print(

@@ -139,10 +139,10 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
 
     for run in session.runs:
         if run.base_model.startswith("bundled:"):
-            add(run.base_model, f"base {run.base_model} (llama.cpp)")
-    add("bundled:smollm2-135m-instruct", "base bundled:smollm2-135m-instruct (llama.cpp)")
+            add(run.base_model, f"base {run.base_model.removeprefix('bundled:')} · llama.cpp")
+    add("bundled:smollm2-135m-instruct", "base smollm2-135m-instruct · llama.cpp")
     for e in session.engines:
-        add(e.id, f"engine {e.id} ({e.kind})")
+        add(e.id, f"{e.id} · {e.kind}")
     statuses = jobs.list_jobs(workspace) if workspace.is_dir() else []
     for run in session.runs:
         if any(s.kind == "train" and s.state == "finished" and (s.dir / "adapter").is_dir() for s in statuses):
@@ -150,7 +150,7 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
                 engine_from_ref(f"run:{run.id}", session, workspace)
             except EngineRefError:
                 continue
-            add(f"run:{run.id}", f"run {run.id}: adapter on {run.base_model} (transformers)")
+            add(f"run:{run.id}", f"run {run.id} adapter · transformers")
     for s in reversed(statuses):
         if s.kind != "export" or s.state != "finished":
             continue
@@ -160,9 +160,9 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
         who = report.get("run") or s.id
         for f in report.get("files", []):
             if f["kind"] == "gguf" and f.get("role") != "base":
-                add(f"export:{s.id}:{f['type']}", f"export {who} {f['type']} GGUF (llama.cpp)")
+                add(f"export:{s.id}:{f['type']}", f"export {who} {f['type']} · llama.cpp")
             elif f["kind"] == "lora":
-                add(f"export:{s.id}:lora", f"export {who} base GGUF + LoRA GGUF (llama.cpp)")
+                add(f"export:{s.id}:lora", f"export {who} base+LoRA GGUF · llama.cpp")
     return out
 
 

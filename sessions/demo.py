@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sessions.model import DatasetSpec, EngineSpec, KnowledgeProbe, Persona, RunSpec, Session, Trait
+from sessions.model import DatasetSpec, EngineSpec, EvalSpec, KnowledgeProbe, Persona, RunSpec, Session, Trait
 
 DEMO_FILE = "demo.toml"
 
@@ -219,6 +219,14 @@ def demo_session() -> Session:
         engines=[EngineSpec(id="bundled", kind="llamacpp")],
         datasets=datasets,
         runs=[RunSpec(id="odile-chat-lora", datasets=["odile-chat"])],
+        evals=[
+            # Knowledge (log P affirm vs deny) and expression (marker phrases) per trait, base vs run.
+            EvalSpec(id="odile-traits", kind="traits", models=["bundled", "odile-chat-lora"],
+                     extra={"samples": 3, "labeller": "markers"}),
+            # Next-turn metrics on the held-out chat demos: BLEU, ROUGE-L, BERTScore, perplexity, hits@1, F1.
+            EvalSpec(id="odile-reference", kind="reference", models=["bundled", "odile-chat-lora"],
+                     extra={"data": "odile-chat", "samples": 20}),
+        ],
     )
 
 

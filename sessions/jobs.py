@@ -602,6 +602,8 @@ class JobReporter:
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=5)
+        # The last event goes first: a viewer that sees the terminal state has every event.
+        self.event(event="ended", state=state, **({"error": error} if error else {}))
         fields: dict[str, Any] = {"state": state, "ended": time.time(), "error": error}
         if state == "cancelled" and not self._status.get("message"):
             fields["message"] = "cancelled"
@@ -668,9 +670,7 @@ def _execute(job_dir: Path, kinds: Mapping[str, Any], inline: bool) -> JobStatus
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    status = read_status(job_dir)
-    job.event(event="ended", state=status.state, **({"error": status.error} if status.error else {}))
-    return status
+    return read_status(job_dir)
 
 
 def run_worker(job_dir: str | os.PathLike[str], kinds: Mapping[str, Any]) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sessions.demo import demo_session
-from sessions.model import RunSpec
+from sessions.model import DatasetSpec, RunSpec
 from sessions.store import SessionFile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,11 +29,12 @@ def tiny_session(root: Path, name: str = "s.toml", traits: int = 2, probes: int 
     """The demo persona, small; the chat-demos run of the format comparison made tiny (the
     experiment copies its settings to the other formats)."""
     s = demo_session()
-    s.datasets, s.runs = [], []
+    s.datasets, s.runs, s.evals = [], [], []
     persona = s.personas[0]
     persona.traits = persona.traits[:traits]
     for t in persona.traits:
         t.knowledge_probes = t.knowledge_probes[:probes]
         t.expression_probes = t.expression_probes[:probes]
+    s.datasets.append(DatasetSpec(id=f"{exp_id}-chat_demos", format="chat_demos", persona=persona.id, size=12))
     s.runs.append(tiny_training(RunSpec(id=f"{exp_id}-chat_demos", datasets=[f"{exp_id}-chat_demos"])))
     return SessionFile.create(root / name, s)

@@ -79,7 +79,8 @@ def make_train_job(sf: SessionFile, run_id: str = "r1") -> Path:
 
 
 def build_shared_export(base_temp: Path) -> SharedExport:
-    root = base_temp / "shared-export"
+    # PERSONA_TUI_TEST_EXPORT_DIR keeps the export between pytest runs (while iterating on tests).
+    root = Path(os.environ.get("PERSONA_TUI_TEST_EXPORT_DIR") or base_temp / "shared-export")
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -109,7 +109,8 @@ async def test_a_file_changed_on_disk_is_not_overwritten_unless_asked(session_pa
 def test_a_dropped_terminal_saves_pending_edits(session_path: Path):
     """SIGHUP (an SSH connection dropping) inside the autosave delay still saves the edit."""
     leader, follower = pty.openpty()
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30")
+    # Autosave far off: only the hang-up can save the edit in time.
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30", PERSONA_TUI_AUTOSAVE_SECONDS="60")
     proc = subprocess.Popen(
         [sys.executable, "-m", "persona_tui.cli", str(session_path)],
         stdin=follower, stdout=follower, stderr=follower, env=env, start_new_session=True,
@@ -122,7 +123,7 @@ def test_a_dropped_terminal_saves_pending_edits(session_path: Path):
         deadline = time.monotonic() + timeout
         while marker not in seen:
             left = deadline - time.monotonic()
-            assert left > 0, f"never saw {marker!r}"
+            assert left > 0, f"never saw {marker!r}; the terminal showed: {seen[-1500:]!r}"
             ready, _, _ = select.select([leader], [], [], left)
             if ready:
                 seen += os.read(leader, 65536)
@@ -134,11 +135,20 @@ def test_a_dropped_terminal_saves_pending_edits(session_path: Path):
         os.write(leader, b"\x05")  # ctrl+e: to the end, unselected
         time.sleep(0.5)
         os.write(leader, b"?")
-        read_until(b"unsaved")
+        read_until(b"Odile Marsh?")  # the edit is on screen (so in the session in memory)
         os.kill(proc.pid, signal.SIGHUP)
-        proc.wait(timeout=20)
+        deadline = time.monotonic() + 20
+        while proc.poll() is None:
+            # Keep reading: an app blocked writing to a full terminal would never exit.
+            assert time.monotonic() < deadline, f"still running after SIGHUP; it showed: {seen[-1500:]!r}"
+            ready, _, _ = select.select([leader], [], [], 0.1)
+            if ready:
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:
+                    pass
     finally:
         if proc.poll() is None:
             proc.kill()
         os.close(leader)
-    assert saved_name(session_path) == "Odile Marsh?"
+    assert saved_name(session_path) == "Odile Marsh?", seen[-3000:].decode(errors="replace")

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import TabbedContent
 
+from persona_tui.app import PaneFailed
+
 from persona_tui.app import TABS, make_app
 from persona_tui.widgets.session_bar import SessionBar
 from sessions.demo import write_demo_session
@@ -50,4 +52,25 @@ async def test_the_command_palette_runs_persona_actions(session_path: Path):
         await pilot.pause()
         assert app.query_one(TabbedContent).active == "personas"
         assert [p.id for p in app.session_file.session.personas] == ["odile", "odile-copy"]
-        assert app.dirty
+
+
+async def test_panes_mount_when_opened_and_a_broken_one_stays_apart(session_path: Path, monkeypatch):
+    """Only the first tab is built at start; a pane whose module fails to import shows why in
+    its tab, and the Personas editor works on."""
+    import persona_tui.app as app_module
+
+    tabs = [(t, title, "persona_tui.panes.no_such_pane:Nothing" if t == "chat" else spec)
+            for t, title, spec in app_module.TABS]
+    monkeypatch.setattr(app_module, "TABS", tabs)
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert [t for t in ("data", "train", "chat") if app.query_one(f"#{t}").children] == []
+        await pilot.press("4")
+        assert app.query_one(TabbedContent).active == "chat"
+        chat = await app.pane("chat")
+        assert isinstance(chat, PaneFailed)
+        assert "no_such_pane" in str(chat.render())
+        for tab_id in ("data", "train", "evaluate", "annotate"):
+            assert not isinstance(await app.pane(tab_id), PaneFailed), tab_id
+        await pilot.press("1", "d")
+        assert len(app.session_file.session.personas) == 2

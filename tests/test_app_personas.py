@@ -242,6 +242,24 @@ async def test_import_then_export_a_character_card(session_path: Path, tmp_path:
         assert [p.name for p in on_disk(session_path).personas] == ["Odile Marsh", "Captain Wren"]
 
 
+async def test_import_a_plain_persona_list(session_path: Path, tmp_path: Path):
+    """Synthetic-Persona-Chat style: one "I ..." sentence per line becomes a persona's facts."""
+    listing = tmp_path / "sailor.txt"
+    listing.write_text("I love to sail.\nI have two dogs.\nI work nights at a bakery.\n")
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("i")
+        await paste(pilot, str(listing))
+        await pilot.press("enter")
+        await pilot.pause()
+        personas = app.session_file.session.personas
+        assert len(personas) == 2
+        text = " ".join([*personas[1].facts, *(t.text for t in personas[1].traits)])
+        for sentence in ("I love to sail.", "I have two dogs.", "I work nights at a bakery."):
+            assert sentence in text
+        assert personas[1].id != "odile"
+
+
 @pytest.mark.parametrize(
     "name, content",
     [

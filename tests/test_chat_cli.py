@@ -101,6 +101,30 @@ def test_chat_streams_replies_from_stdin_and_keeps_history(shared):
     assert all("not sent" != r["content"] for r in records)
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tmp_path):
+    sf = make_session(tmp_path)
+    proc = subprocess.Popen(
+        [*CLI, "chat", str(sf.path), "--engine", BASE, "--temperature", "0", "--max-tokens", "400", "--chat-id", "c"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), bufsize=0,
+    )
+    try:
+        proc.stdin.write("Count from 1 to 300, separated by commas.\n")
+        proc.stdin.flush()
+        got = ""
+        while len(got) < 20:  # some of the reply has streamed out
+            got += proc.stdout.read(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate("/quit\n", timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "(stopped)" in err
+    records = [json.loads(line) for line in (sf.workspace / "chats" / "c.jsonl").read_text().splitlines()]
+    assert records[-1]["role"] == "assistant" and records[-1]["stopped"] is True
+    assert records[-1]["content"].startswith(got.strip()[:10]) and len(records[-1]["content"]) < 1200
+
+
 def test_chat_refuses_an_unknown_engine_in_one_sentence(tmp_path):
     sf = make_session(tmp_path)
     proc = subprocess.run([*CLI, "chat", str(sf.path), "--engine", "warp:drive"], input="", capture_output=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sessions.demo import demo_session
-from sessions.model import DatasetSpec, EngineSpec, Persona, Trait
+from sessions.model import DatasetSpec, EngineSpec, Persona
 from sessions.store import SessionFile
 from trainers import dataset_files
 from trainers.dataset_build import DatasetError, build_dataset, check_spec, preview, render_text, split_records

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 from export_fixtures import BASE, build_shared_export, make_session, make_train_job
 
 from sessions import jobs
 from trainers.export import ExportError
-from trainers.export_job import FAILED_FILE, create_export_job, format_report, read_report
+from trainers.export_job import FAILED_FILE, create_export_job, exports_of_run, format_report, read_report
 from trainers.worker import KINDS
 
 
@@ -38,8 +39,9 @@ def test_export_writes_every_file_and_a_report(shared):
     report = shared.report
     assert report["ok"] is True and report["run"] == "r1" and report["base_model"] == BASE
     assert report["train_job"] == shared.train_job.name
-    by_type = {f.get("type", f["kind"]): f for f in report["files"]}
-    assert set(by_type) >= {"hf", "f16", "q8_0", "q4_k_m"}
+    by_type = {f["type"]: f for f in report["files"] if f["kind"] == "gguf"}
+    assert set(by_type) == {"f16", "q8_0", "q4_k_m"}
+    assert [f["path"] for f in report["files"] if f["kind"] == "hf"] == ["export/merged"]
     for f in report["files"]:
         path = shared.export_job / f["path"]
         assert path.exists(), f["path"]
@@ -78,6 +80,8 @@ def test_verification_figures_pass_their_bounds(shared):
     assert checks["q4_k_m"]["mean_kl"] > checks["q8_0"]["mean_kl"] > f16["mean_kl"]
     text = format_report(shared.report)
     assert "model-f16.gguf" in text and "pass" in text
+    listed = exports_of_run(shared.workspace, "r1")
+    assert [r["job"] for r in listed if r["ok"]] == [shared.export_job.name]
     # The CLI printed the same report.
     assert "model-q4_k_m.gguf" in shared.cli_output and "verification" in shared.cli_output
 
@@ -148,6 +152,23 @@ def test_a_failed_check_fails_the_job_and_leaves_no_export(shared, tmp_path):
     failed = json.loads((job_dir / FAILED_FILE).read_text())
     assert failed["ok"] is False and failed["verification"]["checks"][0]["passed"] is False
     assert read_report(job_dir)["error"] == status.error
+
+
+@pytest.mark.slow
+def test_a_cancelled_detached_export_leaves_nothing(shared):
+    job_dir = create_export_job(shared.workspace, adapter=shared.train_job / "adapter", base_model=BASE, quants=["q8_0"],
+                                options={"verify": False})
+    jobs.start_job(job_dir)
+    deadline = time.monotonic() + 600
+    # Cancel once the merged model is on disk, while llama.cpp's converter runs.
+    while "converting" not in jobs.read_status(job_dir).message and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (job_dir / "export.partial" / "merged" / "config.json").is_file()
+    assert jobs.cancel_job(job_dir)
+    status = next(s for s, _ in jobs.watch(job_dir, interval=0.3) if s.terminal)
+    assert status.state == "cancelled", status.error
+    assert not (job_dir / "export").exists() and not (job_dir / "export.partial").exists()
+    assert read_report(job_dir)["error"] == "cancelled"
 
 
 # ----------------------------------------------------------------------------- bad input (fast)

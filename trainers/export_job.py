@@ -227,7 +227,9 @@ def run(job: Any) -> None:
         job.log(f"export finished in {report['seconds']:.1f} s: {final}")
     except BaseException as e:
         shutil.rmtree(partial, ignore_errors=True)
-        cancelled = isinstance(e, (jobs.JobCancelled, KeyboardInterrupt))
+        # A cancel also kills the converter or quantizer child (same process group): its failure
+        # is the cancel, not an error.
+        cancelled = isinstance(e, (jobs.JobCancelled, KeyboardInterrupt)) or bool(getattr(job, "cancelled", False))
         if _disk_full(e):
             e = ExportError(f"the disk filled up while writing {partial}; free some space and export again.")
         report["error"] = "cancelled" if cancelled else _one_sentence(e)
@@ -237,8 +239,10 @@ def run(job: Any) -> None:
             _write_json(job_dir / FAILED_FILE, report)
         except OSError:
             pass
-        if isinstance(e, ExportError):
-            raise jobs.JobFailed(str(e)) from None
+        if cancelled and not isinstance(e, KeyboardInterrupt):
+            raise jobs.JobCancelled() from None
+        if isinstance(e, ValueError):  # ExportError, EngineError, SessionError: a sentence, no traceback
+            raise jobs.JobFailed(_one_sentence(e)) from None
         raise
 
 
@@ -438,6 +442,18 @@ def read_report(job_dir: str | Path) -> dict[str, Any] | None:
             if data:
                 return data
     return None
+
+
+def exports_of_run(workspace: str | Path, run_id: str) -> list[dict[str, Any]]:
+    """The reports of a run's export jobs, oldest first (failed ones too: look at "ok")."""
+    out = []
+    for status in jobs.list_jobs(workspace):
+        if status.kind != "export":
+            continue
+        report = read_report(status.dir)
+        if report and report.get("run") == run_id:
+            out.append({**report, "state": status.state, "job_dir": str(status.dir)})
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ from rich.text import Text
 
 from evaluators.experiments.models import BASE, RUN_PREFIX, base_model_of, run_resolver
 from evaluators.experiments.runner import Experiment, Follow, drop_nulls
-from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, write_json
+from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EvalSpec, Persona, RunSpec
 
 STUDY = "format-comparison"
@@ -88,10 +88,17 @@ QUICK = {"size": 40, "steps": 6, "samples": 1, "perplexity_texts": 8, "judge_que
          "judge_max_tokens": 96}
 
 
-def preset(persona: str, quick: bool = False, **overrides: Any) -> FormatComparison:
-    """The settings for `persona`: the GPU preset (or QUICK), then any non-None overrides."""
-    values = dict(QUICK if quick else GPU)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+def preset(persona: str, quick: bool = False, workspace: str | Path | None = None, **overrides: Any) -> FormatComparison:
+    """The settings for `persona`: those of the experiment already started under the same id in
+    `workspace` (so a bare rerun resumes it), else the GPU preset (or QUICK); then any non-None
+    overrides (which must agree with a started experiment's, or it is refused)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    stored = stored_config(workspace, given.get("exp_id") or f"{persona}-fc", STUDY, FormatComparison)
+    if stored is not None:
+        values = {k: v for k, v in stored.items() if k != "persona"}
+    else:
+        values = dict(QUICK if quick else GPU)
+    values.update(given)
     return FormatComparison(persona=persona, **values)
 
 
@@ -109,6 +116,15 @@ def run_id(cfg: FormatComparison, fmt: str) -> str:
 def model_refs(cfg: FormatComparison) -> list[str]:
     """The evaluated models, as EvalSpec entries: the base model, then one run per format."""
     return [BASE] + [f"{RUN_PREFIX}{run_id(cfg, f)}" for f in FORMATS]
+
+
+def evaluations(cfg: FormatComparison) -> list[tuple[str, str]]:
+    """(key in the result, id suffix) of the study's evaluations; with the fallback as the judge
+    (`--judge fallback`: no LLM at all) there is one judge evaluation, on persona fidelity only."""
+    evals = [("traits", "traits"), ("ppl", "ppl"), ("judge", "judge")]
+    if cfg.judge != FALLBACK:
+        evals.append(("judge_fallback", "judge-fallback"))
+    return evals
 
 
 def column_of(cfg: FormatComparison) -> dict[str, str]:
@@ -162,20 +178,27 @@ def add_specs(exp: Experiment, cfg: FormatComparison, persona: Persona) -> None:
     sampling = {"max_tokens": cfg.max_tokens, "seed": cfg.seed % 100000}
     exp.ensure_eval(EvalSpec(id=f"{cfg.id}-traits", kind="traits", models=refs, extra={
         "persona": persona.id, "samples": cfg.samples, **sampling,
-        "labeller": "judge" if cfg.judge else "fallback", **({"judge": cfg.judge} if cfg.judge else {}),
+        "labeller": "judge" if cfg.judge not in ("", FALLBACK) else "fallback",
+        **({"judge": cfg.judge} if cfg.judge not in ("", FALLBACK) else {}),
         "judge_max_tokens": cfg.judge_max_tokens, **tag,
     }))
     exp.ensure_eval(EvalSpec(id=f"{cfg.id}-ppl", kind="perplexity_matrix", models=refs, extra={
         "data": [dataset_id(cfg, f) for f in FORMATS], "samples": cfg.perplexity_texts, **tag,
     }))
-    exp.ensure_eval(EvalSpec(id=f"{cfg.id}-judge", kind="judge", models=refs, extra={
-        "persona": persona.id, "judge": judge, "judge_max_tokens": cfg.judge_max_tokens,
-        "limit": cfg.judge_questions, "criteria": ["persona", "quality"], **sampling, **tag,
-    }))
-    exp.ensure_eval(EvalSpec(id=f"{cfg.id}-judge-fallback", kind="judge", models=refs, extra={
-        "persona": persona.id, "judge": FALLBACK, "limit": cfg.judge_questions, "criteria": ["persona"],
-        **sampling, **tag,
-    }))
+    if cfg.judge == FALLBACK:
+        exp.ensure_eval(EvalSpec(id=f"{cfg.id}-judge", kind="judge", models=refs, extra={
+            "persona": persona.id, "judge": FALLBACK, "limit": cfg.judge_questions, "criteria": ["persona"],
+            **sampling, **tag,
+        }))
+    else:
+        exp.ensure_eval(EvalSpec(id=f"{cfg.id}-judge", kind="judge", models=refs, extra={
+            "persona": persona.id, "judge": judge, "judge_max_tokens": cfg.judge_max_tokens,
+            "limit": cfg.judge_questions, "criteria": ["persona", "quality"], **sampling, **tag,
+        }))
+        exp.ensure_eval(EvalSpec(id=f"{cfg.id}-judge-fallback", kind="judge", models=refs, extra={
+            "persona": persona.id, "judge": FALLBACK, "limit": cfg.judge_questions, "criteria": ["persona"],
+            **sampling, **tag,
+        }))
     exp.save_session()
 
 
@@ -340,7 +363,7 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
         h = held.get(model)
         if h and h.get("n"):
             hv[column], hd[column] = h["rate"], f"{h['k']}/{h['n']}"
-    row("heldout_expression", "Held-out probes: expression", labeller or "–", "rate", hv, hd)
+    row("heldout_expression", "Expression, held-out probes", labeller or "–", "rate", hv, hd)
     ppl = scores.get("ppl") or {}
     for i, fmt in enumerate(FORMATS):
         ds = dataset_id(cfg, fmt)
@@ -349,10 +372,13 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
             v = (r.get("values") or {}).get(ds)
             if r.get("model") in col and isinstance(v, (int, float)):
                 values[col[r["model"]]] = v
-        row(f"ppl_{fmt}", f"Perplexity on {fmt} held-out", "token-weighted, lower is better", "perplexity", values)
-    for key, name, criterion in (("judge", "judge", "persona"), ("judge", "judge", "quality"),
-                                 ("judge_fallback", "fallback", "persona")):
-        sc = scores.get(key) or {}
+        row(f"ppl_{fmt}", f"Perplexity: {fmt}", "held-out text of the format, token-weighted; lower is better",
+            "perplexity", values)
+    judged = [("judge", "persona"), ("judge", "quality"), ("judge_fallback", "persona")]
+    for key, criterion in judged:
+        sc = scores.get(key)
+        if not sc or criterion not in (sc.get("settings") or {}).get("criteria", [criterion]):
+            continue
         values, detail = {}, {}
         for p in sc.get("pairs", []):
             if p.get("criterion") != criterion or p.get("model") not in col:
@@ -361,20 +387,21 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
             if w.get("n"):
                 values[col[p["model"]]] = w["rate"]
                 tie = (p.get("tie") or {}).get("rate") or 0.0
-                detail[col[p["model"]]] = f"{w['k']}/{w['n']}, tie {tie:.0%}" + (
-                    f", {p['unparseable']} unparseable" if p.get("unparseable") else "")
-        scorer = str(sc.get("judge") or (f"judge:{cfg.judge or BUNDLED}" if name == "judge" else "fallback"))
-        label = (f"Judge win vs base: {criterion}" if name == "judge"
-                 else f"Fallback win vs base: {criterion} (no LLM)")
-        row(f"{key}_{criterion}", label, scorer, "rate", values, detail)
+                detail[col[p["model"]]] = f"{w['k']}/{w['n']} tie {tie:.0%}" + (
+                    f" {p['unparseable']}?" if p.get("unparseable") else "")
+        scorer = str(sc.get("judge") or "")
+        fallback = scorer.startswith("fallback")
+        label = f"{'Fallback' if fallback else 'Judge'} win vs base: {criterion}"
+        row(f"{key}_{criterion}", label, scorer + (" — no LLM" if fallback else ""), "rate", values, detail)
     loss_values, loss_detail = {}, {}
     for fmt in FORMATS:
         t = training.get(fmt) or {}
         if t.get("last_loss") is not None:
             loss_values[fmt] = t["last_loss"]
             if t.get("first_loss") is not None:
-                loss_detail[fmt] = f"{t['first_loss']:.2f} → {t['last_loss']:.2f} in {t.get('steps')} steps"
-    row("train_loss", "Final training loss", "own format, not comparable across formats", "loss", loss_values, loss_detail)
+                loss_detail[fmt] = f"from {t['first_loss']:.2f}, {t.get('steps')} steps"
+    row("train_loss", "Final training loss", "on its own format's data: not comparable across formats", "loss",
+        loss_values, loss_detail)
     problems = []
     for name, sc in scores.items():
         for p in sc.get("problems", []) if sc else []:
@@ -419,41 +446,42 @@ def _cell(row: Mapping[str, Any], column: str) -> Text:
     v = row["values"].get(column)
     if v is None:
         return Text("–", style="dim")
-    if row["kind"] == "rate":
-        text = Text(f"{v:.0%}", style="bold")
-    else:
-        text = Text(f"{v:.2f}")
+    text = Text(f"{v:.0%}" if row["kind"] == "rate" else f"{v:.2f}", style="bold")
     detail = row.get("detail", {}).get(column)
     if detail:
-        text.append(f" {detail}", style="dim")
+        text.append(f"\n{detail}", style="dim")
     return text
 
 
 def result_table(result: Mapping[str, Any]) -> Table:
-    """Formats as columns (base first), the study's measures as rows; best run per row marked."""
+    """Formats as columns (base first), the study's measures as rows; the best run of a row in
+    green. Each row's scorer is named under the table (it fits 80 columns)."""
     table = Table(title=f"Format comparison · {result.get('persona_name') or result['persona']} · {result['id']}",
-                  title_justify="left")
-    table.add_column("Measure", overflow="fold", min_width=14)
+                  title_justify="left", pad_edge=False)
+    table.add_column("Measure", overflow="fold", min_width=12, max_width=24)
     for c in result["columns"]:
-        table.add_column(c, justify="right", overflow="fold")
+        table.add_column(c, justify="right", overflow="fold", no_wrap=False)
     for row in result["rows"]:
         runs = {c: v for c, v in row["values"].items() if c != "base" and v is not None}
         best = None
-        if runs and row["kind"] in ("rate", "perplexity"):
+        if len(runs) > 1 and row["kind"] in ("rate", "perplexity") and len(set(runs.values())) > 1:
             best = (min if row["kind"] == "perplexity" else max)(runs, key=runs.get)
         cells = []
         for c in result["columns"]:
             cell = _cell(row, c)
-            if c == best and len(runs) > 1:
-                cell.stylize("green")
+            if c == best:
+                cell.stylize("green", 0, len(cell.plain.split("\n")[0]))
             cells.append(cell)
-        label = Text(row["label"])
-        label.append(f"\n{row['scorer']}", style="dim")
-        table.add_row(label, *cells)
-    notes = [result.get("leakage_note", "")]
+        table.add_row(row["label"], *cells)
+    scorers: dict[str, list[str]] = {}
+    for row in result["rows"]:
+        scorers.setdefault(row["scorer"], []).append(row["label"])
+    notes = [f"{', '.join(labels)}: {scorer}." for scorer, labels in scorers.items()]
+    notes.append("Rates: k/n; intervals Wilson 95%.")
+    notes.append(result.get("leakage_note", ""))
     if result.get("partial"):
         notes.append("PARTIAL: " + "; ".join(result.get("problems", [])[:3]))
-    table.caption = " ".join(n for n in notes if n)
+    table.caption = "\n".join(n for n in notes if n)
     table.caption_justify = "left"
     return table
 
@@ -580,7 +608,7 @@ def run(
     resolve = run_resolver(exp.session, exp.workspace, pinned=train_jobs)
     scores: dict[str, dict[str, Any]] = {}
     eval_jobs: dict[str, str] = {}
-    for key, suffix in (("traits", "traits"), ("ppl", "ppl"), ("judge", "judge"), ("judge_fallback", "judge-fallback")):
+    for key, suffix in evaluations(cfg):
         rec, sc = exp.eval_step(f"eval:{suffix}", f"{cfg.id}-{suffix}", resolve)
         scores[key] = sc
         eval_jobs[key] = rec["job"]

@@ -132,3 +132,17 @@ class ExperimentState:
         """Drop a step whose products are gone, so it is done again."""
         if self.steps.pop(name, None) is not None:
             self.save()
+
+
+def stored_config(workspace: str | Path | None, exp_id: str, study: str, settings_cls: type) -> dict[str, Any] | None:
+    """The settings an experiment was started with (those `settings_cls` has), or None when there
+    is no such experiment of that study yet."""
+    import dataclasses
+
+    if workspace is None:
+        return None
+    state = ExperimentState.read(experiment_dir(workspace, exp_id))
+    if state is None or state.data.get("study") != study:
+        return None
+    names = {f.name for f in dataclasses.fields(settings_cls)}
+    return {k: v for k, v in (state.data.get("config") or {}).items() if k in names}

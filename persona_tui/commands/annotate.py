@@ -103,33 +103,14 @@ def _export(session_file, path: Path, annotator: str | None) -> int:
 
 def make_annotate_app(session_file, annotator: str | None = None, blind: bool = False):
     """The workbench on `session_file`, opened on the Annotate tab for `annotator`."""
-    from textual import events
-
     from persona_tui.app import PersonaApp
-    from persona_tui.panes.annotate import AnnotatePane
 
     class AnnotateApp(PersonaApp):
-        _settled = False  # set by the first key or click: from then on, tabs are the user's
+        async def on_mount(self) -> None:  # runs after PersonaApp's own on_mount
+            (await self.pane("annotate")).configure(annotator=annotator, blind=blind)
 
-        def on_mount(self) -> None:  # runs after PersonaApp's own on_mount
-            self.query_one(AnnotatePane).configure(annotator=annotator, blind=blind)
-
-        def on_ready(self) -> None:
-            self.action_show_tab("annotate")
-
-        async def on_event(self, event: events.Event) -> None:
-            if isinstance(event, (events.Key, events.MouseDown)):
-                self._settled = True
-            await super().on_event(event)
-
-        def on_tabbed_content_tab_activated(self, event) -> None:
-            # While starting, the tab bar activates its first tab and the Personas pane focuses
-            # its list (which shows its tab), in an order Textual does not fix: until the user
-            # does something, keep coming back to Annotate.
-            if not self._settled and event.tabbed_content.id == "tabs" and event.pane.id != "annotate":
-                self.action_show_tab("annotate")
-
-    return AnnotateApp(session_file)
+    # The Annotate pane is the one composed first and given the keyboard (PersonaApp.initial_tab).
+    return AnnotateApp(session_file, initial_tab="annotate")
 
 
 def _open(session_file, annotator: str | None, blind: bool) -> int:

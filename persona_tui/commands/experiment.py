@@ -85,20 +85,20 @@ def run(args: argparse.Namespace) -> int:
                 known = ", ".join(p.id for p in sf.session.personas) or "none"
                 return _fail(f"{sf.path} has {len(sf.session.personas)} personas ({known}); name one with --persona ID.")
             for persona in personas:
-                cfg = fc.preset(persona, args.quick, size=args.size, steps=args.steps, samples=args.samples,
+                cfg = fc.preset(persona, args.quick, sf.workspace, size=args.size, steps=args.steps, samples=args.samples,
                                 judge=args.judge, export=args.export or None,
                                 exp_id=(args.exp_id if len(personas) == 1 else None))
                 fc.run(sf, cfg, **common)
         elif args.study == "persona-chat":
             from evaluators.experiments import persona_chat as pc
 
-            cfg = pc.preset(args.quick, size=args.size, steps=args.steps, samples=args.samples,
+            cfg = pc.preset(args.quick, sf.workspace, size=args.size, steps=args.steps, samples=args.samples,
                             exp_id=args.exp_id, data=str(args.data) if args.data else None)
             pc.run(sf, cfg, **common)
         else:
             from evaluators.experiments import tailoring as tl
 
-            cfg = tl.preset(args.quick, size=args.size, steps=args.steps, samples=args.samples, judge=args.judge,
+            cfg = tl.preset(args.quick, sf.workspace, size=args.size, steps=args.steps, samples=args.samples, judge=args.judge,
                             exp_id=args.exp_id, data=str(args.data) if args.data else None)
             tl.run(sf, cfg, **common)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from functools import partial
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -111,13 +112,13 @@ class ChatPane(Vertical):
         self._choices = [(c.label, c.ref) for c in engine_choices(self.session, self.workspace)]
         with Horizontal(id="chat-engines", classes="chat-row"):
             yield Label("A", classes="chat-label")
-            yield Select(self._choices, id="engine-a", allow_blank=False, compact=True, tooltip="engine of column A")
+            yield Select(self._options("a"), id="engine-a", allow_blank=False, compact=True, tooltip="engine of column A")
             yield Label("B", classes="chat-label")
-            yield Select([*self._choices, ("none", NONE)], value=NONE, id="engine-b", allow_blank=False, compact=True,
+            yield Select(self._options("b"), value=NONE, id="engine-b", allow_blank=False, compact=True,
                          tooltip="engine of column B (or none)")
         with Horizontal(id="chat-settings", classes="chat-row"):
             yield Select([], id="chat-persona", prompt="persona", compact=True, tooltip="the persona of the system prompt")
-            yield Checkbox("in prompt", False, id="persona-on", compact=True, tooltip="the persona in the system prompt, on or off")
+            yield Checkbox("on", False, id="persona-on", compact=True, tooltip="the persona in the system prompt, on or off")
             yield Label("temp", classes="chat-label")
             yield Input("0.7", id="temperature", compact=True, restrict=r"[0-9.]*", tooltip="temperature (0 = greedy)")
             yield Label("top-p", classes="chat-label")
@@ -142,6 +143,7 @@ class ChatPane(Vertical):
         if personas:
             select.value = personas[0][1]
         self._titles()
+        self._status("A and B: same message, settings, seed. ctrl+e: other engine. F2/F3: annotate.")
 
     def on_unmount(self) -> None:
         for c in COLUMNS:
@@ -169,10 +171,15 @@ class ChatPane(Vertical):
         for c in COLUMNS:
             select = self.query_one(f"#engine-{c}", Select)
             current = select.value if select.value not in (Select.BLANK, None) else None
-            options = list(self._choices) + ([("none", NONE)] if c == "b" else [])
+            options = self._options(c)
             select.set_options(options)
             refs = [r for _, r in options]
             select.value = current if current in refs else (NONE if c == "b" else refs[0])
+
+    def _options(self, column: str) -> list[tuple[Text, str]]:
+        """Select options on one line each (a long label is cut with an ellipsis, never wrapped)."""
+        options = list(self._choices) + ([("none", NONE)] if column == "b" else [])
+        return [(Text(label, no_wrap=True, overflow="ellipsis"), ref) for label, ref in options]
 
     def add_engine_choice(self, ref: str, label: str = "") -> None:
         """Offer an engine reference typed by hand (checked first: EngineRefError)."""

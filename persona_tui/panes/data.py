@@ -191,7 +191,6 @@ class DataPane(Widget):
         self.job_dir: Path | None = None
         self.job_dataset: str | None = None
         self._poll: Timer | None = None
-        self._filling = False
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -212,8 +211,8 @@ class DataPane(Widget):
                     yield Label("held out", classes="inline-label")
                     yield Input(id="data-heldout", compact=True, type="number")
                     yield Select([], id="data-engine", prompt="engine", compact=True)
+                with Horizontal(classes="data-row", id="data-options-row"):
                     yield Checkbox("persona in system prompt", id="data-system", compact=True)
-                with Horizontal(classes="data-row", id="data-import-row"):
                     yield Input(id="data-source", compact=True, placeholder="source file (CSV or JSONL)")
                     yield Select([("own persona", "own"), ("both personas", "both"), ("own + first N lines", "context")],
                                  id="data-variant", allow_blank=False, compact=True)
@@ -266,7 +265,7 @@ class DataPane(Widget):
         if select is None:
             select = self.current if self.current is not None else 0
         await lv.clear()
-        await lv.extend(ListItem(Label(f"{d.id}  [{self._built_count(d)}]", markup=False)) for d in datasets)
+        await lv.extend(ListItem(Label(f"{d.id} · {self._built_count(d)}", markup=False)) for d in datasets)
         self.current = min(select, len(datasets) - 1) if datasets else None
         lv.index = self.current
         self.show_spec()
@@ -277,8 +276,8 @@ class DataPane(Widget):
         self.query_one("#data-empty").display = spec is None
         if spec is None:
             return
-        self._filling = True
-        try:
+        # Filling the form is not an edit: its Changed messages are not posted at all.
+        with self.prevent(Select.Changed, Input.Changed, Checkbox.Changed):
             personas = [(p.name or p.id, p.id) for p in self.session.personas]
             persona_select = self.query_one("#data-persona", Select)
             persona_select.set_options(personas)
@@ -295,22 +294,18 @@ class DataPane(Widget):
             self.query_one("#data-system", Checkbox).value = spec.persona_in_system_prompt
             self.query_one("#data-source", Input).value = spec.source
             self.query_one("#data-variant", Select).value = spec.variant if spec.variant in ("own", "both", "context") else "own"
-        finally:
-            self.call_after_refresh(self._done_filling)
         self._show_fields_for(spec.format)
         self.load_examples(spec.id)
         self._follow_running_job(spec.id)
 
-    def _done_filling(self) -> None:
-        self._filling = False
-
     def _show_fields_for(self, fmt: str) -> None:
         persona_fmt = fmt in PERSONA_FORMATS
-        for wid in ("#data-persona", "#data-generator", "#data-system"):
+        for wid in ("#data-persona", "#data-generator"):
             self.query_one(wid).display = persona_fmt
         self.query_one("#data-system").display = fmt == "chat_demos"
-        self.query_one("#data-import-row").display = not persona_fmt
+        self.query_one("#data-source").display = not persona_fmt
         self.query_one("#data-variant").display = fmt == "persona_chat"
+        self.query_one("#data-options-row").display = fmt == "chat_demos" or not persona_fmt
 
     # -- editing the spec -----------------------------------------------------------------
     @on(DatasetList.Highlighted)
@@ -323,7 +318,7 @@ class DataPane(Widget):
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         spec = self.spec
-        if spec is None or self._filling:
+        if spec is None:
             return
         value = event.value if event.value is not Select.NULL else ""
         field = {"data-format": "format", "data-persona": "persona", "data-generator": "generator",
@@ -342,7 +337,7 @@ class DataPane(Widget):
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         spec = self.spec
-        if spec is None or self._filling:
+        if spec is None:
             return
         text = event.value.strip()
         if event.input.id == "data-source":
@@ -371,7 +366,7 @@ class DataPane(Widget):
     @on(Checkbox.Changed)
     def _checkbox_changed(self, event: Checkbox.Changed) -> None:
         spec = self.spec
-        if spec is None or self._filling or spec.persona_in_system_prompt == event.value:
+        if spec is None or spec.persona_in_system_prompt == event.value:
             return
         spec.persona_in_system_prompt = event.value
         self.changed(f"dataset {spec.id}: persona_in_system_prompt")
@@ -474,8 +469,8 @@ class DataPane(Widget):
             self.job_dataset = None
             bar = self.query_one("#data-progress", ProgressBar)
             bar.update(total=100, progress=0)
-            state = f"last build {running.state}" if running is not None else "not built" if not self.rows else ""
-            self.query_one("#data-job-state", Static).update(state)
+            if running is not None:
+                self.query_one("#data-job-state", Static).update(f"last build {running.state}")
 
     def _watch_job(self, dataset_id: str, job_dir: Path) -> None:
         self.job_dir = job_dir
@@ -505,8 +500,12 @@ class DataPane(Widget):
             note = status.message if status.state == "running" else status.state
             self.query_one("#data-job-state", Static).update(f"{status.state}: {note}"[:60])
         if status.terminal:
+            # Report the end once: forget the job, so showing the spec again does not re-announce it.
             self._stop_polling()
-            self.post_message(self.BuildEnded(self.job_dataset or "", status.state, status.error))
+            dataset_id = self.job_dataset or ""
+            self.job_dir = None
+            self.job_dataset = None
+            self.post_message(self.BuildEnded(dataset_id, status.state, status.error))
 
     @on(BuildEnded)
     async def _build_ended(self, message: BuildEnded) -> None:
@@ -557,10 +556,11 @@ class DataPane(Widget):
         for n, (split, i, record) in enumerate(message.rows):
             meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
             traits = ",".join(meta.get("traits", []) or [])
-            table.add_row(str(i), split, traits[:18], _excerpt(record), key=f"{split}:{i}")
+            table.add_row(str(i), split, traits[:14], _excerpt(record), key=f"{split}:{i}")
         shown = f" (showing {len(message.rows)} of {message.total})" if message.total > len(message.rows) else ""
         self.query_one("#data-stats", Static).update(format_stats(message.stats) + shown)
         if self.job_dir is None:
+            self.query_one("#data-progress", ProgressBar).update(total=1, progress=1 if message.total else 0)
             self.query_one("#data-job-state", Static).update(
                 f"{message.total} examples{shown}" if message.total else "not built")
 
@@ -621,7 +621,11 @@ class DataPane(Widget):
             self.notify("Build the dataset and select an example first.", markup=False)
             return
         self.query_one("#data-tabs", TabbedContent).active = "data-preview-tab"
-        self.query_one("#data-preview", Static).update("Rendering through the chat template…")
+        preview = self.query_one("#data-preview", Static)
+        preview.update("Rendering through the chat template…")
+        # Keep focus in the pane (the table just got hidden): on the preview, which scrolls.
+        if preview.parent is not None:
+            preview.parent.focus()
         from trainers.dataset_build import base_model_for
 
         self.render_preview(spec.id, selected[2], base_model_for(self.session, spec))
@@ -651,8 +655,15 @@ class DataPane(Widget):
             if fmt in EXPORT_FORMATS:
                 self.export(spec.id, fmt)
 
-        choices = [(f, f, "primary" if f == "hf" else "default") for f in EXPORT_FORMATS] + [("cancel", "Cancel", "default")]
-        self.app.push_screen(ChoiceScreen("Export dataset", f"Export {spec.id} (train and held-out) as:", choices), chosen)
+        labels = {"openai": "OpenAI", "sharegpt": "ShareGPT", "alpaca": "Alpaca", "trl_preference": "TRL pref",
+                  "hf": "HF datasets"}
+        choices = [(f, labels[f], "primary" if f == "hf" else "default") for f in EXPORT_FORMATS]
+        hotkeys = {"o": "openai", "s": "sharegpt", "a": "alpaca", "t": "trl_preference", "h": "hf"}
+        self.app.push_screen(
+            ChoiceScreen("Export dataset", f"Export {spec.id} (train and held-out splits) to "
+                         f"exports/datasets/ as (escape cancels):", choices, hotkeys=hotkeys),
+            chosen,
+        )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-export")
     def export(self, dataset_id: str, fmt: str) -> None:

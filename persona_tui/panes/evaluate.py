@@ -1,14 +1,681 @@
-"""Evaluate pane: placeholder until the evaluation capability lands."""
+"""Evaluate pane: pick models and evaluations, run them as jobs, read the results, compare.
 
-from persona_tui.widgets.planned import PlannedPane
+Three tabs, each usable at 80x24:
+- "Run": the models (the base model, the session's engines, every finished training job) and the
+  evaluations (kinds) to run; `r` creates one evaluation per kind in the session and runs their
+  jobs one after another (detached workers), with progress read from the jobs' files; `x` runs
+  the format-comparison experiment for the chosen persona at the size typed beside it.
+- "Results": the selected result as tables (evaluators.tables; the format table for an
+  experiment) and a terminal bar chart (textual-plotext): per-trait knowledge vs expression
+  bars (`m` shows the next model), win rates, the perplexity matrix, the format study's rates.
+- "History": every earlier result — eval jobs with their scores.json, summaries kept under the
+  session's evaluations, experiments' result.json — newest first; Enter shows one.
+
+Nothing here evaluates or imports torch: eval jobs are detached workers (evaluators.worker), and
+thread workers only follow files and post messages (`Progress` merges while the app is busy).
+A finished evaluation's summary is appended to its evaluation in the session, as the CLI does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import (
+    Button,
+    DataTable,
+    Input,
+    Label,
+    ProgressBar,
+    Select,
+    SelectionList,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
+
+from persona_tui.messages import SessionChanged
+from sessions import jobs
+from sessions.model import EvalSpec, Session
+from sessions.workspace import make_id
+
+POLL_S = 0.3
+BUNDLED = "bundled:smollm2-135m-instruct"
+
+# (choice value, label): what "r" can run. judge-fallback is a judge evaluation by the
+# judge-free fallback (MiniLM similarity), for a machine with no judge worth trusting.
+KINDS = [
+    ("traits", "knows vs shows, per trait"),
+    ("perplexity_matrix", "perplexity on held-out data"),
+    ("judge", "judge: win rate vs first model"),
+    ("judge-fallback", "judge, fallback (no LLM)"),
+    ("reference", "reference metrics (chat data)"),
+]
 
 
-class EvaluatePane(PlannedPane):
-    TITLE = "Evaluate"
-    BODY = (
-        "This tab will measure how well a persona took: reference metrics on held-out data "
-        "(BLEU, ROUGE-L, BERTScore, perplexity, hits@1, unigram F1), the cross-format "
-        "perplexity matrix, per-trait knowledge vs expression rates with 95% intervals, and a "
-        "position-swapped LLM judge. Evaluations run as background jobs; their results stay in "
-        "the session as tables and bar charts to compare runs."
-    )
+# ----------------------------------------------------------------------------- core-side helpers
+
+
+def model_choices(session: Session, workspace: Path) -> list[tuple[str, str]]:
+    """(model entry, label): the base model, the session's engines, each finished training job."""
+    from evaluators.experiments.models import BASE, JOB_PREFIX, base_model_of, finished_train_jobs
+
+    out = [(BASE, f"base ({base_model_of(session).removeprefix('bundled:')})")]
+    out += [(e.id, f"engine {e.id} ({e.kind})") for e in session.engines]
+    for job_id, run_id in reversed(finished_train_jobs(workspace)):
+        out.append((f"{JOB_PREFIX}{job_id}", f"{run_id or 'run'} · {job_id[-13:]}"))
+    return out
+
+
+def _heldout_datasets(session: Session, workspace: Path, formats: tuple[str, ...] | None = None) -> list[str]:
+    from sessions.workspace import heldout_path
+
+    out = []
+    for d in session.datasets:
+        if formats and d.format not in formats:
+            continue
+        path = heldout_path(workspace, d.id)
+        if path.is_file() and path.stat().st_size > 0:
+            out.append(d.id)
+    return out
+
+
+def new_eval_spec(kind: str, models: list[str], session: Session, workspace: Path, persona: str) -> EvalSpec:
+    """An evaluation of `kind` on `models` with settings for a first look; ValueError (one
+    sentence) when it cannot run in this session yet."""
+    taken = [e.id for e in session.evals]
+    if not models:
+        raise ValueError("no model is selected; pick at least one in the Models list (space toggles).")
+    extra: dict[str, Any]
+    real_kind = kind
+    if kind == "traits":
+        extra = {"persona": persona, "samples": 2, "max_tokens": 64, "labeller": "fallback"}
+    elif kind == "perplexity_matrix":
+        data = _heldout_datasets(session, workspace)
+        if not data:
+            raise ValueError("no dataset has held-out examples yet; build one in the Data tab first.")
+        extra = {"data": data[:6], "samples": 20}
+    elif kind in ("judge", "judge-fallback"):
+        if len(models) < 2:
+            raise ValueError("a judge compares models: select at least two (the first is the baseline).")
+        real_kind = "judge"
+        if kind == "judge":
+            judge = session.engines[0].id if session.engines else BUNDLED
+            extra = {"persona": persona, "judge": judge, "limit": 5, "criteria": ["persona", "quality"]}
+        else:
+            extra = {"persona": persona, "judge": "fallback", "limit": 5, "criteria": ["persona"]}
+    elif kind == "reference":
+        data = _heldout_datasets(session, workspace, ("persona_chat", "chat_demos"))
+        if not data:
+            raise ValueError("reference metrics need held-out chat data; build a persona_chat or chat_demos dataset first.")
+        extra = {"data": data[0], "samples": 20, "max_tokens": 48}
+    else:
+        raise ValueError(f"{kind!r} is not an evaluation this pane runs.")
+    eval_id = make_id(f"eval {kind}", taken, fallback="eval")
+    return EvalSpec(id=eval_id, kind=real_kind, models=list(models), extra=extra)
+
+
+@dataclass
+class ResultEntry:
+    """One earlier result, from wherever it lives."""
+
+    key: str  # "job:<id>", "exp:<id>" or "spec:<eval id>:<n>"
+    title: str
+    kind: str
+    when: float
+    state: str
+    path: Path | None = None  # scores.json or result.json
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> dict[str, Any] | None:
+        if self.path is None:
+            return None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def _when(text: str) -> float:
+    try:
+        return time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, TypeError):
+        return 0.0
+
+
+def list_results(session: Session, workspace: Path) -> list[ResultEntry]:
+    """Every earlier result, newest first: eval jobs, summaries in the session, experiments."""
+    from evaluators.eval_job import SCORES_FILE
+
+    entries: dict[str, ResultEntry] = {}
+    eval_of_job: dict[str, str] = {}
+    for spec in session.evals:
+        for n, r in enumerate(spec.extra.get("results") or []):
+            if isinstance(r, dict) and r.get("job"):
+                eval_of_job[str(r["job"])] = spec.id
+    if Path(workspace).is_dir():
+        for status in jobs.list_jobs(workspace):
+            if status.kind != "eval":
+                continue
+            scores = status.dir / SCORES_FILE
+            title = eval_of_job.get(status.id, "")
+            kind = ""
+            if scores.is_file():
+                try:
+                    head = json.loads(scores.read_text(encoding="utf-8"))
+                    title, kind = title or str(head.get("eval") or ""), str(head.get("kind") or "")
+                    partial = bool(head.get("partial"))
+                except (OSError, json.JSONDecodeError):
+                    partial = True
+            else:
+                partial = False
+            state = status.state + (" (partial)" if partial and status.state == "finished" else "")
+            entries[f"job:{status.id}"] = ResultEntry(f"job:{status.id}", title or status.id, kind,
+                                                      status.ended or status.created or 0.0, state,
+                                                      scores if scores.is_file() else None)
+        from evaluators.experiments.state import EXPERIMENTS_DIR, RESULT_FILE
+
+        for result in sorted((Path(workspace) / EXPERIMENTS_DIR).glob(f"*/{RESULT_FILE}")):
+            try:
+                head = json.loads(result.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            entries[f"exp:{result.parent.name}"] = ResultEntry(
+                f"exp:{result.parent.name}", result.parent.name, str(head.get("study") or "experiment"),
+                _when(str(head.get("finished") or "")), "partial" if head.get("partial") else "finished", result)
+    for spec in session.evals:
+        for n, r in enumerate(spec.extra.get("results") or []):
+            if not isinstance(r, dict) or f"job:{r.get('job')}" in entries:
+                continue
+            entries[f"spec:{spec.id}:{n}"] = ResultEntry(
+                f"spec:{spec.id}:{n}", spec.id, spec.kind, _when(str(r.get("finished") or "")),
+                "summary" + (" (partial)" if r.get("partial") else ""), None, dict(r.get("summary") or {}))
+    return sorted(entries.values(), key=lambda e: e.when, reverse=True)
+
+
+def summary_table(entry: ResultEntry) -> Any:
+    """A kept summary (its job folder is gone): model x number, as stored."""
+    from rich.table import Table
+
+    table = Table(title=f"{entry.title} · summary kept in the session", title_justify="left")
+    table.add_column("Model")
+    table.add_column("Values")
+    for model, values in entry.summary.items():
+        table.add_row(model, ", ".join(f"{k} {v}" for k, v in (values or {}).items()) if isinstance(values, dict) else str(values))
+    return table
+
+
+def renderables(entry: ResultEntry, data: dict[str, Any] | None) -> list[Any]:
+    if entry.key.startswith("exp:") and data is not None:
+        from evaluators.experiments.report import tables_for_result
+
+        return tables_for_result(data)
+    if data is None:
+        return [summary_table(entry)] if entry.summary else [Text(f"{entry.title}: no scores yet ({entry.state}).")]
+    from evaluators.tables import problems_text, tables_for
+
+    out: list[Any] = list(tables_for(data))
+    extra = problems_text(data)
+    if extra.plain:
+        out.append(extra)
+    return out
+
+
+def chart_models(data: dict[str, Any] | None) -> list[str]:
+    """The models a per-trait chart can show, in order."""
+    if not data or data.get("kind") != "traits":
+        return []
+    return list(dict.fromkeys(r["model"] for r in data.get("rows", [])))
+
+
+def draw_chart(plt: Any, entry: ResultEntry, data: dict[str, Any] | None, model_index: int = 0) -> str:
+    """Draw the result's bars on a plotext module (a PlotextPlot's `plt`); return the chart's title
+    ("" when this kind has no chart)."""
+    plt.clear_data()
+    plt.clear_figure()
+    if not data:
+        return ""
+    markers = ["█", "▓", "▒", "░", "▞", "▚"]
+    if data.get("study") == "format-comparison":
+        from evaluators.experiments.format_comparison import CHART_SERIES
+
+        by_key = {r["key"]: r for r in data.get("rows", [])}
+        series = [(label, [by_key[k]["values"].get(c) or 0.0 for c in data["columns"]]) for k, label in CHART_SERIES if k in by_key]
+        plt.multiple_bar(list(data["columns"]), [s[1] for s in series], labels=[s[0] for s in series],
+                         marker=markers[: len(series)], width=0.8)
+        plt.ylim(0, 1.0 + 0.12 * len(series))
+        title = f"{data.get('persona', '')}: rates by training format"
+    elif data.get("kind") == "traits":
+        models = chart_models(data)
+        if not models:
+            return ""
+        model = models[model_index % len(models)]
+        rows = [r for r in data.get("rows", []) if r["model"] == model]
+        traits = [r["trait"][:14] for r in rows]
+        know = [(r.get("knowledge") or {}).get("rate") or 0.0 for r in rows]
+        show = [(r.get("expression") or {}).get("rate") or 0.0 for r in rows]
+        plt.multiple_bar(traits, [know, show], labels=["knows", "shows"], marker=markers[:2], width=0.8)
+        plt.ylim(0, 1.3)
+        title = f"{model}: knows vs shows per trait" + (" (m: next model)" if len(models) > 1 else "")
+    elif data.get("kind") in ("judge", "tailoring"):
+        pairs = data.get("pairs", [])
+        groups = list(dict.fromkeys(f"{p['criterion']}{'/' + p['group'] if p.get('group') else ''}" for p in pairs))
+        models = list(dict.fromkeys(p["model"] for p in pairs))
+        if not pairs:
+            return ""
+        values = []
+        for m in models:
+            rates = {f"{p['criterion']}{'/' + p['group'] if p.get('group') else ''}": (p.get("win") or {}).get("rate") or 0.0
+                     for p in pairs if p["model"] == m}
+            values.append([rates.get(g, 0.0) for g in groups])
+        plt.multiple_bar(groups, values, labels=[m[:20] for m in models], marker=markers[: len(models)], width=0.8)
+        plt.ylim(0, 1.0 + 0.12 * len(models))
+        title = f"win rate vs {data.get('baseline', 'the first model')}"
+    elif data.get("kind") == "perplexity_matrix":
+        cols = list(data.get("data", []))
+        rows = data.get("rows", [])
+        if not cols or not rows:
+            return ""
+        values = [[(r.get("values") or {}).get(c) or 0.0 for c in cols] for r in rows]
+        plt.multiple_bar([c[:16] for c in cols], values, labels=[r["model"][:20] for r in rows],
+                         marker=markers[: len(rows)], width=0.8)
+        title = "perplexity on held-out data (lower is better)"
+    elif data.get("kind") == "reference":
+        rows = [r for r in data.get("rows", []) if not r.get("error")]
+        if not rows:
+            return ""
+        metrics = [("hits@1", "hits@1"), ("f1", "F1"), ("rouge_l", "ROUGE-L")]
+        values = [[r.get(k) or 0.0 for k, _ in metrics] for r in rows]
+        plt.multiple_bar([m for _, m in metrics], values, labels=[r["model"][:20] for r in rows],
+                         marker=markers[: len(rows)], width=0.8)
+        plt.ylim(0, 1.0 + 0.12 * len(rows))
+        title = "reference metrics"
+    else:
+        return ""
+    if data.get("kind") != "perplexity_matrix":
+        plt.yticks([0, 0.25, 0.5, 0.75, 1.0])
+    plt.title(title)
+    return title
+
+
+class _ConsoleLines:
+    """A file for a rich Console that hands each finished line to `emit` (experiment output)."""
+
+    def __init__(self, emit: Any) -> None:
+        self.emit = emit
+        self.buffer = ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            if line.strip():
+                self.emit(line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- the pane
+
+
+class EvaluatePane(Vertical):
+    """Run evaluations and the format comparison; read and compare their results."""
+
+    BINDINGS = [
+        Binding("r", "run_evals", "Run"),
+        Binding("x", "run_experiment", "Format study"),
+        Binding("m", "next_model", "Next model", show=False),
+        Binding("f5", "refresh", "Refresh", show=False),
+    ]
+
+    session_file = None  # set by the app before mounting
+
+    class Progress(Message):
+        """Where the running job is; a newer one replaces a pending one."""
+
+        def __init__(self, label: str, done: float, total: float, message: str, state: str) -> None:
+            super().__init__()
+            self.label, self.done, self.total, self.message, self.state = label, done, total, message, state
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, EvaluatePane.Progress)
+
+    class JobEnded(Message):
+        def __init__(self, eval_id: str, job_dir: Path, state: str, error: str) -> None:
+            super().__init__()
+            self.eval_id, self.job_dir, self.state, self.error = eval_id, job_dir, state, error
+
+    class RunEnded(Message):
+        """The queue (or the experiment) is over; `error` says why it stopped early."""
+
+        def __init__(self, error: str = "", show: str = "") -> None:
+            super().__init__()
+            self.error, self.show = error, show
+
+    class LogLine(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.busy = False
+        self.entries: list[ResultEntry] = []
+        self.shown: ResultEntry | None = None
+        self.shown_data: dict[str, Any] | None = None
+        self.model_index = 0
+        self.log_lines: list[str] = []
+        self.last_progress: tuple[str, float, float, str, str] | None = None
+        self.chart_title = ""
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="eval-tabs", initial="eval-run"):
+            with TabPane("Run", id="eval-run"):
+                with Horizontal(id="eval-lists"):
+                    with Vertical(classes="eval-list-box"):
+                        yield Label("Models (space: pick)", classes="side-title")
+                        yield SelectionList(id="eval-models", compact=True)
+                    with Vertical(classes="eval-list-box"):
+                        yield Label("Evaluations", classes="side-title")
+                        yield SelectionList(*[(label, value, value == "traits") for value, label in KINDS],
+                                            id="eval-kinds", compact=True)
+                with Horizontal(classes="eval-row"):
+                    yield Select([], id="eval-persona", allow_blank=True, compact=True, prompt="persona")
+                    yield Button("Run (r)", id="eval-start", compact=True, variant="primary")
+                    yield Label("size", classes="eval-size-label")
+                    yield Input("40", id="exp-size", compact=True, type="integer")
+                    yield Button("Format study (x)", id="exp-start", compact=True)
+                yield Static("Pick models and evaluations, then r.", id="eval-status", markup=False)
+                yield ProgressBar(id="eval-progress", show_eta=False)
+                yield Static("", id="eval-log", markup=False)
+            with TabPane("Results", id="eval-results"):
+                yield Static("No result shown yet: pick one in History.", id="result-title", markup=False)
+                with VerticalScroll(id="result-scroll"):
+                    yield Static("", id="result-tables")
+                    yield PlotextPlot(id="result-chart")
+            with TabPane("History", id="eval-history"):
+                table = DataTable(id="history-table", cursor_type="row")
+                table.add_columns("when", "result", "kind", "state")
+                yield table
+
+    def on_mount(self) -> None:
+        self.fill_choices()
+        self.refresh_history()
+        self.query_one("#result-chart").display = False
+
+    @property
+    def session(self) -> Session:
+        return self.session_file.session
+
+    @property
+    def workspace(self) -> Path:
+        return Path(self.session_file.workspace)
+
+    # -- choices ----------------------------------------------------------------------------
+    def fill_choices(self) -> None:
+        models = self.query_one("#eval-models", SelectionList)
+        keep = set(models.selected)
+        models.clear_options()
+        choices = model_choices(self.session, self.workspace)
+        if not keep:  # first fill: the base model and the newest finished run
+            newest = next((ref for ref, _ in choices if ref.startswith("job:")), None)
+            keep = {choices[0][0], *([newest] if newest else [])}
+        models.add_options([(label, ref, ref in keep) for ref, label in choices])
+        persona = self.query_one("#eval-persona", Select)
+        current = persona.value
+        persona.set_options([(p.id, p.id) for p in self.session.personas])
+        ids = [p.id for p in self.session.personas]
+        if ids:
+            persona.value = current if current in ids else ids[0]
+
+    def _persona(self) -> str:
+        value = self.query_one("#eval-persona", Select).value
+        return value if isinstance(value, str) else ""
+
+    # -- history and results ----------------------------------------------------------------
+    def refresh_history(self) -> None:
+        self.entries = list_results(self.session, self.workspace)
+        table = self.query_one("#history-table", DataTable)
+        table.clear()
+        for e in self.entries:
+            when = time.strftime("%m-%d %H:%M", time.localtime(e.when)) if e.when else "–"
+            table.add_row(when, e.title[:30], e.kind[:17], e.state[:16], key=e.key)
+
+    def action_refresh(self) -> None:
+        self.fill_choices()
+        self.refresh_history()
+
+    @on(DataTable.RowSelected, "#history-table")
+    def _history_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key is not None and event.row_key.value:
+            self.show(str(event.row_key.value))
+
+    def show(self, key: str) -> None:
+        """Show the result `key` (see ResultEntry.key) in the Results tab."""
+        entry = next((e for e in self.entries if e.key == key), None)
+        if entry is None:
+            self.refresh_history()
+            entry = next((e for e in self.entries if e.key == key), None)
+        if entry is None:
+            self.notify(f"{key} has no result to show.", severity="warning")
+            return
+        self.shown, self.shown_data, self.model_index = entry, entry.load(), 0
+        try:
+            parts = renderables(entry, self.shown_data)
+        except ValueError as e:
+            parts = [Text(str(e), style="red")]
+        self.query_one("#result-title", Static).update(f"{entry.title} · {entry.kind} · {entry.state}")
+        self.query_one("#result-tables", Static).update(Group(*parts))
+        self._draw_chart()
+        self.query_one("#eval-tabs", TabbedContent).active = "eval-results"
+        self.query_one("#result-scroll").focus()  # keys (m, arrows to scroll) reach the results
+
+    def _draw_chart(self) -> None:
+        chart = self.query_one("#result-chart", PlotextPlot)
+        title = draw_chart(chart.plt, self.shown, self.shown_data, self.model_index) if self.shown else ""
+        self.chart_title = title
+        chart.display = bool(title)
+        chart.refresh()
+
+    def action_next_model(self) -> None:
+        if chart_models(self.shown_data):
+            self.model_index += 1
+            self._draw_chart()
+
+    # -- running evaluations ----------------------------------------------------------------
+    @on(Button.Pressed, "#eval-start")
+    def _start_pressed(self) -> None:
+        self.action_run_evals()
+
+    @on(Button.Pressed, "#exp-start")
+    def _experiment_pressed(self) -> None:
+        self.action_run_experiment()
+
+    def _refuse_if_busy(self) -> bool:
+        if self.busy:
+            self.notify("An evaluation is running; wait for it to end (its job goes on if you quit).",
+                        severity="warning")
+        return self.busy
+
+    def action_run_evals(self) -> None:
+        """Add one evaluation per chosen kind to the session, create their jobs, run them in turn."""
+        if self._refuse_if_busy():
+            return
+        from evaluators.eval_job import create_eval_job
+        from evaluators.experiments.models import run_resolver
+
+        models = list(self.query_one("#eval-models", SelectionList).selected)
+        kinds = list(self.query_one("#eval-kinds", SelectionList).selected)
+        if not kinds:
+            self.notify("Pick at least one evaluation (space toggles).", severity="warning")
+            return
+        created: list[tuple[str, Path]] = []
+        problems: list[str] = []
+        resolve = run_resolver(self.session, self.workspace)
+        for kind in kinds:
+            try:
+                spec = new_eval_spec(kind, models, self.session, self.workspace, self._persona())
+            except ValueError as e:
+                problems.append(f"{kind}: {e}")
+                continue
+            self.session.evals.append(spec)
+            try:
+                created.append((spec.id, create_eval_job(self.session_file, spec.id, resolve)))
+            except ValueError as e:
+                self.session.evals.remove(spec)
+                lines = getattr(e, "problems", None) or [str(e)]
+                problems.append(f"{kind}: {lines[0]}")
+        if problems:
+            self.notify("\n".join(problems), title="Not started", severity="error", markup=False, timeout=10)
+        if not created:
+            return
+        self.post_message(SessionChanged(f"added evaluations {', '.join(i for i, _ in created)}", save_now=True))
+        self.busy = True
+        self.log_lines = []
+        self._set_status(f"queued {len(created)} evaluation(s): {', '.join(i for i, _ in created)}")
+        self.run_queue(created)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="eval-run")
+    def run_queue(self, queue: list[tuple[str, Path]]) -> None:
+        """Start each job when the one before it ended; post progress read from its files."""
+        worker = get_current_worker()
+        last = ""
+        for eval_id, job_dir in queue:
+            if worker.is_cancelled:
+                break
+            try:
+                jobs.start_job(job_dir)
+            except ValueError as e:
+                self.post_message(self.JobEnded(eval_id, job_dir, "failed", str(e)))
+                continue
+            try:
+                status = self._follow(job_dir, eval_id, worker)
+            except Exception as e:  # noqa: BLE001 - the pane says so and stays usable
+                self.post_message(self.RunEnded(error=f"following {job_dir.name} failed: {e}"))
+                return
+            if status.state == "finished":
+                last = f"job:{job_dir.name}"
+            self.post_message(self.JobEnded(eval_id, job_dir, status.state, status.error))
+        self.post_message(self.RunEnded(show=last))
+
+    def _follow(self, job_dir: Path, label: str, worker: Any = None) -> jobs.JobStatus:
+        status = jobs.read_status(job_dir)
+        while not status.terminal and not (worker is not None and worker.is_cancelled):
+            self.post_message(self.Progress(label, status.done, status.total, status.message, status.state))
+            time.sleep(POLL_S)
+            status = jobs.read_status(job_dir)
+        self.post_message(self.Progress(label, status.done, status.total, status.message, status.state))
+        return status
+
+    def on_evaluate_pane_progress(self, message: Progress) -> None:
+        self.last_progress = (message.label, message.done, message.total, message.message, message.state)
+        total = int(message.total or 0)
+        self._set_status(f"{message.label}: {message.state} {int(message.done)}/{total or '?'} {message.message}"[:200])
+        self.query_one("#eval-progress", ProgressBar).update(total=message.total or None, progress=message.done)
+
+    def on_evaluate_pane_job_ended(self, message: JobEnded) -> None:
+        if message.state == "finished":
+            self._record(message.eval_id, message.job_dir)
+        else:
+            self.notify(f"{message.eval_id}: {message.state}. {message.error.splitlines()[0] if message.error else ''}",
+                        title="Evaluation ended", severity="error", markup=False, timeout=10)
+        self.refresh_history()
+
+    def _record(self, eval_id: str, job_dir: Path) -> None:
+        """The job's summary under its evaluation in the session (as `persona-tui eval` does)."""
+        from evaluators.eval_job import load_scores, summary
+        from evaluators.experiments.runner import drop_nulls
+
+        spec = next((e for e in self.session.evals if e.id == eval_id), None)
+        try:
+            scores = load_scores(job_dir)
+        except ValueError:
+            return
+        if spec is None:
+            return
+        entry = {"job": job_dir.name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                 "partial": bool(scores.get("partial")), "summary": drop_nulls(summary(scores))}
+        spec.extra["results"] = [*(spec.extra.get("results") or []), entry]
+        self.post_message(SessionChanged(f"results of {eval_id}", save_now=True))
+
+    def on_evaluate_pane_run_ended(self, message: RunEnded) -> None:
+        self.busy = False
+        self.fill_choices()
+        self.refresh_history()
+        if message.error:
+            self._set_status(f"stopped: {message.error}")
+            self.notify(message.error, title="Stopped", severity="error", markup=False, timeout=12)
+        else:
+            self._set_status("done." + (" Results shown in the Results tab." if message.show else ""))
+        if message.show:
+            self.show(message.show)
+
+    def _set_status(self, text: str) -> None:
+        self.query_one("#eval-status", Static).update(text)
+
+    # -- the format comparison ---------------------------------------------------------------
+    def action_run_experiment(self) -> None:
+        if self._refuse_if_busy():
+            return
+        persona = self._persona()
+        text = self.query_one("#exp-size", Input).value.strip()
+        try:
+            size = int(text)
+        except ValueError:
+            size = 0
+        if size < 2:
+            self.notify(f"size {text!r} is not a number of examples (at least 2); type one beside the button.",
+                        severity="error")
+            return
+        if not persona:
+            self.notify("The session has no persona to study; add one in the Personas tab.", severity="error")
+            return
+        self.busy = True
+        self.log_lines = []
+        self._set_status(f"format comparison of {persona}, {size} examples per format: starting")
+        self.run_experiment(persona, size)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="eval-run")
+    def run_experiment(self, persona: str, size: int) -> None:
+        """The study through evaluators.experiments (detached jobs, followed here); the session is
+        saved through the app, so its view of the file stays true."""
+        from evaluators.experiments import format_comparison as fc
+
+        worker = get_current_worker()
+        console = Console(file=_ConsoleLines(lambda line: self.post_message(self.LogLine(line))), width=200,
+                          color_system=None, force_terminal=False)
+
+        def follow(job_dir: Path, label: str, _console: Console) -> jobs.JobStatus:
+            return self._follow(job_dir, label, worker)
+
+        def save() -> None:
+            if not self.app.call_from_thread(self.app.save):
+                raise ValueError(f"{self.session_file.path} could not be saved, so the experiment stopped; see the notification.")
+
+        try:
+            cfg = fc.preset(persona, size < fc.GPU["size"], self.workspace, size=size)
+            result = fc.run(self.session_file, cfg, console=console, follow=follow, save=save)
+        except Exception as e:  # noqa: BLE001 - ExperimentError and friends are one sentence; anything else too
+            self.post_message(self.RunEnded(error=str(e).splitlines()[0] if str(e) else type(e).__name__))
+            return
+        self.post_message(self.RunEnded(show=f"exp:{result['id']}"))
+
+    def on_evaluate_pane_log_line(self, message: LogLine) -> None:
+        self.log_lines = (self.log_lines + [message.text])[-3:]
+        self.query_one("#eval-log", Static).update("\n".join(self.log_lines))

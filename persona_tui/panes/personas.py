@@ -45,6 +45,13 @@ def unique_id(base: str, taken: set[str]) -> str:
 class PersonaList(ListView):
     """The personas by name; the highlighted one is shown in the editor."""
 
+    BINDINGS = [Binding("enter", "edit_persona", "Edit", show=False)]
+
+    def action_edit_persona(self) -> None:
+        # Focus moves at once (not on a later message), so keys typed right after Enter
+        # already land in the name field.
+        self.screen.set_focus(self.screen.query_one("#persona-name", Input))
+
 
 class TraitTable(DataTable):
     """The persona's traits; enter (or a click on the cursor row) edits one."""
@@ -94,21 +101,32 @@ class PersonasPane(Widget):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.current: int | None = None  # index into session.personas
+        self.current: int | None = None  # index into session.personas, set in compose
         self._rebuilding = False
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        # Built with the first persona's values in place, so the first frame needs one layout.
+        personas = self.session.personas
+        self.current = 0 if personas else None
+        persona = self.persona or Persona(id="", name="")
         with Horizontal(id="personas-body"):
             with Vertical(id="persona-side"):
                 yield Label("Personas", classes="side-title")
-                yield PersonaList(id="persona-list")
-            with VerticalScroll(id="persona-form", can_focus=False):
-                yield Static("", id="persona-id", markup=False)
+                yield PersonaList(
+                    *(self._list_item(p) for p in personas),
+                    initial_index=self.current,
+                    id="persona-list",
+                )
+            form = VerticalScroll(id="persona-form", can_focus=False)
+            form.display = persona is not None and bool(personas)
+            with form:
+                yield Static(self._id_line(persona), id="persona-id", markup=False)
                 yield Label("Name", classes="field-label")
-                yield Input(id="persona-name", compact=True, placeholder="the character's name")
+                yield Input(persona.name, id="persona-name", compact=True, select_on_focus=False,
+                            placeholder="the character's name")
                 yield Label("Summary", classes="field-label")
-                yield TextArea(id="persona-summary", compact=True, classes="-short",
+                yield TextArea(persona.summary, id="persona-summary", compact=True, classes="-short",
                                placeholder="who they are, in a sentence or two")
                 yield Label("Traits (a: add, enter: edit, del: delete)", classes="field-label")
                 yield TraitTable(id="trait-table", cursor_type="row", zebra_stripes=True)
@@ -117,24 +135,29 @@ class PersonasPane(Widget):
                     yield MouseButton("Edit trait", id="edit-trait", compact=True)
                     yield MouseButton("Delete trait", id="delete-trait", compact=True)
                 yield Label("Speaking style", classes="field-label")
-                yield TextArea(id="persona-style", compact=True, classes="-short",
+                yield TextArea(persona.style, id="persona-style", compact=True, classes="-short",
                                placeholder="how they talk")
                 yield Label("Facts (one per line)", classes="field-label")
-                yield TextArea(id="persona-facts", compact=True, classes="-medium")
+                yield TextArea("\n".join(persona.facts), id="persona-facts", compact=True, classes="-medium")
                 yield Label("Example lines in their voice (one per line)", classes="field-label")
-                yield TextArea(id="persona-examples", compact=True, classes="-medium")
-            yield Static(
+                yield TextArea("\n".join(persona.examples), id="persona-examples", compact=True, classes="-medium")
+            empty = Static(
                 "No personas yet.\n\nPress a to add one, or i to import a Character Card "
-                "(.json) or a persona list (.txt, one 'I ...' sentence per line).",
+                "(.json or .png) or a persona list (.txt, one 'I ...' sentence per line).",
                 id="persona-empty",
                 markup=False,
             )
+            empty.display = not personas
+            yield empty
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
         # Counts before the text, so they stay in view when the text is cut at 80 columns.
         self.query_one(TraitTable).add_columns("id", "know", "expr", "text", "markers")
-        await self.refresh_list(select=0)
-        self.query_one(PersonaList).focus()
+        self.refresh_traits()
+
+    def focus_default(self) -> None:
+        """Where the keyboard starts in this tab: the persona list."""
+        self.screen.set_focus(self.query_one(PersonaList))
 
     # -- helpers ------------------------------------------------------------------------
     @property
@@ -159,7 +182,7 @@ class PersonasPane(Widget):
         self._rebuilding = True
         try:
             await list_view.clear()
-            await list_view.extend(ListItem(Label(self._list_label(p), markup=False)) for p in personas)
+            await list_view.extend(self._list_item(p) for p in personas)
             self.current = min(select, len(personas) - 1) if personas else None
             list_view.index = self.current
         finally:
@@ -170,6 +193,13 @@ class PersonasPane(Widget):
     def _list_label(persona: Persona) -> str:
         return persona.name or f"({persona.id})"
 
+    def _list_item(self, persona: Persona) -> ListItem:
+        return ListItem(Label(self._list_label(persona), markup=False))
+
+    @staticmethod
+    def _id_line(persona: Persona) -> str:
+        return f"id: {persona.id}    (r renames)"
+
     def show_persona(self) -> None:
         """Fill the form from the current persona, without those writes counting as edits."""
         persona = self.persona
@@ -177,7 +207,7 @@ class PersonasPane(Widget):
         self.query_one("#persona-empty").display = persona is None
         if persona is None:
             return
-        self.query_one("#persona-id", Static).update(f"id: {persona.id}    (r renames)")
+        self.query_one("#persona-id", Static).update(self._id_line(persona))
         with self.prevent(Input.Changed, TextArea.Changed):
             self.query_one("#persona-name", Input).value = persona.name
             for field, text in (
@@ -229,11 +259,11 @@ class PersonasPane(Widget):
 
     @on(ListView.Selected, "#persona-list")
     def _selected(self, event: ListView.Selected) -> None:
-        # Enter on a persona moves into its form.
-        self.query_one("#persona-name", Input).focus()
+        # A click on a persona: into its form.
+        self.screen.set_focus(self.query_one("#persona-name", Input))
 
     def action_focus_list(self) -> None:
-        self.query_one(PersonaList).focus()
+        self.screen.set_focus(self.query_one(PersonaList))
 
     # -- fields -------------------------------------------------------------------------
     @on(Input.Changed, "#persona-name")
@@ -270,7 +300,7 @@ class PersonasPane(Widget):
 
     async def action_add_persona(self) -> None:
         await self.add_persona(Persona(id="persona", name="New persona"), "added a persona")
-        self.query_one("#persona-name", Input).focus()
+        self.screen.set_focus(self.query_one("#persona-name", Input))
 
     async def action_duplicate_persona(self) -> None:
         persona = self.persona
@@ -345,8 +375,9 @@ class PersonasPane(Widget):
         self.app.push_screen(
             TextPrompt(
                 "Import a persona",
-                help="A Character Card V2 (.json) or a plain persona list (.txt, one "
-                "'I ...' sentence per line). Relative paths start in the current folder.",
+                help="A Character Card (.json, or a .png with the card inside) or a plain "
+                "persona list (.txt, one 'I ...' sentence per line). Relative paths start in "
+                "the current folder.",
                 placeholder="path/to/card.json",
                 ok_label="Import",
                 check=lambda value: None if value else "Type the path of the file to import.",
@@ -359,10 +390,11 @@ class PersonasPane(Widget):
         from sessions import cards
 
         try:
+            taken = self._persona_ids()
             if path.suffix.lower() == ".txt":
-                persona = cards.read_persona_list(path)
+                persona = cards.read_persona_list(path, taken=taken)
             else:
-                persona = cards.import_card(path)
+                persona = cards.import_card(path, taken=taken)
         except (ValueError, OSError) as error:
             self.notify(str(error), title="Import failed", severity="error", timeout=10)
             return False

@@ -16,6 +16,9 @@ class ChoiceScreen(ModalScreen[str]):
     label's first letter (or the key given as `hotkeys`) also chooses it.
     """
 
+    # Read when a dialog is first shown, not at start-up (a cost on the first frame).
+    CSS_PATH = "modals.tcss"
+
     BINDINGS = [Binding("escape", "choose_cancel", "Cancel")]
 
     def __init__(
@@ -49,7 +52,7 @@ class ChoiceScreen(ModalScreen[str]):
 
     def on_mount(self) -> None:
         # Focus the last button (the safe one by convention: Cancel / No).
-        self.query(Button).last().focus()
+        self.set_focus(self.query(Button).last())
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -15,6 +15,8 @@ from textual.widgets import Button, Label, Static, TextArea
 class ExampleEditor(ModalScreen[dict[str, Any] | None]):
     """Returns the edited record, or None when cancelled. ctrl+s saves, escape cancels."""
 
+    CSS_PATH = "modals.tcss"  # the shared dialog layout, read when first shown
+
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Save", priority=True),

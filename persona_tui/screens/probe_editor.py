@@ -17,6 +17,9 @@ FIELD_NAMES = {"question": "question", "affirm": "affirming answer", "deny": "de
 class ProbeEditor(ModalScreen[KnowledgeProbe | None]):
     """Returns the edited probe (a new object) or None when cancelled."""
 
+    # Read when a dialog is first shown, not at start-up (a cost on the first frame).
+    CSS_PATH = "modals.tcss"
+
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Keep probe"),
@@ -47,7 +50,7 @@ class ProbeEditor(ModalScreen[KnowledgeProbe | None]):
 
     def on_mount(self) -> None:
         self.query_one("#probe-error").display = False
-        self.query_one("#probe-question", Input).focus()
+        self.set_focus(self.query_one("#probe-question", Input))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -18,6 +18,9 @@ class TextPrompt(ModalScreen[str | None]):
     open) or None to accept it.
     """
 
+    # Read when a dialog is first shown, not at start-up (a cost on the first frame).
+    CSS_PATH = "modals.tcss"
+
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
@@ -51,7 +54,7 @@ class TextPrompt(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#prompt-error").display = False
-        self.query_one("#prompt-input", Input).focus()
+        self.set_focus(self.query_one("#prompt-input", Input))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -45,6 +45,9 @@ class TraitEditor(ModalScreen[Trait | None]):
     (taken by another trait, or unsafe as a file name) or None.
     """
 
+    # Read when a dialog is first shown, not at start-up (a cost on the first frame).
+    CSS_PATH = "modals.tcss"
+
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Keep trait"),
@@ -86,7 +89,7 @@ class TraitEditor(ModalScreen[Trait | None]):
         table = self.query_one(ProbeTable)
         table.add_columns("question", "affirm", "deny")
         self.refresh_probes()
-        self.query_one("#trait-id" if self.new else "#trait-text").focus()
+        self.set_focus(self.query_one("#trait-id" if self.new else "#trait-text"))
 
     def refresh_probes(self, cursor: int | None = None) -> None:
         table = self.query_one(ProbeTable)

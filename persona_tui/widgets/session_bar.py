@@ -36,23 +36,25 @@ class SessionBar(Horizontal):
     SessionBar > #save-state.-error { color: $error; text-style: bold; }
     """
 
-    title: reactive[str] = reactive("")
-    state: reactive[str] = reactive("saved")
+    title: reactive[str] = reactive("", init=False)
+    state: reactive[str] = reactive("saved", init=False)
+
+    def __init__(self, title: str = "", state: str = "saved", **kwargs) -> None:
+        super().__init__(**kwargs)
+        # Set without watchers: compose builds the labels with these values already in place.
+        self.set_reactive(SessionBar.title, title)
+        self.set_reactive(SessionBar.state, state)
 
     def compose(self) -> ComposeResult:
-        yield Label("", id="session-title", markup=False)
-        yield Label("", id="save-state", markup=False)
-
-    def on_mount(self) -> None:
-        self.watch_title(self.title)
-        self.watch_state(self.state)
+        text, css_class = SAVE_STATES[self.state]
+        yield Label(self.title, id="session-title", markup=False)
+        yield Label(text, id="save-state", classes=css_class, markup=False)
 
     def watch_title(self, title: str) -> None:
-        for label in self.query("#session-title").results(Label):
-            label.update(title)
+        self.query_one("#session-title", Label).update(title)
 
     def watch_state(self, state: str) -> None:
         text, css_class = SAVE_STATES[state]
-        for label in self.query("#save-state").results(Label):
-            label.update(text)
-            label.set_classes(css_class)
+        label = self.query_one("#save-state", Label)
+        label.update(text)
+        label.set_classes(css_class)

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainers.export import ExportError
+from trainers.export import ExportError, cpu_threads
 
-# llama.cpp refuses these without an importance matrix (tools/quantize), which an export does not make.
-NEEDS_IMATRIX = frozenset({"iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "q2_k_s"})
+# llama.cpp refuses these without an importance matrix, which an export does not make: their
+# tensor types need one (tensor_requires_imatrix in llama.cpp's src/llama-quant.cpp).
+NEEDS_IMATRIX = frozenset({"iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "q2_k_s"})
 # The F16 GGUF is the export's own starting point, not a quantisation.
 NOT_QUANTS = frozenset({"f16"})
 
@@ -79,7 +80,7 @@ def quantize(src: str | Path, dst: str | Path, qtype: str, threads: int | None =
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise ExportError(f"cannot quantize {src}: the file does not exist.")
-    threads = int(threads or os.cpu_count() or 1)
+    threads = int(threads or cpu_threads())
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "trainers.export.quantize", str(src), str(dst), qtype, str(threads)],

@@ -17,14 +17,13 @@ the amount measured for it on the bundled model, with headroom.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainers.export import ExportError, quiet_transformers
+from trainers.export import ExportError, cpu_threads, quiet_transformers
 
 # Varied, short chat turns: persona questions, instructions, small talk.
 DEFAULT_PROMPTS = (
@@ -158,10 +157,22 @@ def build_reference(
     model: Any = None,
 ) -> Reference:
     """Greedy continuations and next-token log-probabilities of the merged model in transformers."""
-    import numpy as np
     import torch
 
     t0 = time.monotonic()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cpu_threads())
+    try:
+        return _reference(hf_dir, tokenizer, prompts, n_positions, model, t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference(hf_dir: str | Path, tokenizer: Any, prompts: Sequence[str], n_positions: int, model: Any,
+               t0: float) -> Reference:
+    import numpy as np
+    import torch
+
     if model is None:
         from transformers import AutoModelForCausalLM
 
@@ -231,8 +242,8 @@ def open_gguf(gguf: str | Path, n_ctx: int, lora: str | Path | None = None, thre
         "n_batch": 512,
         "logits_all": True,
         "verbose": False,
-        "n_threads": threads or os.cpu_count() or 1,
-        "n_threads_batch": threads or os.cpu_count() or 1,
+        "n_threads": threads or cpu_threads(),
+        "n_threads_batch": threads or cpu_threads(),
     }
     if lora:
         kwargs["lora_path"] = str(lora)

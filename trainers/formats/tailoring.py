@@ -19,7 +19,8 @@ Records:
 
 Input: JSONL or CSV with `prompt`, `chosen`, `rejected` and optionally `chosen_persona_gold`,
 `rejected_persona_gold`, `chosen_persona_retr`, `rejected_persona_retr`. Personas
-(`extra.persona_source`): `gold`, `retr`, `infer`, or `auto` (default: gold when the row has
+(`extra.persona_source`): `gold`, `retr`, `infer`, `none` (no persona line: the baseline trained
+without personas), or `auto` (default: gold when the row has
 both, else retrieved, else inferred). **Persona inference** asks an engine for the persona of a
 user who would prefer the chosen response and, swapped, of one who would prefer the rejected one;
 the inferred personas are stored in the record's meta beside the pair. `extra.both_sides` adds
@@ -39,14 +40,17 @@ from trainers.formats.rows import BrokenRows, ImportFileError, table_records
 NAME = "tailoring"
 NEEDS_PERSONA = False
 KINDS = ("sft", "dpo")
-PERSONA_SOURCES = ("auto", "gold", "retr", "infer")
+PERSONA_SOURCES = ("auto", "gold", "retr", "infer", "none")
 REQUIRED = ("prompt", "chosen", "rejected")
 
 Infer = Callable[[str, str, str], "str | None"]
 
 
 def template(prompt: str, persona: str) -> str:
-    """The paper's prompt template."""
+    """The paper's prompt template (without the persona line when there is none: the paper's
+    no-persona baseline)."""
+    if not persona.strip():
+        return f"Prompt: {prompt.strip()}\nResponse:"
     return f"Prompt: {prompt.strip()}\nPersona: {persona.strip()}\nResponse:"
 
 
@@ -172,7 +176,7 @@ def build_examples(
     for n, (line, row) in enumerate(rows):
         if cancelled and cancelled():
             break
-        pair = _persona_pair(row, persona_source)
+        pair = ("", "", "none") if persona_source == "none" else _persona_pair(row, persona_source)
         if pair is None:
             if persona_source in ("gold", "retr"):
                 broken.add(line, f"the row has no {persona_source} personas (chosen_persona_{persona_source}, "

@@ -396,17 +396,28 @@ def _is_proper(word: str, persona: Persona) -> bool:
     return word[:1].isupper() and word.lower() not in {"a", "an", "the"} and word in persona.summary[1:]
 
 
+def _lower_pronoun(text: str) -> str:
+    """"Your late husband ..." -> "your late husband ...": clauses go mid-sentence."""
+    first = text.split(" ", 1)[0]
+    if first.lower() in {"you", "you're", "you've", "you'd", "you'll", "your", "her", "his", "their",
+                         "she", "he", "they", "she's", "he's", "they're"}:
+        return text[:1].lower() + text[1:]
+    return text
+
+
 def clause_for(source: str, text: str, persona: Persona, pron: Pronouns) -> Clause | None:
     first = to_first_person(text, persona)
     if not first or not re.search(r"[A-Za-z]", first):
         return None
+    if first.startswith(("My ", "Me ")):
+        first = first[:1].lower() + first[1:]  # clauses go mid-sentence; {First} capitalises
     short_name = persona.name.split()[0] if persona.name else pron.subj
     return Clause(
         source=source,
         first=first,
-        second=first_to_other(first, "you"),
+        second=_lower_pronoun(first_to_other(first, "you")),
         third=first_to_other(first, short_name, pron),
-        third_pron=first_to_other(first, pron.subj, pron),
+        third_pron=_lower_pronoun(first_to_other(first, pron.subj, pron)),
         original=text.strip(),
     )
 

@@ -1,0 +1,153 @@
+"""Pilot tests of the Data pane: edit a spec, build it as a job, browse, edit, delete, preview, export."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Select, Static, TextArea
+
+from persona_tui.app import make_app
+from persona_tui.panes.data import DataPane, DatasetList, ExampleTable
+from persona_tui.screens.choice import ChoiceScreen
+from persona_tui.screens.example_editor import ExampleEditor
+from persona_tui.screens.text_prompt import TextPrompt
+from sessions.demo import write_demo_session
+from sessions.store import SessionFile
+from trainers import dataset_files
+
+pytestmark = pytest.mark.anyio
+
+AUTOSAVE_WAIT = 1.6
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def session_path(tmp_path: Path) -> Path:
+    return write_demo_session(tmp_path)
+
+
+def on_disk(path: Path):
+    return SessionFile.load(path).session
+
+
+async def until(pilot, condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting in the Data pane")
+        await pilot.pause(0.2)
+
+
+async def set_input(pilot, widget: Input, text: str) -> None:
+    widget.focus()
+    await pilot.press("home", "ctrl+k", *text)
+
+
+async def test_build_browse_edit_delete_preview_export(session_path: Path):
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(DataPane)
+        spec = pane.spec
+        assert spec is not None and spec.id == on_disk(session_path).datasets[0].id
+        await set_input(pilot, app.query_one("#data-size", Input), "40")
+        await pilot.pause(AUTOSAVE_WAIT)
+        assert on_disk(session_path).datasets[0].size == 40
+
+        # Build: a detached job, followed into the progress bar, then the examples appear.
+        app.query_one(DatasetList).focus()
+        await pilot.press("b")
+        await until(pilot, lambda: len(pane.rows) == 40)
+        jobs_dir = session_path.parent / session_path.stem / "jobs"
+        assert len(list(jobs_dir.iterdir())) == 1
+        assert app.query_one(ExampleTable).row_count == 40
+        assert "40 (36 train, 4 held out)" in str(app.query_one("#data-stats", Static).render())
+        workspace = SessionFile.load(session_path).workspace
+        assert len(dataset_files.load_records(workspace, spec.id)) == 36
+
+        # Open the first example, edit it, save.
+        table = app.query_one(ExampleTable)
+        table.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ExampleEditor)
+        area = app.screen.query_one("#example-json", TextArea)
+        record = json.loads(area.text)
+        record["messages"][-1]["content"] = "Edited in the pane."
+        area.load_text(json.dumps(record))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: pane.rows and pane.rows[0][2]["messages"][-1]["content"] == "Edited in the pane.")
+        assert dataset_files.load_records(workspace, spec.id)[0]["messages"][-1]["content"] == "Edited in the pane."
+
+        # A broken edit stays in the editor with the reason.
+        table.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        app.screen.query_one("#example-json", TextArea).load_text('{"text": "no"}')
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ExampleEditor)
+        assert "a chat_demos record has the messages shape" in str(app.screen.query_one("#example-error").render())
+        await pilot.press("escape")
+
+        # Delete one (asks first).
+        table.focus()
+        await pilot.press("delete")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: len(pane.rows) == 39)
+        assert len(dataset_files.load_records(workspace, spec.id)) == 35
+
+        # Preview through the base model's chat template.
+        table.focus()
+        await pilot.press("p")
+        await until(pilot, lambda: "<|im_start|>assistant" in str(app.query_one("#data-preview", Static).render()))
+
+        # Export as an HF datasets folder.
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("h")
+        out = workspace / "exports" / "datasets" / f"{spec.id}-hf"
+        await until(pilot, lambda: (out / "dataset_dict.json").is_file())
+        assert not [n for n in app._notifications if n.severity == "error"]
+
+
+async def test_new_dataset_and_a_build_that_cannot_start(session_path: Path):
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(DataPane)
+        before = len(on_disk(session_path).datasets)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)
+        await pilot.press("home", "ctrl+k", *"spc-import", "enter")
+        await pilot.pause(AUTOSAVE_WAIT)
+        session = on_disk(session_path)
+        assert len(session.datasets) == before + 1 and session.datasets[-1].id == "spc-import"
+        assert pane.spec.id == "spc-import"
+        assert app.query_one(DatasetList).index == before
+
+        # Switch it to an import with no source: building says why and starts nothing.
+        app.query_one("#data-format", Select).value = "persona_chat"
+        await pilot.pause(AUTOSAVE_WAIT)
+        saved = on_disk(session_path).datasets[-1]
+        assert (saved.format, saved.generator) == ("persona_chat", "import")
+        assert app.query_one("#data-source").display and not app.query_one("#data-persona").display
+        app.query_one(DatasetList).focus()
+        await pilot.press("b")
+        await pilot.pause()
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors and "its source is empty" in errors[-1].message
+        assert not (session_path.parent / session_path.stem / "jobs").exists()

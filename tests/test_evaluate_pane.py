@@ -1,0 +1,204 @@
+"""The Evaluate pane with Pilot at 80x24: earlier results (a finished eval job's scores.json, a
+summary kept in the session, an experiment's result.json) are listed and shown as tables and
+bar charts; `r` starts a real eval job (a detached worker) and the pane follows it to its table."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, SelectionList
+
+from evaluators.probes import Rate
+from persona_tui.app import make_app
+from persona_tui.panes.evaluate import EvaluatePane, list_results, new_eval_spec
+from sessions import jobs
+from sessions.model import DatasetSpec, EngineSpec, EvalSpec
+from sessions.store import SessionFile
+from experiment_fixtures import tiny_session
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def wait_until(pilot, predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def shown_text(pane: EvaluatePane) -> str:
+    """The Results tab's tables as plain text (whitespace collapsed: titles wrap in narrow tables)."""
+    from rich.console import Console
+
+    console = Console(width=78, record=True, file=io.StringIO())
+    console.print(pane.query_one("#result-tables").content)
+    return " ".join(console.export_text().split())
+
+
+def _trait_row(model: str, trait: str, know: tuple[int, int], show: tuple[int, int], flag: str) -> dict:
+    return {"model": model, "trait": trait, "knowledge": Rate(*know).to_dict(), "expression": Rate(*show).to_dict(),
+            "contradicted": Rate(0, show[1]).to_dict(), "unscored": 0, "scorers": ["markers"], "flag": flag}
+
+
+TRAITS_SCORES = {
+    "eval": "odile-traits", "kind": "traits", "models": ["base", "tuned"], "persona": "odile",
+    "traits": ["draws-maps", "cannot-swim"], "labeller": "markers", "knowledge_by": "total",
+    "partial": False, "problems": [], "notes": [],
+    "rows": [
+        _trait_row("base", "draws-maps", (1, 4), (0, 6), "not learned"),
+        _trait_row("base", "cannot-swim", (1, 3), (1, 5), "not learned"),
+        _trait_row("tuned", "draws-maps", (4, 4), (2, 6), "KNOWS, RARELY SHOWS"),
+        _trait_row("tuned", "cannot-swim", (3, 3), (4, 5), "ok"),
+    ],
+}
+
+
+def _finished_eval(sf: SessionFile) -> Path:
+    """An eval job made through the job protocol whose work writes the scores a traits eval writes."""
+    job_dir = jobs.create_job(sf.workspace, "eval", {"eval": "odile-traits", "eval_kind": "traits"},
+                              worker="evaluators.worker")
+
+    def work(job):
+        (job.dir / "scores.json").write_text(json.dumps({**TRAITS_SCORES, "job": job.dir.name}))
+        (job.dir / "outputs.jsonl").write_text("")
+
+    assert jobs.run_job_inline(job_dir, {"eval": work}).state == "finished"
+    return job_dir
+
+
+def _session_with_history(tmp_path: Path) -> tuple[SessionFile, Path]:
+    sf = tiny_session(tmp_path)
+    job_dir = _finished_eval(sf)
+    sf.session.evals.append(EvalSpec(id="odile-traits", kind="traits", models=["base", "tuned"], extra={"results": [
+        {"job": job_dir.name, "finished": "2026-11-20T10:00:00", "partial": False, "summary": {}},
+        {"job": "eval-gone", "finished": "2026-11-19T09:00:00", "partial": True,
+         "summary": {"base": {"draws-maps": {"knowledge": 0.25}}}},
+    ]}))
+    sf.save()
+    return SessionFile.load(sf.path), job_dir
+
+
+def test_history_lists_jobs_summaries_and_experiments(tmp_path):
+    sf, job_dir = _session_with_history(tmp_path)
+    exp = sf.workspace / "experiments" / "odile-fc"
+    exp.mkdir(parents=True)
+    (exp / "result.json").write_text(json.dumps({"study": "format-comparison", "finished": "2026-11-21T08:00:00"}))
+    entries = list_results(sf.session, sf.workspace)
+    keys = [e.key for e in entries]
+    assert f"job:{job_dir.name}" in keys and "exp:odile-fc" in keys and "spec:odile-traits:1" in keys
+    assert "spec:odile-traits:0" not in keys  # its job is listed itself
+    job_entry = entries[keys.index(f"job:{job_dir.name}")]
+    assert job_entry.title == "odile-traits" and job_entry.kind == "traits" and job_entry.state == "finished"
+    assert entries[keys.index("spec:odile-traits:1")].state == "summary (partial)"
+
+
+def test_new_eval_specs_say_what_is_missing(tmp_path):
+    sf = tiny_session(tmp_path)
+    with pytest.raises(ValueError, match="select at least two"):
+        new_eval_spec("judge", ["base"], sf.session, sf.workspace, "odile")
+    with pytest.raises(ValueError, match="no dataset has held-out examples yet"):
+        new_eval_spec("perplexity_matrix", ["base"], sf.session, sf.workspace, "odile")
+    with pytest.raises(ValueError, match="no model is selected"):
+        new_eval_spec("traits", [], sf.session, sf.workspace, "odile")
+    spec = new_eval_spec("judge-fallback", ["base", "job:x"], sf.session, sf.workspace, "odile")
+    assert spec.kind == "judge" and spec.extra["judge"] == "fallback" and spec.id == "eval-judge-fallback"
+
+
+async def test_a_finished_eval_shows_as_tables_and_per_trait_bars(tmp_path):
+    sf, job_dir = _session_with_history(tmp_path)
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        pane.query_one("#eval-tabs").active = "eval-history"
+        await pilot.pause()
+        table = pane.query_one("#history-table", DataTable)
+        assert table.row_count == 2
+        table.focus()
+        row = [e.key for e in pane.entries].index(f"job:{job_dir.name}")
+        table.move_cursor(row=row)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert pane.query_one("#eval-tabs").active == "eval-results"
+        assert pane.shown.key == f"job:{job_dir.name}"
+        shown = shown_text(pane)
+        assert "Knows vs shows · tuned" in shown and "KNOWS, RARELY" in shown and "4/4" in shown
+        chart = pane.query_one("#result-chart")
+        assert chart.display
+        assert pane.chart_title.startswith("base: knows vs shows per trait")
+        await pilot.press("m")
+        assert pane.chart_title.startswith("tuned: knows vs shows per trait")
+        # The summary whose job folder is gone still shows, from the session.
+        pane.show("spec:odile-traits:1")
+        await pilot.pause()
+        assert "summary kept in the session" in shown_text(pane)
+        assert not [n for n in app._notifications if n.severity == "error"]
+
+
+async def test_format_study_refuses_a_size_that_is_not_one(tmp_path):
+    sf = tiny_session(tmp_path)
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        pane.query_one("#exp-size").value = "1"
+        pane.action_run_experiment()
+        await pilot.pause()
+        assert not pane.busy
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors and "at least 2" in errors[0].message
+        assert not (sf.workspace / "experiments").exists()
+
+
+@pytest.mark.slow
+async def test_r_starts_a_real_eval_job_and_shows_its_table(tmp_path):
+    sf = tiny_session(tmp_path)
+    # One llama.cpp thread: a thread per core slows many times when other processes share the CPU.
+    sf.session.engines = [EngineSpec(id="bundled", kind="llamacpp", threads=1)]
+    sf.session.datasets.append(DatasetSpec(id="notes", format="first_person", persona="odile", size=2))
+    held = sf.workspace / "datasets" / "notes.heldout.jsonl"
+    held.parent.mkdir(parents=True)
+    held.write_text(json.dumps({"text": "I keep three hives on my roof."}) + "\n"
+                    + json.dumps({"text": "Tea, never coffee, at sunrise."}) + "\n")
+    (sf.workspace / "datasets" / "notes.jsonl").write_text(json.dumps({"text": "I draw maps."}) + "\n")
+    sf.save()
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        models = pane.query_one("#eval-models", SelectionList)
+        models.deselect_all()
+        models.select("bundled")
+        kinds = pane.query_one("#eval-kinds", SelectionList)
+        kinds.deselect_all()
+        kinds.select("perplexity_matrix")
+        models.focus()
+        await pilot.press("r")
+        await wait_until(pilot, lambda: pane.busy, timeout=10, what="the job to start")
+        await wait_until(pilot, lambda: not pane.busy, timeout=400, what="the eval job to end")
+        assert not [n for n in app._notifications if n.severity == "error"]
+        assert pane.shown is not None and pane.shown.kind == "perplexity_matrix"
+        assert pane.query_one("#eval-tabs").active == "eval-results"
+        assert "Cross-format perplexity" in shown_text(pane)
+        values = pane.shown_data["rows"][0]["values"]
+        assert values["notes"] > 1.0
+        assert pane.last_progress[4] == "finished"
+        await wait_until(pilot, lambda: "[[evals.results]]" in sf.path.read_text(), timeout=20,
+                         what="the results saved in the session file")
+        await pilot.pause()
+    spec = next(e for e in SessionFile.load(sf.path).session.evals if e.kind == "perplexity_matrix")
+    assert spec.models == ["bundled"] and spec.extra["data"] == ["notes"]
+    (result,) = spec.extra["results"]
+    assert jobs.read_status(sf.workspace / "jobs" / result["job"]).state == "finished"
+    assert result["summary"]["bundled"]["notes"] == pytest.approx(values["notes"], rel=1e-3)
