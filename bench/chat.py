@@ -7,7 +7,8 @@ greedy decode tokens/s of llama.cpp (F16, q8_0, q4_k_m GGUFs) against transforme
 on the merged model (float32, as exported); and the machine's memory bandwidth, measured here by
 reading a 1 GiB array, over each model's bytes: the rate decoding could reach if it only had to
 stream the weights once per token. llama.cpp's threads and n_batch are swept on q8_0 first and
-the best setting is used for every GGUF. Without --export, a temporary export of the bundled
+the best setting is used for every GGUF; transformers runs with its better of 1 thread and all
+cores (on a shared machine fewer threads can be faster: both wait at barriers). Without --export, a temporary export of the bundled
 model with a random LoRA is made first (the tests' recipe), which takes a minute or two.
 """
 
@@ -119,10 +120,13 @@ def bench_transformers(merged: Path, prompts: list[str], tokens: int, threads: i
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
+    from trainers.export import quiet_transformers
+
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    tok = AutoTokenizer.from_pretrained(str(merged))
-    model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32).eval()
+    with quiet_transformers():
+        tok = AutoTokenizer.from_pretrained(str(merged))
+        model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32).eval()
     load = time.perf_counter() - t0
     times: list[float] = []
 
@@ -192,7 +196,11 @@ def main() -> None:
         console.print(f"using threads={best['threads']} n_batch={best['n_batch']} for every GGUF")
 
     rows = []
-    hf = bench_transformers(export / "merged", prompts, args.tokens, cores)
+    # transformers gets the same chance: its best thread count of 1 and all cores.
+    hf_runs = {t: bench_transformers(export / "merged", prompts, args.tokens, t) for t in sorted({1, cores})}
+    hf_threads, hf = max(hf_runs.items(), key=lambda kv: kv[1]["rate"])
+    console.print("transformers decode tok/s by threads: "
+                  + ", ".join(f"{t}: {r['rate']:.1f}" for t, r in hf_runs.items()) + f"; using {hf_threads}")
     rows.append(("transformers generate (merged, fp32)", hf["bytes"], hf))
     for t, path in ggufs.items():
         rows.append((f"llama.cpp {t}", path.stat().st_size, bench_llama(path, prompts, args.tokens, **best)))

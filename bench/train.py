@@ -269,28 +269,43 @@ def one(name: str, data: Path, steps: int) -> None:
     print("RESULT " + json.dumps(res), flush=True)
 
 
-async def _latencies(session_path: Path, presses: int) -> list[float]:
-    """Keypress-to-render times of the app (headless Pilot): switch tabs and back, each press
-    measured until the app has handled it and refreshed the screen."""
+async def _latencies(session_path: Path, presses: int) -> dict[str, list[float]]:
+    """Keypress-to-render times of the app (headless Pilot, animations off): each press is timed
+    until the app has handled it and gone idle. A key bound to nothing gives Pilot's own floor;
+    typing into the run form (parse, validate, autosave request) and moving in the run list
+    (refill the whole form) are the Train pane's own work."""
     from persona_tui.app import make_app
+    from persona_tui.panes.train import TrainPane
     from sessions.store import SessionFile
 
     app = make_app(SessionFile.load(session_path))
-    out: list[float] = []
+    app.animation_level = "none"
+    out: dict[str, list[float]] = {"no-op key (Pilot floor)": [], "type in the run form": [], "move in the run list": []}
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
         await pilot.pause(1.0)
-        for i in range(presses):
-            key = "2" if i % 2 == 0 else "3"
+        pane = app.query_one(TrainPane)
+
+        async def timed(label: str, key: str) -> None:
             t = time.perf_counter()
             await pilot.press(key)
             await pilot.pause()
-            out.append(time.perf_counter() - t)
-            await pilot.pause(0.05)
+            out[label].append(time.perf_counter() - t)
+            await pilot.pause(0.02)
+
+        pane.query_one("#run-list").focus()
+        for i in range(presses):
+            await timed("no-op key (Pilot floor)", "z")
+            await timed("move in the run list", "down" if i % 2 == 0 else "up")
+        pane.query_one("#train-tabs").active = "train-settings"
+        await pilot.pause(0.3)
+        pane.query_one("#f-training-warmup_steps").focus()
+        for i in range(presses):
+            await timed("type in the run form", "1" if i % 2 == 0 else "backspace")
     return out
 
 
-def ui_latency(presses: int = 200) -> None:
+def ui_latency(presses: int = 60) -> None:
     """p50/p99 keypress latency with the machine idle of our work, then with a training job running."""
     import asyncio
     import statistics
@@ -308,11 +323,12 @@ def ui_latency(presses: int = 200) -> None:
     (sf.workspace / "datasets").mkdir(parents=True)
     (sf.workspace / "datasets" / "chats.jsonl").write_text((work / "data" / "train.jsonl").read_text())
 
-    def report(label: str, xs: list[float]) -> None:
-        xs = sorted(xs)
-        p50, p99 = statistics.median(xs), xs[min(len(xs) - 1, int(0.99 * len(xs)))]
-        print(f"{label:34} p50 {p50 * 1000:6.1f} ms   p99 {p99 * 1000:6.1f} ms   max {xs[-1] * 1000:6.1f} ms "
-              f"(n={len(xs)}, load average {os.getloadavg()[0]:.1f})", flush=True)
+    def report(title: str, results: dict[str, list[float]]) -> None:
+        print(f"{title} (load average {os.getloadavg()[0]:.1f})", flush=True)
+        for label, xs in results.items():
+            xs = sorted(xs)
+            p50, p99 = statistics.median(xs), xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+            print(f"  {label:26} p50 {p50 * 1000:6.1f} ms   p99 {p99 * 1000:6.1f} ms   (n={len(xs)})", flush=True)
 
     report("app alone", asyncio.run(_latencies(sf.path, presses)))
     job_dir = create_train_job(sf, "ui")

@@ -172,8 +172,10 @@ def stage_evaluate(ctx: DemoContext) -> None:
             continue
         frozen = build_job_spec(ctx.session_file, spec.id, resolve)
         frozen["settings"]["samples"] = n["trait_samples"] if spec.kind == "traits" else n["reference_samples"]
-        if ctx.quick and spec.kind == "reference":
-            frozen["settings"]["distractors"] = 4
+        if ctx.quick:  # enough to exercise every metric for real, small enough for CI
+            frozen["settings"]["max_tokens"] = 24
+            if spec.kind == "reference":
+                frozen["settings"]["distractors"] = 4
         status = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"},
                          f"eval: {spec.id}", worker=WORKER)
         scores = load_scores(status.dir)

@@ -176,6 +176,7 @@ def test_openai_client_streams_from_serve_and_chat_uses_it(shared):
         )
         assert chat.returncode == 0, chat.stderr
         assert chat.stdout.strip()
+        client.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -40,7 +40,8 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
     app = make_app(SessionFile.load(sf.path))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("4")
-        pane = app.query_one(ChatPane)
+        pane = await app.pane("chat")
+        assert isinstance(pane, ChatPane)
         # The same bundled model twice, as two engines (two llama.cpp instances).
         pane.set_engines(BASE, f"gguf:{resolve_model(BASE).path}")
         pane.query_one("#temperature").value = "0.8"
@@ -49,38 +50,48 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
         await pilot.pause()
         pane.query_one("#chat-input").focus()
         await pilot.press(*"Tell me a joke.", "enter")
-        await wait_until(pilot, lambda: pane.busy(), 10, "the replies to start")
-        await wait_until(pilot, lambda: not pane.busy(), what="both replies")
+        def finished() -> bool:
+            turns = [t for c in "ab" for t in pane.columns[c].turns]
+            return len(turns) == 2 and all(t.state in ("done", "stopped", "error") for t in turns) and not pane.busy()
+
+        await wait_until(pilot, finished, what="both replies")
         a, b = pane.columns["a"].turns[0], pane.columns["b"].turns[0]
         assert a.state == b.state == "done" and a.reply.strip()
         assert a.reply == b.reply  # same model, same sampling settings and seed: same reply
         assert pane.query_one("#chat-input").value == ""
 
-        # A long reply, stopped mid-way with Esc; the UI keeps answering meanwhile.
+        first = _records(pane)
+        assert first[0]["role"] == "user" and sorted(r["column"] for r in first[1:]) == ["a", "b"]
+        assert first[0]["sampling"] == {"temperature": 0.8, "top_p": 0.95, "max_tokens": 20, "seed": 7}
+        assert first[0]["persona_on"] is False
+        assert {r["column"]: r["content"] for r in first[1:]} == {"a": a.reply, "b": b.reply}
+
+        # A new conversation; a long reply, stopped mid-way with Esc.
+        await pilot.press("ctrl+n")
+        assert pane.columns["a"].turns == [] and pane.chat_log is None
         pane.query_one("#temperature").value = "0"
         pane.query_one("#max-tokens").value = "400"
         pane.set_engines(BASE)
         await pilot.pause()
         pane.query_one("#chat-input").focus()
         await pilot.press(*"Count from 1 to 300, separated by commas.", "enter")
-        await wait_until(pilot, lambda: len(pane.columns["a"].turns[1].reply) > 15, what="some tokens")
-        shown = str(pane.query_one("#reply-a-1").render())
+        await wait_until(pilot, lambda: len(pane.columns["a"].turns[0].reply) > 15, what="some tokens")
+        shown = str(pane.query_one("#reply-a-0").render())
         assert shown.endswith("▌")  # streaming, drawn as it comes
         await pilot.press("escape")
         await wait_until(pilot, lambda: not pane.busy(), 30, "the reply to stop")
-        stopped = pane.columns["a"].turns[1]
+        stopped = pane.columns["a"].turns[0]
         assert stopped.state == "stopped"
         await pilot.pause(0.5)
-        assert pane.columns["a"].turns[1].reply == stopped.reply  # nothing more came after the stop
-        assert "(stopped)" in str(pane.query_one("#reply-a-1").render())
-        assert len(pane.columns["b"].turns) == 1  # column B was "none" for this turn
+        assert pane.columns["a"].turns[0].reply == stopped.reply  # nothing more came after the stop
+        assert "(stopped)" in str(pane.query_one("#reply-a-0").render())
+        assert pane.columns["b"].turns == []  # column B is "none" now
 
-        records = _records(pane)
-        assert [(r["role"], r.get("column")) for r in records] == [
-            ("user", None), ("assistant", "a"), ("assistant", "b"), ("user", None), ("assistant", "a")]
-        assert records[0]["sampling"] == {"temperature": 0.8, "top_p": 0.95, "max_tokens": 20, "seed": 7}
-        assert records[-1]["stopped"] is True and records[-1]["content"] == stopped.reply
-        assert records[0]["persona_on"] is False
+        second = _records(pane)
+        assert pane.chat_log.path.parent == sf.workspace / "chats"
+        assert [(r["role"], r.get("column")) for r in second] == [("user", None), ("assistant", "a")]
+        assert second[-1]["stopped"] is True and second[-1]["content"] == stopped.reply
+        assert len(list((sf.workspace / "chats").glob("*.jsonl"))) == 2
 
         # Send the stopped reply to annotation.
         await pilot.press("f2")
@@ -95,7 +106,8 @@ async def test_persona_switch_puts_the_persona_in_the_system_prompt(tmp_path):
     app = make_app(SessionFile.load(sf.path))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("4")
-        pane = app.query_one(ChatPane)
+        pane = await app.pane("chat")
+        assert isinstance(pane, ChatPane)
         assert pane.persona_id() == "ada" and pane.system_prompt() == ""
         pane.query_one("#persona-on").value = True
         await pilot.pause()
@@ -103,7 +115,7 @@ async def test_persona_switch_puts_the_persona_in_the_system_prompt(tmp_path):
         pane.query_one("#temperature").value = "0"
         pane.query_one("#max-tokens").value = "8"
         assert pane.send("Who are you?")
-        await wait_until(pilot, lambda: not pane.busy(), what="the reply")
+        await wait_until(pilot, lambda: pane.columns["a"].turns[0].state == "done" and not pane.busy(), what="the reply")
         record = _records(pane)[0]
         assert record["persona_on"] is True and record["persona"] == "ada"
         # Bad settings are refused with a sentence, nothing is sent.

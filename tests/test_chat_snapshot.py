@@ -19,7 +19,7 @@ def test_chat_pane_at_80x24(snap_compare, tmp_path):
 
     async def show_chat(pilot):
         await pilot.press("4")
-        pane = app.query_one("ChatPane")
+        pane = await app.pane("chat")
         pane.set_engines("bundled:smollm2-135m-instruct", "bundled:smollm2-135m-instruct")
         await pilot.pause()
 

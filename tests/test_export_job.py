@@ -143,7 +143,8 @@ def test_a_failed_check_fails_the_job_and_leaves_no_export(shared, tmp_path):
     """Impossible bounds make verification fail after the GGUF is written: nothing may remain."""
     job_dir = create_export_job(
         shared.workspace, adapter=shared.train_job / "adapter", base_model=BASE, quants=[],
-        options={"adapter_gguf": False, "modelfile": False, "bounds": {"f16": [1.01, 0.0]}},
+        options={"adapter_gguf": False, "modelfile": False, "bounds": {"f16": [1.01, 0.0]},
+                 "prompts": ["Hello!", "What is your name?"]},
     )
     status = jobs.run_job_inline(job_dir, KINDS)
     assert status.state == "failed"
@@ -151,6 +152,7 @@ def test_a_failed_check_fails_the_job_and_leaves_no_export(shared, tmp_path):
     assert not (job_dir / "export").exists() and not (job_dir / "export.partial").exists()
     failed = json.loads((job_dir / FAILED_FILE).read_text())
     assert failed["ok"] is False and failed["verification"]["checks"][0]["passed"] is False
+    assert failed["verification"]["prompts"] == 2 and failed["verification"]["checks"][0]["positions"] == 2 * 32
     assert read_report(job_dir)["error"] == status.error
 
 

@@ -23,7 +23,8 @@ Spec fields (all optional but one way to find the adapter):
     persona     a persona id of the session: its text becomes the Modelfiles' SYSTEM
     system      a system prompt for the Modelfiles (instead of a persona)
     options     {verify = true, adapter_gguf = true, modelfile = true, keep_merged = true, threads = 0,
-                 bounds = {<type> = [top1_min, kl_max, greedy_min]}  (override a type's bounds)}
+                 bounds = {<type> = [top1_min, kl_max, greedy_min]}  (override a type's bounds),
+                 prompts = [...]  (verification prompts instead of verify.DEFAULT_PROMPTS)}
 """
 
 from __future__ import annotations
@@ -365,8 +366,9 @@ def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> Non
 
     # 6. verification
     if options["verify"]:
-        steps.start(f"verifying: transformers reference on {len(verify.DEFAULT_PROMPTS)} prompts x {verify.N_POSITIONS} positions")
-        ref = verify.build_reference(out / "merged", tokenizer)
+        prompts = [str(p) for p in options.get("prompts") or verify.DEFAULT_PROMPTS]
+        steps.start(f"verifying: transformers reference on {len(prompts)} prompts x {verify.N_POSITIONS} positions")
+        ref = verify.build_reference(out / "merged", tokenizer, prompts)
         report["verification"] = {
             "prompts": len(ref.prompts), "positions": verify.N_POSITIONS, "greedy_tokens": verify.N_GREEDY,
             "reference_seconds": ref.seconds, "checks": [],

@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return 0
     try:
-        job_dir = create_eval_job(sf, args.eval_id)
+        from evaluators.experiments.models import run_resolver  # base, run:ID, job:ID entries
+
+        job_dir = create_eval_job(sf, args.eval_id, run_resolver(sf.session, sf.workspace))
     except ValueError as error:
         problems = getattr(error, "problems", None) or [str(error)]
         for p in problems:

@@ -40,9 +40,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "test examples scored")
     parser.add_argument("--judge", metavar="ENGINE",
                         help="engine id of the session (or a model) that judges; default: the bundled model, "
-                        "beside the transparent fallback (markers + MiniLM similarity), labelled as such")
-    parser.add_argument("--export", action="store_true",
-                        help="format comparison: also export each run (GGUF F16 + quantised, verified)")
+                        "beside the transparent fallback (markers + MiniLM similarity), labelled as such; "
+                        "'fallback' uses the fallback alone (no LLM judge at all)")
+    parser.add_argument("--export", action=argparse.BooleanOptionalAction, default=None,
+                        help="format comparison: also export each run (GGUF F16 + quantised, verified); "
+                        "default: on with a CUDA GPU, off on a CPU")
     parser.add_argument("--quick", action="store_true",
                         help="CPU-sized: few examples, few steps, few samples (minutes, not hours)")
     parser.add_argument("--id", dest="exp_id", metavar="ID",
@@ -84,9 +86,14 @@ def run(args: argparse.Namespace) -> int:
             if not personas:
                 known = ", ".join(p.id for p in sf.session.personas) or "none"
                 return _fail(f"{sf.path} has {len(sf.session.personas)} personas ({known}); name one with --persona ID.")
+            export = args.export
+            if export is None:
+                from trainers.hardware import cuda_count
+
+                export = cuda_count() > 0
             for persona in personas:
                 cfg = fc.preset(persona, args.quick, sf.workspace, size=args.size, steps=args.steps, samples=args.samples,
-                                judge=args.judge, export=args.export or None,
+                                judge=args.judge, export=export,
                                 exp_id=(args.exp_id if len(personas) == 1 else None))
                 fc.run(sf, cfg, **common)
         elif args.study == "persona-chat":

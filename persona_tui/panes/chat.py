@@ -337,7 +337,10 @@ class ChatPane(Vertical):
         self.post_message(self.ReplyDone(column, index, text, state, error, time.monotonic() - t0))
 
     def on_chat_pane_reply_progress(self, message: ReplyProgress) -> None:
-        turn = self.columns[message.column].turns[message.turn]
+        turns = self.columns[message.column].turns
+        if message.turn >= len(turns):
+            return  # the conversation was cleared (ctrl+n) while this reply was coming
+        turn = turns[message.turn]
         if turn.state in ("done", "stopped", "error"):
             return
         turn.reply, turn.state = message.text, message.state
@@ -345,6 +348,8 @@ class ChatPane(Vertical):
 
     def on_chat_pane_reply_done(self, message: ReplyDone) -> None:
         column = self.columns[message.column]
+        if message.turn >= len(column.turns):
+            return
         turn = column.turns[message.turn]
         turn.reply, turn.state, turn.error, turn.seconds = message.text, message.state, message.error, message.seconds
         self._show_turn(message.column, message.turn)

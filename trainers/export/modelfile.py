@@ -144,7 +144,11 @@ def _go_text(text: str) -> str:
 
 
 def go_template(frame: ChatFrame) -> str:
-    """The Ollama TEMPLATE (Go text/template over .Messages) that renders like the chat template."""
+    """The Ollama TEMPLATE (Go text/template over .Messages) that renders like the chat template.
+
+    One line of actions without "{{-" trim markers: the literal text carries the chat template's
+    own newlines, which a trim marker would eat.
+    """
     t = _go_text
     return (
         '{{ $last := "" }}{{ range $i, $m := .Messages }}'

@@ -50,18 +50,25 @@ class Bounds:
     greedy_min: float = 0.0
 
 
-# Measured on the bundled SmolLM2-135M with a random r=8 LoRA (lora_B ~ N(0, 0.1)) merged, 8 prompts
-# x 32 positions (top-1 / mean KL nats / greedy-equal prompts): f16 1.000 / 0.0000 / 100%;
-# q8_0 0.949 / 0.0055 / 50%; q6_k 0.938 / 0.0145; q5_k_m 0.852 / 0.060; q4_k_m 0.867 / 0.076;
-# q4_0 0.672 / 0.42 (with lora_B ~ N(0, 0.02): q8_0 0.953 / 0.0052, q5_k_m 0.863 / 0.090,
-# q4_0 0.652 / 0.39). A 135M model with 576-wide rows is a hard case for quantisation (many
-# k-quant tensors fall back to q5_0/q8_0); bigger models drift less. The bounds leave about 2-3x
-# headroom on KL; greedy equality is required only where near-ties are rare enough (f16, q8_0).
+# Measured on the bundled SmolLM2-135M with random r=8 LoRAs (lora_B ~ N(0, 0.1)) merged, 8 prompts
+# x 32 positions (top-1 / mean KL nats / prompts with equal greedy starts); columns: adapter 1 at
+# 1 and at 2 threads (thread count changes summation order, so near-ties flip), adapter 2:
+#   f16     1.000 / 0.00001 / 100%   0.996 / 0.00001 / 100%   1.000 / 0.0000 / 100%
+#   q8_0    0.969 / 0.0058 / 75%     0.945 / 0.0066 / 38%     0.949 / 0.0055 / 50%
+#   q6_k                                                      0.938 / 0.0145 / 50%
+#   q5_k_m                                                    0.852 / 0.060 / 50%
+#   q4_k_m  0.887 / 0.082 / 38%      0.828 / 0.089 / 12%      0.867 / 0.076 / 38%
+#   q4_0                                                      0.672 / 0.42 / 0%
+# A 135M model with 576-wide rows is a hard case for quantisation (many k-quant tensors fall back
+# to q5_0/q8_0); bigger models drift less. The bounds leave 2-3x headroom on KL. Greedy equality
+# is required only of f16: a random adapter on a tiny model has many near-ties, so a quantised
+# model's greedy path splits early even when its distributions are close (it is still reported).
+# Types not in the table (bf16, *_k_s, q5_0/1, q4_1, iq4_*) have bounds set by analogy.
 BOUNDS: dict[str, Bounds] = {
     "f32": Bounds(0.97, 0.01, 0.75),
     "f16": Bounds(0.97, 0.01, 0.75),
-    "bf16": Bounds(0.95, 0.02, 0.5),
-    "q8_0": Bounds(0.90, 0.05, 0.25),
+    "bf16": Bounds(0.95, 0.02),
+    "q8_0": Bounds(0.90, 0.05),
     "q6_k": Bounds(0.85, 0.06),
     "q5_k_m": Bounds(0.75, 0.20),
     "q5_k_s": Bounds(0.75, 0.20),
@@ -78,7 +85,7 @@ BOUNDS: dict[str, Bounds] = {
 # "it is a different model": they are measured and reported, and pass unless they are broken.
 LOOSE = Bounds(0.30, 3.0)
 # The LoRA GGUF on a GGUF base (the bundled model): transformers' base is that very GGUF
-# dequantised, so only llama.cpp's compute precision differs (measured top-1 0.95, KL 0.004).
+# dequantised, so only llama.cpp's compute precision differs (measured top-1 0.95-0.98, KL 0.004).
 ADAPTER_ON_GGUF_BASE = Bounds(0.88, 0.03)
 
 
