@@ -12,7 +12,7 @@ from sessions.store import SessionFile
 
 def _session(tmp_path, *evals):
     s = demo_session()
-    s.evals.extend(evals)
+    s.evals = list(evals)  # only the evaluations under test
     SessionFile.create(tmp_path / "s.toml", s)
     return SessionFile.load(tmp_path / "s.toml")
 
@@ -33,11 +33,11 @@ def test_bad_keys_name_the_field_line_and_fix(tmp_path):
         build_job_spec(sf, "bad")
     problems = info.value.problems
     text = "\n".join(problems)
-    assert "evals[2].samples: must be a whole number, not 'three'." in text
-    assert "evals[2].temperature: must be at least 0" in text
-    assert "evals[2].knowledge_by: 'max' is not allowed here; use 'total', 'mean'." in text
-    assert "evals[2].sampels: is not a setting of a traits evaluation" in text
-    assert "evals[2].models[1]: 'nope' is not an engine id of the session" in text
+    assert "evals[0].samples: must be a whole number, not 'three'." in text
+    assert "evals[0].temperature: must be at least 0" in text
+    assert "evals[0].knowledge_by: 'max' is not allowed here; use 'total', 'mean'." in text
+    assert "evals[0].sampels: is not a setting of a traits evaluation" in text
+    assert "evals[0].models[1]: 'nope' is not an engine id of the session" in text
     # Each problem starts with the file and the line of the key.
     lines = sf.text.splitlines()
     for p in problems:
@@ -60,7 +60,7 @@ def test_kind_specific_rules(tmp_path):
     with pytest.raises(EvalSpecError) as info:
         build_job_spec(sf, "j1")
     text = "\n".join(info.value.problems)
-    assert "evals[2].judge: is missing" in text and "name at least two" in text
+    assert "evals[0].judge: is missing" in text and "name at least two" in text
     with pytest.raises(EvalSpecError, match='includes "quality", which the judge-free fallback cannot judge'):
         build_job_spec(sf, "j2")
     with pytest.raises(EvalSpecError) as info:
@@ -118,7 +118,7 @@ def test_the_eval_command_reports_a_bad_spec_and_exits_2(tmp_path, capsys):
     sf = _session(tmp_path, EvalSpec(id="t", kind="traits", models=["nope"]))
     assert main(["eval", str(sf.path), "--eval", "t"]) == 2
     err = capsys.readouterr().err
-    assert "evals[2].models[0]: 'nope' is not an engine id of the session" in err
+    assert "evals[0].models[0]: 'nope' is not an engine id of the session" in err
     assert main(["eval", str(sf.path), "--eval", "missing"]) == 2
     assert "there is no evaluation 'missing'" in capsys.readouterr().err
     assert main(["eval", str(sf.path), "--eval", "t", "--job", "../x"]) == 2
