@@ -156,6 +156,55 @@ def stage_train(ctx: DemoContext) -> None:
     ctx.notes.append(loss_chart(losses, title=f"{run.id}: train loss"))
 
 
+def stage_export(ctx: DemoContext) -> None:
+    """The run merged, converted to GGUF F16 and quantised to q8_0, each verified against the
+    merged model before the export counts (a failed check fails the job)."""
+    from trainers.export_job import create_export_job
+
+    train_dir = ctx.results.get("train_job")
+    if train_dir is None:
+        ctx.made.append(("export", "skipped: no finished training job", ""))
+        return
+    job_dir = create_export_job(ctx.workspace, session=ctx.session_path, run=ctx.results["run"],
+                                train_job=Path(train_dir).name, quants=["q8_0"])
+    jobs.start_job(job_dir)
+    status = ctx.follow(job_dir, f"export: {ctx.results['run']}", ctx.console)
+    if status.state != "finished":
+        raise DemoError(f"the export job {status.id} {status.state}: {status.error} (log: {job_dir / 'log.txt'}).")
+    for gguf in sorted((job_dir / "export").glob("model-*.gguf")):
+        ctx.made.append(("export", f"{gguf.name} ({gguf.stat().st_size / 2**20:.0f} MiB), verified", str(gguf)))
+    ctx.results["export_job"] = job_dir
+
+
+def stage_chat(ctx: DemoContext) -> None:
+    """One exchange, base vs fine-tuned, same prompt, seed and sampling, side by side."""
+    from rich.table import Table as RichTable
+
+    from engines import open_engine
+    from evaluators.run_models import export_gguf
+    from sessions.model import EngineSpec
+
+    train_dir = ctx.results.get("train_job")
+    gguf = export_gguf(ctx.workspace, Path(train_dir)) if train_dir else None
+    if gguf is None:
+        ctx.made.append(("chat", "skipped: no exported GGUF", ""))
+        return
+    persona = ctx.session_file.session.personas[0]
+    prompt = next((t.expression_probes[0] for t in persona.traits if t.expression_probes), "Tell me about yourself.")
+    sampling = {"max_tokens": 40 if ctx.quick else 120, "temperature": 0.7, "top_p": 0.95, "seed": 7}
+    replies = []
+    for spec in (EngineSpec(id="base", kind="llamacpp"), EngineSpec(id="fine-tuned", kind="llamacpp", model=str(gguf))):
+        engine = open_engine(spec)
+        try:
+            replies.append(engine.chat([{"role": "user", "content": prompt}], **sampling))
+        finally:
+            engine.close()
+    table = RichTable("base (bundled)", f"fine-tuned ({gguf.name})", title=f"chat, no system prompt: {prompt!r}")
+    table.add_row(replies[0], replies[1])
+    ctx.notes.append(table)
+    ctx.made.append(("chat", "base vs fine-tuned, same seed", f"persona-tui chat {ctx.session_path} --engine gguf:{gguf}"))
+
+
 def stage_evaluate(ctx: DemoContext) -> None:
     """The knowledge/expression table and the reference-metric table, base vs the demo run;
     the expression replies are what the Annotate pane queues for hand labels."""
@@ -194,6 +243,8 @@ STAGES: list[Stage] = [
     Stage("session", stage_session),
     Stage("data", stage_data),
     Stage("train", stage_train),
+    Stage("export", stage_export),
+    Stage("chat", stage_chat),
     Stage("evaluate", stage_evaluate),
 ]
 

@@ -45,16 +45,8 @@ def training_job(workspace: Path, run_id: str) -> Path | None:
 def export_gguf(workspace: Path, train_dir: Path) -> Path | None:
     """The preferred verified GGUF exported from `train_dir`, if an export job made one."""
     for status, spec in finished_jobs(workspace, "export"):
-        source = str(spec.get("train_job") or spec.get("job") or spec.get("adapter") or "")
-        if not source or Path(source).name not in (train_dir.name, "adapter") or train_dir.name not in source:
+        if str(spec.get("train_job") or "") != train_dir.name:
             continue
-        report = status.dir / "export" / "report.json"
-        files: dict[str, Any] = {}
-        if report.is_file():
-            try:
-                files = {str(k).lower(): v for k, v in (json.loads(report.read_text()).get("files") or {}).items()}
-            except (OSError, ValueError):
-                files = {}
         for quant in GGUF_PREFERENCE:
             path = status.dir / "export" / f"model-{quant}.gguf"
             if path.is_file():
