@@ -233,3 +233,32 @@ def output_metrics(outputs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 table[name][str(row["output"])] = float(value)
     return dict(table)
+
+
+def agreement_report(annotations: Iterable[Any], workspace: str | Path) -> dict[str, Any]:
+    """Judge-vs-human kappa per trait and metric-vs-human rho over every eval job on disk.
+
+    The one place the CLI (`persona-tui annotate --agreement`) and the Annotate pane get their
+    numbers from. Damaged job outputs are named in `problems` and left out, never guessed.
+    """
+    annotations = list(annotations)
+    jobs_root = Path(workspace) / "jobs"
+    outputs: list[dict[str, Any]] = []
+    problems: list[str] = []
+    if jobs_root.is_dir():
+        for job_dir in sorted(p for p in jobs_root.iterdir() if (p / "outputs.jsonl").is_file()):
+            try:
+                outputs.extend(read_outputs(job_dir))
+            except ValueError as error:
+                problems.append(str(error))
+    traits = trait_agreement(machine_trait_labels(outputs), annotations)
+    metrics = metric_agreement(output_metrics(outputs), annotations)
+    humans = sorted({a.annotator for a in annotations if a.trait_labels or a.consistency})
+    return {
+        "annotators": humans,
+        "labels": list(LABELS),
+        "traits": [t.to_dict() for t in traits.values()],
+        "metrics": [m.to_dict() for m in metrics if m.n],
+        "rated": len(consistency_ratings(annotations)),
+        "problems": problems,
+    }

@@ -239,3 +239,55 @@ def problems_text(scores: Mapping[str, Any]) -> Text:
             style="dim",
         )
     return text
+
+
+def _kappa_word(kappa: float | None) -> str:
+    """Landis & Koch's reading of kappa, so a number comes with what it is usually taken to mean."""
+    if kappa is None:
+        return "undefined"
+    if kappa <= 0:
+        return "chance"
+    for bound, word in ((0.2, "slight"), (0.4, "fair"), (0.6, "moderate"), (0.8, "substantial")):
+        if kappa <= bound:
+            return word
+    return "near perfect"
+
+
+def agreement_tables(report: Mapping[str, Any]) -> list[Table]:
+    """Judge vs people per trait (kappa, raw agreement, confusion) and metrics vs people (rho)."""
+    short = {"expressed": "e", "not_shown": "n", "contradicted": "c"}
+    labels = [short.get(lab, lab) for lab in report.get("labels", [])]
+    who = ", ".join(report.get("annotators", [])) or "nobody yet"
+    traits = Table(title=f"Machine labels vs people, per trait · annotators: {who}", title_justify="left",
+                   box=box.SIMPLE_HEAD)
+    confusion_col = "machine×human " + "/".join(labels)
+    for col in ("Trait", "pairs", "κ", "agree", confusion_col, "scorer"):
+        traits.add_column(col, justify="right" if col in ("pairs", "agree") else "left",
+                          no_wrap=col == confusion_col)
+    unscored = 0
+    for t in report.get("traits", []):
+        conf = " ".join("".join(str(c) for c in row) for row in t.get("confusion", []))
+        kappa = t.get("kappa")
+        reading = _kappa_word(kappa) if t["n"] else "no pairs"
+        traits.add_row(t["trait"], str(t["n"]), Text.assemble((_num(kappa), "bold"), f" {reading}"),
+                       _num(t.get("agreement"), "{:.0%}"), conf, ", ".join(t.get("scorers", [])) or "–")
+        unscored += int(t.get("unscored", 0))
+    notes = [f"confusion: one group per machine label ({'/'.join(labels)}), counts by the person's label."]
+    if unscored:
+        notes.append(f"{unscored} person label(s) left out: the machine's label was unparseable.")
+    if not report.get("traits"):
+        notes = ["No trait has both a machine label and a person's label yet: label expression replies "
+                 "of a traits evaluation in the Annotate tab."]
+    traits.caption = "\n".join(notes)
+    traits.caption_justify = "left"
+    metrics = Table(title=f"Automatic metrics vs people's consistency ratings ({report.get('rated', 0)} "
+                    "outputs rated)", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("Metric", "rated outputs", "Spearman ρ"):
+        metrics.add_column(col, justify="left" if col == "Metric" else "right")
+    for m in report.get("metrics", []):
+        rho = m.get("rho")
+        metrics.add_row(m["metric"], str(m["n"]), Text(_num(rho), style="bold" if rho is not None else "dim"))
+    metrics.caption = ("ρ near 0: the metric does not track what people see; undefined (–) when either "
+                       "side is constant or fewer than two outputs are rated.")
+    metrics.caption_justify = "left"
+    return [traits, metrics]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -250,6 +251,50 @@ def test_the_annotate_command_lists_the_queue_and_exports(session_path: Path, tm
 
     missing = cli("annotate", str(tmp_path / "nope.toml"), "--queue")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def _label_for_agreement(session_path: Path) -> None:
+    """People's labels beside the machine's "not_shown" (markers) on eval-a's expression rows."""
+    sf = SessionFile.load(session_path)
+    alice = core.Labelling(sf.session, "alice")
+    alice.label_trait("eval-a:1", "draws-maps", "not_shown")
+    alice.label_trait("eval-a:2", "draws-maps", "expressed")
+    alice.label_trait("eval-a:4", "cannot-swim", "not_shown")
+    sf.save()
+
+
+def test_the_annotate_command_prints_agreement_with_people(session_path: Path):
+    _label_for_agreement(session_path)
+    done = subprocess.run([sys.executable, "-m", "persona_tui.cli", "annotate", str(session_path), "--agreement"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "150"})
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
+    # draws-maps: pairs (n, n), (n, e): p_o = 0.5, p_e = 0.5 -> kappa 0, chance level; the
+    # machine said "not shown" twice, the person once "expressed" and once "not shown".
+    assert rows["draws-maps"] == ["draws-maps", "2", "0.00", "chance", "50%", "000", "110", "000", "markers"]
+    # cannot-swim: one pair, both raters used one label: kappa is undefined, not 1.
+    assert rows["cannot-swim"] == ["cannot-swim", "1", "–", "undefined", "100%", "000", "010", "000", "markers"]
+    assert "annotators: alice" in done.stdout
+
+
+async def test_the_annotate_pane_shows_agreement(session_path: Path):
+    from persona_tui.screens.report import ReportScreen
+
+    _label_for_agreement(session_path)
+    app = make_app(session_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("6")
+        await pilot.pause()
+        assert app.focused is app.query_one(AnnotatePane)
+        await pilot.press("g")
+        await pilot.pause()
+        assert isinstance(app.screen, ReportScreen)
+        screen = re.sub(r"<[^>]+>", "", app.export_screenshot()).replace("&#160;", " ")
+        assert "draws-maps" in screen and "chance" in screen and "Spearman" in screen, screen[-3000:]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ReportScreen)
 
 
 # ----------------------------------------------------------------------------- kill -9

@@ -3,6 +3,7 @@
     persona-tui annotate my.toml --annotator alice [--blind]   # the workbench, on the Annotate tab
     persona-tui annotate my.toml --queue                       # what is waiting, one line each
     persona-tui annotate my.toml --export labels.jsonl         # every label as JSON Lines
+    persona-tui annotate my.toml --agreement                   # judge vs people (kappa), metrics vs people (rho)
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     what.add_argument("--queue", action="store_true", help="list the outputs waiting to be labelled and exit")
     what.add_argument("--export", type=Path, metavar="LABELS.jsonl", default=None,
                       help="write the labels as JSON Lines (one per output and annotator) and exit")
+    what.add_argument("--agreement", action="store_true",
+                      help="print how far the machine labels agree with people's (Cohen's kappa per "
+                      "trait, with the confusion table) and each metric with people's consistency "
+                      "ratings (Spearman's rho), and exit")
     return parser
 
 
@@ -57,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
     if args.export is not None:
         return _export(session_file, args.export, args.annotator)
+    if args.agreement:
+        return _agreement(session_file, args.annotator)
     return _open(session_file, args.annotator, args.blind)
 
 
@@ -98,6 +105,22 @@ def _export(session_file, path: Path, annotator: str | None) -> int:
         return 1
     whose = f" by {annotator}" if annotator else ""
     print(f"Wrote {n} label{'' if n == 1 else 's'}{whose} to {path}.")
+    return 0
+
+
+def _agreement(session_file, annotator: str | None) -> int:
+    from rich.console import Console
+
+    from evaluators.agreement import agreement_report
+    from evaluators.tables import agreement_tables
+
+    annotations = [a for a in session_file.session.annotations if not annotator or a.annotator == annotator]
+    report = agreement_report(annotations, session_file.workspace)
+    console = Console()
+    for problem in report["problems"]:
+        console.print(f"[yellow]![/] {problem}")
+    for table in agreement_tables(report):
+        console.print(table)
     return 0
 
 

@@ -18,8 +18,11 @@ from textual.widget import Widget
 from textual.widgets import Static, Tabs
 
 from evaluators import annotation as core
+from evaluators.agreement import agreement_report
 from evaluators.annotation import LABEL_TEXT, Labelling, Queue, QueueItem
+from evaluators.tables import agreement_tables
 from persona_tui.messages import SessionChanged
+from persona_tui.screens.report import ReportScreen
 from persona_tui.screens.text_prompt import TextPrompt
 
 LABEL_STYLE = {"expressed": "bold green", "not_shown": "yellow", "contradicted": "bold red"}
@@ -47,6 +50,7 @@ class AnnotatePane(Widget, can_focus=True):
         Binding("b", "blind", "blind", show=False),
         Binding("a", "annotator", "annotator", show=False),
         Binding("x", "export", "export", show=False),
+        Binding("g", "agreement", "agreement", show=False),
         Binding("r", "reload", "reload", show=False),
         Binding("pagedown,space", "scroll_reply(1)", "scroll reply", show=False),
         Binding("pageup", "scroll_reply(-1)", "scroll reply up", show=False),
@@ -427,6 +431,12 @@ class AnnotatePane(Widget, can_focus=True):
             return False
         self.notify(f"Wrote {n} label{'' if n == 1 else 's'} to {path}.", markup=False)
         return True
+
+    def action_agreement(self) -> None:
+        """Judge vs people (kappa per trait) and metrics vs people (rho), from the labels so far."""
+        report = agreement_report(self.session.annotations, self.session_file.workspace)
+        self.app.push_screen(ReportScreen("Agreement with people's labels (esc closes)",
+                                          [*report["problems"], *agreement_tables(report)]))
 
     def action_reload(self) -> None:
         self.reload()
