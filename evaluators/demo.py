@@ -159,7 +159,7 @@ def stage_train(ctx: DemoContext) -> None:
 def stage_export(ctx: DemoContext) -> None:
     """The run merged, converted to GGUF F16 and quantised to q8_0, each verified against the
     merged model before the export counts (a failed check fails the job)."""
-    from trainers.export_job import create_export_job
+    from trainers.export_job import create_export_job, record_export
 
     train_dir = ctx.results.get("train_job")
     if train_dir is None:
@@ -173,6 +173,7 @@ def stage_export(ctx: DemoContext) -> None:
         raise DemoError(f"the export job {status.id} {status.state}: {status.error} (log: {job_dir / 'log.txt'}).")
     for gguf in sorted((job_dir / "export").glob("model-*.gguf")):
         ctx.made.append(("export", f"{gguf.name} ({gguf.stat().st_size / 2**20:.0f} MiB), verified", str(gguf)))
+    record_export(ctx.session_file, job_dir)
     ctx.results["export_job"] = job_dir
 
 

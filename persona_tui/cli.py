@@ -16,6 +16,7 @@ COMMANDS = [
     "open",
     "new",
     "validate",
+    "persona",
     "demo",
     "eval",
     "experiment",

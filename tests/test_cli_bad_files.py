@@ -90,3 +90,61 @@ def test_bad_file_one_sentence_exit_2_nothing_changes(tmp_path: Path, case: str,
         assert output.endswith("."), output
     assert path.name in lines[0] and expected in output, output
     assert snapshot(tmp_path) == before
+
+
+def _file(name: str, content: bytes):
+    def make(folder: Path) -> Path:
+        (folder / name).write_bytes(content)
+        return folder / name
+    return make
+
+
+CARD_CASES = {
+    "missing": (lambda f: f / "nocard.json", "does not exist"),
+    "directory": (make_directory, "folder"),
+    "binary": (_file("b.json", b"\x89\xff\x00\x01" * 64), "not JSON text"),
+    "not JSON": (_file("broken.json", b'{"spec": "chara_card_v2",\n  "data": {'), "line 2"),
+    "JSON that is not a card": (_file("list.json", b"[1, 2, 3]\n"), "Character Card"),
+    "a card without a name": (_file("noname.json", b'{"spec": "chara_card_v2", "spec_version": "2.0", '
+                                                   b'"data": {"description": "x"}}'), "name"),
+}
+
+
+@pytest.mark.parametrize("case", list(CARD_CASES))
+def test_a_bad_card_on_the_cli_is_one_sentence_exit_2_and_the_session_is_untouched(tmp_path: Path, case: str):
+    session = tmp_path / "s.toml"
+    assert persona_tui("new", str(session)).returncode == 0
+    make, expected = CARD_CASES[case]
+    card = make(tmp_path)
+    before = snapshot(tmp_path)
+    result = persona_tui("persona", str(session), "--import", str(card))
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and card.name in lines[0] and expected in lines[0], result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_cards_and_persona_lists_import_and_export_through_the_cli(tmp_path: Path):
+    session = tmp_path / "s.toml"
+    assert persona_tui("new", str(session), "--demo").returncode == 0
+    card = tmp_path / "odile.card.json"
+    done = persona_tui("persona", str(session), "--export", "odile", str(card))
+    assert done.returncode == 0 and card.is_file(), done.stderr
+    again = persona_tui("persona", str(session), "--export", "odile", str(card))
+    assert again.returncode == 2 and "--force" in again.stderr
+    listed = tmp_path / "odile.txt"
+    assert persona_tui("persona", str(session), "--export", "odile", str(listed)).returncode == 0
+    assert listed.read_text().count("\n") >= 5 and "{" not in listed.read_text()
+    imported = persona_tui("persona", str(session), "--import", str(card))
+    assert imported.returncode == 0 and "as 'odile-marsh'" in imported.stdout or "as 'odile" in imported.stdout
+    from sessions.store import SessionFile
+
+    personas = SessionFile.load(session).session.personas
+    assert len(personas) == 2 and personas[1].id != personas[0].id
+    # The round trip keeps the traits with their probes.
+    assert [t.text for t in personas[1].traits] == [t.text for t in personas[0].traits]
+    assert personas[1].traits[0].knowledge_probes == personas[0].traits[0].knowledge_probes
+    out = persona_tui("persona", str(session))
+    assert out.returncode == 0 and out.stdout.count("traits,") == 2
+    unknown = persona_tui("persona", str(session), "--export", "nobody", str(tmp_path / "n.json"))
+    assert unknown.returncode == 2 and "no persona 'nobody'" in unknown.stderr

@@ -126,5 +126,19 @@ def test_demo_quick_runs_every_stage(tmp_path: Path):
     assert states.get("train") == ["finished"]
     assert sorted(states.get("eval", [])) == ["finished", "finished"]
     assert list((workspace / "jobs").glob("train-*/adapter/adapter_config.json"))
-    for stage in ("data", "train", "evaluate", "What the demo made"):
+    # Export: F16 and q8_0 written and verified, and listed under the run in the session.
+    assert states.get("export") == ["finished"]
+    (report,) = [json.loads(p.read_text()) for p in (workspace / "jobs").glob("export-*/export/report.json")]
+    checks = {c["type"]: c for c in report["verification"]["checks"]}
+    assert {"f16", "q8_0"} <= set(checks) and all(c["passed"] for c in checks.values())
+    from sessions.store import SessionFile
+
+    session = SessionFile.load(sessions[0]).session
+    (run,) = [r for r in session.runs if r.extra.get("exports")]
+    assert {f["type"] for f in run.extra["exports"][-1]["files"]} >= {"f16", "q8_0"}
+    # Chat: base and fine-tuned side by side; evaluation results recorded in the session.
+    assert "chat, no system prompt" in result.stdout and "fine-tuned (model-" in result.stdout
+    assert all(e.extra.get("results") for e in session.evals if e.id.startswith("odile-"))
+    for stage in ("data", "train", "export", "chat", "evaluate", "What the demo made"):
         assert stage in result.stdout
+    assert "skipped" not in result.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from export_fixtures import BASE, build_shared_export, make_session, make_train_job
@@ -84,6 +85,22 @@ def test_verification_figures_pass_their_bounds(shared):
     assert [r["job"] for r in listed if r["ok"]] == [shared.export_job.name]
     # The CLI printed the same report.
     assert "model-q4_k_m.gguf" in shared.cli_output and "verification" in shared.cli_output
+    # ... and listed the export under its run in the session: files, sizes, times, verdicts.
+    from sessions.store import SessionFile
+
+    assert "listed under run r1" in shared.cli_output
+    (entry,) = SessionFile.load(shared.session).session.runs[0].extra["exports"]
+    assert entry["job"] == shared.export_job.name and entry["ok"] is True and entry["seconds"] > 0
+    by_type = {f["type"]: f for f in entry["files"]}
+    assert {"f16", "q8_0", "q4_k_m"} <= set(by_type)
+    for f in entry["files"]:
+        assert Path(f["path"]).exists() and f["bytes"] == _size(Path(f["path"]))
+    assert by_type["f16"]["verified"] is True and by_type["f16"]["top1"] >= 0.97
+    assert by_type["f16"]["mean_kl"] == pytest.approx(checks["f16"]["mean_kl"], abs=1e-5)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 @pytest.mark.slow

@@ -458,6 +458,40 @@ def exports_of_run(workspace: str | Path, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def record_export(session_file: Any, job_dir: str | Path) -> dict[str, Any] | None:
+    """List a finished export under its run in the session (`[[runs.exports]]`) and save it.
+
+    Called by whoever followed the job (CLI, demo, app), never by the worker, so only one process
+    writes the session. Returns the entry, or None when the job exported no run of this session.
+    """
+    report = read_report(job_dir)
+    if not report or not report.get("run"):
+        return None
+    run = next((r for r in session_file.session.runs if r.id == report["run"]), None)
+    if run is None:
+        return None
+    checks = {c["lora"] or c["gguf"]: c for c in (report.get("verification") or {}).get("checks", [])}
+    files = []
+    for f in report.get("files") or []:
+        entry = {"path": str(Path(job_dir) / f["path"]), "type": f.get("type", f.get("kind", "")),
+                 "bytes": int(f.get("bytes", 0)), "seconds": float(f.get("seconds", 0.0))}
+        if "verified" in f:
+            entry["verified"] = bool(f["verified"])
+        if f["path"] in checks:
+            entry.update(top1=round(checks[f["path"]]["top1"], 4), mean_kl=round(checks[f["path"]]["mean_kl"], 5))
+        if f.get("modelfile"):
+            entry["modelfile"] = str(Path(job_dir) / f["modelfile"])
+        files.append(entry)
+    entry = {"job": Path(job_dir).name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()),
+             "ok": bool(report.get("ok")), "seconds": float(report.get("seconds") or 0.0), "files": files}
+    if report.get("error"):
+        entry["error"] = str(report["error"])
+    exports = [e for e in (run.extra.get("exports") or []) if e.get("job") != entry["job"]]
+    run.extra["exports"] = [*exports, entry]
+    session_file.save()
+    return entry
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as a few lines of text (the CLI prints it; the TUI may show it)."""
     lines = []

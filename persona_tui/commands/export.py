@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     except (SessionError, OSError) as e:
         return _fail(str(e))
 
-    from trainers.export_job import create_export_job, format_report, read_report
+    from trainers.export_job import create_export_job, format_report, read_report, record_export
     from trainers.worker import KINDS
 
     options = {"verify": not args.no_verify, "adapter_gguf": not args.no_lora_gguf, "keep_merged": not args.drop_merged}
@@ -88,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
     if report:
         console.print(format_report(report), markup=False, highlight=False, soft_wrap=True)
     if status.state == "finished":
+        try:
+            if record_export(SessionFile.load(args.session), job_dir):
+                print(f"listed under run {args.run_id or report.get('run')} in {args.session}")
+        except (SessionError, OSError) as e:  # the export itself stands; say why the listing did not
+            print(f"persona-tui: the export is done but could not be listed in {args.session}: {e}", file=sys.stderr)
         print(f"export: {job_dir / 'export'}")
         return 0
     return _fail(f"export {status.state}: {status.error or status.message}", 1)

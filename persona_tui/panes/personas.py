@@ -425,6 +425,8 @@ class PersonasPane(Widget):
             TextPrompt(
                 f"Export {persona.name or persona.id} as a Character Card V2",
                 value=str(default),
+                help="A .json path writes a Character Card V2; a .txt path writes a plain persona "
+                "list (one sentence per line, as in Synthetic-Persona-Chat).",
                 ok_label="Export",
                 check=lambda value: None if value else "Type the path of the card to write.",
             ),
@@ -435,7 +437,10 @@ class PersonasPane(Widget):
         from sessions import cards
 
         try:
-            cards.write_card(persona, path)
+            if path.suffix.lower() == ".txt":
+                cards.write_persona_list(persona, path)
+            else:
+                cards.write_card(persona, path)
         except (ValueError, OSError) as error:
             self.notify(str(error), title="Export failed", severity="error", timeout=10)
             return False

@@ -1,0 +1,92 @@
+"""`persona-tui persona SESSION`: list personas, import a Character Card or persona list, export one.
+
+    persona-tui persona my.toml                               # the personas, one line each
+    persona-tui persona my.toml --import card.json            # a Character Card (.json/.png) or list (.txt)
+    persona-tui persona my.toml --export odile odile.card.json   # .json: Character Card V2; .txt: persona list
+
+The same readers and writers as the Personas pane (`sessions.cards`); a file that is not a card
+or a list is one sentence and exit code 2, and the session is not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "persona",
+        help="list personas; import a Character Card or persona list; export one",
+        description="List a session's personas, add one from a Character Card (V1/V2/V3 JSON, or "
+        "a PNG with the card inside) or a plain persona list (.txt, one 'I ...' sentence per line), "
+        "or write one out as a Character Card V2 (.json) or a persona list (.txt).",
+    )
+    parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--import", dest="import_path", type=Path, metavar="FILE", default=None,
+                      help="add the persona in FILE (.json/.png card, or .txt persona list)")
+    what.add_argument("--export", nargs=2, metavar=("ID", "FILE"), default=None,
+                      help="write persona ID to FILE (.txt: persona list; otherwise a Character Card V2 JSON)")
+    parser.add_argument("--force", action="store_true", help="with --export, replace FILE if it exists")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"persona-tui: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from sessions import cards
+    from sessions.store import SessionFile
+    from sessions.validate import SessionError
+
+    if not args.session.exists():
+        return _fail(f"{args.session} does not exist; create it with 'persona-tui new {args.session}'.")
+    try:
+        sf = SessionFile.load(args.session)
+    except (SessionError, OSError) as error:
+        return _fail(f"{str(error).rstrip('.')}. Run 'persona-tui validate {args.session}' to list every problem.")
+    session = sf.session
+    if args.import_path is not None:
+        path: Path = args.import_path
+        taken = [p.id for p in session.personas]
+        try:
+            if path.suffix.lower() == ".txt":
+                persona = cards.read_persona_list(path, taken=taken)
+            else:
+                persona = cards.import_card(path, taken=taken)
+        except (ValueError, OSError) as error:
+            return _fail(str(error))
+        session.personas.append(persona)
+        try:
+            sf.save()
+        except (SessionError, OSError) as error:
+            return _fail(f"could not save {args.session}: {error}")
+        print(f"Imported {persona.name or persona.id} from {path} as '{persona.id}' "
+              f"({len(persona.traits)} trait{'' if len(persona.traits) == 1 else 's'}).")
+        return 0
+    if args.export is not None:
+        persona_id, out = args.export[0], Path(args.export[1])
+        persona = session.persona(persona_id)
+        if persona is None:
+            known = ", ".join(p.id for p in session.personas) or "none"
+            return _fail(f"{args.session} has no persona {persona_id!r} (personas: {known}).")
+        if out.exists() and not args.force:
+            return _fail(f"{out} exists; pass --force to replace it.")
+        try:
+            if out.suffix.lower() == ".txt":
+                cards.write_persona_list(persona, out)
+            else:
+                cards.write_card(persona, out)
+        except (ValueError, OSError) as error:
+            return _fail(str(error))
+        print(f"Wrote {out}.")
+        return 0
+    for p in session.personas:
+        print(f"{p.id:<24} {p.name:<24} {len(p.traits)} traits, "
+              f"{sum(len(t.knowledge_probes) for t in p.traits)} knowledge and "
+              f"{sum(len(t.expression_probes) for t in p.traits)} expression probes")
+    return 0

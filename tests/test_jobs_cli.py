@@ -1,0 +1,96 @@
+"""`persona-tui jobs` as a person uses it, on real detached workers (tests/jobs_fixture_worker.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sessions import jobs
+from sessions.store import SessionFile
+from sessions.model import Persona, Session
+
+TESTS = Path(__file__).resolve().parent
+WORKER = "jobs_fixture_worker"
+
+
+@pytest.fixture
+def session(tmp_path, monkeypatch) -> Path:
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS), path) if p))
+    monkeypatch.setenv(jobs.STALE_ENV, "0.5")
+    return SessionFile.create(tmp_path / "s.toml", Session(name="s", personas=[Persona(id="p", name="P")])).path
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "persona_tui.cli", "jobs", *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "160"})
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_list_watch_log_and_cancel(session: Path):
+    workspace = session.with_suffix("")
+    assert "no jobs yet" in cli(str(session)).stdout
+    done = jobs.create_job(workspace, "count", {"n": 5, "delay": 0.02}, worker=WORKER)
+    jobs.start_job(done)
+    watched = cli(str(session), "--watch", done.name)
+    assert watched.returncode == 0 and f"{done.name} finished" in watched.stdout, watched.stderr
+    assert (done / "result.txt").read_text() == "counted to 5\n"
+
+    failing = jobs.create_job(workspace, "refuse", {"message": "the dataset odile-chat is empty."}, worker=WORKER)
+    jobs.start_job(failing)
+    watched = cli(str(session), "--watch", failing.name)
+    assert watched.returncode == 1 and "failed: the dataset odile-chat is empty." in watched.stderr
+
+    slow = jobs.create_job(workspace, "count", {"n": 10_000, "delay": 0.01}, worker=WORKER)
+    jobs.start_job(slow)
+    wait_for(lambda: jobs.read_status(slow).state == "running")
+    cancelled = cli(str(session), "--cancel", slow.name)
+    assert cancelled.returncode == 0 and "cancel requested" in cancelled.stdout
+    wait_for(lambda: jobs.read_status(slow).state == "cancelled")
+    assert (slow / "checkpoint.txt").is_file()  # the worker saved before it stopped
+
+    listed = cli(str(session))
+    rows = {line.split()[1]: line for line in listed.stdout.splitlines() if line.count("│") > 3}
+    assert "finished" in rows[done.name] and "100%" in rows[done.name]
+    assert "failed" in rows[failing.name] and "odile-chat is empty" in rows[failing.name]
+    assert "cancelled" in rows[slow.name]
+    log = cli(str(session), "--log", slow.name)
+    assert "checkpoint saved" in log.stdout
+
+
+def test_a_killed_worker_reads_died_with_its_log(session: Path):
+    workspace = session.with_suffix("")
+    job = jobs.create_job(workspace, "hang", {}, worker=WORKER)
+    pid = jobs.start_job(job)
+    wait_for(lambda: (job / "hanging").exists())
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: jobs.read_status(job).state == "died")
+    watched = cli(str(session), "--watch", job.name)
+    assert watched.returncode == 1 and "died" in watched.stderr and "hanging; kill me" in watched.stderr
+    assert "died" in cli(str(session)).stdout
+
+
+@pytest.mark.parametrize("bad", ["nope-123", "../../etc", "/abs"])
+def test_an_unknown_or_unsafe_id_is_one_sentence_exit_2(session: Path, bad: str):
+    for flag in ("--watch", "--cancel", "--log"):
+        result = cli(str(session), flag, bad)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_missing_session_is_exit_2(tmp_path: Path):
+    result = cli(str(tmp_path / "none.toml"))
+    assert result.returncode == 2 and "is not a session file" in result.stderr
