@@ -135,8 +135,12 @@ class TrainingSettings:
             "at equal loss."
         ),
     )
-    load_in_4bit: bool = field(
-        default=False, metadata=_help("Load the base model in 4-bit (QLoRA, bitsandbytes): CUDA GPUs only.")
+    load_in_4bit: bool | None = field(
+        default=None,
+        metadata=_help(
+            "Load the base model in 4-bit (QLoRA, bitsandbytes): CUDA GPUs only. Unset = auto: 4-bit with "
+            "the unsloth backend (its 4-bit base), full precision with hf."
+        ),
     )
     packing: bool = field(
         default=False,
@@ -209,6 +213,12 @@ def default_of(settings_cls: type, name: str) -> Any:
 # ----------------------------------------------------------------------------- dict round trip
 
 
+def wants_4bit(run: RunSpec) -> bool:
+    """`training.load_in_4bit` resolved: unset means 4-bit for unsloth, full precision otherwise."""
+    value = run.training.load_in_4bit
+    return bool(value) if value is not None else run.backend == "unsloth"
+
+
 def run_to_dict(run: RunSpec) -> dict[str, Any]:
     """A plain dict of the run (nested settings as tables): what a job's spec.toml freezes."""
     return dataclasses.asdict(run)
@@ -253,6 +263,10 @@ def _check_settings(prefix: str, obj: Any, rules: dict[str, tuple[str, Any]]) ->
         value = getattr(obj, name, None)
         where = f"{prefix}.{name}"
         default = default_of(type(obj), name)
+        if kind == "optbool":
+            if value is not None and not isinstance(value, bool):
+                problems.append(f"{where} is {value!r}; it must be true or false, or left out for auto.")
+            continue
         if kind == "bool":
             if not isinstance(value, bool):
                 problems.append(f"{where} is {value!r}; it must be true or false (default {str(default).lower()}).")
@@ -301,7 +315,7 @@ _TRAINING_RULES: dict[str, tuple[str, Any]] = {
     "save_steps": ("int", (1, None)),
     "completion_only_loss": ("bool", None),
     "precision": ("choice", PRECISIONS),
-    "load_in_4bit": ("bool", None),
+    "load_in_4bit": ("optbool", None),
     "packing": ("bool", None),
     "num_threads": ("int", (0, 1024)),
     "gradient_checkpointing": ("bool", None),

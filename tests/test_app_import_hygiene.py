@@ -90,3 +90,32 @@ def test_import_linter_contracts_hold():
     result = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+def test_starting_a_run_from_the_app_does_not_import_the_ml_stack(tmp_path):
+    """The Train pane validates and creates the job in the app's process; on a machine without an
+    NVIDIA driver that must not pay torch's import (the worker imports it, detached)."""
+    if Path("/proc/driver/nvidia").exists():
+        pytest.skip("an NVIDIA driver is present: asking torch for the GPU count is the honest answer there")
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from pathlib import Path
+        from sessions.model import DatasetSpec, RunSpec, Session
+        from sessions.store import SessionFile
+        from trainers.train_job import create_train_job
+        root = Path(sys.argv[1])
+        (root / "s").mkdir()
+        (root / "s" / "datasets").mkdir()
+        (root / "s" / "datasets" / "d.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\\n')
+        session = Session(name="s", datasets=[DatasetSpec(id="d", format="chat_demos")], runs=[RunSpec(id="r", datasets=["d"])])
+        sf = SessionFile.create(root / "s.toml", session)
+        job = create_train_job(sf, "r")
+        print(json.dumps({"job": str(job), "torch": "torch" in sys.modules, "transformers": "transformers" in sys.modules}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert Path(report["job"]).is_dir()
+    assert report["torch"] is False and report["transformers"] is False

@@ -34,7 +34,7 @@ def test_defaults_are_the_documented_recipe():
     assert (t.learning_rate, t.lr_scheduler, t.warmup_steps, t.num_epochs, t.max_steps) == (2e-4, "linear", 5, 1, 0)
     assert (t.batch_size, t.grad_accum, t.max_seq_length, t.weight_decay) == (2, 4, 512, 0.01)
     assert (t.optimizer, t.seed, t.logging_steps, t.eval_steps, t.save_steps) == ("auto", 3407, 1, 20, 20)
-    assert (t.completion_only_loss, t.precision, t.load_in_4bit, t.packing, t.num_threads) == (True, "auto", False, False, 0)
+    assert (t.completion_only_loss, t.precision, t.load_in_4bit, t.packing, t.num_threads) == (True, "auto", None, False, 0)
     for cls in (LoraSettings, TrainingSettings):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
@@ -87,6 +87,62 @@ def test_unsloth_is_refused_at_validation_without_a_gpu():
         "run 'u': backend is unsloth, which trains only on an NVIDIA GPU with CUDA, and this machine has none; "
         'use backend = "hf" to train on the CPU.'
     ]
+
+
+class _Recorded(Exception):
+    pass
+
+
+def _fake_unsloth(calls: dict):
+    """A stand-in `unsloth` module that records how the backend calls it (no GPU here to run it)."""
+    import types
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(**kwargs):
+            calls["from_pretrained"] = kwargs
+            return object(), object()
+
+        @staticmethod
+        def get_peft_model(model, **kwargs):
+            calls["get_peft_model"] = kwargs
+            raise _Recorded()
+
+    module = types.ModuleType("unsloth")
+    module.FastLanguageModel = FastLanguageModel
+    module.PatchDPOTrainer = lambda: calls.setdefault("patched_dpo", True)
+    return module
+
+
+@pytest.mark.parametrize("method, four_bit, expected", [("sft", None, True), ("sft", False, False), ("dpo", None, True)])
+def test_the_unsloth_backend_calls_fastlanguagemodel_as_its_docs_say(monkeypatch, tmp_path, method, four_bit, expected):
+    import sys
+
+    from trainers.backends import TrainContext, unsloth_backend
+    from trainers.hardware import Device
+
+    calls: dict = {}
+    monkeypatch.setitem(sys.modules, "unsloth", _fake_unsloth(calls))
+    monkeypatch.setattr("trainers.hardware.resolve_device", lambda *a, **k: Device("cuda", 1, "bf16", "adamw_8bit", 0))
+    run = RunSpec(id="u", base_model="bundled:smollm2-135m-instruct", datasets=["d"], backend="unsloth", method=method)
+    run.training.load_in_4bit = four_bit
+    run.lora.use_rslora = True
+
+    class Job:
+        def log(self, *a, **k):
+            pass
+
+    ctx = TrainContext(job=Job(), job_dir=tmp_path, run=run, datasets=[])
+    with pytest.raises(_Recorded):
+        unsloth_backend.Backend().setup(ctx)
+    loaded = calls["from_pretrained"]
+    assert loaded["load_in_4bit"] is expected and loaded["dtype"] is None
+    assert loaded["max_seq_length"] == run.training.max_seq_length and Path(loaded["model_name"]).is_dir()
+    peft = calls["get_peft_model"]
+    assert peft == {"r": 16, "target_modules": list(ALL_PROJECTIONS), "lora_alpha": 16, "lora_dropout": 0.0,
+                    "bias": "none", "use_gradient_checkpointing": "unsloth", "random_state": 3407,
+                    "use_rslora": True, "loftq_config": None}
+    assert calls.get("patched_dpo", False) is (method == "dpo")
 
 
 def test_cpu_only_settings_are_refused_on_a_cpu():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +29,16 @@ class Device:
         return self.precision == "bf16"
 
 
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA kernel driver is loaded: without one no CUDA build can see a GPU, and
+    asking torch would cost its whole import (seconds) in the app when it starts a job."""
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
+
+
 def cuda_count() -> int:
     """GPUs torch can use; 0 without a CUDA build or driver (never raises)."""
+    if "torch" not in sys.modules and not nvidia_driver_present():
+        return 0
     try:
         import torch
 
@@ -39,6 +48,8 @@ def cuda_count() -> int:
 
 
 def cuda_bf16() -> bool:
+    if "torch" not in sys.modules and not nvidia_driver_present():
+        return False
     try:
         import torch
 

@@ -58,6 +58,7 @@ CHOICES = {
     "training.optimizer": rs.OPTIMIZERS,
     "training.precision": rs.PRECISIONS,
 }
+TRISTATE = ("auto", "true", "false")  # an optional switch: unset means the backend decides
 TOP_FIELDS = [
     ("base_model", "str", "Base model: bundled:smollm2-135m-instruct, a .gguf file, an HF folder or a cached HF repo id."),
     ("datasets", "list[str]", "Dataset ids of this session, comma-separated."),
@@ -270,6 +271,9 @@ class TrainPane(Vertical):
                                                  compact=True, tooltip=help_text)
                                 elif kind == "bool":
                                     yield Checkbox("", id=_wid(name), compact=True, tooltip=help_text)
+                                elif kind == "bool | None":  # unset = auto
+                                    yield Select([(c, c) for c in TRISTATE], id=_wid(name), allow_blank=False,
+                                                 compact=True, tooltip=help_text)
                                 else:
                                     yield Input(id=_wid(name), compact=True, tooltip=help_text)
 
@@ -315,7 +319,9 @@ class TrainPane(Vertical):
             for name, kind, _ in FIELDS:
                 value = _get(run, name)
                 widget = self.query_one(f"#{_wid(name)}")
-                if isinstance(widget, Select):
+                if isinstance(widget, Select) and kind == "bool | None":
+                    widget.value = {True: "true", False: "false"}.get(value, "auto") if isinstance(value, bool) else "auto"
+                elif isinstance(widget, Select):
                     if value in CHOICES[name]:
                         widget.value = value
                 elif isinstance(widget, Checkbox):
@@ -350,7 +356,10 @@ class TrainPane(Vertical):
         kind = next(k for n, k, _ in FIELDS if n == name)
         errors = {}
         try:
-            typed = parse_field(kind, value) if isinstance(value, str) and kind != "str" else value
+            if kind == "bool | None":
+                typed = {"auto": None, "true": True, "false": False}[value]
+            else:
+                typed = parse_field(kind, value) if isinstance(value, str) and kind != "str" else value
         except ValueError:
             errors[name] = f"is {value!r}; it must be {'a whole number' if kind == 'int' else 'a number'}."
             typed = None

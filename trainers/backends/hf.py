@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sessions.model import RunSpec
-from sessions.run_spec import LoraSettings
+from sessions.run_spec import LoraSettings, wants_4bit
 from trainers.backends import RunError, TrainContext, TrainOutcome
 from trainers.hardware import Device, machine_problems, resolve_device
 from trainers.metrics import RunMetrics, make_callback
@@ -131,7 +131,7 @@ def load_base_model(run: RunSpec, device: Device) -> Any:
     from engines.models import hf_model_dir, load_hf_model
 
     try:
-        if device.kind == "cuda" and run.training.load_in_4bit:
+        if device.kind == "cuda" and wants_4bit(run):
             import torch
             from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 

@@ -4,7 +4,7 @@ GPU only (unsloth's kernels are Triton/CUDA): `check` refuses a machine without 
 validation, before anything starts. What differs from `hf` is only how the model is made:
 
     model, tokenizer = FastLanguageModel.from_pretrained(model_name=..., max_seq_length=...,
-                                                         dtype=None, load_in_4bit=...)
+                                                         dtype=None, load_in_4bit=...)  # 4-bit unless set false
     model = FastLanguageModel.get_peft_model(model, r=..., target_modules=[...], lora_alpha=...,
                                              lora_dropout=..., bias="none",
                                              use_gradient_checkpointing="unsloth",
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sessions.model import RunSpec
-from sessions.run_spec import ALL_PROJECTIONS
+from sessions.run_spec import ALL_PROJECTIONS, wants_4bit
 from trainers.backends import RunError, TrainContext, TrainOutcome
 from trainers.hardware import machine_problems
 
@@ -55,16 +55,18 @@ class Backend:
 
     def setup(self, ctx: TrainContext) -> None:
         try:
-            import unsloth  # noqa: F401 - first, so it patches transformers/trl/peft
+            import unsloth  # first, so it patches transformers/trl/peft
             from unsloth import FastLanguageModel
         except ImportError as e:
             raise RunError(f"backend unsloth cannot be imported ({e}); install unsloth on a CUDA machine.") from None
+        if ctx.run.method == "dpo" and hasattr(unsloth, "PatchDPOTrainer"):
+            unsloth.PatchDPOTrainer()  # unsloth's DPO recipe patches TRL's DPOTrainer before it is built
         from engines.base import EngineError
         from trainers.backends import hf
         from trainers.hardware import resolve_device
 
         run, t = ctx.run, ctx.run.training
-        device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, t.load_in_4bit)
+        device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, wants_4bit(run))
         if device.kind != "cuda":
             raise RunError("backend is unsloth, which needs an NVIDIA GPU with CUDA; use backend = \"hf\" here.")
         try:
@@ -76,7 +78,7 @@ class Backend:
             model_name=name,
             max_seq_length=t.max_seq_length,
             dtype=None,  # unsloth picks bf16 where the GPU has it, else fp16
-            load_in_4bit=t.load_in_4bit,
+            load_in_4bit=wants_4bit(run),  # unset: unsloth's 4-bit base (QLoRA)
         )
         targets = list(run.lora.target_modules)
         if targets == ["all-linear"]:
