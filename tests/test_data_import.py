@@ -188,3 +188,35 @@ def test_persona_parser_survives_garbage():
     assert parse_persona(None) is None
     assert parse_persona("Response A") is None
     assert parse_persona("the the the the the the the the the the the") is None
+
+
+def test_the_data_command_names_broken_rows_by_line_and_refuses_them_with_strict(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from sessions.model import DatasetSpec, Session
+    from sessions.store import SessionFile
+
+    good = {"prompt": "Ephemeral", "chosen": "Ephemeral sounds like 'a femoral'.", "rejected": "It lasts a day.",
+            "chosen_persona_gold": "The user is a visual learner.", "rejected_persona_gold": "The user is literal."}
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join([json.dumps(good), "{not json", json.dumps({**good, "prompt": "Loquacious"}),
+                                json.dumps({**good, "chosen": ""}), json.dumps({**good, "prompt": "Terse"})]) + "\n")
+    spec = DatasetSpec(id="tl", format="tailoring_sft", generator="import", source=str(pairs), size=10,
+                       held_out=0.0, extra={"persona_source": "gold", "token_stats": False})
+    session = SessionFile.create(tmp_path / "s.toml", Session(name="s", datasets=[spec])).path
+    before = session.read_bytes()
+
+    def data(*flags):
+        return subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(session), "--dataset", "tl", *flags],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "120"})
+
+    done = data()
+    assert done.returncode == 0, done.stderr
+    assert "skipped line 2: the line is not valid JSON" in done.stderr
+    assert "skipped line 4: the field 'chosen' is empty" in done.stderr
+    assert (tmp_path / "s" / "datasets" / "tl.jsonl").read_text().count("\n") == 3
+    refused = data("--strict")
+    assert refused.returncode == 1 and "pairs.jsonl, line 2: the line is not valid JSON" in refused.stderr
+    assert session.read_bytes() == before  # building never rewrites the session

@@ -37,6 +37,10 @@ def run(job: Any) -> None:
         from dataclasses import replace
 
         ds = replace(ds, size=int(spec["size"]))
+    if spec.get("strict"):  # `persona-tui data --strict`: refuse an import with any broken row
+        from dataclasses import replace
+
+        ds = replace(ds, extra={**ds.extra, "strict": True})
     job.log(f"building dataset {ds.id!r}: format {ds.format}, generator {ds.generator}, size {ds.size}")
     job.progress(0, max(ds.size, 1), "starting")
 

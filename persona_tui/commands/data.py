@@ -29,9 +29,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     what.add_argument("--stats", metavar="ID", help="print the statistics of a built dataset")
     parser.add_argument("--detach", action="store_true",
                         help="start the build as a detached job, print its id and return")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse an import (persona_chat, tailoring) with any broken row instead of "
+                        "skipping it; the first broken row is named by line")
     parser.add_argument("--export", metavar="FORMAT",
                         help="after building, export as openai, sharegpt, alpaca, trl_preference or hf")
     return parser
+
+
+MAX_BROKEN_SHOWN = 20
 
 
 def _fail(msg: str, code: int = 2) -> int:
@@ -127,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
             if args.export not in EXPORT_FORMATS:
                 raise DatasetError(f"Export format {args.export!r} is unknown; use one of {', '.join(EXPORT_FORMATS)}.")
-        job_dir = jobs.create_job(workspace, "dataset", job_spec(sf.path, spec.id))
+        job_dir = jobs.create_job(workspace, "dataset", {**job_spec(sf.path, spec.id),
+                                                         **({"strict": True} if args.strict else {})})
     except ValueError as e:
         return _fail(str(e))
 
@@ -149,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
     st = dataset_files.read_stats(workspace, spec.id)
     if st:
         console.print(stats_table(st))
+        broken = (st.get("generation") or {}).get("broken") or []
+        for row in broken[:MAX_BROKEN_SHOWN]:
+            print(f"skipped line {row['line']}: {row['reason']}", file=sys.stderr)
+        if len(broken) > MAX_BROKEN_SHOWN:
+            print(f"... and {len(broken) - MAX_BROKEN_SHOWN} more broken rows (all in "
+                  f"{dataset_files.stats_path(workspace, spec.id)}).",
+                  file=sys.stderr)
     if args.export:
         from trainers.dataset_export import export_dataset
 
