@@ -82,7 +82,12 @@ def _run_engine(ref: str, run_id: str, session: Session | None, workspace: Path 
     if workspace is None:
         raise EngineRefError(f"{ref!r} needs a session to find the run's training jobs in.")
     from trainers.export_job import find_train_job, resolve_source
+    from trainers.train_job import remote_engine
 
+    remote = remote_engine(workspace, run_id)
+    if remote is not None:  # a run trained by a service (openai backend): its fine-tuned model
+        return EngineSpec(id=ref, kind="openai", model=str(remote["model"]), base_url=str(remote.get("base_url") or ""),
+                          api_key_env=str(remote.get("api_key_env") or ""))
     try:
         job_dir = find_train_job(workspace, run_id)
         source = resolve_source({"train_job": job_dir.name}, workspace)
@@ -144,7 +149,13 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     for e in session.engines:
         add(e.id, f"{e.id} · {e.kind}")
     statuses = jobs.list_jobs(workspace) if workspace.is_dir() else []
+    from trainers.train_job import remote_engine
+
     for run in session.runs:
+        remote = remote_engine(workspace, run.id) if workspace.is_dir() else None
+        if remote is not None:
+            add(f"run:{run.id}", f"run {run.id} {remote['model']} · openai")
+            continue
         if any(s.kind == "train" and s.state == "finished" and (s.dir / "adapter").is_dir() for s in statuses):
             try:
                 engine_from_ref(f"run:{run.id}", session, workspace)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sessions import jobs
+from sessions.store import SessionFile
 from sessions.model import RunSpec
 from train_fixtures import CHATS, make_session
 from trainers.backends import validate
@@ -192,6 +193,18 @@ def test_openai_run_uploads_chats_polls_events_and_records_the_model(tmp_path, s
     assert result["engine"] == {"id": "run-ft", "kind": "openai", "model": FT_MODEL, "base_url": url,
                                 "api_key_env": "PERSONA_TUI_TEST_OPENAI_KEY"}
     assert "Fine-tuning job started" in jobs.log_tail(job_dir, 50)
+
+    # The fine-tuned model is an engine: `run:ft` resolves to it, the chat pane offers it, and
+    # the one who followed the job records it in the session.
+    from persona_tui.conversation import engine_choices, engine_from_ref
+    from trainers.train_job import record_remote_engine
+
+    spec = engine_from_ref("run:ft", sf.session, sf.workspace)
+    assert (spec.kind, spec.model, spec.base_url, spec.api_key_env) == ("openai", FT_MODEL, url, "PERSONA_TUI_TEST_OPENAI_KEY")
+    assert any(c.ref == "run:ft" and "openai" in c.label for c in engine_choices(sf.session, sf.workspace))
+    assert record_remote_engine(SessionFile.load(sf.path), job_dir) == "run-ft"
+    (engine,) = SessionFile.load(sf.path).session.engines
+    assert (engine.id, engine.kind, engine.model) == ("run-ft", "openai", FT_MODEL)
 
     # The key itself is written nowhere: not in the job, not in the session.
     for path in [*job_dir.rglob("*"), sf.path]:

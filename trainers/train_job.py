@@ -90,6 +90,39 @@ def read_result(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
 
 
+def remote_engine(workspace: str | os.PathLike[str], run_id: str) -> dict[str, Any] | None:
+    """The engine a finished remote run made (the openai backend's fine-tuned model), newest
+    first; None when the run has none. Local runs leave an adapter instead (export_job)."""
+    for status in reversed(jobs.list_jobs(workspace)):
+        if status.kind != "train" or status.state != "finished":
+            continue
+        result = read_result(status.dir) or {}
+        engine = result.get("engine")
+        if result.get("run") == run_id and isinstance(engine, dict) and engine.get("model"):
+            return engine
+    return None
+
+
+def record_remote_engine(session_file: Any, job_dir: str | os.PathLike[str]) -> str | None:
+    """Add (or update) the session engine a finished remote run made; return its id.
+
+    Called by whoever followed the job, never by the worker. The engine keeps the endpoint and
+    the *name* of the key's variable, as the run had them; never a key.
+    """
+    result = read_result(job_dir) or {}
+    engine = result.get("engine")
+    if not isinstance(engine, dict) or not engine.get("model") or engine.get("kind") != "openai":
+        return None
+    from sessions.model import EngineSpec
+
+    spec = EngineSpec(id=str(engine.get("id") or f"run-{result.get('run')}"), kind="openai", model=str(engine["model"]),
+                      base_url=str(engine.get("base_url") or ""), api_key_env=str(engine.get("api_key_env") or ""))
+    engines = session_file.session.engines
+    engines[:] = [e for e in engines if e.id != spec.id] + [spec]
+    session_file.save()
+    return spec.id
+
+
 # ----------------------------------------------------------------------------- failures
 
 

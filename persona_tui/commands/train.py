@@ -147,6 +147,16 @@ def run(args: argparse.Namespace) -> int:
     watcher.join(timeout=10)
     _summary(console, job_dir, status)
     if status.state == "finished":
+        from trainers.train_job import record_remote_engine
+
+        try:
+            engine_id = record_remote_engine(SessionFile.load(args.session), job_dir)
+        except (SessionError, OSError) as e:
+            print(f"persona-tui: the run finished but its model could not be added to {args.session}: {e}", file=sys.stderr)
+            return 1
+        if engine_id:
+            console.print(f"engine {engine_id!r} added to {args.session}: chat with it via --engine {engine_id}",
+                          markup=False, highlight=False, soft_wrap=True)
         return 0
     if status.state == "cancelled":
         print(f"{job_dir.name} cancelled; continue it with: persona-tui train {args.session} --resume {job_dir.name}",
