@@ -45,6 +45,7 @@ SPEC_FILE = "spec.toml"
 STATUS_FILE = "status.json"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "log.txt"
+CHILDREN_FILE = "children.pgid"  # process groups a worker started in sessions of their own
 
 HEARTBEAT_S = 2.0
 # A running job whose pid is gone is declared died only once its heartbeat is this old, so a
@@ -500,12 +501,32 @@ def cancel_job(job_dir: str | os.PathLike[str], force: bool = False) -> bool:
     except ProcessLookupError:
         return False
     if force:
+        for pgid in _child_groups(job_dir):  # e.g. accelerate's ranks, in a session of their own
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         with _status_lock(job_dir):
             raw = _read_status_raw(job_dir)
             if raw.get("state") in ("queued", "running"):
                 raw.update(state="cancelled", ended=time.time(), message="killed")
                 _write_status_raw(job_dir, raw)
     return True
+
+
+def register_child_group(job_dir: str | os.PathLike[str], pgid: int) -> None:
+    """Note a process group the worker started with a session of its own (so a plain cancel's
+    SIGTERM to the worker's group does not reach it and the worker can stop it in order);
+    `cancel_job(force=True)` kills these too."""
+    with open(Path(job_dir) / CHILDREN_FILE, "a", encoding="utf-8") as f:
+        f.write(f"{int(pgid)}\n")
+
+
+def _child_groups(job_dir: Path) -> list[int]:
+    try:
+        return [int(x) for x in (job_dir / CHILDREN_FILE).read_text(encoding="utf-8").split() if x.strip().isdigit()]
+    except OSError:
+        return []
 
 
 def _append_event(job_dir: Path, fields: Mapping[str, Any]) -> None:

@@ -200,6 +200,22 @@ class RunMetrics:
         }
 
 
+def _all_ranks_agree(stop: bool) -> bool:
+    """Under `accelerate launch`, stop when any rank was asked to: ranks that read the cancel
+    file a step apart would otherwise wait for each other in a collective forever."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return stop
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    flag = torch.tensor([1 if stop else 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def make_callback(metrics: RunMetrics, should_stop: Callable[[], bool],
                   on_step: Callable[[int], None] | None = None) -> Any:
     """A transformers `TrainerCallback` feeding `metrics` and stopping on cancel (checkpoint first).
@@ -226,7 +242,7 @@ def make_callback(metrics: RunMetrics, should_stop: Callable[[], bool],
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
             if on_step is not None:
                 on_step(state.global_step)
-            if should_stop():
+            if _all_ranks_agree(should_stop()):
                 self.stopped_at = state.global_step
                 control.should_save = True
                 control.should_training_stop = True

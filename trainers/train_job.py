@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -284,17 +285,29 @@ def _launch_distributed(job: Any, ctx: TrainContext, gpus: int) -> TrainOutcome:
     job.event(event="launch", command=line, gpus=gpus)
     rank0 = ctx.job_dir / "rank0.json"
     rank0.unlink(missing_ok=True)
+    # A session of its own: a cancel's SIGTERM to this worker's group must not kill the ranks
+    # before they checkpoint; the cancel file below stops them in order instead.
     with open(ctx.job_dir / jobs.LOG_FILE, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    jobs.register_child_group(ctx.job_dir, proc.pid)
     offset = 0
-    while proc.poll() is None:
-        if job.cancelled and not (ctx.job_dir / CANCEL_FILE).exists():
-            (ctx.job_dir / CANCEL_FILE).write_text("cancel\n")  # every rank stops after a checkpoint
-        events, offset = jobs.read_events(ctx.job_dir, offset)
-        for e in events:
-            if e.get("event") == "step":
-                job.progress(e.get("step", 0), e.get("max_steps") or None, f"step {e.get('step')} loss {e.get('loss')}")
-        time.sleep(1.0)
+    try:
+        while proc.poll() is None:
+            if job.cancelled and not (ctx.job_dir / CANCEL_FILE).exists():
+                (ctx.job_dir / CANCEL_FILE).write_text("cancel\n")  # every rank stops after a checkpoint
+            events, offset = jobs.read_events(ctx.job_dir, offset)
+            for e in events:
+                if e.get("event") == "step":
+                    job.progress(e.get("step", 0), e.get("max_steps") or None, f"step {e.get('step')} loss {e.get('loss')}")
+            time.sleep(1.0)
+    finally:
+        if proc.poll() is None:  # this worker is leaving (an error, a second Ctrl-C): take the ranks along
+            (ctx.job_dir / CANCEL_FILE).write_text("cancel\n")
+            try:
+                proc.wait(timeout=120)  # time to save a checkpoint
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
     try:
         data = json.loads(rank0.read_text(encoding="utf-8"))
     except (OSError, ValueError):
