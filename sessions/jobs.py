@@ -379,10 +379,40 @@ def read_status(job_dir: str | os.PathLike[str], stale_after: float | None = Non
     where = f"worker process {status.pid}" + ("" if same_host else f" on {status.host}")
     status.error = (
         f"The {where} is gone and its heartbeat stopped {age:.0f} s ago."
+        + (f" {_memory_hint(job_dir)}" if same_host and _memory_hint(job_dir) else "")
         + (f"\nLast lines of {LOG_FILE}:\n{tail}" if tail else f" {LOG_FILE} is empty.")
     )
     status.state = "died"
     return status
+
+
+# A worker killed outright (SIGKILL) writes nothing; Linux's out-of-memory killer does just that.
+# When its last reported memory was this close to the machine's, say so.
+OOM_SHARE = 0.85
+
+
+def _memory_hint(job_dir: Path) -> str:
+    """"It probably ran out of memory ..." when the job's last `rss_mb` event neared the RAM."""
+    try:
+        with open(job_dir / EVENTS_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        total_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return ""
+    for line in reversed(lines):
+        try:
+            rss = json.loads(line).get("rss_mb")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(rss, (int, float)):
+            if rss * 1024 >= OOM_SHARE * total_kb:
+                return (f"Its memory had reached {rss / 1024:.1f} of {total_kb / 2**20:.1f} GiB, so it was most "
+                        "likely killed for running out of memory: lower batch_size or max_seq_length, or "
+                        "turn on gradient_checkpointing.")
+            return ""
+    return ""
 
 
 def list_jobs(workspace: str | os.PathLike[str], stale_after: float | None = None) -> list[JobStatus]:

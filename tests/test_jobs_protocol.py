@@ -291,3 +291,26 @@ def test_the_protocol_module_imports_no_ml_library_and_no_ui():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_a_worker_killed_near_the_memory_limit_is_said_to_have_run_out_of_memory(tmp_path):
+    job_dir = jobs.create_job(tmp_path, "hang", {}, worker=WORKER)
+    pid = jobs.start_job(job_dir)
+    wait_for(lambda: (job_dir / "hanging").exists(), what="the worker to start")
+    total_kb = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal:"))
+    with open(job_dir / jobs.EVENTS_FILE, "a") as f:
+        f.write(json.dumps({"event": "step", "step": 3, "rss_mb": 0.95 * total_kb / 1024}) + "\n")
+    os.killpg(pid, signal.SIGKILL)  # what the kernel's OOM killer does
+    status = wait_for(lambda: (s := jobs.read_status(job_dir, stale_after=0.3)).state == "died" and s, what="died")
+    assert "most likely killed for running out of memory" in status.error and "batch_size" in status.error
+
+
+def test_a_worker_killed_with_memory_to_spare_gets_no_memory_guess(tmp_path):
+    job_dir = jobs.create_job(tmp_path, "hang", {}, worker=WORKER)
+    pid = jobs.start_job(job_dir)
+    wait_for(lambda: (job_dir / "hanging").exists(), what="the worker to start")
+    with open(job_dir / jobs.EVENTS_FILE, "a") as f:
+        f.write(json.dumps({"event": "step", "step": 3, "rss_mb": 900.0}) + "\n")
+    os.killpg(pid, signal.SIGKILL)
+    status = wait_for(lambda: (s := jobs.read_status(job_dir, stale_after=0.3)).state == "died" and s, what="died")
+    assert "memory" not in status.error.splitlines()[0]
