@@ -255,3 +255,26 @@ def test_export_by_training_job_id_finds_the_base(tmp_path):
 
     source = resolve_source({"train_job": train.name}, sf.workspace)
     assert source == {"adapter": str(train / "adapter"), "base_model": BASE, "run": "r1", "train_job": train.name}
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_conversion_fails_in_one_sentence_and_leaves_nothing(shared, tmp_path, monkeypatch):
+    """The shared run's adapter exported again, with the converter hitting ENOSPC half-way."""
+    import errno
+
+    from trainers.export import gguf_convert
+
+    def full_disk(src, dst, *a, **k):
+        Path(dst).write_bytes(b"GGUF" + b"\0" * 4096)  # a half-written file
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(gguf_convert, "convert_model", full_disk)
+    job_dir = jobs.create_job(shared.workspace, "export", {"train_job": shared.train_job.name, "quants": []})
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "failed"
+    assert status.error.startswith("the disk filled up while writing") and "free some space" in status.error
+    assert "\n" not in status.error
+    assert not (job_dir / "export").exists() and not (job_dir / "export.partial").exists()
+    assert not list(job_dir.rglob("*.gguf"))  # nothing half-written looks like a good export
+    # The earlier, good export of the same run is untouched.
+    assert (shared.out / "model-f16.gguf").is_file() and read_report(shared.export_job)["ok"] is True

@@ -63,3 +63,46 @@ def test_kill_resume_cancel(tmp_path, monkeypatch):
     assert checkpoint_complete(ckpts / f"checkpoint-{stopped}")
     assert last_checkpoint(ckpts) == ckpts / f"checkpoint-{stopped}"
     assert not (job_dir / "adapter").exists()  # a cancelled run leaves a checkpoint, not a final adapter
+
+
+def test_a_full_disk_while_checkpointing_fails_in_one_sentence_and_the_earlier_checkpoint_resumes(tmp_path, monkeypatch):
+    """ENOSPC in the middle of the second checkpoint: the job ends failed, naming the disk and the
+    checkpoint that is still good; the session is untouched; resuming continues from that one."""
+    import errno
+
+    from transformers import Trainer
+
+    from trainers.worker import KINDS
+
+    run = tiny_run("disk", ["chats"], max_steps=6, save_steps=2)
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
+    session_bytes = sf.path.read_bytes()
+    job_dir = create_train_job(sf, "disk")
+    real = Trainer._save_checkpoint
+    calls = []
+
+    def filling_disk(self, model, trial):
+        calls.append(self.state.global_step)
+        if len(calls) == 1:
+            return real(self, model, trial)
+        half = job_dir / "checkpoints" / f"checkpoint-{self.state.global_step}"
+        half.mkdir(parents=True, exist_ok=True)
+        (half / "adapter_model.safetensors").write_bytes(b"\0" * 100)  # what was written before the disk filled
+        raise OSError(errno.ENOSPC, "No space left on device", str(half / "optimizer.pt"))
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", filling_disk)
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "failed"
+    assert status.error.startswith("the disk is full: writing ") and "optimizer.pt" in status.error
+    assert "checkpoint-2" in status.error and "resuming continues from there" in status.error
+    assert len(status.error.splitlines()) == 1
+    assert sf.path.read_bytes() == session_bytes
+    ckpts = job_dir / "checkpoints"
+    assert checkpoint_complete(ckpts / "checkpoint-2") and last_checkpoint(ckpts) == ckpts / "checkpoint-2"
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", real)  # space freed
+    status = resume_train_job(job_dir, detach=False)
+    assert status.state == "finished", status.error
+    assert events_of(job_dir, "train_begin")[-1]["resumed_from"] == 2
+    assert not (ckpts / "checkpoint-4").exists() or checkpoint_complete(ckpts / "checkpoint-4")
+    assert (job_dir / "adapter" / "adapter_config.json").is_file()
