@@ -86,7 +86,7 @@ async def test_chart_and_stats_come_from_the_job_files(tmp_path):
         assert "train-r1-done  finished" in stats and "step 3/3" in stats and "loss 2.1000" in stats
         assert "eval 2.4000" in stats and "120 tok/s" in stats
         table = pane.query_one("#job-table")
-        assert table.row_count == 1 and table.get_row_at(0)[1] == "finished"
+        assert table.row_count == 1 and str(table.get_row_at(0)[1]) == "✓ 3/3"  # finished, 3 of 3 steps
         assert "CPU" in str(pane.query_one("#machine").render()) or "GPU" in str(pane.query_one("#machine").render())
 
 
@@ -122,3 +122,32 @@ async def test_start_a_run_quit_reopen_and_the_history_is_there(tmp_path):
         for s in jobs.list_jobs(sf.workspace):
             if not s.terminal:
                 jobs.cancel_job(s.dir, force=True)
+
+
+def test_train_pane_at_80x24(snap_compare, tmp_path, monkeypatch):
+    """A finished run at the smallest size: short job ids with state and steps, the chart, the
+    job's own log lines, the machine line (a fixed text here: real CPU figures move)."""
+    import persona_tui.panes.train as train_pane
+
+    monkeypatch.setattr(train_pane, "machine_text", lambda: "CPU  12% of 2  load 0.4  RAM 1.6/23.5 GiB")
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id="train-20261201-122208-d783")
+
+    assert jobs.run_job_inline(job_dir, {"train": _fake_steps}).state == "finished"
+    # What a worker's log holds: its own stamped lines among a library's warnings (fixed times).
+    (job_dir / "log.txt").write_text(
+        "[12:22:11] loading bundled:smollm2-135m-instruct for sft on cpu (fp32, adamw_torch)\n"
+        "/site-packages/transformers/training_args.py:1541: FutureWarning: `x` is deprecated\n"
+        "  warnings.warn(\n"
+        "[12:22:40] training finished at step 3; adapter in adapter\n"
+        "/site-packages/transformers/modeling_utils.py:3312: FutureWarning: `y` is deprecated\n")
+    app = make_app(SessionFile.load(sf.path))
+
+    async def show_train(pilot):
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        await wait_until(pilot, lambda: "step 3/3" in str(pane.query_one("#live-stats").render())
+                         and "CPU" in str(pane.query_one("#machine").render()), what="the job's history")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=show_train)

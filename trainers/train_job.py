@@ -246,6 +246,9 @@ def run(job: Any) -> None:
         outcome = _launch_distributed(job, ctx, gpus)
     else:
         outcome = train(ctx)
+    job.log(f"training {outcome.state} at step {outcome.step}"
+            + (f"; adapter in {outcome.adapter}" if outcome.adapter else "")
+            + (f"; model {outcome.engine.get('model')}" if outcome.engine else ""))
     if outcome.state == "finished" or outcome.adapter or outcome.engine:
         _write_result(ctx.job_dir, outcome, ctx.run.id)
         job.event(event="result", state=outcome.state, adapter=outcome.adapter, engine=outcome.engine)

@@ -18,10 +18,12 @@ reopen: the run goes on, and the chart is rebuilt from events.jsonl, history inc
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -113,37 +115,73 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+_JOB_ID = re.compile(r"^[a-z_]+-\d{4}(\d\d)(\d\d)-(\d\d)(\d\d)\d\d-[0-9a-f]{4}$")
+# Symbol and colour per state, so state and step share one narrow column at 80x24.
+_STATE_LOOK = {"finished": ("✓", "green"), "running": ("▶", "cyan"), "queued": ("…", "dim"),
+               "failed": ("✗ failed", "red"), "died": ("† died", "red"), "cancelled": ("■", "yellow")}
+
+
+_OWN_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] ")
+
+
+def recent_log(job_dir: Path, state: str, n: int = 4) -> str:
+    """The job's own last log lines (the worker stamps them "[HH:MM:SS]"), so library warnings
+    do not crowd them out of the four lines shown; a failed or died job shows the raw tail,
+    where its traceback is."""
+    tail = jobs.log_tail(job_dir, 60)
+    if state in ("failed", "died"):
+        return "\n".join(tail.splitlines()[-n:])
+    own = [line for line in tail.splitlines() if _OWN_LINE.match(line)]
+    return "\n".join(own[-n:])
+
+
+def short_job_id(job_id: str, width: int = 11) -> str:
+    """"train-20261201-122208-d783" -> "12-01 12:22": the jobs column is 26 wide at 80x24.
+    The full id is in the live stats line above the chart."""
+    m = _JOB_ID.match(job_id)
+    if m:
+        return f"{m[1]}-{m[2]} {m[3]}:{m[4]}"[:width]
+    return job_id.removeprefix("train-")[:width]
+
+
+def job_state_cell(s: Any) -> Text:
+    """The state as a symbol and the steps reached ("▶ 45/200"), or the word where no step counts."""
+    symbol, style = _STATE_LOOK.get(s.state, (s.state, ""))
+    step = f" {int(s.done)}/{int(s.total)}" if s.total and s.state not in ("failed", "died") else ""
+    return Text(symbol + step if len(symbol) == 1 else symbol, style=style)
+
+
 def _wid(name: str) -> str:
     return "f-" + name.replace(".", "-")
 
 
 def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list[tuple[int, float]]) -> str:
-    """The two status lines above the chart."""
+    """The status lines above the chart: each under ~53 columns, the chart's width at 80x24."""
     if status is None:
         return "No job selected. Pick a run and press s to start it."
     step = last.get("step", 0)
     total = last.get("max_steps") or status.total or "?"
-    parts = [f"{status.id}  {status.state}", f"step {step}/{total}"]
+    parts = [f"step {step}/{total}"]
     if last.get("loss") is not None:
         parts.append(f"loss {last['loss']:.4f}")
     if evals:
         parts.append(f"eval {evals[-1][1]:.4f}")
-    line2 = []
-    if last.get("lr") is not None:
-        line2.append(f"lr {last['lr']:.2e}")
-    if last.get("tokens_per_s") is not None:
-        line2.append(f"{last['tokens_per_s']:.0f} tok/s")
-    if last.get("s_per_step") is not None:
-        line2.append(f"{last['s_per_step']:.2f} s/step")
     if last.get("eta") is not None and not status.terminal:
-        line2.append(f"ETA {_duration(last['eta'])}")
-    if last.get("elapsed") is not None:
-        line2.append(f"elapsed {_duration(last['elapsed'])}")
+        parts.append(f"ETA {_duration(last['eta'])}")
+    elif last.get("elapsed") is not None:
+        parts.append(f"took {_duration(last['elapsed'])}")
+    line3 = []
+    if last.get("lr") is not None:
+        line3.append(f"lr {last['lr']:.2e}")
+    if last.get("tokens_per_s") is not None:
+        line3.append(f"{last['tokens_per_s']:.0f} tok/s")
+    if last.get("s_per_step") is not None:
+        line3.append(f"{last['s_per_step']:.2f} s/step")
     if last.get("gpu_peak_mb") is not None:
-        line2.append(f"GPU peak {last['gpu_peak_mb'] / 1024:.1f} GiB")
+        line3.append(f"GPU peak {last['gpu_peak_mb'] / 1024:.1f} GiB")
     elif last.get("peak_mb") is not None:
-        line2.append(f"peak {last['peak_mb'] / 1024:.2f} GiB")
-    text = "  ".join(parts) + "\n" + "  ".join(line2)
+        line3.append(f"peak {last['peak_mb'] / 1024:.2f} GiB")
+    text = f"{status.id}  {status.state}\n" + "  ".join(parts) + "\n" + "  ".join(line3)
     if status.state in ("failed", "died") and status.error:
         text += "\n" + status.error.splitlines()[0]
     return text
@@ -251,7 +289,7 @@ class TrainPane(Vertical):
                 yield ListView(id="run-list")
                 yield Label("Jobs", classes="side-title")
                 table = DataTable(id="job-table", cursor_type="row", zebra_stripes=False)
-                table.add_columns("job", "state", "step")
+                table.add_columns("job", "state")
                 yield table
             with TabbedContent(id="train-tabs", initial="train-live"):
                 with TabPane("Live", id="train-live"):
@@ -506,7 +544,7 @@ class TrainPane(Vertical):
                 if changed or not status.terminal:
                     d.state, d.sent = status.state, True
                     self.post_message(self.JobUpdate(job_id, status, list(d.steps), list(d.evals), dict(d.last),
-                                                     jobs.log_tail(job_dir, 4), d.run))
+                                                     recent_log(job_dir, status.state), d.run))
             time.sleep(FOLLOW_S)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-machine")
@@ -525,10 +563,8 @@ class TrainPane(Vertical):
         table.clear()
         for s in message.statuses:
             self.statuses[s.id] = s
-            short = s.id.removeprefix("train-")
-            mark = "◆ " if s.id in self.compare else ""
-            step = f"{int(s.done)}/{int(s.total)}" if s.total else "-"
-            table.add_row(mark + short[:22], s.state, step, key=s.id)
+            mark = "◆" if s.id in self.compare else ""
+            table.add_row(mark + short_job_id(s.id, 11 - len(mark)), job_state_cell(s), key=s.id)
         ids = [s.id for s in message.statuses]
         target = keep if keep in ids else self.selected_job if self.selected_job in ids else (ids[-1] if ids else None)
         if target:

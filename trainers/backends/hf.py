@@ -163,6 +163,17 @@ def load_base_model(run: RunSpec, device: Device) -> Any:
 # ----------------------------------------------------------------------------- trainer
 
 
+def _checkpointing_arg() -> str:
+    """transformers 5.2x renamed `gradient_checkpointing` to `activation_checkpointing` (the old
+    name warns on every run, into the log the Train pane shows); older ones know only the old."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    names = inspect.signature(TrainingArguments.__init__).parameters
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def _common_args(ctx: TrainContext, device: Device, has_eval: bool) -> dict[str, Any]:
     t = ctx.run.training
     eval_on = has_eval and t.eval_steps > 0
@@ -189,7 +200,7 @@ def _common_args(ctx: TrainContext, device: Device, has_eval: bool) -> dict[str,
         bf16=device.precision == "bf16",
         fp16=device.precision == "fp16",
         use_cpu=device.kind == "cpu",
-        gradient_checkpointing=t.gradient_checkpointing,
+        **{_checkpointing_arg(): t.gradient_checkpointing},
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=device.kind == "cuda",
