@@ -151,3 +151,75 @@ async def test_new_dataset_and_a_build_that_cannot_start(session_path: Path):
         errors = [n for n in app._notifications if n.severity == "error"]
         assert errors and "its source is empty" in errors[-1].message
         assert not (session_path.parent / session_path.stem / "jobs").exists()
+
+
+def _two_built_chat_sets(session_path: Path) -> tuple[str, str]:
+    from sessions.model import DatasetSpec
+    from trainers.dataset_build import build_dataset
+
+    sf = SessionFile.load(session_path)
+    persona = sf.session.personas[0].id
+    for ds_id, seed in (("chat-a", 1), ("chat-b", 2)):
+        spec = DatasetSpec(id=ds_id, format="chat_demos", persona=persona, size=12, seed=seed, held_out=0.25,
+                           extra={"token_stats": False})
+        sf.session.datasets.append(spec)
+        build_dataset(sf.session, spec, sf.workspace)
+    sf.save()
+    return "chat-a", "chat-b"
+
+
+async def test_mix_two_datasets_in_the_pane_and_build_the_mix(session_path: Path):
+    a, b = _two_built_chat_sets(session_path)
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(DataPane)
+        await pilot.press("m")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)
+        await pilot.press("home", "ctrl+k", *f"{a}, odile-nope", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)  # refused in the dialog: not a dataset
+        assert "'odile-nope' is not a dataset" in str(app.screen.query_one("#prompt-error").render())
+        await pilot.press("home", "ctrl+k", *f"{a}, {b}", "enter")
+        await pilot.pause(AUTOSAVE_WAIT)
+        mixed = on_disk(session_path).datasets[-1]
+        assert mixed.mix == [a, b] and mixed.format == "chat_demos" and mixed.size == 0
+        assert pane.spec.id == mixed.id
+        app.query_one(DatasetList).focus()
+        await pilot.press("b")
+        await until(pilot, lambda: dataset_files.read_stats(pane.workspace, mixed.id) is not None)
+        stats = dataset_files.read_stats(pane.workspace, mixed.id)
+        parts = [dataset_files.read_stats(pane.workspace, x) for x in (a, b)]
+        assert stats["generator"] == "mix"
+        # Train pooled with train, held-out with held-out; only exact duplicates across them go.
+        assert stats["train"] + stats["heldout"] + stats["exact_duplicates_removed"] == sum(
+            p["train"] + p["heldout"] for p in parts)
+        assert stats["train"] > max(p["train"] for p in parts)
+        sources = {r["meta"]["mixed_from"] for r in dataset_files.load_records(pane.workspace, mixed.id)}
+        assert sources == {a, b}
+
+
+def test_mix_through_the_cli(session_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    a, b = _two_built_chat_sets(session_path)
+
+    def data(*args):
+        return subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(session_path), *args],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "120"})
+
+    before = session_path.read_bytes()
+    one = data("--mix", "solo", a)
+    assert one.returncode == 2 and "at least two different datasets" in one.stderr
+    unbuilt = data("--mix", "with-docs", f"{a},odile-docs")
+    assert unbuilt.returncode == 2 and "'odile-docs', which has not been built yet" in unbuilt.stderr
+    assert session_path.read_bytes() == before  # refused mixes are not saved
+    done = data("--mix", "both", f"{a},{b}")
+    assert done.returncode == 0, done.stderr
+    assert "a mix of chat-a, chat-b" in done.stdout and "examples" in done.stdout
+    assert on_disk(session_path).dataset("both").mix == [a, b]
+    assert dataset_files.is_built(session_path.with_suffix(""), "both")

@@ -76,6 +76,31 @@ def _persona_is_empty(p: Persona) -> bool:
     return not (p.summary.strip() or p.facts or p.traits or p.examples or p.style.strip())
 
 
+def mix_spec(session: Session, new_id: str, parts: list[str]) -> DatasetSpec:
+    """A new dataset spec that is the union of `parts` (size 0: all their examples), not yet added.
+
+    Refuses, in one sentence, an id that is taken or unsafe, fewer than two parts, and parts that
+    are not datasets of the session; mixing record shapes is refused when it is built.
+    """
+    from sessions.workspace import id_problem
+
+    parts = [p.strip() for p in parts if p.strip()]
+    if session.dataset(new_id) is not None:
+        raise DatasetError(f"A dataset {new_id!r} already exists; choose another id for the mix.")
+    problem = id_problem(new_id)
+    if problem:
+        raise DatasetError(f"The id {new_id!r} {problem}; ids become file names.")
+    if len(set(parts)) < 2:
+        raise DatasetError("A mix needs at least two different datasets; list them separated by commas.")
+    missing = [p for p in parts if session.dataset(p) is None]
+    if missing:
+        known = ", ".join(d.id for d in session.datasets) or "none"
+        raise DatasetError(f"{missing[0]!r} is not a dataset of this session (it has: {known}).")
+    first = session.dataset(parts[0])
+    return DatasetSpec(id=new_id, format=first.format, persona="", generator=first.generator, size=0,
+                       held_out=first.held_out, seed=first.seed, mix=list(dict.fromkeys(parts)))
+
+
 def check_spec(session: Session, spec: DatasetSpec, workspace: str | Path | None = None) -> Persona | None:
     """The persona the spec builds from (None for imports and mixes); DatasetError when it cannot be built."""
     where = f"Dataset {spec.id!r}"

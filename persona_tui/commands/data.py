@@ -20,13 +20,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="build a dataset spec of the session (a job with a progress bar); --list lists them",
         description="Build one of the session's dataset specs into its workspace "
         "(datasets/<id>.jsonl, .heldout.jsonl, .stats.json) as a job, then print its statistics. "
-        "The session file is not changed.",
+        "The session file is not changed (except by --mix, which adds the mixed spec).",
     )
     parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--dataset", metavar="ID", help="the dataset spec to build")
     what.add_argument("--list", action="store_true", help="list the dataset specs and their built state")
     what.add_argument("--stats", metavar="ID", help="print the statistics of a built dataset")
+    what.add_argument("--mix", nargs=2, metavar=("NEW_ID", "A,B[,C]"),
+                      help="add a dataset spec that is the union of built datasets A, B, ... (saved in the "
+                      "session), then build it")
     parser.add_argument("--detach", action="store_true",
                         help="start the build as a detached job, print its id and return")
     parser.add_argument("--strict", action="store_true",
@@ -118,10 +121,24 @@ def run(args: argparse.Namespace) -> int:
         console.print(stats_table(st))
         return 0
 
-    from trainers.dataset_build import DatasetError, check_spec
+    from trainers.dataset_build import DatasetError, check_spec, mix_spec
     from trainers.dataset_job import job_spec
     from trainers.worker import KINDS
 
+    if args.mix:
+        new_id, parts = args.mix[0], args.mix[1].split(",")
+        try:
+            mixed = mix_spec(session, new_id, parts)
+            check_spec(session, mixed, workspace)  # every part must be built before it is saved
+        except ValueError as e:
+            return _fail(str(e))
+        session.datasets.append(mixed)
+        try:
+            sf.save()
+        except (SessionError, OSError) as e:
+            return _fail(f"could not save {args.session}: {e}")
+        print(f"added dataset {new_id!r} to {args.session}: a mix of {', '.join(mixed.mix)}")
+        args.dataset = new_id
     spec = session.dataset(args.dataset)
     if spec is None:
         known = ", ".join(d.id for d in session.datasets) or "none"

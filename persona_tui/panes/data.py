@@ -138,6 +138,7 @@ class ExampleTable(DataTable):
 class DataPane(Widget):
     BINDINGS = [
         Binding("n", "new_dataset", "New"),
+        Binding("m", "mix", "Mix"),
         Binding("b", "build", "Build"),
         Binding("c", "cancel_build", "Cancel build", show=False),
         Binding("e", "export", "Export"),
@@ -398,6 +399,42 @@ class DataPane(Widget):
             TextPrompt("New dataset", value=suggestion, help="The id names its files: datasets/<id>.jsonl.",
                        ok_label="Add", check=check),
             created,
+        )
+
+    def action_mix(self) -> None:
+        """A new spec mixing built datasets of one record shape (b then builds it)."""
+        from trainers.dataset_build import mix_spec
+
+        ids = [d.id for d in self.session.datasets]
+        current = self.spec
+        others = [i for i in ids if not current or i != current.id]
+        suggestion = ", ".join(([current.id] if current else []) + others[:1])
+
+        def check(value: str) -> str | None:
+            try:
+                mix_spec(self.session, "mix-check-id", value.split(","))
+            except ValueError as e:
+                return str(e)
+            return None
+
+        async def chosen(value: str | None) -> None:
+            if not value:
+                return
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            new_id = ws.make_id("+".join(parts).replace("+", "-plus-"), ids, fallback="mix")
+            spec = mix_spec(self.session, new_id, parts)
+            self.session.datasets.append(spec)
+            self.changed(f"added dataset {new_id} (a mix of {', '.join(spec.mix)})")
+            await self.refresh_list(select=len(self.session.datasets) - 1)
+            self.notify(f"Added {new_id}: a mix of {', '.join(spec.mix)}. Press b to build it.", markup=False)
+
+        self.app.push_screen(
+            TextPrompt("Mix datasets into a new one", value=suggestion,
+                       help="Dataset ids, comma-separated (" + ", ".join(ids) + "). Train splits are "
+                       "pooled with train splits, held-out with held-out; the parts must be built and "
+                       "of one record shape (conversations with conversations, text with text).",
+                       ok_label="Add mix", check=check),
+            chosen,
         )
 
     # -- building -----------------------------------------------------------------------
