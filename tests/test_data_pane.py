@@ -223,3 +223,38 @@ def test_mix_through_the_cli(session_path: Path):
     assert "a mix of chat-a, chat-b" in done.stdout and "examples" in done.stdout
     assert on_disk(session_path).dataset("both").mix == [a, b]
     assert dataset_files.is_built(session_path.with_suffix(""), "both")
+
+
+async def test_import_options_context_lines_and_persona_source(session_path: Path):
+    from sessions.model import DatasetSpec
+
+    sf = SessionFile.load(session_path)
+    sf.session.datasets.append(DatasetSpec(id="spc", format="persona_chat", generator="import", source="x.csv"))
+    sf.session.datasets.append(DatasetSpec(id="tl", format="tailoring_sft", generator="import", source="y.jsonl"))
+    sf.save()
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(DataPane)
+        app.query_one(DatasetList).index = len(sf.session.datasets) - 2
+        await pilot.pause()
+        assert pane.spec.id == "spc" and not app.query_one("#data-context").display
+        app.query_one("#data-variant", Select).value = "context"
+        await pilot.pause()
+        assert app.query_one("#data-context").display and not app.query_one("#data-persona-source").display
+        await set_input(pilot, app.query_one("#data-context", Input), "5")
+        await pilot.pause(AUTOSAVE_WAIT)
+        saved = on_disk(session_path).dataset("spc")
+        assert (saved.variant, saved.context_lines) == ("context", 5)
+        await set_input(pilot, app.query_one("#data-context", Input), "0")
+        await pilot.pause()
+        assert app.query_one("#data-context").has_class("-invalid")
+
+        app.query_one(DatasetList).index = len(sf.session.datasets) - 1
+        await pilot.pause()
+        assert pane.spec.id == "tl" and app.query_one("#data-persona-source").display
+        assert not app.query_one("#data-context").display
+        app.query_one("#data-persona-source", Select).value = "none"
+        await pilot.pause(AUTOSAVE_WAIT)
+        assert on_disk(session_path).dataset("tl").extra["persona_source"] == "none"

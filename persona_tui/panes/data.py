@@ -54,6 +54,10 @@ FORMAT_LABELS = {
     "tailoring_dpo": "persona tailoring, DPO",
 }
 EXPORT_FORMATS = ("openai", "sharegpt", "alpaca", "trl_preference", "hf")
+# trainers.formats.tailoring.PERSONA_SOURCES, named for people.
+PERSONA_SOURCE_LABELS = {"auto": "personas: gold, else retrieved", "gold": "gold personas",
+                         "retr": "retrieved personas", "infer": "inferred by the engine",
+                         "none": "no persona (baseline)"}
 MAX_ROWS = 2000  # rows shown in the examples table (big imports are paged by the file, not here)
 POLL_S = 0.5
 
@@ -217,6 +221,11 @@ class DataPane(Widget):
                     yield Input(id="data-source", compact=True, placeholder="source file (CSV or JSONL)")
                     yield Select([("own persona", "own"), ("both personas", "both"), ("own + first N lines", "context")],
                                  id="data-variant", allow_blank=False, compact=True)
+                    yield Input(id="data-context", compact=True, type="integer", placeholder="N",
+                                tooltip="context variant: how many first lines of the conversation the prompt keeps")
+                    yield Select([(label, value) for value, label in PERSONA_SOURCE_LABELS.items()],
+                                 id="data-persona-source", allow_blank=False, compact=True,
+                                 tooltip="tailoring: which personas go in the Persona: line")
                 with Horizontal(classes="data-row", id="data-job-row"):
                     yield ProgressBar(id="data-progress", show_eta=False)
                     yield Static("", id="data-job-state", markup=False)
@@ -295,6 +304,9 @@ class DataPane(Widget):
             self.query_one("#data-system", Checkbox).value = spec.persona_in_system_prompt
             self.query_one("#data-source", Input).value = spec.source
             self.query_one("#data-variant", Select).value = spec.variant if spec.variant in ("own", "both", "context") else "own"
+            self.query_one("#data-context", Input).value = str(spec.context_lines or 3)
+            source = spec.extra.get("persona_source", "auto")
+            self.query_one("#data-persona-source", Select).value = source if source in PERSONA_SOURCE_LABELS else "auto"
         self._show_fields_for(spec.format)
         self.load_examples(spec.id)
         self._follow_running_job(spec.id)
@@ -306,6 +318,9 @@ class DataPane(Widget):
         self.query_one("#data-system").display = fmt == "chat_demos"
         self.query_one("#data-source").display = not persona_fmt
         self.query_one("#data-variant").display = fmt == "persona_chat"
+        spec = self.spec
+        self.query_one("#data-context").display = fmt == "persona_chat" and spec is not None and spec.variant == "context"
+        self.query_one("#data-persona-source").display = fmt in ("tailoring_sft", "tailoring_dpo")
         self.query_one("#data-options-row").display = fmt == "chat_demos" or not persona_fmt
 
     # -- editing the spec -----------------------------------------------------------------
@@ -322,11 +337,18 @@ class DataPane(Widget):
         if spec is None:
             return
         value = event.value if event.value is not Select.NULL else ""
+        if event.select.id == "data-persona-source":
+            if spec.extra.get("persona_source", "auto") != value:
+                spec.extra["persona_source"] = value
+                self.changed(f"dataset {spec.id}: persona_source")
+            return
         field = {"data-format": "format", "data-persona": "persona", "data-generator": "generator",
                  "data-engine": "engine", "data-variant": "variant"}.get(event.select.id or "")
         if field is None or getattr(spec, field) == value:
             return
         setattr(spec, field, value)
+        if field == "variant":
+            self._show_fields_for(spec.format)
         if field == "format":
             if value in IMPORT_FORMATS:
                 spec.generator = "import"
@@ -355,6 +377,10 @@ class DataPane(Widget):
                 value = float(text)
                 ok = 0 <= value < 1
                 field = "held_out"
+            elif event.input.id == "data-context":
+                value = int(text)
+                ok = value >= 1
+                field = "context_lines"
             else:
                 return
         except ValueError:
