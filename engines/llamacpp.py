@@ -31,8 +31,8 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class LlamaCppEngine:
     """An EngineSpec of kind "llamacpp": `model` is a GGUF (or bundled name), `adapter` a LoRA GGUF.
 
-    spec.extra may hold `seed` (the context's default seed) and `chat_format` (a llama-cpp-python
-    chat format name, for a GGUF whose metadata lacks a template).
+    `spec.seed` is the context's default seed (each request may pass its own); spec.extra may hold
+    `chat_format` (a llama-cpp-python chat format name, for a GGUF whose metadata lacks a template).
     """
 
     def __init__(self, spec: Any) -> None:
@@ -51,8 +51,11 @@ class LlamaCppEngine:
         }
         if spec.threads:
             kwargs["n_threads"] = kwargs["n_threads_batch"] = int(spec.threads)
-        if "seed" in spec.extra:
-            kwargs["seed"] = int(spec.extra["seed"])
+        seed = getattr(spec, "seed", None)
+        if seed is None and "seed" in spec.extra:  # sessions written before seed was a field
+            seed = spec.extra["seed"]
+        if seed is not None:
+            kwargs["seed"] = int(seed)
         if spec.extra.get("chat_format"):
             kwargs["chat_format"] = str(spec.extra["chat_format"])
         if spec.adapter:

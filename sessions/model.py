@@ -89,6 +89,7 @@ class EngineSpec:
     api_key_env: str = ""  # openai kind: the variable's *name*
     n_ctx: int = 2048
     threads: int = 0  # 0 = library default
+    seed: int | None = None  # llamacpp: the context's default sampling seed (a request's seed wins)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -46,6 +46,20 @@ def test_sampling_with_a_seed_repeats_and_seeds_differ(engine):
     assert len(replies) > 1
 
 
+def test_the_engine_seed_is_the_default_for_requests_without_one():
+    story = [{"role": "user", "content": "Tell me a story"}]
+
+    def sample(seed):
+        e = open_engine(EngineSpec(id="s", kind="llamacpp", n_ctx=512, threads=1, seed=seed))
+        try:
+            return e.chat(story, max_tokens=16, temperature=1.0)
+        finally:
+            e.close()
+
+    first = sample(42)
+    assert sample(42) == first and sample(7) != first
+
+
 def test_stop_strings_end_the_reply(engine):
     text = engine.complete(PROMPT, temperature=0, max_tokens=24)
     assert text.startswith(" Paris.")
