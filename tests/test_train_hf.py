@@ -106,6 +106,8 @@ def test_dpo_trains_a_few_steps_on_preference_pairs(trained):
     assert all(math.isfinite(e["loss"]) for e in steps)
     assert steps[0]["loss"] == pytest.approx(math.log(2), abs=0.05)  # sigmoid DPO loss starts at log 2
     assert "reward_accuracy" in steps[-1]
+    # TRL concatenates chosen and rejected into input_ids, so DPO steps count tokens too.
+    assert steps[-1]["tokens_per_s"] and steps[-1]["tokens_per_s"] > 0
     assert (job_dir / "adapter" / "adapter_config.json").is_file()
 
 
