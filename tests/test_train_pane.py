@@ -151,3 +151,14 @@ def test_train_pane_at_80x24(snap_compare, tmp_path, monkeypatch):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=show_train)
+
+
+@pytest.mark.parametrize("job_id, shown", [
+    ("train-20261201-122208-d783", "12-01 12:22"),
+    ("train-odile-chat-lora-20261201-123345-e1ec", "12-01 12:33"),
+    ("train-r1-done", "r1-done"),
+])
+def test_short_job_ids_fit_the_jobs_column(job_id, shown):
+    from persona_tui.panes.train import short_job_id
+
+    assert short_job_id(job_id) == shown

@@ -115,7 +115,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-_JOB_ID = re.compile(r"^[a-z_]+-\d{4}(\d\d)(\d\d)-(\d\d)(\d\d)\d\d-[0-9a-f]{4}$")
+_JOB_ID = re.compile(r"^[a-z_]+-(?:.+-)?\d{4}(\d\d)(\d\d)-(\d\d)(\d\d)\d\d-[0-9a-f]{4}$")
 # Symbol and colour per state, so state and step share one narrow column at 80x24.
 _STATE_LOOK = {"finished": ("✓", "green"), "running": ("▶", "cyan"), "queued": ("…", "dim"),
                "failed": ("✗ failed", "red"), "died": ("† died", "red"), "cancelled": ("■", "yellow")}
@@ -136,7 +136,8 @@ def recent_log(job_dir: Path, state: str, n: int = 4) -> str:
 
 
 def short_job_id(job_id: str, width: int = 11) -> str:
-    """"train-20261201-122208-d783" -> "12-01 12:22": the jobs column is 26 wide at 80x24.
+    """"train-20261201-122208-d783" (or "train-RUN-20261201-…") -> "12-01 12:22": the jobs
+    column is 26 wide at 80x24, and the run's jobs are listed under it already.
     The full id is in the live stats line above the chart."""
     m = _JOB_ID.match(job_id)
     if m:
