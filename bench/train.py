@@ -142,10 +142,10 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
 
     from engines.models import load_hf_model, load_tokenizer
 
-    from trainers.hardware import auto_threads
+    from trainers.hardware import physical_cores
 
-    # The same thread rule as the hf backend (threads = 0 there), so only the loop differs.
-    torch.set_num_threads(cfg.get("threads") or auto_threads())
+    # One thread per physical core, as the hf configurations below are given: only the loop differs.
+    torch.set_num_threads(cfg.get("threads") or physical_cores())
     tok = load_tokenizer(BASE)
     records = [json.loads(x) for x in open(data / "train.jsonl")]
     examples = []
@@ -217,7 +217,11 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
         t.batch_size, t.grad_accum, t.precision = cfg["batch"], cfg["accum"], cfg["precision"]
         t.completion_only_loss = cfg.get("completion_only", True)
         t.packing = cfg.get("packing", False)
-        t.num_threads = cfg.get("threads", 0)
+        from trainers.hardware import physical_cores
+
+        # A fixed count, the baseline's: the backend's auto rule reads the load average, which the
+        # previous configuration's work still inflates.
+        t.num_threads = cfg.get("threads") or physical_cores()
         if t.packing:
             # Rows of max_seq_length tokens; keep the tokens per optimizer step near the others'.
             t.max_seq_length, t.batch_size = 256, 3

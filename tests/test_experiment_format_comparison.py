@@ -21,7 +21,7 @@ from sessions.demo import demo_persona
 from sessions.store import SessionFile
 
 TINY = dict(persona="odile", size=12, steps=2, samples=1, perplexity_texts=2, judge_questions=1, max_tokens=16,
-            judge="fallback")
+            judge="fallback", quants=[])
 
 
 def _job_ids(workspace: Path) -> list[str]:
@@ -78,7 +78,7 @@ def test_state_file_and_session_record_every_step(finished):
     workspace = path.with_suffix("")
     state = json.loads((workspace / "experiments" / "odile-fc" / "state.json").read_text())
     expected = {f"data:{f}" for f in fc.FORMATS} | {f"train:{f}" for f in fc.FORMATS} | {
-        "probes", "eval:traits", "eval:ppl", "eval:judge", "result"}
+        f"export:{f}" for f in fc.FORMATS} | {"probes", "eval:traits", "eval:ppl", "eval:judge", "result"}
     assert set(state["steps"]) == expected
     assert all(step["state"] == "done" for step in state["steps"].values())
     for name, step in state["steps"].items():
@@ -95,9 +95,15 @@ def test_state_file_and_session_record_every_step(finished):
     assert summary["study"] == fc.STUDY and summary["result"] == "experiments/odile-fc/result.json"
     assert set(summary["rows"]["knowledge"]) == set(result["columns"])
     assert len(traits.extra["results"]) == 1 and traits.extra["results"][0]["job"] == state["steps"]["eval:traits"]["job"]
-    # Each training job trained the 2 steps asked, on its own format's data.
+    # Each training job trained the 2 steps asked, on its own format's data, and was exported:
+    # an F16 GGUF that passed its check against the merged model.
+    from trainers.export_job import read_report
+
     for f in fc.FORMATS:
         assert result["training"][f]["steps"] == 2
+        report = read_report(workspace / "jobs" / state["steps"][f"export:{f}"]["job"])
+        assert report["ok"] and [c["type"] for c in report["verification"]["checks"]][0] == "f16"
+        assert all(c["passed"] for c in report["verification"]["checks"])
 
 
 @pytest.mark.slow

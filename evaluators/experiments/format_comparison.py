@@ -1,10 +1,11 @@
 """The format-comparison study, redone in one command: which training format injects a persona?
 
-    persona-tui experiment SESSION --persona odile [--size 500] [--steps N] [--export]
+    persona-tui experiment SESSION --persona odile [--size 500] [--steps N] [--no-export]
 
 For one persona it builds N examples in each of chat demos, first-person statements and
 synthetic documents (template generator), trains one LoRA run per format with identical settings,
-optionally exports each, and evaluates the base model and the three runs:
+exports each (GGUF F16 verified against the merged model, plus q8_0 and q4_k_m; F16 only with
+--quick; --no-export skips it), and evaluates the base model and the three runs:
 
 - knowledge vs expression per trait (knowledge by log-probability, no judge; expression labelled
   by the judge named with --judge, else by the transparent fallback: markers + MiniLM);
@@ -66,7 +67,8 @@ class FormatComparison:
     max_tokens: int = 96  # reply length
     judge: str = ""  # engine id or model of the judge; "" = the bundled model
     judge_max_tokens: int = 160
-    export: bool = False
+    export: bool = True  # each run to GGUF (F16, verified against the merged model, + quants)
+    quants: list[str] = field(default_factory=lambda: ["q8_0", "q4_k_m"])
     exp_id: str = ""
     seed: int = 3407
 
@@ -85,7 +87,7 @@ class FormatComparison:
 # finishes on a laptop CPU in minutes.
 GPU = {"size": 500, "steps": 0, "samples": 3, "perplexity_texts": 100, "judge_questions": 0, "max_tokens": 96}
 QUICK = {"size": 40, "steps": 6, "samples": 1, "perplexity_texts": 8, "judge_questions": 3, "max_tokens": 48,
-         "judge_max_tokens": 96}
+         "judge_max_tokens": 96, "quants": []}
 
 
 def preset(persona: str, quick: bool = False, workspace: str | Path | None = None, **overrides: Any) -> FormatComparison:
@@ -96,6 +98,8 @@ def preset(persona: str, quick: bool = False, workspace: str | Path | None = Non
     stored = stored_config(workspace, given.get("exp_id") or f"{persona}-fc", STUDY, FormatComparison)
     if stored is not None:
         values = {k: v for k, v in stored.items() if k != "persona"}
+        if quick:
+            values.setdefault("quants", QUICK["quants"])
     else:
         values = dict(QUICK if quick else GPU)
     values.update(given)
@@ -601,7 +605,7 @@ def run(
             rec, job_dir = exp.job_step(
                 f"export:{fmt}", f"export {rid}",
                 lambda rid=rid: create_export_job(exp.workspace, session=exp.session_path, train_job=train_jobs[rid],
-                                                  persona=persona.id),
+                                                  persona=persona.id, quants=list(cfg.quants)),
             )
             exports[fmt] = {"job": rec["job"], "dir": str(job_dir / "export")}
 

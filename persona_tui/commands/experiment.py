@@ -43,8 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "beside the transparent fallback (markers + MiniLM similarity), labelled as such; "
                         "'fallback' uses the fallback alone (no LLM judge at all)")
     parser.add_argument("--export", action=argparse.BooleanOptionalAction, default=None,
-                        help="format comparison: also export each run (GGUF F16 + quantised, verified); "
-                        "default: on with a CUDA GPU, off on a CPU")
+                        help="format comparison: export each run (GGUF F16 verified against the merged "
+                        "model, plus q8_0 and q4_k_m; F16 only with --quick); default on, --no-export skips it")
     parser.add_argument("--quick", action="store_true",
                         help="CPU-sized: few examples, few steps, few samples (minutes, not hours)")
     parser.add_argument("--id", dest="exp_id", metavar="ID",
@@ -87,10 +87,6 @@ def run(args: argparse.Namespace) -> int:
                 known = ", ".join(p.id for p in sf.session.personas) or "none"
                 return _fail(f"{sf.path} has {len(sf.session.personas)} personas ({known}); name one with --persona ID.")
             export = args.export
-            if export is None:
-                from trainers.hardware import cuda_count
-
-                export = cuda_count() > 0
             for persona in personas:
                 cfg = fc.preset(persona, args.quick, sf.workspace, size=args.size, steps=args.steps, samples=args.samples,
                                 judge=args.judge, export=export,
