@@ -188,3 +188,28 @@ def test_persona_inference_accuracy_by_embedding(tmp_path):
     bad = tl.inference_accuracy(tl.inference_pairs(swapped, source), shared_embedder())["embedding"]
     assert (bad["all"]["k"], bad["all"]["n"]) == (0, 4)
     assert "judge" not in good  # no judge given: no judge column, not a made-up one
+
+
+@pytest.mark.slow
+def test_persona_inference_accuracy_by_a_real_judge_counts_every_pair(tmp_path):
+    """The bundled model as the judge, both orders per pair: every pair ends scored or counted as
+    unparseable (never dropped), per side, under the judge's name."""
+    from engines import open_engine
+    from evaluators.judge import Judge
+    from sessions.model import EngineSpec
+
+    rows = [json.loads(line) for line in (TAILORING_DIR / tl.FILES["inference"]).read_text().splitlines()[:2]]
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    right = [{"meta": {"row": n, "persona_source": "inferred", "chosen_persona": r["chosen_persona_gold"],
+                       "rejected_persona": r["rejected_persona_gold"]}} for n, r in enumerate(rows, 1)]
+    engine = open_engine(EngineSpec(id="judge", kind="llamacpp", n_ctx=2048, threads=1))
+    try:
+        judge = Judge(engine, "bundled-judge", max_tokens=48, seed=1)
+        out = tl.inference_accuracy(tl.inference_pairs(right, source), judge=judge)["judge"]
+    finally:
+        engine.close()
+    assert out["scorer"] == "judge:bundled-judge"
+    for side in ("chosen", "rejected"):
+        assert out[side]["n"] + out[side]["unparseable"] == 2
+    assert out["all"]["n"] + out["all"]["unparseable"] == 4 and 0 <= out["all"]["k"] <= out["all"]["n"]
