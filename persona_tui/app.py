@@ -168,7 +168,12 @@ class PersonaApp(App):
         self.call_after_refresh(self._first_frame_painted)
 
     def _first_frame_painted(self) -> None:
-        gc.enable()  # paused by the CLI while starting (commands/open.py)
+        # Everything made while starting (widgets, styles, the session) lives as long as the app:
+        # freeze it out of the collector's sight, so later full collections, which pause the
+        # app mid-keypress, walk only what is new. Then collect again (paused by the CLI while
+        # starting: commands/open.py).
+        gc.freeze()
+        gc.enable()
         if os.environ.get(EXIT_ON_FIRST_PAINT):
             self.exit()
 

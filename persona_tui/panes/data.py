@@ -227,7 +227,7 @@ class DataPane(Widget):
                                  id="data-persona-source", allow_blank=False, compact=True,
                                  tooltip="tailoring: which personas go in the Persona: line")
                 with Horizontal(classes="data-row", id="data-job-row"):
-                    yield ProgressBar(id="data-progress", show_eta=False)
+                    yield ProgressBar(id="data-progress", total=1, show_eta=False)  # idle: still, not pulsing
                     yield Static("", id="data-job-state", markup=False)
                 with TabbedContent(id="data-tabs"):
                     with TabPane("Examples", id="data-examples-tab"):

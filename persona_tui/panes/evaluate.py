@@ -402,7 +402,7 @@ class EvaluatePane(Vertical):
                     yield Input("40", id="exp-size", compact=True, type="integer")
                     yield Button("Format study (x)", id="exp-start", compact=True)
                 yield Static("Pick models and evaluations, then r.", id="eval-status", markup=False)
-                yield ProgressBar(id="eval-progress", show_eta=False)
+                yield ProgressBar(id="eval-progress", total=1, show_eta=False)  # idle: still, not pulsing
                 yield Static("", id="eval-log", markup=False)
             with TabPane("Results", id="eval-results"):
                 yield Static("No result shown yet: pick one in History.", id="result-title", markup=False)
@@ -590,6 +590,8 @@ class EvaluatePane(Vertical):
         self.query_one("#eval-progress", ProgressBar).update(total=message.total or None, progress=message.done)
 
     def on_evaluate_pane_job_ended(self, message: JobEnded) -> None:
+        # A bar left without a total pulses forever (redrawing the terminal ~20 times a second).
+        self.query_one("#eval-progress", ProgressBar).update(total=1, progress=1 if message.state == "finished" else 0)
         if message.state == "finished":
             self._record(message.eval_id, message.job_dir)
         else:

@@ -294,8 +294,8 @@ class TrainPane(Vertical):
                 yield table
             with TabbedContent(id="train-tabs", initial="train-live"):
                 with TabPane("Live", id="train-live"):
-                    yield Static("", id="live-stats", markup=False)
-                    yield ProgressBar(id="live-progress", show_eta=False)
+                    yield Static(format_live(None, {}, []), id="live-stats", markup=False)
+                    yield ProgressBar(id="live-progress", total=1, show_eta=False)  # idle: still, not pulsing
                     yield PlotextPlot(id="loss-chart")
                     yield Static("", id="live-log", markup=False)
                     yield Static("", id="machine", markup=False)
@@ -592,7 +592,10 @@ class TrainPane(Vertical):
         bar = self.query_one("#live-progress", ProgressBar)
         if status is not None and d is not None:
             total = d.last.get("max_steps") or status.total or None
-            bar.update(total=total, progress=d.last.get("step", status.done))
+            if total is None and status.terminal:  # a pulsing bar redraws ~20 times a second
+                bar.update(total=1, progress=1 if status.state == "finished" else 0)
+            else:
+                bar.update(total=total, progress=d.last.get("step", status.done))
         self.query_one("#live-log", Static).update((d.log if d else "").rstrip())
         self._draw_chart()
 
