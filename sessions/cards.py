@@ -426,3 +426,19 @@ def write_persona_list(persona: Persona, path: str | Path) -> Path:
     path = Path(path)
     atomic_write(path, persona_list_text(persona), backup=False)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Either, by file name
+
+
+def read_persona_file(path: str | Path, taken: Iterable[str] = ()) -> Persona:
+    """A persona from a `.txt` persona list or, otherwise, a Character Card (JSON or PNG)."""
+    path = Path(path)
+    return read_persona_list(path, taken) if path.suffix.lower() == ".txt" else import_card(path, taken)
+
+
+def write_persona_file(persona: Persona, path: str | Path) -> Path:
+    """A `.txt` path gets a persona list; any other a Character Card V2 JSON."""
+    path = Path(path)
+    return write_persona_list(persona, path) if path.suffix.lower() == ".txt" else write_card(persona, path)

@@ -54,10 +54,7 @@ def run(args: argparse.Namespace) -> int:
         path: Path = args.import_path
         taken = [p.id for p in session.personas]
         try:
-            if path.suffix.lower() == ".txt":
-                persona = cards.read_persona_list(path, taken=taken)
-            else:
-                persona = cards.import_card(path, taken=taken)
+            persona = cards.read_persona_file(path, taken=taken)
         except (ValueError, OSError) as error:
             return _fail(str(error))
         session.personas.append(persona)
@@ -77,10 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if out.exists() and not args.force:
             return _fail(f"{out} exists; pass --force to replace it.")
         try:
-            if out.suffix.lower() == ".txt":
-                cards.write_persona_list(persona, out)
-            else:
-                cards.write_card(persona, out)
+            cards.write_persona_file(persona, out)
         except (ValueError, OSError) as error:
             return _fail(str(error))
         print(f"Wrote {out}.")

@@ -391,10 +391,7 @@ class PersonasPane(Widget):
 
         try:
             taken = self._persona_ids()
-            if path.suffix.lower() == ".txt":
-                persona = cards.read_persona_list(path, taken=taken)
-            else:
-                persona = cards.import_card(path, taken=taken)
+            persona = cards.read_persona_file(path, taken=taken)
         except (ValueError, OSError) as error:
             self.notify(str(error), title="Import failed", severity="error", timeout=10)
             return False
@@ -437,10 +434,7 @@ class PersonasPane(Widget):
         from sessions import cards
 
         try:
-            if path.suffix.lower() == ".txt":
-                cards.write_persona_list(persona, path)
-            else:
-                cards.write_card(persona, path)
+            cards.write_persona_file(persona, path)
         except (ValueError, OSError) as error:
             self.notify(str(error), title="Export failed", severity="error", timeout=10)
             return False
