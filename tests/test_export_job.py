@@ -91,8 +91,8 @@ def test_verification_figures_pass_their_bounds(shared):
     assert "listed under run r1" in shared.cli_output
     (entry,) = SessionFile.load(shared.session).session.runs[0].extra["exports"]
     assert entry["job"] == shared.export_job.name and entry["ok"] is True and entry["seconds"] > 0
-    by_type = {f["type"]: f for f in entry["files"]}
-    assert {"f16", "q8_0", "q4_k_m"} <= set(by_type)
+    by_type = {f["type"]: f for f in entry["files"] if f["kind"] == "gguf"}  # the LoRA GGUF is f16 too
+    assert set(by_type) == {"f16", "q8_0", "q4_k_m"} and [f["kind"] for f in entry["files"]].count("lora") == 1
     for f in entry["files"]:
         assert Path(f["path"]).exists() and f["bytes"] == _size(Path(f["path"]))
     assert by_type["f16"]["verified"] is True and by_type["f16"]["top1"] >= 0.97

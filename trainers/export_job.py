@@ -473,7 +473,7 @@ def record_export(session_file: Any, job_dir: str | Path) -> dict[str, Any] | No
     checks = {c["lora"] or c["gguf"]: c for c in (report.get("verification") or {}).get("checks", [])}
     files = []
     for f in report.get("files") or []:
-        entry = {"path": str(Path(job_dir) / f["path"]), "type": f.get("type", f.get("kind", "")),
+        entry = {"path": str(Path(job_dir) / f["path"]), "kind": f.get("kind", ""), "type": f.get("type", f.get("kind", "")),
                  "bytes": int(f.get("bytes", 0)), "seconds": float(f.get("seconds", 0.0))}
         if "verified" in f:
             entry["verified"] = bool(f["verified"])
