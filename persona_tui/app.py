@@ -173,6 +173,9 @@ class PersonaApp(App):
         # app mid-keypress, walk only what is new. Then collect again (paused by the CLI while
         # starting: commands/open.py).
         gc.freeze()
+        # A redraw makes tens of thousands of short-lived objects; collecting the young
+        # generation every 700 allocations (the default) runs dozens of times per frame.
+        gc.set_threshold(20_000, 20, 20)
         gc.enable()
         if os.environ.get(EXIT_ON_FIRST_PAINT):
             self.exit()
