@@ -288,6 +288,7 @@ async def test_the_annotate_pane_shows_agreement(session_path: Path):
         await pilot.pause()
         assert app.focused is app.query_one(AnnotatePane)
         await pilot.press("g")
+        await app.workers.wait_for_complete()  # the report is read off the UI thread
         await pilot.pause()
         assert isinstance(app.screen, ReportScreen)
         screen = re.sub(r"<[^>]+>", "", app.export_screenshot()).replace("&#160;", " ")

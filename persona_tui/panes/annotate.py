@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -434,9 +435,15 @@ class AnnotatePane(Widget, can_focus=True):
 
     def action_agreement(self) -> None:
         """Judge vs people (kappa per trait) and metrics vs people (rho), from the labels so far."""
-        report = agreement_report(self.session.annotations, self.session_file.workspace)
-        self.app.push_screen(ReportScreen("Agreement with people's labels (esc closes)",
-                                          [*report["problems"], *agreement_tables(report)]))
+        self._agreement(list(self.session.annotations), self.session_file.workspace)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="annotate-agreement")
+    def _agreement(self, annotations: list, workspace: Path) -> None:
+        # Reads every eval job's outputs.jsonl: off the UI thread; the screen is pushed back on it.
+        report = agreement_report(annotations, workspace)
+        renderables = [*report["problems"], *agreement_tables(report)]
+        self.app.call_from_thread(
+            self.app.push_screen, ReportScreen("Agreement with people's labels (esc closes)", renderables))
 
     def action_reload(self) -> None:
         self.reload()

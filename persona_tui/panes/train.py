@@ -359,7 +359,7 @@ class TrainPane(Vertical):
                 value = _get(run, name)
                 widget = self.query_one(f"#{_wid(name)}")
                 if isinstance(widget, Select) and kind == "bool | None":
-                    widget.value = {True: "true", False: "false"}.get(value, "auto") if isinstance(value, bool) else "auto"
+                    widget.value = str(value).lower() if isinstance(value, bool) else "auto"
                 elif isinstance(widget, Select):
                     if value in CHOICES[name]:
                         widget.value = value
