@@ -264,7 +264,32 @@ class PersonaApp(App):
             self.notify("\n".join(shown), title=title, severity="error", timeout=8, markup=False)
 
     def save_if_dirty(self) -> bool:
-        return self.save() if self.dirty else True
+        """Before quitting: take in the edit still on its way from the focused field, then write
+        whatever differs from the file.
+
+        A keystroke reaches the session through messages (the field's Changed, then the pane's
+        SessionChanged); a hang-up or a quit key can arrive before they are handled, so `dirty`
+        alone would lose the last characters typed.
+        """
+        self._flush_focused_edit()
+        if not self.dirty and not self.session_file.changed():
+            return True
+        return self.save()
+
+    def _flush_focused_edit(self) -> None:
+        """Hand the focused text field to the pane that owns it (`flush_edit`), now, not via the
+        message queue. Panes apply it as they would its Changed message (idempotent)."""
+        widget = self.focused
+        if widget is None:
+            return
+        for node in widget.ancestors_with_self:
+            flush = getattr(node, "flush_edit", None)
+            if callable(flush):
+                try:
+                    flush(widget)
+                except Exception:  # noqa: BLE001 - quitting must not fail on a field
+                    pass
+                return
 
     def action_save(self) -> None:
         if self.save():

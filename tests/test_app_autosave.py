@@ -50,6 +50,58 @@ async def test_unsaved_changes_are_saved_on_quit(session_path: Path, quit_keys):
     assert saved_name(session_path) == "Odile Marsh!"
 
 
+async def test_looking_at_every_tab_changes_nothing(session_path: Path):
+    """Opening a pane is not an edit: once the Data pane's variant Select announced its first
+    value as it mounted and the session read as unsaved (and was rewritten) though nobody typed."""
+    before = session_path.read_text()
+    app = make_app(session_path)
+    app.AUTOSAVE_DELAY = 0.2
+    async with app.run_test(size=(100, 30)) as pilot:
+        for key in "234561":
+            await pilot.press(key)
+            await pilot.pause(0.3)
+        await pilot.pause(0.5)
+        assert not app.dirty and not app.session_file.changed()
+        await pilot.press("ctrl+q")
+    assert session_path.read_text() == before
+
+
+@pytest.mark.parametrize("field", ["#persona-name", "#persona-summary", "#data-size"])
+async def test_an_edit_whose_messages_are_still_queued_is_saved_on_quit(session_path: Path, field: str):
+    """A hang-up or quit key can arrive before the field's Changed message reaches the pane (the
+    race that once lost a typed character over a dropped SSH connection): quitting takes the
+    focused field's text in directly."""
+    from textual.widgets import Input, TextArea
+
+    from sessions.store import SessionFile as Store
+
+    app = make_app(session_path)
+    app.AUTOSAVE_DELAY = 60
+    async with app.run_test(size=(100, 30)) as pilot:
+        if field == "#data-size":
+            await pilot.press("2")
+            await pilot.pause()
+        widget = app.query_one(field)
+        widget.focus()
+        await pilot.pause()
+        assert not app.dirty
+        # Change the text and quit in the same step: no message is handled in between.
+        if isinstance(widget, Input):
+            widget.value = "7" if field == "#data-size" else "Odile Marsh?"
+        else:
+            assert isinstance(widget, TextArea)
+            widget.text = "A lighthouse keeper, edited."
+        assert app.save_if_dirty()
+        app.exit()
+    saved = Store.load(session_path).session
+    if field == "#persona-name":
+        assert saved.personas[0].name == "Odile Marsh?"
+    elif field == "#persona-summary":
+        assert saved.personas[0].summary == "A lighthouse keeper, edited."
+    else:
+        assert saved.datasets[0].size == 7
+
+
 async def test_an_invalid_session_is_never_written_and_the_field_is_named(session_path: Path):
     before = session_path.read_text()
     app = make_app(session_path)

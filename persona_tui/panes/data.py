@@ -346,6 +346,10 @@ class DataPane(Widget):
                  "data-engine": "engine", "data-variant": "variant"}.get(event.select.id or "")
         if field is None or getattr(spec, field) == value:
             return
+        if field == "variant" and (spec.format != "persona_chat" or (spec.variant or "own") == value):
+            # Only persona_chat has a variant, and "" means "own": the Select's first value, which
+            # it announces when it mounts, is not an edit.
+            return
         setattr(spec, field, value)
         if field == "variant":
             self._show_fields_for(spec.format)
@@ -356,6 +360,11 @@ class DataPane(Widget):
                 spec.generator = "template"
             self._show_fields_for(str(value))
         self.changed(f"dataset {spec.id}: {field}")
+
+    def flush_edit(self, widget: Widget) -> None:
+        """Apply the focused field's text now (the app calls this before quitting)."""
+        if isinstance(widget, Input):
+            self._input_changed(Input.Changed(widget, widget.value))
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:

@@ -266,6 +266,13 @@ class PersonasPane(Widget):
         self.screen.set_focus(self.query_one(PersonaList))
 
     # -- fields -------------------------------------------------------------------------
+    def flush_edit(self, widget: Widget) -> None:
+        """Apply the focused field's text now (the app calls this before quitting)."""
+        if isinstance(widget, Input) and widget.id == "persona-name":
+            self._name_changed(Input.Changed(widget, widget.value))
+        elif isinstance(widget, TextArea):
+            self._text_changed(TextArea.Changed(widget))
+
     @on(Input.Changed, "#persona-name")
     def _name_changed(self, event: Input.Changed) -> None:
         persona = self.persona

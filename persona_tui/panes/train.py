@@ -29,6 +29,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import (
     Checkbox,
     DataTable,
@@ -409,6 +410,11 @@ class TrainPane(Vertical):
                 self.query_one("#run-list", ListView).highlighted_child.query_one(Label).update(
                     f"{run.id}  [{run.method}/{run.backend}]")
         self._validate(run, errors)
+
+    def flush_edit(self, widget: Widget) -> None:
+        """Apply the focused field's text now (the app calls this before quitting)."""
+        if isinstance(widget, Input):
+            self._input_changed(Input.Changed(widget, widget.value))
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
