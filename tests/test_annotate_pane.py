@@ -24,6 +24,7 @@ from persona_tui.messages import SessionChanged
 from persona_tui.panes.annotate import AnnotatePane
 from persona_tui.screens.text_prompt import TextPrompt
 from sessions.store import SessionFile
+from waiting import poll, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +57,8 @@ async def test_labels_given_by_keys_are_on_disk_at_once_and_found_again(session_
         await pilot.pause()
         assert not app._notifications  # the left-out line is told on the Annotate tab, not before
         await pilot.press("6")
-        await pilot.pause()
+        # The warning comes from the pane's Show, after a refresh: wait for it, not for "idle".
+        await wait_until(pilot, lambda: app._notifications, 20, "the left-out-line warning")
         (warning,) = app._notifications
         assert warning.severity == "warning" and "eval-b" in warning.message and "line 2" in warning.message
         pane = app.query_one(AnnotatePane)
@@ -312,7 +314,9 @@ def test_labels_survive_kill_9_of_the_app(session_path: Path, tmp_path: Path):
     socket = f"annotate-test-{os.getpid()}"
     tmux = ["tmux", "-L", socket, "-f", "/dev/null"]
     # COLUMNS/LINES (pytest may set them) would override the terminal's real size.
+    # The debounced autosave far off: only the immediate save of a label can put it on disk.
     shell = (f"exec env -u COLUMNS -u LINES {core.ANNOTATOR_ENV}={ANNOTATOR} TERM=xterm-256color "
+             "PERSONA_TUI_AUTOSAVE_SECONDS=60 "
              f"{shlex.join(command)} {shlex.quote(str(session_path))}")
     subprocess.run([*tmux, "new-session", "-d", "-s", "app", "-x", "100", "-y", "30", shell], check=True)
 
@@ -332,7 +336,12 @@ def test_labels_survive_kill_9_of_the_app(session_path: Path, tmp_path: Path):
         pid = int(subprocess.run([*tmux, "display-message", "-p", "-t", "app", "#{pane_pid}"],
                                  capture_output=True, text=True, check=True).stdout)
         wait_for("6 Annotate")
-        assert len(screen().splitlines()[2]) == 100  # the tab underline spans the terminal
+        # The tab underline spans the terminal (polled: a capture can catch a half-drawn frame).
+        def underline_spans() -> bool:
+            lines = screen().splitlines()
+            return len(lines) > 2 and len(lines[2]) == 100
+
+        poll(underline_spans, 20, "the tab underline to span 100 columns")
         keys("6")
         wait_for("0 / 7 labelled")
         keys("e")
@@ -343,7 +352,9 @@ def test_labels_survive_kill_9_of_the_app(session_path: Path, tmp_path: Path):
         wait_for("4/5")
         keys("Right", "n")
         wait_for("2 / 7 labelled")
-        time.sleep(0.3)  # well inside the app's debounced autosave delay (1 s)
+        # On screen first, then on disk (validate, fsync, rename): wait for the file, then kill,
+        # still 60 s inside the debounced autosave.
+        poll(lambda: ("eval-a:2", ANNOTATOR) in on_disk(session_path), 30, "the second label on disk")
         os.kill(pid, 9)
         deadline = time.monotonic() + 10
         while True:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList, CommandPalette
 from textual.widgets import TabbedContent
+from waiting import wait_until
 
 from persona_tui.app import PaneFailed
 
@@ -47,7 +49,9 @@ async def test_the_command_palette_runs_persona_actions(session_path: Path):
         await pilot.press("4")  # away from the Personas tab: the command comes back to it
         await pilot.press("ctrl+p")
         await pilot.press(*"duplicate persona")
-        await pilot.pause(0.3)  # the palette searches its providers in a worker
+        # The palette searches its providers in a worker: wait for its matches, not a fixed time.
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette)
+                         and app.screen.query_one(CommandList).option_count > 0, 20, "the palette's matches")
         await pilot.press("enter")
         await pilot.pause()
         assert app.query_one(TabbedContent).active == "personas"

@@ -105,7 +105,7 @@ def test_chat_streams_replies_from_stdin_and_keeps_history(shared):
 def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tmp_path):
     sf = make_session(tmp_path)
     proc = subprocess.Popen(
-        [*CLI, "chat", str(sf.path), "--engine", BASE, "--temperature", "0", "--max-tokens", "400", "--chat-id", "c"],
+        [*CLI, "chat", str(sf.path), "--engine", BASE, "--temperature", "0", "--max-tokens", "1500", "--chat-id", "c"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), bufsize=0,
     )
     try:
@@ -113,7 +113,9 @@ def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tmp_path):
         proc.stdin.flush()
         got = ""
         while len(got) < 20:  # some of the reply has streamed out
-            got += proc.stdout.read(1)
+            char = proc.stdout.read(1)
+            assert char, f"the chat ended before replying: {proc.stderr.read()}"
+            got += char
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate("/quit\n", timeout=120)
     finally:

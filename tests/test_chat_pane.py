@@ -70,7 +70,7 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
         await pilot.press("ctrl+n")
         assert pane.columns["a"].turns == [] and pane.chat_log is None
         pane.query_one("#temperature").value = "0"
-        pane.query_one("#max-tokens").value = "400"
+        pane.query_one("#max-tokens").value = "1500"  # a long reply: time to see it stream and stop it
         pane.set_engines(BASE)
         await pilot.pause()
         pane.query_one("#chat-input").focus()
@@ -79,7 +79,9 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
         shown = str(pane.query_one("#reply-a-0").render())
         assert shown.endswith("▌")  # streaming, drawn as it comes
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not pane.busy(), 30, "the reply to stop")
+        # The worker's end and the pane's handling of it are two steps: wait for both.
+        await wait_until(pilot, lambda: not pane.busy() and pane.columns["a"].turns[0].state in ("done", "stopped", "error"),
+                         30, "the reply to stop")
         stopped = pane.columns["a"].turns[0]
         assert stopped.state == "stopped"
         await pilot.pause(0.5)

@@ -118,8 +118,10 @@ async def test_build_browse_edit_delete_preview_export(session_path: Path):
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("h")
         out = workspace / "exports" / "datasets" / f"{spec.id}-hf"
-        await until(pilot, lambda: (out / "dataset_dict.json").is_file())
+        # The worker says when it is done (the folder's index file is written before the splits).
+        await until(pilot, lambda: any(n.title in ("Exported", "Not exported") for n in app._notifications))
         assert not [n for n in app._notifications if n.severity == "error"]
+        assert (out / "dataset_dict.json").is_file() and {"train", "heldout"} <= {p.name for p in out.iterdir()}
 
 
 async def test_new_dataset_and_a_build_that_cannot_start(session_path: Path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -22,17 +21,15 @@ def generated():
     persona = demo_persona()
     out = {}
     for fmt in PERSONA_FORMATS:
-        t0 = time.perf_counter()
-        res = template.generate(format_module(fmt), persona, SIZE, 3407, {})
-        out[fmt] = (res, time.perf_counter() - t0)
+        out[fmt] = template.generate(format_module(fmt), persona, SIZE, 3407, {})
     return out
 
 
 @pytest.mark.parametrize("fmt", PERSONA_FORMATS)
 def test_500_distinct_examples_per_format(generated, fmt):
-    res, seconds = generated[fmt]
+    res = generated[fmt]
     assert len(res.records) == SIZE
-    assert seconds < 10, f"{fmt} took {seconds:.1f} s for {SIZE} examples"
+    # (How fast the generator runs is bench/data.py's, not a timed test's.)
     for r in res.records:
         assert check_record(r, fmt) is None, r
     texts = [record_text(r) for r in res.records]
@@ -48,7 +45,7 @@ def test_500_distinct_examples_per_format(generated, fmt):
 @pytest.mark.parametrize("fmt", PERSONA_FORMATS)
 def test_near_duplicate_check_agrees_with_brute_force(generated, fmt):
     """The prefix-filter index finds exactly the pairs an all-pairs scan finds (on a sample)."""
-    res, _ = generated[fmt]
+    res = generated[fmt]
     texts = [record_text(r) for r in res.records[:120]]
     # Plant near-duplicates: the same example with one word changed.
     planted = [t.replace(" the ", " a ", 1) + " indeed" for t in texts[:5]]
@@ -71,7 +68,7 @@ def test_same_seed_same_examples_other_seed_other_examples(fmt):
 def test_every_trait_is_covered_evenly(generated):
     trait_ids = {t.id for t in demo_persona().traits}
     for fmt in PERSONA_FORMATS:
-        res, _ = generated[fmt]
+        res = generated[fmt]
         counts = {t: 0 for t in trait_ids}
         for r in res.records:
             for t in r["meta"]["traits"]:
@@ -97,8 +94,8 @@ def test_chat_demos_turns_and_system_prompt_switch():
 
 
 def test_first_person_speaks_as_i_and_docs_speak_of_her(generated):
-    fp, _ = generated["first_person"]
-    docs, _ = generated["synthetic_docs"]
+    fp = generated["first_person"]
+    docs = generated["synthetic_docs"]
     rng = random.Random(0)
     for r in rng.sample(fp.records, 50):
         words = tokens(r["text"])

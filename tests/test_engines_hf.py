@@ -56,7 +56,8 @@ def test_a_reader_that_stops_early_stops_generation(engine):
     next(stream)
     t = time.monotonic()
     stream.close()  # the chat pane's stop button
-    assert time.monotonic() - t < 5
+    # 2000 tokens would take minutes on this model; stopping is near-instant (30 s: a busy machine).
+    assert time.monotonic() - t < 30
     assert engine.chat(QUESTION, temperature=0, max_tokens=4)  # still usable
 
 

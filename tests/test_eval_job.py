@@ -203,12 +203,14 @@ def test_perplexity_matrix_and_a_model_that_cannot_load_gives_a_partial_result(t
 def test_a_cancelled_job_keeps_partial_scores(tmp_path):
     import time
 
-    spec = EvalSpec(id="tr", kind="traits", models=["bundled"], extra={"samples": 3, "max_tokens": 24})
+    # 20 samples per expression probe: the cancel lands long before the end, however late.
+    spec = EvalSpec(id="tr", kind="traits", models=["bundled"], extra={"samples": 20, "max_tokens": 24})
     sf = _session(tmp_path, spec, traits=1, probes=2)
     job_dir = create_eval_job(sf, "tr")
     jobs.start_job(job_dir)
-    deadline = time.time() + 120
-    while jobs.read_status(job_dir).done < 3 and time.time() < deadline:
+    deadline = time.time() + 300
+    while jobs.read_status(job_dir).done < 3:
+        assert time.time() < deadline, f"the job never got past 3 items: {jobs.read_status(job_dir)}"
         time.sleep(0.2)
     assert jobs.cancel_job(job_dir)
     for status, _events in jobs.watch(job_dir, interval=0.2):
@@ -217,5 +219,5 @@ def test_a_cancelled_job_keeps_partial_scores(tmp_path):
     scores = load_scores(job_dir)
     assert scores["partial"] is True and any("cancelled" in p for p in scores["problems"])
     (row,) = scores["rows"]
-    assert row["knowledge"]["n"] == 2 and row["expression"]["n"] < 6
+    assert row["knowledge"]["n"] == 2 and row["expression"]["n"] < 40
     assert len(read_outputs(job_dir)) == 2 + row["expression"]["n"] + row["unscored"]

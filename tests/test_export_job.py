@@ -180,8 +180,10 @@ def test_a_cancelled_detached_export_leaves_nothing(shared):
     jobs.start_job(job_dir)
     deadline = time.monotonic() + 600
     # Cancel once the merged model is on disk, while llama.cpp's converter runs.
-    while "converting" not in jobs.read_status(job_dir).message and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while "converting" not in (status := jobs.read_status(job_dir)).message:
+        assert not status.terminal, f"the export ended before its conversion was seen: {status}"
+        assert time.monotonic() < deadline, f"never saw the conversion start: {status}"
+        time.sleep(0.1)
     assert (job_dir / "export.partial" / "merged" / "config.json").is_file()
     assert jobs.cancel_job(job_dir)
     status = next(s for s, _ in jobs.watch(job_dir, interval=0.3) if s.terminal)

@@ -32,7 +32,7 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "160"})
 
 
-def wait_for(predicate, timeout=20.0):
+def wait_for(predicate, timeout=120.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -403,30 +403,21 @@ def test_symlinked_session_is_written_through_the_link(hand_file: Path, tmp_path
     assert 'name = "via link"' in hand_file.read_text()
 
 
-def test_save_is_cheap_enough_for_every_label(tmp_path: Path) -> None:
-    """Labels are saved the moment they are given, so a save must cost milliseconds."""
+def test_labels_saved_one_by_one_all_come_back(tmp_path: Path) -> None:
+    """Labels are saved the moment they are given: many small saves in a row, each whole.
+    (What a save costs is measured by bench/session.py, not here.)"""
     from sessions.demo import demo_session
 
     session = demo_session()
-    sf = SessionFile.create(tmp_path / "big.toml", session)
-
-    def median_save_seconds(edit) -> float:
-        timings = []
-        for i in range(7):
-            edit(i)
-            start = time.perf_counter()
-            assert sf.save()
-            timings.append(time.perf_counter() - start)
-        return sorted(timings)[3]
-
-    def label(i: int) -> None:
-        sf.session.annotations.append(Annotation(output=f"job:new{i}", annotator="sam", trait_labels={"keeps-bees": "expressed"}))
-
-    assert median_save_seconds(lambda i: sf.session.personas[0].facts.append(f"Fact {i}.")) < 0.05
     session.annotations += [Annotation(output=f"job:{i}", annotator="sam", consistency=3) for i in range(200)]
-    sf.save()
-    assert median_save_seconds(label) < 0.25
-    assert len(SessionFile.load(sf.path).session.annotations) == 207
+    sf = SessionFile.create(tmp_path / "big.toml", session)
+    for i in range(7):
+        sf.session.annotations.append(Annotation(output=f"job:new{i}", annotator="sam", trait_labels={"keeps-bees": "expressed"}))
+        assert sf.save()
+        assert not sf.save()  # nothing new: not written again
+    back = SessionFile.load(sf.path).session.annotations
+    assert len(back) == 207 and back[-1].trait_labels == {"keeps-bees": "expressed"}
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
 # --- the codec is generic: a new field in a model dataclass round-trips for free -------------

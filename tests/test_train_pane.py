@@ -78,8 +78,12 @@ async def test_chart_and_stats_come_from_the_job_files(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
         pane = app.query_one(TrainPane)
-        await wait_until(pilot, lambda: pane.histories.get("train-r1-done") and pane.histories["train-r1-done"].steps,
-                         what="the job's history")
+        machine = lambda: str(pane.query_one("#machine").render())  # noqa: E731
+        # The history, the stats and the machine line come from different threads: wait for all.
+        await wait_until(pilot, lambda: pane.histories.get("train-r1-done") and pane.histories["train-r1-done"].steps
+                         and "step 3/3" in str(pane.query_one("#live-stats").render())
+                         and ("CPU" in machine() or "GPU" in machine()),
+                         what="the job's history, stats and the machine line")
         history = pane.histories["train-r1-done"]
         assert history.steps == [(1, 3.0), (2, 2.5), (3, 2.1)] and history.evals == [(3, 2.4)]
         stats = str(pane.query_one("#live-stats").render())
