@@ -287,8 +287,8 @@ class PersonaApp(App):
             if callable(flush):
                 try:
                     flush(widget)
-                except Exception:  # noqa: BLE001 - quitting must not fail on a field
-                    pass
+                except Exception as error:  # noqa: BLE001 - quitting must not fail on a field
+                    self.log.error(f"could not take in the edit of {widget!r}: {error!r}")
                 return
 
     def action_save(self) -> None:

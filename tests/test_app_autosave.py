@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input, TextArea
 
 from persona_tui.app import make_app
 from persona_tui.screens.choice import ChoiceScreen
@@ -71,10 +72,6 @@ async def test_an_edit_whose_messages_are_still_queued_is_saved_on_quit(session_
     """A hang-up or quit key can arrive before the field's Changed message reaches the pane (the
     race that once lost a typed character over a dropped SSH connection): quitting takes the
     focused field's text in directly."""
-    from textual.widgets import Input, TextArea
-
-    from sessions.store import SessionFile as Store
-
     app = make_app(session_path)
     app.AUTOSAVE_DELAY = 60
     async with app.run_test(size=(100, 30)) as pilot:
@@ -93,7 +90,7 @@ async def test_an_edit_whose_messages_are_still_queued_is_saved_on_quit(session_
             widget.text = "A lighthouse keeper, edited."
         assert app.save_if_dirty()
         app.exit()
-    saved = Store.load(session_path).session
+    saved = SessionFile.load(session_path).session
     if field == "#persona-name":
         assert saved.personas[0].name == "Odile Marsh?"
     elif field == "#persona-summary":

@@ -4,7 +4,6 @@ stopped mid-way, the persona switch reaches the system prompt, history and annot
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from export_fixtures import BASE, make_session
@@ -13,6 +12,7 @@ from engines.models import resolve_model
 from persona_tui.app import make_app
 from persona_tui.panes.chat import ChatPane
 from sessions.store import SessionFile
+from waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -21,14 +21,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 def anyio_backend():
     return "asyncio"
 
-
-async def wait_until(pilot, predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _records(pane: ChatPane) -> list[dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from persona_tui.screens.text_prompt import TextPrompt
 from sessions.demo import write_demo_session
 from sessions.store import SessionFile
 from trainers import dataset_files
+from waiting import wait_until as until
 
 pytestmark = pytest.mark.anyio
 
@@ -36,13 +36,6 @@ def session_path(tmp_path: Path) -> Path:
 def on_disk(path: Path):
     return SessionFile.load(path).session
 
-
-async def until(pilot, condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting in the Data pane")
-        await pilot.pause(0.2)
 
 
 async def set_input(pilot, widget: Input, text: str) -> None:

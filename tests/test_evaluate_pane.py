@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from sessions import jobs
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec
 from sessions.store import SessionFile
 from experiment_fixtures import tiny_session
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -27,14 +27,6 @@ pytestmark = pytest.mark.anyio
 def anyio_backend():
     return "asyncio"
 
-
-async def wait_until(pilot, predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def shown_text(pane: EvaluatePane) -> str:

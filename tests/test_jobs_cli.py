@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from sessions import jobs
 from sessions.store import SessionFile
 from sessions.model import Persona, Session
+from waiting import wait_for
 
 TESTS = Path(__file__).resolve().parent
 WORKER = "jobs_fixture_worker"
@@ -31,14 +31,6 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "persona_tui.cli", "jobs", *args], capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "160"})
 
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_list_watch_log_and_cancel(session: Path):

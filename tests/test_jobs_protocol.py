@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sessions import jobs
+from waiting import wait_for
 
 TESTS = Path(__file__).resolve().parent
 WORKER = "jobs_fixture_worker"
@@ -32,15 +33,6 @@ def _worker_importable(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS), path) if p))
     monkeypatch.syspath_prepend(str(TESTS))
 
-
-def wait_for(predicate, timeout=120.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def finish(job_dir, timeout=120.0):

@@ -3,7 +3,6 @@ picks its history up again after the app is quit and reopened."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from persona_tui.panes.train import TrainPane
 from sessions import jobs
 from sessions.store import SessionFile
 from train_fixtures import CHATS, make_session, tiny_run
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -20,14 +20,6 @@ pytestmark = pytest.mark.anyio
 def anyio_backend():
     return "asyncio"
 
-
-async def wait_until(pilot, predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _fake_steps(job) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from sessions.model import DatasetSpec, RunSpec, Session
 from sessions.store import SessionFile
+from waiting import wait_for  # noqa: F401 - re-exported for the training tests
 
 # Four short chats repeated: a set a LoRA overfits in a few steps.
 _PAIRS = [
@@ -60,15 +60,6 @@ def tiny_run(run_id: str, datasets: list[str], **training: Any) -> RunSpec:
         setattr(t, key, value)
     return run
 
-
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def events_of(job_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
