@@ -51,11 +51,8 @@ class LlamaCppEngine:
         }
         if spec.threads:
             kwargs["n_threads"] = kwargs["n_threads_batch"] = int(spec.threads)
-        seed = getattr(spec, "seed", None)
-        if seed is None and "seed" in spec.extra:  # sessions written before seed was a field
-            seed = spec.extra["seed"]
-        if seed is not None:
-            kwargs["seed"] = int(seed)
+        if spec.seed is not None:
+            kwargs["seed"] = int(spec.seed)
         if spec.extra.get("chat_format"):
             kwargs["chat_format"] = str(spec.extra["chat_format"])
         if spec.adapter:

@@ -239,18 +239,22 @@ def agreement_report(annotations: Iterable[Any], workspace: str | Path) -> dict[
     """Judge-vs-human kappa per trait and metric-vs-human rho over every eval job on disk.
 
     The one place the CLI (`persona-tui annotate --agreement`) and the Annotate pane get their
-    numbers from. Damaged job outputs are named in `problems` and left out, never guessed.
+    numbers from. Damaged lines of job outputs are named in `problems` and left out, never guessed.
     """
     annotations = list(annotations)
     jobs_root = Path(workspace) / "jobs"
     outputs: list[dict[str, Any]] = []
     problems: list[str] = []
     if jobs_root.is_dir():
+        from evaluators.annotation import read_object_lines
+
         for job_dir in sorted(p for p in jobs_root.iterdir() if (p / "outputs.jsonl").is_file()):
-            try:
-                outputs.extend(read_outputs(job_dir))
-            except ValueError as error:
-                problems.append(str(error))
+            # The Annotate queue's reader: a running job's half-written last line is skipped, a bad
+            # line is named and left out, and the rest of the job still counts.
+            for i, row in read_object_lines(job_dir / "outputs.jsonl", problems):
+                row.setdefault("index", i)
+                row.setdefault("output", output_id(job_dir.name, row["index"]))
+                outputs.append(row)
     traits = trait_agreement(machine_trait_labels(outputs), annotations)
     metrics = metric_agreement(output_metrics(outputs), annotations)
     humans = sorted({a.annotator for a in annotations if a.trait_labels or a.consistency})

@@ -131,7 +131,7 @@ def _persona_ref(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _read_lines(path: Path, problems: list[str]) -> list[tuple[int, dict]]:
+def read_object_lines(path: Path, problems: list[str]) -> list[tuple[int, dict]]:
     """(0-based line index, object) of each JSON-object line; bad lines are named in `problems`."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -205,7 +205,7 @@ def build_queue(session: Session, workspace: str | os.PathLike[str]) -> Queue:
     for job_dir in sorted(job_dirs, key=_job_order):
         frozen = None
         frozen_read = False
-        for i, row in _read_lines(job_dir / OUTPUTS_FILE, queue.problems):
+        for i, row in read_object_lines(job_dir / OUTPUTS_FILE, queue.problems):
             reply = row.get("reply")
             if not isinstance(reply, str) or str(row.get("kind", "")) in NOT_QUEUED_KINDS:
                 continue
@@ -235,7 +235,7 @@ def build_queue(session: Session, workspace: str | os.PathLike[str]) -> Queue:
             )
     chat = workspace / CHAT_QUEUE_FILE
     if chat.is_file():
-        for i, row in _read_lines(chat, queue.problems):
+        for i, row in read_object_lines(chat, queue.problems):
             reply = row.get("reply")
             if not isinstance(reply, str):
                 continue

@@ -81,15 +81,16 @@ def engine_from_ref(ref: str, session: Session | None = None, workspace: Path | 
 def _run_engine(ref: str, run_id: str, session: Session | None, workspace: Path | None) -> EngineSpec:
     if workspace is None:
         raise EngineRefError(f"{ref!r} needs a session to find the run's training jobs in.")
+    from sessions import jobs
     from trainers.export_job import find_train_job, resolve_source
-    from trainers.train_job import remote_engine
+    from trainers.train_job import remote_engine, remote_engine_spec
 
-    remote = remote_engine(workspace, run_id)
+    statuses = jobs.list_jobs(workspace)
+    remote = remote_engine(workspace, run_id, statuses)
     if remote is not None:  # a run trained by a service (openai backend): its fine-tuned model
-        return EngineSpec(id=ref, kind="openai", model=str(remote["model"]), base_url=str(remote.get("base_url") or ""),
-                          api_key_env=str(remote.get("api_key_env") or ""))
+        return remote_engine_spec(remote, ref)
     try:
-        job_dir = find_train_job(workspace, run_id)
+        job_dir = find_train_job(workspace, run_id, statuses)
         source = resolve_source({"train_job": job_dir.name}, workspace)
     except ValueError as e:
         raise EngineRefError(str(e)) from None
@@ -148,18 +149,19 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     add("bundled:smollm2-135m-instruct", "base smollm2-135m-instruct · llama.cpp")
     for e in session.engines:
         add(e.id, f"{e.id} · {e.kind}")
-    statuses = jobs.list_jobs(workspace) if workspace.is_dir() else []
+    statuses = jobs.list_jobs(workspace) if workspace.is_dir() else []  # one scan for every run below
+    from trainers.export_job import find_train_job, resolve_source
     from trainers.train_job import remote_engine
 
     for run in session.runs:
-        remote = remote_engine(workspace, run.id) if workspace.is_dir() else None
+        remote = remote_engine(workspace, run.id, statuses)
         if remote is not None:
             add(f"run:{run.id}", f"run {run.id} {remote['model']} · openai")
             continue
         if any(s.kind == "train" and s.state == "finished" and (s.dir / "adapter").is_dir() for s in statuses):
-            try:
-                engine_from_ref(f"run:{run.id}", session, workspace)
-            except EngineRefError:
+            try:  # what `run:ID` resolves to (engine_from_ref), without listing the jobs again
+                resolve_source({"train_job": find_train_job(workspace, run.id, statuses).name}, workspace)
+            except ValueError:
                 continue
             add(f"run:{run.id}", f"run {run.id} adapter · transformers")
     for s in reversed(statuses):

@@ -311,6 +311,7 @@ def requeue_job(job_dir: str | os.PathLike[str]) -> JobStatus:
         )
         raw.pop("launched", None)
         _write_status_raw(job_dir, raw)
+    (job_dir / CHILDREN_FILE).unlink(missing_ok=True)  # the last attempt's groups are gone with it
     _append_event(job_dir, {"event": "requeued", "previous_state": status.state})
     return read_status(job_dir)
 
@@ -377,9 +378,10 @@ def read_status(job_dir: str | os.PathLike[str], stale_after: float | None = Non
         return status
     tail = log_tail(job_dir, 15).rstrip()
     where = f"worker process {status.pid}" + ("" if same_host else f" on {status.host}")
+    hint = _memory_hint(job_dir) if same_host else ""
     status.error = (
         f"The {where} is gone and its heartbeat stopped {age:.0f} s ago."
-        + (f" {_memory_hint(job_dir)}" if same_host and _memory_hint(job_dir) else "")
+        + (f" {hint}" if hint else "")
         + (f"\nLast lines of {LOG_FILE}:\n{tail}" if tail else f" {LOG_FILE} is empty.")
     )
     status.state = "died"
@@ -398,8 +400,8 @@ def _memory_hint(job_dir: Path) -> str:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 65536))
             lines = f.read().decode("utf-8", "replace").splitlines()
-        total_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
-    except (OSError, StopIteration, ValueError, IndexError):
+        total_kb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1024
+    except (OSError, ValueError):
         return ""
     for line in reversed(lines):
         try:
@@ -550,6 +552,20 @@ def register_child_group(job_dir: str | os.PathLike[str], pgid: int) -> None:
     `cancel_job(force=True)` kills these too."""
     with open(Path(job_dir) / CHILDREN_FILE, "a", encoding="utf-8") as f:
         f.write(f"{int(pgid)}\n")
+
+
+def unregister_child_group(job_dir: str | os.PathLike[str], pgid: int) -> None:
+    """Forget a group once its leader has exited: its id may be reused by an unrelated process
+    group, which a later forced cancel must not kill."""
+    path = Path(job_dir) / CHILDREN_FILE
+    left = [g for g in _child_groups(Path(job_dir)) if g != int(pgid)]
+    try:
+        if left:
+            path.write_text("".join(f"{g}\n" for g in left), encoding="utf-8")
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # nothing to forget, or a read-only job folder: a stale id only costs a failed kill
 
 
 def _child_groups(job_dir: Path) -> list[int]:

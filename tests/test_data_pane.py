@@ -177,6 +177,10 @@ async def test_mix_two_datasets_in_the_pane_and_build_the_mix(session_path: Path
         await pilot.pause()
         assert isinstance(app.screen, TextPrompt)  # refused in the dialog: not a dataset
         assert "'odile-nope' is not a dataset" in str(app.screen.query_one("#prompt-error").render())
+        await pilot.press("home", "ctrl+k", *f"{a}, odile-docs", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)  # refused as the CLI refuses it: not built yet
+        assert "'odile-docs', which has not been built yet" in str(app.screen.query_one("#prompt-error").render())
         await pilot.press("home", "ctrl+k", *f"{a}, {b}", "enter")
         await pilot.pause(AUTOSAVE_WAIT)
         mixed = on_disk(session_path).datasets[-1]

@@ -78,3 +78,23 @@ def test_trait_agreement_pairs_machine_and_human_labels_per_trait(tmp_path):
     # ranks: metric (2.5, 1, 2.5), human (3, 1, 2) -> rho = 1.5 / sqrt(1.5 * 2)
     assert m.n == 3 and m.rho == pytest.approx(1.5 / (1.5 * 2) ** 0.5)
     assert agreement.output_metrics(outputs) == {"bleu": {"eval-x:4": 10.0}}
+
+
+def test_the_report_keeps_a_running_jobs_outputs_and_names_a_bad_line(tmp_path):
+    """A running eval job's last line is half-written and a damaged line is one output: neither
+    drops the job's other labels from the report."""
+    import json
+
+    job = tmp_path / "jobs" / "eval-y"
+    job.mkdir(parents=True)
+    rows = [{"kind": "expression", "trait": "tea", "label": label, "scorer": "markers"}
+            for label in ("expressed", "not_shown", "expressed")]
+    lines = [json.dumps(rows[0]), "{not json", json.dumps(rows[1]), "[1, 2]", json.dumps(rows[2])]
+    (job / "outputs.jsonl").write_text("\n".join(lines) + '\n{"kind": "expre')  # still being written
+    anns = [Annotation(output=f"eval-y:{i}", annotator="ana", trait_labels={"tea": label})
+            for i, label in ((0, "expressed"), (2, "not_shown"), (4, "not_shown"))]
+    report = agreement.agreement_report(anns, tmp_path)
+    (tea,) = report["traits"]
+    assert tea["n"] == 3  # lines 1, 3 and 5 paired with the people's labels
+    assert len(report["problems"]) == 2
+    assert "line 2 is not valid JSON" in report["problems"][0] and "line 4 is not a JSON object" in report["problems"][1]

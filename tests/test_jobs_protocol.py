@@ -307,3 +307,16 @@ def test_a_worker_killed_with_memory_to_spare_gets_no_memory_guess(tmp_path):
     os.killpg(pid, signal.SIGKILL)
     status = wait_for(lambda: (s := jobs.read_status(job_dir, stale_after=0.3)).state == "died" and s, what="died")
     assert "memory" not in status.error.splitlines()[0]
+
+
+def test_child_groups_are_forgotten_when_they_exit_and_on_requeue(tmp_path):
+    """A process-group id outlives its group only as a number another group may get: a forced
+    cancel must never kill a group of an earlier launch or attempt."""
+    job_dir = jobs.create_job(tmp_path, "count", {"n": 1})
+    jobs.register_child_group(job_dir, 4242)
+    jobs.register_child_group(job_dir, 4343)
+    jobs.unregister_child_group(job_dir, 4242)
+    assert jobs._child_groups(job_dir) == [4343]
+    assert jobs.run_job_inline(job_dir, {"count": lambda job: None}).state == "finished"
+    jobs.requeue_job(job_dir)
+    assert jobs._child_groups(job_dir) == [] and not (job_dir / jobs.CHILDREN_FILE).exists()

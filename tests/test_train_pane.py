@@ -86,6 +86,28 @@ async def test_chart_and_stats_come_from_the_job_files(tmp_path):
         assert "CPU" in str(pane.query_one("#machine").render()) or "GPU" in str(pane.query_one("#machine").render())
 
 
+async def test_space_marks_a_job_to_overlay_and_the_mark_shows_at_once(tmp_path):
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    for name in ("train-20261201-101500-aaaa", "train-20261201-111500-bbbb"):
+        job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id=name)
+        assert jobs.run_job_inline(job_dir, {"train": _fake_steps}).state == "finished"
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        table = pane.query_one("#job-table")
+        await wait_until(pilot, lambda: table.row_count == 2, what="both jobs listed")
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("space")
+        assert pane.compare == {"train-20261201-101500-aaaa"}
+        # Marked in the state cell, the job's time whole (the jobs column is 11 wide).
+        assert [str(c) for c in table.get_row_at(0)] == ["12-01 10:15", "◆ ✓ 3/3"]
+        assert str(table.get_row_at(1)[1]) == "✓ 3/3"
+        await pilot.press("space")
+        assert pane.compare == set() and str(table.get_row_at(0)[1]) == "✓ 3/3"
+
+
 @pytest.mark.slow
 async def test_start_a_run_quit_reopen_and_the_history_is_there(tmp_path):
     run = tiny_run("r1", ["chats"], max_steps=200, save_steps=1000, learning_rate=1e-4)

@@ -76,11 +76,12 @@ def _persona_is_empty(p: Persona) -> bool:
     return not (p.summary.strip() or p.facts or p.traits or p.examples or p.style.strip())
 
 
-def mix_spec(session: Session, new_id: str, parts: list[str]) -> DatasetSpec:
+def mix_spec(session: Session, new_id: str, parts: list[str], workspace: str | Path | None = None) -> DatasetSpec:
     """A new dataset spec that is the union of `parts` (size 0: all their examples), not yet added.
 
-    Refuses, in one sentence, an id that is taken or unsafe, fewer than two parts, and parts that
-    are not datasets of the session; mixing record shapes is refused when it is built.
+    Refuses, in one sentence, an id that is taken or unsafe, fewer than two parts, parts that are
+    not datasets of the session, and (given the `workspace`) parts not built yet; mixing record
+    shapes is refused when it is built.
     """
     from sessions.workspace import id_problem
 
@@ -97,8 +98,11 @@ def mix_spec(session: Session, new_id: str, parts: list[str]) -> DatasetSpec:
         known = ", ".join(d.id for d in session.datasets) or "none"
         raise DatasetError(f"{missing[0]!r} is not a dataset of this session (it has: {known}).")
     first = session.dataset(parts[0])
-    return DatasetSpec(id=new_id, format=first.format, persona="", generator=first.generator, size=0,
+    spec = DatasetSpec(id=new_id, format=first.format, persona="", generator=first.generator, size=0,
                        held_out=first.held_out, seed=first.seed, mix=list(dict.fromkeys(parts)))
+    if workspace is not None:
+        check_spec(session, spec, workspace)
+    return spec
 
 
 def check_spec(session: Session, spec: DatasetSpec, workspace: str | Path | None = None) -> Persona | None:

@@ -107,10 +107,11 @@ def _train_job_run(job_dir: Path) -> tuple[str, str]:
     return str(run or spec.get("run_id", "")), str(spec.get("base_model", ""))
 
 
-def find_train_job(workspace: Path, run_id: str) -> Path:
-    """The newest finished training job of `run_id` that left an adapter."""
+def find_train_job(workspace: Path, run_id: str, statuses: list[jobs.JobStatus] | None = None) -> Path:
+    """The newest finished training job of `run_id` that left an adapter. `statuses`: the
+    workspace's jobs when the caller has listed them already."""
     candidates = []
-    for status in jobs.list_jobs(workspace):
+    for status in jobs.list_jobs(workspace) if statuses is None else statuses:
         if status.kind != "train":
             continue
         rid, _ = _train_job_run(status.dir)

@@ -29,15 +29,20 @@ class Device:
         return self.precision == "bf16"
 
 
-def nvidia_driver_present() -> bool:
-    """Whether an NVIDIA kernel driver is loaded: without one no CUDA build can see a GPU, and
+# Device nodes a GPU driver makes: NVIDIA's, WSL2's GPU passthrough (CUDA on Windows hosts), and
+# AMD's ROCm (whose torch build answers through torch.cuda too).
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidia0", "/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+
+
+def gpu_driver_present() -> bool:
+    """Whether a GPU kernel driver is there at all: without one no torch build can see a GPU, and
     asking torch would cost its whole import (seconds) in the app when it starts a job."""
-    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
+    return any(Path(p).exists() for p in GPU_DRIVER_PATHS)
 
 
 def cuda_count() -> int:
     """GPUs torch can use; 0 without a CUDA build or driver (never raises)."""
-    if "torch" not in sys.modules and not nvidia_driver_present():
+    if "torch" not in sys.modules and not gpu_driver_present():
         return 0
     try:
         import torch
@@ -48,7 +53,7 @@ def cuda_count() -> int:
 
 
 def cuda_bf16() -> bool:
-    if "torch" not in sys.modules and not nvidia_driver_present():
+    if "torch" not in sys.modules and not gpu_driver_present():
         return False
     try:
         import torch

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sessions import jobs
-from sessions.model import DatasetSpec, Session
+from sessions.model import DatasetSpec, EngineSpec, Session
 from sessions.run_spec import run_from_dict, run_to_dict
 from sessions.workspace import dataset_path, heldout_path
 from trainers.backends import CANCEL_FILE, RunError, TrainContext, TrainOutcome, open_backend, validate
@@ -91,10 +91,12 @@ def read_result(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
 
 
-def remote_engine(workspace: str | os.PathLike[str], run_id: str) -> dict[str, Any] | None:
+def remote_engine(workspace: str | os.PathLike[str], run_id: str,
+                  statuses: list[jobs.JobStatus] | None = None) -> dict[str, Any] | None:
     """The engine a finished remote run made (the openai backend's fine-tuned model), newest
-    first; None when the run has none. Local runs leave an adapter instead (export_job)."""
-    for status in reversed(jobs.list_jobs(workspace)):
+    first; None when the run has none. Local runs leave an adapter instead (export_job).
+    `statuses`: the workspace's jobs when the caller has listed them already."""
+    for status in reversed(jobs.list_jobs(workspace) if statuses is None else statuses):
         if status.kind != "train" or status.state != "finished":
             continue
         result = read_result(status.dir) or {}
@@ -102,6 +104,13 @@ def remote_engine(workspace: str | os.PathLike[str], run_id: str) -> dict[str, A
         if result.get("run") == run_id and isinstance(engine, dict) and engine.get("model"):
             return engine
     return None
+
+
+def remote_engine_spec(engine: dict[str, Any], engine_id: str) -> EngineSpec:
+    """The session engine for a remote run's result: its endpoint and the *name* of the key's
+    variable, never a key."""
+    return EngineSpec(id=engine_id, kind="openai", model=str(engine["model"]),
+                      base_url=str(engine.get("base_url") or ""), api_key_env=str(engine.get("api_key_env") or ""))
 
 
 def record_remote_engine(session_file: Any, job_dir: str | os.PathLike[str]) -> str | None:
@@ -114,10 +123,7 @@ def record_remote_engine(session_file: Any, job_dir: str | os.PathLike[str]) -> 
     engine = result.get("engine")
     if not isinstance(engine, dict) or not engine.get("model") or engine.get("kind") != "openai":
         return None
-    from sessions.model import EngineSpec
-
-    spec = EngineSpec(id=str(engine.get("id") or f"run-{result.get('run')}"), kind="openai", model=str(engine["model"]),
-                      base_url=str(engine.get("base_url") or ""), api_key_env=str(engine.get("api_key_env") or ""))
+    spec = remote_engine_spec(engine, str(engine.get("id") or f"run-{result.get('run')}"))
     engines = session_file.session.engines
     engines[:] = [e for e in engines if e.id != spec.id] + [spec]
     session_file.save()
@@ -311,6 +317,8 @@ def _launch_distributed(job: Any, ctx: TrainContext, gpus: int) -> TrainOutcome:
                 proc.wait(timeout=120)  # time to save a checkpoint
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        jobs.unregister_child_group(ctx.job_dir, proc.pid)
     try:
         data = json.loads(rank0.read_text(encoding="utf-8"))
     except (OSError, ValueError):

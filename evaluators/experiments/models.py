@@ -46,12 +46,11 @@ def job_engine(workspace: Path, job_id: str, label: str = "") -> EngineSpec:
 def run_engine(workspace: Path, run_id: str, label: str = "") -> EngineSpec:
     """The newest finished training job of `run_id` with an adapter (ValueError when none)."""
     from trainers.export_job import find_train_job
-    from trainers.train_job import remote_engine
+    from trainers.train_job import remote_engine, remote_engine_spec
 
     remote = remote_engine(Path(workspace), run_id)
     if remote is not None:  # the openai backend's fine-tuned model, not a local adapter
-        return EngineSpec(id=label or f"{RUN_PREFIX}{run_id}", kind="openai", model=str(remote["model"]),
-                          base_url=str(remote.get("base_url") or ""), api_key_env=str(remote.get("api_key_env") or ""))
+        return remote_engine_spec(remote, label or f"{RUN_PREFIX}{run_id}")
     job_dir = find_train_job(Path(workspace), run_id)
     return job_engine(workspace, job_dir.name, label or f"{RUN_PREFIX}{run_id}")
 

@@ -128,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mix:
         new_id, parts = args.mix[0], args.mix[1].split(",")
         try:
-            mixed = mix_spec(session, new_id, parts)
-            check_spec(session, mixed, workspace)  # every part must be built before it is saved
+            mixed = mix_spec(session, new_id, parts, workspace)  # every part built before it is saved
         except ValueError as e:
             return _fail(str(e))
         session.datasets.append(mixed)

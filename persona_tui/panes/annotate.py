@@ -439,11 +439,16 @@ class AnnotatePane(Widget, can_focus=True):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="annotate-agreement")
     def _agreement(self, annotations: list, workspace: Path) -> None:
-        # Reads every eval job's outputs.jsonl: off the UI thread; the screen is pushed back on it.
-        report = agreement_report(annotations, workspace)
-        renderables = [*report["problems"], *agreement_tables(report)]
+        # Reads every eval job's outputs.jsonl: off the UI thread; the screen is made on it.
+        try:
+            report = agreement_report(annotations, workspace)
+            renderables = [*report["problems"], *agreement_tables(report)]
+        except Exception as error:  # noqa: BLE001 - a worker's error would otherwise vanish
+            self.app.call_from_thread(self.notify, f"Could not compute the agreement: {error}",
+                                      title="Agreement", severity="error", markup=False)
+            return
         self.app.call_from_thread(
-            self.app.push_screen, ReportScreen("Agreement with people's labels (esc closes)", renderables))
+            lambda: self.app.push_screen(ReportScreen("Agreement with people's labels (esc closes)", renderables)))
 
     def action_reload(self) -> None:
         self.reload()

@@ -445,9 +445,14 @@ class DataPane(Widget):
         others = [i for i in ids if not current or i != current.id]
         suggestion = ", ".join(([current.id] if current else []) + others[:1])
 
+        def parts_and_id(value: str) -> tuple[list[str], str]:
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            return parts, ws.make_id("-plus-".join(parts), ids, fallback="mix")
+
         def check(value: str) -> str | None:
+            parts, new_id = parts_and_id(value)
             try:
-                mix_spec(self.session, "mix-check-id", value.split(","))
+                mix_spec(self.session, new_id, parts, self.workspace)
             except ValueError as e:
                 return str(e)
             return None
@@ -455,9 +460,8 @@ class DataPane(Widget):
         async def chosen(value: str | None) -> None:
             if not value:
                 return
-            parts = [p.strip() for p in value.split(",") if p.strip()]
-            new_id = ws.make_id("+".join(parts).replace("+", "-plus-"), ids, fallback="mix")
-            spec = mix_spec(self.session, new_id, parts)
+            parts, new_id = parts_and_id(value)
+            spec = mix_spec(self.session, new_id, parts, self.workspace)
             self.session.datasets.append(spec)
             self.changed(f"added dataset {new_id} (a mix of {', '.join(spec.mix)})")
             await self.refresh_list(select=len(self.session.datasets) - 1)

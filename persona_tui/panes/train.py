@@ -28,6 +28,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import (
@@ -513,7 +514,16 @@ class TrainPane(Vertical):
         job_id = self._cursor_job()
         if job_id:
             self.compare.symmetric_difference_update({job_id})
+            if job_id in self.statuses:  # the mark now, not at the next listing of the jobs
+                table = self.query_one("#job-table", DataTable)
+                table.update_cell_at(Coordinate(table.cursor_row, 1), self._state_cell(self.statuses[job_id]))
             self._draw_chart()
+
+    def _state_cell(self, s: Any) -> Text:
+        """A job's state cell, marked ◆ when it is overlaid on the chart (in this cell: the job
+        column has no room to spare at 80x24)."""
+        state = job_state_cell(s)
+        return Text.assemble(("◆ ", "bold"), state) if s.id in self.compare else state
 
     @on(DataTable.RowHighlighted, "#job-table")
     def _job_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -570,8 +580,7 @@ class TrainPane(Vertical):
         table.clear()
         for s in message.statuses:
             self.statuses[s.id] = s
-            mark = "◆" if s.id in self.compare else ""
-            table.add_row(mark + short_job_id(s.id, 11 - len(mark)), job_state_cell(s), key=s.id)
+            table.add_row(short_job_id(s.id), self._state_cell(s), key=s.id)
         ids = [s.id for s in message.statuses]
         target = keep if keep in ids else self.selected_job if self.selected_job in ids else (ids[-1] if ids else None)
         if target:

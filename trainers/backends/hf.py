@@ -251,15 +251,13 @@ def _plain_loss_sft(base: type) -> type:
     LM head" that never holds the full logits and also yields entropy and token-accuracy
     metrics: the right trade on a GPU with a big vocabulary, but on a CPU the chunking costs
     more than the logits it saves (bench/train.py: 0.83x a plain Trainer loop at equal settings).
-    Same loss, same tokens; those two metrics are not logged."""
+    Same loss, same tokens; those two metrics, and TRL's own `num_tokens`, are not logged (tokens/s
+    comes from the trainer state's `num_input_tokens_seen`, trainers/metrics.py)."""
     from transformers import Trainer
 
     class PlainLossSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
             inputs = {k: v for k, v in inputs.items() if k not in ("completion_mask", "assistant_masks")}
-            if self.model.training:  # TRL's count of training tokens, which its logs report
-                self._total_train_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else \
-                    int(inputs["input_ids"].numel())
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
