@@ -202,9 +202,29 @@ def _gguf_tokenizer(model: ResolvedModel) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(model.path.parent), gguf_file=model.path.name)
+        tok = AutoTokenizer.from_pretrained(str(model.path.parent), gguf_file=model.path.name)
     except Exception as e:
         raise EngineError(f"transformers cannot read the tokenizer of {model.path}: {e}") from e
+    _special_tokens_from_gguf(tok, model.path)
+    return tok
+
+
+def _special_tokens_from_gguf(tok: Any, path: Path) -> None:
+    """The GGUF file's own bos/eos/pad ids win over transformers' reading of them.
+
+    transformers 5.17 (the locked version, capped by unsloth) names SmolLM2's eos `<|im_start|>`
+    (id 1, the file says 2: `<|im_end|>`) and drops its pad token, so TRL would end every
+    completion with `<|im_start|>`; 5.24 reads them right, and then this changes nothing."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    for attr, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("pad_token", "padding_token_id")):
+        field = fields.get(f"tokenizer.ggml.{key}")
+        if field is None:
+            continue
+        token_id = int(field.parts[field.data[0]][0])
+        if getattr(tok, f"{attr}_id", None) != token_id:
+            setattr(tok, attr, tok.convert_ids_to_tokens(token_id))
 
 
 def tokenizer_dir(name: str) -> Path:
