@@ -65,7 +65,7 @@ CONVERSATION = [
 def go_render(tmp_path_factory):
     """A compiled Go program: render(template_text, messages) -> text."""
     if shutil.which("go") is None:
-        pytest.skip("Go is not installed (scripts/setup installs Debian's golang-go when run as root)")
+        pytest.skip("Go is not installed (scripts/setup --dev, as root, installs Debian's golang-go)")
     folder = tmp_path_factory.mktemp("go")
     (folder / "render.go").write_text(RENDER_GO)
     env = {"GOCACHE": str(folder / "cache"), "GOPATH": str(folder / "gopath"), "GO111MODULE": "off",

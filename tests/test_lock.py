@@ -125,3 +125,76 @@ def test_gpu_install_resolves_to_exactly_the_lock():
     assert not differ, f"resolved differently from the lock (locked, resolved): {differ}"
     unused = sorted(set(pins) - set(resolved))
     assert not unused, f"locked but not part of the GPU install (run python3 scripts/lock): {unused}"
+
+
+# ----------------------------------------------------------------------------- scripts/setup's decisions
+SETUP = ROOT / "scripts" / "setup"
+# What `setup --plan` runs, and nothing else: no tmux, go, nvidia-smi or nvcc unless a test adds one.
+_TOOLS = ("bash", "sh", "sha256sum", "cut", "dirname", "sed")
+
+
+def _plan(tmp_path: Path, *, tools: dict[str, str] = {}, ci: bool = False, dev: bool = False) -> dict[str, str | list[str]]:
+    """Run a copy of scripts/setup with --plan on a PATH of only the named tools, in a bare tree."""
+    import shutil
+
+    tree, bin_dir = tmp_path / "checkout", tmp_path / "bin"
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copy(SETUP, tree / "scripts" / "setup")
+    bin_dir.mkdir()
+    for tool in _TOOLS:
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    for name, script in tools.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + script + "\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "CUDA_HOME": str(tmp_path / "no-cuda")}
+    if ci:
+        env["CI"] = "true"
+    args = ["bash", str(tree / "scripts" / "setup"), "--plan"] + (["--dev"] if dev else [])
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tree.iterdir()) == ["scripts"], "--plan changed the checkout"
+    plan: dict[str, str | list[str]] = {"notes": []}
+    for line in proc.stdout.splitlines():
+        k, v = line.split("=", 1) if not line.startswith("note: ") else ("note", line[6:])
+        if k == "note":
+            plan["notes"].append(v)
+        else:
+            plan[k] = v
+    return plan
+
+
+_GPU = {"nvidia-smi": 'echo "GPU 0: NVIDIA H200 (UUID: GPU-0)"'}
+
+
+def test_setup_plan_on_a_cpu_machine_touches_no_system_package(tmp_path):
+    plan = _plan(tmp_path)
+    assert plan["gpu"] == "0" and plan["locks"] == "locks/shared.txt" and plan["torch"] == "torch==2.13.0+cpu"
+    assert "-DGGML_NATIVE=OFF" in plan["llama_cmake_args"] and "CUDA" not in plan["llama_cmake_args"]
+    assert plan["system_packages"] == "untouched (missing: tmux golang-go)" and plan["notes"] == []
+
+
+def test_setup_installs_system_packages_only_with_dev_or_ci(tmp_path):
+    assert _plan(tmp_path / "ci", ci=True)["system_packages"] == "install tmux golang-go"
+    assert _plan(tmp_path / "dev", dev=True)["system_packages"] == "install tmux golang-go"
+
+
+def test_setup_plan_on_a_gpu_box_without_nvcc_keeps_the_cpu_llama_build_and_says_why(tmp_path):
+    cpu = _plan(tmp_path / "cpu")
+    plan = _plan(tmp_path / "gpu", tools=_GPU)
+    assert plan["gpu"] == "1" and plan["locks"] == "locks/shared.txt locks/gpu.txt" and plan["torch"] == "torch==2.13.0"
+    assert plan["llama_cmake_args"] == cpu["llama_cmake_args"] and plan["llama_wheels"] == cpu["llama_wheels"]
+    assert any("no nvcc" in n for n in plan["notes"]) and any("CUDA toolkit" in n for n in plan["notes"])
+
+
+def test_setup_plan_on_a_gpu_box_with_nvcc_builds_llama_with_cuda_in_its_own_folder(tmp_path):
+    cpu = _plan(tmp_path / "cpu")
+    plan = _plan(tmp_path / "gpu", tools={**_GPU, "nvcc": "exit 0"})
+    assert plan["llama_cmake_args"] == cpu["llama_cmake_args"] + " -DGGML_CUDA=ON"
+    assert plan["llama_wheels"] != cpu["llama_wheels"]
+    assert any("built with CUDA" in n for n in plan["notes"])
+
+
+def test_a_failing_nvidia_smi_is_no_gpu(tmp_path):
+    """nvidia-smi present but no device (driver without a GPU, a container without one)."""
+    plan = _plan(tmp_path, tools={"nvidia-smi": "echo 'No devices were found' >&2; exit 6", "nvcc": "exit 0"})
+    assert plan["gpu"] == "0" and "CUDA" not in plan["llama_cmake_args"]
