@@ -225,6 +225,7 @@ def build_trainer(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: An
     if ctx.run.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
+        _torch_logprobs_without_triton()
         config = DPOConfig(**args, beta=t.dpo_beta)
         return DPOTrainer(
             model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -243,6 +244,43 @@ def build_trainer(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: An
         model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
     )
+
+
+def _torch_logprobs_without_triton() -> None:
+    """TRL 1.15 (the locked version) computes DPO's log-probabilities through a Triton kernel
+    (`_ChunkedLogProbFunction`) and leaves it None where Triton is missing, as in torch's CPU
+    build, so every DPO step on a CPU fails ("'NoneType' object has no attribute 'apply'").
+    Put the same quantities, computed from the full logits, in its place; only where it is None,
+    so a GPU keeps the kernel and a TRL that ships its own fallback (1.16) is left alone."""
+    try:
+        import trl.trainer.utils as trl_utils
+    except ImportError:
+        return
+    if hasattr(trl_utils, "_ChunkedLogProbFunction") and trl_utils._ChunkedLogProbFunction is None:
+        trl_utils._ChunkedLogProbFunction = _FullLogitsLogProb
+
+
+class _FullLogitsLogProb:
+    """`ChunkedLogProbFunction.apply`'s contract in plain torch autograd: per-token log-probs of
+    `targets`, and, when asked in `outputs`, entropy, log sum p², mean logit and is-argmax. The
+    logits are transformed as TRL's kernel does (scale, soft-cap, temperature)."""
+
+    @staticmethod
+    def apply(hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None,  # noqa: ANN001, ANN205
+              logit_scale=1.0, outputs=("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")):
+        import torch
+
+        z = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
+        if final_logit_softcapping is not None:
+            z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
+        z = z / temperature
+        logp = z.log_softmax(-1)
+        logprobs = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp.exp() * logp).sum(-1) if "entropy" in outputs else None
+        sq = torch.logsumexp(2 * logp, -1).detach() if "log_sum_sq_probs" in outputs else None
+        mean = z.mean(-1).detach() if "mean_logits" in outputs else None
+        top1 = (z.argmax(-1) == targets) if "is_top1" in outputs else None
+        return logprobs, entropy, sq, mean, top1
 
 
 def _plain_loss_sft(base: type) -> type:
