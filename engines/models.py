@@ -205,26 +205,43 @@ def _gguf_tokenizer(model: ResolvedModel) -> Any:
         tok = AutoTokenizer.from_pretrained(str(model.path.parent), gguf_file=model.path.name)
     except Exception as e:
         raise EngineError(f"transformers cannot read the tokenizer of {model.path}: {e}") from e
-    _special_tokens_from_gguf(tok, model.path)
+    _as_the_gguf_says(tok, model.path)
     return tok
 
 
-def _special_tokens_from_gguf(tok: Any, path: Path) -> None:
-    """The GGUF file's own bos/eos/pad ids win over transformers' reading of them.
+def _as_the_gguf_says(tok: Any, path: Path) -> None:
+    """Where transformers misreads a GGUF tokenizer, the file's own metadata wins.
 
-    transformers 5.17 (the locked version, capped by unsloth) names SmolLM2's eos `<|im_start|>`
-    (id 1, the file says 2: `<|im_end|>`) and drops its pad token, so TRL would end every
-    completion with `<|im_start|>`; 5.24 reads them right, and then this changes nothing."""
-    from gguf import GGUFReader
+    transformers 5.17 (the locked version, capped by unsloth) reads SmolLM2's byte-level BPE
+    (`tokenizer.ggml.model = gpt2`) as a llama-style one (byte fallback, a `▁` decoder), which
+    llama.cpp's converter then exports as a SentencePiece vocabulary that crashes llama.cpp; and it
+    names the eos `<|im_start|>` (id 1; the file says 2, `<|im_end|>`) and drops pad, so TRL would
+    end every completion with `<|im_start|>`. transformers 5.24 reads both right, and then this
+    changes nothing (same token ids and text either way)."""
+    from gguf import GGUFReader, GGUFValueType
 
     fields = GGUFReader(str(path)).fields
-    for attr, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("pad_token", "padding_token_id")):
-        field = fields.get(f"tokenizer.ggml.{key}")
+
+    def value(key: str) -> Any:
+        field = fields.get(key)
         if field is None:
-            continue
-        token_id = int(field.parts[field.data[0]][0])
-        if getattr(tok, f"{attr}_id", None) != token_id:
-            setattr(tok, attr, tok.convert_ids_to_tokens(token_id))
+            return None
+        part = field.parts[field.data[0]]
+        return bytes(part).decode() if field.types and field.types[0] == GGUFValueType.STRING else part[0]
+
+    backend = getattr(tok, "backend_tokenizer", None)
+    if value("tokenizer.ggml.model") == "gpt2" and backend is not None and getattr(backend.model, "byte_fallback", False):
+        from tokenizers import decoders
+
+        backend.decoder = decoders.ByteLevel()
+        backend.normalizer = None
+        backend.model.byte_fallback = False
+        backend.model.fuse_unk = False
+        backend.model.unk_token = None
+    for attr, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("pad_token", "padding_token_id")):
+        token_id = value(f"tokenizer.ggml.{key}")
+        if token_id is not None and getattr(tok, f"{attr}_id", None) != int(token_id):
+            setattr(tok, attr, tok.convert_ids_to_tokens(int(token_id)))
 
 
 def tokenizer_dir(name: str) -> Path:
