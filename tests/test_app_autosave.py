@@ -17,7 +17,6 @@ from textual.widgets import Input, TextArea
 from persona_tui.app import make_app
 from persona_tui.screens.choice import ChoiceScreen
 from persona_tui.widgets.session_bar import SessionBar
-from sessions.demo import write_demo_session
 from sessions.store import SessionFile
 
 pytestmark = pytest.mark.anyio
@@ -28,11 +27,6 @@ AUTOSAVE_WAIT = 1.6
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def session_path(tmp_path: Path) -> Path:
-    return write_demo_session(tmp_path)
 
 
 def saved_name(path: Path) -> str:

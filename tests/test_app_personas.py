@@ -14,7 +14,6 @@ from persona_tui.screens.probe_editor import ProbeEditor
 from persona_tui.screens.text_prompt import TextPrompt
 from persona_tui.screens.trait_editor import ProbeTable, TraitEditor
 from persona_tui.widgets.session_bar import SessionBar
-from sessions.demo import write_demo_session
 from sessions.store import SessionFile
 from textual import events
 from textual.widgets import Input, Label, TextArea
@@ -27,11 +26,6 @@ AUTOSAVE_WAIT = 1.6  # the app saves 1 s after the last change
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def session_path(tmp_path: Path) -> Path:
-    return write_demo_session(tmp_path)
 
 
 def on_disk(path: Path):

@@ -13,7 +13,6 @@ from persona_tui.panes.data import DataPane, DatasetList, ExampleTable
 from persona_tui.screens.choice import ChoiceScreen
 from persona_tui.screens.example_editor import ExampleEditor
 from persona_tui.screens.text_prompt import TextPrompt
-from sessions.demo import write_demo_session
 from sessions.store import SessionFile
 from trainers import dataset_files
 from waiting import wait_until as until
@@ -26,11 +25,6 @@ AUTOSAVE_WAIT = 1.6
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def session_path(tmp_path: Path) -> Path:
-    return write_demo_session(tmp_path)
 
 
 def on_disk(path: Path):
