@@ -306,7 +306,7 @@ class Run:
                      seed=int(self.settings.get("seed", 0)))
 
     def system_for(self, entry: ModelEntry) -> str | None:
-        from evaluators.probes import persona_system_prompt
+        from sessions.model import persona_system_prompt
 
         if self.persona is not None and (entry.persona_prompt or self.settings.get("system") == "persona"):
             return persona_system_prompt(self.persona)
@@ -621,7 +621,8 @@ def _generate_all(run: Run, items: list[dict[str, Any]], ask: Callable[[Any, Mod
 
 
 def run_judge(run: Run) -> None:
-    from evaluators.probes import chat_messages, persona_system_prompt
+    from evaluators.probes import chat_messages
+    from sessions.model import persona_system_prompt
 
     s = run.settings
     persona = run.persona

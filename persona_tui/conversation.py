@@ -180,7 +180,7 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
 
 
 def persona_prompt(persona: Persona) -> str:
-    from trainers.export.modelfile import persona_system_prompt
+    from sessions.model import persona_system_prompt
 
     return persona_system_prompt(persona)
 

@@ -170,7 +170,7 @@ def _persona_text(spec: dict[str, Any]) -> str:
     if not spec.get("session"):
         raise ExportError(f"persona {spec['persona']!r} was named but no session to find it in; pass the session.")
     from sessions.store import SessionFile
-    from trainers.export.modelfile import persona_system_prompt
+    from sessions.model import persona_system_prompt
 
     session = SessionFile.load(Path(spec["session"])).session
     persona = session.persona(spec["persona"])
