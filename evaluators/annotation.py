@@ -445,15 +445,11 @@ def export_jsonl(
     path = Path(path)
     records = export_records(session, queue, annotator)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    tmp = path.with_name(f".{path.name}.tmp")
+    from sessions.store import atomic_write
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text, backup=False)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise ValueError(f"could not write {path} ({e.strerror or e}); choose a folder you can write to.") from None
     return len(records)
