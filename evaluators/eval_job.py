@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -253,9 +252,9 @@ class Run:
     def write_scores(self) -> None:
         self.scores["updated"] = time.time()
         path = self.job.dir / SCORES_FILE
-        tmp = path.with_name(f".{SCORES_FILE}.tmp")
-        tmp.write_text(json.dumps(self.scores, indent=1, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        from sessions.store import atomic_write
+
+        atomic_write(path, json.dumps(self.scores, indent=1, default=str) + "\n", backup=False, fsync=False)
 
     def stop_if_cancelled(self) -> None:
         if self.job.cancelled:

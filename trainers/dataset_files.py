@@ -7,7 +7,6 @@ so every writer goes through one place and a reader never sees a half-written fi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,10 @@ def is_built(workspace: str | Path, dataset_id: str) -> bool:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    from sessions.store import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, text, backup=False)
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:

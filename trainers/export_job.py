@@ -254,9 +254,9 @@ def _one_sentence(e: BaseException) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from sessions.store import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=1, default=str) + "\n", backup=False, fsync=False)
 
 
 def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> None:
