@@ -128,20 +128,9 @@ def record_results(session_file: Any, eval_id: str, job_dir: str | Path) -> dict
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {n} is not valid JSON ({e.msg}); fix or remove that line.") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path} line {n} is not a JSON object; each line must be one record.")
-            records.append(obj)
-    return records
+    from sessions.jsonl import read_jsonl as read
+
+    return read(path)
 
 
 def chat_example(record: Mapping[str, Any]) -> tuple[list[dict[str, str]], str] | None:

@@ -196,12 +196,6 @@ class ChatLog:
     def records(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
             return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-        return out
+        from sessions.jsonl import read_jsonl
+
+        return read_jsonl(self.path, bad=lambda n, reason: None, errors="replace")  # a history keeps what it can
