@@ -80,7 +80,7 @@ class LlamaCppEngine:
             raise EngineError(
                 f"llama.cpp could not load {kwargs['model_path']}"
                 + (f" with the adapter {kwargs['lora_path']}" if "lora_path" in kwargs else "")
-                + f": {e}"
+                + f" ({str(e).rstrip('.')}); is it a complete GGUF file? Export or copy it again."
             ) from e
 
     # -- helpers

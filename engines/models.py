@@ -182,8 +182,9 @@ def _build_once(target: Path, build: Callable[[Path], None]) -> Path:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No progress bars or info chatter from loading (they would flood job logs)."""
+def quiet_transformers() -> Iterator[None]:
+    """No progress bars or info chatter from transformers (they would flood job logs and the
+    CLI). The one copy: loading, training, export and the metrics all use it."""
     from transformers.utils import logging as tlog
 
     bars = tlog.is_progress_bar_enabled()
@@ -254,7 +255,7 @@ def tokenizer_dir(name: str) -> Path:
         return full
 
     def build(tmp: Path) -> None:
-        with _quiet_transformers():
+        with quiet_transformers():
             _gguf_tokenizer(model).save_pretrained(tmp)
 
     return _build_once(model_cache_dir(model) / "tokenizer", build)
@@ -264,7 +265,7 @@ def load_tokenizer(name: str) -> Any:
     """The model's HF tokenizer, with its chat template."""
     from transformers import AutoTokenizer
 
-    with _quiet_transformers():
+    with quiet_transformers():
         return AutoTokenizer.from_pretrained(str(tokenizer_dir(name)))
 
 
@@ -282,7 +283,7 @@ def hf_model_dir(name: str) -> Path:
         import torch
         from transformers import AutoModelForCausalLM
 
-        with _quiet_transformers():
+        with quiet_transformers():
             try:
                 m = AutoModelForCausalLM.from_pretrained(
                     str(model.path.parent), gguf_file=model.path.name, dtype=torch.float32
@@ -316,7 +317,7 @@ def load_hf_model(name: str, dtype: str = "float32") -> Any:
     if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
         raise EngineError(f"dtype {dtype!r} is not a floating-point torch dtype; use float32, bfloat16 or float16.")
     folder = hf_model_dir(name)
-    with _quiet_transformers():
+    with quiet_transformers():
         try:
             model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype)
         except Exception as e:

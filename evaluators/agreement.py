@@ -11,7 +11,6 @@ Outputs are named "<job-id>:<index>", index being the line of the job's outputs.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -98,18 +97,13 @@ def read_outputs(job_dir: str | Path) -> list[dict[str, Any]]:
     """A job's outputs.jsonl, each line with its `output` id added ("<job-id>:<index>")."""
     job_dir = Path(job_dir)
     path = job_dir / "outputs.jsonl"
+    from sessions.jsonl import iter_jsonl
+
     out = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ValueError(f"{job_dir} has no outputs.jsonl; run the evaluation first.") from None
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{path} line {i + 1} is not JSON; the file is damaged.") from None
+    if not path.is_file():
+        raise ValueError(f"{job_dir} has no outputs.jsonl; run the evaluation first.")
+    for n, row in iter_jsonl(path, fix="the file is damaged; run the evaluation again"):
+        i = n - 1
         row.setdefault("index", i)
         row.setdefault("output", output_id(job_dir.name, row["index"]))
         out.append(row)

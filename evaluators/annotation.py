@@ -133,28 +133,16 @@ def _persona_ref(value: Any) -> str:
 
 def read_object_lines(path: Path, problems: list[str]) -> list[tuple[int, dict]]:
     """(0-based line index, object) of each JSON-object line; bad lines are named in `problems`."""
-    try:
-        text = path.read_text(encoding="utf-8")
+    from sessions.jsonl import iter_jsonl
+
+    def bad(n: int, reason: str) -> None:
+        problems.append(f"{path} line {n} {reason.split(' (')[0]}; that output is left out.")
+
+    try:  # a last line without its newline is still being written by a running job
+        return [(n - 1, obj) for n, obj in iter_jsonl(path, bad=bad, partial_tail=True, errors="replace")]
     except OSError as e:
         problems.append(f"{path} could not be read ({e.strerror or e}); its outputs are left out.")
         return []
-    rows = []
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue  # a line still being written by a running job
-            problems.append(f"{path} line {i + 1} is not valid JSON; that output is left out.")
-            continue
-        if not isinstance(obj, dict):
-            problems.append(f"{path} line {i + 1} is not a JSON object; that output is left out.")
-            continue
-        rows.append((i, obj))
-    return rows
 
 
 def _job_persona(job_dir: Path, problems: list[str]) -> Persona | None:
@@ -445,15 +433,11 @@ def export_jsonl(
     path = Path(path)
     records = export_records(session, queue, annotator)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    tmp = path.with_name(f".{path.name}.tmp")
+    from sessions.store import atomic_write
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text, backup=False)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise ValueError(f"could not write {path} ({e.strerror or e}); choose a folder you can write to.") from None
     return len(records)

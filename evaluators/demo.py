@@ -215,7 +215,7 @@ def stage_evaluate(ctx: DemoContext) -> None:
     from evaluators.tables import tables_for
 
     session = ctx.session_file.session
-    resolve = run_resolver(ctx.session_file)
+    resolve = run_resolver(session, ctx.workspace)  # the run: its adapter, as `eval` scores it
     n = sizes(ctx)
     for spec in session.evals:
         if spec.kind not in ("traits", "reference"):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -129,20 +128,9 @@ def record_results(session_file: Any, eval_id: str, job_dir: str | Path) -> dict
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {n} is not valid JSON ({e.msg}); fix or remove that line.") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path} line {n} is not a JSON object; each line must be one record.")
-            records.append(obj)
-    return records
+    from sessions.jsonl import read_jsonl as read
+
+    return read(path)
 
 
 def chat_example(record: Mapping[str, Any]) -> tuple[list[dict[str, str]], str] | None:
@@ -253,9 +241,9 @@ class Run:
     def write_scores(self) -> None:
         self.scores["updated"] = time.time()
         path = self.job.dir / SCORES_FILE
-        tmp = path.with_name(f".{SCORES_FILE}.tmp")
-        tmp.write_text(json.dumps(self.scores, indent=1, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        from sessions.store import atomic_write
+
+        atomic_write(path, json.dumps(self.scores, indent=1, default=str) + "\n", backup=False, fsync=False)
 
     def stop_if_cancelled(self) -> None:
         if self.job.cancelled:
@@ -306,7 +294,7 @@ class Run:
                      seed=int(self.settings.get("seed", 0)))
 
     def system_for(self, entry: ModelEntry) -> str | None:
-        from evaluators.probes import persona_system_prompt
+        from sessions.model import persona_system_prompt
 
         if self.persona is not None and (entry.persona_prompt or self.settings.get("system") == "persona"):
             return persona_system_prompt(self.persona)
@@ -621,7 +609,8 @@ def _generate_all(run: Run, items: list[dict[str, Any]], ask: Callable[[Any, Mod
 
 
 def run_judge(run: Run) -> None:
-    from evaluators.probes import chat_messages, persona_system_prompt
+    from evaluators.probes import chat_messages
+    from sessions.model import persona_system_prompt
 
     s = run.settings
     persona = run.persona

@@ -84,21 +84,6 @@ class Rate:
 # ----------------------------------------------------------------------------- prompts
 
 
-def persona_system_prompt(persona: Any) -> str:
-    """The persona as a system prompt, for prompt-only baselines (`<model>+persona`)."""
-    parts = [f"You are {persona.name}."]
-    if persona.summary:
-        parts.append(persona.summary.strip())
-    facts = [f.strip() for f in persona.facts if f.strip()]
-    facts += [t.text.strip() for t in persona.traits if t.text.strip()]
-    if facts:
-        parts.append("About you: " + " ".join(facts))
-    if persona.style:
-        parts.append(f"Speaking style: {persona.style.strip()}")
-    parts.append("Stay in character and answer as yourself.")
-    return "\n".join(parts)
-
-
 def chat_messages(user: str, system: str | None = None) -> list[dict[str, str]]:
     msgs = [{"role": "system", "content": system}] if system else []
     return [*msgs, {"role": "user", "content": user}]

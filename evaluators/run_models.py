@@ -1,22 +1,135 @@
-"""Turning a run id into something that generates: its export (GGUF) or its adapter.
+"""Model references: one grammar, one resolver, one preference order.
 
-Evaluations, chat and the experiments name models by run id; this is the one place that finds
-the newest finished training job of a run (its PEFT adapter) and, if that job was exported, the
-verified GGUF (llama.cpp is the faster engine on a CPU).
+Evaluations, experiments, the demo, `persona-tui chat` and the Chat pane name models with these
+strings; `run_resolver` (for evaluation specs) and `persona_tui.conversation.engine_from_ref`
+(for chat) both turn them into engines here, so one reference means one model everywhere:
+
+    <engine id>       an [[engines]] entry of the session (looked up first: a session's own names win)
+    base              the runs' base model (the first run's, else the bundled model) through
+                      transformers: the same weights and code path a run's adapter is scored with
+    run:ID            run ID, by the preference order below
+    ID                a bare run id (when it is no engine id) means run:ID
+    job:ID            that training job's adapter on its base model (transformers)
+    export:ID[:TYPE]  the GGUF an export job wrote, through llama.cpp: TYPE f16, q8_0, q4_k_m, ...
+                      (default q8_0, else f16); TYPE lora is the base GGUF with the LoRA GGUF
+    bundled:NAME, a .gguf path, an HF model folder: a model named directly
+                      (evaluators.eval_spec.resolve_model; chat adds gguf:, hf:, openai:)
+
+The preference order for a run (`run:ID` or a bare ID) — what its training left, never a
+conversion of it, so `demo`, `eval`, the experiments and chat score and show the same model:
+
+    1. the training job pinned for the run (an experiment scores exactly the jobs it trained);
+    2. a run trained by a service (the openai backend): its fine-tuned model;
+    3. the newest finished training job of the run that left an adapter: that adapter on the
+       run's base model, through transformers.
+
+A run's GGUF export is used only when named (`export:ID`): it is a conversion (merged,
+quantized), verified against the adapter but not the same numbers.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from sessions import jobs
-from sessions.model import EngineSpec
+from sessions.model import EngineSpec, Session
 
-# The export that a run's evaluation prefers, best first.
+BASE = "base"
+RUN_PREFIX = "run:"
+JOB_PREFIX = "job:"
+EXPORT_PREFIX = "export:"
+DEFAULT_BASE_MODEL = "bundled:smollm2-135m-instruct"
+# The GGUF an `export:ID` without a type names, best first.
 GGUF_PREFERENCE = ("q8_0", "f16")
+
+
+def base_model_of(session: Session) -> str:
+    """The base model the session's runs share (the first run's), else the bundled model."""
+    return session.runs[0].base_model if session.runs else DEFAULT_BASE_MODEL
+
+
+def base_engine(model: str, label: str = BASE) -> EngineSpec:
+    return EngineSpec(id=label, kind="transformers", model=model)
+
+
+def job_engine(workspace: Path, job_id: str, label: str = "") -> EngineSpec:
+    """A finished training job's adapter on its base model (transformers)."""
+    from trainers.export_job import resolve_source
+
+    source = resolve_source({"train_job": job_id}, Path(workspace))
+    return EngineSpec(id=label or f"{JOB_PREFIX}{job_id}", kind="transformers",
+                      model=source["base_model"], adapter=source["adapter"])
+
+
+def run_engine(workspace: Path, run_id: str, label: str = "",
+               statuses: list[jobs.JobStatus] | None = None) -> EngineSpec:
+    """Run `run_id` by the preference order (steps 2 and 3); ValueError saying what to do when
+    it has nothing to score yet. `statuses`: the workspace's jobs when already listed."""
+    from trainers.export_job import find_train_job
+    from trainers.train_job import remote_engine, remote_engine_spec
+
+    label = label or f"{RUN_PREFIX}{run_id}"
+    statuses = jobs.list_jobs(workspace) if statuses is None else statuses
+    remote = remote_engine(Path(workspace), run_id, statuses)
+    if remote is not None:  # the openai backend's fine-tuned model, not a local adapter
+        return remote_engine_spec(remote, label)
+    job_dir = find_train_job(Path(workspace), run_id, statuses)
+    return job_engine(workspace, job_dir.name, label)
+
+
+def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
+    """`export:JOBID[:TYPE]` (body is `JOBID[:TYPE]`): the export's GGUF through llama.cpp."""
+    from trainers.export_job import read_report
+
+    job_id, _, gtype = body.partition(":")
+    label = label or f"{EXPORT_PREFIX}{body}"
+    job_dir = Path(workspace) / "jobs" / jobs.check_job_id(job_id)
+    report = read_report(job_dir)
+    if not report or not report.get("ok"):
+        why = f" ({report['error']})" if report and report.get("error") else ""
+        raise ValueError(f"export job {job_id!r} has no finished export in {Path(workspace) / 'jobs'}{why}; "
+                         "run persona-tui export first.")
+    files = report.get("files", [])
+    if gtype == "lora":
+        lora = next((f for f in files if f["kind"] == "lora"), None)
+        if lora is None:
+            raise ValueError(f"export job {job_id!r} wrote no LoRA GGUF (it ran with --no-lora-gguf).")
+        base = lora["base_gguf"]
+        base_path = job_dir / base if base.startswith("export/") else Path(base)
+        return EngineSpec(id=label, kind="llamacpp", model=str(base_path), adapter=str(job_dir / lora["path"]))
+    ggufs = {f.get("type"): f for f in files if f["kind"] == "gguf" and f.get("role") != "base"}
+    if not gtype:
+        gtype = next((t for t in GGUF_PREFERENCE if t in ggufs), GGUF_PREFERENCE[-1])
+    if gtype not in ggufs:
+        raise ValueError(f"export job {job_id!r} has no {gtype} GGUF; it has: {', '.join(ggufs) or 'none'} (or lora).")
+    return EngineSpec(id=label, kind="llamacpp", model=str(job_dir / ggufs[gtype]["path"]))
+
+
+def run_resolver(session: Session, workspace: Path, pinned: Mapping[str, str] | None = None,
+                 base_model: str | None = None) -> Callable[[str], EngineSpec | None]:
+    """The `resolve` callable for evaluators.eval_spec: an EngineSpec for `base`, `run:ID`, a
+    bare run id, `job:ID` and `export:ID[:TYPE]`; None for refs it does not know (engine ids and
+    models named directly are eval_spec's). `pinned` maps a run id to the training job to score."""
+    pinned = dict(pinned or {})
+    workspace = Path(workspace)
+
+    def resolve(ref: str) -> EngineSpec | None:
+        if ref == BASE:
+            return base_engine(base_model or base_model_of(session))
+        run_id = ref[len(RUN_PREFIX):] if ref.startswith(RUN_PREFIX) else ref if session.run(ref) else None
+        if run_id is not None:
+            if run_id in pinned:
+                return job_engine(workspace, pinned[run_id], ref)
+            return run_engine(workspace, run_id, ref)
+        if ref.startswith(JOB_PREFIX):
+            return job_engine(workspace, ref[len(JOB_PREFIX):], ref)
+        if ref.startswith(EXPORT_PREFIX):
+            return export_engine(workspace, ref[len(EXPORT_PREFIX):], ref)
+        return None
+
+    return resolve
 
 
 def finished_jobs(workspace: Path, kind: str) -> list[tuple[jobs.JobStatus, dict[str, Any]]]:
@@ -33,17 +146,9 @@ def finished_jobs(workspace: Path, kind: str) -> list[tuple[jobs.JobStatus, dict
     return out
 
 
-def training_job(workspace: Path, run_id: str) -> Path | None:
-    """The newest finished training job of run `run_id` that left an adapter."""
-    for status, spec in finished_jobs(workspace, "train"):
-        run = spec.get("run") if isinstance(spec.get("run"), dict) else {}
-        if run.get("id") == run_id and (status.dir / "adapter" / "adapter_config.json").is_file():
-            return status.dir
-    return None
-
-
 def export_gguf(workspace: Path, train_dir: Path) -> Path | None:
-    """The preferred verified GGUF exported from `train_dir`, if an export job made one."""
+    """The preferred verified GGUF exported from `train_dir`, if an export job made one (the
+    demo's side-by-side chat shows the exported model)."""
     for status, spec in finished_jobs(workspace, "export"):
         if str(spec.get("train_job") or "") != train_dir.name:
             continue
@@ -54,24 +159,17 @@ def export_gguf(workspace: Path, train_dir: Path) -> Path | None:
     return None
 
 
-def run_resolver(session_file: Any, prefer_gguf: bool = True) -> Callable[[str], EngineSpec | None]:
-    """A `resolve(ref)` hook for evaluations: run ids become engines, other refs pass (None)."""
-    session = session_file.session
-    workspace = Path(session_file.workspace)
-
-    def resolve(ref: str) -> EngineSpec | None:
-        run = session.run(ref)
-        if run is None:
-            return None
-        train_dir = training_job(workspace, ref)
-        if train_dir is None:
-            raise ValueError(
-                f"run {ref!r} has no finished training job with an adapter yet; train it first "
-                f"(persona-tui train {session_file.path} --run {ref})."
-            )
-        gguf = export_gguf(workspace, train_dir) if prefer_gguf else None
-        if gguf is not None:
-            return EngineSpec(id=ref, kind="llamacpp", model=str(gguf))
-        return EngineSpec(id=ref, kind="transformers", model=run.base_model, adapter=str(train_dir / "adapter"))
-
-    return resolve
+def finished_train_jobs(workspace: Path) -> list[tuple[str, str]]:
+    """(job id, run id) of every finished training job that left an adapter, oldest first."""
+    out: list[tuple[str, str]] = []
+    if not Path(workspace).is_dir():
+        return out
+    for status in jobs.list_jobs(workspace):
+        if status.kind == "train" and status.state == "finished" and \
+                (status.dir / "adapter" / "adapter_config.json").is_file():
+            try:
+                run = jobs.read_spec(status.dir).get("run")
+            except ValueError:
+                continue
+            out.append((status.id, str(run.get("id", "")) if isinstance(run, dict) else ""))
+    return out

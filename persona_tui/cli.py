@@ -8,7 +8,9 @@ and opening the app must stay fast, so commands import what they need inside `ru
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 # Order is the order of `--help`.
@@ -95,7 +97,44 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except BrokenPipeError:  # `| head` has read enough; say nothing more into the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, OSError) as error:  # every user error of the project is a ValueError
+        print(f"persona-tui: {user_message(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a bug: one sentence for the person, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"persona-tui: internal error ({type(error).__name__}: {error}); this is a bug: rerun with "
+              f"{DEBUG_ENV}=1 for the traceback and report it.", file=sys.stderr)
+        return 70  # EX_SOFTWARE
+
+
+DEBUG_ENV = "PERSONA_TUI_DEBUG"
+
+# What to do about the operating system's refusals a person can fix.
+_OS_FIXES = {
+    errno.ENOSPC: "free some space on that disk and run the command again",
+    errno.EDQUOT: "free some space under your quota and run the command again",
+    errno.EACCES: "check its permissions",
+    errno.EPERM: "check its permissions",
+    errno.ENOENT: "check the path",
+    errno.EROFS: "the file system is read-only; use a writable folder",
+    errno.ECONNREFUSED: "is the server running?",
+}
+
+
+def user_message(error: BaseException) -> str:
+    """One sentence for a command's error: the project's own messages as they are, an OSError
+    as what failed, on which file, and what to do about it."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f" on {error.filename}" if error.filename else ""
+        fix = _OS_FIXES.get(error.errno or 0)
+        return f"{error.strerror}{where}" + (f"; {fix}." if fix else ".")
+    return str(error).strip() or type(error).__name__  # several lines only where each is a problem (--strict)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ An engine reference is one string a person can type:
     export:JOBID[:TYPE]          an export's GGUF (TYPE f16, q8_0, ...; default q8_0, else f16);
                                  TYPE "lora" is the base GGUF with the export's LoRA GGUF
 
+`run:` and `export:` are resolved by evaluators.run_models, the one resolver evaluations use too
+(its docstring has the whole grammar and the preference order).
+
 Nothing here imports an ML library: the engine is opened by `engines.open_engine`.
 """
 
@@ -79,49 +82,26 @@ def engine_from_ref(ref: str, session: Session | None = None, workspace: Path | 
 
 
 def _run_engine(ref: str, run_id: str, session: Session | None, workspace: Path | None) -> EngineSpec:
+    """`run:ID` by the one preference order (evaluators.run_models), as evaluations score it."""
     if workspace is None:
         raise EngineRefError(f"{ref!r} needs a session to find the run's training jobs in.")
-    from sessions import jobs
-    from trainers.export_job import find_train_job, resolve_source
-    from trainers.train_job import remote_engine, remote_engine_spec
+    from evaluators.run_models import run_engine
 
-    statuses = jobs.list_jobs(workspace)
-    remote = remote_engine(workspace, run_id, statuses)
-    if remote is not None:  # a run trained by a service (openai backend): its fine-tuned model
-        return remote_engine_spec(remote, ref)
     try:
-        job_dir = find_train_job(workspace, run_id, statuses)
-        source = resolve_source({"train_job": job_dir.name}, workspace)
+        return run_engine(workspace, run_id, ref)
     except ValueError as e:
         raise EngineRefError(str(e)) from None
-    return EngineSpec(id=ref, kind="transformers", model=source["base_model"], adapter=source["adapter"])
 
 
 def _export_engine(ref: str, body: str, workspace: Path | None) -> EngineSpec:
     if workspace is None:
         raise EngineRefError(f"{ref!r} needs a session to find the export job in.")
-    from trainers.export_job import read_report
+    from evaluators.run_models import export_engine
 
-    job_id, _, gtype = body.partition(":")
-    job_dir = workspace / "jobs" / job_id
-    report = read_report(job_dir)
-    if not report or not report.get("ok"):
-        why = f" ({report['error']})" if report and report.get("error") else ""
-        raise EngineRefError(f"export job {job_id!r} has no finished export in {workspace / 'jobs'}{why}; run persona-tui export first.")
-    files = report.get("files", [])
-    if gtype == "lora":
-        lora = next((f for f in files if f["kind"] == "lora"), None)
-        if lora is None:
-            raise EngineRefError(f"export job {job_id!r} wrote no LoRA GGUF (it ran with --no-lora-gguf).")
-        base = lora["base_gguf"]
-        base_path = job_dir / base if base.startswith("export/") else Path(base)
-        return EngineSpec(id=ref, kind="llamacpp", model=str(base_path), adapter=str(job_dir / lora["path"]))
-    ggufs = {f.get("type"): f for f in files if f["kind"] == "gguf" and f.get("role") != "base"}
-    if not gtype:
-        gtype = "q8_0" if "q8_0" in ggufs else "f16"
-    if gtype not in ggufs:
-        raise EngineRefError(f"export job {job_id!r} has no {gtype} GGUF; it has: {', '.join(ggufs) or 'none'} (or lora).")
-    return EngineSpec(id=ref, kind="llamacpp", model=str(job_dir / ggufs[gtype]["path"]))
+    try:
+        return export_engine(workspace, body, ref)
+    except ValueError as e:
+        raise EngineRefError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -180,7 +160,7 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
 
 
 def persona_prompt(persona: Persona) -> str:
-    from trainers.export.modelfile import persona_system_prompt
+    from sessions.model import persona_system_prompt
 
     return persona_system_prompt(persona)
 
@@ -216,12 +196,6 @@ class ChatLog:
     def records(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
             return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-        return out
+        from sessions.jsonl import read_jsonl
+
+        return read_jsonl(self.path, bad=lambda n, reason: None, errors="replace")  # a history keeps what it can

@@ -154,13 +154,9 @@ def check_job_id(job_id: str) -> str:
 
 
 def _atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from sessions.store import atomic_write  # imported when writing: reading jobs stays cheap
+
+    atomic_write(path, text, backup=False, fsync=fsync)
 
 
 @contextlib.contextmanager

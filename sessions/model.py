@@ -74,6 +74,24 @@ class Persona:
         return next((t for t in self.traits if t.id == trait_id), None)
 
 
+def persona_system_prompt(persona: Persona) -> str:
+    """A persona as a system prompt: who, what about them, how they speak.
+
+    The one rendering: Chat's "persona on", the exported Modelfile's SYSTEM and the scored
+    prompt-only baselines (`<model>+persona`) all use it, so the baseline a person chats with is
+    the one that is scored.
+    """
+    summary = (persona.summary or "").strip()
+    parts = [f"You are {persona.name}." + (f" {summary}" if summary else "")]
+    facts = [t.text.strip() for t in persona.traits if t.text.strip()]
+    facts += [f.strip() for f in persona.facts if f.strip()]
+    if facts:
+        parts.append("About you:\n" + "\n".join(f"- {f}" for f in facts))
+    if (persona.style or "").strip():
+        parts.append(f"How you speak: {persona.style.strip()}")
+    return "\n".join(parts)
+
+
 @dataclass
 class EngineSpec:
     """A named way to generate text: a GGUF through llama.cpp, an HF model, or an endpoint.

@@ -247,12 +247,15 @@ def _check_schema(doc: TOMLDocument, path: Path, text: str) -> bool:
 # writing
 
 
-def atomic_write(path: str | Path, text: str, exclusive: bool = False, backup: bool = True) -> None:
+def atomic_write(path: str | Path, text: str, exclusive: bool = False, backup: bool = True,
+                 fsync: bool = True) -> None:
     """Write `text` to `path` so that a crash leaves either the old or the new file, never half.
 
     Temp file in the same folder, fsync, then rename over the target; with `backup` the
     previous file is kept as `NAME.bak`. With `exclusive`, refuse (FileExistsError) if `path`
-    exists.
+    exists. The one atomic write: jobs, datasets, scores and reports use it too; `fsync=False`
+    is for files rewritten every few seconds (a job's status) where a power cut may lose the
+    last update but a reader must never see half a file.
     """
     target = Path(os.path.realpath(path))  # write through a symlink, not over it
     folder = target.parent
@@ -261,7 +264,8 @@ def atomic_write(path: str | Path, text: str, exclusive: bool = False, backup: b
         with os.fdopen(fd, "wb") as f:
             f.write(text.encode("utf-8"))
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         if exclusive:
             os.chmod(tmp, 0o644)
             os.link(tmp, target)  # fails if target exists: no clobbering a file made meanwhile
@@ -278,7 +282,8 @@ def atomic_write(path: str | Path, text: str, exclusive: bool = False, backup: b
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
+    if fsync:
+        _fsync_dir(folder)
 
 
 def backup_path(path: str | Path) -> Path:

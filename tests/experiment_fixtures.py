@@ -10,12 +10,9 @@ from sessions.demo import demo_session
 from sessions.model import DatasetSpec, RunSpec
 from sessions.store import SessionFile
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data")
-if not DATA.is_dir():
-    DATA = ROOT.parent / "shared/data"
-SPC = DATA / "synthetic-persona-chat" / "Synthetic-Persona-Chat_valid.csv"
-TAILORING_DIR = DATA / "persona-tailoring-mnemonic"
+from conftest import SHARED_DATA as DATA  # noqa: F401  (the shared data, found relative to the checkout)
+from conftest import SPC_VALID as SPC
+from conftest import TAILORING_DIR
 
 
 def tiny_training(run: RunSpec, steps: int = 2) -> RunSpec:

@@ -342,7 +342,7 @@ def test_labels_survive_kill_9_of_the_app(session_path: Path, tmp_path: Path):
             lines = screen().splitlines()
             return len(lines) > 2 and len(lines[2]) == 100
 
-        waiting.wait_for(underline_spans, 20, "the tab underline to span 100 columns")
+        waiting.wait_for(underline_spans, 20, what="the tab underline to span 100 columns")
         keys("6")
         wait_for("0 / 7 labelled")
         keys("e")
@@ -355,7 +355,7 @@ def test_labels_survive_kill_9_of_the_app(session_path: Path, tmp_path: Path):
         wait_for("2 / 7 labelled")
         # On screen first, then on disk (validate, fsync, rename): wait for the file, then kill,
         # still 60 s inside the debounced autosave.
-        waiting.wait_for(lambda: ("eval-a:2", ANNOTATOR) in on_disk(session_path), 30, "the second label on disk")
+        waiting.wait_for(lambda: ("eval-a:2", ANNOTATOR) in on_disk(session_path), 30, what="the second label on disk")
         os.kill(pid, 9)
         deadline = time.monotonic() + 10
         while True:

@@ -17,22 +17,16 @@ from textual.widgets import Input, TextArea
 from persona_tui.app import make_app
 from persona_tui.screens.choice import ChoiceScreen
 from persona_tui.widgets.session_bar import SessionBar
-from sessions.demo import write_demo_session
 from sessions.store import SessionFile
+from waiting import wait_until as until
 
 pytestmark = pytest.mark.anyio
 
-AUTOSAVE_WAIT = 1.6
 
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def session_path(tmp_path: Path) -> Path:
-    return write_demo_session(tmp_path)
 
 
 def saved_name(path: Path) -> str:
@@ -104,7 +98,7 @@ async def test_an_invalid_session_is_never_written_and_the_field_is_named(sessio
     app = make_app(session_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("enter", "home", "ctrl+k")  # empty the name: not a valid persona
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: app.query_one(SessionBar).state == "error", what="the refused save")
         assert app.query_one(SessionBar).state == "error"
         errors = [n for n in app._notifications if n.severity == "error"]
         assert len(errors) == 1 and "personas[0].name" in errors[0].message
@@ -119,7 +113,7 @@ async def test_an_invalid_session_is_never_written_and_the_field_is_named(sessio
 
         # Fixing the field saves again and the header says so.
         await pilot.press(*"Odile")
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: app.query_one(SessionBar).state == "saved", what="the autosave")
         assert app.query_one(SessionBar).state == "saved"
         assert saved_name(session_path) == "Odile"
         await pilot.press("ctrl+q")
@@ -145,8 +139,7 @@ async def test_a_file_changed_on_disk_is_not_overwritten_unless_asked(session_pa
         time.sleep(0.01)  # a distinct mtime for the store's change check
         session_path.write_text(other)
         await pilot.press("enter", "end", "!")
-        await pilot.pause(AUTOSAVE_WAIT)
-        assert app.query_one(SessionBar).state == "error"
+        await until(pilot, lambda: app.query_one(SessionBar).state == "error", what="the refused save")
         assert saved_name(session_path) == "Odile M."
         await pilot.press("ctrl+q")
         assert isinstance(app.screen, ChoiceScreen)

@@ -13,7 +13,6 @@ from persona_tui.app import PaneFailed
 
 from persona_tui.app import TABS, make_app
 from persona_tui.widgets.session_bar import SessionBar
-from sessions.demo import write_demo_session
 
 pytestmark = pytest.mark.anyio
 
@@ -21,11 +20,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def session_path(tmp_path: Path) -> Path:
-    return write_demo_session(tmp_path)
 
 
 async def test_number_keys_switch_tabs_and_the_header_names_the_session(session_path: Path):

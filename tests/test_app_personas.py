@@ -14,24 +14,18 @@ from persona_tui.screens.probe_editor import ProbeEditor
 from persona_tui.screens.text_prompt import TextPrompt
 from persona_tui.screens.trait_editor import ProbeTable, TraitEditor
 from persona_tui.widgets.session_bar import SessionBar
-from sessions.demo import write_demo_session
 from sessions.store import SessionFile
 from textual import events
 from textual.widgets import Input, Label, TextArea
+from waiting import wait_until as until
 
 pytestmark = pytest.mark.anyio
 
-AUTOSAVE_WAIT = 1.6  # the app saves 1 s after the last change
 
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def session_path(tmp_path: Path) -> Path:
-    return write_demo_session(tmp_path)
 
 
 def on_disk(path: Path):
@@ -75,7 +69,7 @@ async def test_edit_name_and_summary_autosaves_and_survives_relaunch(session_pat
         assert app.dirty
         assert app.query_one(SessionBar).state == "unsaved"
         assert not on_disk(session_path).personas[0].summary.endswith("shanties.")
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: not app.dirty, what="the autosave")
         assert not app.dirty
         assert app.query_one(SessionBar).state == "saved"
         assert on_disk(session_path).personas[0].name == "Odile the Elder"
@@ -127,7 +121,7 @@ async def test_add_duplicate_rename_delete(session_path: Path):
         await pilot.press("y")
         assert [p.id for p in session.personas] == ["odile", "persona"]
 
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: len(on_disk(session_path).personas) == 2, what="the deletion on disk")
         saved = on_disk(session_path)
         assert [(p.id, p.name) for p in saved.personas] == [("odile", "Odile Marsh"), ("persona", "Bram Tide")]
 
@@ -180,7 +174,8 @@ async def test_trait_editing_with_a_knowledge_probe(session_path: Path):
         await pilot.press("delete", "y")
         assert persona.traits[-1].id != "sings"
 
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: not app.dirty and on_disk(session_path).personas[0].traits[-1].id != "sings",
+                    what="the autosave")
         saved = on_disk(session_path).personas[0].traits[0]
         assert saved.text.endswith("Always.")
         probe = saved.knowledge_probes[-1]
@@ -238,7 +233,8 @@ async def test_import_then_export_a_character_card(session_path: Path, tmp_path:
                     "character_book", "tags", "extensions"):
             assert exported["data"][key] == CARD["data"][key], key
 
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: [p.name for p in on_disk(session_path).personas] == ["Odile Marsh", "Captain Wren"],
+                    what="the imported persona on disk")
         assert [p.name for p in on_disk(session_path).personas] == ["Odile Marsh", "Captain Wren"]
 
 

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import SPC_VALID, TAILORING_DIR
 
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, EngineSpec, Persona
@@ -16,8 +17,8 @@ from trainers import dataset_files
 from trainers.dataset_build import DatasetError, build_dataset, check_spec, preview, render_text, split_records
 from trainers.generate.llm import TeacherError
 
-SPC = Path("/work/shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv")
-TAILOR = Path("/work/shared/data/persona-tailoring-mnemonic")
+SPC = SPC_VALID
+TAILOR = TAILORING_DIR
 
 
 def _session(tmp_path: Path, *datasets: DatasetSpec, engines=()) -> SessionFile:

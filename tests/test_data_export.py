@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SPC_VALID, TAILORING_DIR
 
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec
@@ -13,8 +14,8 @@ from trainers import dataset_files
 from trainers.dataset_build import build_dataset
 from trainers.dataset_export import ExportError, export_dataset
 
-TAILOR = Path("/work/shared/data/persona-tailoring-mnemonic")
-SPC = Path("/work/shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv")
+TAILOR = TAILORING_DIR
+SPC = SPC_VALID
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import SPC_VALID, TAILORING_DIR
 
 from trainers.formats import check_record
 from trainers.formats.persona_chat import build_examples as spc_examples
@@ -13,9 +13,8 @@ from trainers.formats.rows import ImportFileError
 from trainers.formats.tailoring import build_examples as tailoring_examples
 from trainers.formats.tailoring import parse_persona, template
 
-SHARED = Path("/work/shared/data")
-SPC = SHARED / "synthetic-persona-chat" / "Synthetic-Persona-Chat_valid.csv"
-TAILOR = SHARED / "persona-tailoring-mnemonic"
+SPC = SPC_VALID
+TAILOR = TAILORING_DIR
 
 needs_shared = pytest.mark.skipif(not SPC.is_file() or not TAILOR.is_dir(), reason="shared data not present")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import TAILORING_DIR
 
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec
@@ -13,7 +13,7 @@ from trainers import dataset_files
 from trainers.dataset_build import build_dataset
 from trainers.formats import check_record
 
-TAILOR = Path("/work/shared/data/persona-tailoring-mnemonic")
+TAILOR = TAILORING_DIR
 
 pytestmark = pytest.mark.slow
 

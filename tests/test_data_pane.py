@@ -13,24 +13,16 @@ from persona_tui.panes.data import DataPane, DatasetList, ExampleTable
 from persona_tui.screens.choice import ChoiceScreen
 from persona_tui.screens.example_editor import ExampleEditor
 from persona_tui.screens.text_prompt import TextPrompt
-from sessions.demo import write_demo_session
 from sessions.store import SessionFile
 from trainers import dataset_files
 from waiting import wait_until as until
 
 pytestmark = pytest.mark.anyio
 
-AUTOSAVE_WAIT = 1.6
-
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def session_path(tmp_path: Path) -> Path:
-    return write_demo_session(tmp_path)
 
 
 def on_disk(path: Path):
@@ -52,7 +44,7 @@ async def test_build_browse_edit_delete_preview_export(session_path: Path):
         spec = pane.spec
         assert spec is not None and spec.id == on_disk(session_path).datasets[0].id
         await set_input(pilot, app.query_one("#data-size", Input), "40")
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: on_disk(session_path).datasets[0].size == 40, what="the autosave")
         assert on_disk(session_path).datasets[0].size == 40
 
         # Build: a detached job, followed into the progress bar, then the examples appear.
@@ -128,7 +120,7 @@ async def test_new_dataset_and_a_build_that_cannot_start(session_path: Path):
         await pilot.pause()
         assert isinstance(app.screen, TextPrompt)
         await pilot.press("home", "ctrl+k", *"spc-import", "enter")
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: on_disk(session_path).dataset("spc-import") is not None, what="the new spec on disk")
         session = on_disk(session_path)
         assert len(session.datasets) == before + 1 and session.datasets[-1].id == "spc-import"
         assert pane.spec.id == "spc-import"
@@ -136,7 +128,7 @@ async def test_new_dataset_and_a_build_that_cannot_start(session_path: Path):
 
         # Switch it to an import with no source: building says why and starts nothing.
         app.query_one("#data-format", Select).value = "persona_chat"
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: on_disk(session_path).datasets[-1].format == "persona_chat", what="the autosave")
         saved = on_disk(session_path).datasets[-1]
         assert (saved.format, saved.generator) == ("persona_chat", "import")
         assert app.query_one("#data-source").display and not app.query_one("#data-persona").display
@@ -182,7 +174,7 @@ async def test_mix_two_datasets_in_the_pane_and_build_the_mix(session_path: Path
         assert isinstance(app.screen, TextPrompt)  # refused as the CLI refuses it: not built yet
         assert "'odile-docs', which has not been built yet" in str(app.screen.query_one("#prompt-error").render())
         await pilot.press("home", "ctrl+k", *f"{a}, {b}", "enter")
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: on_disk(session_path).datasets[-1].mix == [a, b], what="the mix on disk")
         mixed = on_disk(session_path).datasets[-1]
         assert mixed.mix == [a, b] and mixed.format == "chat_demos" and mixed.size == 0
         assert pane.spec.id == mixed.id
@@ -243,7 +235,7 @@ async def test_import_options_context_lines_and_persona_source(session_path: Pat
         await pilot.pause()
         assert app.query_one("#data-context").display and not app.query_one("#data-persona-source").display
         await set_input(pilot, app.query_one("#data-context", Input), "5")
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: on_disk(session_path).dataset("spc").context_lines == 5, what="the autosave")
         saved = on_disk(session_path).dataset("spc")
         assert (saved.variant, saved.context_lines) == ("context", 5)
         await set_input(pilot, app.query_one("#data-context", Input), "0")
@@ -255,5 +247,6 @@ async def test_import_options_context_lines_and_persona_source(session_path: Pat
         assert pane.spec.id == "tl" and app.query_one("#data-persona-source").display
         assert not app.query_one("#data-context").display
         app.query_one("#data-persona-source", Select).value = "none"
-        await pilot.pause(AUTOSAVE_WAIT)
+        await until(pilot, lambda: on_disk(session_path).dataset("tl").extra.get("persona_source") == "none",
+                    what="the autosave")
         assert on_disk(session_path).dataset("tl").extra["persona_source"] == "none"

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SPC_VALID, TAILORING_DIR
 
 from evaluators.agreement import machine_trait_labels, read_outputs
 from evaluators.eval_job import create_eval_job, load_scores
@@ -23,10 +24,8 @@ from sessions.store import SessionFile
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-SPC = Path("/work/shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv")
-if not SPC.is_file():
-    SPC = ROOT.parent / "shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv"
-TAILORING = SPC.parents[1] / "persona-tailoring-mnemonic/persona-tailoring_test.jsonl"
+SPC = SPC_VALID
+TAILORING = TAILORING_DIR / "persona-tailoring_test.jsonl"
 KINDS = {"eval": "evaluators.eval_job"}
 
 

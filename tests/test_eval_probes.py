@@ -8,6 +8,7 @@ from evaluators import probes
 from evaluators.probes import KnowledgeCell, MarkerLabeller, trait_rows
 from evaluators.tables import tables_for
 from sessions.demo import demo_persona
+from sessions.model import persona_system_prompt
 
 
 def _k(trait, affirm, deny, model="m"):
@@ -84,9 +85,9 @@ def test_traits_table_shows_the_flag_and_rates():
 
 
 def test_persona_system_prompt_holds_the_traits():
-    text = probes.persona_system_prompt(demo_persona())
+    text = persona_system_prompt(demo_persona())
     assert text.startswith("You are Odile Marsh.")
-    assert "three beehives" in text and "Speaking style:" in text
+    assert "three beehives" in text and "How you speak:" in text
 
 
 @pytest.mark.parametrize("k,n", [(0, 5), (5, 5), (2, 7)])

@@ -135,7 +135,7 @@ def test_the_cli_resumes_the_experiment_without_repeating_its_settings(finished,
     assert "done earlier" in out and "Format comparison" in out
     assert _job_ids(path.with_suffix("")) == before
     # Another size under the same id is refused rather than mixed into the same table.
-    assert main(["experiment", str(path), "--persona", "odile", "--size", "50", "--foreground"]) == 1
+    assert main(["experiment", str(path), "--persona", "odile", "--size", "50", "--foreground"]) == 2
     assert "was started with size = 12, not 50" in capsys.readouterr().err
     assert _job_ids(path.with_suffix("")) == before
 

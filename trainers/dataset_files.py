@@ -7,7 +7,6 @@ so every writer goes through one place and a reader never sees a half-written fi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,10 @@ def is_built(workspace: str | Path, dataset_id: str) -> bool:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    from sessions.store import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, text, backup=False)
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -49,17 +45,9 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSONL file we wrote; a bad line is an error naming the file and line."""
-    out: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg}); rebuild the dataset.") from None
-            out.append(obj)
-    return out
+    from sessions.jsonl import read_jsonl as read
+
+    return read(path, fix="rebuild the dataset")
 
 
 def load_records(workspace: str | Path, dataset_id: str, split: str = "train") -> list[dict[str, Any]]:

@@ -170,7 +170,7 @@ def _persona_text(spec: dict[str, Any]) -> str:
     if not spec.get("session"):
         raise ExportError(f"persona {spec['persona']!r} was named but no session to find it in; pass the session.")
     from sessions.store import SessionFile
-    from trainers.export.modelfile import persona_system_prompt
+    from sessions.model import persona_system_prompt
 
     session = SessionFile.load(Path(spec["session"])).session
     persona = session.persona(spec["persona"])
@@ -254,9 +254,9 @@ def _one_sentence(e: BaseException) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from sessions.store import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=1, default=str) + "\n", backup=False, fsync=False)
 
 
 def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> None:

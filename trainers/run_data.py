@@ -17,7 +17,6 @@ Problems are `RunDataError`s: one sentence naming the file and line, or the data
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,18 +64,13 @@ def read_jsonl(path: str | Path, dataset_id: str, required: bool = True) -> list
             f"dataset {dataset_id!r} has no examples file at {path}; build the dataset first "
             f"(Data tab, or persona-tui data SESSION --build {dataset_id})."
         )
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RunDataError(f"{path} line {lineno} is not valid JSON ({e.msg}); fix or rebuild the dataset.") from None
-            if not isinstance(rec, dict):
-                raise RunDataError(f"{path} line {lineno} is not a JSON object; each line must be one record.")
-            records.append(rec)
+    from sessions.jsonl import JsonlLineError
+    from sessions.jsonl import read_jsonl as read
+
+    try:
+        records = read(path, fix="fix or rebuild the dataset")
+    except JsonlLineError as e:
+        raise RunDataError(str(e)) from None
     if required and not records:
         raise RunDataError(f"dataset {dataset_id!r} is empty ({path} has no records); build it again or remove it from the run.")
     return records

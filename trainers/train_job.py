@@ -28,6 +28,7 @@ from typing import Any
 from sessions import jobs
 from sessions.model import DatasetSpec, EngineSpec, Session
 from sessions.run_spec import run_from_dict, run_to_dict
+from sessions.store import atomic_write
 from sessions.workspace import dataset_path, heldout_path
 from trainers.backends import CANCEL_FILE, RunError, TrainContext, TrainOutcome, open_backend, validate
 from trainers.run_data import DatasetFile, RunDataError
@@ -214,9 +215,7 @@ def _write_result(job_dir: Path, outcome: TrainOutcome, run_id: str) -> None:
         "run": run_id, "state": outcome.state, "step": outcome.step, "adapter": outcome.adapter,
         "engine": outcome.engine, "summary": outcome.summary,
     }
-    tmp = job_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, job_dir / RESULT_FILE)
+    atomic_write(job_dir / RESULT_FILE, json.dumps(result, indent=1) + "\n", backup=False, fsync=False)
 
 
 def train(ctx: TrainContext) -> TrainOutcome:

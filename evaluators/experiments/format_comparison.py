@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -311,16 +310,9 @@ def heldout_expression(outputs: Iterable[Mapping[str, Any]], leak: Mapping[str, 
 
 def _read_outputs(job_dir: Path) -> list[dict[str, Any]]:
     path = Path(job_dir) / "outputs.jsonl"
-    out = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-    return out
+    from sessions.jsonl import read_jsonl
+
+    return read_jsonl(path, bad=lambda n, reason: None, errors="replace") if path.is_file() else []
 
 
 def _train_summary(job_dir: Path) -> dict[str, Any]:

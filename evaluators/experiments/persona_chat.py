@@ -38,7 +38,7 @@ from sessions.model import DatasetSpec, EvalSpec, RunSpec
 STUDY = "persona-chat"
 CSV_NAME = "Synthetic-Persona-Chat_valid.csv"
 DATA_ENV = "PERSONA_TUI_SPC_DIR"
-DEFAULT_DATA = Path("/work/shared/data/synthetic-persona-chat")
+DEFAULT_DATA: Path | None = None  # no default: the data is the user's (--data DIR or $PERSONA_TUI_SPC_DIR)
 
 ROW_LABELS = {
     "own": "base + own persona",
@@ -63,7 +63,11 @@ class PersonaChatStudy:
         return self.exp_id or "spc"
 
     def csv(self) -> Path:
-        folder = Path(self.data or os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser()
+        given = self.data or os.environ.get(DATA_ENV) or DEFAULT_DATA
+        if not given:
+            raise ExperimentError(f"the persona-chat study needs the Synthetic-Persona-Chat data: pass --data DIR "
+                                  f"(the folder holding {CSV_NAME}) or set {DATA_ENV}.")
+        folder = Path(given).expanduser()
         return (folder / CSV_NAME if folder.is_dir() or folder.suffix != ".csv" else folder).resolve()
 
     def state_config(self) -> dict[str, Any]:

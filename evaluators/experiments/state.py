@@ -15,7 +15,6 @@ leaves the previous state, never half of one.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,11 @@ def experiment_dir(workspace: str | Path, exp_id: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, fsync, rename)."""
+    """Write JSON atomically (sessions.store.atomic_write: temp file, fsync, rename)."""
+    from sessions.store import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n", backup=False)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

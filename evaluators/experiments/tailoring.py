@@ -2,8 +2,8 @@
 
     persona-tui experiment SESSION --study tailoring [--size N] [--steps N] [--samples N] [--judge ENGINE] [--quick]
 
-Data: the Mnemonic domain of the persona-tailoring data (`--data DIR`, default
-/work/shared/data/persona-tailoring-mnemonic): a prompt (a word), a chosen and a rejected
+Data: the Mnemonic domain of the persona-tailoring data (`--data DIR`, or
+$PERSONA_TUI_TAILORING_DIR): a prompt (a word), a chosen and a rejected
 mnemonic, and personas of users who would prefer each.
 
 - Four runs, identical settings per method: SFT with personas (`<id>-sft-persona`, the paper's
@@ -47,7 +47,7 @@ from sessions.model import DatasetSpec, EngineSpec, EvalSpec, RunSpec
 
 STUDY = "tailoring"
 DATA_ENV = "PERSONA_TUI_TAILORING_DIR"
-DEFAULT_DATA = Path("/work/shared/data/persona-tailoring-mnemonic")
+DEFAULT_DATA: Path | None = None  # no default: the data is the user's (--data DIR or $PERSONA_TUI_TAILORING_DIR)
 FILES = {
     "sft": "persona-tailoring_sft_train.jsonl",
     "dpo": "persona-tailoring_dpo_train.jsonl",
@@ -79,7 +79,11 @@ class TailoringStudy:
         return self.exp_id or "tailoring"
 
     def folder(self) -> Path:
-        return Path(self.data or os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser().resolve()
+        given = self.data or os.environ.get(DATA_ENV) or DEFAULT_DATA
+        if not given:
+            raise ExperimentError(f"the tailoring study needs the persona-tailoring Mnemonic data: pass --data DIR "
+                                  f"(the folder holding {FILES['test']}) or set {DATA_ENV}.")
+        return Path(given).expanduser().resolve()
 
     def file(self, name: str) -> Path:
         return self.folder() / FILES[name]

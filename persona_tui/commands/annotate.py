@@ -102,7 +102,7 @@ def _export(session_file, path: Path, annotator: str | None) -> int:
         n = core.export_jsonl(session_file.session, path, queue, annotator)
     except ValueError as error:
         print(f"persona-tui: {error}", file=sys.stderr)
-        return 1
+        return 2
     whose = f" by {annotator}" if annotator else ""
     print(f"Wrote {n} label{'' if n == 1 else 's'}{whose} to {path}.")
     return 0

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     log = ChatLog(sf.workspace, args.chat_id)
     print(f"chatting with {args.engine}; /quit to end, Ctrl-C stops a reply. History: {log.path}", file=sys.stderr, flush=True)
     history: list[dict[str, str]] = []
+    failed = 0
     try:
         while True:
             try:
@@ -107,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
             log.append(role="user", content=text, engine=args.engine, persona=args.persona or "",
                        persona_on=persona_on, sampling=sampling)
             reply, stopped, error = [], False, ""
-            stream = engine.stream_chat(messages, **sampling)
-            try:
+            stream = None
+            try:  # an unreachable endpoint fails when the stream is opened: a failed reply, not the end
+                stream = engine.stream_chat(messages, **sampling)
                 for piece in stream:
                     reply.append(piece)
                     sys.stdout.write(piece)
@@ -124,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write("\n")
             sys.stdout.flush()
             if error:
+                failed += 1
                 print(f"persona-tui: {error}", file=sys.stderr, flush=True)
             if stopped:
                 print("(stopped)", file=sys.stderr, flush=True)
@@ -133,4 +136,4 @@ def run(args: argparse.Namespace) -> int:
                 history += [{"role": "user", "content": text}, {"role": "assistant", "content": content}]
     finally:
         engine.close()
-    return 0
+    return 2 if failed else 0  # piped input: a script sees that replies failed

@@ -111,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
         problems = getattr(error, "problems", None)
         for line in ([str(p) for p in problems] if problems else [str(error)]):
             print(f"persona-tui: {line}", file=sys.stderr)
-        return 1
+        return 2
     return 0

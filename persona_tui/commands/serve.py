@@ -59,6 +59,15 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _last_line(path: Path) -> str:
+    """The server's last words (its exception's message when it failed to start)."""
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return "no output"
+    return next((line for line in reversed(lines) if line), "no output").rstrip(".")
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -100,7 +109,13 @@ def run(args: argparse.Namespace) -> int:
     url = f"http://{host}:{port}/v1"
     print(f"serving {spec.model}" + (f" + {spec.adapter}" if spec.adapter else "") + f" as model {alias!r}", flush=True)
     print(url, flush=True)
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    # The server's own output goes to a log: a model it cannot load ends in its traceback, which
+    # a person should not have to read; they get one sentence and the log's path.
+    log_path = Path(sf.workspace) / "serve" / f"server-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"the server's log: {log_path}", flush=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
@@ -114,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
                 return _fail(f"the server did not answer at {url} within 120 s.", 1)
             time.sleep(0.25)
         if proc.poll() is not None:
-            return _fail(f"the server exited with code {proc.returncode} before answering; see its output above.", 1)
+            return _fail(f"the server exited with code {proc.returncode} before answering ({_last_line(log_path)}); "
+                         f"its output is in {log_path}.")
         print("ready", flush=True)
         return 0 if proc.wait() == 0 else 1
     except KeyboardInterrupt:

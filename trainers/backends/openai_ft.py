@@ -76,9 +76,9 @@ class Backend:
 
     def _save_state(self) -> None:
         path = self._state_path()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        from sessions.store import atomic_write
+
+        atomic_write(path, json.dumps(self.state, indent=1) + "\n", backup=False, fsync=False)
 
     def setup(self, ctx: TrainContext) -> None:
         import openai

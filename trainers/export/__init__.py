@@ -7,29 +7,13 @@ one step alone; ML libraries are imported inside functions, so importing this pa
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
+
+from engines.models import quiet_transformers  # noqa: F401  (the one copy; export's steps import it from here)
 
 
 class ExportError(ValueError):
     """An export step failed; the message is one sentence naming the file or setting and the fix."""
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """No progress bars or info chatter from transformers (they would flood job logs and the CLI)."""
-    from transformers.utils import logging as tlog
-
-    bars, level = tlog.is_progress_bar_enabled(), tlog.get_verbosity()
-    tlog.disable_progress_bar()
-    tlog.set_verbosity_error()
-    try:
-        yield
-    finally:
-        tlog.set_verbosity(level)
-        if bars:
-            tlog.enable_progress_bar()
 
 
 def cpu_threads() -> int:

@@ -213,15 +213,3 @@ def parse_template(modelfile_text: str) -> str:
     """The TEMPLATE of a Modelfile written by render_modelfile (tests and the report use it)."""
     start = modelfile_text.index('TEMPLATE """') + len('TEMPLATE """')
     return modelfile_text[start : modelfile_text.index('"""', start)]
-
-
-def persona_system_prompt(persona: Any) -> str:
-    """A persona as a system prompt: who, what about them, how they speak."""
-    parts = [f"You are {persona.name}." + (f" {persona.summary.strip()}" if persona.summary.strip() else "")]
-    facts = [t.text.strip() for t in getattr(persona, "traits", []) if t.text.strip()]
-    facts += [f.strip() for f in getattr(persona, "facts", []) if f.strip()]
-    if facts:
-        parts.append("About you:\n" + "\n".join(f"- {f}" for f in facts))
-    if getattr(persona, "style", "").strip():
-        parts.append(f"How you speak: {persona.style.strip()}")
-    return "\n".join(parts)

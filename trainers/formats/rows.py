@@ -7,7 +7,6 @@ go on with the rest — or, with `strict`, refuse the file at the first broken r
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,20 +88,13 @@ def csv_records(path: Path, required: tuple[str, ...], broken: BrokenRows) -> It
 
 def jsonl_records(path: Path, broken: BrokenRows) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, object) for each JSON object line; blank lines are skipped, others reported."""
+    from sessions.jsonl import NOT_OBJECT, iter_jsonl
+
+    def bad(n: int, reason: str) -> None:
+        broken.add(n, "the line is JSON but not an object" if reason == NOT_OBJECT else f"the line {reason}")
+
     check_file(path)
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                broken.add(n, f"the line is not valid JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(obj, dict):
-                broken.add(n, "the line is JSON but not an object")
-                continue
-            yield n, obj
+    yield from iter_jsonl(path, bad=bad, encoding="utf-8-sig", errors="replace")
 
 
 def table_records(path: Path, required: tuple[str, ...], broken: BrokenRows) -> Iterator[tuple[int, dict[str, Any]]]:

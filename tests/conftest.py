@@ -1,0 +1,36 @@
+"""Fixtures and paths shared by the test modules.
+
+The shared data sets (Synthetic-Persona-Chat, persona tailoring) live in the `shared/` folder
+beside the checkout, never at a path of one machine: `<repo root>/../shared/data`, or
+`$PERSONA_TUI_SHARED_DIR/data` when that variable is set. Modules that decide at import time
+whether to skip (`skipif`) import the constants below (`from conftest import SPC_VALID`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR_ENV = "PERSONA_TUI_SHARED_DIR"
+
+
+def shared_dir() -> Path:
+    """The shared folder: $PERSONA_TUI_SHARED_DIR if set, else `shared/` beside the checkout."""
+    env = os.environ.get(SHARED_DIR_ENV, "").strip()
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared"
+
+
+SHARED_DATA = shared_dir() / "data"
+SPC_VALID = SHARED_DATA / "synthetic-persona-chat" / "Synthetic-Persona-Chat_valid.csv"
+TAILORING_DIR = SHARED_DATA / "persona-tailoring-mnemonic"
+
+
+@pytest.fixture
+def session_path(tmp_path: Path) -> Path:
+    """A fresh copy of the demo session (the rich one every pane knows) in tmp_path."""
+    from sessions.demo import write_demo_session
+
+    return write_demo_session(tmp_path)

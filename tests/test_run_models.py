@@ -1,0 +1,102 @@
+"""One model-reference grammar and resolver (evaluators.run_models): evaluations, the demo, the
+experiments and chat turn `base`, `run:ID`, a bare run id, `job:ID` and `export:ID[:TYPE]` into
+the same engine. Jobs are made through the real job protocol (run inline); their work writes what
+a training job and an export job leave on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evaluators.eval_spec import build_job_spec
+from evaluators.run_models import run_resolver
+from persona_tui.conversation import EngineRefError, engine_from_ref
+from sessions import jobs
+from sessions.demo import write_demo_session
+from sessions.store import SessionFile
+
+
+def train_work(job) -> None:
+    adapter = Path(job.dir) / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+
+
+def export_work(job) -> None:
+    out = Path(job.dir) / "export"
+    out.mkdir()
+    files = []
+    for gtype in ("f16", "q8_0"):
+        (out / f"model-{gtype}.gguf").write_bytes(b"GGUF")
+        files.append({"kind": "gguf", "type": gtype, "path": f"export/model-{gtype}.gguf"})
+    (out / "report.json").write_text(json.dumps({"ok": True, "files": files}))
+
+
+KINDS = {"train": train_work, "export": export_work}
+
+
+def finished(workspace: Path, kind: str, spec: dict) -> Path:
+    job_dir = jobs.create_job(workspace, kind, spec)
+    assert jobs.run_job_inline(job_dir, KINDS).state == "finished"
+    return job_dir
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    sf = SessionFile.load(write_demo_session(tmp_path))
+    run = sf.session.runs[0]
+    spec = {"run": {"id": run.id, "base_model": run.base_model}}
+    first = finished(sf.workspace, "train", spec)
+    second = finished(sf.workspace, "train", spec)
+    export = finished(sf.workspace, "export", {"train_job": second.name})
+    return sf, run, first, second, export
+
+
+def test_a_run_is_its_newest_adapter_for_eval_demo_and_chat_alike(world):
+    sf, run, first, second, export = world
+    resolve = run_resolver(sf.session, sf.workspace)
+    by_ref = resolve(f"run:{run.id}")
+    assert (by_ref.kind, by_ref.model, by_ref.adapter) == ("transformers", run.base_model, str(second / "adapter"))
+    bare = resolve(run.id)  # the demo session's evaluations name the run bare
+    chat = engine_from_ref(f"run:{run.id}", sf.session, sf.workspace)
+    for other in (bare, chat):
+        assert (other.kind, other.model, other.adapter) == (by_ref.kind, by_ref.model, by_ref.adapter)
+    # The exported GGUF is there, but a run means what training left: the GGUF only when named.
+    assert (export / "export" / "model-q8_0.gguf").is_file()
+
+
+def test_pinned_job_base_and_export(world):
+    sf, run, first, second, export = world
+    pinned = run_resolver(sf.session, sf.workspace, pinned={run.id: first.name})
+    assert pinned(f"run:{run.id}").adapter == str(first / "adapter")
+    resolve = run_resolver(sf.session, sf.workspace)
+    assert resolve(f"job:{first.name}").adapter == str(first / "adapter")
+    base = resolve("base")
+    assert (base.kind, base.model, base.adapter or "") == ("transformers", run.base_model, "")
+    gguf = resolve(f"export:{export.name}")
+    assert (gguf.kind, gguf.model) == ("llamacpp", str(export / "export" / "model-q8_0.gguf"))  # q8_0 before f16
+    assert resolve(f"export:{export.name}:f16").model == str(export / "export" / "model-f16.gguf")
+    assert engine_from_ref(f"export:{export.name}", sf.session, sf.workspace).model == gguf.model
+    assert resolve("bundled:smollm2-135m-instruct") is None  # models named directly are eval_spec's
+
+
+def test_what_names_nothing_says_what_to_do(world):
+    sf, run, first, second, export = world
+    resolve = run_resolver(sf.session, sf.workspace)
+    with pytest.raises(ValueError, match="no-such-run.*train it first"):
+        resolve("run:no-such-run")
+    with pytest.raises(ValueError, match="has no q4_k_m GGUF; it has: f16, q8_0"):
+        resolve(f"export:{export.name}:q4_k_m")
+    with pytest.raises(EngineRefError, match="export-nope"):
+        engine_from_ref("export:export-nope", sf.session, sf.workspace)
+
+
+def test_an_evaluation_spec_freezes_the_resolved_run(world):
+    sf, run, first, second, export = world
+    ev = next(e for e in sf.session.evals if run.id in e.models)
+    frozen = build_job_spec(sf, ev.id, run_resolver(sf.session, sf.workspace))
+    entry = next(m for m in frozen["models"] if m["label"] == run.id)
+    assert entry["engine"]["adapter"] == str(second / "adapter")
