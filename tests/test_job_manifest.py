@@ -261,3 +261,122 @@ def test_summary_names_commit_packages_models_data_seed_and_machine(base_manifes
     assert any(line.startswith("model base: ") and "sha256" in line for line in lines)
     assert any(line.startswith("data chats: sha256 ") for line in lines) and "seed 1" in lines
     assert lines[-1] == "no GPU" or "GiB" in lines[-1]
+
+
+# ----------------------------------------------------------------------------- shown in the panes
+
+
+def _finished_train_job(sf: SessionFile, job_id: str, torch_version: str | None = None) -> Path:
+    """A training job through the protocol whose work writes its manifest (as train_job does) and steps."""
+    from engines.models import resolve_model
+
+    job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id=job_id)
+
+    def work(job):
+        write_manifest(job, models={"base": "bundled:smollm2-135m-instruct"}, resolve=resolve_model, seed=3407,
+                       datasets={"chats": sf.workspace / "datasets" / "chats.jsonl"})
+        (job.dir / "adapter").mkdir()
+        job.event(event="train_begin", run="r1", resumed_from=None)
+        job.event(event="step", step=1, max_steps=1, loss=2.0)
+        job.progress(1, 1)
+
+    assert jobs.run_job_inline(job_dir, {"train": work}).state == "finished"
+    if torch_version:  # made on another machine: only its manifest says so
+        m = read_manifest(job_dir)
+        m["packages"]["torch"] = torch_version
+        (job_dir / MANIFEST_FILE).write_text(json.dumps(m))
+    return job_dir
+
+
+def rendered(static) -> str:
+    """What a Static shows, as plain text."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(static.content)
+    return console.export_text()
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_train_pane_shows_the_record_flags_a_compared_job_and_opens_the_whole(tmp_path):
+    from textual.widgets import DataTable, Static
+
+    from persona_tui.app import make_app
+    from persona_tui.panes.train import TrainPane
+    from persona_tui.screens.report import ReportScreen
+    from train_fixtures import CHATS, make_session, tiny_run
+    from waiting import wait_until
+
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    first = _finished_train_job(sf, "train-20261201-101500-aaaa")
+    second = _finished_train_job(sf, "train-20261201-111500-bbbb", torch_version="2.12.0")
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        table = pane.query_one("#job-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 2, what="both jobs listed")
+        table.focus()
+        table.move_cursor(row=0)
+        await wait_until(pilot, lambda: pane.selected_job == first.name and pane.manifests.get(first.name),
+                         what="the first job's manifest")
+        pane.query_one("#train-tabs").active = "train-record"
+        await pilot.pause()
+        record = lambda: str(pane.query_one("#record", Static).render())  # noqa: E731
+        assert first.name in record() and "model base: bundled:smollm2-135m-instruct (sha256 " in record()
+        assert "seed 3407" in record() and "data chats: sha256 " in record()
+        table.focus()
+        table.move_cursor(row=1)
+        await pilot.press("space")  # overlay the second job: it was made with another torch
+        table.move_cursor(row=0)
+        await wait_until(pilot, lambda: f"⚠ {second.name} differs: package torch" in record(),
+                         what="the compared job flagged")
+        assert "vs 2.12.0" in record()
+        await pilot.press("i")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ReportScreen) and screen.report_title == f"What made {first.name}"
+        shown = rendered(screen.query_one("#report-content", Static))
+        assert '"sha256"' in shown and '"cpu_flags"' in shown
+
+
+@pytest.mark.anyio
+async def test_evaluate_pane_flags_models_trained_alike_or_not(tmp_path):
+    from textual.widgets import Static
+
+    from persona_tui.app import make_app
+    from persona_tui.panes.evaluate import EvaluatePane
+    from persona_tui.screens.report import ReportScreen
+    from train_fixtures import CHATS, make_session, tiny_run
+
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    a = _finished_train_job(sf, "train-20261201-101500-aaaa")
+    b = _finished_train_job(sf, "train-20261201-111500-bbbb", torch_version="2.12.0")
+    models = [{"label": f"job:{d.name}", "engine": {"id": d.name, "kind": "transformers", "model": "bundled:x",
+                                                      "adapter": str(d / "adapter")}} for d in (a, b)]
+    ev = jobs.create_job(sf.workspace, "eval", {"eval": "e", "eval_kind": "traits", "models": models},
+                         worker="evaluators.worker")
+    assert jobs.run_job_inline(ev, {"eval": lambda job: write_manifest(job, seed=0)}).state == "finished"
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        pane.refresh_history()
+        pane.show(f"job:{ev.name}")
+        await pilot.pause()
+        tables = pane.query_one("#result-tables", Static).content
+        text = "\n".join(str(getattr(p, "plain", p)) for p in tables.renderables)
+        assert "the compared models were not made alike" in text
+        assert f"{b.name} vs {a.name}: package torch" in text and "made with: persona-tui" in text
+        await pilot.press("i")
+        await pilot.pause()
+        assert isinstance(app.screen, ReportScreen)
+        shown = rendered(app.screen.query_one("#report-content", Static))
+        assert ev.name in shown and a.name in shown and b.name in shown and '"packages"' in shown
