@@ -195,11 +195,11 @@ def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list
 
 
 def record_text(job_id: str | None, manifest: dict[str, Any] | None,
-                compared: dict[str, dict[str, Any] | None]) -> str:
+                compared: dict[str, dict[str, Any] | None], loaded: bool = True) -> str:
     """What made a job (its manifest in short) and, for each job overlaid on the chart, what differs."""
     if job_id is None:
         return "No job selected. A job's record (versions, model and data hashes, machine) shows here."
-    lines = [f"{job_id}  (i: the whole manifest)", *manifest_summary(manifest)]
+    lines = [f"{job_id}  (i: the whole manifest)", *(manifest_summary(manifest) if loaded else ["reading…"])]
     for other, m in compared.items():
         if m is None:
             lines.append(f"compared {other}: no manifest to compare")
@@ -662,7 +662,8 @@ class TrainPane(Vertical):
         """The Record tab: what made the selected job, and how each compared job differs from it."""
         compared = {j: self.manifests.get(j) for j in sorted(self.compare) if j != self.selected_job}
         self.query_one("#record", Static).update(
-            record_text(self.selected_job, self.manifests.get(self.selected_job or ""), compared))
+            record_text(self.selected_job, self.manifests.get(self.selected_job or ""), compared,
+                        loaded=(self.selected_job or "") in self.manifests))
 
     def action_show_manifest(self) -> None:
         """The selected job's whole manifest in a dialog."""
