@@ -422,9 +422,9 @@ def manifest_differences(a: Mapping[str, Any] | None, b: Mapping[str, Any] | Non
         out.append(f"CPU {ha.get('cpu') or '?'} vs {hb.get('cpu') or '?'}")
     fa, fb = set(ha.get("cpu_flags") or []), set(hb.get("cpu_flags") or [])
     if fa != fb:
-        only_a, only_b = sorted(fa - fb), sorted(fb - fa)
-        out.append("CPU flags " + " ".join([*(f"+{f}" for f in only_a), *(f"-{f}" for f in only_b)])
-                   + " (first vs second)")
+        parts = [f"only in the {which}: {' '.join(sorted(only))}"
+                 for which, only in (("first", fa - fb), ("second", fb - fa)) if only]
+        out.append("CPU flags " + "; ".join(parts))
     for key, label in (("cores_logical", "cores"), ("ram_gib", "RAM GiB")):
         if ha.get(key) != hb.get(key):
             out.append(f"{label} {ha.get(key)} vs {hb.get(key)}")

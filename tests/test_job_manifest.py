@@ -380,3 +380,21 @@ async def test_evaluate_pane_flags_models_trained_alike_or_not(tmp_path):
         assert isinstance(app.screen, ReportScreen)
         shown = rendered(app.screen.query_one("#report-content", Static))
         assert ev.name in shown and a.name in shown and b.name in shown and '"packages"' in shown
+
+
+def test_an_experiments_training_runs_are_compared_too(tmp_path):
+    from persona_tui.panes.evaluate import ResultEntry, provenance
+
+    workspace = tmp_path / "ws"
+    made = []
+    for flags in (["avx2", "amx_bf16"], ["avx2"]):
+        d = jobs.create_job(workspace, "train", {"run": {"id": "r"}})
+        m = build_manifest(cache=HashCache(tmp_path / "c.json"))
+        m["hardware"]["cpu_flags"] = flags
+        (d / MANIFEST_FILE).write_text(json.dumps(m))
+        made.append(d)
+    result = {"study": "format-comparison", "jobs": {"train:chat_demos": made[0].name, "train:first_person": made[1].name,
+                                                     "eval:traits": "eval-gone"}}
+    entry = ResultEntry("exp:odile-fc", "odile-fc", "format-comparison", 0.0, "finished")
+    text = "\n".join(str(getattr(p, "plain", p)) for p in provenance(entry, result, workspace))
+    assert f"{made[1].name} vs {made[0].name}: CPU flags only in the first: amx_bf16" in text
