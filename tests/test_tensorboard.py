@@ -165,3 +165,30 @@ def test_a_run_with_report_to_tensorboard_leaves_event_files_in_its_job(tmp_path
     out = tmp_path / "run.csv"
     assert cli(str(sf.path), "--export-events", job_dir.name, "--format", "csv", "--out", str(out)).returncode == 0
     assert read_csv(out)["train/loss"] == logged
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_train_form_offers_report_to_as_a_choice(tmp_path):
+    from textual.widgets import Select
+
+    from persona_tui.app import make_app
+    from persona_tui.panes.train import TrainPane
+
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-tabs").active = "train-settings"
+        await pilot.pause()
+        field = pane.query_one("#f-training-report_to", Select)
+        assert field.value == "none"
+        field.value = "tensorboard"
+        await pilot.pause()
+        assert app.session_file.session.run("r1").training.report_to == "tensorboard"
+        assert "ready to start" in str(pane.query_one("#form-problems").render())
