@@ -50,9 +50,9 @@ FORMAT_SHAPES = {
     "tailoring_dpo": "preference",
 }
 # The OpenAI fine-tuning API takes chats only (and preference pairs for its DPO method).
+OPENAI_SFT_FORMATS = ("chat_demos", "persona_chat", "tailoring_sft")
 # Where the trainer also logs its metrics (transformers' `report_to`), beside the job's events.jsonl.
 REPORTERS = ("none", "tensorboard", "wandb", "tensorboard+wandb")
-OPENAI_SFT_FORMATS = ("chat_demos", "persona_chat", "tailoring_sft")
 
 
 def _help(text: str) -> dict[str, str]:

@@ -114,6 +114,12 @@ def test_tensorboard_export_reads_back_with_tensorboards_reader(counted, tmp_pat
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4]
     assert [v for _, v in scalars["train/loss"]] == pytest.approx([1.0 / i for i in range(1, 5)], rel=1e-6)
     assert scalars["eval/loss"] == [(4, 0.5)]
+    # Again into the same folder: refused rather than doubled; the default folder is replaced.
+    again = cli(str(session), "--export-events", job.name, "--format", "tensorboard", "--out", str(out))
+    assert again.returncode == 2 and "already holds TensorBoard event files" in again.stderr
+    for _ in range(2):
+        assert cli(str(session), "--export-events", job.name, "--format", "tensorboard").returncode == 0
+    assert read_tensorboard_scalars(job / "tensorboard-export")["train/loss"] == scalars["train/loss"]
 
 
 def test_a_job_with_nothing_to_convert_is_one_sentence(tmp_path):

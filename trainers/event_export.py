@@ -19,7 +19,8 @@ from sessions import jobs
 
 FORMATS = ("csv", "tensorboard")
 SCALAR_EVENTS = {"step": "train", "eval": "eval"}
-_NOT_SCALARS = {"t", "step", "event", "max_steps", "epoch_step"}
+_NOT_SCALARS = {"t", "step", "event", "max_steps"}
+TB_PREFIX = "events.out.tfevents."  # how TensorBoard's writer names its files
 
 
 class ExportEventsError(ValueError):
@@ -65,7 +66,13 @@ def export_events(job_dir: str | os.PathLike[str], fmt: str, out: str | os.PathL
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, _csv_text(rows), backup=False)
     else:
+        old = sorted(target.glob(f"{TB_PREFIX}*")) if target.is_dir() else []
+        if old and target != default_out(job_dir, fmt):
+            raise ExportEventsError(f"{target} already holds TensorBoard event files ({old[0].name}); "
+                                    "name an empty or new folder with --out.")
         _write_tensorboard(target, rows)
+        for f in old:  # the previous export of this job, replaced (after the new one is whole)
+            f.unlink(missing_ok=True)
     return target, len(rows)
 
 
