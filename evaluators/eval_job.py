@@ -771,6 +771,13 @@ def run(job: Any) -> None:
     if kind not in RUNNERS:
         job.fail(f"the job's eval_kind {kind!r} is not one of: {', '.join(RUNNERS)}; create the job with create_eval_job.")
     state = Run(job)
+    from engines.models import resolve_model
+    from sessions.manifest import write_manifest
+
+    write_manifest(job, resolve=resolve_model, seed=state.settings.get("seed"),
+                   models={k: v for e in state.models for k, v in ((e.label, e.engine.model), (f"{e.label} adapter", e.engine.adapter)) if v}
+                   | {"judge": ((job.spec.get("judge") or {}).get("engine") or {}).get("model")},
+                   datasets=[state.settings.get("data_path"), state.settings.get("fewshot_path")])
     job.log(f"evaluation {job.spec.get('eval')!r} ({kind}) on {', '.join(state.scores['models'])}")
     try:
         RUNNERS[kind](state)

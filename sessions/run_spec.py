@@ -51,6 +51,8 @@ FORMAT_SHAPES = {
 }
 # The OpenAI fine-tuning API takes chats only (and preference pairs for its DPO method).
 OPENAI_SFT_FORMATS = ("chat_demos", "persona_chat", "tailoring_sft")
+# Where the trainer also logs its metrics (transformers' `report_to`), beside the job's events.jsonl.
+REPORTERS = ("none", "tensorboard", "wandb", "tensorboard+wandb")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -114,6 +116,13 @@ class TrainingSettings:
     )
     seed: int = field(default=3407, metadata=_help("Seed for the adapter's initialisation, shuffling and dropout."))
     logging_steps: int = field(default=1, metadata=_help("Write a loss event every this many optimizer steps."))
+    report_to: str = field(
+        default="none",
+        metadata=_help(
+            "Also log metrics to: none; tensorboard (event files in the job's tensorboard/ folder); wandb "
+            "(Weights & Biases, when installed and logged in); tensorboard+wandb. hf and unsloth backends only."
+        ),
+    )
     eval_steps: int = field(
         default=20, metadata=_help("Evaluate on the held-out examples every this many steps; 0 = never.")
     )
@@ -311,6 +320,7 @@ _TRAINING_RULES: dict[str, tuple[str, Any]] = {
     "optimizer": ("choice", OPTIMIZERS),
     "seed": ("int", (0, 2**32 - 1)),
     "logging_steps": ("int", (1, None)),
+    "report_to": ("choice", REPORTERS),
     "eval_steps": ("int", (0, None)),
     "save_steps": ("int", (1, None)),
     "completion_only_loss": ("bool", None),

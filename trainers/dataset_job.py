@@ -41,6 +41,15 @@ def run(job: Any) -> None:
         from dataclasses import replace
 
         ds = replace(ds, extra={**ds.extra, "strict": True})
+    from dataclasses import asdict
+
+    from engines.models import resolve_model
+    from sessions.manifest import write_manifest
+
+    teacher = sf.session.engine(ds.engine) if ds.engine else None
+    write_manifest(job, models={"teacher": teacher.model} if teacher else {}, resolve=resolve_model, seed=ds.seed,
+                   datasets={"session": sf.path, "source": ds.source and (sf.path.parent / ds.source)},
+                   settings={**spec, "dataset": asdict(ds)})
     job.log(f"building dataset {ds.id!r}: format {ds.format}, generator {ds.generator}, size {ds.size}")
     job.progress(0, max(ds.size, 1), "starting")
 

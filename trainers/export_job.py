@@ -276,6 +276,9 @@ def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> Non
         base = resolve_model(source["base_model"])
     except EngineError as e:
         raise ExportError(str(e)) from None
+    from sessions.manifest import write_manifest
+
+    write_manifest(job, models={"base": base, "adapter": source["adapter"]})
     names = ["merge", "f16", *quants]
     if options["adapter_gguf"]:
         names += ["lora"] + (["base-f16"] if base.kind != "gguf" else [])

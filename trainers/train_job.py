@@ -244,7 +244,12 @@ def run(job: Any) -> None:
         # worker starves the app and itself (measured: 27-44 s/step spinning vs ~5 s passive).
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     ctx = _context(job)
+    from engines.models import resolve_model
+    from sessions.manifest import write_manifest
     from trainers.hardware import cuda_count
+
+    write_manifest(job, models={"base": ctx.run.base_model}, resolve=resolve_model, seed=ctx.run.training.seed,
+                   datasets={f"{d.id}{tag}": p for d in ctx.datasets for tag, p in (("", d.path), (" heldout", d.heldout)) if p})
 
     gpus = cuda_count() if ctx.run.backend == "hf" else 0
     if gpus > 1 and "LOCAL_RANK" not in os.environ:

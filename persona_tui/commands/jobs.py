@@ -1,4 +1,5 @@
-"""`persona-tui jobs SESSION`: list the session's jobs, follow one, or cancel one."""
+"""`persona-tui jobs SESSION`: list the session's jobs, follow one, cancel one, show what made one
+(its manifest), compare two jobs' manifests, or convert a job's events for TensorBoard or a sheet."""
 
 from __future__ import annotations
 
@@ -20,6 +21,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--watch", metavar="ID", help="follow a job with a progress bar until it ends")
     group.add_argument("--cancel", metavar="ID", help="ask a job to stop (it saves a checkpoint first)")
     group.add_argument("--log", metavar="ID", help="print the last lines of a job's log")
+    group.add_argument("--manifest", metavar="ID",
+                       help="print what made a job: commit, package versions, model and data hashes, seed, "
+                       "settings, hardware (manifest.json)")
+    group.add_argument("--compare", metavar="ID", nargs="+",
+                       help="say how the manifests of two or more jobs differ (packages, model or data "
+                       "hashes, hardware), each against the first")
+    group.add_argument("--export-events", metavar="ID",
+                       help="convert a job's events.jsonl to --format tensorboard|csv (see --out)")
+    parser.add_argument("--format", dest="event_format", choices=("tensorboard", "csv"), default="csv",
+                        help="with --export-events: csv (a file) or tensorboard (a folder of event files)")
+    parser.add_argument("--out", type=Path, metavar="PATH",
+                        help="with --export-events: where to write (default: events.csv or tensorboard-export/ "
+                        "in the job's folder)")
+    parser.add_argument("--json", action="store_true", help="with --manifest: the whole JSON, not the summary")
     return parser
 
 
@@ -46,17 +61,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     workspace = workspace_for(args.session)
     console = Console()
-    job_id = args.watch or args.cancel or args.log
+    if args.compare:
+        return _compare(args, workspace)
+    job_id = args.watch or args.cancel or args.log or args.manifest or args.export_events
     if job_id:
-        try:
-            job_dir = jobs.jobs_root(workspace) / jobs.check_job_id(job_id)
-        except ValueError as error:
-            print(f"persona-tui: {error}", file=sys.stderr)
+        job_dir = _job_dir(args, workspace, job_id)
+        if job_dir is None:
             return 2
-        if not (job_dir / "status.json").exists():
-            print(f"persona-tui: no job {job_id!r} in {jobs.jobs_root(workspace)}; "
-                  f"'persona-tui jobs {args.session}' lists them.", file=sys.stderr)
-            return 2
+        if args.manifest:
+            return _manifest(job_dir, args.json)
+        if args.export_events:
+            return _export_events(job_dir, args.event_format, args.out)
         if args.log:
             print(jobs.log_tail(job_dir, 40))
             return 0
@@ -88,4 +103,69 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(s.id, s.kind, f"[{colour.get(s.state, 'white')}]{s.state}[/]", prog,
                       _age(s.started), _age(s.heartbeat), (note or "").splitlines()[0][:60] if note else "")
     console.print(table)
+    return 0
+
+
+def _job_dir(args: argparse.Namespace, workspace: Path, job_id: str) -> Path | None:
+    """The job's folder, or None after saying in one sentence why there is none."""
+    from sessions import jobs
+
+    try:
+        job_dir = jobs.jobs_root(workspace) / jobs.check_job_id(job_id)
+    except ValueError as error:
+        print(f"persona-tui: {error}", file=sys.stderr)
+        return None
+    if not (job_dir / "status.json").exists():
+        print(f"persona-tui: no job {job_id!r} in {jobs.jobs_root(workspace)}; "
+              f"'persona-tui jobs {args.session}' lists them.", file=sys.stderr)
+        return None
+    return job_dir
+
+
+def _manifest(job_dir: Path, as_json: bool) -> int:
+    from sessions.manifest import MANIFEST_FILE, format_manifest, manifest_summary, read_manifest
+
+    manifest = read_manifest(job_dir)
+    if manifest is None:
+        print(f"persona-tui: job {job_dir.name} has no {MANIFEST_FILE} (its worker has not started, or it was "
+              "made before jobs recorded one).", file=sys.stderr)
+        return 2
+    if as_json:
+        print(format_manifest(manifest))
+    else:
+        print("\n".join(manifest_summary(manifest)))
+        print(f"(all of it: {job_dir / MANIFEST_FILE}, or --manifest {job_dir.name} --json)")
+    return 0
+
+
+def _compare(args: argparse.Namespace, workspace: Path) -> int:
+    from sessions.manifest import job_differences
+
+    if len(args.compare) < 2:
+        print("persona-tui: --compare needs at least two job ids.", file=sys.stderr)
+        return 2
+    dirs = []
+    for job_id in args.compare:
+        job_dir = _job_dir(args, workspace, job_id)
+        if job_dir is None:
+            return 2
+        dirs.append(job_dir)
+    lines = job_differences(dirs)
+    if not lines:
+        print(f"same packages, model and data files and hardware: {', '.join(args.compare)}")
+        return 0
+    print("\n".join(f"differs: {line}" for line in lines))
+    return 1
+
+
+def _export_events(job_dir: Path, fmt: str, out: Path | None) -> int:
+    from trainers.event_export import ExportEventsError, export_events
+
+    try:
+        target, count = export_events(job_dir, fmt, out)
+    except (ExportEventsError, OSError) as error:
+        print(f"persona-tui: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {count} values of {job_dir.name} to {target}"
+          + (f"; view them with: tensorboard --logdir {target}" if fmt == "tensorboard" else ""))
     return 0

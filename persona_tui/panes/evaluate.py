@@ -11,6 +11,9 @@ Three tabs, each usable at 80x24:
 - "History": every earlier result — eval jobs with their scores.json, summaries kept under the
   session's evaluations, experiments' result.json — newest first; Enter shows one.
 
+Under a result: what made it (its job's manifest in short; `i` opens the whole manifest) and a
+warning when the models it compares were trained with other packages, data or hardware.
+
 Nothing here evaluates or imports torch: eval jobs are detached workers (evaluators.worker), and
 thread workers only follow files and post messages (`Progress` merges while the app is busy).
 A finished evaluation's summary is appended to its evaluation in the session, as the CLI does.
@@ -234,6 +237,45 @@ def renderables(entry: ResultEntry, data: dict[str, Any] | None) -> list[Any]:
     return out
 
 
+def result_jobs(entry: ResultEntry, data: dict[str, Any] | None, workspace: Path) -> tuple[Path | None, list[Path]]:
+    """The job that made a result (an eval job; none for an experiment) and the jobs whose products
+    it compares: the training jobs behind an eval's adapters, or an experiment's training jobs."""
+    from sessions.manifest import source_jobs
+
+    root = jobs.jobs_root(workspace)
+    if entry.key.startswith("job:"):
+        job_dir = root / entry.key[len("job:"):]
+        try:
+            spec = jobs.read_spec(job_dir)
+        except ValueError:
+            return job_dir, []
+        return job_dir, source_jobs(job_dir, spec)
+    if entry.key.startswith("exp:") and data:
+        used = data.get("jobs") or {}
+        return None, [root / str(j) for k, j in sorted(used.items()) if str(k).startswith("train:") and (root / str(j)).is_dir()]
+    return None, []
+
+
+def provenance(entry: ResultEntry, data: dict[str, Any] | None, workspace: Path) -> list[Any]:
+    """Under a result: what made it (the eval job's manifest, in short; `i` opens all of it), and a
+    warning naming what differs when the compared models were trained with other packages, data
+    files or hardware (sessions.manifest.manifest_differences)."""
+    from sessions.manifest import job_differences, manifest_summary, read_manifest
+
+    job_dir, sources = result_jobs(entry, data, workspace)
+    out: list[Any] = []
+    flags = job_differences(sources)
+    if flags:
+        text = Text("⚠ the compared models were not made alike:\n", style="bold yellow")
+        text.append("\n".join(f"  {line}" for line in flags), style="yellow")
+        out.append(text)
+    if job_dir is not None:
+        lines = manifest_summary(read_manifest(job_dir))
+        out.append(Text("made with: " + " · ".join(lines[:2]) + "\n" + " · ".join(lines[-2:]) + "  (i: all of it)",
+                        style="dim"))
+    return out
+
+
 def chart_models(data: dict[str, Any] | None) -> list[str]:
     """The models a per-trait chart can show, in order."""
     if not data or data.get("kind") != "traits":
@@ -340,6 +382,7 @@ class EvaluatePane(Vertical):
         Binding("r", "run_evals", "Run"),
         Binding("x", "run_experiment", "Format study"),
         Binding("m", "next_model", "Next model", show=False),
+        Binding("i", "show_manifest", "Manifest", show=False),
         Binding("f5", "refresh", "Refresh", show=False),
     ]
 
@@ -480,6 +523,7 @@ class EvaluatePane(Vertical):
             parts = renderables(entry, self.shown_data)
         except ValueError as e:
             parts = [Text(str(e), style="red")]
+        parts += provenance(entry, self.shown_data, self.workspace)
         self.query_one("#result-title", Static).update(f"{entry.title} · {entry.kind} · {entry.state}")
         self.query_one("#result-tables", Static).update(Group(*parts))
         self._draw_chart()
@@ -497,6 +541,25 @@ class EvaluatePane(Vertical):
         if chart_models(self.shown_data):
             self.model_index += 1
             self._draw_chart()
+
+    def action_show_manifest(self) -> None:
+        """The whole manifest of the shown result's job, and of the jobs whose models it compares."""
+        from persona_tui.screens.report import ReportScreen
+        from sessions.manifest import format_manifest, read_manifest
+
+        if self.shown is None:
+            self.notify("Show a result first (History, Enter).", severity="warning")
+            return
+        job_dir, sources = result_jobs(self.shown, self.shown_data, self.workspace)
+        parts = []
+        for d in ([job_dir] if job_dir else []) + sources:
+            m = read_manifest(d)
+            parts.append(Text(f"{d.name}\n", style="bold"))
+            parts.append(Text(format_manifest(m) if m else "no manifest.json (made before jobs recorded one)"))
+        if not parts:
+            self.notify(f"{self.shown.title} has no job folder, so no manifest.", severity="warning")
+            return
+        self.app.push_screen(ReportScreen(f"What made {self.shown.title}", parts))
 
     # -- running evaluations ----------------------------------------------------------------
     @on(Button.Pressed, "#eval-start")

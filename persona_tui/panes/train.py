@@ -6,7 +6,9 @@ first —, `r` resumes a cancelled, failed or died job from its last checkpoint,
 a job on the chart to compare). Right: "Live" — train and eval loss against step for the
 selected job and the compared ones, step, loss, learning rate, tokens/s, ETA, a progress bar,
 the last log lines, and the machine (CPU and RAM through psutil, or the GPUs through NVML when
-nvidia-ml-py is installed); "Settings" — every field of the run with its help text, checked as
+nvidia-ml-py is installed); "Record" — what made the selected job (its manifest in short: commit,
+package versions, model and data hashes, seed, machine; `i` opens all of it) and, for each job
+overlaid on the chart, what differs from it; "Settings" — every field of the run with its help text, checked as
 it is typed, problems named by field.
 
 Nothing here trains or imports torch: jobs are detached workers (`trainers.train_job`), and a
@@ -50,6 +52,7 @@ from textual_plotext import PlotextPlot
 from persona_tui.messages import SessionChanged
 from sessions import jobs
 from sessions import run_spec as rs
+from sessions.manifest import MANIFEST_FILE, format_manifest, manifest_differences, manifest_summary, read_manifest
 from sessions.model import RunSpec
 from sessions.workspace import make_id
 
@@ -61,6 +64,7 @@ CHOICES = {
     "training.lr_scheduler": rs.SCHEDULERS,
     "training.optimizer": rs.OPTIMIZERS,
     "training.precision": rs.PRECISIONS,
+    "training.report_to": rs.REPORTERS,
 }
 TRISTATE = ("auto", "true", "false")  # an optional switch: unset means the backend decides
 TOP_FIELDS = [
@@ -190,6 +194,28 @@ def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list
     return text
 
 
+def record_text(job_id: str | None, manifest: dict[str, Any] | None,
+                compared: dict[str, dict[str, Any] | None], loaded: bool = True) -> str:
+    """What made a job (its manifest in short) and, for each job overlaid on the chart, what differs."""
+    if job_id is None:
+        return "No job selected. A job's record (versions, model and data hashes, machine) shows here."
+    lines = [f"{job_id}  (i: the whole manifest)", *(manifest_summary(manifest) if loaded else ["reading…"])]
+    for other, m in compared.items():
+        if m is None:
+            lines.append(f"compared {other}: no manifest to compare")
+            continue
+        flags = manifest_differences(manifest, m)
+        lines.append(f"⚠ {other} differs: " + "; ".join(flags) if flags else f"compared {other}: made alike")
+    return "\n".join(lines)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _duration(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -238,6 +264,7 @@ class TrainPane(Vertical):
         Binding("c", "cancel_job", "Cancel job"),
         Binding("r", "resume_job", "Resume"),
         Binding("space", "compare", "Compare", show=False),
+        Binding("i", "show_manifest", "Manifest", show=False),
     ]
 
     session_file = None  # set by the app before mounting
@@ -270,6 +297,13 @@ class TrainPane(Vertical):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, TrainPane.MachineStats)
 
+    class ManifestRead(Message):
+        """A job's manifest.json as it is now (None: not written yet)."""
+
+        def __init__(self, job_id: str, manifest: dict[str, Any] | None) -> None:
+            super().__init__()
+            self.job_id, self.manifest = job_id, manifest
+
     class JobLaunched(Message):
         def __init__(self, job_id: str, error: str = "") -> None:
             super().__init__()
@@ -283,6 +317,7 @@ class TrainPane(Vertical):
         self.statuses: dict[str, jobs.JobStatus] = {}
         self._filling = False
         self.problems: list[str] = []
+        self.manifests: dict[str, dict[str, Any] | None] = {}
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -301,6 +336,9 @@ class TrainPane(Vertical):
                     yield PlotextPlot(id="loss-chart")
                     yield Static("", id="live-log", markup=False)
                     yield Static("", id="machine", markup=False)
+                with TabPane("Record", id="train-record"):
+                    with VerticalScroll(id="record-scroll"):
+                        yield Static(record_text(None, None, {}), id="record", markup=False)
                 with TabPane("Settings", id="train-settings"):
                     yield Static("", id="form-problems", markup=False)
                     with VerticalScroll(id="run-form"):
@@ -518,6 +556,16 @@ class TrainPane(Vertical):
                 table = self.query_one("#job-table", DataTable)
                 table.update_cell_at(Coordinate(table.cursor_row, 1), self._state_cell(self.statuses[job_id]))
             self._draw_chart()
+            self._draw_record()
+            self._flag_differences(job_id)
+
+    def _flag_differences(self, job_id: str) -> None:
+        """Say so when a job overlaid on the chart was made with other packages, data or hardware."""
+        flags = manifest_differences(self.manifests.get(self.selected_job or ""), self.manifests.get(job_id))
+        if job_id in self.compare and job_id != self.selected_job and flags:
+            self.notify("\n".join(flags[:4]) + ("\n…" if len(flags) > 4 else ""), markup=False, timeout=8,
+                        title=f"{short_job_id(job_id)} was not made like {short_job_id(self.selected_job or '')}",
+                        severity="warning")
 
     def _state_cell(self, s: Any) -> Text:
         """A job's state cell, marked ◆ when it is overlaid on the chart (in this cell: the job
@@ -530,12 +578,14 @@ class TrainPane(Vertical):
         if event.row_key is not None and event.row_key.value:
             self.selected_job = str(event.row_key.value)
             self._draw_live()
+            self._draw_record()
 
     # -- following files (thread workers post; handlers draw) ---------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-follow")
     def follow_jobs(self) -> None:
         worker = get_current_worker()
         offsets: dict[str, int] = {}
+        seen_manifests: dict[str, float] = {}
         data: dict[str, JobUpdateData] = {}
         last_list = 0.0
         statuses: list[jobs.JobStatus] = []
@@ -555,6 +605,10 @@ class TrainPane(Vertical):
                     status = jobs.read_status(job_dir)
                 except ValueError:
                     continue
+                mtime = _mtime(job_dir / MANIFEST_FILE)
+                if seen_manifests.get(job_id) != mtime:
+                    seen_manifests[job_id] = mtime
+                    self.post_message(self.ManifestRead(job_id, read_manifest(job_dir)))
                 events, offsets[job_id] = jobs.read_events(job_dir, offsets.get(job_id, 0))
                 d = data.setdefault(job_id, JobUpdateData())
                 changed = d.absorb(events) or d.state != status.state or not d.sent
@@ -595,6 +649,36 @@ class TrainPane(Vertical):
         self.statuses[message.job_id] = message.status
         if message.job_id == self.selected_job or message.job_id in self.compare:
             self._draw_live()
+
+    def on_train_pane_manifest_read(self, message: ManifestRead) -> None:
+        first = message.job_id not in self.manifests
+        self.manifests[message.job_id] = message.manifest
+        if message.job_id == self.selected_job or message.job_id in self.compare:
+            self._draw_record()
+            if first:
+                self._flag_differences(message.job_id)
+
+    def _draw_record(self) -> None:
+        """The Record tab: what made the selected job, and how each compared job differs from it."""
+        compared = {j: self.manifests.get(j) for j in sorted(self.compare) if j != self.selected_job}
+        self.query_one("#record", Static).update(
+            record_text(self.selected_job, self.manifests.get(self.selected_job or ""), compared,
+                        loaded=(self.selected_job or "") in self.manifests))
+
+    def action_show_manifest(self) -> None:
+        """The selected job's whole manifest in a dialog."""
+        from rich.syntax import Syntax
+
+        from persona_tui.screens.report import ReportScreen
+
+        job_id = self._cursor_job() or self.selected_job
+        manifest = self.manifests.get(job_id or "")
+        if not job_id or manifest is None:
+            self.notify(f"{job_id or 'No job'} has no manifest yet: its worker writes one when it starts.",
+                        severity="warning")
+            return
+        self.app.push_screen(ReportScreen(f"What made {job_id}", [Syntax(format_manifest(manifest), "json",
+                                                                         word_wrap=True)]))
 
     def on_train_pane_machine_stats(self, message: MachineStats) -> None:
         self.query_one("#machine", Static).update(message.text)

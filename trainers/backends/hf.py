@@ -28,9 +28,54 @@ from trainers.run_data import PreparedData, prepare_dpo, prepare_sft
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
+TENSORBOARD_DIR = "tensorboard"  # in the job folder: `tensorboard --logdir <workspace>/jobs`
+# report_to target -> (module that must import, what to install)
+REPORT_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
+
+
+def report_targets(report_to: str) -> list[str]:
+    """`training.report_to` as transformers' list ("tensorboard+wandb" -> both; "none" -> [])."""
+    return [] if report_to in ("", "none") else [x for x in report_to.split("+") if x]
+
+
+def report_problems(run: RunSpec) -> list[str]:
+    """A reporter whose package is missing, said before the run starts rather than deep in it."""
+    import importlib.util
+
+    problems = []
+    for target in report_targets(run.training.report_to):
+        module, package = REPORT_PACKAGES.get(target, (target, target))
+        if importlib.util.find_spec(module) is None:
+            problems.append(f"training.report_to is {run.training.report_to!r}, but the {package} package is not "
+                            f"installed; install it (pip install {package}) or set report_to = \"none\".")
+    return problems
+
+
 def check(run: RunSpec) -> list[str]:
     t = run.training
-    return machine_problems("hf", t.precision, t.optimizer, t.load_in_4bit)
+    return machine_problems("hf", t.precision, t.optimizer, t.load_in_4bit) + report_problems(run)
+
+
+def _report_args(ctx: TrainContext) -> dict[str, Any]:
+    """transformers' `report_to`; TensorBoard's event files go to the job's tensorboard/ folder
+    (transformers 5 reads TENSORBOARD_LOGGING_DIR; older ones take `logging_dir`). W&B is passed
+    through as is: it uses the user's own login and WANDB_* settings."""
+    targets = report_targets(ctx.run.training.report_to)
+    if not targets:
+        return {"report_to": "none"}
+    args: dict[str, Any] = {"report_to": targets}
+    if "tensorboard" in targets:
+        import inspect
+
+        from transformers import TrainingArguments
+
+        folder = str(ctx.job_dir / TENSORBOARD_DIR)
+        os.environ["TENSORBOARD_LOGGING_DIR"] = folder  # this process is the job's own worker
+        if "logging_dir" in inspect.signature(TrainingArguments.__init__).parameters:
+            args["logging_dir"] = folder
+    if "wandb" in targets:
+        os.environ.setdefault("WANDB_NAME", ctx.job_dir.name)
+    return args
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -201,7 +246,7 @@ def _common_args(ctx: TrainContext, device: Device, has_eval: bool) -> dict[str,
         fp16=device.precision == "fp16",
         use_cpu=device.kind == "cpu",
         **{_checkpointing_arg(): t.gradient_checkpointing},
-        report_to="none",
+        **_report_args(ctx),
         disable_tqdm=True,
         dataloader_pin_memory=device.kind == "cuda",
         include_num_input_tokens_seen="non_padding",
