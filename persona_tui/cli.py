@@ -22,6 +22,7 @@ COMMANDS = [
     "experiment",
     "jobs",
     "data",
+    "models",
     "train",
     "annotate",
     "export",
