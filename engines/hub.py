@@ -103,7 +103,8 @@ def select_model_files(paths: Iterable[str]) -> list[str]:
         weights = [p for p in top if _matches(p, BIN_WEIGHTS)]
     if not any(p.endswith((".safetensors", ".bin")) for p in weights):
         return []
-    return sorted(p for p in top if _matches(p, MODEL_FILES)) + sorted(weights)
+    # Index files first: a snapshot holding shards but no index could pass for a whole model.
+    return sorted(p for p in top if _matches(p, MODEL_FILES)) + sorted(weights, key=lambda p: (not p.endswith(".json"), p))
 
 
 def select_dataset_files(paths: Iterable[str]) -> list[str]:
@@ -270,6 +271,8 @@ def pull(
         if log:
             log(f"downloading {path} ({size / 2**20:.1f} MiB)")
         start = done
+        if on_progress:
+            on_progress(done, total, path)  # names the file now: huggingface_hub reports bytes per 10 MB
 
         def on_bytes(n: int, path: str = path) -> None:
             nonlocal done
@@ -339,7 +342,9 @@ def snapshot_complete(folder: Path) -> bool:
             except (OSError, ValueError):
                 return False
             return bool(shards) and all((folder / s).is_file() for s in shards)
-    return any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))
+    weights = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
+    # A shard ("-00001-of-00004") is never a whole model without its index.
+    return bool(weights) and not any(re.search(r"-\d{5}-of-\d{5}\.", w.name) for w in weights)
 
 
 def cached_repos(repo_type: str = "model") -> list[CachedRepo]:

@@ -14,8 +14,9 @@ GatedRepo (401 on a gated repo's files, whose metadata stays readable as on the 
 RevisionNotFound, EntryNotFound. No Xet headers are ever sent (no X-Xet-Hash, no xetHash in the
 tree), so huggingface_hub downloads over plain HTTP even where hf_xet is installed.
 
-`throttle[path] = seconds per chunk` slows one file so a test can kill a pull half-way; every
-request is recorded in `requests` as (method, url path, Range header).
+`throttle[path] = seconds per chunk` slows one file so a test can kill a pull half-way (`sent`
+counts the bytes written of each file); every request is recorded in `requests` as
+(method, url path, Range header).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class FakeHub:
     repos: dict[tuple[str, str], FakeRepo] = field(default_factory=dict)
     throttle: dict[str, float] = field(default_factory=dict)
     requests: list[tuple[str, str, str]] = field(default_factory=list)
+    sent: dict[str, int] = field(default_factory=dict)  # bytes of each file's body written so far
     url: str = ""
     _server: ThreadingHTTPServer | None = None
 
@@ -107,7 +109,10 @@ class FakeHub:
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         if not head and body:
-            h.wfile.write(body)
+            try:
+                h.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client went away (a killed pull)
 
     def _error(self, h, status: int, code: str, message: str, head: bool, commit: str = "") -> None:
         headers = {"X-Error-Code": code, "X-Error-Message": message}
@@ -186,6 +191,7 @@ class FakeHub:
         try:
             for i in range(0, len(body), CHUNK):
                 h.wfile.write(body[i:i + CHUNK])
+                self.sent[name] = self.sent.get(name, 0) + len(body[i:i + CHUNK])
                 if delay:
                     h.wfile.flush()
                     time.sleep(delay)  # the server throttles this file; the test waits on progress, not on time

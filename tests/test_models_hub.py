@@ -1,0 +1,254 @@
+"""Base models and study data from the Hub, against a local fake Hub (tests/hub_fixtures.py).
+
+The CLI runs in subprocesses with HF_ENDPOINT pointing at the fake server and HF_HUB_CACHE /
+HF_HOME / PERSONA_TUI_CACHE in tmp_path (HF_HUB_OFFLINE unset for these processes only), so
+huggingface_hub reads them at import as it would for a user.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub_fixtures import FakeHub
+from waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def make_tiny_model(folder: Path) -> Path:
+    """A real (tiny) Llama saved by transformers as two safetensors shards + index, a word-level
+    tokenizer with a chat template, and files a pull must skip."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(509)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(cfg).save_pretrained(folder, max_shard_size="200KB")
+    fast.save_pretrained(folder)
+    (folder / "pytorch_model.bin").write_bytes(b"\0" * 1000)  # safetensors exist: never fetched
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"\0" * 1000)  # another format: never fetched
+    (folder / "README.md").write_text("# tiny\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def hub(tiny_model):
+    fake = FakeHub().start()
+    fake.add_folder("acme/tiny-llama", tiny_model)
+    fake.add_folder("acme/gated-llama", tiny_model, gated=True)
+    fake.add("acme/no-weights", {"config.json": b'{"model_type": "llama"}', "README.md": b"# none\n"})
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def hf_env(tmp_path, hub, monkeypatch):
+    """The environment of a user whose Hub is the fake server (this process and its children)."""
+    env = {
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_CACHE": str(tmp_path / "hf-home" / "hub"),
+        "PERSONA_TUI_CACHE": str(tmp_path / "pt-cache"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "PERSONA_TUI_JOB_NICE": "0",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    return env
+
+
+def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def shard_names(folder: Path) -> list[str]:
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    return sorted(set(index["weight_map"].values()))
+
+
+# ----------------------------------------------------------------------------- which files
+
+
+def test_only_the_files_a_model_needs_are_chosen():
+    from engines.hub import select_model_files
+
+    repo = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5",
+            "flax_model.msgpack", "onnx/model.onnx", "original/consolidated.00.pth", "README.md", ".gitattributes",
+            "model.gguf", "chat_template.jinja"]
+    assert select_model_files(repo) == [
+        "chat_template.jinja", "config.json", "generation_config.json", "special_tokens_map.json",
+        "tokenizer.json", "tokenizer_config.json",
+        "model.safetensors.index.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    # .bin only where there are no safetensors; nothing when there are no weights at all.
+    assert select_model_files(["config.json", "pytorch_model.bin", "tokenizer.json"]) == [
+        "config.json", "tokenizer.json", "pytorch_model.bin"]
+    assert select_model_files(["config.json", "tokenizer.json", "model.onnx", "onnx/model.safetensors"]) == []
+
+
+# ----------------------------------------------------------------------------- pull, list, load
+
+
+def test_pull_lists_and_loads_with_transformers(hf_env, hub, tiny_model, tmp_path):
+    r = cli("models", "pull", "acme/tiny-llama")
+    assert r.returncode == 0, r.stderr
+    assert "acme/tiny-llama is ready" in r.stdout
+    # Only what a model needs went over the wire; the .bin, onnx/ and README were never fetched.
+    fetched = {p.rsplit("/", 1)[-1] for m, p, _ in hub.requests if m == "GET" and "/resolve/" in p}
+    on_disk = {p.name for p in tiny_model.iterdir() if p.is_file()}
+    assert fetched == on_disk - {"pytorch_model.bin", "README.md"}
+    assert not hub.gets("pytorch_model.bin") and not hub.gets("model.onnx") and not hub.gets("README.md")
+    # The pull was a job with progress in bytes that reached its total.
+    jobs_dir = Path(hf_env["PERSONA_TUI_CACHE"]) / "hub" / "jobs"
+    (job_dir,) = list(jobs_dir.iterdir())
+    status = json.loads((job_dir / "status.json").read_text())
+    assert status["state"] == "finished" and status["kind"] == "hub_pull"
+    assert status["total"] > 100_000 and status["done"] == status["total"]
+
+    listed = cli("models")
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if "acme/tiny-llama" in line)
+    assert "hub" in row and "main" in row and "KiB" in row and "ready" in row
+    assert "bundled:smollm2-135m-instruct" in listed.stdout
+
+    # The workbench resolves the id to the snapshot, and transformers loads it from there.
+    from engines.models import load_hf_model, load_tokenizer, resolve_model
+
+    m = resolve_model("acme/tiny-llama")
+    assert m.kind == "hf" and Path(hf_env["HF_HUB_CACHE"]) in m.path.parents
+    model = load_hf_model("acme/tiny-llama")
+    tok = load_tokenizer("acme/tiny-llama")
+    ids = tok("w1 w2 w3", return_tensors="pt").input_ids
+    assert model(ids).logits.shape[-1] == 512
+    assert not (Path(hf_env["HF_HOME"]) / "token").exists()  # no token was written anywhere
+
+
+def test_a_killed_pull_is_not_a_model_and_a_rerun_resumes_without_refetching(hf_env, hub, tiny_model):
+    last = shard_names(tiny_model)[-1]
+    hub.throttle[last] = 0.2  # ~25 chunks of 8 KiB, ~5 s: the kill lands in the middle of this shard
+    r = cli("models", "pull", "acme/tiny-llama", "--detach")
+    assert r.returncode == 0, r.stderr
+    job_dir = Path(hf_env["PERSONA_TUI_CACHE"]) / "hub" / "jobs" / r.stdout.strip()
+
+    from sessions import jobs
+
+    size = len((tiny_model / last).read_bytes())
+    # The job names the file it is on; the server has sent part of it.
+    wait_for(lambda: jobs.read_status(job_dir).message == last and 0 < hub.sent.get(last, 0) < size * 0.8,
+             what="the pull to be part-way through the throttled shard")
+    status = jobs.read_status(job_dir)
+    os.killpg(status.pid, signal.SIGKILL)  # a kill, not a cancel: nothing runs after it
+    wait_for(lambda: jobs.read_status(job_dir, stale_after=0).state == "died", what="the job to read died")
+
+    # Nothing half-written looks complete: the id does not resolve, the list says partial.
+    from engines.base import EngineError
+    from engines.models import resolve_model
+
+    with pytest.raises(EngineError, match="models pull acme/tiny-llama"):
+        resolve_model("acme/tiny-llama")
+    listed = cli("models")
+    assert "partly downloaded" in next(ln for ln in listed.stdout.splitlines() if "acme/tiny-llama" in ln)
+
+    hub.throttle.clear()
+    before = {f: len(hub.gets(f)) for f in ("config.json", "tokenizer.json", *shard_names(tiny_model))}
+    r = cli("models", "pull", "acme/tiny-llama")
+    assert r.returncode == 0, r.stderr
+    assert resolve_model("acme/tiny-llama").kind == "hf"
+    # Files finished before the kill were not fetched again; the interrupted shard was.
+    for f, n in before.items():
+        assert n >= 1
+        assert len(hub.gets(f)) == (n + 1 if f == last else n), f
+
+
+def test_missing_repo_gated_repo_and_repo_without_weights_each_say_one_sentence(hf_env, hub):
+    r = cli("models", "pull", "acme/nothing-here")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"persona-tui: acme/nothing-here does not exist on {hub.url}; check the repo id (owner/name).")
+
+    r = cli("models", "pull", "acme/gated-llama")
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert "gated" in last and "HF_TOKEN" in last and "hf auth login" in last and "Traceback" not in r.stderr
+    assert not (Path(hf_env["HF_HOME"]) / "token").exists()
+
+    r = cli("models", "pull", "acme/no-weights")
+    assert r.returncode == 1
+    assert "has no weights transformers can load" in r.stderr.strip().splitlines()[-1]
+
+    r = cli("models", "pull", "not a repo")
+    assert r.returncode == 2 and "owner/name" in r.stderr
+
+
+def test_an_unreachable_hub_says_so(hf_env, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    r = cli("models", "pull", "acme/tiny-llama")
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert "cannot be reached" in last and "Traceback" not in r.stderr
+
+
+def test_a_full_disk_mid_pull_fails_in_one_sentence_and_leaves_no_model(hf_env, hub, tiny_model, monkeypatch):
+    """ENOSPC injected where huggingface_hub writes a file's bytes, half-way through the first shard."""
+    import huggingface_hub.constants
+    from huggingface_hub import file_download
+
+    from engines.hub import cached_snapshot
+    from sessions import jobs
+    from trainers.hub_job import create_pull_job, run_inline
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    real_http_get = file_download.http_get
+
+    def full_disk(url, temp_file, *a, **k):
+        if "safetensors" in url and "index" not in url:
+            temp_file.write(b"\0" * 4096)  # half-written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_http_get(url, temp_file, *a, **k)
+
+    monkeypatch.setattr(file_download, "http_get", full_disk)
+    job_dir = create_pull_job("acme/tiny-llama")
+    status = run_inline(job_dir)
+    assert status.state == "failed"
+    assert status.error.startswith("the disk filled up while downloading acme/tiny-llama") and "\n" not in status.error
+    assert cached_snapshot("acme/tiny-llama") is None
+    storage = Path(hf_env["HF_HUB_CACHE"]) / "models--acme--tiny-llama"
+    assert not list(storage.rglob("*.safetensors"))  # no shard, whole or half, under any name
+    assert not list(storage.rglob("*.incomplete"))
+    assert not (storage / "refs" / "main").exists()
+    assert jobs.read_status(job_dir).state == "failed"
