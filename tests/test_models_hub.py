@@ -252,3 +252,85 @@ def test_a_full_disk_mid_pull_fails_in_one_sentence_and_leaves_no_model(hf_env, 
     assert not list(storage.rglob("*.incomplete"))
     assert not (storage / "refs" / "main").exists()
     assert jobs.read_status(job_dir).state == "failed"
+
+
+# ----------------------------------------------------------------------------- study data
+
+
+SPC_CSV = ('User 1 personas,user 2 personas,Best Generated Conversation\n'
+           '"I love to bake cookies.\nKnitting is my passion.","I am a boy.\nI like trains.",'
+           '"User 1: Hi!\nUser 2: Hello!\nUser 1: Do you bake?\nUser 2: No, I like trains."\n')
+TAILORING_ROW = {"prompt": "Loquacious", "chosen": "sounds like talkative", "rejected": "talk-a-cious",
+                 "chosen_persona_gold": "a direct thinker", "rejected_persona_gold": "a punster",
+                 "chosen_persona_retr": "a", "rejected_persona_retr": "b"}
+
+
+def parquet_bytes(rows: list[dict]) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def data_hub(hub):
+    hub.add("google/Synthetic-Persona-Chat", {"data/Synthetic-Persona-Chat_valid.csv": SPC_CSV.encode(),
+                                              "README.md": b"# SPC\n", ".gitattributes": b"*.csv text\n"},
+            repo_type="dataset")
+    splits = {"sft_train": 3, "dpo_train": 2, "sft_val": 2, "test": 1, "fewshot": 1}
+    files = {f"{d}/{split}-00000-of-00001.parquet": parquet_bytes([{**TAILORING_ROW, "prompt": f"{d}{split}{i}"}
+                                                                   for i in range(n)])
+             for split, n in splits.items() for d in ("Mnemonic", "Other")}
+    hub.add("nbalepur/persona-tailoring", files, repo_type="dataset")
+    return hub
+
+
+def test_data_pull_fetches_the_study_data_and_the_studies_use_it(hf_env, data_hub, tmp_path):
+    from evaluators.experiments import persona_chat as pc
+    from evaluators.experiments import tailoring as tl
+    from evaluators.experiments.state import ExperimentError
+
+    for env in (pc.DATA_ENV, tl.DATA_ENV):
+        os.environ.pop(env, None)
+    with pytest.raises(ExperimentError, match="run 'persona-tui data pull spc'"):
+        pc.PersonaChatStudy().csv()
+    with pytest.raises(ExperimentError, match="run 'persona-tui data pull tailoring'"):
+        tl.TailoringStudy().folder()
+
+    r = cli("data", "pull", "spc")
+    assert r.returncode == 0, r.stderr
+    assert not data_hub.gets(".gitattributes")
+    csv = pc.PersonaChatStudy().csv()
+    assert csv.name == "Synthetic-Persona-Chat_valid.csv" and Path(hf_env["HF_HUB_CACHE"]) in csv.parents
+    assert csv.read_text() == SPC_CSV
+    assert pc.PersonaChatStudy(data=str(tmp_path)).csv() == (tmp_path / pc.CSV_NAME).resolve()  # --data wins
+
+    r = cli("data", "pull", "tailoring")
+    assert r.returncode == 0, r.stderr
+    folder = tl.TailoringStudy().folder()
+    rows = [json.loads(line) for line in (folder / "persona-tailoring_sft_train.jsonl").read_text().splitlines()]
+    assert [row["prompt"] for row in rows] == ["Mnemonicsft_train0", "Mnemonicsft_train1", "Mnemonicsft_train2"]
+    assert rows[0]["chosen_persona_gold"] == "a direct thinker"
+    assert all((folder / name).is_file() for name in tl.FILES.values())
+    assert tl.TailoringStudy().folder() == folder  # written once, found again
+
+    r = cli("data", "pull", "nonsense")
+    assert r.returncode == 2 and "spc|tailoring|persona-inference" in r.stderr
+
+
+def test_experiment_without_its_data_says_what_to_run(hf_env, tmp_path):
+    session = tmp_path / "s.toml"
+    assert cli("new", str(session)).returncode == 0
+    env_keep = {k: os.environ.pop(k) for k in ("PERSONA_TUI_SPC_DIR", "PERSONA_TUI_TAILORING_DIR") if k in os.environ}
+    try:
+        r = cli("experiment", str(session), "--study", "persona-chat", "--quick")
+    finally:
+        os.environ.update(env_keep)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        "persona-tui: the Synthetic-Persona-Chat data is not on this machine; run 'persona-tui data pull spc' "
+        "(or pass --data DIR, the folder holding Synthetic-Persona-Chat_valid.csv).")
