@@ -334,3 +334,81 @@ def test_experiment_without_its_data_says_what_to_run(hf_env, tmp_path):
     assert r.stderr.strip().splitlines()[-1] == (
         "persona-tui: the Synthetic-Persona-Chat data is not on this machine; run 'persona-tui data pull spc' "
         "(or pass --data DIR, the folder holding Synthetic-Persona-Chat_valid.csv).")
+
+
+# ----------------------------------------------------------------------------- will it fit
+
+
+SMOLLM2_135M = {"hidden_size": 576, "num_hidden_layers": 30, "vocab_size": 49152, "intermediate_size": 1536,
+                "num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": True}
+QWEN3_4B = {"hidden_size": 2560, "num_hidden_layers": 36, "vocab_size": 151936, "intermediate_size": 9728,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": True}
+GIB = 2**30
+
+
+def test_parameter_counts_match_the_published_sizes():
+    from trainers.memory_estimate import PROJECTIONS, count_params, lora_params, shape_of
+
+    s = shape_of(SMOLLM2_135M)
+    assert count_params(s)[0] == 134_515_008  # SmolLM2-135M's own count
+    assert lora_params(s, 16, list(PROJECTIONS)) == 4_884_480  # "4.9 M trainable" (PLATFORM.md)
+    assert lora_params(s, 16, ["q_proj", "v_proj"]) < lora_params(s, 16, ["all-linear"])
+    assert 4.0e9 < count_params(shape_of(QWEN3_4B))[0] < 4.05e9  # Qwen3-4B, with its own head_dim
+    # A multimodal wrapper's text_config is what counts.
+    assert shape_of({"text_config": SMOLLM2_135M, "model_type": "llava"}).hidden == 576
+
+
+def test_the_estimate_moves_with_each_lever():
+    from trainers.memory_estimate import estimate
+
+    base = dict(device="cuda", precision="bf16", batch_size=4, seq_len=2048)
+    full = estimate(QWEN3_4B, **base)
+    four = estimate(QWEN3_4B, **base, load_in_4bit=True)
+    small = estimate(QWEN3_4B, **{**base, "batch_size": 1})
+    short = estimate(QWEN3_4B, **{**base, "seq_len": 512})
+    ckpt = estimate(QWEN3_4B, **base, gradient_checkpointing=True)
+    assert 7.4 * GIB < full.weights < 7.6 * GIB  # 4.02 B x 2 bytes
+    assert four.weights < full.weights / 2.5
+    assert small.activations == full.activations / 4 and short.logits == full.logits / 4
+    assert ckpt.activations < full.activations / 10
+    assert all(x.total < full.total for x in (four, small, short, ckpt))
+    cpu = estimate(SMOLLM2_135M, device="cpu", precision="bf16", batch_size=2, seq_len=256)
+    assert cpu.weights == 134_515_008 * 4  # bf16 on a CPU is autocast over fp32 weights
+
+
+def test_advice_says_what_to_change_and_only_refuses_past_the_total():
+    from trainers.memory_estimate import advice, estimate
+
+    need = estimate(QWEN3_4B, device="cuda", precision="bf16", batch_size=8, seq_len=4096)
+    kw = dict(load_in_4bit=False, batch_size=8, seq_len=4096, gradient_checkpointing=False, can_4bit=True)
+    level, text = advice(need, 24 * GIB, 20 * GIB, "the GPU (RTX 4090)", **kw)
+    assert level == "error" and text.startswith(f"this run needs about {need.total / GIB:.1f} GiB (")
+    for fix in ("training.load_in_4bit = true", "training.batch_size", "training.max_seq_length",
+                "training.gradient_checkpointing = true"):
+        assert fix in text
+    assert text.count(".") >= 1 and "\n" not in text and text.endswith(".")
+    level, text = advice(need, need.total * 2, need.total / 2, "this machine's RAM", **kw)
+    assert level == "warning" and "is free now" in text
+    assert advice(need, need.total * 2, need.total * 1.5, "x", **kw) is None
+    # Nothing left to turn down: a smaller model.
+    done = dict(load_in_4bit=True, batch_size=1, seq_len=128, gradient_checkpointing=True, can_4bit=True)
+    assert "pick a smaller base model" in advice(need, 1 * GIB, None, "x", **done)[1]
+
+
+def test_train_refuses_a_run_that_cannot_fit_and_says_what_to_change(tmp_path):
+    from sessions.model import RunSpec, Session
+    from sessions.store import SessionFile
+
+    huge = tmp_path / "huge-model"
+    huge.mkdir()
+    (huge / "config.json").write_text(json.dumps({**QWEN3_4B, "hidden_size": 16384, "num_hidden_layers": 160,
+                                                  "intermediate_size": 65536, "num_attention_heads": 128,
+                                                  "num_key_value_heads": 16, "head_dim": 128}))
+    path = tmp_path / "big.toml"
+    SessionFile.create(path, Session(name="big", runs=[RunSpec(id="r1", base_model=str(huge))]))
+    r = cli("train", str(path), "--run", "r1")
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip()
+    assert line.startswith("persona-tui: run 'r1': this run needs about ") and "\n" not in line
+    assert "training.gradient_checkpointing = true" in line and "--skip-memory-check" in line
+    assert not (tmp_path / "big" / "jobs").exists()  # no job was created

@@ -457,8 +457,14 @@ class TrainPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
     def launch(self, run_id: str) -> None:
         """Validate against the machine (imports torch to count GPUs), create and start the job."""
+        from trainers.memory_estimate import check_run
         from trainers.train_job import RunSpecError, create_train_job
 
+        run = self.session.run(run_id)
+        verdict = check_run(run) if run is not None else None
+        if verdict and verdict[0] == "error":  # will not fit: say what to change instead of starting
+            self.post_message(self.JobLaunched("", f"run {run_id!r}: {verdict[1]}"))
+            return
         try:
             job_dir = create_train_job(self.session_file, run_id)
             jobs.start_job(job_dir)
