@@ -412,3 +412,60 @@ def test_train_refuses_a_run_that_cannot_fit_and_says_what_to_change(tmp_path):
     assert line.startswith("persona-tui: run 'r1': this run needs about ") and "\n" not in line
     assert "training.gradient_checkpointing = true" in line and "--skip-memory-check" in line
     assert not (tmp_path / "big" / "jobs").exists()  # no job was created
+
+
+# ----------------------------------------------------------------------------- the Train form
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_train_form_picks_from_the_list_and_offers_to_pull_a_missing_id(hf_env, hub, tmp_path, anyio_backend):
+    from textual.widgets import Input, Select
+
+    from engines.hub import cached_snapshot
+    from persona_tui.app import make_app
+    from persona_tui.panes.train import TrainPane
+    from persona_tui.screens.choice import ChoiceScreen
+    from sessions import jobs
+    from sessions.store import SessionFile
+    from train_fixtures import CHATS, make_session, tiny_run
+    from waiting import wait_until
+
+    run = tiny_run("r1", ["chats"])
+    run.base_model = "acme/tiny-llama"
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-tabs").active = "train-settings"
+        # The pick list is `persona-tui models` for this session: the bundled model is ready,
+        # the session's Hub id is listed as not downloaded (and so not offered as a pick).
+        await wait_until(pilot, lambda: pane.model_choices, what="the model list")
+        names = {m.name: m for m in pane.model_choices}
+        assert names["bundled:smollm2-135m-instruct"].usable
+        assert not names["acme/tiny-llama"].usable and "models pull" in names["acme/tiny-llama"].note
+        pick = pane.query_one("#base-model-pick", Select)
+        field = pane.query_one("#f-base_model", Input)
+        assert field.value == "acme/tiny-llama"
+        pick.value = "bundled:smollm2-135m-instruct"
+        await pilot.pause()
+        assert field.value == "bundled:smollm2-135m-instruct"
+        assert app.session_file.session.run("r1").base_model == "bundled:smollm2-135m-instruct"
+        field.value = "acme/tiny-llama"
+        await pilot.pause()
+        assert app.session_file.session.run("r1").base_model == "acme/tiny-llama"
+
+        # Start: the id is not here, so the form asks to download it instead of starting the run.
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the download question")
+        assert "acme/tiny-llama is not on this machine" in app.screen.message
+        await pilot.press("y")
+        await wait_until(pilot, lambda: pane.pull_jobs, what="the pull job to start")
+        (job_id,) = pane.pull_jobs
+        job_dir = jobs.jobs_root(sf.workspace) / job_id
+        await wait_until(pilot, lambda: jobs.read_status(job_dir).terminal, what="the pull job to end")
+        assert jobs.read_status(job_dir).state == "finished"
+        assert not [j for j in jobs.list_jobs(sf.workspace) if j.kind == "train"]  # no run was started
+        assert cached_snapshot("acme/tiny-llama") is not None
+        assert pane.offer_pull("acme/tiny-llama") is False  # now it is here: no question

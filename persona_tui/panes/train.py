@@ -283,6 +283,8 @@ class TrainPane(Vertical):
         self.statuses: dict[str, jobs.JobStatus] = {}
         self._filling = False
         self.problems: list[str] = []
+        self.model_choices: list[Any] = []
+        self.pull_jobs: dict[str, str] = {}  # Hub pulls started here: job id -> repo id
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -315,6 +317,10 @@ class TrainPane(Vertical):
                                 elif kind == "bool | None":  # unset = auto
                                     yield Select([(c, c) for c in TRISTATE], id=_wid(name), allow_blank=False,
                                                  compact=True, tooltip=help_text)
+                                elif name == "base_model":  # typed, completed, or picked from the list
+                                    yield Input(id=_wid(name), compact=True, tooltip=help_text)
+                                    yield Select([], id="base-model-pick", prompt="pick a model",
+                                                 compact=True, tooltip="Models this machine has (persona-tui models)")
                                 else:
                                     yield Input(id=_wid(name), compact=True, tooltip=help_text)
 
@@ -322,6 +328,87 @@ class TrainPane(Vertical):
         self._fill_runs()
         self.follow_jobs()
         self.watch_machine()
+        self.list_base_models()
+
+    # -- the base model: the list of `persona-tui models`, and a pull for a Hub id not here ----
+    class ModelsListed(Message):
+        def __init__(self, choices: list[Any]) -> None:
+            super().__init__()
+            self.choices = choices
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-models")
+    def list_base_models(self) -> None:
+        """The same list as `persona-tui models SESSION` (it reads the HF cache: off the UI thread)."""
+        from trainers.hub_job import available_models
+
+        self.post_message(self.ModelsListed(available_models(self.session)))
+
+    def on_train_pane_models_listed(self, message: ModelsListed) -> None:
+        from textual.suggester import SuggestFromList
+
+        usable = [m for m in message.choices if m.usable]
+        self.model_choices = message.choices
+        pick = self.query_one("#base-model-pick", Select)
+        with pick.prevent(Select.Changed):
+            pick.set_options([(f"{m.name}  ({m.kind})", m.name) for m in usable])
+        self.query_one(f"#{_wid('base_model')}", Input).suggester = SuggestFromList(
+            [m.name for m in usable], case_sensitive=False)
+
+    @on(Select.Changed, "#base-model-pick")
+    def _base_model_picked(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value != Select.BLANK:
+            self.query_one(f"#{_wid('base_model')}", Input).value = str(event.value)
+
+    @on(Input.Submitted, "#f-base_model")
+    def _base_model_submitted(self, event: Input.Submitted) -> None:
+        self.offer_pull(event.value.strip())
+
+    def offer_pull(self, name: str) -> bool:
+        """Ask to download a Hub id that is not on this machine; True when the question was asked."""
+        from engines.hub import REPO_ID, cached_snapshot
+
+        repo, _, revision = name.partition("@")
+        if not REPO_ID.match(repo) or Path(name).expanduser().exists() or cached_snapshot(repo, "model", revision or "main"):
+            return False
+        from persona_tui.screens.choice import ChoiceScreen
+
+        def answered(choice: str | None) -> None:
+            if choice == "pull":
+                self.start_pull(repo, revision or None)
+
+        self.app.push_screen(ChoiceScreen(
+            "Download the base model?",
+            f"{name} is not on this machine. Download its config, tokenizer and safetensors from the Hugging Face "
+            "Hub into the HF cache, as a job? (A gated model needs HF_TOKEN or 'hf auth login'.)",
+            [("pull", "Download", "primary"), ("no", "Cancel", "default")],
+            cancel_key="no", hotkeys={"y": "pull", "n": "no"}), answered)
+        return True
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-pull")
+    def start_pull(self, repo: str, revision: str | None) -> None:
+        from trainers.hub_job import create_pull_job
+
+        try:
+            job_dir = create_pull_job(repo, "model", revision, self.workspace)
+            jobs.start_job(job_dir)
+        except (ValueError, OSError) as e:
+            self.post_message(self.PullStarted("", repo, str(e)))
+            return
+        self.post_message(self.PullStarted(job_dir.name, repo))
+
+    class PullStarted(Message):
+        def __init__(self, job_id: str, repo: str, error: str = "") -> None:
+            super().__init__()
+            self.job_id, self.repo, self.error = job_id, repo, error
+
+    def on_train_pane_pull_started(self, message: PullStarted) -> None:
+        if message.error:
+            self.notify(message.error, title="Download not started", severity="error", markup=False, timeout=10)
+            return
+        self.pull_jobs[message.job_id] = message.repo
+        self.notify(f"Downloading {message.repo} as job {message.job_id}; start the run when it is done.",
+                    markup=False)
 
     @property
     def session(self):
@@ -451,6 +538,8 @@ class TrainPane(Vertical):
         if self.problems:
             self.notify("\n".join(self.problems[:4]), title="Fix the run first", severity="error", markup=False)
             self.query_one(TabbedContent).active = "train-settings"
+            return
+        if run.backend != "openai" and self.offer_pull(run.base_model):
             return
         self.launch(run.id)
 
