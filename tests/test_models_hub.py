@@ -84,8 +84,8 @@ def hf_env(tmp_path, hub, monkeypatch):
     return env
 
 
-def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", COLUMNS="200")
+def cli(*args: str, timeout: float = 180, columns: int = 200) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", COLUMNS=str(columns))
     return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -188,6 +188,45 @@ def test_a_killed_pull_is_not_a_model_and_a_rerun_resumes_without_refetching(hf_
     for f, n in before.items():
         assert n >= 1
         assert len(hub.gets(f)) == (n + 1 if f == last else n), f
+
+
+def test_a_cancelled_pull_ends_cancelled_and_keeps_only_whole_files(hf_env, hub, tiny_model):
+    from engines.hub import cached_snapshot
+    from sessions import jobs
+
+    last = shard_names(tiny_model)[-1]
+    hub.throttle[last] = 0.2
+    r = cli("models", "pull", "acme/tiny-llama", "--detach")
+    assert r.returncode == 0, r.stderr
+    job_dir = Path(hf_env["PERSONA_TUI_CACHE"]) / "hub" / "jobs" / r.stdout.strip()
+    wait_for(lambda: 0 < hub.sent.get(last, 0), what="the throttled shard to start")
+    assert jobs.cancel_job(job_dir)  # SIGTERM: the worker stops at its next progress report
+    wait_for(lambda: jobs.read_status(job_dir).terminal, what="the pull to stop")
+    assert jobs.read_status(job_dir).state == "cancelled"
+    snapshot = Path(hf_env["HF_HUB_CACHE"]) / "models--acme--tiny-llama" / "snapshots"
+    (folder,) = snapshot.iterdir()
+    assert not (folder / last).exists() and (folder / "config.json").is_file()
+    assert cached_snapshot("acme/tiny-llama") is None
+    assert "finished files are kept" in jobs.log_tail(job_dir)
+
+
+def test_models_lists_what_the_session_names(hf_env, hub, tiny_model, tmp_path):
+    from sessions.model import RunSpec, Session
+    from sessions.store import SessionFile
+
+    gguf = tmp_path / "local.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 60)
+    path = tmp_path / "s.toml"
+    SessionFile.create(path, Session(name="s", runs=[RunSpec(id="a", base_model=str(tiny_model)),
+                                                    RunSpec(id="b", base_model="acme/absent"),
+                                                    RunSpec(id="c", base_model=str(gguf))]))
+    r = cli("models", str(path), columns=500)  # one line per model
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("│")[1].strip(): line for line in r.stdout.splitlines() if line.startswith("│")}
+    assert "ready" in rows[str(tiny_model)] and " hf " in rows[str(tiny_model)]
+    assert "ready" in rows[str(gguf)] and " gguf " in rows[str(gguf)]
+    assert "not downloaded: persona-tui models pull acme/absent" in rows["acme/absent"]
+    assert "ready" in rows["bundled:smollm2-135m-instruct"]
 
 
 def test_missing_repo_gated_repo_and_repo_without_weights_each_say_one_sentence(hf_env, hub):

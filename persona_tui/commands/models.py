@@ -70,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
             session = SessionFile.load(Path(args.target)).session
         except (SessionError, OSError) as e:
             return _fail(str(e))
-    table = Table("model", "kind", "revision / path", "size", "state", title="models a run can use",
-                  title_justify="left")
+    table = Table(title="models a run can use", title_justify="left")
+    table.add_column("model", overflow="fold")  # folded, never cut: it is what a run's base_model names
+    table.add_column("kind")
+    table.add_column("revision / path", overflow="fold")
+    table.add_column("size", no_wrap=True)
+    table.add_column("state", overflow="fold")
     for m in available_models(session):
         table.add_row(m.name, m.kind, m.detail, size_text(m.size), "ready" if m.usable else m.note or "not usable")
     Console().print(table, soft_wrap=True)
