@@ -502,9 +502,22 @@ async def test_train_form_picks_from_the_list_and_offers_to_pull_a_missing_id(hf
         await pilot.press("y")
         await wait_until(pilot, lambda: pane.pull_jobs, what="the pull job to start")
         (job_id,) = pane.pull_jobs
-        job_dir = jobs.jobs_root(sf.workspace) / job_id
-        await wait_until(pilot, lambda: jobs.read_status(job_dir).terminal, what="the pull job to end")
-        assert jobs.read_status(job_dir).state == "finished"
+        await wait_until(pilot, lambda: pane.pull_jobs[job_id] != "running", what="the pull job to end")
+        assert pane.pull_jobs[job_id] == "finished"
+        assert jobs.read_status(jobs.jobs_root(sf.workspace) / job_id).state == "finished"  # a job of the session
         assert not [j for j in jobs.list_jobs(sf.workspace) if j.kind == "train"]  # no run was started
         assert cached_snapshot("acme/tiny-llama") is not None
+        assert {m.name: m for m in pane.model_choices}["acme/tiny-llama"].usable  # the list was read again
         assert pane.offer_pull("acme/tiny-llama") is False  # now it is here: no question
+
+        # A gated repo: the pull fails and the form says why, in the job's one sentence.
+        field.value = "acme/gated-llama"
+        await pilot.pause()
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the second question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: len(pane.pull_jobs) == 2 and "running" not in pane.pull_jobs.values(),
+                         what="the gated pull to end")
+        assert sorted(pane.pull_jobs.values()) == ["failed", "finished"]
+        shown = [n.message for n in app._notifications]
+        assert any("gated" in m and "HF_TOKEN" in m and "hf auth login" in m for m in shown)

@@ -284,7 +284,7 @@ class TrainPane(Vertical):
         self._filling = False
         self.problems: list[str] = []
         self.model_choices: list[Any] = []
-        self.pull_jobs: dict[str, str] = {}  # Hub pulls started here: job id -> repo id
+        self.pull_jobs: dict[str, str] = {}  # Hub pulls started here: job id -> running | how it ended
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -387,28 +387,43 @@ class TrainPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-pull")
     def start_pull(self, repo: str, revision: str | None) -> None:
-        from trainers.hub_job import create_pull_job
+        """Start the pull job, then follow it to its end (it goes on if the app quits)."""
+        from trainers.hub_job import available_models, create_pull_job
 
         try:
             job_dir = create_pull_job(repo, "model", revision, self.workspace)
             jobs.start_job(job_dir)
         except (ValueError, OSError) as e:
-            self.post_message(self.PullStarted("", repo, str(e)))
+            self.post_message(self.PullDone("", repo, "failed", str(e)))
             return
-        self.post_message(self.PullStarted(job_dir.name, repo))
+        self.post_message(self.PullDone(job_dir.name, repo, "running"))
+        worker = get_current_worker()
+        status = jobs.read_status(job_dir)
+        while not status.terminal and not worker.is_cancelled:
+            time.sleep(FOLLOW_S)
+            status = jobs.read_status(job_dir)
+        if status.terminal:
+            self.post_message(self.ModelsListed(available_models(self.session)))
+            self.post_message(self.PullDone(job_dir.name, repo, status.state, status.error))
 
-    class PullStarted(Message):
-        def __init__(self, job_id: str, repo: str, error: str = "") -> None:
+    class PullDone(Message):
+        """A pull started from the form: running, or how it ended."""
+
+        def __init__(self, job_id: str, repo: str, state: str, error: str = "") -> None:
             super().__init__()
-            self.job_id, self.repo, self.error = job_id, repo, error
+            self.job_id, self.repo, self.state, self.error = job_id, repo, state, error
 
-    def on_train_pane_pull_started(self, message: PullStarted) -> None:
-        if message.error:
-            self.notify(message.error, title="Download not started", severity="error", markup=False, timeout=10)
-            return
-        self.pull_jobs[message.job_id] = message.repo
-        self.notify(f"Downloading {message.repo} as job {message.job_id}; start the run when it is done.",
-                    markup=False)
+    def on_train_pane_pull_done(self, message: PullDone) -> None:
+        if message.job_id:
+            self.pull_jobs[message.job_id] = message.state
+        if message.state == "running":
+            self.notify(f"Downloading {message.repo} as job {message.job_id}; start the run when it is done.",
+                        markup=False)
+        elif message.state == "finished":
+            self.notify(f"{message.repo} is downloaded: s starts the run.", markup=False)
+        else:
+            self.notify(message.error or f"the download {message.state}", title=f"{message.repo} not downloaded",
+                        severity="error", markup=False, timeout=15)
 
     @property
     def session(self):
