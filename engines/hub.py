@@ -262,6 +262,7 @@ def pull(
     if need > free:
         raise HubError(f"{plan.repo_id} needs {need / 2**30:.2f} GiB more but {cache} has {free / 2**30:.2f} GiB free; "
                        "free some space or point HF_HUB_CACHE at a bigger disk.")
+    _drop_stale_partials(cache, snapshot.parent.parent)
     done = total - need
     if on_progress:
         on_progress(done, total, "")
@@ -313,6 +314,24 @@ def pull(
         if not quiet:
             enable_progress_bars()
     return Path(folder)
+
+
+def _drop_stale_partials(cache: Path, storage: Path) -> None:
+    """Remove the `<etag>.<id>.incomplete` files a killed pull left in the repo's blobs.
+
+    huggingface_hub writes each file to a temporary of its own and cannot reuse it after a kill, so
+    such files only take space (up to a shard each). One whose blob lock nobody holds is stale; a
+    pull of the same repo running in another process holds it, and its file is left alone.
+    """
+    from filelock import FileLock, Timeout
+
+    for part in (storage / "blobs").glob("*.incomplete"):
+        lock = cache / ".locks" / storage.name / f"{part.name.split('.', 1)[0]}.lock"
+        try:
+            with FileLock(str(lock), timeout=0):
+                part.unlink(missing_ok=True)
+        except (Timeout, OSError):
+            continue
 
 
 # ----------------------------------------------------------------------------- the cache

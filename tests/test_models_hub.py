@@ -116,6 +116,23 @@ def test_only_the_files_a_model_needs_are_chosen():
     assert select_model_files(["config.json", "tokenizer.json", "model.onnx", "onnx/model.safetensors"]) == []
 
 
+def test_a_partial_file_is_dropped_only_when_no_pull_holds_its_lock(tmp_path):
+    from filelock import FileLock
+
+    from engines.hub import _drop_stale_partials
+
+    storage = tmp_path / "models--acme--x"
+    (storage / "blobs").mkdir(parents=True)
+    part = storage / "blobs" / "abc123.1f2e3d4c.incomplete"
+    part.write_bytes(b"half")
+    (tmp_path / ".locks" / storage.name).mkdir(parents=True)
+    with FileLock(str(tmp_path / ".locks" / storage.name / "abc123.lock")):  # a pull at work on it
+        _drop_stale_partials(tmp_path, storage)
+        assert part.exists()
+    _drop_stale_partials(tmp_path, storage)
+    assert not part.exists()
+
+
 # ----------------------------------------------------------------------------- pull, list, load
 
 
@@ -179,11 +196,15 @@ def test_a_killed_pull_is_not_a_model_and_a_rerun_resumes_without_refetching(hf_
     listed = cli("models")
     assert "partly downloaded" in next(ln for ln in listed.stdout.splitlines() if "acme/tiny-llama" in ln)
 
+    storage = Path(hf_env["HF_HUB_CACHE"]) / "models--acme--tiny-llama"
+    assert len(list(storage.glob("blobs/*.incomplete"))) == 1  # what the kill left behind
+
     hub.throttle.clear()
     before = {f: len(hub.gets(f)) for f in ("config.json", "tokenizer.json", *shard_names(tiny_model))}
     r = cli("models", "pull", "acme/tiny-llama")
     assert r.returncode == 0, r.stderr
     assert resolve_model("acme/tiny-llama").kind == "hf"
+    assert not list(storage.glob("blobs/*.incomplete"))  # the rerun dropped the dead partial file
     # Files finished before the kill were not fetched again; the interrupted shard was.
     for f, n in before.items():
         assert n >= 1
