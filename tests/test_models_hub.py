@@ -542,3 +542,33 @@ async def test_train_form_picks_from_the_list_and_offers_to_pull_a_missing_id(hf
         assert sorted(pane.pull_jobs.values()) == ["failed", "finished"]
         shown = [n.message for n in app._notifications]
         assert any("gated" in m and "HF_TOKEN" in m and "hf auth login" in m for m in shown)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_train_pane_refuses_a_run_that_cannot_fit(tmp_path, anyio_backend):
+    from persona_tui.app import make_app
+    from persona_tui.panes.train import TrainPane
+    from sessions import jobs
+    from sessions.store import SessionFile
+    from train_fixtures import CHATS, make_session, tiny_run
+    from waiting import wait_until
+
+    huge = tmp_path / "huge-model"
+    huge.mkdir()
+    (huge / "config.json").write_text(json.dumps({**QWEN3_4B, "hidden_size": 16384, "num_hidden_layers": 160,
+                                                  "intermediate_size": 65536, "num_attention_heads": 128,
+                                                  "num_key_value_heads": 16, "head_dim": 128}))
+    run = tiny_run("r1", ["chats"])
+    run.base_model = str(huge)
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        await pilot.press("s")
+        said = lambda: [n.message for n in app._notifications if "this run needs about" in n.message]  # noqa: E731
+        await wait_until(pilot, said, what="the memory refusal")
+        assert "run 'r1': this run needs about" in said()[0] and "training.batch_size" in said()[0]
+        assert not jobs.list_jobs(sf.workspace)  # nothing started
+        assert pane.selected_job is None
