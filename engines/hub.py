@@ -399,6 +399,9 @@ def cached_snapshot(repo_id: str, repo_type: str = "model", revision: str = "mai
     except OSError:
         return None
     folder = storage / "snapshots" / commit
+    if not folder.is_dir() and re.fullmatch(r"[0-9a-f]{7,39}", commit):  # a short commit, as `models` lists it
+        matches = list((storage / "snapshots").glob(f"{commit}*"))
+        folder = matches[0] if len(matches) == 1 else folder
     if not folder.is_dir():
         return None
     if repo_type == "model" and not snapshot_complete(folder):

@@ -572,3 +572,28 @@ async def test_train_pane_refuses_a_run_that_cannot_fit(tmp_path, anyio_backend)
         assert "run 'r1': this run needs about" in said()[0] and "training.batch_size" in said()[0]
         assert not jobs.list_jobs(sf.workspace)  # nothing started
         assert pane.selected_job is None
+
+
+def test_a_pull_at_a_revision_into_a_session_and_a_revision_that_does_not_exist(hf_env, hub, tmp_path):
+    from engines.models import resolve_model
+    from sessions.model import Session
+    from sessions.store import SessionFile
+
+    commit = hub.repos[("model", "acme/tiny-llama")].commit
+    path = tmp_path / "s.toml"
+    SessionFile.create(path, Session(name="s"))
+    r = cli("models", "pull", "acme/tiny-llama", "--revision", commit, "--session", str(path))
+    assert r.returncode == 0, r.stderr
+    listed = cli("jobs", str(path))
+    assert "hub_pull" in listed.stdout and "finished" in listed.stdout  # the session's Jobs list has it
+    # Pulled by commit, the repo has no "main" yet: the list names it with its short commit,
+    # and that name resolves.
+    row = next(ln for ln in cli("models").stdout.splitlines() if "acme/tiny-llama" in ln)
+    name = f"acme/tiny-llama@{commit[:12]}"
+    assert name in row and "ready" in row
+    assert resolve_model(name).path.name == commit
+
+    r = cli("models", "pull", "acme/tiny-llama", "--revision", "v9")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        "persona-tui: acme/tiny-llama has no revision 'v9'; name a branch, tag or commit that exists.")
