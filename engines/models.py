@@ -183,6 +183,11 @@ def list_models(named: Iterable[str] = (), exports: Iterable[tuple[str, str]] = 
     from engines.hub import cached_repos
 
     for repo in cached_repos("model"):
+        ggufs = sorted(repo.path.glob("*.gguf")) if not repo.complete else []
+        for g in ggufs:  # a GGUF repo fetched by another tool: its files are the models
+            add(ModelChoice(str(g), "gguf", f"{repo.repo_id} {repo.revision}", _disk_size(g), True))
+        if ggufs:
+            continue
         name = repo.repo_id if "main" in repo.revision.split(", ") else f"{repo.repo_id}@{repo.commit[:12]}"
         add(ModelChoice(name, "hub", f"{repo.revision} ({repo.commit[:12]})", repo.size, repo.complete,
                         "" if repo.complete else f"partly downloaded: persona-tui models pull {repo.repo_id}"))

@@ -181,7 +181,7 @@ def test_a_killed_pull_is_not_a_model_and_a_rerun_resumes_without_refetching(hf_
 
     size = len((tiny_model / last).read_bytes())
     # The job names the file it is on; the server has sent part of it.
-    wait_for(lambda: jobs.read_status(job_dir).message == last and 0 < hub.sent.get(last, 0) < size * 0.8,
+    wait_for(lambda: jobs.read_status(job_dir).message.endswith(f"MiB {last}") and 0 < hub.sent.get(last, 0) < size * 0.8,
              what="the pull to be part-way through the throttled shard")
     status = jobs.read_status(job_dir)
     os.killpg(status.pid, signal.SIGKILL)  # a kill, not a cancel: nothing runs after it
@@ -241,6 +241,14 @@ def test_models_lists_what_the_session_names(hf_env, hub, tiny_model, tmp_path):
     SessionFile.create(path, Session(name="s", runs=[RunSpec(id="a", base_model=str(tiny_model)),
                                                     RunSpec(id="b", base_model="acme/absent"),
                                                     RunSpec(id="c", base_model=str(gguf))]))
+    # A GGUF repo another tool put in the HF cache: its GGUF file is listed as a model.
+    storage = Path(hf_env["HF_HUB_CACHE"]) / "models--acme--ggufs"
+    (storage / "snapshots" / ("c" * 40)).mkdir(parents=True)
+    (storage / "blobs").mkdir()
+    (storage / "blobs" / "b1").write_bytes(b"GGUF" + b"\0" * 60)
+    (storage / "snapshots" / ("c" * 40) / "m-q4.gguf").symlink_to("../../blobs/b1")
+    (storage / "refs").mkdir()
+    (storage / "refs" / "main").write_text("c" * 40)
     r = cli("models", str(path), columns=500)  # one line per model
     assert r.returncode == 0, r.stderr
     rows = {line.split("│")[1].strip(): line for line in r.stdout.splitlines() if line.startswith("│")}
@@ -248,6 +256,8 @@ def test_models_lists_what_the_session_names(hf_env, hub, tiny_model, tmp_path):
     assert "ready" in rows[str(gguf)] and " gguf " in rows[str(gguf)]
     assert "not downloaded: persona-tui models pull acme/absent" in rows["acme/absent"]
     assert "ready" in rows["bundled:smollm2-135m-instruct"]
+    hub_gguf = str(storage / "snapshots" / ("c" * 40) / "m-q4.gguf")
+    assert "ready" in rows[hub_gguf] and "acme/ggufs main" in rows[hub_gguf]
 
 
 def test_missing_repo_gated_repo_and_repo_without_weights_each_say_one_sentence(hf_env, hub):

@@ -73,7 +73,8 @@ def run(job: Any) -> None:
         def on_progress(done: int, total: int, path: str) -> None:
             if job.cancelled:
                 raise PullStopped()
-            job.progress(done, total, path.rsplit("/", 1)[-1] or "")
+            name = path.rsplit("/", 1)[-1]
+            job.progress(done, total, f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB {name}".strip())
 
         folder = pull(plan, on_progress=on_progress, log=job.log)
     except PullStopped:
