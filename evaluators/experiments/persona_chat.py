@@ -21,7 +21,6 @@ Every step is a job recorded in `<workspace>/experiments/<id>/state.json` and ne
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from sessions.model import DatasetSpec, EvalSpec, RunSpec
 STUDY = "persona-chat"
 CSV_NAME = "Synthetic-Persona-Chat_valid.csv"
 DATA_ENV = "PERSONA_TUI_SPC_DIR"
-DEFAULT_DATA: Path | None = None  # no default: the data is the user's (--data DIR or $PERSONA_TUI_SPC_DIR)
 
 ROW_LABELS = {
     "own": "base + own persona",
@@ -63,12 +61,10 @@ class PersonaChatStudy:
         return self.exp_id or "spc"
 
     def csv(self) -> Path:
-        given = self.data or os.environ.get(DATA_ENV) or DEFAULT_DATA
-        if not given:
-            raise ExperimentError(f"the persona-chat study needs the Synthetic-Persona-Chat data: pass --data DIR "
-                                  f"(the folder holding {CSV_NAME}) or set {DATA_ENV}.")
-        folder = Path(given).expanduser()
-        return (folder / CSV_NAME if folder.is_dir() or folder.suffix != ".csv" else folder).resolve()
+        """--data, else $PERSONA_TUI_SPC_DIR, else the dataset `persona-tui data pull spc` fetched."""
+        from evaluators.experiments.study_data import spc_csv
+
+        return spc_csv(self.data, DATA_ENV)
 
     def state_config(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("size", "steps", "samples", "distractors", "max_tokens", "seed")}
@@ -150,7 +146,7 @@ def run(
     csv = cfg.csv()
     if not csv.is_file():
         raise ExperimentError(f"the Synthetic-Persona-Chat file {csv} does not exist; pass --data DIR (the folder "
-                              f"holding {CSV_NAME}) or set {DATA_ENV}.")
+                              f"holding {CSV_NAME}), set {DATA_ENV}, or run 'persona-tui data pull spc'.")
     state = ExperimentState.open(session_file.workspace, cfg.id, STUDY, cfg.state_config())
     exp = Experiment(session_file, state, console, follow, foreground, save)
     console.rule(f"[bold]persona-chat study {cfg.id}[/] · {cfg.size} next turns per variant")

@@ -2,8 +2,8 @@
 
     persona-tui experiment SESSION --study tailoring [--size N] [--steps N] [--samples N] [--judge ENGINE] [--quick]
 
-Data: the Mnemonic domain of the persona-tailoring data (`--data DIR`, or
-$PERSONA_TUI_TAILORING_DIR): a prompt (a word), a chosen and a rejected
+Data: the Mnemonic domain of the persona-tailoring data (`--data DIR`, or the Hub dataset that
+`persona-tui data pull tailoring` fetches): a prompt (a word), a chosen and a rejected
 mnemonic, and personas of users who would prefer each.
 
 - Four runs, identical settings per method: SFT with personas (`<id>-sft-persona`, the paper's
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,7 +46,6 @@ from sessions.model import DatasetSpec, EngineSpec, EvalSpec, RunSpec
 
 STUDY = "tailoring"
 DATA_ENV = "PERSONA_TUI_TAILORING_DIR"
-DEFAULT_DATA: Path | None = None  # no default: the data is the user's (--data DIR or $PERSONA_TUI_TAILORING_DIR)
 FILES = {
     "sft": "persona-tailoring_sft_train.jsonl",
     "dpo": "persona-tailoring_dpo_train.jsonl",
@@ -79,11 +77,10 @@ class TailoringStudy:
         return self.exp_id or "tailoring"
 
     def folder(self) -> Path:
-        given = self.data or os.environ.get(DATA_ENV) or DEFAULT_DATA
-        if not given:
-            raise ExperimentError(f"the tailoring study needs the persona-tailoring Mnemonic data: pass --data DIR "
-                                  f"(the folder holding {FILES['test']}) or set {DATA_ENV}.")
-        return Path(given).expanduser().resolve()
+        """--data, else $PERSONA_TUI_TAILORING_DIR, else the dataset `persona-tui data pull tailoring` fetched."""
+        from evaluators.experiments.study_data import tailoring_folder
+
+        return tailoring_folder(self.data, DATA_ENV)
 
     def file(self, name: str) -> Path:
         return self.folder() / FILES[name]
@@ -331,7 +328,8 @@ def run(
     for key in FILES:
         if not cfg.file(key).is_file():
             raise ExperimentError(f"the tailoring data file {cfg.file(key)} does not exist; pass --data DIR (the folder "
-                                  f"holding the persona-tailoring JSONL files) or set {DATA_ENV}.")
+                                  f"holding the persona-tailoring JSONL files), set {DATA_ENV}, or run "
+                                  "'persona-tui data pull tailoring'.")
     state = ExperimentState.open(session_file.workspace, cfg.id, STUDY, cfg.state_config())
     exp = Experiment(session_file, state, console, follow, foreground, save)
     console.rule(f"[bold]tailoring study {cfg.id}[/] · judge {judge_ref(cfg)}")

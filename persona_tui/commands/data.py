@@ -1,5 +1,8 @@
 """`persona-tui data SESSION --dataset ID`: build one of the session's dataset specs, headless.
 
+`persona-tui data pull spc|tailoring|persona-inference` downloads a study's public data from the
+Hub into the Hugging Face cache (a job, like `persona-tui models pull`).
+
 The build runs as a job of kind "dataset" (the same files any viewer follows): in the foreground
 with a progress bar, or with `--detach` as a detached worker whose id is printed. Then the
 statistics are printed. `--list` lists the session's dataset specs and what is built.
@@ -22,8 +25,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(datasets/<id>.jsonl, .heldout.jsonl, .stats.json) as a job, then print its statistics. "
         "The session file is not changed (except by --mix, which adds the mixed spec).",
     )
-    parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
-    what = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("session", type=Path, metavar="SESSION.toml|pull",
+                        help="the session file; or 'pull' to download a study's public data")
+    parser.add_argument("pull_what", nargs="?", metavar="spc|tailoring|persona-inference",
+                        help="with pull: which Hub dataset to fetch into the Hugging Face cache (as a job)")
+    what = parser.add_mutually_exclusive_group()
     what.add_argument("--dataset", metavar="ID", help="the dataset spec to build")
     what.add_argument("--list", action="store_true", help="list the dataset specs and their built state")
     what.add_argument("--stats", metavar="ID", help="print the statistics of a built dataset")
@@ -84,8 +90,26 @@ def stats_table(stats: dict[str, Any]):
     return table
 
 
+def _pull(args: argparse.Namespace) -> int:
+    """`persona-tui data pull spc|tailoring|persona-inference`: a Hub dataset into the HF cache, as a job."""
+    from engines.hub import STUDY_DATASETS
+    from persona_tui.commands.models import pull_job
+
+    if args.pull_what not in STUDY_DATASETS:
+        return _fail(f"name the data to pull: persona-tui data pull {'|'.join(STUDY_DATASETS)}.")
+    return pull_job(STUDY_DATASETS[args.pull_what], "dataset", None, None, args.detach)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+
+    if str(args.session) == "pull" and not args.session.is_file():
+        return _pull(args)
+    if args.pull_what:
+        return _fail(f"unexpected {args.pull_what!r}; name what to do with --dataset, --list, --stats or --mix.")
+    if not (args.dataset or args.list or args.stats or args.mix):
+        return _fail("name what to do: --dataset ID (build), --list, --stats ID or --mix NEW_ID A,B; "
+                     "or 'persona-tui data pull spc|tailoring|persona-inference'.")
 
     from sessions import jobs
     from sessions.store import SessionFile

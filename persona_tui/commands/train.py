@@ -29,6 +29,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--run", dest="run_id", metavar="ID", help="the run spec to train")
     parser.add_argument("--resume", metavar="JOB", help="continue a stopped training job from its last checkpoint")
     parser.add_argument("--detach", action="store_true", help="start a detached worker, print the job id and return")
+    parser.add_argument("--skip-memory-check", action="store_true",
+                        help="start even when the memory estimate says the run will not fit the device")
     return parser
 
 
@@ -122,6 +124,15 @@ def run(args: argparse.Namespace) -> int:
         (job_dir / "cancel.request").unlink(missing_ok=True)
         label = f"resume {args.resume}"
     else:
+        run_spec = sf.session.run(args.run_id)
+        if run_spec is not None:
+            from trainers.memory_estimate import check_run
+
+            verdict = check_run(run_spec)
+            if verdict and verdict[0] == "error" and not args.skip_memory_check:
+                return _fail(f"run {args.run_id!r}: {verdict[1][:-1]} (or pass --skip-memory-check).")
+            if verdict:
+                print(f"persona-tui: warning: run {args.run_id!r}: {verdict[1]}", file=sys.stderr)
         try:
             job_dir = create_train_job(sf, args.run_id)
         except RunSpecError as e:

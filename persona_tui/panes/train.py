@@ -318,6 +318,8 @@ class TrainPane(Vertical):
         self._filling = False
         self.problems: list[str] = []
         self.manifests: dict[str, dict[str, Any] | None] = {}
+        self.model_choices: list[Any] = []
+        self.pull_jobs: dict[str, str] = {}  # Hub pulls started here: job id -> running | how it ended
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -353,6 +355,10 @@ class TrainPane(Vertical):
                                 elif kind == "bool | None":  # unset = auto
                                     yield Select([(c, c) for c in TRISTATE], id=_wid(name), allow_blank=False,
                                                  compact=True, tooltip=help_text)
+                                elif name == "base_model":  # typed, completed, or picked from the list
+                                    yield Input(id=_wid(name), compact=True, tooltip=help_text)
+                                    yield Select([], id="base-model-pick", prompt="pick a model",
+                                                 compact=True, tooltip="Models this machine has (persona-tui models)")
                                 else:
                                     yield Input(id=_wid(name), compact=True, tooltip=help_text)
 
@@ -360,6 +366,102 @@ class TrainPane(Vertical):
         self._fill_runs()
         self.follow_jobs()
         self.watch_machine()
+        self.list_base_models()
+
+    # -- the base model: the list of `persona-tui models`, and a pull for a Hub id not here ----
+    class ModelsListed(Message):
+        def __init__(self, choices: list[Any]) -> None:
+            super().__init__()
+            self.choices = choices
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-models")
+    def list_base_models(self) -> None:
+        """The same list as `persona-tui models SESSION` (it reads the HF cache: off the UI thread)."""
+        from trainers.hub_job import available_models
+
+        self.post_message(self.ModelsListed(available_models(self.session)))
+
+    def on_train_pane_models_listed(self, message: ModelsListed) -> None:
+        from textual.suggester import SuggestFromList
+
+        usable = [m for m in message.choices if m.usable]
+        self.model_choices = message.choices
+        pick = self.query_one("#base-model-pick", Select)
+        with pick.prevent(Select.Changed):
+            pick.set_options([(f"{m.name}  ({m.kind})", m.name) for m in usable])
+        self.query_one(f"#{_wid('base_model')}", Input).suggester = SuggestFromList(
+            [m.name for m in usable], case_sensitive=False)
+
+    @on(Select.Changed, "#base-model-pick")
+    def _base_model_picked(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value != Select.BLANK:
+            self.query_one(f"#{_wid('base_model')}", Input).value = str(event.value)
+
+    @on(Input.Submitted, "#f-base_model")
+    def _base_model_submitted(self, event: Input.Submitted) -> None:
+        self.offer_pull(event.value.strip())
+
+    def offer_pull(self, name: str) -> bool:
+        """Ask to download a Hub id that is not on this machine; True when the question was asked."""
+        from engines.hub import REPO_ID, cached_snapshot
+
+        repo, _, revision = name.partition("@")
+        if not REPO_ID.match(repo) or Path(name).expanduser().exists() or cached_snapshot(repo, "model", revision or "main"):
+            return False
+        from persona_tui.screens.choice import ChoiceScreen
+
+        def answered(choice: str | None) -> None:
+            if choice == "pull":
+                self.start_pull(repo, revision or None)
+
+        self.app.push_screen(ChoiceScreen(
+            "Download the base model?",
+            f"{name} is not on this machine. Download its config, tokenizer and safetensors from the Hugging Face "
+            "Hub into the HF cache, as a job? (A gated model needs HF_TOKEN or 'hf auth login'.)",
+            [("pull", "Download", "primary"), ("no", "Cancel", "default")],
+            cancel_key="no", hotkeys={"y": "pull", "n": "no"}), answered)
+        return True
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-pull")
+    def start_pull(self, repo: str, revision: str | None) -> None:
+        """Start the pull job, then follow it to its end (it goes on if the app quits)."""
+        from trainers.hub_job import available_models, create_pull_job
+
+        try:
+            job_dir = create_pull_job(repo, "model", revision, self.workspace)
+            jobs.start_job(job_dir)
+        except (ValueError, OSError) as e:
+            self.post_message(self.PullDone("", repo, "failed", str(e)))
+            return
+        self.post_message(self.PullDone(job_dir.name, repo, "running"))
+        worker = get_current_worker()
+        status = jobs.read_status(job_dir)
+        while not status.terminal and not worker.is_cancelled:
+            time.sleep(FOLLOW_S)
+            status = jobs.read_status(job_dir)
+        if status.terminal:
+            self.post_message(self.ModelsListed(available_models(self.session)))
+            self.post_message(self.PullDone(job_dir.name, repo, status.state, status.error))
+
+    class PullDone(Message):
+        """A pull started from the form: running, or how it ended."""
+
+        def __init__(self, job_id: str, repo: str, state: str, error: str = "") -> None:
+            super().__init__()
+            self.job_id, self.repo, self.state, self.error = job_id, repo, state, error
+
+    def on_train_pane_pull_done(self, message: PullDone) -> None:
+        if message.job_id:
+            self.pull_jobs[message.job_id] = message.state
+        if message.state == "running":
+            self.notify(f"Downloading {message.repo} as job {message.job_id}; start the run when it is done.",
+                        markup=False)
+        elif message.state == "finished":
+            self.notify(f"{message.repo} is downloaded: s starts the run.", markup=False)
+        else:
+            self.notify(message.error or f"the download {message.state}", title=f"{message.repo} not downloaded",
+                        severity="error", markup=False, timeout=15)
 
     @property
     def session(self):
@@ -490,13 +592,21 @@ class TrainPane(Vertical):
             self.notify("\n".join(self.problems[:4]), title="Fix the run first", severity="error", markup=False)
             self.query_one(TabbedContent).active = "train-settings"
             return
+        if run.backend != "openai" and self.offer_pull(run.base_model):
+            return
         self.launch(run.id)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
     def launch(self, run_id: str) -> None:
         """Validate against the machine (imports torch to count GPUs), create and start the job."""
+        from trainers.memory_estimate import check_run
         from trainers.train_job import RunSpecError, create_train_job
 
+        run = self.session.run(run_id)
+        verdict = check_run(run) if run is not None else None
+        if verdict and verdict[0] == "error":  # will not fit: say what to change instead of starting
+            self.post_message(self.JobLaunched("", f"run {run_id!r}: {verdict[1]}"))
+            return
         try:
             job_dir = create_train_job(self.session_file, run_id)
             jobs.start_job(job_dir)
