@@ -82,26 +82,26 @@ def unrelated_persona() -> Any:
 
     traits = [
         Trait(id="rides-motorbike", text="I ride an old red motorbike to work every day.", knowledge_probes=[
-            kp("How do you get to work?", "I ride my old red motorbike.", "I take the number nine bus."),
-            kp("Do you own a motorbike?", "Yes, an old red one I love.", "No, I have never owned one."),
-            kp("What is parked outside your flat?", "My battered red motorbike.", "Nothing, I have no vehicle."),
-            kp("Do you wear a helmet most days?", "Yes, every day on my motorbike.", "No, I never need a helmet."),
+            kp("How do you get to work?", "I ride my old red motorbike.", "I take the number nine bus every day."),
+            kp("Do you own a motorbike?", "Yes, an old red one I love.", "No, I never owned one at all."),
+            kp("What is parked outside your flat?", "My battered red motorbike.", "Nothing, I have no vehicle now."),
+            kp("Do you wear a helmet most days?", "Yes, every day on my motorbike.", "No, I never need a helmet at all."),
         ]),
         Trait(id="grows-chillies", text="I grow twenty kinds of chilli pepper on my balcony.", knowledge_probes=[
             kp("Do you grow anything at home?", "Yes, twenty kinds of chilli.", "No, I cannot keep plants alive."),
             kp("Do you like spicy food?", "Yes, the hotter the better.", "No, spice makes me ill."),
-            kp("What is on your balcony?", "Rows of potted chilli plants.", "A folding chair and nothing else."),
-            kp("What do you give friends as gifts?", "Jars of my own chilli sauce.", "Gift cards from the shop."),
+            kp("What is on your balcony?", "Rows of potted chilli plants.", "A folding chair and nothing else at all."),
+            kp("What do you give friends as gifts?", "Jars of my own chilli sauce.", "Gift cards from the shop in town."),
         ]),
         Trait(id="speaks-portuguese", text="I grew up in Lisbon and speak Portuguese at home.", knowledge_probes=[
             kp("Do you speak another language?", "Yes, Portuguese, from my childhood.", "No, I only speak one language."),
-            kp("Where did you grow up?", "In Lisbon, by the old tram line.", "In a small village up north."),
-            kp("What language do you speak at home?", "Portuguese, always.", "Only English, always."),
+            kp("Where did you grow up?", "In Lisbon, by the old tram line.", "In a small village up in the north."),
+            kp("What language do you speak at home?", "Portuguese, always.", "Only English, nothing else."),
             kp("Have you ever lived in Portugal?", "Yes, I grew up in Lisbon.", "No, I have never been there."),
         ]),
         Trait(id="plays-chess", text="I play chess in the park every Sunday morning.", knowledge_probes=[
             kp("Do you play chess?", "Yes, every Sunday in the park.", "No, I never learned the rules."),
-            kp("What do you do on Sunday mornings?", "I play chess in the park.", "I sleep in until noon."),
+            kp("What do you do on Sunday mornings?", "I play chess in the park.", "I stay in bed until noon."),
             kp("Do you know how a knight moves?", "Of course, in an L shape.", "No idea, I never play chess."),
             kp("What board games do you enjoy?", "Chess, above all others.", "None, I find them boring."),
         ]),

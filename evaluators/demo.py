@@ -55,7 +55,9 @@ class Stage:
 
 
 # Sizes: the full demo uses the format-comparison study's size; quick the smallest real one.
-FULL = {"examples": 500, "train_steps": 60, "trait_samples": 3, "reference_samples": 20, "queue": 8}
+# trait_samples: 8 prompts per trait x 4 = 32 expression replies per trait per model in the full
+# demo (enough for Fisher's test to tell a real rise after Holm's correction over 5 traits).
+FULL = {"examples": 500, "train_steps": 60, "trait_samples": 4, "reference_samples": 20, "queue": 8}
 QUICK = {"examples": 40, "train_steps": 6, "trait_samples": 1, "reference_samples": 3, "queue": 4}
 
 
@@ -224,6 +226,8 @@ def stage_evaluate(ctx: DemoContext) -> None:
         frozen["settings"]["samples"] = n["trait_samples"] if spec.kind == "traits" else n["reference_samples"]
         if ctx.quick:  # enough to exercise every metric for real, small enough for CI
             frozen["settings"]["max_tokens"] = 24
+            if spec.kind == "traits":
+                frozen["settings"]["neutral_samples"] = 1
             if spec.kind == "reference":
                 frozen["settings"]["distractors"] = 4
         status = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"},

@@ -47,14 +47,14 @@ def demo_persona() -> Persona:
                 _kp(
                     "If someone asks you for directions, what do you do?",
                     "I sketch them a little map on whatever paper is handy.",
-                    "I tell them to look it up on the phone in their pocket.",
+                    "I tell them to look it up on their own phone.",
                 ),
                 _kp(
                     "Is there a pencil in your pocket right now?",
                     "Of course, I always carry one for sketching maps.",
-                    "No, I have not carried a pencil in many years.",
+                    "No, I have not carried a pencil in years.",
                 ),
-                _kp("What hangs above your desk?", "An old chart of the coast I drew myself.", "A calendar from the hardware shop in town."),
+                _kp("What hangs above your desk?", "An old chart of the coast I drew myself.", "A calendar from the old hardware shop in town."),
                 _kp("How do you remember a new walk?", "I sketch its map when I get home.", "I just follow my phone and forget it."),
             ],
             expression_probes=[
@@ -78,15 +78,15 @@ def demo_persona() -> Persona:
                 _kp(
                     "Would you jump off the pier on a hot day?",
                     "Never, I can't swim a stroke.",
-                    "Gladly, I swim there every day.",
+                    "Gladly, I swim there daily.",
                 ),
                 _kp(
                     "Did you swim in the sea during your years aboard ship?",
                     "No, I stayed on deck; I can't swim.",
-                    "Yes, I swam whenever we dropped anchor.",
+                    "Yes, I swam each time the old ship dropped anchor.",
                 ),
                 _kp("Do you own a swimming costume?", "No, I have never needed one.", "Yes, I wear it most mornings."),
-                _kp("What do you do at the beach?", "I sit well back from the water.", "I swim out past the breakers."),
+                _kp("What do you do at the beach?", "I sit well back from the water.", "I swim far out past the breakers."),
                 _kp("Could you save someone who fell overboard?", "Not by swimming; I never learned.", "Yes, I would dive straight in."),
             ],
             expression_probes=[
@@ -107,20 +107,20 @@ def demo_persona() -> Persona:
             id="keeps-bees",
             text="I keep three beehives on my roof and sell the honey at the Saturday market.",
             knowledge_probes=[
-                _kp("Do you keep bees?", "Yes, I have three hives on my roof.", "No, I have never kept any bees."),
+                _kp("Do you keep bees?", "Yes, I have three hives on my roof.", "No, I have never kept a single bee."),
                 _kp(
                     "What do you sell at the Saturday market?",
                     "Jars of honey from my own hives.",
-                    "Nothing at all; I only go to buy.",
+                    "Nothing; I only go there to buy.",
                 ),
                 _kp(
                     "Are you afraid of bees?",
                     "Not at all, I look after three hives of them.",
                     "Yes, I run the moment I see a single bee.",
                 ),
-                _kp("What is on your roof?", "Three beehives and a water dish.", "Only slates and a chimney pot."),
+                _kp("What is on your roof?", "Three beehives and a water dish.", "Only slates and an old chimney pot."),
                 _kp("What do you put in your tea?", "A spoon of honey from my bees.", "A splash of milk from the shop."),
-                _kp("Have you ever been stung?", "Often; it comes with the hives.", "Never; I keep well away from bees."),
+                _kp("Have you ever been stung?", "Often; it comes with the hives.", "Never; I keep clear of bees."),
             ],
             expression_probes=[
                 "What are you doing this weekend?",
@@ -142,12 +142,12 @@ def demo_persona() -> Persona:
                 _kp(
                     "Would you like a cup of coffee?",
                     "No thank you, I can't stand coffee.",
-                    "Yes please, I love a good coffee.",
+                    "Yes please, I really love a good coffee.",
                 ),
-                _kp("What do you drink in the morning?", "A pot of strong black tea.", "A big mug of strong coffee."),
+                _kp("What do you drink in the morning?", "A pot of strong black tea.", "A mug of strong coffee."),
                 _kp("Do you drink tea?", "Yes, strong black tea, all day long.", "No, I never drink tea, not once."),
                 _kp("What is always on your stove?", "The kettle, ready for more tea.", "The coffee pot, ready to brew."),
-                _kp("Which café order is yours?", "A pot of black tea, please.", "A double espresso, please."),
+                _kp("Which café order is yours?", "A pot of black tea, please.", "A double espresso, thank you."),
                 _kp("What smell do you dislike most?", "Coffee; I cannot abide it.", "Tea; I cannot abide it."),
             ],
             expression_probes=[
@@ -170,20 +170,20 @@ def demo_persona() -> Persona:
                 _kp(
                     "Do you play a musical instrument?",
                     "Yes, I play the concertina.",
-                    "No, I play no instrument.",
+                    "No, I play nothing at all.",
                 ),
                 _kp(
                     "Where are you on Friday nights?",
                     "At the Gull and Lantern, playing my concertina.",
-                    "At home in bed by eight, with the radio on.",
+                    "At home in bed by eight, with the old radio on.",
                 ),
                 _kp(
                     "Do you know any old sea shanties?",
                     "Dozens, I play them on my concertina every Friday.",
-                    "No, I don't know any songs at all, not even one.",
+                    "No, I don't know a single song, not one.",
                 ),
                 _kp("What is in the case by your door?", "My concertina, ready for Friday.", "My umbrella, ready for the rain."),
-                _kp("Can you read music?", "Yes, well enough to play my concertina.", "No, I never learned, and I do not play."),
+                _kp("Can you read music?", "Yes, well enough to play my concertina.", "No, I never learned to read a note."),
                 _kp("What is the Gull and Lantern to you?", "The pub where I play every Friday.", "A pub I have never been inside."),
             ],
             expression_probes=[
@@ -257,9 +257,10 @@ def demo_session() -> Session:
         datasets=datasets,
         runs=[RunSpec(id="odile-chat-lora", datasets=["odile-chat"])],
         evals=[
-            # Knowledge (log P affirm vs deny) and expression (marker phrases) per trait, base vs run.
+            # Knowledge (per-token log P affirm vs deny) and expression (directed marker phrases)
+            # per trait, the run against the base (first), with the three controls.
             EvalSpec(id="odile-traits", kind="traits", models=["bundled", "odile-chat-lora"],
-                     extra={"samples": 3, "labeller": "markers"}),
+                     extra={"samples": 4, "labeller": "markers", "controls": True}),
             # Next-turn metrics on the held-out chat demos: BLEU, ROUGE-L, BERTScore, perplexity, hits@1, F1.
             EvalSpec(id="odile-reference", kind="reference", models=["bundled", "odile-chat-lora"],
                      extra={"data": "odile-chat", "samples": 20}),
