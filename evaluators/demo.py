@@ -237,11 +237,39 @@ def stage_evaluate(ctx: DemoContext) -> None:
         for table in tables_for(scores):
             ctx.notes.append(table)
         outputs = status.dir / "outputs.jsonl"
-        ctx.made.append(("evaluate", f"{spec.kind}: {', '.join(spec.models)}", str(outputs)))
+        what = f"{spec.kind}: {', '.join(spec.models)}"
+        if spec.kind == "traits":
+            from evaluators.tables import problems_text
+
+            ctx.notes.append(problems_text(scores))
+            what += "".join(f"; {line}" for line in traits_headline(scores))
+        ctx.made.append(("evaluate", what, str(outputs)))
     from evaluators.annotation import build_queue
 
     queue = build_queue(session, ctx.workspace)
     ctx.made.append(("annotate", f"{len(queue.items)} outputs queued for hand labels", "persona-tui " + str(ctx.session_path) + " (tab 6)"))
+
+
+def traits_headline(scores: dict[str, Any]) -> list[str]:
+    """One line per compared model: knowledge vs base with its p, traits up after Holm, controls."""
+    lines = []
+    for cmp in scores.get("comparison") or []:
+        parts = []
+        know = (cmp.get("knowledge") or {}).get("overall")
+        if know and know.get("n"):
+            p = know.get("p")
+            parts.append(f"knowledge {know['run']['k']}/{know['n']} vs base {know['base']['k']}/{know['n']}"
+                         + (f" (McNemar p {p:.3g})" if isinstance(p, (int, float)) else ""))
+        expr = cmp.get("expression")
+        if expr:
+            ups = sum(r.get("verdict") == "up" for r in expr["traits"])
+            parts.append(f"expression up on {ups}/{len(expr['traits'])} traits after Holm")
+        ctrl = cmp.get("controls")
+        if ctrl:
+            passed = sum(c.get("passed") is True for c in ctrl)
+            parts.append(f"controls {passed}/{len(ctrl)} pass")
+        lines.append(f"{cmp['model']}: " + ", ".join(parts))
+    return lines
 
 
 STAGES: list[Stage] = [

@@ -234,3 +234,18 @@ def test_general_ability_bound():
     worse = controls.ability({"run": 36.0, "base": 7.0}, "run", "base")
     assert worse["passed"] is False and math.isclose(worse["ratio"], 36 / 7)
     assert controls.ability({"base": 7.0}, "run", "base")["passed"] is None
+
+
+def test_demo_summary_line_for_the_comparison():
+    from evaluators.demo import traits_headline
+
+    traits, k, e = _scores()
+    scores = {"comparison": [{
+        "model": "run", "base": "base",
+        "knowledge": knowledge_comparison(k, "run", "base", traits),
+        "expression": expression_comparison(e, "run", "base", traits),
+        "controls": [{"passed": True}, {"passed": False}, {"passed": None}],
+    }]}
+    assert traits_headline(scores) == [
+        "run: knowledge 10/10 vs base 2/10 (McNemar p 0.00781), expression up on 1/3 traits after Holm, "
+        "controls 1/3 pass"]
