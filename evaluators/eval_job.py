@@ -477,8 +477,8 @@ def _same_scoring(run: Run) -> None:
     base = run.models[0].engine
     for entry in run.models[1:]:
         eng = entry.engine
-        if (eng.kind, eng.model, eng.adapter) == (base.kind, base.model, base.adapter) or eng.adapter:
-            continue
+        if (eng.kind, eng.model) == (base.kind, base.model):
+            continue  # the same engine and weights; an adapter on top is what is measured
         lora = Path(eng.model).parent / "adapter-f16.gguf"
         report = Path(eng.model).parent / "report.json"  # the export's report names its base model
         if eng.kind == base.kind == "llamacpp" and not base.adapter and lora.is_file() and report.is_file():

@@ -249,3 +249,36 @@ def test_demo_summary_line_for_the_comparison():
     assert traits_headline(scores) == [
         "run: knowledge 10/10 vs base 2/10 (McNemar p 0.00781), expression up on 1/3 traits after Holm, "
         "controls 1/3 pass"]
+
+
+def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
+    import json as _json
+
+    from evaluators.eval_job import _same_scoring
+    from evaluators.eval_spec import ModelEntry
+    from sessions.model import EngineSpec
+
+    export = tmp_path / "jobs" / "export-1" / "export"
+    export.mkdir(parents=True)
+    for name in ("model-q8_0.gguf", "adapter-f16.gguf"):
+        (export / name).write_bytes(b"GGUF")
+    (export / "report.json").write_text(_json.dumps({"base_model": "bundled:smollm2-135m-instruct"}))
+
+    class FakeRun:
+        def __init__(self, models):
+            self.models, self.notes = models, []
+
+        def note(self, message):
+            self.notes.append(message)
+
+    base = ModelEntry("bundled", EngineSpec(id="bundled", kind="llamacpp"))
+    run = FakeRun([base, ModelEntry("odile-chat-lora", EngineSpec(id="r", kind="llamacpp", model=str(export / "model-q8_0.gguf")))])
+    _same_scoring(run)
+    eng = run.models[1].engine
+    assert (eng.kind, eng.model, eng.adapter) == ("llamacpp", base.engine.model, str(export / "adapter-f16.gguf"))
+    assert "the base's engine and quantisation" in run.notes[0]
+    # A run that cannot be matched (an HF adapter against a GGUF base) is scored as it is, and said so.
+    hf = FakeRun([base, ModelEntry("r", EngineSpec(id="r", kind="transformers", model="bundled:smollm2-135m-instruct",
+                                                   adapter=str(tmp_path / "adapter")))])
+    _same_scoring(hf)
+    assert hf.models[1].engine.kind == "transformers" and "not scored through the same engine" in hf.notes[0]
