@@ -282,3 +282,23 @@ def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
                                                    adapter=str(tmp_path / "adapter")))])
     _same_scoring(hf)
     assert hf.models[1].engine.kind == "transformers" and "not scored through the same engine" in hf.notes[0]
+
+
+def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):
+    import json as _json
+
+    from evaluators.eval_job import create_eval_job, load_scores
+    from sessions import jobs
+    from sessions.model import EvalSpec, Session
+    from sessions.store import SessionFile
+
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(_json.dumps({"text": t}) + "\n" for t in ("One line of text.", "Another line.")))
+    (tmp_path / "broken.gguf").write_bytes(b"not a gguf")  # no model needed to see the data is short
+    path = tmp_path / "s.toml"
+    SessionFile.create(path, Session(name="s", evals=[EvalSpec(
+        id="pm", kind="perplexity_matrix", models=["broken.gguf"], extra={"data": [str(data)], "samples": 50})]))
+    job_dir = create_eval_job(SessionFile.load(path), "pm")
+    jobs.run_job_inline(job_dir, {"eval": "evaluators.eval_job"})
+    notes = load_scores(job_dir)["notes"]
+    assert any("samples = 50 asks for more records than" in n and "(2)" in n for n in notes), notes
