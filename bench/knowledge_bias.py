@@ -76,6 +76,7 @@ def main() -> None:
     try:
         for name, persona in sets:
             r = measure(engine, persona, args.model)
+            print(name, r, flush=True)  # each row as it comes: a loaded machine takes minutes per set
             u = r["uneven"] or 1
             table.add_row(name, str(r["n"]), str(r["uneven"]), str(r["affirm_longer"]), str(r["max_gap"]),
                           f"{r['sum']}/{r['n']}", f"{r['mean']}/{r['n']}",
