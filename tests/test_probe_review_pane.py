@@ -75,3 +75,24 @@ async def test_probes_that_repeat_the_training_data_cannot_be_kept(tmp_path: Pat
         assert isinstance(app.screen, ProbeReview)
         await pilot.press("escape")
         await pilot.press("q")
+
+
+async def test_contradicting_phrases_are_edited_in_the_trait_editor(tmp_path: Path):
+    from persona_tui.panes.personas import TraitTable
+    from persona_tui.screens.trait_editor import TraitEditor
+
+    path = write_demo_session(tmp_path)
+    app = make_app(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one(TraitTable).focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, TraitEditor), what="the trait editor")
+        area = app.screen.query_one("#trait-contra")
+        assert area.text.splitlines() == SessionFile.load(path).session.personas[0].traits[0].contra_markers
+        area.focus()
+        area.move_cursor(area.document.end)
+        await pilot.press("enter", *"lost at sea")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: SessionFile.load(path).session.personas[0].traits[0].contra_markers[-1]
+                         == "lost at sea", what="the new phrase on disk")
+        await pilot.press("q")
