@@ -95,6 +95,17 @@ def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
                     cell[name] = round(rate, 4)
             cell["flag"] = row["flag"]
             out.setdefault(row["model"], {})[row["trait"]] = cell
+        for cmp in scores.get("comparison") or []:
+            vs: dict[str, Any] = {"base": cmp["base"]}
+            know = (cmp.get("knowledge") or {}).get("overall") or {}
+            if know.get("n"):
+                vs.update(knowledge_diff=round(know["diff"], 4), knowledge_p=round(know["p"], 6))
+            if cmp.get("expression"):
+                vs["traits_up"] = sum(r.get("verdict") == "up" for r in cmp["expression"]["traits"])
+            if cmp.get("controls"):
+                vs["controls_passed"] = sum(c.get("passed") is True for c in cmp["controls"])
+                vs["controls"] = len(cmp["controls"])
+            out.setdefault(cmp["model"], {})["vs_base"] = vs
     elif kind in ("judge", "tailoring"):
         for row in scores.get("pairs", []):
             rate = row["win"].get("rate")

@@ -302,3 +302,18 @@ def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):
     jobs.run_job_inline(job_dir, {"eval": "evaluators.eval_job"})
     notes = load_scores(job_dir)["notes"]
     assert any("samples = 50 asks for more records than" in n and "(2)" in n for n in notes), notes
+
+
+def test_the_session_summary_keeps_the_comparison_without_nulls():
+    from evaluators.eval_job import summary
+
+    traits, k, e = _scores()
+    scores = {"kind": "traits", "rows": [], "comparison": [{
+        "model": "run", "base": "base",
+        "knowledge": knowledge_comparison(k, "run", "base", traits),
+        "expression": expression_comparison(e, "run", "base", traits),
+        "controls": [{"passed": True}, {"passed": None}],
+    }]}
+    vs = summary(scores)["run"]["vs_base"]
+    assert vs == {"base": "base", "knowledge_diff": 0.8, "knowledge_p": round(2 / 256, 6), "traits_up": 1,
+                  "controls_passed": 1, "controls": 2}
