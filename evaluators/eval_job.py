@@ -510,14 +510,7 @@ def _same_scoring(run: Run) -> None:
 
 def run_traits(run: Run) -> None:
     from evaluators import controls
-    from evaluators.probes import (
-        MarkerLabeller,
-        expression_cells,
-        expression_comparison,
-        knowledge_cells,
-        knowledge_comparison,
-        trait_rows,
-    )
+    from evaluators.probes import MarkerLabeller, expression_cells, knowledge_cells, trait_rows
 
     s = run.settings
     persona = run.persona

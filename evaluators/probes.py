@@ -14,7 +14,6 @@ model that knows a trait but rarely shows it stands out at a glance.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
