@@ -130,6 +130,9 @@ def test_traits_eval_inline_keeps_every_reply_and_names_its_scorer(tmp_path):
     know = [o for o in outputs if o["kind"] == "knowledge"]
     per_token = [o["logp_affirm"] / o["tokens_affirm"] > o["logp_deny"] / o["tokens_deny"] for o in know]
     assert [o["knows"] for o in know] == per_token  # the default: per-token mean
+    # The demo's and the control persona's answers are matched in this model's tokens.
+    control = [o for o in outputs if o["kind"] == "control_knowledge"]
+    assert len(control) == 2 * 16 and all(o["tokens_affirm"] == o["tokens_deny"] for o in know + control)
     assert len(machine_trait_labels(outputs)) == len(expr)
     assert status.done == status.total == 2 * (4 + 4 + n_control)
     # The second model against the first: paired knowledge, per-trait expression, three controls.
