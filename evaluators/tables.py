@@ -50,10 +50,16 @@ def _rate(d: Mapping[str, Any] | None, with_bar: bool = False) -> Text:
 
 
 def reference_table(scores: Mapping[str, Any]) -> Table:
-    table = Table(title=f"Reference metrics · {scores.get('eval', '')}", title_justify="left")
+    # Light box, no edge padding, headers that wrap at their space: every number fits whole in
+    # 80 columns (the model's name folds instead).
+    table = Table(title=f"Reference metrics · {scores.get('eval', '')}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, expand=True)
     for col in ("Model", "BLEU", "ROUGE-L", "BERTScore P", "BERTScore R", "BERTScore F1",
                 "Perplexity", "hits@1", "F1", "n"):
-        table.add_column(col, justify="left" if col == "Model" else "right")
+        if col == "Model":
+            table.add_column(col, overflow="fold", min_width=6)
+        else:
+            table.add_column(col, justify="right")
     bert_model = ""
     hits = ""
     for row in scores.get("rows", []):

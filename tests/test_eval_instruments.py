@@ -317,3 +317,19 @@ def test_the_session_summary_keeps_the_comparison_without_nulls():
     vs = summary(scores)["run"]["vs_base"]
     assert vs == {"base": "base", "knowledge_diff": 0.8, "knowledge_p": round(2 / 256, 6), "traits_up": 1,
                   "controls_passed": 1, "controls": 2}
+
+
+def test_reference_table_keeps_every_number_at_80_columns():
+    from rich.console import Console
+
+    row = {"n": 3, "bleu": 0.98, "rouge_l": 0.1266, "f1": 0.1416, "perplexity": 22.95, "hits@1": 0.333,
+           "bertscore": {"P": 0.2311, "R": 0.2032, "F1": 0.2150}}
+    scores = {"kind": "reference", "eval": "odile-reference",
+              "rows": [{"model": "bundled", **row}, {"model": "odile-chat-lora", **row, "perplexity": 121.12}]}
+    console = Console(width=80, record=True, color_system=None)
+    for t in tables_for(scores):
+        console.print(t)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for needle in ("0.98", "0.1266", "0.2311", "0.2032", "0.2150", "22.95", "121.12", "33.3%", "0.1416"):
+        assert needle in text, (needle, text)
