@@ -55,7 +55,9 @@ class Stage:
 
 
 # Sizes: the full demo uses the format-comparison study's size; quick the smallest real one.
-FULL = {"examples": 500, "train_steps": 60, "trait_samples": 3, "reference_samples": 20, "queue": 8}
+# trait_samples: 8 prompts per trait x 4 = 32 expression replies per trait per model in the full
+# demo (enough for Fisher's test to tell a real rise after Holm's correction over 5 traits).
+FULL = {"examples": 500, "train_steps": 60, "trait_samples": 4, "reference_samples": 20, "queue": 8}
 QUICK = {"examples": 40, "train_steps": 6, "trait_samples": 1, "reference_samples": 3, "queue": 4}
 
 
@@ -224,6 +226,8 @@ def stage_evaluate(ctx: DemoContext) -> None:
         frozen["settings"]["samples"] = n["trait_samples"] if spec.kind == "traits" else n["reference_samples"]
         if ctx.quick:  # enough to exercise every metric for real, small enough for CI
             frozen["settings"]["max_tokens"] = 24
+            if spec.kind == "traits":
+                frozen["settings"]["neutral_samples"] = 1
             if spec.kind == "reference":
                 frozen["settings"]["distractors"] = 4
         status = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"},
@@ -233,11 +237,39 @@ def stage_evaluate(ctx: DemoContext) -> None:
         for table in tables_for(scores):
             ctx.notes.append(table)
         outputs = status.dir / "outputs.jsonl"
-        ctx.made.append(("evaluate", f"{spec.kind}: {', '.join(spec.models)}", str(outputs)))
+        what = f"{spec.kind}: {', '.join(spec.models)}"
+        if spec.kind == "traits":
+            from evaluators.tables import problems_text
+
+            ctx.notes.append(problems_text(scores))
+            what += "".join(f"; {line}" for line in traits_headline(scores))
+        ctx.made.append(("evaluate", what, str(outputs)))
     from evaluators.annotation import build_queue
 
     queue = build_queue(session, ctx.workspace)
     ctx.made.append(("annotate", f"{len(queue.items)} outputs queued for hand labels", "persona-tui " + str(ctx.session_path) + " (tab 6)"))
+
+
+def traits_headline(scores: dict[str, Any]) -> list[str]:
+    """One line per compared model: knowledge vs base with its p, traits up after Holm, controls."""
+    lines = []
+    for cmp in scores.get("comparison") or []:
+        parts = []
+        know = (cmp.get("knowledge") or {}).get("overall")
+        if know and know.get("n"):
+            p = know.get("p")
+            parts.append(f"knowledge {know['run']['k']}/{know['n']} vs base {know['base']['k']}/{know['n']}"
+                         + (f" (McNemar p {p:.3g})" if isinstance(p, (int, float)) else ""))
+        expr = cmp.get("expression")
+        if expr:
+            ups = sum(r.get("verdict") == "up" for r in expr["traits"])
+            parts.append(f"expression up on {ups}/{len(expr['traits'])} traits after Holm")
+        ctrl = cmp.get("controls")
+        if ctrl:
+            passed = sum(c.get("passed") is True for c in ctrl)
+            parts.append(f"controls {passed}/{len(ctrl)} pass")
+        lines.append(f"{cmp['model']}: " + ", ".join(parts))
+    return lines
 
 
 STAGES: list[Stage] = [

@@ -18,6 +18,7 @@ The job writes, in its directory:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -93,6 +94,17 @@ def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
                     cell[name] = round(rate, 4)
             cell["flag"] = row["flag"]
             out.setdefault(row["model"], {})[row["trait"]] = cell
+        for cmp in scores.get("comparison") or []:
+            vs: dict[str, Any] = {"base": cmp["base"]}
+            know = (cmp.get("knowledge") or {}).get("overall") or {}
+            if know.get("n"):
+                vs.update(knowledge_diff=round(know["diff"], 4), knowledge_p=round(know["p"], 6))
+            if cmp.get("expression"):
+                vs["traits_up"] = sum(r.get("verdict") == "up" for r in cmp["expression"]["traits"])
+            if cmp.get("controls"):
+                vs["controls_passed"] = sum(c.get("passed") is True for c in cmp["controls"])
+                vs["controls"] = len(cmp["controls"])
+            out.setdefault(cmp["model"], {})["vs_base"] = vs
     elif kind in ("judge", "tailoring"):
         for row in scores.get("pairs", []):
             rate = row["win"].get("rate")
@@ -342,6 +354,9 @@ def run_reference(run: Run) -> None:
         run.problem(f"{skipped} of {len(records)} records of {path} have no reference reply and were skipped.")
     pool = [(conv, ref) for _, _, ref, conv in examples]
     chosen = examples[: s["samples"]] if s["samples"] else examples
+    if s["samples"] > len(examples):
+        run.note(f"samples = {s['samples']} asks for more examples than {path} holds ({len(examples)} "
+                 f"with a reference reply); all {len(examples)} are scored.")
     run.scores.update(data=path, n_examples=len(chosen), rows=[])
     run.total = len(chosen) * len(run.models)
     for entry in run.models:
@@ -450,17 +465,56 @@ def _reference_row(hyps, refs, token_lps, ranks, bert, empty, s) -> dict[str, An
 # ----------------------------------------------------------------------------- traits
 
 
+def _same_scoring(run: Run) -> None:
+    """Base and run through the same engine and quantisation: a run resolved to its exported
+    merged GGUF (q8_0) is scored as the base GGUF plus the export's LoRA GGUF instead, when the
+    base entry is that same GGUF in llama.cpp; otherwise the difference is stated in the notes."""
+    from sessions.model import EngineSpec
+
+    if len(run.models) < 2:
+        return
+    base = run.models[0].engine
+    for entry in run.models[1:]:
+        eng = entry.engine
+        if (eng.kind, eng.model) == (base.kind, base.model):
+            continue  # the same engine and weights; an adapter on top is what is measured
+        lora = Path(eng.model).parent / "adapter-f16.gguf"
+        report = Path(eng.model).parent / "report.json"  # the export's report names its base model
+        if eng.kind == base.kind == "llamacpp" and not base.adapter and lora.is_file() and report.is_file():
+            try:
+                trained_on = str(json.loads(report.read_text(encoding="utf-8")).get("base_model") or "")
+            except (OSError, ValueError):
+                trained_on = ""
+            if trained_on and trained_on == base.model:
+                entry.engine = EngineSpec(**{**dataclasses.asdict(eng), "model": base.model, "adapter": str(lora)})
+                run.note(f"{entry.label} is scored as {base.model} + its LoRA GGUF ({lora.name}), the base's "
+                         f"engine and quantisation, not its merged export {Path(eng.model).name}.")
+                continue
+        if eng.kind != base.kind or Path(eng.model).name != Path(base.model).name:
+            run.note(f"{entry.label} ({eng.kind}: {Path(eng.model).name}) and the base {run.models[0].label} "
+                      f"({base.kind}: {Path(base.model).name}) are not scored through the same engine and "
+                      "quantisation; part of any difference may be that.")
+
+
 def run_traits(run: Run) -> None:
+    from evaluators import controls
     from evaluators.probes import MarkerLabeller, expression_cells, knowledge_cells, trait_rows
 
     s = run.settings
     persona = run.persona
+    _same_scoring(run)
+    with_controls = bool(s.get("controls")) and len(run.models) >= 2
+    other = controls.unrelated_persona() if with_controls else None
     n_know = sum(len(t.knowledge_probes) for t in persona.traits) if s["knowledge"] else 0
     n_expr = sum(len(t.expression_probes) for t in persona.traits) * s["samples"] if s["expression"] else 0
-    run.total = (n_know + n_expr) * len(run.models)
+    n_ctrl = (sum(len(t.knowledge_probes) for t in other.traits)
+              + len(controls.NEUTRAL_PROMPTS) * s["neutral_samples"] + 1) if other else 0
+    run.total = (n_know + n_expr + n_ctrl) * len(run.models)
     no_probes = [t.id for t in persona.traits if not t.knowledge_probes and not t.expression_probes]
     if no_probes:
         run.problem(f"trait(s) {', '.join(no_probes)} of persona {persona.id!r} have no probes and are not measured.")
+    if s.get("controls") and len(run.models) < 2:
+        run.note("controls need a base to compare with; name the base model first and the run after it.")
     labeller: Any = None
     if s["expression"]:
         if s["labeller"] == "judge":
@@ -471,18 +525,28 @@ def run_traits(run: Run) -> None:
             labeller = FallbackScorer()
         else:
             labeller = MarkerLabeller()
+    traits = [t.id for t in persona.traits]
     run.scores.update(
         persona=persona.id,
-        traits=[t.id for t in persona.traits],
+        traits=traits,
         labeller=getattr(labeller, "name", ""),
+        headline_scorer=s["labeller"] if s["expression"] else "",
         knowledge_by=s["knowledge_by"],
+        base=run.models[0].label if run.models else "",
+        engines={m.label: {"kind": m.engine.kind, "model": m.engine.model, "adapter": m.engine.adapter}
+                 for m in run.models},
         rows=[],
     )
+    all_k: list = []
+    all_e: list = []
+    ctrl_k: list = []
+    ctrl_n: list = []
+    ppl: dict[str, float] = {}
     try:
         for entry in run.models:
             engine = run.open(entry)
             if engine is None:
-                run.tick(n_know + n_expr)
+                run.tick(n_know + n_expr + n_ctrl)
                 continue
             system = run.system_for(entry)
             k_cells: list = []
@@ -513,9 +577,14 @@ def run_traits(run: Run) -> None:
                         engine, persona, entry.label, labeller, s["samples"], system, run.sampling(),
                         seed=s["seed"], on_cell=on_e, should_stop=lambda: run.job.cancelled,
                     )
+                run.stop_if_cancelled()
+                if other is not None:
+                    _control_cells(run, engine, entry, other, persona, system, ctrl_k, ctrl_n, ppl)
             finally:
-                rows = trait_rows([t.id for t in persona.traits], k_cells, e_cells, entry.label)
+                rows = trait_rows(traits, k_cells, e_cells, entry.label)
                 run.scores["rows"].extend(r.to_dict() for r in rows)
+                all_k += k_cells
+                all_e += e_cells
                 if hasattr(labeller, "stats"):
                     run.scores["judge_stats"] = dict(labeller.stats)
                 run.write_scores()
@@ -523,6 +592,71 @@ def run_traits(run: Run) -> None:
             run.stop_if_cancelled()
     finally:
         _close(getattr(labeller, "engine", None))
+        _compare_traits(run, traits, all_k, all_e, ctrl_k, ctrl_n, ppl)
+        run.write_scores()
+
+
+def _control_cells(run: Run, engine: Any, entry: ModelEntry, other: Any, persona: Any, system: str | None,
+                   ctrl_k: list, ctrl_n: list, ppl: dict[str, float]) -> None:
+    """The three controls' measurements for one model (see evaluators.controls)."""
+    from evaluators import controls
+    from evaluators.probes import knowledge_cells
+
+    s = run.settings
+
+    def on_k(cell: Any) -> None:
+        run.output(**{**cell.to_dict(), "kind": "control_knowledge"}, prompt=cell.question)
+        run.tick(message=f"{entry.label}: control, unrelated persona")
+
+    try:
+        ctrl_k += knowledge_cells(engine, other, entry.label, system, s["knowledge_by"], entry.engine.model, on_cell=on_k)
+    except Exception as e:  # noqa: BLE001
+        if not _logprob_error(e):
+            raise
+    run.stop_if_cancelled()
+
+    def on_n(cell: dict[str, Any]) -> None:
+        run.output(**cell)
+        run.tick(message=f"{entry.label}: control, neutral prompts")
+
+    ctrl_n += controls.over_expression_cells(engine, persona, entry.label, run.sampling(),
+                                             samples=s["neutral_samples"], seed=s["seed"], system=system, on_cell=on_n)
+    try:
+        ppl[entry.label], tokens = controls.text_perplexity(engine)
+        run.output(kind="control_perplexity", model=entry.label, prompt="", reply="", scorer="logprob",
+                   metrics={"perplexity": ppl[entry.label], "tokens": tokens})
+    except Exception as e:  # noqa: BLE001
+        if not _logprob_error(e):
+            raise
+    run.tick(message=f"{entry.label}: control, general text")
+
+
+def _compare_traits(run: Run, traits: list[str], all_k: list, all_e: list, ctrl_k: list, ctrl_n: list,
+                    ppl: dict[str, float]) -> None:
+    """Every model after the first against the first (the base): knowledge (McNemar), expression
+    (Fisher + Holm) and, when run, the three controls."""
+    from evaluators import controls
+    from evaluators.probes import expression_comparison, knowledge_comparison
+
+    s = run.settings
+    if len(run.models) < 2:
+        return
+    base = run.models[0].label
+    out = []
+    for entry in run.models[1:]:
+        cmp: dict[str, Any] = {"model": entry.label, "base": base}
+        if all_k:
+            cmp["knowledge"] = knowledge_comparison(all_k, entry.label, base, traits)
+        if all_e:
+            cmp["expression"] = expression_comparison(all_e, entry.label, base, traits)
+        if s.get("controls"):
+            cmp["controls"] = [
+                controls.unrelated(ctrl_k, entry.label, base, s["unrelated_margin"]),
+                controls.over_expression(ctrl_n, entry.label, base, s["over_margin"]),
+                controls.ability(ppl, entry.label, base, s["ability_bound"]),
+            ]
+        out.append(cmp)
+    run.scores["comparison"] = out
 
 
 # ----------------------------------------------------------------------------- judge and tailoring
@@ -651,6 +785,8 @@ def run_tailoring(run: Run) -> None:
     s = run.settings
     path = s["data_path"]
     rows = read_jsonl(path)
+    if s["samples"] > len(rows):
+        run.note(f"samples = {s['samples']} asks for more rows than {path} holds ({len(rows)}); all are used.")
     if s["samples"]:
         rows = rows[: s["samples"]]
     items: list[dict[str, Any]] = []
@@ -708,6 +844,8 @@ def run_perplexity_matrix(run: Run) -> None:
         targets = [t for t in (text_target(r) for r in records) if t is not None and t[1].strip()]
         if len(targets) < len(records):
             run.problem(f"{len(records) - len(targets)} records of {path} have nothing to score and were skipped.")
+        if s["samples"] > len(targets):
+            run.note(f"samples = {s['samples']} asks for more records than {path} holds ({len(targets)}); all are scored.")
         if s["samples"]:
             targets = targets[: s["samples"]]
         datasets.append((ref, path, targets))

@@ -29,7 +29,18 @@ traits — knowledge vs expression per trait of one persona:
     samples      replies per expression probe [3]
     max_tokens [96]  temperature [0.7]  top_p [0.95]  seed [0]
     knowledge    run the knowledge probes [true];  expression  run the expression probes [true]
-    knowledge_by "total" or "mean" log-probability of the answers ["total"]
+    knowledge_by "mean" (per token) or "total" log-probability of the answers ["mean"]; the
+                 summed score favours the shorter answer (docs/evaluation.md has the measurement)
+    controls     also run the three controls, each model after the first against the first:
+                 an unrelated persona's knowledge probes, neutral prompts, general-text perplexity
+                 [false]
+    neutral_samples  replies per neutral prompt [2]
+    unrelated_margin  |run - base| allowed on the unrelated persona's knowledge [0.15]
+    over_margin  how much more often than base the run may touch a trait on neutral prompts [0.10]
+    ability_bound  the run's general-text perplexity may be at most this times the base's [1.25]
+    The first model is the base: every later model is compared with it (knowledge: exact
+    McNemar, paired on probes; expression: Fisher's exact per trait, Holm across traits); the
+    labeller decides the headline expression verdict and is printed with the table.
     labeller     "judge", "fallback" (markers + MiniLM similarity) or "markers"
                  ["judge" when `judge` is set, else "markers"]
     judge        engine id or model that labels expression replies [""]
@@ -116,7 +127,12 @@ KEYS: dict[str, dict[str, Key]] = {
         **_sampling(96, 0.7),
         "knowledge": Key("bool", True),
         "expression": Key("bool", True),
-        "knowledge_by": Key("str", "total", ("total", "mean")),
+        "knowledge_by": Key("str", "mean", ("mean", "total")),
+        "controls": Key("bool", False),
+        "neutral_samples": Key("int", 2, minimum=1),
+        "unrelated_margin": Key("float", 0.15, minimum=0),
+        "over_margin": Key("float", 0.10, minimum=0),
+        "ability_bound": Key("float", 1.25, minimum=1),
         "labeller": Key("str", "", ("", "judge", "fallback", "markers")),
         "judge": Key("str", ""),
         "judge_max_tokens": Key("int", 160, minimum=1),

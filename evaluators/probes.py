@@ -14,11 +14,12 @@ model that knows a trait but rarely shows it stands out at a glance.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+from evaluators.stats import Z95, wilson  # noqa: F401  (re-exported: callers import wilson from here)
 
 EXPRESSED = "expressed"
 NOT_SHOWN = "not_shown"
@@ -36,23 +37,7 @@ FLAG_CONTRADICTS = "contradicts"
 FLAG_OK = "ok"
 FLAG_NO_DATA = "no probes"
 
-Z95 = 1.959963984540054
 
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials (95% by default); (0, 1) when n = 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    if not 0 <= k <= n:
-        raise ValueError(f"{k} successes out of {n} trials is impossible.")
-    p = k / n
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    # At k = 0 and k = n the bounds are exactly 0 and 1; say so rather than 0.9999999999999999.
-    lo = 0.0 if k == 0 else max(0.0, centre - half)
-    hi = 1.0 if k == n else min(1.0, centre + half)
-    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -145,17 +130,25 @@ class KnowledgeCell:
     logp_deny: float
     tokens_affirm: int
     tokens_deny: int
-    by: str = "total"
+    by: str = "mean"
     scorer: str = "logprob"
 
     @property
-    def knows(self) -> bool:
-        if self.by == "mean":
-            return self.logp_affirm / max(self.tokens_affirm, 1) > self.logp_deny / max(self.tokens_deny, 1)
+    def knows_total(self) -> bool:
         return self.logp_affirm > self.logp_deny
 
+    @property
+    def knows_mean(self) -> bool:
+        return self.logp_affirm / max(self.tokens_affirm, 1) > self.logp_deny / max(self.tokens_deny, 1)
+
+    @property
+    def knows(self) -> bool:
+        return self.knows_mean if self.by == "mean" else self.knows_total
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "knows": self.knows, "kind": "knowledge"}
+        # Both verdicts are kept, so the length bias of the summed score stays measurable.
+        return {**asdict(self), "knows": self.knows, "knows_total": self.knows_total,
+                "knows_mean": self.knows_mean, "kind": "knowledge"}
 
 
 def knowledge_cells(
@@ -163,11 +156,12 @@ def knowledge_cells(
     persona: Any,
     model: str,
     system: str | None = None,
-    by: str = "total",
+    by: str = "mean",
     model_name: str | None = None,
     on_cell: Callable[[KnowledgeCell], None] | None = None,
 ) -> list[KnowledgeCell]:
-    """Every knowledge probe of every trait, scored by comparing log P(affirm) and log P(deny)."""
+    """Every knowledge probe of every trait, scored by comparing log P(affirm) and log P(deny),
+    per token (`by="mean"`, the default: a summed score prefers the shorter answer) or summed."""
     if by not in ("total", "mean"):
         raise ValueError(f"knowledge probes compare by {by!r}; use 'total' or 'mean'.")
     cells = []
@@ -210,30 +204,98 @@ class Labeller(Protocol):
     def label(self, persona: Any, trait: Any, prompt: str, reply: str) -> Label: ...
 
 
+_SUFFIXES = "s|es|ed|d|ing|er|ers|ies|ied"
+# A negation up to three words before a phrase turns it to the other side ("I don't keep bees",
+# "I can't stand coffee"); a phrase that carries its own negation ("can't swim") is matched whole.
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|nor|without|hardly|cannot|can't|cant|don't|dont|won't|wont|didn't|"
+    r"doesn't|isn't|wasn't|haven't|hasn't|couldn't|wouldn't|can't stand|hate|hates|dislike)\b"
+    r"(?:[^\w'.;:,!?]+[\w']+){0,2}[^\w'.;:,!?]*$"  # in the same clause: "No; tea" is not negated
+)
+
+
+def _word_pattern(word: str) -> str:
+    """One word and its inflections: bee/bees, map/maps/mapped/mapping, tune/tuned/tuning,
+    swim/swimmer/swimming — but not "been" for "bee" or "team" for "tea"."""
+    w = re.escape(word)
+    stems = [w]
+    if len(word) > 2 and word.endswith("e"):
+        stems.append(re.escape(word[:-1]))  # tune -> tun(ing)
+    if len(word) > 2 and word.endswith("y"):
+        stems.append(re.escape(word[:-1]))  # carry -> carr(ies)
+    if len(word) > 2 and word[-1].isalpha() and word[-1] not in "aeiouwxy":
+        stems.append(w + re.escape(word[-1]))  # swim -> swimm(ing)
+    return "(?:" + "|".join(stems) + ")(?:" + _SUFFIXES + ")?"
+
+
+def marker_pattern(phrase: str) -> re.Pattern[str] | None:
+    """A whole-word pattern for a marker phrase, every word allowed its inflections."""
+    words = re.findall(r"[\w']+", phrase.lower())
+    if not words:
+        return None
+    body = r"[\s\-]+".join(_word_pattern(w) for w in words)
+    return re.compile(r"(?<![\w'])" + body + r"(?![\w'])")
+
+
+def _spans(text: str, phrases: Iterable[str]) -> list[tuple[str, int, int]]:
+    out = []
+    for phrase in phrases:
+        pat = marker_pattern(phrase.strip())
+        if pat is None:
+            continue
+        out += [(phrase.strip(), m.start(), m.end()) for m in pat.finditer(text)]
+    return out
+
+
+def _negated(text: str, start: int) -> bool:
+    return bool(_NEGATION.search(text[:start]))
+
+
+def directed_hits(reply: str, markers: Iterable[str], contra: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """(phrases that show the trait, phrases that contradict it) found in `reply`.
+
+    A showing phrase under a negation counts against the trait and a contradicting one under a
+    negation counts for it; a contradicting phrase inside a showing match ("swim" in "can't swim")
+    is not counted twice.
+    """
+    text = reply.lower().replace("\u2019", "'")
+    shows, against = [], []
+    pos = _spans(text, markers)
+    for phrase, start, _ in pos:
+        (against if _negated(text, start) else shows).append(phrase)
+    for phrase, start, end in _spans(text, contra):
+        if any(s <= start and end <= e for _, s, e in pos):
+            continue
+        (shows if _negated(text, start) else against).append(phrase)
+    return list(dict.fromkeys(shows)), list(dict.fromkeys(against))
+
+
 def marker_hits(reply: str, markers: Iterable[str]) -> list[str]:
-    """The markers found in `reply`, as whole words or word stems, case-insensitive."""
-    found = []
-    for m in markers:
-        m = m.strip()
-        if m and re.search(r"(?<!\w)" + re.escape(m.lower()), reply.lower()):
-            found.append(m)
-    return found
+    """The markers found in `reply` as whole words with their inflections, case-insensitive."""
+    text = reply.lower().replace("\u2019", "'")
+    return list(dict.fromkeys(phrase for phrase, _, _ in _spans(text, markers)))
 
 
 class MarkerLabeller:
-    """Judge-free labels from the trait's marker phrases: expressed if any appears.
-
-    Markers cannot see a contradiction ("I never touch tea" mentions tea), so this labeller
-    never says contradicted; its name in every cell makes that plain.
+    """Judge-free labels from the trait's phrases, with direction: expressed when only showing
+    phrases appear, contradicted when only contradicting ones do (or a showing phrase negated:
+    "I've never kept bees"), not_shown when neither or both appear.
     """
 
     name = "markers"
 
     def label(self, persona: Any, trait: Any, prompt: str, reply: str) -> Label:
-        if not trait.markers:
+        contra = list(getattr(trait, "contra_markers", []) or [])
+        if not trait.markers and not contra:
             return Label(UNPARSEABLE, "markers (none written)", {"markers": []})
-        hits = marker_hits(reply, trait.markers)
-        return Label(EXPRESSED if hits else NOT_SHOWN, self.name, {"markers": hits})
+        shows, against = directed_hits(reply, trait.markers, contra)
+        if shows and not against:
+            label = EXPRESSED
+        elif against and not shows:
+            label = CONTRADICTED
+        else:
+            label = NOT_SHOWN
+        return Label(label, self.name, {"markers": shows, "contra": against})
 
 
 @dataclass
@@ -355,3 +417,111 @@ def trait_rows(
         scorers = sorted({str(get(c, "scorer")) for c in ec})
         rows.append(TraitRow(model, trait, k, e, x, len(ec) - len(scored), scorers, flag_for(k, e, x)))
     return rows
+
+
+# ----------------------------------------------------------------------------- run vs base
+
+ALPHA = 0.05
+UP, DOWN, NO_DIFF, UNDECIDED = "up", "down", "no diff", "undecided"
+
+
+def _get(cell: Any, key: str, default: Any = None) -> Any:
+    return cell.get(key, default) if isinstance(cell, Mapping) else getattr(cell, key, default)
+
+
+def _verdict(diff: float, p: float | None, alpha: float = ALPHA) -> str:
+    if p is None:
+        return UNDECIDED
+    if p < alpha:
+        return UP if diff > 0 else DOWN
+    return NO_DIFF
+
+
+def knowledge_comparison(
+    cells: Iterable[KnowledgeCell | Mapping[str, Any]],
+    model: str,
+    base: str,
+    traits: Sequence[str],
+) -> dict[str, Any]:
+    """The run against the base on the same knowledge probes: overall and per trait, each with
+    both rates, the paired difference with Newcombe's 95% interval and the exact McNemar p.
+
+    A comparison that could not reach p < 0.05 even if every probe flipped says so ("undecided")
+    with the reason, instead of reporting "no diff".
+    """
+    from evaluators.stats import best_mcnemar_p, mcnemar_exact, newcombe_paired_diff
+
+    cells = list(cells)
+    mine = {(_get(c, "trait"), _get(c, "probe")): bool(_get(c, "knows")) for c in cells if _get(c, "model") == model}
+    theirs = {(_get(c, "trait"), _get(c, "probe")): bool(_get(c, "knows")) for c in cells if _get(c, "model") == base}
+
+    def compare(keys: list[tuple[Any, Any]], name: str) -> dict[str, Any]:
+        a = sum(mine[k] and theirs[k] for k in keys)
+        b = sum(mine[k] and not theirs[k] for k in keys)
+        c = sum(not mine[k] and theirs[k] for k in keys)
+        d = len(keys) - a - b - c
+        n = len(keys)
+        row: dict[str, Any] = {
+            "trait": name, "n": n, "run": Rate(a + b, n).to_dict(), "base": Rate(a + c, n).to_dict(),
+            "paired": {"both": a, "run_only": b, "base_only": c, "neither": d},
+            "diff": (b - c) / n if n else None, "interval": list(newcombe_paired_diff(a, b, c, d)) if n else None,
+        }
+        if not n:
+            row.update(p=None, verdict=UNDECIDED, why="no knowledge probes scored by both models")
+        elif best_mcnemar_p(n) >= ALPHA:
+            row.update(p=mcnemar_exact(b, c), verdict=UNDECIDED,
+                       why=f"{n} probe(s): even all flipping gives p {best_mcnemar_p(n):.3g}; write at least 6")
+        else:
+            p = mcnemar_exact(b, c)
+            row.update(p=p, verdict=_verdict(b - c, p), why="")
+        return row
+
+    shared = sorted(set(mine) & set(theirs), key=lambda k: (str(k[0]), int(k[1] or 0)))
+    overall = compare(shared, "all traits")
+    per_trait = [compare([k for k in shared if k[0] == t], t) for t in traits]
+    return {"model": model, "base": base, "overall": overall, "traits": per_trait, "test": "exact McNemar (paired on probes)"}
+
+
+def expression_comparison(
+    cells: Iterable[ExpressionCell | Mapping[str, Any]],
+    model: str,
+    base: str,
+    traits: Sequence[str],
+) -> dict[str, Any]:
+    """Expression rate per trait, run against base: Newcombe's 95% interval of the difference,
+    Fisher's exact p, and Holm's adjustment across the traits that can be decided."""
+    from evaluators.stats import best_fisher_p, fisher_exact, holm, newcombe_diff
+
+    cells = [c for c in cells if _get(c, "label") in LABELS]
+    rows = []
+    for t in traits:
+        r = [c for c in cells if _get(c, "model") == model and _get(c, "trait") == t]
+        b = [c for c in cells if _get(c, "model") == base and _get(c, "trait") == t]
+        kr = sum(_get(c, "label") == EXPRESSED for c in r)
+        kb = sum(_get(c, "label") == EXPRESSED for c in b)
+        nr, nb = len(r), len(b)
+        row: dict[str, Any] = {
+            "trait": t, "run": Rate(kr, nr).to_dict(), "base": Rate(kb, nb).to_dict(),
+            "contradicted_run": sum(_get(c, "label") == CONTRADICTED for c in r),
+            "contradicted_base": sum(_get(c, "label") == CONTRADICTED for c in b),
+            "diff": (kr / nr - kb / nb) if nr and nb else None,
+            "interval": list(newcombe_diff(kr, nr, kb, nb)) if nr and nb else None,
+            "p": fisher_exact(kr, nr - kr, kb, nb - kb) if nr and nb else None, "why": "",
+        }
+        if not nr or not nb:
+            row["why"] = "no scored replies from " + ("either model" if not nr and not nb else "the run" if not nr else "the base")
+        rows.append(row)
+    m = sum(1 for row in rows if not row["why"])
+    for row in rows:
+        if row["why"]:
+            continue
+        best = best_fisher_p(row["run"]["n"], row["base"]["n"])
+        if best * m >= ALPHA:
+            row["why"] = (f"{row['run']['n']}+{row['base']['n']} replies: even all vs none gives p {best:.2g}, "
+                          f"Holm over {m} traits needs < {ALPHA / m:.2g}; sample more")
+    decided = [row["p"] if not row["why"] else None for row in rows]
+    for row, adj in zip(rows, holm(decided)):
+        row["p_holm"] = adj
+        row["verdict"] = UNDECIDED if row["why"] else _verdict(row["diff"], adj)
+    return {"model": model, "base": base, "traits": rows,
+            "test": "Fisher's exact per trait, Holm-adjusted across traits"}

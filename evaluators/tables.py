@@ -50,10 +50,16 @@ def _rate(d: Mapping[str, Any] | None, with_bar: bool = False) -> Text:
 
 
 def reference_table(scores: Mapping[str, Any]) -> Table:
-    table = Table(title=f"Reference metrics · {scores.get('eval', '')}", title_justify="left")
+    # Light box, no edge padding, headers that wrap at their space: every number fits whole in
+    # 80 columns (the model's name folds instead).
+    table = Table(title=f"Reference metrics · {scores.get('eval', '')}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, expand=True)
     for col in ("Model", "BLEU", "ROUGE-L", "BERTScore P", "BERTScore R", "BERTScore F1",
                 "Perplexity", "hits@1", "F1", "n"):
-        table.add_column(col, justify="left" if col == "Model" else "right")
+        if col == "Model":
+            table.add_column(col, overflow="fold", min_width=6)
+        else:
+            table.add_column(col, justify="right")
     bert_model = ""
     hits = ""
     for row in scores.get("rows", []):
@@ -139,13 +145,130 @@ def traits_tables(scores: Mapping[str, Any]) -> list[Table]:
             table.add_row(*cells, Text(row["flag"], style=_FLAG_STYLES.get(row["flag"], "green")))
         by = scores.get("knowledge_by", "total")
         table.caption = (
-            f"Knows: log P(affirm) > log P(deny) ({by} over the answer), no judge. Shows: replies "
+            f"Knows: log P(affirm) > log P(deny) ({'per-token mean' if by == 'mean' else 'summed'} over the "
+            "answer), no judge. Shows: replies "
             f"labelled expressed by {', '.join(sorted(scorers)) or scores.get('labeller') or '–'}"
             + (f"; {unscored} unparseable, not counted" if unscored else "")
             + ". Rate, Wilson 95% interval (%), k/n."
         )
         table.caption_justify = "left"
         tables.append(table)
+    return tables
+
+
+def _kn(d: Mapping[str, Any] | None) -> str:
+    """'12/16 75%': counts first, so a narrow column never loses them."""
+    if not d or not d.get("n"):
+        return "–"
+    return f"{d['k']}/{d['n']} {d['rate']:.0%}"
+
+
+def _diff(row: Mapping[str, Any]) -> str:
+    """'+25 [-6,+52]': the difference in points with its 95% interval."""
+    if row.get("diff") is None:
+        return "–"
+    lo, hi = row.get("interval") or (None, None)
+    text = f"{row['diff'] * 100:+.0f}"
+    if lo is not None:
+        text += f" [{lo * 100:+.0f},{hi * 100:+.0f}]"
+    return text
+
+
+def _p(p: Any) -> str:
+    if not isinstance(p, (int, float)):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+_VERDICT_STYLES = {"up": "bold green", "down": "bold red", "undecided": "yellow"}
+
+
+def _verdict_cell(row: Mapping[str, Any]) -> Text:
+    return Text(str(row.get("verdict", "–")), style=_VERDICT_STYLES.get(str(row.get("verdict")), ""))
+
+
+def _compare_table(title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Trait", overflow="fold", min_width=8, max_width=18)
+    for col in ("Run", "Base", "Diff [95% CI]"):
+        table.add_column(col, justify="right", no_wrap=True)
+    return table
+
+
+def comparison_tables(scores: Mapping[str, Any]) -> list[Table]:
+    """Run against base: knowledge (paired, McNemar), expression (Fisher, Holm), the controls.
+
+    Every number column is no_wrap and the text columns fold, so an 80-column terminal or a log
+    shows every digit; why a trait cannot be decided is listed under the table, not squeezed in.
+    """
+    tables = []
+    for cmp in scores.get("comparison") or []:
+        model, base = cmp["model"], cmp["base"]
+        know = cmp.get("knowledge")
+        if know:
+            t = _compare_table(f"Knowledge · {model} vs {base} (same probes)")
+            t.add_column("p", justify="right", no_wrap=True)
+            t.add_column("Verdict", overflow="fold")
+            why = []
+            for row in [know["overall"], *know["traits"]]:
+                t.add_row(Text(row["trait"], style="bold" if row is know["overall"] else ""), _kn(row["run"]),
+                          _kn(row["base"]), _diff(row), _p(row.get("p")), _verdict_cell(row))
+                if row.get("why"):
+                    why.append(f"{row['trait']}: {row['why']}")
+            by = scores.get("knowledge_by", "mean")
+            t.caption = "\n".join([
+                f"Knows: log P(affirm) > log P(deny), {'per-token mean' if by == 'mean' else 'summed'} over the "
+                "answer. Diff: run − base in points, Newcombe 95% CI (paired). p: exact McNemar.",
+                *(f"undecided · {w}" for w in why)])
+            t.caption_justify = "left"
+            tables.append(t)
+        expr = cmp.get("expression")
+        if expr:
+            scorer = scores.get("headline_scorer") or scores.get("labeller") or "–"
+            t = _compare_table(f"Expression · {model} vs {base} · headline scorer: {scorer}")
+            t.add_column("p", justify="right", no_wrap=True)
+            t.add_column("Holm", justify="right", no_wrap=True)
+            t.add_column("Verdict", overflow="fold")
+            why = []
+            for row in expr["traits"]:
+                t.add_row(row["trait"], _kn(row["run"]), _kn(row["base"]), _diff(row), _p(row.get("p")),
+                          _p(row.get("p_holm")), _verdict_cell(row))
+                if row.get("why"):
+                    why.append(f"{row['trait']}: {row['why']}")
+            ups = sum(r.get("verdict") == "up" for r in expr["traits"])
+            t.caption = "\n".join([
+                f"Shows: replies labelled expressed by {scores.get('labeller') or scorer} (the labeller fixed in "
+                "the spec). Diff: Newcombe 95% CI. p: Fisher's exact; Holm: adjusted across traits. "
+                f"Up after Holm: {ups} of {len(expr['traits'])} traits.",
+                *(f"undecided · {w}" for w in why)])
+            t.caption_justify = "left"
+            tables.append(t)
+        ctrl = cmp.get("controls")
+        if ctrl:
+            t = Table(title=f"Controls · {model} vs {base}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+            t.add_column("Control", overflow="fold", max_width=18)
+            t.add_column("Run", justify="right", no_wrap=True)
+            t.add_column("Base", justify="right", no_wrap=True)
+            t.add_column("Diff", justify="right", no_wrap=True)
+            t.add_column("Bound", justify="right", no_wrap=True)
+            t.add_column("Result", no_wrap=True)
+            rules = []
+            for c in ctrl:
+                passed = c.get("passed")
+                result = Text("pass" if passed else "FAIL" if passed is not None else "not run",
+                              style="bold green" if passed else "bold red" if passed is not None else "yellow")
+                if c["control"] == "general ability" and passed is not None:
+                    cells = [f"{c['run_ppl']:.2f}", f"{c['base_ppl']:.2f}", f"×{c['ratio']:.2f}", f"≤ ×{c['bound']:g}"]
+                elif passed is not None:
+                    bound = f"±{c['margin'] * 100:.0f}" if c["control"] == "unrelated persona" else f"≤ +{c['margin'] * 100:.0f}"
+                    cells = [_kn(c["run"]), _kn(c["base"]), _diff(c), bound]
+                else:
+                    cells = ["–"] * 4
+                t.add_row(c["control"], *cells, result)
+                rules.append(c.get("rule") or f"{c['control']}: {c.get('why', '')}")
+            t.caption = "\n".join(rules)
+            t.caption_justify = "left"
+            tables.append(t)
     return tables
 
 
@@ -211,7 +334,7 @@ def tables_for(scores: Mapping[str, Any]) -> list[Table]:
     if kind == "reference":
         return [reference_table(scores)]
     if kind == "traits":
-        return traits_tables(scores)
+        return traits_tables(scores) + comparison_tables(scores)
     if kind in ("judge", "tailoring"):
         return [judge_table(scores)]
     if kind == "perplexity_matrix":

@@ -52,8 +52,11 @@ class Trait:
     knowledge_probes: list[KnowledgeProbe] = field(default_factory=list)
     # Open prompts where the trait could show in a reply.
     expression_probes: list[str] = field(default_factory=list)
-    # Phrases whose presence suggests the trait was expressed (a judge-free fallback).
+    # Phrases whose presence suggests the trait was expressed (a judge-free fallback), and phrases
+    # that contradict it ("I love coffee" for "tea, not coffee"); both match whole words and their
+    # inflections, and a negation just before a phrase turns it to the other side.
     markers: list[str] = field(default_factory=list)
+    contra_markers: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -266,11 +266,18 @@ def check_session(session: Session) -> list[tuple[tuple, str]]:
             if not trait.text.strip():
                 out.append((tat + ("text",), "is empty; write the trait as a sentence, e.g. \"I keep bees.\""))
             for k, probe in enumerate(trait.knowledge_probes):
+                which = f"trait {trait.id!r} knowledge probe {k + 1}"
                 for name in ("question", "affirm", "deny"):
                     if not getattr(probe, name).strip():
                         out.append(
-                            (tat + ("knowledge_probes", k, name), f"is empty; write the probe's {name}.")
+                            (tat + ("knowledge_probes", k, name), f"is empty in {which}; write the probe's {name}.")
                         )
+                if probe.affirm.strip() and " ".join(probe.affirm.lower().split()) == " ".join(probe.deny.lower().split()):
+                    out.append((
+                        tat + ("knowledge_probes", k, "deny"),
+                        f"is the same as affirm in {which}, so the probe cannot tell knowing from not; "
+                        "write an answer that denies the trait.",
+                    ))
             for k, prompt in enumerate(trait.expression_probes):
                 if not prompt.strip():
                     out.append((tat + ("expression_probes", k), "is empty; write an open prompt or remove it."))

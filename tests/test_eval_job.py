@@ -105,8 +105,11 @@ def test_reference_eval_on_an_spc_slice_through_the_cli(tmp_path, spc_slice):
 
 
 def test_traits_eval_inline_keeps_every_reply_and_names_its_scorer(tmp_path):
+    from evaluators import controls
+    from evaluators.tables import tables_for
+
     spec = EvalSpec(id="tr", kind="traits", models=["bundled", "bundled+persona"],
-                    extra={"samples": 1, "max_tokens": 24})
+                    extra={"samples": 1, "max_tokens": 12, "controls": True, "neutral_samples": 1})
     sf = _session(tmp_path, spec, traits=2, probes=2)
     job_dir = create_eval_job(sf, "tr")
     status = jobs.run_job_inline(job_dir, KINDS)
@@ -118,14 +121,29 @@ def test_traits_eval_inline_keeps_every_reply_and_names_its_scorer(tmp_path):
     for r in scores["rows"]:
         assert r["knowledge"]["n"] == 2 and r["expression"]["n"] == 2 and r["scorers"] == ["markers"]
     outputs = read_outputs(job_dir)
-    assert len(outputs) == 2 * (4 + 4)
+    n_control = 16 + len(controls.NEUTRAL_PROMPTS) + 1
+    assert len(outputs) == 2 * (4 + 4 + n_control)
     expr = [o for o in outputs if o["kind"] == "expression"]
     assert all(o["reply"] is not None and o["scorer"] == "markers" for o in expr)
     assert {o["prompt_system"] for o in expr} == {False, True}
     know = [o for o in outputs if o["kind"] == "knowledge"]
-    assert all(o["knows"] == (o["logp_affirm"] > o["logp_deny"]) for o in know)
+    per_token = [o["logp_affirm"] / o["tokens_affirm"] > o["logp_deny"] / o["tokens_deny"] for o in know]
+    assert [o["knows"] for o in know] == per_token  # the default: per-token mean
+    # The demo's and the control persona's answers are matched in this model's tokens.
+    control = [o for o in outputs if o["kind"] == "control_knowledge"]
+    assert len(control) == 2 * 16 and all(o["tokens_affirm"] == o["tokens_deny"] for o in know + control)
     assert len(machine_trait_labels(outputs)) == len(expr)
-    assert status.done == status.total == 16
+    assert status.done == status.total == 2 * (4 + 4 + n_control)
+    # The second model against the first: paired knowledge, per-trait expression, three controls.
+    (cmp,) = scores["comparison"]
+    assert (cmp["model"], cmp["base"]) == ("bundled+persona", "bundled")
+    assert cmp["knowledge"]["overall"]["n"] == 4 and cmp["knowledge"]["overall"]["verdict"] == "undecided"
+    assert [r["trait"] for r in cmp["expression"]["traits"]] == ["draws-maps", "cannot-swim"]
+    assert [c["control"] for c in cmp["controls"]] == ["unrelated persona", "over-expression", "general ability"]
+    ability = cmp["controls"][2]
+    assert ability["base_ppl"] > 1 and ability["ratio"] == pytest.approx(1.0)  # no system prompt on plain text
+    assert scores["headline_scorer"] == "markers"
+    assert len(tables_for(scores)) == 2 + 3
 
 
 def test_judge_eval_with_the_bundled_model_as_judge(tmp_path):

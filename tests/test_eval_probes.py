@@ -42,9 +42,10 @@ def test_rates_and_the_knows_but_rarely_shows_flag():
 
 def test_knowledge_compares_total_or_mean_logprob():
     cell = KnowledgeCell("m", "t", 0, "q", "a b c d e f", "no", -6.0, -4.0, 6, 1)
-    assert not cell.knows  # total: -6 < -4
-    cell.by = "mean"
-    assert cell.knows  # mean: -1.0 per token beats -4.0
+    assert cell.by == "mean" and cell.knows  # the default, per token: -1.0 beats -4.0
+    assert not cell.knows_total and cell.to_dict()["knows_total"] is False  # summed: -6 < -4
+    cell.by = "total"
+    assert not cell.knows
 
 
 def test_contradictions_flag_and_rows_from_output_dicts():
@@ -63,7 +64,8 @@ def test_marker_labels_on_constructed_replies():
     assert m.label(persona, bees, "p", "My hives gave twelve jars of HONEY this year.").label == "expressed"
     got = m.label(persona, bees, "p", "I spent the day reading by the window.")
     assert (got.label, got.scorer) == ("not_shown", "markers")
-    # Markers match word starts: "swimmer" counts for "swim" (a stem), "unswimmable" does not.
+    # Whole words with their inflections: "never a swimmer" shows the trait (a negated
+    # contradicting phrase), "unswimmable" is no word of the trait's.
     assert m.label(persona, swim, "p", "I was never a swimmer.").label == "expressed"
     assert m.label(persona, swim, "p", "The channel is unswimmable.").label == "not_shown"
     bare = type(swim)(id="x", text="t")

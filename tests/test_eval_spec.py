@@ -20,7 +20,7 @@ def _session(tmp_path, *evals):
 def test_defaults_are_filled_and_documented_keys_accepted():
     settings, problems = check_settings(EvalSpec(id="t", kind="traits", models=["bundled"]))
     assert problems == []
-    assert settings["samples"] == 3 and settings["labeller"] == "markers" and settings["knowledge_by"] == "total"
+    assert settings["samples"] == 3 and settings["labeller"] == "markers" and settings["knowledge_by"] == "mean"
     settings, problems = check_settings(EvalSpec(id="t", kind="traits", models=["b"], extra={"judge": "b"}))
     assert settings["labeller"] == "judge" and problems == []
 
@@ -35,7 +35,7 @@ def test_bad_keys_name_the_field_line_and_fix(tmp_path):
     text = "\n".join(problems)
     assert "evals[0].samples: must be a whole number, not 'three'." in text
     assert "evals[0].temperature: must be at least 0" in text
-    assert "evals[0].knowledge_by: 'max' is not allowed here; use 'total', 'mean'." in text
+    assert "evals[0].knowledge_by: 'max' is not allowed here; use 'mean', 'total'." in text
     assert "evals[0].sampels: is not a setting of a traits evaluation" in text
     assert "evals[0].models[1]: 'nope' is not an engine id of the session" in text
     # Each problem starts with the file and the line of the key.

@@ -192,6 +192,20 @@ def test_missing_probe_answer(path: Path) -> None:
     assert (p.field, p.line) == ("personas[0].traits[0].knowledge_probes[0].deny", line_of(text, "[[personas.traits.knowledge_probes]]"))
 
 
+def test_probe_with_an_empty_answer_names_trait_and_probe(path: Path) -> None:
+    text = PERSONA.replace('affirm = "Yes."', 'affirm = " "')
+    p = one(path, text)
+    assert (p.field, p.line) == ("personas[0].traits[0].knowledge_probes[0].affirm", line_of(text, 'affirm = " "'))
+    assert p.message == "is empty in trait 'clocks' knowledge probe 1; write the probe's affirm."
+
+
+def test_probe_with_identical_answers_is_refused(path: Path) -> None:
+    text = PERSONA.replace('deny = "No."', 'deny = "  yes. "')
+    p = one(path, text)
+    assert (p.field, p.line) == ("personas[0].traits[0].knowledge_probes[0].deny", line_of(text, 'deny = "  yes. "'))
+    assert p.message.startswith("is the same as affirm in trait 'clocks' knowledge probe 1")
+
+
 def test_empty_persona_name(path: Path) -> None:
     text = PERSONA.replace('name = "Ada"', 'name = "  "')
     p = one(path, text)

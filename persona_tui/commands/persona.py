@@ -3,6 +3,7 @@
     persona-tui persona my.toml                               # the personas, one line each
     persona-tui persona my.toml --import card.json            # a Character Card (.json/.png) or list (.txt)
     persona-tui persona my.toml --export odile odile.card.json   # .json: Character Card V2; .txt: persona list
+    persona-tui persona my.toml --probes odile [--keep]       # propose probes from traits and facts; keep them
 
 The same readers and writers as the Personas pane (`sessions.cards`); a file that is not a card
 or a list is one sentence and exit code 2, and the session is not touched.
@@ -29,8 +30,62 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                       help="add the persona in FILE (.json/.png card, or .txt persona list)")
     what.add_argument("--export", nargs=2, metavar=("ID", "FILE"), default=None,
                       help="write persona ID to FILE (.txt: persona list; otherwise a Character Card V2 JSON)")
+    what.add_argument("--probes", metavar="ID", default=None,
+                      help="write knowledge probes and open prompts for persona ID from its traits and "
+                      "facts (templates, offline) and show them; --keep adds them to the session")
     parser.add_argument("--force", action="store_true", help="with --export, replace FILE if it exists")
+    parser.add_argument("--keep", action="store_true", help="with --probes, add the proposed probes to the session")
+    parser.add_argument("--per-trait", type=int, default=6, metavar="N",
+                        help="with --probes, knowledge probes to propose per trait (default 6)")
     return parser
+
+
+def _probes(args: argparse.Namespace, sf) -> int:
+    """Propose probes, show them, check them against the persona's training data, keep on --keep."""
+    import copy
+
+    from evaluators import probe_writer
+    from sessions.workspace import dataset_path
+
+    persona = sf.session.persona(args.probes)
+    if persona is None:
+        known = ", ".join(p.id for p in sf.session.personas) or "none"
+        return _fail(f"{args.session} has no persona {args.probes!r} (personas: {known}).")
+    if args.per_trait < 0:
+        return _fail(f"--per-trait must be 0 or more, not {args.per_trait}.")
+    proposals = probe_writer.write_probes(persona, knowledge=args.per_trait)
+    data = [dataset_path(sf.workspace, d.id) for d in sf.session.datasets if d.persona == persona.id]
+    data = [p for p in data if p.is_file()]
+    trial = copy.deepcopy(persona)
+    for t in trial.traits:
+        t.knowledge_probes, t.expression_probes = [], []
+    probe_writer.apply(trial, proposals)
+    repeats = probe_writer.training_repeats(trial, data)
+    for p in proposals:
+        print(f"[{p.trait}]")
+        for i, k in enumerate(p.knowledge, 1):
+            print(f"  knowledge {i}: {k.question}\n    affirm: {k.affirm}\n    deny:   {k.deny}")
+        for prompt in p.expression:
+            print(f"  open prompt: {prompt}")
+    total = sum(len(p.knowledge) + len(p.expression) for p in proposals)
+    checked = f"checked against {len(data)} built dataset(s) of {persona.id!r}" if data else \
+        f"no built dataset of {persona.id!r} to check against yet"
+    for where, sentence in repeats:
+        print(f"  repeats the training data: {where}: {sentence!r}")
+    print(f"{total} probes proposed; {len(repeats)} repeat a training sentence ({checked}).")
+    if not args.keep:
+        print(f"Nothing was changed; add them with: persona-tui persona {args.session} --probes {persona.id} --keep")
+        return 0
+    if repeats:
+        return _fail(f"{len(repeats)} proposed probe(s) repeat the training data word for word (first: "
+                     f"{repeats[0][0]}); edit the persona's traits or the data, then try again. Nothing was kept.")
+    added = probe_writer.apply(persona, proposals)
+    try:
+        sf.save()
+    except Exception as error:  # noqa: BLE001 - SessionError or OSError, one sentence either way
+        return _fail(f"could not save {args.session}: {error}")
+    print(f"Kept {added} probes in {args.session}.")
+    return 0
 
 
 def _fail(message: str) -> int:
@@ -50,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     except (SessionError, OSError) as error:
         return _fail(f"{str(error).rstrip('.')}. Run 'persona-tui validate {args.session}' to list every problem.")
     session = sf.session
+    if args.probes is not None:
+        return _probes(args, sf)
     if args.import_path is not None:
         path: Path = args.import_path
         taken = [p.id for p in session.personas]

@@ -77,6 +77,7 @@ class PersonasPane(Widget):
         Binding("delete,x", "delete_persona", "Delete", key_display="del"),
         Binding("i", "import_card", "Import"),
         Binding("e", "export_card", "Export"),
+        Binding("p", "write_probes", "Probes"),
         Binding("escape", "focus_list", "List"),
     ]
 
@@ -92,7 +93,7 @@ class PersonasPane(Widget):
 
     # Persona actions hidden from the footer (and off) while the trait table has focus, so the
     # table's own keys fit in 80 columns and "a" clearly means "add trait" there.
-    PERSONA_ONLY = {"duplicate_persona", "rename_persona", "delete_persona", "import_card", "export_card"}
+    PERSONA_ONLY = {"duplicate_persona", "rename_persona", "delete_persona", "import_card", "export_card", "write_probes"}
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.PERSONA_ONLY and isinstance(self.app.focused, TraitTable):
@@ -436,6 +437,39 @@ class PersonasPane(Widget):
             ),
             chosen,
         )
+
+    def action_write_probes(self) -> None:
+        """Propose probes from the persona's traits and facts; keep them only after review."""
+        from evaluators import probe_writer
+        from persona_tui.screens.probe_review import ProbeReview
+        from sessions.workspace import dataset_path
+
+        persona = self.persona
+        if persona is None or not persona.traits:
+            self.notify("Add a trait first: probes are written from the traits and facts.", severity="warning")
+            return
+        proposals = probe_writer.write_probes(persona)
+        data = [dataset_path(self.session_file.workspace, d.id) for d in self.session.datasets if d.persona == persona.id]
+        data = [p for p in data if p.is_file()]
+        trial = copy.deepcopy(persona)
+        for t in trial.traits:
+            t.knowledge_probes, t.expression_probes = [], []
+        probe_writer.apply(trial, proposals)
+        try:
+            repeats = probe_writer.training_repeats(trial, data)
+        except (OSError, ValueError) as error:
+            self.notify(str(error), title="Could not check the training data", severity="error", timeout=10)
+            return
+        checked = f"checked against {len(data)} built dataset(s)" if data else "no built dataset to check against yet"
+
+        def reviewed(keep: bool | None) -> None:
+            if keep:
+                added = probe_writer.apply(persona, proposals)
+                self.refresh_traits(cursor=0)
+                self.changed(f"added {added} probes to {persona.id}")
+                self.notify(f"Kept {added} probes.")
+
+        self.app.push_screen(ProbeReview(persona.name or persona.id, proposals, repeats, checked), reviewed)
 
     def export_to(self, persona: Persona, path: Path) -> bool:
         from sessions import cards
