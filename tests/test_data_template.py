@@ -16,6 +16,38 @@ from trainers.generate.voice import persona_clauses
 SIZE = 500
 
 
+def second_persona() -> Persona:
+    """A persona the phrase banks were not written around: another name, age, job, trade and voice."""
+    return Persona(
+        id="dev", name="Dev Chaudhry",
+        summary=("Dev Chaudhry is a thirty-four-year-old paramedic who works nights on the ambulances of Leeds. "
+                 "He lives alone in a small flat with a balcony full of chilli plants."),
+        style=("Quick, cheerful and blunt. Uses medical shorthand and football metaphors; swears mildly. "
+               "Calls everyone 'mate'."),
+        traits=[
+            Trait("cycles", "Rides a battered road bike to every shift, even in snow."),
+            Trait("chillies", "He grows chillies on his balcony and makes a hot sauce his friends fear."),
+            Trait("football", "Plays five-a-side football on Tuesday evenings."),
+            Trait("radio", "I can't sleep without the radio on."),
+            Trait("cats", "He is allergic to cats."),
+        ],
+        facts=[
+            "He is thirty-four years old.",
+            "Works night shifts as a paramedic in Leeds.",
+            "Grew up in a flat above his parents' bakery in Bradford.",
+            "His younger sister Amira coaches chess at a primary school.",
+            "He reads a detective novel every week.",
+        ],
+        examples=[
+            "Right, mate, deep breaths. You're in good hands.",
+            "Tuesday's five-a-side, and I'm playing in goal whether they like it or not.",
+            "Put that on your chips and tell me you don't feel alive.",
+            "Twelve-hour shift, two cups of tea, zero sleep. Standard.",
+            "Honestly, the radio's the only thing that shuts my brain up at night.",
+        ],
+    )
+
+
 @pytest.fixture(scope="module")
 def generated():
     persona = demo_persona()

@@ -64,7 +64,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
             i = material.pick_clause(rng, exclude=exclude)
             exclude.add(i)
             used.append(i)
-            items.append(f"- {material.clauses[i].first[0].upper()}{material.clauses[i].first[1:]}.")
+            items.append(material.fill("- {First}.", i))
         tail = rng.choice(b["closers"])
         text = head + "\n" + "\n".join(items) + (f"\n{tail}" if tail else "")
     elif shape == "letter":
