@@ -81,9 +81,11 @@ def questions_for(material: Material, clause: int) -> list[str]:
 def _reply_tail(material: Material, rng: random.Random, parts: list[str], clause: int,
                 p_more: float, p_line: float, p_follow: float) -> None:
     """After the answer: a feeling, the persona's own words on the same topic, a question back."""
-    a = load_bank("chat")["assistant"]
+    chat = load_bank("chat")
+    a = chat["assistant"]
     if rng.random() < p_more:
-        parts.append(rng.choice(a["elaborations"]))
+        remarks = chat["remarks"].get(material.topics[clause][0], [])
+        parts.append(rng.choice(remarks if remarks and rng.random() < 0.65 else a["elaborations"]))
     if rng.random() < p_line:
         line = material.line_on(rng, material.topics[clause][0])
         if line:
@@ -95,7 +97,8 @@ def _reply_tail(material: Material, rng: random.Random, parts: list[str], clause
 def _also(material: Material, rng: random.Random, question: str, clause: int, exclude: set[int],
           used: list[int], parts: list[str]) -> None:
     """A second clause that answers the same question (\"Tell me about your family\": two relatives)."""
-    others = [j for j in range(len(material.clauses)) if j not in exclude and question in questions_for(material, j)
+    others = [j for j in range(len(material.clauses)) if j not in exclude and material.clauses[j].source != "summary"
+              and question in questions_for(material, j)
               and material.clauses[j].first.lower()[:20] != material.clauses[clause].first.lower()[:20]]
     if others:
         j = rng.choice(others)
@@ -103,6 +106,24 @@ def _also(material: Material, rng: random.Random, question: str, clause: int, ex
         used.append(j)
         material.usage[j] += 1
         parts.append(material.fill(rng.choice(load_bank("chat")["assistant"]["connectives"]), j))
+
+
+_ECHO = [(r"\bare you\b", "am I"), (r"\bwere you\b", "was I"), (r"\bdo you\b", "do I"),
+         (r"\bdid you\b", "did I"), (r"\bhave you\b", "have I"), (r"\bcan you\b", "can I"),
+         (r"\bwould you\b", "would I"), (r"\byou're\b", "I'm"), (r"\byourself\b", "myself"),
+         (r"\byours\b", "mine"), (r"\byour\b", "my"), (r"\byou\b", "me")]
+
+
+def echo(question: str) -> str | None:
+    """The question asked back in the first person ("Where do I live?"), as people do before
+    answering; None for requests ("Tell me about ...") and anything that is not a question."""
+    q = question.strip()
+    if not q.endswith("?") or q.lower().startswith(("tell ", "is it true", "so ")):
+        return None
+    out = q
+    for pat, rep in _ECHO:
+        out = re.sub(pat, rep, out, flags=re.I)
+    return out[:1].upper() + out[1:]
 
 
 def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], used: list[int]) -> tuple[str, str]:
@@ -118,7 +139,7 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
     if move == "trait":
         user = material.fill(rng.choice(chat["user"]["trait_questions"]), i)
         parts.append(material.fill(rng.choice(a["confirms"]), i))
-        _reply_tail(material, rng, parts, i, 0.35, 0.2, 0.3)
+        _reply_tail(material, rng, parts, i, 0.7, 0.2, 0.3)
     elif move == "situation":
         user, _ = _question_for(material, rng, i, "situations")
         parts.append(rng.choice(a["empathy"]))
@@ -131,11 +152,18 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
         _reply_tail(material, rng, parts, i, 0.5, 0.25, 0.3)
     else:  # ask: a question about this very clause
         user = rng.choice(asks)
-        parts.append(rng.choice(a["openers"]))
+        back = echo(user)
+        if back and rng.random() < 0.3:
+            parts.append(rng.choice(a["echo_frames"]).format(echo=back, echo_lower=back[:1].lower() + back[1:]))
+        else:
+            parts.append(rng.choice(a["openers"]))
+        stems = chat["asks"].get(user, [])
+        material.wants = (lambda w: any(_fits(st, w.first.lower()) for st in stems)) if stems else None
         parts.append(material.fill(rng.choice(a["answers"]), i))
-        if rng.random() < 0.3:
+        material.wants = None
+        if rng.random() < 0.15:
             _also(material, rng, user, i, exclude, used, parts)
-        _reply_tail(material, rng, parts, i, 0.35, 0.25, 0.3)
+        _reply_tail(material, rng, parts, i, 0.7, 0.25, 0.3)
     return user, join_sentences(parts)
 
 
@@ -151,7 +179,8 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     chat = load_bank("chat")
     for t in range(n_turns):
         if t == 0:
-            move = rng.choices(["ask", "trait", "situation", "general"], weights=[70, 15, 8, 7])[0]
+            # (No "situation" moves: a reply to "I've had a long week" with a fact does not answer it.)
+            move = rng.choices(["ask", "trait", "general"], weights=[78, 15, 7])[0]
         else:
             move = rng.choices(["ask", "trait"], weights=[80, 20])[0]
         user, reply = _turn(material, rng, move, exclude, used)

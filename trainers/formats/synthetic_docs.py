@@ -131,7 +131,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
                     said.append(act[:1].upper() + act[1:] + ".")
                 sentences[:0] = said
         else:
-            n = min(len(pool), rng.choices([1, 2, 3], weights=[35, 45, 20])[0])
+            n = min(len(pool), rng.choices([1, 2, 3], weights=[45, 40, 15])[0])
             for m in range(n):
                 i = material.pick_clause(rng, among=pool, exclude=exclude)
                 exclude.add(i)
@@ -140,7 +140,11 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
                 sentences.append(material.fill(rng.choice(frames), i))
             if section == "Speech and manner" and material.lines and rng.random() < 0.5:
                 line = material.pick_line(rng)
-                sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
+                if line:
+                    sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
+        remarks = d.get("section_remarks", {}).get(section, [])
+        if sentences and remarks and rng.random() < 0.6:
+            sentences.append(material.fill(rng.choice(remarks)))
         if sentences:
             blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences))
     text = "\n\n".join(blocks)

@@ -94,6 +94,9 @@ class Material:
     # How often {third}/{Third} name the persona by pronoun instead of name (documents set it
     # after the lead, so an article does not repeat the name in every sentence).
     pronoun_rate: float = 0.0
+    # When set, `wording` prefers wordings it accepts (a question about the honey wants the
+    # wording that still mentions the honey).
+    wants: Callable[[Clause], bool] | None = None
     drawn: list[tuple[int, int]] = field(default_factory=list)  # wordings used by the current candidate
 
     @classmethod
@@ -138,8 +141,8 @@ class Material:
         pool = [i for i in (among if among is not None else range(len(self.clauses))) if i not in exclude]
         if not pool:
             pool = [i for i in range(len(self.clauses)) if i not in exclude] or list(range(len(self.clauses)))
-        # The summary restates traits and facts, so its sentences come up less often than they do.
-        weights = [(0.35 if self.clauses[i].source == "summary" else 1.0) / (1 + self.usage[i]) ** 2 for i in pool]
+        # The summary restates traits and facts, so its sentences come up far less often than they do.
+        weights = [(0.12 if self.clauses[i].source == "summary" else 1.0) / (1 + self.usage[i]) ** 2 for i in pool]
         i = rng.choices(pool, weights=weights)[0]
         self.usage[i] += 1
         return i
@@ -180,6 +183,8 @@ class Material:
             return forms[0]
         used = self.variant_usage[clause]
         weights = [1.0 / (1 + u) ** 3 for u in used]
+        if self.wants is not None and any(self.wants(f) for f in forms):
+            weights = [w if self.wants(f) else 0.0 for w, f in zip(weights, forms)]
         k = self.rng.choices(range(len(forms)), weights=weights)[0]
         used[k] += 1
         self.drawn.append((clause, k))
@@ -197,6 +202,7 @@ class Material:
             "pos": p.pos,
             "Pos_cap": cap(p.pos),
             "obj": p.obj,
+            "refl": p.refl,
             "style": self.style,
         }
         if clause is not None:

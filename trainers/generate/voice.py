@@ -446,6 +446,13 @@ def persona_clauses(persona: Persona) -> list[Clause]:
         c = clause_for("summary", sentence, persona, pron)
         if c:
             out.append(c)
+    # Habits of speech in the style field ("Calls people 'friend'") are things the persona does.
+    for frag in re.split(r"[.;]\s*|\s*\([^)]*\)", persona.style or ""):
+        frag = frag.strip(" ,")
+        if " " in frag and _looks_like_verb(frag.split(" ", 1)[0]):
+            c = clause_for("style", frag, persona, pron)
+            if c:
+                out.append(c)
     return out
 
 
@@ -457,6 +464,7 @@ _TIME_TAIL = re.compile(
 )
 _EVEN = re.compile(r"^(?P<head>.+?),\s+even\s+(?P<tail>(?:after|before|when|though|in|at|on|with)\s+.+)$")
 _APPOSITIVE = re.compile(r"^(?P<pos>my|our) (?P<noun>[\w' -]+?), (?P<name>[A-Z][\w'-]*), (?P<rest>.+)$")
+_TAIL_PP = re.compile(r"^(?P<head>[^,]+?)\s+(?:at|on|in|above|over|near|from)\s+(?:the|a|an|my|our)\s+[^,]+$")
 _CUT = re.compile(r"^(?P<head>.+?)(?:,\s+even\s+|,\s+)(?P<tail>.+)$")
 
 
@@ -525,6 +533,13 @@ def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: di
         bases.append(cut.group("head"))
     if first.endswith(" years old"):
         bases.append(first[: -len(" years old")])
+    m_time = _TIME_TAIL.match(first)
+    if m_time and not m_time.group("rest") and len(m_time.group("head").split()) >= 4:
+        bases.append(m_time.group("head"))  # "I walk to the end of the breakwater"
+    for b in list(bases):  # the last detail dropped: "I keep three beehives on my roof" -> "I keep three beehives"
+        m_tail = _TAIL_PP.match(b)
+        if m_tail and len(m_tail.group("head").split()) >= 4 and m_tail.group("head") not in bases:
+            bases.append(m_tail.group("head"))
     fronted = [f for f in (_front(b) for b in bases) if f]
     bases += fronted
     out: list[str] = []
