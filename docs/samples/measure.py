@@ -35,7 +35,8 @@ from trainers.generate import template  # noqa: E402
 
 SIZE = 500
 SEED = 3407
-SLOW_SAMPLE = 100
+SLOW_SAMPLE = 20  # examples per format for perplexity (the slow test uses the same sample)
+RELEVANCE_PAIRS = 300
 SAMPLES = 30
 
 
@@ -55,11 +56,12 @@ def measure(records: dict[str, list[dict]], persona, slow: bool) -> dict[str, di
     for fmt, recs in records.items():
         fig = {"examples": len(recs), **text_quality(recs, persona_fields(persona))}
         if slow:
-            sample = random.Random(0).sample(recs, min(SLOW_SAMPLE, len(recs)))
-            fig["perplexity"] = text_perplexity([target_text(r) for r in sample])
             if fmt == "chat_demos":
                 pairs = chat_pairs(recs)
-                fig["relevance"] = reply_relevance(random.Random(0).sample(pairs, min(len(pairs), 4 * SLOW_SAMPLE)))
+                fig["relevance"] = reply_relevance(random.Random(0).sample(pairs, min(len(pairs), RELEVANCE_PAIRS)))
+            sample = random.Random(0).sample(recs, min(SLOW_SAMPLE, len(recs)))
+            fig["perplexity"] = text_perplexity([target_text(r) for r in sample])
+            print(fmt, json.dumps(fig), flush=True)
         out[fmt] = fig
     return out
 

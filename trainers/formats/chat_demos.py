@@ -27,6 +27,9 @@ from trainers.generate.template import Material, join_sentences
 
 NAME = "chat_demos"
 NEEDS_PERSONA = True
+# The most examples one of the persona's example lines may be quoted in, as a share of the size:
+# a line quoted in reply after reply becomes the data's stock sentence.
+LINE_SHARE = 0.03
 
 
 def system_message(material: Material, rng: random.Random, options: dict[str, Any]) -> str | None:
@@ -73,7 +76,8 @@ def questions_for(material: Material, clause: int) -> list[str]:
         low = c.first.lower()
         keyed = [q for q, stems in chat["asks"].items() if any(_fits(st, low) for st in stems)]
         topic = material.topics[clause][0]
-        opened = list(chat["open"].get(topic, [])) if topic != "general" else []
+        # (An open question that is also keyed asks about that key, so it is not open.)
+        opened = [q for q in chat["open"].get(topic, []) if q not in chat["asks"]] if topic != "general" else []
         _ASKS_CACHE[key] = keyed or opened  # a question about this very thing, else the topic
     return _ASKS_CACHE[key]
 
@@ -138,7 +142,10 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
         move = "trait"
     if move == "trait":
         user = material.fill(rng.choice(chat["user"]["trait_questions"]), i)
+        # The user has just said it all; the confirmation says it again, briefly if it can.
+        material.wants = lambda w: len(w.first.split()) <= 8
         parts.append(material.fill(rng.choice(a["confirms"]), i))
+        material.wants = None
         _reply_tail(material, rng, parts, i, 0.7, 0.2, 0.3)
     elif move == "situation":
         user, _ = _question_for(material, rng, i, "situations")
@@ -163,7 +170,7 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
         material.wants = None
         if rng.random() < 0.15:
             _also(material, rng, user, i, exclude, used, parts)
-        _reply_tail(material, rng, parts, i, 0.7, 0.25, 0.3)
+        _reply_tail(material, rng, parts, i, 0.7, 0.15, 0.3)
     return user, join_sentences(parts)
 
 

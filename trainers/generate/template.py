@@ -114,7 +114,7 @@ class Material:
         para = load_bank("paraphrase")
         variants = []
         for c in clauses:
-            forms = clause_variants(c.first, para["synonyms"], para["contractions"])
+            forms = clause_variants(c.first, para["synonyms"], para["contractions"], expansions=para["expansions"])
             variants.append([
                 Clause(c.source, f, _lower_pronoun(first_to_other(f, "you")), first_to_other(f, short, pron),
                        _lower_pronoun(first_to_other(f, pron.subj, pron)), c.original)
@@ -263,22 +263,23 @@ def generate(
     material = Material.from_persona(persona)
     rng = random.Random(f"{seed}:{fmt.NAME}:template")
     material.rng = rng
-    material.line_cap = max(2, int(0.05 * size))
+    material.line_cap = max(2, int(getattr(fmt, "LINE_SHARE", 0.05) * size))
     index = NearDuplicateIndex(threshold)
     seen: set[str] = set()
     records: list[dict[str, Any]] = []
     attempts = exact = near = 0
-    # No wording of a clause in more than a sixth of the examples: past that, a persona too small
-    # for `size` gets fewer examples, not the same sentence in new wrapping.
-    wording_cap = max(3, size // 6)
-    wording_count: dict[tuple[int, int], int] = {}
+    # The same persona content (clauses in the same wordings) in at most `content_cap` examples:
+    # past that, a persona too small for `size` gets fewer examples, not the same sentences in
+    # new wrapping.
+    content_cap = max(3, size // 50)
+    content_count: dict[frozenset[tuple[int, int]], int] = {}
     max_attempts = size * 12 + 200
     while len(records) < size and attempts < max_attempts:
         attempts += 1
         material.drawn = []
         record = fmt.build(material, rng, options)
-        drawn = set(material.drawn)
-        if any(wording_count.get(w, 0) >= wording_cap for w in drawn):
+        drawn = frozenset(material.drawn)
+        if content_count.get(drawn, 0) >= content_cap:
             near += 1
             continue
         text = record_text(record)
@@ -290,8 +291,7 @@ def generate(
             near += 1
             continue
         seen.add(key)
-        for w in drawn:
-            wording_count[w] = wording_count.get(w, 0) + 1
+        content_count[drawn] = content_count.get(drawn, 0) + 1
         records.append(record)
         if progress and (len(records) % 25 == 0 or len(records) == size):
             progress(len(records), size)

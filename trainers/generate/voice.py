@@ -460,11 +460,13 @@ def persona_clauses(persona: Persona) -> list[Clause]:
 
 _TIME_TAIL = re.compile(
     r"^(?P<head>.+?)\s+(?P<tail>(?:every|each)\s+[\w-]+(?:\s+(?:night|morning|evening|day|week|"
-    r"afternoon|year))?(?:\s+(?:at|before|after)\s+[\w-]+)?|for\s+[\w-]+\s+years)(?P<rest>\s+.+)?$"
+    r"afternoon|year))?(?:\s+(?:at|before|after)\s+[\w-]+)?|for\s+[\w-]+\s+years|"
+    r"on\s+(?:Mondays?|Tuesdays?|Wednesdays?|Thursdays?|Fridays?|Saturdays?|Sundays?|weekends?)"
+    r"(?:\s+(?:nights?|mornings?|evenings?|afternoons?))?)(?P<rest>\s+.+)?$"
 )
 _EVEN = re.compile(r"^(?P<head>.+?),\s+even\s+(?P<tail>(?:after|before|when|though|in|at|on|with)\s+.+)$")
 _APPOSITIVE = re.compile(r"^(?P<pos>my|our) (?P<noun>[\w' -]+?), (?P<name>[A-Z][\w'-]*), (?P<rest>.+)$")
-_TAIL_PP = re.compile(r"^(?P<head>[^,]+?)\s+(?:at|on|in|above|over|near|from)\s+(?:the|a|an|my|our)\s+[^,]+$")
+_TAIL_PP = re.compile(r"^(?P<head>[^,]+?)\s+(?:at|on|in|above|over|near|from)\s+(?:the|a|an|my|our|[A-Z][\w'-]*)\b[^,]*$")
 _CUT = re.compile(r"^(?P<head>.+?)(?:,\s+even\s+|,\s+)(?P<tail>.+)$")
 
 
@@ -488,7 +490,7 @@ def _who(first: str) -> list[str]:
     m = re.match(r"^(?P<head>I (?:am|was) .+?) who (?P<verb>\w+)(?P<rest>.*)$", first)
     if not m:
         return []
-    return [m.group("head"), f"I {m.group('verb')}{m.group('rest')}"]
+    return [m.group("head"), f"I {base_verb(m.group('verb'))}{m.group('rest')}"]
 
 
 def _front(first: str) -> str | None:
@@ -513,7 +515,7 @@ def _rewrite(text: str, table: dict[str, str | list[str]], pick: int) -> str:
 
 
 def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: dict[str, str],
-                    speech: bool = True) -> list[str]:
+                    speech: bool = True, expansions: dict[str, str] | None = None) -> list[str]:
     """Distinct first-person wordings of a clause: split, re-ordered, shortened, synonyms, contractions.
 
     The original wording is kept only when no rewrite applies, so a persona field is not pasted
@@ -547,6 +549,8 @@ def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: di
         forms = [base, *(_rewrite(base, synonyms, k + j) for j in range(3))]
         if speech:
             forms += [_rewrite(f, contractions, 0) for f in forms]
+        if expansions:
+            forms += [_rewrite(f, expansions, 0) for f in forms]
         for f in forms:
             if f not in out:
                 out.append(f)
