@@ -74,6 +74,10 @@ def questions_for(material: Material, clause: int) -> list[str]:
     if key not in _ASKS_CACHE:
         chat = load_bank("chat")
         low = c.first.lower()
+        if low.startswith("my "):
+            # About someone else ("my late husband ... was an engineer"): a question fits through
+            # who it is about, not through what they do ("What do you do for a living?").
+            low = " ".join(low.split()[:4])
         keyed = [q for q, stems in chat["asks"].items() if any(_fits(st, low) for st in stems)]
         topic = material.topics[clause][0]
         # (An open question that is also keyed asks about that key, so it is not open.)
