@@ -119,7 +119,9 @@ def _also(material: Material, rng: random.Random, question: str, clause: int, ex
 _ECHO = [(r"\bare you\b", "am I"), (r"\bwere you\b", "was I"), (r"\bdo you\b", "do I"),
          (r"\bdid you\b", "did I"), (r"\bhave you\b", "have I"), (r"\bcan you\b", "can I"),
          (r"\bwould you\b", "would I"), (r"\byou're\b", "I'm"), (r"\byourself\b", "myself"),
-         (r"\byours\b", "mine"), (r"\byour\b", "my"), (r"\byou\b", "me")]
+         (r"\byours\b", "mine"), (r"\byour\b", "my"),
+         (r"\b(to|for|with|about|at|from|of|like|around|without|near|[a-z]+s) you\b", r"\1 me"),
+         (r"\byou\b", "I")]
 
 
 def echo(question: str) -> str | None:
@@ -146,8 +148,10 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
         move = "trait"
     if move == "trait":
         user = material.fill(rng.choice(chat["user"]["trait_questions"]), i)
-        # The user has just said it all; the confirmation says it again, briefly if it can.
-        material.wants = lambda w: len(w.first.split()) <= 8
+        asked = material.variants[i][material.drawn[-1][1]].first if material.variants else material.clauses[i].first
+        # The confirmation says again what the user asked about (not the other half of a split
+        # clause), briefly if it can.
+        material.wants = lambda w: w.first in asked or asked in w.first
         parts.append(material.fill(rng.choice(a["confirms"]), i))
         material.wants = None
         _reply_tail(material, rng, parts, i, 0.7, 0.2, 0.3)
@@ -164,7 +168,7 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
     else:  # ask: a question about this very clause
         user = rng.choice(asks)
         back = echo(user)
-        if back and rng.random() < 0.3:
+        if back and rng.random() < 0.55:
             parts.append(rng.choice(a["echo_frames"]).format(echo=back, echo_lower=back[:1].lower() + back[1:]))
         else:
             parts.append(rng.choice(a["openers"]))
@@ -191,7 +195,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     for t in range(n_turns):
         if t == 0:
             # (No "situation" moves: a reply to "I've had a long week" with a fact does not answer it.)
-            move = rng.choices(["ask", "trait", "general"], weights=[78, 15, 7])[0]
+            move = rng.choices(["ask", "trait", "general"], weights=[82, 15, 3])[0]
         else:
             move = rng.choices(["ask", "trait"], weights=[80, 20])[0]
         user, reply = _turn(material, rng, move, exclude, used)
