@@ -6,7 +6,9 @@
     PYTHONPATH=. python docs/samples/measure.py --records DIR   # measure DIR/<format>.jsonl instead
 
 Every figure is over 500 examples per format built with seed 3407 (what the demo session builds),
-except the model-based ones, on a fixed-seed sample (SLOW_SAMPLE examples or chat pairs). The
+except the model-based ones, on a fixed-seed sample: perplexity over the first 48 tokens of
+SLOW_SAMPLE examples per format (so shorter examples are not penalised for their first tokens),
+MiniLM relevance over RELEVANCE_PAIRS chat pairs. The
 second persona is the one tests/test_data_template.py checks: the banks were not written for it.
 """
 
