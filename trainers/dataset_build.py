@@ -32,7 +32,7 @@ from typing import Any
 
 from sessions.model import DatasetSpec, EngineSpec, Persona, Session
 from trainers import dataset_files
-from trainers.dataset_quality import distinct_n, near_duplicate_report
+from trainers.dataset_quality import distinct_n, near_duplicate_report, persona_fields, text_quality
 from trainers.formats import (
     FORMAT_NAMES,
     IMPORT_FORMATS,
@@ -418,7 +418,7 @@ def token_stats(records: list[dict[str, Any]], base_model: str, seed: int) -> di
     }
 
 
-def quality_stats(records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+def quality_stats(records: list[dict[str, Any]], seed: int, persona: Any = None) -> dict[str, Any]:
     texts = [record_text(r) for r in records]
     sample = texts
     if len(texts) > NEAR_DUP_SAMPLE:
@@ -430,6 +430,7 @@ def quality_stats(records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
         "distinct_2": round(distinct_n(texts, 2), 4),
         "distinct_2_target": round(distinct_n([target_text(r) for r in records], 2), 4),
         "near_duplicates": nd,
+        **text_quality(records, persona_fields(persona) if persona is not None else (), seed),
     }
 
 
@@ -523,7 +524,7 @@ def build_dataset(
                 "example lines to the persona for more variety"
             )
             log(stats["shortfall"])
-    stats.update(quality_stats(everything, spec.seed))
+    stats.update(quality_stats(everything, spec.seed, persona))
     if with_tokens and spec.extra.get("token_stats", True):
         stats["tokens"] = token_stats(everything, base_model_for(session, spec), spec.seed)
     dataset_files.write_jsonl(train_path, train)

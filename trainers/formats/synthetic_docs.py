@@ -44,6 +44,33 @@ def _sections(material: Material) -> dict[str, list[int]]:
     return out
 
 
+def manner(material: Material) -> tuple[list[str], list[list[str]]]:
+    """The speaking-style field in pieces, never whole: descriptive fragments ("warm, dry and
+    precise") and habits of speech as third-person sentences in several wordings."""
+    from trainers.generate.voice import _looks_like_verb, clause_for, clause_variants, first_to_other
+
+    cached = getattr(material, "_manner", None)
+    if cached is not None:
+        return cached
+    para = load_bank("paraphrase")
+    desc: list[str] = []
+    acts: list[list[str]] = []
+    for frag in re.split(r"[.;]\s*|\s*\([^)]*\)", material.style):
+        frag = frag.strip(" ,")
+        if not frag:
+            continue
+        word = frag.split(" ", 1)[0]
+        if _looks_like_verb(word) and " " in frag:
+            c = clause_for("style", frag, material.persona, material.pron)
+            if c:
+                forms = clause_variants(c.first, para["synonyms"], {}, speech=False)
+                acts.append([first_to_other(f, material.short, material.pron) for f in forms])
+        else:
+            desc.append(frag[:1].lower() + frag[1:])
+    material._manner = (desc, acts)  # type: ignore[attr-defined]
+    return desc, acts
+
+
 def _heading(rng: random.Random, style: str, text: str) -> str:
     return style.format(h=text, H=text.upper())
 
@@ -57,12 +84,14 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     heading_style = rng.choice(d["heading_styles"])
 
     summary_ids = [i for i, c in enumerate(material.clauses) if c.source == "summary"]
-    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.6 else material.pick_clause(rng)
+    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.45 else material.pick_clause(rng)
+    material.pronoun_rate = 0.0
     if lead_id in summary_ids:
         material.usage[lead_id] += 1
     exclude.add(lead_id)
     used.append(lead_id)
     lead = material.fill(rng.choice(d["leads"]), lead_id)
+    material.pronoun_rate = 0.35
 
     by_section = _sections(material)
     available = [s for s in SECTION_ORDER if by_section.get(s)]
@@ -91,10 +120,18 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
                 line = material.pick_line(rng)
                 if line:
                     sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
-            if section == "Speech and manner" and material.style and rng.random() < 0.5:
-                sentences.insert(0, material.fill(rng.choice(d["style_frames"])))
+            if section == "Speech and manner" and material.style:
+                desc, acts = manner(material)
+                said: list[str] = []
+                if desc and rng.random() < 0.7:
+                    picked = rng.sample(desc, min(len(desc), rng.choice([1, 2])))
+                    said.append(material.fill(rng.choice(d["style_frames"]), manner=" and ".join(picked)))
+                if acts and rng.random() < 0.6:
+                    act = rng.choice(rng.choice(acts))
+                    said.append(act[:1].upper() + act[1:] + ".")
+                sentences[:0] = said
         else:
-            n = min(len(pool), rng.choices([1, 2, 3], weights=[35, 45, 20])[0])
+            n = min(len(pool), rng.choices([1, 2, 3], weights=[45, 40, 15])[0])
             for m in range(n):
                 i = material.pick_clause(rng, among=pool, exclude=exclude)
                 exclude.add(i)
@@ -103,7 +140,11 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
                 sentences.append(material.fill(rng.choice(frames), i))
             if section == "Speech and manner" and material.lines and rng.random() < 0.5:
                 line = material.pick_line(rng)
-                sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
+                if line:
+                    sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
+        remarks = d.get("section_remarks", {}).get(section, [])
+        if sentences and remarks and rng.random() < 0.6:
+            sentences.append(material.fill(rng.choice(remarks)))
         if sentences:
             blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences))
     text = "\n\n".join(blocks)

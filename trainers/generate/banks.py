@@ -11,7 +11,7 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-BANK_NAMES = ("topics", "chat", "first_person", "docs", "names")
+BANK_NAMES = ("topics", "chat", "first_person", "docs", "names", "paraphrase")
 
 
 @functools.cache

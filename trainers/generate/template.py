@@ -18,7 +18,17 @@ from typing import Any
 from sessions.model import Persona
 from trainers.dataset_quality import DEFAULT_THRESHOLD, NearDuplicateIndex, tokens
 from trainers.generate.banks import load_bank
-from trainers.generate.voice import Clause, Pronouns, cap, lower_first, persona_clauses, pronouns_for
+from trainers.generate.voice import (
+    Clause,
+    Pronouns,
+    _lower_pronoun,
+    cap,
+    clause_variants,
+    first_to_other,
+    lower_first,
+    persona_clauses,
+    pronouns_for,
+)
 
 
 def _keyword_hit(text_low: str, words: list[str], keyword: str) -> int | None:
@@ -74,6 +84,20 @@ class Material:
     style: str
     usage: list[int] = field(default_factory=list)
     line_usage: list[int] = field(default_factory=list)
+    # Per clause, its wordings (see voice.clause_variants) and how often each was used.
+    variants: list[list[Clause]] = field(default_factory=list)
+    variant_usage: list[list[int]] = field(default_factory=list)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    # The most examples one example line may be quoted in (generate sets it from the size), so
+    # the persona's own words season the data instead of becoming its stock sentences.
+    line_cap: int = 10**9
+    # How often {third}/{Third} name the persona by pronoun instead of name (documents set it
+    # after the lead, so an article does not repeat the name in every sentence).
+    pronoun_rate: float = 0.0
+    # When set, `wording` prefers wordings it accepts (a question about the honey wants the
+    # wording that still mentions the honey).
+    wants: Callable[[Clause], bool] | None = None
+    drawn: list[tuple[int, int]] = field(default_factory=list)  # wordings used by the current candidate
 
     @classmethod
     def from_persona(cls, persona: Persona) -> Material:
@@ -85,6 +109,17 @@ class Material:
             )
         name = persona.name.strip() or persona.id
         lines = [ln.strip() for ln in persona.examples if ln.strip()]
+        pron = pronouns_for(persona)
+        short = name.split()[0]
+        para = load_bank("paraphrase")
+        variants = []
+        for c in clauses:
+            forms = clause_variants(c.first, para["synonyms"], para["contractions"], expansions=para["expansions"])
+            variants.append([
+                Clause(c.source, f, _lower_pronoun(first_to_other(f, "you")), first_to_other(f, short, pron),
+                       _lower_pronoun(first_to_other(f, pron.subj, pron)), c.original)
+                for f in forms
+            ])
         return cls(
             persona=persona,
             name=name,
@@ -96,6 +131,8 @@ class Material:
             style=persona.style.strip(),
             usage=[0] * len(clauses),
             line_usage=[0] * len(lines),
+            variants=variants,
+            variant_usage=[[0] * len(v) for v in variants],
         )
 
     # -- choosing, evenly
@@ -104,16 +141,29 @@ class Material:
         pool = [i for i in (among if among is not None else range(len(self.clauses))) if i not in exclude]
         if not pool:
             pool = [i for i in range(len(self.clauses)) if i not in exclude] or list(range(len(self.clauses)))
-        weights = [1.0 / (1 + self.usage[i]) ** 2 for i in pool]
+        # The summary restates traits and facts, so its sentences come up far less often than they do.
+        weights = [(0.12 if self.clauses[i].source == "summary" else 1.0) / (1 + self.usage[i]) ** 2 for i in pool]
         i = rng.choices(pool, weights=weights)[0]
         self.usage[i] += 1
         return i
 
     def pick_line(self, rng: random.Random) -> str | None:
-        if not self.lines:
+        ids = [k for k in range(len(self.lines)) if self.line_usage[k] < self.line_cap]
+        if not ids:
             return None
-        weights = [1.0 / (1 + u) ** 2 for u in self.line_usage]
-        k = rng.choices(range(len(self.lines)), weights=weights)[0]
+        weights = [1.0 / (1 + self.line_usage[k]) ** 2 for k in ids]
+        k = rng.choices(ids, weights=weights)[0]
+        self.line_usage[k] += 1
+        return self.lines[k]
+
+    def line_on(self, rng: random.Random, topic: str) -> str | None:
+        """One of the persona's example lines on `topic` (the least used), or None: a line is
+        quoted only where it fits what is being talked about."""
+        ids = [k for k, ln in enumerate(self.lines) if topic in classify(ln) and self.line_usage[k] < self.line_cap]
+        if not ids:
+            return None
+        weights = [1.0 / (1 + self.line_usage[k]) ** 2 for k in ids]
+        k = rng.choices(ids, weights=weights)[0]
         self.line_usage[k] += 1
         return self.lines[k]
 
@@ -124,6 +174,21 @@ class Material:
             if src.startswith("trait:") and src[6:] not in out:
                 out.append(src[6:])
         return out
+
+    def wording(self, clause: int) -> Clause:
+        """One of the clause's wordings, the least used first, so no wording dominates."""
+        forms = self.variants[clause] if self.variants else [self.clauses[clause]]
+        if len(forms) == 1:
+            self.drawn.append((clause, 0))
+            return forms[0]
+        used = self.variant_usage[clause]
+        weights = [1.0 / (1 + u) ** 3 for u in used]
+        if self.wants is not None and any(self.wants(f) for f in forms):
+            weights = [w if self.wants(f) else 0.0 for w, f in zip(weights, forms)]
+        k = self.rng.choices(range(len(forms)), weights=weights)[0]
+        used[k] += 1
+        self.drawn.append((clause, k))
+        return forms[k]
 
     # -- filling templates
     def values(self, clause: int | None = None, line: str | None = None) -> dict[str, str]:
@@ -137,16 +202,18 @@ class Material:
             "pos": p.pos,
             "Pos_cap": cap(p.pos),
             "obj": p.obj,
+            "refl": p.refl,
             "style": self.style,
         }
         if clause is not None:
-            c = self.clauses[clause]
+            c = self.wording(clause)
+            third = c.third_pron if self.pronoun_rate and self.rng.random() < self.pronoun_rate else c.third
             v.update(
                 first=c.first,
                 First=cap(c.first),
                 you=c.second,
-                third=c.third,
-                Third=cap(c.third),
+                third=third,
+                Third=cap(third),
                 pron_clause=c.third_pron,
                 Pron_clause_cap=cap(c.third_pron),
             )
@@ -195,14 +262,26 @@ def generate(
     options = dict(options or {})
     material = Material.from_persona(persona)
     rng = random.Random(f"{seed}:{fmt.NAME}:template")
+    material.rng = rng
+    material.line_cap = max(2, int(getattr(fmt, "LINE_SHARE", 0.05) * size))
     index = NearDuplicateIndex(threshold)
     seen: set[str] = set()
     records: list[dict[str, Any]] = []
     attempts = exact = near = 0
+    # The same persona content (clauses in the same wordings) in at most `content_cap` examples:
+    # past that, a persona too small for `size` gets fewer examples, not the same sentences in
+    # new wrapping.
+    content_cap = max(3, size // 50)
+    content_count: dict[frozenset[tuple[int, int]], int] = {}
     max_attempts = size * 12 + 200
     while len(records) < size and attempts < max_attempts:
         attempts += 1
+        material.drawn = []
         record = fmt.build(material, rng, options)
+        drawn = frozenset(material.drawn)
+        if content_count.get(drawn, 0) >= content_cap:
+            near += 1
+            continue
         text = record_text(record)
         key = " ".join(tokens(text))
         if key in seen:
@@ -212,6 +291,7 @@ def generate(
             near += 1
             continue
         seen.add(key)
+        content_count[drawn] = content_count.get(drawn, 0) + 1
         records.append(record)
         if progress and (len(records) % 25 == 0 or len(records) == size):
             progress(len(records), size)

@@ -66,6 +66,7 @@ _BASE_VERBS = {
     "refuse", "avoid", "prefer", "enjoy", "believe", "think", "say", "speak", "quote", "laugh",
     "smile", "joke", "hike", "climb", "cycle", "garden", "plant", "trust", "need", "want", "try",
     "use", "do", "have", "remember", "forget", "miss", "worry", "fear", "admire", "tend", "raise",
+    "tease", "end", "greet", "chat", "argue", "wave", "nod", "shout", "whisper", "sigh", "grumble",
 }
 _NOT_VERBS_ENDING_S = re.compile(r"(ous|ss|us|is|ics|less|ness|ways)$")
 _SUBJECT_PRONOUNS = {"he", "she", "they"}
@@ -445,4 +446,114 @@ def persona_clauses(persona: Persona) -> list[Clause]:
         c = clause_for("summary", sentence, persona, pron)
         if c:
             out.append(c)
+    # Habits of speech in the style field ("Calls people 'friend'") are things the persona does.
+    for frag in re.split(r"[.;]\s*|\s*\([^)]*\)", persona.style or ""):
+        frag = frag.strip(" ,")
+        if " " in frag and _looks_like_verb(frag.split(" ", 1)[0]):
+            c = clause_for("style", frag, persona, pron)
+            if c:
+                out.append(c)
+    return out
+
+
+# --- paraphrase: several first-person wordings of one clause -------------------------------------
+
+_TIME_TAIL = re.compile(
+    r"^(?P<head>.+?)\s+(?P<tail>(?:every|each)\s+[\w-]+(?:\s+(?:night|morning|evening|day|week|"
+    r"afternoon|year))?(?:\s+(?:at|before|after)\s+[\w-]+)?|for\s+[\w-]+\s+years|"
+    r"on\s+(?:Mondays?|Tuesdays?|Wednesdays?|Thursdays?|Fridays?|Saturdays?|Sundays?|weekends?)"
+    r"(?:\s+(?:nights?|mornings?|evenings?|afternoons?))?)(?P<rest>\s+.+)?$"
+)
+_EVEN = re.compile(r"^(?P<head>.+?),\s+even\s+(?P<tail>(?:after|before|when|though|in|at|on|with)\s+.+)$")
+_APPOSITIVE = re.compile(r"^(?P<pos>my|our) (?P<noun>[\w' -]+?), (?P<name>[A-Z][\w'-]*), (?P<rest>.+)$")
+_TAIL_PP = re.compile(r"^(?P<head>[^,]+?)\s+(?:at|on|in|above|over|near|from)\s+(?:the|a|an|my|our|[A-Z][\w'-]*)\b[^,]*$")
+_CUT = re.compile(r"^(?P<head>.+?)(?:,\s+even\s+|,\s+)(?P<tail>.+)$")
+
+
+def _coordinated(first: str) -> list[str]:
+    """"I keep bees and sell the honey" -> ["I keep bees", "I sell the honey"]; [] when not coordinated."""
+    m = re.match(r"^(?P<subj>I|my [\w' -]+?)\s+(?P<pred>.+)$", first)
+    if not m or not first.startswith("I "):
+        return []
+    pred = m.group("pred")
+    parts = re.split(r",?\s+(?:and|but)\s+(?=(?:cannot|can't|never|still|also|often)?\s*\w+)", pred)
+    out = []
+    for k, part in enumerate(parts):
+        word = part.split(" ", 1)[0].lower()
+        if k and not (word in _BASE_VERBS or word in _MODALS or word in _ADVERBS or word in ("cannot", "can't")):
+            return []  # "and drafting pencils": a noun list, not a second predicate
+        out.append(f"I {part}")
+    return out if len(out) > 1 else []
+
+
+def _who(first: str) -> list[str]:
+    m = re.match(r"^(?P<head>I (?:am|was) .+?) who (?P<verb>\w+)(?P<rest>.*)$", first)
+    if not m:
+        return []
+    return [m.group("head"), f"I {base_verb(m.group('verb'))}{m.group('rest')}"]
+
+
+def _front(first: str) -> str | None:
+    """Move a trailing time phrase or an "even ..." tail to the front: "Every morning, I walk ..."."""
+    m = _EVEN.match(first)
+    if m:
+        return f"even {m.group('tail')}, {lower_first(m.group('head'))}"
+    m = _TIME_TAIL.match(first)
+    if m and len(m.group("head").split()) >= 2:
+        rest = m.group("rest") or ""
+        return f"{m.group('tail')}, {lower_first(m.group('head'))}{rest}"
+    return None
+
+
+def _rewrite(text: str, table: dict[str, str | list[str]], pick: int) -> str:
+    """Apply the whole-word rewrites of `table`; list values are chosen among by `pick`."""
+    out = text
+    for n, (src, dst) in enumerate(table.items()):
+        alt = dst if isinstance(dst, str) else dst[(pick + n) % len(dst)]
+        out = re.sub(rf"(?<![\w'-]){re.escape(src)}(?![\w'-])", alt, out)
+    return out
+
+
+def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: dict[str, str],
+                    speech: bool = True, expansions: dict[str, str] | None = None) -> list[str]:
+    """Distinct first-person wordings of a clause: split, re-ordered, shortened, synonyms, contractions.
+
+    The original wording is kept only when no rewrite applies, so a persona field is not pasted
+    word for word into example after example. Facts are never added; a shortened wording drops
+    the clause's tail (a detail), which another wording of the same clause still carries.
+    """
+    bases = [first]
+    m = _APPOSITIVE.match(first)
+    if m:  # "my late husband, Tomas, was ..." -> "Tomas, my late husband, was ..."
+        bases.append(f"{m.group('name')}, {m.group('pos')} {m.group('noun')}, {m.group('rest')}")
+    for split in (_coordinated(first), _who(first)):
+        bases += split
+        if len(split) == 2 and split[1].startswith("I "):
+            bases.append(f"{split[0]}, and {split[1]}")  # the subject said twice
+    cut = _CUT.match(first)
+    if cut and len(cut.group("head").split()) >= 4 and not m:
+        bases.append(cut.group("head"))
+    if first.endswith(" years old"):
+        bases.append(first[: -len(" years old")])
+    m_time = _TIME_TAIL.match(first)
+    if m_time and not m_time.group("rest") and len(m_time.group("head").split()) >= 4:
+        bases.append(m_time.group("head"))  # "I walk to the end of the breakwater"
+    for b in list(bases):  # the last detail dropped: "I keep three beehives on my roof" -> "I keep three beehives"
+        m_tail = _TAIL_PP.match(b)
+        if m_tail and len(m_tail.group("head").split()) >= 4 and m_tail.group("head") not in bases:
+            bases.append(m_tail.group("head"))
+    fronted = [f for f in (_front(b) for b in bases) if f]
+    bases += fronted
+    out: list[str] = []
+    for k, base in enumerate(bases):
+        forms = [base, *(_rewrite(base, synonyms, k + j) for j in range(3))]
+        if speech:
+            forms += [_rewrite(f, contractions, 0) for f in forms]
+        if expansions:
+            forms += [_rewrite(f, expansions, 0) for f in forms]
+        for f in forms:
+            if f not in out:
+                out.append(f)
+    if len(out) > 1 and first in out:
+        out.remove(first)
     return out
