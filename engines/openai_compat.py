@@ -39,6 +39,18 @@ class EndpointError(EngineError):
         self.retryable = retryable
 
 
+def _refused(cause: BaseException | None) -> bool:
+    """Whether a connection error means nothing answered at all (the HTTP client's ConnectError,
+    whichever httpx the openai client ships, or a refused socket)."""
+    seen = 0
+    while cause is not None and seen < 6:
+        if type(cause).__name__ == "ConnectError" or isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return False
+
+
 def _retry_after(e: Any) -> float | None:
     """Seconds from a response's Retry-After (or retry-after-ms) header; None when absent or a date."""
     response = getattr(e, "response", None)
@@ -84,7 +96,6 @@ class OpenAIEngine:
         return text
 
     def _error(self, e: Exception, doing: str) -> EndpointError:
-        import httpx
         import openai
 
         if isinstance(e, openai.APITimeoutError):
@@ -93,7 +104,7 @@ class OpenAIEngine:
         if isinstance(e, openai.APIConnectionError):
             cause = e.__cause__ or e.__context__
             why = f" ({self._scrub(str(cause))})" if cause and str(cause) else ""
-            if isinstance(cause, httpx.ConnectError):  # nothing listens there: asking again will not help
+            if _refused(cause):  # nothing listens there: asking again will not help
                 return EndpointError(
                     f"cannot reach the OpenAI-compatible endpoint at {self.base_url}{why}; check the URL and "
                     "that the server is running."
@@ -186,7 +197,7 @@ class OpenAIEngine:
         """
         kw = self._sampling_kwargs(Sampling.from_kwargs(sampling))
         msgs = check_messages(messages)
-        if response_format not in RESPONSE_FORMATS:
+        if schema is not None and response_format not in RESPONSE_FORMATS:
             raise EngineError(f"response_format {response_format!r} is unknown; use one of {', '.join(RESPONSE_FORMATS)}.")
         if schema is not None and response_format == "json_schema":
             kw["response_format"] = {"type": "json_schema",

@@ -19,7 +19,7 @@ the `openai` client, its errors and its headers behave exactly as against a real
   that cannot constrain output does;
 - unknown model names get 404 with OpenAI's "model_not_found" body.
 
-`requests` records every body received; `max_in_flight` the highest number served at once.
+`requests` records every chat body received, `arrivals` when each came; `max_in_flight` the highest number served at once.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class FakeOpenAI:
         self.faults = list(faults or [])
         self.reject_schema = reject_schema
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each chat request
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -178,6 +179,7 @@ class FakeOpenAI:
     def _chat(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         with self._lock:
             self.requests.append(body)
+            self.arrivals.append(time.monotonic())
             fault = self.faults.pop(0) if self.faults else None
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -280,7 +280,8 @@ class Teacher:
         sampling = {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p, "seed": seed}
         t0 = time.perf_counter()
         if self.can_constrain:
-            out = self.engine.chat_reply(messages, schema=schema, response_format=response_format, **sampling)
+            fmt = {"response_format": response_format} if schema is not None else {}
+            out = self.engine.chat_reply(messages, schema=schema, **fmt, **sampling)
             text = out.get("text") or ""
             reply = Reply(text, out.get("finish_reason"), out.get("prompt_tokens") or 0,
                           out.get("completion_tokens") or 0, time.perf_counter() - t0)
@@ -380,7 +381,7 @@ def parse_reply(text: str, finish_reason: str | None, schema: dict[str, Any]) ->
     if m:
         body = m.group(1).strip()
     try:
-        obj = json.loads(body)
+        obj = json.loads(body, strict=False)  # a raw newline inside a string is still that string
     except json.JSONDecodeError as e:
         if finish_reason == "length":
             return None, "cut off at max_tokens before the JSON ended"
