@@ -15,8 +15,9 @@ the `openai` client, its errors and its headers behave exactly as against a real
   `("429", retry_after_s)`, `("500", retry_after_s_or_None)`, `("drop",)` (close the connection
   without answering), `("malformed",)` (a 200 whose body is not JSON);
 - `api_key`: when set, any other bearer token gets 401;
-- `reject_schema`: answer 400 to a request with a `json_schema` response_format, as a server
-  that cannot constrain output does;
+- `reject_schema`: True answers 400 to a request with a `json_schema` response_format (as
+  llama-cpp-python's server, which reads only its own shape), "all" to any response_format (a
+  server that cannot constrain output at all);
 - unknown model names get 404 with OpenAI's "model_not_found" body.
 
 `requests` records every chat body received, `arrivals` when each came; `max_in_flight` the highest number served at once.
@@ -87,7 +88,7 @@ class _QuietServer(ThreadingHTTPServer):
 class FakeOpenAI:
     def __init__(self, reply: Reply | None = None, latency: float | Callable[[dict[str, Any]], float] = 0.0,
                  models: tuple[str, ...] = ("teacher-1",), api_key: str | None = None,
-                 faults: list[Any] | None = None, reject_schema: bool = False) -> None:
+                 faults: list[Any] | None = None, reject_schema: bool | str = False) -> None:
         self.reply = reply or default_reply
         self.latency = latency
         self.models = models
@@ -193,7 +194,7 @@ class FakeOpenAI:
                     "type": "invalid_request_error", "code": "model_not_found"}})
                 return
             rf = body.get("response_format") or {}
-            if self.reject_schema and rf.get("type") == "json_schema":
+            if (self.reject_schema == "all" and rf) or (self.reject_schema and rf.get("type") == "json_schema"):
                 self._send(handler, 400, {"error": {
                     "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
                     "type": "invalid_request_error", "param": "response_format"}})
