@@ -333,3 +333,60 @@ def test_persona_inference_on_real_pairs(tmp_path):
             assert "Response A" not in meta[key]
         assert r["prompt"] == f"Prompt: {row['prompt']}\nPersona: {meta['chosen_persona']}\nResponse:"
         assert (r["chosen"], r["rejected"]) == (" " + row["chosen"], " " + row["rejected"])
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def test_the_format_comparison_builds_its_data_with_the_teacher(tmp_path):
+    """`experiment --generator llm --teacher t`: the study's three datasets name the teacher, and
+    their data steps (the same dataset jobs the study runs) build through it."""
+    import io
+
+    from rich.console import Console
+
+    from evaluators.experiments import format_comparison as fc
+    from evaluators.experiments.runner import Experiment
+    from evaluators.experiments.state import ExperimentState
+    from trainers.worker import KINDS
+
+    with FakeOpenAI() as server:
+        session = _session(server)
+        session.datasets, session.runs, session.evals = [], [], []
+        sf = SessionFile.create(tmp_path / "s.toml", session)
+        cfg = fc.preset("odile", True, sf.workspace, size=6, generator="llm", teacher="t")
+        assert cfg.state_config()["generator"] == "llm" and cfg.state_config()["teacher"] == "t"
+        exp = Experiment(sf, ExperimentState.open(sf.workspace, cfg.id, fc.STUDY, cfg.state_config()),
+                         Console(file=io.StringIO()))
+        fc.add_specs(exp, cfg, sf.session.persona("odile"))
+        sf.save()
+        for fmt in fc.FORMATS:
+            ds = sf.session.dataset(fc.dataset_id(cfg, fmt))
+            assert (ds.generator, ds.engine) == ("llm", "t")
+            ds.extra["llm"] = NO_EMBED
+        sf.save()
+        ds_id = fc.dataset_id(cfg, "chat_demos")
+        job_dir = jobs.create_job(sf.workspace, "dataset", {"session": str(sf.path), "dataset": ds_id, "size": 6})
+        assert jobs.run_job_inline(job_dir, KINDS).state == "finished", jobs.log_tail(job_dir)
+    stats = dataset_files.read_stats(sf.workspace, ds_id)
+    assert stats["generator"] == "llm" and stats["generation"]["teacher"].startswith("'t' (openai")
+    assert server.requests and (job_dir / llm.CACHE_FILE).is_file()
+
+
+def test_the_experiment_command_refuses_a_teacher_it_cannot_use(tmp_path):
+    import subprocess
+    import sys
+
+    sf = SessionFile.create(tmp_path / "s.toml", _session(url="http://127.0.0.1:9/v1"))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "persona_tui.cli", "experiment", str(sf.path), *args],
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    out = cli("--generator", "llm", "--teacher", "gpt")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "--teacher 'gpt' is not an engine of" in out.stderr and "(it has: bundled, t)" in out.stderr
+    out = cli("--teacher", "t")
+    assert out.returncode == 2 and "add --generator llm" in out.stderr
+    out = cli("--study", "tailoring", "--generator", "llm")
+    assert out.returncode == 2 and "apply to the format comparison" in out.stderr
