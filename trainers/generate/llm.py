@@ -684,7 +684,7 @@ def progress_line(kept: int, size: int, t: TeacherStats, in_flight: int, wall: f
     """What the Data pane and `jobs --watch` show while a build runs (short: the pane cuts at 60)."""
     tok = t.prompt_tokens + t.output_tokens
     tok_s = f"{tok / 1000:.1f}k" if tok >= 1000 else str(tok)
-    line = f"{t.calls} req, {in_flight} in flight, {tok_s} tok, {wall:.0f} s"
+    line = f"{t.calls} req ({in_flight} live), {tok_s} tok, {wall:.0f} s"
     if settings.price_input_per_1k or settings.price_output_per_1k:
         cost = (t.prompt_tokens * settings.price_input_per_1k + t.output_tokens * settings.price_output_per_1k) / 1000
         line += f", cost {cost:.4f}"
