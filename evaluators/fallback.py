@@ -13,7 +13,6 @@ quality, so it does not pretend to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from engines.embeddings import Embedder, shared_embedder
