@@ -32,11 +32,12 @@ class EndpointError(EngineError):
     """
 
     def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
-                 retryable: bool = False) -> None:
+                 retryable: bool = False, rejected: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
         self.retryable = retryable
+        self.rejected = rejected
 
 
 def _refused(cause: BaseException | None) -> bool:
@@ -129,10 +130,15 @@ class OpenAIEngine:
             )
         if isinstance(e, openai.APIStatusError):
             status = e.status_code
+            said = _api_message(e)
+            # llama-cpp-python's server answers a request it cannot validate with 500 and pydantic's
+            # "validation error": a refused request, not a failing server.
+            refused = status in (400, 415, 422) or (status == 500 and "validation error" in said.lower())
+            first = (said.strip().splitlines() or [""])[0].rstrip(":. ")
             return EndpointError(
-                f"the endpoint at {self.base_url} answered {status} while {doing}: "
-                f"{self._scrub(_api_message(e))}.",
-                status=status, retry_after=_retry_after(e), retryable=status == 429 or status >= 500,
+                f"the endpoint at {self.base_url} answered {status} while {doing}: {self._scrub(first)}.",
+                status=status, retry_after=_retry_after(e),
+                retryable=not refused and (status == 429 or status >= 500), rejected=refused,
             )
         if isinstance(e, openai.APIResponseValidationError | ValueError):
             return EndpointError(f"the endpoint at {self.base_url} sent an answer that is not valid while {doing}; "

@@ -231,7 +231,7 @@ class Judge:
                 out = self.engine.chat_reply(messages, schema=SCHEMAS[kind], response_format=self._shapes[0],
                                              schema_name=kind, **sampling)
             except EngineError as e:
-                if getattr(e, "status", None) in (400, 415, 422):  # this shape is not understood: the next one
+                if getattr(e, "rejected", False):  # this shape is not understood: the next one
                     self._shapes.pop(0)
                     self.stats["schema_refused"] += 1
                     continue

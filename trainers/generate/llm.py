@@ -342,10 +342,10 @@ class Teacher:
             self.stats.errors.append(msg)
             self._consecutive += 1
             fatal = (not retryable and not self._succeeded) or self._consecutive >= MAX_CONSECUTIVE_FAILURES \
-                or status in (401, 403, 404)
+                or status in (401, 403, 404) or (with_schema and getattr(e, "rejected", False))
         if not fatal:
             return
-        if with_schema and status in (400, 415, 422):
+        if with_schema and (status in (400, 415, 422) or getattr(e, "rejected", False)):
             raise TeacherError(
                 f"Teacher engine {self.label} rejected the request with the JSON schema ({msg.rstrip('.')}); set "
                 "structured = \"llama_schema\" (llama-cpp-python's server), \"json_object\" or \"off\" in the dataset's "
