@@ -5,7 +5,8 @@
 
 For each persona format: examples per second of the template generator at `--size` examples
 (the format study's 500) with the near-duplicate rate and distinct-2 of what it made; then
-examples per second of the llm generator with the bundled model through llama.cpp, and the
+examples per second of the llm generator with the bundled model through llama.cpp (replies
+constrained by the prompt pack's schema as a grammar), and the
 tokens per second the engine reached inside that job (generated tokens, counted with the
 model's own tokenizer, over the time spent in chat calls).
 
@@ -34,6 +35,7 @@ from sessions.model import EngineSpec
 from trainers.dataset_quality import distinct_n, near_duplicate_report
 from trainers.formats import PERSONA_FORMATS, format_module, record_text
 from trainers.generate import llm, template
+from trainers.generate.llm_settings import TeacherSettings
 
 
 def main() -> None:
@@ -89,10 +91,10 @@ def main() -> None:
         table.add_column(col, justify="right" if col != "format" else "left")
     try:
         for fmt in PERSONA_FORMATS:
-            teacher = llm.Teacher(engine, "'bundled'", args.seed)
+            settings = TeacherSettings(max_attempts=args.llm_size * 3, embedding_threshold=0.0)
+            teacher = llm.Teacher(engine, "'bundled'", args.seed, settings=settings)
             t0 = time.perf_counter()
-            res = llm.generate(format_module(fmt), persona, teacher, args.llm_size, args.seed, {},
-                               max_attempts=args.llm_size * 3)
+            res = llm.generate(fmt, persona, teacher, args.llm_size, args.seed, {}, engine_kind="llamacpp")
             dt = time.perf_counter() - t0
             s = res.teacher
             table.add_row(fmt, str(len(res.records)), str(res.malformed), str(s.calls), f"{dt:.1f}",

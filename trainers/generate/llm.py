@@ -1,6 +1,8 @@
 """The teacher generator: an engine writes the persona formats' examples, as a pipeline.
 
-    result = generate(fmt_name, persona, teacher, size, seed, settings, cache=ReplyCache(...))
+    teacher = Teacher(engine, label, seed, settings=teacher_settings(spec.id, spec.extra))
+    result = generate("chat_demos", persona, teacher, size, seed, options, engine_kind="openai",
+                      cache=ReplyCache(job_dir / CACHE_FILE, fingerprint(...), earlier_caches(...)))
 
 - **Planned.** Example `i` is fully determined by `(seed, format, i)`: the prompt pack of the
   format (`trainers/banks/teacher_<format>.toml`, or the user's copy) fills its instruction with
@@ -48,6 +50,7 @@ from typing import Any
 
 from sessions.model import Persona
 from trainers.dataset_quality import NearDuplicateIndex, tokens
+from trainers.formats import record_text, target_text
 from trainers.generate.llm_settings import TeacherSettings
 
 MAX_CONSECUTIVE_FAILURES = 5
@@ -745,8 +748,6 @@ def generate(
                 malformed_examples.append(f"#{i}: {why}")
             return
         record = to_record(fmt, obj, plan(pack, persona, seed, i).meta, options, persona)
-        from trainers.formats import record_text, target_text
-
         text = record_text(record)
         talk = meta_talk(text)
         if talk:
