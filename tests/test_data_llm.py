@@ -214,10 +214,12 @@ def test_faults_are_one_sentence_naming_the_engine_and_the_fix(tmp_path, monkeyp
         schema = llm.load_pack("first_person").schema
         server.reply = lambda body: default_reply({**body, "response_format": body.get("response_format") or {"schema": schema}})
         for mode in ("llama_schema", "off"):
+            before = len(server.requests)
             res = build_dataset(_session(server), _spec(size=3, structured=mode), tmp_path / mode)
             assert res.stats["count"] == 3 and res.stats["generation"]["structured"] == mode
-            sent = server.requests[-1].get("response_format")
-            assert sent == ({"type": "json_object", "schema": schema} if mode == "llama_schema" else None)
+            sent = [r.get("response_format") for r in server.requests[before:]]
+            assert sent and all(f == ({"type": "json_object", "schema": schema} if mode == "llama_schema" else None)
+                                for f in sent), sent
 
 
 def test_nothing_received_is_lost_when_the_teacher_fails_midway(tmp_path, monkeypatch):
@@ -390,3 +392,29 @@ def test_the_experiment_command_refuses_a_teacher_it_cannot_use(tmp_path):
     assert out.returncode == 2 and "add --generator llm" in out.stderr
     out = cli("--study", "tailoring", "--generator", "llm")
     assert out.returncode == 2 and "apply to the format comparison" in out.stderr
+
+
+def test_the_data_command_builds_with_a_teacher_and_prints_what_it_cost(tmp_path):
+    import subprocess
+    import sys
+
+    with FakeOpenAI(latency=0.02) as server:
+        session = _session(server)
+        session.datasets.append(_spec(size=8, concurrency=4, price_input_per_1k=0.25, price_output_per_1k=1.0))
+        sf = SessionFile.create(tmp_path / "s.toml", session)
+        out = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "l"],
+                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert out.returncode == 0, out.stderr
+        stats = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--stats", "l"],
+                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                               env={**os.environ, "COLUMNS": "200"})
+    assert stats.returncode == 0 and len(server.requests) >= 8
+    gen = dataset_files.read_stats(sf.workspace, "l")["generation"]
+    assert f"cost {gen['cost']:.4f}" in stats.stdout and "json_schema constrained; resumed 0" in stats.stdout
+    saved = dataset_files.read_stats(sf.workspace, "l")
+    assert saved["count"] == 8 and saved["generation"]["cost"] > 0
+    job = next(p for p in (sf.workspace / "jobs").iterdir())
+    assert len((job / llm.CACHE_FILE).read_text().splitlines()) >= 9  # fingerprint + every reply
+    events, _ = jobs.read_events(job)
+    built = next(e for e in events if e.get("event") == "dataset_built")
+    assert built["cost"] == saved["generation"]["cost"] and built["teacher_output_tokens"] > 0

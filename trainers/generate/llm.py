@@ -547,7 +547,8 @@ def fingerprint(fmt: str, persona: Persona, seed: int, teacher: str, pack: Promp
 class ReplyCache:
     """Replies by index, appended to `<job dir>/teacher.jsonl` as they arrive.
 
-    The first line names the fingerprint; earlier jobs' files with the same fingerprint (`search`
+    `replies` holds what earlier builds recorded (read once, when the cache opens). The first line
+    of a file names the fingerprint; earlier jobs' files with the same fingerprint (`search`
     folders) are read when the cache opens, so a rerun reuses what a killed build received.
     A half-written last line (the process killed mid-write) is skipped.
     """
@@ -610,8 +611,7 @@ class ReplyCache:
         obj = {"i": index, "text": reply.text, "finish_reason": reply.finish_reason,
                "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                "seconds": round(reply.seconds, 4)}
-        with self._lock:
-            self.replies[index] = obj
+        with self._lock:  # written down, not added to `replies`: those are what earlier builds left
             if self._file is not None:
                 self._write(obj)
         return obj
@@ -800,6 +800,11 @@ def generate(
                 pending.pop(fut)
                 i, got = fut.result()  # TeacherError propagates from here
                 done[i] = got
+    except TeacherError:
+        # The requests still in flight end (they meet the same fault) before the error is told,
+        # so nothing of this build reaches the teacher afterwards.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         cache.close()
