@@ -114,6 +114,30 @@ class LlamaCppEngine:
             out = self.llm.create_chat_completion(**req)
         return out["choices"][0]["message"].get("content") or ""
 
+    def chat_reply(self, messages: Sequence[Message], *, schema: dict[str, Any] | None = None,
+                   response_format: str = "json_schema", schema_name: str = "reply", **sampling: Any) -> dict[str, Any]:
+        """One chat completion, constrained by a grammar when a schema is given, with token counts.
+
+        llama.cpp turns the JSON schema into a grammar (`response_format={"type": "json_object",
+        "schema": …}`), so the reply always parses as JSON of that shape unless it is cut off at
+        max_tokens (`finish_reason` "length"). `response_format` "json_object" drops the schema and
+        keeps only "some JSON object"; the other names mean the schema (the same call for this engine).
+        """
+        req = self._chat_request(messages, sampling)
+        if schema is not None:
+            req["response_format"] = ({"type": "json_object"} if response_format == "json_object"
+                                      else {"type": "json_object", "schema": schema})
+        with self._lock:
+            out = self.llm.create_chat_completion(**req)
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return {
+            "text": choice["message"].get("content") or "",
+            "finish_reason": choice.get("finish_reason"),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+        }
+
     def stream_chat(self, messages: Sequence[Message], **sampling: Any) -> Iterator[str]:
         """Pieces of the reply as they are decoded; close the iterator to stop early."""
         return self._stream(self._chat_request(messages, sampling))  # bad input fails here, not later

@@ -18,7 +18,52 @@ from typing import Any
 from engines.base import EngineError, EngineUnsupported, Message, Sampling, check_messages
 
 NO_KEY = "sk-no-key"
+# Structured-output request shapes (see OpenAIEngine.chat_reply).
+RESPONSE_FORMATS = ("json_schema", "llama_schema", "json_object")
 _ALIGNMENT_PROBE = "1, 2, 3, 4, 5, 6,"
+
+
+class EndpointError(EngineError):
+    """An endpoint's refusal or failure, with what a caller needs to decide on a retry.
+
+    `status` is the HTTP status (None when no answer came), `retry_after` the seconds the server
+    asked to wait (Retry-After), `retryable` whether asking again may succeed (429, 5xx, a dropped
+    or timed-out connection; not a refused key, an unknown model or a rejected request).
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
+                 retryable: bool = False, rejected: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.retryable = retryable
+        self.rejected = rejected
+
+
+def _refused(cause: BaseException | None) -> bool:
+    """Whether a connection error means nothing answered at all (the HTTP client's ConnectError,
+    whichever httpx the openai client ships, or a refused socket)."""
+    seen = 0
+    while cause is not None and seen < 6:
+        if type(cause).__name__ == "ConnectError" or isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return False
+
+
+def _retry_after(e: Any) -> float | None:
+    """Seconds from a response's Retry-After (or retry-after-ms) header; None when absent or a date."""
+    response = getattr(e, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        if headers.get("retry-after-ms"):
+            return max(float(headers["retry-after-ms"]) / 1000, 0.0)
+        if headers.get("retry-after"):
+            return max(float(headers["retry-after"]), 0.0)
+    except ValueError:
+        return None
+    return None
 
 
 class OpenAIEngine:
@@ -51,37 +96,68 @@ class OpenAIEngine:
             text = text.replace(self._secret, "***")
         return text
 
-    def _error(self, e: Exception, doing: str) -> EngineError:
+    def _error(self, e: Exception, doing: str) -> EndpointError:
         import openai
 
         if isinstance(e, openai.APITimeoutError):
-            return EngineError(f"the endpoint at {self.base_url} did not answer in time while {doing}; check the server.")
+            return EndpointError(f"the endpoint at {self.base_url} did not answer in time while {doing}; check the server.",
+                                 retryable=True)
         if isinstance(e, openai.APIConnectionError):
             cause = e.__cause__ or e.__context__
-            why = f" ({self._scrub(str(cause))})" if cause else ""
-            return EngineError(
-                f"cannot reach the OpenAI-compatible endpoint at {self.base_url}{why}; check the URL and "
-                "that the server is running."
+            why = f" ({self._scrub(str(cause))})" if cause and str(cause) else ""
+            if _refused(cause):  # nothing listens there: asking again will not help
+                return EndpointError(
+                    f"cannot reach the OpenAI-compatible endpoint at {self.base_url}{why}; check the URL and "
+                    "that the server is running."
+                )
+            # The connection opened, then dropped or returned garbage: worth another try.
+            return EndpointError(
+                f"the endpoint at {self.base_url} dropped the connection while {doing}{why}; check the server.",
+                retryable=True,
             )
         if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
             var = self.spec.api_key_env
-            return EngineError(
+            return EndpointError(
                 f"the endpoint at {self.base_url} refused the API key ({e.status_code}); "
-                + (f"check the key in the environment variable {var}." if var else "set api_key_env on the engine to the variable that holds the key.")
+                + (f"check the key in the environment variable {var}." if var else "set api_key_env on the engine to the variable that holds the key."),
+                status=e.status_code,
+            )
+        if isinstance(e, openai.NotFoundError) and doing == "chatting" and "model" in _api_message(e).lower():
+            return EndpointError(
+                f"the endpoint at {self.base_url} has no model {self._model!r} (404); set the engine's model to "
+                f"one it serves{self._served_hint()}.",
+                status=404,
             )
         if isinstance(e, openai.APIStatusError):
-            return EngineError(
-                f"the endpoint at {self.base_url} answered {e.status_code} while {doing}: "
-                f"{self._scrub(_api_message(e))}."
+            status = e.status_code
+            said = _api_message(e)
+            # llama-cpp-python's server answers a request it cannot validate with 500 and pydantic's
+            # "validation error": a refused request, not a failing server.
+            refused = status in (400, 415, 422) or (status == 500 and "validation error" in said.lower())
+            first = (said.strip().splitlines() or [""])[0].rstrip(":. ")
+            return EndpointError(
+                f"the endpoint at {self.base_url} answered {status} while {doing}: {self._scrub(first)}.",
+                status=status, retry_after=_retry_after(e),
+                retryable=not refused and (status == 429 or status >= 500), rejected=refused,
             )
-        return EngineError(f"the endpoint at {self.base_url} failed while {doing}: {self._scrub(str(e))}.")
+        if isinstance(e, openai.APIResponseValidationError | ValueError):
+            return EndpointError(f"the endpoint at {self.base_url} sent an answer that is not valid while {doing}; "
+                                 "check that it speaks the OpenAI API.", retryable=True)
+        return EndpointError(f"the endpoint at {self.base_url} failed while {doing}: {self._scrub(str(e))}.")
+
+    def _served_hint(self) -> str:
+        try:
+            served = self.list_models()
+        except EngineError:
+            return ""
+        return f" ({', '.join(served[:5])})" if served else ""
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         import openai
 
         try:
             return fn(*args, **kwargs)
-        except openai.OpenAIError as e:
+        except (openai.OpenAIError, ValueError) as e:  # ValueError: a body that is not JSON
             raise self._error(e, doing) from None  # no chained exception: it could echo the key
 
     # -- model
@@ -113,6 +189,42 @@ class OpenAIEngine:
         msgs = check_messages(messages)
         resp = self._call("chatting", self.client.chat.completions.create, model=self.model, messages=msgs, **kw)
         return resp.choices[0].message.content or ""
+
+    def chat_reply(self, messages: Sequence[Message], *, schema: dict[str, Any] | None = None,
+                   response_format: str = "json_schema", schema_name: str = "reply", **sampling: Any) -> dict[str, Any]:
+        """One chat completion, optionally constrained to a JSON schema, with its token usage.
+
+        `response_format` picks how the schema is sent: "json_schema" (OpenAI's structured outputs,
+        `strict`; vLLM and recent servers), "llama_schema" (`{"type": "json_object", "schema": …}`,
+        what llama-cpp-python's server reads) or "json_object" (any JSON, no schema). No retries
+        here: the caller decides, from the EndpointError's `retryable` and `retry_after`.
+        Returns {"text", "finish_reason", "prompt_tokens", "completion_tokens"} (tokens None when
+        the server does not report usage).
+        """
+        kw = self._sampling_kwargs(Sampling.from_kwargs(sampling))
+        msgs = check_messages(messages)
+        if schema is not None and response_format not in RESPONSE_FORMATS:
+            raise EngineError(f"response_format {response_format!r} is unknown; use one of {', '.join(RESPONSE_FORMATS)}.")
+        if schema is not None and response_format == "json_schema":
+            kw["response_format"] = {"type": "json_schema",
+                                     "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
+        elif schema is not None and response_format == "llama_schema":
+            kw["response_format"] = {"type": "json_object", "schema": schema}
+        elif schema is not None:
+            kw["response_format"] = {"type": "json_object"}
+        client = self.client.with_options(max_retries=0)
+        resp = self._call("chatting", client.chat.completions.create, model=self.model, messages=msgs, **kw)
+        if not getattr(resp, "choices", None):
+            raise EndpointError(f"the endpoint at {self.base_url} answered without a choice; check that it speaks "
+                                "the OpenAI API.", retryable=True)
+        choice = resp.choices[0]
+        usage = getattr(resp, "usage", None)
+        return {
+            "text": (choice.message.content if choice.message else "") or "",
+            "finish_reason": choice.finish_reason,
+            "prompt_tokens": getattr(usage, "prompt_tokens", None),
+            "completion_tokens": getattr(usage, "completion_tokens", None),
+        }
 
     def stream_chat(self, messages: Sequence[Message], **sampling: Any) -> Iterator[str]:
         """Pieces of the reply as the server sends them; an unreachable server fails here."""

@@ -13,66 +13,14 @@ quality, so it does not pretend to.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from engines.embeddings import Embedder, shared_embedder
 from evaluators.judge import JudgeCall
-from evaluators.metrics.reference import _offline_quiet, bertscore_model_dir
 from evaluators.probes import EXPRESSED, NOT_SHOWN, Label, marker_hits
 
 THRESHOLD = 0.50  # cosine similarity to the trait text that counts as expressed
 TIE_MARGIN = 0.02  # pairwise: closer than this to the persona is a tie
-
-
-class Embedder:
-    """Sentence embeddings from the packaged MiniLM; loaded once, on first use."""
-
-    def __init__(self, model_dir: str | Path | None = None) -> None:
-        self.model_dir = Path(model_dir) if model_dir else None
-        self._lock = threading.Lock()
-        self._model: Any = None
-        self._tokenizer: Any = None
-
-    def _load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
-
-        path = self.model_dir or bertscore_model_dir()
-        with _offline_quiet():
-            self._tokenizer = AutoTokenizer.from_pretrained(str(path))
-            self._model = AutoModel.from_pretrained(str(path))
-        self._model.eval()
-
-    def embed(self, texts: Sequence[str]) -> Any:
-        """Unit-length embeddings, one row per text (a torch tensor)."""
-        import torch
-
-        with self._lock:
-            if self._model is None:
-                self._load()
-            batch = self._tokenizer(
-                list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt"
-            )
-            with torch.no_grad():
-                hidden = self._model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=1)
-
-    def similarity(self, a: str, b: str) -> float:
-        e = self.embed([a, b])
-        return float((e[0] * e[1]).sum())
-
-
-_shared: Embedder | None = None
-
-
-def shared_embedder() -> Embedder:
-    global _shared
-    if _shared is None:
-        _shared = Embedder()
-    return _shared
 
 
 class FallbackScorer:

@@ -6,6 +6,13 @@ name its own file instead (see evaluators.eval_job). An answer must end in a lin
 more (shown its answer and the required format), and if it is still off-format the item is
 marked unparseable: counted and shown, never silently scored.
 
+On an engine that can constrain its output (`chat_reply` with a JSON schema: llama.cpp's grammar,
+an endpoint's `response_format`), the judge is asked for `{"verdict": "A"|"B"|"tie"}` (or
+`{"label": …}`) under that schema, so it always answers in the verdict format. An endpoint that
+rejects the schema (400/422) is asked in the next shape it may know (OpenAI's `json_schema`, then
+llama-cpp-python's), then in words, with the text parsing above; every call records whether it
+was constrained, and the judge's `stats` count both kinds.
+
 Pairwise comparisons are judged in both orders (model 1 as A, then as B). Each order gives +1,
 0 or -1 to model 1; their sum decides win (> 0), tie (0) or loss (< 0), so a judge that always
 picks the first reply produces ties, not wins. How often the two orders agree is reported as
@@ -14,6 +21,7 @@ the judge's position consistency.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -130,12 +138,34 @@ def parse_label(text: str) -> str | None:
     return "not_shown" if v.startswith("not") else v
 
 
+SCHEMAS: dict[str, dict[str, Any]] = {
+    kind: {"type": "object", "properties": {key: {"type": "string", "enum": list(values)}},
+           "required": [key], "additionalProperties": False}
+    for kind, key, values in (("verdict", "verdict", VERDICTS), ("label", "label", LABELS))
+}
+# Shapes of a schema request, tried in order until the engine accepts one (see OpenAIEngine.chat_reply).
+SCHEMA_SHAPES = ("json_schema", "llama_schema")
+
+
+def parse_structured(text: str, kind: str) -> str | None:
+    """The answer of a schema-constrained reply ({"verdict": …} / {"label": …}), else None."""
+    try:
+        obj = json.loads((text or "").strip(), strict=False)
+    except json.JSONDecodeError:
+        return None
+    key = "verdict" if kind == "verdict" else "label"
+    value = obj.get(key) if isinstance(obj, dict) else None
+    allowed = VERDICTS if kind == "verdict" else LABELS
+    return value if value in allowed else None
+
+
 @dataclass
 class JudgeCall:
     """One judged item: the parsed answer (None when unparseable) and every raw answer."""
 
     answer: str | None
     raw: list[str]
+    constrained: bool = False  # answered under a JSON schema (the verdict format enforced)
 
     @property
     def attempts(self) -> int:
@@ -148,7 +178,7 @@ class JudgeCall:
         return "ok" if self.attempts == 1 else "retried"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "status": self.status, "raw": self.raw}
+        return {"answer": self.answer, "status": self.status, "raw": self.raw, "constrained": self.constrained}
 
 
 _REMINDERS = {
@@ -179,17 +209,53 @@ class Judge:
         self.max_tokens = max_tokens
         self.seed = seed
         self.stats: Counter[str] = Counter()
+        # Schema shapes still worth trying; emptied when the engine cannot constrain or refused them all.
+        self._shapes = list(SCHEMA_SHAPES) if callable(getattr(engine, "chat_reply", None)) else []
 
     def prompt(self, name: str) -> PromptTemplate:
         if name not in self.prompts:
             self.prompts[name] = load_prompt(name)
         return self.prompts[name]
 
+    @property
+    def constrained(self) -> bool:
+        """Whether answers are still asked for under a schema (the format enforced)."""
+        return bool(self._shapes)
+
+    def _ask_constrained(self, messages: list[dict[str, str]], kind: str, sampling: dict[str, Any]) -> JudgeCall | None:
+        """The answer under the kind's schema, or None when the engine refuses every schema shape."""
+        from engines.base import EngineError
+
+        while self._shapes:
+            try:
+                out = self.engine.chat_reply(messages, schema=SCHEMAS[kind], response_format=self._shapes[0],
+                                             schema_name=kind, **sampling)
+            except EngineError as e:
+                if getattr(e, "rejected", False):  # this shape is not understood: the next one
+                    self._shapes.pop(0)
+                    self.stats["schema_refused"] += 1
+                    continue
+                raise
+            text = out.get("text") or ""
+            self.stats["calls"] += 1
+            self.stats["constrained"] += 1
+            answer = parse_structured(text, kind)
+            if answer is None:  # cut off, or a server that ignored the schema: the text rules still apply
+                answer = (parse_verdict if kind == "verdict" else parse_label)(text)
+            if answer is None:
+                self.stats[UNPARSEABLE] += 1
+            return JudgeCall(answer, [text], constrained=True)
+        return None
+
     def ask(self, question: str, kind: str) -> JudgeCall:
         """Ask once; if off-format, once more with the answer and a reminder; then give up."""
         parse = parse_verdict if kind == "verdict" else parse_label
         messages = [{"role": "user", "content": question}]
         sampling = {"max_tokens": self.max_tokens, "temperature": 0.0, "seed": self.seed}
+        if self._shapes:
+            call = self._ask_constrained(messages, kind, sampling)
+            if call is not None:
+                return call
         raw = [self.engine.chat(messages, **sampling)]
         self.stats["calls"] += 1
         answer = parse(raw[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import subprocess
@@ -171,3 +172,23 @@ def test_api_key_comes_from_the_environment_and_never_shows(server, monkeypatch)
     ok = open_engine(EngineSpec(id="srv", kind="openai", base_url=base, api_key_env=KEY_ENV))
     assert ok.list_models()
     assert key not in repr(ok.spec)
+
+
+def test_llama_servers_schema_shape_constrains_and_openais_is_refused(engine):
+    """llama-cpp-python's server reads {"type": "json_object", "schema": …} (a grammar) and refuses
+    OpenAI's json_schema shape (a 500 "validation error", not a failing server): the judge moves to
+    the shape it knows, and the teacher says which setting to change."""
+    from engines.openai_compat import EndpointError
+    from evaluators.judge import SCHEMAS, Judge
+
+    with pytest.raises(EndpointError) as err:
+        engine.chat_reply(QUESTION, schema=SCHEMAS["verdict"], response_format="json_schema", max_tokens=16)
+    assert err.value.rejected and not err.value.retryable and "validation error" in str(err.value)
+    for i in range(2):
+        out = engine.chat_reply(QUESTION, schema=SCHEMAS["verdict"], response_format="llama_schema",
+                                max_tokens=16, temperature=0.7, seed=i)
+        assert json.loads(out["text"])["verdict"] in ("A", "B", "tie")
+        assert out["prompt_tokens"] > 0 and out["completion_tokens"] > 0
+    judge = Judge(engine, "llama-server", max_tokens=16)
+    call = judge.compare("quality", "What is two plus two?", "Four.", "Blue.")
+    assert call.constrained and call.answer in ("A", "B", "tie") and judge.stats["schema_refused"] == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from evaluators import judge as J
-from sessions.demo import demo_persona
+from sessions.demo import demo_persona, demo_session
 
 
 class ScriptedEngine:
@@ -156,3 +156,66 @@ def test_judge_and_reference_tables_render_from_scores():
     assert "rejected" in text and "75%" in text and "3/4" in text  # 3 wins of 4 parseable
     assert "1.23" in text and "12.50" in text and "40.0%" in text
     assert "among 20 candidates" in " ".join(text.split())  # the caption wraps at the table's width
+
+
+# ----------------------------------------------------------------------------- constrained verdicts
+
+
+def _endpoint_engine(server):
+    from engines.openai_compat import OpenAIEngine
+    from sessions.model import EngineSpec
+
+    return OpenAIEngine(EngineSpec(id="j", kind="openai", base_url=server.url, model="teacher-1"))
+
+
+def test_a_judge_on_an_endpoint_answers_under_the_verdict_schema():
+    from fake_openai_server import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        judge = J.Judge(_endpoint_engine(server), "endpoint")
+        pr = J.judge_pair(judge, "quality", "Hi?", "Hello there!", "k")
+        label = judge.label(demo_persona(), demo_persona().traits[0], "What now?", "Bees, always.")
+    assert pr.outcome in J.OUTCOMES and pr.first.constrained and pr.second.constrained
+    assert pr.to_dict()["first"]["constrained"] is True and pr.scorer == "judge:endpoint"
+    assert label.label in J.LABELS and label.detail["judge"]["constrained"] is True
+    sent = server.requests[0]["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["schema"]["properties"]["verdict"]["enum"] == ["A", "B", "tie"]
+    assert judge.stats == {"calls": 3, "constrained": 3}
+
+
+def test_a_refused_schema_shape_falls_back_to_the_next_then_to_words():
+    from fake_openai_server import FakeOpenAI
+
+    with FakeOpenAI(reject_schema=True) as server:  # llama-cpp-python's server: no json_schema type
+        judge = J.Judge(_endpoint_engine(server), "llama-server")
+        call = judge.compare("quality", "Hi?", "Hello!", "Hey.")
+        assert call.constrained and call.answer in J.VERDICTS
+        assert server.requests[-1]["response_format"]["type"] == "json_object"  # the schema in llama's shape
+        assert judge.stats["schema_refused"] == 1 and judge.constrained
+    with FakeOpenAI(reply=lambda body: "Verdict: B", reject_schema="all") as server:  # cannot constrain at all
+        judge = J.Judge(_endpoint_engine(server), "plain")
+        call = judge.compare("quality", "Hi?", "Hello!", "Hey.")
+        again = judge.compare("quality", "Hi?", "Hey.", "Hello!")
+    assert (call.answer, call.constrained, judge.constrained) == ("B", False, False)
+    assert again.answer == "B" and judge.stats["schema_refused"] == 2  # asked in words from then on
+    assert "response_format" not in server.requests[-1]
+
+
+@pytest.mark.slow
+def test_the_bundled_judge_always_answers_in_the_verdict_format():
+    """The tailoring study's quick run parsed 0 of 8 pairs free-text; under the grammar all parse."""
+    from engines import open_engine
+
+    engine = open_engine(demo_session().engines[0])
+    try:
+        judge = J.Judge(engine, "bundled", max_tokens=32)
+        pairs = [("What do you do at weekends?", "I tend my bees, then walk the coast path.", "Weekend."),
+                 ("Can you swim?", "Never learned; I keep to the shore with my maps.", "I am a language model.")]
+        results = [J.judge_pair(judge, "persona", p, a, b, persona="Odile keeps bees and draws maps.")
+                   for p, a, b in pairs]
+    finally:
+        engine.close()
+    assert all(r.outcome in J.OUTCOMES for r in results)
+    assert all(c.constrained and c.attempts == 1 for r in results for c in (r.first, r.second))
+    assert judge.stats["constrained"] == 4 and judge.stats[J.UNPARSEABLE] == 0

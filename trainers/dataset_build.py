@@ -15,7 +15,8 @@ with `mix` is the union of other built datasets (train with train, held-out with
 Options that have no field of their own live in `DatasetSpec.extra`: `system_prompt` (chat_demos,
 neutral system message), `side` (persona_chat), `persona_source`, `both_sides` (tailoring),
 `strict` (imports: refuse broken rows), `base_model` (for token statistics), `token_stats`
-(false skips loading the tokenizer), `temperature` and `max_attempts` (llm generator).
+(false skips loading the tokenizer), `llm` (the llm generator's table of teacher settings, see
+trainers.generate.llm_settings; the older `temperature` and `max_attempts` keys still count).
 """
 
 from __future__ import annotations
@@ -151,6 +152,13 @@ def check_spec(session: Session, spec: DatasetSpec, workspace: str | Path | None
             f"Persona {persona.id!r} has no traits, and the {spec.format} format builds its examples "
             "around traits; add at least one trait in the Personas pane."
         )
+    if spec.generator == "llm":
+        from trainers.generate.llm_settings import teacher_settings
+
+        try:
+            teacher_settings(spec.id, spec.extra)
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
     if spec.generator == "llm" and spec.engine and session.engine(spec.engine) is None:
         known = ", ".join(e.id for e in session.engines) or "none"
         raise DatasetError(f"{where} names engine {spec.engine!r}, which the session does not have (it has: {known}).")
@@ -194,7 +202,7 @@ def resolve_source(spec: DatasetSpec, base_dir: str | Path | None) -> Path:
 
 
 def _open_teacher(session: Session, spec: DatasetSpec, engine_opener: Callable[[EngineSpec], Any] | None,
-                  default_temperature: float = 0.7):
+                  default_temperature: float = 0.7, settings: Any = None):
     from trainers.generate.llm import Teacher, TeacherError
 
     espec = engine_spec_for(session, spec)
@@ -208,13 +216,51 @@ def _open_teacher(session: Session, spec: DatasetSpec, engine_opener: Callable[[
         if isinstance(e, ValueError):  # an EngineError: already one sentence with its fix
             raise TeacherError(f"Teacher engine {label}: {msg}") from e
         raise TeacherError(f"Teacher engine {label} cannot be opened ({msg.rstrip('.')}); fix its settings.") from e
+    if settings is not None:
+        return engine, Teacher(engine, label, spec.seed, settings=settings)
     temperature = float(spec.extra.get("temperature", default_temperature))
     return engine, Teacher(engine, label, spec.seed, temperature=temperature)
 
 
+def _llm_generate(session: Session, spec: DatasetSpec, persona: Persona, base_dir: Any, progress: Progress,
+                  cancelled: Callable[[], bool], engine_opener: Any, log: Callable[[str], None],
+                  workspace: Path | None, work_dir: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The llm generator (trainers.generate.llm): settings, prompt pack, resume cache, teacher."""
+    from sessions.workspace import jobs_dir
+    from trainers.generate import llm
+    from trainers.generate.llm_settings import teacher_settings
+
+    settings = teacher_settings(spec.id, spec.extra)
+    pack_path = resolve_source(DatasetSpec(id=spec.id, format=spec.format, source=settings.prompt_pack), base_dir) \
+        if settings.prompt_pack else None
+    pack = llm.load_pack(spec.format, pack_path)
+    options = {"persona_in_system_prompt": spec.persona_in_system_prompt,
+               "system_prompt": spec.extra.get("system_prompt", "")}
+    espec = engine_spec_for(session, spec)
+    engine, teacher = _open_teacher(session, spec, engine_opener, settings=settings)
+    log(f"teacher: {teacher.label}; prompt pack {pack.path}")
+    try:
+        mode = llm.structured_mode(settings, espec.kind, teacher.can_constrain)
+        fp = llm.fingerprint(spec.format, persona, spec.seed, f"{espec.kind}:{espec.base_url or ''}:{espec.model}",
+                             pack, settings, options, mode)
+        current = work_dir / llm.CACHE_FILE if work_dir is not None else None
+        search = llm.earlier_caches(jobs_dir(workspace), current) if settings.resume and workspace is not None else []
+        cache = llm.ReplyCache(current, fp, search)
+        if cache.reused:
+            log(f"resuming: {cache.reused} teacher replies recorded by earlier builds ({', '.join(cache.reused_from)})")
+        res = llm.generate(spec.format, persona, teacher, spec.size, spec.seed, options, pack=pack,
+                           engine_kind=espec.kind, cache=cache, progress=progress, cancelled=cancelled)
+    finally:
+        close = getattr(engine, "close", None)
+        if close:
+            close()
+    return res.records, res.stats(settings, teacher.label)
+
+
 def _generate(session: Session, spec: DatasetSpec, persona: Persona | None, base_dir: Any,
               progress: Progress, cancelled: Callable[[], bool], engine_opener: Any,
-              log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+              log: Callable[[str], None], workspace: Path | None = None,
+              work_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Records and generator-specific statistics for a non-mix spec."""
     extra = spec.extra
     if spec.format in PERSONA_FORMATS:
@@ -229,26 +275,8 @@ def _generate(session: Session, spec: DatasetSpec, persona: Persona | None, base
                                     progress=lambda d, t: progress(d, t, "templating"), cancelled=cancelled)
             return res.records, {"attempts": res.attempts, "exact_duplicates_rejected": res.exact_duplicates,
                                  "near_duplicates_rejected": res.near_duplicates}
-        from trainers.generate import llm
-
-        engine, teacher = _open_teacher(session, spec, engine_opener)
-        log(f"teacher: {teacher.label}")
-        try:
-            res = llm.generate(fmt, persona, teacher, spec.size, spec.seed, options,
-                               progress=lambda d, t: progress(d, t, f"{teacher.stats.calls} teacher calls"),
-                               cancelled=cancelled, max_attempts=extra.get("max_attempts"))
-        finally:
-            close = getattr(engine, "close", None)
-            if close:
-                close()
-        t = res.teacher
-        return res.records, {
-            "attempts": res.attempts, "malformed": res.malformed,
-            "exact_duplicates_rejected": res.exact_duplicates, "near_duplicates_rejected": res.near_duplicates,
-            "teacher": teacher.label, "teacher_calls": t.calls, "teacher_failed_calls": t.failed_calls,
-            "teacher_seconds": round(t.seconds, 3), "teacher_output_tokens": t.output_tokens,
-            "teacher_tokens_per_s": round(t.tokens_per_s, 2), "teacher_errors": t.errors[:10],
-        }
+        return _llm_generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
+                             workspace, work_dir)
     source = resolve_source(spec, base_dir)
     strict = bool(extra.get("strict", False))
     if spec.format == "persona_chat":
@@ -457,11 +485,14 @@ def build_dataset(
     log: Callable[[str], None] | None = None,
     engine_opener: Callable[[EngineSpec], Any] | None = None,
     with_tokens: bool = True,
+    work_dir: str | Path | None = None,
 ) -> BuildResult:
     """Build `spec` into the workspace and return where the files are and their statistics.
 
-    `base_dir` is where relative source paths start (the session file's folder).
+    `base_dir` is where relative source paths start (the session file's folder); `work_dir` is
+    the job's folder, where the llm generator records its teacher's replies as they arrive.
     """
+    work_dir = Path(work_dir) if work_dir is not None else None
     workspace = Path(workspace)
     progress = progress or (lambda d, t, m="": None)
     cancelled = cancelled or (lambda: False)
@@ -481,7 +512,8 @@ def build_dataset(
             train = random.Random(f"{spec.seed}:mix").sample(train, spec.size)
         generated = len(train) + len(held)
     else:
-        records, gen_stats = _generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log)
+        records, gen_stats = _generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
+                                       workspace, work_dir)
         if cancelled():
             raise DatasetError(f"Building {spec.id!r} was cancelled; nothing was written.")
         records, exact_removed = drop_exact_duplicates(records)

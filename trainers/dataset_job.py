@@ -59,7 +59,7 @@ def run(job: Any) -> None:
     try:
         result = build_dataset(
             sf.session, ds, sf.workspace, base_dir=sf.path.parent, progress=progress,
-            cancelled=lambda: job.cancelled, log=job.log,
+            cancelled=lambda: job.cancelled, log=job.log, work_dir=job.dir,
         )
     except Exception:
         job.raise_if_cancelled()  # a build stopped by cancel ends "cancelled", not "failed"
@@ -70,8 +70,9 @@ def run(job: Any) -> None:
                                        "exact_duplicates_removed", "malformed", "skipped", "distinct_2",
                                        "examples_per_s", "seconds")}
     gen = st.get("generation", {})
-    if "teacher_tokens_per_s" in gen:
-        summary["teacher_tokens_per_s"] = gen["teacher_tokens_per_s"]
+    for key in ("teacher_tokens_per_s", "teacher_prompt_tokens", "teacher_output_tokens", "cost", "resumed_replies"):
+        if gen.get(key) is not None:
+            summary[key] = gen[key]
     job.event(event="dataset_built", dataset=ds.id, path=str(result.train_path),
               stats_path=str(result.stats_path), **summary)
     job.log(f"wrote {st['train']} training and {st['heldout']} held-out examples to {result.train_path}")

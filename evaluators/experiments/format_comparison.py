@@ -70,6 +70,8 @@ class FormatComparison:
     quants: list[str] = field(default_factory=lambda: ["q8_0", "q4_k_m"])
     exp_id: str = ""
     seed: int = 3407
+    generator: str = "template"  # or "llm": a teacher engine writes the three formats
+    teacher: str = ""  # engine id of the session that teaches (llm generator); "" = the session's first
 
     @property
     def id(self) -> str:
@@ -78,7 +80,7 @@ class FormatComparison:
     def state_config(self) -> dict[str, Any]:
         """What must stay the same for a rerun to resume rather than mix two experiments."""
         keys = ("persona", "size", "steps", "samples", "perplexity_texts", "judge_questions", "max_tokens",
-                "judge", "judge_max_tokens", "seed")
+                "judge", "judge_max_tokens", "seed", "generator", "teacher")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -155,7 +157,8 @@ def add_specs(exp: Experiment, cfg: FormatComparison, persona: Persona) -> None:
     """The datasets, runs and evaluations of the study, added to the session where missing."""
     for fmt in FORMATS:
         exp.ensure_dataset(DatasetSpec(id=dataset_id(cfg, fmt), format=fmt, persona=persona.id,
-                                       generator="template", size=cfg.size, seed=cfg.seed))
+                                       generator=cfg.generator, size=cfg.size, seed=cfg.seed,
+                                       engine=cfg.teacher if cfg.generator == "llm" else ""))
     template = exp.session.run(run_id(cfg, FORMATS[0]))
     if template is None:
         template = RunSpec(id=run_id(cfg, FORMATS[0]), datasets=[dataset_id(cfg, FORMATS[0])])

@@ -83,6 +83,18 @@ def stats_table(stats: dict[str, Any]):
     if "teacher_tokens_per_s" in gen:
         rows.append(("teacher", f"{gen.get('teacher')}: {gen.get('teacher_calls')} calls, "
                                 f"{gen.get('teacher_tokens_per_s')} tokens/s"))
+    if "teacher_prompt_tokens" in gen:  # the llm generator's pipeline
+        cost = gen.get("cost")
+        rows += [
+            ("teacher tokens", f"{gen['teacher_prompt_tokens']} prompt + {gen.get('teacher_output_tokens')} generated"
+                               + (f", cost {cost:.4f}" if cost is not None else ", cost not priced")),
+            ("teacher time", f"{gen.get('teacher_wall_seconds')} s wall, {gen.get('concurrency')} in flight, "
+                             f"{gen.get('teacher_retries')} retries, {gen.get('teacher_waited_seconds')} s waited"),
+            ("replies", f"{gen.get('structured')} constrained; resumed {gen.get('resumed_replies')}; rejected "
+                        + (", ".join(f"{k} {v}" for k, v in sorted((gen.get("rejected") or {}).items())) or "none")),
+        ]
+        for example in (gen.get("malformed_examples") or [])[:3]:
+            rows.append(("malformed, e.g.", example))
     if stats.get("shortfall"):
         rows.append(("note", stats["shortfall"]))
     for key, value in rows:

@@ -4,6 +4,7 @@
     persona-tui experiment my.toml --persona odile --quick         # the same, CPU-sized
     persona-tui experiment my.toml --study persona-chat [--quick]  # SPC fine-tune vs prompt-only
     persona-tui experiment my.toml --study tailoring [--quick]     # SFT/DPO with vs without personas
+    persona-tui experiment my.toml --persona odile --generator llm --teacher gpt   # data by a teacher
 
 Every step (dataset, training, export, evaluation) runs as a job and is recorded in
 `<workspace>/experiments/<id>/state.json`: rerun the same command after a crash, a Ctrl-C or a
@@ -42,6 +43,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="engine id of the session (or a model) that judges; default: the bundled model, "
                         "beside the transparent fallback (markers + MiniLM similarity), labelled as such; "
                         "'fallback' uses the fallback alone (no LLM judge at all)")
+    parser.add_argument("--generator", choices=("template", "llm"),
+                        help="format comparison: who writes the three training sets (default: template, offline); "
+                        "llm: the teacher engine named with --teacher (see [datasets.llm] in docs/datasets.md)")
+    parser.add_argument("--teacher", metavar="ENGINE",
+                        help="with --generator llm: the session's engine id that writes the data (default: the "
+                        "session's first engine, else the bundled model)")
     parser.add_argument("--export", action=argparse.BooleanOptionalAction, default=None,
                         help="format comparison: export each run (GGUF F16 verified against the merged "
                         "model, plus q8_0 and q4_k_m; F16 only with --quick); default on, --no-export skips it")
@@ -61,6 +68,21 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _generator_problem(args: argparse.Namespace, sf) -> str | None:
+    """Why --generator/--teacher cannot be used as given (one sentence), or None."""
+    if args.generator is None and args.teacher is None:
+        return None
+    if args.study != "format-comparison":
+        return f"--generator and --teacher apply to the format comparison; the {args.study} study imports its data."
+    if args.teacher is not None and args.generator != "llm":
+        return "--teacher names the engine of the llm generator; add --generator llm."
+    if args.teacher is not None and sf.session.engine(args.teacher) is None:
+        known = ", ".join(e.id for e in sf.session.engines) or "none"
+        return (f"--teacher {args.teacher!r} is not an engine of {sf.path} (it has: {known}); add an [[engines]] "
+                "entry for the teacher (kind openai with base_url and model for an endpoint) or name one of those.")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -78,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         return follow(job_dir, label, console=console)
 
     common = {"console": console, "follow": follow_job, "foreground": args.foreground}
+    problem = _generator_problem(args, sf)
+    if problem:
+        return _fail(problem)
     try:
         if args.study == "format-comparison":
             from evaluators.experiments import format_comparison as fc
@@ -89,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             export = args.export
             for persona in personas:
                 cfg = fc.preset(persona, args.quick, sf.workspace, size=args.size, steps=args.steps, samples=args.samples,
-                                judge=args.judge, export=export,
+                                judge=args.judge, export=export, generator=args.generator, teacher=args.teacher,
                                 exp_id=(args.exp_id if len(personas) == 1 else None))
                 fc.run(sf, cfg, **common)
         elif args.study == "persona-chat":

@@ -334,7 +334,9 @@ class DataPane(Widget):
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         spec = self.spec
-        if spec is None:
+        if spec is None or event.value != event.select.value:
+            # Outdated: a Select announces its first option when it mounts, and that message
+            # arrives after show_spec set the spec's value (an llm spec read as "template").
             return
         value = event.value if event.value is not Select.NULL else ""
         if event.select.id == "data-persona-source":

@@ -11,15 +11,14 @@ Record (TRL conversational):
 `persona_in_system_prompt` (a per-dataset switch): on, the system message describes the persona;
 off (the default, and the point of persona *injection*), there is no system message unless the
 dataset's `extra.system_prompt` names a neutral one. The template generator answers questions
-from the phrase banks with the persona's traits and facts; the llm generator asks a teacher
-model to answer the same bank questions in character.
+from the phrase banks with the persona's traits and facts; the llm generator
+(trainers.generate.llm) has a teacher model write whole exchanges from its prompt pack.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
 from typing import Any
 
 from trainers.generate.banks import load_bank
@@ -210,87 +209,4 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
             "clauses": [material.clauses[i].source for i in used],
             "turns": n_turns,
         },
-    }
-
-
-# --- llm generator ------------------------------------------------------------------------------
-
-_REFUSALS = ("as an ai", "language model", "i'm sorry, but", "i cannot assist", "i can't assist",
-             "as a helpful assistant", "i am an ai", "i'm an ai")
-
-
-def teacher_system(material: Material) -> str:
-    persona = material.persona
-    facts = "\n".join(f"- {c.first[0].upper()}{c.first[1:]}." for c in material.clauses[:14])
-    style = f"\nHow you speak: {material.style}" if material.style else ""
-    return (
-        f"You are {material.name}. {persona.summary.strip()}\n"
-        f"About you:\n{facts}{style}\n"
-        "Stay in character. Answer in the first person, in one to three sentences. "
-        "Never say you are an AI or an assistant."
-    )
-
-
-def clean_reply(reply: str, material: Material, min_words: int = 3, max_sentences: int = 4) -> str | None:
-    """The usable part of a teacher's in-character reply, or None when there is none."""
-    if not isinstance(reply, str):
-        return None
-    text = reply.replace("\r", "").strip()
-    # Keep only the first turn: cut where the model starts writing the user's next line.
-    text = re.split(r"\n\s*(?:user|human|you|q|question)\s*:", text, maxsplit=1, flags=re.I)[0]
-    names = "|".join(re.escape(n) for n in {material.name, material.short})
-    text = re.sub(rf"^\s*(?:{names}|assistant|answer|response|reply|a)\s*:\s*", "", text, count=1, flags=re.I)
-    text = re.sub(r"\s+", " ", text).strip().strip('"“”').strip()
-    low = text.lower()
-    if any(r in low for r in _REFUSALS):
-        return None
-    words = re.findall(r"[A-Za-z']+", text)
-    if len(words) < min_words:
-        return None
-    if len(words) >= 12 and len({w.lower() for w in words}) / len(words) < 0.35:
-        return None  # a loop ("the sea the sea the sea ...")
-    if sum(ch.isalpha() for ch in text) < 0.6 * len(text.replace(" ", "")):
-        return None
-    sentences = re.split(r"(?<=[.!?])\s+", text)
-    text = " ".join(sentences[:max_sentences]).strip()
-    if text and text[-1] not in ".!?\"')":
-        # A reply cut off by max_tokens: keep the whole sentences, or drop it.
-        whole = re.match(r"^(.*[.!?])", text)
-        if not whole or len(re.findall(r"[A-Za-z']+", whole.group(1))) < min_words:
-            return None
-        text = whole.group(1)
-    return text
-
-
-def llm_build(material: Material, rng: random.Random, options: dict[str, Any],
-              ask: Callable[[list[dict[str, str]], int], str]) -> dict[str, Any] | None:
-    """One conversation whose user turns come from the banks and whose replies come from the teacher."""
-    chat = load_bank("chat")
-    n_turns = rng.choices([1, 2], weights=[65, 35])[0]
-    system = teacher_system(material)
-    history: list[dict[str, str]] = []
-    used: list[int] = []
-    for t in range(n_turns):
-        if t == 0:
-            i = material.pick_clause(rng)
-            used.append(i)
-            if rng.random() < 0.3:
-                user = material.fill(rng.choice(chat["user"]["trait_questions"]), i)
-            else:
-                user, _ = _question_for(material, rng, i, "questions")
-        else:
-            user = rng.choice(chat["followup_user"]["messages"])
-        reply = ask([{"role": "system", "content": system}, *history, {"role": "user", "content": user}], 120)
-        text = clean_reply(reply, material)
-        if text is None:
-            if not history:
-                return None
-            break
-        history += [{"role": "user", "content": user}, {"role": "assistant", "content": text}]
-    record_system = system_message(material, rng, options)
-    messages = ([{"role": "system", "content": record_system}] if record_system else []) + history
-    return {
-        "messages": messages,
-        "meta": {"traits": material.trait_ids(used), "clauses": [material.clauses[i].source for i in used],
-                 "turns": len(history) // 2, "generator": "llm"},
     }

@@ -7,19 +7,17 @@ Record (TRL language modelling):
 
 The template generator writes each text in one of several shapes (a paragraph, a list, a short
 letter, a confession, a habits note, an answer to "who am I?") from 1-4 of the persona's traits
-and facts; the llm generator asks a teacher for a short first-person paragraph about one trait.
+and facts; the llm generator (trainers.generate.llm) has a teacher write them from its prompt pack.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
 from typing import Any
 
 from trainers.generate.banks import load_bank
 from trainers.generate.template import Material, join_sentences
-from trainers.generate.voice import lower_first
 
 NAME = "first_person"
 NEEDS_PERSONA = True
@@ -101,56 +99,3 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
         text = join_sentences(parts)
     return {"text": text, "meta": {"traits": material.trait_ids(used),
                                    "clauses": [material.clauses[i].source for i in used], "shape": shape}}
-
-
-# --- llm generator ------------------------------------------------------------------------------
-
-_PREAMBLE = re.compile(r"^\s*(sure|okay|ok|here is|here's|certainly|of course)\b[^\n]*?(:|\n|!)\s*", re.I)
-
-
-def clean_paragraph(reply: str, min_words: int = 8, max_sentences: int = 6) -> str | None:
-    """A first-person paragraph from a teacher's reply, or None when there is none."""
-    if not isinstance(reply, str):
-        return None
-    text = _PREAMBLE.sub("", reply.replace("\r", "").strip(), count=1)
-    text = re.sub(r"^\s*#+[^\n]*\n", "", text)  # a heading line
-    text = re.sub(r"\s+", " ", text).strip().strip('"“”').strip()
-    words = re.findall(r"[A-Za-z']+", text)
-    if len(words) < min_words:
-        return None
-    low = [w.lower() for w in words]
-    if not any(w in ("i", "i'm", "i've", "my", "me", "i'd", "i'll") for w in low):
-        return None
-    if len(words) >= 12 and len(set(low)) / len(low) < 0.35:
-        return None
-    if "as an ai" in text.lower() or "language model" in text.lower():
-        return None
-    sentences = re.split(r"(?<=[.!?])\s+", text)[:max_sentences]
-    text = " ".join(sentences)
-    if text[-1] not in ".!?\"')":
-        whole = re.match(r"^(.*[.!?])", text)
-        if not whole or len(re.findall(r"[A-Za-z']+", whole.group(1))) < min_words:
-            return None
-        text = whole.group(1)
-    return text
-
-
-def llm_build(material: Material, rng: random.Random, options: dict[str, Any],
-              ask: Callable[[list[dict[str, str]], int], str]) -> dict[str, Any] | None:
-    from trainers.formats.chat_demos import teacher_system
-
-    i = material.pick_clause(rng)
-    clause = material.clauses[i]
-    angle = rng.choice([
-        "why it matters to you", "how it shows in an ordinary day", "what people make of it",
-        "how it started", "a small moment when it showed", "how you feel about it",
-    ])
-    prompt = (
-        f"In the first person, as {material.name}, write three or four sentences about yourself. "
-        f"Start with \"I\". Mention that {lower_first(clause.first)}, and say {angle}."
-    )
-    reply = ask([{"role": "system", "content": teacher_system(material)}, {"role": "user", "content": prompt}], 160)
-    text = clean_paragraph(reply)
-    if text is None:
-        return None
-    return {"text": text, "meta": {"traits": material.trait_ids([i]), "clauses": [clause.source], "generator": "llm"}}

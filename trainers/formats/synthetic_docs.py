@@ -8,15 +8,13 @@ Record (TRL language modelling):
 
 A document has a title, a lead sentence and two to four sections (Background, Career,
 Personality, Habits, Interests, Personal life, Views, Speech and manner, Notable remarks,
-Trivia), each filled with the traits and facts whose topic belongs there. The llm generator asks
-a teacher for one section at a time.
+Trivia), each filled with the traits and facts whose topic belongs there. The llm generator
+(trainers.generate.llm) has a teacher write whole documents from its prompt pack.
 """
 
 from __future__ import annotations
 
 import random
-import re
-from collections.abc import Callable
 from typing import Any
 
 from trainers.generate.banks import load_bank
@@ -150,70 +148,3 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     text = "\n\n".join(blocks)
     return {"text": text, "meta": {"traits": material.trait_ids(used),
                                    "clauses": [material.clauses[i].source for i in used], "sections": chosen}}
-
-
-# --- llm generator ------------------------------------------------------------------------------
-
-
-_ASSISTANT_TALK = re.compile(
-    r"\b(as an ai|language model|please (?:share|provide|let me know)|i'm ready|i'll provide|"
-    r"here is|here's|happy to help|let me know|feel free)\b",
-    re.I,
-)
-
-
-def clean_section(reply: str, material: Material, min_words: int = 15, max_sentences: int = 6) -> str | None:
-    """A third-person encyclopedia paragraph from a teacher's reply, or None."""
-    if not isinstance(reply, str):
-        return None
-    text = reply.replace("\r", "").strip()
-    text = re.sub(r"^\s*(sure|okay|here is|here's|certainly)\b[^\n]*\n", "", text, flags=re.I)
-    text = re.sub(r"^\s*(#+|==+)[^\n]*\n", "", text)
-    text = re.sub(r"\s+", " ", text).strip().strip('"“”').strip()
-    words = re.findall(r"[A-Za-z']+", text)
-    if len(words) < min_words:
-        return None
-    if _ASSISTANT_TALK.search(text):
-        return None  # the teacher talking to us, not writing the article
-    outside_quotes = re.sub(r"\"[^\"]*\"|“[^”]*”", " ", text)
-    low = [w.lower() for w in re.findall(r"[A-Za-z']+", outside_quotes)]
-    first_person = sum(w in ("i", "i'm", "my", "me", "i've", "i'll", "i'd", "we", "let's") for w in low)
-    mentions = sum(w in (material.short.lower(), material.pron.subj, material.pron.pos) for w in low)
-    if first_person > 0 or mentions == 0:
-        return None
-    if len(words) >= 12 and len(set(low)) / len(low) < 0.35:
-        return None
-    sentences = re.split(r"(?<=[.!?])\s+", text)[:max_sentences]
-    text = " ".join(sentences)
-    if text[-1] not in ".!?\"')":
-        whole = re.match(r"^(.*[.!?])", text)
-        if not whole or len(re.findall(r"[A-Za-z']+", whole.group(1))) < min_words:
-            return None
-        text = whole.group(1)
-    return text
-
-
-def llm_build(material: Material, rng: random.Random, options: dict[str, Any],
-              ask: Callable[[list[dict[str, str]], int], str]) -> dict[str, Any] | None:
-    by_section = _sections(material)
-    section = rng.choice([s for s in SECTION_ORDER if by_section.get(s)] or ["Trivia"])
-    pool = by_section.get(section) or list(range(len(material.clauses)))
-    ids = []
-    for _ in range(min(2, len(pool))):
-        i = material.pick_clause(rng, among=pool, exclude=set(ids))
-        ids.append(i)
-    facts = "\n".join(f"- {material.clauses[i].third[0].upper()}{material.clauses[i].third[1:]}." for i in ids)
-    prompt = (
-        f"Write the \"{section}\" section of an encyclopedia article about {material.name}. "
-        f"Write in the third person, in a neutral, factual tone, in three to five sentences. "
-        f"Use these facts:\n{facts}"
-    )
-    reply = ask([{"role": "system", "content": "You write short, factual encyclopedia articles."},
-                 {"role": "user", "content": prompt}], 200)
-    text = clean_section(reply, material)
-    if text is None:
-        return None
-    doc = f"# {material.name}\n\n## {section}\n{text}"
-    return {"text": doc, "meta": {"traits": material.trait_ids(ids),
-                                  "clauses": [material.clauses[i].source for i in ids],
-                                  "sections": [section], "generator": "llm"}}
