@@ -312,7 +312,8 @@ def people_tables(people: Mapping[str, Any]) -> list[Any]:
         return []
     who = ", ".join(people.get("annotators", [])) or "nobody yet"
     two = len(people.get("annotators", [])) == 2
-    table = Table(title=f"People vs people · annotators: {who}", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=f"People vs people · annotators: {who}", title_justify="left", box=box.SIMPLE_HEAD,
+                  min_width=72)
     cols = ["Labels", "items", "Krippendorff α"] + (["Cohen κ"] if two else [])
     for col in cols:
         table.add_column(col, justify="right" if col == "items" else "left", no_wrap=True)
