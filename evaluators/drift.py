@@ -478,15 +478,16 @@ def _one_model(run: Any, entry: Any, probed: Any, scripts: list[Script], user: S
 # ----------------------------------------------------------------------------- tables
 
 
-def _cell(d: Mapping[str, Any] | None) -> Any:
+def _cell(d: Mapping[str, Any] | None, bars: bool = True) -> Any:
+    """'██▌  67% 21–94 2/3': bar (the text chart), rate, Wilson interval, counts."""
     from rich.text import Text
 
     from evaluators.tables import bar
 
     if not d or not d.get("n"):
         return Text("–", style="dim")
-    text = Text(bar(d["rate"], 4), style="cyan")
-    text.append(f" {d['rate']:>4.0%}", style="bold")
+    text = Text(bar(d["rate"], 4) + " ", style="cyan") if bars else Text()
+    text.append(f"{d['rate']:>4.0%}", style="bold")
     text.append(f" {d['low'] * 100:.0f}–{d['high'] * 100:.0f} {d['k']}/{d['n']}", style="dim")
     return text
 
@@ -503,30 +504,34 @@ def drift_tables(scores: Mapping[str, Any]) -> list[Any]:
     turns = sorted({int(r["turn"]) for r in rows})
     found = drops(scores)
     fraction = float(scores.get("drop", (scores.get("settings") or {}).get("drop", 0.5)))
+    last_turn = turns[-1] if turns else "?"
     head = Table(title=f"Persona drift · {scores.get('eval', '')} · {scores.get('turns', '?')} turns × "
                  f"{scores.get('conversations', '?')} conversations · user: {scores.get('user', '')}",
-                 title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("Model", "Knows t1", "Knows last", "drop", "Shows t1", "Shows last", "drop", "Contra"):
-        head.add_column(col, no_wrap=True, justify="right" if col in ("drop", "Contra") else "left")
+                 title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, min_width=60)
+    head.add_column("Model", overflow="fold", min_width=16, max_width=24)
+    head.add_column("", no_wrap=True)
+    head.add_column("turn 1", no_wrap=True)
+    head.add_column(f"turn {last_turn}", no_wrap=True)
+    head.add_column("drop", justify="right", no_wrap=True)
     judged = scores.get("contradictions_by") == "judge"
-    for model in models:
+    for n, model in enumerate(models):
         mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["turn"])
         first, last = mine[0], mine[-1]
+        d = found.get(model, {})
+        for measure, word in (("knowledge", "knows"), ("expression", "shows")):
+            head.add_row(model if measure == "knowledge" else "", word, _cell(first.get(measure), bars=False),
+                         _cell(last.get(measure), bars=False), f"t{d[measure]}" if d.get(measure) else "–")
         contra_k = sum((r.get("contradicted") or {}).get("k", 0) for r in mine)
         contra_n = sum((r.get("contradicted") or {}).get("n", 0) for r in mine)
-        d = found.get(model, {})
-        head.add_row(
-            model, _cell(first.get("knowledge")), _cell(last.get("knowledge")),
-            f"t{d['knowledge']}" if d.get("knowledge") else "–",
-            _cell(first.get("expression")), _cell(last.get("expression")),
-            f"t{d['expression']}" if d.get("expression") else "–",
-            f"{contra_k}/{contra_n}" + ("" if judged else "*") if contra_n else "–",
-        )
+        head.add_row("", "contradicts" + ("" if judged else "*"), _cell(first.get("contradicted"), bars=False),
+                     _cell(last.get("contradicted"), bars=False),
+                     Text(f"{contra_k}/{contra_n}", style="dim") if contra_n else "–",
+                     end_section=n < len(models) - 1)
     head.caption = (
-        f"t1 = turn 1, last = turn {turns[-1] if turns else '?'}; drop: the first probed turn whose rate is "
-        f"below {fraction:g} × its turn-1 rate. Rate, Wilson 95% interval (%), k/n over conversations "
-        "and traits. Probes are asked on a fork of the conversation, never in it."
-        + ("" if judged else " *Contra: no judge set, so only the markers' directional phrases count "
+        "drop: the first probed turn whose rate is "
+        f"below {fraction:g} × its turn-1 rate (for contradicts: all turns' count). Rate, Wilson 95% "
+        "interval (%), k/n over conversations and traits. Probes are asked on a fork of the conversation, never in it."
+        + ("" if judged else " *No judge set, so only the markers' directional phrases count "
            "as contradictions.")
     )
     head.caption_justify = "left"

@@ -181,8 +181,10 @@ def test_drift_end_to_end_on_the_bundled_model_through_the_cli(tmp_path, spc_sli
     proc = subprocess.run([sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "drift"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "120"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Persona drift" in proc.stdout and "Knows (knowledge probes) by turn" in proc.stdout
-    assert "Shows (expression prompts) by turn" in proc.stdout and "only the markers' directional" in proc.stdout
+    out = " ".join(proc.stdout.split())  # captions wrap
+    assert "Persona drift" in out and "Knows (knowledge probes) by turn" in out
+    assert "Shows (expression prompts) by turn" in out and "only the markers' directional" in out
+    assert "bundled+persona knows" in out and "contradicts*" in out
     (job,) = jobs.list_jobs(sf.workspace)
     assert job.state == "finished" and not job.inline
     scores = load_scores(job.dir)
@@ -309,3 +311,121 @@ def test_a_judge_counts_contradictions_and_a_simulated_user_plays_the_other_side
         console.print(table)
     text = console.export_text()
     assert "only the markers' directional" not in text and "4/4" in text  # 2 turns x (probe + own reply)
+
+
+# ----------------------------------------------------------------------------- the panes
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def _knows(model, trait, turn, knows):
+    return {"kind": "knowledge", "model": model, "trait": trait, "turn": turn, "conversation": 1, "knows": knows}
+
+
+def _shows(model, trait, turn, label):
+    return {"kind": "expression", "model": model, "trait": trait, "turn": turn, "conversation": 1, "label": label,
+            "scorer": "markers"}
+
+
+def _drift_job(sf: SessionFile) -> Path:
+    """A drift job through the job protocol: scores from drift.turn_rows over probe cells (the
+    prompted base fades by turn 4, the run holds) and the outputs' conversation rows."""
+    traits = ["draws-maps", "cannot-swim"]
+    k, e, said, outputs = [], [], [], []
+    for model, fade in (("bundled+persona", True), ("run:odile", False)):
+        for turn in (1, 2, 4):
+            for trait in traits:
+                held = not fade or turn == 1 or (turn == 2 and trait == "draws-maps")
+                k.append(_knows(model, trait, turn, held))
+                e.append(_shows(model, trait, turn, "expressed" if held else "not_shown"))
+            said.append({"model": model, "turn": turn, "conversation": 1, "trait_labels": {t: "not_shown" for t in traits}})
+        for turn in (1, 2, 3, 4):
+            outputs.append({"kind": "drift_turn", "model": model, "conversation": 1, "turn": turn,
+                            "prompt": [{"role": "user", "content": f"line {turn}"}], "reply": f"reply {turn}"})
+    scores = {"eval": "drift", "kind": "drift", "models": ["bundled+persona", "run:odile"], "turns": 4,
+              "conversations": 1, "user": "Synthetic-Persona-Chat user 1", "contradictions_by": "markers",
+              "drop": 0.5, "settings": {"drop": 0.5}, "partial": False, "problems": [], "notes": [], "rows": []}
+    for model in scores["models"]:
+        scores["rows"] += drift.turn_rows(traits, model, k, e, [s for s in said if s["model"] == model], [1, 2, 4])
+    scores["drops"] = drift.drops(scores)
+    job_dir = jobs.create_job(sf.workspace, "eval", {"eval": "drift", "eval_kind": "drift",
+                                                      "persona": __import__("sessions.codec", fromlist=["x"]).to_plain(sf.session.personas[0])},
+                              worker="evaluators.worker")
+
+    def work(job):
+        (job.dir / "scores.json").write_text(json.dumps({**scores, "job": job.dir.name}))
+        (job.dir / "outputs.jsonl").write_text("".join(json.dumps({"index": i, "output": f"{job.dir.name}:{i}", **o}) + "\n"
+                                                       for i, o in enumerate(outputs)))
+
+    assert jobs.run_job_inline(job_dir, {"eval": work}).state == "finished"
+    return job_dir
+
+
+def test_turn_rows_and_the_first_drop_from_probe_cells(tmp_path):
+    sf = _session(tmp_path)
+    scores = json.loads((_drift_job(sf) / "scores.json").read_text())
+    faded = [r for r in scores["rows"] if r["model"] == "bundled+persona"]
+    assert [(r["turn"], r["knowledge"]["k"], r["knowledge"]["n"]) for r in faded] == [(1, 2, 2), (2, 1, 2), (4, 0, 2)]
+    assert scores["drops"] == {"bundled+persona": {"knowledge": 4, "expression": 4},
+                               "run:odile": {"knowledge": None, "expression": None}}
+    assert drift.summary(scores)["bundled+persona"] == {
+        "knowledge_turn_1": 1.0, "knowledge_turn_4": 0.0, "knowledge_drop_turn": 4,
+        "expression_turn_1": 1.0, "expression_turn_4": 0.0, "expression_drop_turn": 4}
+
+
+@pytest.mark.anyio
+async def test_the_evaluate_pane_charts_drift_against_turn(tmp_path):
+    from persona_tui.app import make_app
+    from persona_tui.panes.evaluate import EvaluatePane, drift_series
+
+    sf = _session(tmp_path)
+    job_dir = _drift_job(sf)
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        await pilot.pause()
+        pane.show(f"job:{job_dir.name}")
+        await pilot.pause()
+        assert pane.query_one("#result-chart").display
+        assert pane.chart_title.startswith("persona drift: rate by turn")
+        series = drift_series(pane.shown_data)
+        assert [s[0] for s in series] == ["bundled+persona knows", "bundled+persona shows", "run:odile knows",
+                                          "run:odile shows"]
+        assert series[0][1:] == ([1, 2, 4], [1.0, 0.5, 0.0])
+        from rich.console import Console
+
+        console = Console(width=78, record=True, file=__import__("io").StringIO())
+        console.print(pane.query_one("#result-tables").content)
+        text = " ".join(console.export_text().split())
+        assert "Persona drift" in text and "bundled+persona knows" in text and "t4" in text
+        assert "Knows (knowledge probes) by turn" in text and "contradicts* 0% 0–49 0/4 0% 0–49 0/4 0/12" in text
+        assert not [n for n in app._notifications if n.severity == "error"]
+
+
+@pytest.mark.anyio
+async def test_the_annotate_pane_shows_a_drift_turns_number(tmp_path, monkeypatch):
+    from evaluators import annotation as core
+    from persona_tui.app import make_app
+    from persona_tui.panes.annotate import AnnotatePane
+
+    monkeypatch.setenv(core.ANNOTATOR_ENV, "tester")
+    sf = _session(tmp_path)
+    _drift_job(sf)
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("6")
+        await pilot.pause()
+        pane = app.query_one(AnnotatePane)
+        meta = str(pane.query_one("#annotate-meta").content)
+        assert "turn 1" in meta and "conversation 1" in meta and "model bundled+persona" in meta
+        await pilot.press("right")
+        await pilot.pause()
+        assert "turn 2" in str(pane.query_one("#annotate-meta").content)
+        pane.action_blind()
+        await pilot.pause()
+        meta = str(pane.query_one("#annotate-meta").content)
+        assert "turn " in meta and "bundled" not in meta  # the turn is shown blind; the model is not
