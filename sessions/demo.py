@@ -229,7 +229,7 @@ def demo_session() -> Session:
             # Persona drift: the persona prompt against the trained run over a short conversation
             # with the bundled model playing the user (no data to fetch); probes on forks.
             EvalSpec(id="odile-drift", kind="drift", models=["bundled+persona", "odile-chat-lora"],
-                     extra={"turns": 3, "conversations": 1, "probes": 1, "user": "bundled",
+                     extra={"turns": 3, "conversations": 1, "probe_turns": [1, 3], "probes": 1, "user": "bundled",
                             "max_tokens": 48, "labeller": "markers"}),
         ],
     )
