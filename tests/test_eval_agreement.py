@@ -225,3 +225,20 @@ def test_the_report_and_its_tables_carry_people_agreement_and_intervals(tmp_path
     assert "People vs people · annotators: ana, bo" in text and "Krippendorff α" in text and "Cohen κ" in text
     assert "trait tea (nominal)" in text and "consistency 1-5 (ordinal)" in text
     assert "1.00 [1.00, 1.00]" in text  # the consistency ratings agree exactly
+
+
+def test_a_drift_turns_labels_for_every_trait_pair_with_peoples(tmp_path):
+    """A drift conversation's turn carries the machine's label for every trait (`trait_labels`):
+    the agreement report pairs each with people's labels of that turn."""
+    import json
+
+    job = tmp_path / "jobs" / "eval-d"
+    job.mkdir(parents=True)
+    row = {"kind": "drift_turn", "turn": 3, "conversation": 1, "reply": "I never swim.", "scorer": "judge:j",
+           "trait_labels": {"cannot-swim": "expressed", "keeps-bees": "not_shown"}}
+    (job / "outputs.jsonl").write_text(json.dumps(row) + "\n")
+    anns = [_labels("ana", "eval-d:0", 4, **{"cannot-swim": "expressed", "keeps-bees": "contradicted"})]
+    report = agreement.agreement_report(anns, tmp_path)
+    got = {t["trait"]: t for t in report["traits"]}
+    assert got["cannot-swim"]["n"] == 1 and got["cannot-swim"]["confusion"][0][0] == 1
+    assert got["keeps-bees"]["confusion"][1][2] == 1 and got["keeps-bees"]["scorers"] == ["judge:j"]

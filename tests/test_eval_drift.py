@@ -429,3 +429,19 @@ async def test_the_annotate_pane_shows_a_drift_turns_number(tmp_path, monkeypatc
         await pilot.pause()
         meta = str(pane.query_one("#annotate-meta").content)
         assert "turn " in meta and "bundled" not in meta  # the turn is shown blind; the model is not
+
+
+def test_the_evaluate_pane_starts_drift_on_an_imported_spc_dataset_only(tmp_path):
+    from persona_tui.panes.evaluate import new_eval_spec
+    from sessions.model import DatasetSpec
+
+    sf = _session(tmp_path)
+    with pytest.raises(ValueError, match="import a persona_chat dataset in the Data tab first"):
+        new_eval_spec("drift", ["bundled"], sf.session, sf.workspace, "odile")
+    sf.session.datasets.append(DatasetSpec(id="spc", format="persona_chat", generator="import", source=str(SPC)))
+    spec = new_eval_spec("drift", ["bundled", "bundled+persona"], sf.session, sf.workspace, "odile")
+    assert spec.kind == "drift" and spec.extra["data"] == "spc" and spec.extra["persona"] == "odile"
+    if SPC.is_file():  # the dataset id leads to its source: the SPC CSV
+        sf.session.evals.append(spec)
+        job = build_job_spec(sf, spec.id)
+        assert job["settings"]["data_path"] == str(SPC.resolve()) and job["settings"]["available_conversations"] == 1
