@@ -299,6 +299,8 @@ async def test_the_annotate_pane_shows_agreement(session_path: Path):
         assert isinstance(app.screen, ReportScreen)
         screen = re.sub(r"<[^>]+>", "", app.export_screenshot()).replace("&#160;", " ")
         assert "draws-maps" in screen and "chance" in screen and "Spearman" in screen, screen[-3000:]
+        titles = [getattr(r, "title", "") for r in app.screen.renderables]
+        assert "People vs people · annotators: alice" in titles  # people vs people, told it needs two
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ReportScreen)
