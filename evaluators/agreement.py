@@ -114,20 +114,31 @@ def krippendorff_alpha(units: Iterable[Sequence[Hashable]], level: str = NOMINAL
     """
     if level not in (NOMINAL, ORDINAL):
         raise ValueError(f"alpha's level {level!r} is not supported; use {NOMINAL!r} or {ORDINAL!r}.")
-    pairable = [list(u) for u in units if len(u) >= 2]
-    if not pairable:
+    return alpha_from_pairs([unit_pairs(u) for u in units if len(u) >= 2], level)
+
+
+def unit_pairs(unit: Sequence[Hashable]) -> dict[tuple[Hashable, Hashable], float]:
+    """One unit's share of the coincidence matrix: its ordered value pairs, weighted 1 / (m_u - 1)."""
+    m = len(unit)
+    counts = Counter(unit)
+    return {(c, k): nc * (nk - (c == k)) / (m - 1)
+            for c, nc in counts.items() for k, nk in counts.items() if nc * (nk - (c == k))}
+
+
+def alpha_from_pairs(units: Iterable[Mapping[tuple[Hashable, Hashable], float]], level: str = NOMINAL) -> float | None:
+    """Alpha from the units' coincidence shares (`unit_pairs`): summed once, so a bootstrap
+    resample costs one pass over its units, not a recount of every value."""
+    o: dict[tuple[Hashable, Hashable], float] = defaultdict(float)
+    for unit in units:
+        for pair, w in unit.items():
+            o[pair] += w
+    if not o:
         return None
-    values = sorted({v for u in pairable for v in u}, key=lambda v: (str(type(v)), v))
+    values = sorted({v for pair in o for v in pair}, key=lambda v: (str(type(v)), v))
     index = {v: i for i, v in enumerate(values)}
-    size = len(values)
-    o = [[0.0] * size for _ in range(size)]
-    for unit in pairable:
-        m = len(unit)
-        counts = Counter(index[v] for v in unit)
-        for c, nc in counts.items():
-            for k, nk in counts.items():
-                o[c][k] += nc * (nk - (c == k)) / (m - 1)
-    n_c = [sum(row) for row in o]
+    n_c = [0.0] * len(values)
+    for (c, _k), w in o.items():
+        n_c[index[c]] += w
     n = sum(n_c)
     if level == NOMINAL:
         def delta(c: int, k: int) -> float:
@@ -140,7 +151,8 @@ def krippendorff_alpha(units: Iterable[Sequence[Hashable]], level: str = NOMINAL
         def delta(c: int, k: int) -> float:
             lo, hi = min(c, k), max(c, k)
             return (cum[hi + 1] - cum[lo] - (n_c[lo] + n_c[hi]) / 2) ** 2
-    observed = sum(o[c][k] * delta(c, k) for c in range(size) for k in range(size))
+    observed = sum(w * delta(index[c], index[k]) for (c, k), w in o.items())
+    size = len(values)
     expected = sum(n_c[c] * n_c[k] * delta(c, k) for c in range(size) for k in range(size))
     if expected == 0:
         return None  # every value the same: agreement cannot be told from chance
@@ -170,7 +182,7 @@ def bootstrap_interval(
     rng = random.Random(seed)
     got = []
     for _ in range(reps):
-        value = statistic([items[rng.randrange(n)] for _ in range(n)])
+        value = statistic(rng.choices(items, k=n))
         if value is not None and math.isfinite(value):
             got.append(value)
     if len(got) < reps / 2:
@@ -350,11 +362,9 @@ def _units(values: Mapping[Hashable, Mapping[str, Hashable]]) -> list[dict[str, 
 def _agreement_cell(units: list[dict[str, Hashable]], level: str, two: tuple[str, str] | None) -> dict[str, Any]:
     """Alpha (and kappa for exactly two annotators) with their bootstrap intervals over `units`."""
 
-    def alpha(us: Sequence[dict[str, Hashable]]) -> float | None:
-        return krippendorff_alpha([list(u.values()) for u in us], level)
-
-    cell: dict[str, Any] = {"items": len(units), "alpha": alpha(units),
-                            "alpha_ci": _interval(bootstrap_interval(units, alpha))}
+    shares = [unit_pairs(list(u.values())) for u in units]
+    cell: dict[str, Any] = {"items": len(units), "alpha": alpha_from_pairs(shares, level),
+                            "alpha_ci": _interval(bootstrap_interval(shares, lambda us: alpha_from_pairs(us, level)))}
     if two is not None:
         both = [u for u in units if two[0] in u and two[1] in u]
 
