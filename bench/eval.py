@@ -5,17 +5,24 @@
 Pairs per second of sentence BLEU, corpus BLEU, ROUGE-L and unigram F1 over `--pairs` pairs of
 SPC-like replies; BERTScore (packaged MiniLM, CPU) pairs per second, load apart; and hits@1
 candidates scored per second (one log-likelihood each, the shared prompt cached) through
-llama.cpp and through transformers on the same bundled model, with their ratio. All numbers
-come from this one run on this machine.
+llama.cpp and through transformers on the same bundled model, with their ratio; and the drift
+evaluation's conversation turns per second (a real eval job, run inline on the bundled model, the
+user's turns replayed from Synthetic-Persona-Chat), with probes at turn 1 only and at the default
+doubling turns. All numbers come from this one run on this machine.
+
+    .venv/bin/python bench/eval.py --drift-only [--drift-turns 8] [--spc PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
+import tempfile
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -48,7 +55,15 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=40, help="hits@1 candidates scored per engine")
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp and torch threads (0 = their defaults)")
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers engine")
+    parser.add_argument("--drift-only", action="store_true", help="only the drift evaluation's turns per second")
+    parser.add_argument("--no-drift", action="store_true", help="skip the drift evaluation")
+    parser.add_argument("--drift-turns", type=int, default=8, help="turns per drift conversation")
+    parser.add_argument("--spc", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/synthetic-persona-chat",
+                        help="the Synthetic-Persona-Chat CSV or its folder")
     args = parser.parse_args()
+    if args.drift_only:
+        drift_bench(args, Console(width=120))
+        return
     if args.threads:
         import torch
 
@@ -112,8 +127,44 @@ def main() -> None:
     if len(speeds) == 2:
         a, b = speeds.values()
         console.print(f"llama.cpp / transformers: {a / b:.2f}x")
+    if not args.no_drift:
+        drift_bench(args, console)
     console.print(f"[dim]{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                   f"load average {os.getloadavg()[0]:.1f} at the end[/dim]")
+
+
+def drift_bench(args: argparse.Namespace, console: Console) -> None:
+    """Turns per second of a drift eval job (one model, one conversation) with probes at turn 1
+    only, then at the default turns (1, 2, 4, ... and the last): what probing costs."""
+    from evaluators.eval_job import load_scores, run_eval_inline
+    from sessions.demo import demo_session
+    from sessions.model import EvalSpec
+    from sessions.store import SessionFile
+
+    table = Table(title=f"drift evaluation, bundled SmolLM2-135M (llama.cpp), 1 conversation of {args.drift_turns} turns, "
+                        "replies ≤ 48 tokens, 1 probe of each kind per trait (5 traits)")
+    for col in ("probed turns", "seconds", "turns", "probe calls", "turns/s", "s per turn"):
+        table.add_column(col, justify="left" if col == "probed turns" else "right")
+    with tempfile.TemporaryDirectory() as tmp:
+        session = demo_session()
+        session.engines[0].threads = args.threads
+        common = {"data": str(args.spc), "turns": args.drift_turns, "conversations": 1, "probes": 1, "max_tokens": 48}
+        session.evals = [EvalSpec(id="few", kind="drift", models=["bundled"], extra={**common, "probe_turns": [1]}),
+                         EvalSpec(id="doubling", kind="drift", models=["bundled"], extra=common)]
+        path = Path(tmp) / "bench.toml"
+        SessionFile.create(path, session)
+        sf = SessionFile.load(path)
+        for spec in session.evals:
+            job_dir = run_eval_inline(sf, spec.id)
+            scores = load_scores(job_dir)
+            rows = [json.loads(line) for line in (job_dir / "outputs.jsonl").read_text().splitlines()]
+            turns = sum(r["kind"] == "drift_turn" for r in rows)
+            probes = sum(bool(r.get("fork")) for r in rows)
+            s = float(scores["seconds"])
+            table.add_row(", ".join(map(str, scores["probe_turns"])), f"{s:.1f}", str(turns), str(probes),
+                          f"{turns / s:.2f}", f"{s / turns:.2f}")
+    console.print(table)
+    console.print(f"[dim]load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end[/dim]")
 
 
 if __name__ == "__main__":

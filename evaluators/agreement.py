@@ -1,4 +1,11 @@
-"""How far the automatic scores agree with people: Cohen's kappa and Spearman's rho.
+"""How far the automatic scores agree with people, and people with each other.
+
+Machine vs people: Cohen's kappa and Spearman's rho. People vs people: Krippendorff's alpha per
+trait (nominal, on the trait labels) and on the 1-5 consistency rating (ordinal), over any number
+of annotators and every item labelled by at least two; Cohen's kappa as well when there are
+exactly two. Every kappa, alpha and rho comes with a bootstrap 95% interval (items resampled,
+fixed seed, so a report reads the same twice), and a note says when too few items overlap to
+say much.
 
 The judge's (or fallback's) per-trait labels are compared with the labels people gave in the
 Annotate pane — the same three labels, so kappa compares like with like — per trait, with the
@@ -12,8 +19,9 @@ Outputs are named "<job-id>:<index>", index being the line of the job's outputs.
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +98,110 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return pearson(ranks(x), ranks(y))
 
 
+NOMINAL = "nominal"
+ORDINAL = "ordinal"
+
+
+def krippendorff_alpha(units: Iterable[Sequence[Hashable]], level: str = NOMINAL) -> float | None:
+    """Krippendorff's alpha over units, each the values its annotators gave (missing ones left out).
+
+    Units with fewer than two values cannot be paired and are dropped. From the coincidence matrix
+    o (each unit adds its ordered value pairs, weighted 1 / (m_u - 1)) with marginals n_c:
+    alpha = 1 - (n - 1) * sum o_ck d_ck / sum n_c n_k d_ck, with d the nominal metric (0 same, 1
+    different) or the ordinal one ((sum of n_g for g from c to k) - (n_c + n_k) / 2) squared, the
+    values in their natural order. None when there is nothing to pair or no variation at all.
+    """
+    if level not in (NOMINAL, ORDINAL):
+        raise ValueError(f"alpha's level {level!r} is not supported; use {NOMINAL!r} or {ORDINAL!r}.")
+    return alpha_from_pairs([unit_pairs(u) for u in units if len(u) >= 2], level)
+
+
+def unit_pairs(unit: Sequence[Hashable]) -> dict[tuple[Hashable, Hashable], float]:
+    """One unit's share of the coincidence matrix: its ordered value pairs, weighted 1 / (m_u - 1)."""
+    m = len(unit)
+    counts = Counter(unit)
+    return {(c, k): nc * (nk - (c == k)) / (m - 1)
+            for c, nc in counts.items() for k, nk in counts.items() if nc * (nk - (c == k))}
+
+
+def alpha_from_pairs(units: Iterable[Mapping[tuple[Hashable, Hashable], float]], level: str = NOMINAL) -> float | None:
+    """Alpha from the units' coincidence shares (`unit_pairs`): summed once, so a bootstrap
+    resample costs one pass over its units, not a recount of every value."""
+    o: dict[tuple[Hashable, Hashable], float] = defaultdict(float)
+    for unit in units:
+        for pair, w in unit.items():
+            o[pair] += w
+    if not o:
+        return None
+    values = sorted({v for pair in o for v in pair}, key=lambda v: (str(type(v)), v))
+    index = {v: i for i, v in enumerate(values)}
+    n_c = [0.0] * len(values)
+    for (c, _k), w in o.items():
+        n_c[index[c]] += w
+    n = sum(n_c)
+    if level == NOMINAL:
+        def delta(c: int, k: int) -> float:
+            return 0.0 if c == k else 1.0
+    else:
+        cum = [0.0]
+        for x in n_c:
+            cum.append(cum[-1] + x)
+
+        def delta(c: int, k: int) -> float:
+            lo, hi = min(c, k), max(c, k)
+            return (cum[hi + 1] - cum[lo] - (n_c[lo] + n_c[hi]) / 2) ** 2
+    observed = sum(w * delta(index[c], index[k]) for (c, k), w in o.items())
+    size = len(values)
+    expected = sum(n_c[c] * n_c[k] * delta(c, k) for c in range(size) for k in range(size))
+    if expected == 0:
+        return None  # every value the same: agreement cannot be told from chance
+    return 1.0 - (n - 1) * observed / expected
+
+
+BOOTSTRAP_REPS = 1000
+BOOTSTRAP_SEED = 0
+MIN_OVERLAP = 10  # items labelled by two or more people below which the numbers say little
+
+
+def bootstrap_interval(
+    items: Sequence[Any],
+    statistic: Callable[[Sequence[Any]], float | None],
+    reps: int = BOOTSTRAP_REPS,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float] | None:
+    """A percentile bootstrap interval of `statistic` over `items` resampled with replacement.
+
+    The seed is fixed, so the same labels give the same interval. None for fewer than two items
+    or when most resamples leave the statistic undefined (e.g. every resample constant).
+    """
+    n = len(items)
+    if n < 2:
+        return None
+    rng = random.Random(seed)
+    got = []
+    for _ in range(reps):
+        value = statistic(rng.choices(items, k=n))
+        if value is not None and math.isfinite(value):
+            got.append(value)
+    if len(got) < reps / 2:
+        return None
+    got.sort()
+
+    def quantile(q: float) -> float:
+        pos = q * (len(got) - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(got) - 1)
+        return got[lo] + (got[hi] - got[lo]) * (pos - lo)
+
+    tail = (1 - level) / 2
+    return quantile(tail), quantile(1 - tail)
+
+
+def _interval(ci: tuple[float, float] | None) -> list[float] | None:
+    return [ci[0], ci[1]] if ci else None
+
+
 # ----------------------------------------------------------------------------- from files
 
 
@@ -111,7 +223,8 @@ def read_outputs(job_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def machine_trait_labels(outputs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(output id, trait) -> {"label", "scorer"} for every expression output."""
+    """(output id, trait) -> {"label", "scorer"} for every expression output, and for every trait of
+    an output labelled for all traits at once (`trait_labels`: a drift conversation's turn)."""
     labels = {}
     for row in outputs:
         if row.get("kind") == "expression" and row.get("trait"):
@@ -119,6 +232,9 @@ def machine_trait_labels(outputs: Iterable[Mapping[str, Any]]) -> dict[tuple[str
                 "label": row.get("label"),
                 "scorer": row.get("scorer", ""),
             }
+        elif isinstance(row.get("trait_labels"), Mapping):
+            for trait, label in row["trait_labels"].items():
+                labels[(str(row["output"]), str(trait))] = {"label": label, "scorer": row.get("scorer", "")}
     return labels
 
 
@@ -131,12 +247,14 @@ class TraitAgreement:
     confusion: list[list[int]]  # rows: machine label; columns: human label (LABELS order)
     unscored: int = 0  # human labels whose output the machine left unparseable
     scorers: list[str] = field(default_factory=list)
+    kappa_ci: tuple[float, float] | None = None  # bootstrap 95% over the pairs
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "trait": self.trait,
             "n": self.n,
             "kappa": self.kappa,
+            "kappa_ci": _interval(self.kappa_ci),
             "agreement": self.agreement,
             "labels": list(LABELS),
             "confusion": self.confusion,
@@ -180,8 +298,13 @@ def trait_agreement(
             confusion=confusion(a, b, LABELS),
             unscored=unscored[trait],
             scorers=sorted(scorers.get(trait, ())),
+            kappa_ci=bootstrap_interval(ps, _pairs_kappa),
         )
     return out
+
+
+def _pairs_kappa(pairs: Sequence[tuple[Hashable, Hashable]]) -> float | None:
+    return cohen_kappa([a for a, _ in pairs], [b for _, b in pairs])
 
 
 def consistency_ratings(annotations: Iterable[Any]) -> dict[str, float]:
@@ -198,9 +321,10 @@ class MetricAgreement:
     metric: str
     n: int
     rho: float | None
+    rho_ci: tuple[float, float] | None = None  # bootstrap 95% over the rated outputs
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "n": self.n, "rho": self.rho}
+        return {"metric": self.metric, "n": self.n, "rho": self.rho, "rho_ci": _interval(self.rho_ci)}
 
 
 def metric_agreement(
@@ -214,8 +338,72 @@ def metric_agreement(
     out = []
     for name, values in metrics.items():
         common = [o for o in values if o in human and values[o] is not None]
-        rho = spearman([float(values[o]) for o in common], [human[o] for o in common])
-        out.append(MetricAgreement(name, len(common), rho))
+        pairs = [(float(values[o]), human[o]) for o in common]
+        rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
+        ci = bootstrap_interval(pairs, lambda ps: spearman([a for a, _ in ps], [b for _, b in ps]))
+        out.append(MetricAgreement(name, len(common), rho, ci))
+    return out
+
+
+# ----------------------------------------------------------------------------- people vs people
+
+
+def _units(values: Mapping[Hashable, Mapping[str, Hashable]]) -> list[dict[str, Hashable]]:
+    """The items labelled by at least two annotators: annotator -> value, one dict per item."""
+    return [dict(v) for v in values.values() if len(v) >= 2]
+
+
+def _agreement_cell(units: list[dict[str, Hashable]], level: str, two: tuple[str, str] | None) -> dict[str, Any]:
+    """Alpha (and kappa for exactly two annotators) with their bootstrap intervals over `units`."""
+
+    shares = [unit_pairs(list(u.values())) for u in units]
+    cell: dict[str, Any] = {"items": len(units), "alpha": alpha_from_pairs(shares, level),
+                            "alpha_ci": _interval(bootstrap_interval(shares, lambda us: alpha_from_pairs(us, level)))}
+    if two is not None:
+        both = [u for u in units if two[0] in u and two[1] in u]
+
+        def kappa(us: Sequence[dict[str, Hashable]]) -> float | None:
+            return cohen_kappa([u[two[0]] for u in us], [u[two[1]] for u in us])
+
+        cell.update(kappa=kappa(both), kappa_ci=_interval(bootstrap_interval(both, kappa)), kappa_items=len(both))
+    return cell
+
+
+def people_agreement(annotations: Iterable[Any], min_overlap: int = MIN_OVERLAP) -> dict[str, Any]:
+    """How far people agree with each other: Krippendorff's alpha per trait (nominal) and on the
+    consistency rating (ordinal), Cohen's kappa too when exactly two people labelled; each with a
+    bootstrap 95% interval. Only items labelled by at least two people count."""
+    traits: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
+    ratings: dict[str, dict[str, int]] = defaultdict(dict)
+    for ann in annotations:
+        for trait, label in ann.trait_labels.items():
+            if label in LABELS:
+                traits[trait][ann.output][ann.annotator] = label
+        if 1 <= int(ann.consistency or 0) <= 5:
+            ratings[ann.output][ann.annotator] = int(ann.consistency)
+    people = sorted({a for t in traits.values() for item in t.values() for a in item}
+                    | {a for item in ratings.values() for a in item})
+    two = (people[0], people[1]) if len(people) == 2 else None
+    out: dict[str, Any] = {"annotators": people, "traits": [], "consistency": None, "notes": [],
+                           "min_overlap": min_overlap, "bootstrap": {"reps": BOOTSTRAP_REPS, "seed": BOOTSTRAP_SEED}}
+    if len(people) < 2:
+        out["notes"].append("Only one person has labelled so far: agreement between people needs a second "
+                            "annotator labelling the same outputs (a to change the annotator).")
+        return out
+    for trait in sorted(traits):
+        units = _units(traits[trait])
+        if units:
+            out["traits"].append({"trait": trait, **_agreement_cell(units, NOMINAL, two)})
+    units = _units(ratings)
+    if units:
+        out["consistency"] = _agreement_cell(units, ORDINAL, two)
+    overlap = len({o for t in traits.values() for o, item in t.items() if len(item) >= 2}
+                  | {o for o, item in ratings.items() if len(item) >= 2})
+    out["overlap"] = overlap
+    if overlap < min_overlap:
+        out["notes"].append(
+            f"Only {overlap} output(s) are labelled by two or more people; with fewer than {min_overlap} the "
+            "numbers and their intervals say little. Label more of the same outputs.")
     return out
 
 
@@ -253,6 +441,7 @@ def agreement_report(annotations: Iterable[Any], workspace: str | Path) -> dict[
     metrics = metric_agreement(output_metrics(outputs), annotations)
     humans = sorted({a.annotator for a in annotations if a.trait_labels or a.consistency})
     return {
+        "people": people_agreement(annotations),
         "annotators": humans,
         "labels": list(LABELS),
         "traits": [t.to_dict() for t in traits.values()],

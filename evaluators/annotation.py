@@ -71,6 +71,9 @@ class QueueItem:
     kind: str = ""  # the eval output's kind (expression, reply, reference...) or "chat"
     trait: str = ""  # the trait this output was a probe of, if any
     reference: str = ""  # the reference reply, for reference-metric outputs
+    turn: int = 0  # a drift conversation's turn (1-based), 0 when the output is not one
+    conversation: int = 0  # which of the model's drift conversations
+    fork: bool = False  # a probe asked on a fork of the conversation at that turn
 
     def traits(self) -> list[Trait]:
         """The persona's traits, the one this output probed first."""
@@ -82,6 +85,10 @@ class QueueItem:
         """What may be shown about the output; blind leaves out the model and anything that could
         point to it (the key names the job, the kind tells chat replies apart)."""
         out = {"persona": self.persona_id, "trait": self.trait}
+        if self.turn:  # the turn says nothing about the model: shown blind too
+            out["turn"] = f"{self.turn}" + (" (probe on a fork)" if self.fork else "")
+            if self.conversation:
+                out["conversation"] = str(self.conversation)
         if not blind:
             out = {"output": self.key, "model": self.model, "kind": self.kind, **out}
         return {k: v for k, v in out.items() if v}
@@ -123,6 +130,11 @@ def prompt_text(prompt: Any) -> str:
                 lines.append(str(m))
         return "\n".join(lines)
     return "" if prompt is None else str(prompt)
+
+
+def _whole(value: Any) -> int:
+    """A positive whole number from an output's field, else 0 (absent or damaged)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _persona_ref(value: Any) -> str:
@@ -219,6 +231,9 @@ def build_queue(session: Session, workspace: str | os.PathLike[str]) -> Queue:
                     kind=str(row.get("kind") or "reply"),
                     trait=str(row.get("trait") or ""),
                     reference=row["reference"] if isinstance(row.get("reference"), str) else "",
+                    turn=_whole(row.get("turn")),
+                    conversation=_whole(row.get("conversation")),
+                    fork=row.get("fork") is True,
                 )
             )
     chat = workspace / CHAT_QUEUE_FILE
@@ -420,6 +435,8 @@ def export_records(session: Session, queue: Queue | None = None, annotator: str 
                 source=item.source, kind=item.kind, model=item.model, persona=item.persona_id,
                 trait=item.trait, prompt=item.prompt, reply=item.reply,
             )
+            if item.turn:
+                record.update(turn=item.turn, conversation=item.conversation, fork=item.fork)
         if extra:
             record["extra"] = extra
         out.append(record)

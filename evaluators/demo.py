@@ -220,10 +220,11 @@ def stage_evaluate(ctx: DemoContext) -> None:
     resolve = run_resolver(session, ctx.workspace)  # the run: its adapter, as `eval` scores it
     n = sizes(ctx)
     for spec in session.evals:
-        if spec.kind not in ("traits", "reference"):
+        if spec.kind not in ("traits", "reference", "drift"):
             continue
         frozen = build_job_spec(ctx.session_file, spec.id, resolve)
-        frozen["settings"]["samples"] = n["trait_samples"] if spec.kind == "traits" else n["reference_samples"]
+        if spec.kind in ("traits", "reference"):
+            frozen["settings"]["samples"] = n["trait_samples"] if spec.kind == "traits" else n["reference_samples"]
         if ctx.quick:  # enough to exercise every metric for real, small enough for CI
             frozen["settings"]["max_tokens"] = 24
             if spec.kind == "traits":

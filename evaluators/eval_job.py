@@ -8,7 +8,7 @@
 The job writes, in its directory:
 - `outputs.jsonl`: one line per reply or probe, written as it is produced: its `index` and
   `output` id ("<job-id>:<index>", what annotations point at), `kind` (reference | knowledge |
-  expression | reply | pair | tailoring | perplexity), `model`, `prompt`, `reply`, the trait and
+  expression | reply | pair | tailoring | perplexity | drift_turn), `model`, `prompt`, `reply`, the trait and
   probe ids where there are some, the `label` and the `scorer` that gave it, and per-output
   `metrics` (numbers that agreement.metric_agreement can rank against people's ratings);
 - `scores.json`: the evaluation's result tables (see evaluators.tables), rewritten after each
@@ -114,6 +114,10 @@ def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "perplexity_matrix":
         for row in scores.get("rows", []):
             out[row["model"]] = {k: round(v, 4) for k, v in row["values"].items() if isinstance(v, (int, float))}
+    elif kind == "drift":
+        from evaluators.drift import summary as drift_summary
+
+        out = drift_summary(scores)
     return out
 
 
@@ -894,12 +898,19 @@ def run_perplexity_matrix(run: Run) -> None:
             _close(engine)
 
 
+def run_drift(run: Run) -> None:
+    from evaluators.drift import run_drift as work
+
+    work(run)
+
+
 RUNNERS: dict[str, Callable[[Run], None]] = {
     "reference": run_reference,
     "traits": run_traits,
     "judge": run_judge,
     "tailoring": run_tailoring,
     "perplexity_matrix": run_perplexity_matrix,
+    "drift": run_drift,
 }
 
 

@@ -4,7 +4,7 @@ An evaluation in the session file:
 
     [[evals]]
     id = "odile-traits"
-    kind = "traits"                       # reference | traits | judge | tailoring | perplexity_matrix
+    kind = "traits"                       # reference | traits | judge | tailoring | perplexity_matrix | drift
     models = ["bundled", "bundled+persona"]
     samples = 3                           # kind-specific keys sit beside id/kind/models
 
@@ -68,6 +68,20 @@ tailoring — persona-tailored responses, chosen- and rejected-persona prompts a
 perplexity_matrix — every model on held-out text of every format:
     data         list of dataset ids or JSONL files (any record shape) [required]
     samples      records per dataset, 0 = all [100]
+drift — does the persona hold over a long conversation (evaluators.drift):
+    persona, system, knowledge_by, labeller, judge, judge_max_tokens, rubric as for traits
+    turns        turns per conversation [16];  conversations  per model [3]
+    probe_turns  turns whose state is probed on a fork, e.g. [1, 4, 8, 16]; turn 1 is always
+                 added [[] = 1, 2, 4, 8, ... and the last]
+    probes       knowledge and expression probes per trait asked at each probed turn, 0 = all [2]
+    samples      replies per expression prompt [1];  knowledge, expression  as for traits [true]
+    user         "spc" (replay a Synthetic-Persona-Chat user's turns) or an engine id or model
+                 that plays the user ["spc"]
+    data         (user "spc") the SPC CSV, its folder, or a persona_chat dataset id [required]
+    side         (user "spc") whose turns are replayed, "1" or "2" ["1"]
+    user_prompt  (a simulated user) a file replacing evaluators/prompts/drift_user.txt [""]
+    user_max_tokens [48]  max_tokens [64]  temperature [0.7]  top_p [0.95]  seed [0]
+    drop         report the first turn whose rate is below this fraction of turn 1's [0.5]
 
 Free keys kept but not read: results (written after a run: job id, time, summary), note,
 experiment.
@@ -84,7 +98,7 @@ from typing import Any
 
 from sessions.model import EngineSpec, EvalSpec, Persona, Session
 
-KINDS = ("reference", "traits", "judge", "tailoring", "perplexity_matrix")
+KINDS = ("reference", "traits", "judge", "tailoring", "perplexity_matrix", "drift")
 FREE_KEYS = ("results", "note", "experiment")
 PERSONA_SUFFIX = "+persona"
 FALLBACK = "fallback"
@@ -166,6 +180,28 @@ KEYS: dict[str, dict[str, Key]] = {
         "data": Key("list", [], required=True),
         "samples": Key("int", 100, minimum=0),
     },
+    "drift": {
+        **_PERSONA,
+        "turns": Key("int", 16, minimum=1),
+        "conversations": Key("int", 3, minimum=1),
+        "probe_turns": Key("ints", [], minimum=1),
+        "probes": Key("int", 2, minimum=0),
+        "samples": Key("int", 1, minimum=1),
+        "knowledge": Key("bool", True),
+        "expression": Key("bool", True),
+        "knowledge_by": Key("str", "total", ("total", "mean")),
+        "labeller": Key("str", "", ("", "judge", "fallback", "markers")),
+        "judge": Key("str", ""),
+        "judge_max_tokens": Key("int", 160, minimum=1),
+        "rubric": Key("str", ""),
+        "user": Key("str", "spc"),
+        "data": Key("str", ""),
+        "side": Key("str", "1", ("1", "2")),
+        "user_prompt": Key("str", ""),
+        "user_max_tokens": Key("int", 48, minimum=1),
+        **_sampling(64, 0.7),
+        "drop": Key("float", 0.5, minimum=0),
+    },
 }
 
 
@@ -191,6 +227,8 @@ def _type_ok(key: Key, value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if key.type == "table":
         return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if key.type == "ints":
+        return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     raise AssertionError(key.type)
 
 
@@ -201,6 +239,7 @@ _TYPE_WORDS = {
     "str": "text in quotes",
     "list": 'a list of texts, like ["a", "b"]',
     "table": 'a table of texts, like { persona = "my_prompt.txt" }',
+    "ints": "a list of whole numbers, like [1, 4, 8]",
 }
 
 
@@ -225,7 +264,10 @@ def check_settings(spec: EvalSpec) -> tuple[dict[str, Any], list[tuple[str, str]
             continue
         if key.type == "float":
             value = float(value)
-        if key.minimum is not None and value < key.minimum:
+        if key.type == "ints":
+            if key.minimum is not None and any(v < key.minimum for v in value):
+                problems.append((name, f"must hold numbers of at least {key.minimum:g}, not {value!r}."))
+        elif key.minimum is not None and value < key.minimum:
             problems.append((name, f"must be at least {key.minimum:g}, not {value!r}."))
         if key.choices:
             given = value if key.type == "list" else list(value) if key.type == "table" else [value]
@@ -244,7 +286,12 @@ def check_settings(spec: EvalSpec) -> tuple[dict[str, Any], list[tuple[str, str]
         problems.append(("models", "is empty; name at least one engine id or model."))
     if spec.kind in ("judge", "tailoring") and 0 < len(spec.models) < 2:
         problems.append(("models", f"a {spec.kind} evaluation compares models: name at least two (the first is the baseline)."))
-    if spec.kind == "traits":
+    if spec.kind == "drift":
+        late = [t for t in settings["probe_turns"] if t > settings["turns"]]
+        if late:
+            problems.append(("probe_turns", f"turn {late[0]} is after the last turn ({settings['turns']}); "
+                             "probe turns must lie within turns."))
+    if spec.kind in ("traits", "drift"):
         if settings["labeller"] == "judge" and not settings["judge"]:
             problems.append(("labeller", 'is "judge" but no judge is named; set judge = "<engine id>" or use "fallback" or "markers".'))
         if not settings["labeller"]:
@@ -387,8 +434,8 @@ def build_job_spec(session_file: Any, eval_id: str, resolve: Resolver | None = N
     workspace = Path(session_file.workspace).resolve()
     models = []
     for i, ref in enumerate(spec.models):
-        if ref.endswith(PERSONA_SUFFIX) and spec.kind not in ("traits", "judge"):
-            add(("models", i), f"the {PERSONA_SUFFIX} suffix applies to traits and judge evaluations only; drop it here.")
+        if ref.endswith(PERSONA_SUFFIX) and spec.kind not in ("traits", "judge", "drift"):
+            add(("models", i), f"the {PERSONA_SUFFIX} suffix applies to traits, judge and drift evaluations only; drop it here.")
             continue
         try:
             models.append(model_entry(session, ref, base, resolve))
@@ -400,12 +447,12 @@ def build_job_spec(session_file: Any, eval_id: str, resolve: Resolver | None = N
         "eval_kind": spec.kind,
         "models": [m.to_plain() for m in models],
     }
-    if "persona" in settings and spec.kind in ("traits", "judge"):
+    if "persona" in settings and spec.kind in ("traits", "judge", "drift"):
         try:
             persona = pick_persona(session, settings["persona"])
             job["persona"] = codec.to_plain(persona)
             settings["persona"] = persona.id
-            if spec.kind == "traits" and not any(t.knowledge_probes or t.expression_probes for t in persona.traits):
+            if spec.kind in ("traits", "drift") and not any(t.knowledge_probes or t.expression_probes for t in persona.traits):
                 add("persona", f"persona {persona.id!r} has no knowledge or expression probes; write some in its traits first.")
             if spec.kind == "judge" and not settings["questions"] and not any(t.expression_probes for t in persona.traits):
                 add("questions", f"is empty and persona {persona.id!r} has no expression probes to ask instead; list some questions.")
@@ -417,6 +464,10 @@ def build_job_spec(session_file: Any, eval_id: str, resolve: Resolver | None = N
             job["judge"] = {"label": judge_ref, "engine": ModelEntry(judge_ref, resolve_model(session, judge_ref, base, resolve)).to_plain()["engine"]}
         except ValueError as e:
             add("judge", str(e))
+    if spec.kind == "drift":
+        from evaluators.drift import freeze
+
+        freeze(settings, session, base, resolve, add, job)
     if spec.kind in ("reference", "tailoring"):
         if settings["data"]:
             try:

@@ -41,6 +41,8 @@ PROMPTS: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"persona", "prompt", "reply_a", "reply_b"}),
     ),
     "expression": ("expression_label.txt", frozenset({"persona_name", "trait", "prompt", "reply"})),
+    # Not a judge: the simulated user of a drift evaluation (evaluators.drift), editable the same way.
+    "drift_user": ("drift_user.txt", frozenset({"conversation"})),
 }
 CRITERIA = ("persona", "quality", "personalization")
 VERDICTS = ("A", "B", "tie")

@@ -339,6 +339,10 @@ def tables_for(scores: Mapping[str, Any]) -> list[Table]:
         return [judge_table(scores)]
     if kind == "perplexity_matrix":
         return [matrix_table(scores)]
+    if kind == "drift":
+        from evaluators.drift import drift_tables
+
+        return drift_tables(scores)
     raise ValueError(f"scores of kind {kind!r} have no table; is this an eval job's scores.json?")
 
 
@@ -392,7 +396,7 @@ def agreement_tables(report: Mapping[str, Any]) -> list[Table]:
         conf = " ".join("".join(str(c) for c in row) for row in t.get("confusion", []))
         kappa = t.get("kappa")
         reading = _kappa_word(kappa) if t["n"] else "no pairs"
-        traits.add_row(t["trait"], str(t["n"]), Text.assemble((_num(kappa), "bold"), f" {reading}"),
+        traits.add_row(t["trait"], str(t["n"]), Text.assemble((_num(kappa), "bold"), _ci(t.get("kappa_ci")), f" {reading}"),
                        _num(t.get("agreement"), "{:.0%}"), conf, ", ".join(t.get("scorers", [])) or "–")
         unscored += int(t.get("unscored", 0))
     notes = [f"confusion: one group per machine label ({'/'.join(labels)}), counts by the person's label."]
@@ -409,8 +413,50 @@ def agreement_tables(report: Mapping[str, Any]) -> list[Table]:
         metrics.add_column(col, justify="left" if col == "Metric" else "right")
     for m in report.get("metrics", []):
         rho = m.get("rho")
-        metrics.add_row(m["metric"], str(m["n"]), Text(_num(rho), style="bold" if rho is not None else "dim"))
+        metrics.add_row(m["metric"], str(m["n"]), Text.assemble((_num(rho), "bold" if rho is not None else "dim"),
+                                                                _ci(m.get("rho_ci"))))
     metrics.caption = ("ρ near 0: the metric does not track what people see; undefined (–) when either "
-                       "side is constant or fewer than two outputs are rated.")
+                       "side is constant or fewer than two outputs are rated. [ ]: bootstrap 95% interval.")
     metrics.caption_justify = "left"
-    return [traits, metrics]
+    return [traits, metrics, *people_tables(report.get("people") or {})]
+
+
+def _ci(ci: Any) -> Text:
+    """' [0.12, 0.80]' for a bootstrap interval, '' without one."""
+    if not ci:
+        return Text("")
+    return Text(f" [{ci[0]:.2f}, {ci[1]:.2f}]", style="dim")
+
+
+def people_tables(people: Mapping[str, Any]) -> list[Any]:
+    """People vs people: Krippendorff's alpha per trait and on the consistency rating, Cohen's kappa
+    for exactly two annotators, each with its bootstrap interval; notes when too little overlaps."""
+    if not people:
+        return []
+    who = ", ".join(people.get("annotators", [])) or "nobody yet"
+    two = len(people.get("annotators", [])) == 2
+    table = Table(title=f"People vs people · annotators: {who}", title_justify="left", box=box.SIMPLE_HEAD,
+                  min_width=72)
+    cols = ["Labels", "items", "Krippendorff α"] + (["Cohen κ"] if two else [])
+    for col in cols:
+        table.add_column(col, justify="right" if col == "items" else "left", no_wrap=True)
+
+    def cells(row: Mapping[str, Any]) -> list[Any]:
+        out: list[Any] = [str(row.get("items", 0)),
+                          Text.assemble((_num(row.get("alpha")), "bold"), _ci(row.get("alpha_ci")))]
+        if two:
+            out.append(Text.assemble((_num(row.get("kappa")), "bold"), _ci(row.get("kappa_ci")),
+                                     f" {_kappa_word(row.get('kappa'))}"))
+        return out
+
+    for row in people.get("traits", []):
+        table.add_row(f"trait {row['trait']} (nominal)", *cells(row))
+    if people.get("consistency"):
+        table.add_row("consistency 1-5 (ordinal)", *cells(people["consistency"]))
+    boot = people.get("bootstrap") or {}
+    notes = list(people.get("notes", []))
+    notes.append(f"Items labelled by at least two people; [ ]: bootstrap 95% interval ({boot.get('reps', '?')} "
+                 f"resamples of the items, seed {boot.get('seed', '?')}); – when undefined.")
+    table.caption = "\n".join(notes)
+    table.caption_justify = "left"
+    return [table]

@@ -264,6 +264,11 @@ def demo_session() -> Session:
             # Next-turn metrics on the held-out chat demos: BLEU, ROUGE-L, BERTScore, perplexity, hits@1, F1.
             EvalSpec(id="odile-reference", kind="reference", models=["bundled", "odile-chat-lora"],
                      extra={"data": "odile-chat", "samples": 20}),
+            # Persona drift: the persona prompt against the trained run over a short conversation
+            # with the bundled model playing the user (no data to fetch); probes on forks.
+            EvalSpec(id="odile-drift", kind="drift", models=["bundled+persona", "odile-chat-lora"],
+                     extra={"turns": 3, "conversations": 1, "probe_turns": [1, 3], "probes": 1, "user": "bundled",
+                            "max_tokens": 48, "labeller": "markers"}),
         ],
     )
 

@@ -274,10 +274,13 @@ def test_the_annotate_command_prints_agreement_with_people(session_path: Path):
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
     # draws-maps: pairs (n, n), (n, e): p_o = 0.5, p_e = 0.5 -> kappa 0, chance level; the
     # machine said "not shown" twice, the person once "expressed" and once "not shown".
-    assert rows["draws-maps"] == ["draws-maps", "2", "0.00", "chance", "50%", "000", "110", "000", "markers"]
+    # Every resample of those two pairs gives kappa 0 or leaves it undefined: the interval is [0, 0].
+    assert rows["draws-maps"] == ["draws-maps", "2", "0.00", "[0.00,", "0.00]", "chance", "50%", "000", "110", "000",
+                                  "markers"]
     # cannot-swim: one pair, both raters used one label: kappa is undefined, not 1.
     assert rows["cannot-swim"] == ["cannot-swim", "1", "–", "undefined", "100%", "000", "010", "000", "markers"]
     assert "annotators: alice" in done.stdout
+    assert "Only one person has labelled so far" in " ".join(done.stdout.split())  # people vs people needs two
 
 
 async def test_the_annotate_pane_shows_agreement(session_path: Path):
@@ -296,6 +299,8 @@ async def test_the_annotate_pane_shows_agreement(session_path: Path):
         assert isinstance(app.screen, ReportScreen)
         screen = re.sub(r"<[^>]+>", "", app.export_screenshot()).replace("&#160;", " ")
         assert "draws-maps" in screen and "chance" in screen and "Spearman" in screen, screen[-3000:]
+        titles = [getattr(r, "title", "") for r in app.screen.renderables]
+        assert "People vs people · annotators: alice" in titles  # people vs people, told it needs two
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ReportScreen)

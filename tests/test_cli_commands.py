@@ -124,7 +124,7 @@ def test_demo_quick_runs_every_stage(tmp_path: Path):
         data = json.loads(status.read_text())
         states.setdefault(data["kind"], []).append(data["state"])
     assert states.get("train") == ["finished"]
-    assert sorted(states.get("eval", [])) == ["finished", "finished"]
+    assert sorted(states.get("eval", [])) == ["finished", "finished", "finished"]  # traits, reference, drift
     assert list((workspace / "jobs").glob("train-*/adapter/adapter_config.json"))
     # Export: F16 and q8_0 written and verified, and listed under the run in the session.
     assert states.get("export") == ["finished"]
@@ -139,6 +139,7 @@ def test_demo_quick_runs_every_stage(tmp_path: Path):
     # Chat: base and fine-tuned side by side; evaluation results recorded in the session.
     assert "chat, no system prompt" in result.stdout and "fine-tuned (model-" in result.stdout
     assert all(e.extra.get("results") for e in session.evals if e.id.startswith("odile-"))
+    assert "Persona drift" in result.stdout  # the drift table, prompted base vs the run
     for stage in ("data", "train", "export", "chat", "evaluate", "What the demo made"):
         assert stage in result.stdout
     assert "skipped" not in result.stdout

@@ -66,7 +66,7 @@ def test_kind_specific_rules(tmp_path):
     with pytest.raises(EvalSpecError) as info:
         build_job_spec(sf, "r1")
     text = "\n".join(info.value.problems)
-    assert "+persona suffix applies to traits and judge evaluations only" in text
+    assert "+persona suffix applies to traits, judge and drift evaluations only" in text
     assert "'missing-ds' is neither a file nor a built dataset" in text
     with pytest.raises(EvalSpecError, match="'bleu' is not an evaluation kind"):
         build_job_spec(sf, "x")

@@ -216,6 +216,10 @@ class AnnotatePane(Widget, can_focus=True):
             parts.append(("persona ", described["persona"]))
         if "trait" in described:
             parts.append(("probe of ", described["trait"]))
+        if "turn" in described:
+            parts.append(("turn ", described["turn"]))
+        if "conversation" in described:
+            parts.append(("conversation ", described["conversation"]))
         if self.blind:
             parts.insert(0, ("", "blind: model hidden"))
         for n, (name, value) in enumerate(parts):

@@ -65,6 +65,7 @@ KINDS = [
     ("judge", "judge: win rate vs first model"),
     ("judge-fallback", "judge, fallback (no LLM)"),
     ("reference", "reference metrics (chat data)"),
+    ("drift", "persona drift over a conversation"),
 ]
 
 
@@ -124,6 +125,13 @@ def new_eval_spec(kind: str, models: list[str], session: Session, workspace: Pat
         if not data:
             raise ValueError("reference metrics need held-out chat data; build a persona_chat or chat_demos dataset first.")
         extra = {"data": data[0], "samples": 20, "max_tokens": 48}
+    elif kind == "drift":
+        spc = [d.id for d in session.datasets if d.format == "persona_chat" and d.source]
+        if not spc:
+            raise ValueError("drift replays Synthetic-Persona-Chat conversations; import a persona_chat "
+                             "dataset in the Data tab first.")
+        extra = {"persona": persona, "data": spc[0], "turns": 8, "conversations": 1, "probes": 1,
+                 "max_tokens": 48}
     else:
         raise ValueError(f"{kind!r} is not an evaluation this pane runs.")
     eval_id = make_id(f"eval {kind}", taken, fallback="eval")
@@ -335,6 +343,10 @@ def draw_chart(plt: Any, entry: ResultEntry, data: dict[str, Any] | None, model_
         plt.multiple_bar([c[:16] for c in cols], values, labels=[r["model"][:20] for r in rows],
                          marker=markers[: len(rows)], width=0.8)
         title = "perplexity on held-out data (lower is better)"
+    elif data.get("kind") == "drift":
+        title = draw_drift(plt, data)
+        if not title:
+            return ""
     elif data.get("kind") == "reference":
         rows = [r for r in data.get("rows", []) if not r.get("error")]
         if not rows:
@@ -351,6 +363,38 @@ def draw_chart(plt: Any, entry: ResultEntry, data: dict[str, Any] | None, model_
         plt.yticks([0, 0.25, 0.5, 0.75, 1.0])
     plt.title(title)
     return title
+
+
+DRIFT_MARKERS = (("knows", "●"), ("shows", "▲"))
+
+
+def drift_series(data: dict[str, Any]) -> list[tuple[str, list[int], list[float]]]:
+    """(label, turns, rates): knowledge and expression rate against turn, per model."""
+    out = []
+    rows = data.get("rows", [])
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["turn"])
+        for measure, (word, _marker) in zip(("knowledge", "expression"), DRIFT_MARKERS):
+            points = [(int(r["turn"]), (r.get(measure) or {}).get("rate")) for r in mine]
+            points = [(t, v) for t, v in points if v is not None]
+            if points:
+                out.append((f"{model[:18]} {word}", [t for t, _ in points], [v for _, v in points]))
+    return out
+
+
+def draw_drift(plt: Any, data: dict[str, Any]) -> str:
+    """Knowledge and expression rate against turn, one line per model and measure (the models side
+    by side: base + persona prompt against the trained run is the comparison that matters)."""
+    series = drift_series(data)
+    if not series:
+        return ""
+    for label, turns, rates in series:
+        marker = DRIFT_MARKERS[0][1] if label.endswith(DRIFT_MARKERS[0][0]) else DRIFT_MARKERS[1][1]
+        plt.plot(turns, rates, label=label, marker=marker)
+    plt.xticks(sorted({t for _, turns, _ in series for t in turns}))
+    plt.ylim(0, 1.05)
+    plt.xlabel("turn")
+    return f"persona drift: rate by turn ({data.get('turns', '?')} turns, probes on forks)"
 
 
 class _ConsoleLines:
