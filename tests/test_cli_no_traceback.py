@@ -90,6 +90,7 @@ CASES = [
     ("jobs: bad id", ["jobs", "{session}", "--watch", "train-nope"], None, "train-nope"),
     ("jobs: unsafe id", ["jobs", "{session}", "--cancel", "../../etc"], None, "../../etc"),
     ("jobs: missing session", ["jobs", "{dir}/nothere.toml"], None, "nothere.toml"),
+    ("models: not a repo id", ["models", "pull", "bad id!!"], None, "not a Hub repo id"),
     ("data: bad id", ["data", "{session}", "--dataset", "no-such-data"], None, "no-such-data"),
     ("data: bad mix", ["data", "{session}", "--mix", "m", "a,b"], None, "'a'"),
     ("data: bad stats id", ["data", "{session}", "--stats", "no-such-data"], None, "no-such-data"),

@@ -400,7 +400,7 @@ def test_experiment_without_its_data_says_what_to_run(hf_env, tmp_path):
         r = cli("experiment", str(session), "--study", "persona-chat", "--quick")
     finally:
         os.environ.update(env_keep)
-    assert r.returncode == 1
+    assert r.returncode == 2  # bad input to a command: exit 2, one sentence
     assert r.stderr.strip().splitlines()[-1] == (
         "persona-tui: the Synthetic-Persona-Chat data is not on this machine; run 'persona-tui data pull spc' "
         "(or pass --data DIR, the folder holding Synthetic-Persona-Chat_valid.csv).")

@@ -15,6 +15,7 @@ Trivia), each filled with the traits and facts whose topic belongs there. The ll
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from trainers.generate.banks import load_bank
