@@ -550,8 +550,10 @@ async def test_train_form_picks_from_the_list_and_offers_to_pull_a_missing_id(hf
         await wait_until(pilot, lambda: len(pane.pull_jobs) == 2 and "running" not in pane.pull_jobs.values(),
                          what="the gated pull to end")
         assert sorted(pane.pull_jobs.values()) == ["failed", "finished"]
-        shown = [n.message for n in app._notifications]
-        assert any("gated" in m and "HF_TOKEN" in m and "hf auth login" in m for m in shown)
+        # App.notify posts a message: the notice lands on the app's next turn, not in the same call.
+        await wait_until(pilot, lambda: any("gated" in n.message and "HF_TOKEN" in n.message
+                                            and "hf auth login" in n.message for n in app._notifications),
+                         what="the gated notice")
 
 
 @pytest.mark.anyio
