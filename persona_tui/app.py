@@ -18,6 +18,7 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
@@ -215,7 +216,7 @@ class PersonaApp(App):
     def on_session_changed(self, message: SessionChanged) -> None:
         self.dirty = True
         if self.save_error is None:
-            self.query_one(SessionBar).state = "unsaved"
+            self._show_save_state("unsaved")
         if self._save_timer is not None:
             self._save_timer.stop()
             self._save_timer = None
@@ -250,14 +251,22 @@ class PersonaApp(App):
         self.dirty = False
         self.save_error = None
         self._notified_problems = []
-        self.query_one(SessionBar).state = "saved"
+        self._show_save_state("saved")
         if recovered:
             self.notify(f"Saved {self.session_file.path.name}.", title="Saved")
         return True
 
+    def _show_save_state(self, state: str) -> None:
+        # The autosave timer can fire while the app is being torn down, after the bar is gone:
+        # the save itself still happens, only the bar is not there to show it.
+        try:
+            self.query_one(SessionBar).state = state
+        except NoMatches:
+            pass
+
     def _save_failed(self, problems: list[str], title: str) -> None:
         self.save_error = "\n".join(problems)
-        self.query_one(SessionBar).state = "error"
+        self._show_save_state("error")
         if problems != self._notified_problems:
             self._notified_problems = problems
             shown = problems[:5] + ([f"... and {len(problems) - 5} more"] if len(problems) > 5 else [])
