@@ -180,3 +180,38 @@ def test_short_job_ids_fit_the_jobs_column(job_id, shown):
     from persona_tui.panes.train import short_job_id
 
     assert short_job_id(job_id) == shown
+
+
+@pytest.mark.slow
+async def test_start_puts_the_live_view_on_the_new_job_at_once(tmp_path):
+    """`s` shows the new job before its first step, and the next listing of the jobs does not move
+    the view back to the finished job the cursor was on (tried in tmux: it did, for 45 s)."""
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"], max_steps=50)])
+    old = "train-20261201-101500-aaaa"
+    assert jobs.run_job_inline(jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id=old),
+                               {"train": _fake_steps}).state == "finished"
+    app = make_app(SessionFile.load(sf.path))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("3")
+            pane = app.query_one(TrainPane)
+            table = pane.query_one("#job-table")
+            stats = lambda: str(pane.query_one("#live-stats").render())  # noqa: E731
+            await wait_until(pilot, lambda: pane.selected_job == old and f"{old}  finished" in stats(),
+                             what="the finished job on the Live view")
+            await pilot.press("s")
+            await wait_until(pilot, lambda: pane.selected_job not in (None, old), what="the new job")
+            new = pane.selected_job
+            assert new.startswith("train-") and f"{new}  " in stats()
+            assert not getattr(pane.histories.get(new), "steps", [])  # shown before its first step
+            # Two listings later (one every 2 s) the view and the cursor are still on the new job.
+            listed = pane.statuses.get(new)
+            await wait_until(pilot, lambda: table.row_count == 2 and pane.statuses.get(new) is not listed,
+                             what="the jobs listed again")
+            await wait_until(pilot, lambda: table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value == new,
+                             timeout=10, what="the cursor on the new job")
+            assert pane.selected_job == new and f"{new}  " in stats()
+    finally:
+        for s in jobs.list_jobs(sf.workspace):
+            if not s.terminal:
+                jobs.cancel_job(s.dir, force=True)

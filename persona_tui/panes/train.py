@@ -46,6 +46,7 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
+from textual.widgets.data_table import RowDoesNotExist
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
@@ -320,6 +321,7 @@ class TrainPane(Vertical):
         self.manifests: dict[str, dict[str, Any] | None] = {}
         self.model_choices: list[Any] = []
         self.pull_jobs: dict[str, str] = {}  # Hub pulls started here: job id -> running | how it ended
+        self._show_next: str | None = None  # a job just started, to put the cursor on once listed
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -622,9 +624,29 @@ class TrainPane(Vertical):
         if message.error:
             self.notify(message.error, title="Not started", severity="error", markup=False, timeout=10)
             return
-        self.selected_job = message.job_id
+        self.show_job(message.job_id)
         self.query_one(TabbedContent).active = "train-live"
         self.notify(f"Started {message.job_id}; it runs on if you quit.")
+
+    def show_job(self, job_id: str) -> None:
+        """Put the Live view on a job now (a job just started: before its first step) and keep the
+        jobs table's cursor on it, so the next listing does not move the view back to the row
+        the cursor was on."""
+        self.selected_job = job_id
+        self._show_next = job_id
+        try:
+            self.statuses[job_id] = jobs.read_status(self._job_dir(job_id))
+        except ValueError:
+            pass
+        table = self.query_one("#job-table", DataTable)
+        if job_id in self.statuses and table.row_count:
+            try:
+                table.move_cursor(row=table.get_row_index(job_id), animate=False)
+                self._show_next = None
+            except RowDoesNotExist:  # not listed yet: the next listing puts the cursor there
+                pass
+        self._draw_live()
+        self._draw_record()
 
     def _job_dir(self, job_id: str) -> Path:
         return jobs.jobs_root(self.workspace) / job_id
@@ -746,6 +768,8 @@ class TrainPane(Vertical):
             self.statuses[s.id] = s
             table.add_row(short_job_id(s.id), self._state_cell(s), key=s.id)
         ids = [s.id for s in message.statuses]
+        if self._show_next in ids:  # a job started here goes before where the cursor was
+            keep, self._show_next = self._show_next, None
         target = keep if keep in ids else self.selected_job if self.selected_job in ids else (ids[-1] if ids else None)
         if target:
             table.move_cursor(row=ids.index(target), animate=False)
