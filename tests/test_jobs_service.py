@@ -116,3 +116,25 @@ def test_a_missing_api_key_variable_fails_before_any_server_starts(tmp_path, mon
 def test_a_service_needs_a_command_and_a_url(tmp_path):
     with pytest.raises(jobs.JobError, match="needs a command and a url"):
         jobs.create_service_job(tmp_path, {"url": "http://127.0.0.1:1/v1"})
+
+
+def test_serve_refuses_a_port_in_use_and_an_unset_key_variable_in_one_sentence(tmp_path, monkeypatch):
+    import socket
+
+    from export_fixtures import make_session
+
+    sf = make_session(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*CLI, "serve", str(sf.path), "--gguf", "bundled:smollm2-135m-instruct", "--port",
+                               str(port)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"persona-tui: port {port} on 127.0.0.1 is in use; choose another with --port "
+                                   "(0 picks a free one).")
+    monkeypatch.delenv("PT_NO_SUCH_KEY", raising=False)
+    done = subprocess.run([*CLI, "serve", str(sf.path), "--gguf", "bundled:smollm2-135m-instruct", "--port", "0",
+                           "--api-key-env", "PT_NO_SUCH_KEY"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "PT_NO_SUCH_KEY is empty or not set" in done.stderr
+    assert not (sf.workspace / "jobs").exists()  # nothing was started

@@ -78,6 +78,7 @@ class ChatPane(Vertical):
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+e", "engine_ref", "Engine…"),
+        Binding("ctrl+o", "serve", "Serve A…"),
         Binding("f2", "annotate('a')", "A→annotate"),
         Binding("f3", "annotate('b')", "B→annotate"),
     ]
@@ -247,6 +248,16 @@ class ChatPane(Vertical):
         if ref != self.columns[column].ref:
             self.columns[column].ref = ref
             self._titles()
+
+    def action_serve(self) -> None:
+        """Serve column A's export (an OpenAI-compatible server, as a service job that outlives the app)."""
+        from persona_tui.screens.serve import ServeScreen
+
+        ref = self.columns["a"].ref
+        if not ref.startswith("export:"):
+            self.notify("Pick an export in column A to serve it (exports appear once verified).", severity="warning")
+            return
+        self.app.push_screen(ServeScreen(self.session_file, ref))
 
     def action_engine_ref(self) -> None:
         from persona_tui.screens.text_prompt import TextPrompt
