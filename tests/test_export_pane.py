@@ -9,6 +9,7 @@ import re
 
 import pytest
 from export_fixtures import make_session, make_train_job
+from waiting import wait_until
 
 from persona_tui.app import make_app
 from persona_tui.panes.chat import ChatPane
@@ -16,7 +17,6 @@ from persona_tui.panes.train import TrainPane
 from persona_tui.screens.export import ExportScreen
 from sessions import jobs
 from sessions.store import SessionFile
-from waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -49,13 +49,13 @@ async def test_x_exports_a_finished_run_verified_and_chat_offers_it(tmp_path):
             await wait_until(pilot, lambda: (pane.selected_job or "").startswith("export-"), timeout=60,
                              what="the Live view on the export job")
             export_id = pane.selected_job
-            stats = lambda: str(pane.query_one("#live-stats").render())  # noqa: E731
+            stats = lambda: str(pane.query_one("#live-stats").render())
             assert stats().startswith(f"{export_id}  ")
             await wait_until(pilot, lambda: pane.statuses[export_id].terminal, timeout=900, what="the export")
             assert pane.statuses[export_id].state == "finished", pane.statuses[export_id].error
             await wait_until(pilot, lambda: "q8_0: top-1" in stats(), timeout=10, what="the verification shown")
             for quant in ("f16", "q8_0"):
-                assert re.search(rf"^{quant}: top-1 0\.\d{{3}}  KL \d\.\d{{4}}  pass$", stats(), re.M), stats()
+                assert re.search(rf"^{quant}: top-1 0\.\d{{3}}  KL \d\.\d{{4}}  pass$", stats(), re.MULTILINE), stats()
             assert "q4_k_m" not in stats()
             await wait_until(pilot, lambda: export_id in pane._recorded, timeout=10, what="the session listing")
 
@@ -64,7 +64,7 @@ async def test_x_exports_a_finished_run_verified_and_chat_offers_it(tmp_path):
             ref = f"export:{export_id}:q8_0"
             await wait_until(pilot, lambda: ref in {r for _, r in chat._choices}, timeout=30,
                              what="the export in the Chat pickers")
-            label = dict((r, lab) for lab, r in chat._choices)[ref]
+            label = {r: lab for lab, r in chat._choices}[ref]
             assert re.fullmatch(r"export r1 q8_0 1\d\d MB · llama\.cpp", label), label
         exports = SessionFile.load(sf.path).session.run("r1").extra["exports"]
         assert [e["job"] for e in exports] == [export_id] and exports[0]["ok"]
