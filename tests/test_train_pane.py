@@ -215,3 +215,39 @@ async def test_start_puts_the_live_view_on_the_new_job_at_once(tmp_path):
         for s in jobs.list_jobs(sf.workspace):
             if not s.terminal:
                 jobs.cancel_job(s.dir, force=True)
+
+
+def _fake_export(job) -> None:
+    """What an export job's worker reports: steps with progress, one verification event per GGUF."""
+    names = ["merge", "f16", "q8_0", "q4_k_m", "reference", "check-f16", "check-q8_0", "check-q4_k_m"]
+    for done, name in enumerate(names, 1):
+        job.progress(done - 1, len(names), f"{name} …")
+        if name.startswith("check-"):
+            passed = name != "check-q4_k_m"
+            job.event(event="export_step", step=name, passed=passed, top1=0.98 if passed else 0.61,
+                      mean_kl=0.0123 if passed else 0.9, greedy_equal=1.0, seconds=1.0)
+        job.progress(done, len(names))
+    job.fail("verification failed for model-q4_k_m.gguf: top-1 0.61 < 0.80")
+
+
+async def test_the_live_view_follows_an_export_job_with_each_gguf_verification(tmp_path):
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    train = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id="train-20261201-101500-aaaa")
+    assert jobs.run_job_inline(train, {"train": _fake_steps}).state == "finished"
+    export = jobs.create_job(sf.workspace, "export", {"train_job": train.name}, job_id="export-20261201-111500-bbbb")
+    assert jobs.run_job_inline(export, {"export": _fake_export}).state == "failed"
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        table = pane.query_one("#job-table")
+        stats = lambda: str(pane.query_one("#live-stats").render())  # noqa: E731
+        await wait_until(pilot, lambda: table.row_count == 2 and "q4_k_m" in stats(), what="the export followed")
+        assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["12-01 10:15", "exp 11:15"]
+        lines = stats().splitlines()
+        assert lines[0] == "export-20261201-111500-bbbb  failed  step 8/8"
+        assert lines[1:4] == ["f16: top-1 0.980  KL 0.0123  pass", "q8_0: top-1 0.980  KL 0.0123  pass",
+                              "q4_k_m: top-1 0.610  KL 0.9000  FAIL"]
+        assert "verification failed for model-q4_k_m.gguf" in lines[4]
+        # All five lines are on the screen at 80x24, not cut by the stats' height.
+        assert 5 <= pane.query_one("#live-stats").size.height < 8  # (the error line wraps at 52 columns)

@@ -199,9 +199,9 @@ def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list
 
 def format_export_live(status: jobs.JobStatus, checks: list[dict[str, Any]]) -> str:
     """An export job's lines above the chart: its step, then each GGUF's verification as it lands."""
-    text = f"{status.id}  {status.state}\nstep {int(status.done)}/{int(status.total) or '?'}"
+    text = f"{status.id}  {status.state}  step {int(status.done)}/{int(status.total) or '?'}"
     if status.message and not status.terminal:
-        text += f": {status.message}"
+        text += f"\n{status.message}"
     for c in checks:
         name = str(c.get("step", "")).removeprefix("check-")
         verdict = "pass" if c.get("passed") else "FAIL"
@@ -910,10 +910,13 @@ class TrainPane(Vertical):
         job_id = self.selected_job
         d = self.histories.get(job_id or "")
         status = self.statuses.get(job_id or "")
-        if status is not None and status.kind == "export":
-            self.query_one("#live-stats", Static).update(format_export_live(status, d.checks if d else []))
+        stats = self.query_one("#live-stats", Static)
+        export = status is not None and status.kind == "export"
+        stats.set_class(export, "-export")  # room for one verification line per GGUF
+        if export:
+            stats.update(format_export_live(status, d.checks if d else []))
         else:
-            self.query_one("#live-stats", Static).update(format_live(status, d.last if d else {}, d.evals if d else []))
+            stats.update(format_live(status, d.last if d else {}, d.evals if d else []))
         bar = self.query_one("#live-progress", ProgressBar)
         if status is not None and d is not None:
             total = d.last.get("max_steps") or status.total or None
