@@ -138,3 +138,17 @@ def test_serve_refuses_a_port_in_use_and_an_unset_key_variable_in_one_sentence(t
                            "--api-key-env", "PT_NO_SUCH_KEY"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "PT_NO_SUCH_KEY is empty or not set" in done.stderr
     assert not (sf.workspace / "jobs").exists()  # nothing was started
+
+
+def test_a_server_that_dies_while_ready_fails_the_service_naming_it(tmp_path):
+    import signal
+
+    job_dir, url = _http_service(tmp_path / "s")
+    jobs.start_job(job_dir)
+    assert wait_for(lambda: _state(job_dir, "ready", "failed", "died"), 60).state == "ready"
+    server_pid = int((job_dir / jobs.CHILDREN_FILE).read_text().split()[0])
+    os.kill(server_pid, signal.SIGKILL)
+    failed = wait_for(lambda: _state(job_dir, "failed", "stopped", "died"), 60, what="the failure")
+    assert failed.state == "failed"
+    assert failed.error.startswith("the server exited with code -9 (") and str(job_dir / jobs.SERVER_LOG) in failed.error
+    assert "\n" not in failed.error

@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
+import shutil
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 from export_fixtures import build_shared_export
@@ -125,3 +128,56 @@ def test_a_detached_service_from_the_cli_stops_when_idle(shared, no_live_service
     stopped = wait_for(lambda: (s := jobs.read_status(job_dir)).terminal and s, timeout=120, what="the idle stop")
     assert stopped.state == "stopped" and stopped.message == "stopped: idle for 6 s"
     assert not _answers(url)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux to run the app in a terminal")
+def test_serve_from_the_app_in_a_terminal_survives_the_terminal_closing(shared, no_live_services):
+    """The installed command in tmux, as a person uses it: Chat, the export typed in (ctrl+e), ctrl+o,
+    Enter; then the terminal is closed outright (kill-server: the app gets SIGHUP) and the server
+    still answers an `openai` client; `jobs --cancel` stops it."""
+    import openai
+
+    exe = Path(sys.executable).with_name("persona-tui")
+    command = [str(exe)] if exe.exists() else [*CLI]
+    tmux = ["tmux", "-L", f"serve-test-{os.getpid()}", "-f", "/dev/null"]
+    shell = f"exec env -u COLUMNS -u LINES TERM=xterm-256color {shlex.join(command)} {shlex.quote(str(shared.session))}"
+    subprocess.run([*tmux, "new-session", "-d", "-s", "app", "-x", "100", "-y", "30", shell], check=True)
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-J", "-t", "app"], capture_output=True, text=True).stdout
+
+    def keys(*names: str) -> None:
+        subprocess.run([*tmux, "send-keys", "-t", "app", *names], check=True)
+
+    ref = f"export:{shared.export_job.name}:q8_0"
+    try:
+        app_pid = int(subprocess.run([*tmux, "display-message", "-p", "-t", "app", "#{pane_pid}"],
+                                     capture_output=True, text=True, check=True).stdout)
+        wait_for(lambda: "4 Chat" in screen(), 60, what="the app")
+        keys("4")
+        wait_for(lambda: "Serve…" in screen(), 30, what="the Chat pane")
+        keys("C-e")
+        wait_for(lambda: "Engine reference" in screen(), 30, what="the engine prompt")
+        keys("-l", ref)
+        keys("Enter")
+        wait_for(lambda: f"B: {ref}" in screen(), 30, what="column B on the export")
+        keys("C-o")
+        wait_for(lambda: f"Serve {shared.export_job.name} q8_0" in screen(), 30, what="the serve dialog")
+        keys("Enter")
+        found = wait_for(lambda: re.search(r"ready at (http://127\.0\.0\.1:\d+/v1) \(port \d+\)", screen()), 240,
+                         what="the service ready on screen")
+        url = found.group(1)
+        wait_for(lambda: "ssh -L" in screen(), 10, what="the ssh line")
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    wait_for(lambda: not Path(f"/proc/{app_pid}").exists(), 30, what="the app to end with its terminal")
+    client = openai.OpenAI(base_url=url, api_key="sk-no-key")
+    reply = client.chat.completions.create(model=f"{shared.export_job.name}-model-q8_0", max_tokens=8, temperature=0,
+                                           messages=[{"role": "user", "content": "Say hello."}])
+    assert reply.choices[0].message.content.strip()
+    client.close()
+    service = next(s for s in jobs.list_jobs(shared.workspace) if s.kind == jobs.SERVICE_KIND and s.url == url)
+    assert service.state == "ready"
+    assert _cli("jobs", str(shared.session), "--cancel", service.id).returncode == 0
+    stopped = wait_for(lambda: (s := jobs.read_status(service.dir)).terminal and s, timeout=60, what="the stop")
+    assert stopped.state == "stopped" and not _answers(url)

@@ -78,7 +78,7 @@ class ChatPane(Vertical):
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+e", "engine_ref", "Engine…"),
-        Binding("ctrl+o", "serve", "Serve A…"),
+        Binding("ctrl+o", "serve", "Serve…"),
         Binding("f2", "annotate('a')", "A→annotate"),
         Binding("f3", "annotate('b')", "B→annotate"),
     ]
@@ -250,12 +250,14 @@ class ChatPane(Vertical):
             self._titles()
 
     def action_serve(self) -> None:
-        """Serve column A's export (an OpenAI-compatible server, as a service job that outlives the app)."""
+        """Serve the export of column A, else of column B (an OpenAI-compatible server, as a service
+        job that outlives the app)."""
         from persona_tui.screens.serve import ServeScreen
 
-        ref = self.columns["a"].ref
-        if not ref.startswith("export:"):
-            self.notify("Pick an export in column A to serve it (exports appear once verified).", severity="warning")
+        ref = next((self.columns[c].ref for c in COLUMNS if self.columns[c].ref.startswith("export:")), "")
+        if not ref:
+            self.notify("Pick an export in column A or B to serve it (exports appear once verified).",
+                        severity="warning")
             return
         self.app.push_screen(ServeScreen(self.session_file, ref))
 

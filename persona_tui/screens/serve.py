@@ -101,6 +101,8 @@ class ServeScreen(ModalScreen[None]):
         if existing is not None:
             self.job_dir = existing.dir
         self._buttons()
+        self.query_one("#serve-start" if not self.query_one("#serve-start", Button).disabled else "#serve-close",
+                       Button).focus()  # Enter starts it (or closes the dialog of a live service)
         self.follow()
 
     # -- actions --------------------------------------------------------------------------
