@@ -164,8 +164,11 @@ def test_serve_from_the_app_in_a_terminal_survives_the_terminal_closing(shared, 
         keys("C-o")
         wait_for(lambda: f"Serve {shared.export_job.name} q8_0" in screen(), 30, what="the serve dialog")
         keys("Enter")
-        found = wait_for(lambda: re.search(r"ready at (http://127\.0\.0\.1:\d+/v1) \(port \d+\)", screen()), 240,
-                         what="the service ready on screen")
+        try:
+            found = wait_for(lambda: re.search(r"ready at (http://127\.0\.0\.1:\d+/v1) \(port \d+\)", screen()), 240,
+                             what="the service ready on screen")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen:\n{screen()}") from None
         url = found.group(1)
         wait_for(lambda: "ssh -L" in screen(), 10, what="the ssh line")
     finally:

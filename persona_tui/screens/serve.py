@@ -186,7 +186,7 @@ class ServeScreen(ModalScreen[None]):
         if s is None:
             text = "not running"
         elif s.state == "ready":
-            text = f"{s.id}: ready at {s.url} (port {s.url.rsplit(':', 1)[1].split('/')[0]})"
+            text = f"{s.id}\nready at {s.url} (port {s.url.rsplit(':', 1)[1].split('/')[0]})"  # one line at 80 columns
         elif s.state in ("failed", "died"):
             text = f"{s.id}: {s.state}: {s.error.splitlines()[0] if s.error else ''}"
         else:
