@@ -723,7 +723,10 @@ class TrainPane(Vertical):
         """The base model's parameter count (its config or GGUF header, no weights) for the sizes."""
         from trainers.export_job import BITS_PER_WEIGHT, expected_size, parameter_count
 
-        base = str((jobs.read_spec(self._job_dir(job_id)).get("run") or {}).get("base_model") or "")
+        try:
+            base = str((jobs.read_spec(self._job_dir(job_id)).get("run") or {}).get("base_model") or "")
+        except jobs.JobError:
+            base = ""  # the dialog says the count is unknown; the export job names what is wrong
         params = parameter_count(base) if base else None
         self.post_message(self.ExportPrepared(job_id, base, params, {q: expected_size(params, q) for q in BITS_PER_WEIGHT}))
 
