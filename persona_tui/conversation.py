@@ -152,11 +152,34 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
             continue
         who = report.get("run") or s.id
         for f in report.get("files", []):
+            # Quant and size in the label; "unverified" when the export was made without the check.
+            tail = f"{_size_text(f.get('bytes'))}{'' if f.get('verified') else ' unverified'} · llama.cpp"
             if f["kind"] == "gguf" and f.get("role") != "base":
-                add(f"export:{s.id}:{f['type']}", f"export {who} {f['type']} · llama.cpp")
+                add(f"export:{s.id}:{f['type']}", f"export {who} {f['type']} {tail}")
             elif f["kind"] == "lora":
-                add(f"export:{s.id}:lora", f"export {who} base+LoRA GGUF · llama.cpp")
+                add(f"export:{s.id}:lora", f"export {who} base+LoRA {tail}")
     return out
+
+
+def failed_exports(workspace: Path) -> list[tuple[str, str]]:
+    """(job id, why) of each export that failed (a failed verification among them): shown, never
+    offered as a model to chat with."""
+    from sessions import jobs
+    from trainers.export_job import read_report
+
+    out = []
+    for s in jobs.list_jobs(workspace) if workspace.is_dir() else []:
+        if s.kind == "export" and s.state in ("failed", "died"):
+            report = read_report(s.dir) or {}
+            out.append((s.id, str(report.get("error") or s.error or s.state).splitlines()[0]))
+    return out
+
+
+def _size_text(n: Any) -> str:
+    """Bytes as a person reads a file size: 145 MB (decimal, as file managers and Ollama show)."""
+    if not isinstance(n, (int, float)) or n <= 0:
+        return "?"
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 def persona_prompt(persona: Persona) -> str:

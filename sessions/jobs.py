@@ -38,8 +38,11 @@ from typing import Any, NoReturn
 
 from sessions.workspace import ID_RULE, id_problem, jobs_dir
 
-STATES = ("queued", "running", "finished", "failed", "cancelled", "died")
-TERMINAL = frozenset({"finished", "failed", "cancelled", "died"})
+STATES = ("queued", "running", "finished", "failed", "cancelled", "died", "starting", "ready", "stopped")
+TERMINAL = frozenset({"finished", "failed", "cancelled", "died", "stopped"})
+# A live job has a worker (or is about to): a service job is `starting`, then `ready` with its
+# URL, instead of `running`; it ends `stopped` (cancelled, idle) or `failed` (the server died).
+LIVE = frozenset({"queued", "running", "starting", "ready"})
 
 SPEC_FILE = "spec.toml"
 STATUS_FILE = "status.json"
@@ -96,6 +99,11 @@ class JobStatus:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def url(self) -> str:
+        """A service job's base URL ("" for other jobs)."""
+        return str(self.extra.get("url") or "")
 
     @property
     def fraction(self) -> float | None:
@@ -359,7 +367,7 @@ def read_status(job_dir: str | os.PathLike[str], stale_after: float | None = Non
     """
     job_dir = Path(job_dir).resolve()
     status = JobStatus.from_dict(job_dir, _read_status_raw(job_dir))
-    if status.state not in ("running", "queued") or not status.pid:
+    if status.state not in LIVE or not status.pid:
         return status
     last = status.heartbeat or status.extra.get("launched") or status.started or status.created
     age = time.time() - last if last else float("inf")
@@ -370,7 +378,7 @@ def read_status(job_dir: str | os.PathLike[str], stale_after: float | None = Non
         return status
     # Re-read: the worker may have finished between the first read and the pid check.
     status = JobStatus.from_dict(job_dir, _read_status_raw(job_dir))
-    if status.state not in ("running", "queued"):
+    if status.state not in LIVE:
         return status
     tail = log_tail(job_dir, 15).rstrip()
     where = f"worker process {status.pid}" + ("" if same_host else f" on {status.host}")
@@ -536,7 +544,7 @@ def cancel_job(job_dir: str | os.PathLike[str], force: bool = False) -> bool:
                 pass
         with _status_lock(job_dir):
             raw = _read_status_raw(job_dir)
-            if raw.get("state") in ("queued", "running"):
+            if raw.get("state") in LIVE:
                 raw.update(state="cancelled", ended=time.time(), message="killed")
                 _write_status_raw(job_dir, raw)
     return True
@@ -598,6 +606,8 @@ class JobReporter:
         self._last_write = 0.0
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        # A service's work sets this ("stopped") so the job ends in it rather than finished.
+        self.end_state: str | None = None
 
     # -- used by the work
     def progress(self, done: float, total: float | None = None, message: str = "") -> None:
@@ -620,6 +630,10 @@ class JobReporter:
         with open(self.dir / LOG_FILE, "a", encoding="utf-8") as f:
             for line in str(msg).splitlines() or [""]:
                 f.write(f"[{stamp}] {line}\n")
+
+    def set_status(self, **fields: Any) -> None:
+        """Write fields into status.json now (a service's `starting`/`ready` state and its url)."""
+        self._set(**fields)
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
@@ -729,7 +743,7 @@ def _execute(job_dir: Path, kinds: Mapping[str, Any], inline: bool) -> JobStatus
         if not isinstance(e, Exception):
             raise
     else:
-        job._end("cancelled" if job.cancelled else "finished")
+        job._end(job.end_state or ("cancelled" if job.cancelled else "finished"))
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -758,3 +772,152 @@ def run_job_inline(job_dir: str | os.PathLike[str], kinds: Mapping[str, Any]) ->
             f"job {job_dir.name} is {raw.get('state')}; only a queued job can run (requeue it first)."
         )
     return _execute(job_dir, kinds, inline=True)
+
+
+# ----------------------------------------------------------------------------- services
+#
+# A service job keeps a server running for others to use (the OpenAI-compatible server of an
+# export, a teacher server). Its spec holds a [service] table:
+#
+#   command = ["python", "-m", "llama_cpp.server", ...]   the server's argv (no secrets in it)
+#   url = "http://127.0.0.1:8000/v1"                       what clients use; shown once ready
+#   ready_url = "http://127.0.0.1:8000/v1/models"          a GET answering 200 means ready
+#   idle_timeout_s = 1800                                  stop after this long without a request (0: never)
+#   api_key_env = "MY_KEY"                                 the environment variable holding the key
+#   api_key_to = "API_KEY"                                 the variable the server reads it from
+#
+# The key itself never enters the spec, status, events or logs: the worker reads it from its own
+# environment (inherited from whoever started the job) and hands it to the server the same way.
+# Activity is what the server writes: every request it answers adds an access-log line to
+# server.log, so a log that has not grown for `idle_timeout_s` means no one used the service.
+
+SERVICE_KIND = "service"
+SERVICE_WORKER = "sessions.service_worker"
+SERVER_LOG = "server.log"
+READY_TIMEOUT_S = 120.0
+
+
+def create_service_job(
+    workspace: str | os.PathLike[str], service: Mapping[str, Any], spec: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
+) -> Path:
+    """A queued service job; `service` is the [service] table above (the key's value never goes in)."""
+    table = dict(service)
+    if not table.get("command") or not table.get("url"):
+        raise JobError("a service needs a command and a url.")
+    table.setdefault("ready_url", str(table["url"]).rstrip("/") + "/models")
+    table.setdefault("idle_timeout_s", 0)
+    return create_job(workspace, SERVICE_KIND, {**dict(spec or {}), "service": table}, worker=SERVICE_WORKER,
+                      job_id=job_id)
+
+
+def _service_answers(url: str, key: str) -> bool:
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as r:
+            return r.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def _last_words(path: Path) -> str:
+    """A server's last line of output (its exception's message when it failed to start)."""
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return "no output"
+    return next((line for line in reversed(lines) if line), "no output").rstrip(".")
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_service(job: JobReporter) -> None:
+    """The work of a service job: start the server, wait until it answers (`ready`, with its url),
+    keep it up until cancelled or idle, then stop it (`stopped`); a server that exits on its own
+    fails the job with its last words."""
+    service = job.spec.get("service") or {}
+    command = [str(c) for c in service.get("command") or []]
+    url = str(service.get("url") or "")
+    ready_url = str(service.get("ready_url") or url.rstrip("/") + "/models")
+    idle = float(service.get("idle_timeout_s") or 0)
+    key_env = str(service.get("api_key_env") or "")
+    if not command or not url:
+        job.fail("the service's spec has no command or url; create it with create_service_job.")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # the access log must reach server.log as it happens
+    env.pop(NICE_ENV, None)
+    key = ""
+    if key_env:
+        key = os.environ.get(key_env, "")
+        if not key:
+            job.fail(f"the environment variable {key_env} (the service's API key) is not set where the service "
+                     f"started; export {key_env}=... before starting it.")
+        env[str(service.get("api_key_to") or "API_KEY")] = key
+    log_path = job.dir / SERVER_LOG
+    job.set_status(state="starting", url=url, message=f"starting {url}")
+    job.event(event="starting", url=url)
+    job.log(f"starting the server for {url} (its output: {log_path})")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True, env=env)
+    register_child_group(job.dir, proc.pid)
+    reason = ""
+    try:
+        ready_timeout = float(service.get("ready_timeout_s") or READY_TIMEOUT_S)
+        deadline = time.monotonic() + ready_timeout
+        while not _service_answers(ready_url, key):
+            if job.cancelled:
+                reason = "cancelled before it was ready"
+                break
+            if proc.poll() is not None:
+                job.fail(f"the server exited with code {proc.returncode} before answering "
+                         f"({_last_words(log_path)}); its output is in {log_path}.")
+            if time.monotonic() > deadline:
+                job.fail(f"the server did not answer at {url} within {ready_timeout:.0f} s; "
+                         f"its output is in {log_path}.")
+            time.sleep(0.25)
+        if not reason:
+            job.set_status(state="ready", message=f"ready at {url}", ready=time.time())
+            job.event(event="ready", url=url)
+            job.log(f"ready at {url}" + (f"; stops after {idle:g} s without a request" if idle else ""))
+            size, last = _size_of(log_path), time.monotonic()
+            while True:
+                if job.cancelled:
+                    reason = "cancelled"
+                    break
+                if proc.poll() is not None:
+                    job.fail(f"the server exited with code {proc.returncode} ({_last_words(log_path)}); "
+                             f"its output is in {log_path}.")
+                now_size = _size_of(log_path)
+                if now_size != size:
+                    size, last = now_size, time.monotonic()
+                elif idle and time.monotonic() - last >= idle:
+                    reason = f"idle for {idle:g} s"
+                    break
+                time.sleep(0.25)
+    finally:
+        _stop_group(proc)
+        unregister_child_group(job.dir, proc.pid)
+    job.log(f"stopped: {reason}")
+    job.event(event="stopped", reason=reason)
+    job.set_status(message=f"stopped: {reason}")
+    job.end_state = "stopped"
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

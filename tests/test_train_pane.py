@@ -180,3 +180,74 @@ def test_short_job_ids_fit_the_jobs_column(job_id, shown):
     from persona_tui.panes.train import short_job_id
 
     assert short_job_id(job_id) == shown
+
+
+@pytest.mark.slow
+async def test_start_puts_the_live_view_on_the_new_job_at_once(tmp_path):
+    """`s` shows the new job before its first step, and the next listing of the jobs does not move
+    the view back to the finished job the cursor was on (tried in tmux: it did, for 45 s)."""
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"], max_steps=50)])
+    old = "train-20261201-101500-aaaa"
+    assert jobs.run_job_inline(jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id=old),
+                               {"train": _fake_steps}).state == "finished"
+    app = make_app(SessionFile.load(sf.path))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("3")
+            pane = app.query_one(TrainPane)
+            table = pane.query_one("#job-table")
+            stats = lambda: str(pane.query_one("#live-stats").render())  # noqa: E731
+            await wait_until(pilot, lambda: pane.selected_job == old and f"{old}  finished" in stats(),
+                             what="the finished job on the Live view")
+            await pilot.press("s")
+            await wait_until(pilot, lambda: pane.selected_job not in (None, old), what="the new job")
+            new = pane.selected_job
+            assert new.startswith("train-") and f"{new}  " in stats()
+            assert not getattr(pane.histories.get(new), "steps", [])  # shown before its first step
+            # Two listings later (one every 2 s) the view and the cursor are still on the new job.
+            listed = pane.statuses.get(new)
+            await wait_until(pilot, lambda: table.row_count == 2 and pane.statuses.get(new) is not listed,
+                             what="the jobs listed again")
+            await wait_until(pilot, lambda: table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value == new,
+                             timeout=10, what="the cursor on the new job")
+            assert pane.selected_job == new and f"{new}  " in stats()
+    finally:
+        for s in jobs.list_jobs(sf.workspace):
+            if not s.terminal:
+                jobs.cancel_job(s.dir, force=True)
+
+
+def _fake_export(job) -> None:
+    """What an export job's worker reports: steps with progress, one verification event per GGUF."""
+    names = ["merge", "f16", "q8_0", "q4_k_m", "reference", "check-f16", "check-q8_0", "check-q4_k_m"]
+    for done, name in enumerate(names, 1):
+        job.progress(done - 1, len(names), f"{name} …")
+        if name.startswith("check-"):
+            passed = name != "check-q4_k_m"
+            job.event(event="export_step", step=name, passed=passed, top1=0.98 if passed else 0.61,
+                      mean_kl=0.0123 if passed else 0.9, greedy_equal=1.0, seconds=1.0)
+        job.progress(done, len(names))
+    job.fail("verification failed for model-q4_k_m.gguf: top-1 0.61 < 0.80")
+
+
+async def test_the_live_view_follows_an_export_job_with_each_gguf_verification(tmp_path):
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    train = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id="train-20261201-101500-aaaa")
+    assert jobs.run_job_inline(train, {"train": _fake_steps}).state == "finished"
+    export = jobs.create_job(sf.workspace, "export", {"train_job": train.name}, job_id="export-20261201-111500-bbbb")
+    assert jobs.run_job_inline(export, {"export": _fake_export}).state == "failed"
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        table = pane.query_one("#job-table")
+        stats = lambda: str(pane.query_one("#live-stats").render())  # noqa: E731
+        await wait_until(pilot, lambda: table.row_count == 2 and "q4_k_m" in stats(), what="the export followed")
+        assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["12-01 10:15", "exp 11:15"]
+        lines = stats().splitlines()
+        assert lines[0] == "export-20261201-111500-bbbb  failed  step 8/8"
+        assert lines[1:4] == ["f16: top-1 0.980  KL 0.0123  pass", "q8_0: top-1 0.980  KL 0.0123  pass",
+                              "q4_k_m: top-1 0.610  KL 0.9000  FAIL"]
+        assert "verification failed for model-q4_k_m.gguf" in lines[4]
+        # All five lines are on the screen at 80x24, not cut by the stats' height.
+        assert 5 <= pane.query_one("#live-stats").size.height < 8  # (the error line wraps at 52 columns)

@@ -530,3 +530,48 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{c['greedy_equal']:>7.0%}  {'pass' if c['passed'] else 'FAIL: ' + c['reason']}"
             )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- expected sizes
+
+# Bits per weight of llama.cpp's file types (ggml's block sizes; a k-quant "_m"/"_s" mix as
+# llama.cpp's quantize tool lists it). An estimate: a model whose widths are not multiples of 256
+# keeps some tensors in a wider type (the bundled 135M model's q4_k_m is 105 MB, not 82 MB).
+BITS_PER_WEIGHT = {
+    "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q6_k": 6.5625, "q5_1": 6.0, "q5_k_m": 5.69, "q5_k_s": 5.54,
+    "q5_0": 5.5, "q4_1": 5.0, "q4_k_m": 4.85, "q4_k_s": 4.58, "q4_0": 4.5, "q3_k_l": 4.27, "q3_k_m": 3.91,
+    "q3_k_s": 3.5, "q2_k": 2.96,
+}
+# The types the app's export dialog offers (any type llama.cpp makes can be named on the CLI).
+DIALOG_QUANTS = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k")
+
+
+def parameter_count(base_model: str) -> int | None:
+    """The base model's parameter count, from its config.json or else its GGUF's tensors (no
+    weights are loaded); None when neither can be read."""
+    from trainers.memory_estimate import count_params, model_config, shape_of
+
+    config = model_config(base_model)
+    if config:
+        try:
+            return count_params(shape_of(config))[0]
+        except (KeyError, TypeError, ValueError):
+            pass
+    from engines.base import EngineError
+    from engines.models import resolve_model
+
+    try:
+        model = resolve_model(base_model)
+        if model.kind != "gguf":
+            return None
+        import gguf
+
+        return int(sum(int(t.n_elements) for t in gguf.GGUFReader(str(model.path)).tensors))
+    except (EngineError, OSError, ValueError, ImportError):
+        return None
+
+
+def expected_size(params: int | None, qtype: str) -> int | None:
+    """Bytes a GGUF of `params` parameters takes in `qtype` (an estimate; see BITS_PER_WEIGHT)."""
+    bits = BITS_PER_WEIGHT.get(qtype)
+    return int(params * bits / 8) if params and bits else None

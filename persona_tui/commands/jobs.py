@@ -96,12 +96,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"no jobs yet in {jobs.jobs_root(workspace)}")
         return 0
     table = Table("id", "kind", "state", "progress", "started", "heartbeat", "message")
-    colour = {"running": "cyan", "finished": "green", "failed": "red", "died": "red", "cancelled": "yellow"}
+    colour = {"running": "cyan", "finished": "green", "failed": "red", "died": "red", "cancelled": "yellow",
+              "starting": "cyan", "ready": "green", "stopped": "yellow"}
     for s in listed:
         prog = f"{s.fraction:.0%}" if s.fraction is not None else "-"
         note = s.error if s.state in ("failed", "died") else s.message
+        note = (note or "").splitlines()[0][:60] if note else ""
+        if s.url and s.state in ("starting", "ready"):
+            note = f"{s.state} at {s.url}"  # a service's URL whole, never cut
         table.add_row(s.id, s.kind, f"[{colour.get(s.state, 'white')}]{s.state}[/]", prog,
-                      _age(s.started), _age(s.heartbeat), (note or "").splitlines()[0][:60] if note else "")
+                      _age(s.started), _age(s.heartbeat), note)
     console.print(table)
     return 0
 

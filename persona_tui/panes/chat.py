@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from persona_tui.conversation import (
     REF_HELP,
@@ -38,11 +39,13 @@ from persona_tui.conversation import (
     build_messages,
     engine_choices,
     engine_from_ref,
+    failed_exports,
     persona_prompt,
 )
 
 COLUMNS = ("a", "b")
 NONE = "none"
+CHOICES_S = 2.0  # how often the workspace is looked at for new (or failed) exports
 
 
 @dataclass
@@ -75,6 +78,7 @@ class ChatPane(Vertical):
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+e", "engine_ref", "Engine…"),
+        Binding("ctrl+o", "serve", "Serve…"),
         Binding("f2", "annotate('a')", "A→annotate"),
         Binding("f3", "annotate('b')", "B→annotate"),
     ]
@@ -97,8 +101,19 @@ class ChatPane(Vertical):
             super().__init__()
             self.column, self.turn, self.text, self.state, self.error, self.seconds = column, turn, text, state, error, seconds
 
+    class ChoicesFound(Message):
+        """The engines the session offers now, and the exports that failed (never offered)."""
+
+        def __init__(self, choices: list[tuple[str, str]], failed: list[tuple[str, str]]) -> None:
+            super().__init__()
+            self.choices, self.failed = choices, failed
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, ChatPane.ChoicesFound)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.failed: dict[str, str] = {}  # export job id -> why it failed (a failed verification)
         self.columns = {c: Column() for c in COLUMNS}
         self.engines: dict[str, Any] = {}
         self._engine_lock = threading.Lock()
@@ -144,6 +159,7 @@ class ChatPane(Vertical):
             select.value = personas[0][1]
         self._titles()
         self._status("A and B: same message, settings, seed. ctrl+e: other engine. F2/F3: annotate.")
+        self.watch_exports()
 
     def on_unmount(self) -> None:
         for c in COLUMNS:
@@ -164,10 +180,41 @@ class ChatPane(Vertical):
         return self.session_file.workspace
 
     # -- engines --------------------------------------------------------------------------
-    def refresh_choices(self) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-choices")
+    def watch_exports(self) -> None:
+        """Look at the workspace every few seconds: an export offers its GGUFs the moment it is
+        verified; one that failed is reported and not offered."""
+        worker = get_current_worker()
+        last: tuple[Any, Any] | None = None
+        while not worker.is_cancelled:
+            try:
+                found = ([(c.label, c.ref) for c in engine_choices(self.session, self.workspace)],
+                         failed_exports(self.workspace))
+            except (OSError, ValueError):
+                found = last
+            if found is not None and found != last:
+                last = found
+                self.post_message(self.ChoicesFound(*found))
+            time.sleep(CHOICES_S)
+
+    def on_chat_pane_choices_found(self, message: ChoicesFound) -> None:
+        known = {ref for _, ref in self._choices}
+        new = [(label, ref) for label, ref in message.choices if ref not in known and ref.startswith("export:")]
+        for job_id, why in message.failed:
+            if job_id not in self.failed:
+                self.failed[job_id] = why
+                self.notify(f"{job_id}: {why}", title="Export failed: not offered", severity="error",
+                            markup=False, timeout=10)
+        if new:
+            self.refresh_choices(message.choices)
+            self.notify("\n".join(label for label, _ in new), title="Verified export ready to chat with", markup=False)
+
+    def refresh_choices(self, choices: list[tuple[str, str]] | None = None) -> None:
         """Fill both engine selects from the session and its workspace (runs, exports)."""
-        extra = [(label, ref) for label, ref in self._choices if ref not in {c.ref for c in engine_choices(self.session, self.workspace)}]
-        self._choices = [(c.label, c.ref) for c in engine_choices(self.session, self.workspace)] + extra
+        if choices is None:
+            choices = [(c.label, c.ref) for c in engine_choices(self.session, self.workspace)]
+        extra = [(label, ref) for label, ref in self._choices if ref not in {r for _, r in choices}]
+        self._choices = list(choices) + extra
         for c in COLUMNS:
             select = self.query_one(f"#engine-{c}", Select)
             current = select.value if select.value not in (Select.BLANK, None) else None
@@ -201,6 +248,18 @@ class ChatPane(Vertical):
         if ref != self.columns[column].ref:
             self.columns[column].ref = ref
             self._titles()
+
+    def action_serve(self) -> None:
+        """Serve the export of column A, else of column B (an OpenAI-compatible server, as a service
+        job that outlives the app)."""
+        from persona_tui.screens.serve import ServeScreen
+
+        ref = next((self.columns[c].ref for c in COLUMNS if self.columns[c].ref.startswith("export:")), "")
+        if not ref:
+            self.notify("Pick an export in column A or B to serve it (exports appear once verified).",
+                        severity="warning")
+            return
+        self.app.push_screen(ServeScreen(self.session_file, ref))
 
     def action_engine_ref(self) -> None:
         from persona_tui.screens.text_prompt import TextPrompt

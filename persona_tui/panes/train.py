@@ -46,6 +46,7 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
+from textual.widgets.data_table import RowDoesNotExist
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
@@ -146,6 +147,8 @@ def short_job_id(job_id: str, width: int = 11) -> str:
     column is 26 wide at 80x24, and the run's jobs are listed under it already.
     The full id is in the live stats line above the chart."""
     m = _JOB_ID.match(job_id)
+    if m and job_id.startswith("export-"):  # an export of a run listed above it: "exp 07:20"
+        return f"exp {m[3]}:{m[4]}"[:width]
     if m:
         return f"{m[1]}-{m[2]} {m[3]}:{m[4]}"[:width]
     return job_id.removeprefix("train-")[:width]
@@ -189,6 +192,20 @@ def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list
     elif last.get("peak_mb") is not None:
         line3.append(f"peak {last['peak_mb'] / 1024:.2f} GiB")
     text = f"{status.id}  {status.state}\n" + "  ".join(parts) + "\n" + "  ".join(line3)
+    if status.state in ("failed", "died") and status.error:
+        text += "\n" + status.error.splitlines()[0]
+    return text
+
+
+def format_export_live(status: jobs.JobStatus, checks: list[dict[str, Any]]) -> str:
+    """An export job's lines above the chart: its step, then each GGUF's verification as it lands."""
+    text = f"{status.id}  {status.state}  step {int(status.done)}/{int(status.total) or '?'}"
+    if status.message and not status.terminal:
+        text += f"\n{status.message}"
+    for c in checks:
+        name = str(c.get("step", "")).removeprefix("check-")
+        verdict = "pass" if c.get("passed") else "FAIL"
+        text += f"\n{name}: top-1 {float(c.get('top1', 0)):.3f}  KL {float(c.get('mean_kl', 0)):.4f}  {verdict}"
     if status.state in ("failed", "died") and status.error:
         text += "\n" + status.error.splitlines()[0]
     return text
@@ -263,6 +280,7 @@ class TrainPane(Vertical):
         Binding("s", "start", "Start"),
         Binding("c", "cancel_job", "Cancel job"),
         Binding("r", "resume_job", "Resume"),
+        Binding("x", "export", "Export"),
         Binding("space", "compare", "Compare", show=False),
         Binding("i", "show_manifest", "Manifest", show=False),
     ]
@@ -273,10 +291,11 @@ class TrainPane(Vertical):
         """What a job's files say now; a newer update of the same job replaces a pending one."""
 
         def __init__(self, job_id: str, status: jobs.JobStatus, steps: list[tuple[int, float]],
-                     evals: list[tuple[int, float]], last: dict[str, Any], log: str, run: str) -> None:
+                     evals: list[tuple[int, float]], last: dict[str, Any], log: str, run: str,
+                     checks: list[dict[str, Any]] | None = None) -> None:
             super().__init__()
             self.job_id, self.status, self.steps, self.evals = job_id, status, steps, evals
-            self.last, self.log, self.run = last, log, run
+            self.last, self.log, self.run, self.checks = last, log, run, checks or []
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, TrainPane.JobUpdate) and message.job_id == self.job_id
@@ -304,6 +323,13 @@ class TrainPane(Vertical):
             super().__init__()
             self.job_id, self.manifest = job_id, manifest
 
+    class ExportPrepared(Message):
+        """What the export dialog shows: the base model, its parameter count, the expected sizes."""
+
+        def __init__(self, job_id: str, base_model: str, params: int | None, sizes: dict[str, int | None]) -> None:
+            super().__init__()
+            self.job_id, self.base_model, self.params, self.sizes = job_id, base_model, params, sizes
+
     class JobLaunched(Message):
         def __init__(self, job_id: str, error: str = "") -> None:
             super().__init__()
@@ -320,6 +346,8 @@ class TrainPane(Vertical):
         self.manifests: dict[str, dict[str, Any] | None] = {}
         self.model_choices: list[Any] = []
         self.pull_jobs: dict[str, str] = {}  # Hub pulls started here: job id -> running | how it ended
+        self._show_next: str | None = None  # a job just started, to put the cursor on once listed
+        self._recorded: set[str] = set()  # export jobs listed in the session (or already ended when seen)
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -622,9 +650,29 @@ class TrainPane(Vertical):
         if message.error:
             self.notify(message.error, title="Not started", severity="error", markup=False, timeout=10)
             return
-        self.selected_job = message.job_id
+        self.show_job(message.job_id)
         self.query_one(TabbedContent).active = "train-live"
         self.notify(f"Started {message.job_id}; it runs on if you quit.")
+
+    def show_job(self, job_id: str) -> None:
+        """Put the Live view on a job now (a job just started: before its first step) and keep the
+        jobs table's cursor on it, so the next listing does not move the view back to the row
+        the cursor was on."""
+        self.selected_job = job_id
+        self._show_next = job_id
+        try:
+            self.statuses[job_id] = jobs.read_status(self._job_dir(job_id))
+        except ValueError:
+            pass
+        table = self.query_one("#job-table", DataTable)
+        if job_id in self.statuses and table.row_count:
+            try:
+                table.move_cursor(row=table.get_row_index(job_id), animate=False)
+                self._show_next = None
+            except RowDoesNotExist:  # not listed yet: the next listing puts the cursor there
+                pass
+        self._draw_live()
+        self._draw_record()
 
     def _job_dir(self, job_id: str) -> Path:
         return jobs.jobs_root(self.workspace) / job_id
@@ -657,6 +705,66 @@ class TrainPane(Vertical):
             self.post_message(self.JobLaunched("", str(e)))
             return
         self.post_message(self.JobLaunched(job_id))
+
+    # -- export: x on a finished run opens the dialog; the export job shows in the Live view -----
+    def action_export(self) -> None:
+        job_id = self._cursor_job() or self.selected_job
+        status = self.statuses.get(job_id or "")
+        if status is None or status.kind != "train" or status.state != "finished":
+            self.notify("Pick a finished training job to export (x).", severity="warning")
+            return
+        if not (status.dir / "adapter").is_dir():
+            self.notify(f"{job_id} has no adapter to export.", severity="warning")
+            return
+        self.prepare_export(job_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-export")
+    def prepare_export(self, job_id: str) -> None:
+        """The base model's parameter count (its config or GGUF header, no weights) for the sizes."""
+        from trainers.export_job import BITS_PER_WEIGHT, expected_size, parameter_count
+
+        try:
+            base = str((jobs.read_spec(self._job_dir(job_id)).get("run") or {}).get("base_model") or "")
+        except jobs.JobError:
+            base = ""  # the dialog says the count is unknown; the export job names what is wrong
+        params = parameter_count(base) if base else None
+        self.post_message(self.ExportPrepared(job_id, base, params, {q: expected_size(params, q) for q in BITS_PER_WEIGHT}))
+
+    def on_train_pane_export_prepared(self, message: ExportPrepared) -> None:
+        from persona_tui.screens.export import ExportScreen
+
+        def chosen(choice: dict[str, Any] | None) -> None:
+            if choice is not None:
+                self.start_export(message.job_id, choice)
+
+        self.app.push_screen(ExportScreen(message.job_id, message.base_model, message.params, message.sizes), chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
+    def start_export(self, job_id: str, choice: dict[str, Any]) -> None:
+        from trainers.export_job import create_export_job
+
+        try:
+            job_dir = create_export_job(self.workspace, session=self.session_file.path, train_job=job_id,
+                                        quants=choice["quants"], options=choice["options"])
+            jobs.start_job(job_dir)
+        except (ValueError, OSError) as e:
+            self.post_message(self.JobLaunched("", str(e)))
+            return
+        self.post_message(self.JobLaunched(job_dir.name))
+
+    def _record_export(self, job_id: str) -> None:
+        """List a finished export under its run in the session, as `persona-tui export` does."""
+        from trainers.export_job import record_export
+
+        self._recorded.add(job_id)
+        try:
+            entry = record_export(self.session_file, self._job_dir(job_id))
+        except (ValueError, OSError) as e:
+            self.notify(f"The export is done but could not be listed in the session: {e}", severity="warning",
+                        markup=False)
+            return
+        if entry is not None:
+            self.post_message(SessionChanged(f"listed export {job_id}"))
 
     def action_compare(self) -> None:
         job_id = self._cursor_job()
@@ -702,7 +810,7 @@ class TrainPane(Vertical):
         while not worker.is_cancelled:
             now = time.monotonic()
             if now - last_list > 2.0 or not statuses:
-                statuses = [s for s in jobs.list_jobs(self.workspace) if s.kind == "train"]
+                statuses = [s for s in jobs.list_jobs(self.workspace) if s.kind in ("train", "export")]
                 self.post_message(self.JobsListed(statuses))
                 last_list = now
             wanted = {self.selected_job, *self.compare} - {None}
@@ -725,7 +833,7 @@ class TrainPane(Vertical):
                 if changed or not status.terminal:
                     d.state, d.sent = status.state, True
                     self.post_message(self.JobUpdate(job_id, status, list(d.steps), list(d.evals), dict(d.last),
-                                                     recent_log(job_dir, status.state), d.run))
+                                                     recent_log(job_dir, status.state), d.run, list(d.checks)))
             time.sleep(FOLLOW_S)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-machine")
@@ -746,6 +854,8 @@ class TrainPane(Vertical):
             self.statuses[s.id] = s
             table.add_row(short_job_id(s.id), self._state_cell(s), key=s.id)
         ids = [s.id for s in message.statuses]
+        if self._show_next in ids:  # a job started here goes before where the cursor was
+            keep, self._show_next = self._show_next, None
         target = keep if keep in ids else self.selected_job if self.selected_job in ids else (ids[-1] if ids else None)
         if target:
             table.move_cursor(row=ids.index(target), animate=False)
@@ -755,8 +865,14 @@ class TrainPane(Vertical):
     def on_train_pane_job_update(self, message: JobUpdate) -> None:
         d = self.histories.setdefault(message.job_id, JobUpdateData())
         d.steps, d.evals, d.last, d.run = message.steps, message.evals, message.last, message.run
+        d.checks = message.checks
         d.log = message.log
+        previous = self.statuses.get(message.job_id)
         self.statuses[message.job_id] = message.status
+        s = message.status
+        if (s.kind == "export" and s.state == "finished" and message.job_id not in self._recorded
+                and previous is not None and not previous.terminal):  # ended while this pane watched
+            self._record_export(message.job_id)
         if message.job_id == self.selected_job or message.job_id in self.compare:
             self._draw_live()
 
@@ -797,7 +913,13 @@ class TrainPane(Vertical):
         job_id = self.selected_job
         d = self.histories.get(job_id or "")
         status = self.statuses.get(job_id or "")
-        self.query_one("#live-stats", Static).update(format_live(status, d.last if d else {}, d.evals if d else []))
+        stats = self.query_one("#live-stats", Static)
+        export = status is not None and status.kind == "export"
+        stats.set_class(export, "-export")  # room for one verification line per GGUF
+        if export:
+            stats.update(format_export_live(status, d.checks if d else []))
+        else:
+            stats.update(format_live(status, d.last if d else {}, d.evals if d else []))
         bar = self.query_one("#live-progress", ProgressBar)
         if status is not None and d is not None:
             total = d.last.get("max_steps") or status.total or None
@@ -838,6 +960,7 @@ class JobUpdateData:
         self.log = ""
         self.state = ""
         self.sent = False
+        self.checks: list[dict[str, Any]] = []  # an export's verification, one per GGUF checked
 
     def absorb(self, events: list[dict[str, Any]]) -> bool:
         """Add new events; a resumed run's steps replace the ones after its checkpoint."""
@@ -855,6 +978,9 @@ class JobUpdateData:
                 if isinstance(e.get("loss"), (int, float)):
                     self.steps.append((e["step"], float(e["loss"])))
                 self.last = e
+                changed = True
+            elif kind == "export_step" and "passed" in e:
+                self.checks.append(e)
                 changed = True
             elif kind == "eval" and isinstance(e.get("eval_loss"), (int, float)):
                 self.evals.append((int(e.get("step", 0)), float(e["eval_loss"])))
