@@ -98,16 +98,18 @@ class JobFollower(Widget):
         self.run_worker(lambda: self._follow(job_dir, key, events), thread=True, exclusive=True,
                         exit_on_error=False, group=f"job-follow-{key}", name=f"follow {job_dir.name}")
 
-    def follow_latest(self, workspace: str | Path, kind: str, match: Match | None = None, key: str = "",
-                      events: bool = False, only_running: bool = False) -> None:
-        """Find the newest job of `kind` whose status and spec `match` (in the thread), post `Found`,
-        and follow it unless it has ended (or, with `only_running`, post nothing more)."""
+    def follow_latest(self, workspace: str | Path, kind: str | tuple[str, ...], match: Match | None = None,
+                      key: str = "", events: bool = False, only_running: bool = False) -> None:
+        """Find the newest job of `kind` (or of any of several) whose status and spec `match` (in the
+        thread), post `Found`, and follow it unless it has ended (or, with `only_running`, post
+        nothing more)."""
         self.following.pop(key, None)
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
 
         def find() -> None:
             found = None
             for status in reversed(jobs.list_jobs(workspace)):
-                if status.kind != kind:
+                if status.kind not in kinds:
                     continue
                 try:
                     spec = jobs.read_spec(status.dir)
@@ -126,7 +128,7 @@ class JobFollower(Widget):
                 self.post_message(self.Progress(self, key, found))
 
         self.run_worker(find, thread=True, exclusive=True, exit_on_error=False, group=f"job-follow-{key}",
-                        name=f"find {kind}")
+                        name=f"find {'/'.join(kinds)}")
 
     def stop(self, key: str = "") -> None:
         """Stop following under `key` (the job itself goes on)."""
