@@ -283,3 +283,41 @@ async def _wait_job(job_dir: Path, timeout: float) -> jobs.JobStatus:
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_dir.name} did not end in {timeout:g} s: {jobs.log_tail(job_dir)}")
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_the_format_study_is_a_job_that_outlives_the_app_and_is_cancelled_from_it(tmp_path):
+    """x adds the study's specs (saved through the app) and starts it as one detached job; the
+    reopened app follows it again, and c cancels it and the step it was running."""
+    sf = tiny_session(tmp_path)
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        pane.query_one("#exp-size").value = "4"
+        pane.action_run_experiment()
+        await wait_until(pilot, lambda: pane.busy and pane.run_job is not None, timeout=10, what="the study's job")
+        study = pane.run_job
+        assert jobs.read_spec(study)["study"] == "format-comparison"
+        await wait_until(pilot, lambda: jobs.read_status(study).state == "running", timeout=60,
+                         what="the study's worker running")
+        await pilot.press("q")
+    saved = SessionFile.load(sf.path).session
+    assert {d.id for d in saved.datasets} >= {"odile-fc-chat_demos", "odile-fc-first_person", "odile-fc-synthetic_docs"}
+    assert {"odile-fc-traits", "odile-fc-ppl"} <= {e.id for e in saved.evals}
+    assert not jobs.read_status(study).terminal  # quitting stopped nothing
+
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        await wait_until(pilot, lambda: pane.busy and pane.run_job == study.resolve(), timeout=30,
+                         what="the reopened pane following the study")
+        assert pane.last_progress is None or pane.last_progress[0] == "study"
+        pane.query_one("#eval-models").focus()
+        await pilot.press("c")
+        await wait_until(pilot, lambda: not pane.busy, timeout=180, what="the study to stop")
+        assert "stopped: cancelled" in str(pane.query_one("#eval-status").render())
+    assert jobs.read_status(study).state == "cancelled"
+    steps = [s for s in jobs.list_jobs(sf.workspace) if s.kind in ("dataset", "train")]
+    assert steps and all(s.terminal for s in steps)  # the step it was running stopped with it

@@ -31,9 +31,11 @@ WORKER = "evaluators.worker"
 STUDIES = ("format-comparison",)
 
 
-def prepare_format_comparison(session_file: Any, persona: str, size: int, save: Callable[[], Any] | None = None) -> Any:
-    """The study's settings for `persona` at `size` examples per format, its specs added to the
-    session and saved through `save`; ExperimentError (one sentence) when it cannot run."""
+def prepare_format_comparison(session_file: Any, persona: str, size: int, save: Callable[[], Any] | None = None,
+                              **overrides: Any) -> Any:
+    """The study's settings for `persona` at `size` examples per format (and any `overrides` of
+    format_comparison.preset), its specs added to the session and saved through `save`;
+    ExperimentError (one sentence) when it cannot run."""
     from rich.console import Console
 
     from evaluators.experiments import format_comparison as fc
@@ -48,7 +50,7 @@ def prepare_format_comparison(session_file: Any, persona: str, size: int, save: 
         raise ExperimentError(f"{session_file.path}: there is no persona {persona!r} (personas: {known}).")
     if not found.traits:
         raise ExperimentError(f"persona {persona!r} has no traits; the study measures traits, so add some first.")
-    cfg = fc.preset(persona, size < fc.GPU["size"], session_file.workspace, size=size)
+    cfg = fc.preset(persona, size < fc.GPU["size"], session_file.workspace, size=size, **overrides)
     state = ExperimentState.open(session_file.workspace, cfg.id, fc.STUDY, cfg.state_config())
     exp = Experiment(session_file, state, Console(quiet=True), save=save)
     fc.add_specs(exp, cfg, found)
