@@ -74,7 +74,7 @@ def test_children_run_in_order_and_a_failure_does_not_stop_the_next(tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], capture_output=True, text=True, check=False,
                           timeout=120, env={**os.environ, "COLUMNS": "160"}, stdin=subprocess.DEVNULL)
 
 

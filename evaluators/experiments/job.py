@@ -20,6 +20,7 @@ app records their summaries (`evaluators.eval_queue.unrecorded_results`) and the
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,11 @@ def create_experiment_job(session_file: Any, cfg: Any) -> Path:
                             "experiment": cfg.id, "settings": settings}, worker=WORKER)
 
 
-class _LogLines:
+class _LogLines(io.TextIOBase):
     """A file for a rich Console: each finished line goes to the job's log."""
 
     def __init__(self, job: Any) -> None:
+        super().__init__()
         self.job = job
         self.buffer = ""
 
@@ -81,9 +83,6 @@ class _LogLines:
             if line.strip():
                 self.job.log(line.rstrip())
         return len(text)
-
-    def flush(self) -> None:
-        pass
 
 
 def _follower(job: Any) -> Callable[[Path, str, Any], jobs.JobStatus]:
