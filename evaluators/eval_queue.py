@@ -42,6 +42,14 @@ def create_queue_job(workspace: str | Path, session_path: str | Path, children: 
                            worker=WORKER)
 
 
+def child_nice() -> int:
+    """How much a parent lowers its children's priority: to the usual +10 in all, since they
+    inherit the parent's (a worker already at +10 adds nothing)."""
+    import os
+
+    return max(0, jobs.DEFAULT_NICE - os.nice(0))
+
+
 def _wait(job: Any, child_dir: Path, label: str, index: int, n: int) -> jobs.JobStatus:
     """Follow one child until it ends, mirroring its progress into the queue's status."""
     asked_to_cancel = False
@@ -80,8 +88,7 @@ def run(job: Any) -> None:
             jobs.cancel_job(child_dir)  # never launched: marked cancelled at once
             status = jobs.read_status(child_dir)
         elif status.state == "queued" and not status.pid:
-            # The queue's worker already runs at lowered priority; its children inherit it.
-            pid = jobs.start_job(child_dir, nice=0)
+            pid = jobs.start_job(child_dir, nice=child_nice())
             jobs.register_child_group(job.dir, pid)  # a forced cancel of the queue kills it too
             job.event(event="child_started", index=i, eval=label, job=child_dir.name)
             job.log(f"started {label} (job {child_dir.name})")

@@ -71,6 +71,10 @@ def test_children_run_in_order_and_a_failure_does_not_stop_the_next(tmp_path):
     assert children_of(queue) == [{"eval": "ev-a", "job": a.name}, {"eval": "ev-b", "job": b.name},
                                   {"eval": "ev-c", "job": c.name}]
     assert not (queue / jobs.CHILDREN_FILE).exists()  # no group left to kill
+    # A child runs 10 below this process, as any job does: not 10 more below its parent's worker.
+    child_events, _ = jobs.read_events(a)
+    process = next(e for e in child_events if e.get("event") == "process")
+    assert process["nice"] == min(19, os.nice(0) + jobs.DEFAULT_NICE)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -117,7 +117,9 @@ class Experiment:
 
                 resume_train_job(job_dir, detach=True)
             elif status.state == "queued" and not status.pid:
-                jobs.start_job(job_dir)
+                from evaluators.eval_queue import child_nice
+
+                jobs.start_job(job_dir, nice=child_nice())  # +10 in all, also inside a study's job
             return follow(job_dir, label, self.console)
         if resume:
             from trainers.train_job import CANCEL_FILE
