@@ -1,11 +1,14 @@
 """The Evaluate pane with Pilot at 80x24: earlier results (a finished eval job's scores.json, a
 summary kept in the session, an experiment's result.json) are listed and shown as tables and
-bar charts; `r` starts a real eval job (a detached worker) and the pane follows it to its table."""
+bar charts; `r` starts real eval jobs under a queue job (detached workers) and the pane follows them
+to their table; quitting mid-queue stops nothing, and the reopened pane records what finished; the
+format study is one job too, followed again after a restart and cancelled from the pane."""
 
 from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -240,12 +243,15 @@ async def test_quit_mid_queue_the_queue_goes_on_and_the_reopened_pane_records_it
             await wait_until(pilot, lambda: pane.last_progress and "eval-judge (1/2): running" in pane.last_progress[3],
                              timeout=120, what="the first evaluation running, shown in the pane")
             assert pane.last_progress[4] == "running"
+            assert jobs.read_status(last).state == "queued"  # the first takes seconds: the last waits
             await pilot.press("q")
         assert not app.is_running
+        quit_at = time.time()
         # The app is gone: the queue goes on and starts the last evaluation itself.
         with_app_closed = len(server.requests)
         status = await _wait_job(last, 300)
         assert status.state == "finished", status.error + jobs.log_tail(last)
+        assert status.started > quit_at  # started by the queue, with no app
         assert jobs.read_status(first).state == "finished"
         assert (await _wait_job(queue, 60)).state == "finished"
         assert len(server.requests) > with_app_closed
