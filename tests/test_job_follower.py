@@ -91,7 +91,7 @@ async def test_follow_latest_finds_the_newest_matching_job(tmp_path):
         follower.follow_latest(tmp_path, "count", lambda status, spec: spec.get("tag") == "a", key="x")
         await wait_until(pilot, lambda: any(isinstance(m, JobFollower.Progress) and m.status.state == "running"
                                             for m in app.got), timeout=60, what="the running job followed")
-        assert app.got[0].status.dir == running.resolve()
+        assert app.got[0].status.dir == running.resolve() and app.got[0].spec["tag"] == "a"
         assert follower.following == {"x": running.resolve()}
         follower.stop("x")  # stop following: the job itself goes on
         assert follower.following == {}

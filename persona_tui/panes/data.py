@@ -528,8 +528,8 @@ class DataPane(Widget):
     @on(JobFollower.Found)
     def _build_found(self, message: JobFollower.Found) -> None:
         spec, status = self.spec, message.status
-        if spec is None or self.job_dir is not None:
-            return
+        if spec is None or self.job_dir is not None or (status is not None and message.spec.get("dataset") != spec.id):
+            return  # a build is followed already, or this answers a search for another dataset
         if status is not None and not status.terminal:
             self.job_dir, self.job_dataset, self.job_state_terminal = status.dir, spec.id, False
             return

@@ -5,7 +5,8 @@ follow the newest job that matches (`follow_latest`: a build of this dataset, a 
 evaluations), under a `key`, one job per key. A thread worker reads status.json and events.jsonl
 (sessions.jobs) every `interval` seconds and posts messages that bubble to the pane:
 
-- `Found(key, status | None)`: what `follow_latest` found (None: no such job);
+- `Found(key, status | None, spec)`: what `follow_latest` found (None: no such job), with its
+  spec.toml, so a pane can tell a late answer to an earlier question;
 - `Progress(key, status)`: the status changed; a newer one replaces one the app has not handled
   yet (the frequent message merges);
 - `Events(key, job_dir, events)`: new events, in order (only with `events=True`);
@@ -53,11 +54,13 @@ class JobFollower(Widget):
             return self.follower
 
     class Found(_FollowerMessage):
-        """The newest matching job (None when there is none), before it is followed."""
+        """The newest matching job (None when there is none) and its spec, before it is followed."""
 
-        def __init__(self, follower: JobFollower, key: str, status: jobs.JobStatus | None) -> None:
+        def __init__(self, follower: JobFollower, key: str, status: jobs.JobStatus | None,
+                     spec: dict[str, Any] | None = None) -> None:
             super().__init__(follower, key)
             self.status = status
+            self.spec = spec or {}
 
     class Progress(_FollowerMessage):
         """The job's status changed."""
@@ -107,7 +110,7 @@ class JobFollower(Widget):
         kinds = (kind,) if isinstance(kind, str) else tuple(kind)
 
         def find() -> None:
-            found = None
+            found, found_spec = None, None
             for status in reversed(jobs.list_jobs(workspace)):
                 if status.kind not in kinds:
                     continue
@@ -116,11 +119,11 @@ class JobFollower(Widget):
                 except ValueError:
                     continue
                 if match is None or match(status, spec):
-                    found = status
+                    found, found_spec = status, spec
                     break
             if get_current_worker().is_cancelled:
                 return
-            self.post_message(self.Found(self, key, found))
+            self.post_message(self.Found(self, key, found, found_spec))
             if found is not None and not found.terminal:
                 self.following[key] = found.dir
                 self._follow(found.dir, key, events)
