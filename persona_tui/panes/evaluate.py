@@ -641,13 +641,16 @@ class EvaluatePane(Vertical):
             return
         self._follow_run(queue, f"queued {len(created)} evaluation(s): {', '.join(i for i, _ in created)}")
 
-    def _follow_run(self, job_dir: Path, text: str) -> None:
+    def _follow_run(self, job_dir: Path, text: str, start: bool = True) -> None:
+        """Show `job_dir` (a queue or study) as the run in progress; `start`: have the follower
+        follow it (a job found by `follow_latest` is followed by it already)."""
         self.busy = True
         self.run_job = job_dir.resolve()
         self.last_finished = ""
         self.log_lines = []
         self._set_status(text)
-        self.query_one(JobFollower).follow(job_dir, key="run", events=True)
+        if start:
+            self.query_one(JobFollower).follow(job_dir, key="run", events=True)
 
     def action_cancel_run(self) -> None:
         """Cancel the queue or study followed now (its running job stops; the rest never start)."""
@@ -666,7 +669,7 @@ class EvaluatePane(Vertical):
         if message.key != "run" or status is None or status.terminal or self.busy:
             return
         what = "the format study" if status.kind == "experiment" else "the evaluation queue"
-        self._follow_run(status.dir, f"following {what} {status.id} ({status.state})")
+        self._follow_run(status.dir, f"following {what} {status.id} ({status.state})", start=False)
 
     @on(JobFollower.Progress)
     def _run_progress(self, message: JobFollower.Progress) -> None:
