@@ -11,7 +11,11 @@ from pathlib import Path
 from sessions import jobs
 
 # kind -> module with `run(job: jobs.JobReporter) -> None`
-KINDS = {"eval": "evaluators.eval_job"}
+KINDS = {
+    "eval": "evaluators.eval_job",
+    "eval_queue": "evaluators.eval_queue",  # a parent: runs eval jobs in order
+    "experiment": "evaluators.experiments.job",  # a parent: a study started from the app
+}
 
 
 def main(argv: list[str] | None = None) -> int:

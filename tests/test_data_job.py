@@ -62,9 +62,29 @@ def test_dataset_job_failure_is_the_builders_sentence(tmp_path):
     status = jobs.run_job_inline(job_dir, KINDS)
     assert status.state == "failed"
     assert status.error == f"The source file {sf.path.parent / 'nowhere.csv'} does not exist; check the dataset's source path."
-    missing = jobs.create_job(sf.workspace, "dataset", job_spec(sf.path, "ghost"))
-    status = jobs.run_job_inline(missing, KINDS)
-    assert status.state == "failed" and "has no dataset 'ghost'" in status.error
+    with pytest.raises(ValueError, match="has no dataset 'ghost'"):
+        job_spec(sf.path, "ghost")  # refused when the job is made, before any worker starts
+
+
+def test_dataset_job_builds_the_inputs_frozen_at_creation(tmp_path):
+    """The session in memory, unsaved, is what the job builds; later edits (saved or not) are not."""
+    spec = DatasetSpec(id="fp", format="first_person", persona="odile", size=12, extra={"token_stats": False})
+    sf = _session(tmp_path, spec)
+    before = sf.path.read_bytes()
+    sf.session.dataset("fp").size = 9  # not saved: the job must still build 9
+    odile = sf.session.persona("odile")
+    odile.traits = odile.traits[:1]
+    job_dir = jobs.create_job(sf.workspace, "dataset", job_spec(sf, "fp"))
+    assert sf.path.read_bytes() == before  # creating the job saved nothing
+    # Edits after creation, even saved ones, do not reach the job.
+    sf.session.dataset("fp").size = 30
+    sf.save()
+    status = jobs.run_job_inline(job_dir, KINDS)
+    assert status.state == "finished", status.error + jobs.log_tail(job_dir)
+    stats = dataset_files.read_stats(sf.workspace, "fp")
+    assert stats["requested"] == 9 and stats["count"] <= 9
+    assert set(stats["trait_coverage"]) == {odile.traits[0].id}
+    assert jobs.read_spec(job_dir)["frozen"]["datasets"][0]["size"] == 9
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -250,3 +250,44 @@ async def test_import_options_context_lines_and_persona_source(session_path: Pat
         await until(pilot, lambda: on_disk(session_path).dataset("tl").extra.get("persona_source") == "none",
                     what="the autosave")
         assert on_disk(session_path).dataset("tl").extra["persona_source"] == "none"
+
+
+async def test_build_takes_the_unsaved_spec_and_a_reopened_pane_follows_a_build(session_path: Path, monkeypatch):
+    """b builds the spec as shown, before any autosave; a build made elsewhere is picked up."""
+    from sessions import jobs
+    from trainers.dataset_job import job_spec
+
+    monkeypatch.setenv("PERSONA_TUI_AUTOSAVE_SECONDS", "600")  # nothing is saved during this test
+    before = session_path.read_bytes()
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(DataPane)
+        spec_id = pane.spec.id
+        await set_input(pilot, app.query_one("#data-size", Input), "7")
+        await until(pilot, lambda: pane.spec.size == 7, what="the form's edit")
+        app.query_one(DatasetList).focus()
+        await pilot.press("b")
+        await until(pilot, lambda: len(pane.rows) > 0, what="the build's examples")
+        stats = dataset_files.read_stats(SessionFile.load(session_path).workspace, spec_id)
+        assert stats["requested"] == 7 and stats["count"] <= 7
+        assert session_path.read_bytes() == before  # the build needed no save
+        assert not [n for n in app._notifications if n.severity == "error"]
+
+    # A build made by someone else (a queued job, started later): the reopened pane follows it.
+    sf = SessionFile.load(session_path)
+    sf.session.dataset(spec_id).size = 5
+    job_dir = jobs.create_job(sf.workspace, "dataset", job_spec(sf, spec_id))
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        pane = app.query_one(DataPane)
+        state = app.query_one("#data-job-state", Static)
+        await until(pilot, lambda: pane.job_dir is not None and "queued" in str(state.render()),
+                    what="the queued build shown")
+        jobs.start_job(job_dir)
+        await until(pilot, lambda: any(n.title == "Dataset built" for n in app._notifications), timeout=120,
+                    what="the build's end announced")
+        await until(pilot, lambda: len(pane.rows) > 0 and pane.job_dir is None, what="the new examples")
+        assert dataset_files.read_stats(sf.workspace, spec_id)["requested"] == 5

@@ -1,11 +1,14 @@
 """The Evaluate pane with Pilot at 80x24: earlier results (a finished eval job's scores.json, a
 summary kept in the session, an experiment's result.json) are listed and shown as tables and
-bar charts; `r` starts a real eval job (a detached worker) and the pane follows it to its table."""
+bar charts; `r` starts real eval jobs under a queue job (detached workers) and the pane follows them
+to their table; quitting mid-queue stops nothing, and the reopened pane records what finished; the
+format study is one job too, followed again after a restart and cancelled from the pane."""
 
 from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +197,132 @@ async def test_r_starts_a_real_eval_job_and_shows_its_table(tmp_path):
     (result,) = spec.extra["results"]
     assert jobs.read_status(sf.workspace / "jobs" / result["job"]).state == "finished"
     assert result["summary"]["bundled"]["notes"] == pytest.approx(values["notes"], rel=1e-3)
+
+
+def _endpoint_session(tmp_path: Path, url: str) -> SessionFile:
+    """Two models and a judge behind one local OpenAI-compatible endpoint (real HTTP)."""
+    sf = tiny_session(tmp_path)
+    sf.session.engines = [EngineSpec(id=e, kind="openai", base_url=url, model="teacher-1") for e in ("a", "b")]
+    sf.save()
+    return SessionFile.load(sf.path)
+
+
+def _queue_dir(workspace: Path) -> Path | None:
+    queues = [s for s in jobs.list_jobs(workspace) if s.kind == "eval_queue"]
+    return queues[-1].dir if queues else None
+
+
+@pytest.mark.slow
+async def test_quit_mid_queue_the_queue_goes_on_and_the_reopened_pane_records_it(tmp_path):
+    """r queues two evaluations as one detached queue job; quitting while the first runs stops
+    nothing: the last one finishes without the app, and the reopened pane records both."""
+    from fake_openai_server import FakeOpenAI
+
+    from evaluators.eval_queue import children_of
+
+    with FakeOpenAI(latency=0.3) as server:
+        sf = _endpoint_session(tmp_path, server.url)
+        app = make_app(SessionFile.load(sf.path))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("5")
+            pane = app.query_one(EvaluatePane)
+            models = pane.query_one("#eval-models", SelectionList)
+            models.deselect_all()
+            models.select("a")
+            models.select("b")
+            kinds = pane.query_one("#eval-kinds", SelectionList)
+            kinds.deselect_all()
+            kinds.select("judge")
+            kinds.select("judge-fallback")
+            models.focus()
+            await pilot.press("r")
+            await wait_until(pilot, lambda: pane.busy and _queue_dir(sf.workspace) is not None, timeout=10,
+                             what="the queue to start")
+            queue = _queue_dir(sf.workspace)
+            first, last = [jobs.jobs_root(sf.workspace) / c["job"] for c in children_of(queue)]
+            await wait_until(pilot, lambda: pane.last_progress and "eval-judge (1/2): running" in pane.last_progress[3],
+                             timeout=120, what="the first evaluation running, shown in the pane")
+            assert pane.last_progress[4] == "running"
+            assert jobs.read_status(last).state == "queued"  # the first takes seconds: the last waits
+            await pilot.press("q")
+        assert not app.is_running
+        quit_at = time.time()
+        # The app is gone: the queue goes on and starts the last evaluation itself.
+        with_app_closed = len(server.requests)
+        status = await _wait_job(last, 300)
+        assert status.state == "finished", status.error + jobs.log_tail(last)
+        assert status.started > quit_at  # started by the queue, with no app
+        assert jobs.read_status(first).state == "finished"
+        assert (await _wait_job(queue, 60)).state == "finished"
+        assert len(server.requests) > with_app_closed
+        events, _ = jobs.read_events(queue)
+        assert [(e["eval"], e["state"]) for e in events if e.get("event") == "child_ended"] == [
+            ("eval-judge", "finished"), ("eval-judge-fallback", "finished")]
+        assert "[[evals.results]]" not in sf.path.read_text()  # nobody had the session open
+
+        # Reopened, the pane records the summaries of both and shows them in its history.
+        app = make_app(SessionFile.load(sf.path))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("5")
+            pane = app.query_one(EvaluatePane)
+            await wait_until(pilot, lambda: sf.path.read_text().count("[[evals.results]]") == 2, timeout=30,
+                             what="the results recorded in the session file")
+            assert not pane.busy
+            keys = [e.key for e in pane.entries]
+            assert f"job:{first.name}" in keys and f"job:{last.name}" in keys
+    saved = {e.id: e for e in SessionFile.load(sf.path).session.evals}
+    assert [r["job"] for r in saved["eval-judge"].extra["results"]] == [first.name]
+    assert [r["job"] for r in saved["eval-judge-fallback"].extra["results"]] == [last.name]
+    assert saved["eval-judge"].extra["results"][0]["summary"]["b"]
+
+
+async def _wait_job(job_dir: Path, timeout: float) -> jobs.JobStatus:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = jobs.read_status(job_dir)
+        if status.terminal:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_dir.name} did not end in {timeout:g} s: {jobs.log_tail(job_dir)}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_the_format_study_is_a_job_that_outlives_the_app_and_is_cancelled_from_it(tmp_path):
+    """x adds the study's specs (saved through the app) and starts it as one detached job; the
+    reopened app follows it again, and c cancels it and the step it was running."""
+    sf = tiny_session(tmp_path)
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        pane.query_one("#exp-size").value = "4"
+        pane.action_run_experiment()
+        await wait_until(pilot, lambda: pane.busy and pane.run_job is not None, timeout=10, what="the study's job")
+        study = pane.run_job
+        assert jobs.read_spec(study)["study"] == "format-comparison"
+        await wait_until(pilot, lambda: jobs.read_status(study).state == "running", timeout=60,
+                         what="the study's worker running")
+        await pilot.press("q")
+    saved = SessionFile.load(sf.path).session
+    assert {d.id for d in saved.datasets} >= {"odile-fc-chat_demos", "odile-fc-first_person", "odile-fc-synthetic_docs"}
+    assert {"odile-fc-traits", "odile-fc-ppl"} <= {e.id for e in saved.evals}
+    assert not jobs.read_status(study).terminal  # quitting stopped nothing
+
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(EvaluatePane)
+        await wait_until(pilot, lambda: pane.busy and pane.run_job == study.resolve(), timeout=30,
+                         what="the reopened pane following the study")
+        assert pane.last_progress is None or pane.last_progress[0] == "study"
+        pane.query_one("#eval-models").focus()
+        await pilot.press("c")
+        await wait_until(pilot, lambda: not pane.busy, timeout=180, what="the study to stop")
+        assert "stopped: cancelled" in str(pane.query_one("#eval-status").render())
+    assert jobs.read_status(study).state == "cancelled"
+    steps = [s for s in jobs.list_jobs(sf.workspace) if s.kind in ("dataset", "train")]
+    assert steps and all(s.terminal for s in steps)  # the step it was running stopped with it

@@ -1,9 +1,15 @@
 """The work of a job of kind "dataset": build one DatasetSpec of a session, reporting progress.
 
-Job spec (see sessions.jobs): `session` (path of the session TOML), `dataset` (the id of a
-DatasetSpec in it) and optionally `size` (overrides the spec's size for this job only). The worker reads the session as it is on disk when the job starts, builds
-into the session's workspace and never writes the session file itself (a TUI may have it open);
-the statistics go beside the data as `<id>.stats.json` and, in short, into the job's events.
+Job spec (see sessions.jobs): `session` (path of the session TOML: where relative sources start,
+and what the manifest names), `dataset` (the id of a DatasetSpec) and `frozen`: the inputs as they
+were when the job was created (the dataset spec, the persona, the session's engines, the specs
+of a mix's parts, the base model whose tokenizer measures the examples). So a build is what the
+person saw when they pressed build, the session need not be saved first, and editing the session
+while the job runs changes nothing in it, as with train and eval jobs. Optional: `size`
+(overrides the spec's size for this job only) and `strict`. A spec without `frozen` (a hand-made
+one) reads the session from disk when the worker starts. The worker builds into the session's
+workspace and never writes the session file itself (a TUI may have it open); the statistics go
+beside the data as `<id>.stats.json` and, in short, into the job's events.
 """
 
 from __future__ import annotations
@@ -14,13 +20,74 @@ from typing import Any
 KIND = "dataset"
 
 
-def job_spec(session_path: str | Path, dataset_id: str) -> dict[str, Any]:
-    """What `sessions.jobs.create_job(workspace, "dataset", ...)` needs to build one dataset."""
-    return {"session": str(Path(session_path).resolve()), "dataset": dataset_id}
+def _session_file(session: Any) -> Any:
+    """A `SessionFile` as given, or loaded from a path."""
+    if hasattr(session, "session") and hasattr(session, "path"):
+        return session
+    from sessions.store import SessionFile
+
+    return SessionFile.load(session)
+
+
+def frozen_inputs(session: Any, dataset_id: str) -> dict[str, Any]:
+    """What of `session` (a `sessions.model.Session`) a build of `dataset_id` reads, as plain data.
+
+    Raises ValueError (one sentence) when the session has no such dataset.
+    """
+    from sessions import codec
+    from trainers.dataset_build import base_model_for
+
+    ds = session.dataset(dataset_id)
+    if ds is None:
+        known = ", ".join(d.id for d in session.datasets) or "none"
+        raise ValueError(f"the session has no dataset {dataset_id!r} (it has: {known}); add the dataset spec first.")
+    parts = [p for p in (session.dataset(i) for i in ds.mix) if p is not None]
+    persona = session.persona(ds.persona) if ds.persona else None
+    return {
+        "datasets": [codec.to_plain(d) for d in (ds, *parts)],
+        "personas": [codec.to_plain(persona)] if persona is not None else [],
+        "engines": [codec.to_plain(e) for e in session.engines],
+        "base_model": base_model_for(session, ds),
+    }
+
+
+def job_spec(session: Any, dataset_id: str) -> dict[str, Any]:
+    """What `sessions.jobs.create_job(workspace, "dataset", ...)` needs to build one dataset.
+
+    `session`: a `SessionFile` (its session as it is in memory now, saved or not) or the path of
+    a session file (read now). Either way the inputs are frozen into the job's spec here.
+    """
+    sf = _session_file(session)
+    return {"session": str(Path(sf.path).resolve()), "dataset": dataset_id,
+            "frozen": frozen_inputs(sf.session, dataset_id)}
+
+
+def _thaw(frozen: dict[str, Any], dataset_id: str) -> tuple[Any, Any]:
+    """The (Session, DatasetSpec) a frozen spec describes; JobFailed naming the field when broken."""
+    from sessions import codec
+    from sessions.jobs import JobFailed
+    from sessions.model import Session
+
+    problems: list = []
+    plain = {k: frozen.get(k) or [] for k in ("personas", "engines", "datasets")}
+    session = codec.decode(Session, plain, ("frozen",), problems)
+    if problems:
+        keys, message = problems[0]
+        where = ".".join(str(k) for k in keys)
+        raise JobFailed(f"the job's spec.toml has a broken {where} ({message.rstrip('.')}); create the job again.")
+    ds = session.dataset(dataset_id)
+    if ds is None:
+        raise JobFailed(f"the job's spec.toml freezes no dataset {dataset_id!r}; create the job again.")
+    if frozen.get("base_model") and not ds.extra.get("base_model"):
+        from dataclasses import replace
+
+        ds = replace(ds, extra={**ds.extra, "base_model": frozen["base_model"]})
+    return session, ds
 
 
 def run(job: Any) -> None:
     from sessions.store import SessionFile
+    from sessions.workspace import workspace_for
     from trainers.dataset_build import build_dataset
 
     spec = job.spec
@@ -28,11 +95,17 @@ def run(job: Any) -> None:
     dataset_id = spec.get("dataset")
     if not session_path or not dataset_id:
         job.fail("The dataset job's spec needs 'session' (a session file) and 'dataset' (a dataset id).")
-    sf = SessionFile.load(session_path)
-    ds = sf.session.dataset(dataset_id)
-    if ds is None:
-        known = ", ".join(d.id for d in sf.session.datasets) or "none"
-        job.fail(f"Session {sf.path} has no dataset {dataset_id!r} (it has: {known}); save the dataset spec first.")
+    session_path = Path(session_path)
+    if isinstance(spec.get("frozen"), dict):
+        session, ds = _thaw(spec["frozen"], dataset_id)
+    else:
+        sf = SessionFile.load(session_path)
+        session, session_path = sf.session, sf.path
+        ds = session.dataset(dataset_id)
+        if ds is None:
+            known = ", ".join(d.id for d in session.datasets) or "none"
+            job.fail(f"Session {sf.path} has no dataset {dataset_id!r} (it has: {known}); save the dataset spec first.")
+    workspace = workspace_for(session_path)
     if spec.get("size"):  # a one-off size (the demo's --quick), frozen in this job's spec
         from dataclasses import replace
 
@@ -46,9 +119,9 @@ def run(job: Any) -> None:
     from engines.models import resolve_model
     from sessions.manifest import write_manifest
 
-    teacher = sf.session.engine(ds.engine) if ds.engine else None
+    teacher = session.engine(ds.engine) if ds.engine else None
     write_manifest(job, models={"teacher": teacher.model} if teacher else {}, resolve=resolve_model, seed=ds.seed,
-                   datasets={"session": sf.path, "source": ds.source and (sf.path.parent / ds.source)},
+                   datasets={"session": session_path, "source": ds.source and (session_path.parent / ds.source)},
                    settings={**spec, "dataset": asdict(ds)})
     job.log(f"building dataset {ds.id!r}: format {ds.format}, generator {ds.generator}, size {ds.size}")
     job.progress(0, max(ds.size, 1), "starting")
@@ -58,7 +131,7 @@ def run(job: Any) -> None:
 
     try:
         result = build_dataset(
-            sf.session, ds, sf.workspace, base_dir=sf.path.parent, progress=progress,
+            session, ds, workspace, base_dir=session_path.parent, progress=progress,
             cancelled=lambda: job.cancelled, log=job.log, work_dir=job.dir,
         )
     except Exception:

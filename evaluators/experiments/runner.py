@@ -117,7 +117,9 @@ class Experiment:
 
                 resume_train_job(job_dir, detach=True)
             elif status.state == "queued" and not status.pid:
-                jobs.start_job(job_dir)
+                from evaluators.eval_queue import child_nice
+
+                jobs.start_job(job_dir, nice=child_nice())  # +10 in all, also inside a study's job
             return follow(job_dir, label, self.console)
         if resume:
             from trainers.train_job import CANCEL_FILE
@@ -206,19 +208,14 @@ class Experiment:
         return record, scores
 
     def record_results(self, eval_id: str, job_dir: Path, scores: Mapping[str, Any]) -> None:
-        """Append the job's summary to the evaluation's `results` in the session (as
-        evaluators.eval_job.record_results does, but saved through this experiment's `save`)."""
-        from evaluators.eval_job import summary
+        """Append the job's summary to the evaluation's `results` in the session (the entry the
+        Evaluate pane records too, evaluators.eval_queue.result_entry), saved through `save`."""
+        from evaluators.eval_queue import result_entry
 
         spec = next((e for e in self.session.evals if e.id == eval_id), None)
         if spec is None:
             return
-        entry = {
-            "job": job_dir.name,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "partial": bool(scores.get("partial")),
-            "summary": drop_nulls(summary(scores)),
-        }
+        entry = result_entry(job_dir, scores)
         spec.extra["results"] = [*(spec.extra.get("results") or []), entry]
         self.save_session()
 

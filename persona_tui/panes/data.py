@@ -2,8 +2,9 @@
 
 The left list holds the session's dataset specs; the form edits the selected one in place (the
 app saves, through `SessionChanged`). `b` builds it as a detached job (the same job the CLI's
-`persona-tui data` runs) and a timer follows the job's files into the progress bar, so a build
-started elsewhere, or before the app was restarted, is followed the same way. Below: the
+`persona-tui data` runs) that freezes the spec as shown, saved or not; a `JobFollower` reads the
+job's files off the UI thread into the progress bar, so a build started elsewhere, or before the
+app was restarted, is followed the same way. Below: the
 examples (open one to edit it as JSON, delete one), the statistics and a preview of the
 selected example through the base model's chat template; `e` exports.
 Work that touches files or loads a tokenizer runs in thread workers that only post messages.
@@ -19,7 +20,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import (
     Checkbox,
@@ -39,6 +39,7 @@ from persona_tui.messages import SessionChanged
 from persona_tui.screens.choice import ChoiceScreen, confirm
 from persona_tui.screens.example_editor import ExampleEditor
 from persona_tui.screens.text_prompt import TextPrompt
+from persona_tui.widgets.job_follower import JobFollower
 from sessions import workspace as ws
 from sessions.model import DatasetSpec
 
@@ -59,7 +60,6 @@ PERSONA_SOURCE_LABELS = {"auto": "personas: gold, else retrieved", "gold": "gold
                          "retr": "retrieved personas", "infer": "inferred by the engine",
                          "none": "no persona (baseline)"}
 MAX_ROWS = 2000  # rows shown in the examples table (big imports are paged by the file, not here)
-POLL_S = 0.5
 
 
 def _excerpt(record: dict[str, Any], width: int = 90) -> str:
@@ -195,7 +195,7 @@ class DataPane(Widget):
         self.rows: list[tuple[str, int, dict[str, Any]]] = []
         self.job_dir: Path | None = None
         self.job_dataset: str | None = None
-        self._poll: Timer | None = None
+        self.job_state_terminal = True
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -240,6 +240,7 @@ class DataPane(Widget):
                             yield Static("Select an example and press p.", id="data-preview", markup=False)
             yield Static("No dataset specs yet.\n\nPress n to add one: pick a persona, a format and a "
                          "size, then b builds it.", id="data-empty", markup=False)
+        yield JobFollower()
 
     async def on_mount(self) -> None:
         self.query_one(ExampleTable).add_columns("#", "split", "traits", "example")
@@ -490,100 +491,74 @@ class DataPane(Widget):
         except ValueError as e:
             self.notify(str(e), title="Cannot build", severity="error", timeout=8, markup=False)
             return
-        if self.job_dir is not None and self.job_dataset == spec.id:
-            from sessions import jobs
-
-            if not jobs.read_status(self.job_dir).terminal:
-                self.notify(f"{spec.id} is already building (c cancels).", markup=False)
-                return
-        # The job reads the session from disk: save first (the app saves; we wait for it).
-        if self.session_file.changed():
-            self.post_message(SessionChanged(f"dataset {spec.id} before building", save_now=True))
-        self._start_when_saved(spec.id, tries=20)
-
-    def _start_when_saved(self, dataset_id: str, tries: int) -> None:
-        if self.session_file.changed():
-            if tries <= 0:
-                self.notify("The session could not be saved, and the build reads it from disk; fix the "
-                            "problem shown and build again.", title="Not built", severity="error", markup=False)
-                return
-            self.set_timer(0.1, lambda: self._start_when_saved(dataset_id, tries - 1))
+        if self.job_dir is not None and self.job_dataset == spec.id and not self.job_state_terminal:
+            self.notify(f"{spec.id} is already building (c cancels).", markup=False)
             return
         from sessions import jobs
         from trainers.dataset_job import job_spec
 
+        # The job freezes the spec as it is here, saved or not: nothing to save and wait for.
         try:
-            job_dir = jobs.create_job(self.workspace, "dataset", job_spec(self.session_file.path, dataset_id))
+            job_dir = jobs.create_job(self.workspace, "dataset", job_spec(self.session_file, spec.id))
             jobs.start_job(job_dir)
         except (OSError, ValueError) as e:
             self.notify(str(e), title="Not built", severity="error", markup=False)
             return
-        self.post_message(self.BuildStarted(dataset_id, job_dir))
-        self._watch_job(dataset_id, job_dir)
+        self.post_message(self.BuildStarted(spec.id, job_dir))
+        self._watch_job(spec.id, job_dir)
 
     def _follow_running_job(self, dataset_id: str) -> None:
-        """Follow a build of this dataset that is still running (started by the CLI or earlier)."""
-        from sessions import jobs
-
+        """Follow a build of this dataset that is still running (started by the CLI or earlier);
+        the follower finds it off the UI thread and posts `Found`."""
         if self.job_dataset == dataset_id and self.job_dir is not None:
-            self._poll_job()
-            return
-        running = None
-        for status in reversed(jobs.list_jobs(self.workspace)):
-            if status.kind != "dataset":
-                continue
-            try:
-                if jobs.read_spec(status.dir).get("dataset") != dataset_id:
-                    continue
-            except ValueError:
-                continue
-            running = status
-            break
-        if running is not None and not running.terminal:
-            self._watch_job(dataset_id, running.dir)
-        else:
-            self._stop_polling()
-            self.job_dir = None
-            self.job_dataset = None
-            bar = self.query_one("#data-progress", ProgressBar)
-            bar.update(total=100, progress=0)
-            if running is not None:
-                self.query_one("#data-job-state", Static).update(f"last build {running.state}")
+            return  # followed already
+        self.job_dir = None
+        self.job_dataset = None
+        self.job_state_terminal = True
+        self.query_one(JobFollower).follow_latest(
+            self.workspace, "dataset", lambda status, spec: spec.get("dataset") == dataset_id, key="build",
+            only_running=True)
 
     def _watch_job(self, dataset_id: str, job_dir: Path) -> None:
         self.job_dir = job_dir
         self.job_dataset = dataset_id
-        self._stop_polling()
-        self._poll = self.set_interval(POLL_S, self._poll_job, name="data-job")
-        self._poll_job()
+        self.job_state_terminal = False
+        self.query_one(JobFollower).follow(job_dir, key="build")
 
-    def _stop_polling(self) -> None:
-        if self._poll is not None:
-            self._poll.stop()
-            self._poll = None
-
-    def _poll_job(self) -> None:
-        from sessions import jobs
-
-        if self.job_dir is None:
+    @on(JobFollower.Found)
+    def _build_found(self, message: JobFollower.Found) -> None:
+        spec, status = self.spec, message.status
+        if spec is None or self.job_dir is not None or (status is not None and message.spec.get("dataset") != spec.id):
+            return  # a build is followed already, or this answers a search for another dataset
+        if status is not None and not status.terminal:
+            self.job_dir, self.job_dataset, self.job_state_terminal = status.dir, spec.id, False
             return
-        try:
-            status = jobs.read_status(self.job_dir)
-        except ValueError:
+        self.query_one("#data-progress", ProgressBar).update(total=100, progress=0)
+        if status is not None:
+            self.query_one("#data-job-state", Static).update(f"last build {status.state}")
+
+    @on(JobFollower.Progress)
+    def _build_progress(self, message: JobFollower.Progress) -> None:
+        status = message.status
+        if self.job_dir is None or status.dir != self.job_dir.resolve():
             return
-        visible = self.spec is not None and self.spec.id == self.job_dataset
-        if visible:
+        if self.spec is not None and self.spec.id == self.job_dataset:
             bar = self.query_one("#data-progress", ProgressBar)
             bar.update(total=status.total or None, progress=status.done)
             note = status.message if status.state == "running" else status.state
             self.query_one("#data-job-state", Static).update(f"{status.state}: {note}"[:60])
-        if status.terminal:
-            # Report the end once: forget the job, so showing the spec again does not re-announce it.
-            self._stop_polling()
-            dataset_id = self.job_dataset or ""
-            self.job_dir = None
-            self.job_dataset = None
-            self.post_message(self.BuildEnded(dataset_id, status.state, status.error))
+
+    @on(JobFollower.Ended)
+    def _build_job_ended(self, message: JobFollower.Ended) -> None:
+        status = message.status
+        if self.job_dir is None or status.dir != self.job_dir.resolve():
+            return
+        # Report the end once: forget the job, so showing the spec again does not re-announce it.
+        dataset_id = self.job_dataset or ""
+        self.job_dir = None
+        self.job_dataset = None
+        self.job_state_terminal = True
+        self.post_message(self.BuildEnded(dataset_id, status.state, status.error))
 
     @on(BuildEnded)
     async def _build_ended(self, message: BuildEnded) -> None:

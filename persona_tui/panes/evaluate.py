@@ -2,9 +2,12 @@
 
 Three tabs, each usable at 80x24:
 - "Run": the models (the base model, the session's engines, every finished training job) and the
-  evaluations (kinds) to run; `r` creates one evaluation per kind in the session and runs their
-  jobs one after another (detached workers), with progress read from the jobs' files; `x` runs
-  the format-comparison experiment for the chosen persona at the size typed beside it.
+  evaluations (kinds) to run; `r` creates one evaluation per kind in the session, their eval jobs,
+  and one queue job that runs them one after another (evaluators.eval_queue); `x` runs the
+  format-comparison experiment for the chosen persona at the size typed beside it as one job
+  (evaluators.experiments.job); `c` cancels either. Both are detached workers: quit the app and
+  they go on; reopen it and the pane follows them again (a `JobFollower` reads their files) and
+  records the summaries of evaluations that ended meanwhile.
 - "Results": the selected result as tables (evaluators.tables; the format table for an
   experiment) and a terminal bar chart (textual-plotext): per-trait knowledge vs expression
   bars (`m` shows the next model), win rates, the perplexity matrix, the format study's rates.
@@ -15,7 +18,7 @@ Under a result: what made it (its job's manifest in short; `i` opens the whole m
 warning when the models it compares were trained with other packages, data or hardware.
 
 Nothing here evaluates or imports torch: eval jobs are detached workers (evaluators.worker), and
-thread workers only follow files and post messages (`Progress` merges while the app is busy).
+thread workers only follow files and post messages (progress merges while the app is busy).
 A finished evaluation's summary is appended to its evaluation in the session, as the CLI does.
 """
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -46,15 +49,15 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
-from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
+from evaluators.eval_queue import PARENT_KINDS
 from persona_tui.messages import SessionChanged
+from persona_tui.widgets.job_follower import JobFollower
 from sessions import jobs
 from sessions.model import EvalSpec, Session
 from sessions.workspace import make_id
 
-POLL_S = 0.3
 BUNDLED = "bundled:smollm2-135m-instruct"
 
 # (choice value, label): what "r" can run. judge-fallback is a judge evaluation by the
@@ -74,7 +77,12 @@ KINDS = [
 
 def model_choices(session: Session, workspace: Path) -> list[tuple[str, str]]:
     """(model entry, label): the base model, the session's engines, each finished training job."""
-    from evaluators.experiments.models import BASE, JOB_PREFIX, base_model_of, finished_train_jobs
+    from evaluators.experiments.models import (
+        BASE,
+        JOB_PREFIX,
+        base_model_of,
+        finished_train_jobs,
+    )
 
     out = [(BASE, f"base ({base_model_of(session).removeprefix('bundled:')})")]
     out += [(e.id, f"engine {e.id} ({e.kind})") for e in session.engines]
@@ -397,25 +405,6 @@ def draw_drift(plt: Any, data: dict[str, Any]) -> str:
     return f"persona drift: rate by turn ({data.get('turns', '?')} turns, probes on forks)"
 
 
-class _ConsoleLines:
-    """A file for a rich Console that hands each finished line to `emit` (experiment output)."""
-
-    def __init__(self, emit: Any) -> None:
-        self.emit = emit
-        self.buffer = ""
-
-    def write(self, text: str) -> int:
-        self.buffer += text
-        while "\n" in self.buffer:
-            line, self.buffer = self.buffer.split("\n", 1)
-            if line.strip():
-                self.emit(line.rstrip())
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
 # ----------------------------------------------------------------------------- the pane
 
 
@@ -425,6 +414,7 @@ class EvaluatePane(Vertical):
     BINDINGS = [
         Binding("r", "run_evals", "Run"),
         Binding("x", "run_experiment", "Format study"),
+        Binding("c", "cancel_run", "Cancel run", show=False),
         Binding("m", "next_model", "Next model", show=False),
         Binding("i", "show_manifest", "Manifest", show=False),
         Binding("f5", "refresh", "Refresh", show=False),
@@ -432,32 +422,13 @@ class EvaluatePane(Vertical):
 
     session_file = None  # set by the app before mounting
 
-    class Progress(Message):
-        """Where the running job is; a newer one replaces a pending one."""
+    class Unrecorded(Message):
+        """Finished evaluations of a queue or an experiment whose summaries the session lacks yet:
+        (eval id, result entry) pairs, and experiment tables as (eval id, summary)."""
 
-        def __init__(self, label: str, done: float, total: float, message: str, state: str) -> None:
+        def __init__(self, results: list[tuple[str, dict[str, Any]]], tables: list[tuple[str, dict[str, Any]]]) -> None:
             super().__init__()
-            self.label, self.done, self.total, self.message, self.state = label, done, total, message, state
-
-        def can_replace(self, message: Message) -> bool:
-            return isinstance(message, EvaluatePane.Progress)
-
-    class JobEnded(Message):
-        def __init__(self, eval_id: str, job_dir: Path, state: str, error: str) -> None:
-            super().__init__()
-            self.eval_id, self.job_dir, self.state, self.error = eval_id, job_dir, state, error
-
-    class RunEnded(Message):
-        """The queue (or the experiment) is over; `error` says why it stopped early."""
-
-        def __init__(self, error: str = "", show: str = "") -> None:
-            super().__init__()
-            self.error, self.show = error, show
-
-    class LogLine(Message):
-        def __init__(self, text: str) -> None:
-            super().__init__()
-            self.text = text
+            self.results, self.tables = results, tables
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -469,6 +440,8 @@ class EvaluatePane(Vertical):
         self.log_lines: list[str] = []
         self.last_progress: tuple[str, float, float, str, str] | None = None
         self.chart_title = ""
+        self.run_job: Path | None = None  # the queue or experiment job followed now
+        self.last_finished = ""  # the result key of the newest finished child, to show at the end
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -500,11 +473,16 @@ class EvaluatePane(Vertical):
                 table = DataTable(id="history-table", cursor_type="row")
                 table.add_columns("when", "result", "kind", "state")
                 yield table
+        yield JobFollower()
 
     def on_mount(self) -> None:
         self.fill_choices()
         self.refresh_history()
         self.query_one("#result-chart").display = False
+        # A queue or a study started before the app was (re)opened: follow it, record what ended.
+        self.query_one(JobFollower).follow_latest(self.workspace, PARENT_KINDS, key="run", events=True,
+                                                  only_running=True)
+        self.reconcile()
 
     @property
     def session(self) -> Session:
@@ -616,15 +594,17 @@ class EvaluatePane(Vertical):
 
     def _refuse_if_busy(self) -> bool:
         if self.busy:
-            self.notify("An evaluation is running; wait for it to end (its job goes on if you quit).",
+            self.notify("An evaluation is running; wait for it to end (c cancels it; it goes on if you quit).",
                         severity="warning")
         return self.busy
 
     def action_run_evals(self) -> None:
-        """Add one evaluation per chosen kind to the session, create their jobs, run them in turn."""
+        """Add one evaluation per chosen kind to the session, create their jobs and one queue job
+        that runs them in turn (evaluators.eval_queue: a detached worker, so quitting goes on)."""
         if self._refuse_if_busy():
             return
         from evaluators.eval_job import create_eval_job
+        from evaluators.eval_queue import create_queue_job
         from evaluators.experiments.models import run_resolver
 
         models = list(self.query_one("#eval-models", SelectionList).selected)
@@ -653,93 +633,156 @@ class EvaluatePane(Vertical):
         if not created:
             return
         self.post_message(SessionChanged(f"added evaluations {', '.join(i for i, _ in created)}", save_now=True))
-        self.busy = True
-        self.log_lines = []
-        self._set_status(f"queued {len(created)} evaluation(s): {', '.join(i for i, _ in created)}")
-        self.run_queue(created)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="eval-run")
-    def run_queue(self, queue: list[tuple[str, Path]]) -> None:
-        """Start each job when the one before it ended; post progress read from its files."""
-        worker = get_current_worker()
-        last = ""
-        for eval_id, job_dir in queue:
-            if worker.is_cancelled:
-                break
-            try:
-                jobs.start_job(job_dir)
-            except ValueError as e:
-                self.post_message(self.JobEnded(eval_id, job_dir, "failed", str(e)))
-                continue
-            try:
-                status = self._follow(job_dir, eval_id, worker)
-            except Exception as e:  # noqa: BLE001 - the pane says so and stays usable
-                self.post_message(self.RunEnded(error=f"following {job_dir.name} failed: {e}"))
-                return
-            if status.state == "finished":
-                last = f"job:{job_dir.name}"
-            self.post_message(self.JobEnded(eval_id, job_dir, status.state, status.error))
-        self.post_message(self.RunEnded(show=last))
-
-    def _follow(self, job_dir: Path, label: str, worker: Any = None) -> jobs.JobStatus:
-        status = jobs.read_status(job_dir)
-        while not status.terminal and not (worker is not None and worker.is_cancelled):
-            self.post_message(self.Progress(label, status.done, status.total, status.message, status.state))
-            time.sleep(POLL_S)
-            status = jobs.read_status(job_dir)
-        self.post_message(self.Progress(label, status.done, status.total, status.message, status.state))
-        return status
-
-    def on_evaluate_pane_progress(self, message: Progress) -> None:
-        self.last_progress = (message.label, message.done, message.total, message.message, message.state)
-        total = int(message.total or 0)
-        self._set_status(f"{message.label}: {message.state} {int(message.done)}/{total or '?'} {message.message}"[:200])
-        self.query_one("#eval-progress", ProgressBar).update(total=message.total or None, progress=message.done)
-
-    def on_evaluate_pane_job_ended(self, message: JobEnded) -> None:
-        # A bar left without a total pulses forever (redrawing the terminal ~20 times a second).
-        self.query_one("#eval-progress", ProgressBar).update(total=1, progress=1 if message.state == "finished" else 0)
-        if message.state == "finished":
-            self._record(message.eval_id, message.job_dir)
-        else:
-            self.notify(f"{message.eval_id}: {message.state}. {message.error.splitlines()[0] if message.error else ''}",
-                        title="Evaluation ended", severity="error", markup=False, timeout=10)
-        self.refresh_history()
-
-    def _record(self, eval_id: str, job_dir: Path) -> None:
-        """The job's summary under its evaluation in the session (as `persona-tui eval` does)."""
-        from evaluators.eval_job import load_scores, summary
-        from evaluators.experiments.runner import drop_nulls
-
-        spec = next((e for e in self.session.evals if e.id == eval_id), None)
         try:
-            scores = load_scores(job_dir)
-        except ValueError:
+            queue = create_queue_job(self.workspace, self.session_file.path, created)
+            jobs.start_job(queue)
+        except (OSError, ValueError) as e:
+            self.notify(str(e), title="Not started", severity="error", markup=False, timeout=10)
             return
-        if spec is None:
-            return
-        entry = {"job": job_dir.name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "partial": bool(scores.get("partial")), "summary": drop_nulls(summary(scores))}
-        spec.extra["results"] = [*(spec.extra.get("results") or []), entry]
-        self.post_message(SessionChanged(f"results of {eval_id}", save_now=True))
+        self._follow_run(queue, f"queued {len(created)} evaluation(s): {', '.join(i for i, _ in created)}")
 
-    def on_evaluate_pane_run_ended(self, message: RunEnded) -> None:
-        self.busy = False
+    def _follow_run(self, job_dir: Path, text: str, start: bool = True) -> None:
+        """Show `job_dir` (a queue or study) as the run in progress; `start`: have the follower
+        follow it (a job found by `follow_latest` is followed by it already)."""
+        self.busy = True
+        self.run_job = job_dir.resolve()
+        self.last_finished = ""
+        self.log_lines = []
+        self._set_status(text)
+        if start:
+            self.query_one(JobFollower).follow(job_dir, key="run", events=True)
+
+    def action_cancel_run(self) -> None:
+        """Cancel the queue or study followed now (its running job stops; the rest never start)."""
+        if self.run_job is None or not self.busy:
+            self.notify("Nothing is running here to cancel.", severity="warning")
+            return
+        try:
+            if jobs.cancel_job(self.run_job):
+                self._set_status("cancelling…")
+        except ValueError as e:
+            self.notify(str(e), severity="error", markup=False)
+
+    @on(JobFollower.Found)
+    def _run_found(self, message: JobFollower.Found) -> None:
+        status = message.status
+        if message.key != "run" or status is None or status.terminal or self.busy:
+            return
+        what = "the format study" if status.kind == "experiment" else "the evaluation queue"
+        self._follow_run(status.dir, f"following {what} {status.id} ({status.state})", start=False)
+
+    @on(JobFollower.Progress)
+    def _run_progress(self, message: JobFollower.Progress) -> None:
+        status = message.status
+        if message.key != "run" or status.dir != self.run_job:
+            return
+        label = "study" if status.kind == "experiment" else "queue"
+        self.last_progress = (label, status.done, status.total, status.message, status.state)
+        self._set_status(f"{label} {status.state}: {status.message}"[:200])
+        if status.total:
+            self.query_one("#eval-progress", ProgressBar).update(total=status.total, progress=status.done)
+
+    @on(JobFollower.Events)
+    def _run_events(self, message: JobFollower.Events) -> None:
+        if message.key != "run":
+            return
+        ended = [e for e in message.events if e.get("event") == "child_ended"]
+        for e in ended:
+            label = e.get("eval") or e.get("job")
+            self.log_lines = (self.log_lines + [f"{label}: {e.get('state')}"])[-3:]
+            if e.get("state") == "finished" and e.get("eval"):
+                self.last_finished = f"job:{e.get('job')}"
+            elif e.get("state") != "finished":
+                self.notify(f"{label}: {e.get('state')}. {str(e.get('error') or '').splitlines()[0] if e.get('error') else ''}",
+                            title="Evaluation ended", severity="error", markup=False, timeout=10)
+        if ended:
+            self.query_one("#eval-log", Static).update("\n".join(self.log_lines))
+            self.reconcile()
+
+    @on(JobFollower.Ended)
+    def _run_ended(self, message: JobFollower.Ended) -> None:
+        status = message.status
+        if message.key != "run" or status.dir != self.run_job:
+            return
+        # A bar left without a total pulses forever (redrawing the terminal ~20 times a second).
+        self.query_one("#eval-progress", ProgressBar).update(total=1, progress=1 if status.state == "finished" else 0)
+        self.last_progress = (status.kind, status.done, status.total, status.message, status.state)
+        show = self.last_finished
+        if status.kind == "experiment" and status.state == "finished":
+            try:
+                show = f"exp:{jobs.read_spec(status.dir).get('experiment')}"
+            except ValueError:
+                show = ""
         self.fill_choices()
         self.refresh_history()
-        if message.error:
-            self._set_status(f"stopped: {message.error}")
-            self.notify(message.error, title="Stopped", severity="error", markup=False, timeout=12)
+        if status.state != "finished":
+            reason = (status.error or status.message or status.state).splitlines()[0]
+            self._set_status(f"stopped: {status.state}: {reason}"[:200])
+            if status.state != "cancelled":
+                self.notify(reason, title=f"{status.id} {status.state}", severity="error", markup=False, timeout=12)
         else:
-            self._set_status("done." + (" Results shown in the Results tab." if message.show else ""))
-        if message.show:
-            self.show(message.show)
+            self._set_status("done." + (" Results shown in the Results tab." if show else ""))
+        if show:
+            self.show(show)
+        self.busy = False
+        self.reconcile()
+
+    # -- recording what finished (here, or while the app was closed) ------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="eval-reconcile")
+    def reconcile(self) -> None:
+        """Find finished evaluations of queues and studies that the session does not hold yet."""
+        from evaluators.eval_job import load_scores
+        from evaluators.eval_queue import result_entry, unrecorded_results
+        from evaluators.experiments import format_comparison as fc
+        from evaluators.experiments.state import RESULT_FILE, experiment_dir, read_json
+
+        results = []
+        for eval_id, job_dir in unrecorded_results(self.session, self.workspace):
+            try:
+                results.append((eval_id, result_entry(job_dir, load_scores(job_dir))))
+            except ValueError:
+                continue
+        tables = []
+        for status in jobs.list_jobs(self.workspace):
+            if status.kind != "experiment" or status.state != "finished":
+                continue
+            try:
+                exp_id = str(jobs.read_spec(status.dir).get("experiment") or "")
+                result = read_json(experiment_dir(self.workspace, exp_id) / RESULT_FILE) if exp_id else None
+            except ValueError:
+                continue
+            if result:
+                tables.append((f"{exp_id}-traits", fc.session_summary(result)))
+        if results or tables:
+            self.post_message(self.Unrecorded(results, tables))
+
+    def on_evaluate_pane_unrecorded(self, message: Unrecorded) -> None:
+        recorded = {str(r.get("job")) for e in self.session.evals for r in (e.extra.get("results") or [])
+                    if isinstance(r, dict)}
+        changed = []
+        for eval_id, entry in message.results:
+            spec = next((e for e in self.session.evals if e.id == eval_id), None)
+            if spec is None or entry["job"] in recorded:
+                continue
+            spec.extra["results"] = [*(spec.extra.get("results") or []), entry]
+            recorded.add(entry["job"])
+            changed.append(eval_id)
+        for eval_id, table in message.tables:
+            spec = next((e for e in self.session.evals if e.id == eval_id), None)
+            if spec is not None and spec.extra.get("experiment") != table:
+                spec.extra["experiment"] = table
+                changed.append(eval_id)
+        if changed:
+            self.post_message(SessionChanged(f"results of {', '.join(dict.fromkeys(changed))}", save_now=True))
+            self.refresh_history()
 
     def _set_status(self, text: str) -> None:
         self.query_one("#eval-status", Static).update(text)
 
     # -- the format comparison ---------------------------------------------------------------
     def action_run_experiment(self) -> None:
+        """The format comparison as one detached job (evaluators.experiments.job): its specs are
+        added here and saved through the app; the study runs on if the app quits."""
         if self._refuse_if_busy():
             return
         persona = self._persona()
@@ -755,36 +798,23 @@ class EvaluatePane(Vertical):
         if not persona:
             self.notify("The session has no persona to study; add one in the Personas tab.", severity="error")
             return
-        self.busy = True
-        self.log_lines = []
-        self._set_status(f"format comparison of {persona}, {size} examples per format: starting")
-        self.run_experiment(persona, size)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="eval-run")
-    def run_experiment(self, persona: str, size: int) -> None:
-        """The study through evaluators.experiments (detached jobs, followed here); the session is
-        saved through the app, so its view of the file stays true."""
-        from evaluators.experiments import format_comparison as fc
-
-        worker = get_current_worker()
-        console = Console(file=_ConsoleLines(lambda line: self.post_message(self.LogLine(line))), width=200,
-                          color_system=None, force_terminal=False)
-
-        def follow(job_dir: Path, label: str, _console: Console) -> jobs.JobStatus:
-            return self._follow(job_dir, label, worker)
+        from evaluators.experiments.job import (
+            create_experiment_job,
+            prepare_format_comparison,
+        )
 
         def save() -> None:
-            if not self.app.call_from_thread(self.app.save):
-                raise ValueError(f"{self.session_file.path} could not be saved, so the experiment stopped; see the notification.")
+            if not self.app.save():
+                raise ValueError(f"{self.session_file.path} could not be saved, so the study did not start; "
+                                 "see the notification.")
 
         try:
-            cfg = fc.preset(persona, size < fc.GPU["size"], self.workspace, size=size)
-            result = fc.run(self.session_file, cfg, console=console, follow=follow, save=save)
-        except Exception as e:  # noqa: BLE001 - ExperimentError and friends are one sentence; anything else too
-            self.post_message(self.RunEnded(error=str(e).splitlines()[0] if str(e) else type(e).__name__))
+            cfg = prepare_format_comparison(self.session_file, persona, size, save)
+            job_dir = create_experiment_job(self.session_file, cfg)
+            jobs.start_job(job_dir)
+        except (OSError, ValueError) as e:
+            self.notify(str(e).splitlines()[0] if str(e) else type(e).__name__, title="Not started",
+                        severity="error", markup=False, timeout=12)
             return
-        self.post_message(self.RunEnded(show=f"exp:{result['id']}"))
-
-    def on_evaluate_pane_log_line(self, message: LogLine) -> None:
-        self.log_lines = (self.log_lines + [message.text])[-3:]
-        self.query_one("#eval-log", Static).update("\n".join(self.log_lines))
+        self.post_message(SessionChanged(f"format comparison {cfg.id}"))
+        self._follow_run(job_dir, f"format comparison of {persona}, {size} examples per format: job {job_dir.name}")
