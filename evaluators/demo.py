@@ -114,8 +114,8 @@ def stage_data(ctx: DemoContext) -> None:
         # Counted in the files the row names (what a user can count with `wc -l`), not taken
         # from a summary that may lack them.
         n_train, n_held = _lines(train), _lines(held)
-        ctx.made.append(("data", f"{spec.format}: {n_train} train + {n_held} held-out examples "
-                         f"(job {status.id})", f"{train} (+ .heldout.jsonl)"))
+        ctx.made.append(("data", f"{spec.format}: {n_train} train + {n_held} held-out examples (job {status.id})",
+                         f"{train} (+ .heldout.jsonl)"))
         ctx.sources += [(f"{spec.id}: {n_train} train examples", str(train)),
                         (f"{spec.id}: {n_held} held-out examples", str(held))]
     ctx.results["datasets"] = built

@@ -292,7 +292,7 @@ def probes_by_engine(persona: Any, engine_spec: Any, knowledge: int = 6, express
 
     label = engine_label(engine_spec)
     if engine_opener is None:
-        from engines import open_engine as engine_opener  # noqa: N813 - the default opener
+        from engines import open_engine as engine_opener
     try:
         engine = engine_opener(engine_spec)
     except ValueError as e:  # an EngineError: one sentence with its fix

@@ -9,9 +9,9 @@ import re
 from collections import Counter
 
 import pytest
+from demo_numbers import check_loss
 from rich.console import Console
 
-from demo_numbers import check_loss
 from evaluators import controls
 from evaluators.demo import made_table, train_claim
 from evaluators.probes import (
@@ -25,7 +25,14 @@ from evaluators.probes import (
 )
 from evaluators.tables import agreement_tables, tables_for
 from sessions import jobs
-from trainers.loss_curve import loss_chart_text, loss_points, loss_summary, smooth, summary_of_events, summary_window
+from trainers.loss_curve import (
+    loss_chart_text,
+    loss_points,
+    loss_summary,
+    smooth,
+    summary_of_events,
+    summary_window,
+)
 
 # ----------------------------------------------------------------------------- the loss summary
 
@@ -243,10 +250,10 @@ def test_the_demo_made_table_keeps_every_number_whole_at_80_columns(tmp_path):
         ("session", "persona 'Odile Marsh', 5 traits", str(tmp_path / "persona-demo" / "demo.toml")),
         ("data", "chat_demos: 1350 train + 150 held-out examples (job dataset-20261203-071200-beef)",
          str(tmp_path / "persona-demo" / "demo" / "datasets" / "odile-chat.jsonl") + " (+ .heldout.jsonl)"),
-        ("train", "odile-chat-lora: 120 steps, loss 3.36 -> 2.77 (mean of the first/last 12 of 120 logged steps), "
-                  "eval loss 3.08 -> 2.65 (steps 20 -> 120), 311 tok/s", str(long / "events.jsonl")),
-        ("evaluate", f"traits: bundled, {LONG}; {LONG}: knowledge 31/64 vs base 12/64 (McNemar p 0.000123), "
-                     "expression up on 3/5 traits after Holm, controls 3/3 pass", str(long / "outputs.jsonl")),
+        ("train", ("odile-chat-lora: 120 steps, loss 3.36 -> 2.77 (mean of the first/last 12 of 120 logged steps), "
+                   "eval loss 3.08 -> 2.65 (steps 20 -> 120), 311 tok/s"), str(long / "events.jsonl")),
+        ("evaluate", (f"traits: bundled, {LONG}; {LONG}: knowledge 31/64 vs base 12/64 (McNemar p 0.000123), "
+                      "expression up on 3/5 traits after Holm, controls 3/3 pass"), str(long / "outputs.jsonl")),
     ]
     text = assert_numbers_whole([made_table(made, 587.4)])
     assert "What the demo made (587 s)" in text

@@ -42,9 +42,8 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def _summary(console: Any, job_dir: Path, status: Any) -> None:
     from sessions import jobs
-    from trainers.train_job import read_result
-
     from trainers.loss_curve import loss_chart_text, loss_points, loss_summary
+    from trainers.train_job import read_result
 
     events, _ = jobs.read_events(job_dir)
     train, evals = loss_points(events)
