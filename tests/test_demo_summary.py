@@ -257,3 +257,15 @@ def test_the_demo_made_table_keeps_every_number_whole_at_80_columns(tmp_path):
     ]
     text = assert_numbers_whole([made_table(made, 587.4)])
     assert "What the demo made (587 s)" in text
+
+
+def test_the_format_comparisons_loss_row_uses_the_same_windows(tmp_path):
+    from evaluators.experiments.format_comparison import _train_summary
+
+    losses = [3.0 + (0.5 if i % 2 else -0.5) - 0.01 * i for i in range(40)]
+    job_dir = jobs.create_job(tmp_path, "train", {"run": {"id": "r1"}}, job_id="train-r1-fc")
+    assert jobs.run_job_inline(job_dir, {"train": lambda job: _training(job, losses, [])}).state == "finished"
+    got = _train_summary(job_dir)
+    assert got["loss_window"] == 5 and got["steps"] == 40
+    assert got["first_loss"] == pytest.approx(sum(losses[:5]) / 5)
+    assert got["last_loss"] == pytest.approx(sum(losses[-5:]) / 5)
