@@ -87,14 +87,15 @@ def check_headline(claim: str, outputs_file: Path) -> None:
     c = sum(know[(base, *k)] and not know[(model, *k)] for k in keys)
     if m["p"]:
         assert m["p"] == f"{mcnemar_exact(b, c):.3g}", claim
+    spec = tomllib.loads((outputs_file.parent / "spec.toml").read_text())  # the frozen persona and settings
     if m["up"]:
         expr = [r for r in rows if r.get("kind") == "expression"]
-        traits = list(dict.fromkeys(r["trait"] for r in expr))
+        traits = [t["id"] for t in spec["persona"]["traits"]]
         cmp = expression_comparison(expr, model, base, traits)
         assert int(m["traits"]) == len(traits)
         assert int(m["up"]) == sum(r["verdict"] == "up" for r in cmp["traits"]), claim
     if m["controls"]:
-        settings = tomllib.loads((outputs_file.parent / "spec.toml").read_text())["settings"]
+        settings = spec["settings"]
         ppl = {r["model"]: r["metrics"]["perplexity"] for r in rows if r.get("kind") == "control_perplexity"}
         results = [
             controls.unrelated([r for r in rows if r.get("kind") == "control_knowledge"], model, base,
