@@ -20,7 +20,7 @@ LOSS = re.compile(r"loss (?P<first>\d+\.\d+) -> (?P<last>\d+\.\d+) \(mean of the
                   r"(?P<n>\d+) logged steps\)")
 EVAL = re.compile(r"eval loss (?P<first>\d+\.\d+) -> (?P<last>\d+\.\d+) \(steps (?P<s0>\d+) -> (?P<s1>\d+)\)")
 COUNT = re.compile(r"^(?P<ds>[\w-]+): (?P<n>\d+) (?:train|held-out) examples$")
-HEADLINE = re.compile(r"^(?P<eval>[\w-]+): (?P<model>[\w.-]+): knowledge (?P<rk>\d+)/(?P<n>\d+) vs base (?P<bk>\d+)/\d+"
+HEADLINE = re.compile(r"^(?P<eval>[\w-]+): (?P<model>[\w.:+-]+): knowledge (?P<rk>\d+)/(?P<n>\d+) vs base (?P<bk>\d+)/\d+"
                       r"(?: \(McNemar p (?P<p>[\d.e-]+)\))?(?:, expression up on (?P<up>\d+)/(?P<traits>\d+) traits "
                       r"after Holm)?(?:, controls (?P<passed>\d+)/(?P<controls>\d+) pass)?$")
 

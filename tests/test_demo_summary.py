@@ -269,3 +269,44 @@ def test_the_format_comparisons_loss_row_uses_the_same_windows(tmp_path):
     assert got["loss_window"] == 5 and got["steps"] == 40
     assert got["first_loss"] == pytest.approx(sum(losses[:5]) / 5)
     assert got["last_loss"] == pytest.approx(sum(losses[-5:]) / 5)
+
+
+def test_the_demo_headline_is_recomputed_from_the_outputs_file_it_names(tmp_path):
+    """traits_headline (what the demo prints) against check_headline (the per-probe rows of
+    outputs.jsonl and the frozen spec), on rows made by the real cells and comparisons."""
+    import json
+
+    from demo_numbers import check_headline
+    from evaluators.demo import traits_headline
+
+    traits = ["tea", "bees", "swim"]
+    k = [_kc(m, t, i, (i % 3 == 0) if m == "bundled" else (i % 2 == 0)) for t in traits for i in range(12)
+         for m in ("bundled", "run:r1")]
+    e = [{"kind": "expression", "model": m, "trait": t, "label": EXPRESSED if (i < 9 if m == "run:r1" else i < 1)
+          else NOT_SHOWN, "scorer": "markers"} for t in traits for i in range(12) for m in ("bundled", "run:r1")]
+    ctrl_k = [{**_kc(m, "x", i, i < 6).to_dict(), "kind": "control_knowledge"} for i in range(16)
+              for m in ("bundled", "run:r1")]
+    neutral = [{"kind": "control_neutral", "model": m, "touched": m == "run:r1" and i < 8} for i in range(16)
+               for m in ("bundled", "run:r1")]
+    ppl = [{"kind": "control_perplexity", "model": m, "metrics": {"perplexity": p}}
+           for m, p in (("bundled", 10.0), ("run:r1", 11.0))]
+    cmp = {"model": "run:r1", "base": "bundled",
+           "knowledge": knowledge_comparison(k, "run:r1", "bundled", traits),
+           "expression": expression_comparison(e, "run:r1", "bundled", traits),
+           "controls": [controls.unrelated(ctrl_k, "run:r1", "bundled", 0.15),
+                        controls.over_expression(neutral, "run:r1", "bundled", 0.10),
+                        controls.ability({"bundled": 10.0, "run:r1": 11.0}, "run:r1", "bundled", 1.25)]}
+    (line,) = traits_headline({"comparison": [cmp]})
+    assert "knowledge 18/36 vs base 12/36" in line and "expression up on 3/3" in line and "controls 2/3 pass" in line
+    job = tmp_path / "eval-x"
+    job.mkdir()
+    rows = [c.to_dict() for c in k] + e + ctrl_k + neutral + ppl
+    (job / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (job / "spec.toml").write_text(
+        "[settings]\nunrelated_margin = 0.15\nover_margin = 0.10\nability_bound = 1.25\n\n[persona]\nid = \"p\"\n"
+        + "".join(f'[[persona.traits]]\nid = "{t}"\n' for t in traits))
+    check_headline(f"odile-traits: {line}", job / "outputs.jsonl")
+    for wrong in (line.replace("18/36", "19/36"), line.replace("up on 3/3", "up on 2/3"),
+                  line.replace("controls 2/3", "controls 3/3")):
+        with pytest.raises(AssertionError):
+            check_headline(f"odile-traits: {wrong}", job / "outputs.jsonl")
