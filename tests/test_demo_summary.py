@@ -277,6 +277,7 @@ def test_the_demo_headline_is_recomputed_from_the_outputs_file_it_names(tmp_path
     import json
 
     from demo_numbers import check_headline
+
     from evaluators.demo import traits_headline
 
     traits = ["tea", "bees", "swim"]
