@@ -278,13 +278,16 @@ def traits_headline(scores: dict[str, Any]) -> list[str]:
             parts.append(f"knowledge {know['run']['k']}/{know['n']} vs base {know['base']['k']}/{know['n']}"
                          + (f" (McNemar p {p:.3g})" if isinstance(p, (int, float)) else ""))
         expr = cmp.get("expression")
-        if expr:
+        if expr:  # undecided traits and controls that could not run are counted, never read as "no"
             ups = sum(r.get("verdict") == "up" for r in expr["traits"])
-            parts.append(f"expression up on {ups}/{len(expr['traits'])} traits after Holm")
+            undecided = sum(r.get("verdict") == "undecided" for r in expr["traits"])
+            parts.append(f"expression up on {ups}/{len(expr['traits'])} traits after Holm"
+                         + (f" ({undecided} undecided)" if undecided else ""))
         ctrl = cmp.get("controls")
         if ctrl:
             passed = sum(c.get("passed") is True for c in ctrl)
-            parts.append(f"controls {passed}/{len(ctrl)} pass")
+            not_run = sum(c.get("passed") is None for c in ctrl)
+            parts.append(f"controls {passed}/{len(ctrl)} pass" + (f" ({not_run} not run)" if not_run else ""))
         lines.append(f"{cmp['model']}: " + ", ".join(parts))
     return lines
 

@@ -20,9 +20,11 @@ LOSS = re.compile(r"loss (?P<first>\d+\.\d+) -> (?P<last>\d+\.\d+) \(mean of the
                   r"(?P<n>\d+) logged steps\)")
 EVAL = re.compile(r"eval loss (?P<first>\d+\.\d+) -> (?P<last>\d+\.\d+) \(steps (?P<s0>\d+) -> (?P<s1>\d+)\)")
 COUNT = re.compile(r"^(?P<ds>[\w-]+): (?P<n>\d+) (?:train|held-out) examples$")
-HEADLINE = re.compile(r"^(?P<eval>[\w-]+): (?P<model>[\w.:+-]+): knowledge (?P<rk>\d+)/(?P<n>\d+) vs base (?P<bk>\d+)/\d+"
-                      r"(?: \(McNemar p (?P<p>[\d.e-]+)\))?(?:, expression up on (?P<up>\d+)/(?P<traits>\d+) traits "
-                      r"after Holm)?(?:, controls (?P<passed>\d+)/(?P<controls>\d+) pass)?$")
+HEADLINE = re.compile(r"^(?P<eval>[\w-]+): (?P<model>[\w.:+-]+): (?P<rest>.+)$")
+KNOWLEDGE = re.compile(r"knowledge (?P<rk>\d+)/(?P<n>\d+) vs base (?P<bk>\d+)/\d+(?: \(McNemar p (?P<p>[\d.e-]+)\))?")
+EXPRESSION = re.compile(r"expression up on (?P<up>\d+)/(?P<traits>\d+) traits after Holm"
+                        r"(?: \((?P<undecided>\d+) undecided\))?")
+CONTROLS = re.compile(r"controls (?P<passed>\d+)/(?P<controls>\d+) pass(?: \((?P<not_run>\d+) not run\))?")
 
 
 def sourced_lines(stdout: str) -> list[tuple[str, Path]]:
@@ -74,27 +76,36 @@ def check_headline(claim: str, outputs_file: Path) -> None:
     from evaluators.probes import expression_comparison
     from evaluators.stats import mcnemar_exact
 
-    m = HEADLINE.match(claim)
-    assert m, claim
+    head = HEADLINE.match(claim)
+    assert head, claim
+    parts = {name: rx.fullmatch(part) for part in head["rest"].split(", ")
+             for name, rx in (("knowledge", KNOWLEDGE), ("expression", EXPRESSION), ("controls", CONTROLS))
+             if rx.fullmatch(part)}
+    assert len(parts) == len(head["rest"].split(", ")), f"a part of {claim!r} is not checked"
     rows = _rows(outputs_file)
-    model, base = m["model"], next(r["model"] for r in rows if r.get("kind") == "knowledge")
+    model = head["model"]
+    base = next(r["model"] for r in rows if r.get("model") != model)  # the first model scored is the base
+    spec = tomllib.loads((outputs_file.parent / "spec.toml").read_text())  # the frozen persona and settings
     know = {(r["model"], r["trait"], r["probe"]): r["knows"] for r in rows if r.get("kind") == "knowledge"}
     keys = sorted({(t, p) for (mod, t, p) in know if mod == model} & {(t, p) for (mod, t, p) in know if mod == base})
-    run_k = sum(know[(model, *k)] for k in keys)
-    base_k = sum(know[(base, *k)] for k in keys)
-    assert (int(m["rk"]), int(m["bk"]), int(m["n"])) == (run_k, base_k, len(keys)), claim
-    b = sum(know[(model, *k)] and not know[(base, *k)] for k in keys)
-    c = sum(know[(base, *k)] and not know[(model, *k)] for k in keys)
-    if m["p"]:
-        assert m["p"] == f"{mcnemar_exact(b, c):.3g}", claim
-    spec = tomllib.loads((outputs_file.parent / "spec.toml").read_text())  # the frozen persona and settings
-    if m["up"]:
+    if (m := parts.get("knowledge")) is not None:
+        run_k = sum(know[(model, *k)] for k in keys)
+        base_k = sum(know[(base, *k)] for k in keys)
+        assert (int(m["rk"]), int(m["bk"]), int(m["n"])) == (run_k, base_k, len(keys)), claim
+        b = sum(know[(model, *k)] and not know[(base, *k)] for k in keys)
+        c = sum(know[(base, *k)] and not know[(model, *k)] for k in keys)
+        if m["p"]:
+            assert m["p"] == f"{mcnemar_exact(b, c):.3g}", claim
+    else:
+        assert not keys, f"{claim!r} leaves out the knowledge that outputs.jsonl holds"
+    if (m := parts.get("expression")) is not None:
         expr = [r for r in rows if r.get("kind") == "expression"]
         traits = [t["id"] for t in spec["persona"]["traits"]]
         cmp = expression_comparison(expr, model, base, traits)
         assert int(m["traits"]) == len(traits)
         assert int(m["up"]) == sum(r["verdict"] == "up" for r in cmp["traits"]), claim
-    if m["controls"]:
+        assert int(m["undecided"] or 0) == sum(r["verdict"] == "undecided" for r in cmp["traits"]), claim
+    if (m := parts.get("controls")) is not None:
         settings = spec["settings"]
         ppl = {r["model"]: r["metrics"]["perplexity"] for r in rows if r.get("kind") == "control_perplexity"}
         results = [
@@ -106,6 +117,7 @@ def check_headline(claim: str, outputs_file: Path) -> None:
         ]
         assert int(m["controls"]) == len(results)
         assert int(m["passed"]) == sum(r.get("passed") is True for r in results), claim
+        assert int(m["not_run"] or 0) == sum(r.get("passed") is None for r in results), claim
 
 
 def check_demo_numbers(stdout: str) -> list[str]:
@@ -119,7 +131,7 @@ def check_demo_numbers(stdout: str) -> list[str]:
         elif " logged steps" in claim:
             check_loss(claim, source)
             checked.append("loss")
-        elif "knowledge " in claim:
+        elif HEADLINE.match(claim) and any(rx.search(claim) for rx in (KNOWLEDGE, EXPRESSION, CONTROLS)):
             check_headline(claim, source)
             checked.append("headline")
         else:
