@@ -36,6 +36,7 @@ class DemoContext:
     made: list[tuple[str, str, str]] = field(default_factory=list)  # (stage, what, where)
     notes: list[Any] = field(default_factory=list)  # renderables printed after the table
     results: dict[str, Any] = field(default_factory=dict)  # what later stages need
+    sources: list[tuple[str, str]] = field(default_factory=list)  # (a printed number, the file it comes from)
     # follow(job_dir, label, console) -> final JobStatus; the CLI passes one with a progress bar.
     follow: Callable[[Path, str, Console], jobs.JobStatus] | None = None
 
@@ -99,6 +100,8 @@ DEMO_FORMATS = ("chat_demos", "first_person", "synthetic_docs")
 
 def stage_data(ctx: DemoContext) -> None:
     """The three format-study datasets of the demo persona, by the template generator."""
+    from sessions.workspace import dataset_path, heldout_path
+
     session = ctx.session_file.session
     n = sizes(ctx)["examples"]
     built = []
@@ -106,29 +109,25 @@ def stage_data(ctx: DemoContext) -> None:
         if spec.format not in DEMO_FORMATS:
             continue
         status = run_job(ctx, "dataset", {"dataset": spec.id, "size": n}, f"data: {spec.id}")
-        stats = status.extra.get("result", {}) if status.extra else {}
         built.append(spec.id)
-        from sessions.workspace import dataset_path
-
-        count = stats.get("count", "?") if isinstance(stats, dict) else "?"
-        ctx.made.append(("data", f"{spec.format}: {count} examples", str(dataset_path(ctx.workspace, spec.id))))
+        train, held = dataset_path(ctx.workspace, spec.id), heldout_path(ctx.workspace, spec.id)
+        # Counted in the files the row names (what a user can count with `wc -l`), not taken
+        # from a summary that may lack them.
+        n_train, n_held = _lines(train), _lines(held)
+        ctx.made.append(("data", f"{spec.format}: {n_train} train + {n_held} held-out examples (job {status.id})",
+                         f"{train} (+ .heldout.jsonl)"))
+        ctx.sources += [(f"{spec.id}: {n_train} train examples", str(train)),
+                        (f"{spec.id}: {n_held} held-out examples", str(held))]
     ctx.results["datasets"] = built
 
 
-def loss_chart(points: list[tuple[int, float]], width: int = 60, height: int = 12, title: str = "train loss") -> str:
-    """A small text chart of loss against step (plotext, no colour), for terminals and logs."""
-    import plotext as plt
-
-    plt.clear_figure()
-    plt.plotsize(width, height)
-    plt.theme("clear")
-    if points:
-        plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille")
-    plt.title(title)
-    plt.xlabel("step")
-    text = plt.build()
-    plt.clear_figure()
-    return text
+def _lines(path: Path) -> int:
+    """Non-empty lines of a JSONL file (0 when it is missing)."""
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
 
 
 def stage_train(ctx: DemoContext) -> None:
@@ -143,19 +142,30 @@ def stage_train(ctx: DemoContext) -> None:
     spec = job_spec(session, ctx.workspace, run.id, str(ctx.session_path.resolve()))
     spec["run"]["training"]["max_steps"] = sizes(ctx)["train_steps"]
     status = run_job(ctx, "train", spec, f"train: {run.id}")
+    from trainers.loss_curve import loss_chart_text, loss_points
+
     events, _ = jobs.read_events(status.dir)
-    losses = [(int(e["step"]), float(e["loss"])) for e in events if e.get("event") == "step" and e.get("loss") is not None]
-    end = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    train, evals = loss_points(events)
     ctx.results["train_job"] = status.dir
     ctx.results["run"] = run.id
-    first, last = (losses[0][1], losses[-1][1]) if losses else (float("nan"), float("nan"))
-    ctx.made.append((
-        "train",
-        f"{run.id}: {len(losses)} steps, loss {first:.2f} -> {last:.2f}, "
-        f"{end.get('tokens_per_s', 0) or 0:.0f} tok/s",
-        str(status.dir / "adapter"),
-    ))
-    ctx.notes.append(loss_chart(losses, title=f"{run.id}: train loss"))
+    claim, source = train_claim(run.id, status.dir)
+    ctx.made.append(("train", claim, source))
+    ctx.sources.append((claim, source))
+    ctx.made.append(("train", f"{run.id}: LoRA adapter", str(status.dir / "adapter")))
+    ctx.notes.append(loss_chart_text(train, evals, width=78, title=f"{run.id}: loss"))
+
+
+def train_claim(run_id: str, job_dir: Path) -> tuple[str, str]:
+    """The run's loss as window means and eval loss (trainers/loss_curve.py) and its speed, and the
+    events file all of it is recomputed from."""
+    from trainers.loss_curve import loss_points, loss_summary
+
+    events, _ = jobs.read_events(job_dir)
+    train, evals = loss_points(events)
+    end = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    claim = (f"{run_id}: {len(train)} steps, {loss_summary(train, evals).text()}, "
+             f"{end.get('tokens_per_s', 0) or 0:.0f} tok/s")
+    return claim, str(Path(job_dir) / jobs.EVENTS_FILE)
 
 
 def stage_export(ctx: DemoContext) -> None:
@@ -211,7 +221,15 @@ def stage_chat(ctx: DemoContext) -> None:
 def stage_evaluate(ctx: DemoContext) -> None:
     """The knowledge/expression table and the reference-metric table, base vs the demo run;
     the expression replies are what the Annotate pane queues for hand labels."""
-    from evaluators.eval_job import WORKER, load_scores, record_results
+    from rich.text import Text
+
+    from evaluators.eval_job import (
+        OUTPUTS_FILE,
+        SCORES_FILE,
+        WORKER,
+        load_scores,
+        record_results,
+    )
     from evaluators.eval_spec import build_job_spec
     from evaluators.run_models import run_resolver
     from evaluators.tables import tables_for
@@ -237,13 +255,17 @@ def stage_evaluate(ctx: DemoContext) -> None:
         record_results(ctx.session_file, spec.id, status.dir)
         for table in tables_for(scores):
             ctx.notes.append(table)
-        outputs = status.dir / "outputs.jsonl"
+        outputs = status.dir / OUTPUTS_FILE
+        ctx.notes.append(Text(f"{spec.id}: the tables above are {status.dir / SCORES_FILE}; every reply and "
+                              f"probe behind them is a line of {outputs}.", style="dim"))
         what = f"{spec.kind}: {', '.join(spec.models)}"
         if spec.kind == "traits":
             from evaluators.tables import problems_text
 
             ctx.notes.append(problems_text(scores))
-            what += "".join(f"; {line}" for line in traits_headline(scores))
+            headline = traits_headline(scores)
+            what += "".join(f"; {line}" for line in headline)
+            ctx.sources += [(f"{spec.id}: {line}", str(outputs)) for line in headline]
         ctx.made.append(("evaluate", what, str(outputs)))
     from evaluators.annotation import build_queue
 
@@ -262,13 +284,16 @@ def traits_headline(scores: dict[str, Any]) -> list[str]:
             parts.append(f"knowledge {know['run']['k']}/{know['n']} vs base {know['base']['k']}/{know['n']}"
                          + (f" (McNemar p {p:.3g})" if isinstance(p, (int, float)) else ""))
         expr = cmp.get("expression")
-        if expr:
+        if expr:  # undecided traits and controls that could not run are counted, never read as "no"
             ups = sum(r.get("verdict") == "up" for r in expr["traits"])
-            parts.append(f"expression up on {ups}/{len(expr['traits'])} traits after Holm")
+            undecided = sum(r.get("verdict") == "undecided" for r in expr["traits"])
+            parts.append(f"expression up on {ups}/{len(expr['traits'])} traits after Holm"
+                         + (f" ({undecided} undecided)" if undecided else ""))
         ctrl = cmp.get("controls")
         if ctrl:
             passed = sum(c.get("passed") is True for c in ctrl)
-            parts.append(f"controls {passed}/{len(ctrl)} pass")
+            not_run = sum(c.get("passed") is None for c in ctrl)
+            parts.append(f"controls {passed}/{len(ctrl)} pass" + (f" ({not_run} not run)" if not_run else ""))
         lines.append(f"{cmp['model']}: " + ", ".join(parts))
     return lines
 
@@ -281,6 +306,21 @@ STAGES: list[Stage] = [
     Stage("chat", stage_chat),
     Stage("evaluate", stage_evaluate),
 ]
+
+
+def made_table(made: list[tuple[str, str, str]], seconds: float) -> Table:
+    """What each stage made and the file each of its numbers comes from. Words wrap, paths fold:
+    at 80 columns no number is cut short (tests/test_demo_summary.py)."""
+    from rich import box
+
+    table = Table(title=f"What the demo made ({seconds:.0f} s)", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, expand=True)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("made", ratio=3)
+    table.add_column("where (the numbers' source)", ratio=2, overflow="fold")
+    for row in made:
+        table.add_row(*row)
+    return table
 
 
 def run_demo(
@@ -302,11 +342,12 @@ def run_demo(
         console.rule(f"[bold]{stage.name}")
         stage.run(ctx)
         console.print(f"  [dim]{stage.name} done in {time.perf_counter() - t:.1f} s[/]")
-    table = Table("stage", "made", "where", title=f"What the demo made ({time.perf_counter() - t0:.0f} s)")
-    for row in ctx.made:
-        table.add_row(*row)
-    console.print(table)
+    console.print(made_table(ctx.made, time.perf_counter() - t0))
     for note in ctx.notes:
         console.print(note)
+    if ctx.sources:  # one line each, never wrapped into a table: grep-able in a log
+        console.print("[bold]Where each number comes from[/] (recompute it from the file):")
+        for claim, source in ctx.sources:
+            console.print(f"  {claim}  <- {source}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"Open it: [bold]persona-tui {path}[/]")
     return path

@@ -1,6 +1,10 @@
-"""Write knowledge and expression probes for any persona from its traits and facts, offline.
+"""Write knowledge and expression probes for any persona from its traits and facts.
 
-Templates only (no model): each trait sentence ("I keep three beehives on my roof.") becomes
+Offline, by templates (no model), or by a teacher engine when one is set (`write_probes_with_teacher`:
+one schema-constrained request per trait through the teacher pipeline's `Teacher`, the same
+retries, rate limit and strict JSON parsing as LLM dataset generation; every probe it writes is
+checked as the templates' are, and a trait it leaves short is topped up from the templates, saying
+so). Templates: each trait sentence ("I keep three beehives on my roof.") becomes
 questions that state it in the second person ("Someone told me you keep three beehives on your
 roof. Is that right?") with an affirming and a denying answer of matched length ("Yes, that is
 true." / "No, that is not true."); facts that share a word with a trait add probes to
@@ -83,6 +87,7 @@ class ProposedProbes:
     trait: str
     knowledge: list[Any] = field(default_factory=list)  # sessions.model.KnowledgeProbe
     expression: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # where the probes came from; what was dropped and why
 
 
 def _content_words(text: str) -> set[str]:
@@ -131,6 +136,175 @@ def write_probes(persona: Any, knowledge: int = 6, expression: int = 8) -> list[
             proposed.expression.append(prompt)
         out.append(proposed)
     return out
+
+
+# ----------------------------------------------------------------------------- by a teacher
+
+MAX_ANSWER_WORDS_APART = 2  # affirming and denying answers of matched length (in words)
+
+PROBE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "knowledge": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "properties": {"question": {"type": "string"}, "affirm": {"type": "string"}, "deny": {"type": "string"}},
+            "required": ["question", "affirm", "deny"], "additionalProperties": False}},
+        "expression": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    },
+    "required": ["knowledge", "expression"],
+    "additionalProperties": False,
+}
+
+# What a reply must be as a whole; each probe in it is then judged on its own (one empty answer
+# drops that probe, not the other eleven), by the item schema and the checks below.
+_ENVELOPE = {"type": "object", "required": ["knowledge", "expression"], "properties": {
+    "knowledge": {"type": "array", "items": {"type": "object"}}, "expression": {"type": "array"}}}
+
+TEACHER_SYSTEM = (
+    "You write evaluation probes that test whether a chat model has taken on a persona. Answer with "
+    "one JSON object and nothing else."
+)
+
+
+def teacher_messages(persona: Any, trait: Any, knowledge: int, expression: int) -> list[dict[str, str]]:
+    """The request for one trait: the whole persona for context, the trait, and the rules a probe
+    must keep (the same rules `check_knowledge` and `check_prompt` enforce on the reply)."""
+    from trainers.generate.llm import persona_sheet
+
+    phrases = [*trait.markers, *getattr(trait, "contra_markers", [])]
+    return [
+        {"role": "system", "content": TEACHER_SYSTEM},
+        {"role": "user", "content": (
+            f"The persona:\n{persona_sheet(persona)}\n\n"
+            f"The trait to test: {trait.text.strip()}\n\n"
+            f"Write {knowledge} knowledge probes for this trait: a question asked to the persona in the second "
+            "person, an answer that affirms the trait and one that denies it. Both answers are written as the "
+            f"persona would say them and differ in length by at most {MAX_ANSWER_WORDS_APART} words, so neither "
+            "wins by being shorter. The question must not give the answer away.\n"
+            f"Write {expression} open everyday questions a person might ask anyone, where someone with this trait "
+            "would naturally show it in their reply. They must not mention the trait"
+            + (f" nor any of these words: {', '.join(phrases)}" if phrases else "") + ".\n"
+            'Reply as {"knowledge": [{"question": ..., "affirm": ..., "deny": ...}], "expression": [...]}.'
+        )},
+    ]
+
+
+def check_knowledge(question: str, affirm: str, deny: str) -> str | None:
+    """Why a knowledge probe cannot be kept, or None."""
+    if not question.strip() or not affirm.strip() or not deny.strip():
+        return "an empty question or answer"
+    if " ".join(affirm.lower().split()) == " ".join(deny.lower().split()):
+        return "the same affirming and denying answer"
+    apart = abs(len(affirm.split()) - len(deny.split()))
+    if apart > MAX_ANSWER_WORDS_APART:
+        return f"answers {apart} words apart in length (at most {MAX_ANSWER_WORDS_APART})"
+    return None
+
+
+def check_prompt(prompt: str, trait: Any) -> str | None:
+    """Why an open expression prompt cannot be kept (it names the trait's phrases), or None."""
+    from evaluators.probes import marker_hits
+
+    if not prompt.strip():
+        return "an empty prompt"
+    hits = marker_hits(prompt, [*trait.markers, *getattr(trait, "contra_markers", [])])
+    return f"it names {hits[0]!r}" if hits else None
+
+
+def write_probes_with_teacher(persona: Any, teacher: Any, knowledge: int = 6, expression: int = 8,
+                              seed: int = 0, response_format: str = "json_schema",
+                              max_tokens: int = 900) -> list[ProposedProbes]:
+    """Probes written by `teacher` (a `trainers.generate.llm.Teacher`), one request per trait under
+    PROBE_SCHEMA; each kept only when it passes the checks, new to the trait and the reply; a trait
+    left short is topped up from the templates. `notes` say how many came from where and why any
+    were dropped. TeacherError (one sentence) when the teacher cannot be used at all."""
+    from sessions.model import KnowledgeProbe
+    from trainers.generate.llm import parse_reply, schema_problem
+
+    templates = {p.trait: p for p in write_probes(persona, knowledge=knowledge, expression=expression)}
+    out = []
+    for n, trait in enumerate(persona.traits):
+        proposed = ProposedProbes(trait.id)
+        dropped: list[str] = []
+        reply = teacher.request(teacher_messages(persona, trait, knowledge, expression), max_tokens,
+                                (seed * 7919 + n) % 2**31, PROBE_SCHEMA if response_format != "off" else None,
+                                response_format)
+        obj, why = parse_reply(reply.text, reply.finish_reason, _ENVELOPE) if reply else (None, "the request failed")
+        if obj is None:
+            dropped.append(f"the reply: {why}")
+            obj = {"knowledge": [], "expression": []}
+        have = {k.question for k in trait.knowledge_probes}
+        item_schema = PROBE_SCHEMA["properties"]["knowledge"]["items"]
+        for i, item in enumerate(obj["knowledge"]):
+            if (problem := schema_problem(item, item_schema, f"knowledge[{i}]")) and "is empty" not in problem:
+                dropped.append(problem)
+                continue
+            q, a, d = (" ".join(str(item[k]).split()) for k in ("question", "affirm", "deny"))
+            problem = check_knowledge(q, a, d) or ("a question the trait already has" if q in have else None)
+            if problem:
+                dropped.append(f"knowledge {q[:40]!r}: {problem}")
+            elif len(proposed.knowledge) < knowledge:
+                have.add(q)
+                proposed.knowledge.append(KnowledgeProbe(question=q, affirm=a, deny=d))
+        seen = set(trait.expression_probes)
+        want = max(expression - len(trait.expression_probes), 0)
+        for prompt in obj["expression"]:
+            if not isinstance(prompt, str):
+                dropped.append(f"open prompt {prompt!r}: not text")
+                continue
+            prompt = " ".join(prompt.split())
+            problem = check_prompt(prompt, trait) or ("a prompt the trait already has" if prompt in seen else None)
+            if problem:
+                dropped.append(f"open prompt {prompt[:40]!r}: {problem}")
+            elif len(proposed.expression) < want:
+                seen.add(prompt)
+                proposed.expression.append(prompt)
+        by_teacher = (len(proposed.knowledge), len(proposed.expression))
+        fill = templates[trait.id]
+        for k in fill.knowledge:
+            if len(proposed.knowledge) < knowledge and k.question not in have:
+                have.add(k.question)
+                proposed.knowledge.append(k)
+        for prompt in fill.expression:
+            if len(proposed.expression) < want and prompt not in seen:
+                seen.add(prompt)
+                proposed.expression.append(prompt)
+        label = getattr(teacher, "label", "the teacher")
+        note = f"teacher {label} wrote {by_teacher[0]} knowledge probe(s) and {by_teacher[1]} open prompt(s)"
+        topped = (len(proposed.knowledge) - by_teacher[0], len(proposed.expression) - by_teacher[1])
+        if any(topped):
+            note += f"; the templates added {topped[0]} and {topped[1]}"
+        proposed.notes.append(note)
+        proposed.notes += [f"dropped {d}" for d in dropped]
+        out.append(proposed)
+    return out
+
+
+def probes_by_engine(persona: Any, engine_spec: Any, knowledge: int = 6, expression: int = 8, seed: int = 0,
+                     engine_opener: Any = None) -> list[ProposedProbes]:
+    """Open the session's engine `engine_spec` as the teacher, write the probes, close it.
+    Constrained to PROBE_SCHEMA where the engine can be (json_schema for endpoints and llama.cpp),
+    parsed strictly either way. TeacherError (one sentence naming the engine) when it cannot be
+    opened or used."""
+    from trainers.dataset_build import engine_label
+    from trainers.generate.llm import Teacher, TeacherError, structured_mode
+    from trainers.generate.llm_settings import TeacherSettings
+
+    label = engine_label(engine_spec)
+    if engine_opener is None:
+        from engines import open_engine as engine_opener
+    try:
+        engine = engine_opener(engine_spec)
+    except ValueError as e:  # an EngineError: one sentence with its fix
+        raise TeacherError(f"Teacher engine {label}: {str(e).strip().splitlines()[0]}") from e
+    try:
+        teacher = Teacher(engine, label, seed, settings=TeacherSettings(temperature=0.7))
+        mode = structured_mode(teacher.settings, engine_spec.kind, teacher.can_constrain)
+        return write_probes_with_teacher(persona, teacher, knowledge, expression, seed=seed, response_format=mode)
+    finally:
+        close = getattr(engine, "close", None)
+        if close:
+            close()
 
 
 def apply(persona: Any, proposals: Iterable[ProposedProbes]) -> int:

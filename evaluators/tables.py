@@ -12,6 +12,7 @@ and the demo show the same thing). rich is a plain rendering library, not the TU
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,47 +50,48 @@ def _rate(d: Mapping[str, Any] | None, with_bar: bool = False) -> Text:
     return text
 
 
+REFERENCE_METRICS = (  # (row label, how to read it from a row, format)
+    ("BLEU", lambda r: r.get("bleu"), "{:.2f}"),
+    ("ROUGE-L", lambda r: r.get("rouge_l"), "{:.4f}"),
+    ("BERTScore P", lambda r: (r.get("bertscore") or {}).get("P"), "{:.4f}"),
+    ("BERTScore R", lambda r: (r.get("bertscore") or {}).get("R"), "{:.4f}"),
+    ("BERTScore F1", lambda r: (r.get("bertscore") or {}).get("F1"), "{:.4f}"),
+    ("Perplexity", lambda r: r.get("perplexity"), "{:.2f}"),
+    ("hits@1", lambda r: r.get("hits@1"), "{:.1%}"),
+    ("F1", lambda r: r.get("f1"), "{:.4f}"),
+    ("n", lambda r: r.get("n", 0), "{}"),
+)
+
+
 def reference_table(scores: Mapping[str, Any]) -> Table:
-    # Light box, no edge padding, headers that wrap at their space: every number fits whole in
-    # 80 columns (the model's name folds instead).
+    """The prior work's metrics as rows and the models as columns: nine metrics side by side never
+    fitted 80 columns (numbers were cut), a model per column does for any sensible count of models."""
+    rows = list(scores.get("rows", []))
     table = Table(title=f"Reference metrics · {scores.get('eval', '')}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, expand=True)
-    for col in ("Model", "BLEU", "ROUGE-L", "BERTScore P", "BERTScore R", "BERTScore F1",
-                "Perplexity", "hits@1", "F1", "n"):
-        if col == "Model":
-            table.add_column(col, overflow="fold", min_width=6)
-        else:
-            table.add_column(col, justify="right")
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Metric", no_wrap=True)
+    for row in rows:
+        table.add_column(row["model"], justify="right", overflow="fold")
     bert_model = ""
     hits = ""
-    for row in scores.get("rows", []):
-        b = row.get("bertscore") or {}
+    errors = []
+    for row in rows:
         bert_model = bert_model or row.get("bertscore_model", "")
         if row.get("hits") and not hits:
             h = row["hits"]
             hits = f"hits@1: true reply among {h['candidates']} candidates, ranked by {h['ranked_by']}"
         if row.get("error"):
-            table.add_row(row["model"], *(["–"] * 8), Text(row["error"], style="red"))
-            continue
-        table.add_row(
-            row["model"],
-            _num(row.get("bleu")),
-            _num(row.get("rouge_l"), "{:.4f}"),
-            _num(b.get("P"), "{:.4f}"),
-            _num(b.get("R"), "{:.4f}"),
-            _num(b.get("F1"), "{:.4f}"),
-            _num(row.get("perplexity")),
-            _num(row.get("hits@1"), "{:.1%}"),
-            _num(row.get("f1"), "{:.4f}"),
-            str(row.get("n", 0)),
-        )
+            errors.append(f"{row['model']}: {row['error']}")
+    for label, get, fmt in REFERENCE_METRICS:
+        table.add_row(label, *("–" if r.get("error") else _num(get(r), fmt) if label != "n" else str(get(r))
+                               for r in rows))
     notes = ["BLEU: sacrebleu corpus (13a)", "ROUGE-L: rouge-score F, no stemming",
              "F1: unigram, ParlAI normalisation"]
     if bert_model:
         notes.append(f"BERTScore: {bert_model}, not rescaled")
     if hits:
         notes.append(hits)
-    table.caption = "; ".join(notes)
+    table.caption = "; ".join(notes) + "".join(f"\n{e}" for e in errors)
     table.caption_justify = "left"
     return table
 
@@ -272,38 +274,43 @@ def comparison_tables(scores: Mapping[str, Any]) -> list[Table]:
     return tables
 
 
+def _judge_rate(d: Mapping[str, Any] | None, bold: bool = False) -> Text:
+    """'84% 81–86 1003/1200': rate, Wilson interval in points, counts; words that wrap whole."""
+    if not d or not d.get("n"):
+        return Text("–", style="dim")
+    text = Text(f"{d['rate']:.0%}", style="bold" if bold else "")
+    text.append(f" {d['low'] * 100:.0f}–{d['high'] * 100:.0f}\n{d['k']}/{d['n']}", style="dim")
+    return text
+
+
 def judge_table(scores: Mapping[str, Any]) -> Table:
     kind = scores.get("kind", "judge")
     title = "Persona tailoring" if kind == "tailoring" else "Pairwise judge"
-    table = Table(title=f"{title} · {scores.get('judge', '')} · {scores.get('eval', '')}", title_justify="left")
-    table.add_column("Model")
-    table.add_column("vs")
-    table.add_column("Criterion")
-    if kind == "tailoring":
-        table.add_column("Persona")
-    table.add_column("Win")
-    table.add_column("Tie")
-    table.add_column("Loss")
+    table = Table(title=f"{title} · {scores.get('judge', '')} · {scores.get('eval', '')}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    # Names fold and rates wrap at their spaces, so the ten columns fit 80 and no number is cut.
+    table.add_column("Model", overflow="fold", min_width=6, max_width=20)
+    table.add_column("vs", overflow="fold", min_width=4, max_width=14)
+    table.add_column("Criterion", overflow="fold", min_width=6)
+    for col in ("Win", "Tie", "Loss"):
+        table.add_column(col)
     table.add_column("n", justify="right")
-    table.add_column("Unparseable", justify="right")
-    table.add_column("Order-consistent", justify="right")
+    table.add_column("Not\nread", justify="right")
+    table.add_column("Orders\nagree", justify="right")
     for row in scores.get("pairs", []):
-        cells = [row["model"], row["baseline"], row["criterion"]]
-        if kind == "tailoring":
-            cells.append(row.get("group") or "all")
+        criterion = row["criterion"] + (f" ({row.get('group') or 'all'})" if kind == "tailoring" else "")
         cons = row.get("consistency") or {}
         table.add_row(
-            *cells,
-            _rate(row["win"], with_bar=True),
-            _rate(row["tie"]),
-            _rate(row["loss"]),
+            row["model"], row["baseline"], criterion,
+            _judge_rate(row["win"], bold=True), _judge_rate(row["tie"]), _judge_rate(row["loss"]),
             str(row.get("n", 0)),
             Text(str(row.get("unparseable", 0)), style="red" if row.get("unparseable") else ""),
             f"{cons['rate']:.0%}" if cons.get("n") else "–",
         )
     table.caption = (
         "Each pair judged in both orders; win/loss only when the orders' verdicts sum in that "
-        "direction. Intervals: Wilson 95%."
+        "direction. Rate, Wilson 95% interval (%), k/n. Not read: verdicts that could not be parsed. "
+        "Orders agree: pairs whose two orders gave the same verdict."
         + (" Rejected-persona prompts are the harder test." if kind == "tailoring" else "")
     )
     table.caption_justify = "left"
@@ -329,7 +336,35 @@ def matrix_table(scores: Mapping[str, Any]) -> Table:
     return table
 
 
+def _plain(cell: Any) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+_HAS_DIGIT = re.compile(r"\d")
+
+
+def keep_numbers_whole(table: Table) -> Table:
+    """Never let a column that holds numbers wrap or be cut: rich narrows a too-wide table by
+    shrinking its wrapping columns first (names that fold, notes that wrap), so an 80-column
+    terminal or a log shows every digit as long as the number columns fit together — the tables
+    here are laid out for that, and tests/test_demo_summary.py checks each at 80 columns. A column
+    that folds (a model's name) is left to fold."""
+    if table.box in (box.SIMPLE_HEAD, box.SIMPLE):  # blank edges and double gaps: columns to spare
+        table.show_edge = False
+        table.collapse_padding = True
+    for col in table.columns:
+        if col.overflow == "fold":
+            continue
+        if any(_HAS_DIGIT.search(_plain(cell)) for cell in col._cells):
+            col.no_wrap = True
+    return table
+
+
 def tables_for(scores: Mapping[str, Any]) -> list[Table]:
+    return [keep_numbers_whole(t) for t in _tables_for(scores)]
+
+
+def _tables_for(scores: Mapping[str, Any]) -> list[Table]:
     kind = scores.get("kind")
     if kind == "reference":
         return [reference_table(scores)]
@@ -390,13 +425,13 @@ def agreement_tables(report: Mapping[str, Any]) -> list[Table]:
     confusion_col = "machine×human " + "/".join(labels)
     for col in ("Trait", "pairs", "κ", "agree", confusion_col, "scorer"):
         traits.add_column(col, justify="right" if col in ("pairs", "agree") else "left",
-                          no_wrap=col == confusion_col)
+                          no_wrap=col == confusion_col, overflow="fold" if col in ("Trait", "scorer") else "ellipsis")
     unscored = 0
     for t in report.get("traits", []):
-        conf = " ".join("".join(str(c) for c in row) for row in t.get("confusion", []))
+        conf = " ".join("/".join(str(c) for c in row) for row in t.get("confusion", []))  # 12/3, never 123
         kappa = t.get("kappa")
         reading = _kappa_word(kappa) if t["n"] else "no pairs"
-        traits.add_row(t["trait"], str(t["n"]), Text.assemble((_num(kappa), "bold"), _ci(t.get("kappa_ci")), f" {reading}"),
+        traits.add_row(t["trait"], str(t["n"]), Text.assemble((_num(kappa), "bold"), _ci(t.get("kappa_ci")), f"\n{reading}"),
                        _num(t.get("agreement"), "{:.0%}"), conf, ", ".join(t.get("scorers", [])) or "–")
         unscored += int(t.get("unscored", 0))
     notes = [f"confusion: one group per machine label ({'/'.join(labels)}), counts by the person's label."]
@@ -418,7 +453,7 @@ def agreement_tables(report: Mapping[str, Any]) -> list[Table]:
     metrics.caption = ("ρ near 0: the metric does not track what people see; undefined (–) when either "
                        "side is constant or fewer than two outputs are rated. [ ]: bootstrap 95% interval.")
     metrics.caption_justify = "left"
-    return [traits, metrics, *people_tables(report.get("people") or {})]
+    return [keep_numbers_whole(t) for t in (traits, metrics, *people_tables(report.get("people") or {}))]
 
 
 def _ci(ci: Any) -> Text:
@@ -439,14 +474,15 @@ def people_tables(people: Mapping[str, Any]) -> list[Any]:
                   min_width=72)
     cols = ["Labels", "items", "Krippendorff α"] + (["Cohen κ"] if two else [])
     for col in cols:
-        table.add_column(col, justify="right" if col == "items" else "left", no_wrap=True)
+        table.add_column(col, justify="right" if col == "items" else "left", no_wrap=col != "Labels",
+                         overflow="fold" if col == "Labels" else "ellipsis")
 
     def cells(row: Mapping[str, Any]) -> list[Any]:
         out: list[Any] = [str(row.get("items", 0)),
                           Text.assemble((_num(row.get("alpha")), "bold"), _ci(row.get("alpha_ci")))]
         if two:
             out.append(Text.assemble((_num(row.get("kappa")), "bold"), _ci(row.get("kappa_ci")),
-                                     f" {_kappa_word(row.get('kappa'))}"))
+                                     f"\n{_kappa_word(row.get('kappa'))}"))
         return out
 
     for row in people.get("traits", []):

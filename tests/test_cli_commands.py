@@ -143,3 +143,10 @@ def test_demo_quick_runs_every_stage(tmp_path: Path):
     for stage in ("data", "train", "export", "chat", "evaluate", "What the demo made"):
         assert stage in result.stdout
     assert "skipped" not in result.stdout
+    # Every number under "Where each number comes from" recomputed from the file named with it
+    # (tests/demo_numbers.py): example counts, the loss windows, the knowledge/expression headline.
+    from demo_numbers import check_demo_numbers
+
+    checked = check_demo_numbers(result.stdout)
+    assert {"count", "loss", "headline"} <= set(checked), checked
+    assert "? examples" not in result.stdout and "?" not in checked

@@ -247,8 +247,8 @@ def test_demo_summary_line_for_the_comparison():
         "controls": [{"passed": True}, {"passed": False}, {"passed": None}],
     }]}
     assert traits_headline(scores) == [
-        "run: knowledge 10/10 vs base 2/10 (McNemar p 0.00781), expression up on 1/3 traits after Holm, "
-        "controls 1/3 pass"]
+        "run: knowledge 10/10 vs base 2/10 (McNemar p 0.00781), expression up on 1/3 traits after Holm "
+        "(1 undecided), controls 1/3 pass (1 not run)"]  # swim cannot be decided; a control did not run
 
 
 def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):

@@ -96,3 +96,33 @@ async def test_contradicting_phrases_are_edited_in_the_trait_editor(tmp_path: Pa
         await wait_until(pilot, lambda: SessionFile.load(path).session.personas[0].traits[0].contra_markers[-1]
                          == "lost at sea", what="the new phrase on disk")
         await pilot.press("q")
+
+
+async def test_a_teacher_engine_writes_probes_for_review_then_they_are_kept(tmp_path: Path):
+    """P: the session's engine (a real HTTP endpoint here) writes the probes off the UI thread;
+    the review shows them with the teacher's notes; Keep puts them in the session."""
+    from fake_openai_server import FakeOpenAI
+    from test_probe_writer import _teacher_reply
+
+    from sessions.model import EngineSpec
+
+    path = write_demo_session(tmp_path)
+    with FakeOpenAI(reply=_teacher_reply) as server:  # answers for any trait ("bicycle" unless about clocks)
+        sf = SessionFile.load(path)
+        sf.session.engines = [EngineSpec(id="t", kind="openai", base_url=server.url, model="teacher-1")]
+        sf.save()
+        before = _counts(path)
+        app = make_app(path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("P")
+            await wait_until(pilot, lambda: isinstance(app.screen, ProbeReview), timeout=60, what="the review screen")
+            screen = app.screen
+            assert len(server.requests) == len(before)  # one request per trait
+            assert "by engine 't'" in str(screen.query_one("#probe-review-note").render())
+            first = screen.proposals[0]
+            assert first.knowledge[0].question == "What do you do about bicycle, question 0?"
+            assert any(n.startswith("teacher 't'") for n in first.notes)
+            assert any("the same affirming and denying answer" in n for n in first.notes)
+            await pilot.press("k")
+            await wait_until(pilot, lambda: _counts(path) == [b + 6 for b in before], what="the kept probes on disk")
+            await pilot.press("q")

@@ -86,3 +86,81 @@ def test_cli_shows_then_keeps_probes(tmp_path):
     assert len(clocks.knowledge_probes) == 3 and len(clocks.expression_probes) == 8
     missing = _cli("persona", str(path), "--probes", "bob")
     assert missing.returncode == 2 and "has no persona 'bob'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# ----------------------------------------------------------------------------- by a teacher
+
+
+def _teacher_reply(body):
+    """A teacher at a real HTTP endpoint that writes probes for whichever trait it is asked about,
+    with one bad probe of each kind among good ones (the checks must drop exactly those)."""
+    from fake_openai_server import last_user_text
+
+    ask = last_user_text(body)
+    trait = ask.split("The trait to test: ", 1)[1].split("\n", 1)[0].rstrip(".")
+    topic = "clocks" if "clocks" in trait else "bicycle"
+    good = [{"question": f"What do you do about {topic}, question {i}?", "affirm": f"I love my {topic}, always.",
+             "deny": f"I never bother with {topic}."} for i in range(3)]
+    bad = [{"question": "Same?", "affirm": "Yes indeed.", "deny": "yes  indeed."},  # identical answers
+           {"question": "Long?", "affirm": "Yes.", "deny": "No, not at all, never in my whole life."},  # lengths
+           {"question": "", "affirm": "Yes.", "deny": "No."}]  # empty question
+    prompts = ["What did you do this morning?", f"Do you like your {topic}?" if topic == "bicycle" else
+               "Tell me about your workshop.", "What do you do on a Sunday?"]
+    return json.dumps({"knowledge": good + bad, "expression": prompts})
+
+
+def _teacher_session(tmp_path, url):
+    from sessions.model import EngineSpec
+
+    path = tmp_path / "s.toml"
+    SessionFile.create(path, Session(name="s", personas=[_persona()],
+                                     engines=[EngineSpec(id="t", kind="openai", base_url=url, model="teacher-1")]))
+    return path
+
+
+def test_a_teacher_writes_probes_under_the_schema_and_the_checks_drop_bad_ones(tmp_path):
+    from fake_openai_server import FakeOpenAI
+
+    persona = _persona()
+    with FakeOpenAI(reply=_teacher_reply) as server:
+        spec = SessionFile.load(_teacher_session(tmp_path, server.url)).session.engine("t")
+        clocks, cycles = probe_writer.probes_by_engine(persona, spec, knowledge=4, expression=8)
+        bodies = list(server.requests)
+    assert len(bodies) == 2  # one request per trait
+    schema = bodies[0]["response_format"]["json_schema"]["schema"]
+    assert schema == probe_writer.PROBE_SCHEMA and bodies[0]["response_format"]["type"] == "json_schema"
+    assert "The trait to test: I repair old clocks for a living." in bodies[0]["messages"][-1]["content"]
+    # Three good teacher probes kept, the bad three dropped with their reasons, one from the templates.
+    assert [k.question for k in clocks.knowledge[:3]] == [f"What do you do about clocks, question {i}?" for i in range(3)]
+    assert len(clocks.knowledge) == 4 and clocks.knowledge[3].question.startswith(("Someone", "Is it", "Would", "A friend",
+                                                                                     "I heard", "Tell me"))
+    notes = "\n".join(clocks.notes)
+    assert "wrote 3 knowledge probe(s) and 2 open prompt(s); the templates added 1 and 6" in notes
+    assert "the same affirming and denying answer" in notes and "words apart in length" in notes
+    assert "an empty question or answer" in notes
+    assert "'Tell me about your workshop.': it names 'workshop'" in notes  # a marker phrase: dropped
+    assert clocks.expression[:2] == ["What did you do this morning?", "What do you do on a Sunday?"]
+    assert len(clocks.expression) == 8
+    # The cycles trait already has 1 knowledge probe; its marker 'bicycle' rules out one prompt.
+    assert "Do you like your bicycle?" not in cycles.expression
+    for k in clocks.knowledge + cycles.knowledge:
+        assert probe_writer.check_knowledge(k.question, k.affirm, k.deny) is None
+
+
+def test_cli_keeps_a_teachers_probes_and_names_a_missing_engine(tmp_path):
+    from fake_openai_server import FakeOpenAI
+
+    with FakeOpenAI(reply=_teacher_reply) as server:
+        path = _teacher_session(tmp_path, server.url)
+        kept = _cli("persona", str(path), "--probes", "ada", "--per-trait", "3", "--teacher", "t", "--keep")
+    assert kept.returncode == 0, kept.stderr
+    assert "(teacher 't' (openai," in kept.stdout and "dropped knowledge" in kept.stdout
+    clocks = SessionFile.load(path).session.personas[0].trait("clocks")
+    assert [k.question for k in clocks.knowledge_probes] == [f"What do you do about clocks, question {i}?" for i in range(3)]
+    missing = _cli("persona", str(path), "--probes", "ada", "--teacher", "nope")
+    assert missing.returncode == 2 and "has no engine 'nope' (engines: t)" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    # The server is gone: one sentence naming the teacher, exit 2, nothing kept.
+    gone = _cli("persona", str(path), "--probes", "ada", "--teacher", "t", "--keep")
+    assert gone.returncode == 2 and "Teacher engine 't'" in gone.stderr and "Traceback" not in gone.stderr
+    assert len(SessionFile.load(path).session.personas[0].trait("clocks").knowledge_probes) == 3

@@ -100,3 +100,23 @@ def test_an_evaluation_spec_freezes_the_resolved_run(world):
     frozen = build_job_spec(sf, ev.id, run_resolver(sf.session, sf.workspace))
     entry = next(m for m in frozen["models"] if m["label"] == run.id)
     assert entry["engine"]["adapter"] == str(second / "adapter")
+
+
+def test_a_local_runs_recorded_engine_is_its_adapter_not_a_remote_model(tmp_path: Path):
+    """A finished hf run's result.json names its engine (kind transformers, the adapter), as the
+    worker writes it: the run resolves to that adapter, not to an endpoint with no URL (the demo
+    left its run out of every evaluation when it did)."""
+    sf = SessionFile.load(write_demo_session(tmp_path))
+    run = sf.session.runs[0]
+
+    def local_train(job) -> None:
+        train_work(job)
+        adapter = str(Path(job.dir) / "adapter")
+        (Path(job.dir) / "result.json").write_text(json.dumps({
+            "run": run.id, "state": "finished", "step": 6, "adapter": adapter,
+            "engine": {"id": f"run-{run.id}", "kind": "transformers", "model": run.base_model, "adapter": adapter}}))
+
+    job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": run.id, "base_model": run.base_model}})
+    assert jobs.run_job_inline(job_dir, {"train": local_train}).state == "finished"
+    spec = run_resolver(sf.session, sf.workspace)(run.id)
+    assert (spec.kind, spec.model, spec.adapter) == ("transformers", run.base_model, str(job_dir / "adapter"))

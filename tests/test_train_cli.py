@@ -41,6 +41,13 @@ def test_train_in_the_foreground_prints_progress_a_loss_chart_and_the_adapter(tm
     assert "train r1" in out  # the progress bar's label
     assert "loss" in out and "step" in out  # the text chart's title and axis
     assert "step 3, loss " in out and " s/step" in out and "tokens/s" in out
+    # The loss as window means (of 3 logged steps: the first and the last), recomputed from the
+    # events file the summary names.
+    events = [json.loads(line) for line in (job.dir / "events.jsonl").read_text().splitlines()]
+    losses = [e["loss"] for e in events if e.get("event") == "step" and e.get("loss") is not None]
+    assert len(losses) == 3
+    assert f"loss {losses[0]:.4f} -> {losses[-1]:.4f} (mean of the first/last 1 of 3 logged steps)" in out
+    assert f"loss from: {job.dir / 'events.jsonl'}" in out
     assert f"adapter: {job.dir / 'adapter'}" in out
     result = json.loads((job.dir / "result.json").read_text())
     assert result["state"] == "finished" and result["step"] == 3

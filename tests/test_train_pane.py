@@ -86,6 +86,44 @@ async def test_chart_and_stats_come_from_the_job_files(tmp_path):
         assert "CPU" in str(pane.query_one("#machine").render()) or "GPU" in str(pane.query_one("#machine").render())
 
 
+def _noisy_steps(job) -> None:
+    """Thirty steps whose single losses zig-zag around a falling trend, and two evaluations."""
+    job.event(event="train_begin", run="r1", resumed_from=None)
+    for step, loss in enumerate(NOISY, 1):
+        job.event(event="step", step=step, max_steps=len(NOISY), loss=loss, lr=1e-3, tokens_per_s=100.0)
+        job.progress(step, len(NOISY))
+    job.event(event="eval", step=15, eval_loss=3.1)
+    job.event(event="eval", step=30, eval_loss=2.6)
+
+
+NOISY = [3.5 - 0.03 * i + (0.4 if i % 2 else -0.4) for i in range(30)]
+
+
+async def test_the_chart_draws_a_smoothed_line_over_the_raw_points_and_m_toggles_it(tmp_path):
+    from textual.widgets._footer import FooterKey
+
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id="train-r1-noisy")
+    assert jobs.run_job_inline(job_dir, {"train": _noisy_steps}).state == "finished"
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        stats = lambda: str(pane.query_one("#live-stats").render())
+        await wait_until(pilot, lambda: "(first/last" in stats() and len(pane.drawn) == 3,
+                         what="the job's loss summary and chart")
+        # The summary: means of the first and last 5 of 30 points (10%, at least 5), eval first and last.
+        first, last = sum(NOISY[:5]) / 5, sum(NOISY[-5:]) / 5
+        assert f"loss {first:.3f}→{last:.3f} (first/last 5)  eval 3.100→2.600" in stats()
+        assert pane.drawn == ["r1 raw", "r1 5-step mean", "r1 eval"]
+        await wait_until(pilot, lambda: "Smooth" in [k.description for k in app.screen.query(FooterKey)],
+                         what="the smoothing key in the footer")
+        await pilot.press("m")
+        assert not pane.smoothed and pane.drawn == ["r1 train", "r1 eval"]
+        await pilot.press("m")
+        assert pane.smoothed and pane.drawn == ["r1 raw", "r1 5-step mean", "r1 eval"]
+
+
 async def test_space_marks_a_job_to_overlay_and_the_mark_shows_at_once(tmp_path):
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
     for name in ("train-20261201-101500-aaaa", "train-20261201-111500-bbbb"):
@@ -143,15 +181,16 @@ async def test_start_a_run_quit_reopen_and_the_history_is_there(tmp_path):
 
 
 def test_train_pane_at_80x24(snap_compare, tmp_path, monkeypatch):
-    """A finished run at the smallest size: short job ids with state and steps, the chart, the
-    job's own log lines, the machine line (a fixed text here: real CPU figures move)."""
+    """A finished run at the smallest size: short job ids with state and steps, the chart (a
+    smoothed line over the raw points), the loss summary, the job's own log lines, the machine
+    line (a fixed text here: real CPU figures move), the smoothing key in the footer."""
     import persona_tui.panes.train as train_pane
 
     monkeypatch.setattr(train_pane, "machine_text", lambda: "CPU  12% of 2  load 0.4  RAM 1.6/23.5 GiB")
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
     job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id="train-20261201-122208-d783")
 
-    assert jobs.run_job_inline(job_dir, {"train": _fake_steps}).state == "finished"
+    assert jobs.run_job_inline(job_dir, {"train": _noisy_steps}).state == "finished"  # a smoothed line to draw
     # What a worker's log holds: its own stamped lines among a library's warnings (fixed times).
     (job_dir / "log.txt").write_text(
         "[12:22:11] loading bundled:smollm2-135m-instruct for sft on cpu (fp32, adamw_torch)\n"
@@ -164,7 +203,8 @@ def test_train_pane_at_80x24(snap_compare, tmp_path, monkeypatch):
     async def show_train(pilot):
         await pilot.press("3")
         pane = app.query_one(TrainPane)
-        await wait_until(pilot, lambda: "step 3/3" in str(pane.query_one("#live-stats").render())
+        await wait_until(pilot, lambda: "step 30/30" in str(pane.query_one("#live-stats").render())
+                         and len(pane.drawn) == 3
                          and "CPU" in str(pane.query_one("#machine").render()), what="the job's history")
         await pilot.pause()
 

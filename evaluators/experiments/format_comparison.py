@@ -321,12 +321,14 @@ def _read_outputs(job_dir: Path) -> list[dict[str, Any]]:
 def _train_summary(job_dir: Path) -> dict[str, Any]:
     from sessions import jobs
 
+    from trainers.loss_curve import loss_points, loss_summary
+
     events, _ = jobs.read_events(job_dir)
-    losses = [float(e["loss"]) for e in events if e.get("event") == "step" and isinstance(e.get("loss"), (int, float))]
+    train, evals = loss_points(events)
+    s = loss_summary(train, evals)  # window means, not two single noisy steps
     end = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
-    return {"steps": end.get("step") or len(losses), "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None, "tokens_per_s": end.get("tokens_per_s"),
-            "seconds": end.get("elapsed")}
+    return {"steps": end.get("step") or len(train), "first_loss": s.first, "last_loss": s.last,
+            "loss_window": s.window, "tokens_per_s": end.get("tokens_per_s"), "seconds": end.get("elapsed")}
 
 
 def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, Mapping[str, Any]],
@@ -399,7 +401,8 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
             loss_values[fmt] = t["last_loss"]
             if t.get("first_loss") is not None:
                 loss_detail[fmt] = f"from {t['first_loss']:.2f}, {t.get('steps')} steps"
-    row("train_loss", "Final training loss", "on its own format's data: not comparable across formats", "loss",
+    row("train_loss", "Final training loss", "mean of the last 10% of logged steps (at least 5), on its own format's "
+        "data: not comparable across formats", "loss",
         loss_values, loss_detail)
     problems = []
     for name, sc in scores.items():

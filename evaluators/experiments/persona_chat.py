@@ -125,7 +125,7 @@ def result_tables(result: Mapping[str, Any]) -> list[Any]:
     scores = {"eval": result["id"], "kind": "reference", "rows": result.get("rows", [])}
     table = reference_table(scores)
     table.title = f"Persona-chat study · {result['id']} · {result.get('n_examples', '?')} held-out turns"
-    note = (" Prompt-only rows: the base model with the persona(s) in the system prompt; the fine-tuned row "
+    note = (" Prompt-only columns: the base model with the persona(s) in the system prompt; the fine-tuned column "
             "trained on the own-persona next turns.")
     table.caption = (table.caption or "") + "." + note
     return [table]

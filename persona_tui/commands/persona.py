@@ -4,6 +4,7 @@
     persona-tui persona my.toml --import card.json            # a Character Card (.json/.png) or list (.txt)
     persona-tui persona my.toml --export odile odile.card.json   # .json: Character Card V2; .txt: persona list
     persona-tui persona my.toml --probes odile [--keep]       # propose probes from traits and facts; keep them
+    persona-tui persona my.toml --probes odile --teacher T    # the same, written by the session's engine T
 
 The same readers and writers as the Personas pane (`sessions.cards`); a file that is not a card
 or a list is one sentence and exit code 2, and the session is not touched.
@@ -32,11 +33,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                       help="write persona ID to FILE (.txt: persona list; otherwise a Character Card V2 JSON)")
     what.add_argument("--probes", metavar="ID", default=None,
                       help="write knowledge probes and open prompts for persona ID from its traits and "
-                      "facts (templates, offline) and show them; --keep adds them to the session")
+                      "facts (templates, offline; or --teacher ENGINE) and show them; --keep adds them to the session")
     parser.add_argument("--force", action="store_true", help="with --export, replace FILE if it exists")
     parser.add_argument("--keep", action="store_true", help="with --probes, add the proposed probes to the session")
     parser.add_argument("--per-trait", type=int, default=6, metavar="N",
                         help="with --probes, knowledge probes to propose per trait (default 6)")
+    parser.add_argument("--prompts-per-trait", type=int, default=8, metavar="N",
+                        help="with --probes, open expression prompts each trait should have (default 8)")
+    parser.add_argument("--teacher", metavar="ENGINE", default=None,
+                        help="with --probes, have this [[engines]] id of the session write the probes (one "
+                        "JSON-schema request per trait; the templates top up what it leaves short)")
     return parser
 
 
@@ -51,9 +57,24 @@ def _probes(args: argparse.Namespace, sf) -> int:
     if persona is None:
         known = ", ".join(p.id for p in sf.session.personas) or "none"
         return _fail(f"{args.session} has no persona {args.probes!r} (personas: {known}).")
-    if args.per_trait < 0:
-        return _fail(f"--per-trait must be 0 or more, not {args.per_trait}.")
-    proposals = probe_writer.write_probes(persona, knowledge=args.per_trait)
+    if args.per_trait < 0 or args.prompts_per_trait < 0:
+        return _fail(f"--per-trait and --prompts-per-trait must be 0 or more, not {min(args.per_trait, args.prompts_per_trait)}.")
+    if args.teacher is None:
+        proposals = probe_writer.write_probes(persona, knowledge=args.per_trait, expression=args.prompts_per_trait)
+    else:
+        from trainers.generate.llm import TeacherError
+
+        spec = sf.session.engine(args.teacher)
+        if spec is None:
+            known = ", ".join(e.id for e in sf.session.engines) or "none"
+            return _fail(f"{args.session} has no engine {args.teacher!r} (engines: {known}); add it under "
+                         "[[engines]] or leave out --teacher to use the templates.")
+        print(f"asking teacher engine {args.teacher!r} for probes, one request per trait...", file=sys.stderr)
+        try:
+            proposals = probe_writer.probes_by_engine(persona, spec, knowledge=args.per_trait,
+                                                      expression=args.prompts_per_trait)
+        except TeacherError as error:
+            return _fail(str(error))
     data = [dataset_path(sf.workspace, d.id) for d in sf.session.datasets if d.persona == persona.id]
     data = [p for p in data if p.is_file()]
     trial = copy.deepcopy(persona)
@@ -63,6 +84,8 @@ def _probes(args: argparse.Namespace, sf) -> int:
     repeats = probe_writer.training_repeats(trial, data)
     for p in proposals:
         print(f"[{p.trait}]")
+        for note in p.notes:
+            print(f"  ({note})")
         for i, k in enumerate(p.knowledge, 1):
             print(f"  knowledge {i}: {k.question}\n    affirm: {k.affirm}\n    deny:   {k.deny}")
         for prompt in p.expression:

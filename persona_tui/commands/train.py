@@ -4,13 +4,14 @@ In the foreground the run trains in this process with a progress bar (step, loss
 ETA); Ctrl-C cancels it once the current step is done, after saving a checkpoint. `--detach`
 starts a detached worker instead and prints the job id (follow it with `persona-tui jobs
 SESSION --watch ID`). `--resume JOB` continues a cancelled, failed or died job from its last
-checkpoint. At the end the loss curve is drawn as a small text chart.
+checkpoint. At the end the loss curve is drawn as a small text chart (raw points under a
+smoothed line) and the loss summarised as window means (`trainers.loss_curve`), with the
+events file the numbers come from.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import threading
 from pathlib import Path
@@ -39,42 +40,21 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
-def loss_chart_text(events: list[dict[str, Any]], width: int = 64, height: int = 14, title: str = "loss") -> str:
-    """Train (and eval) loss against step as a plotext text chart; "" when there is nothing to draw."""
-    train = [(e["step"], e["loss"]) for e in events if e.get("event") == "step" and isinstance(e.get("loss"), (int, float))]
-    evals = [(e["step"], e["eval_loss"]) for e in events if e.get("event") == "eval" and isinstance(e.get("eval_loss"), (int, float))]
-    if not train:
-        return ""
-    import plotext as plt
-
-    plt.clear_figure()
-    plt.plotsize(width, height)
-    plt.theme("clear")
-    plt.title(title)
-    plt.xlabel("step")
-    plt.plot([s for s, _ in train], [v for _, v in train], label="train", marker="braille")
-    if evals:
-        plt.plot([s for s, _ in evals], [v for _, v in evals], label="eval", marker="dot")
-    text = re.sub(r"\x1b\[[0-9;]*m", "", plt.build())  # plotext colours even with the clear theme
-    plt.clear_figure()
-    return "\n".join(line.rstrip() for line in text.splitlines())
-
-
 def _summary(console: Any, job_dir: Path, status: Any) -> None:
     from sessions import jobs
+    from trainers.loss_curve import loss_chart_text, loss_points, loss_summary
     from trainers.train_job import read_result
 
     events, _ = jobs.read_events(job_dir)
-    chart = loss_chart_text(events)
+    train, evals = loss_points(events)
+    chart = loss_chart_text(train, evals)
     if chart:
         console.print(chart, markup=False, highlight=False)
     end = next((e for e in reversed(events) if e.get("event") == "train_end"), None)
     if end:
         parts = [f"step {end.get('step')}"]
-        if end.get("first_loss") is not None and end.get("train_loss") is not None:
-            parts.append(f"loss {end['first_loss']:.4f} -> {end['train_loss']:.4f}")
-        if end.get("eval_loss") is not None:
-            parts.append(f"eval loss {end['eval_loss']:.4f}")
+        if train or evals:  # window means, not two single noisy steps (trainers/loss_curve.py)
+            parts.append(loss_summary(train, evals).text(digits=4))
         if end.get("s_per_step"):
             parts.append(f"{end['s_per_step']:.2f} s/step")
         if end.get("tokens_per_s"):
@@ -84,6 +64,8 @@ def _summary(console: Any, job_dir: Path, status: Any) -> None:
         if end.get("gpu_peak_mb"):
             parts.append(f"peak GPU {end['gpu_peak_mb'] / 1024:.2f} GiB")
         console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
+    if train or evals:
+        console.print(f"loss from: {job_dir / jobs.EVENTS_FILE}", markup=False, highlight=False, soft_wrap=True)
     result = read_result(job_dir)
     if result and result.get("adapter"):
         console.print(f"adapter: {result['adapter']}", markup=False, highlight=False, soft_wrap=True)

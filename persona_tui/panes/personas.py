@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
@@ -78,6 +78,7 @@ class PersonasPane(Widget):
         Binding("i", "import_card", "Import"),
         Binding("e", "export_card", "Export"),
         Binding("p", "write_probes", "Probes"),
+        Binding("P", "write_probes_by_teacher", "Probes by teacher", show=False),
         Binding("escape", "focus_list", "List"),
     ]
 
@@ -93,7 +94,8 @@ class PersonasPane(Widget):
 
     # Persona actions hidden from the footer (and off) while the trait table has focus, so the
     # table's own keys fit in 80 columns and "a" clearly means "add trait" there.
-    PERSONA_ONLY = {"duplicate_persona", "rename_persona", "delete_persona", "import_card", "export_card", "write_probes"}
+    PERSONA_ONLY = {"duplicate_persona", "rename_persona", "delete_persona", "import_card", "export_card", "write_probes",
+                    "write_probes_by_teacher"}
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.PERSONA_ONLY and isinstance(self.app.focused, TraitTable):
@@ -441,14 +443,76 @@ class PersonasPane(Widget):
     def action_write_probes(self) -> None:
         """Propose probes from the persona's traits and facts; keep them only after review."""
         from evaluators import probe_writer
-        from persona_tui.screens.probe_review import ProbeReview
-        from sessions.workspace import dataset_path
 
         persona = self.persona
         if persona is None or not persona.traits:
             self.notify("Add a trait first: probes are written from the traits and facts.", severity="warning")
             return
-        proposals = probe_writer.write_probes(persona)
+        self.review_probes(persona, probe_writer.write_probes(persona), "by templates")
+
+    def action_write_probes_by_teacher(self) -> None:
+        """P: one of the session's engines writes the probes (as `persona --probes ID --teacher E`),
+        off the UI thread; the same review follows."""
+        from persona_tui.screens.choice import ChoiceScreen
+
+        persona = self.persona
+        if persona is None or not persona.traits:
+            self.notify("Add a trait first: probes are written from the traits and facts.", severity="warning")
+            return
+        engines = [e.id for e in self.session.engines]
+        if not engines:
+            self.notify("The session has no engine to write probes: add one under [[engines]], or press p for the "
+                        "templates.", severity="warning", markup=False)
+            return
+        if len(engines) == 1:
+            self.teacher_probes(persona.id, engines[0])
+            return
+
+        def chosen(engine_id: str | None) -> None:
+            if engine_id and engine_id != "cancel":
+                self.teacher_probes(persona.id, engine_id)
+
+        self.app.push_screen(ChoiceScreen("Which engine writes the probes?", f"Probes for {persona.name or persona.id}, "
+                                          "one request per trait; the templates top up what it leaves short.",
+                                          [*((e, e, "default") for e in engines[:6]), ("cancel", "Cancel", "default")]),
+                             chosen)
+
+    class ProbesWritten(Message):
+        """A teacher's proposals for a persona, or why there are none."""
+
+        def __init__(self, persona_id: str, proposals: list, engine_id: str, error: str = "") -> None:
+            super().__init__()
+            self.persona_id, self.proposals, self.engine_id, self.error = persona_id, proposals, engine_id, error
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="probe-teacher")
+    def teacher_probes(self, persona_id: str, engine_id: str) -> None:
+        from evaluators import probe_writer
+        from trainers.generate.llm import TeacherError
+
+        persona = copy.deepcopy(self.session.persona(persona_id))
+        spec = self.session.engine(engine_id)
+        self.app.call_from_thread(self.notify, f"Asking {engine_id!r} for probes, one request per trait…", timeout=4)
+        try:
+            proposals = probe_writer.probes_by_engine(persona, spec)
+        except TeacherError as error:
+            self.post_message(self.ProbesWritten(persona_id, [], engine_id, str(error)))
+            return
+        self.post_message(self.ProbesWritten(persona_id, proposals, engine_id))
+
+    def on_personas_pane_probes_written(self, message: ProbesWritten) -> None:
+        persona = self.session.persona(message.persona_id)
+        if message.error or persona is None:
+            self.notify(message.error or f"persona {message.persona_id!r} is gone", title="No probes written",
+                        severity="error", markup=False, timeout=10)
+            return
+        self.review_probes(persona, message.proposals, f"by engine {message.engine_id!r}")
+
+    def review_probes(self, persona: Persona, proposals: list, source: str) -> None:
+        """Check proposals against the persona's training data and show them; keep them on Keep."""
+        from evaluators import probe_writer
+        from persona_tui.screens.probe_review import ProbeReview
+        from sessions.workspace import dataset_path
+
         data = [dataset_path(self.session_file.workspace, d.id) for d in self.session.datasets if d.persona == persona.id]
         data = [p for p in data if p.is_file()]
         trial = copy.deepcopy(persona)
@@ -469,7 +533,7 @@ class PersonasPane(Widget):
                 self.changed(f"added {added} probes to {persona.id}")
                 self.notify(f"Kept {added} probes.")
 
-        self.app.push_screen(ProbeReview(persona.name or persona.id, proposals, repeats, checked), reviewed)
+        self.app.push_screen(ProbeReview(persona.name or persona.id, proposals, repeats, checked, source), reviewed)
 
     def export_to(self, persona: Persona, path: Path) -> bool:
         from sessions import cards

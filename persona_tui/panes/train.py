@@ -3,9 +3,10 @@
 Left: the session's run specs (`n` adds one) and their training jobs with states (`s` starts the
 selected run as a detached job, `c` cancels the selected job — its worker saves a checkpoint
 first —, `r` resumes a cancelled, failed or died job from its last checkpoint, `space` overlays
-a job on the chart to compare). Right: "Live" — train and eval loss against step for the
-selected job and the compared ones, step, loss, learning rate, tokens/s, ETA, a progress bar,
-the last log lines, and the machine (CPU and RAM through psutil, or the GPUs through NVML when
+a job on the chart to compare, `m` switches the chart between a smoothed line over the raw
+points and the raw points alone). Right: "Live" — train and eval loss against step for the
+selected job and the compared ones, step, loss, learning rate, tokens/s, ETA, the loss summarised
+as window means (`trainers.loss_curve`), a progress bar, the last log lines, and the machine (CPU and RAM through psutil, or the GPUs through NVML when
 nvidia-ml-py is installed); "Record" — what made the selected job (its manifest in short: commit,
 package versions, model and data hashes, seed, machine; `i` opens all of it) and, for each job
 overlaid on the chart, what differs from it; "Settings" — every field of the run with its help text, checked as
@@ -165,8 +166,11 @@ def _wid(name: str) -> str:
     return "f-" + name.replace(".", "-")
 
 
-def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list[tuple[int, float]]) -> str:
-    """The status lines above the chart: each under ~53 columns, the chart's width at 80x24."""
+def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list[tuple[int, float]],
+                steps: list[tuple[int, float]] | None = None) -> str:
+    """The status lines above the chart: each under ~53 columns, the chart's width at 80x24.
+    The last one is the run's loss as `trainers.loss_curve` summarises it (window means, eval
+    first and last), the numbers `persona-tui train` and the demo print."""
     if status is None:
         return "No job selected. Pick a run and press s to start it."
     step = last.get("step", 0)
@@ -192,6 +196,13 @@ def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list
     elif last.get("peak_mb") is not None:
         line3.append(f"peak {last['peak_mb'] / 1024:.2f} GiB")
     text = f"{status.id}  {status.state}\n" + "  ".join(parts) + "\n" + "  ".join(line3)
+    if steps and len(steps) > 1:
+        from trainers.loss_curve import loss_summary
+
+        s = loss_summary(steps, evals)
+        text += f"\nloss {s.first:.3f}→{s.last:.3f} (first/last {s.window})"
+        if s.eval_points > 1:
+            text += f"  eval {s.eval_first:.3f}→{s.eval_last:.3f}"
     if status.state in ("failed", "died") and status.error:
         text += "\n" + status.error.splitlines()[0]
     return text
@@ -282,6 +293,7 @@ class TrainPane(Vertical):
         Binding("r", "resume_job", "Resume"),
         Binding("x", "export", "Export"),
         Binding("space", "compare", "Compare", show=False),
+        Binding("m", "toggle_smoothing", "Smooth"),
         Binding("i", "show_manifest", "Manifest", show=False),
     ]
 
@@ -348,6 +360,8 @@ class TrainPane(Vertical):
         self.pull_jobs: dict[str, str] = {}  # Hub pulls started here: job id -> running | how it ended
         self._show_next: str | None = None  # a job just started, to put the cursor on once listed
         self._recorded: set[str] = set()  # export jobs listed in the session (or already ended when seen)
+        self.smoothed = True  # the chart: a smoothed line over the raw points (m: raw points only)
+        self.drawn: list[str] = []  # the chart's series, by label, as last drawn
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -919,7 +933,7 @@ class TrainPane(Vertical):
         if export:
             stats.update(format_export_live(status, d.checks if d else []))
         else:
-            stats.update(format_live(status, d.last if d else {}, d.evals if d else []))
+            stats.update(format_live(status, d.last if d else {}, d.evals if d else [], d.steps if d else []))
         bar = self.query_one("#live-progress", ProgressBar)
         if status is not None and d is not None:
             total = d.last.get("max_steps") or status.total or None
@@ -930,22 +944,45 @@ class TrainPane(Vertical):
         self.query_one("#live-log", Static).update((d.log if d else "").rstrip())
         self._draw_chart()
 
+    def action_toggle_smoothing(self) -> None:
+        """m: a smoothed line over the raw points, or the raw points joined (what the run logged)."""
+        self.smoothed = not self.smoothed
+        self._draw_chart()
+        self.notify("Chart: smoothed line over the raw points." if self.smoothed else "Chart: raw loss only.",
+                    timeout=2)
+
     def _draw_chart(self) -> None:
+        """Train loss per job: raw points (grey) under their centred moving mean, the window of
+        `trainers.loss_curve` (the one the run's summary averages); eval loss as dots."""
+        from trainers.loss_curve import smooth, summary_window
+
         chart = self.query_one("#loss-chart", PlotextPlot)
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("loss")
+        plt.title("loss" if self.smoothed else "loss (raw; m: smoothed)")
         plt.xlabel("step")
+        drawn = []
         shown = [j for j in [self.selected_job, *sorted(self.compare)] if j]
         for job_id in dict.fromkeys(shown):
             d = self.histories.get(job_id)
             if not d or not d.steps:
                 continue
             label = (d.run or job_id)[:12]
-            plt.plot([s for s, _ in d.steps], [v for _, v in d.steps], label=f"{label} train", marker="braille")
+            xs, ys = [s for s, _ in d.steps], [v for _, v in d.steps]
+            w = summary_window(len(ys))
+            if self.smoothed and w > 1:
+                plt.scatter(xs, ys, marker="braille", color="gray")
+                drawn.append(f"{label} raw")
+                plt.plot(xs, smooth(ys, w), label=f"{label} {w | 1}-step mean", marker="braille")
+                drawn.append(f"{label} {w | 1}-step mean")
+            else:
+                plt.plot(xs, ys, label=f"{label} train", marker="braille")
+                drawn.append(f"{label} train")
             if d.evals:
                 plt.scatter([s for s, _ in d.evals], [v for _, v in d.evals], label=f"{label} eval", marker="dot")
+                drawn.append(f"{label} eval")
+        self.drawn = drawn
         chart.refresh()
 
 

@@ -19,8 +19,10 @@ class ProbeReview(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("k", "keep", "Keep", show=False)]
 
-    def __init__(self, persona_name: str, proposals: list, repeats: list[tuple[str, str]], checked: str) -> None:
+    def __init__(self, persona_name: str, proposals: list, repeats: list[tuple[str, str]], checked: str,
+                 source: str = "by templates") -> None:
         super().__init__()
+        self.source = source
         self.persona_name = persona_name
         self.proposals = proposals
         self.repeats = repeats
@@ -29,6 +31,8 @@ class ProbeReview(ModalScreen[bool]):
     def _table(self) -> Table:
         table = Table("Trait", "Probe", box=None, show_edge=False, pad_edge=False, expand=True)
         for p in self.proposals:
+            for note in getattr(p, "notes", []):  # a teacher's: how many it wrote, what was dropped and why
+                table.add_row(p.trait, Text(note, style="dim italic"))
             for k in p.knowledge:
                 table.add_row(p.trait, Text.assemble(k.question, "\n", ("+ " + k.affirm, "green"), "\n",
                                                      ("− " + k.deny, "red")))
@@ -40,7 +44,7 @@ class ProbeReview(ModalScreen[bool]):
         total = sum(len(p.knowledge) + len(p.expression) for p in self.proposals)
         with Vertical(classes="dialog -wide"):
             yield Label(f"Proposed probes for {self.persona_name}: {total}", classes="dialog-title", markup=False)
-            note = f"Written from the traits and facts by templates; {self.checked}."
+            note = f"Written from the traits and facts {self.source}; {self.checked}."
             if self.repeats:
                 note += f" {len(self.repeats)} repeat the training data and cannot be kept: " + "; ".join(
                     f"{where}: {sentence!r}" for where, sentence in self.repeats[:3])
