@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from waiting import wait_for
 
 from sessions.model import DatasetSpec, RunSpec, Session
 from sessions.run_spec import effective_batch_of, validate_run
 from sessions.store import SessionFile
 from trainers import hardware, memory_estimate
-from waiting import wait_for
 
 BURN = "import time\nt = time.time()\nwhile time.time() - t < 60: pass\n"  # one busy core for up to a minute
 
@@ -200,7 +200,7 @@ def test_a_bad_batch_size_is_refused_by_the_cli_naming_the_field(tmp_path, value
     (tmp_path / "s" / "datasets" / "d.jsonl").write_text(json.dumps({"messages": [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "ahoy"}]}) + "\n")
     proc = subprocess.run([sys.executable, "-m", "persona_tui.cli", "train", str(path), "--run", "r"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2, proc.stderr
     assert "training.batch_size is" in proc.stderr and 'it must be "auto" or a whole number from 1 to 4096' in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -219,9 +219,10 @@ def test_the_train_form_reads_auto_or_a_count():
 
 @pytest.mark.slow
 def test_a_job_at_auto_logs_and_records_what_it_chose(tmp_path):
+    from train_fixtures import CHATS, events_of, make_session, tiny_run
+
     from sessions import jobs
     from sessions.manifest import read_manifest
-    from train_fixtures import CHATS, events_of, make_session, tiny_run
     from trainers.train_job import create_train_job
     from trainers.worker import KINDS
 

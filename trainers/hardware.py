@@ -217,8 +217,9 @@ def bitsandbytes_available() -> bool:
 # casts. Below this many examples per forward pass fp32 wins (PLATFORM.md: no gain at batch 2).
 CPU_BF16_MIN_MICRO_BATCH = 8
 # `batch_size = "auto"` on a CPU: the largest micro-batch up to this that divides the effective
-# batch and fits in RAM. bench/train.py: 8 x 1 ran 1.67x the 2 x 4 baseline at equal loss (bf16);
-# beyond 8 the step is compute-bound and a bigger batch only holds more memory.
+# batch and fits in RAM. bench/train.py: 8 x 1 bf16 ran 1.67x the 2 x 4 fp32 baseline (~270
+# tokens/s) at equal loss; PLATFORM.md measured ~250 tokens/s at 16 a pass: past 8 a bigger batch
+# only holds more memory.
 CPU_MAX_AUTO_MICRO_BATCH = 8
 # On a GPU the whole effective batch in one forward pass where it fits: no accumulation.
 GPU_MAX_AUTO_MICRO_BATCH = 256

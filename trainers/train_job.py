@@ -307,7 +307,7 @@ def _launch_distributed(job: Any, ctx: TrainContext, gpus: int) -> TrainOutcome:
     from trainers.hardware import resolve_for
 
     device = resolve_for(ctx.run)
-    cmd = accelerate_command(ctx.job_dir, gpus, device.precision, t.accelerate_config)
+    cmd = accelerate_command(ctx.job_dir, gpus, device.precision, ctx.run.training.accelerate_config)
     line = shlex.join(cmd)
     (ctx.job_dir / LAUNCH_FILE).write_text(line + "\n", encoding="utf-8")
     job.log(f"launching on {gpus} GPUs: {line}")
