@@ -239,3 +239,22 @@ def test_a_job_at_auto_logs_and_records_what_it_chose(tmp_path):
     assert "micro-batch auto: 4 x accumulation 1 (effective batch 4" in log and "threads auto:" in log
     resolved = read_manifest(job_dir)["settings"]["resolved"]
     assert resolved["batch_size"] == 4 and resolved["grad_accum"] == 1 and resolved["precision"] == "fp32"
+
+
+def test_every_rank_of_a_multi_gpu_run_takes_the_launchers_split(monkeypatch):
+    monkeypatch.setattr(hardware, "cuda_count", lambda: 2)
+    monkeypatch.setattr(hardware, "cuda_bf16", lambda: True)
+    monkeypatch.setattr(memory_estimate, "model_config", lambda base: QWEN3_4B)
+    monkeypatch.setattr(memory_estimate, "device_memory", lambda kind: (80 * 2**30, 70 * 2**30, "the GPU (test)"))
+    run = RunSpec(id="g", base_model="Qwen/Qwen3-4B", datasets=["d"])
+    run.training.grad_accum = 16
+    alone = hardware.resolve_for(run)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv(hardware.RESOLVED_BATCH_ENV, "2x16")
+    rank = hardware.resolve_for(run)
+    assert (rank.batch_size, rank.grad_accum) == (2, 16) != (alone.batch_size, alone.grad_accum)
+    assert any("chosen by the launcher" in n for n in rank.notes)
+    monkeypatch.setattr(memory_estimate, "model_config", lambda base: None)  # size unknown: the old 2 a pass
+    monkeypatch.delenv("LOCAL_RANK")
+    d = hardware.resolve_for(run)
+    assert (d.batch_size, d.grad_accum) == (2, 16) and "cannot be read yet" in d.notes[0]

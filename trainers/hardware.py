@@ -265,7 +265,13 @@ def resolve_device(precision: str, optimizer: str, num_threads: int, batch_size:
             precision = "bf16" if cuda_bf16() else "fp16"
         if optimizer == "auto":
             optimizer = "adamw_8bit" if bitsandbytes_available() else "adamw_torch"
-        if batch_size == "auto":
+        if batch_size == "auto" and fits is None:  # the model's size is not known yet: the old default
+            from sessions.run_spec import AUTO_BASE_MICRO_BATCH
+
+            micro = max(m for m in divisors_desc(effective) if m <= AUTO_BASE_MICRO_BATCH)
+            notes.append(f"micro-batch auto: {micro} x accumulation {effective // micro} (effective batch {effective}; "
+                         f"the base model's config.json cannot be read yet to size it for the GPU)")
+        elif batch_size == "auto":
             micro = auto_micro_batch(effective, GPU_MAX_AUTO_MICRO_BATCH, fits, lambda m: precision)
             notes.append(f"micro-batch auto: {micro} x accumulation {effective // micro} (effective batch {effective}; "
                          f"the largest that divides it and fits the GPU's free memory)")
@@ -332,16 +338,29 @@ def memory_fits(run: Any, device_kind: str) -> Any:
     return fits
 
 
+# "MICROxACCUM" the launcher of a multi-GPU run resolved once for all its ranks.
+RESOLVED_BATCH_ENV = "PERSONA_TUI_RESOLVED_BATCH"
+
+
 def resolve_for(run: Any, load_in_4bit: bool | None = None, others: float | None = None) -> Device:
     """`resolve_device` for a sessions.model.RunSpec on this machine (memory checked for an
-    automatic micro-batch)."""
+    automatic micro-batch; a rank of a multi-GPU run takes the split its launcher chose)."""
+    import dataclasses
+
     from sessions.run_spec import wants_4bit
 
     t = run.training
     four = wants_4bit(run) if load_in_4bit is None else load_in_4bit
     fits = memory_fits(run, "cuda" if cuda_count() else "cpu") if t.batch_size == "auto" else None
-    return resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, four,
-                          grad_accum=t.grad_accum, fits=fits, others=others)
+    device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, four,
+                            grad_accum=t.grad_accum, fits=fits, others=others)
+    given = os.environ.get(RESOLVED_BATCH_ENV, "")
+    if t.batch_size == "auto" and "LOCAL_RANK" in os.environ and given:
+        micro, accum = (int(x) for x in given.split("x"))
+        device = dataclasses.replace(device, batch_size=micro, grad_accum=accum, notes=tuple(
+            f"micro-batch auto: {micro} x accumulation {accum} (chosen by the launcher for every rank)"
+            if n.startswith("micro-batch auto") else n for n in device.notes))
+    return device
 
 
 def machine_problems(backend: str, precision: str, optimizer: str, load_in_4bit: bool) -> list[str]:

@@ -304,9 +304,12 @@ def accelerate_command(job_dir: str | os.PathLike[str], num_gpus: int, precision
 
 
 def _launch_distributed(job: Any, ctx: TrainContext, gpus: int) -> TrainOutcome:
-    from trainers.hardware import resolve_for
+    from trainers.hardware import RESOLVED_BATCH_ENV, resolve_for
 
     device = resolve_for(ctx.run)
+    # Every rank must run the same split (different accumulation counts would hang the all-reduce),
+    # and free GPU memory is best read before any rank has loaded a model.
+    os.environ[RESOLVED_BATCH_ENV] = f"{device.batch_size}x{device.grad_accum}"
     cmd = accelerate_command(ctx.job_dir, gpus, device.precision, ctx.run.training.accelerate_config)
     line = shlex.join(cmd)
     (ctx.job_dir / LAUNCH_FILE).write_text(line + "\n", encoding="utf-8")
