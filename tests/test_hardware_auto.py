@@ -258,3 +258,33 @@ def test_every_rank_of_a_multi_gpu_run_takes_the_launchers_split(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK")
     d = hardware.resolve_for(run)
     assert (d.batch_size, d.grad_accum) == (2, 16) and "cannot be read yet" in d.notes[0]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_train_form_sets_batch_size_to_auto_or_a_count(tmp_path, anyio_backend):
+    from persona_tui.app import make_app
+    from persona_tui.panes.train import TrainPane
+    from train_fixtures import CHATS, make_session, tiny_run
+    from waiting import wait_until
+
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-tabs").active = "train-settings"
+        await pilot.pause()
+        field = pane.query_one("#f-training-batch_size")
+        problems = pane.query_one("#form-problems")
+        batch = lambda: app.session_file.session.run("r1").training.batch_size  # noqa: E731
+        await wait_until(pilot, lambda: field.value == "2", what="the session's integer in the field")
+        field.value = "auto"
+        await wait_until(pilot, lambda: batch() == "auto", what="auto in the run")
+        assert not field.has_class("-invalid")
+        field.value = "8"
+        await wait_until(pilot, lambda: batch() == 8, what="8 in the run")
+        # Saved before the app exits: a save during its teardown finds no SessionBar (app.py).
+        await wait_until(pilot, lambda: not app.dirty and "batch_size = 8" in sf.path.read_text(), what="the autosave")
+        field.value = "lots"
+        await wait_until(pilot, lambda: field.has_class("-invalid"), what="the field marked invalid")
+        assert "training.batch_size is 'lots'; it must be \"auto\" or a whole number" in str(problems.render())
