@@ -167,7 +167,10 @@ class TrainingSettings:
     )
     num_threads: int = field(
         default=0,
-        metadata=_help("CPU threads for torch; 0 = one per physical core left idle by other work, re-checked as it runs."),
+        metadata=_help(
+            "CPU threads for torch; 0 = one per physical core that other processes leave idle (their CPU use, "
+            "never this run's own), re-checked every 10 steps."
+        ),
     )
     gradient_checkpointing: bool = field(
         default=False,
