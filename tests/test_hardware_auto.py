@@ -287,3 +287,39 @@ async def test_the_train_form_sets_batch_size_to_auto_or_a_count(tmp_path, anyio
         await wait_until(pilot, lambda: batch() == 8, what="8 in the run")
         # Saved before the app exits: a save during its teardown finds no SessionBar (app.py).
         await wait_until(pilot, lambda: not app.dirty and "batch_size = 8" in sf.path.read_text(), what="the autosave")
+
+
+# ----------------------------------------------------------------------------- bench/train.py's verdicts
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_train", Path(__file__).resolve().parent.parent / "bench" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(tps: float, held: float = 2.0, tokens: int = 1000) -> dict:
+    return {"tokens": tps * 10, "wall": 10.0, "tokens_all": tokens, "eval_loss": held, "others": 0.0, "load": 0.1}
+
+
+def test_the_bench_compares_rows_within_each_interleaved_repeat_and_judges_both_goals(capsys):
+    bench = _bench()
+    assert bench.REQUIRED == ["baseline", "defaults", "hf at baseline settings"]
+    # Load doubled the second repeat's times for every row alike: paired ratios stay 2.0 and 0.98.
+    runs = {"baseline": [_row(100), _row(50)], "defaults": [_row(200), _row(100)],
+            "hf at baseline settings": [_row(98), _row(49)]}
+    assert bench.ratio_to(runs, "defaults", "baseline") == pytest.approx(2.0)
+    bench.print_verdict(runs, runs)
+    out = capsys.readouterr().out
+    assert "plain loop: PASS (0.98x)" in out and "held-out loss at most 5% worse: PASS (2.00x" in out
+    runs["defaults"] = [_row(200, held=2.2), _row(100, held=2.2)]  # 10% worse held-out loss
+    runs["hf at baseline settings"] = [_row(90), _row(45)]
+    bench.print_verdict(runs, runs)
+    out = capsys.readouterr().out
+    assert "plain loop: FAIL (0.90x)" in out and "FAIL (2.00x, tokens equal, held-out +10.0%)" in out
+    runs["defaults"] = [_row(300, tokens=700), _row(150, tokens=700)]  # fewer tokens seen: not comparable
+    bench.print_verdict(runs, runs)
+    assert "FAIL (3.00x, tokens differ" in capsys.readouterr().out
