@@ -262,10 +262,11 @@ def test_every_rank_of_a_multi_gpu_run_takes_the_launchers_split(monkeypatch):
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_the_train_form_sets_batch_size_to_auto_or_a_count(tmp_path, anyio_backend):
-    from persona_tui.app import make_app
-    from persona_tui.panes.train import TrainPane
     from train_fixtures import CHATS, make_session, tiny_run
     from waiting import wait_until
+
+    from persona_tui.app import make_app
+    from persona_tui.panes.train import TrainPane
 
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
     app = make_app(SessionFile.load(sf.path))
@@ -276,7 +277,7 @@ async def test_the_train_form_sets_batch_size_to_auto_or_a_count(tmp_path, anyio
         await pilot.pause()
         field = pane.query_one("#f-training-batch_size")
         problems = pane.query_one("#form-problems")
-        batch = lambda: app.session_file.session.run("r1").training.batch_size  # noqa: E731
+        batch = lambda: app.session_file.session.run("r1").training.batch_size
         await wait_until(pilot, lambda: field.value == "2", what="the session's integer in the field")
         field.value = "lots"
         await wait_until(pilot, lambda: field.has_class("-invalid"), what="the field marked invalid")
