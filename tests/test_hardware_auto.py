@@ -239,6 +239,7 @@ def test_a_job_at_auto_logs_and_records_what_it_chose(tmp_path):
     assert "micro-batch auto: 4 x accumulation 1 (effective batch 4" in log and "threads auto:" in log
     resolved = read_manifest(job_dir)["settings"]["resolved"]
     assert resolved["batch_size"] == 4 and resolved["grad_accum"] == 1 and resolved["precision"] == "fp32"
+    assert hardware.checkpoint_micro_batch(job_dir / "checkpoints" / "checkpoint-2") == 4  # what a resume keeps
 
 
 def test_every_rank_of_a_multi_gpu_run_takes_the_launchers_split(monkeypatch):
@@ -324,3 +325,19 @@ def test_the_bench_compares_rows_within_each_interleaved_repeat_and_judges_both_
     runs["defaults"] = [_row(300, tokens=700), _row(150, tokens=700)]  # fewer tokens seen: not comparable
     bench.print_verdict(runs, runs)
     assert "FAIL (3.00x, tokens differ" in capsys.readouterr().out
+
+
+def test_a_resumed_run_keeps_its_checkpoints_split(cpu, tmp_path):
+    run = RunSpec(id="r", datasets=["d"])  # auto x 4: 8 x 1 on this CPU when fresh
+    run.training.num_threads = 2
+    checkpoint = tmp_path / "checkpoint-20"
+    checkpoint.mkdir()
+    assert hardware.resolve_for(run, resume_from=checkpoint).batch_size == 8  # no state: chosen afresh
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 20, "train_batch_size": 4}))
+    d = hardware.resolve_for(run, resume_from=checkpoint)
+    assert (d.batch_size, d.grad_accum) == (4, 2) and "kept from the checkpoint" in d.notes[0]
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 20, "train_batch_size": 3}))
+    assert hardware.resolve_for(run, resume_from=checkpoint).batch_size == 8  # 3 does not divide 8
+    run.training.batch_size = 2  # an explicit integer is never overridden
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 20, "train_batch_size": 4}))
+    assert hardware.resolve_for(run, resume_from=checkpoint).batch_size == 2

@@ -342,9 +342,23 @@ def memory_fits(run: Any, device_kind: str) -> Any:
 RESOLVED_BATCH_ENV = "PERSONA_TUI_RESOLVED_BATCH"
 
 
-def resolve_for(run: Any, load_in_4bit: bool | None = None, others: float | None = None) -> Device:
+def checkpoint_micro_batch(checkpoint: Any) -> int | None:
+    """The micro-batch a checkpoint was trained with (the Trainer's trainer_state.json)."""
+    import json
+
+    try:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return None
+    value = state.get("train_batch_size") if isinstance(state, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def resolve_for(run: Any, load_in_4bit: bool | None = None, others: float | None = None,
+                resume_from: Any = None) -> Device:
     """`resolve_device` for a sessions.model.RunSpec on this machine (memory checked for an
-    automatic micro-batch; a rank of a multi-GPU run takes the split its launcher chose)."""
+    automatic micro-batch; a rank of a multi-GPU run takes the split its launcher chose; a
+    resumed run keeps its checkpoint's split, so the data order and schedule go on unchanged)."""
     import dataclasses
 
     from sessions.run_spec import wants_4bit
@@ -354,6 +368,12 @@ def resolve_for(run: Any, load_in_4bit: bool | None = None, others: float | None
     fits = memory_fits(run, "cuda" if cuda_count() else "cpu") if t.batch_size == "auto" else None
     device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, four,
                             grad_accum=t.grad_accum, fits=fits, others=others)
+    kept = checkpoint_micro_batch(resume_from) if resume_from is not None and t.batch_size == "auto" else None
+    effective = device.batch_size * device.grad_accum
+    if kept and effective % kept == 0 and kept != device.batch_size:
+        device = dataclasses.replace(device, batch_size=kept, grad_accum=effective // kept, notes=tuple(
+            f"micro-batch auto: {kept} x accumulation {effective // kept} (kept from the checkpoint it resumes)"
+            if n.startswith("micro-batch auto") else n for n in device.notes))
     given = os.environ.get(RESOLVED_BATCH_ENV, "")
     if t.batch_size == "auto" and "LOCAL_RANK" in os.environ and given:
         micro, accum = (int(x) for x in given.split("x"))

@@ -257,7 +257,7 @@ def run(job: Any) -> None:
         # What "auto" became on this machine (micro-batch, accumulation, precision): it changes results.
         from trainers.hardware import resolve_for
 
-        device = resolve_for(ctx.run, others=0.0)  # threads are not a result; skip measuring them here
+        device = resolve_for(ctx.run, others=0.0, resume_from=ctx.resume_from)  # threads: not a result, not measured
         settings["resolved"] = {"device": device.kind, "batch_size": device.batch_size,
                                 "grad_accum": device.grad_accum, "precision": device.precision,
                                 "optimizer": device.optimizer}

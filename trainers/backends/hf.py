@@ -523,7 +523,7 @@ class Backend:
         from engines.models import load_tokenizer
 
         _quiet_libraries()
-        device = resolve_for(ctx.run)
+        device = resolve_for(ctx.run, resume_from=ctx.resume_from)
         if device.kind == "cpu":
             torch.set_num_threads(device.threads)
         for note in device.notes:

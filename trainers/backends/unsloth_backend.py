@@ -66,7 +66,7 @@ class Backend:
         from trainers.hardware import resolve_for
 
         run, t = ctx.run, ctx.run.training
-        device = resolve_for(run, wants_4bit(run))
+        device = resolve_for(run, wants_4bit(run), resume_from=ctx.resume_from)
         if device.kind != "cuda":
             raise RunError("backend is unsloth, which needs an NVIDIA GPU with CUDA; use backend = \"hf\" here.")
         try:
