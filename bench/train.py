@@ -1,31 +1,32 @@
 """Training throughput on this CPU: the `hf` backend against a plain transformers Trainer + peft.
 
-    .venv/bin/python bench/train.py [--steps 12] [--only NAME,NAME] [--json OUT] [--ui | --no-ui]
+    .venv/bin/python bench/train.py [--steps 8] [--repeats 3] [--only NAME,NAME | --levers] [--json OUT]
+    .venv/bin/python bench/train.py --ui      # only the app's keypress latency while a run trains
 
-One run measures, on the same data and the same tokens (64 short persona chats, effective batch
-8 = micro-batch x accumulation, the same number of optimizer steps, LoRA r16/a16 on all seven
-projections, lr 2e-4, seed 3407):
+Rows, on the same data and tokens (64 short persona chats, effective batch 8 = micro-batch x
+accumulation, the same optimizer steps, LoRA r16/a16 on all seven projections, lr 2e-4, seed 3407):
 
-- the CPU's matmul FLOP/s (a 2048^2 matmul, fp32 and bf16, the threads training uses);
-- `baseline`: a plain `transformers.Trainer` + peft loop written here, batch 2 x accumulation 4,
-  fp32, full-sequence loss (the prior work's defaults);
-- the `hf` backend through the real job code (`trainers.train_job.train`), first with the
-  baseline's settings, then one lever at a time: a larger micro-batch at the same effective
-  batch, bf16 autocast, padding-free packing, completion-only loss, thread settings;
-- `defaults`: the backend with `precision = "auto"` etc. as shipped;
-- then a table of each lever's effect against the configuration it changes, the verdict on the
-  goal (>= 2x the baseline's tokens/s at the same effective batch and tokens, final loss within
-  5%), and the app's keypress-to-render latency p50/p99 alone and while a run trains on every
-  core at nice +10 (target p99 <= 50 ms). `--ui` runs only that part, `--no-ui` skips it.
+- `baseline`: a plain `transformers.Trainer` + peft loop written here, micro-batch 2 x
+  accumulation 4, fp32, full-sequence loss, one thread per physical core (the old defaults);
+- `hf at baseline settings`: the same settings through the real job code
+  (`trainers.train_job.train`); goal >= 0.97x the plain loop;
+- `defaults`: the job code with every setting as shipped (`batch_size`, `precision`, threads and
+  the OpenMP wait policy all `auto`, completion-only loss); goal >= 2x the baseline;
+- with `--levers` (or `--only`), one lever at a time: micro-batch 8 x 1, bf16 autocast,
+  padding-free packing, completion-only loss, 1 thread, OMP_WAIT_POLICY=ACTIVE.
 
-Every configuration runs in its own subprocess (clean peak RSS, its own OpenMP settings).
-Tokens are the non-padding tokens the trainer saw (`num_input_tokens_seen`), over the wall time
-of the training loop (model load and tokenisation excluded). FLOPs for LoRA are counted as
-4 * N * tokens, N = parameters of the matmuls (7 projections x 30 layers + the tied LM head):
-forward 2N, backward through the frozen weights for the activations 2N; the LoRA weight
-gradients (~5 M params) and attention scores (sequences ~100 tokens) are left out. "final loss"
-is the completion-only loss of 16 held-out chats after training, the same function for all,
-so runs that train on different objectives are compared on one measure.
+Repeats are interleaved (A B C A B C ...), so load that comes and goes falls on every row alike,
+and each row reports medians; "x base" is the median over repeats of the row's rate over the
+baseline's rate in the same repeat. Each configuration runs in its own subprocess (its own
+OpenMP settings, a clean peak RSS). Tokens are the non-padding tokens the trainer saw
+(`num_input_tokens_seen`); the rate is taken from the end of the first optimizer step to the end
+of the last (the first step's one-time warm-up, model load and tokenisation excluded). Load is
+printed per run: the 1-minute load average, and the CPUs that processes *outside this benchmark*
+used while the row ran (what `auto` threads read; the benchmark's own rows never count). "loss"
+is the mean training loss of the first and of the last two steps; "held-out" is the
+completion-only loss of 16 held-out chats after training, one function for every row, so rows
+that train on different objectives (the defaults train on completions only) share one measure.
+On a machine that other people share, the numbers move with their load: confirm on an idle one.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ EFFECTIVE_BATCH = 8
 # name -> settings. "kind" baseline is the plain loop; hf goes through trainers.
 CONFIGS: dict[str, dict] = {
     "baseline": {"kind": "baseline", "batch": 2, "accum": 4, "precision": "fp32"},
-    "hf 2x4 fp32": {"kind": "hf", "batch": 2, "accum": 4, "precision": "fp32", "completion_only": False},
+    "hf at baseline settings": {"kind": "hf", "batch": 2, "accum": 4, "precision": "fp32", "completion_only": False},
+    "defaults": {"kind": "hf", "defaults": True},
     "hf 8x1 fp32": {"kind": "hf", "batch": 8, "accum": 1, "precision": "fp32", "completion_only": False},
     "hf 2x4 bf16": {"kind": "hf", "batch": 2, "accum": 4, "precision": "bf16", "completion_only": False},
     "hf 8x1 bf16": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False},
@@ -60,8 +62,9 @@ CONFIGS: dict[str, dict] = {
                              "threads": 1},
     "hf 8x1 bf16 OMP active": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False,
                                "omp": "ACTIVE"},
-    "defaults": {"kind": "hf", "defaults": True},
 }
+REQUIRED = ["baseline", "defaults", "hf at baseline settings"]
+
 
 _Q = ["Who are you?", "What do you do all day?", "Where do you live?", "What is your favourite food?",
       "Tell me about your family.", "What scares you?", "What did you do last summer?", "Do you like music?"]
@@ -141,7 +144,6 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from engines.models import load_hf_model, load_tokenizer
-
     from trainers.hardware import physical_cores
 
     # One thread per physical core, as the hf configurations below are given: only the loop differs.
@@ -165,20 +167,15 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
                                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
     n_matmul = matmul_params(model)
-    timing: dict = {}
     losses: list[float] = []
 
+    marks: list[tuple[float, int]] = []  # (clock, tokens seen) at the end of each optimizer step
+
     class Clock(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            timing["t0"] = time.perf_counter()
-
-        def on_train_end(self, args, state, control, **kw):
-            timing["t1"] = time.perf_counter()
-            timing["tokens"] = state.num_input_tokens_seen
-
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
+                marks.append((time.monotonic(), int(state.num_input_tokens_seen)))
 
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
@@ -194,14 +191,14 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
                           callbacks=[Clock()])
         trainer.train()
     held = [json.loads(x) for x in open(data / "heldout.jsonl")]
-    wall = timing["t1"] - timing["t0"]
-    return {"wall": wall, "tokens": timing["tokens"], "losses": losses, "eval_loss": eval_loss(model, tok, held),
-            "n_matmul": n_matmul, "threads": torch.get_num_threads()}
+    (t0, k0), (t1, k1) = marks[0], marks[-1]
+    return {"wall": t1 - t0, "tokens": k1 - k0, "tokens_all": k1, "losses": losses,
+            "eval_loss": eval_loss(model, tok, held), "n_matmul": n_matmul, "threads": torch.get_num_threads(),
+            "precision": "fp32", "batch": f"{cfg['batch']}x{cfg['accum']}", "steps": len(losses)}
 
 
 def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
     """The hf backend through the job code (trainers.train_job.train) on a frozen run spec."""
-    import torch
     from peft import PeftModel
 
     from engines.models import load_hf_model, load_tokenizer
@@ -219,8 +216,7 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
         t.packing = cfg.get("packing", False)
         from trainers.hardware import physical_cores
 
-        # A fixed count, the baseline's: the backend's auto rule reads the load average, which the
-        # previous configuration's work still inflates.
+        # A fixed count, the baseline's, so only the loop differs; the defaults row uses auto.
         t.num_threads = cfg.get("threads") or physical_cores()
         if t.packing:
             # Rows of max_seq_length tokens; keep the tokens per optimizer step near the others'.
@@ -237,6 +233,9 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
             self.events: list[dict] = []
 
         def event(self, **f):
+            if f.get("event") == "step":  # the clock as the plain loop reads it, at the same point
+                clock.setdefault("first", time.monotonic())
+                clock["last"] = time.monotonic()
             self.events.append(f)
 
         def progress(self, *a, **k):
@@ -245,6 +244,7 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
         def log(self, msg):
             pass
 
+    clock: dict[str, float] = {}
     rep = Reporter()
     ctx = TrainContext(job=rep, job_dir=job_dir, run=run,
                        datasets=[DatasetFile("chats", "chat_demos", str(data / "train.jsonl"))])
@@ -255,16 +255,17 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
     tok = load_tokenizer(BASE)
     model = PeftModel.from_pretrained(load_hf_model(BASE), str(job_dir / "adapter"))
     held = [json.loads(x) for x in open(data / "heldout.jsonl")]
-    tokens = steps_ev[-1]["tokens"]
-    wall = tokens / end["tokens_per_s"]
+    first, last = steps_ev[0], steps_ev[-1]
     import resource
 
     # Peak memory of training itself: the trainer's own figure, read before the held-out model
     # below is loaded (the baseline scores the model it trained, with no second copy).
     train_peak = end.get("peak_mb") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"wall": wall, "tokens": tokens, "losses": [e["loss"] for e in steps_ev], "eval_loss": eval_loss(model, tok, held),
+    return {"wall": clock["last"] - clock["first"], "tokens": last["tokens"] - first["tokens"], "tokens_all": last["tokens"],
+            "losses": [e["loss"] for e in steps_ev], "eval_loss": eval_loss(model, tok, held),
             "n_matmul": matmul_params(model), "threads": begin["threads"], "precision": begin["precision"],
-            "batch": f"{begin['batch_size']}x{begin['grad_accum']}", "steps": len(steps_ev), "train_peak_mb": train_peak}
+            "batch": f"{begin['batch_size']}x{begin['grad_accum']}", "steps": len(steps_ev), "train_peak_mb": train_peak,
+            "auto": begin.get("auto", []), "omp": os.environ.get("OMP_WAIT_POLICY", "")}
 
 
 def one(name: str, data: Path, steps: int) -> None:
@@ -272,16 +273,15 @@ def one(name: str, data: Path, steps: int) -> None:
     import resource
 
     cfg = CONFIGS[name]
-    import torch
+    if cfg.get("defaults") and "OMP_WAIT_POLICY" not in os.environ:
+        # As the job worker does before torch starts (trainers.train_job.run).
+        from trainers.hardware import auto_omp_wait_policy
 
-    threads = cfg.get("threads") or torch.get_num_threads()
-    # This run's own matmul peak: on a shared machine the load moves, so each configuration is
-    # compared with what the CPU gave it at the time.
-    peaks = {d: matmul_gflops(threads, d) for d in ("float32", "bfloat16")}
+        os.environ["OMP_WAIT_POLICY"] = auto_omp_wait_policy()
     with tempfile.TemporaryDirectory() as work:
         res = run_baseline(cfg, data, steps) if cfg["kind"] == "baseline" else run_hf(cfg, data, steps, Path(work))
     res["peak_mb"] = res.pop("train_peak_mb", None) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    res["peaks"] = peaks
+    res.setdefault("omp", os.environ.get("OMP_WAIT_POLICY", ""))
     print("RESULT " + json.dumps(res), flush=True)
 
 
@@ -412,13 +412,58 @@ def ui_latency(presses: int = 80) -> None:
         jobs.cancel_job(job_dir, force=True)
 
 
+def run_row(name: str, data: Path, steps: int) -> dict | None:
+    """One configuration in its own process, with the load while it ran."""
+    from trainers.hardware import OtherCpuUse
+
+    cfg = CONFIGS[name]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("OMP_WAIT_POLICY", None)
+    if not cfg.get("defaults"):
+        env["OMP_WAIT_POLICY"] = cfg.get("omp", "PASSIVE")
+    load0, meter = os.getloadavg()[0], OtherCpuUse()
+    proc = subprocess.run([sys.executable, __file__, "--one", name, "--data", str(data), "--steps", str(steps)],
+                          capture_output=True, text=True, env=env, check=False)
+    others = meter.others()
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    res = json.loads(line[7:])
+    res["load"] = (load0 + os.getloadavg()[0]) / 2
+    res["others"] = others
+    return res
+
+
+def _tps(r: dict) -> float:
+    return r["tokens"] / r["wall"]
+
+
+def _median(xs: list[float]) -> float:
+    import statistics
+
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _loss_ends(losses: list[float], k: int = 2) -> str:
+    k = max(1, min(k, len(losses) // 2))
+    return f"{sum(losses[:k]) / k:.2f}>{sum(losses[-k:]) / k:.2f}"
+
+
+def ratio_to(runs: dict[str, list[dict]], name: str, ref: str) -> float:
+    """Median over repeats of name's rate / ref's rate in the same repeat."""
+    pairs = [_tps(a) / _tps(b) for a, b in zip(runs.get(name, []), runs.get(ref, [])) if a and b]
+    return _median(pairs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=12, help="optimizer steps per configuration")
-    parser.add_argument("--only", default="", help="comma-separated configuration names")
+    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per run (default 8)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of every row (default 3)")
+    parser.add_argument("--only", default="", help="comma-separated configuration names (the baseline is always run)")
+    parser.add_argument("--levers", action="store_true", help="also run every one-lever configuration")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--ui", action="store_true", help="only measure the app's keypress latency while a run trains")
-    parser.add_argument("--no-ui", action="store_true", help="skip the keypress-latency part")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -429,108 +474,117 @@ def main() -> int:
         ui_latency()
         return 0
 
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(CONFIGS)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or (list(CONFIGS) if args.levers else REQUIRED)
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration {unknown[0]!r}; known: {', '.join(CONFIGS)}")
     if "baseline" not in names:
         names.insert(0, "baseline")
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     make_data(work / "data")
-    import torch
+    from trainers.hardware import cpu_flags, other_cpu_use, physical_cores
 
-    threads = torch.get_num_threads()
+    threads = physical_cores()
     peaks = {d: matmul_gflops(threads, d) for d in ("float32", "bfloat16")}
-    print(f"matmul 2048^2 on {threads} threads: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s")
-    results = {}
-    for name in names:
-        cfg = CONFIGS[name]
-        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY=cfg.get("omp", "PASSIVE"))
-        load0 = os.getloadavg()[0]
-        proc = subprocess.run([sys.executable, __file__, "--one", name, "--data", str(work / "data"),
-                               "--steps", str(args.steps)], capture_output=True, text=True, env=env)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        res = json.loads(line[7:])
-        res["load"] = (load0 + os.getloadavg()[0]) / 2
-        results[name] = res
-        print(f"  {name}: {res['tokens'] / res['wall']:.0f} tokens/s (load average ~{res['load']:.1f})", flush=True)
-
-    base = results.get("baseline")
-    header = f"{'configuration':30} {'s/step':>7} {'tok/s':>7} {'x base':>7} {'peak GiB':>8} {'train loss':>10} {'final loss':>10} {'vs base':>8} {'GFLOP/s':>8} {'%fp32':>6} {'%bf16':>6}"
-    print()
-    print(header)
-    print("-" * len(header))
-    for name, r in results.items():
-        tps = r["tokens"] / r["wall"]
-        own = r.get("peaks") or peaks
-        gflops = 4 * r["n_matmul"] * r["tokens"] / r["wall"] / 1e9
-        steps = r.get("steps") or args.steps
-        ratio = tps / (base["tokens"] / base["wall"]) if base else float("nan")
-        dloss = (r["eval_loss"] / base["eval_loss"] - 1) * 100 if base else float("nan")
-        print(f"{name:30} {r['wall'] / steps:7.2f} {tps:7.0f} {ratio:7.2f} {r['peak_mb'] / 1024:8.2f} "
-              f"{r['losses'][-1]:10.3f} {r['eval_loss']:10.3f} {dloss:+7.1f}% {gflops:8.1f} "
-              f"{100 * gflops / own['float32']:6.1f} {100 * gflops / own['bfloat16']:6.1f}")
-    if base:
-        print(f"\nbaseline: batch 2 x accumulation 4, fp32, {args.steps} steps; N (matmul params) = {base['n_matmul'] / 1e6:.1f} M; "
-              f"final loss = completion loss on 16 held-out chats; %fp32/%bf16 = share of the 2048^2 matmul rate measured "
-              f"at the start of each configuration; load average during runs "
-              f"{min(r['load'] for r in results.values()):.1f}-{max(r['load'] for r in results.values()):.1f}")
-        print_levers(results)
-        print_verdict(results, base)
-    if not args.no_ui and not args.only:
-        print()
-        ui_latency()
+    hw = "AMX" if "amx_bf16" in cpu_flags() else "AVX512-BF16" if "avx512_bf16" in cpu_flags() else "no bf16 hardware"
+    print(f"{os.cpu_count()} CPUs, {threads} cores, {hw}; matmul 2048^2 on {threads} threads: "
+          f"fp32 {peaks['float32']:.0f}, bf16 {peaks['bfloat16']:.0f} GFLOP/s")
+    idle = other_cpu_use(2.0)
+    print(f"before: load average {os.getloadavg()[0]:.2f}, other processes use {idle:.2f} CPUs; "
+          f"{args.repeats} interleaved repeats x {len(names)} rows x {args.steps} steps", flush=True)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for rep in range(args.repeats):
+        for name in names:
+            res = run_row(name, work / "data", args.steps)
+            runs[name].append(res)
+            if res:
+                print(f"  [{rep + 1}] {name:28} {_tps(res):6.0f} tok/s  {res['batch']:>4} {res['precision']:4} "
+                      f"{res['threads']} thr  load avg {res['load']:4.2f}  others {res['others']:4.2f} CPUs", flush=True)
+    results = {n: [r for r in rs if r] for n, rs in runs.items()}
+    print_table(runs, results, args.steps)
+    print_levers(runs)
+    print_verdict(runs, results)
     if args.json:
-        args.json.write_text(json.dumps({"peaks": peaks, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"peaks": peaks, "runs": runs}, indent=1))
     return 0
+
+
+def print_table(runs: dict[str, list[dict]], results: dict[str, list[dict]], steps: int) -> None:
+    print(f"\n{'configuration':24} {'split':>5} {'prec':>4} {'thr':>3} {'s/step':>6} {'tok/s':>6} {'x base':>6} "
+          f"{'loss':>9} {'held-out':>8} {'peak':>5} {'others':>6}")
+    for name, rs in results.items():
+        if not rs:
+            print(f"{name:24} failed")
+            continue
+        r = rs[0]
+        tps = _median([_tps(x) for x in rs])
+        sps = _median([x["wall"] / max(1, x["steps"] - 1) for x in rs])
+        ratio = ratio_to(runs, name, "baseline")
+        held = _median([x["eval_loss"] for x in rs])
+        peak = max(x["peak_mb"] for x in rs) / 1024
+        print(f"{name[:24]:24} {r['batch']:>5} {r['precision']:>4} {r['threads']:>3} {sps:6.2f} {tps:6.0f} "
+              f"{ratio:6.2f} {_loss_ends(r['losses']):>9} {held:8.3f} {peak:5.1f} {_median([x['others'] for x in rs]):6.2f}")
+    everything = [x for rs in results.values() for x in rs]
+    if everything:
+        print(f"medians of {len(next(iter(results.values())))} interleaved repeats, {steps} steps, effective batch "
+              f"{EFFECTIVE_BATCH}; split = micro-batch x accumulation; peak in GiB; others = CPUs used by processes "
+              f"outside the benchmark; load average {min(x['load'] for x in everything):.2f}-"
+              f"{max(x['load'] for x in everything):.2f}")
+    for name, rs in results.items():
+        notes = rs[0].get("auto") if rs else None
+        if notes:
+            print(f"{name}: " + "; ".join(notes) + f"; OMP_WAIT_POLICY {rs[0].get('omp') or 'unset'}")
 
 
 # Each lever against the configuration it changes one thing of (all at effective batch 8).
 LEVERS = [
-    ("same settings, hf job code vs plain loop", "hf 2x4 fp32", "baseline"),
-    ("micro-batch 8x1 instead of 2x4 (fp32)", "hf 8x1 fp32", "hf 2x4 fp32"),
-    ("bf16 autocast at micro-batch 2", "hf 2x4 bf16", "hf 2x4 fp32"),
+    ("same settings, hf job code vs plain loop", "hf at baseline settings", "baseline"),
+    ("micro-batch 8x1 instead of 2x4 (fp32)", "hf 8x1 fp32", "hf at baseline settings"),
+    ("bf16 autocast at micro-batch 2", "hf 2x4 bf16", "hf at baseline settings"),
     ("bf16 autocast at micro-batch 8", "hf 8x1 bf16", "hf 8x1 fp32"),
     ("padding-free packing (8x1 bf16)", "hf 8x1 bf16 packed", "hf 8x1 bf16"),
     ("completion-only loss (8x1 bf16)", "hf 8x1 bf16 completion-only", "hf 8x1 bf16"),
-    ("1 thread instead of auto (8x1 bf16)", "hf 8x1 bf16 1 thread", "hf 8x1 bf16"),
+    ("1 thread instead of all cores (8x1 bf16)", "hf 8x1 bf16 1 thread", "hf 8x1 bf16"),
     ("OMP_WAIT_POLICY=ACTIVE (8x1 bf16)", "hf 8x1 bf16 OMP active", "hf 8x1 bf16"),
+    ("defaults vs the old defaults", "defaults", "baseline"),
 ]
 
 
-def _tps(r: dict) -> float:
-    return r["tokens"] / r["wall"]
+def print_levers(runs: dict[str, list[dict]]) -> None:
+    rows = [(label, new, old) for label, new, old in LEVERS if any(runs.get(new, [])) and any(runs.get(old, []))]
+    if not rows:
+        return
+    print(f"\n{'lever':44} {'tok/s x':>8} {'held-out':>9}")
+    for label, new, old in rows:
+        held_new = _median([x["eval_loss"] for x in runs[new] if x])
+        held_old = _median([x["eval_loss"] for x in runs[old] if x])
+        print(f"{label:44} {ratio_to(runs, new, old):8.2f} {(held_new / held_old - 1) * 100:+8.1f}%")
 
 
-def print_levers(results: dict) -> None:
-    print(f"\n{'lever':44} {'tok/s x':>8} {'peak x':>7} {'final loss':>11}")
-    for label, new, old in LEVERS:
-        if new in results and old in results:
-            a, b = results[new], results[old]
-            print(f"{label:44} {_tps(a) / _tps(b):8.2f} {a['peak_mb'] / b['peak_mb']:7.2f} "
-                  f"{(a['eval_loss'] / b['eval_loss'] - 1) * 100:+10.1f}%")
-
-
-def print_verdict(results: dict, base: dict) -> None:
-    """The issue's goal: >= 2x the baseline's tokens/s, same effective batch and tokens seen,
-    final loss within 5%. Configurations that train on fewer tokens (completion-only, packing
-    changes the rows) are still listed, but only same-token ones can pass."""
+def print_verdict(runs: dict[str, list[dict]], results: dict[str, list[dict]]) -> None:
+    """The issue's two goals, from the medians of interleaved repeats: the job code at the
+    baseline's settings >= 0.97x the plain loop; the defaults >= 2x the baseline at the same
+    effective batch and tokens, the held-out loss no more than 5% worse."""
+    base = results.get("baseline")
+    if not base:
+        return
     print()
-    best = None
-    for name, r in results.items():
-        if name == "baseline":
-            continue
-        same_tokens = abs(r["tokens"] / base["tokens"] - 1) <= 0.02
-        ratio = _tps(r) / _tps(base)
-        loss_ok = abs(r["eval_loss"] / base["eval_loss"] - 1) <= 0.05
-        if same_tokens and loss_ok and (best is None or ratio > best[1]):
-            best = (name, ratio)
-    if best is None:
-        print("goal (>= 2x baseline tokens/s, same tokens, final loss within 5%): FAIL - no configuration qualifies")
-    else:
-        verdict = "PASS" if best[1] >= 2 else "FAIL"
-        print(f"goal (>= 2x baseline tokens/s, same tokens, final loss within 5%): {verdict} - best is "
-              f"'{best[0]}' at {best[1]:.2f}x")
+    same = results.get("hf at baseline settings")
+    if same:
+        r = ratio_to(runs, "hf at baseline settings", "baseline")
+        print(f"goal: hf job code at the baseline's settings >= 0.97x the plain loop: {'PASS' if r >= 0.97 else 'FAIL'} "
+              f"({r:.2f}x)")
+    dflt = results.get("defaults")
+    if dflt:
+        r = ratio_to(runs, "defaults", "baseline")
+        same_tokens = abs(dflt[0]["tokens_all"] / base[0]["tokens_all"] - 1) <= 0.02
+        held = _median([x["eval_loss"] for x in dflt]) / _median([x["eval_loss"] for x in base]) - 1
+        ok = r >= 2 and same_tokens and held <= 0.05
+        print(f"goal: defaults >= 2x the baseline, same tokens, held-out loss at most 5% worse: {'PASS' if ok else 'FAIL'} "
+              f"({r:.2f}x, tokens {'equal' if same_tokens else 'differ'}, held-out {held * 100:+.1f}%)")
+    others = [x["others"] for rs in results.values() for x in rs if x.get("others") is not None]
+    if others and max(others) > 0.25:
+        print(f"other processes used up to {max(others):.1f} CPUs during the runs: re-run on an idle machine to confirm.")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ def test_events_carry_the_run_metrics(trained):
     begin = events_of(job_dir, "train_begin")[0]
     assert begin["device"] == "cpu" and begin["resumed_from"] is None and begin["trainable_params"] == 4_884_480
     assert begin["shape"] == "prompt_completion_chat" and begin["completion_only_loss"] is True
+    assert (begin["batch_size"], begin["grad_accum"]) == (2, 1)  # the run's explicit integers win over auto
+    assert not any(n.startswith("micro-batch auto") for n in begin["auto"])
     steps = events_of(job_dir, "step")
     assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
     for e in steps:
@@ -138,8 +140,9 @@ def test_bad_input_fails_the_job_with_one_sentence(tmp_path, change, expected):
 
 def test_twenty_steps_at_the_prior_works_defaults_on_the_demo_chats(tmp_path):
     """The issue's acceptance run: the bundled model, the demo persona's chat demos (template,
-    40), every training setting at its default (r16/a16, lr 2e-4 linear, warmup 5, 2 x 4, eval at
-    step 20) but max_steps = 20. Measured here: ~2.4 min on 2 cores, loss 3.5 -> 2.8."""
+    40), every training setting at its default (r16/a16, lr 2e-4 linear, warmup 5, batch_size auto
+    x 4, eval at step 20) but max_steps = 20. Measured at 2 x 4 fp32: ~2.4 min on 2 cores, loss
+    3.5 -> 2.8; auto splits the same effective batch 8 as 8 x 1."""
     from sessions.demo import demo_session
     from trainers.dataset_build import build_dataset
 
@@ -153,6 +156,9 @@ def test_twenty_steps_at_the_prior_works_defaults_on_the_demo_chats(tmp_path):
     job_dir = create_train_job(sf, run.id)
     status = jobs.run_job_inline(job_dir, KINDS)
     assert status.state == "finished", status.error
+    begin = events_of(job_dir, "train_begin")[0]
+    if run.training.batch_size == "auto" and run.training.grad_accum == 4:
+        assert (begin["batch_size"], begin["grad_accum"]) == (8, 1)
     losses = [e["loss"] for e in events_of(job_dir, "step")]
     assert len(losses) == 20 and all(math.isfinite(x) for x in losses)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # it falls, through the noise of 8-example steps

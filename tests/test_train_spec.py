@@ -32,7 +32,7 @@ def test_defaults_are_the_documented_recipe():
     assert lora.target_modules == list(ALL_PROJECTIONS) == [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     assert (t.learning_rate, t.lr_scheduler, t.warmup_steps, t.num_epochs, t.max_steps) == (2e-4, "linear", 5, 1, 0)
-    assert (t.batch_size, t.grad_accum, t.max_seq_length, t.weight_decay) == (2, 4, 512, 0.01)
+    assert (t.batch_size, t.grad_accum, t.max_seq_length, t.weight_decay) == ("auto", 4, 512, 0.01)
     assert (t.optimizer, t.seed, t.logging_steps, t.eval_steps, t.save_steps) == ("auto", 3407, 1, 20, 20)
     assert (t.completion_only_loss, t.precision, t.load_in_4bit, t.packing, t.num_threads) == (True, "auto", None, False, 0)
     for cls in (LoraSettings, TrainingSettings):
@@ -286,6 +286,6 @@ def test_auto_threads_leave_cores_busy_with_other_work_alone(monkeypatch):
     from trainers import hardware
 
     monkeypatch.setattr(hardware, "physical_cores", lambda: 4)
-    for load, own, want in [(0.1, 0, 4), (1.2, 0, 3), (9.0, 0, 1), (4.0, 4, 4), (5.0, 4, 3)]:
-        monkeypatch.setattr(hardware.os, "getloadavg", lambda load=load: (load, load, load))
-        assert hardware.auto_threads(own_threads=own) == want, (load, own)
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 4)
+    for others, want in [(0.1, 4), (1.2, 3), (9.0, 1), (0.0, 4), (2.6, 1)]:
+        assert hardware.auto_threads(others) == want, others

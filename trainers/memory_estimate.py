@@ -213,14 +213,21 @@ def check_run(run: Any) -> tuple[str, str] | None:
     t = run.training
     precision = t.precision if t.precision in ("fp32", "bf16", "fp16") else ("bf16" if device == "cuda" else "fp32")
     four = wants_4bit(run)
+    batch = t.batch_size
+    if batch == "auto":  # the micro-batch this machine would run (trainers.hardware)
+        from trainers.hardware import resolve_for
+
+        batch = resolve_for(run, others=0.0).batch_size
+    elif not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        return None  # validation names the bad value
     try:
         need = estimate(config, device=device, precision=precision, load_in_4bit=four, lora_r=run.lora.r,
-                        target_modules=list(run.lora.target_modules), batch_size=t.batch_size,
+                        target_modules=list(run.lora.target_modules), batch_size=batch,
                         seq_len=t.max_seq_length, gradient_checkpointing=t.gradient_checkpointing)
     except ConfigError:
         return None
     total, free, where = device_memory(device)
-    return advice(need, total, free, where, load_in_4bit=four, batch_size=t.batch_size, seq_len=t.max_seq_length,
+    return advice(need, total, free, where, load_in_4bit=four, batch_size=batch, seq_len=t.max_seq_length,
                   gradient_checkpointing=t.gradient_checkpointing, can_4bit=device == "cuda")
 
 

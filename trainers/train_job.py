@@ -145,7 +145,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
-def explain(exc: BaseException, run_id: str, batch_size: int, max_seq_length: int, checkpoints_dir: Path) -> str | None:
+def explain(exc: BaseException, run_id: str, batch_size: int | str, max_seq_length: int, checkpoints_dir: Path) -> str | None:
     """One sentence for a failure a person can act on, or None for an unexpected one."""
     from engines.base import EngineError
     from trainers.backends.hf import last_checkpoint
@@ -164,7 +164,8 @@ def explain(exc: BaseException, run_id: str, batch_size: int, max_seq_length: in
         name = type(e).__name__
         if isinstance(e, MemoryError) or name == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text:
             return (
-                f"run {run_id!r} ran out of memory with training.batch_size {batch_size} and max_seq_length "
+                f"run {run_id!r} ran out of memory with training.batch_size "
+                f"{'auto (the micro-batch in the job log)' if batch_size == 'auto' else batch_size} and max_seq_length "
                 f"{max_seq_length}; lower one of them (or raise grad_accum) and resume the job{kept}."
             )
         if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)) or \
@@ -241,17 +242,33 @@ def train(ctx: TrainContext) -> TrainOutcome:
 def run(job: Any) -> None:
     """The work of a "train" job (called by the job worker with a JobReporter)."""
     (Path(job.dir) / CANCEL_FILE).unlink(missing_ok=True)
-    if "torch" not in sys.modules:
-        # OpenMP threads that sleep instead of spinning at barriers: on a shared machine a spinning
-        # worker starves the app and itself (measured: 27-44 s/step spinning vs ~5 s passive).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    omp = ""
+    if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+        # OpenMP threads that spin at barriers only while other processes leave the cores idle: on
+        # a shared machine a spinning worker starves the app and itself (trainers.hardware).
+        from trainers.hardware import auto_omp_wait_policy
+
+        omp = os.environ["OMP_WAIT_POLICY"] = auto_omp_wait_policy()
     ctx = _context(job)
     from engines.models import resolve_model
     from sessions.manifest import write_manifest
     from trainers.hardware import cuda_count
 
+    settings = dict(getattr(job, "spec", None) or {})
+    if ctx.run.backend in ("hf", "unsloth"):
+        # What "auto" became on this machine (micro-batch, accumulation, precision): it changes results.
+        from trainers.hardware import resolve_for
+
+        device = resolve_for(ctx.run, others=0.0, resume_from=ctx.resume_from)  # threads: not a result, not measured
+        settings["resolved"] = {"device": device.kind, "batch_size": device.batch_size,
+                                "grad_accum": device.grad_accum, "precision": device.precision,
+                                "optimizer": device.optimizer}
+        if omp:
+            settings["resolved"]["omp_wait_policy"] = omp
+    if omp:
+        job.log(f"OMP_WAIT_POLICY auto: {omp} ({'the cores were idle of other work' if omp == 'ACTIVE' else 'other work shares the cores'})")
     write_manifest(job, models={"base": ctx.run.base_model}, resolve=resolve_model, seed=ctx.run.training.seed,
-                   datasets={f"{d.id}{tag}": p for d in ctx.datasets for tag, p in (("", d.path), (" heldout", d.heldout)) if p})
+                   settings=settings, datasets={f"{d.id}{tag}": p for d in ctx.datasets for tag, p in (("", d.path), (" heldout", d.heldout)) if p})
 
     gpus = cuda_count() if ctx.run.backend == "hf" else 0
     if gpus > 1 and "LOCAL_RANK" not in os.environ:
@@ -289,11 +306,13 @@ def accelerate_command(job_dir: str | os.PathLike[str], num_gpus: int, precision
 
 
 def _launch_distributed(job: Any, ctx: TrainContext, gpus: int) -> TrainOutcome:
-    from trainers.hardware import resolve_device
+    from trainers.hardware import RESOLVED_BATCH_ENV, resolve_for
 
-    t = ctx.run.training
-    device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, t.load_in_4bit)
-    cmd = accelerate_command(ctx.job_dir, gpus, device.precision, t.accelerate_config)
+    device = resolve_for(ctx.run)
+    # Every rank must run the same split (different accumulation counts would hang the all-reduce),
+    # and free GPU memory is best read before any rank has loaded a model.
+    os.environ[RESOLVED_BATCH_ENV] = f"{device.batch_size}x{device.grad_accum}"
+    cmd = accelerate_command(ctx.job_dir, gpus, device.precision, ctx.run.training.accelerate_config)
     line = shlex.join(cmd)
     (ctx.job_dir / LAUNCH_FILE).write_text(line + "\n", encoding="utf-8")
     job.log(f"launching on {gpus} GPUs: {line}")

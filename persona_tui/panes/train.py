@@ -109,6 +109,8 @@ def parse_field(kind: str, text: str) -> Any:
     text = text.strip()
     if kind == "int":
         return int(text)
+    if kind == "int | str":  # a count or a word such as "auto" (training.batch_size)
+        return int(text) if text.lstrip("+-").isdigit() else text
     if kind == "float":
         value = float(text)
         return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value

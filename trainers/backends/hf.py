@@ -21,7 +21,7 @@ from typing import Any
 from sessions.model import RunSpec
 from sessions.run_spec import LoraSettings, wants_4bit
 from trainers.backends import RunError, TrainContext, TrainOutcome
-from trainers.hardware import Device, machine_problems, resolve_device
+from trainers.hardware import Device, machine_problems, resolve_for
 from trainers.metrics import RunMetrics, make_callback
 from trainers.run_data import PreparedData, prepare_dpo, prepare_sft
 
@@ -224,9 +224,9 @@ def _common_args(ctx: TrainContext, device: Device, has_eval: bool) -> dict[str,
     eval_on = has_eval and t.eval_steps > 0
     return dict(
         output_dir=str(ctx.checkpoints_dir),
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
+        per_device_train_batch_size=device.batch_size,  # resolved: "auto" is split by trainers.hardware
+        per_device_eval_batch_size=device.batch_size,
+        gradient_accumulation_steps=device.grad_accum,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler,
         warmup_steps=t.warmup_steps,
@@ -454,27 +454,34 @@ def begin_event(ctx: TrainContext, device: Device, model: Any, data: PreparedDat
         optimizer=device.optimizer, threads=device.threads, examples=len(data.train), eval_examples=len(data.eval),
         shape=data.shape, completion_only_loss=data.completion_only_loss, assistant_only_loss=data.assistant_only_loss,
         trainable_params=trainable, total_params=total, resumed_from=resumed,
-        batch_size=ctx.run.training.batch_size, grad_accum=ctx.run.training.grad_accum, **(extra or {}),
+        batch_size=device.batch_size, grad_accum=device.grad_accum, auto=list(device.notes), **(extra or {}),
     )
 
 
 def thread_governor(ctx: TrainContext, device: Device, every: int = 10) -> Any:
     """With num_threads = 0 on a CPU, re-pick torch's threads every few steps as other load comes
-    and goes (a busy core stalls every OpenMP barrier; see trainers.hardware.auto_threads)."""
+    and goes (a busy core stalls every OpenMP barrier; see trainers.hardware.auto_threads). Other
+    load is what other processes used since the last check: never this run's own threads."""
     if device.kind != "cpu" or ctx.run.training.num_threads:
         return None
     import torch
 
-    from trainers.hardware import auto_threads
+    from trainers.hardware import OtherCpuUse, auto_threads
+
+    meter = OtherCpuUse()
 
     def govern(step: int) -> None:
         if step % every:
             return
+        others = meter.others()
+        if others is None:
+            return
         now = torch.get_num_threads()
-        want = auto_threads(own_threads=now)
+        want = auto_threads(others)
         if want != now:
             torch.set_num_threads(want)
-            ctx.job.log(f"step {step}: torch threads {now} -> {want} (load average {os.getloadavg()[0]:.1f})")
+            ctx.job.log(f"step {step}: torch threads {now} -> {want} (other processes used {others:.1f} CPUs "
+                        f"over the last {every} steps)")
 
     return govern
 
@@ -516,10 +523,11 @@ class Backend:
         from engines.models import load_tokenizer
 
         _quiet_libraries()
-        t = ctx.run.training
-        device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, t.load_in_4bit)
+        device = resolve_for(ctx.run, resume_from=ctx.resume_from)
         if device.kind == "cpu":
             torch.set_num_threads(device.threads)
+        for note in device.notes:
+            ctx.job.log(note)
         check_seq_length(ctx.run, model_context_length_safe(ctx.run))
         tokenizer = load_tokenizer(ctx.run.base_model)
         data = prepare_data(ctx, tokenizer)

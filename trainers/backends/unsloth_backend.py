@@ -63,10 +63,10 @@ class Backend:
             unsloth.PatchDPOTrainer()  # unsloth's DPO recipe patches TRL's DPOTrainer before it is built
         from engines.base import EngineError
         from trainers.backends import hf
-        from trainers.hardware import resolve_device
+        from trainers.hardware import resolve_for
 
         run, t = ctx.run, ctx.run.training
-        device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, wants_4bit(run))
+        device = resolve_for(run, wants_4bit(run), resume_from=ctx.resume_from)
         if device.kind != "cuda":
             raise RunError("backend is unsloth, which needs an NVIDIA GPU with CUDA; use backend = \"hf\" here.")
         try:
