@@ -39,7 +39,7 @@ def test_cpu_launch_command_uses_torchrun_with_its_own_port(tmp_path):
 @pytest.mark.skipif(cuda_count() > 0, reason="the CPU-process launch is what a machine without a GPU runs")
 def test_two_cpu_processes_train_checkpoint_cancel_and_resume(tmp_path, monkeypatch):
     model = tiny_llama(tmp_path / "tiny-llama")
-    run = tiny_run("dist", ["chats"], max_steps=40, save_steps=2, processes=2, num_threads=1)
+    run = tiny_run("dist", ["chats"], max_steps=16, save_steps=2, processes=2, num_threads=1)
     run.base_model = str(model)
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
     job_dir = create_train_job(sf, "dist")
@@ -60,7 +60,7 @@ def test_two_cpu_processes_train_checkpoint_cancel_and_resume(tmp_path, monkeypa
     assert status.state == "cancelled", status.error
     end = events_of(job_dir, "train_end")[-1]
     stopped = end["step"]
-    assert end["state"] == "cancelled" and 2 <= stopped < 40
+    assert end["state"] == "cancelled" and 2 <= stopped < 16
     ckpts = job_dir / "checkpoints"
     assert last_checkpoint(ckpts) == ckpts / f"checkpoint-{stopped}" and checkpoint_complete(ckpts / f"checkpoint-{stopped}")
     assert not (job_dir / "adapter").exists()
@@ -73,9 +73,9 @@ def test_two_cpu_processes_train_checkpoint_cancel_and_resume(tmp_path, monkeypa
     assert status.state == "finished", status.error + "\n" + jobs.log_tail(job_dir, 30)
     begins = events_of(job_dir, "train_begin")
     assert len(begins) == 2 and begins[1]["resumed_from"] == stopped and begins[1]["world_size"] == 2
-    resumed_steps = [e["step"] for e in events_of(job_dir, "step")][-(40 - stopped):]
-    assert resumed_steps == list(range(stopped + 1, 41))
-    assert checkpoint_step(last_checkpoint(ckpts)) == 40
+    resumed_steps = [e["step"] for e in events_of(job_dir, "step")][-(16 - stopped):]
+    assert resumed_steps == list(range(stopped + 1, 17))
+    assert checkpoint_step(last_checkpoint(ckpts)) == 16
     adapter = json.loads((job_dir / "adapter" / "RUN.json").read_text())
-    assert adapter["step"] == 40 and (job_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert adapter["step"] == 16 and (job_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert len(events_of(job_dir, "launch")) == 2
