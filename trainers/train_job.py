@@ -245,7 +245,9 @@ def run(job: Any) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     devices = str(job.spec.get("run", {}).get("training", {}).get("devices") or "").strip()
     if devices and "torch" not in sys.modules:
-        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # before torch sees the GPUs; the ranks inherit it
+        # Before torch sees the GPUs (the ranks inherit it), numbered as nvidia-smi numbers them.
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
     ctx = _context(job)
     from engines.models import resolve_model
     from sessions.manifest import write_manifest
@@ -254,6 +256,12 @@ def run(job: Any) -> None:
     write_manifest(job, models={"base": ctx.run.base_model}, resolve=resolve_model, seed=ctx.run.training.seed,
                    datasets={f"{d.id}{tag}": p for d in ctx.datasets for tag, p in (("", d.path), (" heldout", d.heldout)) if p})
 
+    if ctx.run.backend in ("hf", "unsloth"):
+        from trainers.gpus import wait_for_gpus
+
+        if not wait_for_gpus(job, ctx.run):  # a shared box: wait while the run's GPUs are busy
+            job.log("cancelled while waiting for a GPU")
+            return
     gpus = cuda_count() if ctx.run.backend == "hf" else 0
     processes = launch_processes(ctx.run.training.processes, gpus) if ctx.run.backend == "hf" else 0
     if processes > 1 and "LOCAL_RANK" not in os.environ:
