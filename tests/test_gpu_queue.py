@@ -85,3 +85,18 @@ def test_runs_on_a_busy_gpu_wait_in_order_and_go_when_it_frees(tmp_path, smi):
     assert status.state == "finished", status.error
     kinds = [e.get("event") for e in events_of(a)]
     assert kinds.index("gpu_wait") < kinds.index("gpu_ready") < kinds.index("train_begin")
+
+
+def test_devices_and_processes_are_checked_by_field():
+    from sessions.model import DatasetSpec, Session
+    from sessions.run_spec import device_list, validate_run
+
+    session = Session(datasets=[DatasetSpec(id="chats", format="chat_demos")])
+    run = tiny_run("r", ["chats"], devices="0,x")
+    assert validate_run(run, session) == [
+        "run 'r': training.devices is '0,x'; list GPU indices separated by commas, such as \"0\" or \"1,3\"."]
+    run = tiny_run("r", ["chats"], devices="1, 3", processes=2)
+    assert validate_run(run, session) == [] and device_list(run.training.devices) == [1, 3]
+    run.backend = "unsloth"
+    assert validate_run(run, session) == [
+        "run 'r': training.processes is 2, but only the hf backend runs through accelerate launch; set it to 0."]
