@@ -26,7 +26,7 @@ def _run(tmp_path: Path, *args: str, tools: dict[str, str] | None = None) -> sub
         exe.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
            "PYTHONPATH": str(ROOT), "PERSONA_TUI_GPU_CHECK_ANY_PYTHON": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def _rows(out: str) -> dict[str, tuple[str, str]]:

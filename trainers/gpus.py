@@ -49,7 +49,7 @@ def gpu_states() -> list[GpuState]:
         return []
     try:
         out = subprocess.run([exe, "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=15)
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=15, check=False)
     except (OSError, subprocess.SubprocessError):
         return []
     if out.returncode != 0:

@@ -300,7 +300,7 @@ def _for_ranks(cls: type, device: Device) -> type:
         return cls
 
     class CpuRanksTrainer(cls):
-        def _load_optimizer_and_scheduler(self, checkpoint):  # noqa: ANN001, ANN202 - transformers' signature
+        def _load_optimizer_and_scheduler(self, checkpoint):  # transformers' signature
             import warnings
 
             import torch

@@ -55,7 +55,7 @@ def full_precision_base(base_model: str) -> str:
     base (QLoRA) learned its adapter for the full-precision model those weights approximate.
     A base quantised on the fly (hf QLoRA, unsloth's load_in_4bit of a full model) is already the
     full-precision name and passes through unchanged."""
-    repo, _, revision = base_model.partition("@")
+    repo = base_model.partition("@")[0]
     quant = quantization_of(base_model)
     suffix = next((s for s in QUANTIZED_SUFFIXES if repo.lower().endswith(s)), "")
     if not quant and not suffix:
