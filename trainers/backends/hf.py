@@ -250,8 +250,8 @@ def _common_args(ctx: TrainContext, device: Device, has_eval: bool) -> dict[str,
         disable_tqdm=True,
         dataloader_pin_memory=device.kind == "cuda",
         # Under `accelerate launch` (DDP): every LoRA weight takes part in each forward pass. transformers
-        # would otherwise search for unused ones (the model is a PeftModel, not a PreTrainedModel), an
-        # extra graph traversal per step that also breaks DDP with reentrant gradient checkpointing.
+        # would otherwise search for unused ones (the model is a PeftModel, not a PreTrainedModel): an
+        # extra graph traversal per step, which DDP itself warns about in every rank's log.
         ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding",
         max_length=t.max_seq_length,
