@@ -39,7 +39,8 @@ def test_cpu_launch_command_uses_torchrun_with_its_own_port(tmp_path):
 @pytest.mark.skipif(cuda_count() > 0, reason="the CPU-process launch is what a machine without a GPU runs")
 def test_two_cpu_processes_train_checkpoint_cancel_and_resume(tmp_path, monkeypatch):
     model = tiny_llama(tmp_path / "tiny-llama")
-    run = tiny_run("dist", ["chats"], max_steps=16, save_steps=2, processes=2, num_threads=1)
+    run = tiny_run("dist", ["chats"], max_steps=16, save_steps=2, processes=2, num_threads=1,
+                   gradient_checkpointing=True)  # as big models on GPUs train
     run.base_model = str(model)
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
     job_dir = create_train_job(sf, "dist")
