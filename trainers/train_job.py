@@ -2,7 +2,9 @@
 
 The job's spec.toml freezes what the run needs (the run's settings and its datasets' files), so
 editing the session later never changes a running or resumable job. The worker validates the
-spec first, then picks the backend; a run on more than one GPU is relaunched through
+spec first, pins the run's GPUs (`training.devices` -> CUDA_VISIBLE_DEVICES) and waits while they
+are busy (trainers.gpus), then picks the backend; a run on more than one GPU, or with
+`training.processes` >= 2 (CPU processes over gloo where there is no GPU), is relaunched through
 `accelerate launch` (the command is saved as launch.txt), each rank running
 `python -m trainers.train_job --rank-worker JOB_DIR`. A resumed job (requeued, same directory)
 continues from its newest complete checkpoint, appending to the same events.jsonl.
