@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import EngineError, Message, Sampling, StopStream, check_messages, cut_at_stop
-from engines.models import load_hf_model, load_tokenizer, resolve_model
+from engines.models import chat_stop_tokens, load_hf_model, load_tokenizer, resolve_model
 
 
 class TransformersEngine:
@@ -46,6 +46,9 @@ class TransformersEngine:
                 raise EngineError(f"engine {spec.id!r}: cannot apply the adapter {adapter}: {e}") from e
             model.eval()
         self.model = model
+        # Generation ends at the tokens the model's own chat template ends a turn with, not only eos.
+        ids = [self.tokenizer.convert_tokens_to_ids(t) for t in chat_stop_tokens(self.tokenizer)]
+        self.stop_ids = [i for i in dict.fromkeys(ids) if isinstance(i, int) and i != self.tokenizer.unk_token_id]
         self.n_ctx = int(spec.n_ctx)
         self._lock = threading.Lock()
 
@@ -71,7 +74,7 @@ class TransformersEngine:
             "attention_mask": torch.ones_like(input_ids),
             "max_new_tokens": s.max_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
-            "eos_token_id": self.tokenizer.eos_token_id,
+            "eos_token_id": self.stop_ids or self.tokenizer.eos_token_id,
         }
         if s.greedy:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)

@@ -352,6 +352,38 @@ def load_tokenizer(name: str) -> Any:
         return AutoTokenizer.from_pretrained(str(tokenizer_dir(name)))
 
 
+def special_tokens_in(text: str, tokenizer: Any) -> list[str]:
+    """The tokenizer's special tokens that occur in `text`, in the order they first occur."""
+    specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for tok in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).values():
+        if getattr(tok, "special", False):
+            specials.add(str(tok))
+    return sorted((t for t in specials if t and t in text), key=text.find)
+
+
+def chat_stop_tokens(tokenizer: Any) -> list[str]:
+    """The tokens that end an assistant's turn in the model's own chat template: the special tokens
+    its template writes between an assistant's words and the next user turn (`<|eot_id|>` and the
+    header tokens for Llama 3, `<|im_end|>` and `<|im_start|>` for Qwen and ChatML), the eos token
+    first. A base model's eos (`<|end_of_text|>`, `<|endoftext|>`) is often not what ends a chat
+    turn, so generation that stops only at eos runs on into an invented next turn."""
+    eos = getattr(tokenizer, "eos_token", None)
+    stops: list[str] = []
+    if getattr(tokenizer, "chat_template", None):
+        a, u = "PTSTOPASSISTANT1", "PTSTOPUSER2"
+        try:
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": "PTSTOPUSER1"}, {"role": "assistant", "content": a},
+                 {"role": "user", "content": u}], tokenize=False)
+        except Exception:  # noqa: BLE001 - a template that cannot render this has no turns to end
+            text = ""
+        if a in text and u in text.split(a, 1)[1]:
+            stops = special_tokens_in(text.split(a, 1)[1].split(u, 1)[0], tokenizer)
+    if eos and eos not in stops:
+        stops.insert(0, eos)
+    return stops
+
+
 def hf_model_dir(name: str) -> Path:
     """A plain HF folder (config, safetensors, tokenizer) for the model.
 

@@ -189,6 +189,21 @@ class TrainingSettings:
             "visible GPU of this machine. Used only when more than one GPU is visible."
         ),
     )
+    processes: int = field(
+        default=0,
+        metadata=_help(
+            "Processes for `accelerate launch`: 0 = one per visible GPU when there are two or more, else one plain "
+            "process; 2 or more = that many (on a machine without a GPU: CPU processes over gloo, which exercises "
+            "the distributed path but is no faster). hf backend only."
+        ),
+    )
+    devices: str = field(
+        default="",
+        metadata=_help(
+            "GPUs this run may use, as CUDA_VISIBLE_DEVICES takes them (\"0\", \"1,3\"); empty = all. On a shared box "
+            "the job waits in the queue while one of them has too little free memory."
+        ),
+    )
 
 
 @dataclass
@@ -362,6 +377,8 @@ _TRAINING_RULES: dict[str, tuple[str, Any]] = {
     "save_total_limit": ("int", (0, None)),
     "dpo_beta": ("num", (1e-6, 100)),
     "accelerate_config": ("str", None),
+    "processes": ("int", (0, 1024)),
+    "devices": ("str", None),
 }
 
 _OPENAI_RULES: dict[str, tuple[str, Any]] = {
@@ -371,6 +388,16 @@ _OPENAI_RULES: dict[str, tuple[str, Any]] = {
     "n_epochs": ("int", (0, 50)),
     "poll_seconds": ("num", (0.01, 3600)),
 }
+
+
+def _devices_ok(devices: str) -> bool:
+    parts = [p.strip() for p in devices.split(",")]
+    return all(p.isdigit() for p in parts) and len(set(parts)) == len(parts)
+
+
+def device_list(devices: str) -> list[int]:
+    """`training.devices` as GPU indices ([] = every visible GPU)."""
+    return [int(p) for p in devices.split(",") if p.strip().isdigit()] if isinstance(devices, str) else []
 
 
 def validate_run(run: RunSpec, session: Session) -> list[str]:
@@ -452,6 +479,10 @@ def validate_run(run: RunSpec, session: Session) -> list[str]:
         if run.backend != "openai" and _is_int(training.warmup_steps) and _is_int(training.max_steps):
             if training.max_steps and training.warmup_steps > training.max_steps:
                 add("training.warmup_steps", f"is {training.warmup_steps}, more than max_steps ({training.max_steps}); lower it.")
+        if isinstance(training.devices, str) and training.devices.strip() and not _devices_ok(training.devices):
+            add("training.devices", f"is {training.devices!r}; list GPU indices separated by commas, such as \"0\" or \"1,3\".")
+        if _is_int(training.processes) and training.processes > 1 and run.backend != "hf":
+            add("training.processes", f"is {training.processes}, but only the hf backend runs through accelerate launch; set it to 0.")
         if training.load_in_4bit is True and run.backend == "openai":
             add("training.load_in_4bit", "has no meaning for the openai backend; set it to false.")
     return problems

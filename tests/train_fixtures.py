@@ -67,3 +67,22 @@ def events_of(job_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
 
     events, _ = jobs.read_events(job_dir)
     return [e for e in events if kind is None or e.get("event") == kind]
+
+
+def tiny_llama(folder: Path) -> Path:
+    """A tiny Llama (2 layers, hidden 32) with the bundled model's tokenizer, saved as an HF folder:
+    real weights, real safetensors, the seven LoRA projections, and seconds to train."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from engines.models import DEFAULT_MODEL, load_tokenizer
+
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder

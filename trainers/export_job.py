@@ -159,7 +159,13 @@ def resolve_source(spec: dict[str, Any], workspace: Path) -> dict[str, Any]:
     base = base or str(run_info.get("base_model", ""))
     if not base:
         raise ExportError(f"the base model of the adapter {adapter} is unknown; name it (--base MODEL).")
-    return {"adapter": str(adapter), "base_model": base, "run": run_id, "train_job": train_job}
+    from trainers.export.merge import full_precision_base
+
+    merge_base = full_precision_base(base)  # a run on a pre-quantised 4-bit base merges into its original
+    source = {"adapter": str(adapter), "base_model": merge_base, "run": run_id, "train_job": train_job}
+    if merge_base != base:
+        source["trained_on"] = base
+    return source
 
 
 def _persona_text(spec: dict[str, Any]) -> str:
@@ -301,7 +307,9 @@ def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> Non
         job.log(f"  wrote {entry['path']} ({size / 1e6:.1f} MB in {entry['seconds']:.1f} s)")
 
     # 1. merge
-    steps.start(f"merging the adapter into {source['base_model']}")
+    steps.start(f"merging the adapter into {source['base_model']}" + (
+        f" (the full-precision original of {source['trained_on']}, the 4-bit base the run trained on)"
+        if source.get("trained_on") else ""))
     info = merge.merge_adapter(source["adapter"], source["base_model"], out / "merged")
     record("merged", "hf", info)
     report["steps"]["merge"] = info

@@ -2,7 +2,9 @@
 
 The job's spec.toml freezes what the run needs (the run's settings and its datasets' files), so
 editing the session later never changes a running or resumable job. The worker validates the
-spec first, then picks the backend; a run on more than one GPU is relaunched through
+spec first, pins the run's GPUs (`training.devices` -> CUDA_VISIBLE_DEVICES) and waits while they
+are busy (trainers.gpus), then picks the backend; a run on more than one GPU, or with
+`training.processes` >= 2 (CPU processes over gloo where there is no GPU), is relaunched through
 `accelerate launch` (the command is saved as launch.txt), each rank running
 `python -m trainers.train_job --rank-worker JOB_DIR`. A resumed job (requeued, same directory)
 continues from its newest complete checkpoint, appending to the same events.jsonl.
@@ -249,6 +251,11 @@ def run(job: Any) -> None:
         from trainers.hardware import auto_omp_wait_policy
 
         omp = os.environ["OMP_WAIT_POLICY"] = auto_omp_wait_policy()
+    devices = str(job.spec.get("run", {}).get("training", {}).get("devices") or "").strip()
+    if devices and "torch" not in sys.modules:
+        # Before torch sees the GPUs (the ranks inherit it), numbered as nvidia-smi numbers them.
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
     ctx = _context(job)
     from engines.models import resolve_model
     from sessions.manifest import write_manifest
@@ -270,9 +277,16 @@ def run(job: Any) -> None:
     write_manifest(job, models={"base": ctx.run.base_model}, resolve=resolve_model, seed=ctx.run.training.seed,
                    settings=settings, datasets={f"{d.id}{tag}": p for d in ctx.datasets for tag, p in (("", d.path), (" heldout", d.heldout)) if p})
 
+    if ctx.run.backend in ("hf", "unsloth"):
+        from trainers.gpus import wait_for_gpus
+
+        if not wait_for_gpus(job, ctx.run):  # a shared box: wait while the run's GPUs are busy
+            job.log("cancelled while waiting for a GPU")
+            return
     gpus = cuda_count() if ctx.run.backend == "hf" else 0
-    if gpus > 1 and "LOCAL_RANK" not in os.environ:
-        outcome = _launch_distributed(job, ctx, gpus)
+    processes = launch_processes(ctx.run.training.processes, gpus) if ctx.run.backend == "hf" else 0
+    if processes > 1 and "LOCAL_RANK" not in os.environ:
+        outcome = _launch_distributed(job, ctx, processes, on_cpu=gpus == 0)
     else:
         outcome = train(ctx)
     job.log(f"training {outcome.state} at step {outcome.step}"
@@ -288,35 +302,61 @@ def run(job: Any) -> None:
 # ----------------------------------------------------------------------------- more than one GPU
 
 
-def accelerate_command(job_dir: str | os.PathLike[str], num_gpus: int, precision: str,
-                       config_file: str = "", python: str = sys.executable) -> list[str]:
-    """The `accelerate launch` command that runs one rank worker per GPU (or per the config file).
+def launch_processes(setting: int, gpus: int) -> int:
+    """How many processes `accelerate launch` starts: the run's `training.processes` when set,
+    else one per GPU where there are two or more; 0 or 1 means no launch (one plain process)."""
+    return setting if setting else (gpus if gpus > 1 else 0)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: two runs on one box must not both take accelerate's 29500."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def accelerate_command(job_dir: str | os.PathLike[str], num_processes: int, precision: str,
+                       config_file: str = "", python: str = sys.executable, on_cpu: bool = False,
+                       port: int = 0) -> list[str]:
+    """The `accelerate launch` command that runs one rank worker per process.
 
     With a config file (multi-node, DeepSpeed, FSDP) accelerate takes the topology from it; without
-    one, every visible GPU of this machine gets a process.
+    one, this machine gets `num_processes` processes: one per GPU, or, with `on_cpu`, CPU
+    processes that the Trainer joins over gloo (`use_cpu`). accelerate's own `--cpu` flag would
+    start one process only (its multi-CPU path needs mpirun), so the CPU run goes through the same
+    torchrun launcher as GPUs do.
     """
     cmd = [python, "-m", "accelerate.commands.launch"]
     if config_file:
         cmd += ["--config_file", str(Path(config_file).expanduser())]
     else:
-        cmd += ["--multi_gpu", "--num_machines", "1", "--num_processes", str(num_gpus)]
+        cmd += ["--multi_gpu", "--num_machines", "1", "--num_processes", str(num_processes)]
+        if port:
+            cmd += ["--main_process_port", str(port)]
+    if on_cpu:
+        precision = "no"  # CPU ranks: the Trainer's own bf16 autocast (use_cpu) decides, not accelerate's AMP
     cmd += ["--mixed_precision", {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")]
     cmd += ["-m", "trainers.train_job", "--rank-worker", str(Path(job_dir).resolve())]
     return cmd
 
 
-def _launch_distributed(job: Any, ctx: TrainContext, gpus: int) -> TrainOutcome:
+def _launch_distributed(job: Any, ctx: TrainContext, processes: int, on_cpu: bool = False) -> TrainOutcome:
     from trainers.hardware import RESOLVED_BATCH_ENV, resolve_for
 
     device = resolve_for(ctx.run)
     # Every rank must run the same split (different accumulation counts would hang the all-reduce),
     # and free GPU memory is best read before any rank has loaded a model.
     os.environ[RESOLVED_BATCH_ENV] = f"{device.batch_size}x{device.grad_accum}"
-    cmd = accelerate_command(ctx.job_dir, gpus, device.precision, ctx.run.training.accelerate_config)
+    config = "" if on_cpu else ctx.run.training.accelerate_config
+    cmd = accelerate_command(ctx.job_dir, processes, device.precision, config, on_cpu=on_cpu,
+                             port=0 if config else free_port())
     line = shlex.join(cmd)
     (ctx.job_dir / LAUNCH_FILE).write_text(line + "\n", encoding="utf-8")
-    job.log(f"launching on {gpus} GPUs: {line}")
-    job.event(event="launch", command=line, gpus=gpus)
+    where = f"{processes} CPU processes (gloo)" if on_cpu else f"{processes} GPUs"
+    job.log(f"launching on {where}: {line}")
+    job.event(event="launch", command=line, gpus=0 if on_cpu else processes, processes=processes, cpu=on_cpu)
     rank0 = ctx.job_dir / "rank0.json"
     rank0.unlink(missing_ok=True)
     # A session of its own: a cancel's SIGTERM to this worker's group must not kill the ranks

@@ -252,7 +252,8 @@ def _duration(seconds: float) -> str:
 
 
 def machine_text() -> str:
-    """CPU and RAM (psutil), or each NVIDIA GPU's load, memory and temperature (NVML)."""
+    """CPU and RAM (psutil), or each NVIDIA GPU's load and free memory (NVML, else nvidia-smi):
+    on a shared box, which GPU a run can have."""
     try:
         import pynvml  # nvidia-ml-py
 
@@ -264,13 +265,18 @@ def machine_text() -> str:
                 util = pynvml.nvmlDeviceGetUtilizationRates(h).gpu
                 mem = pynvml.nvmlDeviceGetMemoryInfo(h)
                 temp = pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)
-                lines.append(f"GPU{i} {util:3d}%  {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GiB  {temp}°C")
+                lines.append(f"GPU{i} {util:3d}%  free {mem.free / 2**30:.1f}/{mem.total / 2**30:.1f} GiB  {temp}°C")
             if lines:
                 return "  ".join(lines)
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no NVML, no driver or no GPU: show the CPU
+    except Exception:  # noqa: BLE001 - no NVML, no driver or no GPU: ask nvidia-smi, then show the CPU
         pass
+    from trainers.gpus import gpu_states, gpus_line
+
+    line = gpus_line(gpu_states())
+    if line:
+        return line
     import psutil
 
     mem = psutil.virtual_memory()

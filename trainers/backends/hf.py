@@ -249,6 +249,10 @@ def _common_args(ctx: TrainContext, device: Device, has_eval: bool) -> dict[str,
         **_report_args(ctx),
         disable_tqdm=True,
         dataloader_pin_memory=device.kind == "cuda",
+        # Under `accelerate launch` (DDP): every LoRA weight takes part in each forward pass. transformers
+        # would otherwise search for unused ones (the model is a PeftModel, not a PreTrainedModel): an
+        # extra graph traversal per step, which DDP itself warns about in every rank's log.
+        ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding",
         max_length=t.max_seq_length,
     )
@@ -272,7 +276,7 @@ def build_trainer(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: An
 
         _torch_logprobs_without_triton()
         config = DPOConfig(**args, beta=t.dpo_beta)
-        return DPOTrainer(
+        return _for_ranks(DPOTrainer, device)(
             model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
         )
@@ -285,10 +289,36 @@ def build_trainer(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: An
         assistant_only_loss=data.assistant_only_loss,
     )
     cls = _plain_loss_sft(SFTTrainer) if device.kind == "cpu" else SFTTrainer
-    return cls(
+    return _for_ranks(cls, device)(
         model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
     )
+
+
+def _for_ranks(cls: type, device: Device) -> type:
+    """The trainer class for CPU ranks under `accelerate launch` (training.processes >= 2 without a
+    GPU): transformers resumes a distributed run's optimizer with `map_location=args.device`, which
+    on CPU ranks is "cpu:N", a location torch.load cannot restore to ("don't know how to restore
+    data location ... cpu:0"), so every resume of such a run failed. Load it to "cpu" instead."""
+    if device.kind != "cpu" or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return cls
+
+    class CpuRanksTrainer(cls):
+        def _load_optimizer_and_scheduler(self, checkpoint):  # transformers' signature
+            import warnings
+
+            import torch
+            from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
+
+            folder = Path(checkpoint) if checkpoint else None
+            if folder is None or not (folder / OPTIMIZER_NAME).is_file() or not (folder / SCHEDULER_NAME).is_file():
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_NAME, map_location="cpu", weights_only=True))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's "save the optimizer too" reminder
+                self.lr_scheduler.load_state_dict(torch.load(folder / SCHEDULER_NAME, weights_only=True))
+
+    return CpuRanksTrainer
 
 
 def _torch_logprobs_without_triton() -> None:
@@ -505,7 +535,8 @@ def driver_for(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, 
 
     trainer.remove_callback(PrinterCallback)  # its dict prints would flood log.txt; events carry the numbers
     if ctx.rank == 0:
-        begin_event(ctx, device, trainer.model, data)
+        # world_size from the trainer itself: under `accelerate launch` it proves the ranks joined one group.
+        begin_event(ctx, device, trainer.model, data, {"world_size": int(getattr(trainer.args, "world_size", 1) or 1)})
     return TrainerDriver(ctx, trainer, tokenizer, metrics, callback)
 
 

@@ -17,6 +17,75 @@ from trainers.export import ExportError, quiet_transformers
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
 
 
+# unsloth's pre-quantised repos name their full-precision original with a suffix dropped
+# ("unsloth/Llama-3.2-1B-Instruct-bnb-4bit" -> "unsloth/Llama-3.2-1B-Instruct"); longest first.
+QUANTIZED_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit", "-unsloth-bnb-8bit", "-bnb-8bit")
+
+
+def quantization_of(base_model: str) -> str:
+    """How the base's checkpoint is quantised ("bitsandbytes 4-bit", ...), or "" for full-precision
+    weights (and for a GGUF, which transformers dequantises)."""
+    from engines.base import EngineError
+    from engines.models import resolve_model
+
+    try:
+        model = resolve_model(base_model)
+    except EngineError:
+        return ""
+    if model.kind != "hf":
+        return ""
+    try:
+        config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict):
+        return ""
+    method = str(quant.get("quant_method") or "quantized")
+    bits = "4-bit" if quant.get("load_in_4bit") or quant.get("_load_in_4bit") else \
+        "8-bit" if quant.get("load_in_8bit") or quant.get("_load_in_8bit") else ""
+    return f"{method} {bits}".strip()
+
+
+def full_precision_base(base_model: str) -> str:
+    """The model an adapter is merged into: `base_model` itself, unless it is a pre-quantised
+    checkpoint (unsloth's -bnb-4bit repos, any folder whose config carries a quantization_config),
+    whose full-precision original is chosen instead. Merging into 4-bit weights would round the
+    update into NF4 and write weights llama.cpp's converter cannot read; a run trained on a 4-bit
+    base (QLoRA) learned its adapter for the full-precision model those weights approximate.
+    A base quantised on the fly (hf QLoRA, unsloth's load_in_4bit of a full model) is already the
+    full-precision name and passes through unchanged."""
+    repo = base_model.partition("@")[0]
+    quant = quantization_of(base_model)
+    suffix = next((s for s in QUANTIZED_SUFFIXES if repo.lower().endswith(s)), "")
+    if not quant and not suffix:
+        return base_model
+    what = f"the {quant} checkpoint {base_model}" if quant else f"the 4-bit checkpoint {base_model}"
+    if not suffix or "/" not in repo or Path(repo).expanduser().exists():
+        raise ExportError(
+            f"the run's base model is {what}; an adapter is merged into full-precision weights, so name "
+            "the model it was quantised from as the export's base model (--base MODEL)."
+        )
+    original = repo[: len(repo) - len(suffix)]
+    from engines.base import EngineError
+    from engines.models import resolve_model
+
+    try:
+        resolve_model(original)
+    except EngineError:
+        raise ExportError(
+            f"the run's base model is {what}; its adapter is merged into the full-precision {original}, "
+            f"which is not on this machine: fetch it with `persona-tui models pull {original}`, or name "
+            "the full-precision base with --base MODEL."
+        ) from None
+    if quantization_of(original):
+        raise ExportError(
+            f"the run's base model is {what}, and {original} is quantised too; name the full-precision "
+            "base with --base MODEL."
+        )
+    return original
+
+
 def check_adapter(adapter_dir: str | Path) -> dict[str, Any]:
     """The adapter's adapter_config.json, or an ExportError saying what is missing."""
     adapter_dir = Path(adapter_dir)

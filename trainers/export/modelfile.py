@@ -163,12 +163,9 @@ def go_template(frame: ChatFrame) -> str:
 
 def stop_tokens(tokenizer: Any, frame: ChatFrame) -> list[str]:
     """The end-of-turn token and the special tokens that open or close a turn."""
-    specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
-    for tok in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).values():
-        if getattr(tok, "special", False):
-            specials.add(str(tok))
-    around = frame.assistant_post + frame.user_pre
-    stops = [s for s in sorted(specials, key=lambda s: around.find(s)) if s and s in around]
+    from engines.models import special_tokens_in
+
+    stops = special_tokens_in(frame.assistant_post + frame.user_pre, tokenizer)
     eos = getattr(tokenizer, "eos_token", None)
     if eos and eos not in stops:
         stops.insert(0, eos)
