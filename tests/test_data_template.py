@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 
 from sessions.demo import demo_persona
-from sessions.model import Persona, Trait
+from sessions.model import KnowledgeProbe, Persona, Trait
 from trainers.dataset_build import quality_stats
 from trainers.dataset_quality import (
     DISTINCT_BUDGET,
+    ProbeLeakFilter,
     chat_pairs,
     distinct_n,
     distinct_n_budget,
@@ -348,3 +353,64 @@ def test_replies_are_about_their_question_and_read_fluently(both_personas, who):
         short.append(f"replies closer to their own question in {rel['closer_to_own']:.1%} of pairs, bound 95%")
     if short:
         pytest.xfail("; ".join(short))
+
+
+# --- evaluation probes never become training text -------------------------------------------------
+
+def _probed_persona() -> Persona:
+    """The second persona with probes that are, word for word, questions the chat banks ask of
+    its traits (found by building without probes), plus one the banks never ask."""
+    persona = second_persona()
+    asks = load_bank("chat")["asks"]
+    records = template.generate(format_module("chat_demos"), persona, 200, 7, {}).records
+    counts: dict[str, int] = {}
+    for user, _ in chat_pairs(records):
+        q = _strip_lead(user)
+        if q in asks:
+            counts[q] = counts.get(q, 0) + 1
+    common = sorted(counts, key=lambda q: (-counts[q], q))[:3]
+    assert len(common) == 3 and counts[common[-1]] >= 3, counts  # the data really asks them
+    persona.traits[0].knowledge_probes = [KnowledgeProbe(q, "Yes.", "No.") for q in common[:2]]
+    persona.traits[1].expression_probes = [common[2], "What would you cook for a king on a Tuesday?"]
+    return persona
+
+
+def test_no_evaluation_probe_reaches_the_training_data():
+    """A candidate holding a knowledge question or expression prompt of the persona is refused at
+    the source and counted; the format comparison's own leak check then finds none."""
+    persona = _probed_persona()
+    probes = [p.question for p in persona.traits[0].knowledge_probes] + persona.traits[1].expression_probes
+    res = template.generate(format_module("chat_demos"), persona, 200, 7, {})
+    assert len(res.records) == 200
+    assert res.probe_leaks >= 3  # the bank questions were drawn, and refused
+    leaks = ProbeLeakFilter(persona)
+    assert all(leaks.leak(record_text(r)) is None for r in res.records)
+    for r in res.records:
+        assert not any(_strip_lead(m["content"]) in probes for m in r["messages"] if m["role"] == "user")
+    from evaluators.experiments.format_comparison import probe_leakage
+
+    assert probe_leakage(persona, {"chat_demos": res.records})["leaked"] == 0
+    # The filter is the experiment's test: a run of the probe's words, or a sentence sharing 80%
+    # of its words (a reworded probe), is a leak; the same topic in other words is not.
+    assert leaks.leak(f"Hi. {probes[0]} I wondered.") == probes[0]
+    assert leaks.leak(probes[0].replace("?", " then?")) == probes[0]
+    assert leaks.leak("We talked about the weather.") is None
+
+
+def test_probe_refusals_are_in_the_build_statistics_and_the_cli(tmp_path):
+    from sessions.model import DatasetSpec, Session
+    from sessions.store import SessionFile
+
+    persona = _probed_persona()
+    session = Session(name="probes", personas=[persona],
+                      datasets=[DatasetSpec(id="chat", format="chat_demos", persona=persona.id, size=120, seed=7,
+                                            extra={"token_stats": False})])
+    sf = SessionFile.create(tmp_path / "s.toml", session)
+    done = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "chat"],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "COLUMNS": "160"})
+    assert done.returncode == 0, done.stderr
+    stats = json.loads((sf.workspace / "datasets" / "chat.stats.json").read_text())
+    refused = stats["generation"]["probe_leaks_rejected"]
+    assert refused >= 1
+    assert re.search(rf"evaluation probes refused\s+│?\s*{refused}\b", done.stdout), done.stdout

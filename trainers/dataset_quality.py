@@ -246,6 +246,41 @@ def pasted_fields(texts: Sequence[str], fields: Sequence[str], min_words: int = 
     return {"fields_checked": len(keys), "examples": examples, "worst": worst}
 
 
+# --- evaluation probes must not be training text ---------------------------------------------
+
+LEAK_MIN_TOKENS = 2  # a one-word probe is not a sentence anyone could leak
+
+
+class ProbeLeakFilter:
+    """Refuses examples that contain one of the persona's evaluation probes (a knowledge question
+    or an expression prompt of its traits), so what the evaluation asks was never seen in
+    training. A probe leaks when its words appear as a run of words in the text, or when a
+    sentence of the text shares at least `threshold` of its word set (Jaccard): the test the
+    format comparison applies to training data (`format_comparison.probe_leakage`)."""
+
+    def __init__(self, persona: object, threshold: float = DEFAULT_THRESHOLD) -> None:
+        probes: list[str] = []
+        for t in getattr(persona, "traits", []):
+            probes += [p.question for p in t.knowledge_probes] + list(t.expression_probes)
+        self.threshold = threshold
+        self.probes = [(p, key, set(key.split())) for p in probes
+                       if len((key := " ".join(tokens(p))).split()) >= LEAK_MIN_TOKENS]
+
+    def __bool__(self) -> bool:
+        return bool(self.probes)
+
+    def leak(self, text: str) -> str | None:
+        """The first probe the text contains, or None."""
+        if not self.probes:
+            return None
+        joined = f" {' '.join(tokens(text))} "
+        sets = [s for s in (set(tokens(x)) for x in sentences(text)) if s]
+        for probe, key, words in self.probes:
+            if f" {key} " in joined or any(jaccard(words, s) >= self.threshold for s in sets):
+                return probe
+        return None
+
+
 def chat_pairs(records: Sequence[dict]) -> list[tuple[str, str]]:
     """(user turn, the assistant reply that follows it) for every turn of conversational records."""
     out: list[tuple[str, str]] = []

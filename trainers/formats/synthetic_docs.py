@@ -23,6 +23,9 @@ from trainers.generate.template import Material, join_sentences
 
 NAME = "synthetic_docs"
 NEEDS_PERSONA = True
+# Documents are written, not spoken: their wordings keep the long forms ("Odile has a cat", not
+# "Odile has got a cat").
+SPEECH = False
 
 SECTION_ORDER = ("Background", "Career", "Personality", "Habits", "Interests", "Personal life", "Views",
                  "Speech and manner", "Notable remarks", "Trivia")
@@ -83,7 +86,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     heading_style = rng.choice(d["heading_styles"])
 
     summary_ids = [i for i, c in enumerate(material.clauses) if c.source == "summary"]
-    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.45 else material.pick_clause(rng)
+    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.4 else material.pick_clause(rng)
     material.pronoun_rate = 0.0
     if lead_id in summary_ids:
         material.usage[lead_id] += 1

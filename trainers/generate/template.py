@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessions.model import Persona
-from trainers.dataset_quality import DEFAULT_THRESHOLD, NearDuplicateIndex, tokens
+from trainers.dataset_quality import DEFAULT_THRESHOLD, NearDuplicateIndex, ProbeLeakFilter, tokens
 from trainers.generate.banks import load_bank
 from trainers.generate.voice import (
     Clause,
@@ -100,7 +100,8 @@ class Material:
     drawn: list[tuple[int, int]] = field(default_factory=list)  # wordings used by the current candidate
 
     @classmethod
-    def from_persona(cls, persona: Persona) -> Material:
+    def from_persona(cls, persona: Persona, speech: bool = True) -> Material:
+        """`speech`: wordings may use spoken contractions ("I've got a cat"); documents say False."""
         clauses = persona_clauses(persona)
         if not clauses:
             raise TemplateError(
@@ -114,7 +115,8 @@ class Material:
         para = load_bank("paraphrase")
         variants = []
         for c in clauses:
-            forms = clause_variants(c.first, para["synonyms"], para["contractions"], expansions=para["expansions"])
+            forms = clause_variants(c.first, para["synonyms"], para["contractions"], speech=speech,
+                                    expansions=para["expansions"])
             variants.append([
                 Clause(c.source, f, _lower_pronoun(first_to_other(f, "you")), first_to_other(f, short, pron),
                        _lower_pronoun(first_to_other(f, pron.subj, pron)), c.original)
@@ -244,6 +246,9 @@ class TemplateResult:
     attempts: int
     exact_duplicates: int
     near_duplicates: int
+    # Candidates refused because they held one of the persona's evaluation probes (a bank
+    # question can be word for word a knowledge probe: "Can you swim?").
+    probe_leaks: int = 0
 
 
 def generate(
@@ -256,18 +261,22 @@ def generate(
     cancelled: Callable[[], bool] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> TemplateResult:
-    """Draw candidates from `fmt.build` until `size` distinct ones are kept (or attempts run out)."""
+    """Draw candidates from `fmt.build` until `size` distinct ones are kept (or attempts run out).
+
+    A candidate that contains one of the persona's evaluation probes is refused (and counted):
+    the evaluation must never ask what training showed."""
     from trainers.formats import record_text
 
     options = dict(options or {})
-    material = Material.from_persona(persona)
+    material = Material.from_persona(persona, speech=getattr(fmt, "SPEECH", True))
     rng = random.Random(f"{seed}:{fmt.NAME}:template")
     material.rng = rng
     material.line_cap = max(2, int(getattr(fmt, "LINE_SHARE", 0.05) * size))
     index = NearDuplicateIndex(threshold)
+    leaks = ProbeLeakFilter(persona)
     seen: set[str] = set()
     records: list[dict[str, Any]] = []
-    attempts = exact = near = 0
+    attempts = exact = near = leaked = 0
     # The same persona content (clauses in the same wordings) in at most `content_cap` examples:
     # past that, a persona too small for `size` gets fewer examples, not the same sentences in
     # new wrapping.
@@ -283,6 +292,9 @@ def generate(
             near += 1
             continue
         text = record_text(record)
+        if leaks and leaks.leak(text):
+            leaked += 1
+            continue
         key = " ".join(tokens(text))
         if key in seen:
             exact += 1
@@ -297,4 +309,4 @@ def generate(
             progress(len(records), size)
         if cancelled and attempts % 50 == 0 and cancelled():
             break
-    return TemplateResult(records, attempts, exact, near)
+    return TemplateResult(records, attempts, exact, near, leaked)
