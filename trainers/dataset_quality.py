@@ -380,7 +380,9 @@ def reply_relevance(pairs: Sequence[tuple[str, str]], seed: int = 0) -> dict[str
         return {"pairs": n, "closer_to_own": 0.0}
     # Each reply is compared with another pair's question that is a *different* question (the
     # same bank question asked twice cannot tell replies apart: that comparison is a tie).
-    key = [" ".join(tokens(p[0])[-12:]) for p in pairs]
+    # (A question is its user turn's last sentence: "Evening. Do you play any sport?" and "Do you
+    # play any sport?" are the same question.)
+    key = [" ".join(tokens((sentences(p[0]) or [p[0]])[-1])) for p in pairs]
     rng = random.Random(seed)
     order = []
     for i in range(n):

@@ -114,7 +114,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     for section in chosen:
         name = material.fill(rng.choice(d["sections"][section]))
         sentences: list[str] = []
-        if rng.random() < 0.25:
+        if rng.random() < 0.35:
             sentences.append(material.fill(rng.choice(d["fillers"])))
         pool = [i for i in by_section.get(section, []) if i not in exclude]
         if section == "Notable remarks" or (section == "Speech and manner" and not pool):
@@ -133,7 +133,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
                     said.append(act[:1].upper() + act[1:] + ".")
                 sentences[:0] = said
         else:
-            n = min(len(pool), rng.choices([1, 2, 3], weights=[45, 40, 15])[0])
+            n = min(len(pool), rng.choices([1, 2, 3], weights=[55, 35, 10])[0])
             for m in range(n):
                 i = material.pick_clause(rng, among=pool, exclude=exclude)
                 exclude.add(i)
@@ -145,7 +145,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
                 if line:
                     sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
         remarks = d.get("section_remarks", {}).get(section, [])
-        if sentences and remarks and rng.random() < 0.6:
+        if sentences and remarks and rng.random() < 0.8:
             sentences.append(material.fill(rng.choice(remarks)))
         if sentences:
             blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences))

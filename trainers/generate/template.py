@@ -128,7 +128,10 @@ class Material:
             short=name.split()[0],
             pron=pronouns_for(persona),
             clauses=clauses,
-            topics=[classify(c.first) for c in clauses],
+            # A habit of speech ("I call everyone 'mate'") is about how the persona talks, whatever
+            # its words name.
+            topics=[["speech", *[t for t in classify(c.first) if t != "speech"]] if c.source == "style"
+                    else classify(c.first) for c in clauses],
             lines=lines,
             style=persona.style.strip(),
             usage=[0] * len(clauses),
