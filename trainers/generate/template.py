@@ -98,6 +98,9 @@ class Material:
     # wording that still mentions the honey).
     wants: Callable[[Clause], bool] | None = None
     drawn: list[tuple[int, int]] = field(default_factory=list)  # wordings used by the current candidate
+    # How often each bank sentence was used, per bank, for formats that spread their stock
+    # sentences evenly (a sentence in too many examples is a stock phrase).
+    bank_usage: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def from_persona(cls, persona: Persona, speech: bool = True) -> Material:
