@@ -149,8 +149,10 @@ class Material:
         pool = [i for i in (among if among is not None else range(len(self.clauses))) if i not in exclude]
         if not pool:
             pool = [i for i in range(len(self.clauses)) if i not in exclude] or list(range(len(self.clauses)))
-        # The summary restates traits and facts, so its sentences come up far less often than they do.
-        weights = [(0.12 if self.clauses[i].source == "summary" else 1.0) / (1 + self.usage[i]) ** 2 for i in pool]
+        # The summary restates traits and facts, so its sentences come up far less often than they
+        # do; habits of speech show in how the persona talks more than in being talked about.
+        share = {"summary": 0.12, "style": 0.35}
+        weights = [share.get(self.clauses[i].source, 1.0) / (1 + self.usage[i]) ** 2 for i in pool]
         i = rng.choices(pool, weights=weights)[0]
         self.usage[i] += 1
         return i

@@ -561,7 +561,7 @@ def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: di
         if expansions:
             forms += [_rewrite(f, expansions, 0) for f in forms]
         for f in forms:
-            if f not in out:
+            if f not in out and " have got " not in f:  # "I've got a cat" expanded reads stiffly
                 out.append(f)
     if len(out) > 1 and first in out:
         out.remove(first)
