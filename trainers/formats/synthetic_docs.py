@@ -94,7 +94,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     heading_style = rng.choice(d["heading_styles"])
 
     summary_ids = [i for i, c in enumerate(material.clauses) if c.source == "summary"]
-    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.6 else material.pick_clause(rng)
+    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.75 else material.pick_clause(rng)
     material.pronoun_rate = 0.0
     if lead_id in summary_ids:
         material.usage[lead_id] += 1
