@@ -76,7 +76,7 @@ def questions_for(material: Material, clause: int) -> list[str]:
         if low.startswith("my "):
             # About someone else ("my late husband ... was an engineer"): a question fits through
             # who it is about, not through what they do ("What do you do for a living?").
-            low = " ".join(low.split()[:4])
+            low = " ".join(low.split()[:3])  # "my daughter ines", not "... studies" (her research)
         # A habit of speech ("I use medical shorthand and football metaphors") answers questions
         # about how the persona talks, never one about what its words name ("Do you play any sport?").
         keyed = [] if c.source == "style" else [q for q, stems in chat["asks"].items()
@@ -152,7 +152,7 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
     asks = questions_for(material, i)
     if move == "ask" and not asks:
         move = "trait"
-    elif move == "ask" and asks[0] not in chat["asks"] and rng.random() < 0.6:
+    elif move == "ask" and asks[0] not in chat["asks"] and rng.random() < 0.75:
         # Only its topic's open questions fit ("What kind of person are you?" for "I give
         # directions by compass points"): an answer to so wide a question reads as a non sequitur,
         # so the user mostly asks about the thing itself.
@@ -194,7 +194,7 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
         if rng.random() < 0.15:
             _also(material, rng, user, i, exclude, used, parts)
         _reply_tail(material, rng, parts, i, 0.85, 0.15, 0.3)
-    return user, join_sentences(parts)
+    return user, join_sentences(parts, material.names)
 
 
 def build(material: Material, rng: random.Random, options: dict[str, Any]) -> dict[str, Any]:

@@ -164,7 +164,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
             if rng.random() < 0.3:
                 sentences.append(material.fill(_even(material, rng, section, [r for r in remarks if r != first])))
         if sentences:
-            blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences))
+            blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences, material.names))
     text = "\n\n".join(blocks)
     return {"text": text, "meta": {"traits": material.trait_ids(used),
                                    "clauses": [material.clauses[i].source for i in used], "sections": chosen}}

@@ -98,6 +98,8 @@ class Material:
     # wording that still mentions the honey).
     wants: Callable[[Clause], bool] | None = None
     drawn: list[tuple[int, int]] = field(default_factory=list)  # wordings used by the current candidate
+    # Words the persona's text capitalises mid-sentence (names, places): never lower-cased.
+    names: frozenset[str] = frozenset()
     # How often each bank sentence was used, per bank, for formats that spread their stock
     # sentences evenly (a sentence in too many examples is a stock phrase).
     bank_usage: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -141,6 +143,8 @@ class Material:
             line_usage=[0] * len(lines),
             variants=variants,
             variant_usage=[[0] * len(v) for v in variants],
+            names=frozenset(set(re.findall(r"(?<=[a-z,;:] )[A-Z][a-z'-]+", " ".join(
+                [persona.summary, *persona.facts, *(t.text for t in persona.traits)]))) | set(name.split())),
         )
 
     # -- choosing, evenly
@@ -235,14 +239,16 @@ class Material:
         return template.format_map({**self.values(clause, line), **extra})
 
 
-def join_sentences(parts: list[str]) -> str:
-    """Join reply parts with spaces; a part after a comma-ended opener loses its capital."""
+def join_sentences(parts: list[str], names: set[str] | frozenset[str] = frozenset()) -> str:
+    """Join reply parts with spaces; a part after a comma-ended opener loses its capital, unless
+    it starts with one of `names` (the persona's proper nouns: "Ah, Tomas, my late husband")."""
     out = ""
     for part in parts:
         part = part.strip()
         if not part:
             continue
-        if out.endswith(","):
+        first = re.match(r"[A-Za-z']*", part).group(0)
+        if out.endswith(",") and first not in names:
             part = lower_first(part)
         out = f"{out} {part}" if out else part
     return out
