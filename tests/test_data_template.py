@@ -28,7 +28,13 @@ from trainers.dataset_quality import (
     text_quality,
     tokens,
 )
-from trainers.formats import PERSONA_FORMATS, check_record, format_module, record_text, target_text
+from trainers.formats import (
+    PERSONA_FORMATS,
+    check_record,
+    format_module,
+    record_text,
+    target_text,
+)
 from trainers.formats.chat_demos import echo, questions_for
 from trainers.generate import template
 from trainers.generate.banks import load_bank
@@ -304,44 +310,50 @@ def test_build_statistics_carry_the_text_figures(generated):
     assert 0 < stats["top_sentence"]["fraction"] <= 0.08
 
 
-# The template data before this work (commit 884fcad), measured on the same fixed-seed samples
-# (20 examples per format; perplexity of the first 48 tokens of each example's target text under
-# the bundled base model, token-weighted), and this work's figures, which are worse: the bound
-# (no worse than before) is not met yet, so the test holds the line at what was measured.
+# The template data before this work (commit 884fcad): perplexity of the first 48 tokens of each
+# example's target text under the bundled base model, token-weighted, over a fixed-seed sample of
+# SLOW_SAMPLE examples per format (random.Random(0).sample). Twenty examples proved too few to
+# decide (unrelated bank edits moved the demo chat figure between 58 and 73 by changing which
+# twenty were drawn), so the sample is 60, and the old data was measured on the same 60.
 PERPLEXITY_BEFORE = {
-    "demo": {"chat_demos": 60.55, "first_person": 78.41, "synthetic_docs": 98.04},
-    "second": {"chat_demos": 40.16, "first_person": 55.82, "synthetic_docs": 75.82},
+    "demo": {"chat_demos": 64.34, "first_person": 80.56, "synthetic_docs": 99.77},
+    "second": {"chat_demos": 40.48, "first_person": 50.6, "synthetic_docs": 75.73},
 }
-PERPLEXITY_NOW = {
-    "demo": {"chat_demos": 63.47, "first_person": 84.86, "synthetic_docs": 129.92},
-    "second": {"chat_demos": 53.99, "first_person": 59.74, "synthetic_docs": 79.91},
+# Cells not yet as fluent as the old data, with the figure measured now (a step back fails).
+PERPLEXITY_SHORT = {
+    "second": {"chat_demos": 52.66, "first_person": 55.55},
 }
-SLOW_SAMPLE = 20
+SLOW_SAMPLE = 60
 RELEVANCE_BOUND = 0.95
-# Measured (MiniLM, 300 pairs): 0.94 demo, 0.907 second; before this work 0.657 and 0.717.
-RELEVANCE_FLOOR = {"demo": 0.93, "second": 0.90}
+# Personas whose replies are not yet closer to their own question in 95% of pairs, with the
+# fraction measured now (MiniLM, 300 pairs).
+RELEVANCE_SHORT = {}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("who", sorted(PERSONAS))
 def test_replies_are_about_their_question_and_read_fluently(both_personas, who):
     """MiniLM: a reply is closer to its own question than to a different one in >= 95% of 300
-    pairs; perplexity (first 48 tokens of 20 examples per format) under the bundled model no
-    worse than before. Both bounds are short today; the test fails on any step back from what
-    was measured and reports the shortfall as an expected failure. About 3 minutes per persona
-    on a loaded 2-core machine."""
+    pairs; perplexity (first 48 tokens of 60 examples per format) under the bundled model no
+    worse than the old data's on the same sample. A cell still short is held at what was
+    measured (any step back fails) and reported as an expected failure. A few minutes per
+    persona on a loaded 2-core machine."""
     short = []
     for fmt in PERSONA_FORMATS:
         sample = random.Random(0).sample(both_personas[(who, fmt)], SLOW_SAMPLE)
         ppl = text_perplexity([target_text(r) for r in sample])["perplexity"]
-        assert ppl <= PERPLEXITY_NOW[who][fmt] * 1.02, (fmt, ppl)
-        if ppl > PERPLEXITY_BEFORE[who][fmt]:
+        if fmt in PERPLEXITY_SHORT.get(who, {}):
+            assert ppl <= PERPLEXITY_SHORT[who][fmt] * 1.02, (fmt, ppl)
             short.append(f"{fmt} perplexity {ppl} > {PERPLEXITY_BEFORE[who][fmt]} before")
+        else:
+            assert ppl <= PERPLEXITY_BEFORE[who][fmt], (fmt, ppl, PERPLEXITY_BEFORE[who][fmt])
     pairs = chat_pairs(both_personas[(who, "chat_demos")])
     rel = reply_relevance(random.Random(0).sample(pairs, 300))
-    assert rel["closer_to_own"] >= RELEVANCE_FLOOR[who], rel
-    if rel["closer_to_own"] < RELEVANCE_BOUND:
+    if who in RELEVANCE_SHORT:
+        assert rel["closer_to_own"] >= RELEVANCE_SHORT[who] - 0.01, rel
         short.append(f"replies closer to their own question in {rel['closer_to_own']:.1%} of pairs, bound 95%")
+    else:
+        assert rel["closer_to_own"] >= RELEVANCE_BOUND, rel
     if short:
         pytest.xfail("; ".join(short))
 
@@ -397,7 +409,7 @@ def test_probe_refusals_are_in_the_build_statistics_and_the_cli(tmp_path):
                       datasets=[DatasetSpec(id="chat", format="chat_demos", persona=persona.id, size=120, seed=7,
                                             extra={"token_stats": False})])
     sf = SessionFile.create(tmp_path / "s.toml", session)
-    done = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "chat"],
+    done = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "chat"], check=False,
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                           env={**os.environ, "COLUMNS": "160"})
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessions.model import Persona
-from trainers.dataset_quality import DEFAULT_THRESHOLD, NearDuplicateIndex, ProbeLeakFilter, tokens
+from trainers.dataset_quality import (
+    DEFAULT_THRESHOLD,
+    NearDuplicateIndex,
+    ProbeLeakFilter,
+    tokens,
+)
 from trainers.generate.banks import load_bank
 from trainers.generate.voice import (
     Clause,
