@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 
 from sessions.demo import demo_persona
-from sessions.model import Persona, Trait
+from sessions.model import KnowledgeProbe, Persona, Trait
 from trainers.dataset_build import quality_stats
 from trainers.dataset_quality import (
     DISTINCT_BUDGET,
+    ProbeLeakFilter,
     chat_pairs,
     distinct_n,
     distinct_n_budget,
@@ -23,7 +28,13 @@ from trainers.dataset_quality import (
     text_quality,
     tokens,
 )
-from trainers.formats import PERSONA_FORMATS, check_record, format_module, record_text, target_text
+from trainers.formats import (
+    PERSONA_FORMATS,
+    check_record,
+    format_module,
+    record_text,
+    target_text,
+)
 from trainers.formats.chat_demos import echo, questions_for
 from trainers.generate import template
 from trainers.generate.banks import load_bank
@@ -147,7 +158,7 @@ def test_first_person_speaks_as_i_and_docs_speak_of_her(generated):
     rng = random.Random(0)
     for r in rng.sample(fp.records, 50):
         words = tokens(r["text"])
-        assert "i" in words or "my" in words
+        assert {"i", "my", "me", "i'm", "i've", "i'll", "i'd"} & set(words), r["text"]
     for r in rng.sample(docs.records, 50):
         text = r["text"]
         assert "Odile" in text
@@ -196,10 +207,6 @@ def test_a_small_persona_reports_a_shortfall_instead_of_padding():
 
 PERSONAS = {"demo": demo_persona, "second": second_persona}
 DISTINCT_BOUND = {"chat_demos": 0.2, "first_person": 0.15, "synthetic_docs": 0.15}
-# Cells that fall short of the bound today, with the floor they must keep (a regression fails).
-DISTINCT_SHORT = {("demo", "chat_demos"): 0.19, ("second", "chat_demos"): 0.185, ("demo", "synthetic_docs"): 0.145,
-                  ("second", "synthetic_docs"): 0.135}
-
 
 @pytest.fixture(scope="module")
 def both_personas(generated):
@@ -226,11 +233,6 @@ def test_text_reads_as_written(both_personas, who, fmt):
     assert figures["pasted_fields"]["examples"] == 0, figures["pasted_fields"]
     d2 = figures["distinct_2_budget"]
     assert d2["tokens"] == DISTINCT_BUDGET  # the budget was filled: the figure is comparable
-    if (who, fmt) in DISTINCT_SHORT:
-        # Not reached yet (measured 0.198 / 0.191 for chat, 0.149 / 0.141 for documents; the old
-        # data: 0.106 / 0.102 and 0.091 / 0.090): it must stay at least that good.
-        assert d2["value"] >= DISTINCT_SHORT[(who, fmt)], d2
-        pytest.xfail(f"distinct-2 {d2['value']} on {DISTINCT_BUDGET} tokens is below the bound {DISTINCT_BOUND[fmt]}")
     assert d2["value"] >= DISTINCT_BOUND[fmt], d2
 
 
@@ -308,43 +310,110 @@ def test_build_statistics_carry_the_text_figures(generated):
     assert 0 < stats["top_sentence"]["fraction"] <= 0.08
 
 
-# The template data before this work (commit 884fcad), measured on the same fixed-seed samples
-# (20 examples per format; perplexity of the first 48 tokens of each example's target text under
-# the bundled base model, token-weighted), and this work's figures, which are worse: the bound
-# (no worse than before) is not met yet, so the test holds the line at what was measured.
+# The template data before this work (commit 884fcad): perplexity of the first 48 tokens of each
+# example's target text under the bundled base model, token-weighted, over a fixed-seed sample of
+# SLOW_SAMPLE examples per format (random.Random(0).sample). Twenty examples proved too few to
+# decide (unrelated bank edits moved the demo chat figure between 58 and 73 by changing which
+# twenty were drawn), so the sample is 60, and the old data was measured on the same 60.
 PERPLEXITY_BEFORE = {
-    "demo": {"chat_demos": 60.55, "first_person": 78.41, "synthetic_docs": 98.04},
-    "second": {"chat_demos": 40.16, "first_person": 55.82, "synthetic_docs": 75.82},
+    "demo": {"chat_demos": 64.34, "first_person": 80.56, "synthetic_docs": 99.77},
+    "second": {"chat_demos": 40.48, "first_person": 50.6, "synthetic_docs": 75.73},
 }
-PERPLEXITY_NOW = {
-    "demo": {"chat_demos": 63.47, "first_person": 84.86, "synthetic_docs": 129.92},
-    "second": {"chat_demos": 53.99, "first_person": 59.74, "synthetic_docs": 79.91},
+# Cells not yet as fluent as the old data, with the figure measured now (a step back fails).
+PERPLEXITY_SHORT = {
+    "second": {"chat_demos": 52.66, "first_person": 55.55},
 }
-SLOW_SAMPLE = 20
+SLOW_SAMPLE = 60
 RELEVANCE_BOUND = 0.95
-# Measured (MiniLM, 300 pairs): 0.94 demo, 0.907 second; before this work 0.657 and 0.717.
-RELEVANCE_FLOOR = {"demo": 0.93, "second": 0.90}
+# Personas whose replies are not yet closer to their own question in 95% of pairs, with the
+# fraction measured now (MiniLM, 300 pairs).
+RELEVANCE_SHORT = {}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("who", sorted(PERSONAS))
 def test_replies_are_about_their_question_and_read_fluently(both_personas, who):
     """MiniLM: a reply is closer to its own question than to a different one in >= 95% of 300
-    pairs; perplexity (first 48 tokens of 20 examples per format) under the bundled model no
-    worse than before. Both bounds are short today; the test fails on any step back from what
-    was measured and reports the shortfall as an expected failure. About 3 minutes per persona
-    on a loaded 2-core machine."""
+    pairs; perplexity (first 48 tokens of 60 examples per format) under the bundled model no
+    worse than the old data's on the same sample. A cell still short is held at what was
+    measured (any step back fails) and reported as an expected failure. A few minutes per
+    persona on a loaded 2-core machine."""
     short = []
     for fmt in PERSONA_FORMATS:
         sample = random.Random(0).sample(both_personas[(who, fmt)], SLOW_SAMPLE)
         ppl = text_perplexity([target_text(r) for r in sample])["perplexity"]
-        assert ppl <= PERPLEXITY_NOW[who][fmt] * 1.02, (fmt, ppl)
-        if ppl > PERPLEXITY_BEFORE[who][fmt]:
+        if fmt in PERPLEXITY_SHORT.get(who, {}):
+            assert ppl <= PERPLEXITY_SHORT[who][fmt] * 1.02, (fmt, ppl)
             short.append(f"{fmt} perplexity {ppl} > {PERPLEXITY_BEFORE[who][fmt]} before")
+        else:
+            assert ppl <= PERPLEXITY_BEFORE[who][fmt], (fmt, ppl, PERPLEXITY_BEFORE[who][fmt])
     pairs = chat_pairs(both_personas[(who, "chat_demos")])
     rel = reply_relevance(random.Random(0).sample(pairs, 300))
-    assert rel["closer_to_own"] >= RELEVANCE_FLOOR[who], rel
-    if rel["closer_to_own"] < RELEVANCE_BOUND:
+    if who in RELEVANCE_SHORT:
+        assert rel["closer_to_own"] >= RELEVANCE_SHORT[who] - 0.01, rel
         short.append(f"replies closer to their own question in {rel['closer_to_own']:.1%} of pairs, bound 95%")
+    else:
+        assert rel["closer_to_own"] >= RELEVANCE_BOUND, rel
     if short:
         pytest.xfail("; ".join(short))
+
+
+# --- evaluation probes never become training text -------------------------------------------------
+
+def _probed_persona() -> Persona:
+    """The second persona with probes that are, word for word, questions the chat banks ask of
+    its traits (found by building without probes), plus one the banks never ask."""
+    persona = second_persona()
+    asks = load_bank("chat")["asks"]
+    records = template.generate(format_module("chat_demos"), persona, 200, 7, {}).records
+    counts: dict[str, int] = {}
+    for user, _ in chat_pairs(records):
+        q = _strip_lead(user)
+        if q in asks:
+            counts[q] = counts.get(q, 0) + 1
+    common = sorted(counts, key=lambda q: (-counts[q], q))[:3]
+    assert len(common) == 3 and counts[common[-1]] >= 3, counts  # the data really asks them
+    persona.traits[0].knowledge_probes = [KnowledgeProbe(q, "Yes.", "No.") for q in common[:2]]
+    persona.traits[1].expression_probes = [common[2], "What would you cook for a king on a Tuesday?"]
+    return persona
+
+
+def test_no_evaluation_probe_reaches_the_training_data():
+    """A candidate holding a knowledge question or expression prompt of the persona is refused at
+    the source and counted; the format comparison's own leak check then finds none."""
+    persona = _probed_persona()
+    probes = [p.question for p in persona.traits[0].knowledge_probes] + persona.traits[1].expression_probes
+    res = template.generate(format_module("chat_demos"), persona, 200, 7, {})
+    assert len(res.records) == 200
+    assert res.probe_leaks >= 3  # the bank questions were drawn, and refused
+    leaks = ProbeLeakFilter(persona)
+    assert all(leaks.leak(record_text(r)) is None for r in res.records)
+    for r in res.records:
+        assert not any(_strip_lead(m["content"]) in probes for m in r["messages"] if m["role"] == "user")
+    from evaluators.experiments.format_comparison import probe_leakage
+
+    assert probe_leakage(persona, {"chat_demos": res.records})["leaked"] == 0
+    # The filter is the experiment's test: a run of the probe's words, or a sentence sharing 80%
+    # of its words (a reworded probe), is a leak; the same topic in other words is not.
+    assert leaks.leak(f"Hi. {probes[0]} I wondered.") == probes[0]
+    assert leaks.leak(probes[0].replace("?", " then?")) == probes[0]
+    assert leaks.leak("We talked about the weather.") is None
+
+
+def test_probe_refusals_are_in_the_build_statistics_and_the_cli(tmp_path):
+    from sessions.model import DatasetSpec, Session
+    from sessions.store import SessionFile
+
+    persona = _probed_persona()
+    session = Session(name="probes", personas=[persona],
+                      datasets=[DatasetSpec(id="chat", format="chat_demos", persona=persona.id, size=120, seed=7,
+                                            extra={"token_stats": False})])
+    sf = SessionFile.create(tmp_path / "s.toml", session)
+    done = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "chat"], check=False,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "COLUMNS": "160"})
+    assert done.returncode == 0, done.stderr
+    stats = json.loads((sf.workspace / "datasets" / "chat.stats.json").read_text())
+    refused = stats["generation"]["probe_leaks_rejected"]
+    assert refused >= 1
+    assert re.search(rf"evaluation probes refused\s+│?\s*{refused}\b", done.stdout), done.stdout

@@ -274,7 +274,8 @@ def _generate(session: Session, spec: DatasetSpec, persona: Persona | None, base
             res = template.generate(fmt, persona, spec.size, spec.seed, options,
                                     progress=lambda d, t: progress(d, t, "templating"), cancelled=cancelled)
             return res.records, {"attempts": res.attempts, "exact_duplicates_rejected": res.exact_duplicates,
-                                 "near_duplicates_rejected": res.near_duplicates}
+                                 "near_duplicates_rejected": res.near_duplicates,
+                                 "probe_leaks_rejected": res.probe_leaks}
         return _llm_generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
                              workspace, work_dir)
     source = resolve_source(spec, base_dir)

@@ -246,6 +246,41 @@ def pasted_fields(texts: Sequence[str], fields: Sequence[str], min_words: int = 
     return {"fields_checked": len(keys), "examples": examples, "worst": worst}
 
 
+# --- evaluation probes must not be training text ---------------------------------------------
+
+LEAK_MIN_TOKENS = 2  # a one-word probe is not a sentence anyone could leak
+
+
+class ProbeLeakFilter:
+    """Refuses examples that contain one of the persona's evaluation probes (a knowledge question
+    or an expression prompt of its traits), so what the evaluation asks was never seen in
+    training. A probe leaks when its words appear as a run of words in the text, or when a
+    sentence of the text shares at least `threshold` of its word set (Jaccard): the test the
+    format comparison applies to training data (`format_comparison.probe_leakage`)."""
+
+    def __init__(self, persona: object, threshold: float = DEFAULT_THRESHOLD) -> None:
+        probes: list[str] = []
+        for t in getattr(persona, "traits", []):
+            probes += [p.question for p in t.knowledge_probes] + list(t.expression_probes)
+        self.threshold = threshold
+        self.probes = [(p, key, set(key.split())) for p in probes
+                       if len((key := " ".join(tokens(p))).split()) >= LEAK_MIN_TOKENS]
+
+    def __bool__(self) -> bool:
+        return bool(self.probes)
+
+    def leak(self, text: str) -> str | None:
+        """The first probe the text contains, or None."""
+        if not self.probes:
+            return None
+        joined = f" {' '.join(tokens(text))} "
+        sets = [s for s in (set(tokens(x)) for x in sentences(text)) if s]
+        for probe, key, words in self.probes:
+            if f" {key} " in joined or any(jaccard(words, s) >= self.threshold for s in sets):
+                return probe
+        return None
+
+
 def chat_pairs(records: Sequence[dict]) -> list[tuple[str, str]]:
     """(user turn, the assistant reply that follows it) for every turn of conversational records."""
     out: list[tuple[str, str]] = []
@@ -345,7 +380,9 @@ def reply_relevance(pairs: Sequence[tuple[str, str]], seed: int = 0) -> dict[str
         return {"pairs": n, "closer_to_own": 0.0}
     # Each reply is compared with another pair's question that is a *different* question (the
     # same bank question asked twice cannot tell replies apart: that comparison is a tie).
-    key = [" ".join(tokens(p[0])[-12:]) for p in pairs]
+    # (A question is its user turn's last sentence: "Evening. Do you play any sport?" and "Do you
+    # play any sport?" are the same question.)
+    key = [" ".join(tokens((sentences(p[0]) or [p[0]])[-1])) for p in pairs]
     rng = random.Random(seed)
     order = []
     for i in range(n):

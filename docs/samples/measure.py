@@ -37,7 +37,7 @@ from trainers.generate import template  # noqa: E402
 
 SIZE = 500
 SEED = 3407
-SLOW_SAMPLE = 20  # examples per format for perplexity (the slow test uses the same sample)
+SLOW_SAMPLE = 60  # examples per format for perplexity (the slow test uses the same sample)
 RELEVANCE_PAIRS = 300
 SAMPLES = 30
 

@@ -80,6 +80,8 @@ def stats_table(stats: dict[str, Any]):
         ("examples/s", stats.get("examples_per_s")),
     ]
     gen = stats.get("generation") or {}
+    if "probe_leaks_rejected" in gen:  # the template generator's candidates that held a probe
+        rows.append(("evaluation probes refused", gen["probe_leaks_rejected"]))
     if "teacher_tokens_per_s" in gen:
         rows.append(("teacher", f"{gen.get('teacher')}: {gen.get('teacher_calls')} calls, "
                                 f"{gen.get('teacher_tokens_per_s')} tokens/s"))

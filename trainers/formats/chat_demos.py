@@ -76,8 +76,11 @@ def questions_for(material: Material, clause: int) -> list[str]:
         if low.startswith("my "):
             # About someone else ("my late husband ... was an engineer"): a question fits through
             # who it is about, not through what they do ("What do you do for a living?").
-            low = " ".join(low.split()[:4])
-        keyed = [q for q, stems in chat["asks"].items() if any(_fits(st, low) for st in stems)]
+            low = " ".join(low.split()[:3])  # "my daughter ines", not "... studies" (her research)
+        # A habit of speech ("I use medical shorthand and football metaphors") answers questions
+        # about how the persona talks, never one about what its words name ("Do you play any sport?").
+        keyed = [] if c.source == "style" else [q for q, stems in chat["asks"].items()
+                                                if any(_fits(st, low) for st in stems)]
         topic = material.topics[clause][0]
         # (An open question that is also keyed asks about that key, so it is not open.)
         opened = [q for q in chat["open"].get(topic, []) if q not in chat["asks"]] if topic != "general" else []
@@ -92,7 +95,11 @@ def _reply_tail(material: Material, rng: random.Random, parts: list[str], clause
     a = chat["assistant"]
     if rng.random() < p_more:
         remarks = chat["remarks"].get(material.topics[clause][0], [])
-        parts.append(rng.choice(remarks if remarks and rng.random() < 0.65 else a["elaborations"]))
+        parts.append(rng.choice(remarks if remarks and rng.random() < 0.75 else a["elaborations"]))
+        if remarks and rng.random() < 0.35:
+            # People say a little more about what they care about: a second remark, on topic.
+            more = [r for r in remarks if r != parts[-1]]
+            parts.append(rng.choice(more))
     if rng.random() < p_line:
         line = material.line_on(rng, material.topics[clause][0])
         if line:
@@ -145,6 +152,11 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
     asks = questions_for(material, i)
     if move == "ask" and not asks:
         move = "trait"
+    elif move == "ask" and asks[0] not in chat["asks"] and rng.random() < 0.75:
+        # Only its topic's open questions fit ("What kind of person are you?" for "I give
+        # directions by compass points"): an answer to so wide a question reads as a non sequitur,
+        # so the user mostly asks about the thing itself.
+        move = "trait"
     if move == "trait":
         user = material.fill(rng.choice(chat["user"]["trait_questions"]), i)
         asked = material.variants[i][material.drawn[-1][1]].first if material.variants else material.clauses[i].first
@@ -153,7 +165,7 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
         material.wants = lambda w: w.first in asked or asked in w.first
         parts.append(material.fill(rng.choice(a["confirms"]), i))
         material.wants = None
-        _reply_tail(material, rng, parts, i, 0.7, 0.2, 0.3)
+        _reply_tail(material, rng, parts, i, 0.85, 0.2, 0.3)
     elif move == "situation":
         user, _ = _question_for(material, rng, i, "situations")
         parts.append(rng.choice(a["empathy"]))
@@ -162,7 +174,8 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
     elif move == "general":
         user = rng.choice(chat["open"]["general"])
         parts.append(rng.choice(a["openers"]))
-        parts.append(material.fill(rng.choice(a["answers"]), i))
+        plain = parts[-1] and rng.random() < 0.5
+        parts.append(material.fill("{First}." if plain else rng.choice(a["answers"]), i))
         _reply_tail(material, rng, parts, i, 0.5, 0.25, 0.3)
     else:  # ask: a question about this very clause
         user = rng.choice(asks)
@@ -173,12 +186,15 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
             parts.append(rng.choice(a["openers"]))
         stems = chat["asks"].get(user, [])
         material.wants = (lambda w: any(_fits(st, w.first.lower()) for st in stems)) if stems else None
-        parts.append(material.fill(rng.choice(a["answers"]), i))
+        # After an opener or the question asked back, the answer mostly comes plainly: two
+        # framing phrases in a row ("Ha, well. To answer you properly, ...") read as padding.
+        plain = parts[-1] and rng.random() < 0.5
+        parts.append(material.fill("{First}." if plain else rng.choice(a["answers"]), i))
         material.wants = None
         if rng.random() < 0.15:
             _also(material, rng, user, i, exclude, used, parts)
-        _reply_tail(material, rng, parts, i, 0.7, 0.15, 0.3)
-    return user, join_sentences(parts)
+        _reply_tail(material, rng, parts, i, 0.85, 0.15, 0.3)
+    return user, join_sentences(parts, material.names)
 
 
 def build(material: Material, rng: random.Random, options: dict[str, Any]) -> dict[str, Any]:

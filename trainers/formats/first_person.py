@@ -70,7 +70,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
         parts = [rng.choice(s["letter_bodies"]), *_statements(material, rng, n, used, exclude)]
         if rng.random() < 0.3:
             parts.append(_quote(material, rng))
-        body = join_sentences(parts)
+        body = join_sentences(parts, material.names)
         text = f"{rng.choice(s['letter_heads'])}\n\n{body}\n\n{material.fill(rng.choice(s['letter_signoffs']))}"
     elif shape == "habits":
         i = material.pick_clause(rng, among=habit_ids)
@@ -85,7 +85,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
             used.append(j)
             parts.append(material.fill(rng.choice(b["connectives"]), j))
         parts.append(rng.choice(b["closers"]))
-        text = join_sentences(parts)
+        text = join_sentences(parts, material.names)
     else:
         head = {
             "paragraph": material.fill(rng.choice(b["intros"])),
@@ -96,6 +96,6 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
         if rng.random() < 0.3:
             parts.append(_quote(material, rng))
         parts.append(rng.choice(b["closers"]))
-        text = join_sentences(parts)
+        text = join_sentences(parts, material.names)
     return {"text": text, "meta": {"traits": material.trait_ids(used),
                                    "clauses": [material.clauses[i].source for i in used], "shape": shape}}

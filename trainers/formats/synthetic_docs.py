@@ -23,6 +23,9 @@ from trainers.generate.template import Material, join_sentences
 
 NAME = "synthetic_docs"
 NEEDS_PERSONA = True
+# Documents are written, not spoken: their wordings keep the long forms ("Odile has a cat", not
+# "Odile has got a cat").
+SPEECH = False
 
 SECTION_ORDER = ("Background", "Career", "Personality", "Habits", "Interests", "Personal life", "Views",
                  "Speech and manner", "Notable remarks", "Trivia")
@@ -70,6 +73,14 @@ def manner(material: Material) -> tuple[list[str], list[list[str]]]:
     return desc, acts
 
 
+def _even(material: Material, rng: random.Random, bank: str, items: list[str]) -> str:
+    """One of a bank's sentences, the least used most likely, so none becomes a stock line."""
+    used = material.bank_usage.setdefault(bank, {})
+    k = rng.choices(range(len(items)), weights=[1.0 / (1 + used.get(x, 0)) ** 2 for x in items])[0]
+    used[items[k]] = used.get(items[k], 0) + 1
+    return items[k]
+
+
 def _heading(rng: random.Random, style: str, text: str) -> str:
     return style.format(h=text, H=text.upper())
 
@@ -83,13 +94,18 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     heading_style = rng.choice(d["heading_styles"])
 
     summary_ids = [i for i, c in enumerate(material.clauses) if c.source == "summary"]
-    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.45 else material.pick_clause(rng)
+    lead_id = summary_ids[0] if summary_ids and rng.random() < 0.75 else material.pick_clause(rng)
     material.pronoun_rate = 0.0
     if lead_id in summary_ids:
         material.usage[lead_id] += 1
     exclude.add(lead_id)
     used.append(lead_id)
-    lead = material.fill(rng.choice(d["leads"]), lead_id)
+    if lead_id in summary_ids:
+        # An article opens with what its subject is ("Odile is a retired ship's cartographer"):
+        # the summary's wordings that keep that head, not a detail split off it.
+        material.wants = lambda w: w.first.lower().startswith(("i am a", "i'm a", "i am an", "i'm an"))
+    lead = material.fill(_even(material, rng, "leads", d["leads"]), lead_id)
+    material.wants = None
     material.pronoun_rate = 0.35
 
     by_section = _sections(material)
@@ -111,7 +127,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     for section in chosen:
         name = material.fill(rng.choice(d["sections"][section]))
         sentences: list[str] = []
-        if rng.random() < 0.25:
+        if rng.random() < 0.35:
             sentences.append(material.fill(rng.choice(d["fillers"])))
         pool = [i for i in by_section.get(section, []) if i not in exclude]
         if section == "Notable remarks" or (section == "Speech and manner" and not pool):
@@ -130,7 +146,7 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
                     said.append(act[:1].upper() + act[1:] + ".")
                 sentences[:0] = said
         else:
-            n = min(len(pool), rng.choices([1, 2, 3], weights=[45, 40, 15])[0])
+            n = min(len(pool), rng.choices([1, 2, 3], weights=[55, 35, 10])[0])
             for m in range(n):
                 i = material.pick_clause(rng, among=pool, exclude=exclude)
                 exclude.add(i)
@@ -142,10 +158,13 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
                 if line:
                     sentences.append(material.fill(rng.choice(d["quotes"]), line=line))
         remarks = d.get("section_remarks", {}).get(section, [])
-        if sentences and remarks and rng.random() < 0.6:
-            sentences.append(material.fill(rng.choice(remarks)))
+        if sentences and remarks and rng.random() < 0.8:
+            first = _even(material, rng, section, remarks)
+            sentences.append(material.fill(first))
+            if rng.random() < 0.3:
+                sentences.append(material.fill(_even(material, rng, section, [r for r in remarks if r != first])))
         if sentences:
-            blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences))
+            blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences, material.names))
     text = "\n\n".join(blocks)
     return {"text": text, "meta": {"traits": material.trait_ids(used),
                                    "clauses": [material.clauses[i].source for i in used], "sections": chosen}}

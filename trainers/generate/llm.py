@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from sessions.model import Persona
-from trainers.dataset_quality import NearDuplicateIndex, tokens
+from trainers.dataset_quality import NearDuplicateIndex, ProbeLeakFilter, tokens
 from trainers.formats import record_text, target_text
 from trainers.generate.llm_settings import TeacherSettings
 
@@ -67,7 +67,6 @@ _META_TALK = re.compile(
     r"sure[,!] here|certainly[,!] here|\{name\}|\[your name\]|<the user|<the text|<.{0,12}reply>)",
     re.IGNORECASE,
 )
-LEAK_MIN_TOKENS = 4
 
 
 class TeacherError(ValueError):
@@ -468,24 +467,6 @@ def meta_talk(text: str) -> str | None:
     """The phrase that shows the teacher talking about the task instead of doing it, or None."""
     m = _META_TALK.search(text)
     return m.group(0) if m else None
-
-
-class ProbeLeakFilter:
-    """Refuses examples that contain an evaluation probe (a knowledge question or an expression
-    prompt of the persona's traits), so what the evaluation asks was never seen in training."""
-
-    def __init__(self, persona: Persona) -> None:
-        probes = []
-        for t in persona.traits:
-            probes += [p.question for p in t.knowledge_probes] + list(t.expression_probes)
-        self.probes = [(p, " ".join(tokens(p))) for p in probes if len(tokens(p)) >= LEAK_MIN_TOKENS]
-
-    def leak(self, text: str) -> str | None:
-        joined = f" {' '.join(tokens(text))} "
-        for probe, key in self.probes:
-            if f" {key} " in joined:
-                return probe
-        return None
 
 
 class EmbeddingFilter:

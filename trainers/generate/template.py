@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessions.model import Persona
-from trainers.dataset_quality import DEFAULT_THRESHOLD, NearDuplicateIndex, tokens
+from trainers.dataset_quality import (
+    DEFAULT_THRESHOLD,
+    NearDuplicateIndex,
+    ProbeLeakFilter,
+    tokens,
+)
 from trainers.generate.banks import load_bank
 from trainers.generate.voice import (
     Clause,
@@ -98,9 +103,15 @@ class Material:
     # wording that still mentions the honey).
     wants: Callable[[Clause], bool] | None = None
     drawn: list[tuple[int, int]] = field(default_factory=list)  # wordings used by the current candidate
+    # Words the persona's text capitalises mid-sentence (names, places): never lower-cased.
+    names: frozenset[str] = frozenset()
+    # How often each bank sentence was used, per bank, for formats that spread their stock
+    # sentences evenly (a sentence in too many examples is a stock phrase).
+    bank_usage: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
-    def from_persona(cls, persona: Persona) -> Material:
+    def from_persona(cls, persona: Persona, speech: bool = True) -> Material:
+        """`speech`: wordings may use spoken contractions ("I've got a cat"); documents say False."""
         clauses = persona_clauses(persona)
         if not clauses:
             raise TemplateError(
@@ -114,7 +125,8 @@ class Material:
         para = load_bank("paraphrase")
         variants = []
         for c in clauses:
-            forms = clause_variants(c.first, para["synonyms"], para["contractions"], expansions=para["expansions"])
+            forms = clause_variants(c.first, para["synonyms"], para["contractions"], speech=speech,
+                                    expansions=para["expansions"])
             variants.append([
                 Clause(c.source, f, _lower_pronoun(first_to_other(f, "you")), first_to_other(f, short, pron),
                        _lower_pronoun(first_to_other(f, pron.subj, pron)), c.original)
@@ -126,13 +138,18 @@ class Material:
             short=name.split()[0],
             pron=pronouns_for(persona),
             clauses=clauses,
-            topics=[classify(c.first) for c in clauses],
+            # A habit of speech ("I call everyone 'mate'") is about how the persona talks, whatever
+            # its words name.
+            topics=[["speech", *[t for t in classify(c.first) if t != "speech"]] if c.source == "style"
+                    else classify(c.first) for c in clauses],
             lines=lines,
             style=persona.style.strip(),
             usage=[0] * len(clauses),
             line_usage=[0] * len(lines),
             variants=variants,
             variant_usage=[[0] * len(v) for v in variants],
+            names=frozenset(set(re.findall(r"(?<=[a-z,;:] )[A-Z][a-z'-]+", " ".join(
+                [persona.summary, *persona.facts, *(t.text for t in persona.traits)]))) | set(name.split())),
         )
 
     # -- choosing, evenly
@@ -141,8 +158,10 @@ class Material:
         pool = [i for i in (among if among is not None else range(len(self.clauses))) if i not in exclude]
         if not pool:
             pool = [i for i in range(len(self.clauses)) if i not in exclude] or list(range(len(self.clauses)))
-        # The summary restates traits and facts, so its sentences come up far less often than they do.
-        weights = [(0.12 if self.clauses[i].source == "summary" else 1.0) / (1 + self.usage[i]) ** 2 for i in pool]
+        # The summary restates traits and facts, so its sentences come up far less often than they
+        # do; habits of speech show in how the persona talks more than in being talked about.
+        share = {"summary": 0.12, "style": 0.35}
+        weights = [share.get(self.clauses[i].source, 1.0) / (1 + self.usage[i]) ** 2 for i in pool]
         i = rng.choices(pool, weights=weights)[0]
         self.usage[i] += 1
         return i
@@ -225,14 +244,16 @@ class Material:
         return template.format_map({**self.values(clause, line), **extra})
 
 
-def join_sentences(parts: list[str]) -> str:
-    """Join reply parts with spaces; a part after a comma-ended opener loses its capital."""
+def join_sentences(parts: list[str], names: set[str] | frozenset[str] = frozenset()) -> str:
+    """Join reply parts with spaces; a part after a comma-ended opener loses its capital, unless
+    it starts with one of `names` (the persona's proper nouns: "Ah, Tomas, my late husband")."""
     out = ""
     for part in parts:
         part = part.strip()
         if not part:
             continue
-        if out.endswith(","):
+        first = re.match(r"[A-Za-z']*", part).group(0)
+        if out.endswith(",") and first not in names:
             part = lower_first(part)
         out = f"{out} {part}" if out else part
     return out
@@ -244,6 +265,9 @@ class TemplateResult:
     attempts: int
     exact_duplicates: int
     near_duplicates: int
+    # Candidates refused because they held one of the persona's evaluation probes (a bank
+    # question can be word for word a knowledge probe: "Can you swim?").
+    probe_leaks: int = 0
 
 
 def generate(
@@ -256,18 +280,22 @@ def generate(
     cancelled: Callable[[], bool] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> TemplateResult:
-    """Draw candidates from `fmt.build` until `size` distinct ones are kept (or attempts run out)."""
+    """Draw candidates from `fmt.build` until `size` distinct ones are kept (or attempts run out).
+
+    A candidate that contains one of the persona's evaluation probes is refused (and counted):
+    the evaluation must never ask what training showed."""
     from trainers.formats import record_text
 
     options = dict(options or {})
-    material = Material.from_persona(persona)
+    material = Material.from_persona(persona, speech=getattr(fmt, "SPEECH", True))
     rng = random.Random(f"{seed}:{fmt.NAME}:template")
     material.rng = rng
     material.line_cap = max(2, int(getattr(fmt, "LINE_SHARE", 0.05) * size))
     index = NearDuplicateIndex(threshold)
+    leaks = ProbeLeakFilter(persona)
     seen: set[str] = set()
     records: list[dict[str, Any]] = []
-    attempts = exact = near = 0
+    attempts = exact = near = leaked = 0
     # The same persona content (clauses in the same wordings) in at most `content_cap` examples:
     # past that, a persona too small for `size` gets fewer examples, not the same sentences in
     # new wrapping.
@@ -283,6 +311,9 @@ def generate(
             near += 1
             continue
         text = record_text(record)
+        if leaks and leaks.leak(text):
+            leaked += 1
+            continue
         key = " ".join(tokens(text))
         if key in seen:
             exact += 1
@@ -297,4 +328,4 @@ def generate(
             progress(len(records), size)
         if cancelled and attempts % 50 == 0 and cancelled():
             break
-    return TemplateResult(records, attempts, exact, near)
+    return TemplateResult(records, attempts, exact, near, leaked)

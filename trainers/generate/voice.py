@@ -493,13 +493,22 @@ def _who(first: str) -> list[str]:
     return [m.group("head"), f"I {base_verb(m.group('verb'))}{m.group('rest')}"]
 
 
+_PREPOSITIONS = {"to", "at", "on", "in", "for", "from", "of", "with", "by", "into", "onto", "before", "after"}
+
+
+def _dangles(head: str) -> bool:
+    """"I ride a bike to" (from "... to every shift"): cutting the time phrase off here would
+    leave its preposition behind."""
+    return head.rsplit(" ", 1)[-1].lower() in _PREPOSITIONS
+
+
 def _front(first: str) -> str | None:
     """Move a trailing time phrase or an "even ..." tail to the front: "Every morning, I walk ..."."""
     m = _EVEN.match(first)
     if m:
         return f"even {m.group('tail')}, {lower_first(m.group('head'))}"
     m = _TIME_TAIL.match(first)
-    if m and len(m.group("head").split()) >= 2:
+    if m and len(m.group("head").split()) >= 2 and not _dangles(m.group("head")):
         rest = m.group("rest") or ""
         return f"{m.group('tail')}, {lower_first(m.group('head'))}{rest}"
     return None
@@ -536,7 +545,7 @@ def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: di
     if first.endswith(" years old"):
         bases.append(first[: -len(" years old")])
     m_time = _TIME_TAIL.match(first)
-    if m_time and not m_time.group("rest") and len(m_time.group("head").split()) >= 4:
+    if m_time and not m_time.group("rest") and len(m_time.group("head").split()) >= 4 and not _dangles(m_time.group("head")):
         bases.append(m_time.group("head"))  # "I walk to the end of the breakwater"
     for b in list(bases):  # the last detail dropped: "I keep three beehives on my roof" -> "I keep three beehives"
         m_tail = _TAIL_PP.match(b)
@@ -552,7 +561,7 @@ def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: di
         if expansions:
             forms += [_rewrite(f, expansions, 0) for f in forms]
         for f in forms:
-            if f not in out:
+            if f not in out and " have got " not in f:  # "I've got a cat" expanded reads stiffly
                 out.append(f)
     if len(out) > 1 and first in out:
         out.remove(first)
