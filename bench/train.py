@@ -141,7 +141,6 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from engines.models import load_hf_model, load_tokenizer
-
     from trainers.hardware import physical_cores
 
     # One thread per physical core, as the hf configurations below are given: only the loop differs.
@@ -201,7 +200,6 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
 
 def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
     """The hf backend through the job code (trainers.train_job.train) on a frozen run spec."""
-    import torch
     from peft import PeftModel
 
     from engines.models import load_hf_model, load_tokenizer

@@ -183,7 +183,7 @@ class TransformersEngine:
         return out
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None
         import gc
 
         gc.collect()

@@ -80,7 +80,7 @@ def run_job(ctx: DemoContext, kind: str, spec: dict[str, Any], label: str, worke
 
 def _watch_quietly(job_dir: Path, label: str, console: Console) -> jobs.JobStatus:
     status = jobs.read_status(job_dir)
-    for status, _ in jobs.watch(job_dir, interval=0.3):
+    for status, _ in jobs.watch(job_dir, interval=0.3):  # noqa: B007  (the last status is the answer)
         pass
     console.print(f"  {label}: {status.state}")
     return status

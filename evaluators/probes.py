@@ -89,7 +89,7 @@ def render_chat(engine: Any, messages: Sequence[Mapping[str, str]], model: str |
     render = getattr(engine, "render_chat", None)
     if callable(render):
         return render(msgs)
-    llm = getattr(engine, "llm", None)
+    llm: Any = getattr(engine, "llm", None)  # a llama_cpp.Llama when the engine has one
     template = getattr(llm, "metadata", {}).get("tokenizer.chat_template") if llm is not None else None
     if template:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -259,7 +259,8 @@ def directed_hits(reply: str, markers: Iterable[str], contra: Iterable[str] = ()
     is not counted twice.
     """
     text = reply.lower().replace("\u2019", "'")
-    shows, against = [], []
+    shows: list[str] = []
+    against: list[str] = []
     pos = _spans(text, markers)
     for phrase, start, _ in pos:
         (against if _negated(text, start) else shows).append(phrase)
@@ -331,7 +332,7 @@ def expression_cells(
     Sample j of probe i uses seed `seed + 1000 * i + j`, so two models see the same seeds.
     """
     sampling = dict(sampling or {})
-    cells = []
+    cells: list[ExpressionCell] = []
     for trait in persona.traits:
         for i, prompt in enumerate(trait.expression_probes):
             for j in range(samples):

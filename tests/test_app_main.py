@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.widgets import TabbedContent
-from waiting import wait_until
 
-from persona_tui.app import PaneFailed
-
-from persona_tui.app import TABS, make_app
+from persona_tui.app import TABS, PaneFailed, make_app
 from persona_tui.widgets.session_bar import SessionBar
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

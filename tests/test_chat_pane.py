@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from export_fixtures import BASE, make_session
 
 from engines.models import resolve_model
+from export_fixtures import BASE, make_session
 from persona_tui.app import make_app
 from persona_tui.panes.chat import ChatPane
 from sessions.store import SessionFile

@@ -3,7 +3,6 @@ picks its history up again after the app is quit and reopened."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from persona_tui.app import make_app

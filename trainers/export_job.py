@@ -169,8 +169,8 @@ def _persona_text(spec: dict[str, Any]) -> str:
         return ""
     if not spec.get("session"):
         raise ExportError(f"persona {spec['persona']!r} was named but no session to find it in; pass the session.")
-    from sessions.store import SessionFile
     from sessions.model import persona_system_prompt
+    from sessions.store import SessionFile
 
     session = SessionFile.load(Path(spec["session"])).session
     persona = session.persona(spec["persona"])
@@ -379,7 +379,8 @@ def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> Non
         }
         steps.finish(step="reference", seconds=ref.seconds)
         failures = []
-        targets = [(out / Path(f["path"]).name, f["type"], None, None) for f in files if f["kind"] == "gguf" and f.get("role") != "base"]
+        targets: list[tuple[Path, str, Path | None, verify.Bounds | None]] = [
+            (out / Path(f["path"]).name, f["type"], None, None) for f in files if f["kind"] == "gguf" and f.get("role") != "base"]
         if options["adapter_gguf"] and base_gguf is not None:
             # A GGUF base is the very file the HF base was dequantised from: only compute precision differs.
             b = verify.ADAPTER_ON_GGUF_BASE if base.kind == "gguf" else verify.bounds_for("f16")

@@ -119,7 +119,8 @@ def bitsandbytes_available() -> bool:
 CPU_BF16_MIN_MICRO_BATCH = 8
 
 
-def resolve_device(precision: str, optimizer: str, num_threads: int, batch_size: int, load_in_4bit: bool = False) -> Device:
+def resolve_device(precision: str, optimizer: str, num_threads: int, batch_size: int,
+                   load_in_4bit: bool | None = False) -> Device:
     """Turn the spec's "auto" settings into what this machine will run."""
     count = cuda_count()
     if count:
@@ -136,7 +137,7 @@ def resolve_device(precision: str, optimizer: str, num_threads: int, batch_size:
     return Device("cpu", 0, precision, optimizer, threads)
 
 
-def machine_problems(backend: str, precision: str, optimizer: str, load_in_4bit: bool) -> list[str]:
+def machine_problems(backend: str, precision: str, optimizer: str, load_in_4bit: bool | None) -> list[str]:
     """What this machine cannot do of a run's settings, as sentences naming the field."""
     problems = []
     gpus = cuda_count()

@@ -59,7 +59,7 @@ class ConfigError(ValueError):
 
 def shape_of(config: dict[str, Any]) -> Shape:
     """The sizes that matter, from an HF config.json (text_config for multimodal wrappers)."""
-    cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    cfg: dict[str, Any] = config["text_config"] if isinstance(config.get("text_config"), dict) else config
 
     def get(*names: str, default: int | None = None) -> int:
         for n in names:

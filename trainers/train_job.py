@@ -134,8 +134,9 @@ def record_remote_engine(session_file: Any, job_dir: str | os.PathLike[str]) -> 
 # ----------------------------------------------------------------------------- failures
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    out, seen = [], set()
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         out.append(exc)
         seen.add(id(exc))

@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from evaluators.experiments.models import BASE, RUN_PREFIX, base_model_of, run_resolver
+from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
 from evaluators.experiments.runner import Experiment, Follow, drop_nulls
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EvalSpec, Persona, RunSpec
@@ -364,7 +364,7 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
             hv[column], hd[column] = h["rate"], f"{h['k']}/{h['n']}"
     row("heldout_expression", "Expression, held-out probes", labeller or "–", "rate", hv, hd)
     ppl = scores.get("ppl") or {}
-    for i, fmt in enumerate(FORMATS):
+    for fmt in FORMATS:
         ds = dataset_id(cfg, fmt)
         values = {}
         for r in ppl.get("rows", []):

@@ -36,7 +36,7 @@ EVAL_KINDS = {"eval": "evaluators.eval_job"}
 def watch_quietly(job_dir: Path, label: str, console: Console) -> jobs.JobStatus:
     """Follow a job by its files until it ends, printing one line at the end."""
     status = jobs.read_status(job_dir)
-    for status, _ in jobs.watch(job_dir, interval=0.5):
+    for status, _ in jobs.watch(job_dir, interval=0.5):  # noqa: B007  (the last status is the answer)
         pass
     console.print(f"  {label}: {status.state}", markup=False, highlight=False)
     return status
