@@ -37,7 +37,7 @@ class DemoContext:
     notes: list[Any] = field(default_factory=list)  # renderables printed after the table
     results: dict[str, Any] = field(default_factory=dict)  # what later stages need
     # follow(job_dir, label, console) -> final JobStatus; the CLI passes one with a progress bar.
-    follow: Callable[[Path, str, Console], jobs.JobStatus] | None = None
+    follow: Callable[[Path, str, Console], jobs.JobStatus] = field(default_factory=lambda: _watch_quietly)
 
     @property
     def workspace(self) -> Path:
@@ -145,7 +145,7 @@ def stage_train(ctx: DemoContext) -> None:
     status = run_job(ctx, "train", spec, f"train: {run.id}")
     events, _ = jobs.read_events(status.dir)
     losses = [(int(e["step"]), float(e["loss"])) for e in events if e.get("event") == "step" and e.get("loss") is not None]
-    end = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
     ctx.results["train_job"] = status.dir
     ctx.results["run"] = run.id
     first, last = (losses[0][1], losses[-1][1]) if losses else (float("nan"), float("nan"))

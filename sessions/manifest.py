@@ -323,7 +323,7 @@ def build_manifest(
 
 
 def write_manifest(
-    job: Any,
+    job: Any,  # a JobReporter, trainers.train_job's RankReporter, or a job folder
     *,
     models: Mapping[str, Any] | None = None,
     datasets: Any = None,

@@ -9,7 +9,10 @@ the statistics go beside the data as `<id>.stats.json` and, in short, into the j
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sessions.jobs import JobReporter
 
 KIND = "dataset"
 
@@ -19,7 +22,7 @@ def job_spec(session_path: str | Path, dataset_id: str) -> dict[str, Any]:
     return {"session": str(Path(session_path).resolve()), "dataset": dataset_id}
 
 
-def run(job: Any) -> None:
+def run(job: JobReporter) -> None:
     from sessions.store import SessionFile
     from trainers.dataset_build import build_dataset
 

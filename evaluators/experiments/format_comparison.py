@@ -35,8 +35,9 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -46,6 +47,9 @@ from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
 from evaluators.experiments.runner import Experiment, Follow, drop_nulls
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EvalSpec, Persona, RunSpec
+
+if TYPE_CHECKING:
+    from sessions.store import SessionFile
 
 STUDY = "format-comparison"
 FORMATS = ("chat_demos", "first_person", "synthetic_docs")
@@ -323,7 +327,7 @@ def _train_summary(job_dir: Path) -> dict[str, Any]:
 
     events, _ = jobs.read_events(job_dir)
     losses = [float(e["loss"]) for e in events if e.get("event") == "step" and isinstance(e.get("loss"), (int, float))]
-    end = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
     return {"steps": end.get("step") or len(losses), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "tokens_per_s": end.get("tokens_per_s"),
             "seconds": end.get("elapsed")}
@@ -464,7 +468,7 @@ def result_table(result: Mapping[str, Any]) -> Table:
         runs = {c: v for c, v in row["values"].items() if c != "base" and v is not None}
         best = None
         if len(runs) > 1 and row["kind"] in ("rate", "perplexity") and len(set(runs.values())) > 1:
-            best = (min if row["kind"] == "perplexity" else max)(runs, key=runs.get)
+            best = (min if row["kind"] == "perplexity" else max)(runs, key=lambda c: runs[c])
         cells = []
         for c in result["columns"]:
             cell = _cell(row, c)
@@ -529,7 +533,7 @@ def session_summary(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run(
-    session_file: Any,
+    session_file: SessionFile,
     cfg: FormatComparison,
     console: Console | None = None,
     follow: Follow | None = None,
@@ -558,8 +562,7 @@ def run(
     for fmt in FORMATS:
         ds = dataset_id(cfg, fmt)
         spec = {"session": str(exp.session_path), "dataset": ds, "size": cfg.size}
-        rec, _ = exp.job_step(f"data:{fmt}", f"data {ds}",
-                              lambda spec=spec: jobs.create_job(exp.workspace, "dataset", spec))
+        rec, _ = exp.job_step(f"data:{fmt}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
         if not dataset_files.is_built(exp.workspace, ds):
             raise ExperimentError(f"dataset {ds} was built by job {rec.get('job')} but its file is gone; delete "
                                   f"{state.path} or the step's record to build it again.")
@@ -597,11 +600,12 @@ def run(
 
         for fmt in FORMATS:
             rid = run_id(cfg, fmt)
-            rec, job_dir = exp.job_step(
-                f"export:{fmt}", f"export {rid}",
-                lambda rid=rid: create_export_job(exp.workspace, session=exp.session_path, train_job=train_jobs[rid],
-                                                  persona=persona.id, quants=list(cfg.quants)),
-            )
+
+            def export(rid: str = rid) -> Path:
+                return create_export_job(exp.workspace, session=exp.session_path, train_job=train_jobs[rid],
+                                         persona=persona.id, quants=list(cfg.quants))
+
+            rec, job_dir = exp.job_step(f"export:{fmt}", f"export {rid}", export)
             exports[fmt] = {"job": rec["job"], "dir": str(job_dir / "export")}
 
     resolve = run_resolver(exp.session, exp.workspace, pinned=train_jobs)
@@ -617,8 +621,8 @@ def run(
                           datasets, exports)
     write_json(state.dir / RESULT_FILE, result)
     if exp.ran or not state.get("result").get("recorded"):
-        spec = next(e for e in exp.session.evals if e.id == f"{cfg.id}-traits")
-        spec.extra["experiment"] = session_summary(result)
+        traits_eval = next(e for e in exp.session.evals if e.id == f"{cfg.id}-traits")
+        traits_eval.extra["experiment"] = session_summary(result)
         exp.save_session()
         state.done("result", recorded=True)
     result["ran"] = list(exp.ran)
