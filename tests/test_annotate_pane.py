@@ -33,11 +33,6 @@ ANNOTATOR = "tester"
 
 
 @pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
 def session_path(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv(core.ANNOTATOR_ENV, ANNOTATOR)
     return make_annotation_session(tmp_path)

@@ -15,11 +15,6 @@ from waiting import wait_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_number_keys_switch_tabs_and_the_header_names_the_session(session_path: Path):
     app = make_app(session_path)
     async with app.run_test(size=(100, 30)) as pilot:

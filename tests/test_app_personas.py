@@ -22,12 +22,6 @@ from waiting import wait_until as until
 pytestmark = pytest.mark.anyio
 
 
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def on_disk(path: Path):
     return SessionFile.load(path).session
 

@@ -23,12 +23,6 @@ from waiting import wait_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-
 def shown_text(pane: EvaluatePane) -> str:
     """The Results tab's tables as plain text (whitespace collapsed: titles wrap in narrow tables)."""
     from rich.console import Console

@@ -15,12 +15,6 @@ from waiting import wait_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-
 def _fake_steps(job) -> None:
     """A real job (the protocol's worker side) that writes the events a training run writes."""
     job.event(event="train_begin", run="r1", resumed_from=None)
