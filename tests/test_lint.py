@@ -35,7 +35,7 @@ def test_ruff_check_passes():
 
 
 def test_ruff_format_check_passes():
-    result = _tool("ruff", "format", "--check", ".")
+    result = _tool("ruff", "format", "--check", "--output-format", "concise", ".")
     assert result.returncode == 0, (
         "these files are not formatted as pyproject.toml's [tool.ruff.format] says; "
         "`.venv/bin/ruff format .` formats them:\n" + result.stdout + result.stderr
