@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from engines.base import Engine
     from evaluators.eval_job import Run
     from evaluators.eval_spec import ModelEntry
+    from evaluators.probes import ExpressionCell, KnowledgeCell
     from sessions.model import Persona, Session
 
 SPC_CSV = "Synthetic-Persona-Chat_valid.csv"
@@ -448,7 +449,7 @@ def _one_model(run: Run, entry: ModelEntry, probed: Persona, scripts: list[Scrip
                 where = {"turn": t, "conversation": c + 1, "fork": True}
                 try:
                     if logprobs:
-                        def on_k(cell: Any) -> None:
+                        def on_k(cell: KnowledgeCell) -> None:
                             d = {**cell.to_dict(), **where}
                             k_cells.append(d)
                             run.output(**d, prompt=cell.question,
@@ -463,7 +464,7 @@ def _one_model(run: Run, entry: ModelEntry, probed: Persona, scripts: list[Scrip
                             run.problem(f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out.")
                             logprobs = False
                     if s["expression"]:
-                        def on_e(cell: Any) -> None:
+                        def on_e(cell: ExpressionCell) -> None:
                             d = {**cell.to_dict(), **where}
                             e_cells.append(d)
                             run.output(**d, metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0,

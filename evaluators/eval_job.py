@@ -30,6 +30,7 @@ from evaluators.eval_spec import FALLBACK, ModelEntry, build_job_spec
 
 if TYPE_CHECKING:
     from engines.base import Engine
+    from evaluators.probes import ExpressionCell, KnowledgeCell
     from sessions.jobs import JobReporter
     from sessions.model import Persona
     from sessions.store import SessionFile
@@ -564,7 +565,7 @@ def run_traits(run: Run) -> None:
             e_cells: list = []
             try:
                 if s["knowledge"]:
-                    def on_k(cell: Any) -> None:
+                    def on_k(cell: KnowledgeCell) -> None:
                         run.output(**cell.to_dict(), prompt=cell.question, prompt_system=bool(system),
                                    metrics={"logp_margin": cell.logp_affirm - cell.logp_deny})
                         run.tick(message=f"{entry.label}: knowledge {cell.trait}")
@@ -579,7 +580,7 @@ def run_traits(run: Run) -> None:
                         run.tick(n_know - len(k_cells))
                 run.stop_if_cancelled()
                 if s["expression"]:
-                    def on_e(cell: Any) -> None:
+                    def on_e(cell: ExpressionCell) -> None:
                         run.output(**cell.to_dict(), prompt_system=bool(system),
                                    metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0})
                         run.tick(message=f"{entry.label}: expression {cell.trait}")
@@ -615,7 +616,7 @@ def _control_cells(run: Run, engine: Engine, entry: ModelEntry, other: Persona, 
 
     s = run.settings
 
-    def on_k(cell: Any) -> None:
+    def on_k(cell: KnowledgeCell) -> None:
         run.output(**{**cell.to_dict(), "kind": "control_knowledge"}, prompt=cell.question)
         run.tick(message=f"{entry.label}: control, unrelated persona")
 
