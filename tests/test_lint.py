@@ -34,6 +34,11 @@ def test_ruff_check_passes():
     )
 
 
+# The code predates the formatter: 168 of 222 files change under it (measured 2026-12-03), and
+# eight branches edit them at once, so the tree is formatted once, after they are merged. Then
+# this test passes, strict xfail turns that into a failure, and the marker must go: delete it in
+# the same commit as the `.venv/bin/ruff format .` pass.
+@pytest.mark.xfail(strict=True, reason="the one formatting pass after the merge has not run yet")
 def test_ruff_format_check_passes():
     result = _tool("ruff", "format", "--check", "--output-format", "concise", ".")
     assert result.returncode == 0, (
