@@ -115,7 +115,6 @@ def concurrency_table(size: int, latency: float, seed: int) -> Table:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from fake_openai_server import FakeOpenAI
-
     from sessions.demo import demo_session
     from sessions.model import DatasetSpec
     from trainers.dataset_build import build_dataset

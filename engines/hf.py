@@ -9,17 +9,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.base import EngineError, Message, Sampling, StopStream, check_messages, cut_at_stop
 from engines.models import chat_stop_tokens, load_hf_model, load_tokenizer, resolve_model
+
+if TYPE_CHECKING:
+    from sessions.model import EngineSpec
 
 
 class TransformersEngine:
     """An EngineSpec of kind "transformers": `model` (bundled name, GGUF or HF folder), `adapter`
     (a PEFT adapter folder). spec.extra may hold `dtype` (float32 default, or bfloat16)."""
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: EngineSpec) -> None:
         import torch
 
         self.spec = spec
@@ -186,7 +189,7 @@ class TransformersEngine:
         return out
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None
         import gc
 
         gc.collect()

@@ -286,7 +286,7 @@ def pull(
 
         try:
             hf_hub_download(plan.repo_id, path, repo_type=plan.repo_type, revision=plan.commit,
-                            cache_dir=str(cache), endpoint=hub_endpoint(), tqdm_class=bar)  # type: ignore[arg-type]
+                            cache_dir=str(cache), endpoint=hub_endpoint(), tqdm_class=bar)
         except PullStopped:
             raise
         except Exception as e:  # noqa: BLE001 - translated below; anything else is re-raised

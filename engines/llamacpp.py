@@ -13,10 +13,13 @@ import math
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.base import EngineError, Message, Sampling, check_messages
 from engines.models import resolve_model
+
+if TYPE_CHECKING:
+    from sessions.model import EngineSpec
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -35,7 +38,7 @@ class LlamaCppEngine:
     `chat_format` (a llama-cpp-python chat format name, for a GGUF whose metadata lacks a template).
     """
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec
         model = resolve_model(spec.model)
         if model.kind != "gguf":

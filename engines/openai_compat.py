@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.base import EngineError, EngineUnsupported, Message, Sampling, check_messages
+
+if TYPE_CHECKING:
+    from sessions.model import EngineSpec
 
 NO_KEY = "sk-no-key"
 # Structured-output request shapes (see OpenAIEngine.chat_reply).
@@ -71,7 +74,7 @@ class OpenAIEngine:
     `bundled:` name means the server's first model), `api_key_env` (the variable's name).
     spec.extra may hold `timeout` (seconds, default 120) and `max_retries` (default 1)."""
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: EngineSpec) -> None:
         import openai
 
         if not spec.base_url:

@@ -348,7 +348,7 @@ def metric_agreement(
 # ----------------------------------------------------------------------------- people vs people
 
 
-def _units(values: Mapping[Hashable, Mapping[str, Hashable]]) -> list[dict[str, Hashable]]:
+def _units(values: Mapping[str, Mapping[str, Hashable]]) -> list[dict[str, Hashable]]:
     """The items labelled by at least two annotators: annotator -> value, one dict per item."""
     return [dict(v) for v in values.values() if len(v) >= 2]
 

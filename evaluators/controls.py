@@ -15,7 +15,11 @@ The texts are written for this project; none of them touch the demo persona's tr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engines.base import Engine
+    from sessions.model import Persona
 
 UNRELATED_MARGIN = 0.15
 OVER_MARGIN = 0.10
@@ -111,8 +115,8 @@ def unrelated_persona() -> Any:
 
 
 def over_expression_cells(
-    engine: Any,
-    persona: Any,
+    engine: Engine,
+    persona: Persona,
     model: str,
     sampling: Mapping[str, Any],
     prompts: Sequence[str] = NEUTRAL_PROMPTS,
@@ -173,7 +177,7 @@ def unrelated(cells: Iterable[Any], model: str, base: str, margin: float = UNREL
     }
 
 
-def text_perplexity(engine: Any, texts: Sequence[str] = GENERAL_TEXT) -> tuple[float, int]:
+def text_perplexity(engine: Engine, texts: Sequence[str] = GENERAL_TEXT) -> tuple[float, int]:
     """Token-weighted perplexity of plain texts (no chat template), and the tokens scored."""
     from evaluators.metrics.likelihood import corpus_perplexity
 

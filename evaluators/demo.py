@@ -38,7 +38,7 @@ class DemoContext:
     results: dict[str, Any] = field(default_factory=dict)  # what later stages need
     sources: list[tuple[str, str]] = field(default_factory=list)  # (a printed number, the file it comes from)
     # follow(job_dir, label, console) -> final JobStatus; the CLI passes one with a progress bar.
-    follow: Callable[[Path, str, Console], jobs.JobStatus] | None = None
+    follow: Callable[[Path, str, Console], jobs.JobStatus] = field(default_factory=lambda: _watch_quietly)
 
     @property
     def workspace(self) -> Path:
@@ -81,7 +81,7 @@ def run_job(ctx: DemoContext, kind: str, spec: dict[str, Any], label: str, worke
 
 def _watch_quietly(job_dir: Path, label: str, console: Console) -> jobs.JobStatus:
     status = jobs.read_status(job_dir)
-    for status, _ in jobs.watch(job_dir, interval=0.3):
+    for status, _ in jobs.watch(job_dir, interval=0.3):  # noqa: B007  (the last status is the answer)
         pass
     console.print(f"  {label}: {status.state}")
     return status

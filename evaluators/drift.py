@@ -25,9 +25,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluators.probes import CONTRADICTED, LABELS, Rate, render_chat
+
+if TYPE_CHECKING:
+    from engines.base import Engine
+    from evaluators.eval_job import Run
+    from evaluators.eval_spec import ModelEntry
+    from evaluators.probes import ExpressionCell, KnowledgeCell
+    from sessions.model import Persona, Session
 
 SPC_CSV = "Synthetic-Persona-Chat_valid.csv"
 SPC_USER = "spc"
@@ -53,7 +60,7 @@ def probe_turns(turns: int, chosen: Sequence[int] = ()) -> list[int]:
     return sorted({*out, turns})
 
 
-def probe_persona(persona: Any, per_trait: int) -> Any:
+def probe_persona(persona: Persona, per_trait: int) -> Persona:
     """A copy of the persona with at most `per_trait` knowledge and expression probes per trait
     (0 = all): each probed turn asks every one of them, so this sets the cost."""
     if not per_trait:
@@ -64,7 +71,7 @@ def probe_persona(persona: Any, per_trait: int) -> Any:
     return dataclasses.replace(persona, traits=traits)
 
 
-def spc_file(ref: str, base: Path, session: Any = None) -> Path:
+def spc_file(ref: str, base: Path, session: Session | None = None) -> Path:
     """The SPC CSV a spec's `data` names: a CSV file, a folder holding the valid split, or the id
     of a persona_chat dataset of the session (its source). Paths are relative to the session."""
     if session is not None:
@@ -133,7 +140,7 @@ class Fork:
     `render_chat` is what evaluators.probes uses to build a knowledge probe's prompt.
     """
 
-    def __init__(self, engine: Any, history: Sequence[Mapping[str, str]], model_name: str | None = None) -> None:
+    def __init__(self, engine: Engine, history: Sequence[Mapping[str, str]], model_name: str | None = None) -> None:
         self.engine = engine
         self.history = tuple({"role": m["role"], "content": m["content"]} for m in history)
         self.model_name = model_name
@@ -168,7 +175,7 @@ class SimulatedUser:
 
     FALLBACK_LINE = "Tell me more about that."
 
-    def __init__(self, engine: Any, name: str, prompt: Any, sampling: Mapping[str, Any]) -> None:
+    def __init__(self, engine: Engine, name: str, prompt: Any, sampling: Mapping[str, Any]) -> None:
         self.engine = engine
         self.name = name
         self.prompt = prompt
@@ -271,7 +278,7 @@ def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the job
 
 
-def freeze(settings: dict[str, Any], session: Any, base: Path, resolve: Any, add: Any, job: dict[str, Any]) -> None:
+def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any, add: Any, job: dict[str, Any]) -> None:
     """The drift part of evaluators.eval_spec.build_job_spec: data and user side checked now, not
     mid-job; `add(key, message)` records a problem."""
     from evaluators.eval_spec import ModelEntry, resolve_model
@@ -306,13 +313,14 @@ def freeze(settings: dict[str, Any], session: Any, base: Path, resolve: Any, add
         settings["user_prompt"] = str(path)
 
 
-def run_drift(run: Any) -> None:
+def run_drift(run: Run) -> None:
     """The work of a drift eval job (evaluators.eval_job.Run holds the settings and the outputs)."""
     from evaluators.eval_job import _close
     from evaluators.probes import MarkerLabeller
 
     s = run.settings
     persona = run.persona
+    assert persona is not None, "create_eval_job freezes the persona of a drift evaluation"
     probed = probe_persona(persona, s["probes"])
     checkpoints = list(s["probe_turns"])
     traits = [t.id for t in persona.traits]
@@ -381,7 +389,7 @@ def run_drift(run: Any) -> None:
         _close(getattr(labeller, "engine", None))
 
 
-def _one_model(run: Any, entry: Any, probed: Any, scripts: list[Script], user: SimulatedUser | None,
+def _one_model(run: Run, entry: ModelEntry, probed: Persona, scripts: list[Script], user: SimulatedUser | None,
                labeller: Any, n_conv: int, checkpoints: list[int], traits: list[str]) -> None:
     """One model's conversations, each probed on forks at the chosen turns."""
     from engines import EngineError
@@ -390,6 +398,7 @@ def _one_model(run: Any, entry: Any, probed: Any, scripts: list[Script], user: S
 
     s = run.settings
     persona = run.persona
+    assert persona is not None  # run_drift checked it
     n_know = sum(len(t.knowledge_probes) for t in probed.traits) if s["knowledge"] else 0
     n_expr = sum(len(t.expression_probes) for t in probed.traits) * s["samples"] if s["expression"] else 0
     engine = run.open(entry)
@@ -408,7 +417,7 @@ def _one_model(run: Any, entry: Any, probed: Any, scripts: list[Script], user: S
             for t in range(1, s["turns"] + 1):
                 run.stop_if_cancelled()
                 seed = s["seed"] + 1000 * c + t
-                text = scripts[c].turns[t - 1] if scripts else user.say(history[start:], seed)
+                text = scripts[c].turns[t - 1] if user is None else user.say(history[start:], seed)
                 history.append({"role": "user", "content": text})
                 try:
                     reply = engine.chat(history, **run.sampling(), seed=seed)
@@ -440,7 +449,7 @@ def _one_model(run: Any, entry: Any, probed: Any, scripts: list[Script], user: S
                 where = {"turn": t, "conversation": c + 1, "fork": True}
                 try:
                     if logprobs:
-                        def on_k(cell: Any) -> None:
+                        def on_k(cell: KnowledgeCell) -> None:
                             d = {**cell.to_dict(), **where}
                             k_cells.append(d)
                             run.output(**d, prompt=cell.question,
@@ -455,7 +464,7 @@ def _one_model(run: Any, entry: Any, probed: Any, scripts: list[Script], user: S
                             run.problem(f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out.")
                             logprobs = False
                     if s["expression"]:
-                        def on_e(cell: Any) -> None:
+                        def on_e(cell: ExpressionCell) -> None:
                             d = {**cell.to_dict(), **where}
                             e_cells.append(d)
                             run.output(**d, metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0,

@@ -24,9 +24,16 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluators.eval_spec import FALLBACK, ModelEntry, build_job_spec
+
+if TYPE_CHECKING:
+    from engines.base import Engine
+    from evaluators.probes import ExpressionCell, KnowledgeCell
+    from sessions.jobs import JobReporter
+    from sessions.model import Persona
+    from sessions.store import SessionFile
 
 SCORES_FILE = "scores.json"
 OUTPUTS_FILE = "outputs.jsonl"
@@ -37,7 +44,7 @@ JOB_KIND = "eval"
 # ----------------------------------------------------------------------------- launching
 
 
-def create_eval_job(session_file: Any, eval_id: str, resolve: Any = None, job_id: str | None = None) -> Path:
+def create_eval_job(session_file: SessionFile, eval_id: str, resolve: Any = None, job_id: str | None = None) -> Path:
     """Validate the evaluation, freeze its inputs and create a queued job (started by the caller)."""
     from sessions import jobs
 
@@ -45,7 +52,7 @@ def create_eval_job(session_file: Any, eval_id: str, resolve: Any = None, job_id
     return jobs.create_job(session_file.workspace, JOB_KIND, spec, worker=WORKER, job_id=job_id)
 
 
-def run_eval_inline(session_file: Any, eval_id: str, resolve: Any = None) -> Path:
+def run_eval_inline(session_file: SessionFile, eval_id: str, resolve: Any = None) -> Path:
     """Create the job and run it in this process (the demo, experiments, tests); its directory.
 
     Raises ValueError with the job's one-sentence error if it fails; a cancelled job returns
@@ -121,7 +128,7 @@ def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record_results(session_file: Any, eval_id: str, job_dir: str | Path) -> dict[str, Any]:
+def record_results(session_file: SessionFile, eval_id: str, job_dir: str | Path) -> dict[str, Any]:
     """Append the job's summary to the evaluation's `results` in the session and save it."""
     scores = load_scores(job_dir)
     spec = next((e for e in session_file.session.evals if e.id == eval_id), None)
@@ -166,7 +173,7 @@ def chat_example(record: Mapping[str, Any]) -> tuple[list[dict[str, str]], str] 
 
 def conversation_key(record: Mapping[str, Any], index: int) -> str:
     """Which conversation a record came from, so that hits@1 never draws a distractor from it."""
-    meta = record.get("meta") if isinstance(record.get("meta"), Mapping) else {}
+    meta: Mapping[str, Any] = record["meta"] if isinstance(record.get("meta"), Mapping) else {}
     for key in ("conversation", "conversation_id", "source_row", "row"):
         if meta.get(key) not in (None, ""):
             return f"{key}:{meta[key]}"
@@ -197,12 +204,12 @@ def text_target(record: Mapping[str, Any]) -> tuple[list[dict[str, str]] | str, 
 class Run:
     """What every evaluation kind shares: settings, outputs, scores, progress and problems."""
 
-    def __init__(self, job: Any) -> None:
+    def __init__(self, job: JobReporter) -> None:
         self.job = job
         spec = job.spec
         self.settings: dict[str, Any] = dict(spec.get("settings") or {})
         self.models = [ModelEntry.from_plain(m) for m in spec.get("models") or []]
-        self.persona = None
+        self.persona: Persona | None = None
         if spec.get("persona"):
             from sessions import codec
             from sessions.model import Persona
@@ -506,6 +513,7 @@ def run_traits(run: Run) -> None:
 
     s = run.settings
     persona = run.persona
+    assert persona is not None, "create_eval_job freezes the persona of a traits evaluation"
     _same_scoring(run)
     with_controls = bool(s.get("controls")) and len(run.models) >= 2
     other = controls.unrelated_persona() if with_controls else None
@@ -557,7 +565,7 @@ def run_traits(run: Run) -> None:
             e_cells: list = []
             try:
                 if s["knowledge"]:
-                    def on_k(cell: Any) -> None:
+                    def on_k(cell: KnowledgeCell) -> None:
                         run.output(**cell.to_dict(), prompt=cell.question, prompt_system=bool(system),
                                    metrics={"logp_margin": cell.logp_affirm - cell.logp_deny})
                         run.tick(message=f"{entry.label}: knowledge {cell.trait}")
@@ -572,7 +580,7 @@ def run_traits(run: Run) -> None:
                         run.tick(n_know - len(k_cells))
                 run.stop_if_cancelled()
                 if s["expression"]:
-                    def on_e(cell: Any) -> None:
+                    def on_e(cell: ExpressionCell) -> None:
                         run.output(**cell.to_dict(), prompt_system=bool(system),
                                    metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0})
                         run.tick(message=f"{entry.label}: expression {cell.trait}")
@@ -600,7 +608,7 @@ def run_traits(run: Run) -> None:
         run.write_scores()
 
 
-def _control_cells(run: Run, engine: Any, entry: ModelEntry, other: Any, persona: Any, system: str | None,
+def _control_cells(run: Run, engine: Engine, entry: ModelEntry, other: Persona, persona: Persona, system: str | None,
                    ctrl_k: list, ctrl_n: list, ppl: dict[str, float]) -> None:
     """The three controls' measurements for one model (see evaluators.controls)."""
     from evaluators import controls
@@ -608,7 +616,7 @@ def _control_cells(run: Run, engine: Any, entry: ModelEntry, other: Any, persona
 
     s = run.settings
 
-    def on_k(cell: Any) -> None:
+    def on_k(cell: KnowledgeCell) -> None:
         run.output(**{**cell.to_dict(), "kind": "control_knowledge"}, prompt=cell.question)
         run.tick(message=f"{entry.label}: control, unrelated persona")
 
@@ -752,6 +760,7 @@ def run_judge(run: Run) -> None:
 
     s = run.settings
     persona = run.persona
+    assert persona is not None, "create_eval_job freezes the persona of a judge evaluation"
     questions = list(s["questions"]) or list(dict.fromkeys(q for t in persona.traits for q in t.expression_probes))
     if s["limit"]:
         questions = questions[: s["limit"]]
@@ -760,7 +769,7 @@ def run_judge(run: Run) -> None:
     run.total = len(items) * len(run.models) + len(items) * (len(run.models) - 1) * len(s["criteria"])
     run.scores.update(persona=persona.id, questions=len(questions))
 
-    def ask(engine: Any, entry: ModelEntry, item: dict[str, Any], k: int) -> str:
+    def ask(engine: Engine, entry: ModelEntry, item: dict[str, Any], k: int) -> str:
         return engine.chat(chat_messages(item["prompt"], run.system_for(entry)), **run.sampling(), seed=item["seed"])
 
     replies = _generate_all(run, items, ask)
@@ -824,7 +833,7 @@ def run_tailoring(run: Run) -> None:
     run.scores.update(data=path, persona_field=s["persona_field"], items=len(items),
                       groups={g: sum(i["group"] == g for i in items) for g in ("chosen", "rejected")})
 
-    def ask(engine: Any, entry: ModelEntry, item: dict[str, Any], k: int) -> str:
+    def ask(engine: Engine, entry: ModelEntry, item: dict[str, Any], k: int) -> str:
         text = engine.complete(item["input_for"][entry.label], **run.sampling(), seed=s["seed"] + k,
                                stop=["\nPrompt:", "\nPersona:"])
         return text.strip()
@@ -914,7 +923,7 @@ RUNNERS: dict[str, Callable[[Run], None]] = {
 }
 
 
-def run(job: Any) -> None:
+def run(job: JobReporter) -> None:
     """The work of an eval job: `sessions.jobs.run_worker` calls this with the JobReporter."""
     kind = job.spec.get("eval_kind")
     if kind not in RUNNERS:

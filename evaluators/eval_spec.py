@@ -94,9 +94,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessions.model import EngineSpec, EvalSpec, Persona, Session
+
+if TYPE_CHECKING:
+    from sessions.store import SessionFile
 
 KINDS = ("reference", "traits", "judge", "tailoring", "perplexity_matrix", "drift")
 FREE_KEYS = ("results", "note", "experiment")
@@ -303,10 +306,10 @@ def check_settings(spec: EvalSpec) -> tuple[dict[str, Any], list[tuple[str, str]
     if spec.kind == "tailoring" and settings["judge"] == FALLBACK and "quality" in settings["criteria"]:
         problems.append(("criteria", 'includes "quality", which the judge-free fallback cannot judge; name a judge engine or drop "quality".'))
     if spec.kind == "tailoring":
-        for key in ("no_persona", "fewshot_models"):
-            unknown = [m for m in settings[key] if m not in spec.models]
+        for name in ("no_persona", "fewshot_models"):
+            unknown = [m for m in settings[name] if m not in spec.models]
             if unknown:
-                problems.append((key, f"{unknown[0]!r} is not one of this evaluation's models."))
+                problems.append((name, f"{unknown[0]!r} is not one of this evaluation's models."))
         if settings["fewshot_models"] and not settings["fewshot"]:
             problems.append(("fewshot", "is empty but fewshot_models names models; give the JSONL of worked examples."))
     return settings, problems
@@ -403,7 +406,7 @@ def pick_persona(session: Session, persona_id: str) -> Persona:
 # ----------------------------------------------------------------------------- the job spec
 
 
-def build_job_spec(session_file: Any, eval_id: str, resolve: Resolver | None = None) -> dict[str, Any]:
+def build_job_spec(session_file: SessionFile, eval_id: str, resolve: Resolver | None = None) -> dict[str, Any]:
     """The frozen inputs of an eval job: settings with defaults, models as engine specs, data as
     absolute paths, the persona as it is now. Raises EvalSpecError listing every problem, each
     naming the session file, its line where known, and the field.

@@ -13,11 +13,14 @@ quality, so it does not pretend to.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from engines.embeddings import Embedder, shared_embedder
 from evaluators.judge import JudgeCall
 from evaluators.probes import EXPRESSED, NOT_SHOWN, Label, marker_hits
+
+if TYPE_CHECKING:
+    from sessions.model import Persona, Trait
 
 THRESHOLD = 0.50  # cosine similarity to the trait text that counts as expressed
 TIE_MARGIN = 0.02  # pairwise: closer than this to the persona is a tie
@@ -32,7 +35,7 @@ class FallbackScorer:
         self.name = f"fallback (markers + MiniLM similarity >= {threshold:.2f})"
 
     # evaluators.probes.Labeller
-    def label(self, persona: Any, trait: Any, prompt: str, reply: str) -> Label:
+    def label(self, persona: Persona, trait: Trait, prompt: str, reply: str) -> Label:
         hits = marker_hits(reply, trait.markers)
         sim = self.embedder.similarity(reply, trait.text) if reply.strip() else 0.0
         expressed = bool(hits) or sim >= self.threshold

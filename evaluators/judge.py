@@ -28,9 +28,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaluators.probes import LABELS, UNPARSEABLE, Label, Rate
+
+if TYPE_CHECKING:
+    from sessions.model import Persona, Trait
 
 # name -> (file, placeholders the file must use)
 PROMPTS: dict[str, tuple[str, frozenset[str]]] = {
@@ -199,7 +202,7 @@ class Judge:
 
     def __init__(
         self,
-        engine: Any,
+        engine: Any,  # an engines.base.Engine, maybe with chat_reply (schema-constrained answers)
         name: str,
         prompts: Mapping[str, PromptTemplate] | None = None,
         max_tokens: int = 160,
@@ -278,7 +281,7 @@ class Judge:
         return self.ask(self.prompt(criterion).render(**values), "verdict")
 
     # The Labeller protocol of evaluators.probes: a judge labels expression probes too.
-    def label(self, persona: Any, trait: Any, prompt: str, reply: str) -> Label:
+    def label(self, persona: Persona, trait: Trait, prompt: str, reply: str) -> Label:
         question = self.prompt("expression").render(
             persona_name=persona.name, trait=trait.text, prompt=prompt, reply=reply
         )

@@ -23,7 +23,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sessions.model import Persona
 
 QUESTION_TEMPLATES = (
     "Someone told me that {you}. Is that right?",
@@ -97,7 +100,7 @@ def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 2 and w not in stop}
 
 
-def write_probes(persona: Any, knowledge: int = 6, expression: int = 8) -> list[ProposedProbes]:
+def write_probes(persona: Persona, knowledge: int = 6, expression: int = 8) -> list[ProposedProbes]:
     """Up to `knowledge` knowledge probes and `expression` open prompts per trait, new ones only
     (a question or prompt the trait already has is not proposed again)."""
     from evaluators.probes import marker_hits
@@ -307,7 +310,7 @@ def probes_by_engine(persona: Any, engine_spec: Any, knowledge: int = 6, express
             close()
 
 
-def apply(persona: Any, proposals: Iterable[ProposedProbes]) -> int:
+def apply(persona: Persona, proposals: Iterable[ProposedProbes]) -> int:
     """Add reviewed proposals to the persona's traits; the number of probes added."""
     added = 0
     for p in proposals:
@@ -336,7 +339,7 @@ def _texts(record: Any) -> Iterable[str]:
             yield from _texts(v)
 
 
-def training_repeats(persona: Any, data: Sequence[str | Path]) -> list[tuple[str, str]]:
+def training_repeats(persona: Persona, data: Sequence[str | Path]) -> list[tuple[str, str]]:
     """(where, sentence) for every probe sentence (question, answer, open prompt) of three words
     or more that appears word for word in the training data (JSONL files or plain texts)."""
     from evaluators.eval_job import read_jsonl

@@ -17,9 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evaluators.stats import Z95, wilson  # noqa: F401  (re-exported: callers import wilson from here)
+
+if TYPE_CHECKING:
+    from sessions.model import Persona, Trait
 
 EXPRESSED = "expressed"
 NOT_SHOWN = "not_shown"
@@ -78,7 +81,7 @@ class NoChatTemplate(ValueError):
     """The engine gives no way to render a chat prompt locally (e.g. a remote endpoint)."""
 
 
-def render_chat(engine: Any, messages: Sequence[Mapping[str, str]], model: str | None = None) -> str:
+def render_chat(engine: ProbeEngine, messages: Sequence[Mapping[str, str]], model: str | None = None) -> str:
     """The prompt text the model sees for `messages`, ending where the assistant's reply begins.
 
     Uses, in order: the engine's own `render_chat(messages)`; the chat template in a llama.cpp
@@ -89,7 +92,7 @@ def render_chat(engine: Any, messages: Sequence[Mapping[str, str]], model: str |
     render = getattr(engine, "render_chat", None)
     if callable(render):
         return render(msgs)
-    llm = getattr(engine, "llm", None)
+    llm: Any = getattr(engine, "llm", None)  # a llama_cpp.Llama when the engine has one
     template = getattr(llm, "metadata", {}).get("tokenizer.chat_template") if llm is not None else None
     if template:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -152,8 +155,8 @@ class KnowledgeCell:
 
 
 def knowledge_cells(
-    engine: Any,
-    persona: Any,
+    engine: ProbeEngine,
+    persona: Persona,
     model: str,
     system: str | None = None,
     by: str = "mean",
@@ -198,10 +201,18 @@ class Label:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+class ProbeEngine(Protocol):
+    """What the probes call: an engines.base.Engine, or evaluators.drift's Fork of one."""
+
+    def chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> str: ...
+
+    def logprobs(self, prompt: str, continuation: str) -> list[float]: ...
+
+
 class Labeller(Protocol):
     name: str
 
-    def label(self, persona: Any, trait: Any, prompt: str, reply: str) -> Label: ...
+    def label(self, persona: Persona, trait: Trait, prompt: str, reply: str) -> Label: ...
 
 
 _SUFFIXES = "s|es|ed|d|ing|er|ers|ies|ied"
@@ -259,7 +270,8 @@ def directed_hits(reply: str, markers: Iterable[str], contra: Iterable[str] = ()
     is not counted twice.
     """
     text = reply.lower().replace("\u2019", "'")
-    shows, against = [], []
+    shows: list[str] = []
+    against: list[str] = []
     pos = _spans(text, markers)
     for phrase, start, _ in pos:
         (against if _negated(text, start) else shows).append(phrase)
@@ -284,7 +296,7 @@ class MarkerLabeller:
 
     name = "markers"
 
-    def label(self, persona: Any, trait: Any, prompt: str, reply: str) -> Label:
+    def label(self, persona: Persona, trait: Trait, prompt: str, reply: str) -> Label:
         contra = list(getattr(trait, "contra_markers", []) or [])
         if not trait.markers and not contra:
             return Label(UNPARSEABLE, "markers (none written)", {"markers": []})
@@ -315,8 +327,8 @@ class ExpressionCell:
 
 
 def expression_cells(
-    engine: Any,
-    persona: Any,
+    engine: ProbeEngine,
+    persona: Persona,
     model: str,
     labeller: Labeller,
     samples: int = 3,
@@ -331,7 +343,7 @@ def expression_cells(
     Sample j of probe i uses seed `seed + 1000 * i + j`, so two models see the same seeds.
     """
     sampling = dict(sampling or {})
-    cells = []
+    cells: list[ExpressionCell] = []
     for trait in persona.traits:
         for i, prompt in enumerate(trait.expression_probes):
             for j in range(samples):

@@ -171,7 +171,7 @@ def _diff(row: Mapping[str, Any]) -> str:
         return "–"
     lo, hi = row.get("interval") or (None, None)
     text = f"{row['diff'] * 100:+.0f}"
-    if lo is not None:
+    if lo is not None and hi is not None:
         text += f" [{lo * 100:+.0f},{hi * 100:+.0f}]"
     return text
 

@@ -261,12 +261,13 @@ def _decode_value(tp: Any, value: Any, keys: Keys, name: str, problems: list) ->
             return wrong()
         args = typing.get_args(tp)
         arg = args[1] if len(args) == 2 else Any
-        out, ok = {}, True
+        mapping: dict[Any, Any] = {}
+        ok = True
         for k, element in value.items():
             good, decoded = _decode_value(arg, element, keys + (k,), k, problems)
             ok &= good
-            out[k] = decoded
-        return ok, out
+            mapping[k] = decoded
+        return ok, mapping
     return True, value  # a type this codec does not check: keep what TOML gave
 
 
@@ -345,8 +346,8 @@ def new_item(value: Any, cls: type | None = None, in_array: bool = False) -> Any
             aot = tomlkit.aot()
             for v in value:
                 aot.append(new_table(v, cls))
-            for table in aot.body:
-                table.trivia.indent = ""  # each new table already ends with a blank line
+            for added in aot.body:
+                added.trivia.indent = ""  # each new table already ends with a blank line
             return aot
         array = tomlkit.array()
         for v in value:

@@ -147,7 +147,7 @@ class JobStatus:
 
 
 def jobs_root(workspace: str | os.PathLike[str]) -> Path:
-    return jobs_dir(workspace)
+    return jobs_dir(Path(workspace))
 
 
 def new_job_id(kind: str) -> str:
@@ -745,8 +745,8 @@ def _execute(job_dir: Path, kinds: Mapping[str, Any], inline: bool) -> JobStatus
     else:
         job._end(job.end_state or ("cancelled" if job.cancelled else "finished"))
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return read_status(job_dir)
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-
 NOT_OBJECT = "is not a JSON object"
 
 

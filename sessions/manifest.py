@@ -86,7 +86,8 @@ def _cpuinfo() -> tuple[str, frozenset[str], int]:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         return platform.processor() or platform.machine(), frozenset(), 0
-    model, flags, cores = "", frozenset(), set()
+    model, cores = "", set()
+    flags: frozenset[str] = frozenset()
     phys = core = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
@@ -322,7 +323,7 @@ def build_manifest(
 
 
 def write_manifest(
-    job: Any,
+    job: Any,  # a JobReporter, trainers.train_job's RankReporter, or a job folder
     *,
     models: Mapping[str, Any] | None = None,
     datasets: Any = None,

@@ -34,3 +34,21 @@ def session_path(tmp_path: Path) -> Path:
     from sessions.demo import write_demo_session
 
     return write_demo_session(tmp_path)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Pilot tests (`pytestmark = pytest.mark.anyio`) run on asyncio, the loop Textual uses."""
+    return "asyncio"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "snapshot: an SVG snapshot of the app (regenerate: pytest -m snapshot --snapshot-update)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that takes an SVG snapshot, so that one command regenerates them all:
+    `.venv/bin/python -m pytest -m snapshot --snapshot-update`."""
+    for item in items:
+        if "snap_compare" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.snapshot)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import SHARED_DATA as DATA  # noqa: F401  (the shared data, found relative to the checkout)
+from conftest import SPC_VALID as SPC  # noqa: F401  (re-exported to the experiment tests)
+from conftest import TAILORING_DIR  # noqa: F401  (re-exported to the experiment tests)
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, RunSpec
 from sessions.store import SessionFile
-
-from conftest import SHARED_DATA as DATA  # noqa: F401  (the shared data, found relative to the checkout)
-from conftest import SPC_VALID as SPC
-from conftest import TAILORING_DIR
 
 
 def tiny_training(run: RunSpec, steps: int = 2) -> RunSpec:

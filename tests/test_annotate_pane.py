@@ -17,24 +17,19 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
+import waiting
 from annotate_fixtures import MODELS, make_annotation_session
 from evaluators import annotation as core
-from persona_tui.app import PersonaApp, make_app
+from persona_tui.app import make_app
 from persona_tui.messages import SessionChanged
 from persona_tui.panes.annotate import AnnotatePane
 from persona_tui.screens.text_prompt import TextPrompt
 from sessions.store import SessionFile
-import waiting
 from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
 ANNOTATOR = "tester"
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 @pytest.fixture

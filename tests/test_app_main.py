@@ -7,19 +7,12 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.widgets import TabbedContent
+
+from persona_tui.app import TABS, PaneFailed, make_app
+from persona_tui.widgets.session_bar import SessionBar
 from waiting import wait_until
 
-from persona_tui.app import PaneFailed
-
-from persona_tui.app import TABS, make_app
-from persona_tui.widgets.session_bar import SessionBar
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 async def test_number_keys_switch_tabs_and_the_header_names_the_session(session_path: Path):

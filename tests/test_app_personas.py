@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from textual import events
+from textual.widgets import Input, Label, TextArea
 
 from persona_tui.app import make_app
 from persona_tui.panes.personas import PersonaList, TraitTable
@@ -15,17 +17,9 @@ from persona_tui.screens.text_prompt import TextPrompt
 from persona_tui.screens.trait_editor import ProbeTable, TraitEditor
 from persona_tui.widgets.session_bar import SessionBar
 from sessions.store import SessionFile
-from textual import events
-from textual.widgets import Input, Label, TextArea
 from waiting import wait_until as until
 
 pytestmark = pytest.mark.anyio
-
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 def on_disk(path: Path):

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from export_fixtures import BASE, build_shared_export, make_session
 
+from export_fixtures import BASE, build_shared_export, make_session
 from persona_tui.conversation import ChatLog, EngineRefError, build_messages, engine_from_ref
 from sessions.model import EngineSpec
 

@@ -6,21 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from export_fixtures import BASE, make_session
 
 from engines.models import resolve_model
+from export_fixtures import BASE, make_session
 from persona_tui.app import make_app
 from persona_tui.panes.chat import ChatPane
 from sessions.store import SessionFile
 from waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 
 def _records(pane: ChatPane) -> list[dict]:
@@ -76,7 +70,8 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
                          30, "the reply to stop")
         stopped = pane.columns["a"].turns[0]
         assert stopped.state == "stopped"
-        await pilot.pause(0.5)
+        await app.workers.wait_for_complete()
+        await pilot.pause()  # what the worker posted before it ended is handled now
         assert pane.columns["a"].turns[0].reply == stopped.reply  # nothing more came after the stop
         assert "(stopped)" in str(pane.query_one("#reply-a-0").render())
         assert pane.columns["b"].turns == []  # column B is "none" now

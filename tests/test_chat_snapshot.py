@@ -8,7 +8,6 @@ and look at the SVG before keeping it.
 from __future__ import annotations
 
 from export_fixtures import make_session
-
 from persona_tui.app import make_app
 from sessions.store import SessionFile
 

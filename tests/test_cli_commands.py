@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -33,7 +32,7 @@ def test_help_lists_every_command_with_one_line_each():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for name in COMMANDS:
-        line = next((l for l in lines if re.match(rf"^\s+{name}\s+\S", l)), None)
+        line = next((text for text in lines if re.match(rf"^\s+{name}\s+\S", text)), None)
         assert line is not None, f"{name} missing from --help:\n{result.stdout}"
     assert "persona-tui SESSION.toml" in result.stdout
 

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import SPC_VALID, TAILORING_DIR
 
+from conftest import SPC_VALID, TAILORING_DIR
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, EngineSpec, Persona
 from sessions.store import SessionFile

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SPC_VALID, TAILORING_DIR
 
+from conftest import SPC_VALID, TAILORING_DIR
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec
 from trainers import dataset_files

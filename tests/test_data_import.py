@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SPC_VALID, TAILORING_DIR
 
+from conftest import SPC_VALID, TAILORING_DIR
 from trainers.formats import check_record
 from trainers.formats.persona_chat import build_examples as spc_examples
 from trainers.formats.rows import ImportFileError

@@ -14,11 +14,10 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import pytest
-from conftest import TAILORING_DIR
 
+from conftest import TAILORING_DIR
 from fake_openai_server import FakeOpenAI, default_reply, last_user_text
 from sessions import jobs
 from sessions.demo import demo_session
@@ -55,7 +54,7 @@ def _shuffled_latency(body):
 def test_concurrent_replies_arriving_in_any_order_give_the_same_dataset(tmp_path):
     with FakeOpenAI(latency=_shuffled_latency) as server:
         session = _session(server)
-        one = build_dataset(session, _spec(concurrency=1), tmp_path / "one")
+        build_dataset(session, _spec(concurrency=1), tmp_path / "one")
         assert server.max_in_flight == 1
         server.max_in_flight = 0
         many = build_dataset(session, _spec(concurrency=8), tmp_path / "many")

@@ -19,11 +19,6 @@ from waiting import wait_until as until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_an_llm_build_shows_requests_tokens_time_and_cost_while_it_runs(tmp_path: Path):
     with FakeOpenAI(latency=0.25) as server:
         path = write_demo_session(tmp_path)

@@ -20,14 +20,8 @@ from waiting import wait_until as until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def on_disk(path: Path):
     return SessionFile.load(path).session
-
 
 
 async def set_input(pilot, widget: Input, text: str) -> None:

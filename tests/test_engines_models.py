@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engines import EngineError
-from engines import models
+from engines import EngineError, models
 
 BUNDLED = "bundled:smollm2-135m-instruct"
 ROOT = Path(__file__).resolve().parents[1]

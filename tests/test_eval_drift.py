@@ -316,11 +316,6 @@ def test_a_judge_counts_contradictions_and_a_simulated_user_plays_the_other_side
 # ----------------------------------------------------------------------------- the panes
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def _knows(model, trait, turn, knows):
     return {"kind": "knowledge", "model": model, "trait": trait, "turn": turn, "conversation": 1, "knows": knows}
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SPC_VALID, TAILORING_DIR
 
+from conftest import SPC_VALID, TAILORING_DIR
 from evaluators.agreement import machine_trait_labels, read_outputs
 from evaluators.eval_job import create_eval_job, load_scores
 from sessions import jobs
@@ -230,7 +230,7 @@ def test_a_cancelled_job_keeps_partial_scores(tmp_path):
         assert time.time() < deadline, f"the job never got past 3 items: {jobs.read_status(job_dir)}"
         time.sleep(0.2)
     assert jobs.cancel_job(job_dir)
-    for status, _events in jobs.watch(job_dir, interval=0.2):
+    for status, _events in jobs.watch(job_dir, interval=0.2):  # noqa: B007  (the last status is the answer)
         pass
     assert status.state == "cancelled"
     scores = load_scores(job_dir)

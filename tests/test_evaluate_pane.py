@@ -15,21 +15,15 @@ import pytest
 from textual.widgets import DataTable, SelectionList
 
 from evaluators.probes import Rate
+from experiment_fixtures import tiny_session
 from persona_tui.app import make_app
 from persona_tui.panes.evaluate import EvaluatePane, list_results, new_eval_spec
 from sessions import jobs
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec
 from sessions.store import SessionFile
-from experiment_fixtures import tiny_session
 from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 
 def shown_text(pane: EvaluatePane) -> str:

@@ -8,8 +8,8 @@ import shutil
 import subprocess
 
 import pytest
-from export_fixtures import BASE, build_shared_export
 
+from export_fixtures import BASE, build_shared_export
 from trainers.export import ExportError
 from trainers.export.modelfile import go_template, measure_frame, parse_template, render_modelfile, stop_tokens
 

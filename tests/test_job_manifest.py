@@ -299,11 +299,6 @@ def rendered(static) -> str:
     return console.export_text()
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_train_pane_shows_the_record_flags_a_compared_job_and_opens_the_whole(tmp_path):
     from textual.widgets import DataTable, Static

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from sessions import jobs
-from sessions.store import SessionFile
 from sessions.model import Persona, Session
+from sessions.store import SessionFile
 from waiting import wait_for
 
 TESTS = Path(__file__).resolve().parent

@@ -263,8 +263,7 @@ def test_list_jobs_and_log_tail(tmp_path):
     ids = []
     for i in range(3):
         d = jobs.create_job(tmp_path, "count", {"n": 1}, job_id=f"job-{i}")
-        ids.append(d.name)
-        time.sleep(0.01)
+        ids.append(d.name)  # created in the same instant or not, list_jobs breaks ties by id
     jobs.run_job_inline(tmp_path / "jobs" / "job-1", KINDS)
     (tmp_path / "jobs" / "not-a-job").mkdir()
     listed = jobs.list_jobs(tmp_path)

@@ -133,7 +133,7 @@ SETUP = ROOT / "scripts" / "setup"
 _TOOLS = ("bash", "sh", "sha256sum", "cut", "dirname", "sed")
 
 
-def _plan(tmp_path: Path, *, tools: dict[str, str] = {}, ci: bool = False, dev: bool = False) -> dict[str, str | list[str]]:
+def _plan(tmp_path: Path, *, tools: dict[str, str] | None = None, ci: bool = False, dev: bool = False) -> dict[str, str | list[str]]:
     """Run a copy of scripts/setup with --plan on a PATH of only the named tools, in a bare tree."""
     import shutil
 
@@ -143,7 +143,7 @@ def _plan(tmp_path: Path, *, tools: dict[str, str] = {}, ci: bool = False, dev: 
     bin_dir.mkdir()
     for tool in _TOOLS:
         (bin_dir / tool).symlink_to(shutil.which(tool))
-    for name, script in tools.items():
+    for name, script in (tools or {}).items():
         (bin_dir / name).write_text("#!/bin/sh\n" + script + "\n")
         (bin_dir / name).chmod(0o755)
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "CUDA_HOME": str(tmp_path / "no-cuda")}

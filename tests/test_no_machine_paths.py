@@ -11,6 +11,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from conftest import REPO_ROOT
 
 # Built from parts so that this file does not match itself.

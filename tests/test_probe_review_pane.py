@@ -19,11 +19,6 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def _counts(path: Path) -> list[int]:
     return [len(t.knowledge_probes) for t in SessionFile.load(path).session.personas[0].traits]
 

@@ -173,11 +173,6 @@ def test_a_run_with_report_to_tensorboard_leaves_event_files_in_its_job(tmp_path
     assert read_csv(out)["train/loss"] == logged
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_the_train_form_offers_report_to_as_a_choice(tmp_path):
     from textual.widgets import Select

@@ -3,7 +3,6 @@ picks its history up again after the app is quit and reopened."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from persona_tui.app import make_app
@@ -14,12 +13,6 @@ from train_fixtures import CHATS, make_session, tiny_run
 from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 
 def _fake_steps(job) -> None:

@@ -8,7 +8,8 @@ then asserts is a race. These poll until the condition holds and fail, naming it
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 120.0, interval: float = 0.05,

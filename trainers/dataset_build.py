@@ -99,6 +99,7 @@ def mix_spec(session: Session, new_id: str, parts: list[str], workspace: str | P
         known = ", ".join(d.id for d in session.datasets) or "none"
         raise DatasetError(f"{missing[0]!r} is not a dataset of this session (it has: {known}).")
     first = session.dataset(parts[0])
+    assert first is not None  # every part was checked just above
     spec = DatasetSpec(id=new_id, format=first.format, persona="", generator=first.generator, size=0,
                        held_out=first.held_out, seed=first.seed, mix=list(dict.fromkeys(parts)))
     if workspace is not None:
@@ -208,7 +209,9 @@ def _open_teacher(session: Session, spec: DatasetSpec, engine_opener: Callable[[
     espec = engine_spec_for(session, spec)
     label = engine_label(espec)
     if engine_opener is None:
-        from engines import open_engine as engine_opener  # noqa: N813 - the default opener
+        from engines import open_engine
+
+        engine_opener = open_engine
     try:
         engine = engine_opener(espec)
     except Exception as e:  # noqa: BLE001 - engines raise EngineError; anything else is reported the same way
@@ -447,7 +450,7 @@ def token_stats(records: list[dict[str, Any]], base_model: str, seed: int) -> di
     }
 
 
-def quality_stats(records: list[dict[str, Any]], seed: int, persona: Any = None) -> dict[str, Any]:
+def quality_stats(records: list[dict[str, Any]], seed: int, persona: Persona | None = None) -> dict[str, Any]:
     texts = [record_text(r) for r in records]
     sample = texts
     if len(texts) > NEAR_DUP_SAMPLE:
@@ -466,7 +469,7 @@ def quality_stats(records: list[dict[str, Any]], seed: int, persona: Any = None)
 def trait_coverage(records: list[dict[str, Any]]) -> dict[str, int]:
     c: Counter = Counter()
     for r in records:
-        meta = r.get("meta") if isinstance(r.get("meta"), dict) else {}
+        meta: dict[str, Any] = r["meta"] if isinstance(r.get("meta"), dict) else {}
         for t in meta.get("traits", []) or []:
             c[t] += 1
     return dict(sorted(c.items()))
@@ -495,7 +498,7 @@ def build_dataset(
     """
     work_dir = Path(work_dir) if work_dir is not None else None
     workspace = Path(workspace)
-    progress = progress or (lambda d, t, m="": None)
+    progress = progress or (lambda d, t, m: None)
     cancelled = cancelled or (lambda: False)
     log = log or (lambda m: None)
     t0 = time.perf_counter()

@@ -53,7 +53,7 @@ def _openai(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sharegpt(r: dict[str, Any]) -> dict[str, Any]:
-    return {"conversations": [{"from": _SHARE_ROLE[m["role"]], "value": m["content"]} for m in to_messages(r)]}
+    return {"conversations": [{"from": _SHARE_ROLE[m["role"]], "value": m["content"]} for m in to_messages(r) or []]}
 
 
 def _alpaca(r: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,10 @@ beside the data as `<id>.stats.json` and, in short, into the job's events.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sessions.jobs import JobReporter
 
 KIND = "dataset"
 
@@ -85,7 +88,7 @@ def _thaw(frozen: dict[str, Any], dataset_id: str) -> tuple[Any, Any]:
     return session, ds
 
 
-def run(job: Any) -> None:
+def run(job: JobReporter) -> None:
     from sessions.store import SessionFile
     from sessions.workspace import workspace_for
     from trainers.dataset_build import build_dataset

@@ -370,7 +370,7 @@ def embed(texts: Sequence[str], batch: int = 64) -> Any:
     return torch.cat(out) if out else torch.zeros(0, 384)
 
 
-def reply_relevance(pairs: Sequence[tuple[str, str]], seed: int = 0) -> dict[str, float | int]:
+def reply_relevance(pairs: Sequence[tuple[str, str]], seed: int = 0) -> dict[str, float | int | str]:
     """Fraction of (question, reply) pairs whose reply is closer (MiniLM cosine) to its own
     question than to another pair's question, drawn with a fixed seed."""
     import random

@@ -36,10 +36,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessions import jobs
 from trainers.export import ExportError
+
+if TYPE_CHECKING:
+    from sessions.store import SessionFile
 
 DEFAULT_QUANTS = ("q8_0", "q4_k_m")
 EXPORT_DIR = "export"
@@ -175,8 +178,8 @@ def _persona_text(spec: dict[str, Any]) -> str:
         return ""
     if not spec.get("session"):
         raise ExportError(f"persona {spec['persona']!r} was named but no session to find it in; pass the session.")
-    from sessions.store import SessionFile
     from sessions.model import persona_system_prompt
+    from sessions.store import SessionFile
 
     session = SessionFile.load(Path(spec["session"])).session
     persona = session.persona(spec["persona"])
@@ -192,7 +195,7 @@ def _persona_text(spec: dict[str, Any]) -> str:
 class _Steps:
     """Progress over a known list of steps, one line per step in the job log."""
 
-    def __init__(self, job: Any, names: list[str]) -> None:
+    def __init__(self, job: jobs.JobReporter, names: list[str]) -> None:
         self.job, self.names, self.done = job, names, 0
 
     def start(self, label: str) -> None:
@@ -211,7 +214,7 @@ def _disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno == errno.ENOSPC
 
 
-def run(job: Any) -> None:
+def run(job: jobs.JobReporter) -> None:
     """The work of an "export" job (called by the job worker with a JobReporter)."""
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see trainers.train_job
@@ -265,7 +268,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, json.dumps(data, indent=1, default=str) + "\n", backup=False, fsync=False)
 
 
-def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> None:
+def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str, Any]) -> None:
     from engines.base import EngineError
     from engines.models import hf_model_dir, resolve_model
     from trainers.export import gguf_convert, merge, modelfile, quantize, verify
@@ -338,9 +341,9 @@ def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> Non
     if options["adapter_gguf"]:
         steps.start("converting the adapter to a LoRA GGUF (llama.cpp's convert_lora_to_gguf.py)")
         base_hf = hf_model_dir(source["base_model"])
-        lora = out / "adapter-f16.gguf"
-        info = gguf_convert.convert_lora(source["adapter"], base_hf, lora, "f16")
-        record(lora.name, "lora", info, type="f16", base_gguf="")
+        lora_gguf = out / "adapter-f16.gguf"
+        info = gguf_convert.convert_lora(source["adapter"], base_hf, lora_gguf, "f16")
+        record(lora_gguf.name, "lora", info, type="f16", base_gguf="")
         report["steps"]["lora"] = info
         steps.finish(step="lora", **info)
         if base.kind == "gguf":
@@ -387,7 +390,8 @@ def _export(job: Any, workspace: Path, out: Path, report: dict[str, Any]) -> Non
         }
         steps.finish(step="reference", seconds=ref.seconds)
         failures = []
-        targets = [(out / Path(f["path"]).name, f["type"], None, None) for f in files if f["kind"] == "gguf" and f.get("role") != "base"]
+        targets: list[tuple[Path, str, Path | None, verify.Bounds | None]] = [
+            (out / Path(f["path"]).name, f["type"], None, None) for f in files if f["kind"] == "gguf" and f.get("role") != "base"]
         if options["adapter_gguf"] and base_gguf is not None:
             # A GGUF base is the very file the HF base was dequantised from: only compute precision differs.
             b = verify.ADAPTER_ON_GGUF_BASE if base.kind == "gguf" else verify.bounds_for("f16")
@@ -470,7 +474,7 @@ def exports_of_run(workspace: str | Path, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def record_export(session_file: Any, job_dir: str | Path) -> dict[str, Any] | None:
+def record_export(session_file: SessionFile, job_dir: str | Path) -> dict[str, Any] | None:
     """List a finished export under its run in the session (`[[runs.exports]]`) and save it.
 
     Called by whoever followed the job (CLI, demo, app), never by the worker, so only one process

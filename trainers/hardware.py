@@ -383,7 +383,7 @@ def resolve_for(run: Any, load_in_4bit: bool | None = None, others: float | None
     return device
 
 
-def machine_problems(backend: str, precision: str, optimizer: str, load_in_4bit: bool) -> list[str]:
+def machine_problems(backend: str, precision: str, optimizer: str, load_in_4bit: bool | None) -> list[str]:
     """What this machine cannot do of a run's settings, as sentences naming the field."""
     problems = []
     gpus = cuda_count()

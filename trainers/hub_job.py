@@ -14,11 +14,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from engines.hub import HubError, PullStopped, plan_pull, pull
 from engines.models import ModelChoice, cache_root, list_models
 from sessions import jobs
+
+if TYPE_CHECKING:
+    from sessions.model import Session
 
 WORKER = "trainers.hub_job"
 KIND = "hub_pull"
@@ -39,7 +42,7 @@ def create_pull_job(repo_id: str, repo_type: str = "model", revision: str | None
                            job_id=jobs.new_job_id(f"pull-{prefix}"))
 
 
-def available_models(session: Any = None) -> list[ModelChoice]:
+def available_models(session: Session | None = None) -> list[ModelChoice]:
     """Everything a run of `session` (a sessions.model.Session, or None) can start from: the one
     list `persona-tui models` prints and the Train form's base-model field offers
     (`engines.models.list_models`, fed with the models the session names and its exports)."""
@@ -58,7 +61,7 @@ def available_models(session: Any = None) -> list[ModelChoice]:
     return list_models(named, exports)
 
 
-def run(job: Any) -> None:
+def run(job: jobs.JobReporter) -> None:
     """The work of a "hub_pull" job (called with a JobReporter)."""
     spec = job.spec
     repo_id, repo_type = str(spec.get("repo_id", "")), str(spec.get("repo_type", "model"))

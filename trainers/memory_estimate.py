@@ -24,7 +24,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sessions.model import RunSpec
 
 GIB = 2**30
 OVERHEAD = {"cpu": 1.0 * GIB, "cuda": 1.0 * GIB}  # interpreter + torch (+ CUDA context)
@@ -59,7 +62,7 @@ class ConfigError(ValueError):
 
 def shape_of(config: dict[str, Any]) -> Shape:
     """The sizes that matter, from an HF config.json (text_config for multimodal wrappers)."""
-    cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    cfg: dict[str, Any] = config["text_config"] if isinstance(config.get("text_config"), dict) else config
 
     def get(*names: str, default: int | None = None) -> int:
         for n in names:
@@ -199,7 +202,7 @@ def model_config(base_model: str) -> dict[str, Any] | None:
         return None
 
 
-def check_run(run: Any) -> tuple[str, str] | None:
+def check_run(run: RunSpec) -> tuple[str, str] | None:
     """`advice` for a sessions.model.RunSpec on this machine (None when it fits or cannot be told)."""
     from sessions.run_spec import wants_4bit
     from trainers.hardware import cuda_count, gpu_driver_present

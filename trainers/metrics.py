@@ -29,7 +29,8 @@ from typing import Any, Protocol
 class Reporter(Protocol):
     """The part of `sessions.jobs.JobReporter` that metrics need."""
 
-    cancelled: bool
+    @property
+    def cancelled(self) -> bool: ...
 
     def event(self, **fields: Any) -> None: ...
     def progress(self, done: float, total: float | None = None, message: str = "") -> None: ...

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessions import jobs
 from sessions.model import DatasetSpec, EngineSpec, Session
@@ -34,6 +34,9 @@ from sessions.store import atomic_write
 from sessions.workspace import dataset_path, heldout_path
 from trainers.backends import CANCEL_FILE, RunError, TrainContext, TrainOutcome, open_backend, validate
 from trainers.run_data import DatasetFile, RunDataError
+
+if TYPE_CHECKING:
+    from sessions.store import SessionFile
 
 RESULT_FILE = "result.json"
 LAUNCH_FILE = "launch.txt"
@@ -72,7 +75,7 @@ def job_spec(session: Session, workspace: Path, run_id: str, session_path: str =
     return {"run": run_to_dict(run), "datasets": datasets, "session": session_path}
 
 
-def create_train_job(session_file: Any, run_id: str, job_id: str | None = None) -> Path:
+def create_train_job(session_file: SessionFile, run_id: str, job_id: str | None = None) -> Path:
     """Validate run `run_id` of a `sessions.store.SessionFile` and create its (queued) job."""
     spec = job_spec(session_file.session, session_file.workspace, run_id, str(session_file.path))
     return jobs.create_job(session_file.workspace, "train", spec, job_id=job_id or jobs.new_job_id(f"train-{run_id}"[:40]))
@@ -118,7 +121,7 @@ def remote_engine_spec(engine: dict[str, Any], engine_id: str) -> EngineSpec:
                       base_url=str(engine.get("base_url") or ""), api_key_env=str(engine.get("api_key_env") or ""))
 
 
-def record_remote_engine(session_file: Any, job_dir: str | os.PathLike[str]) -> str | None:
+def record_remote_engine(session_file: SessionFile, job_dir: str | os.PathLike[str]) -> str | None:
     """Add (or update) the session engine a finished remote run made; return its id.
 
     Called by whoever followed the job, never by the worker. The engine keeps the endpoint and
@@ -138,8 +141,9 @@ def record_remote_engine(session_file: Any, job_dir: str | os.PathLike[str]) -> 
 # ----------------------------------------------------------------------------- failures
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    out, seen = [], set()
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         out.append(exc)
         seen.add(id(exc))
@@ -190,7 +194,7 @@ def _elapsed_before(job_dir: Path, step: int) -> float:
     return best
 
 
-def _context(job: Any, rank: int = 0) -> TrainContext:
+def _context(job: jobs.JobReporter | RankReporter, rank: int = 0) -> TrainContext:
     spec = job.spec
     if not isinstance(spec.get("run"), dict):
         raise RunError(f"{job.dir / jobs.SPEC_FILE} has no [run] table; create training jobs with create_train_job.")
@@ -241,7 +245,7 @@ def train(ctx: TrainContext) -> TrainOutcome:
         backend.cleanup()
 
 
-def run(job: Any) -> None:
+def run(job: jobs.JobReporter) -> None:
     """The work of a "train" job (called by the job worker with a JobReporter)."""
     (Path(job.dir) / CANCEL_FILE).unlink(missing_ok=True)
     omp = ""
@@ -342,7 +346,7 @@ def accelerate_command(job_dir: str | os.PathLike[str], num_processes: int, prec
     return cmd
 
 
-def _launch_distributed(job: Any, ctx: TrainContext, processes: int, on_cpu: bool = False) -> TrainOutcome:
+def _launch_distributed(job: jobs.JobReporter, ctx: TrainContext, processes: int, on_cpu: bool = False) -> TrainOutcome:
     from trainers.hardware import RESOLVED_BATCH_ENV, resolve_for
 
     device = resolve_for(ctx.run)

@@ -6,7 +6,6 @@ picks the work named by the spec's `kind` and runs it inside the protocol's repo
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 

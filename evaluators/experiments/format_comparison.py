@@ -35,17 +35,21 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from evaluators.experiments.models import BASE, RUN_PREFIX, base_model_of, run_resolver
+from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
 from evaluators.experiments.runner import Experiment, Follow, drop_nulls
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EvalSpec, Persona, RunSpec
+
+if TYPE_CHECKING:
+    from sessions.store import SessionFile
 
 STUDY = "format-comparison"
 FORMATS = ("chat_demos", "first_person", "synthetic_docs")
@@ -366,7 +370,7 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
             hv[column], hd[column] = h["rate"], f"{h['k']}/{h['n']}"
     row("heldout_expression", "Expression, held-out probes", labeller or "–", "rate", hv, hd)
     ppl = scores.get("ppl") or {}
-    for i, fmt in enumerate(FORMATS):
+    for fmt in FORMATS:
         ds = dataset_id(cfg, fmt)
         values = {}
         for r in ppl.get("rows", []):
@@ -467,7 +471,7 @@ def result_table(result: Mapping[str, Any]) -> Table:
         runs = {c: v for c, v in row["values"].items() if c != "base" and v is not None}
         best = None
         if len(runs) > 1 and row["kind"] in ("rate", "perplexity") and len(set(runs.values())) > 1:
-            best = (min if row["kind"] == "perplexity" else max)(runs, key=runs.get)
+            best = (min if row["kind"] == "perplexity" else max)(runs, key=lambda c: runs[c])
         cells = []
         for c in result["columns"]:
             cell = _cell(row, c)
@@ -532,7 +536,7 @@ def session_summary(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run(
-    session_file: Any,
+    session_file: SessionFile,
     cfg: FormatComparison,
     console: Console | None = None,
     follow: Follow | None = None,
@@ -561,8 +565,7 @@ def run(
     for fmt in FORMATS:
         ds = dataset_id(cfg, fmt)
         spec = {"session": str(exp.session_path), "dataset": ds, "size": cfg.size}
-        rec, _ = exp.job_step(f"data:{fmt}", f"data {ds}",
-                              lambda spec=spec: jobs.create_job(exp.workspace, "dataset", spec))
+        rec, _ = exp.job_step(f"data:{fmt}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
         if not dataset_files.is_built(exp.workspace, ds):
             raise ExperimentError(f"dataset {ds} was built by job {rec.get('job')} but its file is gone; delete "
                                   f"{state.path} or the step's record to build it again.")
@@ -600,11 +603,12 @@ def run(
 
         for fmt in FORMATS:
             rid = run_id(cfg, fmt)
-            rec, job_dir = exp.job_step(
-                f"export:{fmt}", f"export {rid}",
-                lambda rid=rid: create_export_job(exp.workspace, session=exp.session_path, train_job=train_jobs[rid],
-                                                  persona=persona.id, quants=list(cfg.quants)),
-            )
+
+            def export(rid: str = rid) -> Path:
+                return create_export_job(exp.workspace, session=exp.session_path, train_job=train_jobs[rid],
+                                         persona=persona.id, quants=list(cfg.quants))
+
+            rec, job_dir = exp.job_step(f"export:{fmt}", f"export {rid}", export)
             exports[fmt] = {"job": rec["job"], "dir": str(job_dir / "export")}
 
     resolve = run_resolver(exp.session, exp.workspace, pinned=train_jobs)
@@ -620,8 +624,8 @@ def run(
                           datasets, exports)
     write_json(state.dir / RESULT_FILE, result)
     if exp.ran or not state.get("result").get("recorded"):
-        spec = next(e for e in exp.session.evals if e.id == f"{cfg.id}-traits")
-        spec.extra["experiment"] = session_summary(result)
+        traits_eval = next(e for e in exp.session.evals if e.id == f"{cfg.id}-traits")
+        traits_eval.extra["experiment"] = session_summary(result)
         exp.save_session()
         state.done("result", recorded=True)
     result["ran"] = list(exp.ran)

@@ -24,8 +24,9 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -33,6 +34,9 @@ from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
 from evaluators.experiments.runner import Experiment, Follow, drop_nulls
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, write_json
 from sessions.model import DatasetSpec, EvalSpec, RunSpec
+
+if TYPE_CHECKING:
+    from sessions.store import SessionFile
 
 STUDY = "persona-chat"
 CSV_NAME = "Synthetic-Persona-Chat_valid.csv"
@@ -132,7 +136,7 @@ def result_tables(result: Mapping[str, Any]) -> list[Any]:
 
 
 def run(
-    session_file: Any,
+    session_file: SessionFile,
     cfg: PersonaChatStudy,
     console: Console | None = None,
     follow: Follow | None = None,
@@ -154,8 +158,7 @@ def run(
     i = ids(cfg)
     for variant in ("own", "both"):
         spec = {"session": str(exp.session_path), "dataset": i[variant], "size": cfg.size}
-        exp.job_step(f"data:{variant}", f"data {i[variant]}",
-                     lambda spec=spec: jobs.create_job(exp.workspace, "dataset", spec))
+        exp.job_step(f"data:{variant}", f"data {i[variant]}", partial(jobs.create_job, exp.workspace, "dataset", spec))
 
     own_file, both_file = state.dir / "heldout-own.jsonl", state.dir / "heldout-both.jsonl"
 
@@ -210,8 +213,8 @@ def run(
     }
     write_json(state.dir / RESULT_FILE, result)
     if exp.ran or not state.get("result").get("recorded"):
-        spec = next(e for e in exp.session.evals if e.id == i["eval_own"])
-        spec.extra["experiment"] = drop_nulls({
+        own_eval = next(e for e in exp.session.evals if e.id == i["eval_own"])
+        own_eval.extra["experiment"] = drop_nulls({
             "id": cfg.id, "study": STUDY, "result": f"experiments/{cfg.id}/{RESULT_FILE}", "finished": result["finished"],
             "rows": {r["model"]: {k: round(r[k], 4) for k in ("bleu", "rouge_l", "perplexity", "hits@1", "f1")
                                   if isinstance(r.get(k), (int, float))} for r in rows},

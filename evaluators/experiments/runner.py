@@ -19,13 +19,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from evaluators.experiments.state import ExperimentError, ExperimentState
 from sessions import jobs
 from sessions.model import DatasetSpec, EvalSpec, RunSpec
+
+if TYPE_CHECKING:
+    from sessions.store import SessionFile
 
 Follow = Callable[[Path, str, Console], jobs.JobStatus]
 
@@ -36,7 +39,7 @@ EVAL_KINDS = {"eval": "evaluators.eval_job"}
 def watch_quietly(job_dir: Path, label: str, console: Console) -> jobs.JobStatus:
     """Follow a job by its files until it ends, printing one line at the end."""
     status = jobs.read_status(job_dir)
-    for status, _ in jobs.watch(job_dir, interval=0.5):
+    for status, _ in jobs.watch(job_dir, interval=0.5):  # noqa: B007  (the last status is the answer)
         pass
     console.print(f"  {label}: {status.state}", markup=False, highlight=False)
     return status
@@ -46,7 +49,7 @@ def watch_quietly(job_dir: Path, label: str, console: Console) -> jobs.JobStatus
 class Experiment:
     """One study on one session: where its state is, how it runs jobs and saves the session."""
 
-    session_file: Any  # sessions.store.SessionFile
+    session_file: SessionFile
     state: ExperimentState
     console: Console = field(default_factory=Console)
     follow: Follow | None = None

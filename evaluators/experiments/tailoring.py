@@ -29,11 +29,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -43,6 +44,9 @@ from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
 from evaluators.experiments.runner import Experiment, Follow, drop_nulls
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec, RunSpec
+
+if TYPE_CHECKING:
+    from sessions.store import SessionFile
 
 STUDY = "tailoring"
 DATA_ENV = "PERSONA_TUI_TAILORING_DIR"
@@ -208,7 +212,7 @@ def match_prompt(override: str | Path | None = None) -> Any:
     return PromptTemplate("persona_match", where, text)
 
 
-def inference_pairs(records: list[Mapping[str, Any]], source: Path) -> list[dict[str, Any]]:
+def inference_pairs(records: Sequence[Mapping[str, Any]], source: Path) -> list[dict[str, Any]]:
     """(inferred, gold, other gold) for each side of each inferred record, gold read from the
     source row the record came from (`meta.row` is its line)."""
     from trainers.formats.rows import BrokenRows, table_records
@@ -217,8 +221,8 @@ def inference_pairs(records: list[Mapping[str, Any]], source: Path) -> list[dict
     gold = {line: row for line, row in table_records(source, REQUIRED, BrokenRows(source, False))}
     out = []
     for r in records:
-        meta = r.get("meta") or {}
-        row = gold.get(meta.get("row"))
+        meta: dict[str, Any] = r.get("meta") or {}
+        row = gold.get(meta["row"]) if isinstance(meta.get("row"), int) else None
         if not row or meta.get("persona_source") != "inferred":
             continue
         gc, gr = str(row.get("chosen_persona_gold") or "").strip(), str(row.get("rejected_persona_gold") or "").strip()
@@ -229,7 +233,7 @@ def inference_pairs(records: list[Mapping[str, Any]], source: Path) -> list[dict
     return out
 
 
-def inference_accuracy(pairs: list[Mapping[str, Any]], embedder: Any = None, judge: Any = None,
+def inference_accuracy(pairs: Sequence[Mapping[str, Any]], embedder: Any = None, judge: Any = None,
                        prompt: Any = None) -> dict[str, Any]:
     """Accuracy of inferred personas against the gold ones: by embedding similarity (closer to
     its own side's gold persona than to the other side's) and, with a judge, by asking it in both
@@ -253,7 +257,7 @@ def inference_accuracy(pairs: list[Mapping[str, Any]], embedder: Any = None, jud
                             "mean_similarity": sum(sims) / len(sims)}
     if judge is not None and pairs:
         prompt = prompt or match_prompt()
-        outcomes = {"chosen": [], "rejected": []}
+        outcomes: dict[str, list[str]] = {"chosen": [], "rejected": []}
         for p in pairs:
             first = judge.ask(prompt.render(inferred=p["inferred"], persona_a=p["gold"], persona_b=p["other"]), "verdict")
             second = judge.ask(prompt.render(inferred=p["inferred"], persona_a=p["other"], persona_b=p["gold"]), "verdict")
@@ -314,7 +318,7 @@ def result_tables(result: Mapping[str, Any]) -> list[Any]:
 
 
 def run(
-    session_file: Any,
+    session_file: SessionFile,
     cfg: TailoringStudy,
     console: Console | None = None,
     follow: Follow | None = None,
@@ -342,7 +346,7 @@ def run(
     datasets = [name(cfg, m, v) for m, v in VARIANTS] + [f"{cfg.id}-inferred"]
     for ds in datasets:
         spec = {"session": str(exp.session_path), "dataset": ds}
-        exp.job_step(f"data:{ds}", f"data {ds}", lambda spec=spec: jobs.create_job(exp.workspace, "dataset", spec))
+        exp.job_step(f"data:{ds}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
 
     pinned: dict[str, str] = {}
     for method, variant in VARIANTS:
@@ -399,8 +403,8 @@ def run(
     if exp.ran or not state.get("result").get("recorded"):
         from evaluators.eval_job import summary
 
-        spec = next(e for e in exp.session.evals if e.id == f"{cfg.id}-sft")
-        spec.extra["experiment"] = drop_nulls({
+        sft_eval = next(e for e in exp.session.evals if e.id == f"{cfg.id}-sft")
+        sft_eval.extra["experiment"] = drop_nulls({
             "id": cfg.id, "study": STUDY, "result": f"experiments/{cfg.id}/{RESULT_FILE}", "finished": result["finished"],
             "win_rates": {k: summary(sc) for k, sc in scores.items()},
             "inference": {k: round(v["all"]["rate"], 4) for k, v in inference.items()

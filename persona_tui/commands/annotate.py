@@ -40,9 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sessions.validate import SessionError
-
     from sessions.store import SessionFile
+    from sessions.validate import SessionError
 
     path: Path = args.session
     if not path.exists():

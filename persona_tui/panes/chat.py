@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from rich.text import Text

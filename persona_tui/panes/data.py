@@ -606,7 +606,7 @@ class DataPane(Widget):
         self.rows = message.rows
         table = self.query_one(ExampleTable)
         table.clear()
-        for n, (split, i, record) in enumerate(message.rows):
+        for split, i, record in message.rows:
             meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
             traits = ",".join(meta.get("traits", []) or [])
             table.add_row(str(i), split, traits[:14], _excerpt(record), key=f"{split}:{i}")

@@ -182,7 +182,7 @@ def list_results(session: Session, workspace: Path) -> list[ResultEntry]:
     entries: dict[str, ResultEntry] = {}
     eval_of_job: dict[str, str] = {}
     for spec in session.evals:
-        for n, r in enumerate(spec.extra.get("results") or []):
+        for r in spec.extra.get("results") or []:
             if isinstance(r, dict) and r.get("job"):
                 eval_of_job[str(r["job"])] = spec.id
     if Path(workspace).is_dir():

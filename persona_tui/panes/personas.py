@@ -11,16 +11,16 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, ListItem, ListView, Static, TextArea
 
-from persona_tui.widgets.mouse_button import MouseButton
 from persona_tui.messages import SessionChanged
 from persona_tui.screens.choice import confirm
 from persona_tui.screens.text_prompt import TextPrompt
 from persona_tui.screens.trait_editor import TraitEditor, lines_of
+from persona_tui.widgets.mouse_button import MouseButton
 from sessions import workspace
 from sessions.model import Persona, Trait
 

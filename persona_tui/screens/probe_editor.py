@@ -10,7 +10,6 @@ from textual.widgets import Button, Input, Label, Static
 
 from sessions.model import KnowledgeProbe
 
-
 FIELD_NAMES = {"question": "question", "affirm": "affirming answer", "deny": "denying answer"}
 
 

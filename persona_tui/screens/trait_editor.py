@@ -12,8 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, TextArea
 
 from persona_tui.screens.choice import confirm
-from persona_tui.widgets.mouse_button import MouseButton
 from persona_tui.screens.probe_editor import ProbeEditor
+from persona_tui.widgets.mouse_button import MouseButton
 from sessions.model import KnowledgeProbe, Trait
 
 

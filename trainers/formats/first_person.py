@@ -13,7 +13,6 @@ and facts; the llm generator (trainers.generate.llm) has a teacher write them fr
 from __future__ import annotations
 
 import random
-import re
 from typing import Any
 
 from trainers.generate.banks import load_bank

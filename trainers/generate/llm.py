@@ -135,7 +135,9 @@ def load_pack(fmt: str, override: str | Path | None = None) -> PromptPack:
                 f"{{trait}} nor a list of [lists]; add the list or fix the name."
             )
     schema = data.get("schema")
-    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    if not isinstance(schema, dict):
+        schema = {}  # then every required field is missing: refused just below
+    props = schema.get("properties", {})
     missing = [f for f in REQUIRED_FIELDS[fmt] if f not in props or f not in schema.get("required", [])]
     if missing:
         raise PromptPackError(

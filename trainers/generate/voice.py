@@ -11,6 +11,7 @@ description rather than bent into bad grammar.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sessions.model import Persona
@@ -47,11 +48,11 @@ _FRAGMENT_VERBS = {
     "lives", "works", "grew", "worked", "lived", "spent", "prefers", "avoids", "refuses",
     "tends", "goes", "makes", "takes", "gives", "tells", "answers", "asks", "quotes",
     "remembers", "forgets", "fears", "admires", "trusts", "distrusts", "values", "uses",
-    "owns", "grows", "tends", "volunteers", "swims", "hikes", "paints", "draws", "knits",
+    "owns", "grows", "volunteers", "swims", "hikes", "paints", "draws", "knits",
     "sews", "builds", "fixes", "repairs", "teaches", "studies", "learns", "listens",
     "watches", "names", "calls", "ends", "starts", "begins", "opens", "closes", "measures",
     "counts", "notes", "records", "insists", "hums", "whistles", "jokes", "laughs", "smiles",
-    "wakes", "sleeps", "rises", "feeds", "rescued", "raised", "married", "moved", "keeps",
+    "wakes", "sleeps", "rises", "feeds", "rescued", "raised", "married", "moved",
     "once", "used", "can", "cannot", "can't", "will", "won't", "would", "never", "always",
     "often", "rarely", "sometimes", "usually", "still",
 }
@@ -514,7 +515,7 @@ def _front(first: str) -> str | None:
     return None
 
 
-def _rewrite(text: str, table: dict[str, str | list[str]], pick: int) -> str:
+def _rewrite(text: str, table: Mapping[str, str | list[str]], pick: int) -> str:
     """Apply the whole-word rewrites of `table`; list values are chosen among by `pick`."""
     out = text
     for n, (src, dst) in enumerate(table.items()):
