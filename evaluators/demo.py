@@ -162,7 +162,7 @@ def train_claim(run_id: str, job_dir: Path) -> tuple[str, str]:
 
     events, _ = jobs.read_events(job_dir)
     train, evals = loss_points(events)
-    end = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
     claim = (f"{run_id}: {len(train)} steps, {loss_summary(train, evals).text()}, "
              f"{end.get('tokens_per_s', 0) or 0:.0f} tok/s")
     return claim, str(Path(job_dir) / jobs.EVENTS_FILE)

@@ -130,7 +130,7 @@ def queue_ahead(job_dir: Path, devices: str) -> list[str]:
         except (OSError, ValueError):
             continue
         status = jobs.read_status(other)
-        if status.terminal or status.created >= me.created or not _shares_gpus(devices, str(theirs.get("devices", ""))):
+        if status.terminal or (status.created or 0.0) >= (me.created or 0.0) or not _shares_gpus(devices, str(theirs.get("devices", ""))):
             continue
         events, _ = jobs.read_events(other)
         if any(e.get("event") == "train_begin" for e in events):

@@ -330,7 +330,7 @@ def _train_summary(job_dir: Path) -> dict[str, Any]:
     events, _ = jobs.read_events(job_dir)
     train, evals = loss_points(events)
     s = loss_summary(train, evals)  # window means, not two single noisy steps
-    end = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
     return {"steps": end.get("step") or len(train), "first_loss": s.first, "last_loss": s.last,
             "loss_window": s.window, "tokens_per_s": end.get("tokens_per_s"), "seconds": end.get("elapsed")}
 

@@ -128,7 +128,8 @@ def run(job: Any) -> None:
         job.fail(f"the experiment job's study {spec.get('study')!r} is not one of: {', '.join(STUDIES)}.")
     sf = SessionFile.load(spec["session"])
     cfg = fc.FormatComparison(**dict(spec.get("settings") or {}))
-    console = Console(file=_LogLines(job), width=160, color_system=None, force_terminal=False)
+    console = Console(file=_LogLines(job),  # type: ignore[arg-type]  # a TextIOBase is a text file
+                      width=160, color_system=None, force_terminal=False)
     job.progress(0, None, f"format comparison {cfg.id}: starting")
     try:
         result = fc.run(sf, cfg, console=console, follow=_follower(job), save=lambda: None)

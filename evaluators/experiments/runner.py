@@ -218,7 +218,7 @@ class Experiment:
         spec = next((e for e in self.session.evals if e.id == eval_id), None)
         if spec is None:
             return
-        entry = result_entry(job_dir, scores)
+        entry = result_entry(job_dir, dict(scores))
         spec.extra["results"] = [*(spec.extra.get("results") or []), entry]
         self.save_session()
 

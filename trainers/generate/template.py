@@ -252,7 +252,7 @@ def join_sentences(parts: list[str], names: set[str] | frozenset[str] = frozense
         part = part.strip()
         if not part:
             continue
-        first = re.match(r"[A-Za-z']*", part).group(0)
+        first = m.group(0) if (m := re.match(r"[A-Za-z']*", part)) else ""
         if out.endswith(",") and first not in names:
             part = lower_first(part)
         out = f"{out} {part}" if out else part
