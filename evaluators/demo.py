@@ -38,6 +38,7 @@ class DemoContext:
     results: dict[str, Any] = field(default_factory=dict)  # what later stages need
     # follow(job_dir, label, console) -> final JobStatus; the CLI passes one with a progress bar.
     follow: Callable[[Path, str, Console], jobs.JobStatus] | None = None
+    nice: int = jobs.DEFAULT_NICE  # of the workers; bench/recipe.py measures at 0
 
     @property
     def workspace(self) -> Path:
@@ -57,8 +58,10 @@ class Stage:
 # Sizes: the full demo uses the format-comparison study's size; quick the smallest real one.
 # trait_samples: 8 prompts per trait x 4 = 32 expression replies per trait per model in the full
 # demo (enough for Fisher's test to tell a real rise after Holm's correction over 5 traits).
-FULL = {"examples": 500, "train_steps": 60, "trait_samples": 4, "reference_samples": 20, "queue": 8}
-QUICK = {"examples": 40, "train_steps": 6, "trait_samples": 1, "reference_samples": 3, "queue": 4}
+# general: how many replies of the base model to ordinary prompts are mixed into the run (the
+# recipe, docs/training.md); sampling them is the data stage's cost (~1 s each here, idle).
+FULL = {"examples": 500, "general": 240, "train_steps": 80, "trait_samples": 4, "reference_samples": 20, "queue": 8}
+QUICK = {"examples": 40, "general": 4, "train_steps": 6, "trait_samples": 1, "reference_samples": 3, "queue": 4}
 
 
 def sizes(ctx: DemoContext) -> dict[str, int]:
@@ -68,7 +71,7 @@ def sizes(ctx: DemoContext) -> dict[str, int]:
 def run_job(ctx: DemoContext, kind: str, spec: dict[str, Any], label: str, worker: str = "trainers.worker") -> jobs.JobStatus:
     """Create a job, start its detached worker, follow it; raise DemoError unless it finished."""
     job_dir = jobs.create_job(ctx.workspace, kind, {"session": str(ctx.session_path.resolve()), **spec}, worker=worker)
-    jobs.start_job(job_dir)
+    jobs.start_job(job_dir, nice=ctx.nice)
     status = ctx.follow(job_dir, label, ctx.console)
     if status.state != "finished":
         raise DemoError(
@@ -98,20 +101,23 @@ DEMO_FORMATS = ("chat_demos", "first_person", "synthetic_docs")
 
 
 def stage_data(ctx: DemoContext) -> None:
-    """The three format-study datasets of the demo persona, by the template generator."""
+    """The three format-study datasets of the demo persona, by the template generator, and the
+    base model's general replies that the run mixes in."""
     session = ctx.session_file.session
     n = sizes(ctx)["examples"]
     built = []
     for spec in session.datasets:
         if spec.format not in DEMO_FORMATS:
             continue
-        status = run_job(ctx, "dataset", {"dataset": spec.id, "size": n}, f"data: {spec.id}")
+        size = sizes(ctx)["general"] if spec.generator == "general" else n
+        status = run_job(ctx, "dataset", {"dataset": spec.id, "size": size}, f"data: {spec.id}")
         stats = status.extra.get("result", {}) if status.extra else {}
         built.append(spec.id)
         from sessions.workspace import dataset_path
 
         count = stats.get("count", "?") if isinstance(stats, dict) else "?"
-        ctx.made.append(("data", f"{spec.format}: {count} examples", str(dataset_path(ctx.workspace, spec.id))))
+        what = "general replies of the base model" if spec.generator == "general" else spec.format
+        ctx.made.append(("data", f"{what}: {count} examples", str(dataset_path(ctx.workspace, spec.id))))
     ctx.results["datasets"] = built
 
 
