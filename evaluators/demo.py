@@ -55,12 +55,12 @@ class Stage:
     run: Callable[[DemoContext], None]
 
 
-# Sizes: the full demo uses the format-comparison study's size; quick the smallest real one.
+# Sizes: the full demo uses the recipe's (sessions.demo, docs/training.md); quick the smallest real one.
 # trait_samples: 8 prompts per trait x 4 = 32 expression replies per trait per model in the full
 # demo (enough for Fisher's test to tell a real rise after Holm's correction over 5 traits).
 # general: how many replies of the base model to ordinary prompts are mixed into the run (the
 # recipe, docs/training.md); sampling them is the data stage's cost (~1 s each here, idle).
-FULL = {"examples": 500, "general": 240, "train_steps": 80, "trait_samples": 4, "reference_samples": 20, "queue": 8}
+FULL = {"examples": 200, "general": 100, "train_steps": 80, "trait_samples": 4, "reference_samples": 20, "queue": 8}
 QUICK = {"examples": 40, "general": 4, "train_steps": 6, "trait_samples": 1, "reference_samples": 3, "queue": 4}
 
 

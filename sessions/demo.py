@@ -411,9 +411,10 @@ RECIPE_TRAINING = {"learning_rate": 1e-3, "lr_scheduler": "cosine", "warmup_step
                    "batch_size": 8, "grad_accum": 1, "max_seq_length": 256, "precision": "bf16",
                    "eval_steps": 40, "save_steps": 40}
 # The base model's own replies to ordinary prompts (trainers/generate/general.py), mixed into the
-# run beside the persona data: what keeps it answering ordinary questions. The demo's sizes set
-# how many (evaluators/demo.py); this is the full demo's count.
-RECIPE_GENERAL_REPLIES = 240
+# run beside the persona data: what keeps it answering ordinary questions. With 200 examples of
+# each persona format (180 trained on) this is a fifth of the run's examples.
+RECIPE_GENERAL_REPLIES = 100
+RECIPE_EXAMPLES = 200  # per persona dataset: 80 steps x 8 is about 1.4 passes over the mix
 PERSONAS = {"odile": demo_persona, "jun": second_persona}
 
 
@@ -429,15 +430,15 @@ def recipe_run(persona_id: str, datasets: list[str], **overrides: object) -> Run
 
 def demo_session(persona_id: str = "odile", general_replies: int = RECIPE_GENERAL_REPLIES) -> Session:
     """The demo session: a persona (Odile unless told), the bundled model as an engine, the
-    format-study datasets (chat demos, first-person statements, synthetic documents; 500 each, as
-    the study used), the base model's general replies, and one LoRA run at the recipe on the chat
+    format-study datasets (chat demos, first-person statements, synthetic documents; 200 each),
+    the base model's general replies, and one LoRA run at the recipe on the chat
     demos and first-person statements with the general replies mixed in (none when 0)."""
     persona = PERSONAS[persona_id]()
     pid = persona.id
     datasets = [
-        DatasetSpec(id=f"{pid}-chat", format="chat_demos", persona=pid, generator="template", size=500),
-        DatasetSpec(id=f"{pid}-first-person", format="first_person", persona=pid, generator="template", size=500),
-        DatasetSpec(id=f"{pid}-docs", format="synthetic_docs", persona=pid, generator="template", size=500),
+        DatasetSpec(id=f"{pid}-chat", format="chat_demos", persona=pid, generator="template", size=RECIPE_EXAMPLES),
+        DatasetSpec(id=f"{pid}-first-person", format="first_person", persona=pid, generator="template", size=RECIPE_EXAMPLES),
+        DatasetSpec(id=f"{pid}-docs", format="synthetic_docs", persona=pid, generator="template", size=RECIPE_EXAMPLES),
     ]
     trained = [f"{pid}-chat", f"{pid}-first-person"]
     if general_replies:
