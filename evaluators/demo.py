@@ -60,8 +60,12 @@ class Stage:
 # demo (enough for Fisher's test to tell a real rise after Holm's correction over 5 traits).
 # general: how many replies of the base model to ordinary prompts are mixed into the run (the
 # recipe, docs/training.md); sampling them is the data stage's cost (~1 s each here, idle).
-FULL = {"examples": 200, "general": 100, "train_steps": 80, "trait_samples": 4, "reference_samples": 20, "queue": 8}
-QUICK = {"examples": 40, "general": 4, "train_steps": 6, "trait_samples": 1, "reference_samples": 3, "queue": 4}
+# prompts_per_trait: expression prompts per trait the traits evaluation asks (0 = all eight);
+# quick asks three, which took its trait items from 206 to 156 (generation is the slow part).
+FULL = {"examples": 200, "general": 100, "train_steps": 80, "trait_samples": 4, "prompts_per_trait": 0,
+        "reference_samples": 20, "queue": 8}
+QUICK = {"examples": 40, "general": 4, "train_steps": 6, "trait_samples": 1, "prompts_per_trait": 3,
+         "reference_samples": 3, "queue": 4}
 
 
 def sizes(ctx: DemoContext) -> dict[str, int]:
@@ -237,6 +241,9 @@ def stage_evaluate(ctx: DemoContext) -> None:
                 frozen["settings"]["neutral_samples"] = 1
             if spec.kind == "reference":
                 frozen["settings"]["distractors"] = 4
+        if spec.kind == "traits" and n["prompts_per_trait"]:  # the frozen persona is what the job asks
+            for trait in frozen["persona"]["traits"]:
+                trait["expression_probes"] = trait["expression_probes"][: n["prompts_per_trait"]]
         status = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"},
                          f"eval: {spec.id}", worker=WORKER)
         scores = load_scores(status.dir)

@@ -150,3 +150,15 @@ def test_demo_run_is_the_recipe_with_general_replies_mixed_in(persona_id: str) -
         assert getattr(run.training, key) == value
     assert run.training.precision != "auto" and run.training.batch_size * run.training.grad_accum == 8
     assert not any(d.generator == "general" for d in demo_session(persona_id, general_replies=0).datasets)
+
+
+def test_demo_sizes_give_enough_evidence_full_and_stay_small_quick() -> None:
+    """Issue 12: >= 30 expression replies per trait per model in the full demo; quick asks fewer
+    prompts (a size, not a skipped stage) but every trait still gets at least one."""
+    from evaluators.demo import FULL, QUICK
+
+    for trait in demo_session().personas[0].traits:
+        prompts = len(trait.expression_probes)
+        assert (FULL["prompts_per_trait"] or prompts) * FULL["trait_samples"] >= 30
+        assert 1 <= min(QUICK["prompts_per_trait"] or prompts, prompts) < prompts
+    assert QUICK["general"] >= 1 and QUICK["train_steps"] >= 1 and QUICK["examples"] < FULL["examples"]
