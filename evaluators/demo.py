@@ -62,10 +62,11 @@ class Stage:
 # recipe, docs/training.md); sampling them is the data stage's cost (~1 s each here, idle).
 # prompts_per_trait: expression prompts per trait the traits evaluation asks (0 = all eight);
 # quick asks three, which took its trait items from 206 to 156 (generation is the slow part).
+# chat_seeds: seeds per trait's first open prompt in the side-by-side chat's persona rate.
 FULL = {"examples": 200, "general": 100, "train_steps": 80, "trait_samples": 4, "prompts_per_trait": 0,
-        "reference_samples": 20, "queue": 8}
+        "chat_seeds": 2, "reference_samples": 20, "queue": 8}
 QUICK = {"examples": 40, "general": 4, "train_steps": 6, "trait_samples": 1, "prompts_per_trait": 3,
-         "reference_samples": 3, "queue": 4}
+         "chat_seeds": 1, "reference_samples": 3, "queue": 4}
 
 
 def sizes(ctx: DemoContext) -> dict[str, int]:
@@ -189,8 +190,22 @@ def stage_export(ctx: DemoContext) -> None:
     ctx.results["export_job"] = job_dir
 
 
+def chat_prompts(persona: Any, seeds: int) -> list[tuple[Any, str, int]]:
+    """The side-by-side chat's fixed set: each trait's first expression prompt, at seeds 7, 8, ..."""
+    return [(t, t.expression_probes[0], 7 + j) for t in persona.traits if t.expression_probes for j in range(seeds)]
+
+
+def persona_rate(persona: Any, trait: Any, prompt: str, replies: list[str]) -> int:
+    """How many replies show the trait their prompt leaves room for (directed marker phrases)."""
+    from evaluators.probes import EXPRESSED, MarkerLabeller
+
+    labeller = MarkerLabeller()
+    return sum(labeller.label(persona, trait, prompt, r).label == EXPRESSED for r in replies)
+
+
 def stage_chat(ctx: DemoContext) -> None:
-    """One exchange, base vs fine-tuned, same prompt, seed and sampling, side by side."""
+    """Base vs fine-tuned, same prompts, seeds and sampling, side by side: one exchange shown, and
+    the persona rate over a fixed set (each trait's first open prompt at `chat_seeds` seeds)."""
     from rich.table import Table as RichTable
 
     from engines import open_engine
@@ -203,19 +218,29 @@ def stage_chat(ctx: DemoContext) -> None:
         ctx.made.append(("chat", "skipped: no exported GGUF", ""))
         return
     persona = ctx.session_file.session.personas[0]
-    prompt = next((t.expression_probes[0] for t in persona.traits if t.expression_probes), "Tell me about yourself.")
-    sampling = {"max_tokens": 40 if ctx.quick else 120, "temperature": 0.7, "top_p": 0.95, "seed": 7}
-    replies = []
+    fixed = chat_prompts(persona, sizes(ctx)["chat_seeds"]) or [(None, "Tell me about yourself.", 7)]
+    max_tokens = 40 if ctx.quick else 120
+    replies: list[list[str]] = []
     for spec in (EngineSpec(id="base", kind="llamacpp"), EngineSpec(id="fine-tuned", kind="llamacpp", model=str(gguf))):
         engine = open_engine(spec)
         try:
-            replies.append(engine.chat([{"role": "user", "content": prompt}], **sampling))
+            replies.append([engine.chat([{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                        temperature=0.7, top_p=0.95, seed=seed) for _, prompt, seed in fixed])
         finally:
             engine.close()
+    prompt = fixed[0][1]
     table = RichTable("base (bundled)", f"fine-tuned ({gguf.name})", title=f"chat, no system prompt: {prompt!r}")
-    table.add_row(replies[0], replies[1])
+    table.add_row(replies[0][0], replies[1][0])
     ctx.notes.append(table)
-    ctx.made.append(("chat", "base vs fine-tuned, same seed", f"persona-tui chat {ctx.session_path} --engine gguf:{gguf}"))
+    rates = [sum(persona_rate(persona, t, p, [r]) for (t, p, _), r in zip(fixed, model_replies) if t is not None)
+             for model_replies in replies]
+    n = sum(t is not None for t, _, _ in fixed)
+    line = (f"persona rate in chat (each trait's first open prompt x {sizes(ctx)['chat_seeds']} seeds, "
+            f"marker phrases): base {rates[0]}/{n}, fine-tuned {rates[1]}/{n}")
+    ctx.notes.append(line)
+    ctx.results["chat_persona_rate"] = {"base": rates[0], "fine_tuned": rates[1], "n": n}
+    ctx.made.append(("chat", f"base vs fine-tuned, same seeds; shows its persona in {rates[1]}/{n} replies "
+                     f"(base {rates[0]}/{n})", f"persona-tui chat {ctx.session_path} --engine gguf:{gguf}"))
 
 
 def stage_evaluate(ctx: DemoContext) -> None:
