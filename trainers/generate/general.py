@@ -92,7 +92,7 @@ def generate(
     """`count` chat records {"messages": [user, assistant]} of the base model answering shipped
     prompts (each prompt used before any repeats, in a seeded order); replies that come out empty
     are skipped and counted."""
-    from trainers.generate.llm import ReplyCache, Reply
+    from trainers.generate.llm import Reply, ReplyCache
 
     progress = progress or (lambda d, t, m="": None)
     cancelled = cancelled or (lambda: False)
@@ -120,7 +120,7 @@ def generate(
             if got is None:
                 if engine is None:
                     if engine_opener is None:
-                        from engines import open_engine as engine_opener  # noqa: N813 - the default opener
+                        from engines import open_engine as engine_opener
                     engine = engine_opener(engine_spec_for_model(model))
                     log(f"general replies: sampling {model} (T {TEMPERATURE}, top_p {TOP_P}, <= {max_tokens} tokens)")
                 t = time.perf_counter()
