@@ -102,7 +102,9 @@ def remote_engine(workspace: str | os.PathLike[str], run_id: str,
             continue
         result = read_result(status.dir) or {}
         engine = result.get("engine")
-        if result.get("run") == run_id and isinstance(engine, dict) and engine.get("model"):
+        # A local run's result names its adapter's engine too (kind transformers): not remote.
+        if (result.get("run") == run_id and isinstance(engine, dict) and engine.get("model")
+                and engine.get("kind", "openai") == "openai"):
             return engine
     return None
 
