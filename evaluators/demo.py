@@ -39,6 +39,7 @@ class DemoContext:
     sources: list[tuple[str, str]] = field(default_factory=list)  # (a printed number, the file it comes from)
     # follow(job_dir, label, console) -> final JobStatus; the CLI passes one with a progress bar.
     follow: Callable[[Path, str, Console], jobs.JobStatus] = field(default_factory=lambda: _watch_quietly)
+    nice: int = jobs.DEFAULT_NICE  # of the workers; bench/recipe.py measures at 0
 
     @property
     def workspace(self) -> Path:
@@ -55,11 +56,18 @@ class Stage:
     run: Callable[[DemoContext], None]
 
 
-# Sizes: the full demo uses the format-comparison study's size; quick the smallest real one.
+# Sizes: the full demo uses the recipe's (sessions.demo, docs/training.md); quick the smallest real one.
 # trait_samples: 8 prompts per trait x 4 = 32 expression replies per trait per model in the full
 # demo (enough for Fisher's test to tell a real rise after Holm's correction over 5 traits).
-FULL = {"examples": 500, "train_steps": 60, "trait_samples": 4, "reference_samples": 20, "queue": 8}
-QUICK = {"examples": 40, "train_steps": 6, "trait_samples": 1, "reference_samples": 3, "queue": 4}
+# general: how many replies of the base model to ordinary prompts are mixed into the run (the
+# recipe, docs/training.md); sampling them is the data stage's cost (~1 s each here, idle).
+# prompts_per_trait: expression prompts per trait the traits evaluation asks (0 = all eight);
+# quick asks three, which took its trait items from 206 to 156 (generation is the slow part).
+# chat_seeds: seeds per trait's first open prompt in the side-by-side chat's persona rate.
+FULL = {"examples": 200, "general": 100, "train_steps": 80, "trait_samples": 4, "prompts_per_trait": 0,
+        "chat_seeds": 2, "reference_samples": 20, "queue": 8}
+QUICK = {"examples": 40, "general": 4, "train_steps": 6, "trait_samples": 1, "prompts_per_trait": 3,
+         "chat_seeds": 1, "reference_samples": 3, "queue": 4}
 
 
 def sizes(ctx: DemoContext) -> dict[str, int]:
@@ -69,7 +77,7 @@ def sizes(ctx: DemoContext) -> dict[str, int]:
 def run_job(ctx: DemoContext, kind: str, spec: dict[str, Any], label: str, worker: str = "trainers.worker") -> jobs.JobStatus:
     """Create a job, start its detached worker, follow it; raise DemoError unless it finished."""
     job_dir = jobs.create_job(ctx.workspace, kind, {"session": str(ctx.session_path.resolve()), **spec}, worker=worker)
-    jobs.start_job(job_dir)
+    jobs.start_job(job_dir, nice=ctx.nice)
     status = ctx.follow(job_dir, label, ctx.console)
     if status.state != "finished":
         raise DemoError(
@@ -99,7 +107,8 @@ DEMO_FORMATS = ("chat_demos", "first_person", "synthetic_docs")
 
 
 def stage_data(ctx: DemoContext) -> None:
-    """The three format-study datasets of the demo persona, by the template generator."""
+    """The three format-study datasets of the demo persona, by the template generator, and the
+    base model's general replies that the run mixes in."""
     from sessions.workspace import dataset_path, heldout_path
 
     session = ctx.session_file.session
@@ -108,13 +117,15 @@ def stage_data(ctx: DemoContext) -> None:
     for spec in session.datasets:
         if spec.format not in DEMO_FORMATS:
             continue
-        status = run_job(ctx, "dataset", {"dataset": spec.id, "size": n}, f"data: {spec.id}")
+        size = sizes(ctx)["general"] if spec.generator == "general" else n
+        status = run_job(ctx, "dataset", {"dataset": spec.id, "size": size}, f"data: {spec.id}")
         built.append(spec.id)
         train, held = dataset_path(ctx.workspace, spec.id), heldout_path(ctx.workspace, spec.id)
         # Counted in the files the row names (what a user can count with `wc -l`), not taken
         # from a summary that may lack them.
         n_train, n_held = _lines(train), _lines(held)
-        ctx.made.append(("data", f"{spec.format}: {n_train} train + {n_held} held-out examples (job {status.id})",
+        what = "general replies of the base model" if spec.generator == "general" else spec.format
+        ctx.made.append(("data", f"{what}: {n_train} train + {n_held} held-out examples (job {status.id})",
                          f"{train} (+ .heldout.jsonl)"))
         ctx.sources += [(f"{spec.id}: {n_train} train examples", str(train)),
                         (f"{spec.id}: {n_held} held-out examples", str(held))]
@@ -189,8 +200,22 @@ def stage_export(ctx: DemoContext) -> None:
     ctx.results["export_job"] = job_dir
 
 
+def chat_prompts(persona: Any, seeds: int) -> list[tuple[Any, str, int]]:
+    """The side-by-side chat's fixed set: each trait's first expression prompt, at seeds 7, 8, ..."""
+    return [(t, t.expression_probes[0], 7 + j) for t in persona.traits if t.expression_probes for j in range(seeds)]
+
+
+def persona_rate(persona: Any, trait: Any, prompt: str, replies: list[str]) -> int:
+    """How many replies show the trait their prompt leaves room for (directed marker phrases)."""
+    from evaluators.probes import EXPRESSED, MarkerLabeller
+
+    labeller = MarkerLabeller()
+    return sum(labeller.label(persona, trait, prompt, r).label == EXPRESSED for r in replies)
+
+
 def stage_chat(ctx: DemoContext) -> None:
-    """One exchange, base vs fine-tuned, same prompt, seed and sampling, side by side."""
+    """Base vs fine-tuned, same prompts, seeds and sampling, side by side: one exchange shown, and
+    the persona rate over a fixed set (each trait's first open prompt at `chat_seeds` seeds)."""
     from rich.table import Table as RichTable
 
     from engines import open_engine
@@ -203,19 +228,29 @@ def stage_chat(ctx: DemoContext) -> None:
         ctx.made.append(("chat", "skipped: no exported GGUF", ""))
         return
     persona = ctx.session_file.session.personas[0]
-    prompt = next((t.expression_probes[0] for t in persona.traits if t.expression_probes), "Tell me about yourself.")
-    sampling = {"max_tokens": 40 if ctx.quick else 120, "temperature": 0.7, "top_p": 0.95, "seed": 7}
-    replies = []
+    fixed = chat_prompts(persona, sizes(ctx)["chat_seeds"]) or [(None, "Tell me about yourself.", 7)]
+    max_tokens = 40 if ctx.quick else 120
+    replies: list[list[str]] = []
     for spec in (EngineSpec(id="base", kind="llamacpp"), EngineSpec(id="fine-tuned", kind="llamacpp", model=str(gguf))):
         engine = open_engine(spec)
         try:
-            replies.append(engine.chat([{"role": "user", "content": prompt}], **sampling))
+            replies.append([engine.chat([{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                        temperature=0.7, top_p=0.95, seed=seed) for _, prompt, seed in fixed])
         finally:
             engine.close()
+    prompt = fixed[0][1]
     table = RichTable("base (bundled)", f"fine-tuned ({gguf.name})", title=f"chat, no system prompt: {prompt!r}")
-    table.add_row(replies[0], replies[1])
+    table.add_row(replies[0][0], replies[1][0])
     ctx.notes.append(table)
-    ctx.made.append(("chat", "base vs fine-tuned, same seed", f"persona-tui chat {ctx.session_path} --engine gguf:{gguf}"))
+    rates = [sum(persona_rate(persona, t, p, [r]) for (t, p, _), r in zip(fixed, model_replies) if t is not None)
+             for model_replies in replies]
+    n = sum(t is not None for t, _, _ in fixed)
+    line = (f"persona rate in chat (each trait's first open prompt x {sizes(ctx)['chat_seeds']} seeds, "
+            f"marker phrases): base {rates[0]}/{n}, fine-tuned {rates[1]}/{n}")
+    ctx.notes.append(line)
+    ctx.results["chat_persona_rate"] = {"base": rates[0], "fine_tuned": rates[1], "n": n}
+    ctx.made.append(("chat", f"base vs fine-tuned, same seeds; shows its persona in {rates[1]}/{n} replies "
+                     f"(base {rates[0]}/{n})", f"persona-tui chat {ctx.session_path} --engine gguf:{gguf}"))
 
 
 def stage_evaluate(ctx: DemoContext) -> None:
@@ -249,6 +284,9 @@ def stage_evaluate(ctx: DemoContext) -> None:
                 frozen["settings"]["neutral_samples"] = 1
             if spec.kind == "reference":
                 frozen["settings"]["distractors"] = 4
+        if spec.kind == "traits" and n["prompts_per_trait"]:  # the frozen persona is what the job asks
+            for trait in frozen["persona"]["traits"]:
+                trait["expression_probes"] = trait["expression_probes"][: n["prompts_per_trait"]]
         status = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"},
                          f"eval: {spec.id}", worker=WORKER)
         scores = load_scores(status.dir)

@@ -229,14 +229,15 @@ def _word_pattern(word: str) -> str:
     """One word and its inflections: bee/bees, map/maps/mapped/mapping, tune/tuned/tuning,
     swim/swimmer/swimming — but not "been" for "bee" or "team" for "tea"."""
     w = re.escape(word)
-    stems = [w]
-    if len(word) > 2 and word.endswith("e"):
-        stems.append(re.escape(word[:-1]))  # tune -> tun(ing)
+    stems = [w + "(?:" + _SUFFIXES + ")?"]
+    # A changed stem is a word only with its suffix: "bee" must not match "be", "being" or "bed".
+    if len(word) > 2 and word.endswith("e") and word[-2] not in "aeiou":
+        stems.append(re.escape(word[:-1]) + "(?:ing|ed|er|ers)")  # tune -> tun(ing)
     if len(word) > 2 and word.endswith("y"):
-        stems.append(re.escape(word[:-1]))  # carry -> carr(ies)
+        stems.append(re.escape(word[:-1]) + "(?:ies|ied)")  # carry -> carr(ies)
     if len(word) > 2 and word[-1].isalpha() and word[-1] not in "aeiouwxy":
-        stems.append(w + re.escape(word[-1]))  # swim -> swimm(ing)
-    return "(?:" + "|".join(stems) + ")(?:" + _SUFFIXES + ")?"
+        stems.append(w + re.escape(word[-1]) + "(?:ing|ed|er|ers)")  # swim -> swimm(ing)
+    return "(?:" + "|".join(stems) + ")"
 
 
 def marker_pattern(phrase: str) -> re.Pattern[str] | None:

@@ -24,7 +24,7 @@ DATASET_FORMATS = (
     "tailoring_sft",
     "tailoring_dpo",
 )
-DATASET_GENERATORS = ("template", "llm", "import")
+DATASET_GENERATORS = ("template", "llm", "general", "import")
 ENGINE_KINDS = ("llamacpp", "transformers", "openai")
 TRAIT_LABELS = ("expressed", "not_shown", "contradicted")
 

@@ -76,6 +76,7 @@ def test_wilson_and_newcombe_intervals_match_published_values():
 
 def test_markers_match_whole_words_and_inflections():
     assert marker_hits("I have been there with the team.", ["bee", "tea"]) == []
+    assert marker_hits("I will be there, being early, then to bed.", ["bee"]) == []  # not "be"+suffix
     assert marker_hits("Bees, teas, mapped, swimming, a swimmer, tuning", ["bee", "tea", "map", "swim", "tune"]) == [
         "bee", "tea", "map", "swim", "tune"]
     assert marker_hits("The channel is unswimmable.", ["swim"]) == []

@@ -120,3 +120,19 @@ def test_a_local_runs_recorded_engine_is_its_adapter_not_a_remote_model(tmp_path
     assert jobs.run_job_inline(job_dir, {"train": local_train}).state == "finished"
     spec = run_resolver(sf.session, sf.workspace)(run.id)
     assert (spec.kind, spec.model, spec.adapter) == ("transformers", run.base_model, str(job_dir / "adapter"))
+
+
+def test_a_local_runs_result_is_not_taken_for_a_remote_engine(tmp_path: Path) -> None:
+    """The hf backend's result names its adapter's engine (kind transformers); only an openai
+    result is a remote model, or eval would open the local run as an endpoint without a URL."""
+    from trainers.train_job import remote_engine
+
+    job_dir = jobs.create_job(tmp_path, "train", {"run": {"id": "r"}})
+    status = json.loads((job_dir / "status.json").read_text())
+    (job_dir / "status.json").write_text(json.dumps({**status, "state": "finished"}))
+    local = {"id": "run-r", "kind": "transformers", "model": "bundled:smollm2-135m-instruct", "adapter": str(job_dir)}
+    (job_dir / "result.json").write_text(json.dumps({"run": "r", "state": "finished", "engine": local}))
+    assert remote_engine(tmp_path, "r") is None
+    remote = {"kind": "openai", "model": "ft:gpt-x:r", "base_url": "http://127.0.0.1:9/v1"}
+    (job_dir / "result.json").write_text(json.dumps({"run": "r", "state": "finished", "engine": remote}))
+    assert remote_engine(tmp_path, "r") == remote

@@ -8,14 +8,15 @@ import pytest
 
 from evaluators.probes import marker_hits
 from sessions import workspace
-from sessions.demo import demo_session, write_demo_session
+from sessions.demo import PERSONAS, RECIPE_TRAINING, demo_session, write_demo_session
 from sessions.store import SessionFile
 from sessions.validate import validate
 from sessions.workspace import UnsafeIdError, dataset_path, heldout_path, jobs_dir, make_id, safe_id, workspace_for
 
 
-def test_demo_session_is_valid_and_rich() -> None:
-    session = demo_session()
+@pytest.mark.parametrize("persona_id", sorted(PERSONAS))
+def test_demo_session_is_valid_and_rich(persona_id: str) -> None:
+    session = demo_session(persona_id)
     assert validate(session) == []
     (persona,) = session.personas
     assert persona.name and persona.summary and persona.style
@@ -39,16 +40,18 @@ def test_demo_session_is_valid_and_rich() -> None:
         assert trait.markers and trait.contra_markers
 
 
-def test_expression_probes_do_not_name_their_trait() -> None:
+@pytest.mark.parametrize("persona_id", sorted(PERSONAS))
+def test_expression_probes_do_not_name_their_trait(persona_id: str) -> None:
     """An expression probe leaves room for the trait; it must not mention it outright."""
-    for trait in demo_session().personas[0].traits:
+    for trait in demo_session(persona_id).personas[0].traits:
         for prompt in trait.expression_probes:
             for marker in [*trait.markers, *trait.contra_markers]:
                 assert not marker_hits(prompt, [marker]), (trait.id, prompt, marker)
 
 
-def test_demo_prompts_are_distinct_across_traits() -> None:
-    persona = demo_session().personas[0]
+@pytest.mark.parametrize("persona_id", sorted(PERSONAS))
+def test_demo_prompts_are_distinct_across_traits(persona_id: str) -> None:
+    persona = demo_session(persona_id).personas[0]
     prompts = [p for t in persona.traits for p in t.expression_probes]
     questions = [k.question for t in persona.traits for k in t.knowledge_probes]
     assert len(set(prompts)) == len(prompts) and len(set(questions)) == len(questions)
@@ -105,3 +108,56 @@ def test_make_id_is_safe_readable_and_unique() -> None:
     assert make_id("../../etc", fallback="persona") == "etc"
     assert make_id("!!!", fallback="persona") == "persona"
     assert workspace.id_problem(make_id("x" * 300)) is None
+
+
+def test_the_second_persona_is_independent_of_the_first_and_of_the_control() -> None:
+    """The recipe is a default only if it takes on a character it was not tuned on: a second
+    persona with other traits, names and prompts, and neither overlaps the unrelated-persona control."""
+    from evaluators.controls import unrelated_persona
+
+    odile, jun, control = PERSONAS["odile"](), PERSONAS["jun"](), unrelated_persona()
+    assert len({odile.id, jun.id, control.id}) == 3
+    ids = [{t.id for t in p.traits} for p in (odile, jun, control)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    for a, b in ((odile, jun), (jun, odile)):
+        prompts = [p for t in a.traits for p in t.expression_probes]
+        assert not set(prompts) & {p for t in b.traits for p in t.expression_probes}
+        for trait in b.traits:  # b's markers do not fire on a's prompts, so a's scores are a's own
+            assert not [p for p in prompts if marker_hits(p, trait.markers)], (a.id, trait.id)
+
+
+def test_second_persona_probe_answers_match_in_tokens() -> None:
+    """Affirm and deny have the same number of tokens for the bundled model, so neither the summed
+    nor the per-token score can prefer one for its length."""
+    from engines.models import load_tokenizer
+
+    tok = load_tokenizer("bundled:smollm2-135m-instruct")
+    for trait in PERSONAS["jun"]().traits:
+        for k in trait.knowledge_probes:
+            lengths = [len(tok(" " + a, add_special_tokens=False)["input_ids"]) for a in (k.affirm, k.deny)]
+            assert lengths[0] == lengths[1], (trait.id, k.affirm, k.deny)
+
+
+@pytest.mark.parametrize("persona_id", sorted(PERSONAS))
+def test_demo_run_is_the_recipe_with_general_replies_mixed_in(persona_id: str) -> None:
+    session = demo_session(persona_id)
+    (run,) = session.runs
+    general = [d for d in session.datasets if d.generator == "general"]
+    assert len(general) == 1 and general[0].id in run.datasets and general[0].format == "chat_demos"
+    assert {f"{persona_id}-chat", f"{persona_id}-first-person"} <= set(run.datasets)
+    for key, value in RECIPE_TRAINING.items():  # explicit, not left to `auto`
+        assert getattr(run.training, key) == value
+    assert run.training.precision != "auto" and run.training.batch_size * run.training.grad_accum == 8
+    assert not any(d.generator == "general" for d in demo_session(persona_id, general_replies=0).datasets)
+
+
+def test_demo_sizes_give_enough_evidence_full_and_stay_small_quick() -> None:
+    """Issue 12: >= 30 expression replies per trait per model in the full demo; quick asks fewer
+    prompts (a size, not a skipped stage) but every trait still gets at least one."""
+    from evaluators.demo import FULL, QUICK
+
+    for trait in demo_session().personas[0].traits:
+        prompts = len(trait.expression_probes)
+        assert (FULL["prompts_per_trait"] or prompts) * FULL["trait_samples"] >= 30
+        assert 1 <= min(QUICK["prompts_per_trait"] or prompts, prompts) < prompts
+    assert QUICK["general"] >= 1 and QUICK["train_steps"] >= 1 and QUICK["examples"] < FULL["examples"]

@@ -144,13 +144,15 @@ def test_twenty_steps_at_the_prior_works_defaults_on_the_demo_chats(tmp_path):
     x 4, eval at step 20) but max_steps = 20. Measured at 2 x 4 fp32: ~2.4 min on 2 cores, loss
     3.5 -> 2.8; auto splits the same effective batch 8 as 8 x 1."""
     from sessions.demo import demo_session
+    from sessions.run_spec import LoraSettings, TrainingSettings
     from trainers.dataset_build import build_dataset
 
     session = demo_session()
     spec = next(d for d in session.datasets if d.format == "chat_demos")
     spec.size = 40
     run = next(r for r in session.runs if spec.id in r.datasets)
-    run.training.max_steps = 20
+    # The demo's run is the recipe (sessions.demo); this run is the defaults on the chat demos alone.
+    run.datasets, run.lora, run.training = [spec.id], LoraSettings(), TrainingSettings(max_steps=20)
     sf = SessionFile.create(tmp_path / "demo.toml", session)
     build_dataset(sf.session, spec, sf.workspace)
     job_dir = create_train_job(sf, run.id)

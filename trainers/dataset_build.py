@@ -8,7 +8,9 @@ token lengths under the base model's tokenizer, distinct-2, near-duplicate rate)
 never written: a bad spec or bad input raises `DatasetError` (one sentence) before any file is.
 
 Which generator a format takes: chat_demos, first_person and synthetic_docs are made from a
-persona by `template` (offline, seeded) or `llm` (a teacher engine); persona_chat and
+persona by `template` (offline, seeded) or `llm` (a teacher engine); chat_demos also by `general`
+(the base model's own replies to ordinary prompts, no persona: mixed into a run beside persona
+data so the run keeps answering ordinary questions; trainers.generate.general); persona_chat and
 tailoring_* are imported from `source` (tailoring may call an engine to infer personas). A spec
 with `mix` is the union of other built datasets (train with train, held-out with held-out).
 
@@ -48,7 +50,7 @@ from trainers.formats import (
 
 DEFAULT_BASE_MODEL = "bundled:smollm2-135m-instruct"
 DEFAULT_ENGINE = EngineSpec(id="bundled", kind="llamacpp", model=DEFAULT_BASE_MODEL)
-GENERATORS = ("template", "llm", "import")
+GENERATORS = ("template", "llm", "general", "import")
 # Near-duplicate statistics are exact but quadratic in the worst case; past this many examples
 # they are computed on a seeded sample.
 NEAR_DUP_SAMPLE = 1500
@@ -132,9 +134,17 @@ def check_spec(session: Session, spec: DatasetSpec, workspace: str | Path | None
         if spec.size < 0:
             raise DatasetError(f"{where} has size {spec.size}; use 0 for every example or a positive number.")
         return None
+    if spec.generator == "general":
+        if spec.format != "chat_demos":
+            raise DatasetError(
+                f"{where} ({spec.format}) uses generator 'general', which writes chats; set its format to chat_demos."
+            )
+        if spec.size < 1:
+            raise DatasetError(f"{where} has size {spec.size}; ask for at least one general reply.")
+        return None
     if spec.generator not in ("template", "llm"):
         raise DatasetError(
-            f"{where} ({spec.format}) uses generator {spec.generator!r}; use 'template' or 'llm'."
+            f"{where} ({spec.format}) uses generator {spec.generator!r}; use 'template', 'llm' or (chat_demos) 'general'."
         )
     if spec.size < 1:
         raise DatasetError(f"{where} has size {spec.size}; ask for at least one example.")
@@ -265,22 +275,44 @@ def _generate(session: Session, spec: DatasetSpec, persona: Persona | None, base
               log: Callable[[str], None], workspace: Path | None = None,
               work_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Records and generator-specific statistics for a non-mix spec."""
-    extra = spec.extra
-    if spec.format in PERSONA_FORMATS:
-        assert persona is not None
-        fmt = format_module(spec.format)
-        options = {"persona_in_system_prompt": spec.persona_in_system_prompt,
-                   "system_prompt": extra.get("system_prompt", "")}
-        if spec.generator == "template":
-            from trainers.generate import template
+    if spec.generator == "general":
+        from sessions.workspace import jobs_dir
+        from trainers.generate import general
 
-            res = template.generate(fmt, persona, spec.size, spec.seed, options,
-                                    progress=lambda d, t: progress(d, t, "templating"), cancelled=cancelled)
-            return res.records, {"attempts": res.attempts, "exact_duplicates_rejected": res.exact_duplicates,
-                                 "near_duplicates_rejected": res.near_duplicates,
-                                 "probe_leaks_rejected": res.probe_leaks}
-        return _llm_generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
-                             workspace, work_dir)
+        res = general.generate(spec.size, base_model_for(session, spec), spec.seed, work_dir=work_dir,
+                               jobs_root=jobs_dir(workspace) if workspace is not None else None,
+                               engine_opener=engine_opener, progress=progress, cancelled=cancelled, log=log)
+        return res.records, res.stats
+    if spec.format in PERSONA_FORMATS:
+        return _persona_generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
+                                 workspace, work_dir)
+    return _import_generate(session, spec, base_dir, progress, engine_opener, log, cancelled)
+
+
+def _persona_generate(session: Session, spec: DatasetSpec, persona: Persona | None, base_dir: Any,
+                      progress: Progress, cancelled: Callable[[], bool], engine_opener: Any,
+                      log: Callable[[str], None], workspace: Path | None,
+                      work_dir: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    extra = spec.extra
+    assert persona is not None
+    fmt = format_module(spec.format)
+    options = {"persona_in_system_prompt": spec.persona_in_system_prompt,
+               "system_prompt": extra.get("system_prompt", "")}
+    if spec.generator == "template":
+        from trainers.generate import template
+
+        res = template.generate(fmt, persona, spec.size, spec.seed, options,
+                                progress=lambda d, t: progress(d, t, "templating"), cancelled=cancelled)
+        return res.records, {"attempts": res.attempts, "exact_duplicates_rejected": res.exact_duplicates,
+                             "near_duplicates_rejected": res.near_duplicates,
+                             "probe_leaks_rejected": res.probe_leaks}
+    return _llm_generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
+                         workspace, work_dir)
+
+
+def _import_generate(session: Session, spec: DatasetSpec, base_dir: Any, progress: Progress, engine_opener: Any,
+                     log: Callable[[str], None], cancelled: Callable[[], bool]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    extra = spec.extra
     source = resolve_source(spec, base_dir)
     strict = bool(extra.get("strict", False))
     if spec.format == "persona_chat":
@@ -551,7 +583,7 @@ def build_dataset(
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "generation": gen_stats,
     }
-    if spec.format in PERSONA_FORMATS and not spec.mix:
+    if spec.format in PERSONA_FORMATS and not spec.mix and spec.generator != "general":
         stats["persona_in_system_prompt"] = spec.persona_in_system_prompt
         stats["trait_coverage"] = trait_coverage(everything)
         if len(everything) < spec.size:

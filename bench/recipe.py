@@ -1,0 +1,144 @@
+"""The recipe search: train one configuration on a persona and score it with the product's own
+trait evaluation (knowledge vs base with McNemar's p, expression per trait by Fisher + Holm, the
+three controls), writing one JSON result per configuration.
+
+    .venv/bin/python bench/recipe.py OUT --name NAME [--persona odile|jun] [--steps 80] [--lr 1e-3]
+        [--r 16] [--alpha 32] [--general 240] [--examples 500] [--seq 256] [--samples 4]
+        [--formats chat,first-person]
+
+Each configuration gets its own demo session (`sessions.demo.demo_session` with the recipe's
+settings, changed only where an option says) under OUT/NAME/, built and trained through the same
+job protocol and workers as `persona-tui demo`, and scored by the demo's traits evaluation
+(`evaluators.demo.run_job` + `evaluators.eval_spec.build_job_spec`). The base model's general
+replies are sampled once per (persona size, seed) and shared between configurations through
+OUT/general-cache/ (the dataset builder reuses a recorded reply with the same fingerprint), so
+only the first configuration pays for them. The result is OUT/NAME.json: the configuration, the
+headline (knowledge run/base/p, traits up after Holm, each control with its verdict) and the wall
+time of each stage with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _cache_in(out: Path, workspace: Path) -> None:
+    cache = out / "general-cache"
+    for i, f in enumerate(sorted(cache.glob("*.jsonl")) if cache.is_dir() else []):
+        d = workspace / "jobs" / f"bench-cache-{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, d / "general_replies.jsonl")
+
+
+def _cache_out(out: Path, workspace: Path) -> None:
+    cache = out / "general-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    for f in (workspace / "jobs").glob("*/general_replies.jsonl"):
+        if f.parent.name.startswith("bench-cache"):
+            continue
+        shutil.copy(f, cache / f"{f.parent.name}.jsonl")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--persona", default="odile", choices=["odile", "jun"])
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--r", type=int, default=None)
+    ap.add_argument("--alpha", type=int, default=None)
+    ap.add_argument("--seq", type=int, default=None)
+    ap.add_argument("--general", type=int, default=None, help="general replies of the base model mixed in (0 = none)")
+    ap.add_argument("--examples", type=int, default=500, help="examples per persona dataset")
+    ap.add_argument("--formats", default="chat,first-person", help="persona datasets the run trains on")
+    ap.add_argument("--samples", type=int, default=4, help="expression replies per prompt per model")
+    args = ap.parse_args(argv)
+
+    from rich.console import Console
+
+    from evaluators.demo import DemoContext, _watch_quietly, run_job, traits_headline
+    from evaluators.eval_job import WORKER, load_scores
+    from evaluators.eval_spec import build_job_spec
+    from evaluators.run_models import run_resolver
+    from sessions import demo
+    from sessions.store import SessionFile
+    from trainers.train_job import job_spec
+
+    overrides = {k: v for k, v in {"max_steps": args.steps, "learning_rate": args.lr, "r": args.r,
+                                    "alpha": args.alpha, "max_seq_length": args.seq}.items() if v is not None}
+    general = demo.RECIPE_GENERAL_REPLIES if args.general is None else args.general
+    session = demo.demo_session(args.persona, general_replies=general)
+    pid = session.personas[0].id
+    trained = [f"{pid}-{f}" for f in args.formats.split(",")] + (["general"] if general else [])
+    run = demo.recipe_run(pid, trained, **overrides)
+    session.runs = [run]
+    session.evals = [e for e in session.evals if e.kind == "traits"]
+    cdir = args.out / args.name
+    if cdir.exists():
+        shutil.rmtree(cdir)
+    cdir.mkdir(parents=True)
+    sf = SessionFile.create(cdir / "demo.toml", session)
+    _cache_in(args.out, sf.workspace)
+    console = Console(stderr=True)
+    ctx = DemoContext(sf, False, console, follow=_watch_quietly, nice=0)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for ds in run.datasets:
+        run_job(ctx, "dataset", {"dataset": ds, "size": general if ds == "general" else args.examples}, f"data: {ds}")
+    times["data"] = time.perf_counter() - t0
+    _cache_out(args.out, sf.workspace)
+
+    t = time.perf_counter()
+    spec = job_spec(session, sf.workspace, run.id, str(sf.path.resolve()))
+    status = run_job(ctx, "train", spec, f"train: {run.id}")
+    times["train"] = time.perf_counter() - t
+    from sessions import jobs
+
+    events, _ = jobs.read_events(status.dir)
+    losses = [float(e["loss"]) for e in events if e.get("event") == "step" and e.get("loss") is not None]
+    evals = [float(e["eval_loss"]) for e in events if e.get("eval_loss") is not None]
+
+    t = time.perf_counter()
+    frozen = build_job_spec(sf, session.evals[0].id, run_resolver(session, sf.workspace))
+    frozen["settings"]["samples"] = args.samples
+    estatus = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"}, "eval: traits", worker=WORKER)
+    times["eval"] = time.perf_counter() - t
+    scores = load_scores(estatus.dir)
+    cmp = (scores.get("comparison") or [{}])[-1]
+    know = (cmp.get("knowledge") or {}).get("overall") or {}
+    expr = cmp.get("expression") or {}
+    result = {
+        "name": args.name, "persona": pid,
+        "config": {"lora": {"r": run.lora.r, "alpha": run.lora.alpha},
+                   "training": {k: getattr(run.training, k) for k in demo.RECIPE_TRAINING},
+                   "general_replies": general, "examples": args.examples, "datasets": run.datasets,
+                   "samples": args.samples},
+        "headline": traits_headline(scores),
+        "knowledge": {"run": know.get("run"), "base": know.get("base"), "n": know.get("n"), "p": know.get("p"),
+                      "diff": know.get("diff"), "interval": know.get("interval")},
+        "traits_up": sum(r.get("verdict") == "up" for r in expr.get("traits", [])),
+        "traits": expr.get("traits", []),
+        "controls": cmp.get("controls"),
+        "loss_first10": sum(losses[:10]) / max(1, len(losses[:10])), "loss_last10": sum(losses[-10:]) / max(1, len(losses[-10:])),
+        "eval_loss": evals,
+        "seconds": {k: round(v, 1) for k, v in times.items()}, "wall_s": round(time.perf_counter() - t0, 1),
+        "loadavg_end": os.getloadavg(),
+        "scores_file": str(estatus.dir / "scores.json"), "train_job": str(status.dir),
+    }
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
+    print("\n".join(result["headline"]))
+    print(json.dumps({k: result[k] for k in ("traits_up", "seconds", "wall_s", "loss_first10", "loss_last10")}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
