@@ -9,6 +9,7 @@ vary in length and shape.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec, KnowledgeProbe, Persona, RunSpec, Session, Trait
 
@@ -422,8 +423,8 @@ def recipe_run(persona_id: str, datasets: list[str], **overrides: object) -> Run
     """The demo's run spec at the recipe's settings; `overrides` (lr, r, ...) are for bench/recipe.py."""
     from sessions.model import LoraSettings, TrainingSettings
 
-    lora = {**RECIPE_LORA, **{k: v for k, v in overrides.items() if k in LoraSettings.__dataclass_fields__}}
-    training = {**RECIPE_TRAINING, **{k: v for k, v in overrides.items() if k in TrainingSettings.__dataclass_fields__}}
+    lora: dict[str, Any] = {**RECIPE_LORA, **{k: v for k, v in overrides.items() if k in LoraSettings.__dataclass_fields__}}
+    training: dict[str, Any] = {**RECIPE_TRAINING, **{k: v for k, v in overrides.items() if k in TrainingSettings.__dataclass_fields__}}
     return RunSpec(id=f"{persona_id}-chat-lora", datasets=datasets, lora=LoraSettings(**lora),
                    training=TrainingSettings(**training))
 

@@ -94,7 +94,10 @@ def generate(
     are skipped and counted."""
     from trainers.generate.llm import Reply, ReplyCache
 
-    progress = progress or (lambda d, t, m="": None)
+    def no_progress(done: int, total: int, message: str = "") -> None:
+        pass
+
+    progress = progress or no_progress
     cancelled = cancelled or (lambda: False)
     log = log or (lambda m: None)
     prompts = load_prompts()
@@ -120,7 +123,9 @@ def generate(
             if got is None:
                 if engine is None:
                     if engine_opener is None:
-                        from engines import open_engine as engine_opener
+                        from engines import open_engine
+
+                        engine_opener = open_engine
                     engine = engine_opener(engine_spec_for_model(model))
                     log(f"general replies: sampling {model} (T {TEMPERATURE}, top_p {TOP_P}, <= {max_tokens} tokens)")
                 t = time.perf_counter()
