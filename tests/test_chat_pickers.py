@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from export_fixtures import make_session
-from waiting import wait_until
 
+from export_fixtures import make_session
 from persona_tui.app import make_app
 from persona_tui.conversation import engine_choices
 from persona_tui.panes.chat import ChatPane
 from sessions import jobs
 from sessions.store import SessionFile
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

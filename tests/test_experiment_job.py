@@ -8,7 +8,6 @@ import io
 import time
 
 import pytest
-from experiment_fixtures import tiny_session
 
 from evaluators.eval_queue import children_of, unrecorded_results
 from evaluators.experiments.job import (
@@ -16,6 +15,7 @@ from evaluators.experiments.job import (
     prepare_format_comparison,
     record_experiment,
 )
+from experiment_fixtures import tiny_session
 from sessions import jobs
 from sessions.store import SessionFile
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from export_fixtures import make_session, make_train_job
-from waiting import wait_until
 
+from export_fixtures import make_session, make_train_job
 from persona_tui.app import make_app
 from persona_tui.panes.chat import ChatPane
 from persona_tui.panes.train import TrainPane
 from persona_tui.screens.export import ExportScreen
 from sessions import jobs
 from sessions.store import SessionFile
+from waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -49,7 +49,8 @@ async def test_x_exports_a_finished_run_verified_and_chat_offers_it(tmp_path):
             await wait_until(pilot, lambda: (pane.selected_job or "").startswith("export-"), timeout=60,
                              what="the Live view on the export job")
             export_id = pane.selected_job
-            stats = lambda: str(pane.query_one("#live-stats").render())
+            def stats():
+                return str(pane.query_one("#live-stats").render())
             assert stats().startswith(f"{export_id}  ")
             await wait_until(pilot, lambda: pane.statuses[export_id].terminal, timeout=900, what="the export")
             assert pane.statuses[export_id].state == "finished", pane.statuses[export_id].error

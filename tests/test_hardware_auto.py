@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from waiting import wait_for
 
 from sessions.model import DatasetSpec, RunSpec, Session
 from sessions.run_spec import effective_batch_of, validate_run
 from sessions.store import SessionFile
 from trainers import hardware, memory_estimate
+from waiting import wait_for
 
 BURN = "import time\nt = time.time()\nwhile time.time() - t < 60: pass\n"  # one busy core for up to a minute
 
@@ -219,10 +219,9 @@ def test_the_train_form_reads_auto_or_a_count():
 
 @pytest.mark.slow
 def test_a_job_at_auto_logs_and_records_what_it_chose(tmp_path):
-    from train_fixtures import CHATS, events_of, make_session, tiny_run
-
     from sessions import jobs
     from sessions.manifest import read_manifest
+    from train_fixtures import CHATS, events_of, make_session, tiny_run
     from trainers.train_job import create_train_job
     from trainers.worker import KINDS
 
@@ -263,11 +262,10 @@ def test_every_rank_of_a_multi_gpu_run_takes_the_launchers_split(monkeypatch):
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_the_train_form_sets_batch_size_to_auto_or_a_count(tmp_path, anyio_backend):
-    from train_fixtures import CHATS, make_session, tiny_run
-    from waiting import wait_until
-
     from persona_tui.app import make_app
     from persona_tui.panes.train import TrainPane
+    from train_fixtures import CHATS, make_session, tiny_run
+    from waiting import wait_until
 
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
     app = make_app(SessionFile.load(sf.path))
@@ -278,7 +276,8 @@ async def test_the_train_form_sets_batch_size_to_auto_or_a_count(tmp_path, anyio
         await pilot.pause()
         field = pane.query_one("#f-training-batch_size")
         problems = pane.query_one("#form-problems")
-        batch = lambda: app.session_file.session.run("r1").training.batch_size
+        def batch():
+            return app.session_file.session.run("r1").training.batch_size
         await wait_until(pilot, lambda: field.value == "2", what="the session's integer in the field")
         field.value = "lots"
         await wait_until(pilot, lambda: field.has_class("-invalid"), what="the field marked invalid")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from textual.app import App, ComposeResult
-from waiting import wait_until
 
 from persona_tui.widgets.job_follower import JobFollower
 from sessions import jobs
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 TESTS = Path(__file__).resolve().parent

@@ -15,9 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from waiting import wait_for
 
 from sessions import jobs
+from waiting import wait_for
 
 CLI = [sys.executable, "-m", "persona_tui.cli"]
 

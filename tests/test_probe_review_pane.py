@@ -96,9 +96,9 @@ async def test_contradicting_phrases_are_edited_in_the_trait_editor(tmp_path: Pa
 async def test_a_teacher_engine_writes_probes_for_review_then_they_are_kept(tmp_path: Path):
     """P: the session's engine (a real HTTP endpoint here) writes the probes off the UI thread;
     the review shows them with the teacher's notes; Keep puts them in the session."""
-    from fake_openai_server import FakeOpenAI
     from test_probe_writer import _teacher_reply
 
+    from fake_openai_server import FakeOpenAI
     from sessions.model import EngineSpec
 
     path = write_demo_session(tmp_path)

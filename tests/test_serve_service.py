@@ -15,14 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from export_fixtures import build_shared_export
-from waiting import wait_for, wait_until
 
+from export_fixtures import build_shared_export
 from persona_tui.app import make_app
 from persona_tui.panes.chat import ChatPane
 from persona_tui.screens.serve import ServeScreen
 from sessions import jobs
 from sessions.store import SessionFile
+from waiting import wait_for, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 CLI = [sys.executable, "-m", "persona_tui.cli"]

@@ -102,7 +102,8 @@ async def test_the_chart_draws_a_smoothed_line_over_the_raw_points_and_m_toggles
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
         pane = app.query_one(TrainPane)
-        stats = lambda: str(pane.query_one("#live-stats").render())
+        def stats():
+            return str(pane.query_one("#live-stats").render())
         await wait_until(pilot, lambda: "(first/last" in stats() and len(pane.drawn) == 3,
                          what="the job's loss summary and chart")
         # The summary: means of the first and last 5 of 30 points (10%, at least 5), eval first and last.

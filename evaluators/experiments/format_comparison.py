@@ -324,7 +324,6 @@ def _read_outputs(job_dir: Path) -> list[dict[str, Any]]:
 
 def _train_summary(job_dir: Path) -> dict[str, Any]:
     from sessions import jobs
-
     from trainers.loss_curve import loss_points, loss_summary
 
     events, _ = jobs.read_events(job_dir)

@@ -60,7 +60,8 @@ class ExportScreen(ModalScreen[dict[str, Any] | None]):
     def chosen(self) -> dict[str, Any]:
         from trainers.export_job import DIALOG_QUANTS
 
-        ticked = lambda wid: self.query_one(f"#{wid}", Checkbox).value
+        def ticked(wid):
+            return self.query_one(f"#{wid}", Checkbox).value
         return {
             "quants": [q for q in DIALOG_QUANTS if ticked(f"export-q-{q}")],
             "options": {"adapter_gguf": ticked("export-lora"), "modelfile": ticked("export-modelfile"),
