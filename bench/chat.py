@@ -75,8 +75,12 @@ def make_export(root: Path) -> Path:
 
     sf = make_session(root)
     train = make_train_job(sf)
-    job_dir = create_export_job(sf.workspace, train_job=train.name, quants=["q8_0", "q4_k_m"],
-                                options={"adapter_gguf": False, "modelfile": False, "verify": False})
+    job_dir = create_export_job(
+        sf.workspace,
+        train_job=train.name,
+        quants=["q8_0", "q4_k_m"],
+        options={"adapter_gguf": False, "modelfile": False, "verify": False},
+    )
     status = jobs.run_job_inline(job_dir, KINDS)
     if status.state != "finished":
         raise SystemExit(f"the export failed: {status.error}")
@@ -95,8 +99,9 @@ def bench_llama(gguf: Path, prompts: list[str], tokens: int, threads: int, n_bat
     from llama_cpp import Llama
 
     t0 = time.perf_counter()
-    llm = Llama(model_path=str(gguf), n_ctx=512, n_batch=n_batch, n_threads=threads, n_threads_batch=threads,
-                verbose=False)
+    llm = Llama(
+        model_path=str(gguf), n_ctx=512, n_batch=n_batch, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
     load = time.perf_counter() - t0
     ttfts, rates = [], []
     try:
@@ -140,12 +145,23 @@ def bench_transformers(merged: Path, prompts: list[str], tokens: int, threads: i
             ids = tok(text, add_special_tokens=False, return_tensors="pt")
             times.clear()
             t0 = time.perf_counter()
-            model.generate(**ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-                           stopping_criteria=StoppingCriteriaList([Clock()]), pad_token_id=tok.eos_token_id)
+            model.generate(
+                **ids,
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                do_sample=False,
+                stopping_criteria=StoppingCriteriaList([Clock()]),
+                pad_token_id=tok.eos_token_id,
+            )
             ttfts.append(times[0] - t0)
             rates.append((len(times) - 1) / (times[-1] - times[0]))
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    return {"load": load, "ttft": statistics.median(ttfts[1:]), "rate": statistics.median(rates[1:]), "bytes": param_bytes}
+    return {
+        "load": load,
+        "ttft": statistics.median(ttfts[1:]),
+        "rate": statistics.median(rates[1:]),
+        "bytes": param_bytes,
+    }
 
 
 def main() -> None:
@@ -198,26 +214,47 @@ def main() -> None:
     # transformers gets the same chance: its best thread count of 1 and all cores.
     hf_runs = {t: bench_transformers(export / "merged", prompts, args.tokens, t) for t in sorted({1, cores})}
     hf_threads, hf = max(hf_runs.items(), key=lambda kv: kv[1]["rate"])
-    console.print("transformers decode tok/s by threads: "
-                  + ", ".join(f"{t}: {r['rate']:.1f}" for t, r in hf_runs.items()) + f"; using {hf_threads}")
+    console.print(
+        "transformers decode tok/s by threads: "
+        + ", ".join(f"{t}: {r['rate']:.1f}" for t, r in hf_runs.items())
+        + f"; using {hf_threads}"
+    )
     rows.append(("transformers generate (merged, fp32)", hf["bytes"], hf))
     for t, path in ggufs.items():
         rows.append((f"llama.cpp {t}", path.stat().st_size, bench_llama(path, prompts, args.tokens, **best)))
 
     table = Table(title=f"decode on one export: {args.tokens} tokens x {len(prompts)} prompts, greedy, medians")
-    for col in ("engine", "model MB", "load s", "TTFT ms", "decode tok/s", "bandwidth bound tok/s", "of bound",
-                "x transformers"):
+    for col in (
+        "engine",
+        "model MB",
+        "load s",
+        "TTFT ms",
+        "decode tok/s",
+        "bandwidth bound tok/s",
+        "of bound",
+        "x transformers",
+    ):
         table.add_column(col, justify="right" if col != "engine" else "left")
     for name, nbytes, r in rows:
         bound = bandwidth / nbytes
-        table.add_row(name, f"{nbytes / 1e6:.0f}", f"{r['load']:.2f}", f"{r['ttft'] * 1000:.0f}", f"{r['rate']:.1f}",
-                      f"{bound:.0f}", f"{r['rate'] / bound:.0%}", f"{r['rate'] / hf['rate']:.2f}x")
+        table.add_row(
+            name,
+            f"{nbytes / 1e6:.0f}",
+            f"{r['load']:.2f}",
+            f"{r['ttft'] * 1000:.0f}",
+            f"{r['rate']:.1f}",
+            f"{bound:.0f}",
+            f"{r['rate'] / bound:.0%}",
+            f"{r['rate'] / hf['rate']:.2f}x",
+        )
     console.print(table)
     q8 = next((r for name, _, r in rows if name.endswith("q8_0")), None)
     if q8:
         ratio = q8["rate"] / hf["rate"]
-        console.print(f"goal llama.cpp q8_0 >= 3x transformers' decode rate: {ratio:.2f}x "
-                      f"({'met' if ratio >= 3 else 'not met'}); load average now {os.getloadavg()[0]:.1f}")
+        console.print(
+            f"goal llama.cpp q8_0 >= 3x transformers' decode rate: {ratio:.2f}x "
+            f"({'met' if ratio >= 3 else 'not met'}); load average now {os.getloadavg()[0]:.1f}"
+        )
     if tmp is not None:
         tmp.cleanup()
 

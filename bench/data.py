@@ -55,8 +55,16 @@ def main() -> None:
 
     table = Table(title=f"template generator, demo persona, {args.size} examples per format")
     template_rate: dict[str, float] = {}
-    for col in ("format", "examples", "seconds", "examples/s", "candidates", "near-dup rejected",
-                "near-dup pairs left", "distinct-2"):
+    for col in (
+        "format",
+        "examples",
+        "seconds",
+        "examples/s",
+        "candidates",
+        "near-dup rejected",
+        "near-dup pairs left",
+        "distinct-2",
+    ):
         table.add_column(col, justify="right" if col != "format" else "left")
     for fmt in PERSONA_FORMATS:
         t0 = time.perf_counter()
@@ -65,9 +73,16 @@ def main() -> None:
         texts = [record_text(r) for r in res.records]
         nd = near_duplicate_report(texts)
         template_rate[fmt] = len(res.records) / dt
-        table.add_row(fmt, str(len(res.records)), f"{dt:.3f}", f"{len(res.records) / dt:,.0f}", str(res.attempts),
-                      str(res.near_duplicates), f"{nd['pairs']} ({nd['pair_fraction']:.3%})",
-                      f"{distinct_n(texts, 2):.3f}")
+        table.add_row(
+            fmt,
+            str(len(res.records)),
+            f"{dt:.3f}",
+            f"{len(res.records) / dt:,.0f}",
+            str(res.attempts),
+            str(res.near_duplicates),
+            f"{nd['pairs']} ({nd['pair_fraction']:.3%})",
+            f"{distinct_n(texts, 2):.3f}",
+        )
     console.print(table)
 
     if args.no_llm:
@@ -83,11 +98,23 @@ def main() -> None:
     for i in range(3):
         raw([{"role": "user", "content": f"Tell me a short story about a lighthouse, number {i + 1}."}], 128)
     raw_rate = raw.stats.tokens_per_s
-    table = Table(title=f"llm generator, bundled model through llama.cpp (load {load_s:.2f} s), "
-                        f"{args.llm_size} examples per format; raw decode baseline {raw_rate:.1f} tokens/s "
-                        f"({raw.stats.output_tokens} tokens in {raw.stats.calls} calls)")
-    for col in ("format", "examples", "malformed", "teacher calls", "seconds", "examples/s",
-                "tokens generated", "engine tokens/s", "x raw decode", "template x faster"):
+    table = Table(
+        title=f"llm generator, bundled model through llama.cpp (load {load_s:.2f} s), "
+        f"{args.llm_size} examples per format; raw decode baseline {raw_rate:.1f} tokens/s "
+        f"({raw.stats.output_tokens} tokens in {raw.stats.calls} calls)"
+    )
+    for col in (
+        "format",
+        "examples",
+        "malformed",
+        "teacher calls",
+        "seconds",
+        "examples/s",
+        "tokens generated",
+        "engine tokens/s",
+        "x raw decode",
+        "template x faster",
+    ):
         table.add_column(col, justify="right" if col != "format" else "left")
     try:
         for fmt in PERSONA_FORMATS:
@@ -97,10 +124,18 @@ def main() -> None:
             res = llm.generate(fmt, persona, teacher, args.llm_size, args.seed, {}, engine_kind="llamacpp")
             dt = time.perf_counter() - t0
             s = res.teacher
-            table.add_row(fmt, str(len(res.records)), str(res.malformed), str(s.calls), f"{dt:.1f}",
-                          f"{len(res.records) / dt:.3f}", str(s.output_tokens), f"{s.tokens_per_s:.1f}",
-                          f"{s.tokens_per_s / raw_rate:.2f}" if raw_rate else "-",
-                          f"{template_rate[fmt] / (len(res.records) / dt):,.0f}" if res.records else "-")
+            table.add_row(
+                fmt,
+                str(len(res.records)),
+                str(res.malformed),
+                str(s.calls),
+                f"{dt:.1f}",
+                f"{len(res.records) / dt:.3f}",
+                str(s.output_tokens),
+                f"{s.tokens_per_s:.1f}",
+                f"{s.tokens_per_s / raw_rate:.2f}" if raw_rate else "-",
+                f"{template_rate[fmt] / (len(res.records) / dt):,.0f}" if res.records else "-",
+            )
     finally:
         engine.close()
     console.print(table)
@@ -119,24 +154,53 @@ def concurrency_table(size: int, latency: float, seed: int) -> Table:
     from sessions.model import DatasetSpec
     from trainers.dataset_build import build_dataset
 
-    table = Table(title=f"llm generator against a local OpenAI-wire server, {latency:.2f} s per request, "
-                        f"{size} first_person examples")
-    for col in ("in flight", "embedding filter", "examples", "requests", "seconds", "examples/s", "x 1 in flight",
-                "max in flight seen"):
+    table = Table(
+        title=f"llm generator against a local OpenAI-wire server, {latency:.2f} s per request, "
+        f"{size} first_person examples"
+    )
+    for col in (
+        "in flight",
+        "embedding filter",
+        "examples",
+        "requests",
+        "seconds",
+        "examples/s",
+        "x 1 in flight",
+        "max in flight seen",
+    ):
         table.add_column(col, justify="right")
     base = None
     rows = [(1, 0.0), (4, 0.0), (8, 0.0), (8, 0.93)]
     with FakeOpenAI(latency=latency) as server:
         session = demo_session()
         session.engines.append(EngineSpec(id="fake", kind="openai", base_url=server.url, model="teacher-1"))
-        warm = DatasetSpec(id="w", format="first_person", persona="odile", generator="llm", engine="fake", size=1,
-                           held_out=0, extra={"token_stats": False, "llm": {"embedding_threshold": 0.0, "resume": False}})
+        warm = DatasetSpec(
+            id="w",
+            format="first_person",
+            persona="odile",
+            generator="llm",
+            engine="fake",
+            size=1,
+            held_out=0,
+            extra={"token_stats": False, "llm": {"embedding_threshold": 0.0, "resume": False}},
+        )
         with tempfile.TemporaryDirectory() as ws:  # imports and the first connection, outside the timings
             build_dataset(session, warm, ws)
         for concurrency, embed in rows:
-            spec = DatasetSpec(id="b", format="first_person", persona="odile", generator="llm", engine="fake",
-                               size=size, held_out=0, seed=seed, extra={"token_stats": False, "llm": {
-                                   "concurrency": concurrency, "embedding_threshold": embed, "resume": False}})
+            spec = DatasetSpec(
+                id="b",
+                format="first_person",
+                persona="odile",
+                generator="llm",
+                engine="fake",
+                size=size,
+                held_out=0,
+                seed=seed,
+                extra={
+                    "token_stats": False,
+                    "llm": {"concurrency": concurrency, "embedding_threshold": embed, "resume": False},
+                },
+            )
             if embed:  # load MiniLM outside the timed build
                 from engines.embeddings import shared_embedder
 
@@ -149,9 +213,16 @@ def concurrency_table(size: int, latency: float, seed: int) -> Table:
                 dt = time.perf_counter() - t0
             rate = res.stats["count"] / dt
             base = base or rate
-            table.add_row(str(concurrency), "MiniLM" if embed else "off", str(res.stats["count"]),
-                          str(len(server.requests) - asked), f"{dt:.2f}", f"{rate:.2f}", f"{rate / base:.2f}",
-                          str(server.max_in_flight))
+            table.add_row(
+                str(concurrency),
+                "MiniLM" if embed else "off",
+                str(res.stats["count"]),
+                str(len(server.requests) - asked),
+                f"{dt:.2f}",
+                f"{rate:.2f}",
+                f"{rate / base:.2f}",
+                str(server.max_in_flight),
+            )
     return table
 
 

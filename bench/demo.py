@@ -64,25 +64,52 @@ def main(argv: list[str] | None = None) -> int:
         load0, t0, c0 = os.getloadavg(), time.perf_counter(), _cpu()
         stage.run(ctx)
         _wait_for_reaping()
-        rows.append({"stage": stage.name, "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu() - c0, 1),
-                     "load_start": round(load0[0], 2), "load_end": round(os.getloadavg()[0], 2)})
+        rows.append(
+            {
+                "stage": stage.name,
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "cpu_s": round(_cpu() - c0, 1),
+                "load_start": round(load0[0], 2),
+                "load_end": round(os.getloadavg()[0], 2),
+            }
+        )
         console.print(f"  {stage.name}: {rows[-1]['wall_s']} s wall, {rows[-1]['cpu_s']} CPU-s")
-    total = {"wall_s": round(time.perf_counter() - t_start, 1), "cpu_s": round(_cpu() - cpu_start, 1),
-             "load_start": [round(x, 2) for x in load_start], "load_end": [round(x, 2) for x in os.getloadavg()]}
+    total = {
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "cpu_s": round(_cpu() - cpu_start, 1),
+        "load_start": [round(x, 2) for x in load_start],
+        "load_end": [round(x, 2) for x in os.getloadavg()],
+    }
     budget = 180 if args.quick else 600
-    table = Table("stage", "wall s", "CPU s", "load 1-min start → end",
-                  title=f"persona-tui demo{' --quick' if args.quick else ''}: {os.cpu_count()} CPUs")
+    table = Table(
+        "stage",
+        "wall s",
+        "CPU s",
+        "load 1-min start → end",
+        title=f"persona-tui demo{' --quick' if args.quick else ''}: {os.cpu_count()} CPUs",
+    )
     for r in rows:
-        table.add_row(r["stage"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['load_start']:.2f} → {r['load_end']:.2f}")
-    table.add_row("total", f"{total['wall_s']:.1f}", f"{total['cpu_s']:.1f}",
-                  f"{total['load_start'][0]:.2f} → {total['load_end'][0]:.2f}")
+        table.add_row(
+            r["stage"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['load_start']:.2f} → {r['load_end']:.2f}"
+        )
+    table.add_row(
+        "total",
+        f"{total['wall_s']:.1f}",
+        f"{total['cpu_s']:.1f}",
+        f"{total['load_start'][0]:.2f} → {total['load_end'][0]:.2f}",
+    )
     Console().print(table)
-    print(f"budget {budget} s wall when idle: {'within' if total['wall_s'] <= budget else 'over'} "
-          f"({total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} CPU-s on {os.cpu_count()} cores; "
-          f"load average at the end {total['load_end'][0]:.2f} {total['load_end'][1]:.2f} {total['load_end'][2]:.2f})")
+    print(
+        f"budget {budget} s wall when idle: {'within' if total['wall_s'] <= budget else 'over'} "
+        f"({total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} CPU-s on {os.cpu_count()} cores; "
+        f"load average at the end {total['load_end'][0]:.2f} {total['load_end'][1]:.2f} {total['load_end'][2]:.2f})"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"quick": args.quick, "sizes": sizes(ctx), "stages": rows, "total": total,
-                                         "budget_s": budget}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"quick": args.quick, "sizes": sizes(ctx), "stages": rows, "total": total, "budget_s": budget}, indent=2
+            )
+        )
     return 0
 
 

@@ -58,8 +58,12 @@ def main() -> None:
     parser.add_argument("--drift-only", action="store_true", help="only the drift evaluation's turns per second")
     parser.add_argument("--no-drift", action="store_true", help="skip the drift evaluation")
     parser.add_argument("--drift-turns", type=int, default=8, help="turns per drift conversation")
-    parser.add_argument("--spc", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/synthetic-persona-chat",
-                        help="the Synthetic-Persona-Chat CSV or its folder")
+    parser.add_argument(
+        "--spc",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared/data/synthetic-persona-chat",
+        help="the Synthetic-Persona-Chat CSV or its folder",
+    )
     args = parser.parse_args()
     if args.drift_only:
         drift_bench(args, Console(width=120))
@@ -78,7 +82,11 @@ def main() -> None:
         table.add_column(col, justify="left" if col in ("metric", "note") else "right")
     reference.rouge_l("warm", "up")  # the scorer is built once per process
     rows = [
-        ("BLEU (sentence)", lambda: [reference.bleu_sentence(h, r) for h, r in zip(hyps, refs)], "sacrebleu, exp smoothing"),
+        (
+            "BLEU (sentence)",
+            lambda: [reference.bleu_sentence(h, r) for h, r in zip(hyps, refs)],
+            "sacrebleu, exp smoothing",
+        ),
         ("BLEU (corpus)", lambda: reference.bleu_corpus(hyps, refs), "sacrebleu 13a"),
         ("ROUGE-L", lambda: [reference.rouge_l(h, r) for h, r in zip(hyps, refs)], "rouge-score, no stemming"),
         ("unigram F1", lambda: [reference.unigram_f1(h, r) for h, r in zip(hyps, refs)], "ParlAI normalisation"),
@@ -90,8 +98,12 @@ def main() -> None:
     reference.bertscore(hyps[:2], refs[:2])
     load = time.perf_counter() - t
     s, rate = _rate(lambda: reference.bertscore(hyps, refs), args.pairs)
-    table.add_row("BERTScore P/R/F1", f"{s:.3f}", f"{rate:,.0f}",
-                  f"MiniLM-L6 layer 6, batch 64, torch threads {__import__('torch').get_num_threads()}; load {load:.1f} s")
+    table.add_row(
+        "BERTScore P/R/F1",
+        f"{s:.3f}",
+        f"{rate:,.0f}",
+        f"MiniLM-L6 layer 6, batch 64, torch threads {__import__('torch').get_num_threads()}; load {load:.1f} s",
+    )
     s1, rate1 = _rate(lambda: [reference.bertscore([h], [r]) for h, r in zip(hyps[:100], refs[:100])], 100)
     table.add_row("BERTScore, one pair a call", f"{s1:.3f}", f"{rate1:,.0f}", "as the eval job scores each reply")
     console.print(table)
@@ -106,7 +118,9 @@ def main() -> None:
     speeds = {}
     engines = [("llama.cpp (Q4_1 GGUF)", EngineSpec(id="l", kind="llamacpp", threads=args.threads))]
     if not args.no_hf:
-        engines.append(("transformers (fp32, dequantised)", EngineSpec(id="h", kind="transformers", threads=args.threads)))
+        engines.append(
+            ("transformers (fp32, dequantised)", EngineSpec(id="h", kind="transformers", threads=args.threads))
+        )
     for label, spec in engines:
         t = time.perf_counter()
         engine = open_engine(spec)
@@ -129,8 +143,10 @@ def main() -> None:
         console.print(f"llama.cpp / transformers: {a / b:.2f}x")
     if not args.no_drift:
         drift_bench(args, console)
-    console.print(f"[dim]{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                  f"load average {os.getloadavg()[0]:.1f} at the end[/dim]")
+    console.print(
+        f"[dim]{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} at the end[/dim]"
+    )
 
 
 def drift_bench(args: argparse.Namespace, console: Console) -> None:
@@ -141,16 +157,20 @@ def drift_bench(args: argparse.Namespace, console: Console) -> None:
     from sessions.model import EvalSpec
     from sessions.store import SessionFile
 
-    table = Table(title=f"drift evaluation, bundled SmolLM2-135M (llama.cpp), 1 conversation of {args.drift_turns} turns, "
-                        "replies ≤ 48 tokens, 1 probe of each kind per trait (5 traits)")
+    table = Table(
+        title=f"drift evaluation, bundled SmolLM2-135M (llama.cpp), 1 conversation of {args.drift_turns} turns, "
+        "replies ≤ 48 tokens, 1 probe of each kind per trait (5 traits)"
+    )
     for col in ("probed turns", "seconds", "turns", "probe calls", "turns/s", "s per turn"):
         table.add_column(col, justify="left" if col == "probed turns" else "right")
     with tempfile.TemporaryDirectory() as tmp:
         session = demo_session()
         session.engines[0].threads = args.threads
         common = {"data": str(args.spc), "turns": args.drift_turns, "conversations": 1, "probes": 1, "max_tokens": 48}
-        session.evals = [EvalSpec(id="few", kind="drift", models=["bundled"], extra={**common, "probe_turns": [1]}),
-                         EvalSpec(id="doubling", kind="drift", models=["bundled"], extra=common)]
+        session.evals = [
+            EvalSpec(id="few", kind="drift", models=["bundled"], extra={**common, "probe_turns": [1]}),
+            EvalSpec(id="doubling", kind="drift", models=["bundled"], extra=common),
+        ]
         path = Path(tmp) / "bench.toml"
         SessionFile.create(path, session)
         sf = SessionFile.load(path)
@@ -161,8 +181,14 @@ def drift_bench(args: argparse.Namespace, console: Console) -> None:
             turns = sum(r["kind"] == "drift_turn" for r in rows)
             probes = sum(bool(r.get("fork")) for r in rows)
             s = float(scores["seconds"])
-            table.add_row(", ".join(map(str, scores["probe_turns"])), f"{s:.1f}", str(turns), str(probes),
-                          f"{turns / s:.2f}", f"{s / turns:.2f}")
+            table.add_row(
+                ", ".join(map(str, scores["probe_turns"])),
+                f"{s:.1f}",
+                str(turns),
+                str(probes),
+                f"{turns / s:.2f}",
+                f"{s / turns:.2f}",
+            )
     console.print(table)
     console.print(f"[dim]load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end[/dim]")
 

@@ -27,8 +27,9 @@ def persona_at(rev: str):
     """The demo persona as it was at git revision `rev`."""
     import types
 
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:sessions/demo.py"], check=True,
-                         capture_output=True, text=True).stdout
+    src = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:sessions/demo.py"], check=True, capture_output=True, text=True
+    ).stdout
     mod = types.ModuleType("old_demo")
     exec(compile(src, f"{rev}:sessions/demo.py", "exec"), mod.__dict__)  # noqa: S102 - our own file
     return mod.demo_persona()
@@ -47,9 +48,13 @@ def measure(engine, persona, model: str) -> dict:
         return sum(verdict(c) == (c.tokens_affirm < c.tokens_deny) for c in uneven)
 
     return {
-        "n": n, "uneven": len(uneven), "affirm_longer": affirm_longer,
-        "sum": sum(c.knows_total for c in cells), "mean": sum(c.knows_mean for c in cells),
-        "sum_short": shorter_picked(lambda c: c.knows_total), "mean_short": shorter_picked(lambda c: c.knows_mean),
+        "n": n,
+        "uneven": len(uneven),
+        "affirm_longer": affirm_longer,
+        "sum": sum(c.knows_total for c in cells),
+        "mean": sum(c.knows_mean for c in cells),
+        "sum_short": shorter_picked(lambda c: c.knows_total),
+        "mean_short": shorter_picked(lambda c: c.knows_mean),
         "max_gap": max((abs(c.tokens_affirm - c.tokens_deny) for c in cells), default=0),
     }
 
@@ -70,18 +75,34 @@ def main() -> None:
     sets.append(("unrelated control persona", unrelated_persona()))
     engine = open_engine(EngineSpec(id="base", kind="llamacpp", model=args.model))
     table = Table(title=f"Base model {args.model}: knowledge probes 'known' by sum vs per-token mean")
-    for col in ("probe set", "probes", "answers of unequal length", "affirm longer", "max gap (tokens)",
-                "known by sum", "known by mean", "sum picks shorter", "mean picks shorter"):
+    for col in (
+        "probe set",
+        "probes",
+        "answers of unequal length",
+        "affirm longer",
+        "max gap (tokens)",
+        "known by sum",
+        "known by mean",
+        "sum picks shorter",
+        "mean picks shorter",
+    ):
         table.add_column(col, justify="left" if col == "probe set" else "right")
     try:
         for name, persona in sets:
             r = measure(engine, persona, args.model)
             print(name, r, flush=True)  # each row as it comes: a loaded machine takes minutes per set
             u = r["uneven"] or 1
-            table.add_row(name, str(r["n"]), str(r["uneven"]), str(r["affirm_longer"]), str(r["max_gap"]),
-                          f"{r['sum']}/{r['n']}", f"{r['mean']}/{r['n']}",
-                          f"{r['sum_short']}/{r['uneven']} ({r['sum_short'] / u:.0%})",
-                          f"{r['mean_short']}/{r['uneven']} ({r['mean_short'] / u:.0%})")
+            table.add_row(
+                name,
+                str(r["n"]),
+                str(r["uneven"]),
+                str(r["affirm_longer"]),
+                str(r["max_gap"]),
+                f"{r['sum']}/{r['n']}",
+                f"{r['mean']}/{r['n']}",
+                f"{r['sum_short']}/{r['uneven']} ({r['sum_short'] / u:.0%})",
+                f"{r['mean_short']}/{r['uneven']} ({r['mean_short'] / u:.0%})",
+            )
     finally:
         engine.close()
     Console(width=160).print(table)

@@ -73,8 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     from sessions.store import SessionFile
     from trainers.train_job import job_spec
 
-    overrides = {k: v for k, v in {"max_steps": args.steps, "learning_rate": args.lr, "r": args.r,
-                                    "alpha": args.alpha, "max_seq_length": args.seq}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "max_steps": args.steps,
+            "learning_rate": args.lr,
+            "r": args.r,
+            "alpha": args.alpha,
+            "max_seq_length": args.seq,
+        }.items()
+        if v is not None
+    }
     general = demo.RECIPE_GENERAL_REPLIES if args.general is None else args.general
     session = demo.demo_session(args.persona, general_replies=general)
     pid = session.personas[0].id
@@ -117,26 +126,44 @@ def main(argv: list[str] | None = None) -> int:
     know = (cmp.get("knowledge") or {}).get("overall") or {}
     expr = cmp.get("expression") or {}
     result = {
-        "name": args.name, "persona": pid,
-        "config": {"lora": {"r": run.lora.r, "alpha": run.lora.alpha},
-                   "training": {k: getattr(run.training, k) for k in demo.RECIPE_TRAINING},
-                   "general_replies": general, "examples": args.examples, "datasets": run.datasets,
-                   "samples": args.samples},
+        "name": args.name,
+        "persona": pid,
+        "config": {
+            "lora": {"r": run.lora.r, "alpha": run.lora.alpha},
+            "training": {k: getattr(run.training, k) for k in demo.RECIPE_TRAINING},
+            "general_replies": general,
+            "examples": args.examples,
+            "datasets": run.datasets,
+            "samples": args.samples,
+        },
         "headline": traits_headline(scores),
-        "knowledge": {"run": know.get("run"), "base": know.get("base"), "n": know.get("n"), "p": know.get("p"),
-                      "diff": know.get("diff"), "interval": know.get("interval")},
+        "knowledge": {
+            "run": know.get("run"),
+            "base": know.get("base"),
+            "n": know.get("n"),
+            "p": know.get("p"),
+            "diff": know.get("diff"),
+            "interval": know.get("interval"),
+        },
         "traits_up": sum(r.get("verdict") == "up" for r in expr.get("traits", [])),
         "traits": expr.get("traits", []),
         "controls": cmp.get("controls"),
-        "loss_first10": sum(losses[:10]) / max(1, len(losses[:10])), "loss_last10": sum(losses[-10:]) / max(1, len(losses[-10:])),
+        "loss_first10": sum(losses[:10]) / max(1, len(losses[:10])),
+        "loss_last10": sum(losses[-10:]) / max(1, len(losses[-10:])),
         "eval_loss": evals,
-        "seconds": {k: round(v, 1) for k, v in times.items()}, "wall_s": round(time.perf_counter() - t0, 1),
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "wall_s": round(time.perf_counter() - t0, 1),
         "loadavg_end": os.getloadavg(),
-        "scores_file": str(estatus.dir / "scores.json"), "train_job": str(status.dir),
+        "scores_file": str(estatus.dir / "scores.json"),
+        "train_job": str(status.dir),
     }
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
     print("\n".join(result["headline"]))
-    print(json.dumps({k: result[k] for k in ("traits_up", "seconds", "wall_s", "loss_first10", "loss_last10")}, default=str))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("traits_up", "seconds", "wall_s", "loss_first10", "loss_last10")}, default=str
+        )
+    )
     return 0
 
 

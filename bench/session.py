@@ -50,8 +50,15 @@ def main() -> None:
     parser.add_argument("--labels", default="0,200,1000", help="labels already in the session, per row")
     args = parser.parse_args()
     table = Table(title=f"one save, median of {args.runs} (load average {os.getloadavg()[0]:.2f})")
-    for col in ("labels in session", "file KiB", "atomic_write ms", "tomlkit.dumps ms", "save() ms",
-                "× atomic_write", "target"):
+    for col in (
+        "labels in session",
+        "file KiB",
+        "atomic_write ms",
+        "tomlkit.dumps ms",
+        "save() ms",
+        "× atomic_write",
+        "target",
+    ):
         table.add_column(col, justify="right")
     verdicts = []
     with tempfile.TemporaryDirectory() as folder:
@@ -66,16 +73,28 @@ def main() -> None:
 
             def label(i: int) -> None:
                 sf.session.annotations.append(
-                    Annotation(output=f"job:new{i}", annotator="sam", trait_labels={"keeps-bees": "expressed"}))
+                    Annotation(output=f"job:new{i}", annotator="sam", trait_labels={"keeps-bees": "expressed"})
+                )
                 assert sf.save()
 
             save = median_seconds(label, args.runs)
             ok = save < TARGET_S
             verdicts.append(ok or n > 200)
-            table.add_row(str(n), f"{len(text) / 1024:.0f}", f"{disk * 1e3:.1f}", f"{dumps * 1e3:.1f}",
-                          f"{save * 1e3:.1f}", f"{save / disk:.1f}", ("met" if ok else "missed") if n <= 200 else "-")
+            table.add_row(
+                str(n),
+                f"{len(text) / 1024:.0f}",
+                f"{disk * 1e3:.1f}",
+                f"{dumps * 1e3:.1f}",
+                f"{save * 1e3:.1f}",
+                f"{save / disk:.1f}",
+                ("met" if ok else "missed") if n <= 200 else "-",
+            )
     Console(width=120).print(table)
-    print("verdict:", "PASS" if all(verdicts) else "FAIL", f"(a label saved in < {TARGET_S * 1e3:.0f} ms with up to 200 labels)")
+    print(
+        "verdict:",
+        "PASS" if all(verdicts) else "FAIL",
+        f"(a label saved in < {TARGET_S * 1e3:.0f} ms with up to 200 labels)",
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,7 @@ def first_paint(command: list[str], timeout: float = 30.0) -> tuple[float, float
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[0], SIZE[1], 0, 0))
     env = dict(os.environ, TERM="xterm-256color", PERSONA_TUI_EXIT_ON_FIRST_PAINT="1")
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env, start_new_session=True)
     os.close(follower)
     seen = b""
     painted = None
@@ -128,15 +127,16 @@ def main() -> int:
                 results[name].append(measure())
 
     base = statistics.median(wall for wall, _ in results["python -c pass"])
-    print(f"startup, {args.runs} runs each, {os.cpu_count()} CPUs, load average "
-          f"{load_before:.2f} before / {os.getloadavg()[0]:.2f} after")
+    print(
+        f"startup, {args.runs} runs each, {os.cpu_count()} CPUs, load average "
+        f"{load_before:.2f} before / {os.getloadavg()[0]:.2f} after"
+    )
     print(f"{'what':<28} {'median s':>9} {'min s':>7} {'max s':>7} {'x python':>9} {'cpu s':>7}")
     for name, runs in results.items():
         times = [wall for wall, _ in runs]
         median = statistics.median(times)
         cpu = statistics.median(c for _, c in runs)
-        print(f"{name:<28} {median:>9.3f} {min(times):>7.3f} {max(times):>7.3f} "
-              f"{median / base:>9.1f} {cpu:>7.3f}")
+        print(f"{name:<28} {median:>9.3f} {min(times):>7.3f} {max(times):>7.3f} {median / base:>9.1f} {cpu:>7.3f}")
     paint = statistics.median(wall for wall, _ in results["persona-tui: first paint"])
     verdict = "meets" if paint <= TARGET_S else "MISSES"
     print(f"first paint median {paint:.3f} s {verdict} the {TARGET_S} s target")

@@ -55,27 +55,55 @@ CONFIGS: dict[str, dict] = {
     "hf 8x1 fp32": {"kind": "hf", "batch": 8, "accum": 1, "precision": "fp32", "completion_only": False},
     "hf 2x4 bf16": {"kind": "hf", "batch": 2, "accum": 4, "precision": "bf16", "completion_only": False},
     "hf 8x1 bf16": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False},
-    "hf 8x1 bf16 packed": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False,
-                           "packing": True},
+    "hf 8x1 bf16 packed": {
+        "kind": "hf",
+        "batch": 8,
+        "accum": 1,
+        "precision": "bf16",
+        "completion_only": False,
+        "packing": True,
+    },
     "hf 8x1 bf16 completion-only": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": True},
-    "hf 8x1 bf16 1 thread": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False,
-                             "threads": 1},
-    "hf 8x1 bf16 OMP active": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": False,
-                               "omp": "ACTIVE"},
+    "hf 8x1 bf16 1 thread": {
+        "kind": "hf",
+        "batch": 8,
+        "accum": 1,
+        "precision": "bf16",
+        "completion_only": False,
+        "threads": 1,
+    },
+    "hf 8x1 bf16 OMP active": {
+        "kind": "hf",
+        "batch": 8,
+        "accum": 1,
+        "precision": "bf16",
+        "completion_only": False,
+        "omp": "ACTIVE",
+    },
 }
 REQUIRED = ["baseline", "defaults", "hf at baseline settings"]
 
 
-_Q = ["Who are you?", "What do you do all day?", "Where do you live?", "What is your favourite food?",
-      "Tell me about your family.", "What scares you?", "What did you do last summer?", "Do you like music?"]
-_A = ["I am Captain Ada, a sailor from Lisbon, and the sea has been my home for thirty years.",
-      "I mend nets at dawn, check the rigging, and sail out past the lighthouse when the wind is kind.",
-      "I live on my boat, the Gaivota, moored in the old harbour of Lisbon beside the fish market.",
-      "Grilled sardines with a squeeze of lemon, eaten on the deck while the gulls complain.",
-      "My father was a fisherman and my mother sold his catch; my brother keeps a cafe near the docks.",
-      "Fog. Storms I can read, but fog hides the rocks and the other boats until it is too late.",
-      "I sailed to the Azores and back, alone, with a hold full of oranges and a broken radio.",
-      "I sing old fado songs to the night watch; the sea is a patient audience."]
+_Q = [
+    "Who are you?",
+    "What do you do all day?",
+    "Where do you live?",
+    "What is your favourite food?",
+    "Tell me about your family.",
+    "What scares you?",
+    "What did you do last summer?",
+    "Do you like music?",
+]
+_A = [
+    "I am Captain Ada, a sailor from Lisbon, and the sea has been my home for thirty years.",
+    "I mend nets at dawn, check the rigging, and sail out past the lighthouse when the wind is kind.",
+    "I live on my boat, the Gaivota, moored in the old harbour of Lisbon beside the fish market.",
+    "Grilled sardines with a squeeze of lemon, eaten on the deck while the gulls complain.",
+    "My father was a fisherman and my mother sold his catch; my brother keeps a cafe near the docks.",
+    "Fog. Storms I can read, but fog hides the rocks and the other boats until it is too late.",
+    "I sailed to the Azores and back, alone, with a hold full of oranges and a broken radio.",
+    "I sing old fado songs to the night watch; the sea is a patient audience.",
+]
 
 
 def make_data(folder: Path, n_train: int = 64, n_eval: int = 16, seed: int = 0) -> None:
@@ -87,8 +115,10 @@ def make_data(folder: Path, n_train: int = 64, n_eval: int = 16, seed: int = 0) 
             for _ in range(n):
                 q = rng.choice(_Q)
                 a = " ".join(rng.sample(_A, rng.randint(1, 3)))
-                f.write(json.dumps({"messages": [{"role": "user", "content": q},
-                                                 {"role": "assistant", "content": a}]}) + "\n")
+                f.write(
+                    json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+                    + "\n"
+                )
 
 
 def matmul_gflops(threads: int, dtype_name: str, n: int = 2048, reps: int = 8) -> float:
@@ -125,7 +155,9 @@ def eval_loss(model, tokenizer, records: list[dict]) -> float:
     with torch.no_grad():
         for r in records:
             msgs = r["messages"]
-            prompt = tokenizer.apply_chat_template(msgs[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            prompt = tokenizer.apply_chat_template(
+                msgs[:-1], add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
             full = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"]
             ids = torch.tensor([full])
             labels = ids.clone()
@@ -164,8 +196,16 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
     model = load_hf_model(BASE)
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=16,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )
     n_matmul = matmul_params(model)
     losses: list[float] = []
 
@@ -179,22 +219,49 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=cfg["batch"], gradient_accumulation_steps=cfg["accum"],
-            max_steps=steps, learning_rate=2e-4, lr_scheduler_type="linear", warmup_steps=5, weight_decay=0.01,
-            optim="adamw_torch", seed=3407, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-            disable_tqdm=True, include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
+            output_dir=out,
+            per_device_train_batch_size=cfg["batch"],
+            gradient_accumulation_steps=cfg["accum"],
+            max_steps=steps,
+            learning_rate=2e-4,
+            lr_scheduler_type="linear",
+            warmup_steps=5,
+            weight_decay=0.01,
+            optim="adamw_torch",
+            seed=3407,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            disable_tqdm=True,
+            include_num_input_tokens_seen="non_padding",
+            remove_unused_columns=False,
             dataloader_pin_memory=False,
         )
         from datasets import Dataset
 
-        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples), data_collator=collate,
-                          callbacks=[Clock()])
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(examples),
+            data_collator=collate,
+            callbacks=[Clock()],
+        )
         trainer.train()
     held = [json.loads(x) for x in open(data / "heldout.jsonl")]
     (t0, k0), (t1, k1) = marks[0], marks[-1]
-    return {"wall": t1 - t0, "tokens": k1 - k0, "tokens_all": k1, "losses": losses,
-            "eval_loss": eval_loss(model, tok, held), "n_matmul": n_matmul, "threads": torch.get_num_threads(),
-            "precision": "fp32", "batch": f"{cfg['batch']}x{cfg['accum']}", "steps": len(losses)}
+    return {
+        "wall": t1 - t0,
+        "tokens": k1 - k0,
+        "tokens_all": k1,
+        "losses": losses,
+        "eval_loss": eval_loss(model, tok, held),
+        "n_matmul": n_matmul,
+        "threads": torch.get_num_threads(),
+        "precision": "fp32",
+        "batch": f"{cfg['batch']}x{cfg['accum']}",
+        "steps": len(losses),
+    }
 
 
 def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
@@ -246,8 +313,9 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
 
     clock: dict[str, float] = {}
     rep = Reporter()
-    ctx = TrainContext(job=rep, job_dir=job_dir, run=run,
-                       datasets=[DatasetFile("chats", "chat_demos", str(data / "train.jsonl"))])
+    ctx = TrainContext(
+        job=rep, job_dir=job_dir, run=run, datasets=[DatasetFile("chats", "chat_demos", str(data / "train.jsonl"))]
+    )
     train(ctx)
     steps_ev = [e for e in rep.events if e.get("event") == "step"]
     end = next(e for e in rep.events if e.get("event") == "train_end")
@@ -261,11 +329,21 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
     # Peak memory of training itself: the trainer's own figure, read before the held-out model
     # below is loaded (the baseline scores the model it trained, with no second copy).
     train_peak = end.get("peak_mb") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"wall": clock["last"] - clock["first"], "tokens": last["tokens"] - first["tokens"], "tokens_all": last["tokens"],
-            "losses": [e["loss"] for e in steps_ev], "eval_loss": eval_loss(model, tok, held),
-            "n_matmul": matmul_params(model), "threads": begin["threads"], "precision": begin["precision"],
-            "batch": f"{begin['batch_size']}x{begin['grad_accum']}", "steps": len(steps_ev), "train_peak_mb": train_peak,
-            "auto": begin.get("auto", []), "omp": os.environ.get("OMP_WAIT_POLICY", "")}
+    return {
+        "wall": clock["last"] - clock["first"],
+        "tokens": last["tokens"] - first["tokens"],
+        "tokens_all": last["tokens"],
+        "losses": [e["loss"] for e in steps_ev],
+        "eval_loss": eval_loss(model, tok, held),
+        "n_matmul": matmul_params(model),
+        "threads": begin["threads"],
+        "precision": begin["precision"],
+        "batch": f"{begin['batch_size']}x{begin['grad_accum']}",
+        "steps": len(steps_ev),
+        "train_peak_mb": train_peak,
+        "auto": begin.get("auto", []),
+        "omp": os.environ.get("OMP_WAIT_POLICY", ""),
+    }
 
 
 def one(name: str, data: Path, steps: int) -> None:
@@ -303,8 +381,14 @@ def _pty_latencies(session_path: Path, presses: int) -> dict[str, list[float]]:
     script = Path(sys.executable).parent / "persona-tui"
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    proc = subprocess.Popen([str(script), str(session_path)], stdin=follower, stdout=follower, stderr=follower,
-                            env=dict(os.environ, TERM="xterm-256color"), start_new_session=True)
+    proc = subprocess.Popen(
+        [str(script), str(session_path)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=dict(os.environ, TERM="xterm-256color"),
+        start_new_session=True,
+    )
     os.close(follower)
 
     def burst(first_wait: float, quiet: float, cap: float = 3.0) -> tuple[float, float] | None:
@@ -323,8 +407,12 @@ def _pty_latencies(session_path: Path, presses: int) -> dict[str, list[float]]:
                 break
         return first, last
 
-    out: dict[str, list[float]] = {"dataset list: first redraw": [], "dataset list: settled": [],
-                                   "switch tab: first redraw": [], "switch tab: settled": []}
+    out: dict[str, list[float]] = {
+        "dataset list: first redraw": [],
+        "dataset list: settled": [],
+        "switch tab: first redraw": [],
+        "switch tab: settled": [],
+    }
 
     def quiet(for_s: float = 0.2) -> None:
         """Read until nothing has come for `for_s`: no late byte of the last redraw is timed."""
@@ -392,8 +480,10 @@ def ui_latency(presses: int = 80) -> None:
             p99s[label] = p99
             vs = f"   x alone p99 {p99 / alone[label]:5.2f}" if alone and alone.get(label) else ""
             verdict = ("   target p99 <= 50 ms: " + ("PASS" if p99 <= 0.050 else "FAIL")) if "first" in label else ""
-            print(f"  {label:28} p50 {p50 * 1000:6.1f} ms   p99 {p99 * 1000:6.1f} ms   (n={len(xs)}){vs}{verdict}",
-                  flush=True)
+            print(
+                f"  {label:28} p50 {p50 * 1000:6.1f} ms   p99 {p99 * 1000:6.1f} ms   (n={len(xs)}){vs}{verdict}",
+                flush=True,
+            )
         return p99s
 
     alone = report("app alone, 80x24 pty", _pty_latencies(sf.path, presses))
@@ -406,8 +496,9 @@ def ui_latency(presses: int = 80) -> None:
             if any(e.get("event") == "step" for e in events):
                 break
             time.sleep(1)
-        report(f"app while a run trains on all {os.cpu_count()} cores (nice +10)",
-               _pty_latencies(sf.path, presses), alone)
+        report(
+            f"app while a run trains on all {os.cpu_count()} cores (nice +10)", _pty_latencies(sf.path, presses), alone
+        )
     finally:
         jobs.cancel_job(job_dir, force=True)
 
@@ -422,8 +513,13 @@ def run_row(name: str, data: Path, steps: int) -> dict | None:
     if not cfg.get("defaults"):
         env["OMP_WAIT_POLICY"] = cfg.get("omp", "PASSIVE")
     load0, meter = os.getloadavg()[0], OtherCpuUse()
-    proc = subprocess.run([sys.executable, __file__, "--one", name, "--data", str(data), "--steps", str(steps)],
-                          capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", name, "--data", str(data), "--steps", str(steps)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     others = meter.others()
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
@@ -487,19 +583,27 @@ def main() -> int:
     threads = physical_cores()
     peaks = {d: matmul_gflops(threads, d) for d in ("float32", "bfloat16")}
     hw = "AMX" if "amx_bf16" in cpu_flags() else "AVX512-BF16" if "avx512_bf16" in cpu_flags() else "no bf16 hardware"
-    print(f"{os.cpu_count()} CPUs, {threads} cores, {hw}; matmul 2048^2 on {threads} threads: "
-          f"fp32 {peaks['float32']:.0f}, bf16 {peaks['bfloat16']:.0f} GFLOP/s")
+    print(
+        f"{os.cpu_count()} CPUs, {threads} cores, {hw}; matmul 2048^2 on {threads} threads: "
+        f"fp32 {peaks['float32']:.0f}, bf16 {peaks['bfloat16']:.0f} GFLOP/s"
+    )
     idle = other_cpu_use(2.0)
-    print(f"before: load average {os.getloadavg()[0]:.2f}, other processes use {idle:.2f} CPUs; "
-          f"{args.repeats} interleaved repeats x {len(names)} rows x {args.steps} steps", flush=True)
+    print(
+        f"before: load average {os.getloadavg()[0]:.2f}, other processes use {idle:.2f} CPUs; "
+        f"{args.repeats} interleaved repeats x {len(names)} rows x {args.steps} steps",
+        flush=True,
+    )
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for rep in range(args.repeats):
         for name in names:
             res = run_row(name, work / "data", args.steps)
             runs[name].append(res)
             if res:
-                print(f"  [{rep + 1}] {name:28} {_tps(res):6.0f} tok/s  {res['batch']:>4} {res['precision']:4} "
-                      f"{res['threads']} thr  load avg {res['load']:4.2f}  others {res['others']:4.2f} CPUs", flush=True)
+                print(
+                    f"  [{rep + 1}] {name:28} {_tps(res):6.0f} tok/s  {res['batch']:>4} {res['precision']:4} "
+                    f"{res['threads']} thr  load avg {res['load']:4.2f}  others {res['others']:4.2f} CPUs",
+                    flush=True,
+                )
     results = {n: [r for r in rs if r] for n, rs in runs.items()}
     print_table(runs, results, args.steps)
     print_levers(runs)
@@ -510,8 +614,10 @@ def main() -> int:
 
 
 def print_table(runs: dict[str, list[dict]], results: dict[str, list[dict]], steps: int) -> None:
-    print(f"\n{'configuration':24} {'split':>5} {'prec':>4} {'thr':>3} {'s/step':>6} {'tok/s':>6} {'x base':>6} "
-          f"{'loss':>9} {'held-out':>8} {'peak':>5} {'others':>6}")
+    print(
+        f"\n{'configuration':24} {'split':>5} {'prec':>4} {'thr':>3} {'s/step':>6} {'tok/s':>6} {'x base':>6} "
+        f"{'loss':>9} {'held-out':>8} {'peak':>5} {'others':>6}"
+    )
     for name, rs in results.items():
         if not rs:
             print(f"{name:24} failed")
@@ -522,14 +628,18 @@ def print_table(runs: dict[str, list[dict]], results: dict[str, list[dict]], ste
         ratio = ratio_to(runs, name, "baseline")
         held = _median([x["eval_loss"] for x in rs])
         peak = max(x["peak_mb"] for x in rs) / 1024
-        print(f"{name[:24]:24} {r['batch']:>5} {r['precision']:>4} {r['threads']:>3} {sps:6.2f} {tps:6.0f} "
-              f"{ratio:6.2f} {_loss_ends(r['losses']):>9} {held:8.3f} {peak:5.1f} {_median([x['others'] for x in rs]):6.2f}")
+        print(
+            f"{name[:24]:24} {r['batch']:>5} {r['precision']:>4} {r['threads']:>3} {sps:6.2f} {tps:6.0f} "
+            f"{ratio:6.2f} {_loss_ends(r['losses']):>9} {held:8.3f} {peak:5.1f} {_median([x['others'] for x in rs]):6.2f}"
+        )
     everything = [x for rs in results.values() for x in rs]
     if everything:
-        print(f"medians of {len(next(iter(results.values())))} interleaved repeats, {steps} steps, effective batch "
-              f"{EFFECTIVE_BATCH}; split = micro-batch x accumulation; peak in GiB; others = CPUs used by processes "
-              f"outside the benchmark; load average {min(x['load'] for x in everything):.2f}-"
-              f"{max(x['load'] for x in everything):.2f}")
+        print(
+            f"medians of {len(next(iter(results.values())))} interleaved repeats, {steps} steps, effective batch "
+            f"{EFFECTIVE_BATCH}; split = micro-batch x accumulation; peak in GiB; others = CPUs used by processes "
+            f"outside the benchmark; load average {min(x['load'] for x in everything):.2f}-"
+            f"{max(x['load'] for x in everything):.2f}"
+        )
     for name, rs in results.items():
         notes = rs[0].get("auto") if rs else None
         if notes:
@@ -572,19 +682,25 @@ def print_verdict(runs: dict[str, list[dict]], results: dict[str, list[dict]]) -
     same = results.get("hf at baseline settings")
     if same:
         r = ratio_to(runs, "hf at baseline settings", "baseline")
-        print(f"goal: hf job code at the baseline's settings >= 0.97x the plain loop: {'PASS' if r >= 0.97 else 'FAIL'} "
-              f"({r:.2f}x)")
+        print(
+            f"goal: hf job code at the baseline's settings >= 0.97x the plain loop: {'PASS' if r >= 0.97 else 'FAIL'} "
+            f"({r:.2f}x)"
+        )
     dflt = results.get("defaults")
     if dflt:
         r = ratio_to(runs, "defaults", "baseline")
         same_tokens = abs(dflt[0]["tokens_all"] / base[0]["tokens_all"] - 1) <= 0.02
         held = _median([x["eval_loss"] for x in dflt]) / _median([x["eval_loss"] for x in base]) - 1
         ok = r >= 2 and same_tokens and held <= 0.05
-        print(f"goal: defaults >= 2x the baseline, same tokens, held-out loss at most 5% worse: {'PASS' if ok else 'FAIL'} "
-              f"({r:.2f}x, tokens {'equal' if same_tokens else 'differ'}, held-out {held * 100:+.1f}%)")
+        print(
+            f"goal: defaults >= 2x the baseline, same tokens, held-out loss at most 5% worse: {'PASS' if ok else 'FAIL'} "
+            f"({r:.2f}x, tokens {'equal' if same_tokens else 'differ'}, held-out {held * 100:+.1f}%)"
+        )
     others = [x["others"] for rs in results.values() for x in rs if x.get("others") is not None]
     if others and max(others) > 0.25:
-        print(f"other processes used up to {max(others):.1f} CPUs during the runs: re-run on an idle machine to confirm.")
+        print(
+            f"other processes used up to {max(others):.1f} CPUs during the runs: re-run on an idle machine to confirm."
+        )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,4 @@ def open_engine(spec: EngineSpec) -> Engine:
         from engines.openai_compat import OpenAIEngine
 
         return OpenAIEngine(spec)
-    raise EngineError(
-        f"engine {spec.id!r} has kind {spec.kind!r}; use one of: {', '.join(KINDS)}."
-    )
+    raise EngineError(f"engine {spec.id!r} has kind {spec.kind!r}; use one of: {', '.join(KINDS)}.")

@@ -41,9 +41,7 @@ class Sampling:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise EngineError(
-                f"unknown sampling setting {unknown[0]!r}; known: {', '.join(sorted(known))}."
-            )
+            raise EngineError(f"unknown sampling setting {unknown[0]!r}; known: {', '.join(sorted(known))}.")
         values = {k: v for k, v in kwargs.items() if v is not None or k == "seed"}
         stop = values.get("stop", ())
         values["stop"] = (stop,) if isinstance(stop, str) else tuple(stop or ())

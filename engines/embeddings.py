@@ -78,9 +78,7 @@ class Embedder:
         with self._lock:
             if self._model is None:
                 self._load()
-            batch = self._tokenizer(
-                list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt"
-            )
+            batch = self._tokenizer(list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt")
             with torch.no_grad():
                 hidden = self._model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

@@ -72,7 +72,8 @@ def hub_cache_dir() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.path.expandvars(os.environ["HF_HUB_CACHE"])).expanduser()
     home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+    )
     return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
@@ -104,7 +105,9 @@ def select_model_files(paths: Iterable[str]) -> list[str]:
     if not any(p.endswith((".safetensors", ".bin")) for p in weights):
         return []
     # Index files first: a snapshot holding shards but no index could pass for a whole model.
-    return sorted(p for p in top if _matches(p, MODEL_FILES)) + sorted(weights, key=lambda p: (not p.endswith(".json"), p))
+    return sorted(p for p in top if _matches(p, MODEL_FILES)) + sorted(
+        weights, key=lambda p: (not p.endswith(".json"), p)
+    )
 
 
 def select_dataset_files(paths: Iterable[str]) -> list[str]:
@@ -129,35 +132,52 @@ def explain(exc: BaseException, repo_id: str, repo_type: str = "model", revision
     what = f"{'dataset ' if repo_type == 'dataset' else ''}{repo_id}"
     for e in _chain(exc):
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return (f"the disk filled up while downloading {what} into {hub_cache_dir()}; free some space "
-                    "(or point HF_HUB_CACHE at a bigger disk) and pull again: finished files are kept.")
+            return (
+                f"the disk filled up while downloading {what} into {hub_cache_dir()}; free some space "
+                "(or point HF_HUB_CACHE at a bigger disk) and pull again: finished files are kept."
+            )
     for e in _chain(exc):
         if isinstance(e, hf_errors.GatedRepoError):
-            return (f"{what} is gated: accept its terms on the Hub page, then set HF_TOKEN or run "
-                    "'hf auth login' and pull again (the workbench never stores a token).")
+            return (
+                f"{what} is gated: accept its terms on the Hub page, then set HF_TOKEN or run "
+                "'hf auth login' and pull again (the workbench never stores a token)."
+            )
         if isinstance(e, hf_errors.RevisionNotFoundError):
             return f"{what} has no revision {revision!r}; name a branch, tag or commit that exists."
         if isinstance(e, hf_errors.RepositoryNotFoundError):
             status = getattr(getattr(e, "response", None), "status_code", None)
             if status == 401:
-                return (f"{what} was not found or needs a login: check the id, and for a private or gated "
-                        "repo set HF_TOKEN or run 'hf auth login'.")
+                return (
+                    f"{what} was not found or needs a login: check the id, and for a private or gated "
+                    "repo set HF_TOKEN or run 'hf auth login'."
+                )
             return f"{what} does not exist on {hub_endpoint()}; check the repo id (owner/name)."
         if isinstance(e, hf_errors.OfflineModeIsEnabled):
             return f"cannot download {what}: HF_HUB_OFFLINE is set; unset it to reach the Hub."
         if isinstance(e, hf_errors.HfHubHTTPError):
             status = getattr(getattr(e, "response", None), "status_code", None)
             if status in (401, 403):
-                return (f"the Hub refused {what} ({status}): set HF_TOKEN or run 'hf auth login' with an account "
-                        "that can read it.")
+                return (
+                    f"the Hub refused {what} ({status}): set HF_TOKEN or run 'hf auth login' with an account "
+                    "that can read it."
+                )
             return f"the Hub answered {status} for {what}; try again later (finished files are kept)."
     for e in _chain(exc):
         name = type(e).__name__
-        if name in ("ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "RemoteProtocolError",
-                    "ReadError", "NetworkError", "ConnectionError") or isinstance(
-                e, (ConnectionError, hf_errors.LocalEntryNotFoundError)):
-            return (f"the Hub at {hub_endpoint()} cannot be reached to download {what}; check the network "
-                    "(or HF_ENDPOINT) and pull again: finished files are kept.")
+        if name in (
+            "ConnectError",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "TimeoutException",
+            "RemoteProtocolError",
+            "ReadError",
+            "NetworkError",
+            "ConnectionError",
+        ) or isinstance(e, (ConnectionError, hf_errors.LocalEntryNotFoundError)):
+            return (
+                f"the Hub at {hub_endpoint()} cannot be reached to download {what}; check the network "
+                "(or HF_ENDPOINT) and pull again: finished files are kept."
+            )
     return None
 
 
@@ -190,8 +210,11 @@ def plan_pull(repo_id: str, revision: str | None = None, repo_type: str = "model
     try:
         info = api.repo_info(repo_id, repo_type=repo_type, revision=revision)
         commit = info.sha
-        entries = [f for f in api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit, recursive=True)
-                   if isinstance(f, RepoFile)]
+        entries = [
+            f
+            for f in api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit, recursive=True)
+            if isinstance(f, RepoFile)
+        ]
     except Exception as e:  # noqa: BLE001 - translated below; anything else is re-raised
         msg = explain(e, repo_id, repo_type, revision)
         if msg:
@@ -201,8 +224,10 @@ def plan_pull(repo_id: str, revision: str | None = None, repo_type: str = "model
     chosen = select_model_files(sizes) if repo_type == "model" else select_dataset_files(sizes)
     if not chosen:
         if repo_type == "model":
-            raise HubError(f"{repo_id} has no weights transformers can load (no .safetensors or pytorch_model .bin "
-                           "at its top level); pick a repo with safetensors, or name a .gguf file as the base model.")
+            raise HubError(
+                f"{repo_id} has no weights transformers can load (no .safetensors or pytorch_model .bin "
+                "at its top level); pick a repo with safetensors, or name a .gguf file as the base model."
+            )
         raise HubError(f"dataset {repo_id} holds no files at revision {revision!r}.")
     return PullPlan(repo_id, repo_type, revision, str(commit), tuple((p, sizes[p]) for p in chosen))
 
@@ -260,8 +285,10 @@ def pull(
     cache.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache).free
     if need > free:
-        raise HubError(f"{plan.repo_id} needs {need / 2**30:.2f} GiB more but {cache} has {free / 2**30:.2f} GiB free; "
-                       "free some space or point HF_HUB_CACHE at a bigger disk.")
+        raise HubError(
+            f"{plan.repo_id} needs {need / 2**30:.2f} GiB more but {cache} has {free / 2**30:.2f} GiB free; "
+            "free some space or point HF_HUB_CACHE at a bigger disk."
+        )
     _drop_stale_partials(cache, snapshot.parent.parent)
     done = total - need
     if on_progress:
@@ -285,8 +312,15 @@ def pull(
             return _Bytes(on_bytes, **kwargs)
 
         try:
-            hf_hub_download(plan.repo_id, path, repo_type=plan.repo_type, revision=plan.commit,
-                            cache_dir=str(cache), endpoint=hub_endpoint(), tqdm_class=bar)
+            hf_hub_download(
+                plan.repo_id,
+                path,
+                repo_type=plan.repo_type,
+                revision=plan.commit,
+                cache_dir=str(cache),
+                endpoint=hub_endpoint(),
+                tqdm_class=bar,
+            )
         except PullStopped:
             raise
         except Exception as e:  # noqa: BLE001 - translated below; anything else is re-raised
@@ -302,9 +336,14 @@ def pull(
     quiet = are_progress_bars_disabled()
     disable_progress_bars()  # its "Fetching n files" bar would land in the job's log; progress is ours
     try:
-        folder = snapshot_download(plan.repo_id, repo_type=plan.repo_type, revision=plan.revision,
-                                   cache_dir=str(cache), endpoint=hub_endpoint(),
-                                   allow_patterns=[p for p, _ in plan.files])
+        folder = snapshot_download(
+            plan.repo_id,
+            repo_type=plan.repo_type,
+            revision=plan.revision,
+            cache_dir=str(cache),
+            endpoint=hub_endpoint(),
+            allow_patterns=[p for p, _ in plan.files],
+        )
     except Exception as e:  # noqa: BLE001
         msg = explain(e, plan.repo_id, plan.repo_type, plan.revision)
         if msg:
@@ -384,8 +423,11 @@ def cached_repos(repo_type: str = "model") -> list[CachedRepo]:
         for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
             name = ", ".join(sorted(rev.refs)) or rev.commit_hash[:12]
             complete = snapshot_complete(rev.snapshot_path) if repo_type == "model" else bool(rev.refs)
-            out.append(CachedRepo(repo.repo_id, repo_type, name, rev.commit_hash, rev.snapshot_path,
-                                  repo.size_on_disk, complete))
+            out.append(
+                CachedRepo(
+                    repo.repo_id, repo_type, name, rev.commit_hash, rev.snapshot_path, repo.size_on_disk, complete
+                )
+            )
     return out
 
 

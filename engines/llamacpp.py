@@ -68,9 +68,7 @@ class LlamaCppEngine:
             kwargs["lora_path"] = str(adapter)
         self._kwargs = kwargs
         self.llm = self._open(kwargs)
-        self.has_chat_template = bool(
-            spec.extra.get("chat_format") or self.llm.metadata.get("tokenizer.chat_template")
-        )
+        self.has_chat_template = bool(spec.extra.get("chat_format") or self.llm.metadata.get("tokenizer.chat_template"))
         self._scorer: Any = None
         self._lock = threading.RLock()
 
@@ -105,7 +103,7 @@ class LlamaCppEngine:
         if not self.has_chat_template:
             raise EngineError(
                 f"{self.model_path} has no chat template in its GGUF metadata; re-export it with "
-                "its tokenizer's template, or set extra.chat_format (e.g. \"chatml\") on the engine."
+                'its tokenizer\'s template, or set extra.chat_format (e.g. "chatml") on the engine.'
             )
         msgs = check_messages(messages)
         return {"messages": msgs, **self._sampling_kwargs(Sampling.from_kwargs(sampling))}
@@ -117,8 +115,15 @@ class LlamaCppEngine:
             out = self.llm.create_chat_completion(**req)
         return out["choices"][0]["message"].get("content") or ""
 
-    def chat_reply(self, messages: Sequence[Message], *, schema: dict[str, Any] | None = None,
-                   response_format: str = "json_schema", schema_name: str = "reply", **sampling: Any) -> dict[str, Any]:
+    def chat_reply(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        response_format: str = "json_schema",
+        schema_name: str = "reply",
+        **sampling: Any,
+    ) -> dict[str, Any]:
         """One chat completion, constrained by a grammar when a schema is given, with token counts.
 
         llama.cpp turns the JSON schema into a grammar (`response_format={"type": "json_object",
@@ -128,8 +133,11 @@ class LlamaCppEngine:
         """
         req = self._chat_request(messages, sampling)
         if schema is not None:
-            req["response_format"] = ({"type": "json_object"} if response_format == "json_object"
-                                      else {"type": "json_object", "schema": schema})
+            req["response_format"] = (
+                {"type": "json_object"}
+                if response_format == "json_object"
+                else {"type": "json_object", "schema": schema}
+            )
         with self._lock:
             out = self.llm.create_chat_completion(**req)
         choice = out["choices"][0]

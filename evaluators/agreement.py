@@ -120,8 +120,12 @@ def unit_pairs(unit: Sequence[Hashable]) -> dict[tuple[Hashable, Hashable], floa
     """One unit's share of the coincidence matrix: its ordered value pairs, weighted 1 / (m_u - 1)."""
     m = len(unit)
     counts = Counter(unit)
-    return {(c, k): nc * (nk - (c == k)) / (m - 1)
-            for c, nc in counts.items() for k, nk in counts.items() if nc * (nk - (c == k))}
+    return {
+        (c, k): nc * (nk - (c == k)) / (m - 1)
+        for c, nc in counts.items()
+        for k, nk in counts.items()
+        if nc * (nk - (c == k))
+    }
 
 
 def alpha_from_pairs(units: Iterable[Mapping[tuple[Hashable, Hashable], float]], level: str = NOMINAL) -> float | None:
@@ -140,6 +144,7 @@ def alpha_from_pairs(units: Iterable[Mapping[tuple[Hashable, Hashable], float]],
         n_c[index[c]] += w
     n = sum(n_c)
     if level == NOMINAL:
+
         def delta(c: int, k: int) -> float:
             return 0.0 if c == k else 1.0
     else:
@@ -150,6 +155,7 @@ def alpha_from_pairs(units: Iterable[Mapping[tuple[Hashable, Hashable], float]],
         def delta(c: int, k: int) -> float:
             lo, hi = min(c, k), max(c, k)
             return (cum[hi + 1] - cum[lo] - (n_c[lo] + n_c[hi]) / 2) ** 2
+
     observed = sum(w * delta(index[c], index[k]) for (c, k), w in o.items())
     size = len(values)
     expected = sum(n_c[c] * n_c[k] * delta(c, k) for c in range(size) for k in range(size))
@@ -327,9 +333,7 @@ class MetricAgreement:
         return {"metric": self.metric, "n": self.n, "rho": self.rho, "rho_ci": _interval(self.rho_ci)}
 
 
-def metric_agreement(
-    metrics: Mapping[str, Mapping[str, float]], annotations: Iterable[Any]
-) -> list[MetricAgreement]:
+def metric_agreement(metrics: Mapping[str, Mapping[str, float]], annotations: Iterable[Any]) -> list[MetricAgreement]:
     """Spearman's rho of each metric against people's consistency ratings.
 
     `metrics` maps a metric name to {output id: value}; only outputs rated by people count.
@@ -357,8 +361,11 @@ def _agreement_cell(units: list[dict[str, Hashable]], level: str, two: tuple[str
     """Alpha (and kappa for exactly two annotators) with their bootstrap intervals over `units`."""
 
     shares = [unit_pairs(list(u.values())) for u in units]
-    cell: dict[str, Any] = {"items": len(units), "alpha": alpha_from_pairs(shares, level),
-                            "alpha_ci": _interval(bootstrap_interval(shares, lambda us: alpha_from_pairs(us, level)))}
+    cell: dict[str, Any] = {
+        "items": len(units),
+        "alpha": alpha_from_pairs(shares, level),
+        "alpha_ci": _interval(bootstrap_interval(shares, lambda us: alpha_from_pairs(us, level))),
+    }
     if two is not None:
         both = [u for u in units if two[0] in u and two[1] in u]
 
@@ -381,14 +388,24 @@ def people_agreement(annotations: Iterable[Any], min_overlap: int = MIN_OVERLAP)
                 traits[trait][ann.output][ann.annotator] = label
         if 1 <= int(ann.consistency or 0) <= 5:
             ratings[ann.output][ann.annotator] = int(ann.consistency)
-    people = sorted({a for t in traits.values() for item in t.values() for a in item}
-                    | {a for item in ratings.values() for a in item})
+    people = sorted(
+        {a for t in traits.values() for item in t.values() for a in item}
+        | {a for item in ratings.values() for a in item}
+    )
     two = (people[0], people[1]) if len(people) == 2 else None
-    out: dict[str, Any] = {"annotators": people, "traits": [], "consistency": None, "notes": [],
-                           "min_overlap": min_overlap, "bootstrap": {"reps": BOOTSTRAP_REPS, "seed": BOOTSTRAP_SEED}}
+    out: dict[str, Any] = {
+        "annotators": people,
+        "traits": [],
+        "consistency": None,
+        "notes": [],
+        "min_overlap": min_overlap,
+        "bootstrap": {"reps": BOOTSTRAP_REPS, "seed": BOOTSTRAP_SEED},
+    }
     if len(people) < 2:
-        out["notes"].append("Only one person has labelled so far: agreement between people needs a second "
-                            "annotator labelling the same outputs (a to change the annotator).")
+        out["notes"].append(
+            "Only one person has labelled so far: agreement between people needs a second "
+            "annotator labelling the same outputs (a to change the annotator)."
+        )
         return out
     for trait in sorted(traits):
         units = _units(traits[trait])
@@ -397,13 +414,16 @@ def people_agreement(annotations: Iterable[Any], min_overlap: int = MIN_OVERLAP)
     units = _units(ratings)
     if units:
         out["consistency"] = _agreement_cell(units, ORDINAL, two)
-    overlap = len({o for t in traits.values() for o, item in t.items() if len(item) >= 2}
-                  | {o for o, item in ratings.items() if len(item) >= 2})
+    overlap = len(
+        {o for t in traits.values() for o, item in t.items() if len(item) >= 2}
+        | {o for o, item in ratings.items() if len(item) >= 2}
+    )
     out["overlap"] = overlap
     if overlap < min_overlap:
         out["notes"].append(
             f"Only {overlap} output(s) are labelled by two or more people; with fewer than {min_overlap} the "
-            "numbers and their intervals say little. Label more of the same outputs.")
+            "numbers and their intervals say little. Label more of the same outputs."
+        )
     return out
 
 

@@ -432,8 +432,13 @@ def export_records(session: Session, queue: Queue | None = None, annotator: str 
         item = queue.find(ann.output) if queue is not None else None
         if item is not None:
             record.update(
-                source=item.source, kind=item.kind, model=item.model, persona=item.persona_id,
-                trait=item.trait, prompt=item.prompt, reply=item.reply,
+                source=item.source,
+                kind=item.kind,
+                model=item.model,
+                persona=item.persona_id,
+                trait=item.trait,
+                prompt=item.prompt,
+                reply=item.reply,
             )
             if item.turn:
                 record.update(turn=item.turn, conversation=item.conversation, fork=item.fork)

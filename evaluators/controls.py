@@ -85,33 +85,68 @@ def unrelated_persona() -> Any:
         return KnowledgeProbe(question=q, affirm=a, deny=d)
 
     traits = [
-        Trait(id="rides-motorbike", text="I ride an old red motorbike to work every day.", knowledge_probes=[
-            kp("How do you get to work?", "I ride my old red motorbike.", "I take the number nine bus every day."),
-            kp("Do you own a motorbike?", "Yes, an old red one I love.", "No, I never owned one at all."),
-            kp("What is parked outside your flat?", "My battered red motorbike.", "Nothing, I have no vehicle now."),
-            kp("Do you wear a helmet most days?", "Yes, every day on my motorbike.", "No, I never need a helmet at all."),
-        ]),
-        Trait(id="grows-chillies", text="I grow twenty kinds of chilli pepper on my balcony.", knowledge_probes=[
-            kp("Do you grow anything at home?", "Yes, twenty kinds of chilli.", "No, I cannot keep plants alive."),
-            kp("Do you like spicy food?", "Yes, the hotter the better.", "No, spice makes me ill."),
-            kp("What is on your balcony?", "Rows of potted chilli plants.", "A folding chair and nothing else at all."),
-            kp("What do you give friends as gifts?", "Jars of my own chilli sauce.", "Gift cards from the shop in town."),
-        ]),
-        Trait(id="speaks-portuguese", text="I grew up in Lisbon and speak Portuguese at home.", knowledge_probes=[
-            kp("Do you speak another language?", "Yes, Portuguese, from my childhood.", "No, I only speak one language."),
-            kp("Where did you grow up?", "In Lisbon, by the old tram line.", "In a small village up in the north."),
-            kp("What language do you speak at home?", "Portuguese, always.", "Only English, nothing else."),
-            kp("Have you ever lived in Portugal?", "Yes, I grew up in Lisbon.", "No, I have never been there."),
-        ]),
-        Trait(id="plays-chess", text="I play chess in the park every Sunday morning.", knowledge_probes=[
-            kp("Do you play chess?", "Yes, every Sunday in the park.", "No, I never learned the rules."),
-            kp("What do you do on Sunday mornings?", "I play chess in the park.", "I stay in bed until noon."),
-            kp("Do you know how a knight moves?", "Of course, in an L shape.", "No idea, I never play chess."),
-            kp("What board games do you enjoy?", "Chess, above all others.", "None, I find them boring."),
-        ]),
+        Trait(
+            id="rides-motorbike",
+            text="I ride an old red motorbike to work every day.",
+            knowledge_probes=[
+                kp("How do you get to work?", "I ride my old red motorbike.", "I take the number nine bus every day."),
+                kp("Do you own a motorbike?", "Yes, an old red one I love.", "No, I never owned one at all."),
+                kp(
+                    "What is parked outside your flat?", "My battered red motorbike.", "Nothing, I have no vehicle now."
+                ),
+                kp(
+                    "Do you wear a helmet most days?",
+                    "Yes, every day on my motorbike.",
+                    "No, I never need a helmet at all.",
+                ),
+            ],
+        ),
+        Trait(
+            id="grows-chillies",
+            text="I grow twenty kinds of chilli pepper on my balcony.",
+            knowledge_probes=[
+                kp("Do you grow anything at home?", "Yes, twenty kinds of chilli.", "No, I cannot keep plants alive."),
+                kp("Do you like spicy food?", "Yes, the hotter the better.", "No, spice makes me ill."),
+                kp(
+                    "What is on your balcony?",
+                    "Rows of potted chilli plants.",
+                    "A folding chair and nothing else at all.",
+                ),
+                kp(
+                    "What do you give friends as gifts?",
+                    "Jars of my own chilli sauce.",
+                    "Gift cards from the shop in town.",
+                ),
+            ],
+        ),
+        Trait(
+            id="speaks-portuguese",
+            text="I grew up in Lisbon and speak Portuguese at home.",
+            knowledge_probes=[
+                kp(
+                    "Do you speak another language?",
+                    "Yes, Portuguese, from my childhood.",
+                    "No, I only speak one language.",
+                ),
+                kp("Where did you grow up?", "In Lisbon, by the old tram line.", "In a small village up in the north."),
+                kp("What language do you speak at home?", "Portuguese, always.", "Only English, nothing else."),
+                kp("Have you ever lived in Portugal?", "Yes, I grew up in Lisbon.", "No, I have never been there."),
+            ],
+        ),
+        Trait(
+            id="plays-chess",
+            text="I play chess in the park every Sunday morning.",
+            knowledge_probes=[
+                kp("Do you play chess?", "Yes, every Sunday in the park.", "No, I never learned the rules."),
+                kp("What do you do on Sunday mornings?", "I play chess in the park.", "I stay in bed until noon."),
+                kp("Do you know how a knight moves?", "Of course, in an L shape.", "No idea, I never play chess."),
+                kp("What board games do you enjoy?", "Chess, above all others.", "None, I find them boring."),
+            ],
+        ),
     ]
-    return Persona(id="control-bram", name="Bram Okafor", summary="A night-shift baker in an inland city.",
-                   traits=traits)
+    return Persona(
+        id="control-bram", name="Bram Okafor", summary="A night-shift baker in an inland city.", traits=traits
+    )
 
 
 def over_expression_cells(
@@ -135,15 +170,26 @@ def over_expression_cells(
             reply = engine.chat(chat_messages(prompt, system), **{**dict(sampling), "seed": seed + 1000 * i + j})
             hits = {t.id: marker_hits(reply, [*t.markers, *getattr(t, "contra_markers", [])]) for t in persona.traits}
             hits = {k: v for k, v in hits.items() if v}
-            cell = {"kind": "control_neutral", "model": model, "probe": i, "sample": j, "prompt": prompt,
-                    "reply": reply, "traits_touched": hits, "touched": bool(hits), "scorer": "markers"}
+            cell = {
+                "kind": "control_neutral",
+                "model": model,
+                "probe": i,
+                "sample": j,
+                "prompt": prompt,
+                "reply": reply,
+                "traits_touched": hits,
+                "touched": bool(hits),
+                "scorer": "markers",
+            }
             cells.append(cell)
             if on_cell:
                 on_cell(cell)
     return cells
 
 
-def over_expression(cells: Iterable[Mapping[str, Any]], model: str, base: str, margin: float = OVER_MARGIN) -> dict[str, Any]:
+def over_expression(
+    cells: Iterable[Mapping[str, Any]], model: str, base: str, margin: float = OVER_MARGIN
+) -> dict[str, Any]:
     """Passes when the run touches traits on neutral prompts at most `margin` more often than base."""
     from evaluators.probes import Rate
     from evaluators.stats import fisher_exact, newcombe_diff
@@ -156,9 +202,14 @@ def over_expression(cells: Iterable[Mapping[str, Any]], model: str, base: str, m
         return {"control": "over-expression", "passed": None, "why": "no neutral replies from both models"}
     diff = kr / len(r) - kb / len(b)
     return {
-        "control": "over-expression", "run": Rate(kr, len(r)).to_dict(), "base": Rate(kb, len(b)).to_dict(),
-        "diff": diff, "interval": list(newcombe_diff(kr, len(r), kb, len(b))),
-        "p": fisher_exact(kr, len(r) - kr, kb, len(b) - kb), "margin": margin, "passed": diff <= margin,
+        "control": "over-expression",
+        "run": Rate(kr, len(r)).to_dict(),
+        "base": Rate(kb, len(b)).to_dict(),
+        "diff": diff,
+        "interval": list(newcombe_diff(kr, len(r), kb, len(b))),
+        "p": fisher_exact(kr, len(r) - kr, kb, len(b) - kb),
+        "margin": margin,
+        "passed": diff <= margin,
         "rule": f"neutral replies touching a trait: run ≤ base + {margin:.0%}",
     }
 
@@ -171,8 +222,14 @@ def unrelated(cells: Iterable[Any], model: str, base: str, margin: float = UNREL
     if not cmp["n"]:
         return {"control": "unrelated persona", "passed": None, "why": "no probes scored by both models"}
     return {
-        "control": "unrelated persona", "run": cmp["run"], "base": cmp["base"], "diff": cmp["diff"],
-        "interval": cmp["interval"], "p": cmp["p"], "margin": margin, "passed": abs(cmp["diff"]) <= margin,
+        "control": "unrelated persona",
+        "run": cmp["run"],
+        "base": cmp["base"],
+        "diff": cmp["diff"],
+        "interval": cmp["interval"],
+        "p": cmp["p"],
+        "margin": margin,
+        "passed": abs(cmp["diff"]) <= margin,
         "rule": f"knowledge of a persona never trained on: |run − base| ≤ {margin:.0%}",
     }
 
@@ -191,6 +248,12 @@ def ability(ppl: Mapping[str, float], model: str, base: str, bound: float = ABIL
     if model not in ppl or base not in ppl:
         return {"control": "general ability", "passed": None, "why": "perplexity missing for a model"}
     ratio = ppl[model] / ppl[base]
-    return {"control": "general ability", "run_ppl": ppl[model], "base_ppl": ppl[base], "ratio": ratio,
-            "bound": bound, "passed": ratio <= bound,
-            "rule": f"perplexity of general text: run ≤ {bound:g} × base"}
+    return {
+        "control": "general ability",
+        "run_ppl": ppl[model],
+        "base_ppl": ppl[base],
+        "ratio": ratio,
+        "bound": bound,
+        "passed": ratio <= bound,
+        "rule": f"perplexity of general text: run ≤ {bound:g} × base",
+    }

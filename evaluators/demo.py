@@ -64,17 +64,35 @@ class Stage:
 # prompts_per_trait: expression prompts per trait the traits evaluation asks (0 = all eight);
 # quick asks three, which took its trait items from 206 to 156 (generation is the slow part).
 # chat_seeds: seeds per trait's first open prompt in the side-by-side chat's persona rate.
-FULL = {"examples": 200, "general": 100, "train_steps": 80, "trait_samples": 4, "prompts_per_trait": 0,
-        "chat_seeds": 2, "reference_samples": 20, "queue": 8}
-QUICK = {"examples": 40, "general": 4, "train_steps": 6, "trait_samples": 1, "prompts_per_trait": 3,
-         "chat_seeds": 1, "reference_samples": 3, "queue": 4}
+FULL = {
+    "examples": 200,
+    "general": 100,
+    "train_steps": 80,
+    "trait_samples": 4,
+    "prompts_per_trait": 0,
+    "chat_seeds": 2,
+    "reference_samples": 20,
+    "queue": 8,
+}
+QUICK = {
+    "examples": 40,
+    "general": 4,
+    "train_steps": 6,
+    "trait_samples": 1,
+    "prompts_per_trait": 3,
+    "chat_seeds": 1,
+    "reference_samples": 3,
+    "queue": 4,
+}
 
 
 def sizes(ctx: DemoContext) -> dict[str, int]:
     return QUICK if ctx.quick else FULL
 
 
-def run_job(ctx: DemoContext, kind: str, spec: dict[str, Any], label: str, worker: str = "trainers.worker") -> jobs.JobStatus:
+def run_job(
+    ctx: DemoContext, kind: str, spec: dict[str, Any], label: str, worker: str = "trainers.worker"
+) -> jobs.JobStatus:
     """Create a job, start its detached worker, follow it; raise DemoError unless it finished."""
     job_dir = jobs.create_job(ctx.workspace, kind, {"session": str(ctx.session_path.resolve()), **spec}, worker=worker)
     jobs.start_job(job_dir, nice=ctx.nice)
@@ -125,10 +143,17 @@ def stage_data(ctx: DemoContext) -> None:
         # from a summary that may lack them.
         n_train, n_held = _lines(train), _lines(held)
         what = "general replies of the base model" if spec.generator == "general" else spec.format
-        ctx.made.append(("data", f"{what}: {n_train} train + {n_held} held-out examples (job {status.id})",
-                         f"{train} (+ .heldout.jsonl)"))
-        ctx.sources += [(f"{spec.id}: {n_train} train examples", str(train)),
-                        (f"{spec.id}: {n_held} held-out examples", str(held))]
+        ctx.made.append(
+            (
+                "data",
+                f"{what}: {n_train} train + {n_held} held-out examples (job {status.id})",
+                f"{train} (+ .heldout.jsonl)",
+            )
+        )
+        ctx.sources += [
+            (f"{spec.id}: {n_train} train examples", str(train)),
+            (f"{spec.id}: {n_held} held-out examples", str(held)),
+        ]
     ctx.results["datasets"] = built
 
 
@@ -174,8 +199,10 @@ def train_claim(run_id: str, job_dir: Path) -> tuple[str, str]:
     events, _ = jobs.read_events(job_dir)
     train, evals = loss_points(events)
     end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
-    claim = (f"{run_id}: {len(train)} steps, {loss_summary(train, evals).text()}, "
-             f"{end.get('tokens_per_s', 0) or 0:.0f} tok/s")
+    claim = (
+        f"{run_id}: {len(train)} steps, {loss_summary(train, evals).text()}, "
+        f"{end.get('tokens_per_s', 0) or 0:.0f} tok/s"
+    )
     return claim, str(Path(job_dir) / jobs.EVENTS_FILE)
 
 
@@ -188,8 +215,9 @@ def stage_export(ctx: DemoContext) -> None:
     if train_dir is None:
         ctx.made.append(("export", "skipped: no finished training job", ""))
         return
-    job_dir = create_export_job(ctx.workspace, session=ctx.session_path, run=ctx.results["run"],
-                                train_job=Path(train_dir).name, quants=["q8_0"])
+    job_dir = create_export_job(
+        ctx.workspace, session=ctx.session_path, run=ctx.results["run"], train_job=Path(train_dir).name, quants=["q8_0"]
+    )
     jobs.start_job(job_dir)
     status = ctx.follow(job_dir, f"export: {ctx.results['run']}", ctx.console)
     if status.state != "finished":
@@ -234,23 +262,42 @@ def stage_chat(ctx: DemoContext) -> None:
     for spec in (EngineSpec(id="base", kind="llamacpp"), EngineSpec(id="fine-tuned", kind="llamacpp", model=str(gguf))):
         engine = open_engine(spec)
         try:
-            replies.append([engine.chat([{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                        temperature=0.7, top_p=0.95, seed=seed) for _, prompt, seed in fixed])
+            replies.append(
+                [
+                    engine.chat(
+                        [{"role": "user", "content": prompt}],
+                        max_tokens=max_tokens,
+                        temperature=0.7,
+                        top_p=0.95,
+                        seed=seed,
+                    )
+                    for _, prompt, seed in fixed
+                ]
+            )
         finally:
             engine.close()
     prompt = fixed[0][1]
     table = RichTable("base (bundled)", f"fine-tuned ({gguf.name})", title=f"chat, no system prompt: {prompt!r}")
     table.add_row(replies[0][0], replies[1][0])
     ctx.notes.append(table)
-    rates = [sum(persona_rate(persona, t, p, [r]) for (t, p, _), r in zip(fixed, model_replies) if t is not None)
-             for model_replies in replies]
+    rates = [
+        sum(persona_rate(persona, t, p, [r]) for (t, p, _), r in zip(fixed, model_replies) if t is not None)
+        for model_replies in replies
+    ]
     n = sum(t is not None for t, _, _ in fixed)
-    line = (f"persona rate in chat (each trait's first open prompt x {sizes(ctx)['chat_seeds']} seeds, "
-            f"marker phrases): base {rates[0]}/{n}, fine-tuned {rates[1]}/{n}")
+    line = (
+        f"persona rate in chat (each trait's first open prompt x {sizes(ctx)['chat_seeds']} seeds, "
+        f"marker phrases): base {rates[0]}/{n}, fine-tuned {rates[1]}/{n}"
+    )
     ctx.notes.append(line)
     ctx.results["chat_persona_rate"] = {"base": rates[0], "fine_tuned": rates[1], "n": n}
-    ctx.made.append(("chat", f"base vs fine-tuned, same seeds; shows its persona in {rates[1]}/{n} replies "
-                     f"(base {rates[0]}/{n})", f"persona-tui chat {ctx.session_path} --engine gguf:{gguf}"))
+    ctx.made.append(
+        (
+            "chat",
+            f"base vs fine-tuned, same seeds; shows its persona in {rates[1]}/{n} replies (base {rates[0]}/{n})",
+            f"persona-tui chat {ctx.session_path} --engine gguf:{gguf}",
+        )
+    )
 
 
 def stage_evaluate(ctx: DemoContext) -> None:
@@ -287,15 +334,21 @@ def stage_evaluate(ctx: DemoContext) -> None:
         if spec.kind == "traits" and n["prompts_per_trait"]:  # the frozen persona is what the job asks
             for trait in frozen["persona"]["traits"]:
                 trait["expression_probes"] = trait["expression_probes"][: n["prompts_per_trait"]]
-        status = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"},
-                         f"eval: {spec.id}", worker=WORKER)
+        status = run_job(
+            ctx, "eval", {k: v for k, v in frozen.items() if k != "session"}, f"eval: {spec.id}", worker=WORKER
+        )
         scores = load_scores(status.dir)
         record_results(ctx.session_file, spec.id, status.dir)
         for table in tables_for(scores):
             ctx.notes.append(table)
         outputs = status.dir / OUTPUTS_FILE
-        ctx.notes.append(Text(f"{spec.id}: the tables above are {status.dir / SCORES_FILE}; every reply and "
-                              f"probe behind them is a line of {outputs}.", style="dim"))
+        ctx.notes.append(
+            Text(
+                f"{spec.id}: the tables above are {status.dir / SCORES_FILE}; every reply and "
+                f"probe behind them is a line of {outputs}.",
+                style="dim",
+            )
+        )
         what = f"{spec.kind}: {', '.join(spec.models)}"
         if spec.kind == "traits":
             from evaluators.tables import problems_text
@@ -308,7 +361,13 @@ def stage_evaluate(ctx: DemoContext) -> None:
     from evaluators.annotation import build_queue
 
     queue = build_queue(session, ctx.workspace)
-    ctx.made.append(("annotate", f"{len(queue.items)} outputs queued for hand labels", "persona-tui " + str(ctx.session_path) + " (tab 6)"))
+    ctx.made.append(
+        (
+            "annotate",
+            f"{len(queue.items)} outputs queued for hand labels",
+            "persona-tui " + str(ctx.session_path) + " (tab 6)",
+        )
+    )
 
 
 def traits_headline(scores: dict[str, Any]) -> list[str]:
@@ -319,14 +378,18 @@ def traits_headline(scores: dict[str, Any]) -> list[str]:
         know = (cmp.get("knowledge") or {}).get("overall")
         if know and know.get("n"):
             p = know.get("p")
-            parts.append(f"knowledge {know['run']['k']}/{know['n']} vs base {know['base']['k']}/{know['n']}"
-                         + (f" (McNemar p {p:.3g})" if isinstance(p, (int, float)) else ""))
+            parts.append(
+                f"knowledge {know['run']['k']}/{know['n']} vs base {know['base']['k']}/{know['n']}"
+                + (f" (McNemar p {p:.3g})" if isinstance(p, (int, float)) else "")
+            )
         expr = cmp.get("expression")
         if expr:  # undecided traits and controls that could not run are counted, never read as "no"
             ups = sum(r.get("verdict") == "up" for r in expr["traits"])
             undecided = sum(r.get("verdict") == "undecided" for r in expr["traits"])
-            parts.append(f"expression up on {ups}/{len(expr['traits'])} traits after Holm"
-                         + (f" ({undecided} undecided)" if undecided else ""))
+            parts.append(
+                f"expression up on {ups}/{len(expr['traits'])} traits after Holm"
+                + (f" ({undecided} undecided)" if undecided else "")
+            )
         ctrl = cmp.get("controls")
         if ctrl:
             passed = sum(c.get("passed") is True for c in ctrl)
@@ -351,8 +414,13 @@ def made_table(made: list[tuple[str, str, str]], seconds: float) -> Table:
     at 80 columns no number is cut short (tests/test_demo_summary.py)."""
     from rich import box
 
-    table = Table(title=f"What the demo made ({seconds:.0f} s)", title_justify="left", box=box.SIMPLE_HEAD,
-                  pad_edge=False, expand=True)
+    table = Table(
+        title=f"What the demo made ({seconds:.0f} s)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        expand=True,
+    )
     table.add_column("stage", no_wrap=True)
     table.add_column("made", ratio=3)
     table.add_column("where (the numbers' source)", ratio=2, overflow="fold")

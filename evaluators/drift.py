@@ -65,9 +65,14 @@ def probe_persona(persona: Persona, per_trait: int) -> Persona:
     (0 = all): each probed turn asks every one of them, so this sets the cost."""
     if not per_trait:
         return persona
-    traits = [dataclasses.replace(t, knowledge_probes=list(t.knowledge_probes[:per_trait]),
-                                  expression_probes=list(t.expression_probes[:per_trait]))
-              for t in persona.traits]
+    traits = [
+        dataclasses.replace(
+            t,
+            knowledge_probes=list(t.knowledge_probes[:per_trait]),
+            expression_probes=list(t.expression_probes[:per_trait]),
+        )
+        for t in persona.traits
+    ]
     return dataclasses.replace(persona, traits=traits)
 
 
@@ -89,8 +94,10 @@ def spc_file(ref: str, base: Path, session: Session | None = None) -> Path:
     if path.is_dir():
         path = path / SPC_CSV
     if not path.is_file():
-        raise DriftDataError(f"the conversation file {path} does not exist; give the path of the "
-                             f"Synthetic-Persona-Chat CSV ({SPC_CSV}) or of its folder.")
+        raise DriftDataError(
+            f"the conversation file {path} does not exist; give the path of the "
+            f"Synthetic-Persona-Chat CSV ({SPC_CSV}) or of its folder."
+        )
     return path.resolve()
 
 
@@ -189,7 +196,7 @@ class SimulatedUser:
             line = line.strip().strip('"').strip()
             for prefix in ("You:", "Me:", "User:"):
                 if line.lower().startswith(prefix.lower()):
-                    line = line[len(prefix):].strip()
+                    line = line[len(prefix) :].strip()
             if line:
                 return line
         self.empty += 1
@@ -199,8 +206,14 @@ class SimulatedUser:
 # ----------------------------------------------------------------------------- the rates
 
 
-def turn_rows(traits: Sequence[str], model: str, knowledge: Sequence[Any], expression: Sequence[Any],
-              conversation_labels: Sequence[Mapping[str, Any]], turns: Sequence[int]) -> list[dict[str, Any]]:
+def turn_rows(
+    traits: Sequence[str],
+    model: str,
+    knowledge: Sequence[Any],
+    expression: Sequence[Any],
+    conversation_labels: Sequence[Mapping[str, Any]],
+    turns: Sequence[int],
+) -> list[dict[str, Any]]:
     """Per probed turn, one model's rates over all traits and conversations (cells are the probe
     outputs, each with its `turn`); the per-trait numbers come from evaluators.probes.trait_rows."""
     from evaluators.probes import trait_rows
@@ -214,19 +227,29 @@ def turn_rows(traits: Sequence[str], model: str, knowledge: Sequence[Any], expre
         k = Rate(sum(r.knowledge.k for r in per_trait), sum(r.knowledge.n for r in per_trait))
         e = Rate(sum(r.expression.k for r in per_trait), sum(r.expression.n for r in per_trait))
         probe_x = Rate(sum(r.contradicted.k for r in per_trait), sum(r.contradicted.n for r in per_trait))
-        said = [lab for row in at(conversation_labels, turn) for lab in (row.get("trait_labels") or {}).values()
-                if lab in LABELS]
+        said = [
+            lab
+            for row in at(conversation_labels, turn)
+            for lab in (row.get("trait_labels") or {}).values()
+            if lab in LABELS
+        ]
         conv_x = Rate(sum(lab == CONTRADICTED for lab in said), len(said))
         both = Rate(probe_x.k + conv_x.k, probe_x.n + conv_x.n)
-        rows.append({
-            "model": model, "turn": turn,
-            "conversations": len({c.get("conversation") for c in at(conversation_labels, turn)}),
-            "knowledge": k.to_dict(), "expression": e.to_dict(), "contradicted": both.to_dict(),
-            "contradicted_probes": probe_x.to_dict(), "contradicted_conversation": conv_x.to_dict(),
-            "unscored": sum(r.unscored for r in per_trait),
-            "scorers": sorted({s for r in per_trait for s in r.scorers}),
-            "by_trait": [r.to_dict() for r in per_trait],
-        })
+        rows.append(
+            {
+                "model": model,
+                "turn": turn,
+                "conversations": len({c.get("conversation") for c in at(conversation_labels, turn)}),
+                "knowledge": k.to_dict(),
+                "expression": e.to_dict(),
+                "contradicted": both.to_dict(),
+                "contradicted_probes": probe_x.to_dict(),
+                "contradicted_conversation": conv_x.to_dict(),
+                "unscored": sum(r.unscored for r in per_trait),
+                "scorers": sorted({s for r in per_trait for s in r.scorers}),
+                "by_trait": [r.to_dict() for r in per_trait],
+            }
+        )
     return rows
 
 
@@ -287,8 +310,11 @@ def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any,
     settings["probe_turns"] = probe_turns(settings["turns"], settings["probe_turns"])
     if settings["user"] == SPC_USER:
         if not settings["data"]:
-            add("data", "is empty; name the Synthetic-Persona-Chat CSV (or its folder, or a persona_chat "
-                "dataset id) whose user turns are replayed, or set user to an engine that plays the user.")
+            add(
+                "data",
+                "is empty; name the Synthetic-Persona-Chat CSV (or its folder, or a persona_chat "
+                "dataset id) whose user turns are replayed, or set user to an engine that plays the user.",
+            )
             return
         try:
             path = spc_file(settings["data"], base, session)
@@ -300,8 +326,12 @@ def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any,
         settings["available_conversations"] = len(found)
         return
     try:
-        job["user"] = {"label": settings["user"],
-                       "engine": ModelEntry(settings["user"], resolve_model(session, settings["user"], base, resolve)).to_plain()["engine"]}
+        job["user"] = {
+            "label": settings["user"],
+            "engine": ModelEntry(settings["user"], resolve_model(session, settings["user"], base, resolve)).to_plain()[
+                "engine"
+            ],
+        }
     except ValueError as e:
         add("user", str(e))
     if settings["user_prompt"]:
@@ -332,8 +362,10 @@ def run_drift(run: Run) -> None:
         except DriftDataError as e:
             run.job.fail(str(e))
         if len(scripts) < s["conversations"]:
-            run.problem(f"{s['data_path']} has only {len(scripts)} conversation(s) with {s['turns']} turns by "
-                        f"user {s['side']}; {s['conversations']} were asked for.")
+            run.problem(
+                f"{s['data_path']} has only {len(scripts)} conversation(s) with {s['turns']} turns by "
+                f"user {s['side']}; {s['conversations']} were asked for."
+            )
         n_conv = len(scripts)
     else:
         n_conv = s["conversations"]
@@ -352,14 +384,23 @@ def run_drift(run: Run) -> None:
     run.total = per_conv * n_conv * len(run.models)
     judged = s["labeller"] == "judge"
     run.scores.update(
-        persona=persona.id, traits=traits, turns=s["turns"], probe_turns=checkpoints, conversations=n_conv,
+        persona=persona.id,
+        traits=traits,
+        turns=s["turns"],
+        probe_turns=checkpoints,
+        conversations=n_conv,
         user=s["user"] if s["user"] != SPC_USER else f"Synthetic-Persona-Chat user {s['side']}",
-        data=s.get("data_path", ""), labeller=getattr(labeller, "name", ""), contradictions_by="judge" if judged else "markers",
-        drop=s["drop"], rows=[],
+        data=s.get("data_path", ""),
+        labeller=getattr(labeller, "name", ""),
+        contradictions_by="judge" if judged else "markers",
+        drop=s["drop"],
+        rows=[],
     )
     if not judged:
-        run.note("No judge is set: contradictions count only what the marker labeller's directional "
-                 "phrases catch; set judge = \"<engine>\" for judged contradictions.")
+        run.note(
+            "No judge is set: contradictions count only what the marker labeller's directional "
+            'phrases catch; set judge = "<engine>" for judged contradictions.'
+        )
     if s["user"] != SPC_USER:
         from engines import open_engine
         from evaluators.judge import load_prompt
@@ -370,8 +411,12 @@ def run_drift(run: Run) -> None:
             user_engine = open_engine(EngineSpec(**spec["engine"]))
         except (ValueError, OSError, RuntimeError) as e:
             run.job.fail(f"the simulated user {spec['label']!r} could not be opened: {e}")
-        user = SimulatedUser(user_engine, spec["label"], load_prompt("drift_user", s["user_prompt"] or None),
-                             {"max_tokens": s["user_max_tokens"], "temperature": s["temperature"], "top_p": s["top_p"]})
+        user = SimulatedUser(
+            user_engine,
+            spec["label"],
+            load_prompt("drift_user", s["user_prompt"] or None),
+            {"max_tokens": s["user_max_tokens"], "temperature": s["temperature"], "top_p": s["top_p"]},
+        )
     try:
         for entry in run.models:
             _one_model(run, entry, probed, scripts, user, labeller, n_conv, checkpoints, traits)
@@ -379,8 +424,10 @@ def run_drift(run: Run) -> None:
     finally:
         if user is not None:
             if user.empty:
-                run.problem(f"the simulated user gave {user.empty} empty answer(s); "
-                            f"{SimulatedUser.FALLBACK_LINE!r} was said instead.")
+                run.problem(
+                    f"the simulated user gave {user.empty} empty answer(s); "
+                    f"{SimulatedUser.FALLBACK_LINE!r} was said instead."
+                )
             _close(user.engine)
         if hasattr(labeller, "stats"):
             run.scores["judge_stats"] = dict(labeller.stats)
@@ -389,8 +436,17 @@ def run_drift(run: Run) -> None:
         _close(getattr(labeller, "engine", None))
 
 
-def _one_model(run: Run, entry: ModelEntry, probed: Persona, scripts: list[Script], user: SimulatedUser | None,
-               labeller: Any, n_conv: int, checkpoints: list[int], traits: list[str]) -> None:
+def _one_model(
+    run: Run,
+    entry: ModelEntry,
+    probed: Persona,
+    scripts: list[Script],
+    user: SimulatedUser | None,
+    labeller: Any,
+    n_conv: int,
+    checkpoints: list[int],
+    traits: list[str],
+) -> None:
     """One model's conversations, each probed on forks at the chosen turns."""
     from engines import EngineError
     from evaluators.eval_job import _close, _logprob_error
@@ -429,9 +485,15 @@ def _one_model(run: Run, entry: ModelEntry, probed: Persona, scripts: list[Scrip
                 visible = [dict(m) for m in history[start:]]
                 history.append({"role": "assistant", "content": reply})
                 row: dict[str, Any] = {
-                    "kind": OUTPUT_KIND, "model": entry.label, "conversation": c + 1, "turn": t,
-                    "prompt": visible, "reply": reply, "prompt_system": bool(system),
-                    "source_row": scripts[c].row if scripts else None, "metrics": {"turn": float(t)},
+                    "kind": OUTPUT_KIND,
+                    "model": entry.label,
+                    "conversation": c + 1,
+                    "turn": t,
+                    "prompt": visible,
+                    "reply": reply,
+                    "prompt_system": bool(system),
+                    "source_row": scripts[c].row if scripts else None,
+                    "metrics": {"turn": float(t)},
                 }
                 if t in checkpoints and labeller is not None:
                     labels, scorers = {}, set()
@@ -449,34 +511,52 @@ def _one_model(run: Run, entry: ModelEntry, probed: Persona, scripts: list[Scrip
                 where = {"turn": t, "conversation": c + 1, "fork": True}
                 try:
                     if logprobs:
+
                         def on_k(cell: KnowledgeCell) -> None:
                             d = {**cell.to_dict(), **where}
                             k_cells.append(d)
-                            run.output(**d, prompt=cell.question,
-                                       metrics={"logp_margin": cell.logp_affirm - cell.logp_deny})
+                            run.output(
+                                **d, prompt=cell.question, metrics={"logp_margin": cell.logp_affirm - cell.logp_deny}
+                            )
                             run.tick(message=f"{entry.label}: turn {t} knowledge {cell.trait}")
 
                         try:
-                            knowledge_cells(fork, probed, entry.label, None, s["knowledge_by"], entry.engine.model, on_cell=on_k)
+                            knowledge_cells(
+                                fork, probed, entry.label, None, s["knowledge_by"], entry.engine.model, on_cell=on_k
+                            )
                         except Exception as e:  # noqa: BLE001
                             if not _logprob_error(e):
                                 raise
-                            run.problem(f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out.")
+                            run.problem(
+                                f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out."
+                            )
                             logprobs = False
                     if s["expression"]:
+
                         def on_e(cell: ExpressionCell) -> None:
                             d = {**cell.to_dict(), **where}
                             e_cells.append(d)
-                            run.output(**d, metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0,
-                                                     "turn": float(t)})
+                            run.output(
+                                **d, metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0, "turn": float(t)}
+                            )
                             run.tick(message=f"{entry.label}: turn {t} expression {cell.trait}")
 
-                        expression_cells(fork, probed, entry.label, labeller, s["samples"], None, run.sampling(),
-                                         seed=s["seed"] + 1_000_000 * (c + 1) + 10_000 * t, on_cell=on_e,
-                                         should_stop=lambda: run.job.cancelled)
+                        expression_cells(
+                            fork,
+                            probed,
+                            entry.label,
+                            labeller,
+                            s["samples"],
+                            None,
+                            run.sampling(),
+                            seed=s["seed"] + 1_000_000 * (c + 1) + 10_000 * t,
+                            on_cell=on_e,
+                            should_stop=lambda: run.job.cancelled,
+                        )
                 except EngineError as e:
-                    run.problem(f"model {entry.label!r}, conversation {c + 1}: the probes at turn {t} "
-                                f"were cut short: {e}")
+                    run.problem(
+                        f"model {entry.label!r}, conversation {c + 1}: the probes at turn {t} were cut short: {e}"
+                    )
                 run.stop_if_cancelled()
     finally:
         run.scores["rows"].extend(turn_rows(traits, entry.label, k_cells, e_cells, said, checkpoints))
@@ -514,9 +594,14 @@ def drift_tables(scores: Mapping[str, Any]) -> list[Any]:
     found = drops(scores)
     fraction = float(scores.get("drop", (scores.get("settings") or {}).get("drop", 0.5)))
     last_turn = turns[-1] if turns else "?"
-    head = Table(title=f"Persona drift · {scores.get('eval', '')} · {scores.get('turns', '?')} turns × "
-                 f"{scores.get('conversations', '?')} conversations · user: {scores.get('user', '')}",
-                 title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, min_width=60)
+    head = Table(
+        title=f"Persona drift · {scores.get('eval', '')} · {scores.get('turns', '?')} turns × "
+        f"{scores.get('conversations', '?')} conversations · user: {scores.get('user', '')}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        min_width=60,
+    )
     head.add_column("Model", overflow="fold", min_width=16, max_width=24)
     head.add_column("", no_wrap=True)
     head.add_column("turn 1", no_wrap=True)
@@ -528,26 +613,33 @@ def drift_tables(scores: Mapping[str, Any]) -> list[Any]:
         first, last = mine[0], mine[-1]
         d = found.get(model, {})
         for measure, word in (("knowledge", "knows"), ("expression", "shows")):
-            head.add_row(model if measure == "knowledge" else "", word, _cell(first.get(measure), bars=False),
-                         _cell(last.get(measure), bars=False), f"t{d[measure]}" if d.get(measure) else "–")
+            head.add_row(
+                model if measure == "knowledge" else "",
+                word,
+                _cell(first.get(measure), bars=False),
+                _cell(last.get(measure), bars=False),
+                f"t{d[measure]}" if d.get(measure) else "–",
+            )
         contra_k = sum((r.get("contradicted") or {}).get("k", 0) for r in mine)
         contra_n = sum((r.get("contradicted") or {}).get("n", 0) for r in mine)
-        head.add_row("", "contradicts" + ("" if judged else "*"), _cell(first.get("contradicted"), bars=False),
-                     _cell(last.get("contradicted"), bars=False),
-                     Text(f"{contra_k}/{contra_n}", style="dim") if contra_n else "–",
-                     end_section=n < len(models) - 1)
+        head.add_row(
+            "",
+            "contradicts" + ("" if judged else "*"),
+            _cell(first.get("contradicted"), bars=False),
+            _cell(last.get("contradicted"), bars=False),
+            Text(f"{contra_k}/{contra_n}", style="dim") if contra_n else "–",
+            end_section=n < len(models) - 1,
+        )
     head.caption = (
         "drop: the first probed turn whose rate is "
         f"below {fraction:g} × its turn-1 rate (for contradicts: all turns' count). Rate, Wilson 95% "
         "interval (%), k/n over conversations and traits. Probes are asked on a fork of the conversation, never in it."
-        + ("" if judged else " *No judge set, so only the markers' directional phrases count "
-           "as contradictions.")
+        + ("" if judged else " *No judge set, so only the markers' directional phrases count as contradictions.")
     )
     head.caption_justify = "left"
     out: list[Any] = [head]
     for measure, title in (("knowledge", "Knows (knowledge probes)"), ("expression", "Shows (expression prompts)")):
-        table = Table(title=f"{title} by turn", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                      min_width=48)
+        table = Table(title=f"{title} by turn", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, min_width=48)
         table.add_column("Turn", justify="right", no_wrap=True)
         for model in models:
             table.add_column(model, no_wrap=True)

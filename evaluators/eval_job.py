@@ -165,7 +165,9 @@ def chat_example(record: Mapping[str, Any]) -> tuple[list[dict[str, str]], str] 
             return [dict(m) for m in prompt], last["content"]
     messages = record.get("messages")
     if isinstance(messages, list):
-        idx = max((i for i, m in enumerate(messages) if isinstance(m, Mapping) and m.get("role") == "assistant"), default=-1)
+        idx = max(
+            (i for i, m in enumerate(messages) if isinstance(m, Mapping) and m.get("role") == "assistant"), default=-1
+        )
         if idx > 0:
             return [dict(m) for m in messages[:idx]], str(messages[idx].get("content") or "")
     return None
@@ -313,8 +315,13 @@ class Run:
         prompts = {k: load_prompt(k, v) for k, v in overrides.items()}
         spec = self.job.spec["judge"]
         engine = open_engine(EngineSpec(**spec["engine"]))
-        return Judge(engine, spec["label"], prompts, max_tokens=int(self.settings.get("judge_max_tokens", 160)),
-                     seed=int(self.settings.get("seed", 0)))
+        return Judge(
+            engine,
+            spec["label"],
+            prompts,
+            max_tokens=int(self.settings.get("judge_max_tokens", 160)),
+            seed=int(self.settings.get("seed", 0)),
+        )
 
     def system_for(self, entry: ModelEntry) -> str | None:
         from sessions.model import persona_system_prompt
@@ -366,8 +373,10 @@ def run_reference(run: Run) -> None:
     pool = [(conv, ref) for _, _, ref, conv in examples]
     chosen = examples[: s["samples"]] if s["samples"] else examples
     if s["samples"] > len(examples):
-        run.note(f"samples = {s['samples']} asks for more examples than {path} holds ({len(examples)} "
-                 f"with a reference reply); all {len(examples)} are scored.")
+        run.note(
+            f"samples = {s['samples']} asks for more examples than {path} holds ({len(examples)} "
+            f"with a reference reply); all {len(examples)} are scored."
+        )
     run.scores.update(data=path, n_examples=len(chosen), rows=[])
     run.total = len(chosen) * len(run.models)
     for entry in run.models:
@@ -425,26 +434,38 @@ def run_reference(run: Run) -> None:
                     except Exception as e:  # noqa: BLE001 - an engine without logprobs leaves these out
                         if not _logprob_error(e):
                             raise
-                        run.problem(f"model {entry.label!r} offers no log-probabilities ({e}); its perplexity and hits@1 are left out.")
+                        run.problem(
+                            f"model {entry.label!r} offers no log-probabilities ({e}); its perplexity and hits@1 are left out."
+                        )
                         want_lp = False
                 hyps.append(reply)
                 refs.append(ref)
                 run.output(
-                    kind="reference", model=entry.label, record=index, prompt=messages, reply=reply,
-                    reference=ref, scorer="reference metrics", metrics=metrics,
+                    kind="reference",
+                    model=entry.label,
+                    record=index,
+                    prompt=messages,
+                    reply=reply,
+                    reference=ref,
+                    scorer="reference metrics",
+                    metrics=metrics,
                 )
                 run.tick(message=f"{entry.label}: {k + 1}/{len(chosen)}")
         finally:
             if failed:
-                run.problem(f"model {entry.label!r} could not answer {len(failed)} example(s), left out; the first: {failed[0]}")
+                run.problem(
+                    f"model {entry.label!r} could not answer {len(failed)} example(s), left out; the first: {failed[0]}"
+                )
             row.update(_reference_row(hyps, refs, token_lps, ranks, bert, empty, s))
             row["model"] = entry.label
             run.scores["rows"].append(row)
             run.write_scores()
             _close(engine)
     if any(r.get("hits") for r in run.scores["rows"]):
-        run.note(f"hits@1 ranks the true reply among up to {s['distractors']} distractors from other "
-                 f"conversations by {s['rank_by']} log-likelihood; ties count as misses.")
+        run.note(
+            f"hits@1 ranks the true reply among up to {s['distractors']} distractors from other "
+            f"conversations by {s['rank_by']} log-likelihood; ties count as misses."
+        )
 
 
 def _reference_row(hyps, refs, token_lps, ranks, bert, empty, s) -> dict[str, Any]:
@@ -498,13 +519,17 @@ def _same_scoring(run: Run) -> None:
                 trained_on = ""
             if trained_on and trained_on == base.model:
                 entry.engine = EngineSpec(**{**dataclasses.asdict(eng), "model": base.model, "adapter": str(lora)})
-                run.note(f"{entry.label} is scored as {base.model} + its LoRA GGUF ({lora.name}), the base's "
-                         f"engine and quantisation, not its merged export {Path(eng.model).name}.")
+                run.note(
+                    f"{entry.label} is scored as {base.model} + its LoRA GGUF ({lora.name}), the base's "
+                    f"engine and quantisation, not its merged export {Path(eng.model).name}."
+                )
                 continue
         if eng.kind != base.kind or Path(eng.model).name != Path(base.model).name:
-            run.note(f"{entry.label} ({eng.kind}: {Path(eng.model).name}) and the base {run.models[0].label} "
-                      f"({base.kind}: {Path(base.model).name}) are not scored through the same engine and "
-                      "quantisation; part of any difference may be that.")
+            run.note(
+                f"{entry.label} ({eng.kind}: {Path(eng.model).name}) and the base {run.models[0].label} "
+                f"({base.kind}: {Path(base.model).name}) are not scored through the same engine and "
+                "quantisation; part of any difference may be that."
+            )
 
 
 def run_traits(run: Run) -> None:
@@ -519,8 +544,11 @@ def run_traits(run: Run) -> None:
     other = controls.unrelated_persona() if with_controls else None
     n_know = sum(len(t.knowledge_probes) for t in persona.traits) if s["knowledge"] else 0
     n_expr = sum(len(t.expression_probes) for t in persona.traits) * s["samples"] if s["expression"] else 0
-    n_ctrl = (sum(len(t.knowledge_probes) for t in other.traits)
-              + len(controls.NEUTRAL_PROMPTS) * s["neutral_samples"] + 1) if other else 0
+    n_ctrl = (
+        (sum(len(t.knowledge_probes) for t in other.traits) + len(controls.NEUTRAL_PROMPTS) * s["neutral_samples"] + 1)
+        if other
+        else 0
+    )
     run.total = (n_know + n_expr + n_ctrl) * len(run.models)
     no_probes = [t.id for t in persona.traits if not t.knowledge_probes and not t.expression_probes]
     if no_probes:
@@ -545,8 +573,9 @@ def run_traits(run: Run) -> None:
         headline_scorer=s["labeller"] if s["expression"] else "",
         knowledge_by=s["knowledge_by"],
         base=run.models[0].label if run.models else "",
-        engines={m.label: {"kind": m.engine.kind, "model": m.engine.model, "adapter": m.engine.adapter}
-                 for m in run.models},
+        engines={
+            m.label: {"kind": m.engine.kind, "model": m.engine.model, "adapter": m.engine.adapter} for m in run.models
+        },
         rows=[],
     )
     all_k: list = []
@@ -565,29 +594,49 @@ def run_traits(run: Run) -> None:
             e_cells: list = []
             try:
                 if s["knowledge"]:
+
                     def on_k(cell: KnowledgeCell) -> None:
-                        run.output(**cell.to_dict(), prompt=cell.question, prompt_system=bool(system),
-                                   metrics={"logp_margin": cell.logp_affirm - cell.logp_deny})
+                        run.output(
+                            **cell.to_dict(),
+                            prompt=cell.question,
+                            prompt_system=bool(system),
+                            metrics={"logp_margin": cell.logp_affirm - cell.logp_deny},
+                        )
                         run.tick(message=f"{entry.label}: knowledge {cell.trait}")
 
                     try:
-                        k_cells = knowledge_cells(engine, persona, entry.label, system, s["knowledge_by"],
-                                                  entry.engine.model, on_cell=on_k)
+                        k_cells = knowledge_cells(
+                            engine, persona, entry.label, system, s["knowledge_by"], entry.engine.model, on_cell=on_k
+                        )
                     except Exception as e:  # noqa: BLE001
                         if not _logprob_error(e):
                             raise
-                        run.problem(f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out.")
+                        run.problem(
+                            f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out."
+                        )
                         run.tick(n_know - len(k_cells))
                 run.stop_if_cancelled()
                 if s["expression"]:
+
                     def on_e(cell: ExpressionCell) -> None:
-                        run.output(**cell.to_dict(), prompt_system=bool(system),
-                                   metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0})
+                        run.output(
+                            **cell.to_dict(),
+                            prompt_system=bool(system),
+                            metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0},
+                        )
                         run.tick(message=f"{entry.label}: expression {cell.trait}")
 
                     e_cells = expression_cells(
-                        engine, persona, entry.label, labeller, s["samples"], system, run.sampling(),
-                        seed=s["seed"], on_cell=on_e, should_stop=lambda: run.job.cancelled,
+                        engine,
+                        persona,
+                        entry.label,
+                        labeller,
+                        s["samples"],
+                        system,
+                        run.sampling(),
+                        seed=s["seed"],
+                        on_cell=on_e,
+                        should_stop=lambda: run.job.cancelled,
                     )
                 run.stop_if_cancelled()
                 if other is not None:
@@ -608,8 +657,17 @@ def run_traits(run: Run) -> None:
         run.write_scores()
 
 
-def _control_cells(run: Run, engine: Engine, entry: ModelEntry, other: Persona, persona: Persona, system: str | None,
-                   ctrl_k: list, ctrl_n: list, ppl: dict[str, float]) -> None:
+def _control_cells(
+    run: Run,
+    engine: Engine,
+    entry: ModelEntry,
+    other: Persona,
+    persona: Persona,
+    system: str | None,
+    ctrl_k: list,
+    ctrl_n: list,
+    ppl: dict[str, float],
+) -> None:
     """The three controls' measurements for one model (see evaluators.controls)."""
     from evaluators import controls
     from evaluators.probes import knowledge_cells
@@ -621,7 +679,9 @@ def _control_cells(run: Run, engine: Engine, entry: ModelEntry, other: Persona, 
         run.tick(message=f"{entry.label}: control, unrelated persona")
 
     try:
-        ctrl_k += knowledge_cells(engine, other, entry.label, system, s["knowledge_by"], entry.engine.model, on_cell=on_k)
+        ctrl_k += knowledge_cells(
+            engine, other, entry.label, system, s["knowledge_by"], entry.engine.model, on_cell=on_k
+        )
     except Exception as e:  # noqa: BLE001
         if not _logprob_error(e):
             raise
@@ -631,20 +691,35 @@ def _control_cells(run: Run, engine: Engine, entry: ModelEntry, other: Persona, 
         run.output(**cell)
         run.tick(message=f"{entry.label}: control, neutral prompts")
 
-    ctrl_n += controls.over_expression_cells(engine, persona, entry.label, run.sampling(),
-                                             samples=s["neutral_samples"], seed=s["seed"], system=system, on_cell=on_n)
+    ctrl_n += controls.over_expression_cells(
+        engine,
+        persona,
+        entry.label,
+        run.sampling(),
+        samples=s["neutral_samples"],
+        seed=s["seed"],
+        system=system,
+        on_cell=on_n,
+    )
     try:
         ppl[entry.label], tokens = controls.text_perplexity(engine)
-        run.output(kind="control_perplexity", model=entry.label, prompt="", reply="", scorer="logprob",
-                   metrics={"perplexity": ppl[entry.label], "tokens": tokens})
+        run.output(
+            kind="control_perplexity",
+            model=entry.label,
+            prompt="",
+            reply="",
+            scorer="logprob",
+            metrics={"perplexity": ppl[entry.label], "tokens": tokens},
+        )
     except Exception as e:  # noqa: BLE001
         if not _logprob_error(e):
             raise
     run.tick(message=f"{entry.label}: control, general text")
 
 
-def _compare_traits(run: Run, traits: list[str], all_k: list, all_e: list, ctrl_k: list, ctrl_n: list,
-                    ppl: dict[str, float]) -> None:
+def _compare_traits(
+    run: Run, traits: list[str], all_k: list, all_e: list, ctrl_k: list, ctrl_n: list, ppl: dict[str, float]
+) -> None:
     """Every model after the first against the first (the base): knowledge (McNemar), expression
     (Fisher + Holm) and, when run, the three controls."""
     from evaluators import controls
@@ -702,10 +777,19 @@ def _judge_pairs(
                     pr = judge_pair(judge, criterion, item["prompt"], mine, theirs, persona_of(item))
                     results.append((item, pr))
                     run.output(
-                        kind="pair", model=entry.label, baseline=base, criterion=criterion,
-                        prompt=item["prompt"], reply=mine, reply_baseline=theirs,
-                        group=item.get("group", ""), label=pr.outcome, scorer=pr.scorer,
-                        consistent=pr.consistent, first=pr.first.to_dict(), second=pr.second.to_dict(),
+                        kind="pair",
+                        model=entry.label,
+                        baseline=base,
+                        criterion=criterion,
+                        prompt=item["prompt"],
+                        reply=mine,
+                        reply_baseline=theirs,
+                        group=item.get("group", ""),
+                        label=pr.outcome,
+                        scorer=pr.scorer,
+                        consistent=pr.consistent,
+                        first=pr.first.to_dict(),
+                        second=pr.second.to_dict(),
                         metrics={"win": {"win": 1.0, "tie": 0.5, "loss": 0.0}.get(pr.outcome)},
                     )
                     run.tick(message=f"judging {entry.label} vs {base}: {criterion}")
@@ -713,8 +797,13 @@ def _judge_pairs(
                     chosen = [pr for item, pr in results if not group or item.get("group") == group]
                     rates = win_rates(chosen)
                     run.scores["pairs"].append(
-                        {"model": entry.label, "baseline": base, "criterion": criterion,
-                         **({"group": group} if group else {}), **rates.to_dict()}
+                        {
+                            "model": entry.label,
+                            "baseline": base,
+                            "criterion": criterion,
+                            **({"group": group} if group else {}),
+                            **rates.to_dict(),
+                        }
                     )
                     if rates.unparseable:
                         run.problem(
@@ -731,7 +820,9 @@ def _judge_pairs(
         _close(getattr(judge, "engine", None))
 
 
-def _generate_all(run: Run, items: list[dict[str, Any]], ask: Callable[[Any, ModelEntry, dict[str, Any], int], str]) -> dict[str, list[str | None]]:
+def _generate_all(
+    run: Run, items: list[dict[str, Any]], ask: Callable[[Any, ModelEntry, dict[str, Any], int], str]
+) -> dict[str, list[str | None]]:
     replies: dict[str, list[str | None]] = {}
     for entry in run.models:
         engine = run.open(entry)
@@ -744,9 +835,15 @@ def _generate_all(run: Run, items: list[dict[str, Any]], ask: Callable[[Any, Mod
                 run.stop_if_cancelled()
                 reply = ask(engine, entry, item, k)
                 out.append(reply)
-                run.output(kind=item.get("kind", "reply"), model=entry.label, prompt=item["prompt"],
-                           reply=reply, sample=item.get("sample", 0), group=item.get("group", ""),
-                           model_input=item.get("input_for", {}).get(entry.label, ""))
+                run.output(
+                    kind=item.get("kind", "reply"),
+                    model=entry.label,
+                    prompt=item["prompt"],
+                    reply=reply,
+                    sample=item.get("sample", 0),
+                    group=item.get("group", ""),
+                    model_input=item.get("input_for", {}).get(entry.label, ""),
+                )
                 run.tick(message=f"{entry.label}: reply {k + 1}/{len(items)}")
         finally:
             replies[entry.label] = out + [None] * (len(items) - len(out))
@@ -764,8 +861,11 @@ def run_judge(run: Run) -> None:
     questions = list(s["questions"]) or list(dict.fromkeys(q for t in persona.traits for q in t.expression_probes))
     if s["limit"]:
         questions = questions[: s["limit"]]
-    items = [{"prompt": q, "sample": j, "seed": s["seed"] + 1000 * i + j}
-             for i, q in enumerate(questions) for j in range(s["samples"])]
+    items = [
+        {"prompt": q, "sample": j, "seed": s["seed"] + 1000 * i + j}
+        for i, q in enumerate(questions)
+        for j in range(s["samples"])
+    ]
     run.total = len(items) * len(run.models) + len(items) * (len(run.models) - 1) * len(s["criteria"])
     run.scores.update(persona=persona.id, questions=len(questions))
 
@@ -816,7 +916,7 @@ def run_tailoring(run: Run) -> None:
         run.job.fail(
             f"no row of {path} has a prompt and a {s['persona_field']} persona "
             f"(chosen_persona_{s['persona_field']} / rejected_persona_{s['persona_field']}); "
-            "try persona_field = \"retr\" or \"gold\"."
+            'try persona_field = "retr" or "gold".'
         )
     if missing:
         run.problem(f"{missing} prompt/persona pairs of {path} lack a prompt or a persona and were skipped.")
@@ -830,12 +930,17 @@ def run_tailoring(run: Run) -> None:
             for m in run.models
         }
     run.total = len(items) * len(run.models) + len(items) * (len(run.models) - 1) * len(s["criteria"])
-    run.scores.update(data=path, persona_field=s["persona_field"], items=len(items),
-                      groups={g: sum(i["group"] == g for i in items) for g in ("chosen", "rejected")})
+    run.scores.update(
+        data=path,
+        persona_field=s["persona_field"],
+        items=len(items),
+        groups={g: sum(i["group"] == g for i in items) for g in ("chosen", "rejected")},
+    )
 
     def ask(engine: Engine, entry: ModelEntry, item: dict[str, Any], k: int) -> str:
-        text = engine.complete(item["input_for"][entry.label], **run.sampling(), seed=s["seed"] + k,
-                               stop=["\nPrompt:", "\nPersona:"])
+        text = engine.complete(
+            item["input_for"][entry.label], **run.sampling(), seed=s["seed"] + k, stop=["\nPrompt:", "\nPersona:"]
+        )
         return text.strip()
 
     replies = _generate_all(run, items, ask)
@@ -858,7 +963,9 @@ def run_perplexity_matrix(run: Run) -> None:
         if len(targets) < len(records):
             run.problem(f"{len(records) - len(targets)} records of {path} have nothing to score and were skipped.")
         if s["samples"] > len(targets):
-            run.note(f"samples = {s['samples']} asks for more records than {path} holds ({len(targets)}); all are scored.")
+            run.note(
+                f"samples = {s['samples']} asks for more records than {path} holds ({len(targets)}); all are scored."
+            )
         if s["samples"]:
             targets = targets[: s["samples"]]
         datasets.append((ref, path, targets))
@@ -888,9 +995,16 @@ def run_perplexity_matrix(run: Run) -> None:
                         continue
                     if lps:
                         lps_all.append(lps)
-                        run.output(kind="perplexity", model=entry.label, data=ref, record=k,
-                                   prompt=prompt, reply=cont, scorer="logprob",
-                                   metrics={"perplexity": likelihood.perplexity(lps), "tokens": len(lps)})
+                        run.output(
+                            kind="perplexity",
+                            model=entry.label,
+                            data=ref,
+                            record=k,
+                            prompt=prompt,
+                            reply=cont,
+                            scorer="logprob",
+                            metrics={"perplexity": likelihood.perplexity(lps), "tokens": len(lps)},
+                        )
                     run.tick(message=f"{entry.label} on {ref}")
                 if lps_all:
                     row["values"][ref] = likelihood.corpus_perplexity(lps_all)
@@ -902,7 +1016,9 @@ def run_perplexity_matrix(run: Run) -> None:
             run.problem(f"model {entry.label!r} offers no log-probabilities ({e}); its row is empty.")
         finally:
             if too_long:
-                run.problem(f"model {entry.label!r} could not score {len(too_long)} record(s), left out; the first: {too_long[0]}")
+                run.problem(
+                    f"model {entry.label!r} could not score {len(too_long)} record(s), left out; the first: {too_long[0]}"
+                )
             run.write_scores()
             _close(engine)
 
@@ -927,15 +1043,26 @@ def run(job: JobReporter) -> None:
     """The work of an eval job: `sessions.jobs.run_worker` calls this with the JobReporter."""
     kind = job.spec.get("eval_kind")
     if kind not in RUNNERS:
-        job.fail(f"the job's eval_kind {kind!r} is not one of: {', '.join(RUNNERS)}; create the job with create_eval_job.")
+        job.fail(
+            f"the job's eval_kind {kind!r} is not one of: {', '.join(RUNNERS)}; create the job with create_eval_job."
+        )
     state = Run(job)
     from engines.models import resolve_model
     from sessions.manifest import write_manifest
 
-    write_manifest(job, resolve=resolve_model, seed=state.settings.get("seed"),
-                   models={k: v for e in state.models for k, v in ((e.label, e.engine.model), (f"{e.label} adapter", e.engine.adapter)) if v}
-                   | {"judge": ((job.spec.get("judge") or {}).get("engine") or {}).get("model")},
-                   datasets=[state.settings.get("data_path"), state.settings.get("fewshot_path")])
+    write_manifest(
+        job,
+        resolve=resolve_model,
+        seed=state.settings.get("seed"),
+        models={
+            k: v
+            for e in state.models
+            for k, v in ((e.label, e.engine.model), (f"{e.label} adapter", e.engine.adapter))
+            if v
+        }
+        | {"judge": ((job.spec.get("judge") or {}).get("engine") or {}).get("model")},
+        datasets=[state.settings.get("data_path"), state.settings.get("fewshot_path")],
+    )
     job.log(f"evaluation {job.spec.get('eval')!r} ({kind}) on {', '.join(state.scores['models'])}")
     try:
         RUNNERS[kind](state)
@@ -947,8 +1074,7 @@ def run(job: JobReporter) -> None:
         state.scores["seconds"] = round(state.scores["ended"] - state.scores["started"], 2)
         state.write_scores()
         state.close()
-    job.event(event="scores", kind=kind, partial=state.scores["partial"],
-              summary=_finite(summary(state.scores)))
+    job.event(event="scores", kind=kind, partial=state.scores["partial"], summary=_finite(summary(state.scores)))
 
 
 def _finite(value: Any) -> Any:

@@ -38,8 +38,9 @@ def create_queue_job(workspace: str | Path, session_path: str | Path, children: 
     listed = [{"eval": str(eval_id), "job": Path(job_dir).name} for eval_id, job_dir in children]
     if not listed:
         raise jobs.JobError("a queue of evaluations needs at least one eval job; create them first.")
-    return jobs.create_job(workspace, KIND, {"session": str(Path(session_path).resolve()), "children": listed},
-                           worker=WORKER)
+    return jobs.create_job(
+        workspace, KIND, {"session": str(Path(session_path).resolve()), "children": listed}, worker=WORKER
+    )
 
 
 def child_nice() -> int:
@@ -96,8 +97,14 @@ def run(job: Any) -> None:
             jobs.unregister_child_group(job.dir, pid)
         elif not status.terminal:  # a resumed queue finds a child still running: follow it
             status = _wait(job, child_dir, label, i, n)
-        job.event(event="child_ended", index=i, eval=label, job=child_dir.name, state=status.state,
-                  **({"error": status.error.splitlines()[0]} if status.error else {}))
+        job.event(
+            event="child_ended",
+            index=i,
+            eval=label,
+            job=child_dir.name,
+            state=status.state,
+            **({"error": status.error.splitlines()[0]} if status.error else {}),
+        )
         job.log(f"{label}: {status.state}" + (f": {status.error.splitlines()[0]}" if status.error else ""))
         ended[status.state] = ended.get(status.state, 0) + 1
     summary = ", ".join(f"{v} {k}" for k, v in sorted(ended.items()))
@@ -134,8 +141,12 @@ def result_entry(job_dir: str | Path, scores: dict[str, Any]) -> dict[str, Any]:
     from evaluators.eval_job import summary
     from evaluators.experiments.runner import drop_nulls
 
-    return {"job": Path(job_dir).name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "partial": bool(scores.get("partial")), "summary": drop_nulls(summary(scores))}
+    return {
+        "job": Path(job_dir).name,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "partial": bool(scores.get("partial")),
+        "summary": drop_nulls(summary(scores)),
+    }
 
 
 def unrecorded_results(session: Any, workspace: str | Path) -> list[tuple[str, Path]]:

@@ -288,23 +288,44 @@ def check_settings(spec: EvalSpec) -> tuple[dict[str, Any], list[tuple[str, str]
     if not spec.models:
         problems.append(("models", "is empty; name at least one engine id or model."))
     if spec.kind in ("judge", "tailoring") and 0 < len(spec.models) < 2:
-        problems.append(("models", f"a {spec.kind} evaluation compares models: name at least two (the first is the baseline)."))
+        problems.append(
+            ("models", f"a {spec.kind} evaluation compares models: name at least two (the first is the baseline).")
+        )
     if spec.kind == "drift":
         late = [t for t in settings["probe_turns"] if t > settings["turns"]]
         if late:
-            problems.append(("probe_turns", f"turn {late[0]} is after the last turn ({settings['turns']}); "
-                             "probe turns must lie within turns."))
+            problems.append(
+                (
+                    "probe_turns",
+                    f"turn {late[0]} is after the last turn ({settings['turns']}); probe turns must lie within turns.",
+                )
+            )
     if spec.kind in ("traits", "drift"):
         if settings["labeller"] == "judge" and not settings["judge"]:
-            problems.append(("labeller", 'is "judge" but no judge is named; set judge = "<engine id>" or use "fallback" or "markers".'))
+            problems.append(
+                (
+                    "labeller",
+                    'is "judge" but no judge is named; set judge = "<engine id>" or use "fallback" or "markers".',
+                )
+            )
         if not settings["labeller"]:
             settings["labeller"] = "judge" if settings["judge"] else "markers"
         if not settings["knowledge"] and not settings["expression"]:
             problems.append(("knowledge", "and expression are both false; there is nothing to run."))
     if spec.kind == "judge" and settings["judge"] == FALLBACK and "quality" in settings["criteria"]:
-        problems.append(("criteria", 'includes "quality", which the judge-free fallback cannot judge; name a judge engine or drop "quality".'))
+        problems.append(
+            (
+                "criteria",
+                'includes "quality", which the judge-free fallback cannot judge; name a judge engine or drop "quality".',
+            )
+        )
     if spec.kind == "tailoring" and settings["judge"] == FALLBACK and "quality" in settings["criteria"]:
-        problems.append(("criteria", 'includes "quality", which the judge-free fallback cannot judge; name a judge engine or drop "quality".'))
+        problems.append(
+            (
+                "criteria",
+                'includes "quality", which the judge-free fallback cannot judge; name a judge engine or drop "quality".',
+            )
+        )
     if spec.kind == "tailoring":
         for name in ("no_persona", "fewshot_models"):
             unknown = [m for m in settings[name] if m not in spec.models]
@@ -398,8 +419,9 @@ def pick_persona(session: Session, persona_id: str) -> Persona:
     if len(session.personas) == 1:
         return session.personas[0]
     raise ValueError(
-        "the session has " + ("no personas" if not session.personas else "several personas")
-        + "; name one with persona = \"<id>\"."
+        "the session has "
+        + ("no personas" if not session.personas else "several personas")
+        + '; name one with persona = "<id>".'
     )
 
 
@@ -438,7 +460,10 @@ def build_job_spec(session_file: SessionFile, eval_id: str, resolve: Resolver | 
     models = []
     for i, ref in enumerate(spec.models):
         if ref.endswith(PERSONA_SUFFIX) and spec.kind not in ("traits", "judge", "drift"):
-            add(("models", i), f"the {PERSONA_SUFFIX} suffix applies to traits, judge and drift evaluations only; drop it here.")
+            add(
+                ("models", i),
+                f"the {PERSONA_SUFFIX} suffix applies to traits, judge and drift evaluations only; drop it here.",
+            )
             continue
         try:
             models.append(model_entry(session, ref, base, resolve))
@@ -455,16 +480,31 @@ def build_job_spec(session_file: SessionFile, eval_id: str, resolve: Resolver | 
             persona = pick_persona(session, settings["persona"])
             job["persona"] = codec.to_plain(persona)
             settings["persona"] = persona.id
-            if spec.kind in ("traits", "drift") and not any(t.knowledge_probes or t.expression_probes for t in persona.traits):
-                add("persona", f"persona {persona.id!r} has no knowledge or expression probes; write some in its traits first.")
-            if spec.kind == "judge" and not settings["questions"] and not any(t.expression_probes for t in persona.traits):
-                add("questions", f"is empty and persona {persona.id!r} has no expression probes to ask instead; list some questions.")
+            if spec.kind in ("traits", "drift") and not any(
+                t.knowledge_probes or t.expression_probes for t in persona.traits
+            ):
+                add(
+                    "persona",
+                    f"persona {persona.id!r} has no knowledge or expression probes; write some in its traits first.",
+                )
+            if (
+                spec.kind == "judge"
+                and not settings["questions"]
+                and not any(t.expression_probes for t in persona.traits)
+            ):
+                add(
+                    "questions",
+                    f"is empty and persona {persona.id!r} has no expression probes to ask instead; list some questions.",
+                )
         except ValueError as e:
             add("persona", str(e))
     judge_ref = settings.get("judge", "")
     if judge_ref and judge_ref != FALLBACK:
         try:
-            job["judge"] = {"label": judge_ref, "engine": ModelEntry(judge_ref, resolve_model(session, judge_ref, base, resolve)).to_plain()["engine"]}
+            job["judge"] = {
+                "label": judge_ref,
+                "engine": ModelEntry(judge_ref, resolve_model(session, judge_ref, base, resolve)).to_plain()["engine"],
+            }
         except ValueError as e:
             add("judge", str(e))
     if spec.kind == "drift":

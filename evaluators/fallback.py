@@ -50,8 +50,7 @@ class FallbackScorer:
     def compare(self, criterion: str, prompt: str, reply_a: str, reply_b: str, persona: str = "") -> JudgeCall:
         if criterion not in ("persona", "personalization"):
             raise ValueError(
-                f"the judge-free fallback cannot judge {criterion!r}; name a judge engine in "
-                "extra.judge for it."
+                f"the judge-free fallback cannot judge {criterion!r}; name a judge engine in extra.judge for it."
             )
         e = self.embedder.embed([persona, reply_a, reply_b])
         sa, sb = float((e[0] * e[1]).sum()), float((e[0] * e[2]).sum())

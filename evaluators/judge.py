@@ -54,12 +54,8 @@ OUTCOMES = ("win", "tie", "loss")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _VERDICT = re.compile(r"verdict\s*[:=\-]?\s*[\*\"'\[(]*\s*(a|b|tie)\b", re.IGNORECASE)
 _BARE_VERDICT = re.compile(r"^[\s\*\"'\[(]*(a|b|tie)[\s\*\"'\].)!]*$", re.IGNORECASE)
-_LABEL = re.compile(
-    r"label\s*[:=\-]?\s*[\*\"'\[(]*\s*(expressed|not[ _-]?shown|contradicted)\b", re.IGNORECASE
-)
-_BARE_LABEL = re.compile(
-    r"^[\s\*\"'\[(]*(expressed|not[ _-]?shown|contradicted)[\s\*\"'\].)!]*$", re.IGNORECASE
-)
+_LABEL = re.compile(r"label\s*[:=\-]?\s*[\*\"'\[(]*\s*(expressed|not[ _-]?shown|contradicted)\b", re.IGNORECASE)
+_BARE_LABEL = re.compile(r"^[\s\*\"'\[(]*(expressed|not[ _-]?shown|contradicted)[\s\*\"'\].)!]*$", re.IGNORECASE)
 
 
 class PromptFileError(ValueError):
@@ -104,12 +100,14 @@ def load_prompt(name: str, override: str | Path | None = None) -> PromptTemplate
     if missing:
         raise PromptFileError(
             f"the judge prompt {where} lacks the placeholder {{{{{missing[0]}}}}}; it needs "
-            + ", ".join("{{" + p + "}}" for p in sorted(required)) + "."
+            + ", ".join("{{" + p + "}}" for p in sorted(required))
+            + "."
         )
     if unknown:
         raise PromptFileError(
             f"the judge prompt {where} uses the unknown placeholder {{{{{unknown[0]}}}}}; use only "
-            + ", ".join("{{" + p + "}}" for p in sorted(required)) + "."
+            + ", ".join("{{" + p + "}}" for p in sorted(required))
+            + "."
         )
     return PromptTemplate(name, where, text)
 
@@ -144,8 +142,12 @@ def parse_label(text: str) -> str | None:
 
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    kind: {"type": "object", "properties": {key: {"type": "string", "enum": list(values)}},
-           "required": [key], "additionalProperties": False}
+    kind: {
+        "type": "object",
+        "properties": {key: {"type": "string", "enum": list(values)}},
+        "required": [key],
+        "additionalProperties": False,
+    }
     for kind, key, values in (("verdict", "verdict", VERDICTS), ("label", "label", LABELS))
 }
 # Shapes of a schema request, tried in order until the engine accepts one (see OpenAIEngine.chat_reply).
@@ -233,8 +235,9 @@ class Judge:
 
         while self._shapes:
             try:
-                out = self.engine.chat_reply(messages, schema=SCHEMAS[kind], response_format=self._shapes[0],
-                                             schema_name=kind, **sampling)
+                out = self.engine.chat_reply(
+                    messages, schema=SCHEMAS[kind], response_format=self._shapes[0], schema_name=kind, **sampling
+                )
             except EngineError as e:
                 if getattr(e, "rejected", False):  # this shape is not understood: the next one
                     self._shapes.pop(0)
@@ -266,8 +269,7 @@ class Judge:
         answer = parse(raw[0])
         if answer is None:
             self.stats["off_format"] += 1
-            retry = [*messages, {"role": "assistant", "content": raw[0]},
-                     {"role": "user", "content": _REMINDERS[kind]}]
+            retry = [*messages, {"role": "assistant", "content": raw[0]}, {"role": "user", "content": _REMINDERS[kind]}]
             raw.append(self.engine.chat(retry, **sampling))
             self.stats["calls"] += 1
             answer = parse(raw[1])
@@ -338,9 +340,7 @@ class PairResult:
         }
 
 
-def judge_pair(
-    judge: Any, criterion: str, prompt: str, reply_1: str, reply_2: str, persona: str = ""
-) -> PairResult:
+def judge_pair(judge: Any, criterion: str, prompt: str, reply_1: str, reply_2: str, persona: str = "") -> PairResult:
     """Ask `judge` (a Judge, or anything with the same `compare`) in both orders and combine."""
     first = judge.compare(criterion, prompt, reply_1, reply_2, persona)
     second = judge.compare(criterion, prompt, reply_2, reply_1, persona)
@@ -398,4 +398,3 @@ def win_rates(results: Iterable[PairResult | Mapping[str, Any] | str]) -> WinRat
         unparseable=len(outcomes) - n,
         consistency=Rate(sum(agree), len(agree)),
     )
-

@@ -66,8 +66,18 @@ OPEN_PROMPTS = (
 
 # First person to second person, word by word (lower-case keys; the case of the first letter kept).
 _PRONOUNS = {
-    "i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself", "am": "are",
-    "i'm": "you're", "i've": "you've", "i'll": "you'll", "i'd": "you'd", "we": "you", "our": "your",
+    "i": "you",
+    "me": "you",
+    "my": "your",
+    "mine": "yours",
+    "myself": "yourself",
+    "am": "are",
+    "i'm": "you're",
+    "i've": "you've",
+    "i'll": "you'll",
+    "i'd": "you'd",
+    "we": "you",
+    "our": "your",
     "was": "were",
 }
 
@@ -94,9 +104,44 @@ class ProposedProbes:
 
 
 def _content_words(text: str) -> set[str]:
-    stop = {"i", "my", "the", "a", "an", "and", "of", "on", "in", "at", "to", "for", "every", "all", "is",
-            "am", "was", "with", "even", "after", "me", "it", "that", "this", "by", "from", "have", "has",
-            "keep", "keeps", "love", "like", "never", "day", "days", "night"}
+    stop = {
+        "i",
+        "my",
+        "the",
+        "a",
+        "an",
+        "and",
+        "of",
+        "on",
+        "in",
+        "at",
+        "to",
+        "for",
+        "every",
+        "all",
+        "is",
+        "am",
+        "was",
+        "with",
+        "even",
+        "after",
+        "me",
+        "it",
+        "that",
+        "this",
+        "by",
+        "from",
+        "have",
+        "has",
+        "keep",
+        "keeps",
+        "love",
+        "like",
+        "never",
+        "day",
+        "days",
+        "night",
+    }
     return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 2 and w not in stop}
 
 
@@ -148,10 +193,20 @@ MAX_ANSWER_WORDS_APART = 2  # affirming and denying answers of matched length (i
 PROBE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "knowledge": {"type": "array", "minItems": 1, "items": {
-            "type": "object",
-            "properties": {"question": {"type": "string"}, "affirm": {"type": "string"}, "deny": {"type": "string"}},
-            "required": ["question", "affirm", "deny"], "additionalProperties": False}},
+        "knowledge": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "question": {"type": "string"},
+                    "affirm": {"type": "string"},
+                    "deny": {"type": "string"},
+                },
+                "required": ["question", "affirm", "deny"],
+                "additionalProperties": False,
+            },
+        },
         "expression": {"type": "array", "minItems": 1, "items": {"type": "string"}},
     },
     "required": ["knowledge", "expression"],
@@ -160,8 +215,11 @@ PROBE_SCHEMA: dict[str, Any] = {
 
 # What a reply must be as a whole; each probe in it is then judged on its own (one empty answer
 # drops that probe, not the other eleven), by the item schema and the checks below.
-_ENVELOPE = {"type": "object", "required": ["knowledge", "expression"], "properties": {
-    "knowledge": {"type": "array", "items": {"type": "object"}}, "expression": {"type": "array"}}}
+_ENVELOPE = {
+    "type": "object",
+    "required": ["knowledge", "expression"],
+    "properties": {"knowledge": {"type": "array", "items": {"type": "object"}}, "expression": {"type": "array"}},
+}
 
 TEACHER_SYSTEM = (
     "You write evaluation probes that test whether a chat model has taken on a persona. Answer with "
@@ -177,18 +235,22 @@ def teacher_messages(persona: Any, trait: Any, knowledge: int, expression: int) 
     phrases = [*trait.markers, *getattr(trait, "contra_markers", [])]
     return [
         {"role": "system", "content": TEACHER_SYSTEM},
-        {"role": "user", "content": (
-            f"The persona:\n{persona_sheet(persona)}\n\n"
-            f"The trait to test: {trait.text.strip()}\n\n"
-            f"Write {knowledge} knowledge probes for this trait: a question asked to the persona in the second "
-            "person, an answer that affirms the trait and one that denies it. Both answers are written as the "
-            f"persona would say them and differ in length by at most {MAX_ANSWER_WORDS_APART} words, so neither "
-            "wins by being shorter. The question must not give the answer away.\n"
-            f"Write {expression} open everyday questions a person might ask anyone, where someone with this trait "
-            "would naturally show it in their reply. They must not mention the trait"
-            + (f" nor any of these words: {', '.join(phrases)}" if phrases else "") + ".\n"
-            'Reply as {"knowledge": [{"question": ..., "affirm": ..., "deny": ...}], "expression": [...]}.'
-        )},
+        {
+            "role": "user",
+            "content": (
+                f"The persona:\n{persona_sheet(persona)}\n\n"
+                f"The trait to test: {trait.text.strip()}\n\n"
+                f"Write {knowledge} knowledge probes for this trait: a question asked to the persona in the second "
+                "person, an answer that affirms the trait and one that denies it. Both answers are written as the "
+                f"persona would say them and differ in length by at most {MAX_ANSWER_WORDS_APART} words, so neither "
+                "wins by being shorter. The question must not give the answer away.\n"
+                f"Write {expression} open everyday questions a person might ask anyone, where someone with this trait "
+                "would naturally show it in their reply. They must not mention the trait"
+                + (f" nor any of these words: {', '.join(phrases)}" if phrases else "")
+                + ".\n"
+                'Reply as {"knowledge": [{"question": ..., "affirm": ..., "deny": ...}], "expression": [...]}.'
+            ),
+        },
     ]
 
 
@@ -214,9 +276,15 @@ def check_prompt(prompt: str, trait: Any) -> str | None:
     return f"it names {hits[0]!r}" if hits else None
 
 
-def write_probes_with_teacher(persona: Any, teacher: Any, knowledge: int = 6, expression: int = 8,
-                              seed: int = 0, response_format: str = "json_schema",
-                              max_tokens: int = 900) -> list[ProposedProbes]:
+def write_probes_with_teacher(
+    persona: Any,
+    teacher: Any,
+    knowledge: int = 6,
+    expression: int = 8,
+    seed: int = 0,
+    response_format: str = "json_schema",
+    max_tokens: int = 900,
+) -> list[ProposedProbes]:
     """Probes written by `teacher` (a `trainers.generate.llm.Teacher`), one request per trait under
     PROBE_SCHEMA; each kept only when it passes the checks, new to the trait and the reply; a trait
     left short is topped up from the templates. `notes` say how many came from where and why any
@@ -229,9 +297,13 @@ def write_probes_with_teacher(persona: Any, teacher: Any, knowledge: int = 6, ex
     for n, trait in enumerate(persona.traits):
         proposed = ProposedProbes(trait.id)
         dropped: list[str] = []
-        reply = teacher.request(teacher_messages(persona, trait, knowledge, expression), max_tokens,
-                                (seed * 7919 + n) % 2**31, PROBE_SCHEMA if response_format != "off" else None,
-                                response_format)
+        reply = teacher.request(
+            teacher_messages(persona, trait, knowledge, expression),
+            max_tokens,
+            (seed * 7919 + n) % 2**31,
+            PROBE_SCHEMA if response_format != "off" else None,
+            response_format,
+        )
         obj, why = parse_reply(reply.text, reply.finish_reason, _ENVELOPE) if reply else (None, "the request failed")
         if obj is None:
             dropped.append(f"the reply: {why}")
@@ -283,8 +355,9 @@ def write_probes_with_teacher(persona: Any, teacher: Any, knowledge: int = 6, ex
     return out
 
 
-def probes_by_engine(persona: Any, engine_spec: Any, knowledge: int = 6, expression: int = 8, seed: int = 0,
-                     engine_opener: Any = None) -> list[ProposedProbes]:
+def probes_by_engine(
+    persona: Any, engine_spec: Any, knowledge: int = 6, expression: int = 8, seed: int = 0, engine_opener: Any = None
+) -> list[ProposedProbes]:
     """Open the session's engine `engine_spec` as the teacher, write the probes, close it.
     Constrained to PROBE_SCHEMA where the engine can be (json_schema for endpoints and llama.cpp),
     parsed strictly either way. TeacherError (one sentence naming the engine) when it cannot be
@@ -324,8 +397,11 @@ def apply(persona: Persona, proposals: Iterable[ProposedProbes]) -> int:
 
 
 def _sentences(text: str) -> list[str]:
-    return [s for s in (" ".join(x.lower().split()).strip(" \"'") for x in re.split(r"(?<=[.!?])\s+|\n", text))
-            if len(s.split()) >= 3]
+    return [
+        s
+        for s in (" ".join(x.lower().split()).strip(" \"'") for x in re.split(r"(?<=[.!?])\s+|\n", text))
+        if len(s.split()) >= 3
+    ]
 
 
 def _texts(record: Any) -> Iterable[str]:
@@ -367,9 +443,14 @@ def training_repeats(persona: Persona, data: Sequence[str | Path]) -> list[tuple
 
 
 def proposals_to_plain(proposals: Iterable[ProposedProbes]) -> list[dict[str, Any]]:
-    return [{"trait": p.trait, "knowledge": [{"question": k.question, "affirm": k.affirm, "deny": k.deny}
-                                             for k in p.knowledge], "expression": list(p.expression)}
-            for p in proposals]
+    return [
+        {
+            "trait": p.trait,
+            "knowledge": [{"question": k.question, "affirm": k.affirm, "deny": k.deny} for k in p.knowledge],
+            "expression": list(p.expression),
+        }
+        for p in proposals
+    ]
 
 
 def dumps(proposals: Iterable[ProposedProbes]) -> str:

@@ -41,8 +41,6 @@ FLAG_OK = "ok"
 FLAG_NO_DATA = "no probes"
 
 
-
-
 @dataclass(frozen=True)
 class Rate:
     """k of n, with its Wilson 95% interval."""
@@ -150,8 +148,13 @@ class KnowledgeCell:
 
     def to_dict(self) -> dict[str, Any]:
         # Both verdicts are kept, so the length bias of the summed score stays measurable.
-        return {**asdict(self), "knows": self.knows, "knows_total": self.knows_total,
-                "knows_mean": self.knows_mean, "kind": "knowledge"}
+        return {
+            **asdict(self),
+            "knows": self.knows,
+            "knows_total": self.knows_total,
+            "knows_mean": self.knows_mean,
+            "kind": "knowledge",
+        }
 
 
 def knowledge_cells(
@@ -179,9 +182,17 @@ def knowledge_cells(
                     "answer; write both answers."
                 )
             cell = KnowledgeCell(
-                model=model, trait=trait.id, probe=i, question=probe.question,
-                affirm=probe.affirm, deny=probe.deny, logp_affirm=sum(a), logp_deny=sum(d),
-                tokens_affirm=len(a), tokens_deny=len(d), by=by,
+                model=model,
+                trait=trait.id,
+                probe=i,
+                question=probe.question,
+                affirm=probe.affirm,
+                deny=probe.deny,
+                logp_affirm=sum(a),
+                logp_deny=sum(d),
+                tokens_affirm=len(a),
+                tokens_deny=len(d),
+                by=by,
             )
             cells.append(cell)
             if on_cell:
@@ -475,15 +486,22 @@ def knowledge_comparison(
         d = len(keys) - a - b - c
         n = len(keys)
         row: dict[str, Any] = {
-            "trait": name, "n": n, "run": Rate(a + b, n).to_dict(), "base": Rate(a + c, n).to_dict(),
+            "trait": name,
+            "n": n,
+            "run": Rate(a + b, n).to_dict(),
+            "base": Rate(a + c, n).to_dict(),
             "paired": {"both": a, "run_only": b, "base_only": c, "neither": d},
-            "diff": (b - c) / n if n else None, "interval": list(newcombe_paired_diff(a, b, c, d)) if n else None,
+            "diff": (b - c) / n if n else None,
+            "interval": list(newcombe_paired_diff(a, b, c, d)) if n else None,
         }
         if not n:
             row.update(p=None, verdict=UNDECIDED, why="no knowledge probes scored by both models")
         elif best_mcnemar_p(n) >= ALPHA:
-            row.update(p=mcnemar_exact(b, c), verdict=UNDECIDED,
-                       why=f"{n} probe(s): even all flipping gives p {best_mcnemar_p(n):.3g}; write at least 6")
+            row.update(
+                p=mcnemar_exact(b, c),
+                verdict=UNDECIDED,
+                why=f"{n} probe(s): even all flipping gives p {best_mcnemar_p(n):.3g}; write at least 6",
+            )
         else:
             p = mcnemar_exact(b, c)
             row.update(p=p, verdict=_verdict(b - c, p), why="")
@@ -492,7 +510,13 @@ def knowledge_comparison(
     shared = sorted(set(mine) & set(theirs), key=lambda k: (str(k[0]), int(k[1] or 0)))
     overall = compare(shared, "all traits")
     per_trait = [compare([k for k in shared if k[0] == t], t) for t in traits]
-    return {"model": model, "base": base, "overall": overall, "traits": per_trait, "test": "exact McNemar (paired on probes)"}
+    return {
+        "model": model,
+        "base": base,
+        "overall": overall,
+        "traits": per_trait,
+        "test": "exact McNemar (paired on probes)",
+    }
 
 
 def expression_comparison(
@@ -514,15 +538,20 @@ def expression_comparison(
         kb = sum(_get(c, "label") == EXPRESSED for c in b)
         nr, nb = len(r), len(b)
         row: dict[str, Any] = {
-            "trait": t, "run": Rate(kr, nr).to_dict(), "base": Rate(kb, nb).to_dict(),
+            "trait": t,
+            "run": Rate(kr, nr).to_dict(),
+            "base": Rate(kb, nb).to_dict(),
             "contradicted_run": sum(_get(c, "label") == CONTRADICTED for c in r),
             "contradicted_base": sum(_get(c, "label") == CONTRADICTED for c in b),
             "diff": (kr / nr - kb / nb) if nr and nb else None,
             "interval": list(newcombe_diff(kr, nr, kb, nb)) if nr and nb else None,
-            "p": fisher_exact(kr, nr - kr, kb, nb - kb) if nr and nb else None, "why": "",
+            "p": fisher_exact(kr, nr - kr, kb, nb - kb) if nr and nb else None,
+            "why": "",
         }
         if not nr or not nb:
-            row["why"] = "no scored replies from " + ("either model" if not nr and not nb else "the run" if not nr else "the base")
+            row["why"] = "no scored replies from " + (
+                "either model" if not nr and not nb else "the run" if not nr else "the base"
+            )
         rows.append(row)
     m = sum(1 for row in rows if not row["why"])
     for row in rows:
@@ -530,11 +559,17 @@ def expression_comparison(
             continue
         best = best_fisher_p(row["run"]["n"], row["base"]["n"])
         if best * m >= ALPHA:
-            row["why"] = (f"{row['run']['n']}+{row['base']['n']} replies: even all vs none gives p {best:.2g}, "
-                          f"Holm over {m} traits needs < {ALPHA / m:.2g}; sample more")
+            row["why"] = (
+                f"{row['run']['n']}+{row['base']['n']} replies: even all vs none gives p {best:.2g}, "
+                f"Holm over {m} traits needs < {ALPHA / m:.2g}; sample more"
+            )
     decided = [row["p"] if not row["why"] else None for row in rows]
     for row, adj in zip(rows, holm(decided)):
         row["p_holm"] = adj
         row["verdict"] = UNDECIDED if row["why"] else _verdict(row["diff"], adj)
-    return {"model": model, "base": base, "traits": rows,
-            "test": "Fisher's exact per trait, Holm-adjusted across traits"}
+    return {
+        "model": model,
+        "base": base,
+        "traits": rows,
+        "test": "Fisher's exact per trait, Holm-adjusted across traits",
+    }

@@ -59,12 +59,14 @@ def job_engine(workspace: Path, job_id: str, label: str = "") -> EngineSpec:
     from trainers.export_job import resolve_source
 
     source = resolve_source({"train_job": job_id}, Path(workspace))
-    return EngineSpec(id=label or f"{JOB_PREFIX}{job_id}", kind="transformers",
-                      model=source["base_model"], adapter=source["adapter"])
+    return EngineSpec(
+        id=label or f"{JOB_PREFIX}{job_id}", kind="transformers", model=source["base_model"], adapter=source["adapter"]
+    )
 
 
-def run_engine(workspace: Path, run_id: str, label: str = "",
-               statuses: list[jobs.JobStatus] | None = None) -> EngineSpec:
+def run_engine(
+    workspace: Path, run_id: str, label: str = "", statuses: list[jobs.JobStatus] | None = None
+) -> EngineSpec:
     """Run `run_id` by the preference order (steps 2 and 3); ValueError saying what to do when
     it has nothing to score yet. `statuses`: the workspace's jobs when already listed."""
     from trainers.export_job import find_train_job
@@ -89,8 +91,10 @@ def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
     report = read_report(job_dir)
     if not report or not report.get("ok"):
         why = f" ({report['error']})" if report and report.get("error") else ""
-        raise ValueError(f"export job {job_id!r} has no finished export in {Path(workspace) / 'jobs'}{why}; "
-                         "run persona-tui export first.")
+        raise ValueError(
+            f"export job {job_id!r} has no finished export in {Path(workspace) / 'jobs'}{why}; "
+            "run persona-tui export first."
+        )
     files = report.get("files", [])
     if gtype == "lora":
         lora = next((f for f in files if f["kind"] == "lora"), None)
@@ -107,8 +111,9 @@ def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
     return EngineSpec(id=label, kind="llamacpp", model=str(job_dir / ggufs[gtype]["path"]))
 
 
-def run_resolver(session: Session, workspace: Path, pinned: Mapping[str, str] | None = None,
-                 base_model: str | None = None) -> Callable[[str], EngineSpec | None]:
+def run_resolver(
+    session: Session, workspace: Path, pinned: Mapping[str, str] | None = None, base_model: str | None = None
+) -> Callable[[str], EngineSpec | None]:
     """The `resolve` callable for evaluators.eval_spec: an EngineSpec for `base`, `run:ID`, a
     bare run id, `job:ID` and `export:ID[:TYPE]`; None for refs it does not know (engine ids and
     models named directly are eval_spec's). `pinned` maps a run id to the training job to score."""
@@ -118,15 +123,15 @@ def run_resolver(session: Session, workspace: Path, pinned: Mapping[str, str] | 
     def resolve(ref: str) -> EngineSpec | None:
         if ref == BASE:
             return base_engine(base_model or base_model_of(session))
-        run_id = ref[len(RUN_PREFIX):] if ref.startswith(RUN_PREFIX) else ref if session.run(ref) else None
+        run_id = ref[len(RUN_PREFIX) :] if ref.startswith(RUN_PREFIX) else ref if session.run(ref) else None
         if run_id is not None:
             if run_id in pinned:
                 return job_engine(workspace, pinned[run_id], ref)
             return run_engine(workspace, run_id, ref)
         if ref.startswith(JOB_PREFIX):
-            return job_engine(workspace, ref[len(JOB_PREFIX):], ref)
+            return job_engine(workspace, ref[len(JOB_PREFIX) :], ref)
         if ref.startswith(EXPORT_PREFIX):
-            return export_engine(workspace, ref[len(EXPORT_PREFIX):], ref)
+            return export_engine(workspace, ref[len(EXPORT_PREFIX) :], ref)
         return None
 
     return resolve
@@ -165,8 +170,11 @@ def finished_train_jobs(workspace: Path) -> list[tuple[str, str]]:
     if not Path(workspace).is_dir():
         return out
     for status in jobs.list_jobs(workspace):
-        if status.kind == "train" and status.state == "finished" and \
-                (status.dir / "adapter" / "adapter_config.json").is_file():
+        if (
+            status.kind == "train"
+            and status.state == "finished"
+            and (status.dir / "adapter" / "adapter_config.json").is_file()
+        ):
             try:
                 run = jobs.read_spec(status.dir).get("run")
             except ValueError:

@@ -67,8 +67,9 @@ def reference_table(scores: Mapping[str, Any]) -> Table:
     """The prior work's metrics as rows and the models as columns: nine metrics side by side never
     fitted 80 columns (numbers were cut), a model per column does for any sensible count of models."""
     rows = list(scores.get("rows", []))
-    table = Table(title=f"Reference metrics · {scores.get('eval', '')}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title=f"Reference metrics · {scores.get('eval', '')}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+    )
     table.add_column("Metric", no_wrap=True)
     for row in rows:
         table.add_column(row["model"], justify="right", overflow="fold")
@@ -83,10 +84,10 @@ def reference_table(scores: Mapping[str, Any]) -> Table:
         if row.get("error"):
             errors.append(f"{row['model']}: {row['error']}")
     for label, get, fmt in REFERENCE_METRICS:
-        table.add_row(label, *("–" if r.get("error") else _num(get(r), fmt) if label != "n" else str(get(r))
-                               for r in rows))
-    notes = ["BLEU: sacrebleu corpus (13a)", "ROUGE-L: rouge-score F, no stemming",
-             "F1: unigram, ParlAI normalisation"]
+        table.add_row(
+            label, *("–" if r.get("error") else _num(get(r), fmt) if label != "n" else str(get(r)) for r in rows)
+        )
+    notes = ["BLEU: sacrebleu corpus (13a)", "ROUGE-L: rouge-score F, no stemming", "F1: unigram, ParlAI normalisation"]
     if bert_model:
         notes.append(f"BERTScore: {bert_model}, not rescaled")
     if hits:
@@ -213,15 +214,24 @@ def comparison_tables(scores: Mapping[str, Any]) -> list[Table]:
             t.add_column("Verdict", overflow="fold")
             why = []
             for row in [know["overall"], *know["traits"]]:
-                t.add_row(Text(row["trait"], style="bold" if row is know["overall"] else ""), _kn(row["run"]),
-                          _kn(row["base"]), _diff(row), _p(row.get("p")), _verdict_cell(row))
+                t.add_row(
+                    Text(row["trait"], style="bold" if row is know["overall"] else ""),
+                    _kn(row["run"]),
+                    _kn(row["base"]),
+                    _diff(row),
+                    _p(row.get("p")),
+                    _verdict_cell(row),
+                )
                 if row.get("why"):
                     why.append(f"{row['trait']}: {row['why']}")
             by = scores.get("knowledge_by", "mean")
-            t.caption = "\n".join([
-                f"Knows: log P(affirm) > log P(deny), {'per-token mean' if by == 'mean' else 'summed'} over the "
-                "answer. Diff: run − base in points, Newcombe 95% CI (paired). p: exact McNemar.",
-                *(f"undecided · {w}" for w in why)])
+            t.caption = "\n".join(
+                [
+                    f"Knows: log P(affirm) > log P(deny), {'per-token mean' if by == 'mean' else 'summed'} over the "
+                    "answer. Diff: run − base in points, Newcombe 95% CI (paired). p: exact McNemar.",
+                    *(f"undecided · {w}" for w in why),
+                ]
+            )
             t.caption_justify = "left"
             tables.append(t)
         expr = cmp.get("expression")
@@ -233,16 +243,26 @@ def comparison_tables(scores: Mapping[str, Any]) -> list[Table]:
             t.add_column("Verdict", overflow="fold")
             why = []
             for row in expr["traits"]:
-                t.add_row(row["trait"], _kn(row["run"]), _kn(row["base"]), _diff(row), _p(row.get("p")),
-                          _p(row.get("p_holm")), _verdict_cell(row))
+                t.add_row(
+                    row["trait"],
+                    _kn(row["run"]),
+                    _kn(row["base"]),
+                    _diff(row),
+                    _p(row.get("p")),
+                    _p(row.get("p_holm")),
+                    _verdict_cell(row),
+                )
                 if row.get("why"):
                     why.append(f"{row['trait']}: {row['why']}")
             ups = sum(r.get("verdict") == "up" for r in expr["traits"])
-            t.caption = "\n".join([
-                f"Shows: replies labelled expressed by {scores.get('labeller') or scorer} (the labeller fixed in "
-                "the spec). Diff: Newcombe 95% CI. p: Fisher's exact; Holm: adjusted across traits. "
-                f"Up after Holm: {ups} of {len(expr['traits'])} traits.",
-                *(f"undecided · {w}" for w in why)])
+            t.caption = "\n".join(
+                [
+                    f"Shows: replies labelled expressed by {scores.get('labeller') or scorer} (the labeller fixed in "
+                    "the spec). Diff: Newcombe 95% CI. p: Fisher's exact; Holm: adjusted across traits. "
+                    f"Up after Holm: {ups} of {len(expr['traits'])} traits.",
+                    *(f"undecided · {w}" for w in why),
+                ]
+            )
             t.caption_justify = "left"
             tables.append(t)
         ctrl = cmp.get("controls")
@@ -257,12 +277,18 @@ def comparison_tables(scores: Mapping[str, Any]) -> list[Table]:
             rules = []
             for c in ctrl:
                 passed = c.get("passed")
-                result = Text("pass" if passed else "FAIL" if passed is not None else "not run",
-                              style="bold green" if passed else "bold red" if passed is not None else "yellow")
+                result = Text(
+                    "pass" if passed else "FAIL" if passed is not None else "not run",
+                    style="bold green" if passed else "bold red" if passed is not None else "yellow",
+                )
                 if c["control"] == "general ability" and passed is not None:
                     cells = [f"{c['run_ppl']:.2f}", f"{c['base_ppl']:.2f}", f"×{c['ratio']:.2f}", f"≤ ×{c['bound']:g}"]
                 elif passed is not None:
-                    bound = f"±{c['margin'] * 100:.0f}" if c["control"] == "unrelated persona" else f"≤ +{c['margin'] * 100:.0f}"
+                    bound = (
+                        f"±{c['margin'] * 100:.0f}"
+                        if c["control"] == "unrelated persona"
+                        else f"≤ +{c['margin'] * 100:.0f}"
+                    )
                     cells = [_kn(c["run"]), _kn(c["base"]), _diff(c), bound]
                 else:
                     cells = ["–"] * 4
@@ -286,8 +312,13 @@ def _judge_rate(d: Mapping[str, Any] | None, bold: bool = False) -> Text:
 def judge_table(scores: Mapping[str, Any]) -> Table:
     kind = scores.get("kind", "judge")
     title = "Persona tailoring" if kind == "tailoring" else "Pairwise judge"
-    table = Table(title=f"{title} · {scores.get('judge', '')} · {scores.get('eval', '')}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    table = Table(
+        title=f"{title} · {scores.get('judge', '')} · {scores.get('eval', '')}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
     # Names fold and rates wrap at their spaces, so the ten columns fit 80 and no number is cut.
     table.add_column("Model", overflow="fold", min_width=6, max_width=20)
     table.add_column("vs", overflow="fold", min_width=4, max_width=14)
@@ -301,8 +332,12 @@ def judge_table(scores: Mapping[str, Any]) -> Table:
         criterion = row["criterion"] + (f" ({row.get('group') or 'all'})" if kind == "tailoring" else "")
         cons = row.get("consistency") or {}
         table.add_row(
-            row["model"], row["baseline"], criterion,
-            _judge_rate(row["win"], bold=True), _judge_rate(row["tie"]), _judge_rate(row["loss"]),
+            row["model"],
+            row["baseline"],
+            criterion,
+            _judge_rate(row["win"], bold=True),
+            _judge_rate(row["tie"]),
+            _judge_rate(row["loss"]),
             str(row.get("n", 0)),
             Text(str(row.get("unparseable", 0)), style="red" if row.get("unparseable") else ""),
             f"{cons['rate']:.0%}" if cons.get("n") else "–",
@@ -325,7 +360,9 @@ def matrix_table(scores: Mapping[str, Any]) -> Table:
         table.add_column(d, justify="right")
     for row in scores.get("rows", []):
         values = row.get("values", {})
-        best = {d: min((r["values"][d] for r in scores["rows"] if d in r.get("values", {})), default=None) for d in data}
+        best = {
+            d: min((r["values"][d] for r in scores["rows"] if d in r.get("values", {})), default=None) for d in data
+        }
         cells = []
         for d in data:
             v = values.get(d)
@@ -420,38 +457,59 @@ def agreement_tables(report: Mapping[str, Any]) -> list[Table]:
     short = {"expressed": "e", "not_shown": "n", "contradicted": "c"}
     labels = [short.get(lab, lab) for lab in report.get("labels", [])]
     who = ", ".join(report.get("annotators", [])) or "nobody yet"
-    traits = Table(title=f"Machine labels vs people, per trait · annotators: {who}", title_justify="left",
-                   box=box.SIMPLE_HEAD)
+    traits = Table(
+        title=f"Machine labels vs people, per trait · annotators: {who}", title_justify="left", box=box.SIMPLE_HEAD
+    )
     confusion_col = "machine×human " + "/".join(labels)
     for col in ("Trait", "pairs", "κ", "agree", confusion_col, "scorer"):
-        traits.add_column(col, justify="right" if col in ("pairs", "agree") else "left",
-                          no_wrap=col == confusion_col, overflow="fold" if col in ("Trait", "scorer") else "ellipsis")
+        traits.add_column(
+            col,
+            justify="right" if col in ("pairs", "agree") else "left",
+            no_wrap=col == confusion_col,
+            overflow="fold" if col in ("Trait", "scorer") else "ellipsis",
+        )
     unscored = 0
     for t in report.get("traits", []):
         conf = " ".join("/".join(str(c) for c in row) for row in t.get("confusion", []))  # 12/3, never 123
         kappa = t.get("kappa")
         reading = _kappa_word(kappa) if t["n"] else "no pairs"
-        traits.add_row(t["trait"], str(t["n"]), Text.assemble((_num(kappa), "bold"), _ci(t.get("kappa_ci")), f"\n{reading}"),
-                       _num(t.get("agreement"), "{:.0%}"), conf, ", ".join(t.get("scorers", [])) or "–")
+        traits.add_row(
+            t["trait"],
+            str(t["n"]),
+            Text.assemble((_num(kappa), "bold"), _ci(t.get("kappa_ci")), f"\n{reading}"),
+            _num(t.get("agreement"), "{:.0%}"),
+            conf,
+            ", ".join(t.get("scorers", [])) or "–",
+        )
         unscored += int(t.get("unscored", 0))
     notes = [f"confusion: one group per machine label ({'/'.join(labels)}), counts by the person's label."]
     if unscored:
         notes.append(f"{unscored} person label(s) left out: the machine's label was unparseable.")
     if not report.get("traits"):
-        notes = ["No trait has both a machine label and a person's label yet: label expression replies "
-                 "of a traits evaluation in the Annotate tab."]
+        notes = [
+            "No trait has both a machine label and a person's label yet: label expression replies "
+            "of a traits evaluation in the Annotate tab."
+        ]
     traits.caption = "\n".join(notes)
     traits.caption_justify = "left"
-    metrics = Table(title=f"Automatic metrics vs people's consistency ratings ({report.get('rated', 0)} "
-                    "outputs rated)", title_justify="left", box=box.SIMPLE_HEAD)
+    metrics = Table(
+        title=f"Automatic metrics vs people's consistency ratings ({report.get('rated', 0)} outputs rated)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
     for col in ("Metric", "rated outputs", "Spearman ρ"):
         metrics.add_column(col, justify="left" if col == "Metric" else "right")
     for m in report.get("metrics", []):
         rho = m.get("rho")
-        metrics.add_row(m["metric"], str(m["n"]), Text.assemble((_num(rho), "bold" if rho is not None else "dim"),
-                                                                _ci(m.get("rho_ci"))))
-    metrics.caption = ("ρ near 0: the metric does not track what people see; undefined (–) when either "
-                       "side is constant or fewer than two outputs are rated. [ ]: bootstrap 95% interval.")
+        metrics.add_row(
+            m["metric"],
+            str(m["n"]),
+            Text.assemble((_num(rho), "bold" if rho is not None else "dim"), _ci(m.get("rho_ci"))),
+        )
+    metrics.caption = (
+        "ρ near 0: the metric does not track what people see; undefined (–) when either "
+        "side is constant or fewer than two outputs are rated. [ ]: bootstrap 95% interval."
+    )
     metrics.caption_justify = "left"
     return [keep_numbers_whole(t) for t in (traits, metrics, *people_tables(report.get("people") or {}))]
 
@@ -470,19 +528,29 @@ def people_tables(people: Mapping[str, Any]) -> list[Any]:
         return []
     who = ", ".join(people.get("annotators", [])) or "nobody yet"
     two = len(people.get("annotators", [])) == 2
-    table = Table(title=f"People vs people · annotators: {who}", title_justify="left", box=box.SIMPLE_HEAD,
-                  min_width=72)
+    table = Table(
+        title=f"People vs people · annotators: {who}", title_justify="left", box=box.SIMPLE_HEAD, min_width=72
+    )
     cols = ["Labels", "items", "Krippendorff α"] + (["Cohen κ"] if two else [])
     for col in cols:
-        table.add_column(col, justify="right" if col == "items" else "left", no_wrap=col != "Labels",
-                         overflow="fold" if col == "Labels" else "ellipsis")
+        table.add_column(
+            col,
+            justify="right" if col == "items" else "left",
+            no_wrap=col != "Labels",
+            overflow="fold" if col == "Labels" else "ellipsis",
+        )
 
     def cells(row: Mapping[str, Any]) -> list[Any]:
-        out: list[Any] = [str(row.get("items", 0)),
-                          Text.assemble((_num(row.get("alpha")), "bold"), _ci(row.get("alpha_ci")))]
+        out: list[Any] = [
+            str(row.get("items", 0)),
+            Text.assemble((_num(row.get("alpha")), "bold"), _ci(row.get("alpha_ci"))),
+        ]
         if two:
-            out.append(Text.assemble((_num(row.get("kappa")), "bold"), _ci(row.get("kappa_ci")),
-                                     f"\n{_kappa_word(row.get('kappa'))}"))
+            out.append(
+                Text.assemble(
+                    (_num(row.get("kappa")), "bold"), _ci(row.get("kappa_ci")), f"\n{_kappa_word(row.get('kappa'))}"
+                )
+            )
         return out
 
     for row in people.get("traits", []):
@@ -491,8 +559,10 @@ def people_tables(people: Mapping[str, Any]) -> list[Any]:
         table.add_row("consistency 1-5 (ordinal)", *cells(people["consistency"]))
     boot = people.get("bootstrap") or {}
     notes = list(people.get("notes", []))
-    notes.append(f"Items labelled by at least two people; [ ]: bootstrap 95% interval ({boot.get('reps', '?')} "
-                 f"resamples of the items, seed {boot.get('seed', '?')}); – when undefined.")
+    notes.append(
+        f"Items labelled by at least two people; [ ]: bootstrap 95% interval ({boot.get('reps', '?')} "
+        f"resamples of the items, seed {boot.get('seed', '?')}); – when undefined."
+    )
     table.caption = "\n".join(notes)
     table.caption_justify = "left"
     return [table]

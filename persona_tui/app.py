@@ -90,10 +90,7 @@ class PersonaApp(App):
         # Textual's default makes ctrl+c only hint at ctrl+q; over SSH people press ctrl+c.
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("ctrl+s", "save", "Save", show=False),
-        *(
-            Binding(str(n), f"show_tab('{tab_id}')", title, show=False)
-            for n, (tab_id, title, _) in enumerate(TABS, 1)
-        ),
+        *(Binding(str(n), f"show_tab('{tab_id}')", title, show=False) for n, (tab_id, title, _) in enumerate(TABS, 1)),
     ]
 
     def __init__(self, session_file: SessionFile, *, initial_tab: str = "personas") -> None:
@@ -133,7 +130,9 @@ class PersonaApp(App):
             self.log.error(f"pane {spec} failed", error)
             return PaneFailed(
                 f"This tab could not be loaded: {type(error).__name__}: {error}",
-                id=f"{tab_id}-pane", classes="pane-failed", markup=False,
+                id=f"{tab_id}-pane",
+                classes="pane-failed",
+                markup=False,
             )
         return pane
 
@@ -362,7 +361,11 @@ class PersonaApp(App):
             ("Duplicate persona", "Copy the selected persona under a new id", "duplicate_persona"),
             ("Rename persona", "Change the selected persona's id", "rename_persona"),
             ("Delete persona", "Delete the selected persona (asks first)", "delete_persona"),
-            ("Import Character Card", "Add a persona from a Character Card V2 JSON or a .txt persona list", "import_card"),
+            (
+                "Import Character Card",
+                "Add a persona from a Character Card V2 JSON or a .txt persona list",
+                "import_card",
+            ),
             ("Export Character Card", "Write the selected persona as a Character Card V2 JSON", "export_card"),
         ]
         for title, help, action in persona_commands:
@@ -370,7 +373,8 @@ class PersonaApp(App):
         yield SystemCommand("Save session", f"Write {self.session_file.path.name} now", self.action_save)
         for n, (tab_id, title, _) in enumerate(TABS, 1):
             yield SystemCommand(
-                f"Show {title} tab", f"Switch to the {title} tab (key {n})",
+                f"Show {title} tab",
+                f"Switch to the {title} tab (key {n})",
                 lambda tab_id=tab_id: self.run_worker(self.action_show_tab(tab_id)),
             )
 
@@ -383,8 +387,7 @@ def make_app(session_path: Path | SessionFile | None, *, initial_tab: str = "per
     """
     if session_path is None:
         raise SessionError(
-            "no session file named; open one (persona-tui SESSION.toml) or create one with "
-            "'persona-tui new PATH'."
+            "no session file named; open one (persona-tui SESSION.toml) or create one with 'persona-tui new PATH'."
         )
     if isinstance(session_path, SessionFile):
         return PersonaApp(session_path, initial_tab=initial_tab)

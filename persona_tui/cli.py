@@ -109,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a bug: one sentence for the person, the traceback on request
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"persona-tui: internal error ({type(error).__name__}: {error}); this is a bug: rerun with "
-              f"{DEBUG_ENV}=1 for the traceback and report it.", file=sys.stderr)
+        print(
+            f"persona-tui: internal error ({type(error).__name__}: {error}); this is a bug: rerun with "
+            f"{DEBUG_ENV}=1 for the traceback and report it.",
+            file=sys.stderr,
+        )
         return 70  # EX_SOFTWARE
 
 

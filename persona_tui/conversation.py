@@ -63,11 +63,17 @@ def engine_from_ref(ref: str, session: Session | None = None, workspace: Path | 
         return EngineSpec(id=ref, kind="llamacpp", model=ref)
     if kind == "gguf" and body:
         model, lora = _split_plus(body, "lora")
-        return EngineSpec(id=ref, kind="llamacpp", model=str(Path(model).expanduser()),
-                          adapter=str(Path(lora).expanduser()) if lora else "")
+        return EngineSpec(
+            id=ref,
+            kind="llamacpp",
+            model=str(Path(model).expanduser()),
+            adapter=str(Path(lora).expanduser()) if lora else "",
+        )
     if kind == "hf" and body:
         model, adapter = _split_plus(body, "adapter")
-        return EngineSpec(id=ref, kind="transformers", model=model, adapter=str(Path(adapter).expanduser()) if adapter else "")
+        return EngineSpec(
+            id=ref, kind="transformers", model=model, adapter=str(Path(adapter).expanduser()) if adapter else ""
+        )
     if kind == "openai" and body:
         url, _, model = body.partition("#")
         return EngineSpec(id=ref, kind="openai", base_url=url, model=model)

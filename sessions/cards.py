@@ -91,9 +91,18 @@ def import_card(path: str | Path, taken: Iterable[str] = ()) -> Persona:
 def card_to_persona(obj: Any, source: str = "the card", taken: Iterable[str] = ()) -> Persona:
     """A Persona from a parsed card object (see import_card)."""
     data = _card_data(obj, source)
-    for key in ("description", "personality", "scenario", "first_mes", "mes_example",
-                "creator_notes", "system_prompt", "post_history_instructions", "creator",
-                "character_version"):
+    for key in (
+        "description",
+        "personality",
+        "scenario",
+        "first_mes",
+        "mes_example",
+        "creator_notes",
+        "system_prompt",
+        "post_history_instructions",
+        "creator",
+        "character_version",
+    ):
         if key in data and not isinstance(data[key], str):
             raise CardError(f"{source}: data.{key} should be text, not {codec.describe(data[key])}; fix the card.")
     for key in _LISTS:
@@ -141,7 +150,7 @@ def card_to_persona(obj: Any, source: str = "the card", taken: Iterable[str] = (
 def _card_data(obj: Any, source: str) -> dict:
     if not isinstance(obj, dict):
         raise CardError(
-            f'{source} is not a Character Card: it holds {codec.describe(obj)}, not an object with '
+            f"{source} is not a Character Card: it holds {codec.describe(obj)}, not an object with "
             f'"spec": "{SPEC_V2}"; pick a card exported as JSON.'
         )
     spec = obj.get("spec")
@@ -297,7 +306,7 @@ def _loadable(card: dict) -> dict:
     """The card values as JSON has them (see _storable)."""
     out = {k: copy.deepcopy(v) for k, v in card.items() if k not in (JSON_KEY, NULLS_KEY)}
     nulls = card.get(NULLS_KEY)
-    for key, paths in (nulls.items() if isinstance(nulls, dict) else ()):
+    for key, paths in nulls.items() if isinstance(nulls, dict) else ():
         for path in paths if isinstance(paths, list) else ():
             _put_null(out, [key, *path])
     stored = card.get(JSON_KEY)
@@ -382,7 +391,7 @@ def read_persona_list(path: str | Path, taken: Iterable[str] = ()) -> Persona:
     path = Path(path)
     data = _read_bytes(path, "a persona list")
     if b"\x00" in data:
-        raise CardError(f"{path} is a binary file, not a persona list; write one \"I …\" sentence per line.")
+        raise CardError(f'{path} is a binary file, not a persona list; write one "I …" sentence per line.')
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -172,9 +172,7 @@ def decode(cls: type, data: Any, keys: Keys, problems: list) -> Any:
             elif info.required:
                 kwargs[name] = _placeholder(info.type)
         elif info.required:
-            problems.append(
-                (keys + (name,), f"is missing; add {_example(name, info.type)}.")
-            )
+            problems.append((keys + (name,), f"is missing; add {_example(name, info.type)}."))
             kwargs[name] = _placeholder(info.type)
     unknown = {k: v for k, v in data.items() if k not in fields or k == "extra"}
     if "extra" in fields:
@@ -226,9 +224,7 @@ def _decode_value(tp: Any, value: Any, keys: Keys, name: str, problems: list) ->
         return _storable(value, keys, problems), value
 
     def wrong() -> tuple[bool, Any]:
-        problems.append(
-            (keys, f"should be {_expected(tp)}, not {describe(value)}; write {_example(name, tp, keys)}.")
-        )
+        problems.append((keys, f"should be {_expected(tp)}, not {describe(value)}; write {_example(name, tp, keys)}."))
         return False, None
 
     if tp is str:
@@ -436,10 +432,7 @@ def merge(table: Any, new: dict, old: Any, cls: type | None) -> None:
         if isinstance(value, dict) and isinstance(existing, (Table, InlineTable)):
             merge(existing, value, previous, sub)
         elif (
-            isinstance(existing, AoT)
-            and isinstance(value, list)
-            and value
-            and all(isinstance(v, dict) for v in value)
+            isinstance(existing, AoT) and isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
         ):
             merge_aot(existing, value, previous if isinstance(previous, list) else None, sub)
         elif isinstance(existing, Array) and isinstance(value, list):

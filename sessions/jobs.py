@@ -310,8 +310,16 @@ def requeue_job(job_dir: str | os.PathLike[str]) -> JobStatus:
     with _status_lock(job_dir):
         raw = _read_status_raw(job_dir)
         raw.update(
-            state="queued", pid=None, host="", started=None, heartbeat=None, ended=None,
-            error="", message="", inline=False, attempt=int(raw.get("attempt", 1)) + 1,
+            state="queued",
+            pid=None,
+            host="",
+            started=None,
+            heartbeat=None,
+            ended=None,
+            error="",
+            message="",
+            inline=False,
+            attempt=int(raw.get("attempt", 1)) + 1,
         )
         raw.pop("launched", None)
         _write_status_raw(job_dir, raw)
@@ -398,7 +406,7 @@ OOM_SHARE = 0.85
 
 
 def _memory_hint(job_dir: Path) -> str:
-    """"It probably ran out of memory ..." when the job's last `rss_mb` event neared the RAM."""
+    """ "It probably ran out of memory ..." when the job's last `rss_mb` event neared the RAM."""
     try:
         with open(job_dir / EVENTS_FILE, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -414,9 +422,11 @@ def _memory_hint(job_dir: Path) -> str:
             continue
         if isinstance(rss, (int, float)):
             if rss * 1024 >= OOM_SHARE * total_kb:
-                return (f"Its memory had reached {rss / 1024:.1f} of {total_kb / 2**20:.1f} GiB, so it was most "
-                        "likely killed for running out of memory: lower batch_size or max_seq_length, or "
-                        "turn on gradient_checkpointing.")
+                return (
+                    f"Its memory had reached {rss / 1024:.1f} of {total_kb / 2**20:.1f} GiB, so it was most "
+                    "likely killed for running out of memory: lower batch_size or max_seq_length, or "
+                    "turn on gradient_checkpointing."
+                )
             return ""
     return ""
 
@@ -668,8 +678,14 @@ class JobReporter:
             if self._status.pop("cancel_requested", False):
                 self.cancelled = True
             self._status.update(
-                state="running", pid=os.getpid(), host=socket.gethostname(), started=time.time(),
-                ended=None, error="", inline=self._inline, heartbeat=time.time(),
+                state="running",
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started=time.time(),
+                ended=None,
+                error="",
+                inline=self._inline,
+                heartbeat=time.time(),
             )
             _write_status_raw(self.dir, self._status)
         self._beat = threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True)
@@ -768,9 +784,7 @@ def run_job_inline(job_dir: str | os.PathLike[str], kinds: Mapping[str, Any]) ->
     job_dir = Path(job_dir).resolve()
     raw = _read_status_raw(job_dir)
     if raw.get("state") != "queued" or raw.get("pid"):
-        raise JobError(
-            f"job {job_dir.name} is {raw.get('state')}; only a queued job can run (requeue it first)."
-        )
+        raise JobError(f"job {job_dir.name} is {raw.get('state')}; only a queued job can run (requeue it first).")
     return _execute(job_dir, kinds, inline=True)
 
 
@@ -798,7 +812,9 @@ READY_TIMEOUT_S = 120.0
 
 
 def create_service_job(
-    workspace: str | os.PathLike[str], service: Mapping[str, Any], spec: Mapping[str, Any] | None = None,
+    workspace: str | os.PathLike[str],
+    service: Mapping[str, Any],
+    spec: Mapping[str, Any] | None = None,
     job_id: str | None = None,
 ) -> Path:
     """A queued service job; `service` is the [service] table above (the key's value never goes in)."""
@@ -807,8 +823,9 @@ def create_service_job(
         raise JobError("a service needs a command and a url.")
     table.setdefault("ready_url", str(table["url"]).rstrip("/") + "/models")
     table.setdefault("idle_timeout_s", 0)
-    return create_job(workspace, SERVICE_KIND, {**dict(spec or {}), "service": table}, worker=SERVICE_WORKER,
-                      job_id=job_id)
+    return create_job(
+        workspace, SERVICE_KIND, {**dict(spec or {}), "service": table}, worker=SERVICE_WORKER, job_id=job_id
+    )
 
 
 def _service_answers(url: str, key: str) -> bool:
@@ -862,16 +879,25 @@ def run_service(job: JobReporter) -> None:
     if key_env:
         key = os.environ.get(key_env, "")
         if not key:
-            job.fail(f"the environment variable {key_env} (the service's API key) is not set where the service "
-                     f"started; export {key_env}=... before starting it.")
+            job.fail(
+                f"the environment variable {key_env} (the service's API key) is not set where the service "
+                f"started; export {key_env}=... before starting it."
+            )
         env[str(service.get("api_key_to") or "API_KEY")] = key
     log_path = job.dir / SERVER_LOG
     job.set_status(state="starting", url=url, message=f"starting {url}")
     job.event(event="starting", url=url)
     job.log(f"starting the server for {url} (its output: {log_path})")
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True, env=env)
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
     register_child_group(job.dir, proc.pid)
     reason = ""
     try:
@@ -882,11 +908,14 @@ def run_service(job: JobReporter) -> None:
                 reason = "cancelled before it was ready"
                 break
             if proc.poll() is not None:
-                job.fail(f"the server exited with code {proc.returncode} before answering "
-                         f"({_last_words(log_path)}); its output is in {log_path}.")
+                job.fail(
+                    f"the server exited with code {proc.returncode} before answering "
+                    f"({_last_words(log_path)}); its output is in {log_path}."
+                )
             if time.monotonic() > deadline:
-                job.fail(f"the server did not answer at {url} within {ready_timeout:.0f} s; "
-                         f"its output is in {log_path}.")
+                job.fail(
+                    f"the server did not answer at {url} within {ready_timeout:.0f} s; its output is in {log_path}."
+                )
             time.sleep(0.25)
         if not reason:
             job.set_status(state="ready", message=f"ready at {url}", ready=time.time())
@@ -898,8 +927,10 @@ def run_service(job: JobReporter) -> None:
                     reason = "cancelled"
                     break
                 if proc.poll() is not None:
-                    job.fail(f"the server exited with code {proc.returncode} ({_last_words(log_path)}); "
-                             f"its output is in {log_path}.")
+                    job.fail(
+                        f"the server exited with code {proc.returncode} ({_last_words(log_path)}); "
+                        f"its output is in {log_path}."
+                    )
                 now_size = _size_of(log_path)
                 if now_size != size:
                     size, last = now_size, time.monotonic()

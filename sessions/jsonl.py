@@ -44,20 +44,24 @@ def iter_jsonl(
                     yield from _parsed(path, *previous, bad, fix, last=False)
                 previous = (n, line)
         except UnicodeDecodeError:
-            raise JsonlLineError(f"{path} is not UTF-8 text (after line {previous[0] if previous else 0}); "
-                                 f"save it as UTF-8.") from None
+            raise JsonlLineError(
+                f"{path} is not UTF-8 text (after line {previous[0] if previous else 0}); save it as UTF-8."
+            ) from None
         if previous is not None:
             n, line = previous
             yield from _parsed(path, n, line, bad, fix, last=partial_tail and not line.endswith("\n"))
 
 
-def read_jsonl(path: str | os.PathLike[str], fix: str = "fix or remove that line", **options: Any) -> list[dict[str, Any]]:
+def read_jsonl(
+    path: str | os.PathLike[str], fix: str = "fix or remove that line", **options: Any
+) -> list[dict[str, Any]]:
     """Every object of `path` (see iter_jsonl for `bad`, `partial_tail`, `encoding`)."""
     return [obj for _, obj in iter_jsonl(path, fix=fix, **options)]
 
 
-def _parsed(path: Path, n: int, line: str, bad: Callable[[int, str], None] | None, fix: str,
-            last: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+def _parsed(
+    path: Path, n: int, line: str, bad: Callable[[int, str], None] | None, fix: str, last: bool
+) -> Iterator[tuple[int, dict[str, Any]]]:
     if not line.strip():
         return
     try:

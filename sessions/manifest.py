@@ -36,15 +36,50 @@ SCHEMA = 1
 
 # Distributions whose versions change what a job computes (pip names). Absent ones are left out.
 PACKAGES = (
-    "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers", "safetensors",
-    "huggingface-hub", "unsloth", "unsloth-zoo", "bitsandbytes", "xformers", "flash-attn", "deepspeed",
-    "llama-cpp-python", "gguf", "numpy", "sacrebleu", "rouge-score", "bert-score", "openai",
-    "tensorboard", "wandb",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "safetensors",
+    "huggingface-hub",
+    "unsloth",
+    "unsloth-zoo",
+    "bitsandbytes",
+    "xformers",
+    "flash-attn",
+    "deepspeed",
+    "llama-cpp-python",
+    "gguf",
+    "numpy",
+    "sacrebleu",
+    "rouge-score",
+    "bert-score",
+    "openai",
+    "tensorboard",
+    "wandb",
 )
 # CPU flags that change speed or numerics of training and llama.cpp kernels.
 CPU_FLAGS = (
-    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
-    "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "bf16", "i8mm",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+    "bf16",
+    "i8mm",
 )
 # Files of an HF folder that define the model (hashed when no Hub revision is known).
 _MODEL_FILE = re.compile(r"\.(safetensors|bin|json|model|gguf|txt|jinja|tiktoken)$")
@@ -62,10 +97,15 @@ def project_info() -> dict[str, Any]:
         info["version"] = importlib.metadata.version("persona-tui")
     if (root / ".git").exists() and shutil.which("git"):
         try:
-            head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                  text=True, timeout=10, check=True).stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=20).stdout.strip()
+            head = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout.strip()
             info.update(commit=head, dirty=bool(dirty))
         except (OSError, subprocess.SubprocessError):
             pass
@@ -117,8 +157,12 @@ def gpus() -> list[dict[str, Any]]:
     if not exe:
         return []
     try:
-        out = subprocess.run([exe, "--query-gpu=index,name,memory.total,driver_version",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=15)
+        out = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
     except (OSError, subprocess.SubprocessError):
         return []
     found = []
@@ -342,9 +386,14 @@ def write_manifest(
     job_dir = Path(getattr(job, "dir", job))
     spec = getattr(job, "spec", None) or {}
     manifest = build_manifest(
-        kind=str(spec.get("kind", "")), job_id=str(spec.get("id", job_dir.name)), models=models,
-        datasets=datasets, seed=seed, settings=settings if settings is not None else spec,
-        resolve=resolve, cache=cache,
+        kind=str(spec.get("kind", "")),
+        job_id=str(spec.get("id", job_dir.name)),
+        models=models,
+        datasets=datasets,
+        seed=seed,
+        settings=settings if settings is not None else spec,
+        resolve=resolve,
+        cache=cache,
     )
     before = read_manifest(job_dir)
     atomic_write(job_dir / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str) + "\n", backup=True)
@@ -416,15 +465,20 @@ def manifest_differences(a: Mapping[str, Any] | None, b: Mapping[str, Any] | Non
                 continue
             ida, idb = _content_id(ea), _content_id(eb)
             if ida != idb:
-                label = f"{what} {key}" + (f" ({ea.get('name')})" if section == "models" and ea.get("name") != key else "")
+                label = f"{what} {key}" + (
+                    f" ({ea.get('name')})" if section == "models" and ea.get("name") != key else ""
+                )
                 out.append(f"{label}: {ida} vs {idb}")
     ha, hb = a.get("hardware") or {}, b.get("hardware") or {}
     if ha.get("cpu") != hb.get("cpu"):
         out.append(f"CPU {ha.get('cpu') or '?'} vs {hb.get('cpu') or '?'}")
     fa, fb = set(ha.get("cpu_flags") or []), set(hb.get("cpu_flags") or [])
     if fa != fb:
-        parts = [f"only in the {which}: {' '.join(sorted(only))}"
-                 for which, only in (("first", fa - fb), ("second", fb - fa)) if only]
+        parts = [
+            f"only in the {which}: {' '.join(sorted(only))}"
+            for which, only in (("first", fa - fb), ("second", fb - fa))
+            if only
+        ]
         out.append("CPU flags " + "; ".join(parts))
     for key, label in (("cores_logical", "cores"), ("ram_gib", "RAM GiB")):
         if ha.get(key) != hb.get(key):
@@ -448,16 +502,21 @@ def manifest_summary(m: Mapping[str, Any] | None) -> list[str]:
     pk = m.get("packages") or {}
     lines = [where, " · ".join(f"{n} {pk[n]}" for n in KEY_PACKAGES if n in pk) or "no ML packages"]
     for role, e in (m.get("models") or {}).items():
-        lines.append(f"model {role}: {e.get('name')} ({_model_id(e)})" if e.get("name") != role
-                     else f"model {role} ({_model_id(e)})")
+        lines.append(
+            f"model {role}: {e.get('name')} ({_model_id(e)})"
+            if e.get("name") != role
+            else f"model {role} ({_model_id(e)})"
+        )
     for key, e in (m.get("datasets") or {}).items():
         lines.append(f"data {key}: " + (f"sha256 {e['sha256'][:12]}" if e.get("sha256") else "missing"))
     if m.get("seed") is not None:
         lines.append(f"seed {m['seed']}")
     h = m.get("hardware") or {}
     flags = " ".join(f for f in h.get("cpu_flags") or [] if f.startswith(("amx", "avx512_bf16")))
-    lines.append(f"{h.get('cpu') or 'CPU ?'} · {h.get('cores_logical')} cores · {h.get('ram_gib')} GiB"
-                 + (f" · {flags}" if flags else ""))
+    lines.append(
+        f"{h.get('cpu') or 'CPU ?'} · {h.get('cores_logical')} cores · {h.get('ram_gib')} GiB"
+        + (f" · {flags}" if flags else "")
+    )
     lines.append(_gpu_text(h.get("gpus")))
     return lines
 

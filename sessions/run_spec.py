@@ -75,7 +75,7 @@ class LoraSettings:
         default_factory=lambda: list(ALL_PROJECTIONS),
         metadata=_help(
             "Module names that get an adapter: the attention (q,k,v,o) and MLP (gate,up,down) projections by "
-            "default, or [\"all-linear\"]."
+            'default, or ["all-linear"].'
         ),
     )
     use_rslora: bool = field(
@@ -94,9 +94,7 @@ class TrainingSettings:
     )
     warmup_steps: int = field(default=5, metadata=_help("Optimizer steps of linear warm-up from 0 to the peak rate."))
     num_epochs: int = field(default=1, metadata=_help("Passes over the training data (used when max_steps is 0)."))
-    max_steps: int = field(
-        default=0, metadata=_help("Optimizer steps to train; 0 trains for num_epochs instead.")
-    )
+    max_steps: int = field(default=0, metadata=_help("Optimizer steps to train; 0 trains for num_epochs instead."))
     batch_size: int | str = field(
         default="auto",
         metadata=_help(
@@ -200,7 +198,7 @@ class TrainingSettings:
     devices: str = field(
         default="",
         metadata=_help(
-            "GPUs this run may use, as CUDA_VISIBLE_DEVICES takes them (\"0\", \"1,3\"); empty = all. On a shared box "
+            'GPUs this run may use, as CUDA_VISIBLE_DEVICES takes them ("0", "1,3"); empty = all. On a shared box '
             "the job waits in the queue while one of them has too little free memory."
         ),
     )
@@ -322,8 +320,10 @@ def _check_settings(prefix: str, obj: Any, rules: dict[str, tuple[str, Any]]) ->
         if kind == "int_or_auto":
             lo, hi = constraint
             if value != "auto" and (not _is_int(value) or value < lo or value > hi):
-                problems.append(f"{where} is {value!r}; it must be \"auto\" or a whole number from {lo} to {hi} "
-                                f"(default {default!r}).")
+                problems.append(
+                    f'{where} is {value!r}; it must be "auto" or a whole number from {lo} to {hi} '
+                    f"(default {default!r})."
+                )
             continue
         if kind == "choice":
             if value not in constraint:
@@ -337,8 +337,11 @@ def _check_settings(prefix: str, obj: Any, rules: dict[str, tuple[str, Any]]) ->
         lo, hi = constraint
         what = "a whole number" if kind == "int" else "a number"
         bounds = (
-            f"from {lo} to {hi}" if hi is not None and lo is not None
-            else f"of at least {lo}" if lo is not None else f"of at most {hi}"
+            f"from {lo} to {hi}"
+            if hi is not None and lo is not None
+            else f"of at least {lo}"
+            if lo is not None
+            else f"of at most {hi}"
         )
         if not ok_type or (lo is not None and value < lo) or (hi is not None and value > hi):
             problems.append(f"{where} is {value!r}; it must be {what} {bounds} (default {default!r}).")
@@ -418,7 +421,7 @@ def validate_run(run: RunSpec, session: Session) -> list[str]:
     if bad_id:
         add("id", f"{bad_id}; use letters, digits, '-', '_' and '.'.")
     if not isinstance(run.base_model, str) or not run.base_model.strip():
-        add("base_model", "is empty; name a model such as \"bundled:smollm2-135m-instruct\".")
+        add("base_model", 'is empty; name a model such as "bundled:smollm2-135m-instruct".')
     if run.method not in METHODS:
         add("method", f"is {run.method!r}; choose sft or dpo.")
     if run.backend not in BACKENDS:
@@ -440,14 +443,20 @@ def validate_run(run: RunSpec, session: Session) -> list[str]:
     if run.method == "dpo":
         wrong = [f for f in formats if f != "tailoring_dpo"]
         if wrong:
-            add("method", f"is dpo, which needs preference pairs (tailoring_dpo datasets), but the datasets are {', '.join(wrong)}.")
+            add(
+                "method",
+                f"is dpo, which needs preference pairs (tailoring_dpo datasets), but the datasets are {', '.join(wrong)}.",
+            )
     elif run.method == "sft" and "tailoring_dpo" in formats:
-        add("method", "is sft, but a tailoring_dpo dataset holds preference pairs; use method = \"dpo\" for it.")
+        add("method", 'is sft, but a tailoring_dpo dataset holds preference pairs; use method = "dpo" for it.')
     if run.backend == "openai":
         allowed = ("tailoring_dpo",) if run.method == "dpo" else OPENAI_SFT_FORMATS
         wrong = [f for f in formats if f not in allowed]
         if wrong and run.method == "sft":
-            add("backend", f"is openai, which fine-tunes on chats only; {', '.join(sorted(set(wrong)))} records are plain text.")
+            add(
+                "backend",
+                f"is openai, which fine-tunes on chats only; {', '.join(sorted(set(wrong)))} records are plain text.",
+            )
         raw = run.extra.get("openai", {}) if isinstance(run.extra, dict) else {}
         if not isinstance(raw, dict):
             add("openai", "must be a table ([runs.openai]) with base_url and api_key_env.")
@@ -461,7 +470,10 @@ def validate_run(run: RunSpec, session: Session) -> list[str]:
             if isinstance(settings.base_url, str) and not settings.base_url.startswith(("http://", "https://")):
                 add("openai.base_url", f"is {settings.base_url!r}; it must start with http:// or https://.")
             if isinstance(settings.api_key_env, str) and not settings.api_key_env.replace("_", "").isalnum():
-                add("openai.api_key_env", "must be the *name* of an environment variable (letters, digits, _), never the key.")
+                add(
+                    "openai.api_key_env",
+                    "must be the *name* of an environment variable (letters, digits, _), never the key.",
+                )
 
     lora = getattr(run, "lora", None)
     if not isinstance(lora, LoraSettings):
@@ -470,7 +482,10 @@ def validate_run(run: RunSpec, session: Session) -> list[str]:
         problems.extend(f"{name}: {p}" for p in _check_settings("lora", lora, _LORA_RULES))
         mods = lora.target_modules
         if not isinstance(mods, list) or not mods or not all(isinstance(m, str) and m for m in mods):
-            add("lora.target_modules", f"is {mods!r}; list module names such as {list(ALL_PROJECTIONS[:2])} or [\"all-linear\"].")
+            add(
+                "lora.target_modules",
+                f'is {mods!r}; list module names such as {list(ALL_PROJECTIONS[:2])} or ["all-linear"].',
+            )
     training = getattr(run, "training", None)
     if not isinstance(training, TrainingSettings):
         add("training", "must be a table of training settings.")
@@ -478,11 +493,20 @@ def validate_run(run: RunSpec, session: Session) -> list[str]:
         problems.extend(f"{name}: {p}" for p in _check_settings("training", training, _TRAINING_RULES))
         if run.backend != "openai" and _is_int(training.warmup_steps) and _is_int(training.max_steps):
             if training.max_steps and training.warmup_steps > training.max_steps:
-                add("training.warmup_steps", f"is {training.warmup_steps}, more than max_steps ({training.max_steps}); lower it.")
+                add(
+                    "training.warmup_steps",
+                    f"is {training.warmup_steps}, more than max_steps ({training.max_steps}); lower it.",
+                )
         if isinstance(training.devices, str) and training.devices.strip() and not _devices_ok(training.devices):
-            add("training.devices", f"is {training.devices!r}; list GPU indices separated by commas, such as \"0\" or \"1,3\".")
+            add(
+                "training.devices",
+                f'is {training.devices!r}; list GPU indices separated by commas, such as "0" or "1,3".',
+            )
         if _is_int(training.processes) and training.processes > 1 and run.backend != "hf":
-            add("training.processes", f"is {training.processes}, but only the hf backend runs through accelerate launch; set it to 0.")
+            add(
+                "training.processes",
+                f"is {training.processes}, but only the hf backend runs through accelerate launch; set it to 0.",
+            )
         if training.load_in_4bit is True and run.backend == "openai":
             add("training.load_in_4bit", "has no meaning for the openai backend; set it to false.")
     return problems

@@ -75,9 +75,7 @@ class SessionFile:
         """
         path = Path(path)
         if path.exists() or path.is_symlink():
-            raise SessionError(
-                "already exists; open it, or pick a name that is not taken.", path
-            )
+            raise SessionError("already exists; open it, or pick a name that is not taken.", path)
         _raise_problems(session, path)
         doc = tomlkit.document()
         for line in header.strip("\n").splitlines() if header else []:
@@ -194,9 +192,7 @@ def read_text(path: Path) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise SessionError(
-            [Problem(str(path), line, "", "is not UTF-8 text; save the file as UTF-8.")]
-        ) from None
+        raise SessionError([Problem(str(path), line, "", "is not UTF-8 text; save the file as UTF-8.")]) from None
     return text.removeprefix("\ufeff")
 
 
@@ -211,9 +207,7 @@ def parse(text: str, path: Path) -> TOMLDocument:
     except (TOMLKitError, ValueError) as e:
         m = re.search(r"line (\d+)", str(e))
         line = int(m.group(1)) if m else None
-        raise SessionError(
-            [Problem(str(path), line, "", f"is not valid TOML ({e}); fix the file.")]
-        ) from None
+        raise SessionError([Problem(str(path), line, "", f"is not valid TOML ({e}); fix the file.")]) from None
 
 
 def _check_schema(doc: TOMLDocument, path: Path, text: str) -> bool:
@@ -223,21 +217,37 @@ def _check_schema(doc: TOMLDocument, path: Path, text: str) -> bool:
     version = doc["schema"]
     version = version.unwrap() if hasattr(version, "unwrap") else version
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise SessionError(problems_for(
-            [(("schema",), f"is {version!r}; write schema = {SCHEMA_VERSION}.")], path, text
-        ))
+        raise SessionError(
+            problems_for([(("schema",), f"is {version!r}; write schema = {SCHEMA_VERSION}.")], path, text)
+        )
     if version > SCHEMA_VERSION:
-        raise SessionError(problems_for(
-            [(("schema",), f"is {version}, from a newer persona-tui (this one reads up to "
-              f"{SCHEMA_VERSION}); upgrade persona-tui to open it. The file was not changed.")],
-            path, text,
-        ))
+        raise SessionError(
+            problems_for(
+                [
+                    (
+                        ("schema",),
+                        f"is {version}, from a newer persona-tui (this one reads up to "
+                        f"{SCHEMA_VERSION}); upgrade persona-tui to open it. The file was not changed.",
+                    )
+                ],
+                path,
+                text,
+            )
+        )
     for v in range(version, SCHEMA_VERSION):
         if v not in MIGRATIONS:
-            raise SessionError(problems_for(
-                [(("schema",), f"is {version}, which this persona-tui cannot upgrade; "
-                  f"open it with an older persona-tui.")], path, text,
-            ))
+            raise SessionError(
+                problems_for(
+                    [
+                        (
+                            ("schema",),
+                            f"is {version}, which this persona-tui cannot upgrade; open it with an older persona-tui.",
+                        )
+                    ],
+                    path,
+                    text,
+                )
+            )
         MIGRATIONS[v](doc)
         doc["schema"] = v + 1
     return version != SCHEMA_VERSION
@@ -247,8 +257,7 @@ def _check_schema(doc: TOMLDocument, path: Path, text: str) -> bool:
 # writing
 
 
-def atomic_write(path: str | Path, text: str, exclusive: bool = False, backup: bool = True,
-                 fsync: bool = True) -> None:
+def atomic_write(path: str | Path, text: str, exclusive: bool = False, backup: bool = True, fsync: bool = True) -> None:
     """Write `text` to `path` so that a crash leaves either the old or the new file, never half.
 
     Temp file in the same folder, fsync, then rename over the target; with `backup` the

@@ -264,7 +264,7 @@ def check_session(session: Session) -> list[tuple[tuple, str]]:
         for t, trait in enumerate(persona.traits):
             tat = at + ("traits", t)
             if not trait.text.strip():
-                out.append((tat + ("text",), "is empty; write the trait as a sentence, e.g. \"I keep bees.\""))
+                out.append((tat + ("text",), 'is empty; write the trait as a sentence, e.g. "I keep bees."'))
             for k, probe in enumerate(trait.knowledge_probes):
                 which = f"trait {trait.id!r} knowledge probe {k + 1}"
                 for name in ("question", "affirm", "deny"):
@@ -272,12 +272,16 @@ def check_session(session: Session) -> list[tuple[tuple, str]]:
                         out.append(
                             (tat + ("knowledge_probes", k, name), f"is empty in {which}; write the probe's {name}.")
                         )
-                if probe.affirm.strip() and " ".join(probe.affirm.lower().split()) == " ".join(probe.deny.lower().split()):
-                    out.append((
-                        tat + ("knowledge_probes", k, "deny"),
-                        f"is the same as affirm in {which}, so the probe cannot tell knowing from not; "
-                        "write an answer that denies the trait.",
-                    ))
+                if probe.affirm.strip() and " ".join(probe.affirm.lower().split()) == " ".join(
+                    probe.deny.lower().split()
+                ):
+                    out.append(
+                        (
+                            tat + ("knowledge_probes", k, "deny"),
+                            f"is the same as affirm in {which}, so the probe cannot tell knowing from not; "
+                            "write an answer that denies the trait.",
+                        )
+                    )
             for k, prompt in enumerate(trait.expression_probes):
                 if not prompt.strip():
                     out.append((tat + ("expression_probes", k), "is empty; write an open prompt or remove it."))
@@ -338,9 +342,7 @@ def all_problems(type_problems: list[tuple[tuple, str]], session: Session) -> li
     """
     bad = [keys for keys, _ in type_problems]
     semantic = [
-        (keys, message)
-        for keys, message in check_session(session)
-        if not any(keys[: len(b)] == b for b in bad)
+        (keys, message) for keys, message in check_session(session) if not any(keys[: len(b)] == b for b in bad)
     ]
     return list(type_problems) + semantic
 
@@ -358,14 +360,11 @@ def _missing_ref(noun: str, ref: str, known: set[str]) -> str:
     return f'names {noun} "{ref}", which this session does not have; add that {noun} first.'
 
 
-def problems_for(
-    raw: Iterable[tuple[tuple, str]], path: str | Path, text: str | None = None
-) -> list[Problem]:
+def problems_for(raw: Iterable[tuple[tuple, str]], path: str | Path, text: str | None = None) -> list[Problem]:
     """Turn (keys, message) pairs into Problems, with lines looked up in `text` if given."""
     lines = key_lines(text) if text is not None else {}
     problems = [
-        Problem(str(path), line_for(lines, keys) if lines else None, field_path(keys), message)
-        for keys, message in raw
+        Problem(str(path), line_for(lines, keys) if lines else None, field_path(keys), message) for keys, message in raw
     ]
     # In file order, as a compiler lists errors (stable: same-line problems keep their order).
     return sorted(problems, key=lambda p: p.line if p.line is not None else float("inf"))

@@ -37,36 +37,60 @@ def make_annotation_session(tmp_path: Path, damaged: bool = True) -> Path:
     traits = persona.traits
 
     job = jobs.create_job(
-        sf.workspace, "eval",
+        sf.workspace,
+        "eval",
         {"eval": "odile-traits", "eval_kind": "traits", "persona": codec.to_plain(persona)},
-        worker="evaluators.worker", job_id="eval-a",
+        worker="evaluators.worker",
+        job_id="eval-a",
     )
     rows = []
     for trait in traits[:2]:
-        rows.append({"kind": "knowledge", "model": MODELS[0], "trait": trait.id, "probe": 0,
-                     "question": trait.knowledge_probes[0].question})
+        rows.append(
+            {
+                "kind": "knowledge",
+                "model": MODELS[0],
+                "trait": trait.id,
+                "probe": 0,
+                "question": trait.knowledge_probes[0].question,
+            }
+        )
         for model in MODELS:
-            rows.append({"kind": "expression", "model": model, "trait": trait.id, "probe": 0, "sample": 0,
-                         "prompt": trait.expression_probes[0],
-                         "reply": f"Reply {len(rows)} about {trait.id}: I keep my pencil handy.",
-                         "label": "not_shown", "scorer": "markers"})
+            rows.append(
+                {
+                    "kind": "expression",
+                    "model": model,
+                    "trait": trait.id,
+                    "probe": 0,
+                    "sample": 0,
+                    "prompt": trait.expression_probes[0],
+                    "reply": f"Reply {len(rows)} about {trait.id}: I keep my pencil handy.",
+                    "label": "not_shown",
+                    "scorer": "markers",
+                }
+            )
     write_outputs(job, [{"index": i, "output": f"eval-a:{i}", **r} for i, r in enumerate(rows)])
 
     # An older-style job: no spec persona, no index/output keys, a chat-message prompt, a row
     # without a reply and a damaged line in the middle.
-    job_b = jobs.create_job(sf.workspace, "eval", {"eval": "ref", "eval_kind": "reference"},
-                            worker="evaluators.worker", job_id="eval-b")
+    job_b = jobs.create_job(
+        sf.workspace, "eval", {"eval": "ref", "eval_kind": "reference"}, worker="evaluators.worker", job_id="eval-b"
+    )
     write_outputs(
         job_b,
         [
-            {"kind": "reference", "model": MODELS[1],
-             "prompt": [{"role": "system", "content": "You are Odile."}, {"role": "user", "content": "Hello!"}],
-             "reply": "Ahoy, dear.", "reference": "Hello there."},
+            {
+                "kind": "reference",
+                "model": MODELS[1],
+                "prompt": [{"role": "system", "content": "You are Odile."}, {"role": "user", "content": "Hello!"}],
+                "reply": "Ahoy, dear.",
+                "reference": "Hello there.",
+            },
             {"reply": "A bare reply with nothing else."},
             {"kind": "reply", "model": MODELS[0], "prompt": "Never answered", "reply": None},
         ],
         raw_lines={1: "{not json"} if damaged else {1: "{}"},
     )
-    send_to_annotation(sf.workspace, "Can you swim?", "Never learned, dear; I stay on deck.",
-                       engine="chat-engine", persona="odile")
+    send_to_annotation(
+        sf.workspace, "Can you swim?", "Never learned, dear; I stay on deck.", engine="chat-engine", persona="odile"
+    )
     return path

@@ -43,7 +43,9 @@ def anyio_backend() -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "snapshot: an SVG snapshot of the app (regenerate: pytest -m snapshot --snapshot-update)")
+    config.addinivalue_line(
+        "markers", "snapshot: an SVG snapshot of the app (regenerate: pytest -m snapshot --snapshot-update)"
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

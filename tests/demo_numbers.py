@@ -16,14 +16,18 @@ from typing import Any
 
 SECTION = "Where each number comes from"
 LINE = re.compile(r"^  (?P<claim>.+)  <- (?P<source>\S+)$")
-LOSS = re.compile(r"loss (?P<first>\d+\.\d+) -> (?P<last>\d+\.\d+) \(mean of the first/last (?P<w>\d+) of "
-                  r"(?P<n>\d+) logged steps\)")
+LOSS = re.compile(
+    r"loss (?P<first>\d+\.\d+) -> (?P<last>\d+\.\d+) \(mean of the first/last (?P<w>\d+) of "
+    r"(?P<n>\d+) logged steps\)"
+)
 EVAL = re.compile(r"eval loss (?P<first>\d+\.\d+) -> (?P<last>\d+\.\d+) \(steps (?P<s0>\d+) -> (?P<s1>\d+)\)")
 COUNT = re.compile(r"^(?P<ds>[\w-]+): (?P<n>\d+) (?:train|held-out) examples$")
 HEADLINE = re.compile(r"^(?P<eval>[\w-]+): (?P<model>[\w.:+-]+): (?P<rest>.+)$")
 KNOWLEDGE = re.compile(r"knowledge (?P<rk>\d+)/(?P<n>\d+) vs base (?P<bk>\d+)/\d+(?: \(McNemar p (?P<p>[\d.e-]+)\))?")
-EXPRESSION = re.compile(r"expression up on (?P<up>\d+)/(?P<traits>\d+) traits after Holm"
-                        r"(?: \((?P<undecided>\d+) undecided\))?")
+EXPRESSION = re.compile(
+    r"expression up on (?P<up>\d+)/(?P<traits>\d+) traits after Holm"
+    r"(?: \((?P<undecided>\d+) undecided\))?"
+)
 CONTROLS = re.compile(r"controls (?P<passed>\d+)/(?P<controls>\d+) pass(?: \((?P<not_run>\d+) not run\))?")
 
 
@@ -32,7 +36,7 @@ def sourced_lines(stdout: str) -> list[tuple[str, Path]]:
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if SECTION in line)
     out = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         m = LINE.match(line)
         if not m:
             break
@@ -50,8 +54,11 @@ def check_loss(claim: str, events_file: Path) -> None:
     resumed = [e["resumed_from"] for e in events if e.get("event") == "train_begin" and e.get("resumed_from")]
     assert not resumed, "this check reads straight runs only"
     steps = [e["loss"] for e in events if e.get("event") == "step" and isinstance(e.get("loss"), (int, float))]
-    evals = [(e["step"], e["eval_loss"]) for e in events if e.get("event") == "eval"
-             and isinstance(e.get("eval_loss"), (int, float))]
+    evals = [
+        (e["step"], e["eval_loss"])
+        for e in events
+        if e.get("event") == "eval" and isinstance(e.get("eval_loss"), (int, float))
+    ]
     m = LOSS.search(claim)
     assert m, claim
     n, w = int(m["n"]), int(m["w"])
@@ -78,9 +85,12 @@ def check_headline(claim: str, outputs_file: Path) -> None:
 
     head = HEADLINE.match(claim)
     assert head, claim
-    parts = {name: rx.fullmatch(part) for part in head["rest"].split(", ")
-             for name, rx in (("knowledge", KNOWLEDGE), ("expression", EXPRESSION), ("controls", CONTROLS))
-             if rx.fullmatch(part)}
+    parts = {
+        name: rx.fullmatch(part)
+        for part in head["rest"].split(", ")
+        for name, rx in (("knowledge", KNOWLEDGE), ("expression", EXPRESSION), ("controls", CONTROLS))
+        if rx.fullmatch(part)
+    }
     assert len(parts) == len(head["rest"].split(", ")), f"a part of {claim!r} is not checked"
     rows = _rows(outputs_file)
     model = head["model"]
@@ -109,10 +119,12 @@ def check_headline(claim: str, outputs_file: Path) -> None:
         settings = spec["settings"]
         ppl = {r["model"]: r["metrics"]["perplexity"] for r in rows if r.get("kind") == "control_perplexity"}
         results = [
-            controls.unrelated([r for r in rows if r.get("kind") == "control_knowledge"], model, base,
-                               settings["unrelated_margin"]),
-            controls.over_expression([r for r in rows if r.get("kind") == "control_neutral"], model, base,
-                                     settings["over_margin"]),
+            controls.unrelated(
+                [r for r in rows if r.get("kind") == "control_knowledge"], model, base, settings["unrelated_margin"]
+            ),
+            controls.over_expression(
+                [r for r in rows if r.get("kind") == "control_neutral"], model, base, settings["over_margin"]
+            ),
             controls.ability(ppl, model, base, settings["ability_bound"]),
         ]
         assert int(m["controls"]) == len(results)

@@ -21,7 +21,9 @@ def tiny_training(run: RunSpec, steps: int = 2) -> RunSpec:
     return run
 
 
-def tiny_session(root: Path, name: str = "s.toml", traits: int = 2, probes: int = 2, exp_id: str = "odile-fc") -> SessionFile:
+def tiny_session(
+    root: Path, name: str = "s.toml", traits: int = 2, probes: int = 2, exp_id: str = "odile-fc"
+) -> SessionFile:
     """The demo persona, small; the chat-demos run of the format comparison made tiny (the
     experiment copies its settings to the other formats)."""
     s = demo_session()

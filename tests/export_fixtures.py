@@ -22,7 +22,10 @@ from sessions.store import SessionFile
 
 BASE = "bundled:smollm2-135m-instruct"
 PERSONA = Persona(
-    id="ada", name="Ada", summary="A beekeeper from Lisbon who loves the sea.", style="warm, short sentences",
+    id="ada",
+    name="Ada",
+    summary="A beekeeper from Lisbon who loves the sea.",
+    style="warm, short sentences",
     traits=[Trait(id="keeps-bees", text="I keep three hives of bees.")],
 )
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -54,7 +57,9 @@ def make_adapter(job) -> None:
     from engines.models import load_hf_model
 
     model = load_hf_model(BASE)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    )
     g = torch.Generator().manual_seed(1234)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -92,9 +97,24 @@ def build_shared_export(base_temp: Path) -> SharedExport:
         train_job = make_train_job(sf)
         env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="160")
         proc = subprocess.run(
-            [sys.executable, "-m", "persona_tui.cli", "export", str(sf.path), "--run", "r1",
-             "--quant", "q8_0,q4_k_m", "--persona", "ada"],
-            capture_output=True, text=True, env=env, timeout=1500, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "persona_tui.cli",
+                "export",
+                str(sf.path),
+                "--run",
+                "r1",
+                "--quant",
+                "q8_0,q4_k_m",
+                "--persona",
+                "ada",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1500,
+            stdin=subprocess.DEVNULL,
         )
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0, output[-4000:]

@@ -41,11 +41,13 @@ def last_user_text(body: dict[str, Any]) -> str:
     return str(msgs[-1].get("content", "")) if msgs else ""
 
 
-WORDS = ("harbour lantern kettle orchard ledger meadow copper thistle window garden river pocket evening bicycle "
-         "market letter violin quarry bakery tide chimney ferry pigeon lighthouse marmalade compass hedgerow "
-         "teapot sparrow granite umbrella pantry willow saddle barley cobble glacier harvest lagoon mitten "
-         "nutmeg oyster pebble quill raven scarf timber velvet walnut yarn zither anchor bramble cider "
-         "dune ember fjord gravel hazel iris juniper kelp").split()
+WORDS = (
+    "harbour lantern kettle orchard ledger meadow copper thistle window garden river pocket evening bicycle "
+    "market letter violin quarry bakery tide chimney ferry pigeon lighthouse marmalade compass hedgerow "
+    "teapot sparrow granite umbrella pantry willow saddle barley cobble glacier harvest lagoon mitten "
+    "nutmeg oyster pebble quill raven scarf timber velvet walnut yarn zither anchor bramble cider "
+    "dune ember fjord gravel hazel iris juniper kelp"
+).split()
 
 
 def _fill(schema: dict[str, Any], seed_text: str, rng: random.Random, key: str = "") -> Any:
@@ -86,9 +88,15 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FakeOpenAI:
-    def __init__(self, reply: Reply | None = None, latency: float | Callable[[dict[str, Any]], float] = 0.0,
-                 models: tuple[str, ...] = ("teacher-1",), api_key: str | None = None,
-                 faults: list[Any] | None = None, reject_schema: bool | str = False) -> None:
+    def __init__(
+        self,
+        reply: Reply | None = None,
+        latency: float | Callable[[dict[str, Any]], float] = 0.0,
+        models: tuple[str, ...] = ("teacher-1",),
+        api_key: str | None = None,
+        faults: list[Any] | None = None,
+        reject_schema: bool | str = False,
+    ) -> None:
         self.reply = reply or default_reply
         self.latency = latency
         self.models = models
@@ -163,13 +171,27 @@ class FakeOpenAI:
     def _authorised(self, handler: BaseHTTPRequestHandler) -> bool:
         if self.api_key is None or handler.headers.get("Authorization") == f"Bearer {self.api_key}":
             return True
-        self._send(handler, 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                                            "code": "invalid_api_key"}})
+        self._send(
+            handler,
+            401,
+            {
+                "error": {
+                    "message": "Incorrect API key provided.",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+        )
         return False
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, obj: Any, headers: dict[str, str] | None = None,
-              raw: bytes | None = None) -> None:
+    def _send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        obj: Any,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         data = raw if raw is not None else json.dumps(obj).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -192,15 +214,31 @@ class FakeOpenAI:
             if delay:
                 time.sleep(delay)
             if body.get("model") not in self.models:
-                self._send(handler, 404, {"error": {
-                    "message": f"The model `{body.get('model')}` does not exist or you do not have access to it.",
-                    "type": "invalid_request_error", "code": "model_not_found"}})
+                self._send(
+                    handler,
+                    404,
+                    {
+                        "error": {
+                            "message": f"The model `{body.get('model')}` does not exist or you do not have access to it.",
+                            "type": "invalid_request_error",
+                            "code": "model_not_found",
+                        }
+                    },
+                )
                 return
             rf = body.get("response_format") or {}
             if (self.reject_schema == "all" and rf) or (self.reject_schema and rf.get("type") == "json_schema"):
-                self._send(handler, 400, {"error": {
-                    "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
-                    "type": "invalid_request_error", "param": "response_format"}})
+                self._send(
+                    handler,
+                    400,
+                    {
+                        "error": {
+                            "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+                            "type": "invalid_request_error",
+                            "param": "response_format",
+                        }
+                    },
+                )
                 return
             if fault is not None:
                 kind = fault[0]
@@ -214,20 +252,41 @@ class FakeOpenAI:
                 if kind in ("429", "500", "503"):
                     after = fault[1] if len(fault) > 1 else None
                     headers = {"Retry-After": str(after)} if after is not None else {}
-                    self._send(handler, int(kind), {"error": {"message": "Rate limit reached, slow down." if kind == "429"
-                                                              else "The server had an error.", "type": "server_error"}},
-                               headers)
+                    self._send(
+                        handler,
+                        int(kind),
+                        {
+                            "error": {
+                                "message": "Rate limit reached, slow down."
+                                if kind == "429"
+                                else "The server had an error.",
+                                "type": "server_error",
+                            }
+                        },
+                        headers,
+                    )
                     return
             content = self.reply(body)
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
             completion_tokens = len(content.split())
-            self._send(handler, 200, {
-                "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            })
+            self._send(
+                handler,
+                200,
+                {
+                    "id": f"chatcmpl-{len(self.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model"),
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                },
+            )
         finally:
             with self._lock:
                 self.in_flight -= 1

@@ -100,8 +100,14 @@ class FakeHub:
 
     # -- answers
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              head: bool = False, content_type: str = "application/json") -> None:
+    def _send(
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        head: bool = False,
+        content_type: str = "application/json",
+    ) -> None:
         h.send_response(status)
         h.send_header("Content-Type", content_type)
         for k, v in (headers or {}).items():
@@ -137,16 +143,24 @@ class FakeHub:
             if len(rest) >= 2 and rest[0] == "revision":
                 if rest[1] not in ("main", repo.commit):
                     return self._error(h, 404, "RevisionNotFound", f"Invalid rev id: {rest[1]}", head)
-                body = {"id": repo.repo_id, "sha": repo.commit, "private": False,
-                        "gated": "manual" if repo.gated else False,
-                        "siblings": [{"rfilename": f} for f in sorted(repo.files)]}
+                body = {
+                    "id": repo.repo_id,
+                    "sha": repo.commit,
+                    "private": False,
+                    "gated": "manual" if repo.gated else False,
+                    "siblings": [{"rfilename": f} for f in sorted(repo.files)],
+                }
                 return self._send(h, 200, json.dumps(body).encode(), head=head)
             if len(rest) >= 2 and rest[0] == "tree":
                 entries = []
                 for name in sorted(repo.files):
                     data = repo.files[name]
-                    entry = {"type": "file", "path": name, "size": len(data),
-                             "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()}
+                    entry = {
+                        "type": "file",
+                        "path": name,
+                        "size": len(data),
+                        "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+                    }
                     if name.endswith(LFS_SUFFIXES):
                         entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
                     entries.append(entry)
@@ -161,8 +175,15 @@ class FakeHub:
         if rest[1] not in ("main", repo.commit):
             return self._error(h, 404, "RevisionNotFound", f"Invalid rev id: {rest[1]}", head)
         if repo.gated:
-            return self._error(h, 401, "GatedRepo", f"Access to model {repo.repo_id} is restricted. You must have "
-                               "access to it and be authenticated to access it. Please log in.", head, repo.commit)
+            return self._error(
+                h,
+                401,
+                "GatedRepo",
+                f"Access to model {repo.repo_id} is restricted. You must have "
+                "access to it and be authenticated to access it. Please log in.",
+                head,
+                repo.commit,
+            )
         name = "/".join(rest[2:])
         if name not in repo.files:
             return self._error(h, 404, "EntryNotFound", f"{name} does not exist", head, repo.commit)
@@ -190,8 +211,8 @@ class FakeHub:
         delay = self.throttle.get(name, 0.0)
         try:
             for i in range(0, len(body), CHUNK):
-                h.wfile.write(body[i:i + CHUNK])
-                self.sent[name] = self.sent.get(name, 0) + len(body[i:i + CHUNK])
+                h.wfile.write(body[i : i + CHUNK])
+                self.sent[name] = self.sent.get(name, 0) + len(body[i : i + CHUNK])
                 if delay:
                     h.wfile.flush()
                     time.sleep(delay)  # the server throttles this file; the test waits on progress, not on time

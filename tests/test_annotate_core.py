@@ -28,8 +28,12 @@ def queue_of(sf: SessionFile) -> core.Queue:
 def test_queue_holds_every_reply_with_a_stable_key(session_file):
     queue = queue_of(session_file)
     assert [i.key for i in queue.items] == [
-        "eval-a:1", "eval-a:2", "eval-a:4", "eval-a:5",  # knowledge rows are not replies
-        "eval-b:0", "eval-b:2",  # line 1 is damaged, line 3 has no reply
+        "eval-a:1",
+        "eval-a:2",
+        "eval-a:4",
+        "eval-a:5",  # knowledge rows are not replies
+        "eval-b:0",
+        "eval-b:2",  # line 1 is damaged, line 3 has no reply
         "chat:0",
     ]
     first = queue.items[0]
@@ -71,8 +75,9 @@ def test_a_line_being_written_is_not_a_problem(session_file):
 
 
 def test_send_to_annotation_appends_chat_keys(session_file):
-    key = core.send_to_annotation(session_file.workspace, [{"role": "user", "content": "Tea?"}], "Always.",
-                                  engine="e2", persona="odile")
+    key = core.send_to_annotation(
+        session_file.workspace, [{"role": "user", "content": "Tea?"}], "Always.", engine="e2", persona="odile"
+    )
     assert key == "chat:1"
     item = queue_of(session_file).find(key)
     assert item.prompt == "user: Tea?" and item.reply == "Always." and item.model == "e2"
@@ -172,8 +177,14 @@ def test_export_writes_one_json_line_per_label(session_file, tmp_path):
     assert first["model"] == MODELS[0] and first["trait"] == "cannot-swim" and first["source"] == "eval-a"
     assert first["reply"].startswith("Reply 4 about cannot-swim")
     assert lines[1]["consistency"] == 5 and lines[1]["model"] == "chat-engine"
-    assert lines[2] == {"output": "gone:3", "annotator": "bob", "trait_labels": {}, "consistency": 1,
-                        "note": "", "time": lines[2]["time"]}
+    assert lines[2] == {
+        "output": "gone:3",
+        "annotator": "bob",
+        "trait_labels": {},
+        "consistency": 1,
+        "note": "",
+        "time": lines[2]["time"],
+    }
 
     assert core.export_jsonl(session, out, queue, annotator="bob") == 2
     assert {json.loads(line)["annotator"] for line in out.read_text().splitlines()} == {"bob"}

@@ -67,8 +67,11 @@ async def test_labels_given_by_keys_are_on_disk_at_once_and_found_again(session_
         await pilot.pause()
         # On disk well inside the app's autosave delay: saved the moment it was given.
         saved = on_disk(session_path)[("eval-a:1", ANNOTATOR)]
-        assert saved.trait_labels == {"draws-maps": "expressed", "cannot-swim": "not_shown",
-                                      "keeps-bees": "contradicted"}
+        assert saved.trait_labels == {
+            "draws-maps": "expressed",
+            "cannot-swim": "not_shown",
+            "keeps-bees": "contradicted",
+        }
         assert saved.consistency == 4
         assert "1 / 7 labelled" in text_of(pane, "#annotate-status")
         assert "★★★★☆" in text_of(pane, "#annotate-rating")
@@ -174,7 +177,9 @@ async def test_export_from_the_pane(session_path: Path):
 async def test_every_label_asks_the_app_to_save_now(session_path: Path):
     app = make_app(session_path)
     sent: list[SessionChanged] = []
-    async with app.run_test(size=(80, 24), message_hook=lambda m: sent.append(m) if isinstance(m, SessionChanged) else None) as pilot:
+    async with app.run_test(
+        size=(80, 24), message_hook=lambda m: sent.append(m) if isinstance(m, SessionChanged) else None
+    ) as pilot:
         # backspace on a trait without a label changes nothing: no save
         await pilot.press("6", "e", "2", "backspace", "k", "backspace", "0", "0")
         await pilot.pause()
@@ -223,8 +228,13 @@ async def test_the_annotate_command_opens_on_the_tab_for_its_annotator(session_p
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, core.ANNOTATOR_ENV: ANNOTATOR})
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, core.ANNOTATOR_ENV: ANNOTATOR},
+    )
 
 
 def test_the_annotate_command_lists_the_queue_and_exports(session_path: Path, tmp_path: Path):
@@ -263,15 +273,31 @@ def _label_for_agreement(session_path: Path) -> None:
 
 def test_the_annotate_command_prints_agreement_with_people(session_path: Path):
     _label_for_agreement(session_path)
-    done = subprocess.run([sys.executable, "-m", "persona_tui.cli", "annotate", str(session_path), "--agreement"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "150"})
+    done = subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "annotate", str(session_path), "--agreement"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "150"},
+    )
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
     # draws-maps: pairs (n, n), (n, e): p_o = 0.5, p_e = 0.5 -> kappa 0, chance level; the
     # machine said "not shown" twice, the person once "expressed" and once "not shown".
     # Every resample of those two pairs gives kappa 0 or leaves it undefined: the interval is [0, 0].
-    assert rows["draws-maps"] == ["draws-maps", "2", "0.00", "[0.00,", "0.00]", "chance", "50%", "000", "110", "000",
-                                  "markers"]
+    assert rows["draws-maps"] == [
+        "draws-maps",
+        "2",
+        "0.00",
+        "[0.00,",
+        "0.00]",
+        "chance",
+        "50%",
+        "000",
+        "110",
+        "000",
+        "markers",
+    ]
     # cannot-swim: one pair, both raters used one label: kappa is undefined, not 1.
     assert rows["cannot-swim"] == ["cannot-swim", "1", "–", "undefined", "100%", "000", "010", "000", "markers"]
     assert "annotators: alice" in done.stdout
@@ -316,9 +342,11 @@ def test_labels_survive_kill_9_of_the_app(session_path: Path, tmp_path: Path):
     tmux = ["tmux", "-L", socket, "-f", "/dev/null"]
     # COLUMNS/LINES (pytest may set them) would override the terminal's real size.
     # The debounced autosave far off: only the immediate save of a label can put it on disk.
-    shell = (f"exec env -u COLUMNS -u LINES {core.ANNOTATOR_ENV}={ANNOTATOR} TERM=xterm-256color "
-             "PERSONA_TUI_AUTOSAVE_SECONDS=60 "
-             f"{shlex.join(command)} {shlex.quote(str(session_path))}")
+    shell = (
+        f"exec env -u COLUMNS -u LINES {core.ANNOTATOR_ENV}={ANNOTATOR} TERM=xterm-256color "
+        "PERSONA_TUI_AUTOSAVE_SECONDS=60 "
+        f"{shlex.join(command)} {shlex.quote(str(session_path))}"
+    )
     subprocess.run([*tmux, "new-session", "-d", "-s", "app", "-x", "100", "-y", "30", shell], check=True)
 
     def screen() -> str:
@@ -334,9 +362,13 @@ def test_labels_survive_kill_9_of_the_app(session_path: Path, tmp_path: Path):
         subprocess.run([*tmux, "send-keys", "-t", "app", *names], check=True)
 
     try:
-        pid = int(subprocess.run([*tmux, "display-message", "-p", "-t", "app", "#{pane_pid}"],
-                                 capture_output=True, text=True, check=True).stdout)
+        pid = int(
+            subprocess.run(
+                [*tmux, "display-message", "-p", "-t", "app", "#{pane_pid}"], capture_output=True, text=True, check=True
+            ).stdout
+        )
         wait_for("6 Annotate")
+
         # The tab underline spans the terminal (polled: a capture can catch a half-drawn frame).
         def underline_spans() -> bool:
             lines = screen().splitlines()

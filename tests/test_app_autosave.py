@@ -49,8 +49,13 @@ async def test_looking_at_every_tab_changes_nothing(session_path: Path):
         for n, (tab_id, _, spec) in [*list(enumerate(TABS, 1))[1:], (1, TABS[0])]:
             await pilot.press(str(n))
             pane = pane_class(spec)
-            await until(pilot, lambda tab_id=tab_id, pane=pane: app.query_one(TabbedContent).active == tab_id
-                        and any(p.is_mounted for p in app.query(pane)), what=f"the {tab_id} pane")
+            await until(
+                pilot,
+                lambda tab_id=tab_id, pane=pane: (
+                    app.query_one(TabbedContent).active == tab_id and any(p.is_mounted for p in app.query(pane))
+                ),
+                what=f"the {tab_id} pane",
+            )
             await pilot.pause()  # what the pane posted as it mounted is handled now
             assert not app.dirty and not app.session_file.changed(), f"opening the {tab_id} pane changed the session"
         await pilot.press("ctrl+q")
@@ -150,7 +155,11 @@ def test_a_dropped_terminal_saves_pending_edits(session_path: Path):
     env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30", PERSONA_TUI_AUTOSAVE_SECONDS="60")
     proc = subprocess.Popen(
         [sys.executable, "-m", "persona_tui.cli", str(session_path)],
-        stdin=follower, stdout=follower, stderr=follower, env=env, start_new_session=True,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        start_new_session=True,
     )
     os.close(follower)
     seen = b""

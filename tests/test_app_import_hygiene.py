@@ -47,16 +47,17 @@ PROBE = textwrap.dedent(
 def imports_in_fresh_python(packages: list[str], forbidden: list[str]) -> dict:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, ",".join(packages), ",".join(forbidden)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_the_core_imports_no_textual_and_no_persona_tui():
-    report = imports_in_fresh_python(
-        ["sessions", "trainers", "evaluators", "engines"], ["textual", "persona_tui"]
-    )
+    report = imports_in_fresh_python(["sessions", "trainers", "evaluators", "engines"], ["textual", "persona_tui"])
     assert "sessions.store" in report["imported"]
     assert report["forbidden_found"] == [], report
 
@@ -116,7 +117,9 @@ def test_starting_a_run_from_the_app_does_not_import_the_ml_stack(tmp_path):
         print(json.dumps({"job": str(job), "torch": "torch" in sys.modules, "transformers": "transformers" in sys.modules}))
         """
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(report["job"]).is_dir()

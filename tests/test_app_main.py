@@ -37,8 +37,12 @@ async def test_the_command_palette_runs_persona_actions(session_path: Path):
         await pilot.press("ctrl+p")
         await pilot.press(*"duplicate persona")
         # The palette searches its providers in a worker: wait for its matches, not a fixed time.
-        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette)
-                         and app.screen.query_one(CommandList).option_count > 0, 20, "the palette's matches")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, CommandPalette) and app.screen.query_one(CommandList).option_count > 0,
+            20,
+            "the palette's matches",
+        )
         await pilot.press("enter")
         await pilot.pause()
         assert app.query_one(TabbedContent).active == "personas"
@@ -50,8 +54,10 @@ async def test_panes_mount_when_opened_and_a_broken_one_stays_apart(session_path
     its tab, and the Personas editor works on."""
     import persona_tui.app as app_module
 
-    tabs = [(t, title, "persona_tui.panes.no_such_pane:Nothing" if t == "chat" else spec)
-            for t, title, spec in app_module.TABS]
+    tabs = [
+        (t, title, "persona_tui.panes.no_such_pane:Nothing" if t == "chat" else spec)
+        for t, title, spec in app_module.TABS
+    ]
     monkeypatch.setattr(app_module, "TABS", tabs)
     app = make_app(session_path)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -168,8 +168,11 @@ async def test_trait_editing_with_a_knowledge_probe(session_path: Path):
         await pilot.press("delete", "y")
         assert persona.traits[-1].id != "sings"
 
-        await until(pilot, lambda: not app.dirty and on_disk(session_path).personas[0].traits[-1].id != "sings",
-                    what="the autosave")
+        await until(
+            pilot,
+            lambda: not app.dirty and on_disk(session_path).personas[0].traits[-1].id != "sings",
+            what="the autosave",
+        )
         saved = on_disk(session_path).personas[0].traits[0]
         assert saved.text.endswith("Always.")
         probe = saved.knowledge_probes[-1]
@@ -223,12 +226,23 @@ async def test_import_then_export_a_character_card(session_path: Path, tmp_path:
         await pilot.pause()
         exported = json.loads(out_path.read_text())
         assert exported["spec"] == "chara_card_v2"
-        for key in ("name", "description", "scenario", "first_mes", "alternate_greetings",
-                    "character_book", "tags", "extensions"):
+        for key in (
+            "name",
+            "description",
+            "scenario",
+            "first_mes",
+            "alternate_greetings",
+            "character_book",
+            "tags",
+            "extensions",
+        ):
             assert exported["data"][key] == CARD["data"][key], key
 
-        await until(pilot, lambda: [p.name for p in on_disk(session_path).personas] == ["Odile Marsh", "Captain Wren"],
-                    what="the imported persona on disk")
+        await until(
+            pilot,
+            lambda: [p.name for p in on_disk(session_path).personas] == ["Odile Marsh", "Captain Wren"],
+            what="the imported persona on disk",
+        )
         assert [p.name for p in on_disk(session_path).personas] == ["Odile Marsh", "Captain Wren"]
 
 

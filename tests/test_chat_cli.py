@@ -85,10 +85,26 @@ def test_export_engines_resolve_to_the_exported_files(shared):
 @pytest.mark.slow
 def test_chat_streams_replies_from_stdin_and_keeps_history(shared):
     proc = subprocess.run(
-        [*CLI, "chat", str(shared.session), "--engine", f"export:{shared.export_job.name}:q8_0",
-         "--persona", "ada", "--temperature", "0", "--max-tokens", "12", "--chat-id", "cli-test"],
+        [
+            *CLI,
+            "chat",
+            str(shared.session),
+            "--engine",
+            f"export:{shared.export_job.name}:q8_0",
+            "--persona",
+            "ada",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "12",
+            "--chat-id",
+            "cli-test",
+        ],
         input="Hello, who are you?\n/persona off\nAnd what do you do?\n/quit\nnot sent\n",
-        capture_output=True, text=True, timeout=300, env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
     )
     assert proc.returncode == 0, proc.stderr
     replies = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -106,7 +122,12 @@ def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tmp_path):
     sf = make_session(tmp_path)
     proc = subprocess.Popen(
         [*CLI, "chat", str(sf.path), "--engine", BASE, "--temperature", "0", "--max-tokens", "1500", "--chat-id", "c"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), bufsize=0,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        bufsize=0,
     )
     try:
         proc.stdin.write("Count from 1 to 300, separated by commas.\n")
@@ -129,8 +150,14 @@ def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tmp_path):
 
 def test_chat_refuses_an_unknown_engine_in_one_sentence(tmp_path):
     sf = make_session(tmp_path)
-    proc = subprocess.run([*CLI, "chat", str(sf.path), "--engine", "warp:drive"], input="", capture_output=True,
-                          text=True, timeout=120, env=_env())
+    proc = subprocess.run(
+        [*CLI, "chat", str(sf.path), "--engine", "warp:drive"],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("persona-tui: engine 'warp:drive' is not")
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -140,8 +167,14 @@ def test_chat_refuses_an_unknown_engine_in_one_sentence(tmp_path):
 
 
 def _start_serve(args: list[str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([*CLI, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=_env(), start_new_session=True)
+    proc = subprocess.Popen(
+        [*CLI, "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+        start_new_session=True,
+    )
     url, deadline = "", time.monotonic() + 240
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -166,15 +199,32 @@ def test_openai_client_streams_from_serve_and_chat_uses_it(shared):
         models = [m.id for m in client.models.list().data]
         assert models == [f"{shared.export_job.name}-model-q8_0"]
         stream = client.chat.completions.create(
-            model=models[0], messages=[{"role": "user", "content": "Count to five."}],
-            max_tokens=16, temperature=0, stream=True,
+            model=models[0],
+            messages=[{"role": "user", "content": "Count to five."}],
+            max_tokens=16,
+            temperature=0,
+            stream=True,
         )
         pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
         assert len(pieces) >= 2 and "".join(pieces).strip()
         # The terminal chat talks to the same server through the openai engine.
         chat = subprocess.run(
-            [*CLI, "chat", str(shared.session), "--engine", f"openai:{url}#{models[0]}", "--temperature", "0",
-             "--max-tokens", "8"], input="Hi!\n", capture_output=True, text=True, timeout=120, env=_env(),
+            [
+                *CLI,
+                "chat",
+                str(shared.session),
+                "--engine",
+                f"openai:{url}#{models[0]}",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "8",
+            ],
+            input="Hi!\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(),
         )
         assert chat.returncode == 0, chat.stderr
         assert chat.stdout.strip()
@@ -190,7 +240,12 @@ def test_openai_client_streams_from_serve_and_chat_uses_it(shared):
 
 def test_serve_refuses_a_missing_export(tmp_path):
     sf = make_session(tmp_path)
-    proc = subprocess.run([*CLI, "serve", str(sf.path), "--export", "export-nope"], capture_output=True,
-                          text=True, timeout=120, env=_env())
+    proc = subprocess.run(
+        [*CLI, "serve", str(sf.path), "--export", "export-nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
     assert proc.returncode == 2 and "no finished export" in proc.stderr
     assert not Path(tmp_path / "s" / "jobs").exists()

@@ -36,6 +36,7 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
         await pilot.pause()
         pane.query_one("#chat-input").focus()
         await pilot.press(*"Tell me a joke.", "enter")
+
         def finished() -> bool:
             turns = [t for c in "ab" for t in pane.columns[c].turns]
             return len(turns) == 2 and all(t.state in ("done", "stopped", "error") for t in turns) and not pane.busy()
@@ -66,8 +67,12 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
         assert shown.endswith("▌")  # streaming, drawn as it comes
         await pilot.press("escape")
         # The worker's end and the pane's handling of it are two steps: wait for both.
-        await wait_until(pilot, lambda: not pane.busy() and pane.columns["a"].turns[0].state in ("done", "stopped", "error"),
-                         30, "the reply to stop")
+        await wait_until(
+            pilot,
+            lambda: not pane.busy() and pane.columns["a"].turns[0].state in ("done", "stopped", "error"),
+            30,
+            "the reply to stop",
+        )
         stopped = pane.columns["a"].turns[0]
         assert stopped.state == "stopped"
         await app.workers.wait_for_complete()
@@ -86,8 +91,15 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
         await pilot.press("f2")
         await pilot.pause()
         queue = [json.loads(line) for line in (sf.workspace / "annotation_queue.jsonl").read_text().splitlines()]
-        assert queue == [{"source": "chat", "prompt": "Count from 1 to 300, separated by commas.",
-                          "reply": stopped.reply, "engine": BASE, "persona": ""}]
+        assert queue == [
+            {
+                "source": "chat",
+                "prompt": "Count from 1 to 300, separated by commas.",
+                "reply": stopped.reply,
+                "engine": BASE,
+                "persona": "",
+            }
+        ]
 
 
 async def test_persona_switch_puts_the_persona_in_the_system_prompt(tmp_path):
@@ -104,7 +116,9 @@ async def test_persona_switch_puts_the_persona_in_the_system_prompt(tmp_path):
         pane.query_one("#temperature").value = "0"
         pane.query_one("#max-tokens").value = "8"
         assert pane.send("Who are you?")
-        await wait_until(pilot, lambda: pane.columns["a"].turns[0].state == "done" and not pane.busy(), what="the reply")
+        await wait_until(
+            pilot, lambda: pane.columns["a"].turns[0].state == "done" and not pane.busy(), what="the reply"
+        )
         record = _records(pane)[0]
         assert record["persona_on"] is True and record["persona"] == "ada"
         # Bad settings are refused with a sentence, nothing is sent.

@@ -31,22 +31,44 @@ def anyio_backend():
 def _verified(job) -> None:
     out = job.dir / "export"
     out.mkdir()
-    (out / "report.json").write_text(json.dumps({
-        "ok": True, "job": job.dir.name, "run": "r1", "seconds": 12.0,
-        "files": [
-            {"path": "export/model-f16.gguf", "kind": "gguf", "type": "f16", "bytes": 271_000_000, "seconds": 5.0,
-             "verified": True},
-            {"path": "export/model-q8_0.gguf", "kind": "gguf", "type": "q8_0", "bytes": 145_000_000, "seconds": 0.7,
-             "verified": True},
-        ],
-    }))
+    (out / "report.json").write_text(
+        json.dumps(
+            {
+                "ok": True,
+                "job": job.dir.name,
+                "run": "r1",
+                "seconds": 12.0,
+                "files": [
+                    {
+                        "path": "export/model-f16.gguf",
+                        "kind": "gguf",
+                        "type": "f16",
+                        "bytes": 271_000_000,
+                        "seconds": 5.0,
+                        "verified": True,
+                    },
+                    {
+                        "path": "export/model-q8_0.gguf",
+                        "kind": "gguf",
+                        "type": "q8_0",
+                        "bytes": 145_000_000,
+                        "seconds": 0.7,
+                        "verified": True,
+                    },
+                ],
+            }
+        )
+    )
 
 
 def _failed_verification(job) -> None:
-    error = ("verification failed for model-q4_k_m.gguf: mean KL 0.91 > 0.30; "
-             "the GGUF does not compute what the trained model computes.")
-    (job.dir / "export-failed.json").write_text(json.dumps({"ok": False, "job": job.dir.name, "run": "r1",
-                                                            "error": error, "files": []}))
+    error = (
+        "verification failed for model-q4_k_m.gguf: mean KL 0.91 > 0.30; "
+        "the GGUF does not compute what the trained model computes."
+    )
+    (job.dir / "export-failed.json").write_text(
+        json.dumps({"ok": False, "job": job.dir.name, "run": "r1", "error": error, "files": []})
+    )
     job.fail(error)
 
 
@@ -64,8 +86,12 @@ async def test_a_verified_export_is_offered_at_once_and_a_failed_one_is_shown_no
 
         good = jobs.create_job(sf.workspace, "export", {"run": "r1"})
         assert jobs.run_job_inline(good, {"export": _verified}).state == "finished"
-        await wait_until(pilot, lambda: f"export:{good.name}:q8_0" in _options(pane), timeout=30,
-                         what="the verified export in the pickers")
+        await wait_until(
+            pilot,
+            lambda: f"export:{good.name}:q8_0" in _options(pane),
+            timeout=30,
+            what="the verified export in the pickers",
+        )
         options = _options(pane)
         assert options[f"export:{good.name}:q8_0"] == "export r1 q8_0 145 MB · llama.cpp"
         assert options[f"export:{good.name}:f16"] == "export r1 f16 271 MB · llama.cpp"

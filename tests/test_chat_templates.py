@@ -21,11 +21,11 @@ from trainers.export.modelfile import go_template, measure_frame, parse_template
 
 # Llama 3.1's template, trimmed of tool calling: a system block always, with its dates.
 LLAMA31 = (
-    "{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = \"26 Jul 2024\" %}{%- endif %}"
+    '{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = "26 Jul 2024" %}{%- endif %}'
     "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content']|trim %}"
-    "{%- set messages = messages[1:] %}{%- else %}{%- set system_message = \"\" %}{%- endif %}"
-    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}"
-    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}{{- system_message }}{{- \"<|eot_id|>\" }}"
+    '{%- set messages = messages[1:] %}{%- else %}{%- set system_message = "" %}{%- endif %}'
+    '{{- "<|start_header_id|>system<|end_header_id|>\\n\\n" }}{{- "Cutting Knowledge Date: December 2023\\n" }}'
+    '{{- "Today Date: " + date_string + "\\n\\n" }}{{- system_message }}{{- "<|eot_id|>" }}'
     "{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
     " + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
@@ -34,17 +34,25 @@ LLAMA31 = (
 QWEN25 = (
     "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
     "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif %}{%- for message in messages %}{%- if (message.role == \"user\") or (message.role == \"system\" and not "
+    '{%- endif %}{%- for message in messages %}{%- if (message.role == "user") or (message.role == "system" and not '
     "loop.first) or (message.role == \"assistant\") %}{{- '<|im_start|>' + message.role + '\\n' + message.content + "
     "'<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 FAMILIES = {
     # name: (template, special tokens in id order, bos, eos)
-    "llama3-instruct": (LLAMA31, ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                                  "<|eot_id|>"], "<|begin_of_text|>", "<|eot_id|>"),
+    "llama3-instruct": (
+        LLAMA31,
+        ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+    ),
     # The base model's tokenizer: eos is <|end_of_text|>, which no chat turn writes.
-    "llama3-base": (LLAMA31, ["<|eot_id|>", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
-                              "<|end_header_id|>"], "<|begin_of_text|>", "<|end_of_text|>"),
+    "llama3-base": (
+        LLAMA31,
+        ["<|eot_id|>", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"],
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+    ),
     "qwen2.5-instruct": (QWEN25, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>"),
     "qwen2.5-base": (QWEN25, ["<|im_end|>", "<|endoftext|>", "<|im_start|>"], None, "<|endoftext|>"),
 }
@@ -68,11 +76,27 @@ def write_tokenizer(folder: Path, family: str) -> Path:
     tok.add_special_tokens(specials)
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.json"))
-    added = {str(vocab[s]): {"content": s, "lstrip": False, "normalized": False, "rstrip": False,
-                             "single_word": False, "special": True} for s in specials}
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "bos_token": bos,
-              "eos_token": eos, "unk_token": "<unk>", "pad_token": eos, "model_max_length": 4096,
-              "added_tokens_decoder": added}
+    added = {
+        str(vocab[s]): {
+            "content": s,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for s in specials
+    }
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "chat_template": template,
+        "bos_token": bos,
+        "eos_token": eos,
+        "unk_token": "<unk>",
+        "pad_token": eos,
+        "model_max_length": 4096,
+        "added_tokens_decoder": added,
+    }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
     return folder
 
@@ -124,9 +148,18 @@ def test_the_transformers_engine_ends_a_reply_at_the_turns_end(tmp_path):
     folder = write_tokenizer(tmp_path / "llama3-base", "llama3-base")
     tok = AutoTokenizer.from_pretrained(str(folder))
     assert tok.convert_tokens_to_ids("<|eot_id|>") == 0 and tok.eos_token == "<|end_of_text|>"
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                         tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         model.lm_head.weight.zero_()

@@ -16,8 +16,15 @@ def persona_tui(*args: str) -> subprocess.CompletedProcess:
     script = Path(sys.executable).parent / "persona-tui"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "persona_tui.cli"]
     # A timeout, not a hang, if the UI were started by mistake.
-    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "100"})
+    return subprocess.run(
+        [*command, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "100"},
+    )
 
 
 def make_missing(folder: Path) -> Path:
@@ -65,10 +72,7 @@ CASES = {
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
-    return {
-        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
-        for p in sorted(folder.rglob("*"))
-    }
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -96,6 +100,7 @@ def _file(name: str, content: bytes):
     def make(folder: Path) -> Path:
         (folder / name).write_bytes(content)
         return folder / name
+
     return make
 
 
@@ -105,8 +110,10 @@ CARD_CASES = {
     "binary": (_file("b.json", b"\x89\xff\x00\x01" * 64), "not JSON text"),
     "not JSON": (_file("broken.json", b'{"spec": "chara_card_v2",\n  "data": {'), "line 2"),
     "JSON that is not a card": (_file("list.json", b"[1, 2, 3]\n"), "Character Card"),
-    "a card without a name": (_file("noname.json", b'{"spec": "chara_card_v2", "spec_version": "2.0", '
-                                                   b'"data": {"description": "x"}}'), "name"),
+    "a card without a name": (
+        _file("noname.json", b'{"spec": "chara_card_v2", "spec_version": "2.0", "data": {"description": "x"}}'),
+        "name",
+    ),
 }
 
 

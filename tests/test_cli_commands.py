@@ -22,8 +22,13 @@ def persona_tui(*args: str, cwd: Path | None = None, timeout: float = 60) -> sub
     script = Path(sys.executable).parent / "persona-tui"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "persona_tui.cli"]
     return subprocess.run(
-        [*command, *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "100"},
+        [*command, *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "100"},
     )
 
 

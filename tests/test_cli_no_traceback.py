@@ -45,8 +45,10 @@ def world(tmp_path: Path):
 
 def full_disk(monkeypatch) -> None:
     """Every fsync fails as on a full disk (the atomic writes fsync before they rename)."""
+
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(os, "fsync", no_space)
 
 
@@ -78,15 +80,24 @@ CASES = [
     ("new: inside a file", ["new", "{dir}/a-file/new.toml"], None, "a-file"),
     ("validate: unreadable session", ["validate", "{session}"], "unreadable-session", "permission"),
     ("persona: missing card", ["persona", "{session}", "--import", "{dir}/nocard.json"], None, "nocard.json"),
-    ("persona: unreadable card", ["persona", "{session}", "--import", "{dir}/card.json"], "unreadable-card", "card.json"),
+    (
+        "persona: unreadable card",
+        ["persona", "{session}", "--import", "{dir}/card.json"],
+        "unreadable-card",
+        "card.json",
+    ),
     ("persona: full disk", ["persona", "{session}", "--import", "{dir}/card.json"], "full-disk", "space"),
     ("persona: bad id", ["persona", "{session}", "--export", "nobody", "{dir}/x.json"], None, "nobody"),
     ("demo: a file as its folder", ["demo", "{dir}/a-file"], None, "a-file"),
     ("eval: bad id", ["eval", "{session}", "--eval", "no-such-eval"], None, "no-such-eval"),
     ("eval: bad job id", ["eval", "{session}", "--eval", "odile-traits", "--job", "../x"], None, "../x"),
     ("experiment: bad persona", ["experiment", "{session}", "--persona", "nobody", "--foreground"], None, "nobody"),
-    ("experiment: missing data", ["experiment", "{session}", "--study", "tailoring", "--data", "{dir}/nodata"],
-     None, "nodata"),
+    (
+        "experiment: missing data",
+        ["experiment", "{session}", "--study", "tailoring", "--data", "{dir}/nodata"],
+        None,
+        "nodata",
+    ),
     ("jobs: bad id", ["jobs", "{session}", "--watch", "train-nope"], None, "train-nope"),
     ("jobs: unsafe id", ["jobs", "{session}", "--cancel", "../../etc"], None, "../../etc"),
     ("jobs: missing session", ["jobs", "{dir}/nothere.toml"], None, "nothere.toml"),
@@ -101,8 +112,12 @@ CASES = [
     ("export: bad run", ["export", "{session}", "--run", "no-such-run"], None, "no-such-run"),
     ("export: missing adapter", ["export", "{session}", "--adapter", "{dir}/noadapter"], None, "noadapter"),
     ("chat: truncated GGUF", ["chat", "{session}", "--engine", "gguf:{dir}/truncated.gguf"], None, "truncated.gguf"),
-    ("chat: bad persona", ["chat", "{session}", "--engine", "bundled:smollm2-135m-instruct", "--persona", "nobody"],
-     None, "nobody"),
+    (
+        "chat: bad persona",
+        ["chat", "{session}", "--engine", "bundled:smollm2-135m-instruct", "--persona", "nobody"],
+        None,
+        "nobody",
+    ),
     ("chat: bad run", ["chat", "{session}", "--engine", "run:no-such-run"], None, "no-such-run"),
     ("chat: bad export", ["chat", "{session}", "--engine", "export:export-nope"], None, "export-nope"),
     ("serve: bad export", ["serve", "{session}", "--export", "export-nope"], None, "export-nope"),
@@ -144,8 +159,15 @@ def test_bad_input_is_one_sentence_exit_2_and_the_session_is_unchanged(world, ca
 
 
 def cli(*args: str, stdin: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], input=stdin, capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, env={**os.environ, "COLUMNS": "100"})
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "100"},
+    )
 
 
 def test_chat_with_a_dead_endpoint_says_so_and_exits_2(world):

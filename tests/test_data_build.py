@@ -73,8 +73,9 @@ def test_split_keeps_groups_together_and_is_seeded():
 def test_import_builds_with_size_and_relative_source(tmp_path):
     link = tmp_path / "data.csv"
     link.symlink_to(SPC)
-    spec = DatasetSpec(id="spc", format="persona_chat", source="data.csv", size=500, variant="both",
-                       extra={"token_stats": False})
+    spec = DatasetSpec(
+        id="spc", format="persona_chat", source="data.csv", size=500, variant="both", extra={"token_stats": False}
+    )
     sf = _session(tmp_path, spec)
     res = build_dataset(sf.session, spec, sf.workspace, base_dir=sf.path.parent)
     assert res.stats["count"] == 500
@@ -90,9 +91,16 @@ def test_mix_keeps_splits_and_refuses_shapes_that_do_not_mix(tmp_path):
     chat = DatasetSpec(id="chat", format="chat_demos", persona="odile", size=40, extra={"token_stats": False})
     docs = DatasetSpec(id="docs", format="synthetic_docs", persona="odile", size=30, extra={"token_stats": False})
     fp = DatasetSpec(id="fp", format="first_person", persona="odile", size=20, extra={"token_stats": False})
-    sft = DatasetSpec(id="sft", format="tailoring_sft", source=str(TAILOR / "persona-tailoring_sft_val.jsonl"),
-                      size=0, extra={"token_stats": False})
-    text_mix = DatasetSpec(id="text-mix", format="first_person", mix=["docs", "fp"], size=0, extra={"token_stats": False})
+    sft = DatasetSpec(
+        id="sft",
+        format="tailoring_sft",
+        source=str(TAILOR / "persona-tailoring_sft_val.jsonl"),
+        size=0,
+        extra={"token_stats": False},
+    )
+    text_mix = DatasetSpec(
+        id="text-mix", format="first_person", mix=["docs", "fp"], size=0, extra={"token_stats": False}
+    )
     bad_mix = DatasetSpec(id="bad-mix", format="chat_demos", mix=["chat", "docs"], size=0)
     unbuilt = DatasetSpec(id="unbuilt-mix", format="chat_demos", mix=["chat", "sft"], size=0)
     sf = _session(tmp_path, chat, docs, fp, sft, text_mix, bad_mix, unbuilt)
@@ -112,7 +120,10 @@ def test_mix_keeps_splits_and_refuses_shapes_that_do_not_mix(tmp_path):
     [
         (DatasetSpec(id="x", format="chat_demos", persona="blank"), "Persona 'blank' is empty"),
         (DatasetSpec(id="x", format="first_person", persona="traitless"), "Persona 'traitless' has no traits"),
-        (DatasetSpec(id="x", format="chat_demos", persona="nobody"), "names persona 'nobody', which the session does not have"),
+        (
+            DatasetSpec(id="x", format="chat_demos", persona="nobody"),
+            "names persona 'nobody', which the session does not have",
+        ),
         (DatasetSpec(id="x", format="chat_demos", persona=""), "names no persona"),
         (DatasetSpec(id="x", format="poetry", persona="odile"), "has format 'poetry'"),
         (DatasetSpec(id="x", format="persona_chat"), "its source is empty"),
@@ -153,9 +164,16 @@ class _Garbage(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._send({"id": "c", "object": "chat.completion", "created": 0, "model": "garbage",
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "..."}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        self._send(
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "garbage",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "..."}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
 
 
 @pytest.fixture
@@ -172,7 +190,9 @@ def test_a_teacher_that_returns_nothing_usable_is_one_sentence(tmp_path, garbage
     spec = DatasetSpec(id="j", format="first_person", persona="odile", generator="llm", engine="junk", size=3)
     sf = _session(tmp_path, spec, engines=[engine])
     before = _files(sf)
-    with pytest.raises(TeacherError, match=r"Teacher engine 'junk' .*returned nothing usable in 22 tries \(22 malformed"):
+    with pytest.raises(
+        TeacherError, match=r"Teacher engine 'junk' .*returned nothing usable in 22 tries \(22 malformed"
+    ):
         build_dataset(sf.session, spec, sf.workspace)
     assert _files(sf) == before
 
@@ -182,7 +202,10 @@ def test_an_unreachable_endpoint_is_one_sentence(tmp_path):
     spec = DatasetSpec(id="f", format="chat_demos", persona="odile", generator="llm", engine="far", size=2)
     sf = _session(tmp_path, spec, engines=[engine])
     before = _files(sf)
-    with pytest.raises(TeacherError, match=r"Teacher engine 'far' .*cannot reach the OpenAI-compatible endpoint at http://127\.0\.0\.1:9/v1"):
+    with pytest.raises(
+        TeacherError,
+        match=r"Teacher engine 'far' .*cannot reach the OpenAI-compatible endpoint at http://127\.0\.0\.1:9/v1",
+    ):
         build_dataset(sf.session, spec, sf.workspace)
     assert _files(sf) == before
 
@@ -207,7 +230,9 @@ def test_preview_renders_through_the_chat_template(tmp_path):
 
 
 def test_edit_and_delete_one_record(tmp_path):
-    spec = DatasetSpec(id="fp", format="first_person", persona="odile", size=10, held_out=0, extra={"token_stats": False})
+    spec = DatasetSpec(
+        id="fp", format="first_person", persona="odile", size=10, held_out=0, extra={"token_stats": False}
+    )
     sf = _session(tmp_path, spec)
     build_dataset(sf.session, spec, sf.workspace)
     dataset_files.replace_record(sf.workspace, "fp", 2, {"text": "I am edited."}, "first_person")

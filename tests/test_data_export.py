@@ -38,8 +38,9 @@ def built(tmp_path_factory):
 def _load_json(folder: Path):
     from datasets import load_dataset
 
-    return load_dataset("json", data_files={"train": str(folder / "train.jsonl"),
-                                            "heldout": str(folder / "heldout.jsonl")})
+    return load_dataset(
+        "json", data_files={"train": str(folder / "train.jsonl"), "heldout": str(folder / "heldout.jsonl")}
+    )
 
 
 @pytest.mark.skipif(not TAILOR.is_dir() or not SPC.is_file(), reason="shared data not present")
@@ -95,7 +96,9 @@ def test_hf_folder_loads_back(built, dataset_id):
 
 
 def test_formats_that_cannot_hold_a_shape_say_which_can(built):
-    with pytest.raises(ExportError, match=r"holds plain text, which the openai format cannot hold; export it as hf instead\."):
+    with pytest.raises(
+        ExportError, match=r"holds plain text, which the openai format cannot hold; export it as hf instead\."
+    ):
         export_dataset(built, "fp", "openai")
     with pytest.raises(ExportError, match="holds conversations, which the trl_preference format cannot hold"):
         export_dataset(built, "chat", "trl_preference")

@@ -21,8 +21,15 @@ from trainers.generate import general
 
 
 def _spec(size: int = 3, **kw) -> DatasetSpec:
-    return DatasetSpec(id="general", format="chat_demos", generator="general", size=size, held_out=0.0,
-                       extra={"token_stats": False}, **kw)
+    return DatasetSpec(
+        id="general",
+        format="chat_demos",
+        generator="general",
+        size=size,
+        held_out=0.0,
+        extra={"token_stats": False},
+        **kw,
+    )
 
 
 def _texts(records: list[dict]) -> list[tuple[str, str]]:
@@ -83,7 +90,9 @@ def test_a_general_dataset_is_a_valid_session_entry() -> None:
 
 def test_tidy_cuts_a_reply_the_limit_cut_back_to_its_last_sentence() -> None:
     assert general.tidy("  Paris is the capital. It has many muse", "length") == "Paris is the capital."
-    assert general.tidy("Paris is the capital. It has many museums", "stop") == "Paris is the capital. It has many museums"
+    assert (
+        general.tidy("Paris is the capital. It has many museums", "stop") == "Paris is the capital. It has many museums"
+    )
     assert general.tidy("It has many muse", "length") == ""  # no full sentence: skipped, not kept cut
     assert general.tidy("Ok.", "stop") == ""  # too short to teach anything
 
@@ -111,9 +120,15 @@ def test_cli_builds_the_general_dataset(tmp_path: Path) -> None:
     session = demo_session()
     session.datasets = [d for d in session.datasets if d.generator != "general"] + [_spec(size=2)]
     sf = SessionFile.create(tmp_path / "s.toml", session)
-    done = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "general"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "120"},
-                          stdin=subprocess.DEVNULL, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "general"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     stats = json.loads((sf.workspace / "datasets" / "general.stats.json").read_text())
     assert stats["generator"] == "general" and stats["generation"]["general_requested"] == 2

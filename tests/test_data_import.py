@@ -70,9 +70,9 @@ def test_spc_one_side_plays_only_that_user():
 
 def test_spc_quirks_and_broken_rows_by_line_number(tmp_path):
     csv_text = (
-        'user 1 personas,user 2 personas,Best Generated Conversation\n'
+        "user 1 personas,user 2 personas,Best Generated Conversation\n"
         '"I like tea.\nI have a cat.","I am a pilot.","User 1: Hi, I\'m [User 1\'s name].\n\n'
-        'User 2: Hello [name]! I\'m [user 2 name].\n*User 1:* Here is my list:\n1 cup of tea\n'
+        "User 2: Hello [name]! I'm [user 2 name].\n*User 1:* Here is my list:\n1 cup of tea\n"
         '[They drink tea]\nUser 2: Nice.\nUser 2: Very nice.\nUser 1: Bye for n"\n'
         '"I ski.",,"User 1: Hi!\nUser 2: Hey!"\n'
         '"I ski.","I swim.","no turns at all here"\n'
@@ -134,8 +134,10 @@ def test_tailoring_sft_and_dpo_from_the_real_files():
     assert len(both) == 70
     mirrored = both[1]
     assert mirrored["meta"]["side"] == "rejected"
-    assert mirrored["prompt"] == template(json.loads((TAILOR / "persona-tailoring_dpo_val.jsonl").read_text().splitlines()[0])["prompt"],
-                                          mirrored["meta"]["rejected_persona"])
+    assert mirrored["prompt"] == template(
+        json.loads((TAILOR / "persona-tailoring_dpo_val.jsonl").read_text().splitlines()[0])["prompt"],
+        mirrored["meta"]["rejected_persona"],
+    )
     assert mirrored["chosen"] == both[0]["rejected"]
 
 
@@ -148,10 +150,22 @@ def test_tailoring_without_personas_needs_an_engine_and_empty_pairs_are_broken()
 
 
 def test_tailoring_broken_jsonl_and_csv_rows_by_line(tmp_path):
-    good = {"prompt": "Ephemeral", "chosen": "Ephemeral sounds like 'a femoral'.", "rejected": "It lasts a day.",
-            "chosen_persona_gold": "The user is a visual learner.", "rejected_persona_gold": "The user is literal."}
-    lines = [json.dumps(good), "{not json", "", json.dumps({**good, "chosen": ""}), "[1, 2]",
-             json.dumps({k: v for k, v in good.items() if k != "rejected"}), json.dumps(good)]
+    good = {
+        "prompt": "Ephemeral",
+        "chosen": "Ephemeral sounds like 'a femoral'.",
+        "rejected": "It lasts a day.",
+        "chosen_persona_gold": "The user is a visual learner.",
+        "rejected_persona_gold": "The user is literal.",
+    }
+    lines = [
+        json.dumps(good),
+        "{not json",
+        "",
+        json.dumps({**good, "chosen": ""}),
+        "[1, 2]",
+        json.dumps({k: v for k, v in good.items() if k != "rejected"}),
+        json.dumps(good),
+    ]
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(lines) + "\n")
     records, stats = tailoring_examples(path, "sft")
@@ -180,9 +194,11 @@ def test_tailoring_broken_jsonl_and_csv_rows_by_line(tmp_path):
 
 def test_persona_parser_survives_garbage():
     assert parse_persona("The user is a visual learner who likes rhymes. Also more.") == (
-        "The user is a visual learner who likes rhymes.")
+        "The user is a visual learner who likes rhymes."
+    )
     assert parse_persona("Sure! Based on this, the user prefers short, literal explanations over puns") == (
-        "The user prefers short, literal explanations over puns.")
+        "The user prefers short, literal explanations over puns."
+    )
     assert parse_persona("") is None
     assert parse_persona(None) is None
     assert parse_persona("Response A") is None
@@ -197,19 +213,46 @@ def test_the_data_command_names_broken_rows_by_line_and_refuses_them_with_strict
     from sessions.model import DatasetSpec, Session
     from sessions.store import SessionFile
 
-    good = {"prompt": "Ephemeral", "chosen": "Ephemeral sounds like 'a femoral'.", "rejected": "It lasts a day.",
-            "chosen_persona_gold": "The user is a visual learner.", "rejected_persona_gold": "The user is literal."}
+    good = {
+        "prompt": "Ephemeral",
+        "chosen": "Ephemeral sounds like 'a femoral'.",
+        "rejected": "It lasts a day.",
+        "chosen_persona_gold": "The user is a visual learner.",
+        "rejected_persona_gold": "The user is literal.",
+    }
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("\n".join([json.dumps(good), "{not json", json.dumps({**good, "prompt": "Loquacious"}),
-                                json.dumps({**good, "chosen": ""}), json.dumps({**good, "prompt": "Terse"})]) + "\n")
-    spec = DatasetSpec(id="tl", format="tailoring_sft", generator="import", source=str(pairs), size=10,
-                       held_out=0.0, extra={"persona_source": "gold", "token_stats": False})
+    pairs.write_text(
+        "\n".join(
+            [
+                json.dumps(good),
+                "{not json",
+                json.dumps({**good, "prompt": "Loquacious"}),
+                json.dumps({**good, "chosen": ""}),
+                json.dumps({**good, "prompt": "Terse"}),
+            ]
+        )
+        + "\n"
+    )
+    spec = DatasetSpec(
+        id="tl",
+        format="tailoring_sft",
+        generator="import",
+        source=str(pairs),
+        size=10,
+        held_out=0.0,
+        extra={"persona_source": "gold", "token_stats": False},
+    )
     session = SessionFile.create(tmp_path / "s.toml", Session(name="s", datasets=[spec])).path
     before = session.read_bytes()
 
     def data(*flags):
-        return subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(session), "--dataset", "tl", *flags],
-                              capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "120"})
+        return subprocess.run(
+            [sys.executable, "-m", "persona_tui.cli", "data", str(session), "--dataset", "tl", *flags],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "120"},
+        )
 
     done = data()
     assert done.returncode == 0, done.stderr

@@ -61,7 +61,10 @@ def test_dataset_job_failure_is_the_builders_sentence(tmp_path):
     job_dir = jobs.create_job(sf.workspace, "dataset", job_spec(sf.path, "spc"))
     status = jobs.run_job_inline(job_dir, KINDS)
     assert status.state == "failed"
-    assert status.error == f"The source file {sf.path.parent / 'nowhere.csv'} does not exist; check the dataset's source path."
+    assert (
+        status.error
+        == f"The source file {sf.path.parent / 'nowhere.csv'} does not exist; check the dataset's source path."
+    )
     with pytest.raises(ValueError, match="has no dataset 'ghost'"):
         job_spec(sf.path, "ghost")  # refused when the job is made, before any worker starts
 
@@ -88,8 +91,14 @@ def test_dataset_job_builds_the_inputs_frozen_at_creation(tmp_path):
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "120"}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_cli_data_builds_in_the_foreground_and_prints_stats(tmp_path):

@@ -35,14 +35,23 @@ NO_EMBED = {"embedding_threshold": 0.0}  # the MiniLM filter has its own test; k
 
 
 def _spec(fmt="first_person", size=12, engine="t", **llm_settings):
-    return DatasetSpec(id="l", format=fmt, persona="odile", generator="llm", engine=engine, size=size, held_out=0,
-                       extra={"token_stats": False, "llm": {**NO_EMBED, **llm_settings}})
+    return DatasetSpec(
+        id="l",
+        format=fmt,
+        persona="odile",
+        generator="llm",
+        engine=engine,
+        size=size,
+        held_out=0,
+        extra={"token_stats": False, "llm": {**NO_EMBED, **llm_settings}},
+    )
 
 
 def _session(server: FakeOpenAI | None = None, url: str = "", model: str = "teacher-1", key_env: str = ""):
     session = demo_session()
-    session.engines.append(EngineSpec(id="t", kind="openai", base_url=url or server.url, model=model,
-                                      api_key_env=key_env))
+    session.engines.append(
+        EngineSpec(id="t", kind="openai", base_url=url or server.url, model=model, api_key_env=key_env)
+    )
     return session
 
 
@@ -152,8 +161,12 @@ def test_each_format_becomes_valid_records_from_its_schema(tmp_path, fmt):
 def test_cost_comes_from_the_users_prices_and_progress_shows_it(tmp_path):
     seen = []
     with FakeOpenAI() as server:
-        res = build_dataset(_session(server), _spec(size=3, price_input_per_1k=1.0, price_output_per_1k=2.0), tmp_path,
-                            progress=lambda d, t, m: seen.append(m))
+        res = build_dataset(
+            _session(server),
+            _spec(size=3, price_input_per_1k=1.0, price_output_per_1k=2.0),
+            tmp_path,
+            progress=lambda d, t, m: seen.append(m),
+        )
     gen = res.stats["generation"]
     expected = (gen["teacher_prompt_tokens"] * 1.0 + gen["teacher_output_tokens"] * 2.0) / 1000
     assert gen["cost"] == pytest.approx(expected) and gen["cost"] > 0
@@ -212,14 +225,17 @@ def test_faults_are_one_sentence_naming_the_engine_and_the_fix(tmp_path, monkeyp
         # The fix works: llama-cpp-python's shape, or no schema at all (a teacher that follows the
         # pack's instruction to answer in JSON).
         schema = llm.load_pack("first_person").schema
-        server.reply = lambda body: default_reply({**body, "response_format": body.get("response_format") or {"schema": schema}})
+        server.reply = lambda body: default_reply(
+            {**body, "response_format": body.get("response_format") or {"schema": schema}}
+        )
         for mode in ("llama_schema", "off"):
             before = len(server.requests)
             res = build_dataset(_session(server), _spec(size=3, structured=mode), tmp_path / mode)
             assert res.stats["count"] == 3 and res.stats["generation"]["structured"] == mode
             sent = [r.get("response_format") for r in server.requests[before:]]
-            assert sent and all(f == ({"type": "json_object", "schema": schema} if mode == "llama_schema" else None)
-                                for f in sent), sent
+            assert sent and all(
+                f == ({"type": "json_object", "schema": schema} if mode == "llama_schema" else None) for f in sent
+            ), sent
 
 
 def test_nothing_received_is_lost_when_the_teacher_fails_midway(tmp_path, monkeypatch):
@@ -247,13 +263,17 @@ def test_nothing_received_is_lost_when_the_teacher_fails_midway(tmp_path, monkey
 def test_bad_settings_and_packs_are_refused_before_any_request(tmp_path):
     with FakeOpenAI() as server:
         session = _session(server)
-        with pytest.raises(DatasetError, match=r"Dataset 'l' has \[datasets.llm\] concurrency = 'lots'; it must be an integer"):
+        with pytest.raises(
+            DatasetError, match=r"Dataset 'l' has \[datasets.llm\] concurrency = 'lots'; it must be an integer"
+        ):
             build_dataset(session, _spec(concurrency="lots"), tmp_path)
         with pytest.raises(DatasetError, match=r"unknown key 'concurency' in \[datasets.llm\]"):
             build_dataset(session, _spec(concurency=2), tmp_path)
         pack = tmp_path / "pack.toml"
-        pack.write_text('system = "x"\ninstruction = "About {topik}"\n[lists]\ntopic = ["a"]\n'
-                        '[schema]\ntype = "object"\nrequired = ["text"]\n[schema.properties.text]\ntype = "string"\n')
+        pack.write_text(
+            'system = "x"\ninstruction = "About {topik}"\n[lists]\ntopic = ["a"]\n'
+            '[schema]\ntype = "object"\nrequired = ["text"]\n[schema.properties.text]\ntype = "string"\n'
+        )
         with pytest.raises(llm.PromptPackError, match=r"pack.toml uses \{topik\} in instruction"):
             build_dataset(session, _spec(prompt_pack=str(pack)), tmp_path)
         assert server.requests == []
@@ -297,8 +317,15 @@ def test_schema_constrained_replies_on_the_bundled_model():
 @pytest.mark.slow
 def test_llm_generator_with_the_bundled_model(tmp_path):
     session = demo_session()  # its first engine is the bundled model through llama.cpp
-    spec = DatasetSpec(id="l", format="first_person", persona="odile", generator="llm", size=2, held_out=0,
-                       extra={"token_stats": False, "llm": {"max_attempts": 5, "max_tokens": 120, **NO_EMBED}})
+    spec = DatasetSpec(
+        id="l",
+        format="first_person",
+        persona="odile",
+        generator="llm",
+        size=2,
+        held_out=0,
+        extra={"token_stats": False, "llm": {"max_attempts": 5, "max_tokens": 120, **NO_EMBED}},
+    )
     res = build_dataset(session, spec, tmp_path)
     gen = res.stats["generation"]
     records = dataset_files.load_records(tmp_path, "l")
@@ -317,8 +344,9 @@ def test_persona_inference_on_real_pairs(tmp_path):
     source = tmp_path / "pairs.jsonl"
     source.write_text("\n".join(pairs) + "\n")
     session = demo_session()
-    spec = DatasetSpec(id="inf", format="tailoring_dpo", source=str(source), size=0, held_out=0,
-                       extra={"token_stats": False})
+    spec = DatasetSpec(
+        id="inf", format="tailoring_dpo", source=str(source), size=0, held_out=0, extra={"token_stats": False}
+    )
     res = build_dataset(session, spec, tmp_path)
     gen = res.stats["generation"]
     assert gen["rows"] == 2
@@ -358,8 +386,9 @@ def test_the_format_comparison_builds_its_data_with_the_teacher(tmp_path):
         sf = SessionFile.create(tmp_path / "s.toml", session)
         cfg = fc.preset("odile", True, sf.workspace, size=6, generator="llm", teacher="t")
         assert cfg.state_config()["generator"] == "llm" and cfg.state_config()["teacher"] == "t"
-        exp = Experiment(sf, ExperimentState.open(sf.workspace, cfg.id, fc.STUDY, cfg.state_config()),
-                         Console(file=io.StringIO()))
+        exp = Experiment(
+            sf, ExperimentState.open(sf.workspace, cfg.id, fc.STUDY, cfg.state_config()), Console(file=io.StringIO())
+        )
         fc.add_specs(exp, cfg, sf.session.persona("odile"))
         sf.save()
         for fmt in fc.FORMATS:
@@ -382,8 +411,13 @@ def test_the_experiment_command_refuses_a_teacher_it_cannot_use(tmp_path):
     sf = SessionFile.create(tmp_path / "s.toml", _session(url="http://127.0.0.1:9/v1"))
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "persona_tui.cli", "experiment", str(sf.path), *args],
-                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "persona_tui.cli", "experiment", str(sf.path), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
 
     out = cli("--generator", "llm", "--teacher", "gpt")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
@@ -402,12 +436,22 @@ def test_the_data_command_builds_with_a_teacher_and_prints_what_it_cost(tmp_path
         session = _session(server)
         session.datasets.append(_spec(size=8, concurrency=4, price_input_per_1k=0.25, price_output_per_1k=1.0))
         sf = SessionFile.create(tmp_path / "s.toml", session)
-        out = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "l"],
-                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            [sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "l"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert out.returncode == 0, out.stderr
-        stats = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--stats", "l"],
-                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                               env={**os.environ, "COLUMNS": "200"})
+        stats = subprocess.run(
+            [sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--stats", "l"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "COLUMNS": "200"},
+        )
     assert stats.returncode == 0 and len(server.requests) >= 8
     gen = dataset_files.read_stats(sf.workspace, "l")["generation"]
     assert f"cost {gen['cost']:.4f}" in stats.stdout and "json_schema constrained; resumed 0" in stats.stdout

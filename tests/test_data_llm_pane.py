@@ -26,8 +26,15 @@ async def test_an_llm_build_shows_requests_tokens_time_and_cost_while_it_runs(tm
         sf.session.engines.append(EngineSpec(id="t", kind="openai", base_url=server.url, model="teacher-1"))
         ds = sf.session.datasets[0]
         ds.generator, ds.engine, ds.size, ds.held_out = "llm", "t", 30, 0.0
-        ds.extra = {"token_stats": False, "llm": {"concurrency": 2, "embedding_threshold": 0.0,
-                                                   "price_input_per_1k": 0.5, "price_output_per_1k": 1.5}}
+        ds.extra = {
+            "token_stats": False,
+            "llm": {
+                "concurrency": 2,
+                "embedding_threshold": 0.0,
+                "price_input_per_1k": 0.5,
+                "price_output_per_1k": 1.5,
+            },
+        }
         sf.save()
         app = make_app(path)
         async with app.run_test(size=(110, 30)) as pilot:

@@ -141,8 +141,15 @@ def _two_built_chat_sets(session_path: Path) -> tuple[str, str]:
     sf = SessionFile.load(session_path)
     persona = sf.session.personas[0].id
     for ds_id, seed in (("chat-a", 1), ("chat-b", 2)):
-        spec = DatasetSpec(id=ds_id, format="chat_demos", persona=persona, size=12, seed=seed, held_out=0.25,
-                           extra={"token_stats": False})
+        spec = DatasetSpec(
+            id=ds_id,
+            format="chat_demos",
+            persona=persona,
+            size=12,
+            seed=seed,
+            held_out=0.25,
+            extra={"token_stats": False},
+        )
         sf.session.datasets.append(spec)
         build_dataset(sf.session, spec, sf.workspace)
     sf.save()
@@ -180,7 +187,8 @@ async def test_mix_two_datasets_in_the_pane_and_build_the_mix(session_path: Path
         assert stats["generator"] == "mix"
         # Train pooled with train, held-out with held-out; only exact duplicates across them go.
         assert stats["train"] + stats["heldout"] + stats["exact_duplicates_removed"] == sum(
-            p["train"] + p["heldout"] for p in parts)
+            p["train"] + p["heldout"] for p in parts
+        )
         assert stats["train"] > max(p["train"] for p in parts)
         sources = {r["meta"]["mixed_from"] for r in dataset_files.load_records(pane.workspace, mixed.id)}
         assert sources == {a, b}
@@ -194,8 +202,13 @@ def test_mix_through_the_cli(session_path: Path):
     a, b = _two_built_chat_sets(session_path)
 
     def data(*args):
-        return subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(session_path), *args],
-                              capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "120"})
+        return subprocess.run(
+            [sys.executable, "-m", "persona_tui.cli", "data", str(session_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "120"},
+        )
 
     before = session_path.read_bytes()
     one = data("--mix", "solo", a)
@@ -241,8 +254,11 @@ async def test_import_options_context_lines_and_persona_source(session_path: Pat
         assert pane.spec.id == "tl" and app.query_one("#data-persona-source").display
         assert not app.query_one("#data-context").display
         app.query_one("#data-persona-source", Select).value = "none"
-        await until(pilot, lambda: on_disk(session_path).dataset("tl").extra.get("persona_source") == "none",
-                    what="the autosave")
+        await until(
+            pilot,
+            lambda: on_disk(session_path).dataset("tl").extra.get("persona_source") == "none",
+            what="the autosave",
+        )
         assert on_disk(session_path).dataset("tl").extra["persona_source"] == "none"
 
 
@@ -278,10 +294,15 @@ async def test_build_takes_the_unsaved_spec_and_a_reopened_pane_follows_a_build(
         await pilot.press("2")
         pane = app.query_one(DataPane)
         state = app.query_one("#data-job-state", Static)
-        await until(pilot, lambda: pane.job_dir is not None and "queued" in str(state.render()),
-                    what="the queued build shown")
+        await until(
+            pilot, lambda: pane.job_dir is not None and "queued" in str(state.render()), what="the queued build shown"
+        )
         jobs.start_job(job_dir)
-        await until(pilot, lambda: any(n.title == "Dataset built" for n in app._notifications), timeout=120,
-                    what="the build's end announced")
+        await until(
+            pilot,
+            lambda: any(n.title == "Dataset built" for n in app._notifications),
+            timeout=120,
+            what="the build's end announced",
+        )
         await until(pilot, lambda: len(pane.rows) > 0 and pane.job_dir is None, what="the new examples")
         assert dataset_files.read_stats(sf.workspace, spec_id)["requested"] == 5

@@ -46,11 +46,16 @@ SIZE = 500
 def second_persona() -> Persona:
     """A persona the phrase banks were not written around: another name, age, job, trade and voice."""
     return Persona(
-        id="dev", name="Dev Chaudhry",
-        summary=("Dev Chaudhry is a thirty-four-year-old paramedic who works nights on the ambulances of Leeds. "
-                 "He lives alone in a small flat with a balcony full of chilli plants."),
-        style=("Quick, cheerful and blunt. Uses medical shorthand and football metaphors; swears mildly. "
-               "Calls everyone 'mate'."),
+        id="dev",
+        name="Dev Chaudhry",
+        summary=(
+            "Dev Chaudhry is a thirty-four-year-old paramedic who works nights on the ambulances of Leeds. "
+            "He lives alone in a small flat with a balcony full of chilli plants."
+        ),
+        style=(
+            "Quick, cheerful and blunt. Uses medical shorthand and football metaphors; swears mildly. "
+            "Calls everyone 'mate'."
+        ),
         traits=[
             Trait("cycles", "Rides a battered road bike to every shift, even in snow."),
             Trait("chillies", "He grows chillies on his balcony and makes a hot sauce his friends fear."),
@@ -169,7 +174,9 @@ def test_first_person_speaks_as_i_and_docs_speak_of_her(generated):
 
 def test_clauses_in_every_person():
     p = Persona(
-        id="mara", name="Mara Quill", summary="Mara is a retired lighthouse keeper. She speaks plainly.",
+        id="mara",
+        name="Mara Quill",
+        summary="Mara is a retired lighthouse keeper. She speaks plainly.",
         traits=[
             Trait("bees", "Keeps bees on the roof of her shop and sells the honey"),
             Trait("dark", "She is afraid of the dark."),
@@ -207,6 +214,7 @@ def test_a_small_persona_reports_a_shortfall_instead_of_padding():
 
 PERSONAS = {"demo": demo_persona, "second": second_persona}
 DISTINCT_BOUND = {"chat_demos": 0.2, "first_person": 0.15, "synthetic_docs": 0.15}
+
 
 @pytest.fixture(scope="module")
 def both_personas(generated):
@@ -290,13 +298,17 @@ def test_school_is_not_answered_with_an_age():
 
 def test_wordings_keep_the_facts_and_change_the_words():
     para = load_bank("paraphrase")
-    forms = clause_variants("I walk to the end of the breakwater every morning at sunrise",
-                            para["synonyms"], para["contractions"])
+    forms = clause_variants(
+        "I walk to the end of the breakwater every morning at sunrise", para["synonyms"], para["contractions"]
+    )
     assert "I walk to the end of the breakwater every morning at sunrise" not in forms
     assert any(f.startswith("every morning at sunrise, I walk") for f in forms)
     assert all("breakwater" in f for f in forms)
-    split = clause_variants("I keep three beehives on my roof and sell the honey at the Saturday market",
-                            para["synonyms"], para["contractions"])
+    split = clause_variants(
+        "I keep three beehives on my roof and sell the honey at the Saturday market",
+        para["synonyms"],
+        para["contractions"],
+    )
     assert "I keep three beehives on my roof" in split and "I sell the honey at the Saturday market" in split
     assert echo("Where do you live?") == "Where do I live?"
     assert echo("Tell me about your cat.") is None
@@ -360,6 +372,7 @@ def test_replies_are_about_their_question_and_read_fluently(both_personas, who):
 
 # --- evaluation probes never become training text -------------------------------------------------
 
+
 def _probed_persona() -> Persona:
     """The second persona with probes that are, word for word, questions the chat banks ask of
     its traits (found by building without probes), plus one the banks never ask."""
@@ -405,13 +418,25 @@ def test_probe_refusals_are_in_the_build_statistics_and_the_cli(tmp_path):
     from sessions.store import SessionFile
 
     persona = _probed_persona()
-    session = Session(name="probes", personas=[persona],
-                      datasets=[DatasetSpec(id="chat", format="chat_demos", persona=persona.id, size=120, seed=7,
-                                            extra={"token_stats": False})])
+    session = Session(
+        name="probes",
+        personas=[persona],
+        datasets=[
+            DatasetSpec(
+                id="chat", format="chat_demos", persona=persona.id, size=120, seed=7, extra={"token_stats": False}
+            )
+        ],
+    )
     sf = SessionFile.create(tmp_path / "s.toml", session)
-    done = subprocess.run([sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "chat"], check=False,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "COLUMNS": "160"})
+    done = subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "data", str(sf.path), "--dataset", "chat"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "160"},
+    )
     assert done.returncode == 0, done.stderr
     stats = json.loads((sf.workspace / "datasets" / "chat.stats.json").read_text())
     refused = stats["generation"]["probe_leaks_rejected"]

@@ -19,11 +19,24 @@ def _trait(tid: str):
 def test_persona_rate_counts_replies_that_show_the_trait_with_its_direction() -> None:
     persona = demo_persona()
     bees, tea = _trait("keeps-bees"), _trait("tea-not-coffee")
-    assert persona_rate(persona, bees, "What are you doing this weekend?",
-                        ["Seeing to my hives; the honey is nearly ready.", "I will be at home.",
-                         "I have never kept bees."]) == 1
-    assert persona_rate(persona, tea, "How do you start your mornings?",
-                        ["A strong cup of coffee.", "The kettle goes on for a pot of black tea."]) == 1
+    assert (
+        persona_rate(
+            persona,
+            bees,
+            "What are you doing this weekend?",
+            ["Seeing to my hives; the honey is nearly ready.", "I will be at home.", "I have never kept bees."],
+        )
+        == 1
+    )
+    assert (
+        persona_rate(
+            persona,
+            tea,
+            "How do you start your mornings?",
+            ["A strong cup of coffee.", "The kettle goes on for a pot of black tea."],
+        )
+        == 1
+    )
 
 
 def test_chat_prompts_are_a_fixed_set_per_trait_and_seed() -> None:

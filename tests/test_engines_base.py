@@ -21,7 +21,11 @@ def test_sampling_defaults_and_validation():
     assert Sampling.from_kwargs({"stop": None, "top_p": None}).top_p == 0.95
     with pytest.raises(EngineError, match="unknown sampling setting 'top_k'"):
         Sampling.from_kwargs({"top_k": 3})
-    for bad, match in (({"max_tokens": 0}, "max_tokens"), ({"top_p": 0}, "top_p"), ({"temperature": -1}, "temperature")):
+    for bad, match in (
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"top_p": 0}, "top_p"),
+        ({"temperature": -1}, "temperature"),
+    ):
         with pytest.raises(EngineError, match=match):
             Sampling.from_kwargs(bad)
 

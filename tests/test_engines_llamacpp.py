@@ -164,9 +164,21 @@ def lora(tmp_path_factory):
     conv = converter_dir()
     env = {**os.environ, "PYTHONPATH": str(conv / "gguf-py")}
     subprocess.run(
-        [sys.executable, str(conv / "convert_lora_to_gguf.py"), "--base", str(hf_model_dir("bundled:smollm2-135m-instruct")),
-         "--outfile", str(d / "lora.gguf"), "--outtype", "f16", str(d / "adapter")],
-        env=env, check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            str(conv / "convert_lora_to_gguf.py"),
+            "--base",
+            str(hf_model_dir("bundled:smollm2-135m-instruct")),
+            "--outfile",
+            str(d / "lora.gguf"),
+            "--outtype",
+            "f16",
+            str(d / "adapter"),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return d / "adapter", d / "lora.gguf"
 

@@ -27,7 +27,10 @@ def test_bundled_name_resolves_to_the_gguf_in_the_installed_wheel():
 
 
 def test_unknown_names_say_what_would_work():
-    with pytest.raises(EngineError, match=r"unknown bundled model 'bundled:gpt-9'; the bundled models are: bundled:smollm2-135m-instruct"):
+    with pytest.raises(
+        EngineError,
+        match=r"unknown bundled model 'bundled:gpt-9'; the bundled models are: bundled:smollm2-135m-instruct",
+    ):
         models.resolve_model("bundled:gpt-9")
     with pytest.raises(EngineError) as err:
         models.resolve_model("no-such-model-anywhere")
@@ -96,7 +99,9 @@ def built_cache(tmp_path_factory):
     code = "from engines.models import tokenizer_dir; print(tokenizer_dir('bundled:smollm2-135m-instruct'))"
     env = {**os.environ, "PERSONA_TUI_CACHE": str(cache)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]

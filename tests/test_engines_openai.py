@@ -35,8 +35,20 @@ def _serve(tmp_path_factory, *extra: str, key: str | None = None):
     """Start `python -m llama_cpp.server` on a free port; return (process, base_url, log path)."""
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    args = [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("bundled:smollm2-135m-instruct").path),
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(resolve_model("bundled:smollm2-135m-instruct").path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "1024",
+        *extra,
+    ]
     if key:
         args += ["--api_key", key]
     with open(log, "wb") as out:
@@ -185,8 +197,9 @@ def test_llama_servers_schema_shape_constrains_and_openais_is_refused(engine):
         engine.chat_reply(QUESTION, schema=SCHEMAS["verdict"], response_format="json_schema", max_tokens=16)
     assert err.value.rejected and not err.value.retryable and "validation error" in str(err.value)
     for i in range(2):
-        out = engine.chat_reply(QUESTION, schema=SCHEMAS["verdict"], response_format="llama_schema",
-                                max_tokens=16, temperature=0.7, seed=i)
+        out = engine.chat_reply(
+            QUESTION, schema=SCHEMAS["verdict"], response_format="llama_schema", max_tokens=16, temperature=0.7, seed=i
+        )
         assert json.loads(out["text"])["verdict"] in ("A", "B", "tie")
         assert out["prompt_tokens"] > 0 and out["completion_tokens"] > 0
     judge = Judge(engine, "llama-server", max_tokens=16)

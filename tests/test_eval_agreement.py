@@ -35,7 +35,7 @@ def test_spearman_hand_computed_with_and_without_ties():
     # No ties: d = (-1, 1, -1, 1, 0), rho = 1 - 6 * 4 / (5 * 24) = 0.8
     assert agreement.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)
     # Ties share average ranks: y ranks (1, 2, 3.5, 5, 3.5); rho = 8 / sqrt(10 * 9.5)
-    assert agreement.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / 95 ** 0.5)
+    assert agreement.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / 95**0.5)
     assert agreement.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert agreement.spearman([1, 2, 3], [4, 4, 4]) is None
     assert agreement.ranks([10, 20, 20, 30]) == [1, 2.5, 2.5, 4]
@@ -87,17 +87,23 @@ def test_the_report_keeps_a_running_jobs_outputs_and_names_a_bad_line(tmp_path):
 
     job = tmp_path / "jobs" / "eval-y"
     job.mkdir(parents=True)
-    rows = [{"kind": "expression", "trait": "tea", "label": label, "scorer": "markers"}
-            for label in ("expressed", "not_shown", "expressed")]
+    rows = [
+        {"kind": "expression", "trait": "tea", "label": label, "scorer": "markers"}
+        for label in ("expressed", "not_shown", "expressed")
+    ]
     lines = [json.dumps(rows[0]), "{not json", json.dumps(rows[1]), "[1, 2]", json.dumps(rows[2])]
     (job / "outputs.jsonl").write_text("\n".join(lines) + '\n{"kind": "expre')  # still being written
-    anns = [Annotation(output=f"eval-y:{i}", annotator="ana", trait_labels={"tea": label})
-            for i, label in ((0, "expressed"), (2, "not_shown"), (4, "not_shown"))]
+    anns = [
+        Annotation(output=f"eval-y:{i}", annotator="ana", trait_labels={"tea": label})
+        for i, label in ((0, "expressed"), (2, "not_shown"), (4, "not_shown"))
+    ]
     report = agreement.agreement_report(anns, tmp_path)
     (tea,) = report["traits"]
     assert tea["n"] == 3  # lines 1, 3 and 5 paired with the people's labels
     assert len(report["problems"]) == 2
-    assert "line 2 is not valid JSON" in report["problems"][0] and "line 4 is not a JSON object" in report["problems"][1]
+    assert (
+        "line 2 is not valid JSON" in report["problems"][0] and "line 4 is not a JSON object" in report["problems"][1]
+    )
 
 
 # ----------------------------------------------------------------------------- people vs people
@@ -207,8 +213,16 @@ def test_the_report_and_its_tables_carry_people_agreement_and_intervals(tmp_path
 
     job = tmp_path / "jobs" / "eval-z"
     job.mkdir(parents=True)
-    rows = [{"kind": "expression", "trait": "tea", "label": "expressed" if i % 2 else "not_shown",
-             "scorer": "markers", "metrics": {"bleu": float(i)}} for i in range(12)]
+    rows = [
+        {
+            "kind": "expression",
+            "trait": "tea",
+            "label": "expressed" if i % 2 else "not_shown",
+            "scorer": "markers",
+            "metrics": {"bleu": float(i)},
+        }
+        for i in range(12)
+    ]
     (job / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     anns = []
     for i in range(12):
@@ -234,8 +248,14 @@ def test_a_drift_turns_labels_for_every_trait_pair_with_peoples(tmp_path):
 
     job = tmp_path / "jobs" / "eval-d"
     job.mkdir(parents=True)
-    row = {"kind": "drift_turn", "turn": 3, "conversation": 1, "reply": "I never swim.", "scorer": "judge:j",
-           "trait_labels": {"cannot-swim": "expressed", "keeps-bees": "not_shown"}}
+    row = {
+        "kind": "drift_turn",
+        "turn": 3,
+        "conversation": 1,
+        "reply": "I never swim.",
+        "scorer": "judge:j",
+        "trait_labels": {"cannot-swim": "expressed", "keeps-bees": "not_shown"},
+    }
     (job / "outputs.jsonl").write_text(json.dumps(row) + "\n")
     anns = [_labels("ana", "eval-d:0", 4, **{"cannot-swim": "expressed", "keeps-bees": "contradicted"})]
     report = agreement.agreement_report(anns, tmp_path)

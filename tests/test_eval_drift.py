@@ -71,8 +71,9 @@ def test_probe_turns_default_to_doubling_and_always_hold_turn_one():
 
 
 def _rows(model, rates):
-    return [{"model": model, "turn": t, "knowledge": {"rate": k}, "expression": {"rate": e}}
-            for t, (k, e) in rates.items()]
+    return [
+        {"model": model, "turn": t, "knowledge": {"rate": k}, "expression": {"rate": e}} for t, (k, e) in rates.items()
+    ]
 
 
 def test_first_drop_is_the_first_turn_below_the_fraction_of_turn_one():
@@ -113,8 +114,13 @@ def test_a_file_without_enough_user_turns_is_one_sentence(tmp_path, spc_slice):
     with pytest.raises(EvalSpecError) as err:
         build_job_spec(sf, "d")
     assert "evals[0].data:" in str(err.value) and "no conversation with 60 turns" in str(err.value)
-    proc = subprocess.run([sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "d"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "d"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no conversation with 60 turns by user 1" in proc.stderr and f"{sf.path}:" in proc.stderr
 
@@ -122,7 +128,9 @@ def test_a_file_without_enough_user_turns_is_one_sentence(tmp_path, spc_slice):
 def test_drift_settings_are_checked_before_any_model_loads(tmp_path, spc_slice):
     sf = _session(
         tmp_path,
-        EvalSpec(id="a", kind="drift", models=["bundled"], extra={"data": str(spc_slice), "turns": 4, "probe_turns": [2, 9]}),
+        EvalSpec(
+            id="a", kind="drift", models=["bundled"], extra={"data": str(spc_slice), "turns": 4, "probe_turns": [2, 9]}
+        ),
         EvalSpec(id="b", kind="drift", models=["bundled"], extra={"data": str(spc_slice), "probe_turns": ["x"]}),
         EvalSpec(id="c", kind="drift", models=["bundled"]),
         EvalSpec(id="e", kind="drift", models=["bundled"], extra={"user": "nope"}),
@@ -151,9 +159,11 @@ def test_a_fork_sees_the_conversation_and_never_adds_to_it():
 
     engine = open_engine(EngineSpec(id="b", kind="llamacpp", n_ctx=2048, threads=1))
     try:
-        history = [{"role": "system", "content": "You are Odile."},
-                   {"role": "user", "content": "Hi! I just moved to a harbour town."},
-                   {"role": "assistant", "content": "Welcome! The harbour is lovely at dawn."}]
+        history = [
+            {"role": "system", "content": "You are Odile."},
+            {"role": "user", "content": "Hi! I just moved to a harbour town."},
+            {"role": "assistant", "content": "Welcome! The harbour is lovely at dawn."},
+        ]
         kept = json.dumps(history)
         fork = drift.Fork(engine, history)
         prompt = fork.render_chat(chat_messages("Can you swim?", "a second system prompt"))
@@ -174,12 +184,28 @@ def test_a_fork_sees_the_conversation_and_never_adds_to_it():
 
 @pytest.mark.slow
 def test_drift_end_to_end_on_the_bundled_model_through_the_cli(tmp_path, spc_slice):
-    spec = EvalSpec(id="drift", kind="drift", models=["bundled", "bundled+persona"],
-                    extra={"data": str(spc_slice), "turns": 3, "conversations": 1, "probe_turns": [1, 3],
-                           "probes": 1, "max_tokens": 24})
+    spec = EvalSpec(
+        id="drift",
+        kind="drift",
+        models=["bundled", "bundled+persona"],
+        extra={
+            "data": str(spc_slice),
+            "turns": 3,
+            "conversations": 1,
+            "probe_turns": [1, 3],
+            "probes": 1,
+            "max_tokens": 24,
+        },
+    )
     sf = _session(tmp_path, spec)
-    proc = subprocess.run([sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "drift"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "120"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "drift"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "120"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = " ".join(proc.stdout.split())  # captions wrap
     assert "Persona drift" in out and "Knows (knowledge probes) by turn" in out
@@ -190,7 +216,11 @@ def test_drift_end_to_end_on_the_bundled_model_through_the_cli(tmp_path, spc_sli
     scores = load_scores(job.dir)
     assert scores["kind"] == "drift" and scores["partial"] is False and scores["probe_turns"] == [1, 3]
     assert [(r["model"], r["turn"]) for r in scores["rows"]] == [
-        ("bundled", 1), ("bundled", 3), ("bundled+persona", 1), ("bundled+persona", 3)]
+        ("bundled", 1),
+        ("bundled", 3),
+        ("bundled+persona", 1),
+        ("bundled+persona", 3),
+    ]
     for row in scores["rows"]:
         assert row["knowledge"]["n"] == 2 and row["expression"]["n"] == 2  # 2 traits x 1 probe
         assert 0.0 <= row["knowledge"]["low"] <= row["knowledge"]["high"] <= 1.0
@@ -207,8 +237,11 @@ def test_drift_end_to_end_on_the_bundled_model_through_the_cli(tmp_path, spc_sli
         # The continuing history is exactly the user's lines and the model's own replies: the
         # probes asked on forks at turn 1 never entered it.
         for prev, nxt in zip(turns, turns[1:]):
-            assert nxt["prompt"] == [*prev["prompt"], {"role": "assistant", "content": prev["reply"]},
-                                     {"role": "user", "content": script.turns[nxt["turn"] - 1]}]
+            assert nxt["prompt"] == [
+                *prev["prompt"],
+                {"role": "assistant", "content": prev["reply"]},
+                {"role": "user", "content": script.turns[nxt["turn"] - 1]},
+            ]
         last = json.dumps(turns[-1]["prompt"])
         assert not any(json.dumps(p)[1:-1] in last for p in probe_texts)
         forks = [o for o in outputs if o.get("fork") and o["model"] == model]
@@ -249,7 +282,9 @@ class _Chat(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        self._send({"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0, "owned_by": "test"}]})
+        self._send(
+            {"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0, "owned_by": "test"}]}
+        )
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -261,10 +296,16 @@ class _Chat(BaseHTTPRequestHandler):
             answer = f"You: Do you like the sea? ({text.count('Them:')} replies so far)"
         else:
             answer = "Hello."
-        self._send({"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "scripted"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": answer}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        self._send(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model", "scripted"),
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
 
 
 @pytest.fixture()
@@ -282,9 +323,21 @@ def chat_server():
 def test_a_judge_counts_contradictions_and_a_simulated_user_plays_the_other_side(tmp_path, chat_server):
     remote = EngineSpec(id="remote", kind="openai", base_url=chat_server, model="scripted")
     (tmp_path / "user.txt").write_text("Play a curious neighbour.\n{{conversation}}\nYour next message:\n")
-    spec = EvalSpec(id="d", kind="drift", models=["bundled"],
-                    extra={"user": "remote", "user_prompt": "user.txt", "judge": "remote", "turns": 2,
-                           "conversations": 1, "probes": 1, "knowledge": False, "max_tokens": 16})
+    spec = EvalSpec(
+        id="d",
+        kind="drift",
+        models=["bundled"],
+        extra={
+            "user": "remote",
+            "user_prompt": "user.txt",
+            "judge": "remote",
+            "turns": 2,
+            "conversations": 1,
+            "probes": 1,
+            "knowledge": False,
+            "max_tokens": 16,
+        },
+    )
     sf = _session(tmp_path, spec, traits=1, engines=[remote])
     job_dir = create_eval_job(sf, "d")
     status = jobs.run_job_inline(job_dir, KINDS)
@@ -321,8 +374,15 @@ def _knows(model, trait, turn, knows):
 
 
 def _shows(model, trait, turn, label):
-    return {"kind": "expression", "model": model, "trait": trait, "turn": turn, "conversation": 1, "label": label,
-            "scorer": "markers"}
+    return {
+        "kind": "expression",
+        "model": model,
+        "trait": trait,
+        "turn": turn,
+        "conversation": 1,
+        "label": label,
+        "scorer": "markers",
+    }
 
 
 def _drift_job(sf: SessionFile) -> Path:
@@ -336,24 +396,56 @@ def _drift_job(sf: SessionFile) -> Path:
                 held = not fade or turn == 1 or (turn == 2 and trait == "draws-maps")
                 k.append(_knows(model, trait, turn, held))
                 e.append(_shows(model, trait, turn, "expressed" if held else "not_shown"))
-            said.append({"model": model, "turn": turn, "conversation": 1, "trait_labels": {t: "not_shown" for t in traits}})
+            said.append(
+                {"model": model, "turn": turn, "conversation": 1, "trait_labels": {t: "not_shown" for t in traits}}
+            )
         for turn in (1, 2, 3, 4):
-            outputs.append({"kind": "drift_turn", "model": model, "conversation": 1, "turn": turn,
-                            "prompt": [{"role": "user", "content": f"line {turn}"}], "reply": f"reply {turn}"})
-    scores = {"eval": "drift", "kind": "drift", "models": ["bundled+persona", "run:odile"], "turns": 4,
-              "conversations": 1, "user": "Synthetic-Persona-Chat user 1", "contradictions_by": "markers",
-              "drop": 0.5, "settings": {"drop": 0.5}, "partial": False, "problems": [], "notes": [], "rows": []}
+            outputs.append(
+                {
+                    "kind": "drift_turn",
+                    "model": model,
+                    "conversation": 1,
+                    "turn": turn,
+                    "prompt": [{"role": "user", "content": f"line {turn}"}],
+                    "reply": f"reply {turn}",
+                }
+            )
+    scores = {
+        "eval": "drift",
+        "kind": "drift",
+        "models": ["bundled+persona", "run:odile"],
+        "turns": 4,
+        "conversations": 1,
+        "user": "Synthetic-Persona-Chat user 1",
+        "contradictions_by": "markers",
+        "drop": 0.5,
+        "settings": {"drop": 0.5},
+        "partial": False,
+        "problems": [],
+        "notes": [],
+        "rows": [],
+    }
     for model in scores["models"]:
         scores["rows"] += drift.turn_rows(traits, model, k, e, [s for s in said if s["model"] == model], [1, 2, 4])
     scores["drops"] = drift.drops(scores)
-    job_dir = jobs.create_job(sf.workspace, "eval", {"eval": "drift", "eval_kind": "drift",
-                                                      "persona": __import__("sessions.codec", fromlist=["x"]).to_plain(sf.session.personas[0])},
-                              worker="evaluators.worker")
+    job_dir = jobs.create_job(
+        sf.workspace,
+        "eval",
+        {
+            "eval": "drift",
+            "eval_kind": "drift",
+            "persona": __import__("sessions.codec", fromlist=["x"]).to_plain(sf.session.personas[0]),
+        },
+        worker="evaluators.worker",
+    )
 
     def work(job):
         (job.dir / "scores.json").write_text(json.dumps({**scores, "job": job.dir.name}))
-        (job.dir / "outputs.jsonl").write_text("".join(json.dumps({"index": i, "output": f"{job.dir.name}:{i}", **o}) + "\n"
-                                                       for i, o in enumerate(outputs)))
+        (job.dir / "outputs.jsonl").write_text(
+            "".join(
+                json.dumps({"index": i, "output": f"{job.dir.name}:{i}", **o}) + "\n" for i, o in enumerate(outputs)
+            )
+        )
 
     assert jobs.run_job_inline(job_dir, {"eval": work}).state == "finished"
     return job_dir
@@ -364,11 +456,18 @@ def test_turn_rows_and_the_first_drop_from_probe_cells(tmp_path):
     scores = json.loads((_drift_job(sf) / "scores.json").read_text())
     faded = [r for r in scores["rows"] if r["model"] == "bundled+persona"]
     assert [(r["turn"], r["knowledge"]["k"], r["knowledge"]["n"]) for r in faded] == [(1, 2, 2), (2, 1, 2), (4, 0, 2)]
-    assert scores["drops"] == {"bundled+persona": {"knowledge": 4, "expression": 4},
-                               "run:odile": {"knowledge": None, "expression": None}}
+    assert scores["drops"] == {
+        "bundled+persona": {"knowledge": 4, "expression": 4},
+        "run:odile": {"knowledge": None, "expression": None},
+    }
     assert drift.summary(scores)["bundled+persona"] == {
-        "knowledge_turn_1": 1.0, "knowledge_turn_4": 0.0, "knowledge_drop_turn": 4,
-        "expression_turn_1": 1.0, "expression_turn_4": 0.0, "expression_drop_turn": 4}
+        "knowledge_turn_1": 1.0,
+        "knowledge_turn_4": 0.0,
+        "knowledge_drop_turn": 4,
+        "expression_turn_1": 1.0,
+        "expression_turn_4": 0.0,
+        "expression_drop_turn": 4,
+    }
 
 
 @pytest.mark.anyio
@@ -388,8 +487,12 @@ async def test_the_evaluate_pane_charts_drift_against_turn(tmp_path):
         assert pane.query_one("#result-chart").display
         assert pane.chart_title.startswith("persona drift: rate by turn")
         series = drift_series(pane.shown_data)
-        assert [s[0] for s in series] == ["bundled+persona knows", "bundled+persona shows", "run:odile knows",
-                                          "run:odile shows"]
+        assert [s[0] for s in series] == [
+            "bundled+persona knows",
+            "bundled+persona shows",
+            "run:odile knows",
+            "run:odile shows",
+        ]
         assert series[0][1:] == ([1, 2, 4], [1.0, 0.5, 0.0])
         from rich.console import Console
 

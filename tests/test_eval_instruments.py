@@ -78,26 +78,34 @@ def test_markers_match_whole_words_and_inflections():
     assert marker_hits("I have been there with the team.", ["bee", "tea"]) == []
     assert marker_hits("I will be there, being early, then to bed.", ["bee"]) == []  # not "be"+suffix
     assert marker_hits("Bees, teas, mapped, swimming, a swimmer, tuning", ["bee", "tea", "map", "swim", "tune"]) == [
-        "bee", "tea", "map", "swim", "tune"]
+        "bee",
+        "tea",
+        "map",
+        "swim",
+        "tune",
+    ]
     assert marker_hits("The channel is unswimmable.", ["swim"]) == []
     assert marker_hits("I keep three HIVES", ["keep hive"]) == []  # phrases match as written, in order
     assert marker_hits("I keep hives", ["keep hive"]) == ["keep hive"]
 
 
-@pytest.mark.parametrize("trait,reply,label", [
-    ("tea-not-coffee", "I love coffee in the morning.", CONTRADICTED),
-    ("tea-not-coffee", "I can't stand coffee; strong black tea for me.", EXPRESSED),
-    ("tea-not-coffee", "No, thank you. Tea, please.", EXPRESSED),
-    ("tea-not-coffee", "I spent the day reading.", NOT_SHOWN),
-    ("cannot-swim", "I never learned to swim, so I stay on deck.", EXPRESSED),
-    ("cannot-swim", "I can't swim a stroke.", EXPRESSED),
-    ("cannot-swim", "I love to swim off the pier every morning.", CONTRADICTED),
-    ("cannot-swim", "I'm a strong swimmer.", CONTRADICTED),
-    ("keeps-bees", "I have never kept bees.", CONTRADICTED),
-    ("keeps-bees", "The hives gave twelve jars of honey.", EXPRESSED),
-    ("keeps-bees", "I have been to the market.", NOT_SHOWN),
-    ("draws-maps", "I sketched you a little map.", EXPRESSED),
-])
+@pytest.mark.parametrize(
+    "trait,reply,label",
+    [
+        ("tea-not-coffee", "I love coffee in the morning.", CONTRADICTED),
+        ("tea-not-coffee", "I can't stand coffee; strong black tea for me.", EXPRESSED),
+        ("tea-not-coffee", "No, thank you. Tea, please.", EXPRESSED),
+        ("tea-not-coffee", "I spent the day reading.", NOT_SHOWN),
+        ("cannot-swim", "I never learned to swim, so I stay on deck.", EXPRESSED),
+        ("cannot-swim", "I can't swim a stroke.", EXPRESSED),
+        ("cannot-swim", "I love to swim off the pier every morning.", CONTRADICTED),
+        ("cannot-swim", "I'm a strong swimmer.", CONTRADICTED),
+        ("keeps-bees", "I have never kept bees.", CONTRADICTED),
+        ("keeps-bees", "The hives gave twelve jars of honey.", EXPRESSED),
+        ("keeps-bees", "I have been to the market.", NOT_SHOWN),
+        ("draws-maps", "I sketched you a little map.", EXPRESSED),
+    ],
+)
 def test_marker_labels_have_direction(trait, reply, label):
     persona = demo_persona()
     got = MarkerLabeller().label(persona, persona.trait(trait), "p", reply)
@@ -125,12 +133,24 @@ def _scores():
     k = []
     for i in range(8):  # tea: base knows 1/8, run 8/8; bees: 2 probes only
         k += [_kc("base", "tea", i, i == 0), _kc("run", "tea", i, True)]
-    k += [_kc("base", "bees", 0, False), _kc("run", "bees", 0, True), _kc("base", "bees", 1, True), _kc("run", "bees", 1, True)]
-    e = ([_ec("run", "tea", EXPRESSED)] * 30 + [_ec("run", "tea", NOT_SHOWN)] * 2
-         + [_ec("base", "tea", EXPRESSED)] * 3 + [_ec("base", "tea", NOT_SHOWN)] * 29
-         + [_ec("run", "bees", EXPRESSED)] * 9 + [_ec("run", "bees", NOT_SHOWN)] * 23
-         + [_ec("base", "bees", EXPRESSED)] * 6 + [_ec("base", "bees", CONTRADICTED)] * 26
-         + [_ec("run", "swim", EXPRESSED)] * 2 + [_ec("base", "swim", NOT_SHOWN)] * 2)
+    k += [
+        _kc("base", "bees", 0, False),
+        _kc("run", "bees", 0, True),
+        _kc("base", "bees", 1, True),
+        _kc("run", "bees", 1, True),
+    ]
+    e = (
+        [_ec("run", "tea", EXPRESSED)] * 30
+        + [_ec("run", "tea", NOT_SHOWN)] * 2
+        + [_ec("base", "tea", EXPRESSED)] * 3
+        + [_ec("base", "tea", NOT_SHOWN)] * 29
+        + [_ec("run", "bees", EXPRESSED)] * 9
+        + [_ec("run", "bees", NOT_SHOWN)] * 23
+        + [_ec("base", "bees", EXPRESSED)] * 6
+        + [_ec("base", "bees", CONTRADICTED)] * 26
+        + [_ec("run", "swim", EXPRESSED)] * 2
+        + [_ec("base", "swim", NOT_SHOWN)] * 2
+    )
     return traits, k, e
 
 
@@ -162,27 +182,59 @@ def test_run_vs_base_tables_keep_every_number_at_80_columns():
 
     traits, k, e = _scores()
     scores = {
-        "kind": "traits", "persona": "odile", "labeller": "markers", "headline_scorer": "markers",
-        "knowledge_by": "mean", "rows": [],
-        "comparison": [{"model": "odile-chat-lora", "base": "bundled",
-                        "knowledge": knowledge_comparison(k, "run", "base", traits),
-                        "expression": expression_comparison(e, "run", "base", traits),
-                        "controls": [
-                            controls.unrelated([_kc("run", "x", i, True) for i in range(16)]
-                                               + [_kc("base", "x", i, i < 15) for i in range(16)], "run", "base"),
-                            controls.over_expression([{"model": "run", "touched": True}] * 30
-                                                     + [{"model": "base", "touched": False}] * 30, "run", "base"),
-                            controls.ability({"run": 12.3456, "base": 10.0}, "run", "base"),
-                        ]}],
+        "kind": "traits",
+        "persona": "odile",
+        "labeller": "markers",
+        "headline_scorer": "markers",
+        "knowledge_by": "mean",
+        "rows": [],
+        "comparison": [
+            {
+                "model": "odile-chat-lora",
+                "base": "bundled",
+                "knowledge": knowledge_comparison(k, "run", "base", traits),
+                "expression": expression_comparison(e, "run", "base", traits),
+                "controls": [
+                    controls.unrelated(
+                        [_kc("run", "x", i, True) for i in range(16)]
+                        + [_kc("base", "x", i, i < 15) for i in range(16)],
+                        "run",
+                        "base",
+                    ),
+                    controls.over_expression(
+                        [{"model": "run", "touched": True}] * 30 + [{"model": "base", "touched": False}] * 30,
+                        "run",
+                        "base",
+                    ),
+                    controls.ability({"run": 12.3456, "base": 10.0}, "run", "base"),
+                ],
+            }
+        ],
     }
     console = Console(width=80, record=True, color_system=None)
     for t in tables_for(scores):
         console.print(t)
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
-    for needle in ("10/10 100%", "2/10 20%", "+80 [+38,+94]", "0.008", "30/32 94%", "3/32 9%", "<0.001",
-                   "headline scorer: markers", "16/16 100%", "15/16 94%", "30/30 100%", "0/30 0%", "FAIL",
-                   "12.35", "10.00", "×1.23", "+6 [-14,+28]"):
+    for needle in (
+        "10/10 100%",
+        "2/10 20%",
+        "+80 [+38,+94]",
+        "0.008",
+        "30/32 94%",
+        "3/32 9%",
+        "<0.001",
+        "headline scorer: markers",
+        "16/16 100%",
+        "15/16 94%",
+        "30/30 100%",
+        "0/30 0%",
+        "FAIL",
+        "12.35",
+        "10.00",
+        "×1.23",
+        "+6 [-14,+28]",
+    ):
         assert needle in text, (needle, text)  # each cell on one line, whole
     flat = " ".join(text.split())  # captions wrap
     for needle in ("undecided · bees: 2 probe(s)", "undecided · swim: 2+2 replies", "Up after Holm: 1 of 3"):
@@ -241,15 +293,21 @@ def test_demo_summary_line_for_the_comparison():
     from evaluators.demo import traits_headline
 
     traits, k, e = _scores()
-    scores = {"comparison": [{
-        "model": "run", "base": "base",
-        "knowledge": knowledge_comparison(k, "run", "base", traits),
-        "expression": expression_comparison(e, "run", "base", traits),
-        "controls": [{"passed": True}, {"passed": False}, {"passed": None}],
-    }]}
+    scores = {
+        "comparison": [
+            {
+                "model": "run",
+                "base": "base",
+                "knowledge": knowledge_comparison(k, "run", "base", traits),
+                "expression": expression_comparison(e, "run", "base", traits),
+                "controls": [{"passed": True}, {"passed": False}, {"passed": None}],
+            }
+        ]
+    }
     assert traits_headline(scores) == [
         "run: knowledge 10/10 vs base 2/10 (McNemar p 0.00781), expression up on 1/3 traits after Holm "
-        "(1 undecided), controls 1/3 pass (1 not run)"]  # swim cannot be decided; a control did not run
+        "(1 undecided), controls 1/3 pass (1 not run)"
+    ]  # swim cannot be decided; a control did not run
 
 
 def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
@@ -273,14 +331,31 @@ def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
             self.notes.append(message)
 
     base = ModelEntry("bundled", EngineSpec(id="bundled", kind="llamacpp"))
-    run = FakeRun([base, ModelEntry("odile-chat-lora", EngineSpec(id="r", kind="llamacpp", model=str(export / "model-q8_0.gguf")))])
+    run = FakeRun(
+        [
+            base,
+            ModelEntry("odile-chat-lora", EngineSpec(id="r", kind="llamacpp", model=str(export / "model-q8_0.gguf"))),
+        ]
+    )
     _same_scoring(run)
     eng = run.models[1].engine
     assert (eng.kind, eng.model, eng.adapter) == ("llamacpp", base.engine.model, str(export / "adapter-f16.gguf"))
     assert "the base's engine and quantisation" in run.notes[0]
     # A run that cannot be matched (an HF adapter against a GGUF base) is scored as it is, and said so.
-    hf = FakeRun([base, ModelEntry("r", EngineSpec(id="r", kind="transformers", model="bundled:smollm2-135m-instruct",
-                                                   adapter=str(tmp_path / "adapter")))])
+    hf = FakeRun(
+        [
+            base,
+            ModelEntry(
+                "r",
+                EngineSpec(
+                    id="r",
+                    kind="transformers",
+                    model="bundled:smollm2-135m-instruct",
+                    adapter=str(tmp_path / "adapter"),
+                ),
+            ),
+        ]
+    )
     _same_scoring(hf)
     assert hf.models[1].engine.kind == "transformers" and "not scored through the same engine" in hf.notes[0]
 
@@ -297,8 +372,20 @@ def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):
     data.write_text("".join(_json.dumps({"text": t}) + "\n" for t in ("One line of text.", "Another line.")))
     (tmp_path / "broken.gguf").write_bytes(b"not a gguf")  # no model needed to see the data is short
     path = tmp_path / "s.toml"
-    SessionFile.create(path, Session(name="s", evals=[EvalSpec(
-        id="pm", kind="perplexity_matrix", models=["broken.gguf"], extra={"data": [str(data)], "samples": 50})]))
+    SessionFile.create(
+        path,
+        Session(
+            name="s",
+            evals=[
+                EvalSpec(
+                    id="pm",
+                    kind="perplexity_matrix",
+                    models=["broken.gguf"],
+                    extra={"data": [str(data)], "samples": 50},
+                )
+            ],
+        ),
+    )
     job_dir = create_eval_job(SessionFile.load(path), "pm")
     jobs.run_job_inline(job_dir, {"eval": "evaluators.eval_job"})
     notes = load_scores(job_dir)["notes"]
@@ -309,24 +396,47 @@ def test_the_session_summary_keeps_the_comparison_without_nulls():
     from evaluators.eval_job import summary
 
     traits, k, e = _scores()
-    scores = {"kind": "traits", "rows": [], "comparison": [{
-        "model": "run", "base": "base",
-        "knowledge": knowledge_comparison(k, "run", "base", traits),
-        "expression": expression_comparison(e, "run", "base", traits),
-        "controls": [{"passed": True}, {"passed": None}],
-    }]}
+    scores = {
+        "kind": "traits",
+        "rows": [],
+        "comparison": [
+            {
+                "model": "run",
+                "base": "base",
+                "knowledge": knowledge_comparison(k, "run", "base", traits),
+                "expression": expression_comparison(e, "run", "base", traits),
+                "controls": [{"passed": True}, {"passed": None}],
+            }
+        ],
+    }
     vs = summary(scores)["run"]["vs_base"]
-    assert vs == {"base": "base", "knowledge_diff": 0.8, "knowledge_p": round(2 / 256, 6), "traits_up": 1,
-                  "controls_passed": 1, "controls": 2}
+    assert vs == {
+        "base": "base",
+        "knowledge_diff": 0.8,
+        "knowledge_p": round(2 / 256, 6),
+        "traits_up": 1,
+        "controls_passed": 1,
+        "controls": 2,
+    }
 
 
 def test_reference_table_keeps_every_number_at_80_columns():
     from rich.console import Console
 
-    row = {"n": 3, "bleu": 0.98, "rouge_l": 0.1266, "f1": 0.1416, "perplexity": 22.95, "hits@1": 0.333,
-           "bertscore": {"P": 0.2311, "R": 0.2032, "F1": 0.2150}}
-    scores = {"kind": "reference", "eval": "odile-reference",
-              "rows": [{"model": "bundled", **row}, {"model": "odile-chat-lora", **row, "perplexity": 121.12}]}
+    row = {
+        "n": 3,
+        "bleu": 0.98,
+        "rouge_l": 0.1266,
+        "f1": 0.1416,
+        "perplexity": 22.95,
+        "hits@1": 0.333,
+        "bertscore": {"P": 0.2311, "R": 0.2032, "F1": 0.2150},
+    }
+    scores = {
+        "kind": "reference",
+        "eval": "odile-reference",
+        "rows": [{"model": "bundled", **row}, {"model": "odile-chat-lora", **row, "perplexity": 121.12}],
+    }
     console = Console(width=80, record=True, color_system=None)
     for t in tables_for(scores):
         console.print(t)

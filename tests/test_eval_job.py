@@ -66,12 +66,16 @@ def spc_slice(tmp_path_factory) -> Path:
 
 
 def test_reference_eval_on_an_spc_slice_through_the_cli(tmp_path, spc_slice):
-    spec = EvalSpec(id="spc", kind="reference", models=["bundled"],
-                    extra={"data": str(spc_slice), "samples": 5, "max_tokens": 32})
+    spec = EvalSpec(
+        id="spc", kind="reference", models=["bundled"], extra={"data": str(spc_slice), "samples": 5, "max_tokens": 32}
+    )
     sf = _session(tmp_path, spec)
     proc = subprocess.run(
         [sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "spc"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**__import__("os").environ, "COLUMNS": "120"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -108,16 +112,23 @@ def test_traits_eval_inline_keeps_every_reply_and_names_its_scorer(tmp_path):
     from evaluators import controls
     from evaluators.tables import tables_for
 
-    spec = EvalSpec(id="tr", kind="traits", models=["bundled", "bundled+persona"],
-                    extra={"samples": 1, "max_tokens": 12, "controls": True, "neutral_samples": 1})
+    spec = EvalSpec(
+        id="tr",
+        kind="traits",
+        models=["bundled", "bundled+persona"],
+        extra={"samples": 1, "max_tokens": 12, "controls": True, "neutral_samples": 1},
+    )
     sf = _session(tmp_path, spec, traits=2, probes=2)
     job_dir = create_eval_job(sf, "tr")
     status = jobs.run_job_inline(job_dir, KINDS)
     assert status.state == "finished", status.error
     scores = load_scores(job_dir)
     assert [(r["model"], r["trait"]) for r in scores["rows"]] == [
-        ("bundled", "draws-maps"), ("bundled", "cannot-swim"),
-        ("bundled+persona", "draws-maps"), ("bundled+persona", "cannot-swim")]
+        ("bundled", "draws-maps"),
+        ("bundled", "cannot-swim"),
+        ("bundled+persona", "draws-maps"),
+        ("bundled+persona", "cannot-swim"),
+    ]
     for r in scores["rows"]:
         assert r["knowledge"]["n"] == 2 and r["expression"]["n"] == 2 and r["scorers"] == ["markers"]
     outputs = read_outputs(job_dir)
@@ -147,9 +158,12 @@ def test_traits_eval_inline_keeps_every_reply_and_names_its_scorer(tmp_path):
 
 
 def test_judge_eval_with_the_bundled_model_as_judge(tmp_path):
-    spec = EvalSpec(id="jd", kind="judge", models=["bundled", "bundled+persona"],
-                    extra={"judge": "bundled", "criteria": ["persona"], "limit": 2, "max_tokens": 32,
-                           "judge_max_tokens": 48})
+    spec = EvalSpec(
+        id="jd",
+        kind="judge",
+        models=["bundled", "bundled+persona"],
+        extra={"judge": "bundled", "criteria": ["persona"], "limit": 2, "max_tokens": 32, "judge_max_tokens": 48},
+    )
     sf = _session(tmp_path, spec)
     job_dir = create_eval_job(sf, "jd")
     status = jobs.run_job_inline(job_dir, KINDS)
@@ -171,9 +185,18 @@ def test_judge_eval_with_the_bundled_model_as_judge(tmp_path):
 def test_tailoring_eval_reports_chosen_and_rejected_personas_apart(tmp_path):
     data = tmp_path / "tail.jsonl"
     data.write_text("".join(TAILORING.read_text().splitlines(keepends=True)[:2]))
-    spec = EvalSpec(id="ta", kind="tailoring", models=["bundled", "tailored"],
-                    extra={"data": str(data), "judge": "fallback", "criteria": ["personalization"],
-                           "no_persona": ["bundled"], "max_tokens": 24})
+    spec = EvalSpec(
+        id="ta",
+        kind="tailoring",
+        models=["bundled", "tailored"],
+        extra={
+            "data": str(data),
+            "judge": "fallback",
+            "criteria": ["personalization"],
+            "no_persona": ["bundled"],
+            "max_tokens": 24,
+        },
+    )
     sf = _session(tmp_path, spec)
     sf.session.engines.append(dataclasses.replace(_engine(), id="tailored"))
     sf.save()
@@ -193,15 +216,32 @@ def test_tailoring_eval_reports_chosen_and_rejected_personas_apart(tmp_path):
 
 def test_perplexity_matrix_and_a_model_that_cannot_load_gives_a_partial_result(tmp_path):
     text = tmp_path / "docs.jsonl"
-    text.write_text("".join(json.dumps({"text": t}) + "\n" for t in (
-        "Odile Marsh keeps three beehives on her roof.", "She drinks strong black tea.", "")))
+    text.write_text(
+        "".join(
+            json.dumps({"text": t}) + "\n"
+            for t in ("Odile Marsh keeps three beehives on her roof.", "She drinks strong black tea.", "")
+        )
+    )
     chat = tmp_path / "chat.jsonl"
-    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "Tea or coffee?"},
-                                             {"role": "assistant", "content": "Tea, always."}]}) + "\n")
+    chat.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "Tea or coffee?"},
+                    {"role": "assistant", "content": "Tea, always."},
+                ]
+            }
+        )
+        + "\n"
+    )
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"not a gguf at all")
-    spec = EvalSpec(id="mx", kind="perplexity_matrix", models=["bundled", "broken.gguf"],
-                    extra={"data": ["docs.jsonl", "chat.jsonl"]})
+    spec = EvalSpec(
+        id="mx",
+        kind="perplexity_matrix",
+        models=["bundled", "broken.gguf"],
+        extra={"data": ["docs.jsonl", "chat.jsonl"]},
+    )
     sf = _session(tmp_path, spec)
     job_dir = create_eval_job(sf, "mx")
     status = jobs.run_job_inline(job_dir, KINDS)

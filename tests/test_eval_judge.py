@@ -22,30 +22,36 @@ class ScriptedEngine:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
-@pytest.mark.parametrize("text,verdict", [
-    ("Verdict: A", "A"),
-    ("Reply B keeps the voice better.\nVerdict: B", "B"),
-    ("**Verdict:** tie", "tie"),
-    ("verdict = b", "B"),
-    ("Verdict: A ... on reflection, Verdict: B", "B"),  # the last verdict counts
-    ("B", "B"),
-    ("Tie.", "tie"),
-    ("Both are fine.", None),
-    ("Answer A is good but B is better", None),  # prose without the format is off-format
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text,verdict",
+    [
+        ("Verdict: A", "A"),
+        ("Reply B keeps the voice better.\nVerdict: B", "B"),
+        ("**Verdict:** tie", "tie"),
+        ("verdict = b", "B"),
+        ("Verdict: A ... on reflection, Verdict: B", "B"),  # the last verdict counts
+        ("B", "B"),
+        ("Tie.", "tie"),
+        ("Both are fine.", None),
+        ("Answer A is good but B is better", None),  # prose without the format is off-format
+        ("", None),
+    ],
+)
 def test_parse_verdict(text, verdict):
     assert J.parse_verdict(text) == verdict
 
 
-@pytest.mark.parametrize("text,label", [
-    ("Label: expressed", "expressed"),
-    ("She mentions her hives.\nLabel: Expressed", "expressed"),
-    ("Label: not shown", "not_shown"),
-    ("label: not_shown", "not_shown"),
-    ("contradicted", "contradicted"),
-    ("The trait is expressed clearly.", None),
-])
+@pytest.mark.parametrize(
+    "text,label",
+    [
+        ("Label: expressed", "expressed"),
+        ("She mentions her hives.\nLabel: Expressed", "expressed"),
+        ("Label: not shown", "not_shown"),
+        ("label: not_shown", "not_shown"),
+        ("contradicted", "contradicted"),
+        ("The trait is expressed clearly.", None),
+    ],
+)
 def test_parse_label(text, label):
     assert J.parse_label(text) == label
 
@@ -70,16 +76,19 @@ def test_a_retry_that_answers_in_format_is_scored_and_counted():
     assert judge.stats == {"calls": 2, "off_format": 1, "retried_ok": 1}
 
 
-@pytest.mark.parametrize("first,second,outcome", [
-    ("A", "B", "win"),     # model 1 preferred in both positions
-    ("B", "A", "loss"),
-    ("A", "A", "tie"),     # always the first position: pure position bias
-    ("B", "B", "tie"),
-    ("A", "tie", "win"),
-    ("tie", "A", "loss"),
-    ("tie", "tie", "tie"),
-    (None, "B", J.UNPARSEABLE),
-])
+@pytest.mark.parametrize(
+    "first,second,outcome",
+    [
+        ("A", "B", "win"),  # model 1 preferred in both positions
+        ("B", "A", "loss"),
+        ("A", "A", "tie"),  # always the first position: pure position bias
+        ("B", "B", "tie"),
+        ("A", "tie", "win"),
+        ("tie", "A", "loss"),
+        ("tie", "tie", "tie"),
+        (None, "B", J.UNPARSEABLE),
+    ],
+)
 def test_both_orders_combine(first, second, outcome):
     assert J.combine(first, second) == outcome
 
@@ -142,12 +151,30 @@ def test_judge_and_reference_tables_render_from_scores():
     from evaluators.tables import tables_for
 
     rates = J.win_rates(["win"] * 3 + ["tie"] + [J.UNPARSEABLE]).to_dict()
-    scores = {"kind": "tailoring", "eval": "t", "judge": "judge:x",
-              "pairs": [{"model": "sft", "baseline": "base", "criterion": "personalization", "group": "rejected", **rates}]}
-    ref = {"kind": "reference", "eval": "r", "rows": [
-        {"model": "base", "n": 5, "bleu": 1.234, "rouge_l": 0.1, "f1": 0.2, "perplexity": 12.5,
-         "bertscore": {"P": 0.5, "R": 0.6, "F1": 0.55}, "bertscore_model": "all-MiniLM-L6-v2 layer 6",
-         "hits": {"hits@1": 0.4, "n": 5, "candidates": 20, "ranked_by": "mean log-likelihood"}, "hits@1": 0.4}]}
+    scores = {
+        "kind": "tailoring",
+        "eval": "t",
+        "judge": "judge:x",
+        "pairs": [{"model": "sft", "baseline": "base", "criterion": "personalization", "group": "rejected", **rates}],
+    }
+    ref = {
+        "kind": "reference",
+        "eval": "r",
+        "rows": [
+            {
+                "model": "base",
+                "n": 5,
+                "bleu": 1.234,
+                "rouge_l": 0.1,
+                "f1": 0.2,
+                "perplexity": 12.5,
+                "bertscore": {"P": 0.5, "R": 0.6, "F1": 0.55},
+                "bertscore_model": "all-MiniLM-L6-v2 layer 6",
+                "hits": {"hits@1": 0.4, "n": 5, "candidates": 20, "ranked_by": "mean log-likelihood"},
+                "hits@1": 0.4,
+            }
+        ],
+    }
     console = Console(width=160, record=True)
     for s in (scores, ref):
         for t in tables_for(s):
@@ -210,10 +237,13 @@ def test_the_bundled_judge_always_answers_in_the_verdict_format():
     engine = open_engine(demo_session().engines[0])
     try:
         judge = J.Judge(engine, "bundled", max_tokens=32)
-        pairs = [("What do you do at weekends?", "I tend my bees, then walk the coast path.", "Weekend."),
-                 ("Can you swim?", "Never learned; I keep to the shore with my maps.", "I am a language model.")]
-        results = [J.judge_pair(judge, "persona", p, a, b, persona="Odile keeps bees and draws maps.")
-                   for p, a, b in pairs]
+        pairs = [
+            ("What do you do at weekends?", "I tend my bees, then walk the coast path.", "Weekend."),
+            ("Can you swim?", "Never learned; I keep to the shore with my maps.", "I am a language model."),
+        ]
+        results = [
+            J.judge_pair(judge, "persona", p, a, b, persona="Odile keeps bees and draws maps.") for p, a, b in pairs
+        ]
     finally:
         engine.close()
     assert all(r.outcome in J.OUTCOMES for r in results)

@@ -13,11 +13,25 @@ from sessions.model import EngineSpec, KnowledgeProbe, Persona, Trait
 pytestmark = pytest.mark.slow
 
 GIBBERISH = [
-    "zxq vbnm qwpl frrt ghjk", "plok ztrew umnb vcxz", "qqq www eee rrr ttt yyy", "blorp snizzle wump",
-    "xkcd yyzx wvut srqp", "mmmm nnnn oooo pppp", "trl gguf peft vllm zz", "fjdk slaq pwoe ruty",
-    "aaaa bbbb cccc dddd", "zorp glax vreen tull", "kkkk jjjj hhhh gggg", "wq er ty ui op as df",
-    "lmnop qrstu vwxyz", "snarf blat krump", "yuio hjkl bnm vbn", "ppp ooo iii uuu yyy",
-    "grok zank velp murt", "ewq dsa cxz rfv tgb", "uuuu tttt rrrr eeee",
+    "zxq vbnm qwpl frrt ghjk",
+    "plok ztrew umnb vcxz",
+    "qqq www eee rrr ttt yyy",
+    "blorp snizzle wump",
+    "xkcd yyzx wvut srqp",
+    "mmmm nnnn oooo pppp",
+    "trl gguf peft vllm zz",
+    "fjdk slaq pwoe ruty",
+    "aaaa bbbb cccc dddd",
+    "zorp glax vreen tull",
+    "kkkk jjjj hhhh gggg",
+    "wq er ty ui op as df",
+    "lmnop qrstu vwxyz",
+    "snarf blat krump",
+    "yuio hjkl bnm vbn",
+    "ppp ooo iii uuu yyy",
+    "grok zank velp murt",
+    "ewq dsa cxz rfv tgb",
+    "uuuu tttt rrrr eeee",
 ]
 
 
@@ -47,7 +61,9 @@ def test_bertscore_runs_offline_with_the_packaged_model():
 
 def test_render_chat_uses_the_gguf_template(engine):
     text = render_chat(engine, chat_messages("Hi there", "Be brief."))
-    assert text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_perplexity_from_the_models_logprobs(engine):
@@ -72,10 +88,23 @@ def test_hits_at_1_is_forced_when_the_distractors_are_gibberish(engine):
 
 
 def test_knowledge_probe_compares_affirm_and_deny_under_the_chat_template(engine):
-    persona = Persona(id="p", name="P", traits=[Trait(id="geo", text="I know geography.", knowledge_probes=[
-        KnowledgeProbe("What is the capital of France?", "The capital of France is Paris.",
-                       "The capital of France is a banana sandwich."),
-    ])])
+    persona = Persona(
+        id="p",
+        name="P",
+        traits=[
+            Trait(
+                id="geo",
+                text="I know geography.",
+                knowledge_probes=[
+                    KnowledgeProbe(
+                        "What is the capital of France?",
+                        "The capital of France is Paris.",
+                        "The capital of France is a banana sandwich.",
+                    ),
+                ],
+            )
+        ],
+    )
     (cell,) = knowledge_cells(engine, persona, "bundled")
     assert cell.knows and cell.scorer == "logprob"
     prompt = render_chat(engine, chat_messages("What is the capital of France?"))

@@ -20,13 +20,20 @@ def _e(trait, label, scorer="markers", model="m"):
 
 
 def test_rates_and_the_knows_but_rarely_shows_flag():
-    knowledge = [_k("tea", -2.0, -5.0), _k("tea", -1.0, -4.0), _k("tea", -3.0, -2.0),  # 2 of 3
-                 _k("bees", -9.0, -1.0), _k("bees", -8.0, -2.0)]  # 0 of 2
+    knowledge = [
+        _k("tea", -2.0, -5.0),
+        _k("tea", -1.0, -4.0),
+        _k("tea", -3.0, -2.0),  # 2 of 3
+        _k("bees", -9.0, -1.0),
+        _k("bees", -8.0, -2.0),
+    ]  # 0 of 2
     expression = (
-        [_e("tea", "expressed")] * 3 + [_e("tea", "not_shown")] * 5   # 3 of 8 = 37.5%
-        + [_e("bees", "expressed")] * 4 + [_e("bees", "not_shown")]   # 4 of 5
-        + [_e("bees", "unparseable", "judge:j")]                       # counted apart
-        + [_e("tea", "expressed", model="other")]                      # another model's cell
+        [_e("tea", "expressed")] * 3
+        + [_e("tea", "not_shown")] * 5  # 3 of 8 = 37.5%
+        + [_e("bees", "expressed")] * 4
+        + [_e("bees", "not_shown")]  # 4 of 5
+        + [_e("bees", "unparseable", "judge:j")]  # counted apart
+        + [_e("tea", "expressed", model="other")]  # another model's cell
     )
     tea, bees, swim = trait_rows(["tea", "bees", "swim"], knowledge, expression, "m")
     assert (tea.knowledge.k, tea.knowledge.n) == (2, 3)
@@ -75,8 +82,12 @@ def test_marker_labels_on_constructed_replies():
 def test_traits_table_shows_the_flag_and_rates():
     from rich.console import Console
 
-    rows = [r.to_dict() for r in trait_rows(
-        ["tea"], [_k("tea", -1.0, -2.0)] * 3, [_e("tea", "expressed")] * 3 + [_e("tea", "not_shown")] * 5, "m")]
+    rows = [
+        r.to_dict()
+        for r in trait_rows(
+            ["tea"], [_k("tea", -1.0, -2.0)] * 3, [_e("tea", "expressed")] * 3 + [_e("tea", "not_shown")] * 5, "m"
+        )
+    ]
     scores = {"kind": "traits", "eval": "e", "persona": "odile", "rows": rows, "labeller": "markers"}
     console = Console(width=100, record=True)
     for t in tables_for(scores):

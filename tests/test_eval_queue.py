@@ -64,12 +64,21 @@ def test_children_run_in_order_and_a_failure_does_not_stop_the_next(tmp_path):
     assert jobs.read_status(c).started >= jobs.read_status(b).ended
     events, _ = jobs.read_events(queue)
     flow = [(e["event"], e["eval"]) for e in events if e.get("event", "").startswith("child_")]
-    assert flow == [("child_started", "ev-a"), ("child_ended", "ev-a"), ("child_started", "ev-b"),
-                    ("child_ended", "ev-b"), ("child_started", "ev-c"), ("child_ended", "ev-c")]
+    assert flow == [
+        ("child_started", "ev-a"),
+        ("child_ended", "ev-a"),
+        ("child_started", "ev-b"),
+        ("child_ended", "ev-b"),
+        ("child_started", "ev-c"),
+        ("child_ended", "ev-c"),
+    ]
     failed = next(e for e in events if e.get("event") == "child_ended" and e["eval"] == "ev-b")
     assert failed["state"] == "failed" and failed["error"] == "the data file is gone"
-    assert children_of(queue) == [{"eval": "ev-a", "job": a.name}, {"eval": "ev-b", "job": b.name},
-                                  {"eval": "ev-c", "job": c.name}]
+    assert children_of(queue) == [
+        {"eval": "ev-a", "job": a.name},
+        {"eval": "ev-b", "job": b.name},
+        {"eval": "ev-c", "job": c.name},
+    ]
     assert not (queue / jobs.CHILDREN_FILE).exists()  # no group left to kill
     # A child runs 10 below this process, as any job does: not 10 more below its parent's worker.
     child_events, _ = jobs.read_events(a)
@@ -78,8 +87,15 @@ def test_children_run_in_order_and_a_failure_does_not_stop_the_next(tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], capture_output=True, text=True, check=False,
-                          timeout=120, env={**os.environ, "COLUMNS": "160"}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "160"},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_jobs_lists_the_queue_and_cancel_stops_the_running_child_and_the_rest(tmp_path):

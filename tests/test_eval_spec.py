@@ -26,8 +26,12 @@ def test_defaults_are_filled_and_documented_keys_accepted():
 
 
 def test_bad_keys_name_the_field_line_and_fix(tmp_path):
-    bad = EvalSpec(id="bad", kind="traits", models=["bundled", "nope"],
-                   extra={"samples": "three", "temperature": -1, "knowledge_by": "max", "sampels": 2})
+    bad = EvalSpec(
+        id="bad",
+        kind="traits",
+        models=["bundled", "nope"],
+        extra={"samples": "three", "temperature": -1, "knowledge_by": "max", "sampels": 2},
+    )
     sf = _session(tmp_path, bad)
     with pytest.raises(EvalSpecError) as info:
         build_job_spec(sf, "bad")

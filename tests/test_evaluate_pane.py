@@ -36,14 +36,29 @@ def shown_text(pane: EvaluatePane) -> str:
 
 
 def _trait_row(model: str, trait: str, know: tuple[int, int], show: tuple[int, int], flag: str) -> dict:
-    return {"model": model, "trait": trait, "knowledge": Rate(*know).to_dict(), "expression": Rate(*show).to_dict(),
-            "contradicted": Rate(0, show[1]).to_dict(), "unscored": 0, "scorers": ["markers"], "flag": flag}
+    return {
+        "model": model,
+        "trait": trait,
+        "knowledge": Rate(*know).to_dict(),
+        "expression": Rate(*show).to_dict(),
+        "contradicted": Rate(0, show[1]).to_dict(),
+        "unscored": 0,
+        "scorers": ["markers"],
+        "flag": flag,
+    }
 
 
 TRAITS_SCORES = {
-    "eval": "odile-traits", "kind": "traits", "models": ["base", "tuned"], "persona": "odile",
-    "traits": ["draws-maps", "cannot-swim"], "labeller": "markers", "knowledge_by": "total",
-    "partial": False, "problems": [], "notes": [],
+    "eval": "odile-traits",
+    "kind": "traits",
+    "models": ["base", "tuned"],
+    "persona": "odile",
+    "traits": ["draws-maps", "cannot-swim"],
+    "labeller": "markers",
+    "knowledge_by": "total",
+    "partial": False,
+    "problems": [],
+    "notes": [],
     "rows": [
         _trait_row("base", "draws-maps", (1, 4), (0, 6), "not learned"),
         _trait_row("base", "cannot-swim", (1, 3), (1, 5), "not learned"),
@@ -55,8 +70,9 @@ TRAITS_SCORES = {
 
 def _finished_eval(sf: SessionFile) -> Path:
     """An eval job made through the job protocol whose work writes the scores a traits eval writes."""
-    job_dir = jobs.create_job(sf.workspace, "eval", {"eval": "odile-traits", "eval_kind": "traits"},
-                              worker="evaluators.worker")
+    job_dir = jobs.create_job(
+        sf.workspace, "eval", {"eval": "odile-traits", "eval_kind": "traits"}, worker="evaluators.worker"
+    )
 
     def work(job):
         (job.dir / "scores.json").write_text(json.dumps({**TRAITS_SCORES, "job": job.dir.name}))
@@ -69,11 +85,24 @@ def _finished_eval(sf: SessionFile) -> Path:
 def _session_with_history(tmp_path: Path) -> tuple[SessionFile, Path]:
     sf = tiny_session(tmp_path)
     job_dir = _finished_eval(sf)
-    sf.session.evals.append(EvalSpec(id="odile-traits", kind="traits", models=["base", "tuned"], extra={"results": [
-        {"job": job_dir.name, "finished": "2026-11-20T10:00:00", "partial": False, "summary": {}},
-        {"job": "eval-gone", "finished": "2026-11-19T09:00:00", "partial": True,
-         "summary": {"base": {"draws-maps": {"knowledge": 0.25}}}},
-    ]}))
+    sf.session.evals.append(
+        EvalSpec(
+            id="odile-traits",
+            kind="traits",
+            models=["base", "tuned"],
+            extra={
+                "results": [
+                    {"job": job_dir.name, "finished": "2026-11-20T10:00:00", "partial": False, "summary": {}},
+                    {
+                        "job": "eval-gone",
+                        "finished": "2026-11-19T09:00:00",
+                        "partial": True,
+                        "summary": {"base": {"draws-maps": {"knowledge": 0.25}}},
+                    },
+                ]
+            },
+        )
+    )
     sf.save()
     return SessionFile.load(sf.path), job_dir
 
@@ -158,8 +187,12 @@ async def test_r_starts_a_real_eval_job_and_shows_its_table(tmp_path):
     sf.session.datasets.append(DatasetSpec(id="notes", format="first_person", persona="odile", size=2))
     held = sf.workspace / "datasets" / "notes.heldout.jsonl"
     held.parent.mkdir(parents=True)
-    held.write_text(json.dumps({"text": "I keep three hives on my roof."}) + "\n"
-                    + json.dumps({"text": "Tea, never coffee, at sunrise."}) + "\n")
+    held.write_text(
+        json.dumps({"text": "I keep three hives on my roof."})
+        + "\n"
+        + json.dumps({"text": "Tea, never coffee, at sunrise."})
+        + "\n"
+    )
     (sf.workspace / "datasets" / "notes.jsonl").write_text(json.dumps({"text": "I draw maps."}) + "\n")
     sf.save()
     app = make_app(SessionFile.load(sf.path))
@@ -183,8 +216,12 @@ async def test_r_starts_a_real_eval_job_and_shows_its_table(tmp_path):
         values = pane.shown_data["rows"][0]["values"]
         assert values["notes"] > 1.0
         assert pane.last_progress[4] == "finished"
-        await wait_until(pilot, lambda: "[[evals.results]]" in sf.path.read_text(), timeout=20,
-                         what="the results saved in the session file")
+        await wait_until(
+            pilot,
+            lambda: "[[evals.results]]" in sf.path.read_text(),
+            timeout=20,
+            what="the results saved in the session file",
+        )
         await pilot.pause()
     spec = next(e for e in SessionFile.load(sf.path).session.evals if e.kind == "perplexity_matrix")
     assert spec.models == ["bundled"] and spec.extra["data"] == ["notes"]
@@ -229,12 +266,17 @@ async def test_quit_mid_queue_the_queue_goes_on_and_the_reopened_pane_records_it
             kinds.select("judge-fallback")
             models.focus()
             await pilot.press("r")
-            await wait_until(pilot, lambda: pane.busy and _queue_dir(sf.workspace) is not None, timeout=10,
-                             what="the queue to start")
+            await wait_until(
+                pilot, lambda: pane.busy and _queue_dir(sf.workspace) is not None, timeout=10, what="the queue to start"
+            )
             queue = _queue_dir(sf.workspace)
             first, last = [jobs.jobs_root(sf.workspace) / c["job"] for c in children_of(queue)]
-            await wait_until(pilot, lambda: pane.last_progress and "eval-judge (1/2): running" in pane.last_progress[3],
-                             timeout=120, what="the first evaluation running, shown in the pane")
+            await wait_until(
+                pilot,
+                lambda: pane.last_progress and "eval-judge (1/2): running" in pane.last_progress[3],
+                timeout=120,
+                what="the first evaluation running, shown in the pane",
+            )
             assert pane.last_progress[4] == "running"
             assert jobs.read_status(last).state == "queued"  # the first takes seconds: the last waits
             await pilot.press("q")
@@ -250,7 +292,9 @@ async def test_quit_mid_queue_the_queue_goes_on_and_the_reopened_pane_records_it
         assert len(server.requests) > with_app_closed
         events, _ = jobs.read_events(queue)
         assert [(e["eval"], e["state"]) for e in events if e.get("event") == "child_ended"] == [
-            ("eval-judge", "finished"), ("eval-judge-fallback", "finished")]
+            ("eval-judge", "finished"),
+            ("eval-judge-fallback", "finished"),
+        ]
         assert "[[evals.results]]" not in sf.path.read_text()  # nobody had the session open
 
         # Reopened, the pane records the summaries of both and shows them in its history.
@@ -258,8 +302,12 @@ async def test_quit_mid_queue_the_queue_goes_on_and_the_reopened_pane_records_it
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("5")
             pane = app.query_one(EvaluatePane)
-            await wait_until(pilot, lambda: sf.path.read_text().count("[[evals.results]]") == 2, timeout=30,
-                             what="the results recorded in the session file")
+            await wait_until(
+                pilot,
+                lambda: sf.path.read_text().count("[[evals.results]]") == 2,
+                timeout=30,
+                what="the results recorded in the session file",
+            )
             assert not pane.busy
             keys = [e.key for e in pane.entries]
             assert f"job:{first.name}" in keys and f"job:{last.name}" in keys
@@ -297,8 +345,9 @@ async def test_the_format_study_is_a_job_that_outlives_the_app_and_is_cancelled_
         await wait_until(pilot, lambda: pane.busy and pane.run_job is not None, timeout=10, what="the study's job")
         study = pane.run_job
         assert jobs.read_spec(study)["study"] == "format-comparison"
-        await wait_until(pilot, lambda: jobs.read_status(study).state == "running", timeout=60,
-                         what="the study's worker running")
+        await wait_until(
+            pilot, lambda: jobs.read_status(study).state == "running", timeout=60, what="the study's worker running"
+        )
         await pilot.press("q")
     saved = SessionFile.load(sf.path).session
     assert {d.id for d in saved.datasets} >= {"odile-fc-chat_demos", "odile-fc-first_person", "odile-fc-synthetic_docs"}
@@ -309,8 +358,12 @@ async def test_the_format_study_is_a_job_that_outlives_the_app_and_is_cancelled_
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("5")
         pane = app.query_one(EvaluatePane)
-        await wait_until(pilot, lambda: pane.busy and pane.run_job == study.resolve(), timeout=30,
-                         what="the reopened pane following the study")
+        await wait_until(
+            pilot,
+            lambda: pane.busy and pane.run_job == study.resolve(),
+            timeout=30,
+            what="the reopened pane following the study",
+        )
         assert pane.last_progress is None or pane.last_progress[0] == "study"
         pane.query_one("#eval-models").focus()
         await pilot.press("c")

@@ -20,8 +20,17 @@ from sessions import jobs
 from sessions.demo import demo_persona
 from sessions.store import SessionFile
 
-TINY = dict(persona="odile", size=12, steps=2, samples=1, perplexity_texts=2, judge_questions=1, max_tokens=16,
-            judge="fallback", quants=[])
+TINY = dict(
+    persona="odile",
+    size=12,
+    steps=2,
+    samples=1,
+    perplexity_texts=2,
+    judge_questions=1,
+    max_tokens=16,
+    judge="fallback",
+    quants=[],
+)
 
 
 def _job_ids(workspace: Path) -> list[str]:
@@ -43,8 +52,16 @@ def test_the_result_table_has_every_row_and_column(finished):
     path, result, printed = finished
     assert result["columns"] == ["base", "chat_demos", "first_person", "synthetic_docs"]
     keys = [r["key"] for r in result["rows"]]
-    assert keys == ["knowledge", "expression", "heldout_expression", "ppl_chat_demos", "ppl_first_person",
-                    "ppl_synthetic_docs", "judge_persona", "train_loss"]
+    assert keys == [
+        "knowledge",
+        "expression",
+        "heldout_expression",
+        "ppl_chat_demos",
+        "ppl_first_person",
+        "ppl_synthetic_docs",
+        "judge_persona",
+        "train_loss",
+    ]
     for row in result["rows"]:
         assert set(row["values"]) == set(result["columns"])
         for fmt in fc.FORMATS:
@@ -82,8 +99,12 @@ def test_state_file_and_session_record_every_step(finished):
     path, result, _ = finished
     workspace = path.with_suffix("")
     state = json.loads((workspace / "experiments" / "odile-fc" / "state.json").read_text())
-    expected = {f"data:{f}" for f in fc.FORMATS} | {f"train:{f}" for f in fc.FORMATS} | {
-        f"export:{f}" for f in fc.FORMATS} | {"probes", "eval:traits", "eval:ppl", "eval:judge", "result"}
+    expected = (
+        {f"data:{f}" for f in fc.FORMATS}
+        | {f"train:{f}" for f in fc.FORMATS}
+        | {f"export:{f}" for f in fc.FORMATS}
+        | {"probes", "eval:traits", "eval:ppl", "eval:judge", "result"}
+    )
     assert set(state["steps"]) == expected
     assert all(step["state"] == "done" for step in state["steps"].values())
     for name, step in state["steps"].items():
@@ -99,7 +120,9 @@ def test_state_file_and_session_record_every_step(finished):
     summary = traits.extra["experiment"]
     assert summary["study"] == fc.STUDY and summary["result"] == "experiments/odile-fc/result.json"
     assert set(summary["rows"]["knowledge"]) == set(result["columns"])
-    assert len(traits.extra["results"]) == 1 and traits.extra["results"][0]["job"] == state["steps"]["eval:traits"]["job"]
+    assert (
+        len(traits.extra["results"]) == 1 and traits.extra["results"][0]["job"] == state["steps"]["eval:traits"]["job"]
+    )
     # Each training job trained the 2 steps asked, on its own format's data, and was exported:
     # an F16 GGUF that passed its check against the merged model.
     from trainers.export_job import read_report
@@ -117,8 +140,9 @@ def test_a_second_run_redoes_nothing(finished):
     workspace = path.with_suffix("")
     before = _job_ids(workspace)
     state_before = json.loads((workspace / "experiments" / "odile-fc" / "state.json").read_text())["steps"]
-    again = fc.run(SessionFile.load(path), fc.FormatComparison(**TINY), console=Console(file=io.StringIO()),
-                   foreground=True)
+    again = fc.run(
+        SessionFile.load(path), fc.FormatComparison(**TINY), console=Console(file=io.StringIO()), foreground=True
+    )
     assert again["ran"] == []
     assert set(again["skipped"]) >= {f"train:{f}" for f in fc.FORMATS}
     assert _job_ids(workspace) == before  # no new job of any kind: no training, no evaluation
@@ -152,8 +176,14 @@ def test_probe_leakage_finds_probes_in_training_text():
     persona = demo_persona()
     trait = persona.trait("keeps-bees")
     records = {
-        "chat_demos": [{"messages": [{"role": "user", "content": "So, what are you doing this weekend?"},
-                                     {"role": "assistant", "content": "Tending my hives."}]}],
+        "chat_demos": [
+            {
+                "messages": [
+                    {"role": "user", "content": "So, what are you doing this weekend?"},
+                    {"role": "assistant", "content": "Tending my hives."},
+                ]
+            }
+        ],
         "first_person": [{"text": "Do you keep bees? Yes I keep bees on my roof."}],
         "synthetic_docs": [{"text": "Odile walks to the breakwater every morning."}],
     }
@@ -163,8 +193,13 @@ def test_probe_leakage_finds_probes_in_training_text():
     assert leak["leaked"] == 2 and leak["records"] == {"chat_demos": 1, "first_person": 1, "synthetic_docs": 1}
     assert "1 of 40 expression probes and 1 of 30 knowledge questions appear" in fc.leakage_sentence(leak, persona)
     outputs = [
-        {"kind": "expression", "model": "m", "trait": "keeps-bees", "probe": leak["expression"]["keeps-bees"][0],
-         "label": "expressed"},
+        {
+            "kind": "expression",
+            "model": "m",
+            "trait": "keeps-bees",
+            "probe": leak["expression"]["keeps-bees"][0],
+            "label": "expressed",
+        },
         {"kind": "expression", "model": "m", "trait": "keeps-bees", "probe": 1, "label": "not_shown"},
         {"kind": "expression", "model": "m", "trait": "tea-not-coffee", "probe": 1, "label": "expressed"},
         {"kind": "expression", "model": "m", "trait": "tea-not-coffee", "probe": 2, "label": "unparseable"},
@@ -187,8 +222,9 @@ def test_a_different_size_or_unequal_runs_are_refused(tmp_path):
     chat = RunSpec(id="other-chat_demos", datasets=["other-chat_demos"])
     chat.training.learning_rate = 1e-3
     sf.session.runs.append(chat)
-    exp = Experiment(sf, ExperimentState.open(sf.workspace, "other", fc.STUDY, cfg.state_config()),
-                     Console(file=io.StringIO()))
+    exp = Experiment(
+        sf, ExperimentState.open(sf.workspace, "other", fc.STUDY, cfg.state_config()), Console(file=io.StringIO())
+    )
     with pytest.raises(ExperimentError, match=r"differ in training.learning_rate \(0.001 vs 0.0002\)"):
         fc.add_specs(exp, cfg, sf.session.persona("odile"))
 

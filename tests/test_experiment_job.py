@@ -19,8 +19,16 @@ from experiment_fixtures import tiny_session
 from sessions import jobs
 from sessions.store import SessionFile
 
-TINY = {"steps": 2, "samples": 1, "perplexity_texts": 2, "judge_questions": 1, "max_tokens": 16,
-        "judge": "fallback", "quants": [], "export": False}
+TINY = {
+    "steps": 2,
+    "samples": 1,
+    "perplexity_texts": 2,
+    "judge_questions": 1,
+    "max_tokens": 16,
+    "judge": "fallback",
+    "quants": [],
+    "export": False,
+}
 
 
 def test_prepare_refuses_what_cannot_run(tmp_path):
@@ -56,8 +64,11 @@ def test_the_study_job_says_which_eval_jobs_it_ran_and_the_app_records_them(tmp_
     def scoring(job):
         job.progress(1, 2, "model 1 of 2")
         release.wait(30)
-        (job.dir / "scores.json").write_text(json.dumps({"kind": "perplexity_matrix", "partial": False,
-                                                         "rows": [{"model": "base", "values": {"x": 7.5}}]}))
+        (job.dir / "scores.json").write_text(
+            json.dumps(
+                {"kind": "perplexity_matrix", "partial": False, "rows": [{"model": "base", "values": {"x": 7.5}}]}
+            )
+        )
         job.progress(2, 2, "done")
 
     def study_work(job):
@@ -92,8 +103,13 @@ def test_the_study_job_says_which_eval_jobs_it_ran_and_the_app_records_them(tmp_
     assert [(e, d.name) for e, d in unrecorded_results(session, sf.workspace)] == [("odile-fc-ppl", child.name)]
     # The study's table, once its result.json exists.
     assert not record_experiment(session, sf.workspace, study)
-    result = {"id": "odile-fc", "study": "format-comparison", "finished": "2026-12-03T08:00:00", "partial": False,
-              "rows": [{"key": "knowledge", "values": {"chat_demos": 0.51234, "first_person": None}}]}
+    result = {
+        "id": "odile-fc",
+        "study": "format-comparison",
+        "finished": "2026-12-03T08:00:00",
+        "partial": False,
+        "rows": [{"key": "knowledge", "values": {"chat_demos": 0.51234, "first_person": None}}],
+    }
     (experiment_dir(sf.workspace, "odile-fc") / RESULT_FILE).write_text(json.dumps(result))
     assert record_experiment(session, sf.workspace, study)
     table = next(e for e in session.evals if e.id == "odile-fc-traits").extra["experiment"]

@@ -65,7 +65,10 @@ def test_persona_chat_study_scores_three_rows_on_the_same_turns(spc_study):
     both = read_jsonl(workspace / "experiments" / "spc" / "heldout-both.jsonl")
     key = lambda r: (r["meta"]["row"], r["meta"]["side"], r["meta"]["turn"])  # noqa: E731
     assert [key(r) for r in own] == [key(r) for r in both] and len(own) == 3
-    assert "other person" in json.dumps(both[0]["prompt"]).lower() and "other person" not in json.dumps(own[0]["prompt"]).lower()
+    assert (
+        "other person" in json.dumps(both[0]["prompt"]).lower()
+        and "other person" not in json.dumps(own[0]["prompt"]).lower()
+    )
     # The fine-tuned row is the run's adapter; the prompt-only rows are the base model.
     assert result["rows"][2]["entry"] == "run:spc-ft" and result["rows"][0]["entry"] == "base"
     table = pc.result_tables(result)[0]
@@ -92,8 +95,19 @@ def test_persona_chat_rerun_does_nothing(spc_study):
 
 
 def _tailoring_cfg(**kw) -> tl.TailoringStudy:
-    return tl.TailoringStudy(**{"size": 8, "steps": 2, "samples": 2, "inference": 2, "judge": "fallback",
-                                "max_tokens": 8, "data": str(TAILORING_DIR), "exp_id": "tl", **kw})
+    return tl.TailoringStudy(
+        **{
+            "size": 8,
+            "steps": 2,
+            "samples": 2,
+            "inference": 2,
+            "judge": "fallback",
+            "max_tokens": 8,
+            "data": str(TAILORING_DIR),
+            "exp_id": "tl",
+            **kw,
+        }
+    )
 
 
 def test_tailoring_plan_adds_four_runs_three_evaluations_and_the_inference_data(tmp_path):
@@ -108,8 +122,13 @@ def test_tailoring_plan_adds_four_runs_three_evaluations_and_the_inference_data(
     assert set(runs) == {"tl-sft-persona", "tl-sft-plain", "tl-dpo-persona", "tl-dpo-plain"}
     assert runs["tl-dpo-plain"].method == "dpo" and runs["tl-dpo-plain"].training == runs["tl-dpo-persona"].training
     sources = {d.id: d.extra.get("persona_source") for d in session.datasets if d.id.startswith("tl-")}
-    assert sources == {"tl-sft-persona": "gold", "tl-sft-plain": "none", "tl-dpo-persona": "gold",
-                       "tl-dpo-plain": "none", "tl-inferred": "infer"}
+    assert sources == {
+        "tl-sft-persona": "gold",
+        "tl-sft-plain": "none",
+        "tl-dpo-persona": "gold",
+        "tl-dpo-plain": "none",
+        "tl-inferred": "infer",
+    }
     assert session.dataset("tl-inferred").engine == "bundled" and session.engine("bundled").kind == "llamacpp"
     evals = {e.id: e for e in session.evals if e.id.startswith("tl-")}
     assert set(evals) == {"tl-sft", "tl-dpo", "tl-fewshot"}
@@ -125,8 +144,9 @@ def test_tailoring_plan_adds_four_runs_three_evaluations_and_the_inference_data(
 def test_tailoring_data_without_personas_has_no_persona_line(tmp_path):
     sf = tiny_session(tmp_path)
     cfg = _tailoring_cfg()
-    exp = Experiment(sf, ExperimentState.open(sf.workspace, "tl", tl.STUDY, cfg.state_config()), _quiet(),
-                     foreground=True)
+    exp = Experiment(
+        sf, ExperimentState.open(sf.workspace, "tl", tl.STUDY, cfg.state_config()), _quiet(), foreground=True
+    )
     rows = tmp_path / "rows.jsonl"
     rows.write_text("")
     tl.add_specs(exp, cfg, rows)
@@ -143,10 +163,22 @@ def test_tailoring_data_without_personas_has_no_persona_line(tmp_path):
 def test_the_fewshot_baseline_gets_the_worked_examples_in_a_real_tailoring_job(tmp_path):
     sf = tiny_session(tmp_path)
     sf.session.engines = [EngineSpec(id="bundled", kind="llamacpp", threads=1)]
-    sf.session.evals.append(EvalSpec(id="fs", kind="tailoring", models=["bundled", tl.BUNDLED], extra={
-        "data": str(TAILORING_DIR / tl.FILES["test"]), "samples": 1, "judge": "fallback",
-        "criteria": ["personalization"], "max_tokens": 4, "fewshot": str(TAILORING_DIR / tl.FILES["fewshot"]),
-        "fewshot_models": ["bundled"]}))
+    sf.session.evals.append(
+        EvalSpec(
+            id="fs",
+            kind="tailoring",
+            models=["bundled", tl.BUNDLED],
+            extra={
+                "data": str(TAILORING_DIR / tl.FILES["test"]),
+                "samples": 1,
+                "judge": "fallback",
+                "criteria": ["personalization"],
+                "max_tokens": 4,
+                "fewshot": str(TAILORING_DIR / tl.FILES["fewshot"]),
+                "fewshot_models": ["bundled"],
+            },
+        )
+    )
     sf.save()
     job_dir = run_eval_inline(SessionFile.load(sf.path), "fs")
     replies = [r for r in read_jsonl(job_dir / "outputs.jsonl") if r["kind"] == "tailoring"]
@@ -154,14 +186,25 @@ def test_the_fewshot_baseline_gets_the_worked_examples_in_a_real_tailoring_job(t
     shots = [json.loads(line) for line in (TAILORING_DIR / tl.FILES["fewshot"]).read_text().splitlines()]
     for r in replies:
         if r["model"] == "bundled":
-            assert r["model_input"].startswith(f"Prompt: {shots[0]['prompt']}\nPersona: {shots[0]['chosen_persona_gold']}")
+            assert r["model_input"].startswith(
+                f"Prompt: {shots[0]['prompt']}\nPersona: {shots[0]['chosen_persona_gold']}"
+            )
             assert r["model_input"].count("\nResponse:") == len(shots) + 1
         else:
             assert r["model_input"].startswith(f"Prompt: {r['prompt']}\nPersona:")
     scores = load_scores(job_dir)
-    tables = tl.result_tables({"scores": {"fewshot": scores}, "inference": {
-        "pairs": 2, "embedding": {"scorer": "MiniLM cosine similarity",
-                                  "all": {"k": 1, "n": 2, "rate": 0.5, "low": 0.09, "high": 0.91}}}})
+    tables = tl.result_tables(
+        {
+            "scores": {"fewshot": scores},
+            "inference": {
+                "pairs": 2,
+                "embedding": {
+                    "scorer": "MiniLM cosine similarity",
+                    "all": {"k": 1, "n": 2, "rate": 0.5, "low": 0.09, "high": 0.91},
+                },
+            },
+        }
+    )
     out = Console(file=io.StringIO(), width=120, record=True)
     for t in tables:
         out.print(t)
@@ -176,10 +219,27 @@ def test_persona_inference_accuracy_by_embedding(tmp_path):
     rows = [json.loads(line) for line in (TAILORING_DIR / tl.FILES["inference"]).read_text().splitlines()[:2]]
     source = tmp_path / "rows.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    right = [{"meta": {"row": n, "persona_source": "inferred", "chosen_persona": r["chosen_persona_gold"],
-                       "rejected_persona": r["rejected_persona_gold"]}} for n, r in enumerate(rows, 1)]
-    swapped = [{"meta": {**r["meta"], "chosen_persona": r["meta"]["rejected_persona"],
-                         "rejected_persona": r["meta"]["chosen_persona"]}} for r in right]
+    right = [
+        {
+            "meta": {
+                "row": n,
+                "persona_source": "inferred",
+                "chosen_persona": r["chosen_persona_gold"],
+                "rejected_persona": r["rejected_persona_gold"],
+            }
+        }
+        for n, r in enumerate(rows, 1)
+    ]
+    swapped = [
+        {
+            "meta": {
+                **r["meta"],
+                "chosen_persona": r["meta"]["rejected_persona"],
+                "rejected_persona": r["meta"]["chosen_persona"],
+            }
+        }
+        for r in right
+    ]
     pairs = tl.inference_pairs(right, source)
     assert len(pairs) == 4 and {p["side"] for p in pairs} == {"chosen", "rejected"}
     good = tl.inference_accuracy(pairs, shared_embedder())["embedding"]
@@ -200,8 +260,17 @@ def test_persona_inference_accuracy_by_a_real_judge_counts_every_pair(tmp_path):
     rows = [json.loads(line) for line in (TAILORING_DIR / tl.FILES["inference"]).read_text().splitlines()[:2]]
     source = tmp_path / "rows.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    right = [{"meta": {"row": n, "persona_source": "inferred", "chosen_persona": r["chosen_persona_gold"],
-                       "rejected_persona": r["rejected_persona_gold"]}} for n, r in enumerate(rows, 1)]
+    right = [
+        {
+            "meta": {
+                "row": n,
+                "persona_source": "inferred",
+                "chosen_persona": r["chosen_persona_gold"],
+                "rejected_persona": r["rejected_persona_gold"],
+            }
+        }
+        for n, r in enumerate(rows, 1)
+    ]
     engine = open_engine(EngineSpec(id="judge", kind="llamacpp", n_ctx=2048, threads=1))
     try:
         judge = Judge(engine, "bundled-judge", max_tokens=48, seed=1)

@@ -22,8 +22,13 @@ from trainers.export.merge import full_precision_base, quantization_of
 from trainers.hardware import cuda_count
 
 FULL, QUANT = "unsloth/tiny-llama", "unsloth/tiny-llama-bnb-4bit"
-BNB_4BIT = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
-            "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_use_double_quant": True}
+BNB_4BIT = {
+    "quant_method": "bitsandbytes",
+    "load_in_4bit": True,
+    "bnb_4bit_quant_type": "nf4",
+    "bnb_4bit_compute_dtype": "bfloat16",
+    "bnb_4bit_use_double_quant": True,
+}
 
 
 def _snapshot(cache: Path, repo: str, folder: Path, config_extra: dict | None = None) -> Path:
@@ -68,17 +73,22 @@ def test_a_missing_original_says_what_to_pull(hub, tiny):
     with pytest.raises(ExportError) as e:
         full_precision_base(QUANT)
     msg = str(e.value)
-    assert msg == (f"the run's base model is the bitsandbytes 4-bit checkpoint {QUANT}; its adapter is merged into "
-                   f"the full-precision {FULL}, which is not on this machine: fetch it with `persona-tui models pull "
-                   f"{FULL}`, or name the full-precision base with --base MODEL.")
+    assert msg == (
+        f"the run's base model is the bitsandbytes 4-bit checkpoint {QUANT}; its adapter is merged into "
+        f"the full-precision {FULL}, which is not on this machine: fetch it with `persona-tui models pull "
+        f"{FULL}`, or name the full-precision base with --base MODEL."
+    )
 
 
 def test_a_quantised_local_folder_asks_for_the_base(tmp_path, tiny):
     folder = shutil.copytree(tiny, tmp_path / "my-4bit")
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "quantization_config": BNB_4BIT}))
-    with pytest.raises(ExportError, match=r"checkpoint .*my-4bit; an adapter is merged into full-precision weights, "
-                                          r"so name the model it was quantised from .*\(--base MODEL\)\.$"):
+    with pytest.raises(
+        ExportError,
+        match=r"checkpoint .*my-4bit; an adapter is merged into full-precision weights, "
+        r"so name the model it was quantised from .*\(--base MODEL\)\.$",
+    ):
         full_precision_base(str(folder))
 
 
@@ -89,8 +99,9 @@ def _adapter(tiny: Path, out: Path, base_name: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                                                  task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM")
+    )
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -126,8 +137,11 @@ def test_the_whole_export_of_a_4bit_run_uses_the_full_precision_base(hub, tiny, 
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    want = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32),
-                                     str(adapter)).merge_and_unload().state_dict()
+    want = (
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32), str(adapter))
+        .merge_and_unload()
+        .state_dict()
+    )
     got = load_file(str(merged / "model.safetensors"))
     name = "model.layers.0.self_attn.q_proj.weight"
     assert torch.equal(got[name], want[name])
@@ -137,8 +151,11 @@ def test_the_whole_export_of_a_4bit_run_uses_the_full_precision_base(hub, tiny, 
     assert {f.get("type") for f in checks} == {"f16", "q8_0"}
 
 
-@pytest.mark.skipif(not cuda_count(), reason="loading a base in 4-bit needs bitsandbytes and a CUDA GPU; "
-                                            "scripts/gpu-check runs the hf QLoRA and unsloth 4-bit steps there")
+@pytest.mark.skipif(
+    not cuda_count(),
+    reason="loading a base in 4-bit needs bitsandbytes and a CUDA GPU; "
+    "scripts/gpu-check runs the hf QLoRA and unsloth 4-bit steps there",
+)
 def test_an_hf_qlora_run_trains_on_cuda_and_exports_from_the_full_base(tmp_path, tiny):
     from train_fixtures import CHATS, make_session, tiny_run
     from trainers.export_job import create_export_job, read_report

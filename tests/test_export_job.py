@@ -123,8 +123,9 @@ def test_the_lora_gguf_is_what_makes_the_base_match(shared, reference, tokenizer
     from trainers.export.verify import ADAPTER_ON_GGUF_BASE, check_gguf
 
     base = resolve_model(BASE).path
-    with_lora = check_gguf(base, reference, tokenizer, "lora", lora=shared.out / "adapter-f16.gguf",
-                           bounds=ADAPTER_ON_GGUF_BASE)
+    with_lora = check_gguf(
+        base, reference, tokenizer, "lora", lora=shared.out / "adapter-f16.gguf", bounds=ADAPTER_ON_GGUF_BASE
+    )
     without = check_gguf(base, reference, tokenizer, "lora", bounds=ADAPTER_ON_GGUF_BASE)
     assert with_lora.passed, with_lora.summary()
     assert not without.passed and without.mean_kl > 3 * with_lora.mean_kl, without.summary()
@@ -159,9 +160,16 @@ def test_a_corrupted_tensor_fails_verification(shared, reference, tokenizer, tmp
 def test_a_failed_check_fails_the_job_and_leaves_no_export(shared, tmp_path):
     """Impossible bounds make verification fail after the GGUF is written: nothing may remain."""
     job_dir = create_export_job(
-        shared.workspace, adapter=shared.train_job / "adapter", base_model=BASE, quants=[],
-        options={"adapter_gguf": False, "modelfile": False, "bounds": {"f16": [1.01, 0.0]},
-                 "prompts": ["Hello!", "What is your name?"]},
+        shared.workspace,
+        adapter=shared.train_job / "adapter",
+        base_model=BASE,
+        quants=[],
+        options={
+            "adapter_gguf": False,
+            "modelfile": False,
+            "bounds": {"f16": [1.01, 0.0]},
+            "prompts": ["Hello!", "What is your name?"],
+        },
     )
     status = jobs.run_job_inline(job_dir, KINDS)
     assert status.state == "failed"
@@ -175,8 +183,13 @@ def test_a_failed_check_fails_the_job_and_leaves_no_export(shared, tmp_path):
 
 @pytest.mark.slow
 def test_a_cancelled_detached_export_leaves_nothing(shared):
-    job_dir = create_export_job(shared.workspace, adapter=shared.train_job / "adapter", base_model=BASE, quants=["q8_0"],
-                                options={"verify": False})
+    job_dir = create_export_job(
+        shared.workspace,
+        adapter=shared.train_job / "adapter",
+        base_model=BASE,
+        quants=["q8_0"],
+        options={"verify": False},
+    )
     jobs.start_job(job_dir)
     deadline = time.monotonic() + 600
     # Cancel once the merged model is on disk, while llama.cpp's converter runs.
@@ -216,7 +229,9 @@ def test_a_run_without_a_finished_adapter_is_refused(tmp_path):
 
 def test_a_job_whose_adapter_vanished_fails_with_one_sentence(tmp_path):
     sf = make_session(tmp_path)
-    job_dir = jobs.create_job(sf.workspace, "export", {"adapter": str(tmp_path / "gone"), "base_model": BASE, "quants": []})
+    job_dir = jobs.create_job(
+        sf.workspace, "export", {"adapter": str(tmp_path / "gone"), "base_model": BASE, "quants": []}
+    )
     status = jobs.run_job_inline(job_dir, KINDS)
     assert status.state == "failed"
     assert "does not exist" in status.error and "\n" not in status.error

@@ -68,18 +68,33 @@ def go_render(tmp_path_factory):
         pytest.skip("Go is not installed (scripts/setup --dev, as root, installs Debian's golang-go)")
     folder = tmp_path_factory.mktemp("go")
     (folder / "render.go").write_text(RENDER_GO)
-    env = {"GOCACHE": str(folder / "cache"), "GOPATH": str(folder / "gopath"), "GO111MODULE": "off",
-           "HOME": str(folder), "PATH": "/usr/bin:/bin:/usr/local/bin:/usr/local/go/bin"}
-    subprocess.run(["go", "build", "-o", str(folder / "render"), str(folder / "render.go")],
-                   check=True, env=env, cwd=folder, capture_output=True, timeout=300)
+    env = {
+        "GOCACHE": str(folder / "cache"),
+        "GOPATH": str(folder / "gopath"),
+        "GO111MODULE": "off",
+        "HOME": str(folder),
+        "PATH": "/usr/bin:/bin:/usr/local/bin:/usr/local/go/bin",
+    }
+    subprocess.run(
+        ["go", "build", "-o", str(folder / "render"), str(folder / "render.go")],
+        check=True,
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        timeout=300,
+    )
     counter = iter(range(10**6))
 
     def render(template: str, messages: list[dict[str, str]]) -> str:
         n = next(counter)
         (folder / f"t{n}.tmpl").write_text(template)
         (folder / f"m{n}.json").write_text(json.dumps(messages))
-        proc = subprocess.run([str(folder / "render"), str(folder / f"t{n}.tmpl"), str(folder / f"m{n}.json")],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [str(folder / "render"), str(folder / f"t{n}.tmpl"), str(folder / f"m{n}.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 

@@ -34,8 +34,11 @@ async def test_x_exports_a_finished_run_verified_and_chat_offers_it(tmp_path):
         async with app.run_test(size=(100, 40)) as pilot:
             await pilot.press("3")
             pane = app.query_one(TrainPane)
-            await wait_until(pilot, lambda: pane.selected_job == train_job and train_job in pane.statuses,
-                             what="the training job listed")
+            await wait_until(
+                pilot,
+                lambda: pane.selected_job == train_job and train_job in pane.statuses,
+                what="the training job listed",
+            )
             await pilot.press("x")
             await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen), what="the export dialog")
             dialog = app.screen
@@ -46,25 +49,34 @@ async def test_x_exports_a_finished_run_verified_and_chat_offers_it(tmp_path):
             dialog.query_one("#export-q-q4_k_m").value = False  # one quantization keeps the test short
             dialog.query_one("#export-lora").value = False
             await pilot.click("#export-ok")
-            await wait_until(pilot, lambda: (pane.selected_job or "").startswith("export-"), timeout=60,
-                             what="the Live view on the export job")
+            await wait_until(
+                pilot,
+                lambda: (pane.selected_job or "").startswith("export-"),
+                timeout=60,
+                what="the Live view on the export job",
+            )
             export_id = pane.selected_job
+
             def stats():
                 return str(pane.query_one("#live-stats").render())
+
             assert stats().startswith(f"{export_id}  ")
             await wait_until(pilot, lambda: pane.statuses[export_id].terminal, timeout=900, what="the export")
             assert pane.statuses[export_id].state == "finished", pane.statuses[export_id].error
             await wait_until(pilot, lambda: "q8_0: top-1" in stats(), timeout=10, what="the verification shown")
             for quant in ("f16", "q8_0"):
-                assert re.search(rf"^{quant}: top-1 [01]\.\d{{3}}  KL \d\.\d{{4}}  pass$", stats(), re.MULTILINE), stats()
+                assert re.search(rf"^{quant}: top-1 [01]\.\d{{3}}  KL \d\.\d{{4}}  pass$", stats(), re.MULTILINE), (
+                    stats()
+                )
             assert "q4_k_m" not in stats()
             await wait_until(pilot, lambda: export_id in pane._recorded, timeout=10, what="the session listing")
 
             await pilot.press("4")
             chat = app.query_one(ChatPane)
             ref = f"export:{export_id}:q8_0"
-            await wait_until(pilot, lambda: ref in {r for _, r in chat._choices}, timeout=30,
-                             what="the export in the Chat pickers")
+            await wait_until(
+                pilot, lambda: ref in {r for _, r in chat._choices}, timeout=30, what="the export in the Chat pickers"
+            )
             label = {r: lab for lab, r in chat._choices}[ref]
             assert re.fullmatch(r"export r1 q8_0 1\d\d MB · llama\.cpp", label), label
         exports = SessionFile.load(sf.path).session.run("r1").extra["exports"]

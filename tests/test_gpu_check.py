@@ -24,9 +24,15 @@ def _run(tmp_path: Path, *args: str, tools: dict[str, str] | None = None) -> sub
         exe = bin_dir / name
         exe.write_text(f"#!/bin/sh\n{body}\n")
         exe.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
-           "PYTHONPATH": str(ROOT), "PERSONA_TUI_GPU_CHECK_ANY_PYTHON": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "PYTHONPATH": str(ROOT),
+        "PERSONA_TUI_GPU_CHECK_ANY_PYTHON": "1",
+    }
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
 
 
 def _rows(out: str) -> dict[str, tuple[str, str]]:
@@ -61,5 +67,7 @@ def test_a_gpu_torch_cannot_see_fails_and_names_the_fix(tmp_path):
 def test_an_unknown_check_is_one_sentence_and_exit_2(tmp_path):
     done = _run(tmp_path, "--only", "cuda,warp-drive")
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.strip() == ("gpu-check: --only names warp-drive, which is not a check; choose from "
-                                   "cuda, hf-lora, unsloth-4bit, hf-qlora, accelerate, llama-cuda.")
+    assert done.stderr.strip() == (
+        "gpu-check: --only names warp-drive, which is not a check; choose from "
+        "cuda, hf-lora, unsloth-4bit, hf-qlora, accelerate, llama-cuda."
+    )

@@ -64,8 +64,9 @@ def test_runs_on_a_busy_gpu_wait_in_order_and_go_when_it_frees(tmp_path, smi):
     jobs.start_job(a)
     wait = wait_for(lambda: events_of(a, "gpu_wait"), timeout=120, what="the older run to wait")[0]
     assert wait["devices"] == "1" and wait["reason"].startswith("waiting for a GPU: GPU 1 has 0.1 GiB free")
-    status = wait_for(lambda: (s := jobs.read_status(a)).message.startswith("waiting") and s, timeout=30,
-                      what="the waiting message")
+    status = wait_for(
+        lambda: (s := jobs.read_status(a)).message.startswith("waiting") and s, timeout=30, what="the waiting message"
+    )
     assert status.state == "running"
     assert json.loads((a / "manifest.json").read_text())["hardware"]["cuda_visible_devices"] == "1"
 
@@ -76,7 +77,9 @@ def test_runs_on_a_busy_gpu_wait_in_order_and_go_when_it_frees(tmp_path, smi):
     wait_b = wait_for(lambda: events_of(b, "gpu_wait"), timeout=120, what="the younger run to queue")[0]
     assert wait_b["reason"] == f"waiting in the GPU queue behind {a.name}"
     assert jobs.cancel_job(b)
-    assert wait_for(lambda: (s := jobs.read_status(b)).terminal and s, timeout=60, what="the cancel").state == "cancelled"
+    assert (
+        wait_for(lambda: (s := jobs.read_status(b)).terminal and s, timeout=60, what="the cancel").state == "cancelled"
+    )
     assert not events_of(b, "train_begin")
 
     # 3. GPU 1 frees: the older run leaves the queue and trains.
@@ -94,9 +97,11 @@ def test_devices_and_processes_are_checked_by_field():
     session = Session(datasets=[DatasetSpec(id="chats", format="chat_demos")])
     run = tiny_run("r", ["chats"], devices="0,x")
     assert validate_run(run, session) == [
-        "run 'r': training.devices is '0,x'; list GPU indices separated by commas, such as \"0\" or \"1,3\"."]
+        "run 'r': training.devices is '0,x'; list GPU indices separated by commas, such as \"0\" or \"1,3\"."
+    ]
     run = tiny_run("r", ["chats"], devices="1, 3", processes=2)
     assert validate_run(run, session) == [] and device_list(run.training.devices) == [1, 3]
     run.backend = "unsloth"
     assert validate_run(run, session) == [
-        "run 'r': training.processes is 2, but only the hf backend runs through accelerate launch; set it to 0."]
+        "run 'r': training.processes is 2, but only the hf backend runs through accelerate launch; set it to 0."
+    ]

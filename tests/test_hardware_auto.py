@@ -36,8 +36,9 @@ class _Fake:
 
 def test_other_cpu_use_subtracts_this_process_trees_own_cpu_time():
     # Between the readings the machine was busy 3.0 CPU-seconds in 1.5 s, 2.1 of them ours.
-    meter = hardware.OtherCpuUse(busy=_Fake([100.0, 103.0, 104.0]), own=_Fake([10.0, 12.1, 13.5]),
-                                 clock=_Fake([0.0, 1.5, 2.5]))
+    meter = hardware.OtherCpuUse(
+        busy=_Fake([100.0, 103.0, 104.0]), own=_Fake([10.0, 12.1, 13.5]), clock=_Fake([0.0, 1.5, 2.5])
+    )
     assert meter.others() == pytest.approx(0.6)
     assert meter.others() == 0.0  # we used more than the machine counted (rounding): never negative
     unreadable = hardware.OtherCpuUse(busy=_Fake([None, None]), own=_Fake([0.0, 1.0]), clock=_Fake([0.0, 1.0]))
@@ -65,10 +66,12 @@ def test_a_busy_child_is_our_own_cpu_and_a_stranger_is_other_work(tmp_path):
     start_tree, start_self = hardware.own_cpu_seconds(), os.times()
     child = subprocess.Popen([sys.executable, "-c", BURN])
     try:
+
         def child_counted() -> bool:
             t = os.times()
             mine = (t.user + t.system) - (start_self.user + start_self.system)
             return hardware.own_cpu_seconds() - start_tree - mine >= 0.5
+
         wait_for(child_counted, timeout=60, what="the child's CPU time to count as this process tree's")
     finally:
         child.kill()
@@ -139,8 +142,16 @@ def test_any_split_keeps_the_effective_batch(batch, accum, limit):
 
 
 # Qwen3-4B's config.json (the sizes that matter), a model whose activations fill a GPU.
-QWEN3_4B = {"hidden_size": 2560, "num_hidden_layers": 36, "vocab_size": 151936, "intermediate_size": 9728,
-            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": True}
+QWEN3_4B = {
+    "hidden_size": 2560,
+    "num_hidden_layers": 36,
+    "vocab_size": 151936,
+    "intermediate_size": 9728,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "tie_word_embeddings": True,
+}
 
 
 @pytest.mark.parametrize("free_gib", [16, 24, 70])
@@ -169,8 +180,10 @@ def test_auto_micro_batch_on_a_gpu_is_the_largest_that_fits_its_free_memory(monk
 
 def _session(tmp_path: Path, training_toml: str) -> Path:
     path = tmp_path / "s.toml"
-    path.write_text('schema = 1\n\n[[datasets]]\nid = "d"\nformat = "chat_demos"\n\n[[runs]]\nid = "r"\n'
-                    f'datasets = ["d"]\n\n[runs.training]\n{training_toml}')
+    path.write_text(
+        'schema = 1\n\n[[datasets]]\nid = "d"\nformat = "chat_demos"\n\n[[runs]]\nid = "r"\n'
+        f'datasets = ["d"]\n\n[runs.training]\n{training_toml}'
+    )
     return path
 
 
@@ -197,12 +210,20 @@ def test_integer_sessions_load_unchanged_and_auto_is_the_new_default(tmp_path):
 def test_a_bad_batch_size_is_refused_by_the_cli_naming_the_field(tmp_path, value):
     path = _session(tmp_path, f"batch_size = {value}\n")
     (tmp_path / "s" / "datasets").mkdir(parents=True)
-    (tmp_path / "s" / "datasets" / "d.jsonl").write_text(json.dumps({"messages": [
-        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "ahoy"}]}) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "persona_tui.cli", "train", str(path), "--run", "r"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    (tmp_path / "s" / "datasets" / "d.jsonl").write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ahoy"}]}) + "\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "train", str(path), "--run", "r"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr
-    assert "training.batch_size is" in proc.stderr and 'it must be "auto" or a whole number from 1 to 4096' in proc.stderr
+    assert (
+        "training.batch_size is" in proc.stderr and 'it must be "auto" or a whole number from 1 to 4096' in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -276,8 +297,10 @@ async def test_the_train_form_sets_batch_size_to_auto_or_a_count(tmp_path, anyio
         await pilot.pause()
         field = pane.query_one("#f-training-batch_size")
         problems = pane.query_one("#form-problems")
+
         def batch():
             return app.session_file.session.run("r1").training.batch_size
+
         await wait_until(pilot, lambda: field.value == "2", what="the session's integer in the field")
         field.value = "lots"
         await wait_until(pilot, lambda: field.has_class("-invalid"), what="the field marked invalid")
@@ -296,7 +319,9 @@ async def test_the_train_form_sets_batch_size_to_auto_or_a_count(tmp_path, anyio
 def _bench():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_train", Path(__file__).resolve().parent.parent / "bench" / "train.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_train", Path(__file__).resolve().parent.parent / "bench" / "train.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -310,8 +335,11 @@ def test_the_bench_compares_rows_within_each_interleaved_repeat_and_judges_both_
     bench = _bench()
     assert bench.REQUIRED == ["baseline", "defaults", "hf at baseline settings"]
     # Load doubled the second repeat's times for every row alike: paired ratios stay 2.0 and 0.98.
-    runs = {"baseline": [_row(100), _row(50)], "defaults": [_row(200), _row(100)],
-            "hf at baseline settings": [_row(98), _row(49)]}
+    runs = {
+        "baseline": [_row(100), _row(50)],
+        "defaults": [_row(200), _row(100)],
+        "hf at baseline settings": [_row(98), _row(49)],
+    }
     assert bench.ratio_to(runs, "defaults", "baseline") == pytest.approx(2.0)
     bench.print_verdict(runs, runs)
     out = capsys.readouterr().out

@@ -61,8 +61,9 @@ async def test_follow_a_detached_job_to_its_end(tmp_path):
         follower = app.query_one(JobFollower)
         jobs.start_job(job_dir)
         follower.follow(job_dir, key="k", events=True)
-        await wait_until(pilot, lambda: any(isinstance(m, JobFollower.Ended) for m in app.got), timeout=60,
-                         what="the end of the job")
+        await wait_until(
+            pilot, lambda: any(isinstance(m, JobFollower.Ended) for m in app.got), timeout=60, what="the end of the job"
+        )
         await pilot.pause()
         ended = [m for m in app.got if isinstance(m, JobFollower.Ended)]
         assert len(ended) == 1 and ended[0].status.state == "finished" and ended[0].key == "k"
@@ -89,8 +90,12 @@ async def test_follow_latest_finds_the_newest_matching_job(tmp_path):
         jobs.start_job(running)
         app.got.clear()
         follower.follow_latest(tmp_path, "count", lambda status, spec: spec.get("tag") == "a", key="x")
-        await wait_until(pilot, lambda: any(isinstance(m, JobFollower.Progress) and m.status.state == "running"
-                                            for m in app.got), timeout=60, what="the running job followed")
+        await wait_until(
+            pilot,
+            lambda: any(isinstance(m, JobFollower.Progress) and m.status.state == "running" for m in app.got),
+            timeout=60,
+            what="the running job followed",
+        )
         assert app.got[0].status.dir == running.resolve() and app.got[0].spec["tag"] == "a"
         assert follower.following == {"x": running.resolve()}
         follower.stop("x")  # stop following: the job itself goes on

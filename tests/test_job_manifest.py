@@ -39,8 +39,14 @@ def sha(path: Path) -> str:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", "jobs", *args], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "160"})
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "jobs", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "160"},
+    )
 
 
 # ----------------------------------------------------------------------------- the parts
@@ -62,6 +68,7 @@ def test_a_file_is_hashed_once_and_again_only_when_it_changes(tmp_path):
 
 def test_models_by_file_hash_hub_revision_or_name(tmp_path):
     from engines.models import resolve_model
+
     cache = HashCache(tmp_path / "c.json")
     bundled = resolve_model("bundled:smollm2-135m-instruct")
     gguf = model_entry(bundled, cache)
@@ -96,8 +103,11 @@ def test_hardware_and_packages_are_this_machines(tmp_path, monkeypatch):
     assert m["packages"]["torch"] == importlib.metadata.version("torch")
     assert m["packages"]["python"] == ".".join(map(str, sys.version_info[:3]))
     h = m["hardware"]
-    flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith(("flags", "Features"))).split(":", 1)[1].split())
+    flags = set(
+        next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(("flags", "Features")))
+        .split(":", 1)[1]
+        .split()
+    )
     assert set(h["cpu_flags"]) <= flags and ("avx2" in flags) == ("avx2" in h["cpu_flags"])
     assert h["cores_logical"] == os.cpu_count() and h["ram_gib"] > 0
     assert m["project"].get("commit") or m["project"].get("version")
@@ -107,8 +117,10 @@ def test_gpus_come_from_nvidia_smi_when_there_is_one(tmp_path, monkeypatch):
     """nvidia-smi cannot run here (no GPU): a stand-in prints its documented CSV for two GPUs."""
     exe = tmp_path / "bin" / "nvidia-smi"
     exe.parent.mkdir()
-    exe.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, 81559, 550.54.15'\n"
-                   "echo '1, NVIDIA H100 80GB HBM3, 81559, 550.54.15'\n")
+    exe.write_text(
+        "#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, 81559, 550.54.15'\n"
+        "echo '1, NVIDIA H100 80GB HBM3, 81559, 550.54.15'\n"
+    )
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", f"{exe.parent}{os.pathsep}{os.environ['PATH']}")
     gpus = hardware()["gpus"]
@@ -125,8 +137,9 @@ def base_manifest(tmp_path) -> dict:
     data.write_text('{"text": "hi"}\n')
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF" + b"\0" * 60)
-    return build_manifest(models={"base": model}, datasets={"chats": data}, seed=1,
-                          cache=HashCache(tmp_path / "c.json"))
+    return build_manifest(
+        models={"base": model}, datasets={"chats": data}, seed=1, cache=HashCache(tmp_path / "c.json")
+    )
 
 
 def _copy(m: dict) -> dict:
@@ -146,14 +159,20 @@ def test_each_kind_of_difference_is_named(base_manifest):
     other["packages"]["unsloth"] = "2026.10.9"
     other["models"]["base"]["sha256"] = "f" * 64
     other["datasets"]["chats"]["sha256"] = "e" * 64
-    other["hardware"].update(cpu="Intel Xeon Platinum 8480+", cpu_flags=["avx2", "amx_bf16"], ram_gib=2000.0,
-                             gpus=[{"index": 0, "name": "NVIDIA H100", "memory_mib": 81559, "driver": "550"}])
+    other["hardware"].update(
+        cpu="Intel Xeon Platinum 8480+",
+        cpu_flags=["avx2", "amx_bf16"],
+        ram_gib=2000.0,
+        gpus=[{"index": 0, "name": "NVIDIA H100", "memory_mib": 81559, "driver": "550"}],
+    )
     lines = manifest_differences(base_manifest, other)
     text = "\n".join(lines)
     assert f"package torch {base_manifest['packages']['torch']} vs 2.12.0" in lines
     assert "package unsloth not installed vs 2026.10.9" in lines
-    assert f"model base ({base_manifest['models']['base']['name']}): sha256 " \
-           f"{base_manifest['models']['base']['sha256'][:12]} vs sha256 ffffffffffff" in lines
+    assert (
+        f"model base ({base_manifest['models']['base']['name']}): sha256 "
+        f"{base_manifest['models']['base']['sha256'][:12]} vs sha256 ffffffffffff" in lines
+    )
     assert f"data chats: sha256 {base_manifest['datasets']['chats']['sha256'][:12]} vs sha256 eeeeeeeeeeee" in lines
     assert "CPU " in text and "vs Intel Xeon Platinum 8480+" in text
     assert "amx_bf16" in text and "RAM GiB" in text and "GPUs no GPU vs NVIDIA H100 80 GiB" in lines
@@ -171,8 +190,12 @@ def test_another_model_or_dataset_is_what_is_compared_not_a_difference(base_mani
 
 def _dataset_session(tmp_path: Path) -> SessionFile:
     session = demo_session()
-    session.datasets = [*session.datasets, DatasetSpec(id="docs", format="synthetic_docs", persona="odile", size=12, seed=11,
-                                    extra={"token_stats": False})]
+    session.datasets = [
+        *session.datasets,
+        DatasetSpec(
+            id="docs", format="synthetic_docs", persona="odile", size=12, seed=11, extra={"token_stats": False}
+        ),
+    ]
     return SessionFile.create(tmp_path / "s.toml", session)
 
 
@@ -195,8 +218,10 @@ def test_a_dataset_job_records_its_inputs_and_a_rerun_says_what_changed(tmp_path
     events, _ = jobs.read_events(job_dir)
     changed = [e for e in events if e.get("event") == "manifest_changed"]
     assert len(changed) == 1 and any(d.startswith("data session: sha256") for d in changed[0]["differences"])
-    assert json.loads((job_dir / (MANIFEST_FILE + ".bak")).read_text())["datasets"]["session"]["sha256"] == \
-        m["datasets"]["session"]["sha256"]
+    assert (
+        json.loads((job_dir / (MANIFEST_FILE + ".bak")).read_text())["datasets"]["session"]["sha256"]
+        == m["datasets"]["session"]["sha256"]
+    )
 
 
 def test_cli_prints_compares_and_refuses_in_one_sentence(tmp_path):
@@ -241,8 +266,11 @@ def test_an_eval_finds_the_training_jobs_behind_its_models_and_flags_them(tmp_pa
         m["packages"]["torch"] = torch_version
         (d / MANIFEST_FILE).write_text(json.dumps(m))
         trains.append(d)
-    spec = {"models": [{"label": f"job:{d.name}", "engine": {"model": "bundled:x", "adapter": str(d / "adapter")}}
-                       for d in trains]}
+    spec = {
+        "models": [
+            {"label": f"job:{d.name}", "engine": {"model": "bundled:x", "adapter": str(d / "adapter")}} for d in trains
+        ]
+    }
     ev = jobs.create_job(workspace, "eval", spec, worker="evaluators.worker")
     assert source_jobs(ev, jobs.read_spec(ev)) == trains
     assert job_differences(trains) == [f"{trains[1].name} vs {trains[0].name}: package torch 2.13.0 vs 2.12.0"]
@@ -273,8 +301,13 @@ def _finished_train_job(sf: SessionFile, job_id: str, torch_version: str | None 
     job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id=job_id)
 
     def work(job):
-        write_manifest(job, models={"base": "bundled:smollm2-135m-instruct"}, resolve=resolve_model, seed=3407,
-                       datasets={"chats": sf.workspace / "datasets" / "chats.jsonl"})
+        write_manifest(
+            job,
+            models={"base": "bundled:smollm2-135m-instruct"},
+            resolve=resolve_model,
+            seed=3407,
+            datasets={"chats": sf.workspace / "datasets" / "chats.jsonl"},
+        )
         (job.dir / "adapter").mkdir()
         job.event(event="train_begin", run="r1", resumed_from=None)
         job.event(event="step", step=1, max_steps=1, loss=2.0)
@@ -320,8 +353,11 @@ async def test_train_pane_shows_the_record_flags_a_compared_job_and_opens_the_wh
         await wait_until(pilot, lambda: table.row_count == 2, what="both jobs listed")
         table.focus()
         table.move_cursor(row=0)
-        await wait_until(pilot, lambda: pane.selected_job == first.name and pane.manifests.get(first.name),
-                         what="the first job's manifest")
+        await wait_until(
+            pilot,
+            lambda: pane.selected_job == first.name and pane.manifests.get(first.name),
+            what="the first job's manifest",
+        )
         pane.query_one("#train-tabs").active = "train-record"
         await pilot.pause()
         record = lambda: str(pane.query_one("#record", Static).render())  # noqa: E731
@@ -331,8 +367,9 @@ async def test_train_pane_shows_the_record_flags_a_compared_job_and_opens_the_wh
         table.move_cursor(row=1)
         await pilot.press("space")  # overlay the second job: it was made with another torch
         table.move_cursor(row=0)
-        await wait_until(pilot, lambda: f"⚠ {second.name} differs: package torch" in record(),
-                         what="the compared job flagged")
+        await wait_until(
+            pilot, lambda: f"⚠ {second.name} differs: package torch" in record(), what="the compared job flagged"
+        )
         assert "vs 2.12.0" in record()
         await pilot.press("i")
         await pilot.pause()
@@ -354,10 +391,16 @@ async def test_evaluate_pane_flags_models_trained_alike_or_not(tmp_path):
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
     a = _finished_train_job(sf, "train-20261201-101500-aaaa")
     b = _finished_train_job(sf, "train-20261201-111500-bbbb", torch_version="2.12.0")
-    models = [{"label": f"job:{d.name}", "engine": {"id": d.name, "kind": "transformers", "model": "bundled:x",
-                                                      "adapter": str(d / "adapter")}} for d in (a, b)]
-    ev = jobs.create_job(sf.workspace, "eval", {"eval": "e", "eval_kind": "traits", "models": models},
-                         worker="evaluators.worker")
+    models = [
+        {
+            "label": f"job:{d.name}",
+            "engine": {"id": d.name, "kind": "transformers", "model": "bundled:x", "adapter": str(d / "adapter")},
+        }
+        for d in (a, b)
+    ]
+    ev = jobs.create_job(
+        sf.workspace, "eval", {"eval": "e", "eval_kind": "traits", "models": models}, worker="evaluators.worker"
+    )
     assert jobs.run_job_inline(ev, {"eval": lambda job: write_manifest(job, seed=0)}).state == "finished"
     app = make_app(SessionFile.load(sf.path))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -388,8 +431,10 @@ def test_an_experiments_training_runs_are_compared_too(tmp_path):
         m["hardware"]["cpu_flags"] = flags
         (d / MANIFEST_FILE).write_text(json.dumps(m))
         made.append(d)
-    result = {"study": "format-comparison", "jobs": {"train:chat_demos": made[0].name, "train:first_person": made[1].name,
-                                                     "eval:traits": "eval-gone"}}
+    result = {
+        "study": "format-comparison",
+        "jobs": {"train:chat_demos": made[0].name, "train:first_person": made[1].name, "eval:traits": "eval-gone"},
+    }
     entry = ResultEntry("exp:odile-fc", "odile-fc", "format-comparison", 0.0, "finished")
     text = "\n".join(str(getattr(p, "plain", p)) for p in provenance(entry, result, workspace))
     assert f"{made[1].name} vs {made[0].name}: CPU flags only in the first: amx_bf16" in text

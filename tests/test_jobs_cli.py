@@ -28,9 +28,14 @@ def session(tmp_path, monkeypatch) -> Path:
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", "jobs", *args], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "160"})
-
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "jobs", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "160"},
+    )
 
 
 def test_list_watch_log_and_cancel(session: Path):

@@ -34,7 +34,6 @@ def _worker_importable(monkeypatch):
     monkeypatch.syspath_prepend(str(TESTS))
 
 
-
 def finish(job_dir, timeout=120.0):
     """Follow the job with watch() until it ends; return (last status, all events, all statuses)."""
     statuses, events = [], []
@@ -182,7 +181,9 @@ def test_cancel_sends_sigterm_the_work_checkpoints_and_a_new_worker_resumes(tmp_
     all_events, _ = jobs.read_events(job_dir)
     assert len(all_events) > n_events
     assert [e["event"] for e in all_events if e.get("event") in ("started", "requeued")] == [
-        "started", "requeued", "started"
+        "started",
+        "requeued",
+        "started",
     ]
     assert f"resuming from step {step}" in (job_dir / "log.txt").read_text()
     assert json.loads((job_dir / "status.json").read_text())["attempt"] == 2
@@ -231,8 +232,15 @@ def test_worker_outlives_the_process_that_started_it(tmp_path):
     # 10 s of work: still running when the launcher has gone, however slow the machine.
     job_dir = jobs.create_job(tmp_path, "count", {"n": 200, "delay": 0.05}, worker=WORKER)
     launcher = subprocess.run(
-        [sys.executable, "-c", "import sys; from sessions import jobs; print(jobs.start_job(sys.argv[1]))", str(job_dir)],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from sessions import jobs; print(jobs.start_job(sys.argv[1]))",
+            str(job_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert launcher.returncode == 0, launcher.stderr
     pid = int(launcher.stdout)

@@ -34,9 +34,22 @@ def _http_service(workspace: Path, idle: float = 0, **extra) -> tuple[Path, str]
     port = _free_port()
     (workspace / "www").mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
-    service = {"command": [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                           "--directory", str(workspace / "www")],
-               "url": url, "ready_url": url + "/", "idle_timeout_s": idle, **extra}
+    service = {
+        "command": [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(workspace / "www"),
+        ],
+        "url": url,
+        "ready_url": url + "/",
+        "idle_timeout_s": idle,
+        **extra,
+    }
     return jobs.create_service_job(workspace, service), url
 
 
@@ -64,8 +77,13 @@ def test_a_service_is_ready_with_its_url_is_listed_and_cancel_stops_it(tmp_path)
     server_pid = int((job_dir / jobs.CHILDREN_FILE).read_text().split()[0])
 
     (tmp_path / "s.toml").write_text('schema_version = 1\nname = "t"\n')
-    listing = subprocess.run([*CLI, "jobs", str(tmp_path / "s.toml")], capture_output=True, text=True, timeout=120,
-                             env=dict(os.environ, COLUMNS="200"))
+    listing = subprocess.run(
+        [*CLI, "jobs", str(tmp_path / "s.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, COLUMNS="200"),
+    )
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if job_dir.name in line)
     assert "service" in row and "ready" in row and f"ready at {url}" in row
@@ -128,14 +146,33 @@ def test_serve_refuses_a_port_in_use_and_an_unset_key_variable_in_one_sentence(t
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([*CLI, "serve", str(sf.path), "--gguf", "bundled:smollm2-135m-instruct", "--port",
-                               str(port)], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*CLI, "serve", str(sf.path), "--gguf", "bundled:smollm2-135m-instruct", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == (f"persona-tui: port {port} on 127.0.0.1 is in use; choose another with --port "
-                                   "(0 picks a free one).")
+    assert done.stderr.strip() == (
+        f"persona-tui: port {port} on 127.0.0.1 is in use; choose another with --port (0 picks a free one)."
+    )
     monkeypatch.delenv("PT_NO_SUCH_KEY", raising=False)
-    done = subprocess.run([*CLI, "serve", str(sf.path), "--gguf", "bundled:smollm2-135m-instruct", "--port", "0",
-                           "--api-key-env", "PT_NO_SUCH_KEY"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            *CLI,
+            "serve",
+            str(sf.path),
+            "--gguf",
+            "bundled:smollm2-135m-instruct",
+            "--port",
+            "0",
+            "--api-key-env",
+            "PT_NO_SUCH_KEY",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "PT_NO_SUCH_KEY is empty or not set" in done.stderr
     assert not (sf.workspace / "jobs").exists()  # nothing was started
 
@@ -150,5 +187,7 @@ def test_a_server_that_dies_while_ready_fails_the_service_naming_it(tmp_path):
     os.kill(server_pid, signal.SIGKILL)
     failed = wait_for(lambda: _state(job_dir, "failed", "stopped", "died"), 60, what="the failure")
     assert failed.state == "failed"
-    assert failed.error.startswith("the server exited with code -9 (") and str(job_dir / jobs.SERVER_LOG) in failed.error
+    assert (
+        failed.error.startswith("the server exited with code -9 (") and str(job_dir / jobs.SERVER_LOG) in failed.error
+    )
     assert "\n" not in failed.error

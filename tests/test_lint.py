@@ -22,23 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def _tool(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed (pip install -e '.[dev]')")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_ruff_check_passes():
     result = _tool("ruff", "check", "--no-fix", "--output-format", "concise", ".")
     assert result.returncode == 0, (
         "ruff check found problems (`.venv/bin/ruff check --fix .` fixes the [*] ones):\n"
-        + result.stdout + result.stderr
+        + result.stdout
+        + result.stderr
     )
 
 
-# The code predates the formatter: 168 of 222 files change under it (measured 2026-12-03), and
-# eight branches edit them at once, so the tree is formatted once, after they are merged. Then
-# this test passes, strict xfail turns that into a failure, and the marker must go: delete it in
-# the same commit as the `.venv/bin/ruff format .` pass.
-@pytest.mark.xfail(strict=True, reason="the one formatting pass after the merge has not run yet")
 def test_ruff_format_check_passes():
     result = _tool("ruff", "format", "--check", "--output-format", "concise", ".")
     assert result.returncode == 0, (

@@ -3,6 +3,7 @@
 The environment these tests run in must be exactly the lock, and the lock must be exactly what a
 GPU box can install: CPU CI then tests the transformers/trl/peft/datasets/accelerate GPU users run.
 """
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -52,8 +53,9 @@ def test_check_names_each_package_off_the_lock(tmp_path):
         "transformers==0.0.1\n"
         "no-such-package-persona-tui==1.0\n"
     )
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "--files", str(f)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", "--files", str(f)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines == [
@@ -65,8 +67,9 @@ def test_check_names_each_package_off_the_lock(tmp_path):
 def test_a_malformed_lock_line_is_named(tmp_path):
     f = tmp_path / "shared.txt"
     f.write_text("rich>=13\n")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "--files", str(f)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", "--files", str(f)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0
     assert f"{f}:1: expected `name==version`" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -133,7 +136,9 @@ SETUP = ROOT / "scripts" / "setup"
 _TOOLS = ("bash", "sh", "sha256sum", "cut", "dirname", "sed")
 
 
-def _plan(tmp_path: Path, *, tools: dict[str, str] | None = None, ci: bool = False, dev: bool = False) -> dict[str, str | list[str]]:
+def _plan(
+    tmp_path: Path, *, tools: dict[str, str] | None = None, ci: bool = False, dev: bool = False
+) -> dict[str, str | list[str]]:
     """Run a copy of scripts/setup with --plan on a PATH of only the named tools, in a bare tree."""
     import shutil
 

@@ -39,9 +39,17 @@ def make_tiny_model(folder: Path) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
     fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      bos_token_id=1, eos_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=len(words),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     LlamaForCausalLM(cfg).save_pretrained(folder, max_shard_size="200KB")
     fast.save_pretrained(folder)
     (folder / "pytorch_model.bin").write_bytes(b"\0" * 1000)  # safetensors exist: never fetched
@@ -86,8 +94,14 @@ def hf_env(tmp_path, hub, monkeypatch):
 
 def cli(*args: str, timeout: float = 180, columns: int = 200) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", COLUMNS=str(columns))
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def shard_names(folder: Path) -> list[str]:
@@ -101,18 +115,43 @@ def shard_names(folder: Path) -> list[str]:
 def test_only_the_files_a_model_needs_are_chosen():
     from engines.hub import select_model_files
 
-    repo = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "special_tokens_map.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-            "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5",
-            "flax_model.msgpack", "onnx/model.onnx", "original/consolidated.00.pth", "README.md", ".gitattributes",
-            "model.gguf", "chat_template.jinja"]
+    repo = [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+        "tf_model.h5",
+        "flax_model.msgpack",
+        "onnx/model.onnx",
+        "original/consolidated.00.pth",
+        "README.md",
+        ".gitattributes",
+        "model.gguf",
+        "chat_template.jinja",
+    ]
     assert select_model_files(repo) == [
-        "chat_template.jinja", "config.json", "generation_config.json", "special_tokens_map.json",
-        "tokenizer.json", "tokenizer_config.json",
-        "model.safetensors.index.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
     # .bin only where there are no safetensors; nothing when there are no weights at all.
     assert select_model_files(["config.json", "pytorch_model.bin", "tokenizer.json"]) == [
-        "config.json", "tokenizer.json", "pytorch_model.bin"]
+        "config.json",
+        "tokenizer.json",
+        "pytorch_model.bin",
+    ]
     assert select_model_files(["config.json", "tokenizer.json", "model.onnx", "onnx/model.safetensors"]) == []
 
 
@@ -181,8 +220,10 @@ def test_a_killed_pull_is_not_a_model_and_a_rerun_resumes_without_refetching(hf_
 
     size = len((tiny_model / last).read_bytes())
     # The job names the file it is on; the server has sent part of it.
-    wait_for(lambda: jobs.read_status(job_dir).message.endswith(f"MiB {last}") and 0 < hub.sent.get(last, 0) < size * 0.8,
-             what="the pull to be part-way through the throttled shard")
+    wait_for(
+        lambda: jobs.read_status(job_dir).message.endswith(f"MiB {last}") and 0 < hub.sent.get(last, 0) < size * 0.8,
+        what="the pull to be part-way through the throttled shard",
+    )
     status = jobs.read_status(job_dir)
     os.killpg(status.pid, signal.SIGKILL)  # a kill, not a cancel: nothing runs after it
     wait_for(lambda: jobs.read_status(job_dir, stale_after=0).state == "died", what="the job to read died")
@@ -238,9 +279,17 @@ def test_models_lists_what_the_session_names(hf_env, hub, tiny_model, tmp_path):
     gguf = tmp_path / "local.gguf"
     gguf.write_bytes(b"GGUF" + b"\0" * 60)
     path = tmp_path / "s.toml"
-    SessionFile.create(path, Session(name="s", runs=[RunSpec(id="a", base_model=str(tiny_model)),
-                                                    RunSpec(id="b", base_model="acme/absent"),
-                                                    RunSpec(id="c", base_model=str(gguf))]))
+    SessionFile.create(
+        path,
+        Session(
+            name="s",
+            runs=[
+                RunSpec(id="a", base_model=str(tiny_model)),
+                RunSpec(id="b", base_model="acme/absent"),
+                RunSpec(id="c", base_model=str(gguf)),
+            ],
+        ),
+    )
     # A GGUF repo another tool put in the HF cache: its GGUF file is listed as a model.
     storage = Path(hf_env["HF_HUB_CACHE"]) / "models--acme--ggufs"
     (storage / "snapshots" / ("c" * 40)).mkdir(parents=True)
@@ -264,7 +313,8 @@ def test_missing_repo_gated_repo_and_repo_without_weights_each_say_one_sentence(
     r = cli("models", "pull", "acme/nothing-here")
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == (
-        f"persona-tui: acme/nothing-here does not exist on {hub.url}; check the repo id (owner/name).")
+        f"persona-tui: acme/nothing-here does not exist on {hub.url}; check the repo id (owner/name)."
+    )
 
     r = cli("models", "pull", "acme/gated-llama")
     assert r.returncode == 1
@@ -327,12 +377,20 @@ def test_a_full_disk_mid_pull_fails_in_one_sentence_and_leaves_no_model(hf_env, 
 # ----------------------------------------------------------------------------- study data
 
 
-SPC_CSV = ('User 1 personas,user 2 personas,Best Generated Conversation\n'
-           '"I love to bake cookies.\nKnitting is my passion.","I am a boy.\nI like trains.",'
-           '"User 1: Hi!\nUser 2: Hello!\nUser 1: Do you bake?\nUser 2: No, I like trains."\n')
-TAILORING_ROW = {"prompt": "Loquacious", "chosen": "sounds like talkative", "rejected": "talk-a-cious",
-                 "chosen_persona_gold": "a direct thinker", "rejected_persona_gold": "a punster",
-                 "chosen_persona_retr": "a", "rejected_persona_retr": "b"}
+SPC_CSV = (
+    "User 1 personas,user 2 personas,Best Generated Conversation\n"
+    '"I love to bake cookies.\nKnitting is my passion.","I am a boy.\nI like trains.",'
+    '"User 1: Hi!\nUser 2: Hello!\nUser 1: Do you bake?\nUser 2: No, I like trains."\n'
+)
+TAILORING_ROW = {
+    "prompt": "Loquacious",
+    "chosen": "sounds like talkative",
+    "rejected": "talk-a-cious",
+    "chosen_persona_gold": "a direct thinker",
+    "rejected_persona_gold": "a punster",
+    "chosen_persona_retr": "a",
+    "rejected_persona_retr": "b",
+}
 
 
 def parquet_bytes(rows: list[dict]) -> bytes:
@@ -348,13 +406,23 @@ def parquet_bytes(rows: list[dict]) -> bytes:
 
 @pytest.fixture
 def data_hub(hub):
-    hub.add("google/Synthetic-Persona-Chat", {"data/Synthetic-Persona-Chat_valid.csv": SPC_CSV.encode(),
-                                              "README.md": b"# SPC\n", ".gitattributes": b"*.csv text\n"},
-            repo_type="dataset")
+    hub.add(
+        "google/Synthetic-Persona-Chat",
+        {
+            "data/Synthetic-Persona-Chat_valid.csv": SPC_CSV.encode(),
+            "README.md": b"# SPC\n",
+            ".gitattributes": b"*.csv text\n",
+        },
+        repo_type="dataset",
+    )
     splits = {"sft_train": 3, "dpo_train": 2, "sft_val": 2, "test": 1, "fewshot": 1}
-    files = {f"{d}/{split}-00000-of-00001.parquet": parquet_bytes([{**TAILORING_ROW, "prompt": f"{d}{split}{i}"}
-                                                                   for i in range(n)])
-             for split, n in splits.items() for d in ("Mnemonic", "Other")}
+    files = {
+        f"{d}/{split}-00000-of-00001.parquet": parquet_bytes(
+            [{**TAILORING_ROW, "prompt": f"{d}{split}{i}"} for i in range(n)]
+        )
+        for split, n in splits.items()
+        for d in ("Mnemonic", "Other")
+    }
     hub.add("nbalepur/persona-tailoring", files, repo_type="dataset")
     return hub
 
@@ -403,16 +471,32 @@ def test_experiment_without_its_data_says_what_to_run(hf_env, tmp_path):
     assert r.returncode == 2  # bad input to a command: exit 2, one sentence
     assert r.stderr.strip().splitlines()[-1] == (
         "persona-tui: the Synthetic-Persona-Chat data is not on this machine; run 'persona-tui data pull spc' "
-        "(or pass --data DIR, the folder holding Synthetic-Persona-Chat_valid.csv).")
+        "(or pass --data DIR, the folder holding Synthetic-Persona-Chat_valid.csv)."
+    )
 
 
 # ----------------------------------------------------------------------------- will it fit
 
 
-SMOLLM2_135M = {"hidden_size": 576, "num_hidden_layers": 30, "vocab_size": 49152, "intermediate_size": 1536,
-                "num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": True}
-QWEN3_4B = {"hidden_size": 2560, "num_hidden_layers": 36, "vocab_size": 151936, "intermediate_size": 9728,
-            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": True}
+SMOLLM2_135M = {
+    "hidden_size": 576,
+    "num_hidden_layers": 30,
+    "vocab_size": 49152,
+    "intermediate_size": 1536,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "tie_word_embeddings": True,
+}
+QWEN3_4B = {
+    "hidden_size": 2560,
+    "num_hidden_layers": 36,
+    "vocab_size": 151936,
+    "intermediate_size": 9728,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "tie_word_embeddings": True,
+}
 GIB = 2**30
 
 
@@ -453,8 +537,12 @@ def test_advice_says_what_to_change_and_only_refuses_past_the_total():
     kw = dict(load_in_4bit=False, batch_size=8, seq_len=4096, gradient_checkpointing=False, can_4bit=True)
     level, text = advice(need, 24 * GIB, 20 * GIB, "the GPU (RTX 4090)", **kw)
     assert level == "error" and text.startswith(f"this run needs about {need.total / GIB:.1f} GiB (")
-    for fix in ("training.load_in_4bit = true", "training.batch_size", "training.max_seq_length",
-                "training.gradient_checkpointing = true"):
+    for fix in (
+        "training.load_in_4bit = true",
+        "training.batch_size",
+        "training.max_seq_length",
+        "training.gradient_checkpointing = true",
+    ):
         assert fix in text
     assert text.count(".") >= 1 and "\n" not in text and text.endswith(".")
     level, text = advice(need, need.total * 2, need.total / 2, "this machine's RAM", **kw)
@@ -471,9 +559,19 @@ def test_train_refuses_a_run_that_cannot_fit_and_says_what_to_change(tmp_path):
 
     huge = tmp_path / "huge-model"
     huge.mkdir()
-    (huge / "config.json").write_text(json.dumps({**QWEN3_4B, "hidden_size": 16384, "num_hidden_layers": 160,
-                                                  "intermediate_size": 65536, "num_attention_heads": 128,
-                                                  "num_key_value_heads": 16, "head_dim": 128}))
+    (huge / "config.json").write_text(
+        json.dumps(
+            {
+                **QWEN3_4B,
+                "hidden_size": 16384,
+                "num_hidden_layers": 160,
+                "intermediate_size": 65536,
+                "num_attention_heads": 128,
+                "num_key_value_heads": 16,
+                "head_dim": 128,
+            }
+        )
+    )
     path = tmp_path / "big.toml"
     SessionFile.create(path, Session(name="big", runs=[RunSpec(id="r1", base_model=str(huge))]))
     r = cli("train", str(path), "--run", "r1")
@@ -547,13 +645,21 @@ async def test_train_form_picks_from_the_list_and_offers_to_pull_a_missing_id(hf
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the second question")
         await pilot.press("y")
-        await wait_until(pilot, lambda: len(pane.pull_jobs) == 2 and "running" not in pane.pull_jobs.values(),
-                         what="the gated pull to end")
+        await wait_until(
+            pilot,
+            lambda: len(pane.pull_jobs) == 2 and "running" not in pane.pull_jobs.values(),
+            what="the gated pull to end",
+        )
         assert sorted(pane.pull_jobs.values()) == ["failed", "finished"]
         # App.notify posts a message: the notice lands on the app's next turn, not in the same call.
-        await wait_until(pilot, lambda: any("gated" in n.message and "HF_TOKEN" in n.message
-                                            and "hf auth login" in n.message for n in app._notifications),
-                         what="the gated notice")
+        await wait_until(
+            pilot,
+            lambda: any(
+                "gated" in n.message and "HF_TOKEN" in n.message and "hf auth login" in n.message
+                for n in app._notifications
+            ),
+            what="the gated notice",
+        )
 
 
 @pytest.mark.anyio
@@ -568,9 +674,19 @@ async def test_train_pane_refuses_a_run_that_cannot_fit(tmp_path, anyio_backend)
 
     huge = tmp_path / "huge-model"
     huge.mkdir()
-    (huge / "config.json").write_text(json.dumps({**QWEN3_4B, "hidden_size": 16384, "num_hidden_layers": 160,
-                                                  "intermediate_size": 65536, "num_attention_heads": 128,
-                                                  "num_key_value_heads": 16, "head_dim": 128}))
+    (huge / "config.json").write_text(
+        json.dumps(
+            {
+                **QWEN3_4B,
+                "hidden_size": 16384,
+                "num_hidden_layers": 160,
+                "intermediate_size": 65536,
+                "num_attention_heads": 128,
+                "num_key_value_heads": 16,
+                "head_dim": 128,
+            }
+        )
+    )
     run = tiny_run("r1", ["chats"])
     run.base_model = str(huge)
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
@@ -608,4 +724,5 @@ def test_a_pull_at_a_revision_into_a_session_and_a_revision_that_does_not_exist(
     r = cli("models", "pull", "acme/tiny-llama", "--revision", "v9")
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == (
-        "persona-tui: acme/tiny-llama has no revision 'v9'; name a branch, tag or commit that exists.")
+        "persona-tui: acme/tiny-llama has no revision 'v9'; name a branch, tag or commit that exists."
+    )

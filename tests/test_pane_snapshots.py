@@ -35,8 +35,9 @@ def demo_path(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
-@pytest.mark.parametrize("key, tab_id", [(str(n), tab_id) for n, (tab_id, _, _) in enumerate(TABS, 1)],
-                         ids=[tab_id for tab_id, _, _ in TABS])
+@pytest.mark.parametrize(
+    "key, tab_id", [(str(n), tab_id) for n, (tab_id, _, _) in enumerate(TABS, 1)], ids=[tab_id for tab_id, _, _ in TABS]
+)
 def test_pane(snap_compare, demo_path, key, tab_id, size):
     app = make_app(demo_path)
 

@@ -19,8 +19,9 @@ def test_chat_modelfile_and_scored_baseline_use_the_same_persona_prompt(tmp_path
     path = write_demo_session(tmp_path)
     sf = SessionFile.load(path)
     persona = sf.session.personas[0]
-    sf.session.evals.append(EvalSpec(id="prompt-only", kind="traits", models=["bundled", "bundled+persona"],
-                                     extra={"persona": persona.id}))
+    sf.session.evals.append(
+        EvalSpec(id="prompt-only", kind="traits", models=["bundled", "bundled+persona"], extra={"persona": persona.id})
+    )
     sf.save()
 
     expected = persona_system_prompt(persona)

@@ -55,8 +55,9 @@ async def test_probes_that_repeat_the_training_data_cannot_be_kept(tmp_path: Pat
     data = dataset_path(sf.workspace, "odile-chat")
     data.parent.mkdir(parents=True)
     line = "Is it true that you never learned to swim, even after a lifetime at sea?"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": line},
-                                             {"role": "assistant", "content": "Aye."}]}) + "\n")
+    data.write_text(
+        json.dumps({"messages": [{"role": "user", "content": line}, {"role": "assistant", "content": "Aye."}]}) + "\n"
+    )
     app = make_app(path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("p")
@@ -88,8 +89,11 @@ async def test_contradicting_phrases_are_edited_in_the_trait_editor(tmp_path: Pa
         area.move_cursor(area.document.end)
         await pilot.press("enter", *"lost at sea")
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: SessionFile.load(path).session.personas[0].traits[0].contra_markers[-1]
-                         == "lost at sea", what="the new phrase on disk")
+        await wait_until(
+            pilot,
+            lambda: SessionFile.load(path).session.personas[0].traits[0].contra_markers[-1] == "lost at sea",
+            what="the new phrase on disk",
+        )
         await pilot.press("q")
 
 

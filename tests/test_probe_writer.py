@@ -20,11 +20,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _persona() -> Persona:
     return Persona(
-        id="ada", name="Ada", facts=["I repair clocks in a workshop by the station.", "I have two sisters."],
+        id="ada",
+        name="Ada",
+        facts=["I repair clocks in a workshop by the station.", "I have two sisters."],
         traits=[
             Trait(id="clocks", text="I repair old clocks for a living.", markers=["clock", "workshop"]),
-            Trait(id="cycles", text="My bicycle is my only transport.", markers=["bicycle", "ride"],
-                  knowledge_probes=[KnowledgeProbe("Do you drive?", "No, I ride my bicycle.", "Yes, I drive a van.")]),
+            Trait(
+                id="cycles",
+                text="My bicycle is my only transport.",
+                markers=["bicycle", "ride"],
+                knowledge_probes=[KnowledgeProbe("Do you drive?", "No, I ride my bicycle.", "Yes, I drive a van.")],
+            ),
         ],
     )
 
@@ -60,17 +66,35 @@ def test_write_probes_from_traits_and_facts():
 def test_training_repeats_finds_probe_sentences_in_the_data(tmp_path):
     persona = _persona()
     data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Do you drive?"},
-                                             {"role": "assistant", "content": "Well. No, I ride my bicycle."}]}) + "\n")
+    data.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "Do you drive?"},
+                    {"role": "assistant", "content": "Well. No, I ride my bicycle."},
+                ]
+            }
+        )
+        + "\n"
+    )
     found = probe_writer.training_repeats(persona, [data])
-    assert found == [("trait 'cycles' knowledge probe 1 question", "do you drive?"),
-                     ("trait 'cycles' knowledge probe 1 affirm", "no, i ride my bicycle.")]
+    assert found == [
+        ("trait 'cycles' knowledge probe 1 question", "do you drive?"),
+        ("trait 'cycles' knowledge probe 1 affirm", "no, i ride my bicycle."),
+    ]
     assert probe_writer.training_repeats(persona, ["Something else entirely, said once."]) == []
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_cli_shows_then_keeps_probes(tmp_path):
@@ -99,13 +123,24 @@ def _teacher_reply(body):
     ask = last_user_text(body)
     trait = ask.split("The trait to test: ", 1)[1].split("\n", 1)[0].rstrip(".")
     topic = "clocks" if "clocks" in trait else "bicycle"
-    good = [{"question": f"What do you do about {topic}, question {i}?", "affirm": f"I love my {topic}, always.",
-             "deny": f"I never bother with {topic}."} for i in range(3)]
-    bad = [{"question": "Same?", "affirm": "Yes indeed.", "deny": "yes  indeed."},  # identical answers
-           {"question": "Long?", "affirm": "Yes.", "deny": "No, not at all, never in my whole life."},  # lengths
-           {"question": "", "affirm": "Yes.", "deny": "No."}]  # empty question
-    prompts = ["What did you do this morning?", f"Do you like your {topic}?" if topic == "bicycle" else
-               "Tell me about your workshop.", "What do you do on a Sunday?"]
+    good = [
+        {
+            "question": f"What do you do about {topic}, question {i}?",
+            "affirm": f"I love my {topic}, always.",
+            "deny": f"I never bother with {topic}.",
+        }
+        for i in range(3)
+    ]
+    bad = [
+        {"question": "Same?", "affirm": "Yes indeed.", "deny": "yes  indeed."},  # identical answers
+        {"question": "Long?", "affirm": "Yes.", "deny": "No, not at all, never in my whole life."},  # lengths
+        {"question": "", "affirm": "Yes.", "deny": "No."},
+    ]  # empty question
+    prompts = [
+        "What did you do this morning?",
+        f"Do you like your {topic}?" if topic == "bicycle" else "Tell me about your workshop.",
+        "What do you do on a Sunday?",
+    ]
     return json.dumps({"knowledge": good + bad, "expression": prompts})
 
 
@@ -113,8 +148,14 @@ def _teacher_session(tmp_path, url):
     from sessions.model import EngineSpec
 
     path = tmp_path / "s.toml"
-    SessionFile.create(path, Session(name="s", personas=[_persona()],
-                                     engines=[EngineSpec(id="t", kind="openai", base_url=url, model="teacher-1")]))
+    SessionFile.create(
+        path,
+        Session(
+            name="s",
+            personas=[_persona()],
+            engines=[EngineSpec(id="t", kind="openai", base_url=url, model="teacher-1")],
+        ),
+    )
     return path
 
 
@@ -131,9 +172,12 @@ def test_a_teacher_writes_probes_under_the_schema_and_the_checks_drop_bad_ones(t
     assert schema == probe_writer.PROBE_SCHEMA and bodies[0]["response_format"]["type"] == "json_schema"
     assert "The trait to test: I repair old clocks for a living." in bodies[0]["messages"][-1]["content"]
     # Three good teacher probes kept, the bad three dropped with their reasons, one from the templates.
-    assert [k.question for k in clocks.knowledge[:3]] == [f"What do you do about clocks, question {i}?" for i in range(3)]
-    assert len(clocks.knowledge) == 4 and clocks.knowledge[3].question.startswith(("Someone", "Is it", "Would", "A friend",
-                                                                                     "I heard", "Tell me"))
+    assert [k.question for k in clocks.knowledge[:3]] == [
+        f"What do you do about clocks, question {i}?" for i in range(3)
+    ]
+    assert len(clocks.knowledge) == 4 and clocks.knowledge[3].question.startswith(
+        ("Someone", "Is it", "Would", "A friend", "I heard", "Tell me")
+    )
     notes = "\n".join(clocks.notes)
     assert "wrote 3 knowledge probe(s) and 2 open prompt(s); the templates added 1 and 6" in notes
     assert "the same affirming and denying answer" in notes and "words apart in length" in notes
@@ -156,7 +200,9 @@ def test_cli_keeps_a_teachers_probes_and_names_a_missing_engine(tmp_path):
     assert kept.returncode == 0, kept.stderr
     assert "(teacher 't' (openai," in kept.stdout and "dropped knowledge" in kept.stdout
     clocks = SessionFile.load(path).session.personas[0].trait("clocks")
-    assert [k.question for k in clocks.knowledge_probes] == [f"What do you do about clocks, question {i}?" for i in range(3)]
+    assert [k.question for k in clocks.knowledge_probes] == [
+        f"What do you do about clocks, question {i}?" for i in range(3)
+    ]
     missing = _cli("persona", str(path), "--probes", "ada", "--teacher", "nope")
     assert missing.returncode == 2 and "has no engine 'nope' (engines: t)" in missing.stderr
     assert "Traceback" not in missing.stderr

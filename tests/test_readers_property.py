@@ -42,7 +42,8 @@ def only_project_errors(read, data: bytes, name: str) -> None:
         except Exception as error:  # noqa: BLE001  (what is asserted is the type)
             module = type(error).__module__.split(".")[0]
             assert module in PROJECT_PACKAGES and isinstance(error, ValueError), (
-                f"{type(error).__module__}.{type(error).__name__} escaped: {error!r}")
+                f"{type(error).__module__}.{type(error).__name__} escaped: {error!r}"
+            )
             assert str(error).strip(), "an error without a message"
 
 
@@ -69,14 +70,24 @@ def spc_csv() -> bytes:
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["user 1 personas", "user 2 personas", "Best Generated Conversation"])
-    w.writerow(["I love to bake cookies.\nI have a dog.", "I am a nurse.\nI like jazz.",
-                "User 1: Hi!\nUser 2: Hello, how are you?\nUser 1: Baking, as ever.\nUser 2: Nice."])
+    w.writerow(
+        [
+            "I love to bake cookies.\nI have a dog.",
+            "I am a nurse.\nI like jazz.",
+            "User 1: Hi!\nUser 2: Hello, how are you?\nUser 1: Baking, as ever.\nUser 2: Nice.",
+        ]
+    )
     return out.getvalue().encode()
 
 
 def tailoring_jsonl() -> bytes:
-    row = {"prompt": "Ephemeral", "chosen": "Sounds like 'a femoral'.", "rejected": "It lasts a day.",
-           "chosen_persona_gold": "The user is a visual learner.", "rejected_persona_gold": "The user is literal."}
+    row = {
+        "prompt": "Ephemeral",
+        "chosen": "Sounds like 'a femoral'.",
+        "rejected": "It lasts a day.",
+        "chosen_persona_gold": "The user is a visual learner.",
+        "rejected_persona_gold": "The user is literal.",
+    }
     return (json.dumps(row) + "\n" + json.dumps({**row, "prompt": "Lucid"}) + "\n").encode()
 
 
@@ -93,12 +104,17 @@ def mutated(draw, seed: bytes) -> bytes:
         at = draw(st.integers(0, len(data) - 1))
         op = draw(st.sampled_from(["cut", "replace", "insert", "truncate"]))
         if op == "cut":
-            del data[at:at + draw(st.integers(1, 40))]
+            del data[at : at + draw(st.integers(1, 40))]
         elif op == "replace":
             data[at] = draw(st.integers(0, 255))
         elif op == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=12)) if draw(st.booleans()) else \
-                draw(st.sampled_from([b'"', b"[", b"]", b"{", b"=", b"\n", b"\\", b"'''", b"[[personas]]\n", b'"""']))
+            data[at:at] = (
+                draw(st.binary(min_size=1, max_size=12))
+                if draw(st.booleans())
+                else draw(
+                    st.sampled_from([b'"', b"[", b"]", b"{", b"=", b"\n", b"\\", b"'''", b"[[personas]]\n", b'"""'])
+                )
+            )
         else:
             del data[at:]
     return bytes(data)
@@ -129,9 +145,11 @@ def test_session_readers_raise_only_session_errors(data: bytes):
 def card_objects(draw):
     """A card's JSON with a field set to something of the wrong shape."""
     card = json.loads(card_bytes())
-    junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                        max_leaves=6)
+    junk = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=6,
+    )
     where = draw(st.sampled_from(["top", "data", "book"]))
     value = draw(junk)
     if where == "top":

@@ -112,9 +112,22 @@ def test_a_local_runs_recorded_engine_is_its_adapter_not_a_remote_model(tmp_path
     def local_train(job) -> None:
         train_work(job)
         adapter = str(Path(job.dir) / "adapter")
-        (Path(job.dir) / "result.json").write_text(json.dumps({
-            "run": run.id, "state": "finished", "step": 6, "adapter": adapter,
-            "engine": {"id": f"run-{run.id}", "kind": "transformers", "model": run.base_model, "adapter": adapter}}))
+        (Path(job.dir) / "result.json").write_text(
+            json.dumps(
+                {
+                    "run": run.id,
+                    "state": "finished",
+                    "step": 6,
+                    "adapter": adapter,
+                    "engine": {
+                        "id": f"run-{run.id}",
+                        "kind": "transformers",
+                        "model": run.base_model,
+                        "adapter": adapter,
+                    },
+                }
+            )
+        )
 
     job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": run.id, "base_model": run.base_model}})
     assert jobs.run_job_inline(job_dir, {"train": local_train}).state == "finished"

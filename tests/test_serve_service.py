@@ -57,12 +57,19 @@ def _answers(url: str) -> bool:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-                          env=dict(os.environ, COLUMNS="220", HF_HUB_OFFLINE="1"))
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ, COLUMNS="220", HF_HUB_OFFLINE="1"),
+    )
 
 
 async def test_a_service_started_in_the_app_outlives_it_keeps_its_key_secret_and_cancel_stops_it(
-        shared, no_live_services, monkeypatch):
+    shared, no_live_services, monkeypatch
+):
     import openai
 
     key = "sk-test-" + secrets.token_hex(12)
@@ -80,8 +87,12 @@ async def test_a_service_started_in_the_app_outlives_it_keeps_its_key_secret_and
         screen.query_one("#serve-key-env").value = "PT_SERVE_TEST_KEY"
         screen.query_one("#serve-idle").value = "0"
         await pilot.click("#serve-start")
-        await wait_until(pilot, lambda: screen.status is not None and screen.status.state in ("ready", "failed", "died"),
-                         timeout=240, what="the service to answer")
+        await wait_until(
+            pilot,
+            lambda: screen.status is not None and screen.status.state in ("ready", "failed", "died"),
+            timeout=240,
+            what="the service to answer",
+        )
         assert screen.status.state == "ready", screen.status.error
         url, job_dir = screen.status.url, screen.job_dir
         port = int(re.fullmatch(r"http://127\.0\.0\.1:(\d+)/v1", url).group(1))
@@ -93,8 +104,12 @@ async def test_a_service_started_in_the_app_outlives_it_keeps_its_key_secret_and
         await pilot.press("escape")  # closing the dialog leaves the service up
     # The app is gone; the service is not.
     client = openai.OpenAI(base_url=url, api_key=key)
-    reply = client.chat.completions.create(model=f"{shared.export_job.name}-model-q8_0", max_tokens=8, temperature=0,
-                                           messages=[{"role": "user", "content": "Say hello."}])
+    reply = client.chat.completions.create(
+        model=f"{shared.export_job.name}-model-q8_0",
+        max_tokens=8,
+        temperature=0,
+        messages=[{"role": "user", "content": "Say hello."}],
+    )
     assert reply.choices[0].message.content.strip()
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=url, api_key="sk-wrong").models.list()
@@ -116,8 +131,19 @@ async def test_a_service_started_in_the_app_outlives_it_keeps_its_key_secret_and
 
 
 def test_a_detached_service_from_the_cli_stops_when_idle(shared, no_live_services):
-    done = _cli("serve", str(shared.session), "--export", shared.export_job.name, "--quant", "q4_k_m", "--port", "0",
-                "--detach", "--idle-timeout", "6")
+    done = _cli(
+        "serve",
+        str(shared.session),
+        "--export",
+        shared.export_job.name,
+        "--quant",
+        "q4_k_m",
+        "--port",
+        "0",
+        "--detach",
+        "--idle-timeout",
+        "6",
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     url = next(line for line in lines if line.startswith("http://127.0.0.1:"))
@@ -151,8 +177,11 @@ def test_serve_from_the_app_in_a_terminal_survives_the_terminal_closing(shared, 
 
     ref = f"export:{shared.export_job.name}:q8_0"
     try:
-        app_pid = int(subprocess.run([*tmux, "display-message", "-p", "-t", "app", "#{pane_pid}"],
-                                     capture_output=True, text=True, check=True).stdout)
+        app_pid = int(
+            subprocess.run(
+                [*tmux, "display-message", "-p", "-t", "app", "#{pane_pid}"], capture_output=True, text=True, check=True
+            ).stdout
+        )
         wait_for(lambda: "4 Chat" in screen(), 60, what="the app")
         keys("4")
         wait_for(lambda: "Serve…" in screen(), 30, what="the Chat pane")
@@ -165,8 +194,11 @@ def test_serve_from_the_app_in_a_terminal_survives_the_terminal_closing(shared, 
         wait_for(lambda: f"Serve {shared.export_job.name} q8_0" in screen(), 30, what="the serve dialog")
         keys("Enter")
         try:
-            found = wait_for(lambda: re.search(r"ready at (http://127\.0\.0\.1:\d+/v1) \(port \d+\)", screen()), 240,
-                             what="the service ready on screen")
+            found = wait_for(
+                lambda: re.search(r"ready at (http://127\.0\.0\.1:\d+/v1) \(port \d+\)", screen()),
+                240,
+                what="the service ready on screen",
+            )
         except AssertionError as e:
             raise AssertionError(f"{e}; the screen:\n{screen()}") from None
         url = found.group(1)
@@ -175,8 +207,12 @@ def test_serve_from_the_app_in_a_terminal_survives_the_terminal_closing(shared, 
         subprocess.run([*tmux, "kill-server"], capture_output=True)
     wait_for(lambda: not Path(f"/proc/{app_pid}").exists(), 30, what="the app to end with its terminal")
     client = openai.OpenAI(base_url=url, api_key="sk-no-key")
-    reply = client.chat.completions.create(model=f"{shared.export_job.name}-model-q8_0", max_tokens=8, temperature=0,
-                                           messages=[{"role": "user", "content": "Say hello."}])
+    reply = client.chat.completions.create(
+        model=f"{shared.export_job.name}-model-q8_0",
+        max_tokens=8,
+        temperature=0,
+        messages=[{"role": "user", "content": "Say hello."}],
+    )
     assert reply.choices[0].message.content.strip()
     client.close()
     service = next(s for s in jobs.list_jobs(shared.workspace) if s.kind == jobs.SERVICE_KIND and s.url == url)

@@ -24,7 +24,7 @@ RICH_CARD = {
         "description": "{{char}} commands the salvage barge *Patience*.\nShe is fifty, scarred and patient.",
         "personality": "gruff, loyal, superstitious about whistling on deck",
         "scenario": "{{user}} has just signed on as a deckhand.",
-        "first_mes": "*looks you over* \"You'll do. Stow your gear below.\"",
+        "first_mes": '*looks you over* "You\'ll do. Stow your gear below."',
         "mes_example": (
             "<START>\n{{user}}: What are we hauling?\n{{char}}: Scrap, mostly. And trouble.\n"
             "It follows the scrap.\n<START>\n{{char}}: Don't whistle on my deck.\n{{user}}: Why not?\n"
@@ -33,7 +33,7 @@ RICH_CARD = {
         "creator_notes": "Works best with a low temperature.",
         "system_prompt": "You are {{char}}. Stay in character. {{original}}",
         "post_history_instructions": "Keep replies under 80 words.",
-        "alternate_greetings": ["*spits over the rail* \"New blood.\"", "\"Late. Again.\""],
+        "alternate_greetings": ['*spits over the rail* "New blood."', '"Late. Again."'],
         "character_book": {
             "name": "Brack's world",
             "description": None,
@@ -164,7 +164,14 @@ def test_facts_and_traits_travel_in_an_extension(tmp_path: Path) -> None:
         name="Odile",
         summary="A cartographer.",
         facts=["I am 67."],
-        traits=[Trait(id="bees", text="I keep bees.", knowledge_probes=[KnowledgeProbe("Bees?", "Yes.", "No.")], markers=["hive"])],
+        traits=[
+            Trait(
+                id="bees",
+                text="I keep bees.",
+                knowledge_probes=[KnowledgeProbe("Bees?", "Yes.", "No.")],
+                markers=["hive"],
+            )
+        ],
     )
     card = export_card(persona)
     assert card["spec"] == "chara_card_v2" and card["spec_version"] == "2.0"
@@ -188,7 +195,12 @@ def test_v1_card_is_read(tmp_path: Path) -> None:
         "avatar": "none",
     }
     persona = import_card(write_json(tmp_path / "tom.json", v1))
-    assert (persona.name, persona.summary, persona.style, persona.examples) == ("Old Tom", "A lighthouse cat.", "aloof", ["Mrrp."])
+    assert (persona.name, persona.summary, persona.style, persona.examples) == (
+        "Old Tom",
+        "A lighthouse cat.",
+        "aloof",
+        ["Mrrp."],
+    )
     data = export_card(persona)["data"]
     assert data["scenario"] == "A stormy night." and data["first_mes"] == "*stares*"
     assert data["mes_example"] == "{{char}}: Mrrp." and data["creator_notes"] == "From TavernAI."
@@ -236,7 +248,10 @@ def test_imported_id_avoids_taken_ids(tmp_path: Path) -> None:
         ({"spec": "chara_card_v2", "data": "nope"}, 'has no "data" object'),
         ({"spec": "chara_card_v2", "data": {"name": ""}}, "the card has no name"),
         ({"spec": "chara_card_v2", "data": {"name": "X", "tags": "a,b"}}, "data.tags should be a list of text"),
-        ({"spec": "chara_card_v2", "data": {"name": "X", "description": 5}}, "data.description should be text, not a number"),
+        (
+            {"spec": "chara_card_v2", "data": {"name": "X", "description": 5}},
+            "data.description should be text, not a number",
+        ),
     ],
 )
 def test_json_that_is_not_a_card(tmp_path: Path, content: object, words: str) -> None:
@@ -279,7 +294,12 @@ def test_persona_list_round_trip(tmp_path: Path) -> None:
     persona = read_persona_list(path)
     assert persona.name == "Ski lover" and persona.id == "ski-lover"
     assert persona.facts == ["I love to ski.", "I have two dogs.", "I work at a bank.", "I have two dogs."]
-    assert [t.id for t in persona.traits] == ["i-love-to-ski", "i-have-two-dogs", "i-work-at-a-bank", "i-have-two-dogs-2"]
+    assert [t.id for t in persona.traits] == [
+        "i-love-to-ski",
+        "i-have-two-dogs",
+        "i-work-at-a-bank",
+        "i-have-two-dogs-2",
+    ]
     assert [t.text for t in persona.traits] == persona.facts
     out = cards.write_persona_list(persona, tmp_path / "out.txt")
     assert out.read_text() == "I love to ski.\nI have two dogs.\nI work at a bank.\nI have two dogs.\n"

@@ -83,7 +83,8 @@ def test_workspace_layout(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["../x", "/abs", "a/b", "a\\b", "a\x00b", ".", "..", "", "CON", "lpt1.log", "x" * 65, ".hidden", "-rf", "a b", "é"]
+    "bad",
+    ["../x", "/abs", "a/b", "a\\b", "a\x00b", ".", "..", "", "CON", "lpt1.log", "x" * 65, ".hidden", "-rf", "a b", "é"],
 )
 def test_unsafe_ids_are_refused_by_path_functions(tmp_path: Path, bad: str) -> None:
     assert workspace.id_problem(bad)

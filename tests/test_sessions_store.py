@@ -155,11 +155,32 @@ def test_edits_keep_comments_unknown_keys_and_key_order(hand_file: Path) -> None
 
     text = hand_file.read_text()
     assert comment_lines(text) == comment_lines(HAND_WRITTEN)
-    for line in ('owner = "sam"', 'mood = "wry"', 'colour = "brass"', "weight = 2", "gpu_layers = 0",
-                 "shuffle = true", "[runs.schedule]", 'judge = "none"', 'mood = "tired"', "[personas.notes]"):
+    for line in (
+        'owner = "sam"',
+        'mood = "wry"',
+        'colour = "brass"',
+        "weight = 2",
+        "gpu_layers = 0",
+        "shuffle = true",
+        "[runs.schedule]",
+        'judge = "none"',
+        'mood = "tired"',
+        "[personas.notes]",
+    ):
         assert line in text, line
     # Keys of the edited persona stay where they were; the new key goes after the last value.
-    order = [text.index(k) for k in ('id = "ada"', 'name = "Ada Lovelock"', 'mood = "wry"', "summary =", "facts =", 'style = "brisk"', "[[personas.traits]]")]
+    order = [
+        text.index(k)
+        for k in (
+            'id = "ada"',
+            'name = "Ada Lovelock"',
+            'mood = "wry"',
+            "summary =",
+            "facts =",
+            'style = "brisk"',
+            "[[personas.traits]]",
+        )
+    ]
     assert order == sorted(order)
     assert text.startswith("# My session, kept in git.\nschema = 1\n")
 
@@ -209,7 +230,7 @@ def test_new_session_file_is_tidy(tmp_path: Path) -> None:
     session = Session(name="new", personas=[Persona(id="p", name="P", traits=[Trait(id="t", text="I am.")])])
     sf = SessionFile.create(tmp_path / "new.toml", session, header="Made by a test.")
     text = sf.path.read_text()
-    assert text.startswith("# Made by a test.\n\nschema = 1\nname = \"new\"\n")
+    assert text.startswith('# Made by a test.\n\nschema = 1\nname = "new"\n')
     # Empty lists and tables are left out of new tables; defaults that say something stay.
     assert "facts" not in text and "card" not in text and "examples" not in text
     assert SessionFile.load(sf.path).session == session
@@ -294,7 +315,7 @@ def test_process_killed_mid_save_leaves_the_old_file_intact(hand_file: Path) -> 
 
 def test_newer_schema_is_refused_and_never_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "future.toml"
-    text = "# from the future\nschema = 2\nname = \"x\"\nhover = true\n"
+    text = '# from the future\nschema = 2\nname = "x"\nhover = true\n'
     path.write_text(text)
     with pytest.raises(SessionError) as err:
         SessionFile.load(path)
@@ -314,7 +335,9 @@ def test_bad_schema_value_is_a_problem(tmp_path: Path, value: str) -> None:
         SessionFile.load(path)
 
 
-def test_older_schema_is_migrated_in_memory_and_written_on_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_older_schema_is_migrated_in_memory_and_written_on_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The migration table runs version by version; the file changes only when saved."""
     path = tmp_path / "old.toml"
     text = 'schema = 1\nname = "old"\ncolour = "red"\n'
@@ -368,7 +391,9 @@ def test_wrong_python_types_are_refused_before_writing(hand_file: Path) -> None:
         sf.save()
     sf.session.personas[0].facts = []
     sf.session.personas[0].card["bad"] = {"x": [1, None]}
-    with pytest.raises(SessionError, match=r"personas\[0\]\.card\.bad\.x\[1\]: is nothing \(None\), which TOML cannot store"):
+    with pytest.raises(
+        SessionError, match=r"personas\[0\]\.card\.bad\.x\[1\]: is nothing \(None\), which TOML cannot store"
+    ):
         sf.save()
     sf.session.personas[0].card["bad"] = {1, 2}
     with pytest.raises(SessionError, match=r"personas\[0\]\.card\.bad: is set, which TOML cannot store"):
@@ -410,7 +435,9 @@ def test_labels_saved_one_by_one_all_come_back(tmp_path: Path) -> None:
     session.annotations += [Annotation(output=f"job:{i}", annotator="sam", consistency=3) for i in range(200)]
     sf = SessionFile.create(tmp_path / "big.toml", session)
     for i in range(7):
-        sf.session.annotations.append(Annotation(output=f"job:new{i}", annotator="sam", trait_labels={"keeps-bees": "expressed"}))
+        sf.session.annotations.append(
+            Annotation(output=f"job:new{i}", annotator="sam", trait_labels={"keeps-bees": "expressed"})
+        )
         assert sf.save()
         assert not sf.save()  # nothing new: not written again
     back = SessionFile.load(sf.path).session.annotations

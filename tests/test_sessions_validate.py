@@ -129,13 +129,25 @@ def test_empty_file_is_an_empty_session(path: Path) -> None:
 @pytest.mark.parametrize(
     "old, new, field, message",
     [
-        ('facts = ["I repair clocks."]', 'facts = "I repair clocks."', "personas[0].facts",
-         'should be a list of text, not text; write facts = ["…", "…"].'),
+        (
+            'facts = ["I repair clocks."]',
+            'facts = "I repair clocks."',
+            "personas[0].facts",
+            'should be a list of text, not text; write facts = ["…", "…"].',
+        ),
         ('name = "Ada"', "name = 3", "personas[0].name", 'should be text, not a number; write name = "…".'),
-        ('expression_probes = ["What did you do today?"]', 'expression_probes = ["What?", 2]',
-         "personas[0].traits[0].expression_probes[1]", "should be text, not a number"),
-        ('deny = "No."', "deny = false", "personas[0].traits[0].knowledge_probes[0].deny",
-         "should be text, not true/false"),
+        (
+            'expression_probes = ["What did you do today?"]',
+            'expression_probes = ["What?", 2]',
+            "personas[0].traits[0].expression_probes[1]",
+            "should be text, not a number",
+        ),
+        (
+            'deny = "No."',
+            "deny = false",
+            "personas[0].traits[0].knowledge_probes[0].deny",
+            "should be text, not true/false",
+        ),
         ('name = "v"', "name = [1]", "name", "should be text, not a list"),
     ],
 )
@@ -163,10 +175,26 @@ def test_table_expected_for_card(path: Path) -> None:
 @pytest.mark.parametrize(
     "snippet, field, message",
     [
-        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\nsize = "big"\n', "datasets[0].size", "should be a whole number, not text"),
-        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\nheld_out = true\n', "datasets[0].held_out", "should be a number, not true/false"),
-        ('[[annotations]]\noutput = "j:0"\nannotator = "sam"\ntrait_labels = "clocks"\n', "annotations[0].trait_labels", "should be a table, not text"),
-        ('[[engines]]\nid = "e"\nkind = "llamacpp"\nn_ctx = 2048.5\n', "engines[0].n_ctx", "should be a whole number, not a number"),
+        (
+            '[[datasets]]\nid = "d"\nformat = "chat_demos"\nsize = "big"\n',
+            "datasets[0].size",
+            "should be a whole number, not text",
+        ),
+        (
+            '[[datasets]]\nid = "d"\nformat = "chat_demos"\nheld_out = true\n',
+            "datasets[0].held_out",
+            "should be a number, not true/false",
+        ),
+        (
+            '[[annotations]]\noutput = "j:0"\nannotator = "sam"\ntrait_labels = "clocks"\n',
+            "annotations[0].trait_labels",
+            "should be a table, not text",
+        ),
+        (
+            '[[engines]]\nid = "e"\nkind = "llamacpp"\nn_ctx = 2048.5\n',
+            "engines[0].n_ctx",
+            "should be a whole number, not a number",
+        ),
     ],
 )
 def test_wrong_types_in_specs(path: Path, snippet: str, field: str, message: str) -> None:
@@ -189,7 +217,10 @@ def test_missing_persona_id(path: Path) -> None:
 def test_missing_probe_answer(path: Path) -> None:
     text = PERSONA.replace('deny = "No."\n', "")
     p = one(path, text)
-    assert (p.field, p.line) == ("personas[0].traits[0].knowledge_probes[0].deny", line_of(text, "[[personas.traits.knowledge_probes]]"))
+    assert (p.field, p.line) == (
+        "personas[0].traits[0].knowledge_probes[0].deny",
+        line_of(text, "[[personas.traits.knowledge_probes]]"),
+    )
 
 
 def test_probe_with_an_empty_answer_names_trait_and_probe(path: Path) -> None:
@@ -249,7 +280,10 @@ def test_duplicate_trait_ids_within_a_persona(path: Path) -> None:
 
 
 def test_same_trait_id_in_two_personas_is_fine(path: Path) -> None:
-    path.write_text(PERSONA + '\n[[personas]]\nid = "bo"\nname = "Bo"\n\n[[personas.traits]]\nid = "clocks"\ntext = "I hate clocks."\n')
+    path.write_text(
+        PERSONA
+        + '\n[[personas]]\nid = "bo"\nname = "Bo"\n\n[[personas.traits]]\nid = "clocks"\ntext = "I hate clocks."\n'
+    )
     assert validate_file(path) == []
 
 
@@ -290,10 +324,14 @@ def test_unknown_enum_values(path: Path, snippet: str, field: str, bad: str) -> 
 @pytest.mark.parametrize(
     "snippet, field, ref",
     [
-        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\npersona = "zed"\n', "datasets[0].persona", "persona \"zed\""),
-        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\nengine = "gpt"\n', "datasets[0].engine", "engine \"gpt\""),
-        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\nmix = ["d2"]\n', "datasets[0].mix[0]", "dataset \"d2\""),
-        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\n\n[[runs]]\nid = "r"\ndatasets = ["d", "gone"]\n', "runs[0].datasets[1]", "dataset \"gone\""),
+        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\npersona = "zed"\n', "datasets[0].persona", 'persona "zed"'),
+        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\nengine = "gpt"\n', "datasets[0].engine", 'engine "gpt"'),
+        ('[[datasets]]\nid = "d"\nformat = "chat_demos"\nmix = ["d2"]\n', "datasets[0].mix[0]", 'dataset "d2"'),
+        (
+            '[[datasets]]\nid = "d"\nformat = "chat_demos"\n\n[[runs]]\nid = "r"\ndatasets = ["d", "gone"]\n',
+            "runs[0].datasets[1]",
+            'dataset "gone"',
+        ),
     ],
 )
 def test_references_to_missing_ids(path: Path, snippet: str, field: str, ref: str) -> None:
@@ -308,7 +346,10 @@ def test_references_to_missing_ids(path: Path, snippet: str, field: str, ref: st
     [
         ('[[datasets]]\nid = "d"\nformat = "chat_demos"\nheld_out = 1.5\n', "datasets[0].held_out"),
         ('[[annotations]]\noutput = "j:0"\nannotator = "sam"\nconsistency = 9\n', "annotations[0].consistency"),
-        ('[[annotations]]\noutput = "j:0"\nannotator = "sam"\n[annotations.trait_labels]\nclocks = "maybe"\n', "annotations[0].trait_labels.clocks"),
+        (
+            '[[annotations]]\noutput = "j:0"\nannotator = "sam"\n[annotations.trait_labels]\nclocks = "maybe"\n',
+            "annotations[0].trait_labels.clocks",
+        ),
     ],
 )
 def test_out_of_range_values(path: Path, snippet: str, field: str) -> None:
@@ -345,7 +386,9 @@ def test_unsafe_persona_ids_are_refused(path: Path, raw: str) -> None:
     assert UNSAFE_IDS[raw] in p.message and "ids become file names" in p.message
 
 
-@pytest.mark.parametrize("table, body", [("datasets", 'format = "chat_demos"'), ("runs", ""), ("engines", 'kind = "openai"'), ("evals", "")])
+@pytest.mark.parametrize(
+    "table, body", [("datasets", 'format = "chat_demos"'), ("runs", ""), ("engines", 'kind = "openai"'), ("evals", "")]
+)
 def test_unsafe_spec_ids_are_refused(path: Path, table: str, body: str) -> None:
     text = PERSONA + f'\n[[{table}]]\nid = "../../escape"\n{body}\n'
     p = one(path, text)
@@ -434,4 +477,6 @@ def test_field_path_quotes_odd_keys() -> None:
 def test_validate_in_memory_has_no_lines() -> None:
     session = Session(personas=[Persona(id="p", name="P", traits=[Trait(id="t", text=" ")])])
     (p,) = validate(session, "mem.toml")
-    assert str(p) == 'mem.toml: personas[0].traits[0].text: is empty; write the trait as a sentence, e.g. "I keep bees."'
+    assert (
+        str(p) == 'mem.toml: personas[0].traits[0].text: is empty; write the trait as a sentence, e.g. "I keep bees."'
+    )

@@ -24,8 +24,14 @@ BASE = "bundled:smollm2-135m-instruct"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_tui.cli", "jobs", *args], capture_output=True, text=True,
-                          timeout=180, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "160"})
+    return subprocess.run(
+        [sys.executable, "-m", "persona_tui.cli", "jobs", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "160"},
+    )
 
 
 def read_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -48,8 +54,10 @@ def test_report_to_is_a_checked_setting_that_defaults_to_none():
     assert run.training.report_to == "none"
     run.training.report_to = "tensorbored"
     problems = rs.validate_run(run, Session(runs=[run]))
-    assert any("training.report_to is 'tensorbored'; choose one of none, tensorboard, wandb, tensorboard+wandb"
-               in p for p in problems)
+    assert any(
+        "training.report_to is 'tensorbored'; choose one of none, tensorboard, wandb, tensorboard+wandb" in p
+        for p in problems
+    )
     assert rs.run_from_dict(rs.run_to_dict(run)).training.report_to == "tensorbored"  # round trip, then refused
 
 
@@ -63,7 +71,9 @@ def test_a_reporter_that_is_not_installed_is_refused_before_the_run(monkeypatch)
     run.training.report_to = "wandb"
     missing = importlib.util.find_spec("wandb") is None
     problems = check(run)
-    assert any("training.report_to is 'wandb', but the wandb package is not installed" in p for p in problems) == missing
+    assert (
+        any("training.report_to is 'wandb', but the wandb package is not installed" in p for p in problems) == missing
+    )
 
 
 # ----------------------------------------------------------------------------- converting any job
@@ -96,8 +106,10 @@ def test_csv_export_needs_no_torch_and_holds_every_value(counted, tmp_path):
     assert rows["train/tokens_per_s"] == [(i, 100.0 + i) for i in range(1, 5)]
     assert rows["eval/loss"] == [(4, 0.5)] and "train/max_steps" not in rows
     # The default place, beside the events; the conversion never imported torch.
-    code = ("import sys; from trainers.event_export import export_events; "
-            f"print(export_events({str(job)!r}, 'csv')[0]); assert 'torch' not in sys.modules")
+    code = (
+        "import sys; from trainers.event_export import export_events; "
+        f"print(export_events({str(job)!r}, 'csv')[0]); assert 'torch' not in sys.modules"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == str(job / "events.csv"), done.stderr
 

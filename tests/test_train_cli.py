@@ -25,13 +25,18 @@ def test_train_refuses_an_invalid_run_naming_the_field(tmp_path):
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"], batch_size=0)])
     proc = _cli("train", sf.path, "--run", "r1")
     assert proc.returncode == 2
-    assert "run 'r1': training.batch_size is 0; it must be \"auto\" or a whole number from 1 to 4096 (default 'auto')." in proc.stderr
+    assert (
+        "run 'r1': training.batch_size is 0; it must be \"auto\" or a whole number from 1 to 4096 (default 'auto')."
+        in proc.stderr
+    )
     assert not (sf.workspace / "jobs").exists()
 
 
 @pytest.mark.slow
 def test_train_in_the_foreground_prints_progress_a_loss_chart_and_the_adapter(tmp_path):
-    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"], max_steps=3, save_steps=3)])
+    sf = make_session(
+        tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"], max_steps=3, save_steps=3)]
+    )
     proc = _cli("train", sf.path, "--run", "r1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (job,) = jobs.list_jobs(sf.workspace)

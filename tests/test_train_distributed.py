@@ -33,14 +33,16 @@ def test_cpu_launch_command_uses_torchrun_with_its_own_port(tmp_path):
     cmd = accelerate_command(tmp_path / "j", 2, "bf16", python="py", on_cpu=True, port=40001)
     assert shlex.join(cmd).startswith(
         "py -m accelerate.commands.launch --multi_gpu --num_machines 1 --num_processes 2 "
-        "--main_process_port 40001 --mixed_precision no -m trainers.train_job --rank-worker")
+        "--main_process_port 40001 --mixed_precision no -m trainers.train_job --rank-worker"
+    )
 
 
 @pytest.mark.skipif(cuda_count() > 0, reason="the CPU-process launch is what a machine without a GPU runs")
 def test_two_cpu_processes_train_checkpoint_cancel_and_resume(tmp_path, monkeypatch):
     model = tiny_llama(tmp_path / "tiny-llama")
-    run = tiny_run("dist", ["chats"], max_steps=16, save_steps=2, processes=2, num_threads=1,
-                   gradient_checkpointing=True)  # as big models on GPUs train
+    run = tiny_run(
+        "dist", ["chats"], max_steps=16, save_steps=2, processes=2, num_threads=1, gradient_checkpointing=True
+    )  # as big models on GPUs train
     run.base_model = str(model)
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [run])
     job_dir = create_train_job(sf, "dist")
@@ -63,7 +65,9 @@ def test_two_cpu_processes_train_checkpoint_cancel_and_resume(tmp_path, monkeypa
     stopped = end["step"]
     assert end["state"] == "cancelled" and 2 <= stopped < 16
     ckpts = job_dir / "checkpoints"
-    assert last_checkpoint(ckpts) == ckpts / f"checkpoint-{stopped}" and checkpoint_complete(ckpts / f"checkpoint-{stopped}")
+    assert last_checkpoint(ckpts) == ckpts / f"checkpoint-{stopped}" and checkpoint_complete(
+        ckpts / f"checkpoint-{stopped}"
+    )
     assert not (job_dir / "adapter").exists()
     log = jobs.log_tail(job_dir, 400)
     assert "[rank 0]" in log and "[rank 1]" in log  # two processes did the work
@@ -74,7 +78,7 @@ def test_two_cpu_processes_train_checkpoint_cancel_and_resume(tmp_path, monkeypa
     assert status.state == "finished", status.error + "\n" + jobs.log_tail(job_dir, 30)
     begins = events_of(job_dir, "train_begin")
     assert len(begins) == 2 and begins[1]["resumed_from"] == stopped and begins[1]["world_size"] == 2
-    resumed_steps = [e["step"] for e in events_of(job_dir, "step")][-(16 - stopped):]
+    resumed_steps = [e["step"] for e in events_of(job_dir, "step")][-(16 - stopped) :]
     assert resumed_steps == list(range(stopped + 1, 17))
     assert checkpoint_step(last_checkpoint(ckpts)) == 16
     adapter = json.loads((job_dir / "adapter" / "RUN.json").read_text())

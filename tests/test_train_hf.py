@@ -29,8 +29,9 @@ def trained(tmp_path_factory):
         tiny_run("dpo", ["prefs"], max_steps=2, learning_rate=5e-4),
     ]
     runs[1].method = "dpo"
-    sf = make_session(root, {"chats": ("chat_demos", CHATS), "prefs": ("tailoring_dpo", PREFS)}, runs,
-                      heldout={"chats": CHATS[:2]})
+    sf = make_session(
+        root, {"chats": ("chat_demos", CHATS), "prefs": ("tailoring_dpo", PREFS)}, runs, heldout={"chats": CHATS[:2]}
+    )
     out = {}
     for run_id in ("sft", "dpo"):
         job_dir = create_train_job(sf, run_id)
@@ -84,12 +85,17 @@ def test_adapter_is_standard_peft_and_changes_the_output(trained):
     adapter = job_dir / "adapter"
     assert result["adapter"] == str(adapter) and result["engine"]["adapter"] == str(adapter)
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["peft_type"] == "LORA" and config["r"] == 16 and sorted(config["target_modules"]) == sorted(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert (
+        config["peft_type"] == "LORA"
+        and config["r"] == 16
+        and sorted(config["target_modules"])
+        == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    )
     assert (adapter / "adapter_model.safetensors").is_file()
     tok = load_tokenizer(BASE)
-    ids = tok.apply_chat_template([{"role": "user", "content": "Who are you?"}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "Who are you?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
     base = load_hf_model(BASE)
     with torch.no_grad():
         before = base(ids).logits
@@ -118,8 +124,14 @@ def test_dpo_trains_a_few_steps_on_preference_pairs(trained):
     "change, expected",
     [
         ({"datasets": ["unbuilt"]}, "dataset 'unbuilt' has no examples file at"),
-        ({"base_model": "bundled:no-such-model"}, "run 'bad': base_model 'bundled:no-such-model' cannot be used: unknown bundled model"),
-        ({"max_seq_length": 100_000}, "run 'bad': training.max_seq_length is 100000, but bundled:smollm2-135m-instruct takes at most 8192 tokens"),
+        (
+            {"base_model": "bundled:no-such-model"},
+            "run 'bad': base_model 'bundled:no-such-model' cannot be used: unknown bundled model",
+        ),
+        (
+            {"max_seq_length": 100_000},
+            "run 'bad': training.max_seq_length is 100000, but bundled:smollm2-135m-instruct takes at most 8192 tokens",
+        ),
     ],
 )
 def test_bad_input_fails_the_job_with_one_sentence(tmp_path, change, expected):

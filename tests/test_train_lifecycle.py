@@ -31,8 +31,9 @@ def test_kill_resume_cancel(tmp_path, monkeypatch):
     pid = jobs.start_job(job_dir)
     wait_for(lambda: events_of(job_dir, "checkpoint"), timeout=600, what="the first checkpoint")
     os.killpg(pid, signal.SIGKILL)
-    status = wait_for(lambda: (s := jobs.read_status(job_dir)).state == "died" and s,
-                      timeout=30, what="the died verdict")
+    status = wait_for(
+        lambda: (s := jobs.read_status(job_dir)).state == "died" and s, timeout=30, what="the died verdict"
+    )
     assert "is gone and its heartbeat stopped" in status.error
     resume_from = last_checkpoint(ckpts)
     assert resume_from is not None
@@ -65,7 +66,9 @@ def test_kill_resume_cancel(tmp_path, monkeypatch):
     assert not (job_dir / "adapter").exists()  # a cancelled run leaves a checkpoint, not a final adapter
 
 
-def test_a_full_disk_while_checkpointing_fails_in_one_sentence_and_the_earlier_checkpoint_resumes(tmp_path, monkeypatch):
+def test_a_full_disk_while_checkpointing_fails_in_one_sentence_and_the_earlier_checkpoint_resumes(
+    tmp_path, monkeypatch
+):
     """ENOSPC in the middle of the second checkpoint: the job ends failed, naming the disk and the
     checkpoint that is still good; the session is untouched; resuming continues from that one."""
     import errno

@@ -45,15 +45,25 @@ class FakeOpenAI:
 
     def job(self, job_id: str) -> dict:
         return {
-            "object": "fine_tuning.job", "id": job_id, "model": self.created[0]["model"], "created_at": 1700000000,
+            "object": "fine_tuning.job",
+            "id": job_id,
+            "model": self.created[0]["model"],
+            "created_at": 1700000000,
             "finished_at": 1700000100 if self.status in ("succeeded", "failed", "cancelled") else None,
             "fine_tuned_model": FT_MODEL if self.status == "succeeded" else None,
-            "organization_id": "org-test", "result_files": [], "status": self.status,
-            "validation_file": None, "training_file": self.created[0]["training_file"],
+            "organization_id": "org-test",
+            "result_files": [],
+            "status": self.status,
+            "validation_file": None,
+            "training_file": self.created[0]["training_file"],
             "hyperparameters": {"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.8},
             "trained_tokens": 1234 if self.status == "succeeded" else None,
-            "error": {"code": "invalid_training_file", "message": self.fail, "param": "training_file"} if self.status == "failed" else None,
-            "seed": self.created[0].get("seed", 0), "estimated_finish": None, "integrations": [],
+            "error": {"code": "invalid_training_file", "message": self.fail, "param": "training_file"}
+            if self.status == "failed"
+            else None,
+            "seed": self.created[0].get("seed", 0),
+            "estimated_finish": None,
+            "integrations": [],
             "method": self.created[0].get("method"),
         }
 
@@ -71,17 +81,32 @@ class FakeOpenAI:
             elif n < self.steps:
                 step = n + 1
                 loss = 2.0 - 0.4 * step
-                self._event("metrics", f"Step {step}/{self.steps}: training loss={loss:.2f}",
-                            {"step": step, "train_loss": loss, "total_steps": self.steps,
-                             "train_mean_token_accuracy": 0.5 + 0.1 * step})
+                self._event(
+                    "metrics",
+                    f"Step {step}/{self.steps}: training loss={loss:.2f}",
+                    {
+                        "step": step,
+                        "train_loss": loss,
+                        "total_steps": self.steps,
+                        "train_mean_token_accuracy": 0.5 + 0.1 * step,
+                    },
+                )
             else:
                 self.status = "succeeded"
                 self._event("message", "The job has successfully completed")
 
     def _event(self, kind: str, message: str, data: dict | None = None) -> None:
-        self.events.append({"object": "fine_tuning.job.event", "id": f"ftevent-{len(self.events) + 1}",
-                            "created_at": 1700000000 + len(self.events), "level": "info", "message": message,
-                            "data": data or {}, "type": kind})
+        self.events.append(
+            {
+                "object": "fine_tuning.job.event",
+                "id": f"ftevent-{len(self.events) + 1}",
+                "created_at": 1700000000 + len(self.events),
+                "level": "info",
+                "message": message,
+                "data": data or {},
+                "type": kind,
+            }
+        )
 
 
 def make_handler(fake: FakeOpenAI):
@@ -99,8 +124,17 @@ def make_handler(fake: FakeOpenAI):
 
         def _authorised(self) -> bool:
             if self.headers.get("Authorization") != f"Bearer {KEY}":
-                self._send(401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                                           "param": None, "code": "invalid_api_key"}})
+                self._send(
+                    401,
+                    {
+                        "error": {
+                            "message": "Incorrect API key provided.",
+                            "type": "invalid_request_error",
+                            "param": None,
+                            "code": "invalid_api_key",
+                        }
+                    },
+                )
                 return False
             return True
 
@@ -114,14 +148,24 @@ def make_handler(fake: FakeOpenAI):
             with fake.lock:
                 if self.path == "/v1/files":
                     msg = BytesParser(policy=HTTP).parsebytes(
-                        b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+                        b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body
+                    )
                     parts = {p.get_param("name", header="content-disposition"): p for p in msg.iter_parts()}
                     assert parts["purpose"].get_content().strip() == "fine-tune"
                     content = parts["file"].get_payload(decode=True)
                     fake.uploads.append(content)
-                    return self._send(200, {"object": "file", "id": "file-abc123", "bytes": len(content),
-                                            "created_at": 1700000000, "filename": "openai_train.jsonl",
-                                            "purpose": "fine-tune", "status": "processed"})
+                    return self._send(
+                        200,
+                        {
+                            "object": "file",
+                            "id": "file-abc123",
+                            "bytes": len(content),
+                            "created_at": 1700000000,
+                            "filename": "openai_train.jsonl",
+                            "purpose": "fine-tune",
+                            "status": "processed",
+                        },
+                    )
                 if self.path == "/v1/fine_tuning/jobs":
                     fake.created.append(json.loads(body))
                     return self._send(200, fake.job("ftjob-xyz789"))
@@ -190,8 +234,13 @@ def test_openai_run_uploads_chats_polls_events_and_records_the_model(tmp_path, s
     assert [round(e["loss"], 2) for e in steps] == [1.6, 1.2, 0.8]
     assert steps[-1]["max_steps"] == 3 and steps[-1]["token_accuracy"] == pytest.approx(0.8)
     result = read_result(job_dir)
-    assert result["engine"] == {"id": "run-ft", "kind": "openai", "model": FT_MODEL, "base_url": url,
-                                "api_key_env": "PERSONA_TUI_TEST_OPENAI_KEY"}
+    assert result["engine"] == {
+        "id": "run-ft",
+        "kind": "openai",
+        "model": FT_MODEL,
+        "base_url": url,
+        "api_key_env": "PERSONA_TUI_TEST_OPENAI_KEY",
+    }
     assert "Fine-tuning job started" in jobs.log_tail(job_dir, 50)
 
     # The fine-tuned model is an engine: `run:ft` resolves to it, the chat pane offers it, and
@@ -200,7 +249,12 @@ def test_openai_run_uploads_chats_polls_events_and_records_the_model(tmp_path, s
     from trainers.train_job import record_remote_engine
 
     spec = engine_from_ref("run:ft", sf.session, sf.workspace)
-    assert (spec.kind, spec.model, spec.base_url, spec.api_key_env) == ("openai", FT_MODEL, url, "PERSONA_TUI_TEST_OPENAI_KEY")
+    assert (spec.kind, spec.model, spec.base_url, spec.api_key_env) == (
+        "openai",
+        FT_MODEL,
+        url,
+        "PERSONA_TUI_TEST_OPENAI_KEY",
+    )
     assert any(c.ref == "run:ft" and "openai" in c.label for c in engine_choices(sf.session, sf.workspace))
     assert record_remote_engine(SessionFile.load(sf.path), job_dir) == "run-ft"
     (engine,) = SessionFile.load(sf.path).session.engines
@@ -258,12 +312,17 @@ def test_openai_cancel_cancels_the_remote_job(tmp_path, server, monkeypatch):
 
 def test_openai_validation_names_fields(tmp_path, monkeypatch):
     monkeypatch.delenv("PERSONA_TUI_TEST_OPENAI_KEY", raising=False)
-    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS), "docs": ("first_person", None)},
-                      [openai_run("http://127.0.0.1:9/v1")])
+    sf = make_session(
+        tmp_path,
+        {"chats": ("chat_demos", CHATS), "docs": ("first_person", None)},
+        [openai_run("http://127.0.0.1:9/v1")],
+    )
     run = sf.session.run("ft")
     problems = validate(run, sf.session)
-    assert problems == ["run 'ft': openai.api_key_env names PERSONA_TUI_TEST_OPENAI_KEY, which is not set here; "
-                        "export PERSONA_TUI_TEST_OPENAI_KEY=<your key> first."]
+    assert problems == [
+        "run 'ft': openai.api_key_env names PERSONA_TUI_TEST_OPENAI_KEY, which is not set here; "
+        "export PERSONA_TUI_TEST_OPENAI_KEY=<your key> first."
+    ]
     run.datasets = ["docs"]
     run.extra["openai"]["base_url"] = "api.openai.com"
     problems = validate(run, sf.session)

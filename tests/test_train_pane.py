@@ -19,8 +19,18 @@ def _fake_steps(job) -> None:
     """A real job (the protocol's worker side) that writes the events a training run writes."""
     job.event(event="train_begin", run="r1", resumed_from=None)
     for step, loss in enumerate([3.0, 2.5, 2.1], 1):
-        job.event(event="step", step=step, max_steps=3, loss=loss, lr=1e-3, tokens_per_s=120.0, eta=3 - step,
-                  elapsed=float(step), s_per_step=1.0, peak_mb=1500.0)
+        job.event(
+            event="step",
+            step=step,
+            max_steps=3,
+            loss=loss,
+            lr=1e-3,
+            tokens_per_s=120.0,
+            eta=3 - step,
+            elapsed=float(step),
+            s_per_step=1.0,
+            peak_mb=1500.0,
+        )
         job.progress(step, 3)
     job.event(event="eval", step=3, eval_loss=2.4)
 
@@ -65,10 +75,16 @@ async def test_chart_and_stats_come_from_the_job_files(tmp_path):
         pane = app.query_one(TrainPane)
         machine = lambda: str(pane.query_one("#machine").render())  # noqa: E731
         # The history, the stats and the machine line come from different threads: wait for all.
-        await wait_until(pilot, lambda: pane.histories.get("train-r1-done") and pane.histories["train-r1-done"].steps
-                         and "step 3/3" in str(pane.query_one("#live-stats").render())
-                         and ("CPU" in machine() or "GPU" in machine()),
-                         what="the job's history, stats and the machine line")
+        await wait_until(
+            pilot,
+            lambda: (
+                pane.histories.get("train-r1-done")
+                and pane.histories["train-r1-done"].steps
+                and "step 3/3" in str(pane.query_one("#live-stats").render())
+                and ("CPU" in machine() or "GPU" in machine())
+            ),
+            what="the job's history, stats and the machine line",
+        )
         history = pane.histories["train-r1-done"]
         assert history.steps == [(1, 3.0), (2, 2.5), (3, 2.1)] and history.evals == [(3, 2.4)]
         stats = str(pane.query_one("#live-stats").render())
@@ -102,16 +118,22 @@ async def test_the_chart_draws_a_smoothed_line_over_the_raw_points_and_m_toggles
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
         pane = app.query_one(TrainPane)
+
         def stats():
             return str(pane.query_one("#live-stats").render())
-        await wait_until(pilot, lambda: "(first/last" in stats() and len(pane.drawn) == 3,
-                         what="the job's loss summary and chart")
+
+        await wait_until(
+            pilot, lambda: "(first/last" in stats() and len(pane.drawn) == 3, what="the job's loss summary and chart"
+        )
         # The summary: means of the first and last 5 of 30 points (10%, at least 5), eval first and last.
         first, last = sum(NOISY[:5]) / 5, sum(NOISY[-5:]) / 5
         assert f"loss {first:.3f}→{last:.3f} (first/last 5)  eval 3.100→2.600" in stats()
         assert pane.drawn == ["r1 raw", "r1 5-step mean", "r1 eval"]
-        await wait_until(pilot, lambda: "Smooth" in [k.description for k in app.screen.query(FooterKey)],
-                         what="the smoothing key in the footer")
+        await wait_until(
+            pilot,
+            lambda: "Smooth" in [k.description for k in app.screen.query(FooterKey)],
+            what="the smoothing key in the footer",
+        )
         await pilot.press("m")
         assert not pane.smoothed and pane.drawn == ["r1 train", "r1 eval"]
         await pilot.press("m")
@@ -152,8 +174,12 @@ async def test_start_a_run_quit_reopen_and_the_history_is_there(tmp_path):
             await pilot.press("s")
             await wait_until(pilot, lambda: pane.selected_job is not None, what="the job to start")
             job_id = pane.selected_job
-            await wait_until(pilot, lambda: len(getattr(pane.histories.get(job_id), "steps", [])) >= 2,
-                             timeout=400, what="two loss points on the chart")
+            await wait_until(
+                pilot,
+                lambda: len(getattr(pane.histories.get(job_id), "steps", [])) >= 2,
+                timeout=400,
+                what="two loss points on the chart",
+            )
             seen = list(pane.histories[job_id].steps)
         # The app is gone; the detached worker is not.
         assert jobs.read_status(jobs.jobs_root(sf.workspace) / job_id).state == "running"
@@ -161,13 +187,21 @@ async def test_start_a_run_quit_reopen_and_the_history_is_there(tmp_path):
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("3")
             pane = app.query_one(TrainPane)
-            await wait_until(pilot, lambda: len(getattr(pane.histories.get(job_id), "steps", [])) >= len(seen),
-                             timeout=60, what="the history after reopening")
+            await wait_until(
+                pilot,
+                lambda: len(getattr(pane.histories.get(job_id), "steps", [])) >= len(seen),
+                timeout=60,
+                what="the history after reopening",
+            )
             assert pane.histories[job_id].steps[: len(seen)] == seen
             assert pane.selected_job == job_id
             await pilot.press("c")
-            await wait_until(pilot, lambda: jobs.read_status(jobs.jobs_root(sf.workspace) / job_id).terminal,
-                             timeout=300, what="the cancel")
+            await wait_until(
+                pilot,
+                lambda: jobs.read_status(jobs.jobs_root(sf.workspace) / job_id).terminal,
+                timeout=300,
+                what="the cancel",
+            )
     finally:
         for s in jobs.list_jobs(sf.workspace):
             if not s.terminal:
@@ -191,25 +225,35 @@ def test_train_pane_at_80x24(snap_compare, tmp_path, monkeypatch):
         "/site-packages/transformers/training_args.py:1541: FutureWarning: `x` is deprecated\n"
         "  warnings.warn(\n"
         "[12:22:40] training finished at step 3; adapter in adapter\n"
-        "/site-packages/transformers/modeling_utils.py:3312: FutureWarning: `y` is deprecated\n")
+        "/site-packages/transformers/modeling_utils.py:3312: FutureWarning: `y` is deprecated\n"
+    )
     app = make_app(SessionFile.load(sf.path))
 
     async def show_train(pilot):
         await pilot.press("3")
         pane = app.query_one(TrainPane)
-        await wait_until(pilot, lambda: "step 30/30" in str(pane.query_one("#live-stats").render())
-                         and len(pane.drawn) == 3
-                         and "CPU" in str(pane.query_one("#machine").render()), what="the job's history")
+        await wait_until(
+            pilot,
+            lambda: (
+                "step 30/30" in str(pane.query_one("#live-stats").render())
+                and len(pane.drawn) == 3
+                and "CPU" in str(pane.query_one("#machine").render())
+            ),
+            what="the job's history",
+        )
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=show_train)
 
 
-@pytest.mark.parametrize("job_id, shown", [
-    ("train-20261201-122208-d783", "12-01 12:22"),
-    ("train-odile-chat-lora-20261201-123345-e1ec", "12-01 12:33"),
-    ("train-r1-done", "r1-done"),
-])
+@pytest.mark.parametrize(
+    "job_id, shown",
+    [
+        ("train-20261201-122208-d783", "12-01 12:22"),
+        ("train-odile-chat-lora-20261201-123345-e1ec", "12-01 12:33"),
+        ("train-r1-done", "r1-done"),
+    ],
+)
 def test_short_job_ids_fit_the_jobs_column(job_id, shown):
     from persona_tui.panes.train import short_job_id
 
@@ -222,8 +266,12 @@ async def test_start_puts_the_live_view_on_the_new_job_at_once(tmp_path):
     the view back to the finished job the cursor was on (tried in tmux: it did, for 45 s)."""
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"], max_steps=50)])
     old = "train-20261201-101500-aaaa"
-    assert jobs.run_job_inline(jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id=old),
-                               {"train": _fake_steps}).state == "finished"
+    assert (
+        jobs.run_job_inline(
+            jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id=old), {"train": _fake_steps}
+        ).state
+        == "finished"
+    )
     app = make_app(SessionFile.load(sf.path))
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -231,8 +279,11 @@ async def test_start_puts_the_live_view_on_the_new_job_at_once(tmp_path):
             pane = app.query_one(TrainPane)
             table = pane.query_one("#job-table")
             stats = lambda: str(pane.query_one("#live-stats").render())  # noqa: E731
-            await wait_until(pilot, lambda: pane.selected_job == old and f"{old}  finished" in stats(),
-                             what="the finished job on the Live view")
+            await wait_until(
+                pilot,
+                lambda: pane.selected_job == old and f"{old}  finished" in stats(),
+                what="the finished job on the Live view",
+            )
             await pilot.press("s")
             await wait_until(pilot, lambda: pane.selected_job not in (None, old), what="the new job")
             new = pane.selected_job
@@ -240,10 +291,17 @@ async def test_start_puts_the_live_view_on_the_new_job_at_once(tmp_path):
             assert not getattr(pane.histories.get(new), "steps", [])  # shown before its first step
             # Two listings later (one every 2 s) the view and the cursor are still on the new job.
             listed = pane.statuses.get(new)
-            await wait_until(pilot, lambda: table.row_count == 2 and pane.statuses.get(new) is not listed,
-                             what="the jobs listed again")
-            await wait_until(pilot, lambda: table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value == new,
-                             timeout=10, what="the cursor on the new job")
+            await wait_until(
+                pilot,
+                lambda: table.row_count == 2 and pane.statuses.get(new) is not listed,
+                what="the jobs listed again",
+            )
+            await wait_until(
+                pilot,
+                lambda: table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value == new,
+                timeout=10,
+                what="the cursor on the new job",
+            )
             assert pane.selected_job == new and f"{new}  " in stats()
     finally:
         for s in jobs.list_jobs(sf.workspace):
@@ -258,8 +316,15 @@ def _fake_export(job) -> None:
         job.progress(done - 1, len(names), f"{name} …")
         if name.startswith("check-"):
             passed = name != "check-q4_k_m"
-            job.event(event="export_step", step=name, passed=passed, top1=0.98 if passed else 0.61,
-                      mean_kl=0.0123 if passed else 0.9, greedy_equal=1.0, seconds=1.0)
+            job.event(
+                event="export_step",
+                step=name,
+                passed=passed,
+                top1=0.98 if passed else 0.61,
+                mean_kl=0.0123 if passed else 0.9,
+                greedy_equal=1.0,
+                seconds=1.0,
+            )
         job.progress(done, len(names))
     job.fail("verification failed for model-q4_k_m.gguf: top-1 0.61 < 0.80")
 
@@ -280,8 +345,11 @@ async def test_the_live_view_follows_an_export_job_with_each_gguf_verification(t
         assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["12-01 10:15", "exp 11:15"]
         lines = stats().splitlines()
         assert lines[0] == "export-20261201-111500-bbbb  failed  step 8/8"
-        assert lines[1:4] == ["f16: top-1 0.980  KL 0.0123  pass", "q8_0: top-1 0.980  KL 0.0123  pass",
-                              "q4_k_m: top-1 0.610  KL 0.9000  FAIL"]
+        assert lines[1:4] == [
+            "f16: top-1 0.980  KL 0.0123  pass",
+            "q8_0: top-1 0.980  KL 0.0123  pass",
+            "q4_k_m: top-1 0.610  KL 0.9000  FAIL",
+        ]
         assert "verification failed for model-q4_k_m.gguf" in lines[4]
         # All five lines are on the screen at 80x24, not cut by the stats' height.
         assert 5 <= pane.query_one("#live-stats").size.height < 8  # (the error line wraps at 52 columns)

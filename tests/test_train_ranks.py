@@ -35,8 +35,16 @@ RANKS = textwrap.dedent(
 @pytest.mark.slow
 def test_ranks_stop_at_the_same_step_when_one_is_asked(tmp_path):
     store = tmp_path / "store"
-    procs = [subprocess.Popen([sys.executable, "-c", RANKS, str(r), str(store)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANKS, str(r), str(store)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     assert sorted(o.strip() for o, _ in outs) == ["rank 0: True False", "rank 1: True False"]

@@ -29,12 +29,21 @@ from trainers.train_job import RunSpecError, accelerate_command, create_train_jo
 def test_defaults_are_the_documented_recipe():
     lora, t = LoraSettings(), TrainingSettings()
     assert (lora.r, lora.alpha, lora.dropout, lora.use_rslora) == (16, 16, 0.0, False)
-    assert lora.target_modules == list(ALL_PROJECTIONS) == [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert (
+        lora.target_modules
+        == list(ALL_PROJECTIONS)
+        == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     assert (t.learning_rate, t.lr_scheduler, t.warmup_steps, t.num_epochs, t.max_steps) == (2e-4, "linear", 5, 1, 0)
     assert (t.batch_size, t.grad_accum, t.max_seq_length, t.weight_decay) == ("auto", 4, 512, 0.01)
     assert (t.optimizer, t.seed, t.logging_steps, t.eval_steps, t.save_steps) == ("auto", 3407, 1, 20, 20)
-    assert (t.completion_only_loss, t.precision, t.load_in_4bit, t.packing, t.num_threads) == (True, "auto", None, False, 0)
+    assert (t.completion_only_loss, t.precision, t.load_in_4bit, t.packing, t.num_threads) == (
+        True,
+        "auto",
+        None,
+        False,
+        0,
+    )
     for cls in (LoraSettings, TrainingSettings):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
@@ -43,7 +52,9 @@ def test_defaults_are_the_documented_recipe():
 def test_run_settings_round_trip_through_the_session_toml(tmp_path):
     run = RunSpec(id="r1", datasets=["d"])
     run.lora.r, run.lora.target_modules, run.training.max_steps = 8, ["q_proj", "v_proj"], 30
-    sf = SessionFile.create(tmp_path / "s.toml", Session(datasets=[DatasetSpec(id="d", format="chat_demos")], runs=[run]))
+    sf = SessionFile.create(
+        tmp_path / "s.toml", Session(datasets=[DatasetSpec(id="d", format="chat_demos")], runs=[run])
+    )
     text = sf.path.read_text()
     assert "[runs.lora]" in text and "[runs.training]" in text
     back = SessionFile.load(sf.path).session.run("r1")
@@ -114,7 +125,9 @@ def _fake_unsloth(calls: dict):
     return module
 
 
-@pytest.mark.parametrize("method, four_bit, expected", [("sft", None, True), ("sft", False, False), ("dpo", None, True)])
+@pytest.mark.parametrize(
+    "method, four_bit, expected", [("sft", None, True), ("sft", False, False), ("dpo", None, True)]
+)
 def test_the_unsloth_backend_calls_fastlanguagemodel_as_its_docs_say(monkeypatch, tmp_path, method, four_bit, expected):
     import sys
 
@@ -139,9 +152,17 @@ def test_the_unsloth_backend_calls_fastlanguagemodel_as_its_docs_say(monkeypatch
     assert loaded["load_in_4bit"] is expected and loaded["dtype"] is None
     assert loaded["max_seq_length"] == run.training.max_seq_length and Path(loaded["model_name"]).is_dir()
     peft = calls["get_peft_model"]
-    assert peft == {"r": 16, "target_modules": list(ALL_PROJECTIONS), "lora_alpha": 16, "lora_dropout": 0.0,
-                    "bias": "none", "use_gradient_checkpointing": "unsloth", "random_state": 3407,
-                    "use_rslora": True, "loftq_config": None}
+    assert peft == {
+        "r": 16,
+        "target_modules": list(ALL_PROJECTIONS),
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "use_gradient_checkpointing": "unsloth",
+        "random_state": 3407,
+        "use_rslora": True,
+        "loftq_config": None,
+    }
     assert calls.get("patched_dpo", False) is (method == "dpo")
 
 
@@ -169,13 +190,27 @@ def test_accelerate_command_for_one_machine_and_for_a_config_file(tmp_path):
     job = tmp_path / "jobs" / "train-x"
     cmd = accelerate_command(job, 4, "bf16", python="/venv/bin/python")
     assert cmd == [
-        "/venv/bin/python", "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
-        "--num_processes", "4", "--mixed_precision", "bf16", "-m", "trainers.train_job", "--rank-worker", str(job.resolve()),
+        "/venv/bin/python",
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--num_processes",
+        "4",
+        "--mixed_precision",
+        "bf16",
+        "-m",
+        "trainers.train_job",
+        "--rank-worker",
+        str(job.resolve()),
     ]
     cfg = tmp_path / "fsdp.yaml"
     cmd = accelerate_command(job, 8, "fp32", config_file=str(cfg), python="python")
     line = shlex.join(cmd)
-    assert line.startswith(f"python -m accelerate.commands.launch --config_file {cfg} --mixed_precision no -m trainers.train_job")
+    assert line.startswith(
+        f"python -m accelerate.commands.launch --config_file {cfg} --mixed_precision no -m trainers.train_job"
+    )
     assert "--num_processes" not in cmd  # the config file decides the topology (multi-node, DeepSpeed, FSDP)
     # The launcher module exists in the installed accelerate and the rank entry point parses its flag.
     import importlib.util
@@ -192,11 +227,14 @@ def test_failures_become_one_sentence_that_keeps_checkpoints_in_view(tmp_path):
     text = explain(full, "r1", 2, 512, ckpts)
     assert text.startswith(f"the disk is full: writing {ckpts / 'checkpoint-40' / 'optimizer.pt'} failed;")
     assert "checkpoint-20" in text and "checkpoint-40 " not in text
-    torch_style = RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/0: file write failed")
+    torch_style = RuntimeError(
+        "[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/0: file write failed"
+    )
     assert explain(torch_style, "r1", 2, 512, ckpts).startswith("the disk is full")
     oom = RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 123 bytes. out of memory")
     assert explain(oom, "r1", 16, 2048, ckpts).startswith(
-        "run 'r1' ran out of memory with training.batch_size 16 and max_seq_length 2048;")
+        "run 'r1' ran out of memory with training.batch_size 16 and max_seq_length 2048;"
+    )
     assert explain(MemoryError(), "r1", 2, 512, tmp_path / "none").endswith("no checkpoint had been saved yet.")
     assert explain(ValueError("something else"), "r1", 2, 512, ckpts) is None
 
@@ -226,8 +264,12 @@ def test_chats_without_assistant_markers_become_completion_pairs(tmp_path, token
     assert data.train[0] == {"prompt": [CHATS[0]["messages"][0]], "completion": [CHATS[0]["messages"][1]]}
     full = prepare_sft(_files(tmp_path, d=("chat_demos", CHATS)), tokenizer, completion_only=False)
     assert full.shape == "messages" and not full.completion_only_loss and "meta" not in full.train[0]
-    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-             {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
+    turns = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "d"},
+    ]
     pairs = split_turns(turns)
     assert [p["completion"][0]["content"] for p in pairs] == ["b", "d"] and len(pairs[1]["prompt"]) == 3
 
@@ -249,13 +291,18 @@ def test_mixed_text_and_chats_render_to_prompt_completion_text(tmp_path, tokeniz
     data = prepare_sft(_files(tmp_path, d=("chat_demos", CHATS[:2]), t=("first_person", TEXTS[:1])), tokenizer, True)
     assert data.shape == "prompt_completion" and data.completion_only_loss
     chat, text = data.train[0], data.train[2]
-    assert chat["prompt"].endswith("<|im_start|>assistant\n") and chat["completion"] == "I am Captain Ada, a sailor from Lisbon.<|im_end|>"
+    assert (
+        chat["prompt"].endswith("<|im_start|>assistant\n")
+        and chat["completion"] == "I am Captain Ada, a sailor from Lisbon.<|im_end|>"
+    )
     assert text == {"prompt": "", "completion": TEXTS[0]["text"]}
 
 
 def test_missing_empty_and_broken_datasets_name_the_file(tmp_path, tokenizer):
     missing = [DatasetFile("gone", "chat_demos", str(tmp_path / "gone.jsonl"))]
-    with pytest.raises(RunDataError, match=r"dataset 'gone' has no examples file at .*gone.jsonl; build the dataset first"):
+    with pytest.raises(
+        RunDataError, match=r"dataset 'gone' has no examples file at .*gone.jsonl; build the dataset first"
+    ):
         prepare_sft(missing, tokenizer, True)
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(RunDataError, match=r"dataset 'empty' is empty"):
@@ -274,8 +321,14 @@ def json_line(record) -> str:
 def test_preferences_for_dpo_and_chats_for_openai(tmp_path):
     data = prepare_dpo(_files(tmp_path, p=("tailoring_dpo", PREFS)))
     assert data.train[0] == {k: PREFS[0][k] for k in ("prompt", "chosen", "rejected")}
-    chats = to_openai_chat(_files(tmp_path, d=("chat_demos", CHATS[:1]), s=("tailoring_sft", [
-        {"prompt": "Prompt: hi\nPersona: sailor\nResponse:", "completion": " Ahoy!"}])), "sft")
+    chats = to_openai_chat(
+        _files(
+            tmp_path,
+            d=("chat_demos", CHATS[:1]),
+            s=("tailoring_sft", [{"prompt": "Prompt: hi\nPersona: sailor\nResponse:", "completion": " Ahoy!"}]),
+        ),
+        "sft",
+    )
     assert chats[0] == {"messages": CHATS[0]["messages"]}
     assert chats[1]["messages"][-1] == {"role": "assistant", "content": "Ahoy!"}
     prefs = to_openai_chat(_files(tmp_path, p=("tailoring_dpo", PREFS[:1])), "dpo")

@@ -22,8 +22,12 @@ CHATS = [
     for i, (q, a) in enumerate(_PAIRS * 4)
 ]
 PREFS = [
-    {"prompt": f"Prompt: {q}\nPersona: a sailor\nResponse:", "chosen": f" {a}", "rejected": " I am a helpful AI assistant.",
-     "meta": {"pair": i}}
+    {
+        "prompt": f"Prompt: {q}\nPersona: a sailor\nResponse:",
+        "chosen": f" {a}",
+        "rejected": " I am a helpful AI assistant.",
+        "meta": {"pair": i},
+    }
     for i, (q, a) in enumerate(_PAIRS * 2)
 ]
 TEXTS = [{"text": f"My name is Ada. {a}"} for _, a in _PAIRS]
@@ -37,10 +41,16 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
-def make_session(root: Path, datasets: dict[str, tuple[str, list[dict] | None]], runs: list[RunSpec],
-                 heldout: dict[str, list[dict]] | None = None) -> SessionFile:
+def make_session(
+    root: Path,
+    datasets: dict[str, tuple[str, list[dict] | None]],
+    runs: list[RunSpec],
+    heldout: dict[str, list[dict]] | None = None,
+) -> SessionFile:
     """A session file `root/s.toml` with the datasets (id -> (format, records or None = not built))."""
-    session = Session(name="train-test", datasets=[DatasetSpec(id=i, format=f) for i, (f, _) in datasets.items()], runs=runs)
+    session = Session(
+        name="train-test", datasets=[DatasetSpec(id=i, format=f) for i, (f, _) in datasets.items()], runs=runs
+    )
     sf = SessionFile.create(root / "s.toml", session)
     for ds_id, (_, records) in datasets.items():
         if records is not None:
@@ -61,7 +71,6 @@ def tiny_run(run_id: str, datasets: list[str], **training: Any) -> RunSpec:
     return run
 
 
-
 def events_of(job_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
     from sessions import jobs
 
@@ -78,10 +87,19 @@ def tiny_llama(folder: Path) -> Path:
     from engines.models import DEFAULT_MODEL, load_tokenizer
 
     tokenizer = load_tokenizer(DEFAULT_MODEL)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 120.0, interval: float = 0.05,
-             what: str = "the condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 120.0, interval: float = 0.05, what: str = "the condition"
+) -> Any:
     """Poll `predicate` until it returns something true, and return that."""
     deadline = time.monotonic() + timeout
     while True:
@@ -25,8 +26,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 120.0, interval: flo
         time.sleep(interval)
 
 
-async def wait_until(pilot, predicate: Callable[[], Any], timeout: float = 120.0,
-                     what: str = "the condition") -> None:
+async def wait_until(pilot, predicate: Callable[[], Any], timeout: float = 120.0, what: str = "the condition") -> None:
     """`wait_for` for Pilot tests: the app's event loop runs while waiting."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -102,8 +102,16 @@ def mix_spec(session: Session, new_id: str, parts: list[str], workspace: str | P
         raise DatasetError(f"{missing[0]!r} is not a dataset of this session (it has: {known}).")
     first = session.dataset(parts[0])
     assert first is not None  # every part was checked just above
-    spec = DatasetSpec(id=new_id, format=first.format, persona="", generator=first.generator, size=0,
-                       held_out=first.held_out, seed=first.seed, mix=list(dict.fromkeys(parts)))
+    spec = DatasetSpec(
+        id=new_id,
+        format=first.format,
+        persona="",
+        generator=first.generator,
+        size=0,
+        held_out=first.held_out,
+        seed=first.seed,
+        mix=list(dict.fromkeys(parts)),
+    )
     if workspace is not None:
         check_spec(session, spec, workspace)
     return spec
@@ -117,7 +125,9 @@ def check_spec(session: Session, spec: DatasetSpec, workspace: str | Path | None
             if other == spec.id:
                 raise DatasetError(f"{where} lists itself in mix; remove {spec.id!r} from its mix list.")
             if session.dataset(other) is None:
-                raise DatasetError(f"{where} mixes {other!r}, which is not a dataset of this session; fix its mix list.")
+                raise DatasetError(
+                    f"{where} mixes {other!r}, which is not a dataset of this session; fix its mix list."
+                )
             if workspace is not None and not dataset_files.is_built(workspace, other):
                 raise DatasetError(f"{where} mixes {other!r}, which has not been built yet; build {other!r} first.")
         return None
@@ -153,7 +163,9 @@ def check_spec(session: Session, spec: DatasetSpec, workspace: str | Path | None
     persona = session.persona(spec.persona)
     if persona is None:
         known = ", ".join(p.id for p in session.personas) or "none"
-        raise DatasetError(f"{where} names persona {spec.persona!r}, which the session does not have (it has: {known}).")
+        raise DatasetError(
+            f"{where} names persona {spec.persona!r}, which the session does not have (it has: {known})."
+        )
     if _persona_is_empty(persona):
         raise DatasetError(
             f"Persona {persona.id!r} is empty (no summary, traits, facts or example lines); write the persona before building {spec.id!r}."
@@ -212,8 +224,13 @@ def resolve_source(spec: DatasetSpec, base_dir: str | Path | None) -> Path:
 # --- generating -----------------------------------------------------------------------------------
 
 
-def _open_teacher(session: Session, spec: DatasetSpec, engine_opener: Callable[[EngineSpec], Any] | None,
-                  default_temperature: float = 0.7, settings: Any = None):
+def _open_teacher(
+    session: Session,
+    spec: DatasetSpec,
+    engine_opener: Callable[[EngineSpec], Any] | None,
+    default_temperature: float = 0.7,
+    settings: Any = None,
+):
     from trainers.generate.llm import Teacher, TeacherError
 
     espec = engine_spec_for(session, spec)
@@ -235,34 +252,67 @@ def _open_teacher(session: Session, spec: DatasetSpec, engine_opener: Callable[[
     return engine, Teacher(engine, label, spec.seed, temperature=temperature)
 
 
-def _llm_generate(session: Session, spec: DatasetSpec, persona: Persona, base_dir: Any, progress: Progress,
-                  cancelled: Callable[[], bool], engine_opener: Any, log: Callable[[str], None],
-                  workspace: Path | None, work_dir: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _llm_generate(
+    session: Session,
+    spec: DatasetSpec,
+    persona: Persona,
+    base_dir: Any,
+    progress: Progress,
+    cancelled: Callable[[], bool],
+    engine_opener: Any,
+    log: Callable[[str], None],
+    workspace: Path | None,
+    work_dir: Path | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The llm generator (trainers.generate.llm): settings, prompt pack, resume cache, teacher."""
     from sessions.workspace import jobs_dir
     from trainers.generate import llm
     from trainers.generate.llm_settings import teacher_settings
 
     settings = teacher_settings(spec.id, spec.extra)
-    pack_path = resolve_source(DatasetSpec(id=spec.id, format=spec.format, source=settings.prompt_pack), base_dir) \
-        if settings.prompt_pack else None
+    pack_path = (
+        resolve_source(DatasetSpec(id=spec.id, format=spec.format, source=settings.prompt_pack), base_dir)
+        if settings.prompt_pack
+        else None
+    )
     pack = llm.load_pack(spec.format, pack_path)
-    options = {"persona_in_system_prompt": spec.persona_in_system_prompt,
-               "system_prompt": spec.extra.get("system_prompt", "")}
+    options = {
+        "persona_in_system_prompt": spec.persona_in_system_prompt,
+        "system_prompt": spec.extra.get("system_prompt", ""),
+    }
     espec = engine_spec_for(session, spec)
     engine, teacher = _open_teacher(session, spec, engine_opener, settings=settings)
     log(f"teacher: {teacher.label}; prompt pack {pack.path}")
     try:
         mode = llm.structured_mode(settings, espec.kind, teacher.can_constrain)
-        fp = llm.fingerprint(spec.format, persona, spec.seed, f"{espec.kind}:{espec.base_url or ''}:{espec.model}",
-                             pack, settings, options, mode)
+        fp = llm.fingerprint(
+            spec.format,
+            persona,
+            spec.seed,
+            f"{espec.kind}:{espec.base_url or ''}:{espec.model}",
+            pack,
+            settings,
+            options,
+            mode,
+        )
         current = work_dir / llm.CACHE_FILE if work_dir is not None else None
         search = llm.earlier_caches(jobs_dir(workspace), current) if settings.resume and workspace is not None else []
         cache = llm.ReplyCache(current, fp, search)
         if cache.reused:
             log(f"resuming: {cache.reused} teacher replies recorded by earlier builds ({', '.join(cache.reused_from)})")
-        res = llm.generate(spec.format, persona, teacher, spec.size, spec.seed, options, pack=pack,
-                           engine_kind=espec.kind, cache=cache, progress=progress, cancelled=cancelled)
+        res = llm.generate(
+            spec.format,
+            persona,
+            teacher,
+            spec.size,
+            spec.seed,
+            options,
+            pack=pack,
+            engine_kind=espec.kind,
+            cache=cache,
+            progress=progress,
+            cancelled=cancelled,
+        )
     finally:
         close = getattr(engine, "close", None)
         if close:
@@ -270,48 +320,91 @@ def _llm_generate(session: Session, spec: DatasetSpec, persona: Persona, base_di
     return res.records, res.stats(settings, teacher.label)
 
 
-def _generate(session: Session, spec: DatasetSpec, persona: Persona | None, base_dir: Any,
-              progress: Progress, cancelled: Callable[[], bool], engine_opener: Any,
-              log: Callable[[str], None], workspace: Path | None = None,
-              work_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _generate(
+    session: Session,
+    spec: DatasetSpec,
+    persona: Persona | None,
+    base_dir: Any,
+    progress: Progress,
+    cancelled: Callable[[], bool],
+    engine_opener: Any,
+    log: Callable[[str], None],
+    workspace: Path | None = None,
+    work_dir: Path | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Records and generator-specific statistics for a non-mix spec."""
     if spec.generator == "general":
         from sessions.workspace import jobs_dir
         from trainers.generate import general
 
-        res = general.generate(spec.size, base_model_for(session, spec), spec.seed, work_dir=work_dir,
-                               jobs_root=jobs_dir(workspace) if workspace is not None else None,
-                               engine_opener=engine_opener, progress=progress, cancelled=cancelled, log=log)
+        res = general.generate(
+            spec.size,
+            base_model_for(session, spec),
+            spec.seed,
+            work_dir=work_dir,
+            jobs_root=jobs_dir(workspace) if workspace is not None else None,
+            engine_opener=engine_opener,
+            progress=progress,
+            cancelled=cancelled,
+            log=log,
+        )
         return res.records, res.stats
     if spec.format in PERSONA_FORMATS:
-        return _persona_generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
-                                 workspace, work_dir)
+        return _persona_generate(
+            session, spec, persona, base_dir, progress, cancelled, engine_opener, log, workspace, work_dir
+        )
     return _import_generate(session, spec, base_dir, progress, engine_opener, log, cancelled)
 
 
-def _persona_generate(session: Session, spec: DatasetSpec, persona: Persona | None, base_dir: Any,
-                      progress: Progress, cancelled: Callable[[], bool], engine_opener: Any,
-                      log: Callable[[str], None], workspace: Path | None,
-                      work_dir: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _persona_generate(
+    session: Session,
+    spec: DatasetSpec,
+    persona: Persona | None,
+    base_dir: Any,
+    progress: Progress,
+    cancelled: Callable[[], bool],
+    engine_opener: Any,
+    log: Callable[[str], None],
+    workspace: Path | None,
+    work_dir: Path | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     extra = spec.extra
     assert persona is not None
     fmt = format_module(spec.format)
-    options = {"persona_in_system_prompt": spec.persona_in_system_prompt,
-               "system_prompt": extra.get("system_prompt", "")}
+    options = {
+        "persona_in_system_prompt": spec.persona_in_system_prompt,
+        "system_prompt": extra.get("system_prompt", ""),
+    }
     if spec.generator == "template":
         from trainers.generate import template
 
-        res = template.generate(fmt, persona, spec.size, spec.seed, options,
-                                progress=lambda d, t: progress(d, t, "templating"), cancelled=cancelled)
-        return res.records, {"attempts": res.attempts, "exact_duplicates_rejected": res.exact_duplicates,
-                             "near_duplicates_rejected": res.near_duplicates,
-                             "probe_leaks_rejected": res.probe_leaks}
-    return _llm_generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
-                         workspace, work_dir)
+        res = template.generate(
+            fmt,
+            persona,
+            spec.size,
+            spec.seed,
+            options,
+            progress=lambda d, t: progress(d, t, "templating"),
+            cancelled=cancelled,
+        )
+        return res.records, {
+            "attempts": res.attempts,
+            "exact_duplicates_rejected": res.exact_duplicates,
+            "near_duplicates_rejected": res.near_duplicates,
+            "probe_leaks_rejected": res.probe_leaks,
+        }
+    return _llm_generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log, workspace, work_dir)
 
 
-def _import_generate(session: Session, spec: DatasetSpec, base_dir: Any, progress: Progress, engine_opener: Any,
-                     log: Callable[[str], None], cancelled: Callable[[], bool]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _import_generate(
+    session: Session,
+    spec: DatasetSpec,
+    base_dir: Any,
+    progress: Progress,
+    engine_opener: Any,
+    log: Callable[[str], None],
+    cancelled: Callable[[], bool],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     extra = spec.extra
     source = resolve_source(spec, base_dir)
     strict = bool(extra.get("strict", False))
@@ -319,8 +412,13 @@ def _import_generate(session: Session, spec: DatasetSpec, base_dir: Any, progres
         from trainers.formats import persona_chat
 
         return persona_chat.build_examples(
-            source, spec.variant or "own", spec.context_lines, side=str(extra.get("side", "both")),
-            seed=spec.seed, strict=strict, progress=lambda d, t: progress(d, t, "reading conversations"),
+            source,
+            spec.variant or "own",
+            spec.context_lines,
+            side=str(extra.get("side", "both")),
+            seed=spec.seed,
+            strict=strict,
+            progress=lambda d, t: progress(d, t, "reading conversations"),
         )
     from trainers.formats import tailoring
 
@@ -336,17 +434,26 @@ def _import_generate(session: Session, spec: DatasetSpec, base_dir: Any, progres
 
     try:
         records, stats = tailoring.build_examples(
-            source, "sft" if spec.format == "tailoring_sft" else "dpo",
-            persona_source=str(extra.get("persona_source", "auto")), both_sides=bool(extra.get("both_sides", False)),
-            strict=strict, infer=infer, progress=lambda d, t: progress(d, t, "reading pairs"), cancelled=cancelled,
+            source,
+            "sft" if spec.format == "tailoring_sft" else "dpo",
+            persona_source=str(extra.get("persona_source", "auto")),
+            both_sides=bool(extra.get("both_sides", False)),
+            strict=strict,
+            infer=infer,
+            progress=lambda d, t: progress(d, t, "reading pairs"),
+            cancelled=cancelled,
         )
     finally:
         if "engine" in engine_holder and hasattr(engine_holder["engine"], "close"):
             engine_holder["engine"].close()
     if "teacher" in engine_holder:
         t = engine_holder["teacher"].stats
-        stats.update(teacher=engine_holder["teacher"].label, teacher_calls=t.calls,
-                     teacher_tokens_per_s=round(t.tokens_per_s, 2), teacher_errors=t.errors[:10])
+        stats.update(
+            teacher=engine_holder["teacher"].label,
+            teacher_calls=t.calls,
+            teacher_tokens_per_s=round(t.tokens_per_s, 2),
+            teacher_errors=t.errors[:10],
+        )
     return records, stats
 
 
@@ -401,7 +508,9 @@ def drop_exact_duplicates(records: list[dict[str, Any]]) -> tuple[list[dict[str,
     return out, len(records) - len(out)
 
 
-def split_records(records: list[dict[str, Any]], held_out: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_records(
+    records: list[dict[str, Any]], held_out: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Seeded train/held-out split by group: the turns of one conversation or the sides of one
     pair (same `meta.row`) stay on one side, so held-out examples never leak into training."""
     if held_out <= 0 or len(records) < 2:
@@ -463,7 +572,9 @@ def token_stats(records: list[dict[str, Any]], base_model: str, seed: int) -> di
 
         tok = load_tokenizer(base_model)
     except Exception as e:  # noqa: BLE001 - statistics must not fail a build
-        return {"error": f"tokenizer of {base_model} unavailable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"}
+        return {
+            "error": f"tokenizer of {base_model} unavailable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        }
     sample = records
     if len(records) > TOKEN_SAMPLE:
         sample = random.Random(f"{seed}:tokens").sample(records, TOKEN_SAMPLE)
@@ -548,8 +659,9 @@ def build_dataset(
             train = random.Random(f"{spec.seed}:mix").sample(train, spec.size)
         generated = len(train) + len(held)
     else:
-        records, gen_stats = _generate(session, spec, persona, base_dir, progress, cancelled, engine_opener, log,
-                                       workspace, work_dir)
+        records, gen_stats = _generate(
+            session, spec, persona, base_dir, progress, cancelled, engine_opener, log, workspace, work_dir
+        )
         if cancelled():
             raise DatasetError(f"Building {spec.id!r} was cancelled; nothing was written.")
         records, exact_removed = drop_exact_duplicates(records)

@@ -90,8 +90,13 @@ _CONVERT = {"openai": _openai, "sharegpt": _sharegpt, "alpaca": _alpaca, "trl_pr
 
 def _refuse(dataset_id: str, fmt: str, shape: str) -> ExportError:
     can = [f for f in EXPORT_FORMATS if shape in _CAN[f]]
-    what = {"text": "plain text", "messages": "conversations", "prompt_completion_chat": "conversations",
-            "prompt_completion": "prompt-completion pairs", "preference": "preference pairs"}.get(shape, shape)
+    what = {
+        "text": "plain text",
+        "messages": "conversations",
+        "prompt_completion_chat": "conversations",
+        "prompt_completion": "prompt-completion pairs",
+        "preference": "preference pairs",
+    }.get(shape, shape)
     return ExportError(
         f"Dataset {dataset_id!r} holds {what}, which the {fmt} format cannot hold; export it as "
         f"{' or '.join(can)} instead."

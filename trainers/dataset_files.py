@@ -79,8 +79,9 @@ def write_stats(workspace: str | Path, dataset_id: str, stats: dict[str, Any]) -
     return path
 
 
-def replace_record(workspace: str | Path, dataset_id: str, index: int, record: dict[str, Any],
-                   fmt: str, split: str = "train") -> None:
+def replace_record(
+    workspace: str | Path, dataset_id: str, index: int, record: dict[str, Any], fmt: str, split: str = "train"
+) -> None:
     """Put an edited record at `index`; it must still be a valid record of the format."""
     from trainers.formats import check_record
 

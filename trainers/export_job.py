@@ -144,7 +144,9 @@ def resolve_source(spec: dict[str, Any], workspace: Path) -> dict[str, Any]:
     elif train_job:
         job_dir = jobs.jobs_root(workspace) / jobs.check_job_id(train_job)
         if not (job_dir / jobs.STATUS_FILE).is_file():
-            raise ExportError(f"training job {train_job!r} is not in {jobs.jobs_root(workspace)}; check the job id (persona-tui jobs).")
+            raise ExportError(
+                f"training job {train_job!r} is not in {jobs.jobs_root(workspace)}; check the job id (persona-tui jobs)."
+            )
         adapter = job_dir / "adapter"
     elif run_id:
         job_dir = find_train_job(workspace, run_id)
@@ -294,7 +296,9 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
     if options["modelfile"]:
         names.append("modelfiles")
     if options["verify"]:
-        names += ["reference", "check-f16", *[f"check-{q}" for q in quants]] + (["check-lora"] if options["adapter_gguf"] else [])
+        names += ["reference", "check-f16", *[f"check-{q}" for q in quants]] + (
+            ["check-lora"] if options["adapter_gguf"] else []
+        )
     steps = _Steps(job, names)
     files: list[dict[str, Any]] = []
     report["files"] = files
@@ -305,14 +309,25 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
     def record(rel: str, kind: str, info: dict[str, Any], **extra: Any) -> None:
         path = out / rel
         size = _size(path)
-        entry = {"path": f"{EXPORT_DIR}/{rel}", "kind": kind, "bytes": size, "seconds": info.get("seconds", 0.0), **extra}
+        entry = {
+            "path": f"{EXPORT_DIR}/{rel}",
+            "kind": kind,
+            "bytes": size,
+            "seconds": info.get("seconds", 0.0),
+            **extra,
+        }
         files.append(entry)
         job.log(f"  wrote {entry['path']} ({size / 1e6:.1f} MB in {entry['seconds']:.1f} s)")
 
     # 1. merge
-    steps.start(f"merging the adapter into {source['base_model']}" + (
-        f" (the full-precision original of {source['trained_on']}, the 4-bit base the run trained on)"
-        if source.get("trained_on") else ""))
+    steps.start(
+        f"merging the adapter into {source['base_model']}"
+        + (
+            f" (the full-precision original of {source['trained_on']}, the 4-bit base the run trained on)"
+            if source.get("trained_on")
+            else ""
+        )
+    )
     info = merge.merge_adapter(source["adapter"], source["base_model"], out / "merged")
     record("merged", "hf", info)
     report["steps"]["merge"] = info
@@ -369,8 +384,14 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
         for entry in [f for f in files if f["kind"] in ("gguf", "lora") and f.get("role") != "base"]:
             gguf_name = Path(entry["path"]).name
             if entry["kind"] == "lora":
-                from_name = Path(entry["base_gguf"]).name if entry["base_gguf"].startswith(EXPORT_DIR + "/") else entry["base_gguf"]
-                text = modelfile.render_modelfile(from_name, tokenizer, system or None, adapter_name=gguf_name, frame=frame, comment=comment)
+                from_name = (
+                    Path(entry["base_gguf"]).name
+                    if entry["base_gguf"].startswith(EXPORT_DIR + "/")
+                    else entry["base_gguf"]
+                )
+                text = modelfile.render_modelfile(
+                    from_name, tokenizer, system or None, adapter_name=gguf_name, frame=frame, comment=comment
+                )
             else:
                 text = modelfile.render_modelfile(gguf_name, tokenizer, system or None, frame=frame, comment=comment)
             mf = out / (Path(gguf_name).stem + ".Modelfile")
@@ -385,13 +406,19 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
         steps.start(f"verifying: transformers reference on {len(prompts)} prompts x {verify.N_POSITIONS} positions")
         ref = verify.build_reference(out / "merged", tokenizer, prompts)
         report["verification"] = {
-            "prompts": len(ref.prompts), "positions": verify.N_POSITIONS, "greedy_tokens": verify.N_GREEDY,
-            "reference_seconds": ref.seconds, "checks": [],
+            "prompts": len(ref.prompts),
+            "positions": verify.N_POSITIONS,
+            "greedy_tokens": verify.N_GREEDY,
+            "reference_seconds": ref.seconds,
+            "checks": [],
         }
         steps.finish(step="reference", seconds=ref.seconds)
         failures = []
         targets: list[tuple[Path, str, Path | None, verify.Bounds | None]] = [
-            (out / Path(f["path"]).name, f["type"], None, None) for f in files if f["kind"] == "gguf" and f.get("role") != "base"]
+            (out / Path(f["path"]).name, f["type"], None, None)
+            for f in files
+            if f["kind"] == "gguf" and f.get("role") != "base"
+        ]
         if options["adapter_gguf"] and base_gguf is not None:
             # A GGUF base is the very file the HF base was dequantised from: only compute precision differs.
             b = verify.ADAPTER_ON_GGUF_BASE if base.kind == "gguf" else verify.bounds_for("f16")
@@ -402,7 +429,9 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
                 bounds = verify.Bounds(*overrides[gtype])
             label = f"{path.name} + {lora.name}" if lora else path.name
             steps.start(f"verifying {label} against the merged model")
-            check = verify.check_gguf(path, ref, tokenizer, gtype if gtype != "lora" else "f16", lora=lora, bounds=bounds, threads=threads)
+            check = verify.check_gguf(
+                path, ref, tokenizer, gtype if gtype != "lora" else "f16", lora=lora, bounds=bounds, threads=threads
+            )
             d = check.to_dict()
             d["gguf"] = f"{EXPORT_DIR}/{path.name}" if path.parent == out else str(path)
             d["lora"] = f"{EXPORT_DIR}/{lora.name}" if lora else ""
@@ -412,8 +441,14 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
                 if f["path"] == (d["lora"] or d["gguf"]):
                     f["verified"] = check.passed
             job.log("  " + check.summary())
-            steps.finish(step=f"check-{gtype}", passed=check.passed, top1=d["top1"], mean_kl=d["mean_kl"],
-                         greedy_equal=d["greedy_equal"], seconds=check.seconds)
+            steps.finish(
+                step=f"check-{gtype}",
+                passed=check.passed,
+                top1=d["top1"],
+                mean_kl=d["mean_kl"],
+                greedy_equal=d["greedy_equal"],
+                seconds=check.seconds,
+            )
             if not check.passed:
                 failures.append(f"{label}: {check.reason}")
         if failures:
@@ -489,8 +524,13 @@ def record_export(session_file: SessionFile, job_dir: str | Path) -> dict[str, A
     checks = {c["lora"] or c["gguf"]: c for c in (report.get("verification") or {}).get("checks", [])}
     files = []
     for f in report.get("files") or []:
-        entry = {"path": str(Path(job_dir) / f["path"]), "kind": f.get("kind", ""), "type": f.get("type", f.get("kind", "")),
-                 "bytes": int(f.get("bytes", 0)), "seconds": float(f.get("seconds", 0.0))}
+        entry = {
+            "path": str(Path(job_dir) / f["path"]),
+            "kind": f.get("kind", ""),
+            "type": f.get("type", f.get("kind", "")),
+            "bytes": int(f.get("bytes", 0)),
+            "seconds": float(f.get("seconds", 0.0)),
+        }
         if "verified" in f:
             entry["verified"] = bool(f["verified"])
         if f["path"] in checks:
@@ -498,8 +538,13 @@ def record_export(session_file: SessionFile, job_dir: str | Path) -> dict[str, A
         if f.get("modelfile"):
             entry["modelfile"] = str(Path(job_dir) / f["modelfile"])
         files.append(entry)
-    entry = {"job": Path(job_dir).name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()),
-             "ok": bool(report.get("ok")), "seconds": float(report.get("seconds") or 0.0), "files": files}
+    entry = {
+        "job": Path(job_dir).name,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()),
+        "ok": bool(report.get("ok")),
+        "seconds": float(report.get("seconds") or 0.0),
+        "files": files,
+    }
     if report.get("error"):
         entry["error"] = str(report["error"])
     exports = [e for e in (run.extra.get("exports") or []) if e.get("job") != entry["job"]]
@@ -518,13 +563,18 @@ def format_report(report: dict[str, Any]) -> str:
         + (f" - {report['error']}" if report.get("error") else "")
     )
     if report.get("adapter"):
-        lines.append(f"  adapter {report['adapter']} on {report.get('base_model', '?')}" + (f" (run {report['run']})" if report.get("run") else ""))
+        lines.append(
+            f"  adapter {report['adapter']} on {report.get('base_model', '?')}"
+            + (f" (run {report['run']})" if report.get("run") else "")
+        )
     files = report.get("files") or []
     if files:
         lines.append(f"  {'file':<32} {'type':<8} {'MB':>8} {'s':>6}  verified")
         for f in files:
             verified = {True: "yes", False: "NO"}.get(f.get("verified"), "-")
-            lines.append(f"  {f['path']:<32} {f.get('type', f['kind']):<8} {f['bytes'] / 1e6:>8.1f} {f['seconds']:>6.1f}  {verified}")
+            lines.append(
+                f"  {f['path']:<32} {f.get('type', f['kind']):<8} {f['bytes'] / 1e6:>8.1f} {f['seconds']:>6.1f}  {verified}"
+            )
             if f.get("modelfile"):
                 lines.append(f"  {f['modelfile']:<32} {'Modelfile':<8}")
     ver = report.get("verification")
@@ -550,9 +600,22 @@ def format_report(report: dict[str, Any]) -> str:
 # llama.cpp's quantize tool lists it). An estimate: a model whose widths are not multiples of 256
 # keeps some tensors in a wider type (the bundled 135M model's q4_k_m is 105 MB, not 82 MB).
 BITS_PER_WEIGHT = {
-    "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q6_k": 6.5625, "q5_1": 6.0, "q5_k_m": 5.69, "q5_k_s": 5.54,
-    "q5_0": 5.5, "q4_1": 5.0, "q4_k_m": 4.85, "q4_k_s": 4.58, "q4_0": 4.5, "q3_k_l": 4.27, "q3_k_m": 3.91,
-    "q3_k_s": 3.5, "q2_k": 2.96,
+    "f16": 16.0,
+    "bf16": 16.0,
+    "q8_0": 8.5,
+    "q6_k": 6.5625,
+    "q5_1": 6.0,
+    "q5_k_m": 5.69,
+    "q5_k_s": 5.54,
+    "q5_0": 5.5,
+    "q4_1": 5.0,
+    "q4_k_m": 4.85,
+    "q4_k_s": 4.58,
+    "q4_0": 4.5,
+    "q3_k_l": 4.27,
+    "q3_k_m": 3.91,
+    "q3_k_s": 3.5,
+    "q2_k": 2.96,
 }
 # The types the app's export dialog offers (any type llama.cpp makes can be named on the CLI).
 DIALOG_QUANTS = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k")

@@ -48,8 +48,13 @@ def gpu_states() -> list[GpuState]:
     if not exe:
         return []
     try:
-        out = subprocess.run([exe, "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=15, check=False)
+        out = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.total,memory.free,utilization.gpu", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return []
     if out.returncode != 0:
@@ -87,10 +92,17 @@ def run_need_bytes(run: Any) -> float:
         return float(GIB)
     t = run.training
     try:
-        need = estimate(config, device="cuda", precision=t.precision if t.precision in ("fp32", "fp16") else "bf16",
-                        load_in_4bit=wants_4bit(run), lora_r=run.lora.r, target_modules=list(run.lora.target_modules),
-                        batch_size=t.batch_size, seq_len=t.max_seq_length,
-                        gradient_checkpointing=t.gradient_checkpointing)
+        need = estimate(
+            config,
+            device="cuda",
+            precision=t.precision if t.precision in ("fp32", "fp16") else "bf16",
+            load_in_4bit=wants_4bit(run),
+            lora_r=run.lora.r,
+            target_modules=list(run.lora.target_modules),
+            batch_size=t.batch_size,
+            seq_len=t.max_seq_length,
+            gradient_checkpointing=t.gradient_checkpointing,
+        )
     except ConfigError:
         return float(GIB)
     return float(need.total)
@@ -130,7 +142,11 @@ def queue_ahead(job_dir: Path, devices: str) -> list[str]:
         except (OSError, ValueError):
             continue
         status = jobs.read_status(other)
-        if status.terminal or (status.created or 0.0) >= (me.created or 0.0) or not _shares_gpus(devices, str(theirs.get("devices", ""))):
+        if (
+            status.terminal
+            or (status.created or 0.0) >= (me.created or 0.0)
+            or not _shares_gpus(devices, str(theirs.get("devices", "")))
+        ):
             continue
         events, _ = jobs.read_events(other)
         if any(e.get("event") == "train_begin" for e in events):
@@ -158,8 +174,9 @@ def wait_for_gpus(job: Any, run: Any) -> bool:
     try:
         while True:
             ahead = queue_ahead(Path(job.dir), devices)
-            reason = (f"waiting in the GPU queue behind {', '.join(ahead)}" if ahead
-                      else busy_reason(states, devices, need))
+            reason = (
+                f"waiting in the GPU queue behind {', '.join(ahead)}" if ahead else busy_reason(states, devices, need)
+            )
             if not reason:
                 break
             if not waited:

@@ -198,7 +198,7 @@ OMP_IDLE_BELOW = 0.25  # logical CPUs of other work under which the machine coun
 
 
 def auto_omp_wait_policy(others: float | None = None) -> str:
-    """"ACTIVE" when other processes leave the cores idle, else "PASSIVE"."""
+    """ "ACTIVE" when other processes leave the cores idle, else "PASSIVE"."""
     if others is None:
         others = other_cpu_use()
     return "ACTIVE" if others is not None and others < OMP_IDLE_BELOW else "PASSIVE"
@@ -244,9 +244,17 @@ def auto_micro_batch(effective: int, cap: int, fits: Any = None, precision_for: 
     return 1
 
 
-def resolve_device(precision: str, optimizer: str, num_threads: int, batch_size: int | str = 2,
-                   load_in_4bit: bool = False, *, grad_accum: int = 1, fits: Any = None,
-                   others: float | None = None) -> Device:
+def resolve_device(
+    precision: str,
+    optimizer: str,
+    num_threads: int,
+    batch_size: int | str = 2,
+    load_in_4bit: bool = False,
+    *,
+    grad_accum: int = 1,
+    fits: Any = None,
+    others: float | None = None,
+) -> Device:
     """Turn the spec's "auto" settings into what this machine will run.
 
     `batch_size = "auto"` keeps the effective batch `AUTO_BASE_MICRO_BATCH x grad_accum`
@@ -269,12 +277,16 @@ def resolve_device(precision: str, optimizer: str, num_threads: int, batch_size:
             from sessions.run_spec import AUTO_BASE_MICRO_BATCH
 
             micro = max(m for m in divisors_desc(effective) if m <= AUTO_BASE_MICRO_BATCH)
-            notes.append(f"micro-batch auto: {micro} x accumulation {effective // micro} (effective batch {effective}; "
-                         f"the base model's config.json cannot be read yet to size it for the GPU)")
+            notes.append(
+                f"micro-batch auto: {micro} x accumulation {effective // micro} (effective batch {effective}; "
+                f"the base model's config.json cannot be read yet to size it for the GPU)"
+            )
         elif batch_size == "auto":
             micro = auto_micro_batch(effective, GPU_MAX_AUTO_MICRO_BATCH, fits, lambda m: precision)
-            notes.append(f"micro-batch auto: {micro} x accumulation {effective // micro} (effective batch {effective}; "
-                         f"the largest that divides it and fits the GPU's free memory)")
+            notes.append(
+                f"micro-batch auto: {micro} x accumulation {effective // micro} (effective batch {effective}; "
+                f"the largest that divides it and fits the GPU's free memory)"
+            )
         else:
             micro = int(batch_size)
         return Device("cuda", count, precision, optimizer, 0, micro, effective // micro, tuple(notes))
@@ -287,15 +299,23 @@ def resolve_device(precision: str, optimizer: str, num_threads: int, batch_size:
 
     if batch_size == "auto":
         micro = auto_micro_batch(effective, CPU_MAX_AUTO_MICRO_BATCH, fits, cpu_precision)
-        notes.append(f"micro-batch auto: {micro} x accumulation {effective // micro} (effective batch {effective}; "
-                     f"the largest up to {CPU_MAX_AUTO_MICRO_BATCH} that divides it and fits in RAM)")
+        notes.append(
+            f"micro-batch auto: {micro} x accumulation {effective // micro} (effective batch {effective}; "
+            f"the largest up to {CPU_MAX_AUTO_MICRO_BATCH} that divides it and fits in RAM)"
+        )
     else:
         micro = int(batch_size)
     if precision == "auto":
         chosen = cpu_precision(micro)
-        why = ("the CPU has bf16 matmul hardware (" + ("AMX" if "amx_bf16" in cpu_flags() else "AVX512-BF16")
-               + f") and the micro-batch is >= {CPU_BF16_MIN_MICRO_BATCH}") if chosen == "bf16" else (
-            f"bf16 autocast pays only with AMX/AVX512-BF16 and micro-batches >= {CPU_BF16_MIN_MICRO_BATCH}")
+        why = (
+            (
+                "the CPU has bf16 matmul hardware ("
+                + ("AMX" if "amx_bf16" in cpu_flags() else "AVX512-BF16")
+                + f") and the micro-batch is >= {CPU_BF16_MIN_MICRO_BATCH}"
+            )
+            if chosen == "bf16"
+            else (f"bf16 autocast pays only with AMX/AVX512-BF16 and micro-batches >= {CPU_BF16_MIN_MICRO_BATCH}")
+        )
         notes.append(f"precision auto: {chosen} ({why})")
         precision = chosen
     if optimizer == "auto":
@@ -328,9 +348,17 @@ def memory_fits(run: Any, device_kind: str) -> Any:
 
     def fits(micro: int, precision: str) -> bool:
         try:
-            need = me.estimate(config, device=device_kind, precision=precision, load_in_4bit=wants_4bit(run),
-                               lora_r=run.lora.r, target_modules=list(run.lora.target_modules), batch_size=micro,
-                               seq_len=t.max_seq_length, gradient_checkpointing=t.gradient_checkpointing)
+            need = me.estimate(
+                config,
+                device=device_kind,
+                precision=precision,
+                load_in_4bit=wants_4bit(run),
+                lora_r=run.lora.r,
+                target_modules=list(run.lora.target_modules),
+                batch_size=micro,
+                seq_len=t.max_seq_length,
+                gradient_checkpointing=t.gradient_checkpointing,
+            )
         except me.ConfigError:
             return True
         return need.total * factor <= room
@@ -354,8 +382,9 @@ def checkpoint_micro_batch(checkpoint: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def resolve_for(run: Any, load_in_4bit: bool | None = None, others: float | None = None,
-                resume_from: Any = None) -> Device:
+def resolve_for(
+    run: Any, load_in_4bit: bool | None = None, others: float | None = None, resume_from: Any = None
+) -> Device:
     """`resolve_device` for a sessions.model.RunSpec on this machine (memory checked for an
     automatic micro-batch; a rank of a multi-GPU run takes the split its launcher chose; a
     resumed run keeps its checkpoint's split, so the data order and schedule go on unchanged)."""
@@ -366,20 +395,37 @@ def resolve_for(run: Any, load_in_4bit: bool | None = None, others: float | None
     t = run.training
     four = wants_4bit(run) if load_in_4bit is None else load_in_4bit
     fits = memory_fits(run, "cuda" if cuda_count() else "cpu") if t.batch_size == "auto" else None
-    device = resolve_device(t.precision, t.optimizer, t.num_threads, t.batch_size, four,
-                            grad_accum=t.grad_accum, fits=fits, others=others)
+    device = resolve_device(
+        t.precision, t.optimizer, t.num_threads, t.batch_size, four, grad_accum=t.grad_accum, fits=fits, others=others
+    )
     kept = checkpoint_micro_batch(resume_from) if resume_from is not None and t.batch_size == "auto" else None
     effective = device.batch_size * device.grad_accum
     if kept and effective % kept == 0 and kept != device.batch_size:
-        device = dataclasses.replace(device, batch_size=kept, grad_accum=effective // kept, notes=tuple(
-            f"micro-batch auto: {kept} x accumulation {effective // kept} (kept from the checkpoint it resumes)"
-            if n.startswith("micro-batch auto") else n for n in device.notes))
+        device = dataclasses.replace(
+            device,
+            batch_size=kept,
+            grad_accum=effective // kept,
+            notes=tuple(
+                f"micro-batch auto: {kept} x accumulation {effective // kept} (kept from the checkpoint it resumes)"
+                if n.startswith("micro-batch auto")
+                else n
+                for n in device.notes
+            ),
+        )
     given = os.environ.get(RESOLVED_BATCH_ENV, "")
     if t.batch_size == "auto" and "LOCAL_RANK" in os.environ and given:
         micro, accum = (int(x) for x in given.split("x"))
-        device = dataclasses.replace(device, batch_size=micro, grad_accum=accum, notes=tuple(
-            f"micro-batch auto: {micro} x accumulation {accum} (chosen by the launcher for every rank)"
-            if n.startswith("micro-batch auto") else n for n in device.notes))
+        device = dataclasses.replace(
+            device,
+            batch_size=micro,
+            grad_accum=accum,
+            notes=tuple(
+                f"micro-batch auto: {micro} x accumulation {accum} (chosen by the launcher for every rank)"
+                if n.startswith("micro-batch auto")
+                else n
+                for n in device.notes
+            ),
+        )
     return device
 
 
@@ -412,7 +458,9 @@ def machine_problems(backend: str, precision: str, optimizer: str, load_in_4bit:
             problems.append("training.load_in_4bit needs a CUDA GPU (bitsandbytes); set it to false on a CPU.")
     if backend == "hf" and gpus:
         if optimizer in ("adamw_8bit", "paged_adamw_8bit") and not bitsandbytes_available():
-            problems.append(f"training.optimizer is {optimizer}, which needs bitsandbytes; install it or use adamw_torch.")
+            problems.append(
+                f"training.optimizer is {optimizer}, which needs bitsandbytes; install it or use adamw_torch."
+            )
         if load_in_4bit and not bitsandbytes_available():
             problems.append("training.load_in_4bit needs bitsandbytes; install it or set load_in_4bit = false.")
         if precision == "bf16" and not cuda_bf16():

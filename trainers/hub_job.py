@@ -32,14 +32,16 @@ def hub_workspace() -> Path:
     return cache_root() / "hub"
 
 
-def create_pull_job(repo_id: str, repo_type: str = "model", revision: str | None = None,
-                    workspace: str | os.PathLike[str] | None = None) -> Path:
+def create_pull_job(
+    repo_id: str, repo_type: str = "model", revision: str | None = None, workspace: str | os.PathLike[str] | None = None
+) -> Path:
     """A queued pull job (start it with `jobs.start_job`, or run it with `run_inline`)."""
     spec = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision or None}
     short = repo_id.rsplit("/", 1)[-1].lower()
     prefix = "".join(c if c.isalnum() else "-" for c in short)[:24].strip("-") or "repo"
-    return jobs.create_job(workspace or hub_workspace(), KIND, spec, worker=WORKER,
-                           job_id=jobs.new_job_id(f"pull-{prefix}"))
+    return jobs.create_job(
+        workspace or hub_workspace(), KIND, spec, worker=WORKER, job_id=jobs.new_job_id(f"pull-{prefix}")
+    )
 
 
 def available_models(session: Session | None = None) -> list[ModelChoice]:
@@ -57,7 +59,9 @@ def available_models(session: Session | None = None) -> list[ModelChoice]:
                     continue
                 for f in entry.get("files") or []:
                     if f.get("kind") in ("hf", "gguf") and f.get("path"):
-                        exports.append((f["path"], f"run {r.id}, {f.get('type') or f['kind']} ({entry.get('job', '')})"))
+                        exports.append(
+                            (f["path"], f"run {r.id}, {f.get('type') or f['kind']} ({entry.get('job', '')})")
+                        )
     return list_models(named, exports)
 
 
@@ -70,8 +74,14 @@ def run(job: jobs.JobReporter) -> None:
         job.progress(0, None, "asking the Hub")
         plan = plan_pull(repo_id, revision, repo_type)
         job.log(f"{repo_id}@{plan.commit}: {len(plan.files)} files, {plan.total_bytes / 2**20:.1f} MiB")
-        job.event(event="pull_plan", repo_id=repo_id, repo_type=repo_type, commit=plan.commit,
-                  files=[p for p, _ in plan.files], bytes=plan.total_bytes)
+        job.event(
+            event="pull_plan",
+            repo_id=repo_id,
+            repo_type=repo_type,
+            commit=plan.commit,
+            files=[p for p, _ in plan.files],
+            bytes=plan.total_bytes,
+        )
 
         def on_progress(done: int, total: int, path: str) -> None:
             if job.cancelled:

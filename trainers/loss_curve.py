@@ -66,7 +66,7 @@ def smooth(values: Sequence[float], window: int) -> list[float]:
     half = max(window, 1) // 2
     out = []
     for i in range(len(values)):
-        part = values[max(0, i - half): i + half + 1]
+        part = values[max(0, i - half) : i + half + 1]
         out.append(sum(part) / len(part))
     return out
 
@@ -96,13 +96,17 @@ class LossSummary:
             if self.steps == 1:
                 parts.append(f"loss {f.format(self.first)} (one logged step)")
             else:
-                parts.append(f"loss {f.format(self.first)} -> {f.format(self.last)} (mean of the first/last "
-                             f"{self.window} of {self.steps} logged steps)")
+                parts.append(
+                    f"loss {f.format(self.first)} -> {f.format(self.last)} (mean of the first/last "
+                    f"{self.window} of {self.steps} logged steps)"
+                )
         if self.eval_points == 1:
             parts.append(f"eval loss {f.format(self.eval_last)} (step {self.eval_last_step})")
         elif self.eval_points > 1:
-            parts.append(f"eval loss {f.format(self.eval_first)} -> {f.format(self.eval_last)} "
-                         f"(steps {self.eval_first_step} -> {self.eval_last_step})")
+            parts.append(
+                f"eval loss {f.format(self.eval_first)} -> {f.format(self.eval_last)} "
+                f"(steps {self.eval_first_step} -> {self.eval_last_step})"
+            )
         return ", ".join(parts) or "no loss logged"
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +117,7 @@ def loss_summary(train: Sequence[Point], evals: Sequence[Point] = ()) -> LossSum
     """Window means of the train loss and the first and last eval loss (see the module's docstring)."""
     n = len(train)
     w = summary_window(n)
-    head, tail = list(train[:w]), list(train[n - w:]) if w else []
+    head, tail = list(train[:w]), list(train[n - w :]) if w else []
     return LossSummary(
         steps=n,
         window=w,
@@ -134,8 +138,14 @@ def summary_of_events(events: Iterable[dict[str, Any]]) -> LossSummary:
     return loss_summary(*loss_points(events))
 
 
-def loss_chart_text(train: Sequence[Point], evals: Sequence[Point] = (), width: int = 64, height: int = 14,
-                    title: str = "loss", smoothed: bool = True) -> str:
+def loss_chart_text(
+    train: Sequence[Point],
+    evals: Sequence[Point] = (),
+    width: int = 64,
+    height: int = 14,
+    title: str = "loss",
+    smoothed: bool = True,
+) -> str:
     """Train (and eval) loss against step as a plotext text chart for terminals and logs: the raw
     points as dots, the smoothed line over them, eval loss as crosses; "" with nothing to draw."""
     if not train:

@@ -52,8 +52,15 @@ class Shape:
     def projection_dims(self) -> dict[str, tuple[int, int]]:
         hd = self.head_dim or self.hidden // max(1, self.heads)
         h, q, kv, i = self.hidden, self.heads * hd, self.kv_heads * hd, self.intermediate
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
 
 class ConfigError(ValueError):
@@ -114,14 +121,28 @@ class MemoryNeed:
         return self.weights + self.lora + self.activations + self.logits + self.overhead
 
     def breakdown(self) -> str:
-        parts = (("weights", self.weights), ("LoRA + optimizer", self.lora), ("activations", self.activations),
-                 ("logits", self.logits), ("overhead", self.overhead))
+        parts = (
+            ("weights", self.weights),
+            ("LoRA + optimizer", self.lora),
+            ("activations", self.activations),
+            ("logits", self.logits),
+            ("overhead", self.overhead),
+        )
         return ", ".join(f"{name} {v / GIB:.1f}" for name, v in parts) + " GiB"
 
 
-def estimate(config: dict[str, Any], *, device: str = "cpu", precision: str = "fp32", load_in_4bit: bool = False,
-             lora_r: int = 16, target_modules: list[str] | None = None, batch_size: int = 2, seq_len: int = 512,
-             gradient_checkpointing: bool = False) -> MemoryNeed:
+def estimate(
+    config: dict[str, Any],
+    *,
+    device: str = "cpu",
+    precision: str = "fp32",
+    load_in_4bit: bool = False,
+    lora_r: int = 16,
+    target_modules: list[str] | None = None,
+    batch_size: int = 2,
+    seq_len: int = 512,
+    gradient_checkpointing: bool = False,
+) -> MemoryNeed:
     """Bytes a LoRA run needs, roughly. `device` "cpu" | "cuda"; `precision` "fp32" | "bf16" | "fp16".
 
     On a CPU bf16 is autocast over fp32 weights, so the weights stay 4 bytes; on a GPU 16-bit
@@ -146,8 +167,18 @@ def estimate(config: dict[str, Any], *, device: str = "cpu", precision: str = "f
     return MemoryNeed(params, float(weights), float(lora), float(activations), float(logits), OVERHEAD.get(device, GIB))
 
 
-def advice(need: MemoryNeed, total: float, free: float | None, where: str, *, load_in_4bit: bool, batch_size: int,
-           seq_len: int, gradient_checkpointing: bool, can_4bit: bool) -> tuple[str, str] | None:
+def advice(
+    need: MemoryNeed,
+    total: float,
+    free: float | None,
+    where: str,
+    *,
+    load_in_4bit: bool,
+    batch_size: int,
+    seq_len: int,
+    gradient_checkpointing: bool,
+    can_4bit: bool,
+) -> tuple[str, str] | None:
     """(level, one sentence) when the run will not fit ("error": over the device's total) or may
     not ("warning": over what is free now); None when it fits. The sentence says what to change."""
     if need.total <= (free if free is not None else total):
@@ -163,18 +194,28 @@ def advice(need: MemoryNeed, total: float, free: float | None, where: str, *, lo
         fixes.append("training.gradient_checkpointing = true")
     fix = "; try " + ", ".join(fixes) if fixes else "; pick a smaller base model"
     if need.total > total:
-        return ("error", f"this run needs about {need.total / GIB:.1f} GiB ({need.breakdown()}) but {where} has "
-                         f"{total / GIB:.1f} GiB{fix}.")
-    return ("warning", f"this run needs about {need.total / GIB:.1f} GiB but only {(free or 0) / GIB:.1f} of "
-                       f"{total / GIB:.1f} GiB of {where} is free now{fix}.")
+        return (
+            "error",
+            f"this run needs about {need.total / GIB:.1f} GiB ({need.breakdown()}) but {where} has "
+            f"{total / GIB:.1f} GiB{fix}.",
+        )
+    return (
+        "warning",
+        f"this run needs about {need.total / GIB:.1f} GiB but only {(free or 0) / GIB:.1f} of "
+        f"{total / GIB:.1f} GiB of {where} is free now{fix}.",
+    )
 
 
 def device_memory(device: str) -> tuple[float, float | None, str]:
     """(total bytes, free bytes or None, a name) of the CPU's RAM or the first GPU."""
     if device == "cuda" and shutil.which("nvidia-smi"):
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total,memory.free,name",
-                                  "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.total,memory.free,name", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             total, free, name = [x.strip() for x in out.stdout.splitlines()[0].split(",", 2)]
             return float(total) * 2**20, float(free) * 2**20, f"the GPU ({name})"
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
@@ -224,14 +265,31 @@ def check_run(run: RunSpec) -> tuple[str, str] | None:
     elif not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         return None  # validation names the bad value
     try:
-        need = estimate(config, device=device, precision=precision, load_in_4bit=four, lora_r=run.lora.r,
-                        target_modules=list(run.lora.target_modules), batch_size=batch,
-                        seq_len=t.max_seq_length, gradient_checkpointing=t.gradient_checkpointing)
+        need = estimate(
+            config,
+            device=device,
+            precision=precision,
+            load_in_4bit=four,
+            lora_r=run.lora.r,
+            target_modules=list(run.lora.target_modules),
+            batch_size=batch,
+            seq_len=t.max_seq_length,
+            gradient_checkpointing=t.gradient_checkpointing,
+        )
     except ConfigError:
         return None
     total, free, where = device_memory(device)
-    return advice(need, total, free, where, load_in_4bit=four, batch_size=batch, seq_len=t.max_seq_length,
-                  gradient_checkpointing=t.gradient_checkpointing, can_4bit=device == "cuda")
+    return advice(
+        need,
+        total,
+        free,
+        where,
+        load_in_4bit=four,
+        batch_size=batch,
+        seq_len=t.max_seq_length,
+        gradient_checkpointing=t.gradient_checkpointing,
+        can_4bit=device == "cuda",
+    )
 
 
 def config_from_file(path: str | Path) -> dict[str, Any]:

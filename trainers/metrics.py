@@ -84,8 +84,15 @@ class RunMetrics:
         "mean_token_accuracy": "token_accuracy",
     }
 
-    def __init__(self, job: Reporter, max_steps: int, start_step: int = 0, elapsed_before: float = 0.0,
-                 tokens_before: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        job: Reporter,
+        max_steps: int,
+        start_step: int = 0,
+        elapsed_before: float = 0.0,
+        tokens_before: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.job = job
         self.max_steps = max_steps
         self.start_step = start_step
@@ -134,7 +141,9 @@ class RunMetrics:
             out["gpu_peak_mb"] = round(gpu, 1)
         return out
 
-    def on_log(self, step: int, logs: dict[str, Any], epoch: float | None = None, tokens_seen: int | None = None) -> None:
+    def on_log(
+        self, step: int, logs: dict[str, Any], epoch: float | None = None, tokens_seen: int | None = None
+    ) -> None:
         """One trainer log: a train step, an evaluation, or the final summary (ignored here)."""
         if "eval_loss" in logs:
             loss = _finite(logs["eval_loss"])
@@ -217,8 +226,9 @@ def _all_ranks_agree(stop: bool) -> bool:
     return bool(flag.item())
 
 
-def make_callback(metrics: RunMetrics, should_stop: Callable[[], bool],
-                  on_step: Callable[[int], None] | None = None) -> Any:
+def make_callback(
+    metrics: RunMetrics, should_stop: Callable[[], bool], on_step: Callable[[int], None] | None = None
+) -> Any:
     """A transformers `TrainerCallback` feeding `metrics` and stopping on cancel (checkpoint first).
 
     `on_step(global_step)` runs after every optimizer step (the CPU thread governor uses it).

@@ -39,7 +39,9 @@ class DatasetFile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetFile:
-        return cls(id=str(d["id"]), format=str(d.get("format", "")), path=str(d["path"]), heldout=str(d.get("heldout", "")))
+        return cls(
+            id=str(d["id"]), format=str(d.get("format", "")), path=str(d["path"]), heldout=str(d.get("heldout", ""))
+        )
 
 
 @dataclass
@@ -72,7 +74,9 @@ def read_jsonl(path: str | Path, dataset_id: str, required: bool = True) -> list
     except JsonlLineError as e:
         raise RunDataError(str(e)) from None
     if required and not records:
-        raise RunDataError(f"dataset {dataset_id!r} is empty ({path} has no records); build it again or remove it from the run.")
+        raise RunDataError(
+            f"dataset {dataset_id!r} is empty ({path} has no records); build it again or remove it from the run."
+        )
     return records
 
 
@@ -153,20 +157,22 @@ def _render(tokenizer: Any, shape: str, rec: dict[str, Any]) -> dict[str, str]:
             "the chat template renders a conversation's prompt differently from the whole conversation, so "
             "chats cannot be mixed with text datasets for this model; train them in separate runs."
         )
-    completion = full[len(prompt):]
+    completion = full[len(prompt) :]
     eos = getattr(tokenizer, "eos_token", None) or ""
     if eos and completion.rstrip("\n").endswith(eos):
         completion = completion.rstrip("\n")  # TRL appends EOS to a completion that lacks it
     return {"prompt": prompt, "completion": completion}
 
 
-def _convert(pairs: list[tuple[str, dict]], tokenizer: Any, completion_only: bool) -> tuple[list[dict], str, bool, bool, list[str]]:
+def _convert(
+    pairs: list[tuple[str, dict]], tokenizer: Any, completion_only: bool
+) -> tuple[list[dict], str, bool, bool, list[str]]:
     shapes = {s for s, _ in pairs}
     notes: list[str] = []
     if not pairs:
         return [], "", False, False, notes
     if "preference" in shapes:
-        raise RunDataError("preference pairs (tailoring_dpo) train with method = \"dpo\", not sft.")
+        raise RunDataError('preference pairs (tailoring_dpo) train with method = "dpo", not sft.')
     if shapes == {"messages"}:
         records = [r for _, r in pairs]
         if not completion_only:
@@ -192,7 +198,9 @@ def _convert(pairs: list[tuple[str, dict]], tokenizer: Any, completion_only: boo
     return [_render(tokenizer, s, r) for s, r in pairs], "prompt_completion", completion_only, False, notes
 
 
-def prepare_sft(datasets: list[DatasetFile], tokenizer: Any, completion_only: bool, with_eval: bool = True) -> PreparedData:
+def prepare_sft(
+    datasets: list[DatasetFile], tokenizer: Any, completion_only: bool, with_eval: bool = True
+) -> PreparedData:
     """Train (and held-out) records for SFTTrainer in one shape, with the masking to use."""
     train_pairs, heldout_pairs = load_records(datasets)
     records, shape, c_only, a_only, notes = _convert(train_pairs, tokenizer, completion_only)
@@ -212,7 +220,9 @@ def prepare_dpo(datasets: list[DatasetFile], with_eval: bool = True) -> Prepared
     train_pairs, heldout_pairs = load_records(datasets)
     wrong = {s for s, _ in train_pairs} - {"preference"}
     if wrong:
-        raise RunDataError(f"method dpo needs preference records (prompt/chosen/rejected), but got {', '.join(sorted(wrong))}.")
+        raise RunDataError(
+            f"method dpo needs preference records (prompt/chosen/rejected), but got {', '.join(sorted(wrong))}."
+        )
     eval_records = [r for s, r in heldout_pairs if s == "preference"] if with_eval else []
     return PreparedData([r for _, r in train_pairs], eval_records, "preference")
 
@@ -230,11 +240,13 @@ def to_openai_chat(datasets: list[DatasetFile], method: str) -> list[dict[str, A
             def _out(x: Any) -> list[dict[str, str]]:
                 return x if isinstance(x, list) else [{"role": "assistant", "content": str(x).strip()}]
 
-            out.append({
-                "input": {"messages": prompt},
-                "preferred_output": _out(rec["chosen"]),
-                "non_preferred_output": _out(rec["rejected"]),
-            })
+            out.append(
+                {
+                    "input": {"messages": prompt},
+                    "preferred_output": _out(rec["chosen"]),
+                    "non_preferred_output": _out(rec["rejected"]),
+                }
+            )
             continue
         messages = to_messages(rec)
         if messages is None:

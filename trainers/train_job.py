@@ -67,18 +67,23 @@ def job_spec(session: Session, workspace: Path, run_id: str, session_path: str =
     for ds_id in run.datasets:
         ds = session.dataset(ds_id)
         assert ds is not None  # validate() checked the ids
-        datasets.append({
-            "id": ds.id, "format": ds.format,
-            "path": str(dataset_path(workspace, ds.id).resolve()),
-            "heldout": str(heldout_path(workspace, ds.id).resolve()),
-        })
+        datasets.append(
+            {
+                "id": ds.id,
+                "format": ds.format,
+                "path": str(dataset_path(workspace, ds.id).resolve()),
+                "heldout": str(heldout_path(workspace, ds.id).resolve()),
+            }
+        )
     return {"run": run_to_dict(run), "datasets": datasets, "session": session_path}
 
 
 def create_train_job(session_file: SessionFile, run_id: str, job_id: str | None = None) -> Path:
     """Validate run `run_id` of a `sessions.store.SessionFile` and create its (queued) job."""
     spec = job_spec(session_file.session, session_file.workspace, run_id, str(session_file.path))
-    return jobs.create_job(session_file.workspace, "train", spec, job_id=job_id or jobs.new_job_id(f"train-{run_id}"[:40]))
+    return jobs.create_job(
+        session_file.workspace, "train", spec, job_id=job_id or jobs.new_job_id(f"train-{run_id}"[:40])
+    )
 
 
 def resume_train_job(job_dir: str | os.PathLike[str], detach: bool = True) -> int | jobs.JobStatus:
@@ -97,8 +102,9 @@ def read_result(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
 
 
-def remote_engine(workspace: str | os.PathLike[str], run_id: str,
-                  statuses: list[jobs.JobStatus] | None = None) -> dict[str, Any] | None:
+def remote_engine(
+    workspace: str | os.PathLike[str], run_id: str, statuses: list[jobs.JobStatus] | None = None
+) -> dict[str, Any] | None:
     """The engine a finished remote run made (the openai backend's fine-tuned model), newest
     first; None when the run has none. Local runs leave an adapter instead (export_job).
     `statuses`: the workspace's jobs when the caller has listed them already."""
@@ -108,8 +114,12 @@ def remote_engine(workspace: str | os.PathLike[str], run_id: str,
         result = read_result(status.dir) or {}
         engine = result.get("engine")
         # A local run records its adapter as a transformers engine: only an endpoint's model is remote.
-        if (result.get("run") == run_id and isinstance(engine, dict) and engine.get("model")
-                and engine.get("kind", "openai") == "openai"):
+        if (
+            result.get("run") == run_id
+            and isinstance(engine, dict)
+            and engine.get("model")
+            and engine.get("kind", "openai") == "openai"
+        ):
             return engine
     return None
 
@@ -117,8 +127,13 @@ def remote_engine(workspace: str | os.PathLike[str], run_id: str,
 def remote_engine_spec(engine: dict[str, Any], engine_id: str) -> EngineSpec:
     """The session engine for a remote run's result: its endpoint and the *name* of the key's
     variable, never a key."""
-    return EngineSpec(id=engine_id, kind="openai", model=str(engine["model"]),
-                      base_url=str(engine.get("base_url") or ""), api_key_env=str(engine.get("api_key_env") or ""))
+    return EngineSpec(
+        id=engine_id,
+        kind="openai",
+        model=str(engine["model"]),
+        base_url=str(engine.get("base_url") or ""),
+        api_key_env=str(engine.get("api_key_env") or ""),
+    )
 
 
 def record_remote_engine(session_file: SessionFile, job_dir: str | os.PathLike[str]) -> str | None:
@@ -151,7 +166,9 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
     return out
 
 
-def explain(exc: BaseException, run_id: str, batch_size: int | str, max_seq_length: int, checkpoints_dir: Path) -> str | None:
+def explain(
+    exc: BaseException, run_id: str, batch_size: int | str, max_seq_length: int, checkpoints_dir: Path
+) -> str | None:
     """One sentence for a failure a person can act on, or None for an unexpected one."""
     from engines.base import EngineError
     from trainers.backends.hf import last_checkpoint
@@ -163,19 +180,28 @@ def explain(exc: BaseException, run_id: str, batch_size: int | str, max_seq_leng
     last = last_checkpoint(checkpoints_dir)
     kept = (
         f"; {last.name} in {checkpoints_dir} is intact, so resuming continues from there"
-        if last else "; no checkpoint had been saved yet"
+        if last
+        else "; no checkpoint had been saved yet"
     )
     for e in chain:
         text = str(e).lower()
         name = type(e).__name__
-        if isinstance(e, MemoryError) or name == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text:
+        if (
+            isinstance(e, MemoryError)
+            or name == "OutOfMemoryError"
+            or "out of memory" in text
+            or "can't allocate memory" in text
+        ):
             return (
                 f"run {run_id!r} ran out of memory with training.batch_size "
                 f"{'auto (the micro-batch in the job log)' if batch_size == 'auto' else batch_size} and max_seq_length "
                 f"{max_seq_length}; lower one of them (or raise grad_accum) and resume the job{kept}."
             )
-        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)) or \
-                "no space left on device" in text or "file write failed" in text:
+        if (
+            (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+            or "no space left on device" in text
+            or "file write failed" in text
+        ):
             where = getattr(e, "filename", None) or "a checkpoint"
             return f"the disk is full: writing {where} failed; free some space and resume the job{kept}."
     return None
@@ -221,8 +247,12 @@ def _context(job: jobs.JobReporter | RankReporter, rank: int = 0) -> TrainContex
 
 def _write_result(job_dir: Path, outcome: TrainOutcome, run_id: str) -> None:
     result = {
-        "run": run_id, "state": outcome.state, "step": outcome.step, "adapter": outcome.adapter,
-        "engine": outcome.engine, "summary": outcome.summary,
+        "run": run_id,
+        "state": outcome.state,
+        "step": outcome.step,
+        "adapter": outcome.adapter,
+        "engine": outcome.engine,
+        "summary": outcome.summary,
     }
     atomic_write(job_dir / RESULT_FILE, json.dumps(result, indent=1) + "\n", backup=False, fsync=False)
 
@@ -271,15 +301,27 @@ def run(job: jobs.JobReporter) -> None:
         from trainers.hardware import resolve_for
 
         device = resolve_for(ctx.run, others=0.0, resume_from=ctx.resume_from)  # threads: not a result, not measured
-        settings["resolved"] = {"device": device.kind, "batch_size": device.batch_size,
-                                "grad_accum": device.grad_accum, "precision": device.precision,
-                                "optimizer": device.optimizer}
+        settings["resolved"] = {
+            "device": device.kind,
+            "batch_size": device.batch_size,
+            "grad_accum": device.grad_accum,
+            "precision": device.precision,
+            "optimizer": device.optimizer,
+        }
         if omp:
             settings["resolved"]["omp_wait_policy"] = omp
     if omp:
-        job.log(f"OMP_WAIT_POLICY auto: {omp} ({'the cores were idle of other work' if omp == 'ACTIVE' else 'other work shares the cores'})")
-    write_manifest(job, models={"base": ctx.run.base_model}, resolve=resolve_model, seed=ctx.run.training.seed,
-                   settings=settings, datasets={f"{d.id}{tag}": p for d in ctx.datasets for tag, p in (("", d.path), (" heldout", d.heldout)) if p})
+        job.log(
+            f"OMP_WAIT_POLICY auto: {omp} ({'the cores were idle of other work' if omp == 'ACTIVE' else 'other work shares the cores'})"
+        )
+    write_manifest(
+        job,
+        models={"base": ctx.run.base_model},
+        resolve=resolve_model,
+        seed=ctx.run.training.seed,
+        settings=settings,
+        datasets={f"{d.id}{tag}": p for d in ctx.datasets for tag, p in (("", d.path), (" heldout", d.heldout)) if p},
+    )
 
     if ctx.run.backend in ("hf", "unsloth"):
         from trainers.gpus import wait_for_gpus
@@ -293,9 +335,11 @@ def run(job: jobs.JobReporter) -> None:
         outcome = _launch_distributed(job, ctx, processes, on_cpu=gpus == 0)
     else:
         outcome = train(ctx)
-    job.log(f"training {outcome.state} at step {outcome.step}"
-            + (f"; adapter in {outcome.adapter}" if outcome.adapter else "")
-            + (f"; model {outcome.engine.get('model')}" if outcome.engine else ""))
+    job.log(
+        f"training {outcome.state} at step {outcome.step}"
+        + (f"; adapter in {outcome.adapter}" if outcome.adapter else "")
+        + (f"; model {outcome.engine.get('model')}" if outcome.engine else "")
+    )
     if outcome.state == "finished" or outcome.adapter or outcome.engine:
         _write_result(ctx.job_dir, outcome, ctx.run.id)
         job.event(event="result", state=outcome.state, adapter=outcome.adapter, engine=outcome.engine)
@@ -321,9 +365,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def accelerate_command(job_dir: str | os.PathLike[str], num_processes: int, precision: str,
-                       config_file: str = "", python: str = sys.executable, on_cpu: bool = False,
-                       port: int = 0) -> list[str]:
+def accelerate_command(
+    job_dir: str | os.PathLike[str],
+    num_processes: int,
+    precision: str,
+    config_file: str = "",
+    python: str = sys.executable,
+    on_cpu: bool = False,
+    port: int = 0,
+) -> list[str]:
     """The `accelerate launch` command that runs one rank worker per process.
 
     With a config file (multi-node, DeepSpeed, FSDP) accelerate takes the topology from it; without
@@ -354,8 +404,9 @@ def _launch_distributed(job: jobs.JobReporter, ctx: TrainContext, processes: int
     # and free GPU memory is best read before any rank has loaded a model.
     os.environ[RESOLVED_BATCH_ENV] = f"{device.batch_size}x{device.grad_accum}"
     config = "" if on_cpu else ctx.run.training.accelerate_config
-    cmd = accelerate_command(ctx.job_dir, processes, device.precision, config, on_cpu=on_cpu,
-                             port=0 if config else free_port())
+    cmd = accelerate_command(
+        ctx.job_dir, processes, device.precision, config, on_cpu=on_cpu, port=0 if config else free_port()
+    )
     line = shlex.join(cmd)
     (ctx.job_dir / LAUNCH_FILE).write_text(line + "\n", encoding="utf-8")
     where = f"{processes} CPU processes (gloo)" if on_cpu else f"{processes} GPUs"
@@ -366,8 +417,9 @@ def _launch_distributed(job: jobs.JobReporter, ctx: TrainContext, processes: int
     # A session of its own: a cancel's SIGTERM to this worker's group must not kill the ranks
     # before they checkpoint; the cancel file below stops them in order instead.
     with open(ctx.job_dir / jobs.LOG_FILE, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     jobs.register_child_group(ctx.job_dir, proc.pid)
     offset = 0
     try:
@@ -377,7 +429,9 @@ def _launch_distributed(job: jobs.JobReporter, ctx: TrainContext, processes: int
             events, offset = jobs.read_events(ctx.job_dir, offset)
             for e in events:
                 if e.get("event") == "step":
-                    job.progress(e.get("step", 0), e.get("max_steps") or None, f"step {e.get('step')} loss {e.get('loss')}")
+                    job.progress(
+                        e.get("step", 0), e.get("max_steps") or None, f"step {e.get('step')} loss {e.get('loss')}"
+                    )
             time.sleep(1.0)
     finally:
         if proc.poll() is None:  # this worker is leaving (an error, a second Ctrl-C): take the ranks along
@@ -392,7 +446,9 @@ def _launch_distributed(job: jobs.JobReporter, ctx: TrainContext, processes: int
         data = json.loads(rank0.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         tail = jobs.log_tail(ctx.job_dir, 1).strip()
-        raise RunError(f"the distributed run exited with code {proc.returncode} without a result; last log line: {tail}") from None
+        raise RunError(
+            f"the distributed run exited with code {proc.returncode} without a result; last log line: {tail}"
+        ) from None
     if data.get("error"):
         raise RunError(data["error"])
     return TrainOutcome(**{k: data[k] for k in ("state", "step", "adapter", "engine", "summary") if k in data})
@@ -430,8 +486,13 @@ def rank_worker(job_dir: Path) -> int:
     try:
         ctx = _context(reporter, rank=rank)
         outcome = train(ctx)
-        result = {"state": outcome.state, "step": outcome.step, "adapter": outcome.adapter,
-                  "engine": outcome.engine, "summary": outcome.summary}
+        result = {
+            "state": outcome.state,
+            "step": outcome.step,
+            "adapter": outcome.adapter,
+            "engine": outcome.engine,
+            "summary": outcome.summary,
+        }
     except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the job
         result = {"error": jobs._one_sentence(e)}
     if rank == 0:

@@ -77,9 +77,11 @@ def render(record: dict) -> str:
 def write_samples(records: dict[str, list[dict]], folder: Path) -> None:
     for fmt, recs in records.items():
         picked = random.Random(0).sample(recs, SAMPLES)
-        body = [f"# {fmt}: {SAMPLES} template examples for the demo persona\n",
-                f"A fixed-seed sample of the {SIZE} examples the demo session builds (seed {SEED}); "
-                "regenerate with `PYTHONPATH=. python docs/samples/measure.py --write-samples`.\n"]
+        body = [
+            f"# {fmt}: {SAMPLES} template examples for the demo persona\n",
+            f"A fixed-seed sample of the {SIZE} examples the demo session builds (seed {SEED}); "
+            "regenerate with `PYTHONPATH=. python docs/samples/measure.py --write-samples`.\n",
+        ]
         for k, r in enumerate(picked, 1):
             body.append(f"## {k}\n\n{render(r)}\n")
         (folder / f"{fmt}.md").write_text("\n".join(body), encoding="utf-8")
@@ -97,8 +99,10 @@ def main() -> None:
     for name in names:
         persona = personas[name]()
         if args.records:
-            records = {f: [json.loads(ln) for ln in (args.records / f"{f}.jsonl").read_text().splitlines() if ln.strip()]
-                       for f in PERSONA_FORMATS}
+            records = {
+                f: [json.loads(ln) for ln in (args.records / f"{f}.jsonl").read_text().splitlines() if ln.strip()]
+                for f in PERSONA_FORMATS
+            }
         else:
             records = build(persona)
         if args.write_samples and name == "demo":

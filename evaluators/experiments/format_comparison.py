@@ -83,19 +83,41 @@ class FormatComparison:
 
     def state_config(self) -> dict[str, Any]:
         """What must stay the same for a rerun to resume rather than mix two experiments."""
-        keys = ("persona", "size", "steps", "samples", "perplexity_texts", "judge_questions", "max_tokens",
-                "judge", "judge_max_tokens", "seed", "generator", "teacher")
+        keys = (
+            "persona",
+            "size",
+            "steps",
+            "samples",
+            "perplexity_texts",
+            "judge_questions",
+            "max_tokens",
+            "judge",
+            "judge_max_tokens",
+            "seed",
+            "generator",
+            "teacher",
+        )
         return {k: getattr(self, k) for k in keys}
 
 
 # Sizes: the study's own (500 examples; the run's own steps) for a GPU box, and a quick look that
 # finishes on a laptop CPU in minutes.
 GPU = {"size": 500, "steps": 0, "samples": 3, "perplexity_texts": 100, "judge_questions": 0, "max_tokens": 96}
-QUICK = {"size": 40, "steps": 6, "samples": 1, "perplexity_texts": 8, "judge_questions": 3, "max_tokens": 48,
-         "judge_max_tokens": 96, "quants": []}
+QUICK = {
+    "size": 40,
+    "steps": 6,
+    "samples": 1,
+    "perplexity_texts": 8,
+    "judge_questions": 3,
+    "max_tokens": 48,
+    "judge_max_tokens": 96,
+    "quants": [],
+}
 
 
-def preset(persona: str, quick: bool = False, workspace: str | Path | None = None, **overrides: Any) -> FormatComparison:
+def preset(
+    persona: str, quick: bool = False, workspace: str | Path | None = None, **overrides: Any
+) -> FormatComparison:
     """The settings for `persona`: those of the experiment already started under the same id in
     `workspace` (so a bare rerun resumes it), else the GPU preset (or QUICK); then any non-None
     overrides (which must agree with a started experiment's, or it is refused)."""
@@ -160,9 +182,17 @@ def _differences(a: RunSpec, b: RunSpec) -> list[str]:
 def add_specs(exp: Experiment, cfg: FormatComparison, persona: Persona) -> None:
     """The datasets, runs and evaluations of the study, added to the session where missing."""
     for fmt in FORMATS:
-        exp.ensure_dataset(DatasetSpec(id=dataset_id(cfg, fmt), format=fmt, persona=persona.id,
-                                       generator=cfg.generator, size=cfg.size, seed=cfg.seed,
-                                       engine=cfg.teacher if cfg.generator == "llm" else ""))
+        exp.ensure_dataset(
+            DatasetSpec(
+                id=dataset_id(cfg, fmt),
+                format=fmt,
+                persona=persona.id,
+                generator=cfg.generator,
+                size=cfg.size,
+                seed=cfg.seed,
+                engine=cfg.teacher if cfg.generator == "llm" else "",
+            )
+        )
     template = exp.session.run(run_id(cfg, FORMATS[0]))
     if template is None:
         template = RunSpec(id=run_id(cfg, FORMATS[0]), datasets=[dataset_id(cfg, FORMATS[0])])
@@ -186,29 +216,82 @@ def add_specs(exp: Experiment, cfg: FormatComparison, persona: Persona) -> None:
     judge = cfg.judge or BUNDLED
     tag = {"experiment": {"id": cfg.id, "study": STUDY}}
     sampling = {"max_tokens": cfg.max_tokens, "seed": cfg.seed % 100000}
-    exp.ensure_eval(EvalSpec(id=f"{cfg.id}-traits", kind="traits", models=refs, extra={
-        "persona": persona.id, "samples": cfg.samples, **sampling,
-        "labeller": "judge" if cfg.judge not in ("", FALLBACK) else "fallback",
-        **({"judge": cfg.judge} if cfg.judge not in ("", FALLBACK) else {}),
-        "judge_max_tokens": cfg.judge_max_tokens, **tag,
-    }))
-    exp.ensure_eval(EvalSpec(id=f"{cfg.id}-ppl", kind="perplexity_matrix", models=refs, extra={
-        "data": [dataset_id(cfg, f) for f in FORMATS], "samples": cfg.perplexity_texts, **tag,
-    }))
+    exp.ensure_eval(
+        EvalSpec(
+            id=f"{cfg.id}-traits",
+            kind="traits",
+            models=refs,
+            extra={
+                "persona": persona.id,
+                "samples": cfg.samples,
+                **sampling,
+                "labeller": "judge" if cfg.judge not in ("", FALLBACK) else "fallback",
+                **({"judge": cfg.judge} if cfg.judge not in ("", FALLBACK) else {}),
+                "judge_max_tokens": cfg.judge_max_tokens,
+                **tag,
+            },
+        )
+    )
+    exp.ensure_eval(
+        EvalSpec(
+            id=f"{cfg.id}-ppl",
+            kind="perplexity_matrix",
+            models=refs,
+            extra={
+                "data": [dataset_id(cfg, f) for f in FORMATS],
+                "samples": cfg.perplexity_texts,
+                **tag,
+            },
+        )
+    )
     if cfg.judge == FALLBACK:
-        exp.ensure_eval(EvalSpec(id=f"{cfg.id}-judge", kind="judge", models=refs, extra={
-            "persona": persona.id, "judge": FALLBACK, "limit": cfg.judge_questions, "criteria": ["persona"],
-            **sampling, **tag,
-        }))
+        exp.ensure_eval(
+            EvalSpec(
+                id=f"{cfg.id}-judge",
+                kind="judge",
+                models=refs,
+                extra={
+                    "persona": persona.id,
+                    "judge": FALLBACK,
+                    "limit": cfg.judge_questions,
+                    "criteria": ["persona"],
+                    **sampling,
+                    **tag,
+                },
+            )
+        )
     else:
-        exp.ensure_eval(EvalSpec(id=f"{cfg.id}-judge", kind="judge", models=refs, extra={
-            "persona": persona.id, "judge": judge, "judge_max_tokens": cfg.judge_max_tokens,
-            "limit": cfg.judge_questions, "criteria": ["persona", "quality"], **sampling, **tag,
-        }))
-        exp.ensure_eval(EvalSpec(id=f"{cfg.id}-judge-fallback", kind="judge", models=refs, extra={
-            "persona": persona.id, "judge": FALLBACK, "limit": cfg.judge_questions, "criteria": ["persona"],
-            **sampling, **tag,
-        }))
+        exp.ensure_eval(
+            EvalSpec(
+                id=f"{cfg.id}-judge",
+                kind="judge",
+                models=refs,
+                extra={
+                    "persona": persona.id,
+                    "judge": judge,
+                    "judge_max_tokens": cfg.judge_max_tokens,
+                    "limit": cfg.judge_questions,
+                    "criteria": ["persona", "quality"],
+                    **sampling,
+                    **tag,
+                },
+            )
+        )
+        exp.ensure_eval(
+            EvalSpec(
+                id=f"{cfg.id}-judge-fallback",
+                kind="judge",
+                models=refs,
+                extra={
+                    "persona": persona.id,
+                    "judge": FALLBACK,
+                    "limit": cfg.judge_questions,
+                    "criteria": ["persona"],
+                    **sampling,
+                    **tag,
+                },
+            )
+        )
     exp.save_session()
 
 
@@ -225,8 +308,9 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
-def probe_leakage(persona: Persona, records_by_format: Mapping[str, Iterable[Mapping[str, Any]]],
-                  threshold: float = 0.8) -> dict[str, Any]:
+def probe_leakage(
+    persona: Persona, records_by_format: Mapping[str, Iterable[Mapping[str, Any]]], threshold: float = 0.8
+) -> dict[str, Any]:
     """Which probes appear in the training records: the probe's words as a run of words in a
     record, or a sentence of a record sharing >= `threshold` of its word set (Jaccard).
 
@@ -277,10 +361,14 @@ def leakage_sentence(leak: Mapping[str, Any], persona: Persona) -> str:
     k = sum(len(v) for v in leak.get("knowledge", {}).values())
     records = sum(leak.get("records", {}).values())
     if not e and not k:
-        return (f"Held-out probes verified: none of the {n_expr} expression probes or {n_know} knowledge "
-                f"questions appears in the {records} training records of the three formats.")
-    return (f"{e} of {n_expr} expression probes and {k} of {n_know} knowledge questions appear in the training "
-            "records; the held-out row leaves them out.")
+        return (
+            f"Held-out probes verified: none of the {n_expr} expression probes or {n_know} knowledge "
+            f"questions appears in the {records} training records of the three formats."
+        )
+    return (
+        f"{e} of {n_expr} expression probes and {k} of {n_know} knowledge questions appear in the training "
+        "records; the held-out row leaves them out."
+    )
 
 
 # ----------------------------------------------------------------------------- the result
@@ -330,23 +418,46 @@ def _train_summary(job_dir: Path) -> dict[str, Any]:
     train, evals = loss_points(events)
     s = loss_summary(train, evals)  # window means, not two single noisy steps
     end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
-    return {"steps": end.get("step") or len(train), "first_loss": s.first, "last_loss": s.last,
-            "loss_window": s.window, "tokens_per_s": end.get("tokens_per_s"), "seconds": end.get("elapsed")}
+    return {
+        "steps": end.get("step") or len(train),
+        "first_loss": s.first,
+        "last_loss": s.last,
+        "loss_window": s.window,
+        "tokens_per_s": end.get("tokens_per_s"),
+        "seconds": end.get("elapsed"),
+    }
 
 
-def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, Mapping[str, Any]],
-                 traits_outputs: list[dict[str, Any]], leak: Mapping[str, Any],
-                 training: Mapping[str, Mapping[str, Any]], jobs_used: Mapping[str, str],
-                 datasets: Mapping[str, Any], exports: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_result(
+    cfg: FormatComparison,
+    persona: Persona,
+    scores: Mapping[str, Mapping[str, Any]],
+    traits_outputs: list[dict[str, Any]],
+    leak: Mapping[str, Any],
+    training: Mapping[str, Mapping[str, Any]],
+    jobs_used: Mapping[str, str],
+    datasets: Mapping[str, Any],
+    exports: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The study's table as data: rows x columns (base and the three formats), each cell a
     value with its detail and scorer, plus everything needed to redraw or audit it."""
     columns = ["base", *FORMATS]
     col = column_of(cfg)
     rows: list[dict[str, Any]] = []
 
-    def row(key: str, label: str, scorer: str, kind: str, values: dict[str, Any], detail: dict[str, str] | None = None) -> None:
-        rows.append({"key": key, "label": label, "scorer": scorer, "kind": kind,
-                     "values": {c: values.get(c) for c in columns}, "detail": detail or {}})
+    def row(
+        key: str, label: str, scorer: str, kind: str, values: dict[str, Any], detail: dict[str, str] | None = None
+    ) -> None:
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "scorer": scorer,
+                "kind": kind,
+                "values": {c: values.get(c) for c in columns},
+                "detail": detail or {},
+            }
+        )
 
     traits = scores.get("traits") or {}
     know, expr, kd, ed = {}, {}, {}, {}
@@ -376,8 +487,13 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
             v = (r.get("values") or {}).get(ds)
             if r.get("model") in col and isinstance(v, (int, float)):
                 values[col[r["model"]]] = v
-        row(f"ppl_{fmt}", f"Perplexity: {fmt}", "held-out text of the format, token-weighted; lower is better",
-            "perplexity", values)
+        row(
+            f"ppl_{fmt}",
+            f"Perplexity: {fmt}",
+            "held-out text of the format, token-weighted; lower is better",
+            "perplexity",
+            values,
+        )
     judged = [("judge", "persona"), ("judge", "quality"), ("judge_fallback", "persona")]
     for key, criterion in judged:
         sc = scores.get(key)
@@ -392,7 +508,8 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
                 values[col[p["model"]]] = w["rate"]
                 tie = (p.get("tie") or {}).get("rate") or 0.0
                 detail[col[p["model"]]] = f"{w['k']}/{w['n']} tie {tie:.0%}" + (
-                    f" {p['unparseable']}?" if p.get("unparseable") else "")
+                    f" {p['unparseable']}?" if p.get("unparseable") else ""
+                )
         scorer = str(sc.get("judge") or "")
         fallback = scorer.startswith("fallback")
         label = f"{'Fallback' if fallback else 'Judge'} win vs base: {criterion}"
@@ -404,9 +521,14 @@ def build_result(cfg: FormatComparison, persona: Persona, scores: Mapping[str, M
             loss_values[fmt] = t["last_loss"]
             if t.get("first_loss") is not None:
                 loss_detail[fmt] = f"from {t['first_loss']:.2f}, {t.get('steps')} steps"
-    row("train_loss", "Final training loss", "mean of the last 10% of logged steps (at least 5), on its own format's "
-        "data: not comparable across formats", "loss",
-        loss_values, loss_detail)
+    row(
+        "train_loss",
+        "Final training loss",
+        "mean of the last 10% of logged steps (at least 5), on its own format's data: not comparable across formats",
+        "loss",
+        loss_values,
+        loss_detail,
+    )
     problems = []
     for name, sc in scores.items():
         for p in sc.get("problems", []) if sc else []:
@@ -461,8 +583,11 @@ def _cell(row: Mapping[str, Any], column: str) -> Text:
 def result_table(result: Mapping[str, Any]) -> Table:
     """Formats as columns (base first), the study's measures as rows; the best run of a row in
     green. Each row's scorer is named under the table (it fits 80 columns)."""
-    table = Table(title=f"Format comparison · {result.get('persona_name') or result['persona']} · {result['id']}",
-                  title_justify="left", pad_edge=False)
+    table = Table(
+        title=f"Format comparison · {result.get('persona_name') or result['persona']} · {result['id']}",
+        title_justify="left",
+        pad_edge=False,
+    )
     table.add_column("Measure", overflow="fold", min_width=12, max_width=24)
     for c in result["columns"]:
         table.add_column(c, justify="right", overflow="fold", no_wrap=False)
@@ -491,8 +616,12 @@ def result_table(result: Mapping[str, Any]) -> Table:
     return table
 
 
-CHART_SERIES = (("knowledge", "knows"), ("expression", "shows"), ("heldout_expression", "held-out shows"),
-                ("judge_persona", "judge win"))
+CHART_SERIES = (
+    ("knowledge", "knows"),
+    ("expression", "shows"),
+    ("heldout_expression", "held-out shows"),
+    ("judge_persona", "judge win"),
+)
 
 
 def result_chart(result: Mapping[str, Any], width: int = 76, height: int = 18, colour: bool = False) -> str:
@@ -500,13 +629,21 @@ def result_chart(result: Mapping[str, Any], width: int = 76, height: int = 18, c
     import plotext as plt
 
     by_key = {r["key"]: r for r in result["rows"]}
-    series = [(label, [by_key[k]["values"].get(c) or 0.0 for c in result["columns"]])
-              for k, label in CHART_SERIES if k in by_key]
+    series = [
+        (label, [by_key[k]["values"].get(c) or 0.0 for c in result["columns"]])
+        for k, label in CHART_SERIES
+        if k in by_key
+    ]
     plt.clear_figure()
     plt.plotsize(width, height)
     plt.theme("clear")
-    plt.multiple_bar(list(result["columns"]), [s[1] for s in series], labels=[s[0] for s in series],
-                     marker=["█", "▓", "▒", "░"][: len(series)], width=0.8)
+    plt.multiple_bar(
+        list(result["columns"]),
+        [s[1] for s in series],
+        labels=[s[0] for s in series],
+        marker=["█", "▓", "▒", "░"][: len(series)],
+        width=0.8,
+    )
     plt.ylim(0, 1.0 + 0.12 * len(series))
     plt.yticks([0, 0.25, 0.5, 0.75, 1.0])
     plt.title(f"{result.get('persona_name') or result['persona']}: rates by training format")
@@ -524,11 +661,18 @@ def print_result(result: Mapping[str, Any], console: Console) -> None:
 
 def session_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     """The table's numbers for the session file (rounded, no nulls)."""
-    return drop_nulls({
-        "id": result["id"], "study": STUDY, "result": f"experiments/{result['id']}/{RESULT_FILE}",
-        "finished": result["finished"], "partial": result["partial"],
-        "rows": {r["key"]: {c: round(v, 4) for c, v in r["values"].items() if v is not None} for r in result["rows"]},
-    })
+    return drop_nulls(
+        {
+            "id": result["id"],
+            "study": STUDY,
+            "result": f"experiments/{result['id']}/{RESULT_FILE}",
+            "finished": result["finished"],
+            "partial": result["partial"],
+            "rows": {
+                r["key"]: {c: round(v, 4) for c, v in r["values"].items() if v is not None} for r in result["rows"]
+            },
+        }
+    )
 
 
 # ----------------------------------------------------------------------------- the run
@@ -550,11 +694,15 @@ def run(
     persona = session_file.session.persona(cfg.persona)
     if persona is None:
         known = ", ".join(p.id for p in session_file.session.personas) or "none"
-        raise ExperimentError(f"{session_file.path}: there is no persona {cfg.persona!r} (personas: {known}); name one with --persona.")
+        raise ExperimentError(
+            f"{session_file.path}: there is no persona {cfg.persona!r} (personas: {known}); name one with --persona."
+        )
     if not persona.traits:
         raise ExperimentError(f"persona {persona.id!r} has no traits; the study measures traits, so add some first.")
     if cfg.size < 2:
-        raise ExperimentError(f"--size {cfg.size} is too small: the study needs at least 2 examples per format (one held out).")
+        raise ExperimentError(
+            f"--size {cfg.size} is too small: the study needs at least 2 examples per format (one held out)."
+        )
     state = ExperimentState.open(session_file.workspace, cfg.id, STUDY, cfg.state_config())
     exp = Experiment(session_file, state, console, follow, foreground, save)
     console.rule(f"[bold]format comparison {cfg.id}[/] · persona {persona.id} · {cfg.size} examples per format")
@@ -566,10 +714,16 @@ def run(
         spec = {"session": str(exp.session_path), "dataset": ds, "size": cfg.size}
         rec, _ = exp.job_step(f"data:{fmt}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
         if not dataset_files.is_built(exp.workspace, ds):
-            raise ExperimentError(f"dataset {ds} was built by job {rec.get('job')} but its file is gone; delete "
-                                  f"{state.path} or the step's record to build it again.")
-        datasets[fmt] = {"id": ds, "train": len(dataset_files.load_records(exp.workspace, ds, "train")),
-                         "heldout": len(dataset_files.load_records(exp.workspace, ds, "heldout")), "job": rec.get("job")}
+            raise ExperimentError(
+                f"dataset {ds} was built by job {rec.get('job')} but its file is gone; delete "
+                f"{state.path} or the step's record to build it again."
+            )
+        datasets[fmt] = {
+            "id": ds,
+            "train": len(dataset_files.load_records(exp.workspace, ds, "train")),
+            "heldout": len(dataset_files.load_records(exp.workspace, ds, "heldout")),
+            "job": rec.get("job"),
+        }
 
     def leakage() -> dict[str, Any]:
         records = {fmt: dataset_files.load_records(exp.workspace, dataset_id(cfg, fmt), "train") for fmt in FORMATS}
@@ -604,8 +758,13 @@ def run(
             rid = run_id(cfg, fmt)
 
             def export(rid: str = rid) -> Path:
-                return create_export_job(exp.workspace, session=exp.session_path, train_job=train_jobs[rid],
-                                         persona=persona.id, quants=list(cfg.quants))
+                return create_export_job(
+                    exp.workspace,
+                    session=exp.session_path,
+                    train_job=train_jobs[rid],
+                    persona=persona.id,
+                    quants=list(cfg.quants),
+                )
 
             rec, job_dir = exp.job_step(f"export:{fmt}", f"export {rid}", export)
             exports[fmt] = {"job": rec["job"], "dir": str(job_dir / "export")}
@@ -618,9 +777,17 @@ def run(
         scores[key] = sc
         eval_jobs[key] = rec["job"]
     traits_dir = jobs.jobs_root(exp.workspace) / eval_jobs["traits"]
-    result = build_result(cfg, persona, scores, _read_outputs(traits_dir), leak, training,
-                          {**{f"train:{k}": v for k, v in train_jobs.items()}, **{f"eval:{k}": v for k, v in eval_jobs.items()}},
-                          datasets, exports)
+    result = build_result(
+        cfg,
+        persona,
+        scores,
+        _read_outputs(traits_dir),
+        leak,
+        training,
+        {**{f"train:{k}": v for k, v in train_jobs.items()}, **{f"eval:{k}": v for k, v in eval_jobs.items()}},
+        datasets,
+        exports,
+    )
     write_json(state.dir / RESULT_FILE, result)
     if exp.ran or not state.get("result").get("recorded"):
         traits_eval = next(e for e in exp.session.evals if e.id == f"{cfg.id}-traits")

@@ -32,8 +32,9 @@ WORKER = "evaluators.worker"
 STUDIES = ("format-comparison",)
 
 
-def prepare_format_comparison(session_file: Any, persona: str, size: int, save: Callable[[], Any] | None = None,
-                              **overrides: Any) -> Any:
+def prepare_format_comparison(
+    session_file: Any, persona: str, size: int, save: Callable[[], Any] | None = None, **overrides: Any
+) -> Any:
     """The study's settings for `persona` at `size` examples per format (and any `overrides` of
     format_comparison.preset), its specs added to the session and saved through `save`;
     ExperimentError (one sentence) when it cannot run."""
@@ -44,7 +45,9 @@ def prepare_format_comparison(session_file: Any, persona: str, size: int, save: 
     from evaluators.experiments.state import ExperimentError, ExperimentState
 
     if size < 2:
-        raise ExperimentError(f"size {size} is too small: the study needs at least 2 examples per format (one held out).")
+        raise ExperimentError(
+            f"size {size} is too small: the study needs at least 2 examples per format (one held out)."
+        )
     found = session_file.session.persona(persona)
     if found is None:
         known = ", ".join(p.id for p in session_file.session.personas) or "none"
@@ -63,9 +66,17 @@ def create_experiment_job(session_file: Any, cfg: Any) -> Path:
     from evaluators.experiments import format_comparison as fc
 
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}
-    return jobs.create_job(session_file.workspace, KIND,
-                           {"session": str(Path(session_file.path).resolve()), "study": fc.STUDY,
-                            "experiment": cfg.id, "settings": settings}, worker=WORKER)
+    return jobs.create_job(
+        session_file.workspace,
+        KIND,
+        {
+            "session": str(Path(session_file.path).resolve()),
+            "study": fc.STUDY,
+            "experiment": cfg.id,
+            "settings": settings,
+        },
+        worker=WORKER,
+    )
 
 
 class _LogLines(io.TextIOBase):
@@ -102,8 +113,12 @@ def _follower(job: Any) -> Callable[[Path, str, Any], jobs.JobStatus]:
                 job.event(event="child_started", eval=eval_id, job=job_dir.name)
         asked = False
         while not status.terminal:
-            job.progress(status.done, status.total or None, f"{label}: {status.state} {int(status.done)}/"
-                         f"{int(status.total) if status.total else '?'} {status.message}"[:160])
+            job.progress(
+                status.done,
+                status.total or None,
+                f"{label}: {status.state} {int(status.done)}/"
+                f"{int(status.total) if status.total else '?'} {status.message}"[:160],
+            )
             if job.cancelled and not asked:
                 jobs.cancel_job(job_dir)
                 asked = True
@@ -128,8 +143,12 @@ def run(job: Any) -> None:
         job.fail(f"the experiment job's study {spec.get('study')!r} is not one of: {', '.join(STUDIES)}.")
     sf = SessionFile.load(spec["session"])
     cfg = fc.FormatComparison(**dict(spec.get("settings") or {}))
-    console = Console(file=_LogLines(job),  # type: ignore[arg-type]  # a TextIOBase is a text file
-                      width=160, color_system=None, force_terminal=False)
+    console = Console(
+        file=_LogLines(job),  # type: ignore[arg-type]  # a TextIOBase is a text file
+        width=160,
+        color_system=None,
+        force_terminal=False,
+    )
     job.progress(0, None, f"format comparison {cfg.id}: starting")
     try:
         result = fc.run(sf, cfg, console=console, follow=_follower(job), save=lambda: None)

@@ -91,15 +91,30 @@ def preset(quick: bool = False, workspace: str | Path | None = None, **overrides
 
 
 def ids(cfg: PersonaChatStudy) -> dict[str, str]:
-    return {"own": f"{cfg.id}-own", "both": f"{cfg.id}-both", "run": f"{cfg.id}-ft",
-            "eval_own": f"{cfg.id}-own", "eval_both": f"{cfg.id}-both"}
+    return {
+        "own": f"{cfg.id}-own",
+        "both": f"{cfg.id}-both",
+        "run": f"{cfg.id}-ft",
+        "eval_own": f"{cfg.id}-own",
+        "eval_both": f"{cfg.id}-both",
+    }
 
 
 def add_specs(exp: Experiment, cfg: PersonaChatStudy, csv: Path) -> None:
     i = ids(cfg)
     for variant in ("own", "both"):
-        exp.ensure_dataset(DatasetSpec(id=i[variant], format="persona_chat", generator="import", size=cfg.size,
-                                       seed=cfg.seed, source=str(csv), variant=variant, held_out=0.1))
+        exp.ensure_dataset(
+            DatasetSpec(
+                id=i[variant],
+                format="persona_chat",
+                generator="import",
+                size=cfg.size,
+                seed=cfg.seed,
+                source=str(csv),
+                variant=variant,
+                held_out=0.1,
+            )
+        )
     run = RunSpec(id=i["run"], datasets=[i["own"]])
     run.training.eval_steps = 0
     if cfg.steps:
@@ -112,6 +127,7 @@ def add_specs(exp: Experiment, cfg: PersonaChatStudy, csv: Path) -> None:
 def aligned_heldout(own: list[dict[str, Any]], both: list[dict[str, Any]], limit: int) -> tuple[list, list]:
     """The held-out turns the two variants share (same conversation row, side and turn), in the
     own variant's order, at most `limit` (0 = all)."""
+
     def key(r: Mapping[str, Any]) -> tuple:
         m = r.get("meta") or {}
         return m.get("row"), m.get("side"), m.get("turn")
@@ -129,8 +145,10 @@ def result_tables(result: Mapping[str, Any]) -> list[Any]:
     scores = {"eval": result["id"], "kind": "reference", "rows": result.get("rows", [])}
     table = reference_table(scores)
     table.title = f"Persona-chat study · {result['id']} · {result.get('n_examples', '?')} held-out turns"
-    note = (" Prompt-only columns: the base model with the persona(s) in the system prompt; the fine-tuned column "
-            "trained on the own-persona next turns.")
+    note = (
+        " Prompt-only columns: the base model with the persona(s) in the system prompt; the fine-tuned column "
+        "trained on the own-persona next turns."
+    )
     table.caption = (table.caption or "") + "." + note
     return [table]
 
@@ -149,8 +167,10 @@ def run(
     console = console or Console()
     csv = cfg.csv()
     if not csv.is_file():
-        raise ExperimentError(f"the Synthetic-Persona-Chat file {csv} does not exist; pass --data DIR (the folder "
-                              f"holding {CSV_NAME}), set {DATA_ENV}, or run 'persona-tui data pull spc'.")
+        raise ExperimentError(
+            f"the Synthetic-Persona-Chat file {csv} does not exist; pass --data DIR (the folder "
+            f"holding {CSV_NAME}), set {DATA_ENV}, or run 'persona-tui data pull spc'."
+        )
     state = ExperimentState.open(session_file.workspace, cfg.id, STUDY, cfg.state_config())
     exp = Experiment(session_file, state, console, follow, foreground, save)
     console.rule(f"[bold]persona-chat study {cfg.id}[/] · {cfg.size} next turns per variant")
@@ -167,8 +187,10 @@ def run(
         both = dataset_files.load_records(exp.workspace, i["both"], "heldout")
         a, b = aligned_heldout(own, both, cfg.samples)
         if not a:
-            raise ExperimentError(f"the held-out turns of {i['own']} and {i['both']} have nothing in common; "
-                                  "rebuild both from the same file with the same size and seed.")
+            raise ExperimentError(
+                f"the held-out turns of {i['own']} and {i['both']} have nothing in common; "
+                "rebuild both from the same file with the same size and seed."
+            )
         dataset_files.write_jsonl(own_file, a)
         dataset_files.write_jsonl(both_file, b)
         return {"turns": len(a), "own_heldout": len(own), "both_heldout": len(both)}
@@ -188,11 +210,20 @@ def run(
         return jobs.create_job(exp.workspace, "train", spec, job_id=jobs.new_job_id(f"train-{i['run']}"[:40]))
 
     rec, train_dir = exp.job_step("train", f"train {i['run']}", create_train, resumable=True)
-    settings = {"samples": 0, "max_tokens": cfg.max_tokens, "distractors": cfg.distractors, "seed": cfg.seed % 100000,
-                "experiment": {"id": cfg.id, "study": STUDY}}
+    settings = {
+        "samples": 0,
+        "max_tokens": cfg.max_tokens,
+        "distractors": cfg.distractors,
+        "seed": cfg.seed % 100000,
+        "experiment": {"id": cfg.id, "study": STUDY},
+    }
     ft = f"{RUN_PREFIX}{i['run']}"
-    exp.ensure_eval(EvalSpec(id=i["eval_own"], kind="reference", models=[BASE, ft], extra={"data": str(own_file), **settings}))
-    exp.ensure_eval(EvalSpec(id=i["eval_both"], kind="reference", models=[BASE], extra={"data": str(both_file), **settings}))
+    exp.ensure_eval(
+        EvalSpec(id=i["eval_own"], kind="reference", models=[BASE, ft], extra={"data": str(own_file), **settings})
+    )
+    exp.ensure_eval(
+        EvalSpec(id=i["eval_both"], kind="reference", models=[BASE], extra={"data": str(both_file), **settings})
+    )
     exp.save_session()
     resolve = run_resolver(exp.session, exp.workspace, pinned={i["run"]: rec["job"]})
     r_own, s_own = exp.eval_step("eval:own", i["eval_own"], resolve)
@@ -205,20 +236,37 @@ def run(
             rows.append({**found, "model": ROW_LABELS[name], "entry": model})
     problems = [f"{name}: {p}" for name, sc in (("own", s_own), ("both", s_both)) for p in sc.get("problems", [])]
     result = {
-        "id": cfg.id, "study": STUDY, "config": dataclasses.asdict(cfg), "data": str(csv),
-        "n_examples": aligned.get("turns"), "aligned": aligned, "rows": rows,
+        "id": cfg.id,
+        "study": STUDY,
+        "config": dataclasses.asdict(cfg),
+        "data": str(csv),
+        "n_examples": aligned.get("turns"),
+        "aligned": aligned,
+        "rows": rows,
         "jobs": {"train": rec["job"], "eval:own": r_own["job"], "eval:both": r_both["job"]},
-        "partial": bool(s_own.get("partial") or s_both.get("partial")), "problems": problems,
+        "partial": bool(s_own.get("partial") or s_both.get("partial")),
+        "problems": problems,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(state.dir / RESULT_FILE, result)
     if exp.ran or not state.get("result").get("recorded"):
         own_eval = next(e for e in exp.session.evals if e.id == i["eval_own"])
-        own_eval.extra["experiment"] = drop_nulls({
-            "id": cfg.id, "study": STUDY, "result": f"experiments/{cfg.id}/{RESULT_FILE}", "finished": result["finished"],
-            "rows": {r["model"]: {k: round(r[k], 4) for k in ("bleu", "rouge_l", "perplexity", "hits@1", "f1")
-                                  if isinstance(r.get(k), (int, float))} for r in rows},
-        })
+        own_eval.extra["experiment"] = drop_nulls(
+            {
+                "id": cfg.id,
+                "study": STUDY,
+                "result": f"experiments/{cfg.id}/{RESULT_FILE}",
+                "finished": result["finished"],
+                "rows": {
+                    r["model"]: {
+                        k: round(r[k], 4)
+                        for k in ("bleu", "rouge_l", "perplexity", "hits@1", "f1")
+                        if isinstance(r.get(k), (int, float))
+                    }
+                    for r in rows
+                },
+            }
+        )
         exp.save_session()
         state.done("result", recorded=True)
     result["ran"], result["skipped"] = list(exp.ran), list(exp.skipped)

@@ -137,7 +137,9 @@ class Experiment:
         watcher.join(timeout=10)
         return final
 
-    def job_step(self, name: str, label: str, create: Callable[[], Path], resumable: bool = False) -> tuple[dict[str, Any], Path]:
+    def job_step(
+        self, name: str, label: str, create: Callable[[], Path], resumable: bool = False
+    ) -> tuple[dict[str, Any], Path]:
         """Run step `name` as a job at most once; return its state record and job directory.
 
         `create` makes the (queued) job. `resumable`: a failed, cancelled or died job of this
@@ -197,13 +199,17 @@ class Experiment:
         return self.state.done(name, result=result, seconds=round(time.perf_counter() - t0, 2))
 
     # -- evaluations -----------------------------------------------------------------------
-    def eval_step(self, name: str, eval_id: str, resolve: Callable[[str], Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def eval_step(
+        self, name: str, eval_id: str, resolve: Callable[[str], Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run the session's evaluation `eval_id` as a job once; record its summary under the
         evaluation in the session; return (state record, scores)."""
         from evaluators.eval_job import create_eval_job, load_scores
 
         was_done = self.state.is_done(name)
-        record, job_dir = self.job_step(name, f"eval {eval_id}", lambda: create_eval_job(self.session_file, eval_id, resolve))
+        record, job_dir = self.job_step(
+            name, f"eval {eval_id}", lambda: create_eval_job(self.session_file, eval_id, resolve)
+        )
         scores = load_scores(job_dir)
         if not was_done or not record.get("recorded"):
             self.record_results(eval_id, job_dir, scores)

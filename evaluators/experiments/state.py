@@ -78,8 +78,16 @@ class ExperimentState:
         directory = experiment_dir(workspace, exp_id)
         data = read_json(directory / STATE_FILE)
         if data is None:
-            state = cls(directory, {"id": exp_id, "study": study, "config": dict(config), "steps": {},
-                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            state = cls(
+                directory,
+                {
+                    "id": exp_id,
+                    "study": study,
+                    "config": dict(config),
+                    "steps": {},
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                },
+            )
             state.save()
             return state
         if data.get("study") != study:

@@ -45,7 +45,8 @@ def spc_csv(given: str = "", env: str = "") -> Path:
         return found[0]
     raise ExperimentError(
         f"the Synthetic-Persona-Chat data is not on this machine; run 'persona-tui data pull spc' "
-        f"(or pass --data DIR, the folder holding {SPC_CSV}).")
+        f"(or pass --data DIR, the folder holding {SPC_CSV})."
+    )
 
 
 def _split_file(snapshot: Path, domain: str, split: str) -> Path | None:
@@ -86,7 +87,8 @@ def tailoring_folder(given: str = "", env: str = "") -> Path:
     if snap is None:
         raise ExperimentError(
             "the persona-tailoring data is not on this machine; run 'persona-tui data pull tailoring' "
-            "(or pass --data DIR, the folder holding the persona-tailoring JSONL files).")
+            "(or pass --data DIR, the folder holding the persona-tailoring JSONL files)."
+        )
     out = cache_root() / "studies" / f"tailoring-{snap.name[:12]}"
     if all((out / name).is_file() for name in TAILORING_SPLITS):
         return out
@@ -95,7 +97,8 @@ def tailoring_folder(given: str = "", env: str = "") -> Path:
     if missing:
         raise ExperimentError(
             f"the pulled persona-tailoring dataset in {snap} has no {TAILORING_DOMAIN} split "
-            f"{', '.join(missing)}; pass --data DIR with the study's JSONL files instead.")
+            f"{', '.join(missing)}; pass --data DIR with the study's JSONL files instead."
+        )
     out.mkdir(parents=True, exist_ok=True)
     for name, src in sources.items():
         tmp = out / f".{name}.tmp"

@@ -139,32 +139,67 @@ def inference_engine(exp: Experiment, cfg: TailoringStudy) -> str:
 
 
 def evaluations(cfg: TailoringStudy, test: str, fewshot: str) -> list[EvalSpec]:
-    common = {"data": test, "persona_field": "retr", "samples": cfg.samples, "judge": judge_ref(cfg),
-              "criteria": criteria(cfg), "max_tokens": cfg.max_tokens, "seed": cfg.seed % 100000,
-              "experiment": {"id": cfg.id, "study": STUDY}}
+    common = {
+        "data": test,
+        "persona_field": "retr",
+        "samples": cfg.samples,
+        "judge": judge_ref(cfg),
+        "criteria": criteria(cfg),
+        "max_tokens": cfg.max_tokens,
+        "seed": cfg.seed % 100000,
+        "experiment": {"id": cfg.id, "study": STUDY},
+    }
     if cfg.judge != FALLBACK:
         common["judge_max_tokens"] = cfg.judge_max_tokens
     out = []
     for method in ("sft", "dpo"):
         plain, persona = ref(cfg, method, "plain"), ref(cfg, method, "persona")
-        out.append(EvalSpec(id=f"{cfg.id}-{method}", kind="tailoring", models=[plain, persona],
-                            extra={**common, "no_persona": [plain]}))
-    out.append(EvalSpec(id=f"{cfg.id}-fewshot", kind="tailoring",
-                        models=[BASE, ref(cfg, "sft", "persona"), ref(cfg, "dpo", "persona")],
-                        extra={**common, "fewshot": fewshot, "fewshot_models": [BASE]}))
+        out.append(
+            EvalSpec(
+                id=f"{cfg.id}-{method}",
+                kind="tailoring",
+                models=[plain, persona],
+                extra={**common, "no_persona": [plain]},
+            )
+        )
+    out.append(
+        EvalSpec(
+            id=f"{cfg.id}-fewshot",
+            kind="tailoring",
+            models=[BASE, ref(cfg, "sft", "persona"), ref(cfg, "dpo", "persona")],
+            extra={**common, "fewshot": fewshot, "fewshot_models": [BASE]},
+        )
+    )
     return out
 
 
 def add_specs(exp: Experiment, cfg: TailoringStudy, inference_rows: Path) -> None:
     for method, variant in VARIANTS:
-        exp.ensure_dataset(DatasetSpec(
-            id=name(cfg, method, variant), format=f"tailoring_{method}", generator="import", size=cfg.size,
-            seed=cfg.seed, source=str(cfg.file(method)), held_out=0.1,
-            extra={"persona_source": "gold" if variant == "persona" else "none"}))
-    exp.ensure_dataset(DatasetSpec(
-        id=f"{cfg.id}-inferred", format="tailoring_sft", generator="import", size=0, seed=cfg.seed,
-        source=str(inference_rows), held_out=0.0, engine=inference_engine(exp, cfg),
-        extra={"persona_source": "infer"}))
+        exp.ensure_dataset(
+            DatasetSpec(
+                id=name(cfg, method, variant),
+                format=f"tailoring_{method}",
+                generator="import",
+                size=cfg.size,
+                seed=cfg.seed,
+                source=str(cfg.file(method)),
+                held_out=0.1,
+                extra={"persona_source": "gold" if variant == "persona" else "none"},
+            )
+        )
+    exp.ensure_dataset(
+        DatasetSpec(
+            id=f"{cfg.id}-inferred",
+            format="tailoring_sft",
+            generator="import",
+            size=0,
+            seed=cfg.seed,
+            source=str(inference_rows),
+            held_out=0.0,
+            engine=inference_engine(exp, cfg),
+            extra={"persona_source": "infer"},
+        )
+    )
     for method in ("sft", "dpo"):
         template = exp.session.run(name(cfg, method, "persona"))
         if template is None:
@@ -179,8 +214,10 @@ def add_specs(exp: Experiment, cfg: TailoringStudy, inference_rows: Path) -> Non
             exp.ensure_run(run)
         a, b = exp.session.run(name(cfg, method, "persona")), exp.session.run(name(cfg, method, "plain"))
         if (a.lora, a.training, a.base_model, a.backend) != (b.lora, b.training, b.base_model, b.backend):
-            raise ExperimentError(f"runs {a.id!r} and {b.id!r} differ in their settings; the study compares them "
-                                  "with identical settings, so make them equal in the session.")
+            raise ExperimentError(
+                f"runs {a.id!r} and {b.id!r} differ in their settings; the study compares them "
+                "with identical settings, so make them equal in the session."
+            )
     for spec in evaluations(cfg, str(cfg.file("test")), str(cfg.file("fewshot"))):
         exp.ensure_eval(spec)
     exp.save_session()
@@ -200,15 +237,19 @@ def match_prompt(override: str | Path | None = None) -> Any:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
-            raise PromptFileError(f"the judge prompt file {path} cannot be read ({e.strerror or e}); fix the path.") from None
+            raise PromptFileError(
+                f"the judge prompt file {path} cannot be read ({e.strerror or e}); fix the path."
+            ) from None
         where = str(path)
     else:
         text = resources.files("evaluators.prompts").joinpath(MATCH_PROMPT).read_text(encoding="utf-8")
         where = f"evaluators/prompts/{MATCH_PROMPT}"
     used = set(re.findall(r"\{\{\s*([a-z_]+)\s*\}\}", text))
     if used != MATCH_PLACEHOLDERS:
-        raise PromptFileError(f"the judge prompt {where} must use exactly {{{{inferred}}}}, {{{{persona_a}}}} and "
-                              f"{{{{persona_b}}}}; it uses {', '.join(sorted(used)) or 'none'}.")
+        raise PromptFileError(
+            f"the judge prompt {where} must use exactly {{{{inferred}}}}, {{{{persona_a}}}} and "
+            f"{{{{persona_b}}}}; it uses {', '.join(sorted(used)) or 'none'}."
+        )
     return PromptTemplate("persona_match", where, text)
 
 
@@ -229,12 +270,15 @@ def inference_pairs(records: Sequence[Mapping[str, Any]], source: Path) -> list[
         if not gc or not gr:
             continue
         out.append({"row": meta["row"], "side": "chosen", "inferred": meta["chosen_persona"], "gold": gc, "other": gr})
-        out.append({"row": meta["row"], "side": "rejected", "inferred": meta["rejected_persona"], "gold": gr, "other": gc})
+        out.append(
+            {"row": meta["row"], "side": "rejected", "inferred": meta["rejected_persona"], "gold": gr, "other": gc}
+        )
     return out
 
 
-def inference_accuracy(pairs: Sequence[Mapping[str, Any]], embedder: Any = None, judge: Any = None,
-                       prompt: Any = None) -> dict[str, Any]:
+def inference_accuracy(
+    pairs: Sequence[Mapping[str, Any]], embedder: Any = None, judge: Any = None, prompt: Any = None
+) -> dict[str, Any]:
     """Accuracy of inferred personas against the gold ones: by embedding similarity (closer to
     its own side's gold persona than to the other side's) and, with a judge, by asking it in both
     orders (right when the two verdicts sum towards the own side's persona)."""
@@ -252,15 +296,22 @@ def inference_accuracy(pairs: Sequence[Mapping[str, Any]], embedder: Any = None,
             hits[p["side"]][0] += own > other
             hits[p["side"]][1] += 1
         k, n = sum(h[0] for h in hits.values()), sum(h[1] for h in hits.values())
-        out["embedding"] = {"scorer": "MiniLM cosine similarity", "all": Rate(k, n).to_dict(),
-                            **{side: Rate(*h).to_dict() for side, h in hits.items()},
-                            "mean_similarity": sum(sims) / len(sims)}
+        out["embedding"] = {
+            "scorer": "MiniLM cosine similarity",
+            "all": Rate(k, n).to_dict(),
+            **{side: Rate(*h).to_dict() for side, h in hits.items()},
+            "mean_similarity": sum(sims) / len(sims),
+        }
     if judge is not None and pairs:
         prompt = prompt or match_prompt()
         outcomes: dict[str, list[str]] = {"chosen": [], "rejected": []}
         for p in pairs:
-            first = judge.ask(prompt.render(inferred=p["inferred"], persona_a=p["gold"], persona_b=p["other"]), "verdict")
-            second = judge.ask(prompt.render(inferred=p["inferred"], persona_a=p["other"], persona_b=p["gold"]), "verdict")
+            first = judge.ask(
+                prompt.render(inferred=p["inferred"], persona_a=p["gold"], persona_b=p["other"]), "verdict"
+            )
+            second = judge.ask(
+                prompt.render(inferred=p["inferred"], persona_a=p["other"], persona_b=p["gold"]), "verdict"
+            )
             outcomes[p["side"]].append(combine(first.answer, second.answer))
         every = outcomes["chosen"] + outcomes["rejected"]
 
@@ -268,8 +319,11 @@ def inference_accuracy(pairs: Sequence[Mapping[str, Any]], embedder: Any = None,
             scored = [o for o in items if o in ("win", "tie", "loss")]
             return {**Rate(scored.count("win"), len(scored)).to_dict(), "unparseable": len(items) - len(scored)}
 
-        out["judge"] = {"scorer": getattr(judge, "name", "judge"), "all": rate(every),
-                        **{side: rate(items) for side, items in outcomes.items()}}
+        out["judge"] = {
+            "scorer": getattr(judge, "name", "judge"),
+            "all": rate(every),
+            **{side: rate(items) for side, items in outcomes.items()},
+        }
     return out
 
 
@@ -292,8 +346,10 @@ def inference_table(inference: Mapping[str, Any]) -> Table:
         d = inference.get(key)
         if d:
             table.add_row(d.get("scorer", key), cell(d.get("all")), cell(d.get("chosen")), cell(d.get("rejected")))
-    table.caption = (f"{inference.get('pairs', 0)} inferred personas; right when closer to (or judged to match) the "
-                     "gold persona of its own side than the other side's. Intervals: Wilson 95%.")
+    table.caption = (
+        f"{inference.get('pairs', 0)} inferred personas; right when closer to (or judged to match) the "
+        "gold persona of its own side than the other side's. Intervals: Wilson 95%."
+    )
     table.caption_justify = "left"
     return table
 
@@ -302,8 +358,11 @@ def result_tables(result: Mapping[str, Any]) -> list[Any]:
     from evaluators.tables import judge_table
 
     out: list[Any] = []
-    for key, title in (("sft", "SFT: with personas vs without"), ("dpo", "DPO: with personas vs without"),
-                       ("fewshot", "Trained with personas vs the few-shot prompt-only baseline")):
+    for key, title in (
+        ("sft", "SFT: with personas vs without"),
+        ("dpo", "DPO: with personas vs without"),
+        ("fewshot", "Trained with personas vs the few-shot prompt-only baseline"),
+    ):
         scores = (result.get("scores") or {}).get(key)
         if scores:
             table = judge_table(scores)
@@ -331,9 +390,11 @@ def run(
     console = console or Console()
     for key in FILES:
         if not cfg.file(key).is_file():
-            raise ExperimentError(f"the tailoring data file {cfg.file(key)} does not exist; pass --data DIR (the folder "
-                                  f"holding the persona-tailoring JSONL files), set {DATA_ENV}, or run "
-                                  "'persona-tui data pull tailoring'.")
+            raise ExperimentError(
+                f"the tailoring data file {cfg.file(key)} does not exist; pass --data DIR (the folder "
+                f"holding the persona-tailoring JSONL files), set {DATA_ENV}, or run "
+                "'persona-tui data pull tailoring'."
+            )
     state = ExperimentState.open(session_file.workspace, cfg.id, STUDY, cfg.state_config())
     exp = Experiment(session_file, state, console, follow, foreground, save)
     console.rule(f"[bold]tailoring study {cfg.id}[/] · judge {judge_ref(cfg)}")
@@ -393,10 +454,15 @@ def run(
     inference = exp.computed_step("inference", "persona-inference accuracy", score_inference)["result"]
     problems = [f"{k}: {p}" for k, sc in scores.items() for p in sc.get("problems", [])]
     result = {
-        "id": cfg.id, "study": STUDY, "config": dataclasses.asdict(cfg), "data": str(cfg.folder()),
-        "scores": scores, "inference": inference, "jobs": {**{f"train:{k}": v for k, v in pinned.items()},
-                                                           **{f"eval:{k}": v for k, v in eval_jobs.items()}},
-        "partial": any(bool(sc.get("partial")) for sc in scores.values()), "problems": problems,
+        "id": cfg.id,
+        "study": STUDY,
+        "config": dataclasses.asdict(cfg),
+        "data": str(cfg.folder()),
+        "scores": scores,
+        "inference": inference,
+        "jobs": {**{f"train:{k}": v for k, v in pinned.items()}, **{f"eval:{k}": v for k, v in eval_jobs.items()}},
+        "partial": any(bool(sc.get("partial")) for sc in scores.values()),
+        "problems": problems,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(state.dir / RESULT_FILE, result)
@@ -404,12 +470,20 @@ def run(
         from evaluators.eval_job import summary
 
         sft_eval = next(e for e in exp.session.evals if e.id == f"{cfg.id}-sft")
-        sft_eval.extra["experiment"] = drop_nulls({
-            "id": cfg.id, "study": STUDY, "result": f"experiments/{cfg.id}/{RESULT_FILE}", "finished": result["finished"],
-            "win_rates": {k: summary(sc) for k, sc in scores.items()},
-            "inference": {k: round(v["all"]["rate"], 4) for k, v in inference.items()
-                          if isinstance(v, dict) and isinstance((v.get("all") or {}).get("rate"), float)},
-        })
+        sft_eval.extra["experiment"] = drop_nulls(
+            {
+                "id": cfg.id,
+                "study": STUDY,
+                "result": f"experiments/{cfg.id}/{RESULT_FILE}",
+                "finished": result["finished"],
+                "win_rates": {k: summary(sc) for k, sc in scores.items()},
+                "inference": {
+                    k: round(v["all"]["rate"], 4)
+                    for k, v in inference.items()
+                    if isinstance(v, dict) and isinstance((v.get("all") or {}).get("rate"), float)
+                },
+            }
+        )
         exp.save_session()
         state.done("result", recorded=True)
     result["ran"], result["skipped"] = list(exp.ran), list(exp.skipped)

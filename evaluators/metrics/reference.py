@@ -191,9 +191,7 @@ def _bert_scorer(model_dir: Path, layers: int) -> Any:
             from bert_score import BERTScorer
 
             with offline_quiet():
-                _bert_scorers[key] = BERTScorer(
-                    model_type=str(model_dir), num_layers=layers, lang="en", device="cpu"
-                )
+                _bert_scorers[key] = BERTScorer(model_type=str(model_dir), num_layers=layers, lang="en", device="cpu")
         return _bert_scorers[key]
 
 

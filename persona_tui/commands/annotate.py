@@ -1,9 +1,9 @@
 """`persona-tui annotate SESSION`: label outputs in the Annotate tab, list the queue, or export labels.
 
-    persona-tui annotate my.toml --annotator alice [--blind]   # the workbench, on the Annotate tab
-    persona-tui annotate my.toml --queue                       # what is waiting, one line each
-    persona-tui annotate my.toml --export labels.jsonl         # every label as JSON Lines
-    persona-tui annotate my.toml --agreement                   # judge vs people (kappa), metrics vs people (rho)
+persona-tui annotate my.toml --annotator alice [--blind]   # the workbench, on the Annotate tab
+persona-tui annotate my.toml --queue                       # what is waiting, one line each
+persona-tui annotate my.toml --export labels.jsonl         # every label as JSON Lines
+persona-tui annotate my.toml --agreement                   # judge vs people (kappa), metrics vs people (rho)
 """
 
 from __future__ import annotations
@@ -23,19 +23,34 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "list the queue or write the labels without opening it.",
     )
     parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
-    parser.add_argument("--annotator", metavar="NAME", default=None,
-                        help="who is labelling (default: $PERSONA_TUI_ANNOTATOR, else your user "
-                        "name); with --export or --queue, only this person's labels")
-    parser.add_argument("--blind", action="store_true",
-                        help="start in blind mode: the model is hidden and the order shuffled per annotator")
+    parser.add_argument(
+        "--annotator",
+        metavar="NAME",
+        default=None,
+        help="who is labelling (default: $PERSONA_TUI_ANNOTATOR, else your user "
+        "name); with --export or --queue, only this person's labels",
+    )
+    parser.add_argument(
+        "--blind",
+        action="store_true",
+        help="start in blind mode: the model is hidden and the order shuffled per annotator",
+    )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--queue", action="store_true", help="list the outputs waiting to be labelled and exit")
-    what.add_argument("--export", type=Path, metavar="LABELS.jsonl", default=None,
-                      help="write the labels as JSON Lines (one per output and annotator) and exit")
-    what.add_argument("--agreement", action="store_true",
-                      help="print how far the machine labels agree with people's (Cohen's kappa per "
-                      "trait, with the confusion table) and each metric with people's consistency "
-                      "ratings (Spearman's rho), and exit")
+    what.add_argument(
+        "--export",
+        type=Path,
+        metavar="LABELS.jsonl",
+        default=None,
+        help="write the labels as JSON Lines (one per output and annotator) and exit",
+    )
+    what.add_argument(
+        "--agreement",
+        action="store_true",
+        help="print how far the machine labels agree with people's (Cohen's kappa per "
+        "trait, with the confusion table) and each metric with people's consistency "
+        "ratings (Spearman's rho), and exit",
+    )
     return parser
 
 
@@ -50,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         session_file = SessionFile.load(path)
     except SessionError as error:
-        print(f"persona-tui: {str(error).rstrip('.')}. Run 'persona-tui validate {path}' to list every problem.",
-              file=sys.stderr)
+        print(
+            f"persona-tui: {str(error).rstrip('.')}. Run 'persona-tui validate {path}' to list every problem.",
+            file=sys.stderr,
+        )
         return 2
     if args.queue:
         try:
@@ -76,8 +93,10 @@ def _print_queue(session_file, annotator: str | None, blind: bool) -> int:
     labelling = core.Labelling(session_file.session, who)
     items = queue.ordered(who, blind)
     if not items:
-        print(f"Nothing to label: no eval job in {session_file.workspace / 'jobs'} has replies, and "
-              f"no chat reply was sent to annotation ({session_file.workspace / core.CHAT_QUEUE_FILE}).")
+        print(
+            f"Nothing to label: no eval job in {session_file.workspace / 'jobs'} has replies, and "
+            f"no chat reply was sent to annotation ({session_file.workspace / core.CHAT_QUEUE_FILE})."
+        )
         return 0
     annotations = session_file.session.annotations
     for n, item in enumerate(items, 1):

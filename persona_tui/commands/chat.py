@@ -75,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
     except (EngineError, ValueError) as e:
         return _fail(str(e))
     log = ChatLog(sf.workspace, args.chat_id)
-    print(f"chatting with {args.engine}; /quit to end, Ctrl-C stops a reply. History: {log.path}", file=sys.stderr, flush=True)
+    print(
+        f"chatting with {args.engine}; /quit to end, Ctrl-C stops a reply. History: {log.path}",
+        file=sys.stderr,
+        flush=True,
+    )
     history: list[dict[str, str]] = []
     failed = 0
     try:
@@ -99,14 +103,23 @@ def run(args: argparse.Namespace) -> int:
             if text.startswith("/persona"):
                 want = text.split()[1:] or ["toggle"]
                 if not system:
-                    print("(no persona or system prompt was given: start with --persona ID or --system TEXT)", file=sys.stderr)
+                    print(
+                        "(no persona or system prompt was given: start with --persona ID or --system TEXT)",
+                        file=sys.stderr,
+                    )
                     continue
                 persona_on = {"on": True, "off": False}.get(want[0], not persona_on)
                 print(f"(persona in the system prompt: {'on' if persona_on else 'off'})", file=sys.stderr, flush=True)
                 continue
             messages = build_messages(history, text, system if persona_on else "")
-            log.append(role="user", content=text, engine=args.engine, persona=args.persona or "",
-                       persona_on=persona_on, sampling=sampling)
+            log.append(
+                role="user",
+                content=text,
+                engine=args.engine,
+                persona=args.persona or "",
+                persona_on=persona_on,
+                sampling=sampling,
+            )
             reply, stopped, error = [], False, ""
             stream = None
             try:  # an unreachable endpoint fails when the stream is opened: a failed reply, not the end

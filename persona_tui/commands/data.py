@@ -25,24 +25,40 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(datasets/<id>.jsonl, .heldout.jsonl, .stats.json) as a job, then print its statistics. "
         "The session file is not changed (except by --mix, which adds the mixed spec).",
     )
-    parser.add_argument("session", type=Path, metavar="SESSION.toml|pull",
-                        help="the session file; or 'pull' to download a study's public data")
-    parser.add_argument("pull_what", nargs="?", metavar="spc|tailoring|persona-inference",
-                        help="with pull: which Hub dataset to fetch into the Hugging Face cache (as a job)")
+    parser.add_argument(
+        "session",
+        type=Path,
+        metavar="SESSION.toml|pull",
+        help="the session file; or 'pull' to download a study's public data",
+    )
+    parser.add_argument(
+        "pull_what",
+        nargs="?",
+        metavar="spc|tailoring|persona-inference",
+        help="with pull: which Hub dataset to fetch into the Hugging Face cache (as a job)",
+    )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dataset", metavar="ID", help="the dataset spec to build")
     what.add_argument("--list", action="store_true", help="list the dataset specs and their built state")
     what.add_argument("--stats", metavar="ID", help="print the statistics of a built dataset")
-    what.add_argument("--mix", nargs=2, metavar=("NEW_ID", "A,B[,C]"),
-                      help="add a dataset spec that is the union of built datasets A, B, ... (saved in the "
-                      "session), then build it")
-    parser.add_argument("--detach", action="store_true",
-                        help="start the build as a detached job, print its id and return")
-    parser.add_argument("--strict", action="store_true",
-                        help="refuse an import (persona_chat, tailoring) with any broken row instead of "
-                        "skipping it; the first broken row is named by line")
-    parser.add_argument("--export", metavar="FORMAT",
-                        help="after building, export as openai, sharegpt, alpaca, trl_preference or hf")
+    what.add_argument(
+        "--mix",
+        nargs=2,
+        metavar=("NEW_ID", "A,B[,C]"),
+        help="add a dataset spec that is the union of built datasets A, B, ... (saved in the session), then build it",
+    )
+    parser.add_argument(
+        "--detach", action="store_true", help="start the build as a detached job, print its id and return"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse an import (persona_chat, tailoring) with any broken row instead of "
+        "skipping it; the first broken row is named by line",
+    )
+    parser.add_argument(
+        "--export", metavar="FORMAT", help="after building, export as openai, sharegpt, alpaca, trl_preference or hf"
+    )
     return parser
 
 
@@ -69,31 +85,52 @@ def stats_table(stats: dict[str, Any]):
         ("exact duplicates removed", stats.get("exact_duplicates_removed")),
         ("malformed (skipped)", stats.get("malformed")),
         ("broken rows (skipped)", stats.get("skipped")),
-        ("near-duplicate pairs left", f"{nd.get('pairs', '-')} ({nd.get('pair_fraction', 0):.4%} of pairs, "
-                                      f"{nd.get('example_fraction', 0):.1%} of examples; "
-                                      f"Jaccard >= {nd.get('threshold', 0.8)})" if nd else "-"),
+        (
+            "near-duplicate pairs left",
+            f"{nd.get('pairs', '-')} ({nd.get('pair_fraction', 0):.4%} of pairs, "
+            f"{nd.get('example_fraction', 0):.1%} of examples; "
+            f"Jaccard >= {nd.get('threshold', 0.8)})"
+            if nd
+            else "-",
+        ),
         ("distinct-2", stats.get("distinct_2")),
         ("distinct-2 of targets", stats.get("distinct_2_target")),
-        ("tokens (mean / p95 / max)",
-         f"{tok.get('mean')} / {tok.get('p95')} / {tok.get('max')} under {tok.get('base_model')}"
-         if "mean" in tok else tok.get("error", "-")),
+        (
+            "tokens (mean / p95 / max)",
+            f"{tok.get('mean')} / {tok.get('p95')} / {tok.get('max')} under {tok.get('base_model')}"
+            if "mean" in tok
+            else tok.get("error", "-"),
+        ),
         ("examples/s", stats.get("examples_per_s")),
     ]
     gen = stats.get("generation") or {}
     if "probe_leaks_rejected" in gen:  # the template generator's candidates that held a probe
         rows.append(("evaluation probes refused", gen["probe_leaks_rejected"]))
     if "teacher_tokens_per_s" in gen:
-        rows.append(("teacher", f"{gen.get('teacher')}: {gen.get('teacher_calls')} calls, "
-                                f"{gen.get('teacher_tokens_per_s')} tokens/s"))
+        rows.append(
+            (
+                "teacher",
+                f"{gen.get('teacher')}: {gen.get('teacher_calls')} calls, {gen.get('teacher_tokens_per_s')} tokens/s",
+            )
+        )
     if "teacher_prompt_tokens" in gen:  # the llm generator's pipeline
         cost = gen.get("cost")
         rows += [
-            ("teacher tokens", f"{gen['teacher_prompt_tokens']} prompt + {gen.get('teacher_output_tokens')} generated"
-                               + (f", cost {cost:.4f}" if cost is not None else ", cost not priced")),
-            ("teacher time", f"{gen.get('teacher_wall_seconds')} s wall, {gen.get('concurrency')} in flight, "
-                             f"{gen.get('teacher_retries')} retries, {gen.get('teacher_waited_seconds')} s waited"),
-            ("replies", f"{gen.get('structured')} constrained; resumed {gen.get('resumed_replies')}; rejected "
-                        + (", ".join(f"{k} {v}" for k, v in sorted((gen.get("rejected") or {}).items())) or "none")),
+            (
+                "teacher tokens",
+                f"{gen['teacher_prompt_tokens']} prompt + {gen.get('teacher_output_tokens')} generated"
+                + (f", cost {cost:.4f}" if cost is not None else ", cost not priced"),
+            ),
+            (
+                "teacher time",
+                f"{gen.get('teacher_wall_seconds')} s wall, {gen.get('concurrency')} in flight, "
+                f"{gen.get('teacher_retries')} retries, {gen.get('teacher_waited_seconds')} s waited",
+            ),
+            (
+                "replies",
+                f"{gen.get('structured')} constrained; resumed {gen.get('resumed_replies')}; rejected "
+                + (", ".join(f"{k} {v}" for k, v in sorted((gen.get("rejected") or {}).items())) or "none"),
+            ),
         ]
         for example in (gen.get("malformed_examples") or [])[:3]:
             rows.append(("malformed, e.g.", example))
@@ -122,8 +159,10 @@ def run(args: argparse.Namespace) -> int:
     if args.pull_what:
         return _fail(f"unexpected {args.pull_what!r}; name what to do with --dataset, --list, --stats or --mix.")
     if not (args.dataset or args.list or args.stats or args.mix):
-        return _fail("name what to do: --dataset ID (build), --list, --stats ID or --mix NEW_ID A,B; "
-                     "or 'persona-tui data pull spc|tailoring|persona-inference'.")
+        return _fail(
+            "name what to do: --dataset ID (build), --list, --stats ID or --mix NEW_ID A,B; "
+            "or 'persona-tui data pull spc|tailoring|persona-inference'."
+        )
 
     from sessions import jobs
     from sessions.store import SessionFile
@@ -147,8 +186,14 @@ def run(args: argparse.Namespace) -> int:
         for d in session.datasets:
             st = dataset_files.read_stats(workspace, d.id) if dataset_files.is_built(workspace, d.id) else None
             built = f"{st['count']} examples" if st else ("yes" if dataset_files.is_built(workspace, d.id) else "no")
-            table.add_row(d.id, d.format if not d.mix else f"mix of {', '.join(d.mix)}",
-                          d.generator, d.persona or d.source, str(d.size), built)
+            table.add_row(
+                d.id,
+                d.format if not d.mix else f"mix of {', '.join(d.mix)}",
+                d.generator,
+                d.persona or d.source,
+                str(d.size),
+                built,
+            )
         console.print(table)
         return 0
 
@@ -187,8 +232,9 @@ def run(args: argparse.Namespace) -> int:
 
             if args.export not in EXPORT_FORMATS:
                 raise DatasetError(f"Export format {args.export!r} is unknown; use one of {', '.join(EXPORT_FORMATS)}.")
-        job_dir = jobs.create_job(workspace, "dataset", {**job_spec(sf.path, spec.id),
-                                                         **({"strict": True} if args.strict else {})})
+        job_dir = jobs.create_job(
+            workspace, "dataset", {**job_spec(sf.path, spec.id), **({"strict": True} if args.strict else {})}
+        )
     except ValueError as e:
         return _fail(str(e))
 
@@ -200,8 +246,9 @@ def run(args: argparse.Namespace) -> int:
 
     from persona_tui.job_progress import follow
 
-    watcher = threading.Thread(target=follow, args=(job_dir, f"dataset {spec.id}"),
-                               kwargs={"console": console}, daemon=True)
+    watcher = threading.Thread(
+        target=follow, args=(job_dir, f"dataset {spec.id}"), kwargs={"console": console}, daemon=True
+    )
     watcher.start()
     status = jobs.run_job_inline(job_dir, KINDS)
     watcher.join(timeout=10)
@@ -214,9 +261,11 @@ def run(args: argparse.Namespace) -> int:
         for row in broken[:MAX_BROKEN_SHOWN]:
             print(f"skipped line {row['line']}: {row['reason']}", file=sys.stderr)
         if len(broken) > MAX_BROKEN_SHOWN:
-            print(f"... and {len(broken) - MAX_BROKEN_SHOWN} more broken rows (all in "
-                  f"{dataset_files.stats_path(workspace, spec.id)}).",
-                  file=sys.stderr)
+            print(
+                f"... and {len(broken) - MAX_BROKEN_SHOWN} more broken rows (all in "
+                f"{dataset_files.stats_path(workspace, spec.id)}).",
+                file=sys.stderr,
+            )
     if args.export:
         from trainers.dataset_export import export_dataset
 

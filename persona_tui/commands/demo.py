@@ -14,10 +14,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Write (or reuse) the demo session in DIR and run, headless, every stage of "
         "the flow that exists: build data, train, export, chat, evaluate.",
     )
-    parser.add_argument("dir", type=Path, nargs="?", default=Path("persona-demo"), metavar="DIR",
-                        help="where the demo session lives (default: ./persona-demo)")
-    parser.add_argument("--quick", action="store_true",
-                        help="each stage at the smallest size that still runs it for real")
+    parser.add_argument(
+        "dir",
+        type=Path,
+        nargs="?",
+        default=Path("persona-demo"),
+        metavar="DIR",
+        help="where the demo session lives (default: ./persona-demo)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="each stage at the smallest size that still runs it for real"
+    )
     parser.add_argument("--tui", action="store_true", help="open the workbench on the result")
     return parser
 

@@ -22,8 +22,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
     parser.add_argument("--eval", dest="eval_id", required=True, metavar="ID", help="the evaluation's id")
-    parser.add_argument("--job", metavar="JOB_ID", default=None,
-                        help="print the tables of this earlier job of the evaluation instead of running it")
+    parser.add_argument(
+        "--job",
+        metavar="JOB_ID",
+        default=None,
+        help="print the tables of this earlier job of the evaluation instead of running it",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not write the summary into the session file")
     return parser
 

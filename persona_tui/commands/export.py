@@ -23,12 +23,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "Modelfile beside each GGUF, and check every GGUF against the merged model.",
     )
     parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
-    parser.add_argument("--run", dest="run_id", metavar="ID", help="the run to export (its newest finished training job)")
-    parser.add_argument("--job", dest="train_job", metavar="JOBID", help="the training job to export (instead of the newest)")
+    parser.add_argument(
+        "--run", dest="run_id", metavar="ID", help="the run to export (its newest finished training job)"
+    )
+    parser.add_argument(
+        "--job", dest="train_job", metavar="JOBID", help="the training job to export (instead of the newest)"
+    )
     parser.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to export (with --base)")
     parser.add_argument("--base", metavar="MODEL", help="the adapter's base model (default: the run's)")
     parser.add_argument(
-        "--quant", default="q8_0,q4_k_m", metavar="TYPES",
+        "--quant",
+        default="q8_0,q4_k_m",
+        metavar="TYPES",
         help="comma-separated quantization types (default q8_0,q4_k_m; '' for none)",
     )
     parser.add_argument("--persona", metavar="ID", help="put this persona in the Modelfiles as SYSTEM")
@@ -64,8 +70,15 @@ def run(args: argparse.Namespace) -> int:
     options = {"verify": not args.no_verify, "adapter_gguf": not args.no_lora_gguf, "keep_merged": not args.drop_merged}
     try:
         job_dir = create_export_job(
-            sf.workspace, session=sf.path, run=args.run_id, train_job=args.train_job, adapter=args.adapter,
-            base_model=args.base, quants=args.quant, persona=args.persona, options=options,
+            sf.workspace,
+            session=sf.path,
+            run=args.run_id,
+            train_job=args.train_job,
+            adapter=args.adapter,
+            base_model=args.base,
+            quants=args.quant,
+            persona=args.persona,
+            options=options,
         )
     except ValueError as e:
         return _fail(str(e))

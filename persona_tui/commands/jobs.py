@@ -21,19 +21,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--watch", metavar="ID", help="follow a job with a progress bar until it ends")
     group.add_argument("--cancel", metavar="ID", help="ask a job to stop (it saves a checkpoint first)")
     group.add_argument("--log", metavar="ID", help="print the last lines of a job's log")
-    group.add_argument("--manifest", metavar="ID",
-                       help="print what made a job: commit, package versions, model and data hashes, seed, "
-                       "settings, hardware (manifest.json)")
-    group.add_argument("--compare", metavar="ID", nargs="+",
-                       help="say how the manifests of two or more jobs differ (packages, model or data "
-                       "hashes, hardware), each against the first")
-    group.add_argument("--export-events", metavar="ID",
-                       help="convert a job's events.jsonl to --format tensorboard|csv (see --out)")
-    parser.add_argument("--format", dest="event_format", choices=("tensorboard", "csv"), default="csv",
-                        help="with --export-events: csv (a file) or tensorboard (a folder of event files)")
-    parser.add_argument("--out", type=Path, metavar="PATH",
-                        help="with --export-events: where to write (default: events.csv or tensorboard-export/ "
-                        "in the job's folder)")
+    group.add_argument(
+        "--manifest",
+        metavar="ID",
+        help="print what made a job: commit, package versions, model and data hashes, seed, "
+        "settings, hardware (manifest.json)",
+    )
+    group.add_argument(
+        "--compare",
+        metavar="ID",
+        nargs="+",
+        help="say how the manifests of two or more jobs differ (packages, model or data "
+        "hashes, hardware), each against the first",
+    )
+    group.add_argument(
+        "--export-events", metavar="ID", help="convert a job's events.jsonl to --format tensorboard|csv (see --out)"
+    )
+    parser.add_argument(
+        "--format",
+        dest="event_format",
+        choices=("tensorboard", "csv"),
+        default="csv",
+        help="with --export-events: csv (a file) or tensorboard (a folder of event files)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="with --export-events: where to write (default: events.csv or tensorboard-export/ in the job's folder)",
+    )
     parser.add_argument("--json", action="store_true", help="with --manifest: the whole JSON, not the summary")
     return parser
 
@@ -96,16 +112,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"no jobs yet in {jobs.jobs_root(workspace)}")
         return 0
     table = Table("id", "kind", "state", "progress", "started", "heartbeat", "message")
-    colour = {"running": "cyan", "finished": "green", "failed": "red", "died": "red", "cancelled": "yellow",
-              "starting": "cyan", "ready": "green", "stopped": "yellow"}
+    colour = {
+        "running": "cyan",
+        "finished": "green",
+        "failed": "red",
+        "died": "red",
+        "cancelled": "yellow",
+        "starting": "cyan",
+        "ready": "green",
+        "stopped": "yellow",
+    }
     for s in listed:
         prog = f"{s.fraction:.0%}" if s.fraction is not None else "-"
         note = s.error if s.state in ("failed", "died") else s.message
         note = (note or "").splitlines()[0][:60] if note else ""
         if s.url and s.state in ("starting", "ready"):
             note = f"{s.state} at {s.url}"  # a service's URL whole, never cut
-        table.add_row(s.id, s.kind, f"[{colour.get(s.state, 'white')}]{s.state}[/]", prog,
-                      _age(s.started), _age(s.heartbeat), note)
+        table.add_row(
+            s.id,
+            s.kind,
+            f"[{colour.get(s.state, 'white')}]{s.state}[/]",
+            prog,
+            _age(s.started),
+            _age(s.heartbeat),
+            note,
+        )
     console.print(table)
     return 0
 
@@ -120,8 +151,11 @@ def _job_dir(args: argparse.Namespace, workspace: Path, job_id: str) -> Path | N
         print(f"persona-tui: {error}", file=sys.stderr)
         return None
     if not (job_dir / "status.json").exists():
-        print(f"persona-tui: no job {job_id!r} in {jobs.jobs_root(workspace)}; "
-              f"'persona-tui jobs {args.session}' lists them.", file=sys.stderr)
+        print(
+            f"persona-tui: no job {job_id!r} in {jobs.jobs_root(workspace)}; "
+            f"'persona-tui jobs {args.session}' lists them.",
+            file=sys.stderr,
+        )
         return None
     return job_dir
 
@@ -131,8 +165,11 @@ def _manifest(job_dir: Path, as_json: bool) -> int:
 
     manifest = read_manifest(job_dir)
     if manifest is None:
-        print(f"persona-tui: job {job_dir.name} has no {MANIFEST_FILE} (its worker has not started, or it was "
-              "made before jobs recorded one).", file=sys.stderr)
+        print(
+            f"persona-tui: job {job_dir.name} has no {MANIFEST_FILE} (its worker has not started, or it was "
+            "made before jobs recorded one).",
+            file=sys.stderr,
+        )
         return 2
     if as_json:
         print(format_manifest(manifest))
@@ -170,6 +207,8 @@ def _export_events(job_dir: Path, fmt: str, out: Path | None) -> int:
     except (ExportEventsError, OSError) as error:
         print(f"persona-tui: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {count} values of {job_dir.name} to {target}"
-          + (f"; view them with: tensorboard --logdir {target}" if fmt == "tensorboard" else ""))
+    print(
+        f"wrote {count} values of {job_dir.name} to {target}"
+        + (f"; view them with: tensorboard --logdir {target}" if fmt == "tensorboard" else "")
+    )
     return 0

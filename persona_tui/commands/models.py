@@ -26,14 +26,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "the exports of its runs. 'persona-tui models pull REPO_ID [--revision R]' downloads a model's "
         "config, tokenizer and safetensors into the HF cache as a job.",
     )
-    parser.add_argument("target", nargs="?", metavar="SESSION.toml|pull",
-                        help="a session file (to list its models too), or 'pull'")
+    parser.add_argument(
+        "target", nargs="?", metavar="SESSION.toml|pull", help="a session file (to list its models too), or 'pull'"
+    )
     parser.add_argument("repo_id", nargs="?", metavar="REPO_ID", help="with pull: the Hub repo (owner/name)")
     parser.add_argument("--revision", metavar="R", help="with pull: a branch, tag or commit (default main)")
-    parser.add_argument("--session", type=Path, metavar="SESSION.toml",
-                        help="with pull: keep the job in this session's workspace (its Jobs list shows it)")
-    parser.add_argument("--detach", action="store_true",
-                        help="with pull: start the download as a detached job, print its id and return")
+    parser.add_argument(
+        "--session",
+        type=Path,
+        metavar="SESSION.toml",
+        help="with pull: keep the job in this session's workspace (its Jobs list shows it)",
+    )
+    parser.add_argument(
+        "--detach", action="store_true", help="with pull: start the download as a detached job, print its id and return"
+    )
     return parser
 
 
@@ -96,8 +102,14 @@ def _pull(args: argparse.Namespace) -> int:
         if not args.session.is_file():
             return _fail(f"{args.session} is not a session file.")
         workspace = workspace_for(args.session)
-    return pull_job(args.repo_id, "model", args.revision, workspace, args.detach,
-                    watch_hint=f"persona-tui jobs {args.session}" if args.session else "")
+    return pull_job(
+        args.repo_id,
+        "model",
+        args.revision,
+        workspace,
+        args.detach,
+        watch_hint=f"persona-tui jobs {args.session}" if args.session else "",
+    )
 
 
 def pull_job(repo_id: str, repo_type: str, revision: str | None, workspace, detach: bool, watch_hint: str = "") -> int:
@@ -123,8 +135,9 @@ def pull_job(repo_id: str, repo_type: str, revision: str | None, workspace, deta
     from persona_tui.job_progress import follow
 
     console.print(f"job {job_dir.name}", markup=False, highlight=False)
-    watcher = threading.Thread(target=follow, args=(job_dir, f"pull {repo_id}"), kwargs={"console": console},
-                               daemon=True)
+    watcher = threading.Thread(
+        target=follow, args=(job_dir, f"pull {repo_id}"), kwargs={"console": console}, daemon=True
+    )
     watcher.start()
     status = run_inline(job_dir)
     watcher.join(timeout=10)

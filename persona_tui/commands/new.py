@@ -35,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"persona-tui: {path} must end in .toml (its data folder is the name without it).", file=sys.stderr)
         return 2
     if path.exists() or path.is_symlink():
-        print(f"persona-tui: {path} already exists; open it with 'persona-tui {path}' or choose another name.", file=sys.stderr)
+        print(
+            f"persona-tui: {path} already exists; open it with 'persona-tui {path}' or choose another name.",
+            file=sys.stderr,
+        )
         return 2
     if not path.parent.is_dir():
         print(f"persona-tui: the folder {path.parent} does not exist; create it first.", file=sys.stderr)

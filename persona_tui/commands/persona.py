@@ -27,22 +27,51 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("session", type=Path, metavar="SESSION.toml", help="the session file")
     what = parser.add_mutually_exclusive_group()
-    what.add_argument("--import", dest="import_path", type=Path, metavar="FILE", default=None,
-                      help="add the persona in FILE (.json/.png card, or .txt persona list)")
-    what.add_argument("--export", nargs=2, metavar=("ID", "FILE"), default=None,
-                      help="write persona ID to FILE (.txt: persona list; otherwise a Character Card V2 JSON)")
-    what.add_argument("--probes", metavar="ID", default=None,
-                      help="write knowledge probes and open prompts for persona ID from its traits and "
-                      "facts (templates, offline; or --teacher ENGINE) and show them; --keep adds them to the session")
+    what.add_argument(
+        "--import",
+        dest="import_path",
+        type=Path,
+        metavar="FILE",
+        default=None,
+        help="add the persona in FILE (.json/.png card, or .txt persona list)",
+    )
+    what.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("ID", "FILE"),
+        default=None,
+        help="write persona ID to FILE (.txt: persona list; otherwise a Character Card V2 JSON)",
+    )
+    what.add_argument(
+        "--probes",
+        metavar="ID",
+        default=None,
+        help="write knowledge probes and open prompts for persona ID from its traits and "
+        "facts (templates, offline; or --teacher ENGINE) and show them; --keep adds them to the session",
+    )
     parser.add_argument("--force", action="store_true", help="with --export, replace FILE if it exists")
     parser.add_argument("--keep", action="store_true", help="with --probes, add the proposed probes to the session")
-    parser.add_argument("--per-trait", type=int, default=6, metavar="N",
-                        help="with --probes, knowledge probes to propose per trait (default 6)")
-    parser.add_argument("--prompts-per-trait", type=int, default=8, metavar="N",
-                        help="with --probes, open expression prompts each trait should have (default 8)")
-    parser.add_argument("--teacher", metavar="ENGINE", default=None,
-                        help="with --probes, have this [[engines]] id of the session write the probes (one "
-                        "JSON-schema request per trait; the templates top up what it leaves short)")
+    parser.add_argument(
+        "--per-trait",
+        type=int,
+        default=6,
+        metavar="N",
+        help="with --probes, knowledge probes to propose per trait (default 6)",
+    )
+    parser.add_argument(
+        "--prompts-per-trait",
+        type=int,
+        default=8,
+        metavar="N",
+        help="with --probes, open expression prompts each trait should have (default 8)",
+    )
+    parser.add_argument(
+        "--teacher",
+        metavar="ENGINE",
+        default=None,
+        help="with --probes, have this [[engines]] id of the session write the probes (one "
+        "JSON-schema request per trait; the templates top up what it leaves short)",
+    )
     return parser
 
 
@@ -58,7 +87,9 @@ def _probes(args: argparse.Namespace, sf) -> int:
         known = ", ".join(p.id for p in sf.session.personas) or "none"
         return _fail(f"{args.session} has no persona {args.probes!r} (personas: {known}).")
     if args.per_trait < 0 or args.prompts_per_trait < 0:
-        return _fail(f"--per-trait and --prompts-per-trait must be 0 or more, not {min(args.per_trait, args.prompts_per_trait)}.")
+        return _fail(
+            f"--per-trait and --prompts-per-trait must be 0 or more, not {min(args.per_trait, args.prompts_per_trait)}."
+        )
     if args.teacher is None:
         proposals = probe_writer.write_probes(persona, knowledge=args.per_trait, expression=args.prompts_per_trait)
     else:
@@ -67,12 +98,15 @@ def _probes(args: argparse.Namespace, sf) -> int:
         spec = sf.session.engine(args.teacher)
         if spec is None:
             known = ", ".join(e.id for e in sf.session.engines) or "none"
-            return _fail(f"{args.session} has no engine {args.teacher!r} (engines: {known}); add it under "
-                         "[[engines]] or leave out --teacher to use the templates.")
+            return _fail(
+                f"{args.session} has no engine {args.teacher!r} (engines: {known}); add it under "
+                "[[engines]] or leave out --teacher to use the templates."
+            )
         print(f"asking teacher engine {args.teacher!r} for probes, one request per trait...", file=sys.stderr)
         try:
-            proposals = probe_writer.probes_by_engine(persona, spec, knowledge=args.per_trait,
-                                                      expression=args.prompts_per_trait)
+            proposals = probe_writer.probes_by_engine(
+                persona, spec, knowledge=args.per_trait, expression=args.prompts_per_trait
+            )
         except TeacherError as error:
             return _fail(str(error))
     data = [dataset_path(sf.workspace, d.id) for d in sf.session.datasets if d.persona == persona.id]
@@ -91,8 +125,11 @@ def _probes(args: argparse.Namespace, sf) -> int:
         for prompt in p.expression:
             print(f"  open prompt: {prompt}")
     total = sum(len(p.knowledge) + len(p.expression) for p in proposals)
-    checked = f"checked against {len(data)} built dataset(s) of {persona.id!r}" if data else \
-        f"no built dataset of {persona.id!r} to check against yet"
+    checked = (
+        f"checked against {len(data)} built dataset(s) of {persona.id!r}"
+        if data
+        else f"no built dataset of {persona.id!r} to check against yet"
+    )
     for where, sentence in repeats:
         print(f"  repeats the training data: {where}: {sentence!r}")
     print(f"{total} probes proposed; {len(repeats)} repeat a training sentence ({checked}).")
@@ -100,8 +137,10 @@ def _probes(args: argparse.Namespace, sf) -> int:
         print(f"Nothing was changed; add them with: persona-tui persona {args.session} --probes {persona.id} --keep")
         return 0
     if repeats:
-        return _fail(f"{len(repeats)} proposed probe(s) repeat the training data word for word (first: "
-                     f"{repeats[0][0]}); edit the persona's traits or the data, then try again. Nothing was kept.")
+        return _fail(
+            f"{len(repeats)} proposed probe(s) repeat the training data word for word (first: "
+            f"{repeats[0][0]}); edit the persona's traits or the data, then try again. Nothing was kept."
+        )
     added = probe_writer.apply(persona, proposals)
     try:
         sf.save()
@@ -142,8 +181,10 @@ def run(args: argparse.Namespace) -> int:
             sf.save()
         except (SessionError, OSError) as error:
             return _fail(f"could not save {args.session}: {error}")
-        print(f"Imported {persona.name or persona.id} from {path} as '{persona.id}' "
-              f"({len(persona.traits)} trait{'' if len(persona.traits) == 1 else 's'}).")
+        print(
+            f"Imported {persona.name or persona.id} from {path} as '{persona.id}' "
+            f"({len(persona.traits)} trait{'' if len(persona.traits) == 1 else 's'})."
+        )
         return 0
     if args.export is not None:
         persona_id, out = args.export[0], Path(args.export[1])
@@ -160,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"Wrote {out}.")
         return 0
     for p in session.personas:
-        print(f"{p.id:<24} {p.name:<24} {len(p.traits)} traits, "
-              f"{sum(len(t.knowledge_probes) for t in p.traits)} knowledge and "
-              f"{sum(len(t.expression_probes) for t in p.traits)} expression probes")
+        print(
+            f"{p.id:<24} {p.name:<24} {len(p.traits)} traits, "
+            f"{sum(len(t.knowledge_probes) for t in p.traits)} knowledge and "
+            f"{sum(len(t.expression_probes) for t in p.traits)} expression probes"
+        )
     return 0

@@ -39,20 +39,38 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--export", metavar="JOBID", help="an export job of the session")
     what.add_argument("--gguf", metavar="PATH", help="a GGUF file (or bundled:NAME)")
-    parser.add_argument("--quant", default="", metavar="TYPE",
-                        help="which of the export's GGUFs: f16, q8_0, ... or lora (default q8_0, else f16)")
+    parser.add_argument(
+        "--quant",
+        default="",
+        metavar="TYPE",
+        help="which of the export's GGUFs: f16, q8_0, ... or lora (default q8_0, else f16)",
+    )
     parser.add_argument("--lora-gguf", metavar="PATH", help="a LoRA GGUF to apply on top of --gguf")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="listen port (default 8000; 0 picks a free one)")
     parser.add_argument("--n-ctx", type=int, default=2048, help="context length (default 2048)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
-    parser.add_argument("--alias", default="", help="the model id clients name (default: the export's run id or file name)")
-    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S, metavar="SECONDS",
-                        help=f"stop after this long without a request (default {DEFAULT_IDLE_TIMEOUT_S}; 0: never)")
-    parser.add_argument("--api-key-env", default="", metavar="NAME",
-                        help="require the API key held in this environment variable (it is never written down)")
-    parser.add_argument("--detach", action="store_true",
-                        help="leave the server running as a detached service job; return once it answers")
+    parser.add_argument(
+        "--alias", default="", help="the model id clients name (default: the export's run id or file name)"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"stop after this long without a request (default {DEFAULT_IDLE_TIMEOUT_S}; 0: never)",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        default="",
+        metavar="NAME",
+        help="require the API key held in this environment variable (it is never written down)",
+    )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="leave the server running as a detached service job; return once it answers",
+    )
     return parser
 
 
@@ -94,9 +112,20 @@ def _port_taken(host: str, port: int) -> bool:
 
 
 def create_serve_job(
-    session: Any, workspace: Path, *, export: str = "", quant: str = "", gguf: str = "", lora_gguf: str = "",
-    host: str = "127.0.0.1", port: int = 0, n_ctx: int = 2048, threads: int = 0, alias: str = "",
-    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, api_key_env: str = "",
+    session: Any,
+    workspace: Path,
+    *,
+    export: str = "",
+    quant: str = "",
+    gguf: str = "",
+    lora_gguf: str = "",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    n_ctx: int = 2048,
+    threads: int = 0,
+    alias: str = "",
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    api_key_env: str = "",
 ) -> ServePlan:
     """A queued service job serving an export's GGUF (or a GGUF file); the CLI and the Chat pane
     both start serving through this. Raises ServeError with one sentence."""
@@ -120,8 +149,10 @@ def create_serve_job(
     if spec.adapter and not Path(spec.adapter).is_file():
         raise ServeError(f"the LoRA GGUF {spec.adapter} does not exist.")
     if api_key_env and not os.environ.get(api_key_env):
-        raise ServeError(f"the environment variable {api_key_env} is empty or not set; "
-                         f"export {api_key_env}=<your key> first (the key is never written down).")
+        raise ServeError(
+            f"the environment variable {api_key_env} is empty or not set; "
+            f"export {api_key_env}=<your key> first (the key is never written down)."
+        )
     if idle_timeout_s < 0:
         raise ServeError(f"--idle-timeout is {idle_timeout_s:g}; give 0 (never) or a number of seconds.")
     if port and _port_taken(host, port):
@@ -129,18 +160,44 @@ def create_serve_job(
     port = port or _free_port(host)
     threads = threads or os.cpu_count() or 1
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", spec.model, "--model_alias", alias,
-        "--host", host, "--port", str(port), "--n_ctx", str(n_ctx),
-        "--n_threads", str(threads), "--n_threads_batch", str(threads),
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        spec.model,
+        "--model_alias",
+        alias,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(threads),
+        "--n_threads_batch",
+        str(threads),
     ]
     if spec.adapter:
         command += ["--lora_path", spec.adapter]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/v1"
-    service = {"command": command, "url": url, "idle_timeout_s": idle_timeout_s,
-               "api_key_env": api_key_env, "api_key_to": "API_KEY" if api_key_env else ""}
-    what = {"model": spec.model, "adapter": spec.adapter or "", "alias": alias, "export": export,
-            "quant": quant, "host": host, "port": port}
+    service = {
+        "command": command,
+        "url": url,
+        "idle_timeout_s": idle_timeout_s,
+        "api_key_env": api_key_env,
+        "api_key_to": "API_KEY" if api_key_env else "",
+    }
+    what = {
+        "model": spec.model,
+        "adapter": spec.adapter or "",
+        "alias": alias,
+        "export": export,
+        "quant": quant,
+        "host": host,
+        "port": port,
+    }
     try:
         job_dir = jobs.create_service_job(workspace, service, {"serve": what})
     except (jobs.JobError, OSError) as e:
@@ -153,14 +210,16 @@ def usage_text(url: str, alias: str, api_key_env: str = "") -> str:
     port = url.rsplit(":", 1)[1].split("/", 1)[0]
     key = f'os.environ["{api_key_env}"]' if api_key_env else '"sk-no-key"'
     user = os.environ.get("USER", "user")
-    return "\n".join([
-        "from openai import OpenAI" + ("; import os" if api_key_env else ""),
-        f'client = OpenAI(base_url="{url}", api_key={key})',
-        f'reply = client.chat.completions.create(model="{alias}", messages=[{{"role": "user", "content": "Hello!"}}])',
-        "print(reply.choices[0].message.content)",
-        "",
-        f"from another machine: ssh -L {port}:127.0.0.1:{port} {user}@{socket.gethostname()}",
-    ])
+    return "\n".join(
+        [
+            "from openai import OpenAI" + ("; import os" if api_key_env else ""),
+            f'client = OpenAI(base_url="{url}", api_key={key})',
+            f'reply = client.chat.completions.create(model="{alias}", messages=[{{"role": "user", "content": "Hello!"}}])',
+            "print(reply.choices[0].message.content)",
+            "",
+            f"from another machine: ssh -L {port}:127.0.0.1:{port} {user}@{socket.gethostname()}",
+        ]
+    )
 
 
 def _fail(msg: str, code: int = 2) -> int:
@@ -191,14 +250,26 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(e))
     try:
         plan = create_serve_job(
-            sf.session, Path(sf.workspace), export=args.export or "", quant=args.quant, gguf=args.gguf or "",
-            lora_gguf=args.lora_gguf or "", host=args.host, port=args.port, n_ctx=args.n_ctx, threads=args.threads,
-            alias=args.alias, idle_timeout_s=args.idle_timeout, api_key_env=args.api_key_env,
+            sf.session,
+            Path(sf.workspace),
+            export=args.export or "",
+            quant=args.quant,
+            gguf=args.gguf or "",
+            lora_gguf=args.lora_gguf or "",
+            host=args.host,
+            port=args.port,
+            n_ctx=args.n_ctx,
+            threads=args.threads,
+            alias=args.alias,
+            idle_timeout_s=args.idle_timeout,
+            api_key_env=args.api_key_env,
         )
     except ServeError as e:
         return _fail(str(e))
-    print(f"serving {plan.model}" + (f" + {plan.adapter}" if plan.adapter else "") + f" as model {plan.alias!r}",
-          flush=True)
+    print(
+        f"serving {plan.model}" + (f" + {plan.adapter}" if plan.adapter else "") + f" as model {plan.alias!r}",
+        flush=True,
+    )
     print(plan.url, flush=True)
     print(f"service job {plan.job_dir.name}; the server's log: {plan.job_dir / jobs.SERVER_LOG}", flush=True)
 
@@ -209,8 +280,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if status.state in ("failed", "died"):
             return _fail(status.error or f"the service {status.state}.")
-        return _fail(f"the server did not answer at {plan.url} in time; its output is in "
-                     f"{plan.job_dir / jobs.SERVER_LOG}.", 1)
+        return _fail(
+            f"the server did not answer at {plan.url} in time; its output is in {plan.job_dir / jobs.SERVER_LOG}.", 1
+        )
 
     if args.detach:
         jobs.start_job(plan.job_dir)

@@ -30,8 +30,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--run", dest="run_id", metavar="ID", help="the run spec to train")
     parser.add_argument("--resume", metavar="JOB", help="continue a stopped training job from its last checkpoint")
     parser.add_argument("--detach", action="store_true", help="start a detached worker, print the job id and return")
-    parser.add_argument("--skip-memory-check", action="store_true",
-                        help="start even when the memory estimate says the run will not fit the device")
+    parser.add_argument(
+        "--skip-memory-check",
+        action="store_true",
+        help="start even when the memory estimate says the run will not fit the device",
+    )
     return parser
 
 
@@ -70,7 +73,9 @@ def _summary(console: Any, job_dir: Path, status: Any) -> None:
     if result and result.get("adapter"):
         console.print(f"adapter: {result['adapter']}", markup=False, highlight=False, soft_wrap=True)
     if result and result.get("engine", {}).get("kind") == "openai":
-        console.print(f"fine-tuned model: {result['engine'].get('model')}", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"fine-tuned model: {result['engine'].get('model')}", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,14 +150,23 @@ def run(args: argparse.Namespace) -> int:
         try:
             engine_id = record_remote_engine(SessionFile.load(args.session), job_dir)
         except (SessionError, OSError) as e:
-            print(f"persona-tui: the run finished but its model could not be added to {args.session}: {e}", file=sys.stderr)
+            print(
+                f"persona-tui: the run finished but its model could not be added to {args.session}: {e}",
+                file=sys.stderr,
+            )
             return 1
         if engine_id:
-            console.print(f"engine {engine_id!r} added to {args.session}: chat with it via --engine {engine_id}",
-                          markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"engine {engine_id!r} added to {args.session}: chat with it via --engine {engine_id}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         return 0
     if status.state == "cancelled":
-        print(f"{job_dir.name} cancelled; continue it with: persona-tui train {args.session} --resume {job_dir.name}",
-              file=sys.stderr)
+        print(
+            f"{job_dir.name} cancelled; continue it with: persona-tui train {args.session} --resume {job_dir.name}",
+            file=sys.stderr,
+        )
         return 1
     return _fail(f"{label} {status.state}: {status.error or status.message}", 1)

@@ -139,8 +139,9 @@ class AnnotatePane(Widget, can_focus=True):
         if new and tell:
             self._told_problems += new
             shown = new[:3] + ([f"... and {len(new) - 3} more"] if len(new) > 3 else [])
-            self.notify("\n".join(shown), title="Some outputs were left out", severity="warning",
-                        timeout=8, markup=False)
+            self.notify(
+                "\n".join(shown), title="Some outputs were left out", severity="warning", timeout=8, markup=False
+            )
         self._reorder(current)
         if first_unlabelled or current is None:
             self.pos = self._next_unlabelled(0, include_current=True)
@@ -182,7 +183,9 @@ class AnnotatePane(Widget, can_focus=True):
         self.refresh_bindings()
         item = self.item
         empty = item is None
-        for widget in self.query("#annotate-meta, #annotate-prompt-box, #annotate-reply-box, #annotate-traits, #annotate-rating"):
+        for widget in self.query(
+            "#annotate-meta, #annotate-prompt-box, #annotate-reply-box, #annotate-traits, #annotate-rating"
+        ):
             widget.display = not empty
         self.query_one("#annotate-empty").display = empty
         labelled, total = self.labelling.progress(i.key for i in self.order)
@@ -190,8 +193,12 @@ class AnnotatePane(Widget, can_focus=True):
         status = Text.assemble(
             (f"{labelled} / {total} labelled", "bold"),
             f" · item {self.pos + 1 if total else 0}/{total}",
-            " · annotator ", (self.annotator, "bold"), " (a)",
-            " · blind ", (blind, "bold" if self.blind else ""), " (b)",
+            " · annotator ",
+            (self.annotator, "bold"),
+            " (a)",
+            " · blind ",
+            (blind, "bold" if self.blind else ""),
+            " (b)",
             " · x export",
         )
         status.no_wrap = True
@@ -240,8 +247,11 @@ class AnnotatePane(Widget, can_focus=True):
         labels = ann.trait_labels if ann else {}
         widget = self.query_one("#annotate-traits", Static)
         if not traits:
-            why = (f"persona {item.persona_id!r} is not in this session" if item.persona_id
-                   else "this output names no persona")
+            why = (
+                f"persona {item.persona_id!r} is not in this session"
+                if item.persona_id
+                else "this output names no persona"
+            )
             widget.update(Text(f"No traits: {why}. Rate it 1-5 and add a note.", style="dim"))
             return
         self.trait_index = min(self.trait_index, len(traits) - 1)
@@ -293,14 +303,19 @@ class AnnotatePane(Widget, can_focus=True):
         if old == label:
             return
         ann = self.labelling.label_trait(item.key, trait.id, label, blind=self.blind)
-        what = (f"labelled {trait.id} {label} on {item.key}" if label
-                else f"cleared the label of {trait.id} on {item.key}")
+        what = (
+            f"labelled {trait.id} {label} on {item.key}" if label else f"cleared the label of {trait.id} on {item.key}"
+        )
         if label is not None:
             labels = ann.trait_labels if ann else {}
             n = len(traits)
             # Go on to the next trait still without a label, if there is one.
             self.trait_index = next(
-                ((self.trait_index + s) % n for s in range(1, n) if traits[(self.trait_index + s) % n].id not in labels),
+                (
+                    (self.trait_index + s) % n
+                    for s in range(1, n)
+                    if traits[(self.trait_index + s) % n].id not in labels
+                ),
                 self.trait_index,
             )
         self.changed(what)
@@ -386,8 +401,12 @@ class AnnotatePane(Widget, can_focus=True):
         self.blind = not self.blind
         self._reorder(self.item.key if self.item else None)
         self.refresh_view()
-        self.notify("Blind: the model is hidden and the order shuffled for you." if self.blind
-                    else "Blind off: models shown, outputs in their order.", timeout=3)
+        self.notify(
+            "Blind: the model is hidden and the order shuffled for you."
+            if self.blind
+            else "Blind off: models shown, outputs in their order.",
+            timeout=3,
+        )
 
     def action_annotator(self) -> None:
         def chosen(name: str | None) -> None:
@@ -448,11 +467,17 @@ class AnnotatePane(Widget, can_focus=True):
             report = agreement_report(annotations, workspace)
             renderables = [*report["problems"], *agreement_tables(report)]
         except Exception as error:  # noqa: BLE001 - a worker's error would otherwise vanish
-            self.app.call_from_thread(self.notify, f"Could not compute the agreement: {error}",
-                                      title="Agreement", severity="error", markup=False)
+            self.app.call_from_thread(
+                self.notify,
+                f"Could not compute the agreement: {error}",
+                title="Agreement",
+                severity="error",
+                markup=False,
+            )
             return
         self.app.call_from_thread(
-            lambda: self.app.push_screen(ReportScreen("Agreement with people's labels (esc closes)", renderables)))
+            lambda: self.app.push_screen(ReportScreen("Agreement with people's labels (esc closes)", renderables))
+        )
 
     def action_reload(self) -> None:
         self.reload()

@@ -93,13 +93,25 @@ class ChatPane(Vertical):
             self.column, self.turn, self.text, self.state = column, turn, text, state
 
         def can_replace(self, message: Message) -> bool:
-            return (isinstance(message, ChatPane.ReplyProgress) and message.column == self.column
-                    and message.turn == self.turn)
+            return (
+                isinstance(message, ChatPane.ReplyProgress)
+                and message.column == self.column
+                and message.turn == self.turn
+            )
 
     class ReplyDone(Message):
-        def __init__(self, column: str, turn: int, text: str, state: str, error: str = "", seconds: float = 0.0) -> None:
+        def __init__(
+            self, column: str, turn: int, text: str, state: str, error: str = "", seconds: float = 0.0
+        ) -> None:
             super().__init__()
-            self.column, self.turn, self.text, self.state, self.error, self.seconds = column, turn, text, state, error, seconds
+            self.column, self.turn, self.text, self.state, self.error, self.seconds = (
+                column,
+                turn,
+                text,
+                state,
+                error,
+                seconds,
+            )
 
     class ChoicesFound(Message):
         """The engines the session offers now, and the exports that failed (never offered)."""
@@ -127,13 +139,25 @@ class ChatPane(Vertical):
         self._choices = [(c.label, c.ref) for c in engine_choices(self.session, self.workspace)]
         with Horizontal(id="chat-engines", classes="chat-row"):
             yield Label("A", classes="chat-label")
-            yield Select(self._options("a"), id="engine-a", allow_blank=False, compact=True, tooltip="engine of column A")
+            yield Select(
+                self._options("a"), id="engine-a", allow_blank=False, compact=True, tooltip="engine of column A"
+            )
             yield Label("B", classes="chat-label")
-            yield Select(self._options("b"), value=NONE, id="engine-b", allow_blank=False, compact=True,
-                         tooltip="engine of column B (or none)")
+            yield Select(
+                self._options("b"),
+                value=NONE,
+                id="engine-b",
+                allow_blank=False,
+                compact=True,
+                tooltip="engine of column B (or none)",
+            )
         with Horizontal(id="chat-settings", classes="chat-row"):
-            yield Select([], id="chat-persona", prompt="persona", compact=True, tooltip="the persona of the system prompt")
-            yield Checkbox("on", False, id="persona-on", compact=True, tooltip="the persona in the system prompt, on or off")
+            yield Select(
+                [], id="chat-persona", prompt="persona", compact=True, tooltip="the persona of the system prompt"
+            )
+            yield Checkbox(
+                "on", False, id="persona-on", compact=True, tooltip="the persona in the system prompt, on or off"
+            )
             yield Label("temp", classes="chat-label")
             yield Input("0.7", id="temperature", compact=True, restrict=r"[0-9.]*", tooltip="temperature (0 = greedy)")
             yield Label("top-p", classes="chat-label")
@@ -188,8 +212,10 @@ class ChatPane(Vertical):
         last: tuple[Any, Any] | None = None
         while not worker.is_cancelled:
             try:
-                found = ([(c.label, c.ref) for c in engine_choices(self.session, self.workspace)],
-                         failed_exports(self.workspace))
+                found = (
+                    [(c.label, c.ref) for c in engine_choices(self.session, self.workspace)],
+                    failed_exports(self.workspace),
+                )
             except (OSError, ValueError):
                 found = last
             if found is not None and found != last:
@@ -203,8 +229,9 @@ class ChatPane(Vertical):
         for job_id, why in message.failed:
             if job_id not in self.failed:
                 self.failed[job_id] = why
-                self.notify(f"{job_id}: {why}", title="Export failed: not offered", severity="error",
-                            markup=False, timeout=10)
+                self.notify(
+                    f"{job_id}: {why}", title="Export failed: not offered", severity="error", markup=False, timeout=10
+                )
         if new:
             self.refresh_choices(message.choices)
             self.notify("\n".join(label for label, _ in new), title="Verified export ready to chat with", markup=False)
@@ -256,8 +283,9 @@ class ChatPane(Vertical):
 
         ref = next((self.columns[c].ref for c in COLUMNS if self.columns[c].ref.startswith("export:")), "")
         if not ref:
-            self.notify("Pick an export in column A or B to serve it (exports appear once verified).",
-                        severity="warning")
+            self.notify(
+                "Pick an export in column A or B to serve it (exports appear once verified).", severity="warning"
+            )
             return
         self.app.push_screen(ServeScreen(self.session_file, ref))
 
@@ -291,6 +319,7 @@ class ChatPane(Vertical):
     # -- settings -------------------------------------------------------------------------
     def sampling(self) -> dict[str, Any]:
         """The settings both columns use; ValueError naming the field that is wrong."""
+
         def number(wid: str, cast, what: str):
             text = self.query_one(f"#{wid}", Input).value.strip()
             try:
@@ -354,8 +383,15 @@ class ChatPane(Vertical):
             self.chat_log = ChatLog(self.workspace)
         self.turn += 1
         system = self.system_prompt()
-        self.chat_log.append(role="user", content=text, turn=self.turn, persona=self.persona_id(),
-                        persona_on=bool(system), sampling=sampling, engines=[self.columns[c].ref for c in active])
+        self.chat_log.append(
+            role="user",
+            content=text,
+            turn=self.turn,
+            persona=self.persona_id(),
+            persona_on=bool(system),
+            sampling=sampling,
+            engines=[self.columns[c].ref for c in active],
+        )
         for c in active:
             column = self.columns[c]
             messages = build_messages(column.history(), text, system)
@@ -364,13 +400,18 @@ class ChatPane(Vertical):
             self._stop[c].clear()
             self.run_worker(
                 partial(self._reply, c, len(column.turns) - 1, column.ref, messages, sampling),
-                name=f"reply {c.upper()} turn {self.turn}", group=f"reply-{c}", thread=True,
-                exclusive=True, exit_on_error=False,
+                name=f"reply {c.upper()} turn {self.turn}",
+                group=f"reply-{c}",
+                thread=True,
+                exclusive=True,
+                exit_on_error=False,
             )
         self._status()
         return True
 
-    def _reply(self, column: str, index: int, ref: str, messages: list[dict[str, str]], sampling: dict[str, Any]) -> None:
+    def _reply(
+        self, column: str, index: int, ref: str, messages: list[dict[str, str]], sampling: dict[str, Any]
+    ) -> None:
         """Generate one column's reply in a thread; only messages go back to the app."""
         t0 = time.monotonic()
         stop = self._stop[column]
@@ -413,9 +454,17 @@ class ChatPane(Vertical):
         turn.reply, turn.state, turn.error, turn.seconds = message.text, message.state, message.error, message.seconds
         self._show_turn(message.column, message.turn)
         if self.chat_log is not None:
-            self.chat_log.append(role="assistant", content=message.text, turn=self.turn, column=message.column,
-                            engine=column.ref, state=message.state, stopped=message.state == "stopped",
-                            error=message.error, seconds=round(message.seconds, 2))
+            self.chat_log.append(
+                role="assistant",
+                content=message.text,
+                turn=self.turn,
+                column=message.column,
+                engine=column.ref,
+                state=message.state,
+                stopped=message.state == "stopped",
+                error=message.error,
+                seconds=round(message.seconds, 2),
+            )
         self._status()
 
     def action_stop(self) -> None:
@@ -442,8 +491,13 @@ class ChatPane(Vertical):
             return
         from evaluators.annotation import send_to_annotation
 
-        key = send_to_annotation(self.workspace, last.user, last.reply, engine=col.ref,
-                                 persona=self.persona_id() if self.persona_on() else "")
+        key = send_to_annotation(
+            self.workspace,
+            last.user,
+            last.reply,
+            engine=col.ref,
+            persona=self.persona_id() if self.persona_on() else "",
+        )
         self.notify(f"Sent column {column.upper()}'s reply to annotation ({key}).")
 
     # -- drawing --------------------------------------------------------------------------

@@ -56,9 +56,13 @@ FORMAT_LABELS = {
 }
 EXPORT_FORMATS = ("openai", "sharegpt", "alpaca", "trl_preference", "hf")
 # trainers.formats.tailoring.PERSONA_SOURCES, named for people.
-PERSONA_SOURCE_LABELS = {"auto": "personas: gold, else retrieved", "gold": "gold personas",
-                         "retr": "retrieved personas", "infer": "inferred by the engine",
-                         "none": "no persona (baseline)"}
+PERSONA_SOURCE_LABELS = {
+    "auto": "personas: gold, else retrieved",
+    "gold": "gold personas",
+    "retr": "retrieved personas",
+    "infer": "inferred by the engine",
+    "none": "no persona (baseline)",
+}
 MAX_ROWS = 2000  # rows shown in the examples table (big imports are paged by the file, not here)
 
 
@@ -97,15 +101,19 @@ def format_stats(stats: dict[str, Any] | None) -> str:
         f"distinct-2     {stats.get('distinct_2')} (targets {stats.get('distinct_2_target')})",
     ]
     if "mean" in tok:
-        lines.append(f"tokens         mean {tok['mean']}, median {tok['median']}, p95 {tok['p95']}, "
-                     f"max {tok['max']} under {tok['base_model']}")
+        lines.append(
+            f"tokens         mean {tok['mean']}, median {tok['median']}, p95 {tok['p95']}, "
+            f"max {tok['max']} under {tok['base_model']}"
+        )
     elif tok.get("error"):
         lines.append(f"tokens         {tok['error']}")
     lines.append(f"speed          {stats.get('examples_per_s')} examples/s, {stats.get('seconds')} s")
     gen = stats.get("generation") or {}
     if gen.get("teacher"):
-        lines.append(f"teacher        {gen['teacher']}: {gen.get('teacher_calls')} calls, "
-                     f"{gen.get('teacher_tokens_per_s')} tokens/s")
+        lines.append(
+            f"teacher        {gen['teacher']}: {gen.get('teacher_calls')} calls, "
+            f"{gen.get('teacher_tokens_per_s')} tokens/s"
+        )
     broken = gen.get("broken") or []
     if broken:
         shown = ", ".join(f"line {b['line']}" for b in broken[:8])
@@ -160,8 +168,9 @@ class DataPane(Widget):
     class ExamplesLoaded(Message):
         """A worker read a dataset's files."""
 
-        def __init__(self, dataset_id: str, rows: list[tuple[str, int, dict[str, Any]]], total: int,
-                     stats: dict[str, Any] | None) -> None:
+        def __init__(
+            self, dataset_id: str, rows: list[tuple[str, int, dict[str, Any]]], total: int, stats: dict[str, Any] | None
+        ) -> None:
             super().__init__()
             self.dataset_id = dataset_id
             self.rows = rows
@@ -205,11 +214,19 @@ class DataPane(Widget):
                 yield DatasetList(id="dataset-list")
             with Vertical(id="data-main"):
                 with Horizontal(classes="data-row"):
-                    yield Select([(FORMAT_LABELS[f], f) for f in (*PERSONA_FORMATS, *IMPORT_FORMATS)],
-                                 id="data-format", allow_blank=False, compact=True)
+                    yield Select(
+                        [(FORMAT_LABELS[f], f) for f in (*PERSONA_FORMATS, *IMPORT_FORMATS)],
+                        id="data-format",
+                        allow_blank=False,
+                        compact=True,
+                    )
                     yield Select([], id="data-persona", prompt="persona", compact=True)
-                    yield Select([("template", "template"), ("llm (teacher)", "llm")], id="data-generator",
-                                 allow_blank=False, compact=True)
+                    yield Select(
+                        [("template", "template"), ("llm (teacher)", "llm")],
+                        id="data-generator",
+                        allow_blank=False,
+                        compact=True,
+                    )
                 with Horizontal(classes="data-row"):
                     yield Label("size", classes="inline-label")
                     yield Input(id="data-size", compact=True, type="integer")
@@ -219,13 +236,26 @@ class DataPane(Widget):
                 with Horizontal(classes="data-row", id="data-options-row"):
                     yield Checkbox("persona in system prompt", id="data-system", compact=True)
                     yield Input(id="data-source", compact=True, placeholder="source file (CSV or JSONL)")
-                    yield Select([("own persona", "own"), ("both personas", "both"), ("own + first N lines", "context")],
-                                 id="data-variant", allow_blank=False, compact=True)
-                    yield Input(id="data-context", compact=True, type="integer", placeholder="N",
-                                tooltip="context variant: how many first lines of the conversation the prompt keeps")
-                    yield Select([(label, value) for value, label in PERSONA_SOURCE_LABELS.items()],
-                                 id="data-persona-source", allow_blank=False, compact=True,
-                                 tooltip="tailoring: which personas go in the Persona: line")
+                    yield Select(
+                        [("own persona", "own"), ("both personas", "both"), ("own + first N lines", "context")],
+                        id="data-variant",
+                        allow_blank=False,
+                        compact=True,
+                    )
+                    yield Input(
+                        id="data-context",
+                        compact=True,
+                        type="integer",
+                        placeholder="N",
+                        tooltip="context variant: how many first lines of the conversation the prompt keeps",
+                    )
+                    yield Select(
+                        [(label, value) for value, label in PERSONA_SOURCE_LABELS.items()],
+                        id="data-persona-source",
+                        allow_blank=False,
+                        compact=True,
+                        tooltip="tailoring: which personas go in the Persona: line",
+                    )
                 with Horizontal(classes="data-row", id="data-job-row"):
                     yield ProgressBar(id="data-progress", total=1, show_eta=False)  # idle: still, not pulsing
                     yield Static("", id="data-job-state", markup=False)
@@ -238,8 +268,11 @@ class DataPane(Widget):
                     with TabPane("Preview", id="data-preview-tab"):
                         with VerticalScroll():
                             yield Static("Select an example and press p.", id="data-preview", markup=False)
-            yield Static("No dataset specs yet.\n\nPress n to add one: pick a persona, a format and a "
-                         "size, then b builds it.", id="data-empty", markup=False)
+            yield Static(
+                "No dataset specs yet.\n\nPress n to add one: pick a persona, a format and a size, then b builds it.",
+                id="data-empty",
+                markup=False,
+            )
         yield JobFollower()
 
     async def on_mount(self) -> None:
@@ -293,7 +326,9 @@ class DataPane(Widget):
             persona_select = self.query_one("#data-persona", Select)
             persona_select.set_options(personas)
             persona_select.value = spec.persona if spec.persona in {p for _, p in personas} else Select.NULL
-            engines = [("first engine / bundled model", "")] + [(f"{e.id} ({e.kind})", e.id) for e in self.session.engines]
+            engines = [("first engine / bundled model", "")] + [
+                (f"{e.id} ({e.kind})", e.id) for e in self.session.engines
+            ]
             engine_select = self.query_one("#data-engine", Select)
             engine_select.set_options(engines)
             engine_select.value = spec.engine if spec.engine in {e for _, e in engines} else ""
@@ -304,7 +339,9 @@ class DataPane(Widget):
             self.query_one("#data-heldout", Input).value = str(spec.held_out)
             self.query_one("#data-system", Checkbox).value = spec.persona_in_system_prompt
             self.query_one("#data-source", Input).value = spec.source
-            self.query_one("#data-variant", Select).value = spec.variant if spec.variant in ("own", "both", "context") else "own"
+            self.query_one("#data-variant", Select).value = (
+                spec.variant if spec.variant in ("own", "both", "context") else "own"
+            )
             self.query_one("#data-context", Input).value = str(spec.context_lines or 3)
             source = spec.extra.get("persona_source", "auto")
             self.query_one("#data-persona-source", Select).value = source if source in PERSONA_SOURCE_LABELS else "auto"
@@ -320,7 +357,9 @@ class DataPane(Widget):
         self.query_one("#data-source").display = not persona_fmt
         self.query_one("#data-variant").display = fmt == "persona_chat"
         spec = self.spec
-        self.query_one("#data-context").display = fmt == "persona_chat" and spec is not None and spec.variant == "context"
+        self.query_one("#data-context").display = (
+            fmt == "persona_chat" and spec is not None and spec.variant == "context"
+        )
         self.query_one("#data-persona-source").display = fmt in ("tailoring_sft", "tailoring_dpo")
         self.query_one("#data-options-row").display = fmt == "chat_demos" or not persona_fmt
 
@@ -345,8 +384,13 @@ class DataPane(Widget):
                 spec.extra["persona_source"] = value
                 self.changed(f"dataset {spec.id}: persona_source")
             return
-        field = {"data-format": "format", "data-persona": "persona", "data-generator": "generator",
-                 "data-engine": "engine", "data-variant": "variant"}.get(event.select.id or "")
+        field = {
+            "data-format": "format",
+            "data-persona": "persona",
+            "data-generator": "generator",
+            "data-engine": "engine",
+            "data-variant": "variant",
+        }.get(event.select.id or "")
         if field is None or getattr(spec, field) == value:
             return
         if field == "variant" and (spec.format != "persona_chat" or (spec.variant or "own") == value):
@@ -434,8 +478,13 @@ class DataPane(Widget):
             await self.refresh_list(select=len(self.session.datasets) - 1)
 
         self.app.push_screen(
-            TextPrompt("New dataset", value=suggestion, help="The id names its files: datasets/<id>.jsonl.",
-                       ok_label="Add", check=check),
+            TextPrompt(
+                "New dataset",
+                value=suggestion,
+                help="The id names its files: datasets/<id>.jsonl.",
+                ok_label="Add",
+                check=check,
+            ),
             created,
         )
 
@@ -471,11 +520,15 @@ class DataPane(Widget):
             self.notify(f"Added {new_id}: a mix of {', '.join(spec.mix)}. Press b to build it.", markup=False)
 
         self.app.push_screen(
-            TextPrompt("Mix datasets into a new one", value=suggestion,
-                       help="Dataset ids, comma-separated (" + ", ".join(ids) + "). Train splits are "
-                       "pooled with train splits, held-out with held-out; the parts must be built and "
-                       "of one record shape (conversations with conversations, text with text).",
-                       ok_label="Add mix", check=check),
+            TextPrompt(
+                "Mix datasets into a new one",
+                value=suggestion,
+                help="Dataset ids, comma-separated (" + ", ".join(ids) + "). Train splits are "
+                "pooled with train splits, held-out with held-out; the parts must be built and "
+                "of one record shape (conversations with conversations, text with text).",
+                ok_label="Add mix",
+                check=check,
+            ),
             chosen,
         )
 
@@ -516,8 +569,12 @@ class DataPane(Widget):
         self.job_dataset = None
         self.job_state_terminal = True
         self.query_one(JobFollower).follow_latest(
-            self.workspace, "dataset", lambda status, spec: spec.get("dataset") == dataset_id, key="build",
-            only_running=True)
+            self.workspace,
+            "dataset",
+            lambda status, spec: spec.get("dataset") == dataset_id,
+            key="build",
+            only_running=True,
+        )
 
     def _watch_job(self, dataset_id: str, job_dir: Path) -> None:
         self.job_dir = job_dir
@@ -565,9 +622,13 @@ class DataPane(Widget):
         if message.state == "finished":
             self.notify(f"Built {message.dataset_id}.", title="Dataset built", markup=False)
         elif message.state in ("failed", "died"):
-            self.notify(message.error.splitlines()[0] if message.error else message.state,
-                        title=f"Build of {message.dataset_id} {message.state}", severity="error",
-                        timeout=10, markup=False)
+            self.notify(
+                message.error.splitlines()[0] if message.error else message.state,
+                title=f"Build of {message.dataset_id} {message.state}",
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
         else:
             self.notify(f"Build of {message.dataset_id} {message.state}.", markup=False)
         await self.refresh_list()
@@ -615,7 +676,8 @@ class DataPane(Widget):
         if self.job_dir is None:
             self.query_one("#data-progress", ProgressBar).update(total=1, progress=1 if message.total else 0)
             self.query_one("#data-job-state", Static).update(
-                f"{message.total} examples{shown}" if message.total else "not built")
+                f"{message.total} examples{shown}" if message.total else "not built"
+            )
 
     def _selected(self) -> tuple[str, int, dict[str, Any]] | None:
         table = self.query_one(ExampleTable)
@@ -630,6 +692,7 @@ class DataPane(Widget):
             return
         split, index, record = selected
         if message.action == "open":
+
             def saved(new: dict[str, Any] | None) -> None:
                 if new is None or new == record:
                     return
@@ -645,6 +708,7 @@ class DataPane(Widget):
 
             self.app.push_screen(ExampleEditor(record, spec.format, f"{spec.id} · {split} example {index}"), saved)
         elif message.action == "delete":
+
             def decided(choice: str) -> None:
                 if choice != "yes":
                     return
@@ -658,9 +722,15 @@ class DataPane(Widget):
                 self.notify(f"Deleted example {index} of {spec.id} ({split}).", markup=False)
                 self.load_examples(spec.id)
 
-            self.app.push_screen(confirm("Delete example", f"Delete {split} example {index} of {spec.id}? "
-                                         "The statistics are not recomputed until the next build.", yes="Delete"),
-                                 decided)
+            self.app.push_screen(
+                confirm(
+                    "Delete example",
+                    f"Delete {split} example {index} of {spec.id}? "
+                    "The statistics are not recomputed until the next build.",
+                    yes="Delete",
+                ),
+                decided,
+            )
 
     @on(DataTable.RowSelected, "#example-table")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -708,13 +778,22 @@ class DataPane(Widget):
             if fmt in EXPORT_FORMATS:
                 self.export(spec.id, fmt)
 
-        labels = {"openai": "OpenAI", "sharegpt": "ShareGPT", "alpaca": "Alpaca", "trl_preference": "TRL pref",
-                  "hf": "HF datasets"}
+        labels = {
+            "openai": "OpenAI",
+            "sharegpt": "ShareGPT",
+            "alpaca": "Alpaca",
+            "trl_preference": "TRL pref",
+            "hf": "HF datasets",
+        }
         choices = [(f, labels[f], "primary" if f == "hf" else "default") for f in EXPORT_FORMATS]
         hotkeys = {"o": "openai", "s": "sharegpt", "a": "alpaca", "t": "trl_preference", "h": "hf"}
         self.app.push_screen(
-            ChoiceScreen("Export dataset", f"Export {spec.id} (train and held-out splits) to "
-                         f"exports/datasets/ as (escape cancels):", choices, hotkeys=hotkeys),
+            ChoiceScreen(
+                "Export dataset",
+                f"Export {spec.id} (train and held-out splits) to exports/datasets/ as (escape cancels):",
+                choices,
+                hotkeys=hotkeys,
+            ),
             chosen,
         )
 
@@ -727,5 +806,6 @@ class DataPane(Widget):
         except ValueError as e:
             self.app.call_from_thread(self.notify, str(e), title="Not exported", severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, f"Exported {dataset_id} as {fmt} to {out}", title="Exported",
-                                  markup=False)
+        self.app.call_from_thread(
+            self.notify, f"Exported {dataset_id} as {fmt} to {out}", title="Exported", markup=False
+        )

@@ -131,15 +131,18 @@ def new_eval_spec(kind: str, models: list[str], session: Session, workspace: Pat
     elif kind == "reference":
         data = _heldout_datasets(session, workspace, ("persona_chat", "chat_demos"))
         if not data:
-            raise ValueError("reference metrics need held-out chat data; build a persona_chat or chat_demos dataset first.")
+            raise ValueError(
+                "reference metrics need held-out chat data; build a persona_chat or chat_demos dataset first."
+            )
         extra = {"data": data[0], "samples": 20, "max_tokens": 48}
     elif kind == "drift":
         spc = [d.id for d in session.datasets if d.format == "persona_chat" and d.source]
         if not spc:
-            raise ValueError("drift replays Synthetic-Persona-Chat conversations; import a persona_chat "
-                             "dataset in the Data tab first.")
-        extra = {"persona": persona, "data": spc[0], "turns": 8, "conversations": 1, "probes": 1,
-                 "max_tokens": 48}
+            raise ValueError(
+                "drift replays Synthetic-Persona-Chat conversations; import a persona_chat "
+                "dataset in the Data tab first."
+            )
+        extra = {"persona": persona, "data": spc[0], "turns": 8, "conversations": 1, "probes": 1, "max_tokens": 48}
     else:
         raise ValueError(f"{kind!r} is not an evaluation this pane runs.")
     eval_id = make_id(f"eval {kind}", taken, fallback="eval")
@@ -202,9 +205,14 @@ def list_results(session: Session, workspace: Path) -> list[ResultEntry]:
             else:
                 partial = False
             state = status.state + (" (partial)" if partial and status.state == "finished" else "")
-            entries[f"job:{status.id}"] = ResultEntry(f"job:{status.id}", title or status.id, kind,
-                                                      status.ended or status.created or 0.0, state,
-                                                      scores if scores.is_file() else None)
+            entries[f"job:{status.id}"] = ResultEntry(
+                f"job:{status.id}",
+                title or status.id,
+                kind,
+                status.ended or status.created or 0.0,
+                state,
+                scores if scores.is_file() else None,
+            )
         from evaluators.experiments.state import EXPERIMENTS_DIR, RESULT_FILE
 
         for result in sorted((Path(workspace) / EXPERIMENTS_DIR).glob(f"*/{RESULT_FILE}")):
@@ -213,15 +221,26 @@ def list_results(session: Session, workspace: Path) -> list[ResultEntry]:
             except (OSError, json.JSONDecodeError):
                 continue
             entries[f"exp:{result.parent.name}"] = ResultEntry(
-                f"exp:{result.parent.name}", result.parent.name, str(head.get("study") or "experiment"),
-                _when(str(head.get("finished") or "")), "partial" if head.get("partial") else "finished", result)
+                f"exp:{result.parent.name}",
+                result.parent.name,
+                str(head.get("study") or "experiment"),
+                _when(str(head.get("finished") or "")),
+                "partial" if head.get("partial") else "finished",
+                result,
+            )
     for spec in session.evals:
         for n, r in enumerate(spec.extra.get("results") or []):
             if not isinstance(r, dict) or f"job:{r.get('job')}" in entries:
                 continue
             entries[f"spec:{spec.id}:{n}"] = ResultEntry(
-                f"spec:{spec.id}:{n}", spec.id, spec.kind, _when(str(r.get("finished") or "")),
-                "summary" + (" (partial)" if r.get("partial") else ""), None, dict(r.get("summary") or {}))
+                f"spec:{spec.id}:{n}",
+                spec.id,
+                spec.kind,
+                _when(str(r.get("finished") or "")),
+                "summary" + (" (partial)" if r.get("partial") else ""),
+                None,
+                dict(r.get("summary") or {}),
+            )
     return sorted(entries.values(), key=lambda e: e.when, reverse=True)
 
 
@@ -233,7 +252,9 @@ def summary_table(entry: ResultEntry) -> Any:
     table.add_column("Model")
     table.add_column("Values")
     for model, values in entry.summary.items():
-        table.add_row(model, ", ".join(f"{k} {v}" for k, v in (values or {}).items()) if isinstance(values, dict) else str(values))
+        table.add_row(
+            model, ", ".join(f"{k} {v}" for k, v in (values or {}).items()) if isinstance(values, dict) else str(values)
+        )
     return table
 
 
@@ -260,7 +281,7 @@ def result_jobs(entry: ResultEntry, data: dict[str, Any] | None, workspace: Path
 
     root = jobs.jobs_root(workspace)
     if entry.key.startswith("job:"):
-        job_dir = root / entry.key[len("job:"):]
+        job_dir = root / entry.key[len("job:") :]
         try:
             spec = jobs.read_spec(job_dir)
         except ValueError:
@@ -268,7 +289,9 @@ def result_jobs(entry: ResultEntry, data: dict[str, Any] | None, workspace: Path
         return job_dir, source_jobs(job_dir, spec)
     if entry.key.startswith("exp:") and data:
         used = data.get("jobs") or {}
-        return None, [root / str(j) for k, j in sorted(used.items()) if str(k).startswith("train:") and (root / str(j)).is_dir()]
+        return None, [
+            root / str(j) for k, j in sorted(used.items()) if str(k).startswith("train:") and (root / str(j)).is_dir()
+        ]
     return None, []
 
 
@@ -287,8 +310,11 @@ def provenance(entry: ResultEntry, data: dict[str, Any] | None, workspace: Path)
         out.append(text)
     if job_dir is not None:
         lines = manifest_summary(read_manifest(job_dir))
-        out.append(Text("made with: " + " · ".join(lines[:2]) + "\n" + " · ".join(lines[-2:]) + "  (i: all of it)",
-                        style="dim"))
+        out.append(
+            Text(
+                "made with: " + " · ".join(lines[:2]) + "\n" + " · ".join(lines[-2:]) + "  (i: all of it)", style="dim"
+            )
+        )
     return out
 
 
@@ -311,9 +337,18 @@ def draw_chart(plt: Any, entry: ResultEntry, data: dict[str, Any] | None, model_
         from evaluators.experiments.format_comparison import CHART_SERIES
 
         by_key = {r["key"]: r for r in data.get("rows", [])}
-        series = [(label, [by_key[k]["values"].get(c) or 0.0 for c in data["columns"]]) for k, label in CHART_SERIES if k in by_key]
-        plt.multiple_bar(list(data["columns"]), [s[1] for s in series], labels=[s[0] for s in series],
-                         marker=markers[: len(series)], width=0.8)
+        series = [
+            (label, [by_key[k]["values"].get(c) or 0.0 for c in data["columns"]])
+            for k, label in CHART_SERIES
+            if k in by_key
+        ]
+        plt.multiple_bar(
+            list(data["columns"]),
+            [s[1] for s in series],
+            labels=[s[0] for s in series],
+            marker=markers[: len(series)],
+            width=0.8,
+        )
         plt.ylim(0, 1.0 + 0.12 * len(series))
         title = f"{data.get('persona', '')}: rates by training format"
     elif data.get("kind") == "traits":
@@ -336,8 +371,11 @@ def draw_chart(plt: Any, entry: ResultEntry, data: dict[str, Any] | None, model_
             return ""
         values = []
         for m in models:
-            rates = {f"{p['criterion']}{'/' + p['group'] if p.get('group') else ''}": (p.get("win") or {}).get("rate") or 0.0
-                     for p in pairs if p["model"] == m}
+            rates = {
+                f"{p['criterion']}{'/' + p['group'] if p.get('group') else ''}": (p.get("win") or {}).get("rate") or 0.0
+                for p in pairs
+                if p["model"] == m
+            }
             values.append([rates.get(g, 0.0) for g in groups])
         plt.multiple_bar(groups, values, labels=[m[:20] for m in models], marker=markers[: len(models)], width=0.8)
         plt.ylim(0, 1.0 + 0.12 * len(models))
@@ -348,8 +386,13 @@ def draw_chart(plt: Any, entry: ResultEntry, data: dict[str, Any] | None, model_
         if not cols or not rows:
             return ""
         values = [[(r.get("values") or {}).get(c) or 0.0 for c in cols] for r in rows]
-        plt.multiple_bar([c[:16] for c in cols], values, labels=[r["model"][:20] for r in rows],
-                         marker=markers[: len(rows)], width=0.8)
+        plt.multiple_bar(
+            [c[:16] for c in cols],
+            values,
+            labels=[r["model"][:20] for r in rows],
+            marker=markers[: len(rows)],
+            width=0.8,
+        )
         title = "perplexity on held-out data (lower is better)"
     elif data.get("kind") == "drift":
         title = draw_drift(plt, data)
@@ -361,8 +404,13 @@ def draw_chart(plt: Any, entry: ResultEntry, data: dict[str, Any] | None, model_
             return ""
         metrics = [("hits@1", "hits@1"), ("f1", "F1"), ("rouge_l", "ROUGE-L")]
         values = [[r.get(k) or 0.0 for k, _ in metrics] for r in rows]
-        plt.multiple_bar([m for _, m in metrics], values, labels=[r["model"][:20] for r in rows],
-                         marker=markers[: len(rows)], width=0.8)
+        plt.multiple_bar(
+            [m for _, m in metrics],
+            values,
+            labels=[r["model"][:20] for r in rows],
+            marker=markers[: len(rows)],
+            width=0.8,
+        )
         plt.ylim(0, 1.0 + 0.12 * len(rows))
         title = "reference metrics"
     else:
@@ -453,8 +501,11 @@ class EvaluatePane(Vertical):
                         yield SelectionList(id="eval-models", compact=True)
                     with Vertical(classes="eval-list-box"):
                         yield Label("Evaluations", classes="side-title")
-                        yield SelectionList(*[(label, value, value == "traits") for value, label in KINDS],
-                                            id="eval-kinds", compact=True)
+                        yield SelectionList(
+                            *[(label, value, value == "traits") for value, label in KINDS],
+                            id="eval-kinds",
+                            compact=True,
+                        )
                 with Horizontal(classes="eval-row"):
                     yield Select([], id="eval-persona", allow_blank=True, compact=True, prompt="persona")
                     yield Button("Run (r)", id="eval-start", compact=True, variant="primary")
@@ -480,8 +531,9 @@ class EvaluatePane(Vertical):
         self.refresh_history()
         self.query_one("#result-chart").display = False
         # A queue or a study started before the app was (re)opened: follow it, record what ended.
-        self.query_one(JobFollower).follow_latest(self.workspace, PARENT_KINDS, key="run", events=True,
-                                                  only_running=True)
+        self.query_one(JobFollower).follow_latest(
+            self.workspace, PARENT_KINDS, key="run", events=True, only_running=True
+        )
         self.reconcile()
 
     @property
@@ -594,8 +646,10 @@ class EvaluatePane(Vertical):
 
     def _refuse_if_busy(self) -> bool:
         if self.busy:
-            self.notify("An evaluation is running; wait for it to end (c cancels it; it goes on if you quit).",
-                        severity="warning")
+            self.notify(
+                "An evaluation is running; wait for it to end (c cancels it; it goes on if you quit).",
+                severity="warning",
+            )
         return self.busy
 
     def action_run_evals(self) -> None:
@@ -693,8 +747,13 @@ class EvaluatePane(Vertical):
             if e.get("state") == "finished" and e.get("eval"):
                 self.last_finished = f"job:{e.get('job')}"
             elif e.get("state") != "finished":
-                self.notify(f"{label}: {e.get('state')}. {str(e.get('error') or '').splitlines()[0] if e.get('error') else ''}",
-                            title="Evaluation ended", severity="error", markup=False, timeout=10)
+                self.notify(
+                    f"{label}: {e.get('state')}. {str(e.get('error') or '').splitlines()[0] if e.get('error') else ''}",
+                    title="Evaluation ended",
+                    severity="error",
+                    markup=False,
+                    timeout=10,
+                )
         if ended:
             self.query_one("#eval-log", Static).update("\n".join(self.log_lines))
             self.reconcile()
@@ -757,8 +816,9 @@ class EvaluatePane(Vertical):
             self.post_message(self.Unrecorded(results, tables))
 
     def on_evaluate_pane_unrecorded(self, message: Unrecorded) -> None:
-        recorded = {str(r.get("job")) for e in self.session.evals for r in (e.extra.get("results") or [])
-                    if isinstance(r, dict)}
+        recorded = {
+            str(r.get("job")) for e in self.session.evals for r in (e.extra.get("results") or []) if isinstance(r, dict)
+        }
         changed = []
         for eval_id, entry in message.results:
             spec = next((e for e in self.session.evals if e.id == eval_id), None)
@@ -792,8 +852,9 @@ class EvaluatePane(Vertical):
         except ValueError:
             size = 0
         if size < 2:
-            self.notify(f"size {text!r} is not a number of examples (at least 2); type one beside the button.",
-                        severity="error")
+            self.notify(
+                f"size {text!r} is not a number of examples (at least 2); type one beside the button.", severity="error"
+            )
             return
         if not persona:
             self.notify("The session has no persona to study; add one in the Personas tab.", severity="error")
@@ -805,16 +866,22 @@ class EvaluatePane(Vertical):
 
         def save() -> None:
             if not self.app.save():
-                raise ValueError(f"{self.session_file.path} could not be saved, so the study did not start; "
-                                 "see the notification.")
+                raise ValueError(
+                    f"{self.session_file.path} could not be saved, so the study did not start; see the notification."
+                )
 
         try:
             cfg = prepare_format_comparison(self.session_file, persona, size, save)
             job_dir = create_experiment_job(self.session_file, cfg)
             jobs.start_job(job_dir)
         except (OSError, ValueError) as e:
-            self.notify(str(e).splitlines()[0] if str(e) else type(e).__name__, title="Not started",
-                        severity="error", markup=False, timeout=12)
+            self.notify(
+                str(e).splitlines()[0] if str(e) else type(e).__name__,
+                title="Not started",
+                severity="error",
+                markup=False,
+                timeout=12,
+            )
             return
         self.post_message(SessionChanged(f"format comparison {cfg.id}"))
         self._follow_run(job_dir, f"format comparison of {persona}, {size} examples per format: job {job_dir.name}")

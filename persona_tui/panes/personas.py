@@ -94,8 +94,15 @@ class PersonasPane(Widget):
 
     # Persona actions hidden from the footer (and off) while the trait table has focus, so the
     # table's own keys fit in 80 columns and "a" clearly means "add trait" there.
-    PERSONA_ONLY = {"duplicate_persona", "rename_persona", "delete_persona", "import_card", "export_card", "write_probes",
-                    "write_probes_by_teacher"}
+    PERSONA_ONLY = {
+        "duplicate_persona",
+        "rename_persona",
+        "delete_persona",
+        "import_card",
+        "export_card",
+        "write_probes",
+        "write_probes_by_teacher",
+    }
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.PERSONA_ONLY and isinstance(self.app.focused, TraitTable):
@@ -126,11 +133,21 @@ class PersonasPane(Widget):
             with form:
                 yield Static(self._id_line(persona), id="persona-id", markup=False)
                 yield Label("Name", classes="field-label")
-                yield Input(persona.name, id="persona-name", compact=True, select_on_focus=False,
-                            placeholder="the character's name")
+                yield Input(
+                    persona.name,
+                    id="persona-name",
+                    compact=True,
+                    select_on_focus=False,
+                    placeholder="the character's name",
+                )
                 yield Label("Summary", classes="field-label")
-                yield TextArea(persona.summary, id="persona-summary", compact=True, classes="-short",
-                               placeholder="who they are, in a sentence or two")
+                yield TextArea(
+                    persona.summary,
+                    id="persona-summary",
+                    compact=True,
+                    classes="-short",
+                    placeholder="who they are, in a sentence or two",
+                )
                 yield Label("Traits (a: add, enter: edit, del: delete)", classes="field-label")
                 yield TraitTable(id="trait-table", cursor_type="row", zebra_stripes=True)
                 with Horizontal(classes="row-buttons"):
@@ -138,8 +155,9 @@ class PersonasPane(Widget):
                     yield MouseButton("Edit trait", id="edit-trait", compact=True)
                     yield MouseButton("Delete trait", id="delete-trait", compact=True)
                 yield Label("Speaking style", classes="field-label")
-                yield TextArea(persona.style, id="persona-style", compact=True, classes="-short",
-                               placeholder="how they talk")
+                yield TextArea(
+                    persona.style, id="persona-style", compact=True, classes="-short", placeholder="how they talk"
+                )
                 yield Label("Facts (one per line)", classes="field-label")
                 yield TextArea("\n".join(persona.facts), id="persona-facts", compact=True, classes="-medium")
                 yield Label("Example lines in their voice (one per line)", classes="field-label")
@@ -461,8 +479,11 @@ class PersonasPane(Widget):
             return
         engines = [e.id for e in self.session.engines]
         if not engines:
-            self.notify("The session has no engine to write probes: add one under [[engines]], or press p for the "
-                        "templates.", severity="warning", markup=False)
+            self.notify(
+                "The session has no engine to write probes: add one under [[engines]], or press p for the templates.",
+                severity="warning",
+                markup=False,
+            )
             return
         if len(engines) == 1:
             self.teacher_probes(persona.id, engines[0])
@@ -472,10 +493,15 @@ class PersonasPane(Widget):
             if engine_id and engine_id != "cancel":
                 self.teacher_probes(persona.id, engine_id)
 
-        self.app.push_screen(ChoiceScreen("Which engine writes the probes?", f"Probes for {persona.name or persona.id}, "
-                                          "one request per trait; the templates top up what it leaves short.",
-                                          [*((e, e, "default") for e in engines[:6]), ("cancel", "Cancel", "default")]),
-                             chosen)
+        self.app.push_screen(
+            ChoiceScreen(
+                "Which engine writes the probes?",
+                f"Probes for {persona.name or persona.id}, "
+                "one request per trait; the templates top up what it leaves short.",
+                [*((e, e, "default") for e in engines[:6]), ("cancel", "Cancel", "default")],
+            ),
+            chosen,
+        )
 
     class ProbesWritten(Message):
         """A teacher's proposals for a persona, or why there are none."""
@@ -502,8 +528,13 @@ class PersonasPane(Widget):
     def on_personas_pane_probes_written(self, message: ProbesWritten) -> None:
         persona = self.session.persona(message.persona_id)
         if message.error or persona is None:
-            self.notify(message.error or f"persona {message.persona_id!r} is gone", title="No probes written",
-                        severity="error", markup=False, timeout=10)
+            self.notify(
+                message.error or f"persona {message.persona_id!r} is gone",
+                title="No probes written",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
             return
         self.review_probes(persona, message.proposals, f"by engine {message.engine_id!r}")
 
@@ -513,7 +544,9 @@ class PersonasPane(Widget):
         from persona_tui.screens.probe_review import ProbeReview
         from sessions.workspace import dataset_path
 
-        data = [dataset_path(self.session_file.workspace, d.id) for d in self.session.datasets if d.persona == persona.id]
+        data = [
+            dataset_path(self.session_file.workspace, d.id) for d in self.session.datasets if d.persona == persona.id
+        ]
         data = [p for p in data if p.is_file()]
         trial = copy.deepcopy(persona)
         for t in trial.traits:

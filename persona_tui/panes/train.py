@@ -70,7 +70,11 @@ CHOICES = {
 }
 TRISTATE = ("auto", "true", "false")  # an optional switch: unset means the backend decides
 TOP_FIELDS = [
-    ("base_model", "str", "Base model: bundled:smollm2-135m-instruct, a .gguf file, an HF folder or a cached HF repo id."),
+    (
+        "base_model",
+        "str",
+        "Base model: bundled:smollm2-135m-instruct, a .gguf file, an HF folder or a cached HF repo id.",
+    ),
     ("datasets", "list[str]", "Dataset ids of this session, comma-separated."),
     ("method", "str", "sft, or dpo for preference pairs (tailoring_dpo)."),
     ("backend", "str", "hf (transformers + peft + TRL, CPU or GPU), unsloth (NVIDIA GPU), openai (fine-tuning API)."),
@@ -127,8 +131,14 @@ def _show(value: Any) -> str:
 
 _JOB_ID = re.compile(r"^[a-z_]+-(?:.+-)?\d{4}(\d\d)(\d\d)-(\d\d)(\d\d)\d\d-[0-9a-f]{4}$")
 # Symbol and colour per state, so state and step share one narrow column at 80x24.
-_STATE_LOOK = {"finished": ("✓", "green"), "running": ("▶", "cyan"), "queued": ("…", "dim"),
-               "failed": ("✗ failed", "red"), "died": ("† died", "red"), "cancelled": ("■", "yellow")}
+_STATE_LOOK = {
+    "finished": ("✓", "green"),
+    "running": ("▶", "cyan"),
+    "queued": ("…", "dim"),
+    "failed": ("✗ failed", "red"),
+    "died": ("† died", "red"),
+    "cancelled": ("■", "yellow"),
+}
 
 
 _OWN_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] ")
@@ -146,7 +156,7 @@ def recent_log(job_dir: Path, state: str, n: int = 4) -> str:
 
 
 def short_job_id(job_id: str, width: int = 11) -> str:
-    """"train-20261201-122208-d783" (or "train-RUN-20261201-…") -> "12-01 12:22": the jobs
+    """ "train-20261201-122208-d783" (or "train-RUN-20261201-…") -> "12-01 12:22": the jobs
     column is 26 wide at 80x24, and the run's jobs are listed under it already.
     The full id is in the live stats line above the chart."""
     m = _JOB_ID.match(job_id)
@@ -168,8 +178,12 @@ def _wid(name: str) -> str:
     return "f-" + name.replace(".", "-")
 
 
-def format_live(status: jobs.JobStatus | None, last: dict[str, Any], evals: list[tuple[int, float]],
-                steps: list[tuple[int, float]] | None = None) -> str:
+def format_live(
+    status: jobs.JobStatus | None,
+    last: dict[str, Any],
+    evals: list[tuple[int, float]],
+    steps: list[tuple[int, float]] | None = None,
+) -> str:
     """The status lines above the chart: each under ~53 columns, the chart's width at 80x24.
     The last one is the run's loss as `trainers.loss_curve` summarises it (window means, eval
     first and last), the numbers `persona-tui train` and the demo print."""
@@ -224,8 +238,9 @@ def format_export_live(status: jobs.JobStatus, checks: list[dict[str, Any]]) -> 
     return text
 
 
-def record_text(job_id: str | None, manifest: dict[str, Any] | None,
-                compared: dict[str, dict[str, Any] | None], loaded: bool = True) -> str:
+def record_text(
+    job_id: str | None, manifest: dict[str, Any] | None, compared: dict[str, dict[str, Any] | None], loaded: bool = True
+) -> str:
     """What made a job (its manifest in short) and, for each job overlaid on the chart, what differs."""
     if job_id is None:
         return "No job selected. A job's record (versions, model and data hashes, machine) shows here."
@@ -287,8 +302,10 @@ def machine_text() -> str:
         load = f"  load {os.getloadavg()[0]:.1f}"
     except OSError:
         pass
-    return (f"CPU {psutil.cpu_percent(interval=None):3.0f}% of {psutil.cpu_count()}{load}  "
-            f"RAM {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GiB")
+    return (
+        f"CPU {psutil.cpu_percent(interval=None):3.0f}% of {psutil.cpu_count()}{load}  "
+        f"RAM {mem.used / 2**30:.1f}/{mem.total / 2**30:.1f} GiB"
+    )
 
 
 class TrainPane(Vertical):
@@ -310,9 +327,17 @@ class TrainPane(Vertical):
     class JobUpdate(Message):
         """What a job's files say now; a newer update of the same job replaces a pending one."""
 
-        def __init__(self, job_id: str, status: jobs.JobStatus, steps: list[tuple[int, float]],
-                     evals: list[tuple[int, float]], last: dict[str, Any], log: str, run: str,
-                     checks: list[dict[str, Any]] | None = None) -> None:
+        def __init__(
+            self,
+            job_id: str,
+            status: jobs.JobStatus,
+            steps: list[tuple[int, float]],
+            evals: list[tuple[int, float]],
+            last: dict[str, Any],
+            log: str,
+            run: str,
+            checks: list[dict[str, Any]] | None = None,
+        ) -> None:
             super().__init__()
             self.job_id, self.status, self.steps, self.evals = job_id, status, steps, evals
             self.last, self.log, self.run, self.checks = last, log, run, checks or []
@@ -398,17 +423,32 @@ class TrainPane(Vertical):
                             with Horizontal(classes="form-row"):
                                 yield Label(name, classes="form-label")
                                 if name in CHOICES:
-                                    yield Select([(c, c) for c in CHOICES[name]], id=_wid(name), allow_blank=False,
-                                                 compact=True, tooltip=help_text)
+                                    yield Select(
+                                        [(c, c) for c in CHOICES[name]],
+                                        id=_wid(name),
+                                        allow_blank=False,
+                                        compact=True,
+                                        tooltip=help_text,
+                                    )
                                 elif kind == "bool":
                                     yield Checkbox("", id=_wid(name), compact=True, tooltip=help_text)
                                 elif kind == "bool | None":  # unset = auto
-                                    yield Select([(c, c) for c in TRISTATE], id=_wid(name), allow_blank=False,
-                                                 compact=True, tooltip=help_text)
+                                    yield Select(
+                                        [(c, c) for c in TRISTATE],
+                                        id=_wid(name),
+                                        allow_blank=False,
+                                        compact=True,
+                                        tooltip=help_text,
+                                    )
                                 elif name == "base_model":  # typed, completed, or picked from the list
                                     yield Input(id=_wid(name), compact=True, tooltip=help_text)
-                                    yield Select([], id="base-model-pick", prompt="pick a model",
-                                                 compact=True, tooltip="Models this machine has (persona-tui models)")
+                                    yield Select(
+                                        [],
+                                        id="base-model-pick",
+                                        prompt="pick a model",
+                                        compact=True,
+                                        tooltip="Models this machine has (persona-tui models)",
+                                    )
                                 else:
                                     yield Input(id=_wid(name), compact=True, tooltip=help_text)
 
@@ -440,7 +480,8 @@ class TrainPane(Vertical):
         with pick.prevent(Select.Changed):
             pick.set_options([(f"{m.name}  ({m.kind})", m.name) for m in usable])
         self.query_one(f"#{_wid('base_model')}", Input).suggester = SuggestFromList(
-            [m.name for m in usable], case_sensitive=False)
+            [m.name for m in usable], case_sensitive=False
+        )
 
     @on(Select.Changed, "#base-model-pick")
     def _base_model_picked(self, event: Select.Changed) -> None:
@@ -457,7 +498,11 @@ class TrainPane(Vertical):
         from engines.hub import REPO_ID, cached_snapshot
 
         repo, _, revision = name.partition("@")
-        if not REPO_ID.match(repo) or Path(name).expanduser().exists() or cached_snapshot(repo, "model", revision or "main"):
+        if (
+            not REPO_ID.match(repo)
+            or Path(name).expanduser().exists()
+            or cached_snapshot(repo, "model", revision or "main")
+        ):
             return False
         from persona_tui.screens.choice import ChoiceScreen
 
@@ -465,12 +510,17 @@ class TrainPane(Vertical):
             if choice == "pull":
                 self.start_pull(repo, revision or None)
 
-        self.app.push_screen(ChoiceScreen(
-            "Download the base model?",
-            f"{name} is not on this machine. Download its config, tokenizer and safetensors from the Hugging Face "
-            "Hub into the HF cache, as a job? (A gated model needs HF_TOKEN or 'hf auth login'.)",
-            [("pull", "Download", "primary"), ("no", "Cancel", "default")],
-            cancel_key="no", hotkeys={"y": "pull", "n": "no"}), answered)
+        self.app.push_screen(
+            ChoiceScreen(
+                "Download the base model?",
+                f"{name} is not on this machine. Download its config, tokenizer and safetensors from the Hugging Face "
+                "Hub into the HF cache, as a job? (A gated model needs HF_TOKEN or 'hf auth login'.)",
+                [("pull", "Download", "primary"), ("no", "Cancel", "default")],
+                cancel_key="no",
+                hotkeys={"y": "pull", "n": "no"},
+            ),
+            answered,
+        )
         return True
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-pull")
@@ -505,13 +555,19 @@ class TrainPane(Vertical):
         if message.job_id:
             self.pull_jobs[message.job_id] = message.state
         if message.state == "running":
-            self.notify(f"Downloading {message.repo} as job {message.job_id}; start the run when it is done.",
-                        markup=False)
+            self.notify(
+                f"Downloading {message.repo} as job {message.job_id}; start the run when it is done.", markup=False
+            )
         elif message.state == "finished":
             self.notify(f"{message.repo} is downloaded: s starts the run.", markup=False)
         else:
-            self.notify(message.error or f"the download {message.state}", title=f"{message.repo} not downloaded",
-                        severity="error", markup=False, timeout=15)
+            self.notify(
+                message.error or f"the download {message.state}",
+                title=f"{message.repo} not downloaded",
+                severity="error",
+                markup=False,
+                timeout=15,
+            )
 
     @property
     def session(self):
@@ -599,7 +655,8 @@ class TrainPane(Vertical):
             self.post_message(SessionChanged(f"run {run.id}: {name}"))
             if name in ("method", "backend"):
                 self.query_one("#run-list", ListView).highlighted_child.query_one(Label).update(
-                    f"{run.id}  [{run.method}/{run.backend}]")
+                    f"{run.id}  [{run.method}/{run.backend}]"
+                )
         self._validate(run, errors)
 
     def flush_edit(self, widget: Widget) -> None:
@@ -750,7 +807,9 @@ class TrainPane(Vertical):
         except jobs.JobError:
             base = ""  # the dialog says the count is unknown; the export job names what is wrong
         params = parameter_count(base) if base else None
-        self.post_message(self.ExportPrepared(job_id, base, params, {q: expected_size(params, q) for q in BITS_PER_WEIGHT}))
+        self.post_message(
+            self.ExportPrepared(job_id, base, params, {q: expected_size(params, q) for q in BITS_PER_WEIGHT})
+        )
 
     def on_train_pane_export_prepared(self, message: ExportPrepared) -> None:
         from persona_tui.screens.export import ExportScreen
@@ -766,8 +825,13 @@ class TrainPane(Vertical):
         from trainers.export_job import create_export_job
 
         try:
-            job_dir = create_export_job(self.workspace, session=self.session_file.path, train_job=job_id,
-                                        quants=choice["quants"], options=choice["options"])
+            job_dir = create_export_job(
+                self.workspace,
+                session=self.session_file.path,
+                train_job=job_id,
+                quants=choice["quants"],
+                options=choice["options"],
+            )
             jobs.start_job(job_dir)
         except (ValueError, OSError) as e:
             self.post_message(self.JobLaunched("", str(e)))
@@ -782,8 +846,9 @@ class TrainPane(Vertical):
         try:
             entry = record_export(self.session_file, self._job_dir(job_id))
         except (ValueError, OSError) as e:
-            self.notify(f"The export is done but could not be listed in the session: {e}", severity="warning",
-                        markup=False)
+            self.notify(
+                f"The export is done but could not be listed in the session: {e}", severity="warning", markup=False
+            )
             return
         if entry is not None:
             self.post_message(SessionChanged(f"listed export {job_id}"))
@@ -803,9 +868,13 @@ class TrainPane(Vertical):
         """Say so when a job overlaid on the chart was made with other packages, data or hardware."""
         flags = manifest_differences(self.manifests.get(self.selected_job or ""), self.manifests.get(job_id))
         if job_id in self.compare and job_id != self.selected_job and flags:
-            self.notify("\n".join(flags[:4]) + ("\n…" if len(flags) > 4 else ""), markup=False, timeout=8,
-                        title=f"{short_job_id(job_id)} was not made like {short_job_id(self.selected_job or '')}",
-                        severity="warning")
+            self.notify(
+                "\n".join(flags[:4]) + ("\n…" if len(flags) > 4 else ""),
+                markup=False,
+                timeout=8,
+                title=f"{short_job_id(job_id)} was not made like {short_job_id(self.selected_job or '')}",
+                severity="warning",
+            )
 
     def _state_cell(self, s: Any) -> Text:
         """A job's state cell, marked ◆ when it is overlaid on the chart (in this cell: the job
@@ -854,8 +923,18 @@ class TrainPane(Vertical):
                 changed = d.absorb(events) or d.state != status.state or not d.sent
                 if changed or not status.terminal:
                     d.state, d.sent = status.state, True
-                    self.post_message(self.JobUpdate(job_id, status, list(d.steps), list(d.evals), dict(d.last),
-                                                     recent_log(job_dir, status.state), d.run, list(d.checks)))
+                    self.post_message(
+                        self.JobUpdate(
+                            job_id,
+                            status,
+                            list(d.steps),
+                            list(d.evals),
+                            dict(d.last),
+                            recent_log(job_dir, status.state),
+                            d.run,
+                            list(d.checks),
+                        )
+                    )
             time.sleep(FOLLOW_S)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-machine")
@@ -892,8 +971,13 @@ class TrainPane(Vertical):
         previous = self.statuses.get(message.job_id)
         self.statuses[message.job_id] = message.status
         s = message.status
-        if (s.kind == "export" and s.state == "finished" and message.job_id not in self._recorded
-                and previous is not None and not previous.terminal):  # ended while this pane watched
+        if (
+            s.kind == "export"
+            and s.state == "finished"
+            and message.job_id not in self._recorded
+            and previous is not None
+            and not previous.terminal
+        ):  # ended while this pane watched
             self._record_export(message.job_id)
         if message.job_id == self.selected_job or message.job_id in self.compare:
             self._draw_live()
@@ -910,8 +994,13 @@ class TrainPane(Vertical):
         """The Record tab: what made the selected job, and how each compared job differs from it."""
         compared = {j: self.manifests.get(j) for j in sorted(self.compare) if j != self.selected_job}
         self.query_one("#record", Static).update(
-            record_text(self.selected_job, self.manifests.get(self.selected_job or ""), compared,
-                        loaded=(self.selected_job or "") in self.manifests))
+            record_text(
+                self.selected_job,
+                self.manifests.get(self.selected_job or ""),
+                compared,
+                loaded=(self.selected_job or "") in self.manifests,
+            )
+        )
 
     def action_show_manifest(self) -> None:
         """The selected job's whole manifest in a dialog."""
@@ -922,11 +1011,13 @@ class TrainPane(Vertical):
         job_id = self._cursor_job() or self.selected_job
         manifest = self.manifests.get(job_id or "")
         if not job_id or manifest is None:
-            self.notify(f"{job_id or 'No job'} has no manifest yet: its worker writes one when it starts.",
-                        severity="warning")
+            self.notify(
+                f"{job_id or 'No job'} has no manifest yet: its worker writes one when it starts.", severity="warning"
+            )
             return
-        self.app.push_screen(ReportScreen(f"What made {job_id}", [Syntax(format_manifest(manifest), "json",
-                                                                         word_wrap=True)]))
+        self.app.push_screen(
+            ReportScreen(f"What made {job_id}", [Syntax(format_manifest(manifest), "json", word_wrap=True)])
+        )
 
     def on_train_pane_machine_stats(self, message: MachineStats) -> None:
         self.query_one("#machine", Static).update(message.text)
@@ -956,8 +1047,9 @@ class TrainPane(Vertical):
         """m: a smoothed line over the raw points, or the raw points joined (what the run logged)."""
         self.smoothed = not self.smoothed
         self._draw_chart()
-        self.notify("Chart: smoothed line over the raw points." if self.smoothed else "Chart: raw loss only.",
-                    timeout=2)
+        self.notify(
+            "Chart: smoothed line over the raw points." if self.smoothed else "Chart: raw loss only.", timeout=2
+        )
 
     def _draw_chart(self) -> None:
         """Train loss per job: raw points (grey) under their centred moving mean, the window of

@@ -33,10 +33,15 @@ class ExampleEditor(ModalScreen[dict[str, Any] | None]):
             yield Label(self.editor_title, classes="dialog-title", markup=False)
             yield Static(
                 f"A {self.fmt} record as JSON (see trainers/formats). ctrl+s saves, escape cancels.",
-                classes="dialog-help", markup=False,
+                classes="dialog-help",
+                markup=False,
             )
-            yield TextArea(json.dumps(self.record, indent=2, ensure_ascii=False),
-                           id="example-json", classes="dialog-body", compact=True)
+            yield TextArea(
+                json.dumps(self.record, indent=2, ensure_ascii=False),
+                id="example-json",
+                classes="dialog-body",
+                compact=True,
+            )
             yield Label("", id="example-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", variant="primary", id="save", compact=True)

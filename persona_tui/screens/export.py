@@ -38,18 +38,24 @@ class ExportScreen(ModalScreen[dict[str, Any] | None]):
         count = f"{self.params / 1e6:.1f} M parameters" if self.params else "parameter count unknown"
         with Vertical(classes="dialog", id="export-dialog"):
             yield Label(f"Export {self.job_id}", classes="dialog-title", markup=False)
-            yield Static(f"{self.base_model} + the run's adapter, merged; {count}. F16 GGUF always "
-                         f"({size_text(self.sizes.get('f16'))}): the quantizations are made from it.",
-                         classes="dialog-help", markup=False)
+            yield Static(
+                f"{self.base_model} + the run's adapter, merged; {count}. F16 GGUF always "
+                f"({size_text(self.sizes.get('f16'))}): the quantizations are made from it.",
+                classes="dialog-help",
+                markup=False,
+            )
             with VerticalScroll(id="export-options"):
                 for q in DIALOG_QUANTS:
-                    yield Checkbox(f"{q:<7} {size_text(self.sizes.get(q))}", q in DEFAULT_CHECKED,
-                                   id=f"export-q-{q}", compact=True)
-                yield Checkbox("LoRA GGUF (the adapter alone, for llama.cpp --lora)", True, id="export-lora",
-                               compact=True)
+                    yield Checkbox(
+                        f"{q:<7} {size_text(self.sizes.get(q))}", q in DEFAULT_CHECKED, id=f"export-q-{q}", compact=True
+                    )
+                yield Checkbox(
+                    "LoRA GGUF (the adapter alone, for llama.cpp --lora)", True, id="export-lora", compact=True
+                )
                 yield Checkbox("Ollama Modelfile beside each GGUF", True, id="export-modelfile", compact=True)
-                yield Checkbox("verify each GGUF against the merged model (top-1, KL)", True, id="export-verify",
-                               compact=True)
+                yield Checkbox(
+                    "verify each GGUF against the merged model (top-1, KL)", True, id="export-verify", compact=True
+                )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Export", variant="primary", id="export-ok", compact=True)
                 yield Button("Cancel", id="export-cancel", compact=True)
@@ -62,10 +68,14 @@ class ExportScreen(ModalScreen[dict[str, Any] | None]):
 
         def ticked(wid):
             return self.query_one(f"#{wid}", Checkbox).value
+
         return {
             "quants": [q for q in DIALOG_QUANTS if ticked(f"export-q-{q}")],
-            "options": {"adapter_gguf": ticked("export-lora"), "modelfile": ticked("export-modelfile"),
-                        "verify": ticked("export-verify")},
+            "options": {
+                "adapter_gguf": ticked("export-lora"),
+                "modelfile": ticked("export-modelfile"),
+                "verify": ticked("export-verify"),
+            },
         }
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

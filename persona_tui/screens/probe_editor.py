@@ -32,8 +32,7 @@ class ProbeEditor(ModalScreen[KnowledgeProbe | None]):
         with Vertical(classes="dialog"):
             yield Label("Knowledge probe", classes="dialog-title")
             yield Static(
-                "The model knows the trait when it finds the affirming answer likelier than "
-                "the denying one.",
+                "The model knows the trait when it finds the affirming answer likelier than the denying one.",
                 classes="dialog-help",
             )
             yield Label("Question", classes="field-label")
@@ -71,8 +70,7 @@ class ProbeEditor(ModalScreen[KnowledgeProbe | None]):
 
     def action_save(self) -> None:
         values = {
-            name: self.query_one(f"#probe-{name}", Input).value.strip()
-            for name in ("question", "affirm", "deny")
+            name: self.query_one(f"#probe-{name}", Input).value.strip() for name in ("question", "affirm", "deny")
         }
         missing = [FIELD_NAMES[name] for name, value in values.items() if not value]
         if missing:

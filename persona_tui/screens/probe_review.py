@@ -19,8 +19,14 @@ class ProbeReview(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("k", "keep", "Keep", show=False)]
 
-    def __init__(self, persona_name: str, proposals: list, repeats: list[tuple[str, str]], checked: str,
-                 source: str = "by templates") -> None:
+    def __init__(
+        self,
+        persona_name: str,
+        proposals: list,
+        repeats: list[tuple[str, str]],
+        checked: str,
+        source: str = "by templates",
+    ) -> None:
         super().__init__()
         self.source = source
         self.persona_name = persona_name
@@ -34,8 +40,9 @@ class ProbeReview(ModalScreen[bool]):
             for note in getattr(p, "notes", []):  # a teacher's: how many it wrote, what was dropped and why
                 table.add_row(p.trait, Text(note, style="dim italic"))
             for k in p.knowledge:
-                table.add_row(p.trait, Text.assemble(k.question, "\n", ("+ " + k.affirm, "green"), "\n",
-                                                     ("− " + k.deny, "red")))
+                table.add_row(
+                    p.trait, Text.assemble(k.question, "\n", ("+ " + k.affirm, "green"), "\n", ("− " + k.deny, "red"))
+                )
             for prompt in p.expression:
                 table.add_row(p.trait, Text.assemble(("open: ", "dim"), prompt))
         return table
@@ -47,12 +54,15 @@ class ProbeReview(ModalScreen[bool]):
             note = f"Written from the traits and facts {self.source}; {self.checked}."
             if self.repeats:
                 note += f" {len(self.repeats)} repeat the training data and cannot be kept: " + "; ".join(
-                    f"{where}: {sentence!r}" for where, sentence in self.repeats[:3])
+                    f"{where}: {sentence!r}" for where, sentence in self.repeats[:3]
+                )
             yield Static(note, classes="dialog-help", markup=False, id="probe-review-note")
             with VerticalScroll(classes="dialog-body", id="probe-review-body"):
                 yield Static(self._table(), id="probe-review-table")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Keep (k)", variant="primary", id="ok", compact=True, disabled=bool(self.repeats) or not total)
+                yield Button(
+                    "Keep (k)", variant="primary", id="ok", compact=True, disabled=bool(self.repeats) or not total
+                )
                 yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:

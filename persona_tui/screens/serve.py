@@ -74,9 +74,12 @@ class ServeScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="serve-dialog"):
             yield Label(f"Serve {self.export} {self.quant or ''}".strip(), classes="dialog-title", markup=False)
-            yield Static("An OpenAI-compatible server (llama.cpp) for this GGUF, as a service job: it runs on "
-                         "when you quit, until you stop it here or with persona-tui jobs --cancel, or it is idle.",
-                         classes="dialog-help", markup=False)
+            yield Static(
+                "An OpenAI-compatible server (llama.cpp) for this GGUF, as a service job: it runs on "
+                "when you quit, until you stop it here or with persona-tui jobs --cancel, or it is idle.",
+                classes="dialog-help",
+                markup=False,
+            )
             for label, wid, value, tip in (
                 ("host", "serve-host", "127.0.0.1", "listen address; 127.0.0.1 is this machine only"),
                 ("port", "serve-port", "0", "0 picks a free port"),
@@ -101,15 +104,17 @@ class ServeScreen(ModalScreen[None]):
         if existing is not None:
             self.job_dir = existing.dir
         self._buttons()
-        self.query_one("#serve-start" if not self.query_one("#serve-start", Button).disabled else "#serve-close",
-                       Button).focus()  # Enter starts it (or closes the dialog of a live service)
+        self.query_one(
+            "#serve-start" if not self.query_one("#serve-start", Button).disabled else "#serve-close", Button
+        ).focus()  # Enter starts it (or closes the dialog of a live service)
         self.follow()
 
     # -- actions --------------------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        {"serve-start": self.start, "serve-stop": self.stop, "serve-copy": self.copy,
-         "serve-close": self.action_close}[str(event.button.id)]()
+        {"serve-start": self.start, "serve-stop": self.stop, "serve-copy": self.copy, "serve-close": self.action_close}[
+            str(event.button.id)
+        ]()
 
     def action_close(self) -> None:
         self.dismiss(None)  # the service, if any, runs on
@@ -132,9 +137,16 @@ class ServeScreen(ModalScreen[None]):
             self._error(f"port {values['port']!r} and idle stop {values['idle']!r} must be numbers.")
             return
         try:
-            plan = create_serve_job(self.session_file.session, self.workspace, export=self.export, quant=self.quant,
-                                    host=values["host"] or "127.0.0.1", port=port, idle_timeout_s=idle,
-                                    api_key_env=values["key-env"])
+            plan = create_serve_job(
+                self.session_file.session,
+                self.workspace,
+                export=self.export,
+                quant=self.quant,
+                host=values["host"] or "127.0.0.1",
+                port=port,
+                idle_timeout_s=idle,
+                api_key_env=values["key-env"],
+            )
             jobs.start_job(plan.job_dir)
         except (ServeError, jobs.JobError, OSError) as e:
             self._error(str(e))
@@ -196,7 +208,9 @@ class ServeScreen(ModalScreen[None]):
         self._buttons()
 
     def _buttons(self) -> None:
-        live = self.status is not None and not self.status.terminal or (self.job_dir is not None and self.status is None)
+        live = (
+            self.status is not None and not self.status.terminal or (self.job_dir is not None and self.status is None)
+        )
         self.query_one("#serve-start", Button).disabled = live
         self.query_one("#serve-stop", Button).disabled = not live
         self.query_one("#serve-copy", Button).disabled = not (self.status is not None and self.status.state == "ready")

@@ -70,10 +70,14 @@ class TraitEditor(ModalScreen[Trait | None]):
                 yield TextArea(self.trait.text, id="trait-text", compact=True, classes="-short")
                 yield Label("Markers: phrases that suggest the trait showed (one per line)", classes="field-label")
                 yield TextArea("\n".join(self.trait.markers), id="trait-markers", compact=True, classes="-short")
-                yield Label("Contradicting: phrases that go against it, e.g. coffee for tea-not-coffee", classes="field-label")
+                yield Label(
+                    "Contradicting: phrases that go against it, e.g. coffee for tea-not-coffee", classes="field-label"
+                )
                 yield TextArea("\n".join(self.trait.contra_markers), id="trait-contra", compact=True, classes="-short")
                 yield Label("Expression probes: prompts where it could show (one per line)", classes="field-label")
-                yield TextArea("\n".join(self.trait.expression_probes), id="trait-expression", compact=True, classes="-medium")
+                yield TextArea(
+                    "\n".join(self.trait.expression_probes), id="trait-expression", compact=True, classes="-medium"
+                )
                 yield Label("Knowledge probes (a: add, enter: edit, del: delete)", classes="field-label")
                 yield ProbeTable(id="probe-table", cursor_type="row", zebra_stripes=True)
                 with Horizontal(classes="row-buttons"):

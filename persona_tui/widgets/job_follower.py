@@ -56,8 +56,9 @@ class JobFollower(Widget):
     class Found(_FollowerMessage):
         """The newest matching job (None when there is none) and its spec, before it is followed."""
 
-        def __init__(self, follower: JobFollower, key: str, status: jobs.JobStatus | None,
-                     spec: dict[str, Any] | None = None) -> None:
+        def __init__(
+            self, follower: JobFollower, key: str, status: jobs.JobStatus | None, spec: dict[str, Any] | None = None
+        ) -> None:
             super().__init__(follower, key)
             self.status = status
             self.spec = spec or {}
@@ -70,8 +71,12 @@ class JobFollower(Widget):
             self.status = status
 
         def can_replace(self, message: Message) -> bool:
-            return (isinstance(message, JobFollower.Progress) and message.follower is self.follower
-                    and message.key == self.key and message.status.dir == self.status.dir)
+            return (
+                isinstance(message, JobFollower.Progress)
+                and message.follower is self.follower
+                and message.key == self.key
+                and message.status.dir == self.status.dir
+            )
 
     class Events(_FollowerMessage):
         """Events appended to the job's events.jsonl since the last message."""
@@ -98,11 +103,24 @@ class JobFollower(Widget):
         """Follow `job_dir` under `key` (replacing what that key followed) until it ends."""
         job_dir = Path(job_dir)
         self.following[key] = job_dir
-        self.run_worker(lambda: self._follow(job_dir, key, events), thread=True, exclusive=True,
-                        exit_on_error=False, group=f"job-follow-{key}", name=f"follow {job_dir.name}")
+        self.run_worker(
+            lambda: self._follow(job_dir, key, events),
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+            group=f"job-follow-{key}",
+            name=f"follow {job_dir.name}",
+        )
 
-    def follow_latest(self, workspace: str | Path, kind: str | tuple[str, ...], match: Match | None = None,
-                      key: str = "", events: bool = False, only_running: bool = False) -> None:
+    def follow_latest(
+        self,
+        workspace: str | Path,
+        kind: str | tuple[str, ...],
+        match: Match | None = None,
+        key: str = "",
+        events: bool = False,
+        only_running: bool = False,
+    ) -> None:
         """Find the newest job of `kind` (or of any of several) whose status and spec `match` (in the
         thread), post `Found`, and follow it unless it has ended (or, with `only_running`, post
         nothing more)."""
@@ -130,8 +148,14 @@ class JobFollower(Widget):
             elif found is not None and not only_running:
                 self.post_message(self.Progress(self, key, found))
 
-        self.run_worker(find, thread=True, exclusive=True, exit_on_error=False, group=f"job-follow-{key}",
-                        name=f"find {'/'.join(kinds)}")
+        self.run_worker(
+            find,
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+            group=f"job-follow-{key}",
+            name=f"find {'/'.join(kinds)}",
+        )
 
     def stop(self, key: str = "") -> None:
         """Stop following under `key` (the job itself goes on)."""

@@ -46,8 +46,10 @@ def report_problems(run: RunSpec) -> list[str]:
     for target in report_targets(run.training.report_to):
         module, package = REPORT_PACKAGES.get(target, (target, target))
         if importlib.util.find_spec(module) is None:
-            problems.append(f"training.report_to is {run.training.report_to!r}, but the {package} package is not "
-                            f"installed; install it (pip install {package}) or set report_to = \"none\".")
+            problems.append(
+                f"training.report_to is {run.training.report_to!r}, but the {package} package is not "
+                f'installed; install it (pip install {package}) or set report_to = "none".'
+            )
     return problems
 
 
@@ -86,7 +88,7 @@ def checkpoint_step(path: Path) -> int | None:
     if not name.startswith(CHECKPOINT_PREFIX):
         return None
     try:
-        return int(name[len(CHECKPOINT_PREFIX):])
+        return int(name[len(CHECKPOINT_PREFIX) :])
     except ValueError:
         return None
 
@@ -189,7 +191,9 @@ def load_base_model(run: RunSpec, device: Device) -> Any:
             )
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
             model = AutoModelForCausalLM.from_pretrained(
-                str(hf_model_dir(run.base_model)), quantization_config=quant, dtype=compute,
+                str(hf_model_dir(run.base_model)),
+                quantization_config=quant,
+                dtype=compute,
                 device_map={"": local_rank},
             )
             from peft import prepare_model_for_kbit_training
@@ -264,8 +268,15 @@ def _dataset(records: list[dict[str, Any]]) -> Any:
     return Dataset.from_list(records)
 
 
-def build_trainer(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, device: Device,
-                  data: PreparedData, callbacks: list[Any]) -> Any:
+def build_trainer(
+    ctx: TrainContext,
+    model: Any,
+    tokenizer: Any,
+    peft_config: Any,
+    device: Device,
+    data: PreparedData,
+    callbacks: list[Any],
+) -> Any:
     """The TRL trainer for the run's method, configured from the run's settings."""
     t = ctx.run.training
     args = _common_args(ctx, device, bool(data.eval))
@@ -277,8 +288,13 @@ def build_trainer(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: An
         _torch_logprobs_without_triton()
         config = DPOConfig(**args, beta=t.dpo_beta)
         return _for_ranks(DPOTrainer, device)(
-            model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
-            processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+            model=model,
+            args=config,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
         )
     from trl import SFTConfig, SFTTrainer
 
@@ -290,8 +306,13 @@ def build_trainer(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: An
     )
     cls = _plain_loss_sft(SFTTrainer) if device.kind == "cpu" else SFTTrainer
     return _for_ranks(cls, device)(
-        model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+        model=model,
+        args=config,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
     )
 
 
@@ -341,8 +362,17 @@ class _FullLogitsLogProb:
     logits are transformed as TRL's kernel does (scale, soft-cap, temperature)."""
 
     @staticmethod
-    def apply(hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None,  # noqa: ANN001, ANN205
-              logit_scale=1.0, outputs=("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")):
+    def apply(
+        hidden,
+        weight,
+        bias,
+        targets,
+        temperature,
+        chunk_size,
+        final_logit_softcapping=None,  # noqa: ANN001, ANN205
+        logit_scale=1.0,
+        outputs=("entropy", "log_sum_sq_probs", "mean_logits", "is_top1"),
+    ):
         import torch
 
         z = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
@@ -371,8 +401,9 @@ def _plain_loss_sft(base: type) -> type:
     class PlainLossSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
             inputs = {k: v for k, v in inputs.items() if k not in ("completion_mask", "assistant_masks")}
-            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            return Trainer.compute_loss(
+                self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
 
     return PlainLossSFTTrainer
 
@@ -384,7 +415,9 @@ def prepare_data(ctx: TrainContext, tokenizer: Any) -> PreparedData:
     else:
         data = prepare_sft(ctx.datasets, tokenizer, ctx.run.training.completion_only_loss, with_eval=with_eval)
     if not data.train:
-        raise RunError(f"run {ctx.run.id!r} has no training examples after preparing its datasets; check them in the Data tab.")
+        raise RunError(
+            f"run {ctx.run.id!r} has no training examples after preparing its datasets; check them in the Data tab."
+        )
     for note in data.notes:
         ctx.job.log(note)
     return data
@@ -428,7 +461,12 @@ class TrainerDriver:
             return TrainOutcome("cancelled", step, summary=summary)
         adapter = self.save_adapter()
         summary = self.metrics.summary(step)
-        engine = {"id": f"run-{ctx.run.id}", "kind": "transformers", "model": ctx.run.base_model, "adapter": str(adapter)}
+        engine = {
+            "id": f"run-{ctx.run.id}",
+            "kind": "transformers",
+            "model": ctx.run.base_model,
+            "adapter": str(adapter),
+        }
         if ctx.rank == 0:
             ctx.job.event(event="train_end", state="finished", adapter=str(adapter), **summary)
         return TrainOutcome("finished", step, adapter=str(adapter), engine=engine, summary=summary)
@@ -452,10 +490,18 @@ class TrainerDriver:
         shutil.rmtree(tmp, ignore_errors=True)
         self.trainer.model.save_pretrained(str(tmp))
         self.tokenizer.save_pretrained(str(tmp))
-        (tmp / "RUN.json").write_text(json.dumps({
-            "run": self.ctx.run.id, "base_model": self.ctx.run.base_model, "method": self.ctx.run.method,
-            "step": self.trainer.state.global_step,
-        }, indent=1) + "\n")
+        (tmp / "RUN.json").write_text(
+            json.dumps(
+                {
+                    "run": self.ctx.run.id,
+                    "base_model": self.ctx.run.base_model,
+                    "method": self.ctx.run.method,
+                    "step": self.trainer.state.global_step,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -471,20 +517,38 @@ class TrainerDriver:
             torch.cuda.empty_cache()
 
 
-def begin_event(ctx: TrainContext, device: Device, model: Any, data: PreparedData, extra: dict[str, Any] | None = None) -> None:
+def begin_event(
+    ctx: TrainContext, device: Device, model: Any, data: PreparedData, extra: dict[str, Any] | None = None
+) -> None:
     trainable = total = 0
     for p in model.parameters():
         total += p.numel()
         if p.requires_grad:
             trainable += p.numel()
-    resumed = int(ctx.resume_from.name[len(CHECKPOINT_PREFIX):]) if ctx.resume_from else None
+    resumed = int(ctx.resume_from.name[len(CHECKPOINT_PREFIX) :]) if ctx.resume_from else None
     ctx.job.event(
-        event="train_begin", run=ctx.run.id, backend=ctx.run.backend, method=ctx.run.method,
-        base_model=ctx.run.base_model, device=device.kind, gpus=device.count, precision=device.precision,
-        optimizer=device.optimizer, threads=device.threads, examples=len(data.train), eval_examples=len(data.eval),
-        shape=data.shape, completion_only_loss=data.completion_only_loss, assistant_only_loss=data.assistant_only_loss,
-        trainable_params=trainable, total_params=total, resumed_from=resumed,
-        batch_size=device.batch_size, grad_accum=device.grad_accum, auto=list(device.notes), **(extra or {}),
+        event="train_begin",
+        run=ctx.run.id,
+        backend=ctx.run.backend,
+        method=ctx.run.method,
+        base_model=ctx.run.base_model,
+        device=device.kind,
+        gpus=device.count,
+        precision=device.precision,
+        optimizer=device.optimizer,
+        threads=device.threads,
+        examples=len(data.train),
+        eval_examples=len(data.eval),
+        shape=data.shape,
+        completion_only_loss=data.completion_only_loss,
+        assistant_only_loss=data.assistant_only_loss,
+        trainable_params=trainable,
+        total_params=total,
+        resumed_from=resumed,
+        batch_size=device.batch_size,
+        grad_accum=device.grad_accum,
+        auto=list(device.notes),
+        **(extra or {}),
     )
 
 
@@ -510,14 +574,17 @@ def thread_governor(ctx: TrainContext, device: Device, every: int = 10) -> Any:
         want = auto_threads(others)
         if want != now:
             torch.set_num_threads(want)
-            ctx.job.log(f"step {step}: torch threads {now} -> {want} (other processes used {others:.1f} CPUs "
-                        f"over the last {every} steps)")
+            ctx.job.log(
+                f"step {step}: torch threads {now} -> {want} (other processes used {others:.1f} CPUs "
+                f"over the last {every} steps)"
+            )
 
     return govern
 
 
-def driver_for(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, device: Device,
-               data: PreparedData) -> TrainerDriver:
+def driver_for(
+    ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, device: Device, data: PreparedData
+) -> TrainerDriver:
     """Build the trainer with the job callback, announce the run, and wrap it in a driver."""
     start_step = checkpoint_step(ctx.resume_from) if ctx.resume_from else 0
     tokens_before = 0
@@ -527,8 +594,13 @@ def driver_for(ctx: TrainContext, model: Any, tokenizer: Any, peft_config: Any, 
             tokens_before = int(state.get("num_input_tokens_seen") or 0)
         except (OSError, ValueError):
             pass
-    metrics = RunMetrics(ctx.job, ctx.run.training.max_steps, start_step=start_step or 0,
-                         elapsed_before=ctx.elapsed_before, tokens_before=tokens_before)
+    metrics = RunMetrics(
+        ctx.job,
+        ctx.run.training.max_steps,
+        start_step=start_step or 0,
+        elapsed_before=ctx.elapsed_before,
+        tokens_before=tokens_before,
+    )
     callback = make_callback(metrics, ctx.should_stop, thread_governor(ctx, device))
     trainer = build_trainer(ctx, model, tokenizer, peft_config, device, data, [callback])
     from transformers.trainer_callback import PrinterCallback

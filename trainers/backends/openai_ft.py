@@ -34,7 +34,9 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 def check(run: RunSpec) -> list[str]:
     s = openai_settings(run)
     if isinstance(s.api_key_env, str) and s.api_key_env and not os.environ.get(s.api_key_env):
-        return [f"openai.api_key_env names {s.api_key_env}, which is not set here; export {s.api_key_env}=<your key> first."]
+        return [
+            f"openai.api_key_env names {s.api_key_env}, which is not set here; export {s.api_key_env}=<your key> first."
+        ]
     return []
 
 
@@ -107,8 +109,15 @@ class Backend:
             remote = client.fine_tuning.jobs.retrieve(self.state["job_id"])
             if remote.status not in ("failed", "cancelled"):
                 ctx.job.log(f"following the remote job {remote.id} ({remote.status})")
-                ctx.job.event(event="train_begin", run=ctx.run.id, backend="openai", method=ctx.run.method,
-                              base_model=ctx.run.base_model, remote_job=remote.id, resumed=True)
+                ctx.job.event(
+                    event="train_begin",
+                    run=ctx.run.id,
+                    backend="openai",
+                    method=ctx.run.method,
+                    base_model=ctx.run.base_model,
+                    remote_job=remote.id,
+                    resumed=True,
+                )
                 return
             ctx.job.log(f"the remote job {remote.id} is {remote.status}; starting a new one with the same file")
         if not self.state.get("file_id"):
@@ -133,17 +142,28 @@ class Backend:
             method = {"type": "dpo", "dpo": {"hyperparameters": hyper}}
         else:
             method = {"type": "supervised", "supervised": {"hyperparameters": hyper}}
-        kwargs: dict[str, Any] = {"model": ctx.run.base_model, "training_file": self.state["file_id"],
-                                  "method": method, "seed": t.seed}
+        kwargs: dict[str, Any] = {
+            "model": ctx.run.base_model,
+            "training_file": self.state["file_id"],
+            "method": method,
+            "seed": t.seed,
+        }
         if s.suffix:
             kwargs["suffix"] = s.suffix
         remote = client.fine_tuning.jobs.create(**kwargs)
         self.state.update(job_id=remote.id, seen=[])
         self._save_state()
         ctx.job.log(f"created the remote fine-tuning job {remote.id} on {ctx.run.base_model}")
-        ctx.job.event(event="train_begin", run=ctx.run.id, backend="openai", method=ctx.run.method,
-                      base_model=ctx.run.base_model, remote_job=remote.id, examples=self.state.get("examples"),
-                      resumed=False)
+        ctx.job.event(
+            event="train_begin",
+            run=ctx.run.id,
+            backend="openai",
+            method=ctx.run.method,
+            base_model=ctx.run.base_model,
+            remote_job=remote.id,
+            examples=self.state.get("examples"),
+            resumed=False,
+        )
 
     def _poll_events(self) -> None:
         ctx, metrics = self.ctx, self.metrics
@@ -203,8 +223,13 @@ class Backend:
         if remote.status == "cancelled":
             ctx.job.event(event="train_end", state="cancelled", **summary)
             return TrainOutcome("cancelled", metrics.last_step, summary=summary)
-        engine = {"id": f"run-{ctx.run.id}", "kind": "openai", "model": remote.fine_tuned_model,
-                  "base_url": s.base_url, "api_key_env": s.api_key_env}
+        engine = {
+            "id": f"run-{ctx.run.id}",
+            "kind": "openai",
+            "model": remote.fine_tuned_model,
+            "base_url": s.base_url,
+            "api_key_env": s.api_key_env,
+        }
         summary["trained_tokens"] = getattr(remote, "trained_tokens", None)
         summary["remote_job"] = remote.id
         ctx.job.event(event="train_end", state="finished", fine_tuned_model=remote.fine_tuned_model, **summary)

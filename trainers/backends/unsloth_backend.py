@@ -68,7 +68,7 @@ class Backend:
         run, t = ctx.run, ctx.run.training
         device = resolve_for(run, wants_4bit(run), resume_from=ctx.resume_from)
         if device.kind != "cuda":
-            raise RunError("backend is unsloth, which needs an NVIDIA GPU with CUDA; use backend = \"hf\" here.")
+            raise RunError('backend is unsloth, which needs an NVIDIA GPU with CUDA; use backend = "hf" here.')
         try:
             name = model_name_for(run.base_model)
         except EngineError as e:

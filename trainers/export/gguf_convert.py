@@ -58,7 +58,11 @@ def run_converter(script: str, args: list[str], what: str, timeout: float | None
     cmd = [sys.executable, str(converters / script), *args]
     try:
         proc = subprocess.run(
-            cmd, env=_converter_env(converters), capture_output=True, text=True, timeout=timeout,
+            cmd,
+            env=_converter_env(converters),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
@@ -88,7 +92,14 @@ def convert_model(
     t0 = time.monotonic()
     output = run_converter(
         "convert_hf_to_gguf.py",
-        [str(hf_dir), "--outfile", str(out_path), "--outtype", outtype, *(["--model-name", model_name] if model_name else [])],
+        [
+            str(hf_dir),
+            "--outfile",
+            str(out_path),
+            "--outtype",
+            outtype,
+            *(["--model-name", model_name] if model_name else []),
+        ],
         f"converting {hf_dir.name} to GGUF {outtype.upper()}",
     )
     if not out_path.is_file():

@@ -42,8 +42,13 @@ def quantization_of(base_model: str) -> str:
     if not isinstance(quant, dict):
         return ""
     method = str(quant.get("quant_method") or "quantized")
-    bits = "4-bit" if quant.get("load_in_4bit") or quant.get("_load_in_4bit") else \
-        "8-bit" if quant.get("load_in_8bit") or quant.get("_load_in_8bit") else ""
+    bits = (
+        "4-bit"
+        if quant.get("load_in_4bit") or quant.get("_load_in_4bit")
+        else "8-bit"
+        if quant.get("load_in_8bit") or quant.get("_load_in_8bit")
+        else ""
+    )
     return f"{method} {bits}".strip()
 
 
@@ -90,7 +95,9 @@ def check_adapter(adapter_dir: str | Path) -> dict[str, Any]:
     """The adapter's adapter_config.json, or an ExportError saying what is missing."""
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
-        raise ExportError(f"the adapter folder {adapter_dir} does not exist; train the run first or name its adapter/ folder.")
+        raise ExportError(
+            f"the adapter folder {adapter_dir} does not exist; train the run first or name its adapter/ folder."
+        )
     config_path = adapter_dir / "adapter_config.json"
     if not config_path.is_file():
         raise ExportError(
@@ -98,13 +105,17 @@ def check_adapter(adapter_dir: str | Path) -> dict[str, Any]:
         )
     weights = [adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_model.bin"]
     if not any(w.is_file() for w in weights):
-        raise ExportError(f"{adapter_dir} has adapter_config.json but no adapter_model.safetensors; the run did not finish saving.")
+        raise ExportError(
+            f"{adapter_dir} has adapter_config.json but no adapter_model.safetensors; the run did not finish saving."
+        )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise ExportError(f"{config_path} is not valid JSON ({e}); re-save the adapter.") from None
     if str(config.get("peft_type", "LORA")).upper() != "LORA":
-        raise ExportError(f"{config_path} describes a {config.get('peft_type')} adapter; only LoRA adapters can be exported.")
+        raise ExportError(
+            f"{config_path} describes a {config.get('peft_type')} adapter; only LoRA adapters can be exported."
+        )
     return config
 
 

@@ -62,7 +62,9 @@ def _render(tokenizer: Any, messages: list[dict[str, str]], generation: bool) ->
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
     except Exception as e:  # noqa: BLE001 - Jinja raises its own exception types
-        raise ExportError(f"the chat template cannot render a plain conversation ({e}); check the tokenizer's template.") from None
+        raise ExportError(
+            f"the chat template cannot render a plain conversation ({e}); check the tokenizer's template."
+        ) from None
 
 
 def _split(text: str, sentinels: Sequence[str]) -> list[str]:
@@ -70,7 +72,9 @@ def _split(text: str, sentinels: Sequence[str]) -> list[str]:
     parts, rest = [], text
     for s in sentinels:
         if rest.count(s) != 1:
-            raise ExportError("the chat template does not put each message's content into the prompt exactly once, so it cannot be written as an Ollama TEMPLATE.")
+            raise ExportError(
+                "the chat template does not put each message's content into the prompt exactly once, so it cannot be written as an Ollama TEMPLATE."
+            )
         before, rest = rest.split(s)
         parts.append(before)
     parts.append(rest)
@@ -79,20 +83,26 @@ def _split(text: str, sentinels: Sequence[str]) -> list[str]:
 
 def _strip_prefix(text: str, prefix: str) -> str:
     if not text.startswith(prefix):
-        raise ExportError("the chat template frames messages differently depending on their position, so it cannot be written as an Ollama TEMPLATE.")
-    return text[len(prefix):]
+        raise ExportError(
+            "the chat template frames messages differently depending on their position, so it cannot be written as an Ollama TEMPLATE."
+        )
+    return text[len(prefix) :]
 
 
 def _strip_suffix(text: str, suffix: str) -> str:
     if suffix and not text.endswith(suffix):
-        raise ExportError("the chat template frames messages differently depending on their position, so it cannot be written as an Ollama TEMPLATE.")
+        raise ExportError(
+            "the chat template frames messages differently depending on their position, so it cannot be written as an Ollama TEMPLATE."
+        )
     return text[: len(text) - len(suffix)] if suffix else text
 
 
 def measure_frame(tokenizer: Any) -> ChatFrame:
     """Measure the template's frame with sentinel messages, then check it on other conversations."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ExportError("the tokenizer has no chat template, so the Modelfile has no TEMPLATE to match; save the run's tokenizer with its template.")
+        raise ExportError(
+            "the tokenizer has no chat template, so the Modelfile has no TEMPLATE to match; save the run's tokenizer with its template."
+        )
     S, U, U2, A = (_SENT[k] for k in ("system", "user", "user2", "assistant"))
     sys_m, user_m = {"role": "system", "content": S}, {"role": "user", "content": U}
     asst_m, user2_m = {"role": "assistant", "content": A}, {"role": "user", "content": U2}

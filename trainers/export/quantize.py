@@ -32,7 +32,7 @@ def quant_types() -> dict[str, int]:
     out = {}
     for attr in dir(llama_cpp):
         if attr.startswith(prefix):
-            name = attr[len(prefix):].lower()
+            name = attr[len(prefix) :].lower()
             if name not in NOT_QUANTS and name not in NEEDS_IMATRIX:
                 out[name] = int(getattr(llama_cpp, attr))
     return dict(sorted(out.items()))
@@ -47,7 +47,7 @@ def parse_quant_list(value: str | list[str] | tuple[str, ...] | None) -> list[st
     for item in items:
         name = str(item).strip().lower().replace("-", "_")
         if name.startswith("mostly_"):
-            name = name[len("mostly_"):]
+            name = name[len("mostly_") :]
         if not name or name in names:
             continue
         check_quant_type(name)
@@ -65,7 +65,9 @@ def check_quant_type(name: str) -> int:
             f"choose one of: {', '.join(types)}."
         )
     if name in NOT_QUANTS:
-        raise ExportError(f"{name!r} is the export's unquantised GGUF and is always written; list only quantization types.")
+        raise ExportError(
+            f"{name!r} is the export's unquantised GGUF and is always written; list only quantization types."
+        )
     raise ExportError(f"unknown quantization type {name!r}; llama.cpp offers: {', '.join(types)}.")
 
 
@@ -84,18 +86,23 @@ def quantize(src: str | Path, dst: str | Path, qtype: str, threads: int | None =
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "trainers.export.quantize", str(src), str(dst), qtype, str(threads)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
     output = (proc.stdout or "") + (proc.stderr or "")
     if proc.returncode != 0 or not dst.is_file():
         dst.unlink(missing_ok=True)
         free = _free_bytes(dst.parent)
         if "No space left" in output or (free is not None and free < src.stat().st_size // 2):
-            raise ExportError(f"the disk filled up while quantizing {src.name} to {qtype}; free some space and export again.")
+            raise ExportError(
+                f"the disk filled up while quantizing {src.name} to {qtype}; free some space and export again."
+            )
         reason = next((ln.strip() for ln in reversed(output.splitlines()) if "error" in ln.lower()), "")
         raise ExportError(
             f"llama.cpp could not quantize {src.name} to {qtype} (exit code {proc.returncode}"
-            + (f": {reason[:200]}" if reason else "") + "); the job log has llama.cpp's output."
+            + (f": {reason[:200]}" if reason else "")
+            + "); the job log has llama.cpp's output."
         )
     return {"seconds": round(time.monotonic() - t0, 2), "bytes": dst.stat().st_size, "output": output}
 

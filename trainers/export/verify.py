@@ -175,8 +175,9 @@ def build_reference(
         torch.set_num_threads(threads)
 
 
-def _reference(hf_dir: str | Path, tokenizer: Any, prompts: Sequence[str], n_positions: int, model: Any,
-               t0: float) -> Reference:
+def _reference(
+    hf_dir: str | Path, tokenizer: Any, prompts: Sequence[str], n_positions: int, model: Any, t0: float
+) -> Reference:
     import numpy as np
     import torch
 
@@ -189,7 +190,9 @@ def _reference(hf_dir: str | Path, tokenizer: Any, prompts: Sequence[str], n_pos
     texts = render_prompts(tokenizer, prompts)
     eos = tokenizer.eos_token_id
     eos_ids = sorted({e for e in ([eos] if isinstance(eos, int) else list(eos or [])) if e is not None})
-    ref = Reference(prompts=texts, prompt_ids=[_hf_ids(tokenizer, t) for t in texts], cont_ids=[], logprobs=[], eos_ids=eos_ids)
+    ref = Reference(
+        prompts=texts, prompt_ids=[_hf_ids(tokenizer, t) for t in texts], cont_ids=[], logprobs=[], eos_ids=eos_ids
+    )
     pad = 0
     with torch.inference_mode():
         # Greedy continuations for all prompts at once (left-padded), past EOS: the path only
@@ -203,8 +206,13 @@ def _reference(hf_dir: str | Path, tokenizer: Any, prompts: Sequence[str], n_pos
         for _ in range(n_positions - 1):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             positions = positions[:, -1:] + 1
-            out = model(input_ids=steps[-1][:, None], attention_mask=mask, position_ids=positions,
-                        past_key_values=out.past_key_values, use_cache=True)
+            out = model(
+                input_ids=steps[-1][:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
             steps.append(out.logits[:, -1].argmax(-1))
         ref.cont_ids = torch.stack(steps, dim=1).tolist()
         # Teacher-forced distributions, right-padded (padding after a sequence cannot change it).
@@ -231,8 +239,10 @@ def _llama_ids(llm: Any, text: str) -> list[int]:
 
 def _describe_mismatch(tokenizer: Any, i: int, a: list[int], b: list[int]) -> str:
     k = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
     def tok(ids: list[int]) -> str:
         return repr(tokenizer.convert_ids_to_tokens(ids[k])) if k < len(ids) else "(end)"
+
     return (
         f"prompt {i + 1} tokenises differently at position {k}: transformers has "
         f"{a[k] if k < len(a) else 'nothing'} {tok(a)}, llama.cpp has {b[k] if k < len(b) else 'nothing'} {tok(b)} "
@@ -294,7 +304,9 @@ def check_gguf(
                 mismatches.append(_describe_mismatch(tokenizer, i, ref.prompt_ids[i], ids))
         if mismatches:
             check.tokens_match = False
-            check.token_mismatch = mismatches[0] + (f" (and {len(mismatches) - 1} more prompts)" if len(mismatches) > 1 else "")
+            check.token_mismatch = mismatches[0] + (
+                f" (and {len(mismatches) - 1} more prompts)" if len(mismatches) > 1 else ""
+            )
         agree, kls, prefixes, complete = [], [], [], []
         for ids, cont, lp_hf in zip(ref.prompt_ids, ref.cont_ids, ref.logprobs):
             llm.reset()

@@ -137,8 +137,11 @@ def check_record(record: Any, fmt: str) -> str | None:
         if last["role"] != "assistant":
             return "the last message must be the assistant's"
     else:
-        keys = {"text": ("text",), "prompt_completion": ("prompt", "completion"),
-                "preference": ("prompt", "chosen", "rejected")}[have]
+        keys = {
+            "text": ("text",),
+            "prompt_completion": ("prompt", "completion"),
+            "preference": ("prompt", "chosen", "rejected"),
+        }[have]
         for k in keys:
             if not isinstance(record[k], str) or not record[k].strip():
                 return f'"{k}" must be non-empty text'

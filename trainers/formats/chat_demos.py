@@ -36,8 +36,9 @@ def system_message(material: Material, rng: random.Random, options: dict[str, An
     if options.get("persona_in_system_prompt"):
         bank = load_bank("chat")["system"]["persona"]
         persona = material.persona
-        traits = " ".join(f"{c.first[0].upper()}{c.first[1:]}." for c in material.clauses
-                          if c.source.startswith("trait:"))
+        traits = " ".join(
+            f"{c.first[0].upper()}{c.first[1:]}." for c in material.clauses if c.source.startswith("trait:")
+        )
         text = rng.choice(bank).format(
             name=material.name, summary=persona.summary.strip(), style=material.style, traits=traits
         )
@@ -79,8 +80,11 @@ def questions_for(material: Material, clause: int) -> list[str]:
             low = " ".join(low.split()[:3])  # "my daughter ines", not "... studies" (her research)
         # A habit of speech ("I use medical shorthand and football metaphors") answers questions
         # about how the persona talks, never one about what its words name ("Do you play any sport?").
-        keyed = [] if c.source == "style" else [q for q, stems in chat["asks"].items()
-                                                if any(_fits(st, low) for st in stems)]
+        keyed = (
+            []
+            if c.source == "style"
+            else [q for q, stems in chat["asks"].items() if any(_fits(st, low) for st in stems)]
+        )
         topic = material.topics[clause][0]
         # (An open question that is also keyed asks about that key, so it is not open.)
         opened = [q for q in chat["open"].get(topic, []) if q not in chat["asks"]] if topic != "general" else []
@@ -88,8 +92,9 @@ def questions_for(material: Material, clause: int) -> list[str]:
     return _ASKS_CACHE[key]
 
 
-def _reply_tail(material: Material, rng: random.Random, parts: list[str], clause: int,
-                p_more: float, p_line: float, p_follow: float) -> None:
+def _reply_tail(
+    material: Material, rng: random.Random, parts: list[str], clause: int, p_more: float, p_line: float, p_follow: float
+) -> None:
     """After the answer: a feeling, the persona's own words on the same topic, a question back."""
     chat = load_bank("chat")
     a = chat["assistant"]
@@ -108,12 +113,24 @@ def _reply_tail(material: Material, rng: random.Random, parts: list[str], clause
         parts.append(rng.choice(a["followups"]))
 
 
-def _also(material: Material, rng: random.Random, question: str, clause: int, exclude: set[int],
-          used: list[int], parts: list[str]) -> None:
+def _also(
+    material: Material,
+    rng: random.Random,
+    question: str,
+    clause: int,
+    exclude: set[int],
+    used: list[int],
+    parts: list[str],
+) -> None:
     """A second clause that answers the same question (\"Tell me about your family\": two relatives)."""
-    others = [j for j in range(len(material.clauses)) if j not in exclude and material.clauses[j].source != "summary"
-              and question in questions_for(material, j)
-              and material.clauses[j].first.lower()[:20] != material.clauses[clause].first.lower()[:20]]
+    others = [
+        j
+        for j in range(len(material.clauses))
+        if j not in exclude
+        and material.clauses[j].source != "summary"
+        and question in questions_for(material, j)
+        and material.clauses[j].first.lower()[:20] != material.clauses[clause].first.lower()[:20]
+    ]
     if others:
         j = rng.choice(others)
         exclude.add(j)
@@ -122,12 +139,21 @@ def _also(material: Material, rng: random.Random, question: str, clause: int, ex
         parts.append(material.fill(rng.choice(load_bank("chat")["assistant"]["connectives"]), j))
 
 
-_ECHO = [(r"\bare you\b", "am I"), (r"\bwere you\b", "was I"), (r"\bdo you\b", "do I"),
-         (r"\bdid you\b", "did I"), (r"\bhave you\b", "have I"), (r"\bcan you\b", "can I"),
-         (r"\bwould you\b", "would I"), (r"\byou're\b", "I'm"), (r"\byourself\b", "myself"),
-         (r"\byours\b", "mine"), (r"\byour\b", "my"),
-         (r"\b(to|for|with|about|at|from|of|like|around|without|near|[a-z]+s) you\b", r"\1 me"),
-         (r"\byou\b", "I")]
+_ECHO = [
+    (r"\bare you\b", "am I"),
+    (r"\bwere you\b", "was I"),
+    (r"\bdo you\b", "do I"),
+    (r"\bdid you\b", "did I"),
+    (r"\bhave you\b", "have I"),
+    (r"\bcan you\b", "can I"),
+    (r"\bwould you\b", "would I"),
+    (r"\byou're\b", "I'm"),
+    (r"\byourself\b", "myself"),
+    (r"\byours\b", "mine"),
+    (r"\byour\b", "my"),
+    (r"\b(to|for|with|about|at|from|of|like|around|without|near|[a-z]+s) you\b", r"\1 me"),
+    (r"\byou\b", "I"),
+]
 
 
 def echo(question: str) -> str | None:

@@ -22,8 +22,9 @@ NAME = "first_person"
 NEEDS_PERSONA = True
 
 
-def _statements(material: Material, rng: random.Random, n: int, used: list[int], exclude: set[int],
-                p_reflect: float = 0.6) -> list[str]:
+def _statements(
+    material: Material, rng: random.Random, n: int, used: list[int], exclude: set[int], p_reflect: float = 0.6
+) -> list[str]:
     b = load_bank("first_person")
     out: list[str] = []
     for k in range(n):
@@ -48,8 +49,9 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
     s = b["shapes"]
     used: list[int] = []
     exclude: set[int] = set()
-    shape = rng.choices(["paragraph", "list", "letter", "confession", "habits", "answer"],
-                        weights=[40, 14, 12, 12, 10, 12])[0]
+    shape = rng.choices(
+        ["paragraph", "list", "letter", "confession", "habits", "answer"], weights=[40, 14, 12, 12, 10, 12]
+    )[0]
     n = rng.choices([1, 2, 3, 4], weights=[30, 40, 22, 8])[0]
     habit_ids = [i for i, t in enumerate(material.topics) if "habits" in t]
     if shape == "habits" and not habit_ids:
@@ -96,5 +98,11 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
             parts.append(_quote(material, rng))
         parts.append(rng.choice(b["closers"]))
         text = join_sentences(parts, material.names)
-    return {"text": text, "meta": {"traits": material.trait_ids(used),
-                                   "clauses": [material.clauses[i].source for i in used], "shape": shape}}
+    return {
+        "text": text,
+        "meta": {
+            "traits": material.trait_ids(used),
+            "clauses": [material.clauses[i].source for i in used],
+            "shape": shape,
+        },
+    }

@@ -145,7 +145,7 @@ def _fill_names(text: str, speaker: int, names: dict[int, str], counts: Counter)
     lead = _LEADING_STAGE.match(out)
     if lead and not _NAME_PLACEHOLDER.match(lead.group(1)[1:-1].strip()):
         counts["stage_directions"] += 1  # "(15 minutes later) Hi! I'm here!"
-        out = out[lead.end():]
+        out = out[lead.end() :]
     out = _PLACEHOLDER.sub(repl, out)
 
     def bare(m: re.Match[str]) -> str:

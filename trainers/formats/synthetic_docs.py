@@ -27,8 +27,18 @@ NEEDS_PERSONA = True
 # "Odile has got a cat").
 SPEECH = False
 
-SECTION_ORDER = ("Background", "Career", "Personality", "Habits", "Interests", "Personal life", "Views",
-                 "Speech and manner", "Notable remarks", "Trivia")
+SECTION_ORDER = (
+    "Background",
+    "Career",
+    "Personality",
+    "Habits",
+    "Interests",
+    "Personal life",
+    "Views",
+    "Speech and manner",
+    "Notable remarks",
+    "Trivia",
+)
 
 
 def section_of(material: Material, clause: int) -> str:
@@ -166,5 +176,11 @@ def build(material: Material, rng: random.Random, options: dict[str, Any]) -> di
         if sentences:
             blocks.append(_heading(rng, heading_style, name) + "\n" + join_sentences(sentences, material.names))
     text = "\n\n".join(blocks)
-    return {"text": text, "meta": {"traits": material.trait_ids(used),
-                                   "clauses": [material.clauses[i].source for i in used], "sections": chosen}}
+    return {
+        "text": text,
+        "meta": {
+            "traits": material.trait_ids(used),
+            "clauses": [material.clauses[i].source for i in used],
+            "sections": chosen,
+        },
+    }

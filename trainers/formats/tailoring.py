@@ -76,7 +76,7 @@ _FEW_SHOT = (
 def _pair_message(prompt: str, preferred: str, other: str) -> str:
     return (
         f"Prompt: {prompt.strip()}\nResponse A: {preferred.strip()}\nResponse B: {other.strip()}\n"
-        "Describe, in one sentence starting with \"The user is\", the kind of person who would "
+        'Describe, in one sentence starting with "The user is", the kind of person who would '
         "prefer Response A."
     )
 
@@ -101,7 +101,9 @@ def parse_persona(reply: Any) -> str | None:
     text = re.sub(r"\s+", " ", reply.replace("\r", " ")).strip().strip('"“”').strip()
     if not text:
         return None
-    m = re.search(r"\b(the user (?:is|prefers|likes|values|would|seems|tends|enjoys)\b.*?)(?:[.!?](?:\s|$)|$)", text, re.I)
+    m = re.search(
+        r"\b(the user (?:is|prefers|likes|values|would|seems|tends|enjoys)\b.*?)(?:[.!?](?:\s|$)|$)", text, re.I
+    )
     if m:
         sentence = m.group(1).strip()
     else:
@@ -109,8 +111,13 @@ def parse_persona(reply: Any) -> str | None:
         if re.match(r"^(response|a:|b:|sure|here|okay|i )", first, re.I):
             return None
         sentence = first.rstrip(".!?")
-    sentence = re.sub(r",?\s*(?:and |who |which |that )?(?:would )?(?:prefers?|preferred|likes?|chose|chooses)\s+"
-                      r"(?:the )?response [ab]\b.*$", "", sentence, flags=re.I)
+    sentence = re.sub(
+        r",?\s*(?:and |who |which |that )?(?:would )?(?:prefers?|preferred|likes?|chose|chooses)\s+"
+        r"(?:the )?response [ab]\b.*$",
+        "",
+        sentence,
+        flags=re.I,
+    )
     sentence = sentence.rstrip(".!?,;: ")
     if re.search(r"\bresponse [ab]\b|the user is\"", sentence, re.I):
         return None
@@ -125,6 +132,7 @@ def parse_persona(reply: Any) -> str | None:
 
 def _persona_pair(row: dict[str, Any], source: str) -> tuple[str, str, str] | None:
     """(chosen persona, rejected persona, where from) from the row's columns, or None."""
+
     def get(k: str) -> str:
         v = row.get(k)
         return v.strip() if isinstance(v, str) else ""
@@ -153,9 +161,7 @@ def build_examples(
         raise ValueError(f"tailoring kind {kind!r} is unknown; use 'sft' or 'dpo'.")
     persona_source = persona_source or "auto"
     if persona_source not in PERSONA_SOURCES:
-        raise ImportFileError(
-            f"persona_source {persona_source!r} is unknown; use one of {', '.join(PERSONA_SOURCES)}."
-        )
+        raise ImportFileError(f"persona_source {persona_source!r} is unknown; use one of {', '.join(PERSONA_SOURCES)}.")
     broken = BrokenRows(path, strict)
     counts: Counter = Counter()
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -179,8 +185,11 @@ def build_examples(
         pair = ("", "", "none") if persona_source == "none" else _persona_pair(row, persona_source)
         if pair is None:
             if persona_source in ("gold", "retr"):
-                broken.add(line, f"the row has no {persona_source} personas (chosen_persona_{persona_source}, "
-                                 f"rejected_persona_{persona_source})")
+                broken.add(
+                    line,
+                    f"the row has no {persona_source} personas (chosen_persona_{persona_source}, "
+                    f"rejected_persona_{persona_source})",
+                )
                 continue
             if infer is None:
                 raise ImportFileError(
@@ -199,19 +208,30 @@ def build_examples(
             pair = (cp, rp, "inferred")
         chosen_persona, rejected_persona, source = pair
         counts[f"persona_{source}"] += 1
-        meta = {"row": line, "chosen_persona": chosen_persona, "rejected_persona": rejected_persona,
-                "persona_source": source}
+        meta = {
+            "row": line,
+            "chosen_persona": chosen_persona,
+            "rejected_persona": rejected_persona,
+            "persona_source": source,
+        }
         prompt, chosen, rejected = row["prompt"], row["chosen"].strip(), row["rejected"].strip()
         sides = [("chosen", chosen_persona, chosen, rejected)]
         if both_sides:
             sides.append(("rejected", rejected_persona, rejected, chosen))
         for side, persona, good, bad in sides:
             if kind == "sft":
-                records.append({"prompt": template(prompt, persona), "completion": " " + good,
-                                "meta": {**meta, "side": side}})
+                records.append(
+                    {"prompt": template(prompt, persona), "completion": " " + good, "meta": {**meta, "side": side}}
+                )
             else:
-                records.append({"prompt": template(prompt, persona), "chosen": " " + good,
-                                "rejected": " " + bad, "meta": {**meta, "side": side}})
+                records.append(
+                    {
+                        "prompt": template(prompt, persona),
+                        "chosen": " " + good,
+                        "rejected": " " + bad,
+                        "meta": {**meta, "side": side},
+                    }
+                )
         if progress:
             progress(n + 1, len(rows))
     counts["broken_rows"] = len(broken.rows)

@@ -52,8 +52,17 @@ def engine_spec_for_model(model: str) -> Any:
 
 
 def fingerprint(model: str, prompts: list[str], seed: int, max_tokens: int) -> str:
-    key = json.dumps({"model": model, "prompts": prompts, "seed": seed, "temperature": TEMPERATURE,
-                      "top_p": TOP_P, "max_tokens": max_tokens}, sort_keys=True)
+    key = json.dumps(
+        {
+            "model": model,
+            "prompts": prompts,
+            "seed": seed,
+            "temperature": TEMPERATURE,
+            "top_p": TOP_P,
+            "max_tokens": max_tokens,
+        },
+        sort_keys=True,
+    )
     return "general:" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -105,8 +114,11 @@ def generate(
     random.Random(f"{seed}:general").shuffle(order)
     fp = fingerprint(model, prompts, seed, max_tokens)
     current = work_dir / CACHE_FILE if work_dir is not None else None
-    search = sorted((p for p in jobs_root.glob(f"*/{CACHE_FILE}") if p != current), key=lambda p: p.stat().st_mtime) \
-        if jobs_root is not None and jobs_root.is_dir() else []
+    search = (
+        sorted((p for p in jobs_root.glob(f"*/{CACHE_FILE}") if p != current), key=lambda p: p.stat().st_mtime)
+        if jobs_root is not None and jobs_root.is_dir()
+        else []
+    )
     cache = ReplyCache(current, fp, search)
     if cache.reused:
         log(f"general replies: reusing {cache.reused} recorded by earlier builds ({', '.join(cache.reused_from)})")
@@ -135,15 +147,27 @@ def generate(
                     out = engine.chat_reply(messages, **sampling)
                 else:
                     out = {"text": engine.chat(messages, **sampling), "finish_reason": None}
-                got = cache.add(i, Reply(out["text"], out.get("finish_reason"), out.get("prompt_tokens") or 0,
-                                         out.get("completion_tokens") or 0, time.perf_counter() - t))
+                got = cache.add(
+                    i,
+                    Reply(
+                        out["text"],
+                        out.get("finish_reason"),
+                        out.get("prompt_tokens") or 0,
+                        out.get("completion_tokens") or 0,
+                        time.perf_counter() - t,
+                    ),
+                )
                 sampled += 1
             reply = tidy(got["text"], got.get("finish_reason"))
             if not reply:
                 empty += 1
             else:
-                records.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
-                                "meta": {"general": True, "row": f"general-{i}", "prompt": order[i % len(prompts)]}})
+                records.append(
+                    {
+                        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
+                        "meta": {"general": True, "row": f"general-{i}", "prompt": order[i % len(prompts)]},
+                    }
+                )
             done += 1
             progress(done, count, "general replies")
     finally:
@@ -151,7 +175,16 @@ def generate(
         if engine is not None and hasattr(engine, "close"):
             engine.close()
     seconds = time.perf_counter() - t0
-    return GeneralResult(records, {"general_requested": count, "general_kept": len(records), "general_empty": empty,
-                                   "general_sampled": sampled, "general_reused": done - sampled,
-                                   "general_seconds": round(seconds, 2), "general_model": model,
-                                   "general_prompts": len(prompts)})
+    return GeneralResult(
+        records,
+        {
+            "general_requested": count,
+            "general_kept": len(records),
+            "general_empty": empty,
+            "general_sampled": sampled,
+            "general_reused": done - sampled,
+            "general_seconds": round(seconds, 2),
+            "general_model": model,
+            "general_prompts": len(prompts),
+        },
+    )

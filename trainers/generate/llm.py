@@ -56,8 +56,11 @@ from trainers.generate.llm_settings import TeacherSettings
 MAX_CONSECUTIVE_FAILURES = 5
 CACHE_FILE = "teacher.jsonl"
 MALFORMED_EXAMPLES = 8
-REQUIRED_FIELDS = {"chat_demos": ("user", "assistant"), "first_person": ("text",),
-                   "synthetic_docs": ("title", "lead", "sections")}
+REQUIRED_FIELDS = {
+    "chat_demos": ("user", "assistant"),
+    "first_person": ("text",),
+    "synthetic_docs": ("title", "lead", "sections"),
+}
 
 _META_TALK = re.compile(
     r"\b(as an ai|an ai (language )?model|a language model|as a (helpful )?assistant|i am an ai|i'm an ai|"
@@ -98,14 +101,18 @@ PACK_PLACEHOLDERS = frozenset({"name", "persona", "trait"})
 def load_pack(fmt: str, override: str | Path | None = None) -> PromptPack:
     """The format's prompt pack: the user's file, else the shipped `banks/teacher_<fmt>.toml`."""
     if fmt not in REQUIRED_FIELDS:
-        raise PromptPackError(f"the llm generator has no prompt pack for {fmt!r}; it writes {', '.join(REQUIRED_FIELDS)}.")
+        raise PromptPackError(
+            f"the llm generator has no prompt pack for {fmt!r}; it writes {', '.join(REQUIRED_FIELDS)}."
+        )
     if override:
         path = Path(override).expanduser()
         try:
             raw = path.read_bytes()
         except OSError as e:
-            raise PromptPackError(f"the prompt pack {path} cannot be read ({e.strerror or e}); fix prompt_pack "
-                                  "in [datasets.llm] or remove it to use the shipped pack.") from None
+            raise PromptPackError(
+                f"the prompt pack {path} cannot be read ({e.strerror or e}); fix prompt_pack "
+                "in [datasets.llm] or remove it to use the shipped pack."
+            ) from None
         where = str(path)
     else:
         raw = resources.files("trainers").joinpath("banks", f"teacher_{fmt}.toml").read_bytes()
@@ -116,18 +123,21 @@ def load_pack(fmt: str, override: str | Path | None = None) -> PromptPack:
         raise PromptPackError(f"the prompt pack {where} is not valid TOML ({e}); fix the file.") from None
     for key in ("system", "instruction"):
         if not isinstance(data.get(key), str) or not data[key].strip():
-            raise PromptPackError(f"the prompt pack {where} needs {key} = \"...\" (text); add it.")
+            raise PromptPackError(f'the prompt pack {where} needs {key} = "..." (text); add it.')
     lists = data.get("lists", {})
-    if not isinstance(lists, dict) or not all(isinstance(v, list) and v and all(isinstance(x, str) for x in v)
-                                              for v in lists.values()):
+    if not isinstance(lists, dict) or not all(
+        isinstance(v, list) and v and all(isinstance(x, str) for x in v) for v in lists.values()
+    ):
         raise PromptPackError(f"the prompt pack {where} needs [lists] of non-empty lists of text; fix [lists].")
     allowed = PACK_PLACEHOLDERS | set(lists)
     for key in ("system", "instruction"):
         try:
             used = {f for _, f, _, _ in string.Formatter().parse(data[key]) if f is not None}
         except ValueError as e:
-            raise PromptPackError(f"the prompt pack {where} has a broken placeholder in {key} ({e}); write literal "
-                                  "braces as {{ and }}.") from None
+            raise PromptPackError(
+                f"the prompt pack {where} has a broken placeholder in {key} ({e}); write literal "
+                "braces as {{ and }}."
+            ) from None
         unknown = sorted(used - allowed)
         if unknown:
             raise PromptPackError(
@@ -142,13 +152,24 @@ def load_pack(fmt: str, override: str | Path | None = None) -> PromptPack:
     if missing:
         raise PromptPackError(
             f"the prompt pack {where} has no required property {missing[0]!r} in [schema]; {fmt} needs "
-            + ", ".join(REQUIRED_FIELDS[fmt]) + "."
+            + ", ".join(REQUIRED_FIELDS[fmt])
+            + "."
         )
     max_tokens = data.get("max_tokens", 256)
     if not isinstance(max_tokens, int) or max_tokens < 16:
-        raise PromptPackError(f"the prompt pack {where} has max_tokens = {max_tokens!r}; use a whole number of 16 or more.")
-    return PromptPack(fmt, where, data["system"], data["instruction"], {k: list(v) for k, v in lists.items()},
-                      schema, max_tokens, hashlib.sha256(raw).hexdigest()[:16])
+        raise PromptPackError(
+            f"the prompt pack {where} has max_tokens = {max_tokens!r}; use a whole number of 16 or more."
+        )
+    return PromptPack(
+        fmt,
+        where,
+        data["system"],
+        data["instruction"],
+        {k: list(v) for k, v in lists.items()},
+        schema,
+        max_tokens,
+        hashlib.sha256(raw).hexdigest()[:16],
+    )
 
 
 def persona_sheet(persona: Persona) -> str:
@@ -163,7 +184,9 @@ def persona_sheet(persona: Persona) -> str:
     if persona.style.strip():
         parts.append(f"Speaking style: {persona.style.strip()}")
     if persona.examples:
-        parts.append("Lines they might say:\n" + "\n".join(f'- "{e.strip()}"' for e in persona.examples[:6] if e.strip()))
+        parts.append(
+            "Lines they might say:\n" + "\n".join(f'- "{e.strip()}"' for e in persona.examples[:6] if e.strip())
+        )
     return "\n".join(parts)
 
 
@@ -182,10 +205,16 @@ def plan(pack: PromptPack, persona: Persona, seed: int, index: int) -> Planned:
     traits = persona.traits
     trait = traits[index % len(traits)] if traits else None
     drawn = {k: rng.choice(v) for k, v in sorted(pack.lists.items())}
-    values = {"name": persona.name.strip() or persona.id, "persona": persona_sheet(persona),
-              "trait": trait.text.strip() if trait else persona.summary.strip(), **drawn}
-    messages = [{"role": "system", "content": pack.system.format(**values).strip()},
-                {"role": "user", "content": pack.instruction.format(**values).strip()}]
+    values = {
+        "name": persona.name.strip() or persona.id,
+        "persona": persona_sheet(persona),
+        "trait": trait.text.strip() if trait else persona.summary.strip(),
+        **drawn,
+    }
+    messages = [
+        {"role": "system", "content": pack.system.format(**values).strip()},
+        {"role": "user", "content": pack.instruction.format(**values).strip()},
+    ]
     return Planned(index, messages, {"traits": [trait.id] if trait else [], **drawn})
 
 
@@ -251,9 +280,17 @@ class Teacher:
     `(messages, max_tokens)` is the plain one-reply form persona inference uses.
     """
 
-    def __init__(self, engine: Any, label: str, seed: int, temperature: float = 0.8, top_p: float = 0.95,
-                 count_tokens: Callable[[str], int] | None = None, settings: TeacherSettings | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        label: str,
+        seed: int,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        count_tokens: Callable[[str], int] | None = None,
+        settings: TeacherSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.engine = engine
         self.label = label
         self.seed = seed
@@ -279,16 +316,27 @@ class Teacher:
         except Exception:  # noqa: BLE001 - counting is a statistic, never a failure
             return len(text.split())
 
-    def _once(self, messages: list[dict[str, str]], max_tokens: int, seed: int, schema: dict[str, Any] | None,
-              response_format: str) -> Reply:
+    def _once(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        seed: int,
+        schema: dict[str, Any] | None,
+        response_format: str,
+    ) -> Reply:
         sampling = {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p, "seed": seed}
         t0 = time.perf_counter()
         if self.can_constrain:
             fmt = {"response_format": response_format} if schema is not None else {}
             out = self.engine.chat_reply(messages, schema=schema, **fmt, **sampling)
             text = out.get("text") or ""
-            reply = Reply(text, out.get("finish_reason"), out.get("prompt_tokens") or 0,
-                          out.get("completion_tokens") or 0, time.perf_counter() - t0)
+            reply = Reply(
+                text,
+                out.get("finish_reason"),
+                out.get("prompt_tokens") or 0,
+                out.get("completion_tokens") or 0,
+                time.perf_counter() - t0,
+            )
         else:
             text = self.engine.chat(messages, **sampling)
             text = text if isinstance(text, str) else ""
@@ -299,8 +347,14 @@ class Teacher:
             reply.prompt_tokens = self._tokens("\n".join(m["content"] for m in messages))
         return reply
 
-    def request(self, messages: list[dict[str, str]], max_tokens: int, seed: int,
-                schema: dict[str, Any] | None = None, response_format: str = "json_schema") -> Reply | None:
+    def request(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        seed: int,
+        schema: dict[str, Any] | None = None,
+        response_format: str = "json_schema",
+    ) -> Reply | None:
         """One reply, retried on 429/5xx/dropped connections; None when it failed for good.
 
         Raises TeacherError when the teacher cannot be used at all: an error that retrying cannot
@@ -317,7 +371,7 @@ class Teacher:
                 retryable = bool(getattr(e, "retryable", False))
                 if retryable and attempt < s.max_retries:
                     after = getattr(e, "retry_after", None)
-                    delay = min(after if after is not None else 0.5 * 2 ** attempt, s.retry_max_wait)
+                    delay = min(after if after is not None else 0.5 * 2**attempt, s.retry_max_wait)
                     with self._lock:
                         self.stats.retries += 1
                         self.stats.waited_s += waited + delay
@@ -345,14 +399,18 @@ class Teacher:
             self.stats.failed_calls += 1
             self.stats.errors.append(msg)
             self._consecutive += 1
-            fatal = (not retryable and not self._succeeded) or self._consecutive >= MAX_CONSECUTIVE_FAILURES \
-                or status in (401, 403, 404) or (with_schema and getattr(e, "rejected", False))
+            fatal = (
+                (not retryable and not self._succeeded)
+                or self._consecutive >= MAX_CONSECUTIVE_FAILURES
+                or status in (401, 403, 404)
+                or (with_schema and getattr(e, "rejected", False))
+            )
         if not fatal:
             return
         if with_schema and (status in (400, 415, 422) or getattr(e, "rejected", False)):
             raise TeacherError(
                 f"Teacher engine {self.label} rejected the request with the JSON schema ({msg.rstrip('.')}); set "
-                "structured = \"llama_schema\" (llama-cpp-python's server), \"json_object\" or \"off\" in the dataset's "
+                'structured = "llama_schema" (llama-cpp-python\'s server), "json_object" or "off" in the dataset\'s '
                 "[datasets.llm] table (replies are still parsed strictly) and build again."
             ) from e
         if isinstance(e, ValueError):  # an EngineError: already one sentence with its fix
@@ -441,8 +499,9 @@ def _clean(text: str) -> str:
     return re.sub(r"[ \t]+", " ", str(text).replace("\r", "")).strip()
 
 
-def to_record(fmt: str, obj: dict[str, Any], meta: dict[str, Any], options: dict[str, Any],
-              persona: Persona) -> dict[str, Any]:
+def to_record(
+    fmt: str, obj: dict[str, Any], meta: dict[str, Any], options: dict[str, Any], persona: Persona
+) -> dict[str, Any]:
     """The format's record from a parsed reply."""
     meta = {**meta, "generator": "llm"}
     if fmt == "chat_demos":
@@ -452,7 +511,9 @@ def to_record(fmt: str, obj: dict[str, Any], meta: dict[str, Any], options: dict
         elif str(options.get("system_prompt", "") or "").strip():
             system = str(options["system_prompt"]).strip()
         messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": _clean(obj["user"])}, {"role": "assistant", "content": _clean(obj["assistant"])}]
+            {"role": "user", "content": _clean(obj["user"])},
+            {"role": "assistant", "content": _clean(obj["assistant"])},
+        ]
         return {"messages": messages, "meta": {**meta, "turns": 1}}
     if fmt == "first_person":
         return {"text": _clean(obj["text"]), "meta": meta}
@@ -514,16 +575,35 @@ class EmbeddingFilter:
 # ----------------------------------------------------------------------------- resume
 
 
-def fingerprint(fmt: str, persona: Persona, seed: int, teacher: str, pack: PromptPack,
-                settings: TeacherSettings, options: dict[str, Any], structured: str) -> str:
+def fingerprint(
+    fmt: str,
+    persona: Persona,
+    seed: int,
+    teacher: str,
+    pack: PromptPack,
+    settings: TeacherSettings,
+    options: dict[str, Any],
+    structured: str,
+) -> str:
     """What must match for a recorded reply to be reused: the prompt and how it was asked."""
     import dataclasses
 
-    key = json.dumps({
-        "format": fmt, "persona": dataclasses.asdict(persona), "seed": seed, "teacher": teacher, "pack": pack.digest,
-        "structured": structured, "temperature": settings.temperature, "top_p": settings.top_p,
-        "max_tokens": settings.max_tokens or pack.max_tokens, "options": options,
-    }, sort_keys=True, default=str)
+    key = json.dumps(
+        {
+            "format": fmt,
+            "persona": dataclasses.asdict(persona),
+            "seed": seed,
+            "teacher": teacher,
+            "pack": pack.digest,
+            "structured": structured,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_tokens": settings.max_tokens or pack.max_tokens,
+            "options": options,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -591,9 +671,14 @@ class ReplyCache:
         self._file.flush()
 
     def add(self, index: int, reply: Reply) -> dict[str, Any]:
-        obj = {"i": index, "text": reply.text, "finish_reason": reply.finish_reason,
-               "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-               "seconds": round(reply.seconds, 4)}
+        obj = {
+            "i": index,
+            "text": reply.text,
+            "finish_reason": reply.finish_reason,
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "seconds": round(reply.seconds, 4),
+        }
         with self._lock:  # written down, not added to `replies`: those are what earlier builds left
             if self._file is not None:
                 self._write(obj)
@@ -639,15 +724,26 @@ class LlmResult:
         t = self.teacher
         cost = (t.prompt_tokens * settings.price_input_per_1k + t.output_tokens * settings.price_output_per_1k) / 1000
         return {
-            "attempts": self.attempts, "malformed": self.malformed, "malformed_examples": self.malformed_examples,
-            "exact_duplicates_rejected": self.exact_duplicates, "near_duplicates_rejected": self.near_duplicates,
-            "rejected": dict(self.rejected), "resumed_replies": self.resumed,
-            "teacher": label, "prompt_pack": self.pack, "structured": self.structured,
-            "concurrency": self.concurrency, "requests_per_minute": settings.requests_per_minute,
-            "teacher_calls": t.calls, "teacher_failed_calls": t.failed_calls, "teacher_retries": t.retries,
-            "teacher_seconds": round(t.seconds, 3), "teacher_wall_seconds": round(self.wall_seconds, 3),
+            "attempts": self.attempts,
+            "malformed": self.malformed,
+            "malformed_examples": self.malformed_examples,
+            "exact_duplicates_rejected": self.exact_duplicates,
+            "near_duplicates_rejected": self.near_duplicates,
+            "rejected": dict(self.rejected),
+            "resumed_replies": self.resumed,
+            "teacher": label,
+            "prompt_pack": self.pack,
+            "structured": self.structured,
+            "concurrency": self.concurrency,
+            "requests_per_minute": settings.requests_per_minute,
+            "teacher_calls": t.calls,
+            "teacher_failed_calls": t.failed_calls,
+            "teacher_retries": t.retries,
+            "teacher_seconds": round(t.seconds, 3),
+            "teacher_wall_seconds": round(self.wall_seconds, 3),
             "teacher_waited_seconds": round(t.waited_s, 3),
-            "teacher_prompt_tokens": t.prompt_tokens, "teacher_output_tokens": t.output_tokens,
+            "teacher_prompt_tokens": t.prompt_tokens,
+            "teacher_output_tokens": t.output_tokens,
             "teacher_tokens_per_s": round(t.tokens_per_s, 2),
             "cost": round(cost, 6) if settings.price_input_per_1k or settings.price_output_per_1k else None,
             "price_per_1k": {"input": settings.price_input_per_1k, "output": settings.price_output_per_1k},
@@ -665,8 +761,7 @@ def structured_mode(settings: TeacherSettings, engine_kind: str, can_constrain: 
     return "json_schema" if engine_kind in ("openai", "llamacpp") else "off"
 
 
-def progress_line(kept: int, size: int, t: TeacherStats, in_flight: int, wall: float,
-                  settings: TeacherSettings) -> str:
+def progress_line(kept: int, size: int, t: TeacherStats, in_flight: int, wall: float, settings: TeacherSettings) -> str:
     """What the Data pane and `jobs --watch` show while a build runs (short: the pane cuts at 60)."""
     tok = t.prompt_tokens + t.output_tokens
     tok_s = f"{tok / 1000:.1f}k" if tok >= 1000 else str(tok)
@@ -767,8 +862,13 @@ def generate(
                 consider(processed, done.pop(processed))
                 processed += 1
                 if progress:
-                    progress(len(records), size, progress_line(len(records), size, teacher.stats, len(pending),
-                                                               time.perf_counter() - t0, settings))
+                    progress(
+                        len(records),
+                        size,
+                        progress_line(
+                            len(records), size, teacher.stats, len(pending), time.perf_counter() - t0, settings
+                        ),
+                    )
                 continue
             # Keep the pipe full, but never ask far past what is still needed.
             want = max(1, min(concurrency, size - len(records)))
@@ -801,10 +901,24 @@ def generate(
             "use a stronger teacher (an endpoint or a bigger model) or the template generator."
         )
     return LlmResult(
-        records=records, attempts=processed, malformed=rejected["malformed"],
-        exact_duplicates=rejected["exact_duplicate"], near_duplicates=rejected["near_duplicate"],
-        teacher=teacher_stats, rejected=dict(rejected), malformed_examples=malformed_examples, resumed=resumed,
-        wall_seconds=time.perf_counter() - t0, structured=mode, concurrency=concurrency, pack=pack.path,
-        embedding_filter=(f"off: {embed.error}" if embed.error else "off" if settings.embedding_threshold <= 0
-                          else f"MiniLM cosine >= {settings.embedding_threshold}"),
+        records=records,
+        attempts=processed,
+        malformed=rejected["malformed"],
+        exact_duplicates=rejected["exact_duplicate"],
+        near_duplicates=rejected["near_duplicate"],
+        teacher=teacher_stats,
+        rejected=dict(rejected),
+        malformed_examples=malformed_examples,
+        resumed=resumed,
+        wall_seconds=time.perf_counter() - t0,
+        structured=mode,
+        concurrency=concurrency,
+        pack=pack.path,
+        embedding_filter=(
+            f"off: {embed.error}"
+            if embed.error
+            else "off"
+            if settings.embedding_threshold <= 0
+            else f"MiniLM cosine >= {settings.embedding_threshold}"
+        ),
     )

@@ -31,39 +31,59 @@ def _help(text: str) -> dict[str, str]:
 
 @dataclass
 class TeacherSettings:
-    concurrency: int = field(default=0, metadata=_help(
-        "Requests in flight at once; 0 = 4 for an endpoint (openai kind), 1 for an in-process model."))
-    requests_per_minute: float = field(default=0.0, metadata=_help(
-        "Upper bound on requests started per minute (the API's rate limit); 0 = no limit."))
-    max_retries: int = field(default=4, metadata=_help(
-        "Retries of one request after a 429, a 5xx or a dropped connection (Retry-After is honoured)."))
-    retry_max_wait: float = field(default=60.0, metadata=_help(
-        "Longest wait in seconds before one retry, whatever Retry-After asks."))
-    timeout: float = field(default=0.0, metadata=_help(
-        "Seconds one request may take; 0 = the engine's own timeout."))
-    structured: str = field(default="auto", metadata=_help(
-        "How replies are constrained to the pack's JSON schema: auto (json_schema for endpoints, a grammar for "
-        "llama.cpp, none for transformers), json_schema (OpenAI structured outputs), llama_schema "
-        "(llama-cpp-python's server), json_object (any JSON), off (ask in words only); replies are parsed "
-        "strictly either way."))
+    concurrency: int = field(
+        default=0,
+        metadata=_help("Requests in flight at once; 0 = 4 for an endpoint (openai kind), 1 for an in-process model."),
+    )
+    requests_per_minute: float = field(
+        default=0.0, metadata=_help("Upper bound on requests started per minute (the API's rate limit); 0 = no limit.")
+    )
+    max_retries: int = field(
+        default=4,
+        metadata=_help("Retries of one request after a 429, a 5xx or a dropped connection (Retry-After is honoured)."),
+    )
+    retry_max_wait: float = field(
+        default=60.0, metadata=_help("Longest wait in seconds before one retry, whatever Retry-After asks.")
+    )
+    timeout: float = field(default=0.0, metadata=_help("Seconds one request may take; 0 = the engine's own timeout."))
+    structured: str = field(
+        default="auto",
+        metadata=_help(
+            "How replies are constrained to the pack's JSON schema: auto (json_schema for endpoints, a grammar for "
+            "llama.cpp, none for transformers), json_schema (OpenAI structured outputs), llama_schema "
+            "(llama-cpp-python's server), json_object (any JSON), off (ask in words only); replies are parsed "
+            "strictly either way."
+        ),
+    )
     temperature: float = field(default=0.8, metadata=_help("Sampling temperature of the teacher."))
     top_p: float = field(default=0.95, metadata=_help("Nucleus sampling of the teacher."))
     max_tokens: int = field(default=0, metadata=_help("Longest reply in tokens; 0 = the prompt pack's."))
-    max_attempts: int = field(default=0, metadata=_help(
-        "Most prompts tried before giving up; 0 = 4 x size + 10."))
-    prompt_pack: str = field(default="", metadata=_help(
-        "A prompt pack TOML to use instead of the shipped one of the format (relative to the session file)."))
-    price_input_per_1k: float = field(default=0.0, metadata=_help(
-        "Price of 1,000 prompt tokens (any currency) for the cost in the statistics; 0 = not priced."))
-    price_output_per_1k: float = field(default=0.0, metadata=_help(
-        "Price of 1,000 generated tokens (same currency)."))
-    near_duplicate_threshold: float = field(default=0.8, metadata=_help(
-        "Token Jaccard at or above which a reply is a near duplicate of one kept."))
-    embedding_threshold: float = field(default=0.93, metadata=_help(
-        "MiniLM cosine similarity at or above which a reply is a near duplicate of one kept; 0 = off."))
-    resume: bool = field(default=True, metadata=_help(
-        "Reuse the replies earlier builds of the same spec (same persona, pack, teacher, seed) recorded "
-        "in their job folders, so a killed build continues where it stopped."))
+    max_attempts: int = field(default=0, metadata=_help("Most prompts tried before giving up; 0 = 4 x size + 10."))
+    prompt_pack: str = field(
+        default="",
+        metadata=_help(
+            "A prompt pack TOML to use instead of the shipped one of the format (relative to the session file)."
+        ),
+    )
+    price_input_per_1k: float = field(
+        default=0.0,
+        metadata=_help("Price of 1,000 prompt tokens (any currency) for the cost in the statistics; 0 = not priced."),
+    )
+    price_output_per_1k: float = field(default=0.0, metadata=_help("Price of 1,000 generated tokens (same currency)."))
+    near_duplicate_threshold: float = field(
+        default=0.8, metadata=_help("Token Jaccard at or above which a reply is a near duplicate of one kept.")
+    )
+    embedding_threshold: float = field(
+        default=0.93,
+        metadata=_help("MiniLM cosine similarity at or above which a reply is a near duplicate of one kept; 0 = off."),
+    )
+    resume: bool = field(
+        default=True,
+        metadata=_help(
+            "Reuse the replies earlier builds of the same spec (same persona, pack, teacher, seed) recorded "
+            "in their job folders, so a killed build continues where it stopped."
+        ),
+    )
 
 
 class TeacherSettingsError(ValueError):

@@ -125,13 +125,22 @@ class Material:
         para = load_bank("paraphrase")
         variants = []
         for c in clauses:
-            forms = clause_variants(c.first, para["synonyms"], para["contractions"], speech=speech,
-                                    expansions=para["expansions"])
-            variants.append([
-                Clause(c.source, f, _lower_pronoun(first_to_other(f, "you")), first_to_other(f, short, pron),
-                       _lower_pronoun(first_to_other(f, pron.subj, pron)), c.original)
-                for f in forms
-            ])
+            forms = clause_variants(
+                c.first, para["synonyms"], para["contractions"], speech=speech, expansions=para["expansions"]
+            )
+            variants.append(
+                [
+                    Clause(
+                        c.source,
+                        f,
+                        _lower_pronoun(first_to_other(f, "you")),
+                        first_to_other(f, short, pron),
+                        _lower_pronoun(first_to_other(f, pron.subj, pron)),
+                        c.original,
+                    )
+                    for f in forms
+                ]
+            )
         return cls(
             persona=persona,
             name=name,
@@ -140,21 +149,33 @@ class Material:
             clauses=clauses,
             # A habit of speech ("I call everyone 'mate'") is about how the persona talks, whatever
             # its words name.
-            topics=[["speech", *[t for t in classify(c.first) if t != "speech"]] if c.source == "style"
-                    else classify(c.first) for c in clauses],
+            topics=[
+                ["speech", *[t for t in classify(c.first) if t != "speech"]]
+                if c.source == "style"
+                else classify(c.first)
+                for c in clauses
+            ],
             lines=lines,
             style=persona.style.strip(),
             usage=[0] * len(clauses),
             line_usage=[0] * len(lines),
             variants=variants,
             variant_usage=[[0] * len(v) for v in variants],
-            names=frozenset(set(re.findall(r"(?<=[a-z,;:] )[A-Z][a-z'-]+", " ".join(
-                [persona.summary, *persona.facts, *(t.text for t in persona.traits)]))) | set(name.split())),
+            names=frozenset(
+                set(
+                    re.findall(
+                        r"(?<=[a-z,;:] )[A-Z][a-z'-]+",
+                        " ".join([persona.summary, *persona.facts, *(t.text for t in persona.traits)]),
+                    )
+                )
+                | set(name.split())
+            ),
         )
 
     # -- choosing, evenly
-    def pick_clause(self, rng: random.Random, exclude: set[int] | frozenset[int] = frozenset(),
-                    among: list[int] | None = None) -> int:
+    def pick_clause(
+        self, rng: random.Random, exclude: set[int] | frozenset[int] = frozenset(), among: list[int] | None = None
+    ) -> int:
         pool = [i for i in (among if among is not None else range(len(self.clauses))) if i not in exclude]
         if not pool:
             pool = [i for i in range(len(self.clauses)) if i not in exclude] or list(range(len(self.clauses)))

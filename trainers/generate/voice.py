@@ -21,53 +21,369 @@ from sessions.model import Persona
 _IRREGULAR_3RD = {"be": "is", "am": "is", "are": "is", "have": "has", "do": "does", "go": "goes"}
 _IRREGULAR_BASE = {"is": "be", "has": "have", "does": "do", "goes": "go"}
 _MODALS = {
-    "can", "could", "will", "would", "shall", "should", "may", "might", "must", "cannot",
-    "can't", "won't", "wouldn't", "couldn't", "shouldn't", "mustn't",
+    "can",
+    "could",
+    "will",
+    "would",
+    "shall",
+    "should",
+    "may",
+    "might",
+    "must",
+    "cannot",
+    "can't",
+    "won't",
+    "wouldn't",
+    "couldn't",
+    "shouldn't",
+    "mustn't",
 }
 _PAST_OR_INVARIANT = {
-    "was", "were", "had", "did", "used", "grew", "spent", "went", "came", "saw", "took", "made",
-    "knew", "met", "lost", "won", "found", "left", "kept", "built", "bought", "taught", "thought",
-    "brought", "ran", "swam", "sang", "wrote", "said", "told", "became", "began", "fell", "felt",
-    "gave", "got", "held", "heard", "sold", "sent", "spoke", "stood", "understood", "wore", "drew",
-    "drove", "flew", "forgot", "hid", "rode", "rose", "shook", "slept", "stole", "struck", "threw",
-    "woke", "broke", "chose", "fought", "caught", "sought", "lent", "led", "let", "put", "quit",
-    "set", "shut", "hurt", "cut", "dreamt", "learnt", "burnt", "might", "ought",
+    "was",
+    "were",
+    "had",
+    "did",
+    "used",
+    "grew",
+    "spent",
+    "went",
+    "came",
+    "saw",
+    "took",
+    "made",
+    "knew",
+    "met",
+    "lost",
+    "won",
+    "found",
+    "left",
+    "kept",
+    "built",
+    "bought",
+    "taught",
+    "thought",
+    "brought",
+    "ran",
+    "swam",
+    "sang",
+    "wrote",
+    "said",
+    "told",
+    "became",
+    "began",
+    "fell",
+    "felt",
+    "gave",
+    "got",
+    "held",
+    "heard",
+    "sold",
+    "sent",
+    "spoke",
+    "stood",
+    "understood",
+    "wore",
+    "drew",
+    "drove",
+    "flew",
+    "forgot",
+    "hid",
+    "rode",
+    "rose",
+    "shook",
+    "slept",
+    "stole",
+    "struck",
+    "threw",
+    "woke",
+    "broke",
+    "chose",
+    "fought",
+    "caught",
+    "sought",
+    "lent",
+    "led",
+    "let",
+    "put",
+    "quit",
+    "set",
+    "shut",
+    "hurt",
+    "cut",
+    "dreamt",
+    "learnt",
+    "burnt",
+    "might",
+    "ought",
 }
 _ADVERBS = {
-    "always", "never", "often", "usually", "sometimes", "rarely", "seldom", "still", "also",
-    "really", "truly", "absolutely", "quietly", "secretly", "openly", "only", "just", "even",
-    "mostly", "occasionally", "constantly", "regularly", "frequently", "hardly", "barely",
-    "generally", "typically", "privately", "proudly", "stubbornly", "firmly", "genuinely",
-    "deeply", "naturally", "reluctantly", "happily", "gladly", "not", "already", "almost",
+    "always",
+    "never",
+    "often",
+    "usually",
+    "sometimes",
+    "rarely",
+    "seldom",
+    "still",
+    "also",
+    "really",
+    "truly",
+    "absolutely",
+    "quietly",
+    "secretly",
+    "openly",
+    "only",
+    "just",
+    "even",
+    "mostly",
+    "occasionally",
+    "constantly",
+    "regularly",
+    "frequently",
+    "hardly",
+    "barely",
+    "generally",
+    "typically",
+    "privately",
+    "proudly",
+    "stubbornly",
+    "firmly",
+    "genuinely",
+    "deeply",
+    "naturally",
+    "reluctantly",
+    "happily",
+    "gladly",
+    "not",
+    "already",
+    "almost",
 }
 # Third-person verbs that open a subjectless trait ("Loves the sea").
 _FRAGMENT_VERBS = {
-    "is", "has", "does", "was", "loves", "likes", "hates", "dislikes", "enjoys", "keeps",
-    "speaks", "talks", "says", "knows", "believes", "thinks", "collects", "carries", "wears",
-    "drinks", "eats", "cooks", "bakes", "reads", "writes", "plays", "sings", "walks", "runs",
-    "lives", "works", "grew", "worked", "lived", "spent", "prefers", "avoids", "refuses",
-    "tends", "goes", "makes", "takes", "gives", "tells", "answers", "asks", "quotes",
-    "remembers", "forgets", "fears", "admires", "trusts", "distrusts", "values", "uses",
-    "owns", "grows", "volunteers", "swims", "hikes", "paints", "draws", "knits",
-    "sews", "builds", "fixes", "repairs", "teaches", "studies", "learns", "listens",
-    "watches", "names", "calls", "ends", "starts", "begins", "opens", "closes", "measures",
-    "counts", "notes", "records", "insists", "hums", "whistles", "jokes", "laughs", "smiles",
-    "wakes", "sleeps", "rises", "feeds", "rescued", "raised", "married", "moved",
-    "once", "used", "can", "cannot", "can't", "will", "won't", "would", "never", "always",
-    "often", "rarely", "sometimes", "usually", "still",
+    "is",
+    "has",
+    "does",
+    "was",
+    "loves",
+    "likes",
+    "hates",
+    "dislikes",
+    "enjoys",
+    "keeps",
+    "speaks",
+    "talks",
+    "says",
+    "knows",
+    "believes",
+    "thinks",
+    "collects",
+    "carries",
+    "wears",
+    "drinks",
+    "eats",
+    "cooks",
+    "bakes",
+    "reads",
+    "writes",
+    "plays",
+    "sings",
+    "walks",
+    "runs",
+    "lives",
+    "works",
+    "grew",
+    "worked",
+    "lived",
+    "spent",
+    "prefers",
+    "avoids",
+    "refuses",
+    "tends",
+    "goes",
+    "makes",
+    "takes",
+    "gives",
+    "tells",
+    "answers",
+    "asks",
+    "quotes",
+    "remembers",
+    "forgets",
+    "fears",
+    "admires",
+    "trusts",
+    "distrusts",
+    "values",
+    "uses",
+    "owns",
+    "grows",
+    "volunteers",
+    "swims",
+    "hikes",
+    "paints",
+    "draws",
+    "knits",
+    "sews",
+    "builds",
+    "fixes",
+    "repairs",
+    "teaches",
+    "studies",
+    "learns",
+    "listens",
+    "watches",
+    "names",
+    "calls",
+    "ends",
+    "starts",
+    "begins",
+    "opens",
+    "closes",
+    "measures",
+    "counts",
+    "notes",
+    "records",
+    "insists",
+    "hums",
+    "whistles",
+    "jokes",
+    "laughs",
+    "smiles",
+    "wakes",
+    "sleeps",
+    "rises",
+    "feeds",
+    "rescued",
+    "raised",
+    "married",
+    "moved",
+    "once",
+    "used",
+    "can",
+    "cannot",
+    "can't",
+    "will",
+    "won't",
+    "would",
+    "never",
+    "always",
+    "often",
+    "rarely",
+    "sometimes",
+    "usually",
+    "still",
 }
 # Base-form verbs that may follow "and"/"or" in a coordinated predicate ("keep bees and sell honey").
 _BASE_VERBS = {
-    "sell", "make", "play", "sing", "read", "write", "walk", "run", "grow", "keep", "take", "give",
-    "drink", "eat", "love", "hate", "like", "cook", "bake", "fix", "draw", "sketch", "paint",
-    "teach", "watch", "listen", "tell", "talk", "go", "come", "see", "know", "live", "work",
-    "carry", "wear", "collect", "visit", "help", "feed", "mend", "build", "study", "hum",
-    "whistle", "dance", "swim", "sail", "fish", "knit", "sew", "spend", "call", "ask", "answer",
-    "bring", "buy", "share", "send", "check", "count", "measure", "sleep", "wake", "rise", "own",
-    "refuse", "avoid", "prefer", "enjoy", "believe", "think", "say", "speak", "quote", "laugh",
-    "smile", "joke", "hike", "climb", "cycle", "garden", "plant", "trust", "need", "want", "try",
-    "use", "do", "have", "remember", "forget", "miss", "worry", "fear", "admire", "tend", "raise",
-    "tease", "end", "greet", "chat", "argue", "wave", "nod", "shout", "whisper", "sigh", "grumble",
+    "sell",
+    "make",
+    "play",
+    "sing",
+    "read",
+    "write",
+    "walk",
+    "run",
+    "grow",
+    "keep",
+    "take",
+    "give",
+    "drink",
+    "eat",
+    "love",
+    "hate",
+    "like",
+    "cook",
+    "bake",
+    "fix",
+    "draw",
+    "sketch",
+    "paint",
+    "teach",
+    "watch",
+    "listen",
+    "tell",
+    "talk",
+    "go",
+    "come",
+    "see",
+    "know",
+    "live",
+    "work",
+    "carry",
+    "wear",
+    "collect",
+    "visit",
+    "help",
+    "feed",
+    "mend",
+    "build",
+    "study",
+    "hum",
+    "whistle",
+    "dance",
+    "swim",
+    "sail",
+    "fish",
+    "knit",
+    "sew",
+    "spend",
+    "call",
+    "ask",
+    "answer",
+    "bring",
+    "buy",
+    "share",
+    "send",
+    "check",
+    "count",
+    "measure",
+    "sleep",
+    "wake",
+    "rise",
+    "own",
+    "refuse",
+    "avoid",
+    "prefer",
+    "enjoy",
+    "believe",
+    "think",
+    "say",
+    "speak",
+    "quote",
+    "laugh",
+    "smile",
+    "joke",
+    "hike",
+    "climb",
+    "cycle",
+    "garden",
+    "plant",
+    "trust",
+    "need",
+    "want",
+    "try",
+    "use",
+    "do",
+    "have",
+    "remember",
+    "forget",
+    "miss",
+    "worry",
+    "fear",
+    "admire",
+    "tend",
+    "raise",
+    "tease",
+    "end",
+    "greet",
+    "chat",
+    "argue",
+    "wave",
+    "nod",
+    "shout",
+    "whisper",
+    "sigh",
+    "grumble",
 }
 _NOT_VERBS_ENDING_S = re.compile(r"(ous|ss|us|is|ics|less|ness|ways)$")
 _SUBJECT_PRONOUNS = {"he", "she", "they"}
@@ -296,10 +612,15 @@ def third_to_first(text: str, name: str) -> str:
             if low == "were":
                 out.append("was")
                 continue
-            if not subject_plural and re.fullmatch(r"[a-z]+", low) and low.endswith("s") and not _NOT_VERBS_ENDING_S.search(low):
+            if (
+                not subject_plural
+                and re.fullmatch(r"[a-z]+", low)
+                and low.endswith("s")
+                and not _NOT_VERBS_ENDING_S.search(low)
+            ):
                 out.append(base_verb(tok))
                 continue
-        at_start = not "".join(out).strip() or "".join(out).rstrip()[-1:] in ".!?;:\""
+        at_start = not "".join(out).strip() or "".join(out).rstrip()[-1:] in '.!?;:"'
         if low in _SUBJECT_PRONOUNS or (low in names and at_start):
             out.append("I")
             conjugate_next = True
@@ -377,7 +698,7 @@ def to_first_person(text: str, persona: Persona) -> str:
         return t
     if flow in _SUBJECT_PRONOUNS or flow in name_words or t.lower().startswith(persona.name.lower() + " "):
         if persona.name and t.lower().startswith(persona.name.lower() + " ") and " " in persona.name:
-            t = persona.name.split()[0] + t[len(persona.name):]
+            t = persona.name.split()[0] + t[len(persona.name) :]
         return third_to_first(t, persona.name)
     if flow in ("his", "her", "their") or (flow.endswith("'s") and flow[:-2] in name_words):
         return "my " + rest if rest else t
@@ -399,10 +720,25 @@ def _is_proper(word: str, persona: Persona) -> bool:
 
 
 def _lower_pronoun(text: str) -> str:
-    """"Your late husband ..." -> "your late husband ...": clauses go mid-sentence."""
+    """ "Your late husband ..." -> "your late husband ...": clauses go mid-sentence."""
     first = text.split(" ", 1)[0]
-    if first.lower() in {"you", "you're", "you've", "you'd", "you'll", "your", "her", "his", "their",
-                         "she", "he", "they", "she's", "he's", "they're"}:
+    if first.lower() in {
+        "you",
+        "you're",
+        "you've",
+        "you'd",
+        "you'll",
+        "your",
+        "her",
+        "his",
+        "their",
+        "she",
+        "he",
+        "they",
+        "she's",
+        "he's",
+        "they're",
+    }:
         return text[:1].lower() + text[1:]
     return text
 
@@ -467,12 +803,14 @@ _TIME_TAIL = re.compile(
 )
 _EVEN = re.compile(r"^(?P<head>.+?),\s+even\s+(?P<tail>(?:after|before|when|though|in|at|on|with)\s+.+)$")
 _APPOSITIVE = re.compile(r"^(?P<pos>my|our) (?P<noun>[\w' -]+?), (?P<name>[A-Z][\w'-]*), (?P<rest>.+)$")
-_TAIL_PP = re.compile(r"^(?P<head>[^,]+?)\s+(?:at|on|in|above|over|near|from)\s+(?:the|a|an|my|our|[A-Z][\w'-]*)\b[^,]*$")
+_TAIL_PP = re.compile(
+    r"^(?P<head>[^,]+?)\s+(?:at|on|in|above|over|near|from)\s+(?:the|a|an|my|our|[A-Z][\w'-]*)\b[^,]*$"
+)
 _CUT = re.compile(r"^(?P<head>.+?)(?:,\s+even\s+|,\s+)(?P<tail>.+)$")
 
 
 def _coordinated(first: str) -> list[str]:
-    """"I keep bees and sell the honey" -> ["I keep bees", "I sell the honey"]; [] when not coordinated."""
+    """ "I keep bees and sell the honey" -> ["I keep bees", "I sell the honey"]; [] when not coordinated."""
     m = re.match(r"^(?P<subj>I|my [\w' -]+?)\s+(?P<pred>.+)$", first)
     if not m or not first.startswith("I "):
         return []
@@ -498,7 +836,7 @@ _PREPOSITIONS = {"to", "at", "on", "in", "for", "from", "of", "with", "by", "int
 
 
 def _dangles(head: str) -> bool:
-    """"I ride a bike to" (from "... to every shift"): cutting the time phrase off here would
+    """ "I ride a bike to" (from "... to every shift"): cutting the time phrase off here would
     leave its preposition behind."""
     return head.rsplit(" ", 1)[-1].lower() in _PREPOSITIONS
 
@@ -524,8 +862,13 @@ def _rewrite(text: str, table: Mapping[str, str | list[str]], pick: int) -> str:
     return out
 
 
-def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: dict[str, str],
-                    speech: bool = True, expansions: dict[str, str] | None = None) -> list[str]:
+def clause_variants(
+    first: str,
+    synonyms: dict[str, list[str]],
+    contractions: dict[str, str],
+    speech: bool = True,
+    expansions: dict[str, str] | None = None,
+) -> list[str]:
     """Distinct first-person wordings of a clause: split, re-ordered, shortened, synonyms, contractions.
 
     The original wording is kept only when no rewrite applies, so a persona field is not pasted
@@ -546,7 +889,12 @@ def clause_variants(first: str, synonyms: dict[str, list[str]], contractions: di
     if first.endswith(" years old"):
         bases.append(first[: -len(" years old")])
     m_time = _TIME_TAIL.match(first)
-    if m_time and not m_time.group("rest") and len(m_time.group("head").split()) >= 4 and not _dangles(m_time.group("head")):
+    if (
+        m_time
+        and not m_time.group("rest")
+        and len(m_time.group("head").split()) >= 4
+        and not _dangles(m_time.group("head"))
+    ):
         bases.append(m_time.group("head"))  # "I walk to the end of the breakwater"
     for b in list(bases):  # the last detail dropped: "I keep three beehives on my roof" -> "I keep three beehives"
         m_tail = _TAIL_PP.match(b)
