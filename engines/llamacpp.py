@@ -22,6 +22,28 @@ if TYPE_CHECKING:
     from sessions.model import EngineSpec
 
 
+GPU_LAYERS_ENV = "PERSONA_TUI_GPU_LAYERS"
+
+
+def gpu_layers() -> int:
+    """Layers llama.cpp offloads to the GPU: all of them (-1) where this llama-cpp-python was built
+    with a GPU backend (scripts/setup builds CUDA where nvcc is found), none on a CPU build.
+    PERSONA_TUI_GPU_LAYERS overrides (0 keeps a CUDA build on the CPU, e.g. while a run trains)."""
+    import os
+
+    raw = os.environ.get(GPU_LAYERS_ENV, "").strip()
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            raise EngineError(
+                f"{GPU_LAYERS_ENV}={raw!r} is not a whole number of layers (-1 = all, 0 = none)."
+            ) from None
+    import llama_cpp
+
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -51,6 +73,7 @@ class LlamaCppEngine:
             "model_path": str(model.path),
             "n_ctx": int(spec.n_ctx),
             "verbose": False,
+            "n_gpu_layers": gpu_layers(),
         }
         if spec.threads:
             kwargs["n_threads"] = kwargs["n_threads_batch"] = int(spec.threads)

@@ -198,3 +198,21 @@ def test_a_lora_gguf_changes_the_model_like_the_peft_adapter_it_came_from(engine
     finally:
         tuned.close()
         hf_tuned.close()
+
+
+def test_gpu_layers_follow_the_build_and_the_override(monkeypatch):
+    """A CPU build offloads nothing, a GPU build everything; the variable wins, a bad one is refused."""
+    import llama_cpp
+
+    from engines.base import EngineError
+    from engines.llamacpp import GPU_LAYERS_ENV, gpu_layers
+
+    monkeypatch.delenv(GPU_LAYERS_ENV, raising=False)
+    assert gpu_layers() == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
+    monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: True)
+    assert gpu_layers() == -1
+    monkeypatch.setenv(GPU_LAYERS_ENV, "0")
+    assert gpu_layers() == 0
+    monkeypatch.setenv(GPU_LAYERS_ENV, "all")
+    with pytest.raises(EngineError, match=GPU_LAYERS_ENV):
+        gpu_layers()

@@ -129,6 +129,7 @@ def create_serve_job(
 ) -> ServePlan:
     """A queued service job serving an export's GGUF (or a GGUF file); the CLI and the Chat pane
     both start serving through this. Raises ServeError with one sentence."""
+    from engines.llamacpp import gpu_layers
     from persona_tui.conversation import EngineRefError, engine_from_ref
     from sessions import jobs
 
@@ -177,6 +178,8 @@ def create_serve_job(
         str(threads),
         "--n_threads_batch",
         str(threads),
+        "--n_gpu_layers",
+        str(gpu_layers()),
     ]
     if spec.adapter:
         command += ["--lora_path", spec.adapter]

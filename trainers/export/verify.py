@@ -253,6 +253,8 @@ def _describe_mismatch(tokenizer: Any, i: int, a: list[int], b: list[int]) -> st
 def open_gguf(gguf: str | Path, n_ctx: int, lora: str | Path | None = None, threads: int | None = None) -> Any:
     from llama_cpp import Llama
 
+    from engines.llamacpp import gpu_layers
+
     kwargs: dict[str, Any] = {
         "model_path": str(gguf),
         "n_ctx": n_ctx,
@@ -261,6 +263,7 @@ def open_gguf(gguf: str | Path, n_ctx: int, lora: str | Path | None = None, thre
         "verbose": False,
         "n_threads": threads or cpu_threads(),
         "n_threads_batch": threads or cpu_threads(),
+        "n_gpu_layers": gpu_layers(),
     }
     if lora:
         kwargs["lora_path"] = str(lora)
