@@ -136,7 +136,10 @@ def stage_data(ctx: DemoContext) -> None:
         if spec.format not in DEMO_FORMATS:
             continue
         size = sizes(ctx)["general"] if spec.generator == "general" else n
-        status = run_job(ctx, "dataset", {"dataset": spec.id, "size": size}, f"data: {spec.id}")
+        from trainers.dataset_job import job_spec
+
+        # The inputs frozen into the job now (persona, spec), as the Data pane's builds are.
+        status = run_job(ctx, "dataset", {**job_spec(ctx.session_file, spec.id), "size": size}, f"data: {spec.id}")
         built.append(spec.id)
         train, held = dataset_path(ctx.workspace, spec.id), heldout_path(ctx.workspace, spec.id)
         # Counted in the files the row names (what a user can count with `wc -l`), not taken

@@ -711,7 +711,9 @@ def run(
     datasets: dict[str, Any] = {}
     for fmt in FORMATS:
         ds = dataset_id(cfg, fmt)
-        spec = {"session": str(exp.session_path), "dataset": ds, "size": cfg.size}
+        from trainers.dataset_job import job_spec as dataset_job_spec
+
+        spec = {**dataset_job_spec(exp.session_file, ds), "size": cfg.size}  # inputs frozen at creation
         rec, _ = exp.job_step(f"data:{fmt}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
         if not dataset_files.is_built(exp.workspace, ds):
             raise ExperimentError(

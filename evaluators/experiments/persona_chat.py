@@ -177,7 +177,9 @@ def run(
     add_specs(exp, cfg, csv)
     i = ids(cfg)
     for variant in ("own", "both"):
-        spec = {"session": str(exp.session_path), "dataset": i[variant], "size": cfg.size}
+        from trainers.dataset_job import job_spec as dataset_job_spec
+
+        spec = {**dataset_job_spec(exp.session_file, i[variant]), "size": cfg.size}  # inputs frozen at creation
         exp.job_step(f"data:{variant}", f"data {i[variant]}", partial(jobs.create_job, exp.workspace, "dataset", spec))
 
     own_file, both_file = state.dir / "heldout-own.jsonl", state.dir / "heldout-both.jsonl"

@@ -406,7 +406,9 @@ def run(
 
     datasets = [name(cfg, m, v) for m, v in VARIANTS] + [f"{cfg.id}-inferred"]
     for ds in datasets:
-        spec = {"session": str(exp.session_path), "dataset": ds}
+        from trainers.dataset_job import job_spec as dataset_job_spec
+
+        spec = dataset_job_spec(exp.session_file, ds)  # inputs frozen at creation
         exp.job_step(f"data:{ds}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
 
     pinned: dict[str, str] = {}
