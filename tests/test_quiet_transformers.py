@@ -12,9 +12,11 @@ def test_one_helper_quiets_and_restores():
     from transformers.utils import logging as tlog
 
     import trainers.export
-    from evaluators.metrics.reference import _offline_quiet
+    import evaluators.metrics.reference as reference
+    from engines.embeddings import offline_quiet
 
     assert trainers.export.quiet_transformers is quiet_transformers
+    assert reference.offline_quiet is offline_quiet  # BERTScore and the embedder load the MiniLM the same way
     tlog.enable_progress_bar()
     tlog.set_verbosity_info()
     try:
@@ -22,7 +24,7 @@ def test_one_helper_quiets_and_restores():
             assert not tlog.is_progress_bar_enabled() and tlog.get_verbosity() == tlog.ERROR
         assert tlog.is_progress_bar_enabled() and tlog.get_verbosity() == tlog.INFO
         offline_before = os.environ.get("HF_HUB_OFFLINE")
-        with _offline_quiet():  # the BERTScore model loads offline, through the same helper
+        with offline_quiet():  # the MiniLM model loads offline, through the same helper
             assert os.environ["HF_HUB_OFFLINE"] == "1"
             assert not tlog.is_progress_bar_enabled() and tlog.get_verbosity() == tlog.ERROR
         assert os.environ.get("HF_HUB_OFFLINE") == offline_before
