@@ -11,8 +11,8 @@ from engines.models import quiet_transformers
 def test_one_helper_quiets_and_restores():
     from transformers.utils import logging as tlog
 
-    import trainers.export
     import evaluators.metrics.reference as reference
+    import trainers.export
     from engines.embeddings import offline_quiet
 
     assert trainers.export.quiet_transformers is quiet_transformers
