@@ -175,3 +175,33 @@ def test_demo_sizes_give_enough_evidence_full_and_stay_small_quick() -> None:
         assert (FULL["prompts_per_trait"] or prompts) * FULL["trait_samples"] >= 30
         assert 1 <= min(QUICK["prompts_per_trait"] or prompts, prompts) < prompts
     assert QUICK["general"] >= 1 and QUICK["train_steps"] >= 1 and QUICK["examples"] < FULL["examples"]
+
+
+@pytest.mark.parametrize("persona_id", sorted(PERSONAS))
+def test_demo_probes_do_not_repeat_the_demo_training_data(persona_id: str) -> None:
+    """Issue 12: a probe sentence seen word for word in training tests memory of that line, not
+    knowledge of the trait. Builds the demo's template datasets (what `persona-tui demo` trains
+    on) and checks every question, answer and open prompt against them."""
+    import copy
+    import re
+
+    from evaluators.probe_writer import training_repeats
+    from trainers.formats import format_module, record_text
+    from trainers.generate import template
+
+    session = demo_session(persona_id)
+    persona = session.personas[0]
+    texts = []
+    for spec in session.datasets:
+        if spec.generator == "template":
+            options = {"persona_in_system_prompt": spec.persona_in_system_prompt, "system_prompt": ""}
+            result = template.generate(format_module(spec.format), persona, spec.size, spec.seed, options)
+            assert len(result.records) == spec.size
+            texts += [record_text(r) for r in result.records]
+    assert training_repeats(persona, texts) == []
+    # The check can fail: an answer copied from a sentence of the data is found.
+    seen = [s for t in texts for s in re.split(r"(?<=[.!?])\s+|\n", t) if len(s.split()) >= 3 and s.endswith(".")]
+    planted = copy.deepcopy(persona)
+    trait = planted.traits[0]
+    trait.knowledge_probes[0].affirm = seen[len(seen) // 2]
+    assert [where for where, _ in training_repeats(planted, texts)] == [f"trait {trait.id!r} knowledge probe 1 affirm"]
