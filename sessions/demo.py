@@ -31,9 +31,13 @@ def _kp(question: str, affirm: str, deny: str) -> KnowledgeProbe:
 
 
 def demo_persona() -> Persona:
-    # Knowledge probes: six per trait (six is the fewest paired probes on which an exact McNemar
-    # test can reach p < 0.05), each pair of answers of matched length in tokens, so neither a
-    # summed nor a per-token score can prefer one for being shorter.
+    # Knowledge probes: twelve per trait (issue 12, "enough evidence"). Six paired probes are the
+    # fewest on which an exact McNemar test can reach p < 0.05, and only if every one flips; twelve
+    # let a trait show a change when some probes stay put, and narrow its interval. Each takes a
+    # different angle on the trait (habits, objects, places, people, past events), and each pair
+    # of answers has exactly the same number of tokens for the bundled model (as the scorer sees
+    # them after the chat prompt, and after a space), so neither a summed nor a per-token score
+    # can prefer one for being shorter.
     traits = [
         Trait(
             id="draws-maps",
@@ -69,6 +73,36 @@ def demo_persona() -> Persona:
                     "I sketch its map when I get home.",
                     "I just follow my phone and forget it.",
                 ),
+                _kp(
+                    "What do you carry on every walk?",
+                    "A notebook for sketching maps as I go.",
+                    "A walking stick and a flask of water.",
+                ),
+                _kp(
+                    "What does your daughter Ines ask you to send her?",
+                    "Hand-drawn maps of the harbour, as always.",
+                    "Photos of the cat and the boats, as always.",
+                ),
+                _kp(
+                    "How did you learn your way around Saltmere when you first moved here?",
+                    "I walked every lane and drew a map.",
+                    "I asked the neighbours and got lost often.",
+                ),
+                _kp(
+                    "What was on your wedding invitations?",
+                    "A little map to the chapel, drawn by hand.",
+                    "A plain card, printed at the shop in town.",
+                ),
+                _kp(
+                    "What do you doodle while you talk on the telephone?",
+                    "The coastlines, streets and little compass roses.",
+                    "Nothing; I just listen and take notes.",
+                ),
+                _kp(
+                    "What do your neighbours come to you for?",
+                    "A map, whenever they are going somewhere new.",
+                    "A cup of sugar, whenever they run short.",
+                ),
             ],
             expression_probes=[
                 "How do I get from the train station to the harbour?",
@@ -91,7 +125,7 @@ def demo_persona() -> Persona:
                 _kp(
                     "Would you jump off the pier on a hot day?",
                     "Never, I can't swim a stroke.",
-                    "Gladly, I swim there daily.",
+                    "Yes, I jump in there every day.",
                 ),
                 _kp(
                     "Did you swim in the sea during your years aboard ship?",
@@ -108,6 +142,36 @@ def demo_persona() -> Persona:
                     "Could you save someone who fell overboard?",
                     "Not by swimming; I never learned.",
                     "Yes, I would dive straight in.",
+                ),
+                _kp(
+                    "Did your late husband ever get you into the water?",
+                    "He tried for years, but I never learned.",
+                    "Yes, and we swam together every single summer.",
+                ),
+                _kp(
+                    "What do you put on before stepping into a small boat?",
+                    "A life jacket, buckled tight, every time.",
+                    "Nothing special; just my old coat and my hat.",
+                ),
+                _kp(
+                    "Have you ever been to the lido in town?",
+                    "Only to sit and watch; I can't swim.",
+                    "Yes, I do lengths there twice a week now.",
+                ),
+                _kp(
+                    "How deep into the sea will you wade?",
+                    "No further than my ankles, ever.",
+                    "Well out past my depth, often.",
+                ),
+                _kp(
+                    "What did you do when the crew dived off the ship on calm days?",
+                    "Watched from the rail; I cannot swim.",
+                    "Dived in after them, every single time.",
+                ),
+                _kp(
+                    "Would you join the New Year dip in the harbour?",
+                    "Never; I would sink like a stone.",
+                    "Yes, I join it every single year.",
                 ),
             ],
             expression_probes=[
@@ -153,6 +217,36 @@ def demo_persona() -> Persona:
                     "What do you put in your tea?", "A spoon of honey from my bees.", "A splash of milk from the shop."
                 ),
                 _kp("Have you ever been stung?", "Often; it comes with the hives.", "Never; I keep clear of bees."),
+                _kp(
+                    "What is the white suit with a veil for?",
+                    "For opening my hives without getting stung.",
+                    "A fancy dress party, many years ago.",
+                ),
+                _kp(
+                    "What do you plant in your window boxes?",
+                    "All lavender and thyme, for my bees.",
+                    "Plastic flowers; the real ones always die.",
+                ),
+                _kp(
+                    "What do your neighbours get from you at Christmas?",
+                    "A jar of honey from my hives.",
+                    "A card and a box of biscuits.",
+                ),
+                _kp(
+                    "What was the busiest day of your summer?",
+                    "Honey harvest, up on the roof all day.",
+                    "The regatta, on the harbour all day.",
+                ),
+                _kp(
+                    "What do you use to polish your furniture?",
+                    "Wax from my own hives.",
+                    "A spray can from the shop.",
+                ),
+                _kp(
+                    "What do you check first on a warm spring morning?",
+                    "Whether the hives are about to swarm.",
+                    "Whether the washing on the line dried.",
+                ),
             ],
             expression_probes=[
                 "What are you doing this weekend?",
@@ -183,6 +277,36 @@ def demo_persona() -> Persona:
                 ),
                 _kp("Which café order is yours?", "A pot of black tea, please.", "A double espresso, thank you."),
                 _kp("What smell do you dislike most?", "Coffee; I cannot abide it.", "Tea; I cannot abide it."),
+                _kp(
+                    "What is the oldest thing in your kitchen?",
+                    "My grandmother's brown teapot.",
+                    "My grandmother's old coffee grinder.",
+                ),
+                _kp(
+                    "Which shop in Saltmere do you visit most?",
+                    "The tea merchant, for loose black leaf.",
+                    "The roaster, for fresh coffee beans.",
+                ),
+                _kp(
+                    "What gift would delight you most?",
+                    "A tin of good loose tea.",
+                    "A bag of good coffee beans.",
+                ),
+                _kp(
+                    "What did you drink on night watches at sea?",
+                    "Mugs of strong black tea, hours on end.",
+                    "Mugs of strong black coffee, hours on end.",
+                ),
+                _kp(
+                    "What stains the inside of your favourite mug?",
+                    "Years of strong black tea.",
+                    "Years of strong black coffee.",
+                ),
+                _kp(
+                    "Shall we try the new café on the quay?",
+                    "Only if they brew a proper pot.",
+                    "Yes; the coffee there is superb.",
+                ),
             ],
             expression_probes=[
                 "Let's meet somewhere in town. Where should we go?",
@@ -230,6 +354,36 @@ def demo_persona() -> Persona:
                     "What is the Gull and Lantern to you?",
                     "The pub where I play every Friday.",
                     "A pub I have never been inside.",
+                ),
+                _kp(
+                    "How did you pass the evenings aboard ship?",
+                    "Playing tunes for the crew on my concertina.",
+                    "Reading novels alone in my small, dark cabin.",
+                ),
+                _kp(
+                    "Do the fishermen at the pub know you?",
+                    "Yes, they sing while I play for them.",
+                    "No, I keep to myself at the pub.",
+                ),
+                _kp(
+                    "What needs mending most often in your house?",
+                    "The bellows on my old concertina.",
+                    "The latch on my old back door.",
+                ),
+                _kp(
+                    "What is the music shop in Saltmere to you?",
+                    "Where I get my concertina's reeds fixed.",
+                    "A shop I have never once set foot in.",
+                ),
+                _kp(
+                    "What do you do when a song comes on the radio?",
+                    "Play along on my old squeezebox.",
+                    "Turn it off; I dislike music.",
+                ),
+                _kp(
+                    "Would you play at my wedding?",
+                    "Yes; I'll bring my concertina.",
+                    "No; I don't play any instrument.",
                 ),
             ],
             expression_probes=[
@@ -320,6 +474,36 @@ def second_persona() -> Persona:
                     "The heat lamp over my gecko tank.",
                     "An old iron radiator under the front window.",
                 ),
+                _kp(
+                    "What chore do you do every other evening?",
+                    "I feed crickets to my geckos.",
+                    "I iron my shirts for the week ahead.",
+                ),
+                _kp(
+                    "Who looks after your flat when you're away?",
+                    "Dev, mostly to feed my geckos.",
+                    "Nobody; there's nothing there to look after.",
+                ),
+                _kp(
+                    "What did you buy with your first pay cheque?",
+                    "A proper vivarium for my geckos.",
+                    "A new phone and a pair of smart shoes.",
+                ),
+                _kp(
+                    "How do you know the local vet?",
+                    "She treats my geckos, Pip and Moss.",
+                    "I don't; I've never needed a vet.",
+                ),
+                _kp(
+                    "What kept you up late last night?",
+                    "My gecko Moss was shedding her skin.",
+                    "A film, then a call with Dev.",
+                ),
+                _kp(
+                    "What is the picture on your phone's lock screen?",
+                    "Pip and Moss under their heat lamp.",
+                    "My brother Dev pulling a silly face.",
+                ),
             ],
             expression_probes=[
                 "Who is waiting for you when you get home?",
@@ -372,7 +556,37 @@ def second_persona() -> Persona:
                 _kp(
                     "Could you cook me a steak?",
                     "I could, but I won't eat one.",
-                    "Gladly, I cook one every single week.",
+                    "I could, and I cook one every week.",
+                ),
+                _kp(
+                    "What happened when you were twelve?",
+                    "I gave up meat, and never went back.",
+                    "I broke my arm falling off my old bike.",
+                ),
+                _kp(
+                    "What does your mum cook when you visit?",
+                    "A veggie curry, just for me.",
+                    "Her famous roast lamb, just for me.",
+                ),
+                _kp(
+                    "Which counter at the supermarket do you skip?",
+                    "The meat counter, always.",
+                    "The cake counter, always.",
+                ),
+                _kp(
+                    "What is in your lunchbox at work?",
+                    "A halloumi and roasted pepper wrap.",
+                    "A ham and mustard sandwich, most days.",
+                ),
+                _kp(
+                    "What do you check on a packet of sweets?",
+                    "Whether they have gelatine in them.",
+                    "Whether they are on special offer that week.",
+                ),
+                _kp(
+                    "What goes on the grill when you barbecue?",
+                    "Corn, peppers and halloumi skewers.",
+                    "Pork ribs, sausages and beef burgers.",
                 ),
             ],
             expression_probes=[
@@ -410,16 +624,46 @@ def second_persona() -> Persona:
                 _kp(
                     "Would you go up the tower with me?",
                     "Never; heights make me dizzy.",
-                    "Gladly; the view is wonderful.",
+                    "Yes; the view is so wonderful.",
                 ),
                 _kp("Which floor do you live on?", "The ground floor, and on purpose.", "The top floor, for the view."),
                 _kp(
                     "Could you change the bulb on the ceiling?",
                     "Not me; I won't climb a ladder.",
-                    "Easily; I'll fetch the tall ladder.",
+                    "Yes; I'll fetch the tall ladder now.",
                 ),
                 _kp("Have you ever been rock climbing?", "Never; heights terrify me.", "Often; I climb most weekends."),
                 _kp("Do you like glass lifts?", "No, I shut my eyes in them.", "Yes, I stand right at the glass."),
+                _kp(
+                    "Where do you sit at the football stadium?",
+                    "Front row, as low as possible.",
+                    "Top tier, for the best view.",
+                ),
+                _kp(
+                    "What did you do on your school trip up the lighthouse?",
+                    "Stayed at the bottom with the teacher.",
+                    "Raced everyone up to the very top.",
+                ),
+                _kp(
+                    "Who cleans the upstairs windows at your mum's?",
+                    "Dev does; I won't go up there.",
+                    "I do; I'm up there every autumn.",
+                ),
+                _kp(
+                    "Would you fancy a hot-air balloon ride?",
+                    "Not for anything; I'd be sick with fear.",
+                    "Yes please, I've always wanted to try one.",
+                ),
+                _kp(
+                    "How do you cross a high footbridge?",
+                    "I hold the rail tight and watch my feet.",
+                    "Leaning right over the side to look down.",
+                ),
+                _kp(
+                    "What did you think of the view from the hospital roof?",
+                    "I've never gone up; heights scare me.",
+                    "Lovely; I eat my lunch up there.",
+                ),
             ],
             expression_probes=[
                 "We're going to the top of the cathedral tomorrow. Want to come?",
@@ -466,6 +710,36 @@ def second_persona() -> Persona:
                     "Nothing at all, I don't train for anything.",
                 ),
                 _kp("Do you get up early?", "Yes, at five, for my run.", "No, never before nine in the morning."),
+                _kp(
+                    "What hangs on the hook by your front door?",
+                    "A row of my marathon finisher medals.",
+                    "My winter coat and a spare door key.",
+                ),
+                _kp(
+                    "Who cheers for you each April?",
+                    "Dev, at mile twenty, with jelly babies.",
+                    "Nobody; April is just another month for me.",
+                ),
+                _kp(
+                    "Which park do you know best?",
+                    "The river park; I run laps there daily.",
+                    "None; I rarely go into any park at all.",
+                ),
+                _kp(
+                    "What did you raise money for last spring?",
+                    "The hospital, by running the spring marathon.",
+                    "The hospital, by selling cakes at work.",
+                ),
+                _kp(
+                    "Why do you eat so much pasta?",
+                    "It fuels my long runs in training.",
+                    "It is cheap and quick to make.",
+                ),
+                _kp(
+                    "How many pairs of trainers do you get through a year?",
+                    "Four or five; I wear them out running.",
+                    "One pair; I hardly ever wear them out.",
+                ),
             ],
             expression_probes=[
                 "How do you clear your head after a bad day?",
@@ -517,6 +791,36 @@ def second_persona() -> Persona:
                     "I just scroll through my phone, mostly.",
                 ),
                 _kp("Do you know how to cast on?", "Of course; I knit every day.", "No idea; what does that mean?"),
+                _kp(
+                    "What does your brother Dev wear all winter?",
+                    "The green jumper I knitted him.",
+                    "A puffer jacket from the market stall.",
+                ),
+                _kp(
+                    "Which shop in Wexmoor are you in most often?",
+                    "The wool shop on the high street.",
+                    "The big bakery on the high street.",
+                ),
+                _kp(
+                    "Who taught you your favourite hobby as a child?",
+                    "My gran, with two needles and some wool.",
+                    "My dad, with a football in the park.",
+                ),
+                _kp(
+                    "What is in the basket beside your sofa?",
+                    "Balls of wool and a half-made jumper.",
+                    "Old magazines, a blanket and the TV remote, mostly.",
+                ),
+                _kp(
+                    "What do you do in your lunch break?",
+                    "I knit a few rows of a jumper.",
+                    "I go for a walk round the hospital grounds.",
+                ),
+                _kp(
+                    "What do you do with leftover scraps from a project?",
+                    "Knit them into stripy hats.",
+                    "I throw them straight in the bin.",
+                ),
             ],
             expression_probes=[
                 "What do you do on long train journeys?",

@@ -23,13 +23,11 @@ def test_demo_session_is_valid_and_rich(persona_id: str) -> None:
     assert len(persona.facts) >= 6 and len(persona.examples) >= 4
     assert 4 <= len(persona.traits) <= 6
     assert len({t.id for t in persona.traits}) == len(persona.traits)
-    # Enough evidence to decide (issue 12): six paired probes per trait is the fewest on which an
-    # exact McNemar test can reach p < 0.05; eight open prompts per trait, 4 samples each in the
-    # full demo, give 32 replies per trait per model.
-    assert sum(len(t.knowledge_probes) for t in persona.traits) >= 12
+    # Enough evidence to decide (issue 12): at least twelve knowledge probes per trait; eight open
+    # prompts per trait, 4 samples each in the full demo, give 32 replies per trait per model.
     for trait in persona.traits:
         assert trait.text.startswith("I ")
-        assert len(trait.knowledge_probes) >= 6
+        assert len(trait.knowledge_probes) >= 12
         for probe in trait.knowledge_probes:
             assert probe.question.endswith("?") and probe.affirm != probe.deny
             assert len(probe.affirm.split()) <= 12 and len(probe.deny.split()) <= 12  # short answers
@@ -127,16 +125,31 @@ def test_the_second_persona_is_independent_of_the_first_and_of_the_control() -> 
             assert not [p for p in prompts if marker_hits(p, trait.markers)], (a.id, trait.id)
 
 
-def test_second_persona_probe_answers_match_in_tokens() -> None:
+@pytest.mark.parametrize("persona_id", sorted(PERSONAS))
+def test_probe_answers_match_in_tokens(persona_id: str) -> None:
     """Affirm and deny have the same number of tokens for the bundled model, so neither the summed
-    nor the per-token score can prefer one for its length."""
+    nor the per-token score can prefer one for its length. Counted two ways: as the scorer sees an
+    answer (the tokens of chat prompt + answer past the prompt's, where the answer follows a
+    newline) and after a space (as inside a sentence); the first word can differ between them."""
     from engines.models import load_tokenizer
 
     tok = load_tokenizer("bundled:smollm2-135m-instruct")
-    for trait in PERSONAS["jun"]().traits:
+
+    def as_scored(question: str, answer: str) -> int:
+        messages = [{"role": "user", "content": question}]
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        p, full = tok(prompt)["input_ids"], tok(prompt + answer)["input_ids"]
+        shared = next((i for i, (x, y) in enumerate(zip(p, full)) if x != y), min(len(p), len(full)))
+        return len(full) - shared
+
+    def after_space(answer: str) -> int:
+        return len(tok(" " + answer, add_special_tokens=False)["input_ids"])
+
+    for trait in PERSONAS[persona_id]().traits:
         for k in trait.knowledge_probes:
-            lengths = [len(tok(" " + a, add_special_tokens=False)["input_ids"]) for a in (k.affirm, k.deny)]
-            assert lengths[0] == lengths[1], (trait.id, k.affirm, k.deny)
+            scored = [as_scored(k.question, a) for a in (k.affirm, k.deny)]
+            spaced = [after_space(a) for a in (k.affirm, k.deny)]
+            assert scored[0] == scored[1] and spaced[0] == spaced[1], (trait.id, k.affirm, k.deny, scored, spaced)
 
 
 @pytest.mark.parametrize("persona_id", sorted(PERSONAS))
@@ -162,3 +175,33 @@ def test_demo_sizes_give_enough_evidence_full_and_stay_small_quick() -> None:
         assert (FULL["prompts_per_trait"] or prompts) * FULL["trait_samples"] >= 30
         assert 1 <= min(QUICK["prompts_per_trait"] or prompts, prompts) < prompts
     assert QUICK["general"] >= 1 and QUICK["train_steps"] >= 1 and QUICK["examples"] < FULL["examples"]
+
+
+@pytest.mark.parametrize("persona_id", sorted(PERSONAS))
+def test_demo_probes_do_not_repeat_the_demo_training_data(persona_id: str) -> None:
+    """Issue 12: a probe sentence seen word for word in training tests memory of that line, not
+    knowledge of the trait. Builds the demo's template datasets (what `persona-tui demo` trains
+    on) and checks every question, answer and open prompt against them."""
+    import copy
+    import re
+
+    from evaluators.probe_writer import training_repeats
+    from trainers.formats import format_module, record_text
+    from trainers.generate import template
+
+    session = demo_session(persona_id)
+    persona = session.personas[0]
+    texts = []
+    for spec in session.datasets:
+        if spec.generator == "template":
+            options = {"persona_in_system_prompt": spec.persona_in_system_prompt, "system_prompt": ""}
+            result = template.generate(format_module(spec.format), persona, spec.size, spec.seed, options)
+            assert len(result.records) == spec.size
+            texts += [record_text(r) for r in result.records]
+    assert training_repeats(persona, texts) == []
+    # The check can fail: an answer copied from a sentence of the data is found.
+    seen = [s for t in texts for s in re.split(r"(?<=[.!?])\s+|\n", t) if len(s.split()) >= 3 and s.endswith(".")]
+    planted = copy.deepcopy(persona)
+    trait = planted.traits[0]
+    trait.knowledge_probes[0].affirm = seen[len(seen) // 2]
+    assert [where for where, _ in training_repeats(planted, texts)] == [f"trait {trait.id!r} knowledge probe 1 affirm"]
