@@ -75,7 +75,12 @@ async def test_stream_side_by_side_stop_midway_and_annotate(tmp_path):
         )
         stopped = pane.columns["a"].turns[0]
         assert stopped.state == "stopped"
-        await app.workers.wait_for_complete()
+        # The reply workers only: the pane's export watcher and the app's meters poll until they close.
+        await wait_until(
+            pilot,
+            lambda: all(w.is_finished for w in app.workers if w.group.startswith("reply-")),
+            what="the reply workers to end",
+        )
         await pilot.pause()  # what the worker posted before it ended is handled now
         assert pane.columns["a"].turns[0].reply == stopped.reply  # nothing more came after the stop
         assert "(stopped)" in str(pane.query_one("#reply-a-0").render())
