@@ -191,7 +191,7 @@ def test_probe_leakage_finds_probes_in_training_text():
     assert leak["expression"] == {"keeps-bees": [trait.expression_probes.index("What are you doing this weekend?")]}
     assert leak["knowledge"] == {"keeps-bees": [0]}  # "Do you keep bees?"
     assert leak["leaked"] == 2 and leak["records"] == {"chat_demos": 1, "first_person": 1, "synthetic_docs": 1}
-    assert "1 of 40 expression probes and 1 of 30 knowledge questions appear" in fc.leakage_sentence(leak, persona)
+    assert "1 of 40 expression probes and 1 of 60 knowledge questions appear" in fc.leakage_sentence(leak, persona)
     outputs = [
         {
             "kind": "expression",
