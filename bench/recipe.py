@@ -3,8 +3,8 @@ trait evaluation (knowledge vs base with McNemar's p, expression per trait by Fi
 three controls), writing one JSON result per configuration.
 
     .venv/bin/python bench/recipe.py OUT --name NAME [--persona odile|jun] [--steps 80] [--lr 1e-3]
-        [--r 16] [--alpha 32] [--general 240] [--examples 500] [--seq 256] [--samples 4]
-        [--formats chat,first-person]
+        [--r 16] [--alpha 32] [--general 100] [--examples 200] [--seq 256] [--samples 4] [--threads N]
+        [--formats chat,first-person] [--score-only]
 
 Each configuration gets its own demo session (`sessions.demo.demo_session` with the recipe's
 settings, changed only where an option says) under OUT/NAME/, built and trained through the same
@@ -12,7 +12,10 @@ job protocol and workers as `persona-tui demo`, and scored by the demo's traits 
 (`evaluators.demo.run_job` + `evaluators.eval_spec.build_job_spec`). The base model's general
 replies are sampled once per (persona size, seed) and shared between configurations through
 OUT/general-cache/ (the dataset builder reuses a recorded reply with the same fingerprint), so
-only the first configuration pays for them. The result is OUT/NAME.json: the configuration, the
+only the first configuration pays for them. The run is exported as a LoRA GGUF and scored as the
+demo scores it: the bundled GGUF with that LoRA against the bundled GGUF alone (llama.cpp, one
+quantisation). `--score-only` keeps OUT/NAME's finished training job and exports and scores it
+again. The result is OUT/NAME.json: the configuration, the
 headline (knowledge run/base/p, traits up after Holm, each control with its verdict) and the wall
 time of each stage with the load average.
 """
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default: the recipe's auto)")
     ap.add_argument("--general", type=int, default=None, help="general replies of the base model mixed in (0 = none)")
-    ap.add_argument("--examples", type=int, default=500, help="examples per persona dataset")
+    ap.add_argument("--examples", type=int, default=None, help="examples per persona dataset (default: the recipe's)")
     ap.add_argument("--formats", default="chat,first-person", help="persona datasets the run trains on")
     ap.add_argument("--samples", type=int, default=4, help="expression replies per prompt per model")
     ap.add_argument(
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None
     }
     general = demo.RECIPE_GENERAL_REPLIES if args.general is None else args.general
+    examples = demo.RECIPE_EXAMPLES if args.examples is None else args.examples
     session = demo.demo_session(args.persona, general_replies=general)
     pid = session.personas[0].id
     trained = [f"{pid}-{f}" for f in args.formats.split(",")] + (["general"] if general else [])
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         _cache_in(args.out, sf.workspace)
         ctx = DemoContext(sf, False, console, follow=_watch_quietly, nice=0)
         for ds in run.datasets:
-            size = general if ds == "general" else args.examples
+            size = general if ds == "general" else examples
             run_job(ctx, "dataset", {"dataset": ds, "size": size}, f"data: {ds}")
         times["data"] = time.perf_counter() - t0
         _cache_out(args.out, sf.workspace)
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "lora": {"r": run.lora.r, "alpha": run.lora.alpha},
             "training": {k: getattr(run.training, k) for k in demo.RECIPE_TRAINING},
             "general_replies": general,
-            "examples": args.examples,
+            "examples": examples,
             "datasets": run.datasets,
             "samples": args.samples,
         },

@@ -320,7 +320,7 @@ def stage_evaluate(ctx: DemoContext) -> None:
     from evaluators.tables import tables_for
 
     session = ctx.session_file.session
-    resolve = run_resolver(session, ctx.workspace)  # the run: its adapter, as `eval` scores it
+    resolve = run_resolver(session, ctx.workspace)  # the run: its LoRA GGUF on the bundled GGUF, as `eval` scores it
     n = sizes(ctx)
     for spec in session.evals:
         if spec.kind not in ("traits", "reference", "drift"):
