@@ -883,13 +883,12 @@ def generate(
                 pending.pop(fut)
                 i, got = fut.result()  # TeacherError propagates from here
                 done[i] = got
-    except TeacherError:
-        # The requests still in flight end (they meet the same fault) before the error is told,
-        # so nothing of this build reaches the teacher afterwards.
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        # However the build ends (done, cancelled, a fault of any type), the requests still in
+        # flight end (they meet the same fault, or their timeout) before it returns or the error
+        # is told, so nothing of this build reaches the teacher afterwards. A test's next build
+        # against the same server met stray requests of a failed one when only TeacherError waited.
+        pool.shutdown(wait=True, cancel_futures=True)
         cache.close()
     teacher_stats = teacher.stats
     if not records and not cancelled():
