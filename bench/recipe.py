@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = job_spec(session, sf.workspace, run.id, str(sf.path.resolve()))
     status = run_job(ctx, "train", spec, f"train: {run.id}")
     times["train"] = time.perf_counter() - t
-    from sessions import jobs
+    from supervisor import jobs
 
     events, _ = jobs.read_events(status.dir)
     losses = [float(e["loss"]) for e in events if e.get("event") == "step" and e.get("loss") is not None]

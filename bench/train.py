@@ -449,10 +449,10 @@ def ui_latency(presses: int = 80) -> None:
     running on every core at nice +10 (as the Train pane starts it)."""
     import statistics
 
-    from sessions import jobs
     from sessions.demo import demo_session
     from sessions.model import DatasetSpec, RunSpec
     from sessions.store import SessionFile
+    from supervisor import jobs
     from trainers.train_job import create_train_job
 
     work = Path(tempfile.mkdtemp(prefix="bench-ui-"))

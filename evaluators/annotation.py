@@ -159,7 +159,8 @@ def read_object_lines(path: Path, problems: list[str]) -> list[tuple[int, dict]]
 
 def _job_persona(job_dir: Path, problems: list[str]) -> Persona | None:
     """The persona frozen in the job's spec (what the model was evaluated against), if any."""
-    from sessions import codec, jobs
+    from sessions import codec
+    from supervisor import jobs
 
     try:
         spec = jobs.read_spec(job_dir)
@@ -178,7 +179,7 @@ def _job_persona(job_dir: Path, problems: list[str]) -> Persona | None:
 
 def _job_order(job_dir: Path) -> tuple[float, str]:
     """Jobs in the order they were created (their spec's `created`, else the folder's mtime)."""
-    from sessions import jobs
+    from supervisor import jobs
 
     try:
         created = float(jobs.read_spec(job_dir).get("created", 0.0))

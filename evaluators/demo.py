@@ -20,8 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 
 
 class DemoError(ValueError):

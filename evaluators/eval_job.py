@@ -31,9 +31,9 @@ from evaluators.eval_spec import FALLBACK, ModelEntry, build_job_spec
 if TYPE_CHECKING:
     from engines.base import Engine
     from evaluators.probes import ExpressionCell, KnowledgeCell
-    from sessions.jobs import JobReporter
     from sessions.model import Persona
     from sessions.store import SessionFile
+    from supervisor.jobs import JobReporter
 
 SCORES_FILE = "scores.json"
 OUTPUTS_FILE = "outputs.jsonl"
@@ -46,7 +46,7 @@ JOB_KIND = "eval"
 
 def create_eval_job(session_file: SessionFile, eval_id: str, resolve: Any = None, job_id: str | None = None) -> Path:
     """Validate the evaluation, freeze its inputs and create a queued job (started by the caller)."""
-    from sessions import jobs
+    from supervisor import jobs
 
     spec = build_job_spec(session_file, eval_id, resolve)
     return jobs.create_job(session_file.workspace, JOB_KIND, spec, worker=WORKER, job_id=job_id)
@@ -58,7 +58,7 @@ def run_eval_inline(session_file: SessionFile, eval_id: str, resolve: Any = None
     Raises ValueError with the job's one-sentence error if it fails; a cancelled job returns
     (its scores say partial).
     """
-    from sessions import jobs
+    from supervisor import jobs
 
     job_dir = create_eval_job(session_file, eval_id, resolve)
     status = jobs.run_job_inline(job_dir, {JOB_KIND: "evaluators.eval_job"})
@@ -1040,7 +1040,7 @@ RUNNERS: dict[str, Callable[[Run], None]] = {
 
 
 def run(job: JobReporter) -> None:
-    """The work of an eval job: `sessions.jobs.run_worker` calls this with the JobReporter."""
+    """The work of an eval job: `supervisor.jobs.run_worker` calls this with the JobReporter."""
     kind = job.spec.get("eval_kind")
     if kind not in RUNNERS:
         job.fail(

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sessions import jobs
+from supervisor import jobs
 
 KIND = "eval_queue"
 WORKER = "evaluators.worker"

@@ -33,8 +33,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sessions import jobs
 from sessions.model import EngineSpec, Session
+from supervisor import jobs
 
 BASE = "base"
 RUN_PREFIX = "run:"

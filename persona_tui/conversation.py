@@ -118,7 +118,7 @@ class EngineChoice:
 
 def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     """Every engine the session offers: base models, its engines, runs' adapters, exports."""
-    from sessions import jobs
+    from supervisor import jobs
     from trainers.export_job import read_report
 
     out: list[EngineChoice] = []
@@ -170,7 +170,7 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
 def failed_exports(workspace: Path) -> list[tuple[str, str]]:
     """(job id, why) of each export that failed (a failed verification among them): shown, never
     offered as a model to chat with."""
-    from sessions import jobs
+    from supervisor import jobs
     from trainers.export_job import read_report
 
     out = []

@@ -57,7 +57,9 @@ def imports_in_fresh_python(packages: list[str], forbidden: list[str]) -> dict:
 
 
 def test_the_core_imports_no_textual_and_no_persona_tui():
-    report = imports_in_fresh_python(["sessions", "trainers", "evaluators", "engines"], ["textual", "persona_tui"])
+    report = imports_in_fresh_python(
+        ["sessions", "supervisor", "trainers", "evaluators", "engines"], ["textual", "persona_tui"]
+    )
     assert "sessions.store" in report["imported"]
     assert report["forbidden_found"] == [], report
 

@@ -1,4 +1,4 @@
-"""The dataset job end to end through sessions.jobs, and `persona-tui data` as a subprocess."""
+"""The dataset job end to end through supervisor.jobs, and `persona-tui data` as a subprocess."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 from trainers import dataset_files
 from trainers.dataset_job import job_spec
 from trainers.worker import KINDS

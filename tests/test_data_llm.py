@@ -19,10 +19,10 @@ import pytest
 
 from conftest import TAILORING_DIR
 from fake_openai_server import FakeOpenAI, default_reply, last_user_text
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, EngineSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 from trainers import dataset_files
 from trainers.dataset_build import DatasetError, build_dataset
 from trainers.dataset_job import job_spec

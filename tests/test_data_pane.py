@@ -264,7 +264,7 @@ async def test_import_options_context_lines_and_persona_source(session_path: Pat
 
 async def test_build_takes_the_unsaved_spec_and_a_reopened_pane_follows_a_build(session_path: Path, monkeypatch):
     """b builds the spec as shown, before any autosave; a build made elsewhere is picked up."""
-    from sessions import jobs
+    from supervisor import jobs
     from trainers.dataset_job import job_spec
 
     monkeypatch.setenv("PERSONA_TUI_AUTOSAVE_SECONDS", "600")  # nothing is saved during this test

@@ -24,7 +24,7 @@ from evaluators.probes import (
     trait_rows,
 )
 from evaluators.tables import agreement_tables, tables_for
-from sessions import jobs
+from supervisor import jobs
 from trainers.loss_curve import (
     loss_chart_text,
     loss_points,

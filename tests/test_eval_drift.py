@@ -20,10 +20,10 @@ from evaluators import drift
 from evaluators.annotation import build_queue
 from evaluators.eval_job import create_eval_job, load_scores
 from evaluators.eval_spec import EvalSpecError, build_job_spec
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPC = ROOT.parent / "shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv"

@@ -364,9 +364,9 @@ def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):
     import json as _json
 
     from evaluators.eval_job import create_eval_job, load_scores
-    from sessions import jobs
     from sessions.model import EvalSpec, Session
     from sessions.store import SessionFile
+    from supervisor import jobs
 
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(_json.dumps({"text": t}) + "\n" for t in ("One line of text.", "Another line.")))

@@ -16,10 +16,10 @@ import pytest
 from conftest import SPC_VALID, TAILORING_DIR
 from evaluators.agreement import machine_trait_labels, read_outputs
 from evaluators.eval_job import create_eval_job, load_scores
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 
 pytestmark = pytest.mark.slow
 

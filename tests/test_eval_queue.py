@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from evaluators.eval_queue import children_of, create_queue_job, unrecorded_results
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.model import EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 
 TESTS = Path(__file__).resolve().parent
 

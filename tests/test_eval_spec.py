@@ -96,7 +96,7 @@ def test_a_persona_without_probes_is_refused(tmp_path):
 
 
 def test_the_job_spec_is_frozen_and_toml_safe(tmp_path):
-    from sessions import jobs
+    from supervisor import jobs
 
     data = tmp_path / "held.jsonl"
     data.write_text('{"text": "hello"}\n')

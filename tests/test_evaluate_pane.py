@@ -18,9 +18,9 @@ from evaluators.probes import Rate
 from experiment_fixtures import tiny_session
 from persona_tui.app import make_app
 from persona_tui.panes.evaluate import EvaluatePane, list_results, new_eval_spec
-from sessions import jobs
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 from waiting import wait_until
 
 pytestmark = pytest.mark.anyio

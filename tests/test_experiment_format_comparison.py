@@ -16,9 +16,9 @@ from evaluators.experiments import format_comparison as fc
 from evaluators.experiments.runner import Experiment
 from evaluators.experiments.state import ExperimentError, ExperimentState
 from experiment_fixtures import tiny_session
-from sessions import jobs
 from sessions.demo import demo_persona
 from sessions.store import SessionFile
+from supervisor import jobs
 
 TINY = dict(
     persona="odile",

@@ -16,8 +16,8 @@ from evaluators.experiments.job import (
     record_experiment,
 )
 from experiment_fixtures import tiny_session
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 
 TINY = {
     "steps": 2,

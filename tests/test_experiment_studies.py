@@ -21,9 +21,9 @@ from evaluators.experiments import tailoring as tl
 from evaluators.experiments.runner import Experiment
 from evaluators.experiments.state import ExperimentState
 from experiment_fixtures import SPC, TAILORING_DIR, tiny_session, tiny_training
-from sessions import jobs
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 
 REFERENCE_KEYS = ("bleu", "rouge_l", "perplexity", "hits@1", "f1")
 

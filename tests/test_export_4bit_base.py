@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from trainers.export import ExportError
 from trainers.export.merge import full_precision_base, quantization_of
 from trainers.hardware import cuda_count

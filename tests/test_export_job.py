@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from export_fixtures import BASE, build_shared_export, make_session, make_train_job
-from sessions import jobs
+from supervisor import jobs
 from trainers.export import ExportError
 from trainers.export_job import FAILED_FILE, create_export_job, exports_of_run, format_report, read_report
 from trainers.worker import KINDS

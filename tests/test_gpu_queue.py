@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from train_fixtures import CHATS, events_of, make_session, tiny_llama, tiny_run, wait_for
 from trainers.gpus import GIB, busy_reason, gpu_states, queue_ahead
 from trainers.train_job import create_train_job

@@ -240,8 +240,8 @@ def test_the_train_form_reads_auto_or_a_count():
 
 @pytest.mark.slow
 def test_a_job_at_auto_logs_and_records_what_it_chose(tmp_path):
-    from sessions import jobs
     from sessions.manifest import read_manifest
+    from supervisor import jobs
     from train_fixtures import CHATS, events_of, make_session, tiny_run
     from trainers.train_job import create_train_job
     from trainers.worker import KINDS

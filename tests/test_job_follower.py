@@ -10,7 +10,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 from persona_tui.widgets.job_follower import JobFollower
-from sessions import jobs
+from supervisor import jobs
 from waiting import wait_until
 
 pytestmark = pytest.mark.anyio

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.manifest import (
     MANIFEST_FILE,
@@ -31,6 +30,7 @@ from sessions.manifest import (
 )
 from sessions.model import DatasetSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 from trainers.worker import KINDS
 
 

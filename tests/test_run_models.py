@@ -13,9 +13,9 @@ import pytest
 from evaluators.eval_spec import build_job_spec
 from evaluators.run_models import run_resolver
 from persona_tui.conversation import EngineRefError, engine_from_ref
-from sessions import jobs
 from sessions.demo import write_demo_session
 from sessions.store import SessionFile
+from supervisor import jobs
 
 
 def train_work(job) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions import run_spec as rs
 from sessions.manifest import read_manifest
 from sessions.model import Session
 from sessions.store import SessionFile
+from supervisor import jobs
 from train_fixtures import CHATS, events_of, make_session, tiny_run
 
 BASE = "bundled:smollm2-135m-instruct"

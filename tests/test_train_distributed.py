@@ -14,7 +14,7 @@ import shlex
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from train_fixtures import CHATS, events_of, make_session, tiny_llama, tiny_run, wait_for
 from trainers.backends.hf import checkpoint_complete, checkpoint_step, last_checkpoint
 from trainers.hardware import cuda_count

@@ -11,8 +11,8 @@ import math
 
 import pytest
 
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 from train_fixtures import CHATS, PREFS, events_of, make_session, tiny_run
 from trainers.train_job import create_train_job, read_result
 from trainers.worker import KINDS

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions.model import RunSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 from train_fixtures import CHATS, make_session
 from trainers.backends import validate
 from trainers.train_job import create_train_job, read_result

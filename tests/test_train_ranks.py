@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """The work of a job of kind "dataset": build one DatasetSpec of a session, reporting progress.
 
-Job spec (see sessions.jobs): `session` (path of the session TOML: where relative sources start,
+Job spec (see supervisor.jobs): `session` (path of the session TOML: where relative sources start,
 and what the manifest names), `dataset` (the id of a DatasetSpec) and `frozen`: the inputs as they
 were when the job was created (the dataset spec, the persona, the session's engines, the specs
 of a mix's parts, the base model whose tokenizer measures the examples). So a build is what the
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sessions.jobs import JobReporter
+    from supervisor.jobs import JobReporter
 
 KIND = "dataset"
 
@@ -55,7 +55,7 @@ def frozen_inputs(session: Any, dataset_id: str) -> dict[str, Any]:
 
 
 def job_spec(session: Any, dataset_id: str) -> dict[str, Any]:
-    """What `sessions.jobs.create_job(workspace, "dataset", ...)` needs to build one dataset.
+    """What `supervisor.jobs.create_job(workspace, "dataset", ...)` needs to build one dataset.
 
     `session`: a `SessionFile` (its session as it is in memory now, saved or not) or the path of
     a session file (read now). Either way the inputs are frozen into the job's spec here.
@@ -71,8 +71,8 @@ def job_spec(session: Any, dataset_id: str) -> dict[str, Any]:
 def _thaw(frozen: dict[str, Any], dataset_id: str) -> tuple[Any, Any]:
     """The (Session, DatasetSpec) a frozen spec describes; JobFailed naming the field when broken."""
     from sessions import codec
-    from sessions.jobs import JobFailed
     from sessions.model import Session
+    from supervisor.jobs import JobFailed
 
     problems: list = []
     plain = {k: frozen.get(k) or [] for k in ("personas", "engines", "datasets")}

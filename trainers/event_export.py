@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sessions import jobs
+from supervisor import jobs
 
 FORMATS = ("csv", "tensorboard")
 SCALAR_EVENTS = {"step": "train", "eval": "eval"}

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sessions import jobs
+from supervisor import jobs
 from trainers.export import ExportError
 
 if TYPE_CHECKING:

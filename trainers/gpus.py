@@ -129,7 +129,7 @@ def _shares_gpus(a: str, b: str) -> bool:
 
 def queue_ahead(job_dir: Path, devices: str) -> list[str]:
     """Older jobs of this workspace that wait for a GPU this one wants and have not loaded yet."""
-    from sessions import jobs
+    from supervisor import jobs
 
     job_dir = Path(job_dir).resolve()
     me = jobs.read_status(job_dir)

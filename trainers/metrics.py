@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 
 class Reporter(Protocol):
-    """The part of `sessions.jobs.JobReporter` that metrics need."""
+    """The part of `supervisor.jobs.JobReporter` that metrics need."""
 
     @property
     def cancelled(self) -> bool: ...

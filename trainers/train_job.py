@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sessions import jobs
 from sessions.model import DatasetSpec, EngineSpec, Session
 from sessions.run_spec import run_from_dict, run_to_dict
 from sessions.store import atomic_write
 from sessions.workspace import dataset_path, heldout_path
+from supervisor import jobs
 from trainers.backends import CANCEL_FILE, RunError, TrainContext, TrainOutcome, open_backend, validate
 from trainers.run_data import DatasetFile, RunDataError
 

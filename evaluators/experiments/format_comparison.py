@@ -411,7 +411,7 @@ def _read_outputs(job_dir: Path) -> list[dict[str, Any]]:
 
 
 def _train_summary(job_dir: Path) -> dict[str, Any]:
-    from sessions import jobs
+    from supervisor import jobs
     from trainers.loss_curve import loss_points, loss_summary
 
     events, _ = jobs.read_events(job_dir)
@@ -687,7 +687,7 @@ def run(
     save: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the study on an open SessionFile; return the result (also in result.json)."""
-    from sessions import jobs
+    from supervisor import jobs
     from trainers import dataset_files
 
     console = console or Console()

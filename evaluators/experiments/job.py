@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sessions import jobs
+from supervisor import jobs
 
 KIND = "experiment"
 WORKER = "evaluators.worker"

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from evaluators.experiments.state import ExperimentError, ExperimentState
-from sessions import jobs
 from sessions.model import DatasetSpec, EvalSpec, RunSpec
+from supervisor import jobs
 
 if TYPE_CHECKING:
     from sessions.store import SessionFile

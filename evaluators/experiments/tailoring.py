@@ -384,7 +384,7 @@ def run(
     foreground: bool = False,
     save: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    from sessions import jobs
+    from supervisor import jobs
     from trainers import dataset_files
 
     console = console or Console()

@@ -164,9 +164,9 @@ def run(args: argparse.Namespace) -> int:
             "or 'persona-tui data pull spc|tailoring|persona-inference'."
         )
 
-    from sessions import jobs
     from sessions.store import SessionFile
     from sessions.validate import SessionError
+    from supervisor import jobs
     from trainers import dataset_files
 
     console = Console()

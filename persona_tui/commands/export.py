@@ -53,9 +53,9 @@ def _fail(msg: str, code: int = 2) -> int:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from sessions import jobs
     from sessions.store import SessionFile
     from sessions.validate import SessionError
+    from supervisor import jobs
 
     if not (args.run_id or args.train_job or args.adapter):
         return _fail("name what to export: --run ID, --job JOBID, or --adapter DIR --base MODEL.")

@@ -44,7 +44,7 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def _summary(console: Any, job_dir: Path, status: Any) -> None:
-    from sessions import jobs
+    from supervisor import jobs
     from trainers.loss_curve import loss_chart_text, loss_points, loss_summary
     from trainers.train_job import read_result
 
@@ -81,9 +81,9 @@ def _summary(console: Any, job_dir: Path, status: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from sessions import jobs
     from sessions.store import SessionFile
     from sessions.validate import SessionError
+    from supervisor import jobs
 
     console = Console()
     if not args.run_id and not args.resume:

@@ -547,7 +547,7 @@ class DataPane(Widget):
         if self.job_dir is not None and self.job_dataset == spec.id and not self.job_state_terminal:
             self.notify(f"{spec.id} is already building (c cancels).", markup=False)
             return
-        from sessions import jobs
+        from supervisor import jobs
         from trainers.dataset_job import job_spec
 
         # The job freezes the spec as it is here, saved or not: nothing to save and wait for.
@@ -634,7 +634,7 @@ class DataPane(Widget):
         await self.refresh_list()
 
     def action_cancel_build(self) -> None:
-        from sessions import jobs
+        from supervisor import jobs
 
         if self.job_dir is None:
             return

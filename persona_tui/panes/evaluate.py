@@ -54,9 +54,9 @@ from textual_plotext import PlotextPlot
 from evaluators.eval_queue import PARENT_KINDS
 from persona_tui.messages import SessionChanged
 from persona_tui.widgets.job_follower import JobFollower
-from sessions import jobs
 from sessions.model import EvalSpec, Session
 from sessions.workspace import make_id
+from supervisor import jobs
 
 BUNDLED = "bundled:smollm2-135m-instruct"
 

@@ -52,11 +52,11 @@ from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from persona_tui.messages import SessionChanged
-from sessions import jobs
 from sessions import run_spec as rs
 from sessions.manifest import MANIFEST_FILE, format_manifest, manifest_differences, manifest_summary, read_manifest
 from sessions.model import RunSpec
 from sessions.workspace import make_id
+from supervisor import jobs
 
 FOLLOW_S = 0.5
 MACHINE_S = 2.0

@@ -3,7 +3,7 @@
 A pane mounts a `JobFollower` (it draws nothing) and asks it to `follow(job_dir)`, or to find and
 follow the newest job that matches (`follow_latest`: a build of this dataset, a queue of
 evaluations), under a `key`, one job per key. A thread worker reads status.json and events.jsonl
-(sessions.jobs) every `interval` seconds and posts messages that bubble to the pane:
+(supervisor.jobs) every `interval` seconds and posts messages that bubble to the pane:
 
 - `Found(key, status | None, spec)`: what `follow_latest` found (None: no such job), with its
   spec.toml, so a pane can tell a late answer to an earlier question;
@@ -28,7 +28,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.worker import get_current_worker
 
-from sessions import jobs
+from supervisor import jobs
 
 INTERVAL_S = 0.3
 Match = Callable[[jobs.JobStatus, dict[str, Any]], bool]

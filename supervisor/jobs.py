@@ -5,7 +5,9 @@ A job is a directory `<workspace>/jobs/<id>/` holding `spec.toml` (frozen inputs
 and `log.txt` (the worker's output). The worker runs in its own process session so it outlives
 the TUI and a dropped SSH connection; viewers only read files, so any number can follow a job,
 and a worker whose pid is gone and whose heartbeat stopped reads as *died*. Everything here is
-stdlib (+ tomlkit for writing the spec): no torch, no UI.
+stdlib (+ tomlkit for writing the spec): no torch, no UI. This package sits on the lowest floor,
+just above `sessions` (whose workspace layout, id rule and atomic write it uses); see
+docs/architecture.md.
 
     job_dir = create_job(workspace, "train", {"run": "r1"})
     start_job(job_dir)                     # python -m trainers.worker <job_dir>, nice +10
@@ -281,6 +283,7 @@ def start_job(job_dir: str | os.PathLike[str], nice: int = DEFAULT_NICE) -> int:
                 + "; only a queued job can start (requeue it to run it again)."
             )
         worker = raw.get("worker") or read_spec(job_dir).get("worker") or "trainers.worker"
+        worker = MOVED_WORKERS.get(worker, worker)
         with open(job_dir / LOG_FILE, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", worker, str(job_dir)],
@@ -806,7 +809,10 @@ def run_job_inline(job_dir: str | os.PathLike[str], kinds: Mapping[str, Any]) ->
 # server.log, so a log that has not grown for `idle_timeout_s` means no one used the service.
 
 SERVICE_KIND = "service"
-SERVICE_WORKER = "sessions.service_worker"
+SERVICE_WORKER = "supervisor.service_worker"
+# Worker modules that moved: a job directory written before the move names the old module in its
+# status and spec (on a user's disk, never rewritten), so starting it runs the new one.
+MOVED_WORKERS = {"sessions.service_worker": SERVICE_WORKER}
 SERVER_LOG = "server.log"
 READY_TIMEOUT_S = 120.0
 

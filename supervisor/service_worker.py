@@ -1,7 +1,7 @@
-"""Entry point of a service job's worker: `python -m sessions.service_worker <job-dir>`.
+"""Entry point of a service job's worker: `python -m supervisor.service_worker <job-dir>`.
 
 A service (a server others use while it runs) needs nothing but the job protocol, so its worker
-lives beside it; `sessions.jobs.run_service` does the work.
+lives beside it; `supervisor.jobs.run_service` does the work.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sessions import jobs
+from supervisor import jobs
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m sessions.service_worker JOB_DIR", file=sys.stderr)
+        print("usage: python -m supervisor.service_worker JOB_DIR", file=sys.stderr)
         return 2
     return jobs.run_worker(Path(argv[0]), {jobs.SERVICE_KIND: jobs.run_service})
 
