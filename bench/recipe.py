@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluators.run_models import run_resolver
     from sessions import demo
     from sessions.store import SessionFile
-    from trainers.train_job import job_spec
+    from trainers.train.job import job_spec
 
     overrides = {
         k: v

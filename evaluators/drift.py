@@ -112,8 +112,8 @@ class Script:
 def spc_scripts(path: str | Path, side: int, turns: int, conversations: int) -> list[Script]:
     """The first `conversations` conversations of the file with at least `turns` turns by user
     `side`, each cut to `turns`. Raises DriftDataError (one sentence) when none has enough."""
-    from trainers.formats.persona_chat import read_conversations
-    from trainers.formats.rows import BrokenRows, ImportFileError
+    from trainers.data.formats.persona_chat import read_conversations
+    from trainers.data.formats.rows import BrokenRows, ImportFileError
 
     path = Path(path)
     try:

@@ -56,7 +56,7 @@ def base_engine(model: str, label: str = BASE) -> EngineSpec:
 
 def job_engine(workspace: Path, job_id: str, label: str = "") -> EngineSpec:
     """A finished training job's adapter on its base model (transformers)."""
-    from trainers.export_job import resolve_source
+    from trainers.export.job import resolve_source
 
     source = resolve_source({"train_job": job_id}, Path(workspace))
     return EngineSpec(
@@ -69,8 +69,8 @@ def run_engine(
 ) -> EngineSpec:
     """Run `run_id` by the preference order (steps 2 and 3); ValueError saying what to do when
     it has nothing to score yet. `statuses`: the workspace's jobs when already listed."""
-    from trainers.export_job import find_train_job
-    from trainers.train_job import remote_engine, remote_engine_spec
+    from trainers.export.job import find_train_job
+    from trainers.train.job import remote_engine, remote_engine_spec
 
     label = label or f"{RUN_PREFIX}{run_id}"
     statuses = jobs.list_jobs(workspace) if statuses is None else statuses
@@ -83,7 +83,7 @@ def run_engine(
 
 def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
     """`export:JOBID[:TYPE]` (body is `JOBID[:TYPE]`): the export's GGUF through llama.cpp."""
-    from trainers.export_job import read_report
+    from trainers.export.job import read_report
 
     job_id, _, gtype = body.partition(":")
     label = label or f"{EXPORT_PREFIX}{body}"

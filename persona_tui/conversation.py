@@ -119,7 +119,7 @@ class EngineChoice:
 def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     """Every engine the session offers: base models, its engines, runs' adapters, exports."""
     from supervisor import jobs
-    from trainers.export_job import read_report
+    from trainers.export.job import read_report
 
     out: list[EngineChoice] = []
     seen: set[str] = set()
@@ -136,8 +136,8 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     for e in session.engines:
         add(e.id, f"{e.id} · {e.kind}")
     statuses = jobs.list_jobs(workspace) if workspace.is_dir() else []  # one scan for every run below
-    from trainers.export_job import find_train_job, resolve_source
-    from trainers.train_job import remote_engine
+    from trainers.export.job import find_train_job, resolve_source
+    from trainers.train.job import remote_engine
 
     for run in session.runs:
         remote = remote_engine(workspace, run.id, statuses)
@@ -171,7 +171,7 @@ def failed_exports(workspace: Path) -> list[tuple[str, str]]:
     """(job id, why) of each export that failed (a failed verification among them): shown, never
     offered as a model to chat with."""
     from supervisor import jobs
-    from trainers.export_job import read_report
+    from trainers.export.job import read_report
 
     out = []
     for s in jobs.list_jobs(workspace) if workspace.is_dir() else []:

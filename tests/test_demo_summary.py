@@ -25,7 +25,7 @@ from evaluators.probes import (
 )
 from evaluators.tables import agreement_tables, tables_for
 from supervisor import jobs
-from trainers.loss_curve import (
+from trainers.train.loss_curve import (
     loss_chart_text,
     loss_points,
     loss_summary,

@@ -90,8 +90,8 @@ def test_first_drop_is_the_first_turn_below_the_fraction_of_turn_one():
 def test_spc_scripts_replay_one_users_turns_in_order_from_the_real_file():
     from collections import Counter
 
-    from trainers.formats.persona_chat import read_conversations
-    from trainers.formats.rows import BrokenRows
+    from trainers.data.formats.persona_chat import read_conversations
+    from trainers.data.formats.rows import BrokenRows
 
     scripts = drift.spc_scripts(SPC, 1, 16, 3)
     assert len(scripts) == 3 and all(len(s.turns) == 16 for s in scripts)

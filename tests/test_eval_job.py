@@ -51,7 +51,7 @@ def _session(tmp_path: Path, *evals: EvalSpec, traits: int = 5, probes: int = 99
 @pytest.fixture(scope="module")
 def spc_slice(tmp_path_factory) -> Path:
     """Next-turn records from the first 12 SPC conversations, built by the project's importer."""
-    from trainers.formats.persona_chat import build_examples
+    from trainers.data.formats.persona_chat import build_examples
 
     folder = tmp_path_factory.mktemp("spc")
     with open(SPC, newline="", encoding="utf-8") as f:

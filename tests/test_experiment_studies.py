@@ -152,7 +152,7 @@ def test_tailoring_data_without_personas_has_no_persona_line(tmp_path):
     tl.add_specs(exp, cfg, rows)
     for ds in ("tl-sft-plain", "tl-sft-persona"):
         job = jobs.create_job(sf.workspace, "dataset", {"session": str(sf.path), "dataset": ds})
-        assert jobs.run_job_inline(job, {"dataset": "trainers.dataset_job"}).state == "finished"
+        assert jobs.run_job_inline(job, {"dataset": "trainers.data.job"}).state == "finished"
     plain = read_jsonl(sf.workspace / "datasets" / "tl-sft-plain.jsonl")
     persona = read_jsonl(sf.workspace / "datasets" / "tl-sft-persona.jsonl")
     assert plain and all("\nPersona:" not in r["prompt"] and r["prompt"].endswith("\nResponse:") for r in plain)

@@ -200,7 +200,7 @@ def _dataset_session(tmp_path: Path) -> SessionFile:
 
 
 def test_a_dataset_job_records_its_inputs_and_a_rerun_says_what_changed(tmp_path):
-    from trainers.dataset_job import job_spec
+    from trainers.data.job import job_spec
 
     sf = _dataset_session(tmp_path)
     job_dir = jobs.create_job(sf.workspace, "dataset", job_spec(sf.path, "docs"))

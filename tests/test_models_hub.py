@@ -501,7 +501,7 @@ GIB = 2**30
 
 
 def test_parameter_counts_match_the_published_sizes():
-    from trainers.memory_estimate import PROJECTIONS, count_params, lora_params, shape_of
+    from trainers.train.memory_estimate import PROJECTIONS, count_params, lora_params, shape_of
 
     s = shape_of(SMOLLM2_135M)
     assert count_params(s)[0] == 134_515_008  # SmolLM2-135M's own count
@@ -513,7 +513,7 @@ def test_parameter_counts_match_the_published_sizes():
 
 
 def test_the_estimate_moves_with_each_lever():
-    from trainers.memory_estimate import estimate
+    from trainers.train.memory_estimate import estimate
 
     base = dict(device="cuda", precision="bf16", batch_size=4, seq_len=2048)
     full = estimate(QWEN3_4B, **base)
@@ -531,7 +531,7 @@ def test_the_estimate_moves_with_each_lever():
 
 
 def test_advice_says_what_to_change_and_only_refuses_past_the_total():
-    from trainers.memory_estimate import advice, estimate
+    from trainers.train.memory_estimate import advice, estimate
 
     need = estimate(QWEN3_4B, device="cuda", precision="bf16", batch_size=8, seq_len=4096)
     kw = dict(load_in_4bit=False, batch_size=8, seq_len=4096, gradient_checkpointing=False, can_4bit=True)

@@ -13,9 +13,9 @@ from supervisor import jobs
 
 # kind -> module with `run(job: jobs.JobReporter) -> None`
 KINDS = {
-    "dataset": "trainers.dataset_job",
-    "train": "trainers.train_job",
-    "export": "trainers.export_job",
+    "dataset": "trainers.data.job",
+    "train": "trainers.train.job",
+    "export": "trainers.export.job",
 }
 
 

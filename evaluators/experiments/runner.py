@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 Follow = Callable[[Path, str, Console], jobs.JobStatus]
 
-TRAINER_KINDS = {"dataset": "trainers.dataset_job", "train": "trainers.train_job", "export": "trainers.export_job"}
+TRAINER_KINDS = {"dataset": "trainers.data.job", "train": "trainers.train.job", "export": "trainers.export.job"}
 EVAL_KINDS = {"eval": "evaluators.eval_job"}
 
 
@@ -116,7 +116,7 @@ class Experiment:
         follow = self.follow or watch_quietly
         if not self.foreground:
             if resume:
-                from trainers.train_job import resume_train_job
+                from trainers.train.job import resume_train_job
 
                 resume_train_job(job_dir, detach=True)
             elif status.state == "queued" and not status.pid:
@@ -125,7 +125,7 @@ class Experiment:
                 jobs.start_job(job_dir, nice=child_nice())  # +10 in all, also inside a study's job
             return follow(job_dir, label, self.console)
         if resume:
-            from trainers.train_job import CANCEL_FILE
+            from trainers.train.job import CANCEL_FILE
 
             jobs.requeue_job(job_dir)
             (job_dir / CANCEL_FILE).unlink(missing_ok=True)

@@ -256,8 +256,8 @@ def match_prompt(override: str | Path | None = None) -> Any:
 def inference_pairs(records: Sequence[Mapping[str, Any]], source: Path) -> list[dict[str, Any]]:
     """(inferred, gold, other gold) for each side of each inferred record, gold read from the
     source row the record came from (`meta.row` is its line)."""
-    from trainers.formats.rows import BrokenRows, table_records
-    from trainers.formats.tailoring import REQUIRED
+    from trainers.data.formats.rows import BrokenRows, table_records
+    from trainers.data.formats.tailoring import REQUIRED
 
     gold = {line: row for line, row in table_records(source, REQUIRED, BrokenRows(source, False))}
     out = []
@@ -385,7 +385,7 @@ def run(
     save: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     from supervisor import jobs
-    from trainers import dataset_files
+    from trainers.data import reader as data_reader
 
     console = console or Console()
     for key in FILES:
@@ -406,7 +406,7 @@ def run(
 
     datasets = [name(cfg, m, v) for m, v in VARIANTS] + [f"{cfg.id}-inferred"]
     for ds in datasets:
-        from trainers.dataset_job import job_spec as dataset_job_spec
+        from trainers.data.job import job_spec as dataset_job_spec
 
         spec = dataset_job_spec(exp.session_file, ds)  # inputs frozen at creation
         exp.job_step(f"data:{ds}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
@@ -416,7 +416,7 @@ def run(
         rid = name(cfg, method, variant)
 
         def create(rid: str = rid) -> Path:
-            from trainers.train_job import job_spec
+            from trainers.train.job import job_spec
 
             spec = job_spec(exp.session, exp.workspace, rid, str(exp.session_path))
             if cfg.steps:
@@ -437,7 +437,7 @@ def run(
     def score_inference() -> dict[str, Any]:
         from evaluators.fallback import shared_embedder
 
-        records = dataset_files.load_records(exp.workspace, f"{cfg.id}-inferred", "train")
+        records = data_reader.load_records(exp.workspace, f"{cfg.id}-inferred", "train")
         pairs = inference_pairs(records, rows_file)
         judge = None
         if cfg.judge != FALLBACK:

@@ -200,7 +200,7 @@ def _compare(args: argparse.Namespace, workspace: Path) -> int:
 
 
 def _export_events(job_dir: Path, fmt: str, out: Path | None) -> int:
-    from trainers.event_export import ExportEventsError, export_events
+    from trainers.train.event_export import ExportEventsError, export_events
 
     try:
         target, count = export_events(job_dir, fmt, out)

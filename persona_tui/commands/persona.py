@@ -93,7 +93,7 @@ def _probes(args: argparse.Namespace, sf) -> int:
     if args.teacher is None:
         proposals = probe_writer.write_probes(persona, knowledge=args.per_trait, expression=args.prompts_per_trait)
     else:
-        from trainers.generate.llm import TeacherError
+        from trainers.data.generate.llm import TeacherError
 
         spec = sf.session.engine(args.teacher)
         if spec is None:

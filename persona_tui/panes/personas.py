@@ -513,7 +513,7 @@ class PersonasPane(Widget):
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe-teacher")
     def teacher_probes(self, persona_id: str, engine_id: str) -> None:
         from evaluators import probe_writer
-        from trainers.generate.llm import TeacherError
+        from trainers.data.generate.llm import TeacherError
 
         persona = copy.deepcopy(self.session.persona(persona_id))
         spec = self.session.engine(engine_id)

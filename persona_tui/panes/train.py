@@ -6,13 +6,13 @@ first —, `r` resumes a cancelled, failed or died job from its last checkpoint,
 a job on the chart to compare, `m` switches the chart between a smoothed line over the raw
 points and the raw points alone). Right: "Live" — train and eval loss against step for the
 selected job and the compared ones, step, loss, learning rate, tokens/s, ETA, the loss summarised
-as window means (`trainers.loss_curve`), a progress bar, the last log lines, and the machine (CPU and RAM through psutil, or the GPUs through NVML when
+as window means (`trainers.train.loss_curve`), a progress bar, the last log lines, and the machine (CPU and RAM through psutil, or the GPUs through NVML when
 nvidia-ml-py is installed); "Record" — what made the selected job (its manifest in short: commit,
 package versions, model and data hashes, seed, machine; `i` opens all of it) and, for each job
 overlaid on the chart, what differs from it; "Settings" — every field of the run with its help text, checked as
 it is typed, problems named by field.
 
-Nothing here trains or imports torch: jobs are detached workers (`trainers.train_job`), and a
+Nothing here trains or imports torch: jobs are detached workers (`trainers.train.job`), and a
 thread worker follows their files (`events.jsonl`, `status.json`, `log.txt`) and posts one
 `JobUpdate` per job, which merges while the app is busy (`can_replace`). Quit during a run and
 reopen: the run goes on, and the chart is rebuilt from events.jsonl, history included.
@@ -185,7 +185,7 @@ def format_live(
     steps: list[tuple[int, float]] | None = None,
 ) -> str:
     """The status lines above the chart: each under ~53 columns, the chart's width at 80x24.
-    The last one is the run's loss as `trainers.loss_curve` summarises it (window means, eval
+    The last one is the run's loss as `trainers.train.loss_curve` summarises it (window means, eval
     first and last), the numbers `persona-tui train` and the demo print."""
     if status is None:
         return "No job selected. Pick a run and press s to start it."
@@ -213,7 +213,7 @@ def format_live(
         line3.append(f"peak {last['peak_mb'] / 1024:.2f} GiB")
     text = f"{status.id}  {status.state}\n" + "  ".join(parts) + "\n" + "  ".join(line3)
     if steps and len(steps) > 1:
-        from trainers.loss_curve import loss_summary
+        from trainers.train.loss_curve import loss_summary
 
         s = loss_summary(steps, evals)
         text += f"\nloss {s.first:.3f}→{s.last:.3f} (first/last {s.window})"
@@ -287,7 +287,7 @@ def machine_text() -> str:
             pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no NVML, no driver or no GPU: ask nvidia-smi, then show the CPU
         pass
-    from trainers.gpus import gpu_states, gpus_line
+    from trainers.train.gpus import gpu_states, gpus_line
 
     line = gpus_line(gpu_states())
     if line:
@@ -706,8 +706,8 @@ class TrainPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
     def launch(self, run_id: str) -> None:
         """Validate against the machine (imports torch to count GPUs), create and start the job."""
-        from trainers.memory_estimate import check_run
-        from trainers.train_job import RunSpecError, create_train_job
+        from trainers.train.job import RunSpecError, create_train_job
+        from trainers.train.memory_estimate import check_run
 
         run = self.session.run(run_id)
         verdict = check_run(run) if run is not None else None
@@ -776,7 +776,7 @@ class TrainPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
     def resume(self, job_id: str) -> None:
-        from trainers.train_job import resume_train_job
+        from trainers.train.job import resume_train_job
 
         try:
             resume_train_job(self._job_dir(job_id))
@@ -800,7 +800,7 @@ class TrainPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-export")
     def prepare_export(self, job_id: str) -> None:
         """The base model's parameter count (its config or GGUF header, no weights) for the sizes."""
-        from trainers.export_job import BITS_PER_WEIGHT, expected_size, parameter_count
+        from trainers.export.job import BITS_PER_WEIGHT, expected_size, parameter_count
 
         try:
             base = str((jobs.read_spec(self._job_dir(job_id)).get("run") or {}).get("base_model") or "")
@@ -822,7 +822,7 @@ class TrainPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
     def start_export(self, job_id: str, choice: dict[str, Any]) -> None:
-        from trainers.export_job import create_export_job
+        from trainers.export.job import create_export_job
 
         try:
             job_dir = create_export_job(
@@ -840,7 +840,7 @@ class TrainPane(Vertical):
 
     def _record_export(self, job_id: str) -> None:
         """List a finished export under its run in the session, as `persona-tui export` does."""
-        from trainers.export_job import record_export
+        from trainers.export.job import record_export
 
         self._recorded.add(job_id)
         try:
@@ -1053,8 +1053,8 @@ class TrainPane(Vertical):
 
     def _draw_chart(self) -> None:
         """Train loss per job: raw points (grey) under their centred moving mean, the window of
-        `trainers.loss_curve` (the one the run's summary averages); eval loss as dots."""
-        from trainers.loss_curve import smooth, summary_window
+        `trainers.train.loss_curve` (the one the run's summary averages); eval loss as dots."""
+        from trainers.train.loss_curve import smooth, summary_window
 
         chart = self.query_one("#loss-chart", PlotextPlot)
         plt = chart.plt

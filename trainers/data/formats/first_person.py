@@ -7,7 +7,7 @@ Record (TRL language modelling):
 
 The template generator writes each text in one of several shapes (a paragraph, a list, a short
 letter, a confession, a habits note, an answer to "who am I?") from 1-4 of the persona's traits
-and facts; the llm generator (trainers.generate.llm) has a teacher write them from its prompt pack.
+and facts; the llm generator (trainers.data.generate.llm) has a teacher write them from its prompt pack.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from trainers.generate.banks import load_bank
-from trainers.generate.template import Material, join_sentences
+from trainers.data.generate.banks import load_bank
+from trainers.data.generate.template import Material, join_sentences
 
 NAME = "first_person"
 NEEDS_PERSONA = True

@@ -10,7 +10,7 @@ never written: a bad spec or bad input raises `DatasetError` (one sentence) befo
 Which generator a format takes: chat_demos, first_person and synthetic_docs are made from a
 persona by `template` (offline, seeded) or `llm` (a teacher engine); chat_demos also by `general`
 (the base model's own replies to ordinary prompts, no persona: mixed into a run beside persona
-data so the run keeps answering ordinary questions; trainers.generate.general); persona_chat and
+data so the run keeps answering ordinary questions; trainers.data.generate.general); persona_chat and
 tailoring_* are imported from `source` (tailoring may call an engine to infer personas). A spec
 with `mix` is the union of other built datasets (train with train, held-out with held-out).
 
@@ -18,7 +18,7 @@ Options that have no field of their own live in `DatasetSpec.extra`: `system_pro
 neutral system message), `side` (persona_chat), `persona_source`, `both_sides` (tailoring),
 `strict` (imports: refuse broken rows), `base_model` (for token statistics), `token_stats`
 (false skips loading the tokenizer), `llm` (the llm generator's table of teacher settings, see
-trainers.generate.llm_settings; the older `temperature` and `max_attempts` keys still count).
+trainers.data.generate.llm_settings; the older `temperature` and `max_attempts` keys still count).
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from sessions.model import DatasetSpec, EngineSpec, Persona, Session
-from trainers import dataset_files
-from trainers.dataset_quality import distinct_n, near_duplicate_report, persona_fields, text_quality
-from trainers.formats import (
+from trainers.data import reader as data_reader
+from trainers.data.formats import (
     FORMAT_NAMES,
     IMPORT_FORMATS,
     PERSONA_FORMATS,
@@ -47,6 +46,7 @@ from trainers.formats import (
     target_text,
     to_messages,
 )
+from trainers.data.quality import distinct_n, near_duplicate_report, persona_fields, text_quality
 
 DEFAULT_BASE_MODEL = "bundled:smollm2-135m-instruct"
 DEFAULT_ENGINE = EngineSpec(id="bundled", kind="llamacpp", model=DEFAULT_BASE_MODEL)
@@ -128,7 +128,7 @@ def check_spec(session: Session, spec: DatasetSpec, workspace: str | Path | None
                 raise DatasetError(
                     f"{where} mixes {other!r}, which is not a dataset of this session; fix its mix list."
                 )
-            if workspace is not None and not dataset_files.is_built(workspace, other):
+            if workspace is not None and not data_reader.is_built(workspace, other):
                 raise DatasetError(f"{where} mixes {other!r}, which has not been built yet; build {other!r} first.")
         return None
     if spec.format not in FORMAT_NAMES:
@@ -176,7 +176,7 @@ def check_spec(session: Session, spec: DatasetSpec, workspace: str | Path | None
             "around traits; add at least one trait in the Personas pane."
         )
     if spec.generator == "llm":
-        from trainers.generate.llm_settings import teacher_settings
+        from trainers.data.generate.llm_settings import teacher_settings
 
         try:
             teacher_settings(spec.id, spec.extra)
@@ -231,7 +231,7 @@ def _open_teacher(
     default_temperature: float = 0.7,
     settings: Any = None,
 ):
-    from trainers.generate.llm import Teacher, TeacherError
+    from trainers.data.generate.llm import Teacher, TeacherError
 
     espec = engine_spec_for(session, spec)
     label = engine_label(espec)
@@ -264,10 +264,10 @@ def _llm_generate(
     workspace: Path | None,
     work_dir: Path | None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The llm generator (trainers.generate.llm): settings, prompt pack, resume cache, teacher."""
+    """The llm generator (trainers.data.generate.llm): settings, prompt pack, resume cache, teacher."""
     from sessions.workspace import jobs_dir
-    from trainers.generate import llm
-    from trainers.generate.llm_settings import teacher_settings
+    from trainers.data.generate import llm
+    from trainers.data.generate.llm_settings import teacher_settings
 
     settings = teacher_settings(spec.id, spec.extra)
     pack_path = (
@@ -335,7 +335,7 @@ def _generate(
     """Records and generator-specific statistics for a non-mix spec."""
     if spec.generator == "general":
         from sessions.workspace import jobs_dir
-        from trainers.generate import general
+        from trainers.data.generate import general
 
         res = general.generate(
             spec.size,
@@ -376,7 +376,7 @@ def _persona_generate(
         "system_prompt": extra.get("system_prompt", ""),
     }
     if spec.generator == "template":
-        from trainers.generate import template
+        from trainers.data.generate import template
 
         res = template.generate(
             fmt,
@@ -409,7 +409,7 @@ def _import_generate(
     source = resolve_source(spec, base_dir)
     strict = bool(extra.get("strict", False))
     if spec.format == "persona_chat":
-        from trainers.formats import persona_chat
+        from trainers.data.formats import persona_chat
 
         return persona_chat.build_examples(
             source,
@@ -420,7 +420,7 @@ def _import_generate(
             strict=strict,
             progress=lambda d, t: progress(d, t, "reading conversations"),
         )
-    from trainers.formats import tailoring
+    from trainers.data.formats import tailoring
 
     engine_holder: dict[str, Any] = {}
 
@@ -462,8 +462,8 @@ def _mix(spec: DatasetSpec, workspace: Path) -> tuple[list[dict[str, Any]], list
     held: list[dict[str, Any]] = []
     shapes: dict[str, str] = {}
     for other in spec.mix:
-        part_train = dataset_files.load_records(workspace, other, "train")
-        part_held = dataset_files.load_records(workspace, other, "heldout")
+        part_train = data_reader.load_records(workspace, other, "train")
+        part_held = data_reader.load_records(workspace, other, "heldout")
         for r in part_train[:1] + part_held[:1]:
             shapes[other] = shape_of_record(r)
         for r, bucket in [(r, train) for r in part_train] + [(r, held) for r in part_held]:
@@ -647,8 +647,8 @@ def build_dataset(
     t0 = time.perf_counter()
     persona = check_spec(session, spec, workspace)
     # Fail on a bad id before any work.
-    train_path = dataset_files.split_path(workspace, spec.id, "train")
-    held_path = dataset_files.split_path(workspace, spec.id, "heldout")
+    train_path = data_reader.split_path(workspace, spec.id, "train")
+    held_path = data_reader.split_path(workspace, spec.id, "heldout")
 
     if spec.mix:
         train, held, gen_stats = _mix(spec, workspace)
@@ -707,8 +707,8 @@ def build_dataset(
     stats.update(quality_stats(everything, spec.seed, persona))
     if with_tokens and spec.extra.get("token_stats", True):
         stats["tokens"] = token_stats(everything, base_model_for(session, spec), spec.seed)
-    dataset_files.write_jsonl(train_path, train)
-    dataset_files.write_jsonl(held_path, held)
-    stats_file = dataset_files.write_stats(workspace, spec.id, stats)
+    data_reader.write_jsonl(train_path, train)
+    data_reader.write_jsonl(held_path, held)
+    stats_file = data_reader.write_stats(workspace, spec.id, stats)
     progress(1, 1, "done")
     return BuildResult(spec, train_path, held_path, stats_file, stats)

@@ -1,7 +1,7 @@
 """Training backends behind one small lifecycle: setup / train / save_checkpoint / cleanup.
 
 Like torchtune's recipes, a backend is an object that follows the protocol, built by composing
-parts (a model source, `hf.TrainerDriver`, `trainers.metrics`), never by inheriting from another
+parts (a model source, `hf.TrainerDriver`, `trainers.train.metrics`), never by inheriting from another
 backend. `hf` trains with transformers + peft + TRL on a CPU or GPUs; `unsloth` loads the model
 through unsloth's FastLanguageModel and then drives the same TRL trainer; `openai` uploads the
 data to the fine-tuning API and polls the remote job. Each backend module is imported only when
@@ -19,14 +19,14 @@ from sessions.run_spec import validate_run
 
 if TYPE_CHECKING:
     from sessions.model import RunSpec, Session
-    from trainers.metrics import Reporter
-    from trainers.run_data import DatasetFile
+    from trainers.train.metrics import Reporter
+    from trainers.train.run_data import DatasetFile
 
 # backend name -> module holding `Backend` (the class) and `check(run)`.
 BACKEND_MODULES = {
-    "hf": "trainers.backends.hf",
-    "unsloth": "trainers.backends.unsloth_backend",
-    "openai": "trainers.backends.openai_ft",
+    "hf": "trainers.train.backends.hf",
+    "unsloth": "trainers.train.backends.unsloth_backend",
+    "openai": "trainers.train.backends.openai_ft",
 }
 
 CANCEL_FILE = "cancel.request"  # seen by every rank of a multi-GPU run, not only the signalled one

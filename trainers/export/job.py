@@ -219,7 +219,7 @@ def _disk_full(e: BaseException) -> bool:
 def run(job: jobs.JobReporter) -> None:
     """The work of an "export" job (called by the job worker with a JobReporter)."""
     if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see trainers.train_job
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see trainers.train.job
     job_dir = Path(job.dir)
     workspace = job_dir.parent.parent
     partial, final = job_dir / PARTIAL_DIR, job_dir / EXPORT_DIR
@@ -624,7 +624,7 @@ DIALOG_QUANTS = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k")
 def parameter_count(base_model: str) -> int | None:
     """The base model's parameter count, from its config.json or else its GGUF's tensors (no
     weights are loaded); None when neither can be read."""
-    from trainers.memory_estimate import count_params, model_config, shape_of
+    from trainers.train.memory_estimate import count_params, model_config, shape_of
 
     config = model_config(base_model)
     if config:

@@ -20,10 +20,10 @@ from typing import Any
 
 from sessions.model import RunSpec
 from sessions.run_spec import LoraSettings, wants_4bit
-from trainers.backends import RunError, TrainContext, TrainOutcome
-from trainers.hardware import Device, machine_problems, resolve_for
-from trainers.metrics import RunMetrics, make_callback
-from trainers.run_data import PreparedData, prepare_dpo, prepare_sft
+from trainers.train.backends import RunError, TrainContext, TrainOutcome
+from trainers.train.hardware import Device, machine_problems, resolve_for
+from trainers.train.metrics import RunMetrics, make_callback
+from trainers.train.run_data import PreparedData, prepare_dpo, prepare_sft
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -228,7 +228,7 @@ def _common_args(ctx: TrainContext, device: Device, has_eval: bool) -> dict[str,
     eval_on = has_eval and t.eval_steps > 0
     return dict(
         output_dir=str(ctx.checkpoints_dir),
-        per_device_train_batch_size=device.batch_size,  # resolved: "auto" is split by trainers.hardware
+        per_device_train_batch_size=device.batch_size,  # resolved: "auto" is split by trainers.train.hardware
         per_device_eval_batch_size=device.batch_size,
         gradient_accumulation_steps=device.grad_accum,
         learning_rate=t.learning_rate,
@@ -395,7 +395,7 @@ def _plain_loss_sft(base: type) -> type:
     metrics: the right trade on a GPU with a big vocabulary, but on a CPU the chunking costs
     more than the logits it saves (bench/train.py: 0.83x a plain Trainer loop at equal settings).
     Same loss, same tokens; those two metrics, and TRL's own `num_tokens`, are not logged (tokens/s
-    comes from the trainer state's `num_input_tokens_seen`, trainers/metrics.py)."""
+    comes from the trainer state's `num_input_tokens_seen`, trainers/train/metrics.py)."""
     from transformers import Trainer
 
     class PlainLossSFTTrainer(base):
@@ -554,13 +554,13 @@ def begin_event(
 
 def thread_governor(ctx: TrainContext, device: Device, every: int = 10) -> Any:
     """With num_threads = 0 on a CPU, re-pick torch's threads every few steps as other load comes
-    and goes (a busy core stalls every OpenMP barrier; see trainers.hardware.auto_threads). Other
+    and goes (a busy core stalls every OpenMP barrier; see trainers.train.hardware.auto_threads). Other
     load is what other processes used since the last check: never this run's own threads."""
     if device.kind != "cpu" or ctx.run.training.num_threads:
         return None
     import torch
 
-    from trainers.hardware import OtherCpuUse, auto_threads
+    from trainers.train.hardware import OtherCpuUse, auto_threads
 
     meter = OtherCpuUse()
 

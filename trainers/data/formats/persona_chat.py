@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainers.formats.rows import BrokenRows, ImportFileError, csv_records
-from trainers.generate.banks import load_bank
+from trainers.data.formats.rows import BrokenRows, ImportFileError, csv_records
+from trainers.data.generate.banks import load_bank
 
 NAME = "persona_chat"
 NEEDS_PERSONA = False

@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from sessions.model import Persona
-from trainers.dataset_quality import NearDuplicateIndex, ProbeLeakFilter, tokens
-from trainers.formats import record_text, target_text
-from trainers.generate.llm_settings import TeacherSettings
+from trainers.data.formats import record_text, target_text
+from trainers.data.generate.llm_settings import TeacherSettings
+from trainers.data.quality import NearDuplicateIndex, ProbeLeakFilter, tokens
 
 MAX_CONSECUTIVE_FAILURES = 5
 CACHE_FILE = "teacher.jsonl"

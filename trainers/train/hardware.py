@@ -259,7 +259,7 @@ def resolve_device(
 
     `batch_size = "auto"` keeps the effective batch `AUTO_BASE_MICRO_BATCH x grad_accum`
     (sessions.run_spec) and re-splits it: the largest micro-batch that divides it, fits
-    (`fits(micro, precision) -> bool`, from trainers.memory_estimate; None = assume it fits) and
+    (`fits(micro, precision) -> bool`, from trainers.train.memory_estimate; None = assume it fits) and
     is at most CPU_MAX_AUTO_MICRO_BATCH on a CPU; grad_accum falls to keep the product. An
     explicit integer is used as given. `others`: logical CPUs other processes use (None = measure).
     """
@@ -333,10 +333,10 @@ def resolve_device(
 
 def memory_fits(run: Any, device_kind: str) -> Any:
     """`fits(micro, precision)` for `resolve_device`, from the base model's config.json and the
-    device's memory (trainers.memory_estimate); None when the config cannot be read yet (a GGUF
+    device's memory (trainers.train.memory_estimate); None when the config cannot be read yet (a GGUF
     base before its first use), which resolve_device takes as "fits"."""
     from sessions.run_spec import wants_4bit
-    from trainers import memory_estimate as me
+    from trainers.train import memory_estimate as me
 
     config = me.model_config(run.base_model)
     if config is None:

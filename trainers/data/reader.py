@@ -83,7 +83,7 @@ def replace_record(
     workspace: str | Path, dataset_id: str, index: int, record: dict[str, Any], fmt: str, split: str = "train"
 ) -> None:
     """Put an edited record at `index`; it must still be a valid record of the format."""
-    from trainers.formats import check_record
+    from trainers.data.formats import check_record
 
     problem = check_record(record, fmt)
     if problem:

@@ -310,7 +310,7 @@ def text_quality(
 ) -> dict[str, object]:
     """How a dataset's target text reads, cheaply: distinct-2 on a fixed token budget, the most
     repeated sentence, the most common opening, persona fields pasted word for word."""
-    from trainers.formats import target_text
+    from trainers.data.formats import target_text
 
     texts = [target_text(r) for r in records]
     stock = stock_sentences(texts, top=1)

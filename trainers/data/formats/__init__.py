@@ -34,12 +34,12 @@ SHAPES = {
 }
 
 _MODULES = {
-    "chat_demos": "trainers.formats.chat_demos",
-    "first_person": "trainers.formats.first_person",
-    "synthetic_docs": "trainers.formats.synthetic_docs",
-    "persona_chat": "trainers.formats.persona_chat",
-    "tailoring_sft": "trainers.formats.tailoring",
-    "tailoring_dpo": "trainers.formats.tailoring",
+    "chat_demos": "trainers.data.formats.chat_demos",
+    "first_person": "trainers.data.formats.first_person",
+    "synthetic_docs": "trainers.data.formats.synthetic_docs",
+    "persona_chat": "trainers.data.formats.persona_chat",
+    "tailoring_sft": "trainers.data.formats.tailoring",
+    "tailoring_dpo": "trainers.data.formats.tailoring",
 }
 
 ROLES = ("system", "user", "assistant")
@@ -122,7 +122,7 @@ def check_record(record: Any, fmt: str) -> str | None:
     want = SHAPES.get(fmt)
     have = shape_of_record(record)
     if want != have:
-        return f"a {fmt} record has the {want} shape (see trainers.formats), not {have}"
+        return f"a {fmt} record has the {want} shape (see trainers.data.formats), not {have}"
     if have in ("messages", "prompt_completion_chat"):
         lists = [record["messages"]] if have == "messages" else [record["prompt"], record["completion"]]
         for msgs in lists:

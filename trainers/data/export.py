@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainers import dataset_files
-from trainers.formats import shape_of_record, to_messages
+from trainers.data import reader as data_reader
+from trainers.data.formats import shape_of_record, to_messages
 
 EXPORT_FORMATS = ("openai", "sharegpt", "alpaca", "trl_preference", "hf")
 _CAN = {
@@ -107,7 +107,7 @@ def export_dataset(workspace: str | Path, dataset_id: str, fmt: str, out: str | 
     """Write the train and held-out splits of a built dataset in `fmt`; return the output folder."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"Export format {fmt!r} is unknown; use one of {', '.join(EXPORT_FORMATS)}.")
-    splits = {s: dataset_files.load_records(workspace, dataset_id, s) for s in dataset_files.SPLITS}
+    splits = {s: data_reader.load_records(workspace, dataset_id, s) for s in data_reader.SPLITS}
     first = next((r for rs in splits.values() for r in rs), None)
     if first is None:
         raise ExportError(f"Dataset {dataset_id!r} has no examples to export; build it first.")
@@ -125,7 +125,7 @@ def export_dataset(workspace: str | Path, dataset_id: str, fmt: str, out: str | 
             if shape_of_record(r) != shape:
                 raise ExportError(f"Dataset {dataset_id!r} mixes record shapes; rebuild it from one format.")
             rows.append(convert(r))
-        dataset_files.write_jsonl(out_dir / f"{split}.jsonl", rows)
+        data_reader.write_jsonl(out_dir / f"{split}.jsonl", rows)
     return out_dir
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from sessions.model import RunSpec
 from sessions.run_spec import OpenAISettings, openai_settings
-from trainers.backends import RunError, TrainContext, TrainOutcome
-from trainers.metrics import RunMetrics
-from trainers.run_data import to_openai_chat
+from trainers.train.backends import RunError, TrainContext, TrainOutcome
+from trainers.train.metrics import RunMetrics
+from trainers.train.run_data import to_openai_chat
 
 STATE_FILE = "openai.json"
 UPLOAD_FILE = "openai_train.jsonl"

@@ -3,10 +3,10 @@
 The job's spec.toml freezes what the run needs (the run's settings and its datasets' files), so
 editing the session later never changes a running or resumable job. The worker validates the
 spec first, pins the run's GPUs (`training.devices` -> CUDA_VISIBLE_DEVICES) and waits while they
-are busy (trainers.gpus), then picks the backend; a run on more than one GPU, or with
+are busy (trainers.train.gpus), then picks the backend; a run on more than one GPU, or with
 `training.processes` >= 2 (CPU processes over gloo where there is no GPU), is relaunched through
 `accelerate launch` (the command is saved as launch.txt), each rank running
-`python -m trainers.train_job --rank-worker JOB_DIR`. A resumed job (requeued, same directory)
+`python -m trainers.train.job --rank-worker JOB_DIR`. A resumed job (requeued, same directory)
 continues from its newest complete checkpoint, appending to the same events.jsonl.
 
 Any failure ends the job *failed* with one sentence (`explain`): missing or empty data, unknown
@@ -32,8 +32,8 @@ from sessions.run_spec import run_from_dict, run_to_dict
 from sessions.store import atomic_write
 from sessions.workspace import dataset_path, heldout_path
 from supervisor import jobs
-from trainers.backends import CANCEL_FILE, RunError, TrainContext, TrainOutcome, open_backend, validate
-from trainers.run_data import DatasetFile, RunDataError
+from trainers.train.backends import CANCEL_FILE, RunError, TrainContext, TrainOutcome, open_backend, validate
+from trainers.train.run_data import DatasetFile, RunDataError
 
 if TYPE_CHECKING:
     from sessions.store import SessionFile
@@ -92,7 +92,7 @@ def resume_train_job(job_dir: str | os.PathLike[str], detach: bool = True) -> in
     (Path(job_dir) / CANCEL_FILE).unlink(missing_ok=True)
     if detach:
         return jobs.start_job(job_dir)
-    return jobs.run_job_inline(job_dir, {"train": "trainers.train_job"})
+    return jobs.run_job_inline(job_dir, {"train": "trainers.train.job"})
 
 
 def read_result(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -171,7 +171,7 @@ def explain(
 ) -> str | None:
     """One sentence for a failure a person can act on, or None for an unexpected one."""
     from engines.base import EngineError
-    from trainers.backends.hf import last_checkpoint
+    from trainers.train.backends.hf import last_checkpoint
 
     chain = _chain(exc)
     for e in chain:
@@ -232,7 +232,7 @@ def _context(job: jobs.JobReporter | RankReporter, rank: int = 0) -> TrainContex
         raise RunSpecError(problems)
     ctx = TrainContext(job=job, job_dir=Path(job.dir), run=run, datasets=datasets, rank=rank)
     if run.backend in ("hf", "unsloth"):
-        from trainers.backends.hf import checkpoint_step, drop_incomplete_checkpoints, last_checkpoint
+        from trainers.train.backends.hf import checkpoint_step, drop_incomplete_checkpoints, last_checkpoint
 
         if rank == 0:
             for p in drop_incomplete_checkpoints(ctx.checkpoints_dir):
@@ -281,8 +281,8 @@ def run(job: jobs.JobReporter) -> None:
     omp = ""
     if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
         # OpenMP threads that spin at barriers only while other processes leave the cores idle: on
-        # a shared machine a spinning worker starves the app and itself (trainers.hardware).
-        from trainers.hardware import auto_omp_wait_policy
+        # a shared machine a spinning worker starves the app and itself (trainers.train.hardware).
+        from trainers.train.hardware import auto_omp_wait_policy
 
         omp = os.environ["OMP_WAIT_POLICY"] = auto_omp_wait_policy()
     devices = str(job.spec.get("run", {}).get("training", {}).get("devices") or "").strip()
@@ -293,12 +293,12 @@ def run(job: jobs.JobReporter) -> None:
     ctx = _context(job)
     from engines.models import resolve_model
     from sessions.manifest import write_manifest
-    from trainers.hardware import cuda_count
+    from trainers.train.hardware import cuda_count
 
     settings = dict(getattr(job, "spec", None) or {})
     if ctx.run.backend in ("hf", "unsloth"):
         # What "auto" became on this machine (micro-batch, accumulation, precision): it changes results.
-        from trainers.hardware import resolve_for
+        from trainers.train.hardware import resolve_for
 
         device = resolve_for(ctx.run, others=0.0, resume_from=ctx.resume_from)  # threads: not a result, not measured
         settings["resolved"] = {
@@ -324,7 +324,7 @@ def run(job: jobs.JobReporter) -> None:
     )
 
     if ctx.run.backend in ("hf", "unsloth"):
-        from trainers.gpus import wait_for_gpus
+        from trainers.train.gpus import wait_for_gpus
 
         if not wait_for_gpus(job, ctx.run):  # a shared box: wait while the run's GPUs are busy
             job.log("cancelled while waiting for a GPU")
@@ -392,12 +392,12 @@ def accelerate_command(
     if on_cpu:
         precision = "no"  # CPU ranks: the Trainer's own bf16 autocast (use_cpu) decides, not accelerate's AMP
     cmd += ["--mixed_precision", {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")]
-    cmd += ["-m", "trainers.train_job", "--rank-worker", str(Path(job_dir).resolve())]
+    cmd += ["-m", "trainers.train.job", "--rank-worker", str(Path(job_dir).resolve())]
     return cmd
 
 
 def _launch_distributed(job: jobs.JobReporter, ctx: TrainContext, processes: int, on_cpu: bool = False) -> TrainOutcome:
-    from trainers.hardware import RESOLVED_BATCH_ENV, resolve_for
+    from trainers.train.hardware import RESOLVED_BATCH_ENV, resolve_for
 
     device = resolve_for(ctx.run)
     # Every rank must run the same split (different accumulation counts would hang the all-reduce),
@@ -503,5 +503,5 @@ def rank_worker(job_dir: Path) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--rank-worker":
         raise SystemExit(rank_worker(Path(sys.argv[2])))
-    print("usage: python -m trainers.train_job --rank-worker JOB_DIR (started by accelerate launch)", file=sys.stderr)
+    print("usage: python -m trainers.train.job --rank-worker JOB_DIR (started by accelerate launch)", file=sys.stderr)
     raise SystemExit(2)

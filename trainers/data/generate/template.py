@@ -16,14 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessions.model import Persona
-from trainers.dataset_quality import (
-    DEFAULT_THRESHOLD,
-    NearDuplicateIndex,
-    ProbeLeakFilter,
-    tokens,
-)
-from trainers.generate.banks import load_bank
-from trainers.generate.voice import (
+from trainers.data.generate.banks import load_bank
+from trainers.data.generate.voice import (
     Clause,
     Pronouns,
     _lower_pronoun,
@@ -33,6 +27,12 @@ from trainers.generate.voice import (
     lower_first,
     persona_clauses,
     pronouns_for,
+)
+from trainers.data.quality import (
+    DEFAULT_THRESHOLD,
+    NearDuplicateIndex,
+    ProbeLeakFilter,
+    tokens,
 )
 
 
@@ -305,7 +305,7 @@ def generate(
 
     A candidate that contains one of the persona's evaluation probes is refused (and counted):
     the evaluation must never ask what training showed."""
-    from trainers.formats import record_text
+    from trainers.data.formats import record_text
 
     options = dict(options or {})
     material = Material.from_persona(persona, speech=getattr(fmt, "SPEECH", True))

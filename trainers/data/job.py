@@ -38,7 +38,7 @@ def frozen_inputs(session: Any, dataset_id: str) -> dict[str, Any]:
     Raises ValueError (one sentence) when the session has no such dataset.
     """
     from sessions import codec
-    from trainers.dataset_build import base_model_for
+    from trainers.data.build import base_model_for
 
     ds = session.dataset(dataset_id)
     if ds is None:
@@ -94,7 +94,7 @@ def _thaw(frozen: dict[str, Any], dataset_id: str) -> tuple[Any, Any]:
 def run(job: JobReporter) -> None:
     from sessions.store import SessionFile
     from sessions.workspace import workspace_for
-    from trainers.dataset_build import build_dataset
+    from trainers.data.build import build_dataset
 
     spec = job.spec
     session_path = spec.get("session")

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainers.formats.rows import BrokenRows, ImportFileError, table_records
+from trainers.data.formats.rows import BrokenRows, ImportFileError, table_records
 
 NAME = "tailoring"
 NEEDS_PERSONA = False

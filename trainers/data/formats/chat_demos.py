@@ -12,7 +12,7 @@ Record (TRL conversational):
 off (the default, and the point of persona *injection*), there is no system message unless the
 dataset's `extra.system_prompt` names a neutral one. The template generator answers questions
 from the phrase banks with the persona's traits and facts; the llm generator
-(trainers.generate.llm) has a teacher model write whole exchanges from its prompt pack.
+(trainers.data.generate.llm) has a teacher model write whole exchanges from its prompt pack.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import random
 import re
 from typing import Any
 
-from trainers.generate.banks import load_bank
-from trainers.generate.template import Material, join_sentences
+from trainers.data.generate.banks import load_bank
+from trainers.data.generate.template import Material, join_sentences
 
 NAME = "chat_demos"
 NEEDS_PERSONA = True

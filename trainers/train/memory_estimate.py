@@ -246,7 +246,7 @@ def model_config(base_model: str) -> dict[str, Any] | None:
 def check_run(run: RunSpec) -> tuple[str, str] | None:
     """`advice` for a sessions.model.RunSpec on this machine (None when it fits or cannot be told)."""
     from sessions.run_spec import wants_4bit
-    from trainers.hardware import cuda_count, gpu_driver_present
+    from trainers.train.hardware import cuda_count, gpu_driver_present
 
     if run.backend == "openai":
         return None
@@ -258,8 +258,8 @@ def check_run(run: RunSpec) -> tuple[str, str] | None:
     precision = t.precision if t.precision in ("fp32", "bf16", "fp16") else ("bf16" if device == "cuda" else "fp32")
     four = wants_4bit(run)
     batch = t.batch_size
-    if batch == "auto":  # the micro-batch this machine would run (trainers.hardware)
-        from trainers.hardware import resolve_for
+    if batch == "auto":  # the micro-batch this machine would run (trainers.train.hardware)
+        from trainers.train.hardware import resolve_for
 
         batch = resolve_for(run, others=0.0).batch_size
     elif not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:

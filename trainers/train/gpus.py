@@ -3,7 +3,7 @@
 `gpu_states()` asks `nvidia-smi` (no torch, no NVML needed) for each GPU's memory and load: the
 Train pane shows it, and a training job checks it before it loads anything. A run names its GPUs
 with `training.devices` (what CUDA_VISIBLE_DEVICES takes; empty = all); a GPU is busy for it while
-its free memory is below what the run needs (trainers.memory_estimate, from the base model's
+its free memory is below what the run needs (trainers.train.memory_estimate, from the base model's
 config; 1 GiB when the config cannot be read). The job then waits, state *running* with the
 message "waiting for GPU …", polling every PERSONA_TUI_GPU_POLL_S seconds (default 15), and can
 be cancelled while it waits. Among this workspace's jobs that wait for a GPU they share, the older
@@ -83,9 +83,9 @@ def chosen(states: list[GpuState], devices: str) -> list[GpuState]:
 
 
 def run_need_bytes(run: Any) -> float:
-    """What the run needs on each of its GPUs (trainers.memory_estimate), 1 GiB when unknown."""
+    """What the run needs on each of its GPUs (trainers.train.memory_estimate), 1 GiB when unknown."""
     from sessions.run_spec import wants_4bit
-    from trainers.memory_estimate import ConfigError, estimate, model_config
+    from trainers.train.memory_estimate import ConfigError, estimate, model_config
 
     config = model_config(run.base_model)
     if config is None:

@@ -9,7 +9,7 @@ Record (TRL language modelling):
 A document has a title, a lead sentence and two to four sections (Background, Career,
 Personality, Habits, Interests, Personal life, Views, Speech and manner, Notable remarks,
 Trivia), each filled with the traits and facts whose topic belongs there. The llm generator
-(trainers.generate.llm) has a teacher write whole documents from its prompt pack.
+(trainers.data.generate.llm) has a teacher write whole documents from its prompt pack.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import random
 import re
 from typing import Any
 
-from trainers.generate.banks import load_bank
-from trainers.generate.template import Material, join_sentences
+from trainers.data.generate.banks import load_bank
+from trainers.data.generate.template import Material, join_sentences
 
 NAME = "synthetic_docs"
 NEEDS_PERSONA = True
@@ -59,7 +59,7 @@ def _sections(material: Material) -> dict[str, list[int]]:
 def manner(material: Material) -> tuple[list[str], list[list[str]]]:
     """The speaking-style field in pieces, never whole: descriptive fragments ("warm, dry and
     precise") and habits of speech as third-person sentences in several wordings."""
-    from trainers.generate.voice import _looks_like_verb, clause_for, clause_variants, first_to_other
+    from trainers.data.generate.voice import _looks_like_verb, clause_for, clause_variants, first_to_other
 
     cached = getattr(material, "_manner", None)
     if cached is not None:

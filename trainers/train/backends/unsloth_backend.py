@@ -23,8 +23,8 @@ from typing import Any
 
 from sessions.model import RunSpec
 from sessions.run_spec import ALL_PROJECTIONS, wants_4bit
-from trainers.backends import RunError, TrainContext, TrainOutcome
-from trainers.hardware import machine_problems
+from trainers.train.backends import RunError, TrainContext, TrainOutcome
+from trainers.train.hardware import machine_problems
 
 
 def check(run: RunSpec) -> list[str]:
@@ -62,8 +62,8 @@ class Backend:
         if ctx.run.method == "dpo" and hasattr(unsloth, "PatchDPOTrainer"):
             unsloth.PatchDPOTrainer()  # unsloth's DPO recipe patches TRL's DPOTrainer before it is built
         from engines.base import EngineError
-        from trainers.backends import hf
-        from trainers.hardware import resolve_for
+        from trainers.train.backends import hf
+        from trainers.train.hardware import resolve_for
 
         run, t = ctx.run, ctx.run.training
         device = resolve_for(run, wants_4bit(run), resume_from=ctx.resume_from)

@@ -1,6 +1,6 @@
 """A run's examples: read the datasets' JSONL files and hand TRL one consistent record shape.
 
-The dataset formats write TRL's standard shapes (see `trainers.formats`). A run may list several
+The dataset formats write TRL's standard shapes (see `trainers.data.formats`). A run may list several
 datasets, and TRL wants one shape per dataset, with the loss on the completion where there is
 one. So:
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainers.formats import check_record, shape_of_record, to_messages
+from trainers.data.formats import check_record, shape_of_record, to_messages
 
 
 class RunDataError(ValueError):

@@ -101,7 +101,7 @@ def generate(
     """`count` chat records {"messages": [user, assistant]} of the base model answering shipped
     prompts (each prompt used before any repeats, in a seeded order); replies that come out empty
     are skipped and counted."""
-    from trainers.generate.llm import Reply, ReplyCache
+    from trainers.data.generate.llm import Reply, ReplyCache
 
     def no_progress(done: int, total: int, message: str = "") -> None:
         pass
