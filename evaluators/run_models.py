@@ -35,6 +35,7 @@ from typing import Any
 
 from sessions.model import EngineSpec, Session
 from supervisor import jobs
+from trainers.train.reader import adapter_dir
 
 BASE = "base"
 RUN_PREFIX = "run:"
@@ -170,11 +171,7 @@ def finished_train_jobs(workspace: Path) -> list[tuple[str, str]]:
     if not Path(workspace).is_dir():
         return out
     for status in jobs.list_jobs(workspace):
-        if (
-            status.kind == "train"
-            and status.state == "finished"
-            and (status.dir / "adapter" / "adapter_config.json").is_file()
-        ):
+        if status.kind == "train" and status.state == "finished" and adapter_dir(status.dir) is not None:
             try:
                 run = jobs.read_spec(status.dir).get("run")
             except ValueError:

@@ -120,6 +120,7 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     """Every engine the session offers: base models, its engines, runs' adapters, exports."""
     from supervisor import jobs
     from trainers.export.job import read_report
+    from trainers.train.reader import adapter_dir
 
     out: list[EngineChoice] = []
     seen: set[str] = set()
@@ -144,7 +145,7 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
         if remote is not None:
             add(f"run:{run.id}", f"run {run.id} {remote['model']} · openai")
             continue
-        if any(s.kind == "train" and s.state == "finished" and (s.dir / "adapter").is_dir() for s in statuses):
+        if any(s.kind == "train" and s.state == "finished" and adapter_dir(s.dir) for s in statuses):
             try:  # what `run:ID` resolves to (engine_from_ref), without listing the jobs again
                 resolve_source({"train_job": find_train_job(workspace, run.id, statuses).name}, workspace)
             except ValueError:

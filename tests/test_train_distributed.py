@@ -16,9 +16,9 @@ import pytest
 
 from supervisor import jobs
 from train_fixtures import CHATS, events_of, make_session, tiny_llama, tiny_run, wait_for
-from trainers.train.backends.hf import checkpoint_complete, checkpoint_step, last_checkpoint
 from trainers.train.hardware import cuda_count
 from trainers.train.job import LAUNCH_FILE, accelerate_command, create_train_job, launch_processes, resume_train_job
+from trainers.train.reader import checkpoint_complete, checkpoint_step, last_checkpoint
 
 pytestmark = pytest.mark.slow
 

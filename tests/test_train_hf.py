@@ -14,7 +14,8 @@ import pytest
 from sessions.store import SessionFile
 from supervisor import jobs
 from train_fixtures import CHATS, PREFS, events_of, make_session, tiny_run
-from trainers.train.job import create_train_job, read_result
+from trainers.train.job import create_train_job
+from trainers.train.reader import read_result
 from trainers.worker import KINDS
 
 pytestmark = pytest.mark.slow

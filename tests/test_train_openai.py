@@ -22,7 +22,8 @@ from sessions.store import SessionFile
 from supervisor import jobs
 from train_fixtures import CHATS, make_session
 from trainers.train.backends import validate
-from trainers.train.job import create_train_job, read_result
+from trainers.train.job import create_train_job
+from trainers.train.reader import read_result
 from trainers.worker import KINDS
 
 KEY = "sk-test-0123456789abcdef"

@@ -411,13 +411,12 @@ def _read_outputs(job_dir: Path) -> list[dict[str, Any]]:
 
 
 def _train_summary(job_dir: Path) -> dict[str, Any]:
-    from supervisor import jobs
-    from trainers.train.loss_curve import loss_points, loss_summary
+    from trainers.train.reader import read_run
 
-    events, _ = jobs.read_events(job_dir)
-    train, evals = loss_points(events)
-    s = loss_summary(train, evals)  # window means, not two single noisy steps
-    end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    run = read_run(job_dir)
+    train = run.train
+    s = run.loss()  # window means, not two single noisy steps
+    end: dict[str, Any] = run.end or {}
     return {
         "steps": end.get("step") or len(train),
         "first_loss": s.first,

@@ -45,19 +45,18 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def _summary(console: Any, job_dir: Path, status: Any) -> None:
     from supervisor import jobs
-    from trainers.train.job import read_result
-    from trainers.train.loss_curve import loss_chart_text, loss_points, loss_summary
+    from trainers.train.loss_curve import loss_chart_text
+    from trainers.train.reader import read_run
 
-    events, _ = jobs.read_events(job_dir)
-    train, evals = loss_points(events)
+    run = read_run(job_dir)
+    train, evals, end = run.train, run.evals, run.end
     chart = loss_chart_text(train, evals)
     if chart:
         console.print(chart, markup=False, highlight=False)
-    end = next((e for e in reversed(events) if e.get("event") == "train_end"), None)
     if end:
         parts = [f"step {end.get('step')}"]
         if train or evals:  # window means, not two single noisy steps (trainers/train/loss_curve.py)
-            parts.append(loss_summary(train, evals).text(digits=4))
+            parts.append(run.loss().text(digits=4))
         if end.get("s_per_step"):
             parts.append(f"{end['s_per_step']:.2f} s/step")
         if end.get("tokens_per_s"):
@@ -69,7 +68,7 @@ def _summary(console: Any, job_dir: Path, status: Any) -> None:
         console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
     if train or evals:
         console.print(f"loss from: {job_dir / jobs.EVENTS_FILE}", markup=False, highlight=False, soft_wrap=True)
-    result = read_result(job_dir)
+    result = run.result
     if result and result.get("adapter"):
         console.print(f"adapter: {result['adapter']}", markup=False, highlight=False, soft_wrap=True)
     if result and result.get("engine", {}).get("kind") == "openai":

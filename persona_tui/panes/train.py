@@ -792,7 +792,9 @@ class TrainPane(Vertical):
         if status is None or status.kind != "train" or status.state != "finished":
             self.notify("Pick a finished training job to export (x).", severity="warning")
             return
-        if not (status.dir / "adapter").is_dir():
+        from trainers.train.reader import adapter_dir
+
+        if adapter_dir(status.dir) is None:
             self.notify(f"{job_id} has no adapter to export.", severity="warning")
             return
         self.prepare_export(job_id)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor import jobs
 from trainers.export import ExportError
+from trainers.train.reader import adapter_dir
 
 if TYPE_CHECKING:
     from sessions.store import SessionFile
@@ -122,7 +123,7 @@ def find_train_job(workspace: Path, run_id: str, statuses: list[jobs.JobStatus] 
             candidates.append(status)
     if not candidates:
         raise ExportError(f"run {run_id!r} has no training job in {workspace}; train it first (persona-tui train).")
-    done = [s for s in candidates if s.state == "finished" and (s.dir / "adapter" / "adapter_config.json").is_file()]
+    done = [s for s in candidates if s.state == "finished" and adapter_dir(s.dir) is not None]
     if not done:
         latest = candidates[-1]
         raise ExportError(

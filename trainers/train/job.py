@@ -33,12 +33,12 @@ from sessions.store import atomic_write
 from sessions.workspace import dataset_path, heldout_path
 from supervisor import jobs
 from trainers.train.backends import CANCEL_FILE, RunError, TrainContext, TrainOutcome, open_backend, validate
+from trainers.train.reader import RESULT_FILE, read_result
 from trainers.train.run_data import DatasetFile, RunDataError
 
 if TYPE_CHECKING:
     from sessions.store import SessionFile
 
-RESULT_FILE = "result.json"
 LAUNCH_FILE = "launch.txt"
 
 
@@ -93,13 +93,6 @@ def resume_train_job(job_dir: str | os.PathLike[str], detach: bool = True) -> in
     if detach:
         return jobs.start_job(job_dir)
     return jobs.run_job_inline(job_dir, {"train": "trainers.train.job"})
-
-
-def read_result(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def remote_engine(
@@ -171,7 +164,7 @@ def explain(
 ) -> str | None:
     """One sentence for a failure a person can act on, or None for an unexpected one."""
     from engines.base import EngineError
-    from trainers.train.backends.hf import last_checkpoint
+    from trainers.train.reader import last_checkpoint
 
     chain = _chain(exc)
     for e in chain:
@@ -232,7 +225,8 @@ def _context(job: jobs.JobReporter | RankReporter, rank: int = 0) -> TrainContex
         raise RunSpecError(problems)
     ctx = TrainContext(job=job, job_dir=Path(job.dir), run=run, datasets=datasets, rank=rank)
     if run.backend in ("hf", "unsloth"):
-        from trainers.train.backends.hf import checkpoint_step, drop_incomplete_checkpoints, last_checkpoint
+        from trainers.train.backends.hf import drop_incomplete_checkpoints
+        from trainers.train.reader import checkpoint_step, last_checkpoint
 
         if rank == 0:
             for p in drop_incomplete_checkpoints(ctx.checkpoints_dir):

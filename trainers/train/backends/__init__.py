@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sessions.run_spec import validate_run
+from trainers.train.reader import ADAPTER_DIR, CHECKPOINTS_DIR
 
 if TYPE_CHECKING:
     from sessions.model import RunSpec, Session
@@ -50,11 +51,11 @@ class TrainContext:
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.job_dir / "checkpoints"
+        return self.job_dir / CHECKPOINTS_DIR
 
     @property
     def adapter_dir(self) -> Path:
-        return self.job_dir / "adapter"
+        return self.job_dir / ADAPTER_DIR
 
     def should_stop(self) -> bool:
         return bool(self.job.cancelled) or (self.job_dir / CANCEL_FILE).exists()

@@ -23,10 +23,8 @@ from sessions.run_spec import LoraSettings, wants_4bit
 from trainers.train.backends import RunError, TrainContext, TrainOutcome
 from trainers.train.hardware import Device, machine_problems, resolve_for
 from trainers.train.metrics import RunMetrics, make_callback
+from trainers.train.reader import CHECKPOINT_PREFIX, checkpoint_complete, checkpoint_step, checkpoints
 from trainers.train.run_data import PreparedData, prepare_dpo, prepare_sft
-
-CHECKPOINT_PREFIX = "checkpoint-"
-
 
 TENSORBOARD_DIR = "tensorboard"  # in the job folder: `tensorboard --logdir <workspace>/jobs`
 # report_to target -> (module that must import, what to install)
@@ -81,43 +79,6 @@ def _report_args(ctx: TrainContext) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_step(path: Path) -> int | None:
-    name = path.name
-    if not name.startswith(CHECKPOINT_PREFIX):
-        return None
-    try:
-        return int(name[len(CHECKPOINT_PREFIX) :])
-    except ValueError:
-        return None
-
-
-def checkpoint_complete(path: Path) -> bool:
-    """transformers writes trainer_state.json last, so a checkpoint is whole once it parses."""
-    try:
-        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(state, dict) and "global_step" in state
-
-
-def checkpoints(checkpoints_dir: Path) -> list[tuple[int, Path, bool]]:
-    """(step, folder, complete) of every checkpoint folder, oldest first."""
-    if not checkpoints_dir.is_dir():
-        return []
-    out = []
-    for p in checkpoints_dir.iterdir():
-        step = checkpoint_step(p)
-        if step is not None and p.is_dir():
-            out.append((step, p, checkpoint_complete(p)))
-    return sorted(out)
-
-
-def last_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The newest complete checkpoint: what a resumed run continues from."""
-    done = [p for _, p, ok in checkpoints(checkpoints_dir) if ok]
-    return done[-1] if done else None
 
 
 def drop_incomplete_checkpoints(checkpoints_dir: Path) -> list[Path]:
