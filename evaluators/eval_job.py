@@ -511,12 +511,10 @@ def _same_scoring(run: Run) -> None:
         if (eng.kind, eng.model) == (base.kind, base.model):
             continue  # the same engine and weights; an adapter on top is what is measured
         lora = Path(eng.model).parent / "adapter-f16.gguf"
-        report = Path(eng.model).parent / "report.json"  # the export's report names its base model
-        if eng.kind == base.kind == "llamacpp" and not base.adapter and lora.is_file() and report.is_file():
-            try:
-                trained_on = str(json.loads(report.read_text(encoding="utf-8")).get("base_model") or "")
-            except (OSError, ValueError):
-                trained_on = ""
+        if eng.kind == base.kind == "llamacpp" and not base.adapter and lora.is_file():
+            from trainers.export.reader import report_beside
+
+            trained_on = str(report_beside(eng.model).get("base_model") or "")  # the export's base model
             if trained_on and trained_on == base.model:
                 entry.engine = EngineSpec(**{**dataclasses.asdict(eng), "model": base.model, "adapter": str(lora)})
                 run.note(

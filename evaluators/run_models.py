@@ -84,7 +84,7 @@ def run_engine(
 
 def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
     """`export:JOBID[:TYPE]` (body is `JOBID[:TYPE]`): the export's GGUF through llama.cpp."""
-    from trainers.export.job import read_report
+    from trainers.export.reader import read_report
 
     job_id, _, gtype = body.partition(":")
     label = label or f"{EXPORT_PREFIX}{body}"

@@ -119,7 +119,7 @@ class EngineChoice:
 def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     """Every engine the session offers: base models, its engines, runs' adapters, exports."""
     from supervisor import jobs
-    from trainers.export.job import read_report
+    from trainers.export.reader import read_report
     from trainers.train.reader import adapter_dir
 
     out: list[EngineChoice] = []
@@ -172,7 +172,7 @@ def failed_exports(workspace: Path) -> list[tuple[str, str]]:
     """(job id, why) of each export that failed (a failed verification among them): shown, never
     offered as a model to chat with."""
     from supervisor import jobs
-    from trainers.export.job import read_report
+    from trainers.export.reader import read_report
 
     out = []
     for s in jobs.list_jobs(workspace) if workspace.is_dir() else []:

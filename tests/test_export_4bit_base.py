@@ -117,7 +117,8 @@ def _adapter(tiny: Path, out: Path, base_name: str) -> Path:
 def test_the_whole_export_of_a_4bit_run_uses_the_full_precision_base(hub, tiny, tmp_path):
     from sessions.model import Session
     from sessions.store import SessionFile
-    from trainers.export.job import create_export_job, read_report
+    from trainers.export.job import create_export_job
+    from trainers.export.reader import read_report
     from trainers.worker import KINDS
 
     _snapshot(hub, FULL, tiny)
@@ -158,7 +159,8 @@ def test_the_whole_export_of_a_4bit_run_uses_the_full_precision_base(hub, tiny, 
 )
 def test_an_hf_qlora_run_trains_on_cuda_and_exports_from_the_full_base(tmp_path, tiny):
     from train_fixtures import CHATS, make_session, tiny_run
-    from trainers.export.job import create_export_job, read_report
+    from trainers.export.job import create_export_job
+    from trainers.export.reader import read_report
     from trainers.train.job import create_train_job
     from trainers.worker import KINDS
 

@@ -12,7 +12,8 @@ import pytest
 from export_fixtures import BASE, build_shared_export, make_session, make_train_job
 from supervisor import jobs
 from trainers.export import ExportError
-from trainers.export.job import FAILED_FILE, create_export_job, exports_of_run, format_report, read_report
+from trainers.export.job import create_export_job, format_report
+from trainers.export.reader import FAILED_FILE, exports_of_run, read_report
 from trainers.worker import KINDS
 
 

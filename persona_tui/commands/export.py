@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except (SessionError, OSError) as e:
         return _fail(str(e))
 
-    from trainers.export.job import create_export_job, format_report, read_report, record_export
+    from trainers.export.job import create_export_job, format_report, record_export
+    from trainers.export.reader import read_report
     from trainers.worker import KINDS
 
     options = {"verify": not args.no_verify, "adapter_gguf": not args.no_lora_gguf, "keep_merged": not args.drop_merged}

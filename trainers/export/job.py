@@ -40,16 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor import jobs
 from trainers.export import ExportError
+from trainers.export.reader import EXPORT_DIR, FAILED_FILE, REPORT_FILE, read_json_object, read_report
 from trainers.train.reader import adapter_dir
 
 if TYPE_CHECKING:
     from sessions.store import SessionFile
 
 DEFAULT_QUANTS = ("q8_0", "q4_k_m")
-EXPORT_DIR = "export"
 PARTIAL_DIR = "export.partial"
-REPORT_FILE = "report.json"
-FAILED_FILE = "export-failed.json"
 DEFAULT_OPTIONS = {"verify": True, "adapter_gguf": True, "modelfile": True, "keep_merged": True, "threads": 0}
 
 
@@ -89,14 +87,6 @@ def create_export_job(
 
 
 # ----------------------------------------------------------------------------- finding the adapter
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _train_job_run(job_dir: Path) -> tuple[str, str]:
@@ -156,7 +146,7 @@ def resolve_source(spec: dict[str, Any], workspace: Path) -> dict[str, Any]:
     else:
         raise ExportError("an export needs a run (--run), a training job (--job) or an adapter folder (--adapter).")
     check_adapter(adapter)
-    run_info = _read_json(adapter / "RUN.json")
+    run_info = read_json_object(adapter / "RUN.json")
     if train_job:
         rid, job_base = _train_job_run(jobs.jobs_root(workspace) / train_job)
         run_id = run_id or rid
@@ -482,32 +472,6 @@ def _size(path: Path) -> int:
 def _tail(text: str, n: int) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return "\n".join(lines[-n:])
-
-
-# ----------------------------------------------------------------------------- reading results
-
-
-def read_report(job_dir: str | Path) -> dict[str, Any] | None:
-    """The export's report (export/report.json), or the failure report, or None."""
-    job_dir = Path(job_dir)
-    for path in (job_dir / EXPORT_DIR / REPORT_FILE, job_dir / FAILED_FILE):
-        if path.is_file():
-            data = _read_json(path)
-            if data:
-                return data
-    return None
-
-
-def exports_of_run(workspace: str | Path, run_id: str) -> list[dict[str, Any]]:
-    """The reports of a run's export jobs, oldest first (failed ones too: look at "ok")."""
-    out = []
-    for status in jobs.list_jobs(workspace):
-        if status.kind != "export":
-            continue
-        report = read_report(status.dir)
-        if report and report.get("run") == run_id:
-            out.append({**report, "state": status.state, "job_dir": str(status.dir)})
-    return out
 
 
 def record_export(session_file: SessionFile, job_dir: str | Path) -> dict[str, Any] | None:
