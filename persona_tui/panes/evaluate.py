@@ -92,16 +92,13 @@ def model_choices(session: Session, workspace: Path) -> list[tuple[str, str]]:
 
 
 def _heldout_datasets(session: Session, workspace: Path, formats: tuple[str, ...] | None = None) -> list[str]:
-    from sessions.workspace import heldout_path
+    from trainers.data import reader as data_reader
 
-    out = []
-    for d in session.datasets:
-        if formats and d.format not in formats:
-            continue
-        path = heldout_path(workspace, d.id)
-        if path.is_file() and path.stat().st_size > 0:
-            out.append(d.id)
-    return out
+    return [
+        d.id
+        for d in session.datasets
+        if (not formats or d.format in formats) and data_reader.has_records(workspace, d.id, "heldout")
+    ]
 
 
 def new_eval_spec(kind: str, models: list[str], session: Session, workspace: Path, persona: str) -> EvalSpec:

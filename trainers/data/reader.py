@@ -32,6 +32,17 @@ def is_built(workspace: str | Path, dataset_id: str) -> bool:
     return dataset_path(workspace, dataset_id).is_file()
 
 
+def has_records(workspace: str | Path, dataset_id: str, split: str = "train") -> bool:
+    """The split's file exists and is not empty (a held-out split of 0 examples writes an empty file)."""
+    path = split_path(workspace, dataset_id, split)
+    return path.is_file() and path.stat().st_size > 0
+
+
+def built_paths(workspace: str | Path, dataset_ids: list[str], split: str = "train") -> list[Path]:
+    """The files of those of `dataset_ids` that are built, in the order given."""
+    return [p for p in (split_path(workspace, d, split) for d in dataset_ids) if p.is_file()]
+
+
 def _atomic_write(path: Path, text: str) -> None:
     from sessions.store import atomic_write
 
