@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from evaluators.demo import DemoContext, _watch_quietly, run_job, traits_headline
-    from evaluators.eval_job import WORKER, load_scores
-    from evaluators.eval_spec import build_job_spec
+    from evaluators.evaluate.job import WORKER, load_scores
+    from evaluators.evaluate.spec import build_job_spec
     from evaluators.run_models import run_resolver
     from sessions import demo
     from sessions.store import SessionFile

@@ -31,8 +31,8 @@ from evaluators.probes import CONTRADICTED, LABELS, Rate, render_chat
 
 if TYPE_CHECKING:
     from engines.base import Engine
-    from evaluators.eval_job import Run
-    from evaluators.eval_spec import ModelEntry
+    from evaluators.evaluate.job import Run
+    from evaluators.evaluate.spec import ModelEntry
     from evaluators.probes import ExpressionCell, KnowledgeCell
     from sessions.model import Persona, Session
 
@@ -302,9 +302,9 @@ def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any, add: Any, job: dict[str, Any]) -> None:
-    """The drift part of evaluators.eval_spec.build_job_spec: data and user side checked now, not
+    """The drift part of evaluators.evaluate.spec.build_job_spec: data and user side checked now, not
     mid-job; `add(key, message)` records a problem."""
-    from evaluators.eval_spec import ModelEntry, resolve_model
+    from evaluators.evaluate.spec import ModelEntry, resolve_model
     from evaluators.judge import PromptFileError, load_prompt
 
     settings["probe_turns"] = probe_turns(settings["turns"], settings["probe_turns"])
@@ -344,8 +344,8 @@ def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any,
 
 
 def run_drift(run: Run) -> None:
-    """The work of a drift eval job (evaluators.eval_job.Run holds the settings and the outputs)."""
-    from evaluators.eval_job import _close
+    """The work of a drift eval job (evaluators.evaluate.job.Run holds the settings and the outputs)."""
+    from evaluators.evaluate.job import _close
     from evaluators.probes import MarkerLabeller
 
     s = run.settings
@@ -449,7 +449,7 @@ def _one_model(
 ) -> None:
     """One model's conversations, each probed on forks at the chosen turns."""
     from engines import EngineError
-    from evaluators.eval_job import _close, _logprob_error
+    from evaluators.evaluate.job import _close, _logprob_error
     from evaluators.probes import expression_cells, knowledge_cells
 
     s = run.settings

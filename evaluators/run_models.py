@@ -13,7 +13,7 @@ strings; `run_resolver` (for evaluation specs) and `persona_tui.conversation.eng
     export:ID[:TYPE]  the GGUF an export job wrote, through llama.cpp: TYPE f16, q8_0, q4_k_m, ...
                       (default q8_0, else f16); TYPE lora is the base GGUF with the LoRA GGUF
     bundled:NAME, a .gguf path, an HF model folder: a model named directly
-                      (evaluators.eval_spec.resolve_model; chat adds gguf:, hf:, openai:)
+                      (evaluators.evaluate.spec.resolve_model; chat adds gguf:, hf:, openai:)
 
 The preference order for a run (`run:ID` or a bare ID) — what its training left, never a
 conversion of it, so `demo`, `eval`, the experiments and chat score and show the same model:
@@ -115,7 +115,7 @@ def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
 def run_resolver(
     session: Session, workspace: Path, pinned: Mapping[str, str] | None = None, base_model: str | None = None
 ) -> Callable[[str], EngineSpec | None]:
-    """The `resolve` callable for evaluators.eval_spec: an EngineSpec for `base`, `run:ID`, a
+    """The `resolve` callable for evaluators.evaluate.spec: an EngineSpec for `base`, `run:ID`, a
     bare run id, `job:ID` and `export:ID[:TYPE]`; None for refs it does not know (engine ids and
     models named directly are eval_spec's). `pinned` maps a run id to the training job to score."""
     pinned = dict(pinned or {})

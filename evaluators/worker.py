@@ -12,8 +12,8 @@ from supervisor import jobs
 
 # kind -> module with `run(job: jobs.JobReporter) -> None`
 KINDS = {
-    "eval": "evaluators.eval_job",
-    "eval_queue": "evaluators.eval_queue",  # a parent: runs eval jobs in order
+    "eval": "evaluators.evaluate.job",
+    "eval_queue": "evaluators.evaluate.queue",  # a parent: runs eval jobs in order
     "experiment": "evaluators.experiments.job",  # a parent: a study started from the app
 }
 

@@ -18,8 +18,8 @@ import pytest
 
 from evaluators import drift
 from evaluators.annotation import build_queue
-from evaluators.eval_job import create_eval_job, load_scores
-from evaluators.eval_spec import EvalSpecError, build_job_spec
+from evaluators.evaluate.job import create_eval_job, load_scores
+from evaluators.evaluate.spec import EvalSpecError, build_job_spec
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
@@ -27,7 +27,7 @@ from supervisor import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPC = ROOT.parent / "shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv"
-KINDS = {"eval": "evaluators.eval_job"}
+KINDS = {"eval": "evaluators.evaluate.job"}
 needs_spc = pytest.mark.skipif(not SPC.is_file(), reason="the shared Synthetic-Persona-Chat file is not here")
 
 

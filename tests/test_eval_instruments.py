@@ -313,8 +313,8 @@ def test_demo_summary_line_for_the_comparison():
 def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
     import json as _json
 
-    from evaluators.eval_job import _same_scoring
-    from evaluators.eval_spec import ModelEntry
+    from evaluators.evaluate.job import _same_scoring
+    from evaluators.evaluate.spec import ModelEntry
     from sessions.model import EngineSpec
 
     export = tmp_path / "jobs" / "export-1" / "export"
@@ -363,7 +363,7 @@ def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
 def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):
     import json as _json
 
-    from evaluators.eval_job import create_eval_job, load_scores
+    from evaluators.evaluate.job import create_eval_job, load_scores
     from sessions.model import EvalSpec, Session
     from sessions.store import SessionFile
     from supervisor import jobs
@@ -387,13 +387,13 @@ def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):
         ),
     )
     job_dir = create_eval_job(SessionFile.load(path), "pm")
-    jobs.run_job_inline(job_dir, {"eval": "evaluators.eval_job"})
+    jobs.run_job_inline(job_dir, {"eval": "evaluators.evaluate.job"})
     notes = load_scores(job_dir)["notes"]
     assert any("samples = 50 asks for more records than" in n and "(2)" in n for n in notes), notes
 
 
 def test_the_session_summary_keeps_the_comparison_without_nulls():
-    from evaluators.eval_job import summary
+    from evaluators.evaluate.job import summary
 
     traits, k, e = _scores()
     scores = {

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import SPC_VALID, TAILORING_DIR
 from evaluators.agreement import machine_trait_labels, read_outputs
-from evaluators.eval_job import create_eval_job, load_scores
+from evaluators.evaluate.job import create_eval_job, load_scores
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SPC = SPC_VALID
 TAILORING = TAILORING_DIR / "persona-tailoring_test.jsonl"
-KINDS = {"eval": "evaluators.eval_job"}
+KINDS = {"eval": "evaluators.evaluate.job"}
 
 
 def _engine(**kw):

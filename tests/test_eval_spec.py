@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluators.eval_spec import EvalSpecError, build_job_spec, check_settings
+from evaluators.evaluate.spec import EvalSpecError, build_job_spec, check_settings
 from sessions.demo import demo_session
 from sessions.model import EvalSpec
 from sessions.store import SessionFile

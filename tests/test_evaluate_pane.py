@@ -247,7 +247,7 @@ def _queue_dir(workspace: Path) -> Path | None:
 async def test_quit_mid_queue_the_queue_goes_on_and_the_reopened_pane_records_it(tmp_path):
     """r queues two evaluations as one detached queue job; quitting while the first runs stops
     nothing: the last one finishes without the app, and the reopened pane records both."""
-    from evaluators.eval_queue import children_of
+    from evaluators.evaluate.queue import children_of
     from fake_openai_server import FakeOpenAI
 
     with FakeOpenAI(latency=0.3) as server:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from evaluators.eval_queue import children_of, unrecorded_results
+from evaluators.evaluate.queue import children_of, unrecorded_results
 from evaluators.experiments.job import (
     create_experiment_job,
     prepare_format_comparison,

@@ -14,8 +14,8 @@ import json
 import pytest
 from rich.console import Console
 
-from evaluators.eval_job import load_scores, read_jsonl, run_eval_inline
-from evaluators.eval_spec import check_settings
+from evaluators.evaluate.job import load_scores, read_jsonl, run_eval_inline
+from evaluators.evaluate.spec import check_settings
 from evaluators.experiments import persona_chat as pc
 from evaluators.experiments import tailoring as tl
 from evaluators.experiments.runner import Experiment

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.eval_spec import build_job_spec
+from evaluators.evaluate.spec import build_job_spec
 from evaluators.run_models import run_resolver
 from persona_tui.conversation import EngineRefError, engine_from_ref
 from sessions.demo import write_demo_session

@@ -1,6 +1,6 @@
 """The eval job (kind "eval"): run one evaluation of a session, keep every reply, score it.
 
-    job_dir = create_eval_job(session_file, "odile-traits")   # spec frozen (evaluators.eval_spec)
+    job_dir = create_eval_job(session_file, "odile-traits")   # spec frozen (evaluators.evaluate.spec)
     jobs.start_job(job_dir)                                  # python -m evaluators.worker <job_dir>
     ...
     scores = load_scores(job_dir); record_results(session_file, "odile-traits", job_dir)
@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evaluators.eval_spec import FALLBACK, ModelEntry, build_job_spec
+from evaluators.evaluate.spec import FALLBACK, ModelEntry, build_job_spec
 
 if TYPE_CHECKING:
     from engines.base import Engine
@@ -61,7 +61,7 @@ def run_eval_inline(session_file: SessionFile, eval_id: str, resolve: Any = None
     from supervisor import jobs
 
     job_dir = create_eval_job(session_file, eval_id, resolve)
-    status = jobs.run_job_inline(job_dir, {JOB_KIND: "evaluators.eval_job"})
+    status = jobs.run_job_inline(job_dir, {JOB_KIND: "evaluators.evaluate.job"})
     if status.state == "failed":
         raise ValueError(f"evaluation {eval_id!r} failed: {status.error}")
     return job_dir

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 Follow = Callable[[Path, str, Console], jobs.JobStatus]
 
 TRAINER_KINDS = {"dataset": "trainers.data.job", "train": "trainers.train.job", "export": "trainers.export.job"}
-EVAL_KINDS = {"eval": "evaluators.eval_job"}
+EVAL_KINDS = {"eval": "evaluators.evaluate.job"}
 
 
 def watch_quietly(job_dir: Path, label: str, console: Console) -> jobs.JobStatus:
@@ -120,7 +120,7 @@ class Experiment:
 
                 resume_train_job(job_dir, detach=True)
             elif status.state == "queued" and not status.pid:
-                from evaluators.eval_queue import child_nice
+                from evaluators.evaluate.queue import child_nice
 
                 jobs.start_job(job_dir, nice=child_nice())  # +10 in all, also inside a study's job
             return follow(job_dir, label, self.console)
@@ -204,7 +204,7 @@ class Experiment:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run the session's evaluation `eval_id` as a job once; record its summary under the
         evaluation in the session; return (state record, scores)."""
-        from evaluators.eval_job import create_eval_job, load_scores
+        from evaluators.evaluate.job import create_eval_job, load_scores
 
         was_done = self.state.is_done(name)
         record, job_dir = self.job_step(
@@ -218,8 +218,8 @@ class Experiment:
 
     def record_results(self, eval_id: str, job_dir: Path, scores: Mapping[str, Any]) -> None:
         """Append the job's summary to the evaluation's `results` in the session (the entry the
-        Evaluate pane records too, evaluators.eval_queue.result_entry), saved through `save`."""
-        from evaluators.eval_queue import result_entry
+        Evaluate pane records too, evaluators.evaluate.queue.result_entry), saved through `save`."""
+        from evaluators.evaluate.queue import result_entry
 
         spec = next((e for e in self.session.evals if e.id == eval_id), None)
         if spec is None:

@@ -442,7 +442,7 @@ def run(
         judge = None
         if cfg.judge != FALLBACK:
             from engines import open_engine
-            from evaluators.eval_spec import resolve_model
+            from evaluators.evaluate.spec import resolve_model
             from evaluators.judge import Judge
 
             engine = open_engine(resolve_model(exp.session, judge_ref(cfg), exp.session_path.parent, resolve))
@@ -469,7 +469,7 @@ def run(
     }
     write_json(state.dir / RESULT_FILE, result)
     if exp.ran or not state.get("result").get("recorded"):
-        from evaluators.eval_job import summary
+        from evaluators.evaluate.job import summary
 
         sft_eval = next(e for e in exp.session.evals if e.id == f"{cfg.id}-sft")
         sft_eval.extra["experiment"] = drop_nulls(

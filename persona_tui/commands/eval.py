@@ -80,7 +80,7 @@ def _watch(job_dir: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluators.eval_job import create_eval_job, load_scores, record_results
+    from evaluators.evaluate.job import create_eval_job, load_scores, record_results
     from sessions.store import SessionFile
     from sessions.validate import SessionError
     from supervisor import jobs

@@ -3,7 +3,7 @@
 Three tabs, each usable at 80x24:
 - "Run": the models (the base model, the session's engines, every finished training job) and the
   evaluations (kinds) to run; `r` creates one evaluation per kind in the session, their eval jobs,
-  and one queue job that runs them one after another (evaluators.eval_queue); `x` runs the
+  and one queue job that runs them one after another (evaluators.evaluate.queue); `x` runs the
   format-comparison experiment for the chosen persona at the size typed beside it as one job
   (evaluators.experiments.job); `c` cancels either. Both are detached workers: quit the app and
   they go on; reopen it and the pane follows them again (a `JobFollower` reads their files) and
@@ -51,7 +51,7 @@ from textual.widgets import (
 )
 from textual_plotext import PlotextPlot
 
-from evaluators.eval_queue import PARENT_KINDS
+from evaluators.evaluate.queue import PARENT_KINDS
 from persona_tui.messages import SessionChanged
 from persona_tui.widgets.job_follower import JobFollower
 from sessions.model import EvalSpec, Session
@@ -177,7 +177,7 @@ def _when(text: str) -> float:
 
 def list_results(session: Session, workspace: Path) -> list[ResultEntry]:
     """Every earlier result, newest first: eval jobs, summaries in the session, experiments."""
-    from evaluators.eval_job import SCORES_FILE
+    from evaluators.evaluate.job import SCORES_FILE
 
     entries: dict[str, ResultEntry] = {}
     eval_of_job: dict[str, str] = {}
@@ -651,11 +651,11 @@ class EvaluatePane(Vertical):
 
     def action_run_evals(self) -> None:
         """Add one evaluation per chosen kind to the session, create their jobs and one queue job
-        that runs them in turn (evaluators.eval_queue: a detached worker, so quitting goes on)."""
+        that runs them in turn (evaluators.evaluate.queue: a detached worker, so quitting goes on)."""
         if self._refuse_if_busy():
             return
-        from evaluators.eval_job import create_eval_job
-        from evaluators.eval_queue import create_queue_job
+        from evaluators.evaluate.job import create_eval_job
+        from evaluators.evaluate.queue import create_queue_job
         from evaluators.experiments.models import run_resolver
 
         models = list(self.query_one("#eval-models", SelectionList).selected)
@@ -787,8 +787,8 @@ class EvaluatePane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="eval-reconcile")
     def reconcile(self) -> None:
         """Find finished evaluations of queues and studies that the session does not hold yet."""
-        from evaluators.eval_job import load_scores
-        from evaluators.eval_queue import result_entry, unrecorded_results
+        from evaluators.evaluate.job import load_scores
+        from evaluators.evaluate.queue import result_entry, unrecorded_results
         from evaluators.experiments import format_comparison as fc
         from evaluators.experiments.state import RESULT_FILE, experiment_dir, read_json
 
