@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from evaluators.demo import DemoContext, _watch_quietly, run_job, traits_headline
-    from evaluators.evaluate.job import WORKER, load_scores
+    from evaluators.evaluate.job import WORKER
+    from evaluators.evaluate.reader import load_scores
     from evaluators.evaluate.spec import build_job_spec
     from evaluators.run_models import run_resolver
     from sessions import demo

@@ -308,13 +308,8 @@ def stage_evaluate(ctx: DemoContext) -> None:
     the expression replies are what the Annotate pane queues for hand labels."""
     from rich.text import Text
 
-    from evaluators.evaluate.job import (
-        OUTPUTS_FILE,
-        SCORES_FILE,
-        WORKER,
-        load_scores,
-        record_results,
-    )
+    from evaluators.evaluate.job import WORKER, record_results
+    from evaluators.evaluate.reader import OUTPUTS_FILE, SCORES_FILE, load_scores
     from evaluators.evaluate.spec import build_job_spec
     from evaluators.run_models import run_resolver
     from evaluators.tables import tables_for

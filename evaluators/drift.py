@@ -31,8 +31,8 @@ from evaluators.probes import CONTRADICTED, LABELS, Rate, render_chat
 
 if TYPE_CHECKING:
     from engines.base import Engine
-    from evaluators.evaluate.job import Run
     from evaluators.evaluate.spec import ModelEntry
+    from evaluators.evaluate.state import Run
     from evaluators.probes import ExpressionCell, KnowledgeCell
     from sessions.model import Persona, Session
 
@@ -344,8 +344,8 @@ def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any,
 
 
 def run_drift(run: Run) -> None:
-    """The work of a drift eval job (evaluators.evaluate.job.Run holds the settings and the outputs)."""
-    from evaluators.evaluate.job import _close
+    """The work of a drift eval job (evaluators.evaluate.state.Run holds the settings and the outputs)."""
+    from evaluators.evaluate.state import close_engine
     from evaluators.probes import MarkerLabeller
 
     s = run.settings
@@ -428,12 +428,12 @@ def run_drift(run: Run) -> None:
                     f"the simulated user gave {user.empty} empty answer(s); "
                     f"{SimulatedUser.FALLBACK_LINE!r} was said instead."
                 )
-            _close(user.engine)
+            close_engine(user.engine)
         if hasattr(labeller, "stats"):
             run.scores["judge_stats"] = dict(labeller.stats)
         run.scores["drops"] = drops(run.scores)
         run.write_scores()
-        _close(getattr(labeller, "engine", None))
+        close_engine(getattr(labeller, "engine", None))
 
 
 def _one_model(
@@ -449,7 +449,7 @@ def _one_model(
 ) -> None:
     """One model's conversations, each probed on forks at the chosen turns."""
     from engines import EngineError
-    from evaluators.evaluate.job import _close, _logprob_error
+    from evaluators.evaluate.state import cannot_score, close_engine
     from evaluators.probes import expression_cells, knowledge_cells
 
     s = run.settings
@@ -525,7 +525,7 @@ def _one_model(
                                 fork, probed, entry.label, None, s["knowledge_by"], entry.engine.model, on_cell=on_k
                             )
                         except Exception as e:  # noqa: BLE001
-                            if not _logprob_error(e):
+                            if not cannot_score(e):
                                 raise
                             run.problem(
                                 f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out."
@@ -561,7 +561,7 @@ def _one_model(
     finally:
         run.scores["rows"].extend(turn_rows(traits, entry.label, k_cells, e_cells, said, checkpoints))
         run.write_scores()
-        _close(engine)
+        close_engine(engine)
 
 
 # ----------------------------------------------------------------------------- tables

@@ -418,7 +418,7 @@ def _texts(record: Any) -> Iterable[str]:
 def training_repeats(persona: Persona, data: Sequence[str | Path]) -> list[tuple[str, str]]:
     """(where, sentence) for every probe sentence (question, answer, open prompt) of three words
     or more that appears word for word in the training data (JSONL files or plain texts)."""
-    from evaluators.evaluate.job import read_jsonl
+    from sessions.jsonl import read_jsonl
 
     seen: set[str] = set()
     for item in data:

@@ -18,7 +18,8 @@ import pytest
 
 from evaluators import drift
 from evaluators.annotation import build_queue
-from evaluators.evaluate.job import create_eval_job, load_scores
+from evaluators.evaluate.job import create_eval_job
+from evaluators.evaluate.reader import load_scores
 from evaluators.evaluate.spec import EvalSpecError, build_job_spec
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import SPC_VALID, TAILORING_DIR
 from evaluators.agreement import machine_trait_labels, read_outputs
-from evaluators.evaluate.job import create_eval_job, load_scores
+from evaluators.evaluate.job import create_eval_job
+from evaluators.evaluate.reader import load_scores
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile

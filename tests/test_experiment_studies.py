@@ -14,13 +14,15 @@ import json
 import pytest
 from rich.console import Console
 
-from evaluators.evaluate.job import load_scores, read_jsonl, run_eval_inline
+from evaluators.evaluate.job import run_eval_inline
+from evaluators.evaluate.reader import load_scores
 from evaluators.evaluate.spec import check_settings
 from evaluators.experiments import persona_chat as pc
 from evaluators.experiments import tailoring as tl
 from evaluators.experiments.runner import Experiment
 from evaluators.experiments.state import ExperimentState
 from experiment_fixtures import SPC, TAILORING_DIR, tiny_session, tiny_training
+from sessions.jsonl import read_jsonl
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
 from supervisor import jobs

@@ -6,8 +6,8 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
-from evaluators.evaluate.job import Run
 from evaluators.evaluate.spec import build_job_spec
+from evaluators.evaluate.state import Run
 from persona_tui.conversation import persona_prompt
 from sessions.demo import write_demo_session
 from sessions.model import EvalSpec, persona_system_prompt

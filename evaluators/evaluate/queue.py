@@ -138,7 +138,7 @@ def children_of(parent_dir: str | Path) -> list[dict[str, str]]:
 
 def result_entry(job_dir: str | Path, scores: dict[str, Any]) -> dict[str, Any]:
     """What an evaluation's `results` keeps of one finished job: its summary, no nulls."""
-    from evaluators.evaluate.job import summary
+    from evaluators.evaluate.reader import summary
     from evaluators.experiments.runner import drop_nulls
 
     return {
@@ -152,7 +152,7 @@ def result_entry(job_dir: str | Path, scores: dict[str, Any]) -> dict[str, Any]:
 def unrecorded_results(session: Any, workspace: str | Path) -> list[tuple[str, Path]]:
     """(eval id, job folder) of every finished eval job started by a queue or an experiment whose
     summary the session's evaluation does not hold yet (the app was closed when it ended)."""
-    from evaluators.evaluate.job import SCORES_FILE
+    from evaluators.evaluate.reader import SCORES_FILE
 
     recorded = {str(r.get("job")) for e in session.evals for r in (e.extra.get("results") or []) if isinstance(r, dict)}
     evals = {e.id for e in session.evals}

@@ -204,7 +204,8 @@ class Experiment:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run the session's evaluation `eval_id` as a job once; record its summary under the
         evaluation in the session; return (state record, scores)."""
-        from evaluators.evaluate.job import create_eval_job, load_scores
+        from evaluators.evaluate.job import create_eval_job
+        from evaluators.evaluate.reader import load_scores
 
         was_done = self.state.is_done(name)
         record, job_dir = self.job_step(

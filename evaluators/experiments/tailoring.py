@@ -469,7 +469,7 @@ def run(
     }
     write_json(state.dir / RESULT_FILE, result)
     if exp.ran or not state.get("result").get("recorded"):
-        from evaluators.evaluate.job import summary
+        from evaluators.evaluate.reader import summary
 
         sft_eval = next(e for e in exp.session.evals if e.id == f"{cfg.id}-sft")
         sft_eval.extra["experiment"] = drop_nulls(

@@ -80,7 +80,8 @@ def _watch(job_dir: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluators.evaluate.job import create_eval_job, load_scores, record_results
+    from evaluators.evaluate.job import create_eval_job, record_results
+    from evaluators.evaluate.reader import load_scores
     from sessions.store import SessionFile
     from sessions.validate import SessionError
     from supervisor import jobs

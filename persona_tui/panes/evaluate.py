@@ -177,7 +177,7 @@ def _when(text: str) -> float:
 
 def list_results(session: Session, workspace: Path) -> list[ResultEntry]:
     """Every earlier result, newest first: eval jobs, summaries in the session, experiments."""
-    from evaluators.evaluate.job import SCORES_FILE
+    from evaluators.evaluate.reader import SCORES_FILE
 
     entries: dict[str, ResultEntry] = {}
     eval_of_job: dict[str, str] = {}
@@ -787,8 +787,8 @@ class EvaluatePane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="eval-reconcile")
     def reconcile(self) -> None:
         """Find finished evaluations of queues and studies that the session does not hold yet."""
-        from evaluators.evaluate.job import load_scores
         from evaluators.evaluate.queue import result_entry, unrecorded_results
+        from evaluators.evaluate.reader import load_scores
         from evaluators.experiments import format_comparison as fc
         from evaluators.experiments.state import RESULT_FILE, experiment_dir, read_json
 

@@ -1,0 +1,74 @@
+"""The one reader of eval jobs' products: `scores.json` (the result tables, see evaluators.tables),
+`outputs.jsonl` (every reply, what annotations point at), and the short summary the session keeps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SCORES_FILE = "scores.json"
+OUTPUTS_FILE = "outputs.jsonl"
+
+
+def load_scores(job_dir: str | Path) -> dict[str, Any]:
+    path = Path(job_dir) / SCORES_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{Path(job_dir)} has no {SCORES_FILE} yet; the evaluation has not scored anything.") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}).") from None
+
+
+def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """The few numbers per model worth keeping in the session file (no nulls: TOML has none)."""
+    out: dict[str, Any] = {}
+    kind = scores.get("kind")
+    if kind == "reference":
+        for row in scores.get("rows", []):
+            vals = {
+                "bleu": row.get("bleu"),
+                "rouge_l": row.get("rouge_l"),
+                "bertscore_f1": (row.get("bertscore") or {}).get("F1"),
+                "perplexity": row.get("perplexity"),
+                "hits_at_1": row.get("hits@1"),
+                "f1": row.get("f1"),
+            }
+            out[row["model"]] = {k: round(v, 4) for k, v in vals.items() if isinstance(v, (int, float))}
+    elif kind == "traits":
+        for row in scores.get("rows", []):
+            cell = {}
+            for name in ("knowledge", "expression"):
+                rate = row[name].get("rate")
+                if rate is not None:
+                    cell[name] = round(rate, 4)
+            cell["flag"] = row["flag"]
+            out.setdefault(row["model"], {})[row["trait"]] = cell
+        for cmp in scores.get("comparison") or []:
+            vs: dict[str, Any] = {"base": cmp["base"]}
+            know = (cmp.get("knowledge") or {}).get("overall") or {}
+            if know.get("n"):
+                vs.update(knowledge_diff=round(know["diff"], 4), knowledge_p=round(know["p"], 6))
+            if cmp.get("expression"):
+                vs["traits_up"] = sum(r.get("verdict") == "up" for r in cmp["expression"]["traits"])
+            if cmp.get("controls"):
+                vs["controls_passed"] = sum(c.get("passed") is True for c in cmp["controls"])
+                vs["controls"] = len(cmp["controls"])
+            out.setdefault(cmp["model"], {})["vs_base"] = vs
+    elif kind in ("judge", "tailoring"):
+        for row in scores.get("pairs", []):
+            rate = row["win"].get("rate")
+            key = row["criterion"] + (f"_{row['group']}" if row.get("group") else "")
+            if rate is not None:
+                out.setdefault(row["model"], {})[key] = round(rate, 4)
+    elif kind == "perplexity_matrix":
+        for row in scores.get("rows", []):
+            out[row["model"]] = {k: round(v, 4) for k, v in row["values"].items() if isinstance(v, (int, float))}
+    elif kind == "drift":
+        from evaluators.drift import summary as drift_summary
+
+        out = drift_summary(scores)
+    return out
