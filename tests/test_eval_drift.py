@@ -531,7 +531,7 @@ async def test_the_annotate_pane_shows_a_drift_turns_number(tmp_path, monkeypatc
 
 
 def test_the_evaluate_pane_starts_drift_on_an_imported_spc_dataset_only(tmp_path):
-    from persona_tui.panes.evaluate import new_eval_spec
+    from evaluators.evaluate.presets import new_eval_spec
     from sessions.model import DatasetSpec
 
     sf = _session(tmp_path)

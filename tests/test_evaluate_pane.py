@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, SelectionList
 
+from evaluators.evaluate.presets import new_eval_spec
 from evaluators.probes import Rate
+from evaluators.results import list_results
 from experiment_fixtures import tiny_session
 from persona_tui.app import make_app
-from persona_tui.panes.evaluate import EvaluatePane, list_results, new_eval_spec
+from persona_tui.panes.evaluate import EvaluatePane
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec
 from sessions.store import SessionFile
 from supervisor import jobs

@@ -138,8 +138,7 @@ def children_of(parent_dir: str | Path) -> list[dict[str, str]]:
 
 def result_entry(job_dir: str | Path, scores: dict[str, Any]) -> dict[str, Any]:
     """What an evaluation's `results` keeps of one finished job: its summary, no nulls."""
-    from evaluators.evaluate.reader import summary
-    from evaluators.experiments.runner import drop_nulls
+    from evaluators.evaluate.reader import drop_nulls, summary
 
     return {
         "job": Path(job_dir).name,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,16 @@ def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
 
         out = drift_summary(scores)
     return out
+
+
+def _absent(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def drop_nulls(value: Any) -> Any:
+    """The value without None, NaN or infinite entries (TOML has no null)."""
+    if isinstance(value, dict):
+        return {str(k): drop_nulls(v) for k, v in value.items() if not _absent(v)}
+    if isinstance(value, (list, tuple)):
+        return [drop_nulls(v) for v in value if not _absent(v)]
+    return value

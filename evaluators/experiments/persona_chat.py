@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from evaluators.evaluate.reader import drop_nulls
 from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
-from evaluators.experiments.runner import Experiment, Follow, drop_nulls
+from evaluators.experiments.runner import Experiment, Follow
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, write_json
 from sessions.model import DatasetSpec, EvalSpec, RunSpec
 

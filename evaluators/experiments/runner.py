@@ -13,7 +13,6 @@ that saves through the app, so the app's view of the file stays true).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -228,16 +227,3 @@ class Experiment:
         entry = result_entry(job_dir, dict(scores))
         spec.extra["results"] = [*(spec.extra.get("results") or []), entry]
         self.save_session()
-
-
-def _absent(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
-
-
-def drop_nulls(value: Any) -> Any:
-    """The value without None, NaN or infinite entries (TOML has no null)."""
-    if isinstance(value, dict):
-        return {str(k): drop_nulls(v) for k, v in value.items() if not _absent(v)}
-    if isinstance(value, (list, tuple)):
-        return [drop_nulls(v) for v in value if not _absent(v)]
-    return value

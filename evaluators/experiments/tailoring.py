@@ -40,8 +40,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from evaluators.evaluate.reader import drop_nulls
 from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
-from evaluators.experiments.runner import Experiment, Follow, drop_nulls
+from evaluators.experiments.runner import Experiment, Follow
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec, RunSpec
 
