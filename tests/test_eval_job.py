@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import SPC_VALID, TAILORING_DIR
-from evaluators.agreement import machine_trait_labels, read_outputs
+from evaluators.agreement import machine_trait_labels
 from evaluators.evaluate.job import create_eval_job
-from evaluators.evaluate.reader import load_scores
+from evaluators.evaluate.reader import load_scores, read_outputs
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile

@@ -14,6 +14,52 @@ SCORES_FILE = "scores.json"
 OUTPUTS_FILE = "outputs.jsonl"
 
 
+def output_id(job_id: str, index: int) -> str:
+    """An output's stable id, what annotations point at: "<job-id>:<index>"."""
+    return f"{job_id}:{index}"
+
+
+def read_outputs(job_dir: str | Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """An eval job's outputs.jsonl, each line with its `index` and `output` id set.
+
+    Without `problems`: strict — a missing file or a damaged line raises ValueError naming it.
+    With a list: tolerant, as a viewer of a running job must be — a half-written last line is
+    skipped, a damaged line is named in `problems` and left out, an unreadable file is named.
+    """
+    from sessions.jsonl import iter_jsonl
+
+    job_dir = Path(job_dir)
+    path = job_dir / OUTPUTS_FILE
+    if problems is None:
+        if not path.is_file():
+            raise ValueError(f"{job_dir} has no {OUTPUTS_FILE}; run the evaluation first.")
+        rows = list(iter_jsonl(path, fix="the file is damaged; run the evaluation again"))
+    else:
+
+        def bad(n: int, reason: str) -> None:
+            problems.append(f"{path} line {n} {reason.split(' (')[0]}; that output is left out.")
+
+        try:  # a last line without its newline is still being written by a running job
+            rows = list(iter_jsonl(path, bad=bad, partial_tail=True, errors="replace"))
+        except OSError as e:
+            problems.append(f"{path} could not be read ({e.strerror or e}); its outputs are left out.")
+            return []
+    out = []
+    for n, row in rows:
+        row.setdefault("index", n - 1)
+        row.setdefault("output", output_id(job_dir.name, row["index"]))
+        out.append(row)
+    return out
+
+
+def jobs_with_outputs(workspace: str | Path) -> list[Path]:
+    """The job folders of a workspace that hold outputs (eval jobs, and any other that writes them), by name."""
+    from supervisor import jobs
+
+    root = jobs.jobs_root(workspace)
+    return sorted(p for p in root.iterdir() if (p / OUTPUTS_FILE).is_file()) if root.is_dir() else []
+
+
 def load_scores(job_dir: str | Path) -> dict[str, Any]:
     path = Path(job_dir) / SCORES_FILE
     try:

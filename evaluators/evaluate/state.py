@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from evaluators.evaluate.reader import OUTPUTS_FILE, SCORES_FILE
+from evaluators.evaluate.reader import OUTPUTS_FILE, SCORES_FILE, output_id
 from evaluators.evaluate.spec import FALLBACK, ModelEntry
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class Run:
             row.setdefault("persona", self.persona.id)
         index = self._next
         self._next += 1
-        oid = f"{self.job.dir.name}:{index}"
+        oid = output_id(self.job.dir.name, index)
         self._out.write(json.dumps({"index": index, "output": oid, **row}, default=str) + "\n")
         self._out.flush()
         return oid

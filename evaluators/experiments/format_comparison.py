@@ -405,10 +405,10 @@ def heldout_expression(outputs: Iterable[Mapping[str, Any]], leak: Mapping[str, 
 
 
 def _read_outputs(job_dir: Path) -> list[dict[str, Any]]:
-    path = Path(job_dir) / "outputs.jsonl"
-    from sessions.jsonl import read_jsonl
+    """The traits job's outputs, tolerant (a damaged line is left out; the study counts the rest)."""
+    from evaluators.evaluate.reader import read_outputs
 
-    return read_jsonl(path, bad=lambda n, reason: None, errors="replace") if path.is_file() else []
+    return read_outputs(job_dir, problems=[])
 
 
 def _train_summary(job_dir: Path) -> dict[str, Any]:
