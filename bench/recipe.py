@@ -57,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--r", type=int, default=None)
     ap.add_argument("--alpha", type=int, default=None)
     ap.add_argument("--seq", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default: the recipe's auto)")
     ap.add_argument("--general", type=int, default=None, help="general replies of the base model mixed in (0 = none)")
     ap.add_argument("--examples", type=int, default=500, help="examples per persona dataset")
     ap.add_argument("--formats", default="chat,first-person", help="persona datasets the run trains on")
     ap.add_argument("--samples", type=int, default=4, help="expression replies per prompt per model")
+    ap.add_argument(
+        "--score-only",
+        action="store_true",
+        help="keep OUT/NAME's data and finished training job; export and score it again",
+    )
     args = ap.parse_args(argv)
 
     from rich.console import Console
@@ -72,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluators.run_models import run_resolver
     from sessions import demo
     from sessions.store import SessionFile
+    from trainers.export.job import find_train_job
     from trainers.train.job import job_spec
 
     overrides = {
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             "r": args.r,
             "alpha": args.alpha,
             "max_seq_length": args.seq,
+            "num_threads": args.threads,
         }.items()
         if v is not None
     }
@@ -93,29 +101,56 @@ def main(argv: list[str] | None = None) -> int:
     session.runs = [run]
     session.evals = [e for e in session.evals if e.kind == "traits"]
     cdir = args.out / args.name
-    if cdir.exists():
-        shutil.rmtree(cdir)
-    cdir.mkdir(parents=True)
-    sf = SessionFile.create(cdir / "demo.toml", session)
-    _cache_in(args.out, sf.workspace)
     console = Console(stderr=True)
-    ctx = DemoContext(sf, False, console, follow=_watch_quietly, nice=0)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    for ds in run.datasets:
-        run_job(ctx, "dataset", {"dataset": ds, "size": general if ds == "general" else args.examples}, f"data: {ds}")
-    times["data"] = time.perf_counter() - t0
-    _cache_out(args.out, sf.workspace)
-
-    t = time.perf_counter()
-    spec = job_spec(session, sf.workspace, run.id, str(sf.path.resolve()))
-    status = run_job(ctx, "train", spec, f"train: {run.id}")
-    times["train"] = time.perf_counter() - t
     from supervisor import jobs
+
+    if args.score_only:
+        sf = SessionFile.load(cdir / "demo.toml")
+        sf.session.evals = [e for e in session.evals]  # the evaluation as the demo declares it now
+        sf.save()
+        status = jobs.read_status(find_train_job(sf.workspace, run.id))
+        ctx = DemoContext(sf, False, console, follow=_watch_quietly, nice=0)
+    else:
+        if cdir.exists():
+            shutil.rmtree(cdir)
+        cdir.mkdir(parents=True)
+        sf = SessionFile.create(cdir / "demo.toml", session)
+        _cache_in(args.out, sf.workspace)
+        ctx = DemoContext(sf, False, console, follow=_watch_quietly, nice=0)
+        for ds in run.datasets:
+            size = general if ds == "general" else args.examples
+            run_job(ctx, "dataset", {"dataset": ds, "size": size}, f"data: {ds}")
+        times["data"] = time.perf_counter() - t0
+        _cache_out(args.out, sf.workspace)
+
+        t = time.perf_counter()
+        spec = job_spec(session, sf.workspace, run.id, str(sf.path.resolve()))
+        status = run_job(ctx, "train", spec, f"train: {run.id}")
+        times["train"] = time.perf_counter() - t
 
     events, _ = jobs.read_events(status.dir)
     losses = [float(e["loss"]) for e in events if e.get("event") == "step" and e.get("loss") is not None]
     evals = [float(e["eval_loss"]) for e in events if e.get("eval_loss") is not None]
+
+    # The LoRA GGUF the evaluation scores the run by (on the bundled GGUF, as the demo does).
+    t = time.perf_counter()
+    from trainers.export.job import create_export_job
+
+    xdir = create_export_job(
+        sf.workspace,
+        session=sf.path,
+        run=run.id,
+        train_job=status.id,
+        quants=[],
+        options={"verify": False, "modelfile": False, "keep_merged": False},
+    )
+    jobs.start_job(xdir, nice=0)
+    xstatus = _watch_quietly(xdir, f"export: {run.id}", console)
+    if xstatus.state != "finished":
+        raise SystemExit(f"the export job {xstatus.id} {xstatus.state}: {xstatus.error}")
+    times["export"] = time.perf_counter() - t
 
     t = time.perf_counter()
     frozen = build_job_spec(sf, session.evals[0].id, run_resolver(session, sf.workspace))

@@ -11,7 +11,10 @@ strings; `run_resolver` (for evaluation specs) and `persona_tui.conversation.eng
     ID                a bare run id (when it is no engine id) means run:ID
     job:ID            that training job's adapter on its base model (transformers)
     export:ID[:TYPE]  the GGUF an export job wrote, through llama.cpp: TYPE f16, q8_0, q4_k_m, ...
-                      (default q8_0, else f16); TYPE lora is the base GGUF with the LoRA GGUF
+                      (default q8_0, else f16); TYPE lora is the base GGUF with the LoRA GGUF.
+                      ID is an export job, or a run: then the newest finished export of the
+                      training job `run:ID` means (the demo names `export:RUN:lora`, so that the
+                      bundled GGUF and the run are scored by one engine at one quantisation)
     bundled:NAME, a .gguf path, an HF model folder: a model named directly
                       (evaluators.evaluate.spec.resolve_model; chat adds gguf:, hf:, openai:)
 
@@ -112,6 +115,23 @@ def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
     return EngineSpec(id=label, kind="llamacpp", model=str(job_dir / ggufs[gtype]["path"]))
 
 
+def run_export(workspace: Path, run_id: str, train_job: str | None = None) -> str:
+    """The id of the newest finished export of the training job run `run_id` resolves to (the
+    pinned one when given); ValueError saying what to run when there is none."""
+    from trainers.export.job import find_train_job
+    from trainers.export.reader import read_report
+
+    job = train_job or find_train_job(Path(workspace), run_id).name
+    for status, spec in finished_jobs(workspace, "export"):
+        report = read_report(status.dir) or {}
+        if report.get("ok") and (report.get("train_job") or spec.get("train_job")) == job:
+            return status.id
+    raise ValueError(
+        f"run {run_id!r} has no finished export of its training job {job}; run "
+        f"`persona-tui export SESSION --run {run_id}` first."
+    )
+
+
 def run_resolver(
     session: Session, workspace: Path, pinned: Mapping[str, str] | None = None, base_model: str | None = None
 ) -> Callable[[str], EngineSpec | None]:
@@ -132,7 +152,11 @@ def run_resolver(
         if ref.startswith(JOB_PREFIX):
             return job_engine(workspace, ref[len(JOB_PREFIX) :], ref)
         if ref.startswith(EXPORT_PREFIX):
-            return export_engine(workspace, ref[len(EXPORT_PREFIX) :], ref)
+            body = ref[len(EXPORT_PREFIX) :]
+            head, sep, gtype = body.partition(":")
+            if not (workspace / "jobs" / head).is_dir() and session.run(head) is not None:
+                body = run_export(workspace, head, pinned.get(head)) + sep + gtype
+            return export_engine(workspace, body, ref)
         return None
 
     return resolve

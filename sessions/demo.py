@@ -942,18 +942,21 @@ def demo_session(persona_id: str = "odile", general_replies: int = RECIPE_GENERA
         runs=[run],
         evals=[
             # Knowledge (per-token log P affirm vs deny) and expression (directed marker phrases)
-            # per trait, the run against the base (first), with the three controls.
+            # per trait, the run against the base (first), with the three controls. Both through
+            # llama.cpp at the bundled GGUF's quantisation: the run is that GGUF with the run's
+            # LoRA GGUF applied (its export; evaluators/run_models.py), so the two columns differ
+            # by the adapter alone, and sampling is llama.cpp's speed, not transformers'.
             EvalSpec(
                 id=f"{pid}-traits",
                 kind="traits",
-                models=["bundled", run.id],
+                models=["bundled", f"export:{run.id}:lora"],
                 extra={"samples": 4, "labeller": "markers", "controls": True},
             ),
             # Next-turn metrics on the held-out chat demos: BLEU, ROUGE-L, BERTScore, perplexity, hits@1, F1.
             EvalSpec(
                 id=f"{pid}-reference",
                 kind="reference",
-                models=["bundled", run.id],
+                models=["bundled", f"export:{run.id}:lora"],
                 extra={"data": f"{pid}-chat", "samples": 20},
             ),
             # Persona drift: the persona prompt against the trained run over a short conversation
@@ -961,7 +964,7 @@ def demo_session(persona_id: str = "odile", general_replies: int = RECIPE_GENERA
             EvalSpec(
                 id=f"{pid}-drift",
                 kind="drift",
-                models=["bundled+persona", run.id],
+                models=["bundled+persona", f"export:{run.id}:lora"],
                 extra={
                     "turns": 3,
                     "conversations": 1,

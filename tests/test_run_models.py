@@ -32,7 +32,10 @@ def export_work(job) -> None:
     for gtype in ("f16", "q8_0"):
         (out / f"model-{gtype}.gguf").write_bytes(b"GGUF")
         files.append({"kind": "gguf", "type": gtype, "path": f"export/model-{gtype}.gguf"})
-    (out / "report.json").write_text(json.dumps({"ok": True, "files": files}))
+    (out / "adapter-f16.gguf").write_bytes(b"GGUF")
+    files.append({"kind": "lora", "type": "f16", "path": "export/adapter-f16.gguf", "base_gguf": "/models/base.gguf"})
+    report = {"ok": True, "files": files, "train_job": job.spec.get("train_job"), "run": job.spec.get("run")}
+    (out / "report.json").write_text(json.dumps(report))
 
 
 KINDS = {"train": train_work, "export": export_work}
@@ -94,12 +97,40 @@ def test_what_names_nothing_says_what_to_do(world):
         engine_from_ref("export:export-nope", sf.session, sf.workspace)
 
 
+def test_a_run_named_by_its_export_is_the_newest_export_of_the_training_job_it_means(world):
+    """`export:RUN:lora` (what the demo's evaluations name): the bundled-style base GGUF with the
+    LoRA GGUF of the export made from the training job `run:RUN` resolves to, through llama.cpp;
+    an export of an older training job is not taken for it."""
+    sf, run, first, second, export = world
+    resolve = run_resolver(sf.session, sf.workspace)
+    lora = resolve(f"export:{run.id}:lora")
+    assert (lora.kind, lora.model, lora.adapter) == (
+        "llamacpp",
+        "/models/base.gguf",
+        str(export / "export" / "adapter-f16.gguf"),
+    )
+    assert resolve(f"export:{run.id}").model == str(export / "export" / "model-q8_0.gguf")
+    # Pinned to the first training job, which has no export: the run's export is not used for it.
+    pinned = run_resolver(sf.session, sf.workspace, pinned={run.id: first.name})
+    with pytest.raises(ValueError, match=f"no finished export of its training job {first.name}.*persona-tui export"):
+        pinned(f"export:{run.id}:lora")
+    # A newer training job makes the old export stale, and the message says what to run.
+    third = finished(sf.workspace, "train", {"run": {"id": run.id, "base_model": run.base_model}})
+    with pytest.raises(ValueError, match=f"{third.name}.*--run {run.id}"):
+        resolve(f"export:{run.id}:lora")
+
+
 def test_an_evaluation_spec_freezes_the_resolved_run(world):
     sf, run, first, second, export = world
-    ev = next(e for e in sf.session.evals if run.id in e.models)
+    ev = next(e for e in sf.session.evals if e.kind == "traits")
     frozen = build_job_spec(sf, ev.id, run_resolver(sf.session, sf.workspace))
-    entry = next(m for m in frozen["models"] if m["label"] == run.id)
-    assert entry["engine"]["adapter"] == str(second / "adapter")
+    base, entry = frozen["models"]
+    assert (base["label"], entry["label"]) == ("bundled", f"export:{run.id}:lora")
+    assert entry["engine"]["adapter"] == str(export / "export" / "adapter-f16.gguf")
+    # The same evaluation naming the run bare scores its adapter (what training left).
+    ev.models = ["bundled", run.id]
+    frozen = build_job_spec(sf, ev.id, run_resolver(sf.session, sf.workspace))
+    assert frozen["models"][1]["engine"]["adapter"] == str(second / "adapter")
 
 
 def test_a_local_runs_recorded_engine_is_its_adapter_not_a_remote_model(tmp_path: Path):
