@@ -69,8 +69,8 @@ def make_export(root: Path) -> Path:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from export_fixtures import make_session, make_train_job
-    from sessions import jobs
-    from trainers.export_job import create_export_job
+    from supervisor import jobs
+    from trainers.export.job import create_export_job
     from trainers.worker import KINDS
 
     sf = make_session(root)

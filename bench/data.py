@@ -32,10 +32,10 @@ from rich.table import Table
 
 from sessions.demo import demo_persona
 from sessions.model import EngineSpec
-from trainers.dataset_quality import distinct_n, near_duplicate_report
-from trainers.formats import PERSONA_FORMATS, format_module, record_text
-from trainers.generate import llm, template
-from trainers.generate.llm_settings import TeacherSettings
+from trainers.data.formats import PERSONA_FORMATS, format_module, record_text
+from trainers.data.generate import llm, template
+from trainers.data.generate.llm_settings import TeacherSettings
+from trainers.data.quality import distinct_n, near_duplicate_report
 
 
 def main() -> None:
@@ -152,7 +152,7 @@ def concurrency_table(size: int, latency: float, seed: int) -> Table:
     from fake_openai_server import FakeOpenAI
     from sessions.demo import demo_session
     from sessions.model import DatasetSpec
-    from trainers.dataset_build import build_dataset
+    from trainers.data.build import build_dataset
 
     table = Table(
         title=f"llm generator against a local OpenAI-wire server, {latency:.2f} s per request, "

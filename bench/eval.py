@@ -152,7 +152,8 @@ def main() -> None:
 def drift_bench(args: argparse.Namespace, console: Console) -> None:
     """Turns per second of a drift eval job (one model, one conversation) with probes at turn 1
     only, then at the default turns (1, 2, 4, ... and the last): what probing costs."""
-    from evaluators.eval_job import load_scores, run_eval_inline
+    from evaluators.evaluate.job import run_eval_inline
+    from evaluators.evaluate.reader import load_scores
     from sessions.demo import demo_session
     from sessions.model import EvalSpec
     from sessions.store import SessionFile

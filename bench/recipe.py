@@ -75,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from evaluators.demo import DemoContext, _watch_quietly, run_job, traits_headline
-    from evaluators.eval_job import WORKER, load_scores
-    from evaluators.eval_spec import build_job_spec
+    from evaluators.evaluate.job import WORKER
+    from evaluators.evaluate.reader import load_scores
+    from evaluators.evaluate.spec import build_job_spec
     from evaluators.run_models import run_resolver
     from sessions import demo
     from sessions.store import SessionFile
-    from trainers.export_job import find_train_job
-    from trainers.train_job import job_spec
+    from trainers.export.job import find_train_job
+    from trainers.train.job import job_spec
 
     overrides = {
         k: v
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    from sessions import jobs
+    from supervisor import jobs
 
     if args.score_only:
         sf = SessionFile.load(cdir / "demo.toml")
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The LoRA GGUF the evaluation scores the run by (on the bundled GGUF, as the demo does).
     t = time.perf_counter()
-    from trainers.export_job import create_export_job
+    from trainers.export.job import create_export_job
 
     xdir = create_export_job(
         sf.workspace,

@@ -9,7 +9,7 @@ accumulation, the same optimizer steps, LoRA r16/a16 on all seven projections, l
 - `baseline`: a plain `transformers.Trainer` + peft loop written here, micro-batch 2 x
   accumulation 4, fp32, full-sequence loss, one thread per physical core (the old defaults);
 - `hf at baseline settings`: the same settings through the real job code
-  (`trainers.train_job.train`); goal >= 0.97x the plain loop;
+  (`trainers.train.job.train`); goal >= 0.97x the plain loop;
 - `defaults`: the job code with every setting as shipped (`batch_size`, `precision`, threads and
   the OpenMP wait policy all `auto`, completion-only loss); goal >= 2x the baseline;
 - with `--levers` (or `--only`), one lever at a time: micro-batch 8 x 1, bf16 autocast,
@@ -176,7 +176,7 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from engines.models import load_hf_model, load_tokenizer
-    from trainers.hardware import physical_cores
+    from trainers.train.hardware import physical_cores
 
     # One thread per physical core, as the hf configurations below are given: only the loop differs.
     torch.set_num_threads(cfg.get("threads") or physical_cores())
@@ -265,14 +265,14 @@ def run_baseline(cfg: dict, data: Path, steps: int) -> dict:
 
 
 def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
-    """The hf backend through the job code (trainers.train_job.train) on a frozen run spec."""
+    """The hf backend through the job code (trainers.train.job.train) on a frozen run spec."""
     from peft import PeftModel
 
     from engines.models import load_hf_model, load_tokenizer
     from sessions.model import RunSpec
-    from trainers.backends import TrainContext
-    from trainers.run_data import DatasetFile
-    from trainers.train_job import train
+    from trainers.train.backends import TrainContext
+    from trainers.train.job import train
+    from trainers.train.run_data import DatasetFile
 
     run = RunSpec(id="bench", datasets=["chats"])
     t = run.training
@@ -281,7 +281,7 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
         t.batch_size, t.grad_accum, t.precision = cfg["batch"], cfg["accum"], cfg["precision"]
         t.completion_only_loss = cfg.get("completion_only", True)
         t.packing = cfg.get("packing", False)
-        from trainers.hardware import physical_cores
+        from trainers.train.hardware import physical_cores
 
         # A fixed count, the baseline's, so only the loop differs; the defaults row uses auto.
         t.num_threads = cfg.get("threads") or physical_cores()
@@ -352,8 +352,8 @@ def one(name: str, data: Path, steps: int) -> None:
 
     cfg = CONFIGS[name]
     if cfg.get("defaults") and "OMP_WAIT_POLICY" not in os.environ:
-        # As the job worker does before torch starts (trainers.train_job.run).
-        from trainers.hardware import auto_omp_wait_policy
+        # As the job worker does before torch starts (trainers.train.job.run).
+        from trainers.train.hardware import auto_omp_wait_policy
 
         os.environ["OMP_WAIT_POLICY"] = auto_omp_wait_policy()
     with tempfile.TemporaryDirectory() as work:
@@ -449,11 +449,11 @@ def ui_latency(presses: int = 80) -> None:
     running on every core at nice +10 (as the Train pane starts it)."""
     import statistics
 
-    from sessions import jobs
     from sessions.demo import demo_session
     from sessions.model import DatasetSpec, RunSpec
     from sessions.store import SessionFile
-    from trainers.train_job import create_train_job
+    from supervisor import jobs
+    from trainers.train.job import create_train_job
 
     work = Path(tempfile.mkdtemp(prefix="bench-ui-"))
     make_data(work / "data")
@@ -505,7 +505,7 @@ def ui_latency(presses: int = 80) -> None:
 
 def run_row(name: str, data: Path, steps: int) -> dict | None:
     """One configuration in its own process, with the load while it ran."""
-    from trainers.hardware import OtherCpuUse
+    from trainers.train.hardware import OtherCpuUse
 
     cfg = CONFIGS[name]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -578,7 +578,7 @@ def main() -> int:
         names.insert(0, "baseline")
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     make_data(work / "data")
-    from trainers.hardware import cpu_flags, other_cpu_use, physical_cores
+    from trainers.train.hardware import cpu_flags, other_cpu_use, physical_cores
 
     threads = physical_cores()
     peaks = {d: matmul_gflops(threads, d) for d in ("float32", "bfloat16")}

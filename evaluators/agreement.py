@@ -26,11 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluators.evaluate.reader import jobs_with_outputs, read_outputs
 from evaluators.probes import LABELS
-
-
-def output_id(job_id: str, index: int) -> str:
-    return f"{job_id}:{index}"
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
@@ -209,23 +206,6 @@ def _interval(ci: tuple[float, float] | None) -> list[float] | None:
 
 
 # ----------------------------------------------------------------------------- from files
-
-
-def read_outputs(job_dir: str | Path) -> list[dict[str, Any]]:
-    """A job's outputs.jsonl, each line with its `output` id added ("<job-id>:<index>")."""
-    job_dir = Path(job_dir)
-    path = job_dir / "outputs.jsonl"
-    from sessions.jsonl import iter_jsonl
-
-    out = []
-    if not path.is_file():
-        raise ValueError(f"{job_dir} has no outputs.jsonl; run the evaluation first.")
-    for n, row in iter_jsonl(path, fix="the file is damaged; run the evaluation again"):
-        i = n - 1
-        row.setdefault("index", i)
-        row.setdefault("output", output_id(job_dir.name, row["index"]))
-        out.append(row)
-    return out
 
 
 def machine_trait_labels(outputs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -444,19 +424,12 @@ def agreement_report(annotations: Iterable[Any], workspace: str | Path) -> dict[
     numbers from. Damaged lines of job outputs are named in `problems` and left out, never guessed.
     """
     annotations = list(annotations)
-    jobs_root = Path(workspace) / "jobs"
     outputs: list[dict[str, Any]] = []
     problems: list[str] = []
-    if jobs_root.is_dir():
-        from evaluators.annotation import read_object_lines
-
-        for job_dir in sorted(p for p in jobs_root.iterdir() if (p / "outputs.jsonl").is_file()):
-            # The Annotate queue's reader: a running job's half-written last line is skipped, a bad
-            # line is named and left out, and the rest of the job still counts.
-            for i, row in read_object_lines(job_dir / "outputs.jsonl", problems):
-                row.setdefault("index", i)
-                row.setdefault("output", output_id(job_dir.name, row["index"]))
-                outputs.append(row)
+    for job_dir in jobs_with_outputs(workspace):
+        # Tolerant, as the Annotate queue: a running job's half-written last line is skipped, a
+        # bad line is named and left out, and the rest of the job still counts.
+        outputs.extend(read_outputs(job_dir, problems))
     traits = trait_agreement(machine_trait_labels(outputs), annotations)
     metrics = metric_agreement(output_metrics(outputs), annotations)
     humans = sorted({a.annotator for a in annotations if a.trait_labels or a.consistency})

@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evaluators.evaluate.reader import jobs_with_outputs, output_id, read_outputs
 from evaluators.probes import CONTRADICTED, EXPRESSED, LABELS, NOT_SHOWN
 from sessions.model import Annotation, Persona, Session, Trait
 
 CHAT_QUEUE_FILE = "annotation_queue.jsonl"
-OUTPUTS_FILE = "outputs.jsonl"
 CHAT_SOURCE = "chat"
 ANNOTATOR_ENV = "PERSONA_TUI_ANNOTATOR"
 
@@ -159,7 +159,8 @@ def read_object_lines(path: Path, problems: list[str]) -> list[tuple[int, dict]]
 
 def _job_persona(job_dir: Path, problems: list[str]) -> Persona | None:
     """The persona frozen in the job's spec (what the model was evaluated against), if any."""
-    from sessions import codec, jobs
+    from sessions import codec
+    from supervisor import jobs
 
     try:
         spec = jobs.read_spec(job_dir)
@@ -178,7 +179,7 @@ def _job_persona(job_dir: Path, problems: list[str]) -> Persona | None:
 
 def _job_order(job_dir: Path) -> tuple[float, str]:
     """Jobs in the order they were created (their spec's `created`, else the folder's mtime)."""
-    from sessions import jobs
+    from supervisor import jobs
 
     try:
         created = float(jobs.read_spec(job_dir).get("created", 0.0))
@@ -200,17 +201,14 @@ def build_queue(session: Session, workspace: str | os.PathLike[str]) -> Queue:
     """
     workspace = Path(workspace)
     queue = Queue()
-    jobs_root = workspace / "jobs"
-    job_dirs = [p for p in jobs_root.iterdir() if (p / OUTPUTS_FILE).is_file()] if jobs_root.is_dir() else []
-    for job_dir in sorted(job_dirs, key=_job_order):
+    for job_dir in sorted(jobs_with_outputs(workspace), key=_job_order):
         frozen = None
         frozen_read = False
-        for i, row in read_object_lines(job_dir / OUTPUTS_FILE, queue.problems):
+        for row in read_outputs(job_dir, queue.problems):
             reply = row.get("reply")
             if not isinstance(reply, str) or str(row.get("kind", "")) in NOT_QUEUED_KINDS:
                 continue
-            index = row.get("index", i)
-            key = str(row.get("output") or f"{job_dir.name}:{index}")
+            key = str(row.get("output") or output_id(job_dir.name, row["index"]))
             persona_id = _persona_ref(row.get("persona"))
             if not frozen_read:
                 frozen, frozen_read = _job_persona(job_dir, queue.problems), True

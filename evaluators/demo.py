@@ -20,8 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 
 
 class DemoError(ValueError):
@@ -136,7 +136,7 @@ def stage_data(ctx: DemoContext) -> None:
         if spec.format not in DEMO_FORMATS:
             continue
         size = sizes(ctx)["general"] if spec.generator == "general" else n
-        from trainers.dataset_job import job_spec
+        from trainers.data.job import job_spec
 
         # The inputs frozen into the job now (persona, spec), as the Data pane's builds are.
         status = run_job(ctx, "dataset", {**job_spec(ctx.session_file, spec.id), "size": size}, f"data: {spec.id}")
@@ -171,7 +171,7 @@ def _lines(path: Path) -> int:
 
 def stage_train(ctx: DemoContext) -> None:
     """One LoRA run of the demo session's first run spec on its (just built) data."""
-    from trainers.train_job import job_spec
+    from trainers.train.job import job_spec
 
     session = ctx.session_file.session
     if not session.runs:
@@ -181,7 +181,7 @@ def stage_train(ctx: DemoContext) -> None:
     spec = job_spec(session, ctx.workspace, run.id, str(ctx.session_path.resolve()))
     spec["run"]["training"]["max_steps"] = sizes(ctx)["train_steps"]
     status = run_job(ctx, "train", spec, f"train: {run.id}")
-    from trainers.loss_curve import loss_chart_text, loss_points
+    from trainers.train.loss_curve import loss_chart_text, loss_points
 
     events, _ = jobs.read_events(status.dir)
     train, evals = loss_points(events)
@@ -197,7 +197,7 @@ def stage_train(ctx: DemoContext) -> None:
 def train_claim(run_id: str, job_dir: Path) -> tuple[str, str]:
     """The run's loss as window means and eval loss (trainers/loss_curve.py) and its speed, and the
     events file all of it is recomputed from."""
-    from trainers.loss_curve import loss_points, loss_summary
+    from trainers.train.loss_curve import loss_points, loss_summary
 
     events, _ = jobs.read_events(job_dir)
     train, evals = loss_points(events)
@@ -212,7 +212,7 @@ def train_claim(run_id: str, job_dir: Path) -> tuple[str, str]:
 def stage_export(ctx: DemoContext) -> None:
     """The run merged, converted to GGUF F16 and quantised to q8_0, each verified against the
     merged model before the export counts (a failed check fails the job)."""
-    from trainers.export_job import create_export_job, record_export
+    from trainers.export.job import create_export_job, record_export
 
     train_dir = ctx.results.get("train_job")
     if train_dir is None:
@@ -308,14 +308,9 @@ def stage_evaluate(ctx: DemoContext) -> None:
     the expression replies are what the Annotate pane queues for hand labels."""
     from rich.text import Text
 
-    from evaluators.eval_job import (
-        OUTPUTS_FILE,
-        SCORES_FILE,
-        WORKER,
-        load_scores,
-        record_results,
-    )
-    from evaluators.eval_spec import build_job_spec
+    from evaluators.evaluate.job import WORKER, record_results
+    from evaluators.evaluate.reader import OUTPUTS_FILE, SCORES_FILE, load_scores
+    from evaluators.evaluate.spec import build_job_spec
     from evaluators.run_models import run_resolver
     from evaluators.tables import tables_for
 

@@ -31,8 +31,8 @@ from evaluators.probes import CONTRADICTED, LABELS, Rate, render_chat
 
 if TYPE_CHECKING:
     from engines.base import Engine
-    from evaluators.eval_job import Run
-    from evaluators.eval_spec import ModelEntry
+    from evaluators.evaluate.spec import ModelEntry
+    from evaluators.evaluate.state import Run
     from evaluators.probes import ExpressionCell, KnowledgeCell
     from sessions.model import Persona, Session
 
@@ -112,8 +112,8 @@ class Script:
 def spc_scripts(path: str | Path, side: int, turns: int, conversations: int) -> list[Script]:
     """The first `conversations` conversations of the file with at least `turns` turns by user
     `side`, each cut to `turns`. Raises DriftDataError (one sentence) when none has enough."""
-    from trainers.formats.persona_chat import read_conversations
-    from trainers.formats.rows import BrokenRows, ImportFileError
+    from trainers.data.formats.persona_chat import read_conversations
+    from trainers.data.formats.rows import BrokenRows, ImportFileError
 
     path = Path(path)
     try:
@@ -302,9 +302,9 @@ def summary(scores: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any, add: Any, job: dict[str, Any]) -> None:
-    """The drift part of evaluators.eval_spec.build_job_spec: data and user side checked now, not
+    """The drift part of evaluators.evaluate.spec.build_job_spec: data and user side checked now, not
     mid-job; `add(key, message)` records a problem."""
-    from evaluators.eval_spec import ModelEntry, resolve_model
+    from evaluators.evaluate.spec import ModelEntry, resolve_model
     from evaluators.judge import PromptFileError, load_prompt
 
     settings["probe_turns"] = probe_turns(settings["turns"], settings["probe_turns"])
@@ -344,8 +344,8 @@ def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any,
 
 
 def run_drift(run: Run) -> None:
-    """The work of a drift eval job (evaluators.eval_job.Run holds the settings and the outputs)."""
-    from evaluators.eval_job import _close
+    """The work of a drift eval job (evaluators.evaluate.state.Run holds the settings and the outputs)."""
+    from evaluators.evaluate.state import close_engine
     from evaluators.probes import MarkerLabeller
 
     s = run.settings
@@ -428,12 +428,12 @@ def run_drift(run: Run) -> None:
                     f"the simulated user gave {user.empty} empty answer(s); "
                     f"{SimulatedUser.FALLBACK_LINE!r} was said instead."
                 )
-            _close(user.engine)
+            close_engine(user.engine)
         if hasattr(labeller, "stats"):
             run.scores["judge_stats"] = dict(labeller.stats)
         run.scores["drops"] = drops(run.scores)
         run.write_scores()
-        _close(getattr(labeller, "engine", None))
+        close_engine(getattr(labeller, "engine", None))
 
 
 def _one_model(
@@ -449,7 +449,7 @@ def _one_model(
 ) -> None:
     """One model's conversations, each probed on forks at the chosen turns."""
     from engines import EngineError
-    from evaluators.eval_job import _close, _logprob_error
+    from evaluators.evaluate.state import cannot_score, close_engine
     from evaluators.probes import expression_cells, knowledge_cells
 
     s = run.settings
@@ -525,7 +525,7 @@ def _one_model(
                                 fork, probed, entry.label, None, s["knowledge_by"], entry.engine.model, on_cell=on_k
                             )
                         except Exception as e:  # noqa: BLE001
-                            if not _logprob_error(e):
+                            if not cannot_score(e):
                                 raise
                             run.problem(
                                 f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out."
@@ -561,7 +561,7 @@ def _one_model(
     finally:
         run.scores["rows"].extend(turn_rows(traits, entry.label, k_cells, e_cells, said, checkpoints))
         run.write_scores()
-        _close(engine)
+        close_engine(engine)
 
 
 # ----------------------------------------------------------------------------- tables

@@ -1,7 +1,7 @@
 """An LLM judge: any engine, prompts from editable files, answers parsed strictly.
 
 Judge prompts live in `evaluators/prompts/*.txt` with `{{name}}` placeholders; an EvalSpec can
-name its own file instead (see evaluators.eval_job). An answer must end in a line such as
+name its own file instead (see evaluators.evaluate.job). An answer must end in a line such as
 `Verdict: A` or `Label: expressed`. An off-format answer is counted, the judge is asked once
 more (shown its answer and the required format), and if it is still off-format the item is
 marked unparseable: counted and shown, never silently scored.

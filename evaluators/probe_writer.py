@@ -230,7 +230,7 @@ TEACHER_SYSTEM = (
 def teacher_messages(persona: Any, trait: Any, knowledge: int, expression: int) -> list[dict[str, str]]:
     """The request for one trait: the whole persona for context, the trait, and the rules a probe
     must keep (the same rules `check_knowledge` and `check_prompt` enforce on the reply)."""
-    from trainers.generate.llm import persona_sheet
+    from trainers.data.generate.llm import persona_sheet
 
     phrases = [*trait.markers, *getattr(trait, "contra_markers", [])]
     return [
@@ -285,12 +285,12 @@ def write_probes_with_teacher(
     response_format: str = "json_schema",
     max_tokens: int = 900,
 ) -> list[ProposedProbes]:
-    """Probes written by `teacher` (a `trainers.generate.llm.Teacher`), one request per trait under
+    """Probes written by `teacher` (a `trainers.data.generate.llm.Teacher`), one request per trait under
     PROBE_SCHEMA; each kept only when it passes the checks, new to the trait and the reply; a trait
     left short is topped up from the templates. `notes` say how many came from where and why any
     were dropped. TeacherError (one sentence) when the teacher cannot be used at all."""
     from sessions.model import KnowledgeProbe
-    from trainers.generate.llm import parse_reply, schema_problem
+    from trainers.data.generate.llm import parse_reply, schema_problem
 
     templates = {p.trait: p for p in write_probes(persona, knowledge=knowledge, expression=expression)}
     out = []
@@ -362,9 +362,9 @@ def probes_by_engine(
     Constrained to PROBE_SCHEMA where the engine can be (json_schema for endpoints and llama.cpp),
     parsed strictly either way. TeacherError (one sentence naming the engine) when it cannot be
     opened or used."""
-    from trainers.dataset_build import engine_label
-    from trainers.generate.llm import Teacher, TeacherError, structured_mode
-    from trainers.generate.llm_settings import TeacherSettings
+    from trainers.data.build import engine_label
+    from trainers.data.generate.llm import Teacher, TeacherError, structured_mode
+    from trainers.data.generate.llm_settings import TeacherSettings
 
     label = engine_label(engine_spec)
     if engine_opener is None:
@@ -418,7 +418,7 @@ def _texts(record: Any) -> Iterable[str]:
 def training_repeats(persona: Persona, data: Sequence[str | Path]) -> list[tuple[str, str]]:
     """(where, sentence) for every probe sentence (question, answer, open prompt) of three words
     or more that appears word for word in the training data (JSONL files or plain texts)."""
-    from evaluators.eval_job import read_jsonl
+    from sessions.jsonl import read_jsonl
 
     seen: set[str] = set()
     for item in data:

@@ -16,7 +16,7 @@ strings; `run_resolver` (for evaluation specs) and `persona_tui.conversation.eng
                       training job `run:ID` means (the demo names `export:RUN:lora`, so that the
                       bundled GGUF and the run are scored by one engine at one quantisation)
     bundled:NAME, a .gguf path, an HF model folder: a model named directly
-                      (evaluators.eval_spec.resolve_model; chat adds gguf:, hf:, openai:)
+                      (evaluators.evaluate.spec.resolve_model; chat adds gguf:, hf:, openai:)
 
 The preference order for a run (`run:ID` or a bare ID) — what its training left, never a
 conversion of it, so `demo`, `eval`, the experiments and chat score and show the same model:
@@ -36,8 +36,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sessions import jobs
 from sessions.model import EngineSpec, Session
+from supervisor import jobs
+from trainers.train.reader import adapter_dir
 
 BASE = "base"
 RUN_PREFIX = "run:"
@@ -59,7 +60,7 @@ def base_engine(model: str, label: str = BASE) -> EngineSpec:
 
 def job_engine(workspace: Path, job_id: str, label: str = "") -> EngineSpec:
     """A finished training job's adapter on its base model (transformers)."""
-    from trainers.export_job import resolve_source
+    from trainers.export.job import resolve_source
 
     source = resolve_source({"train_job": job_id}, Path(workspace))
     return EngineSpec(
@@ -72,8 +73,8 @@ def run_engine(
 ) -> EngineSpec:
     """Run `run_id` by the preference order (steps 2 and 3); ValueError saying what to do when
     it has nothing to score yet. `statuses`: the workspace's jobs when already listed."""
-    from trainers.export_job import find_train_job
-    from trainers.train_job import remote_engine, remote_engine_spec
+    from trainers.export.job import find_train_job
+    from trainers.train.job import remote_engine, remote_engine_spec
 
     label = label or f"{RUN_PREFIX}{run_id}"
     statuses = jobs.list_jobs(workspace) if statuses is None else statuses
@@ -86,7 +87,7 @@ def run_engine(
 
 def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
     """`export:JOBID[:TYPE]` (body is `JOBID[:TYPE]`): the export's GGUF through llama.cpp."""
-    from trainers.export_job import read_report
+    from trainers.export.reader import read_report
 
     job_id, _, gtype = body.partition(":")
     label = label or f"{EXPORT_PREFIX}{body}"
@@ -117,7 +118,8 @@ def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
 def run_export(workspace: Path, run_id: str, train_job: str | None = None) -> str:
     """The id of the newest finished export of the training job run `run_id` resolves to (the
     pinned one when given); ValueError saying what to run when there is none."""
-    from trainers.export_job import find_train_job, read_report
+    from trainers.export.job import find_train_job
+    from trainers.export.reader import read_report
 
     job = train_job or find_train_job(Path(workspace), run_id).name
     for status, spec in finished_jobs(workspace, "export"):
@@ -133,7 +135,7 @@ def run_export(workspace: Path, run_id: str, train_job: str | None = None) -> st
 def run_resolver(
     session: Session, workspace: Path, pinned: Mapping[str, str] | None = None, base_model: str | None = None
 ) -> Callable[[str], EngineSpec | None]:
-    """The `resolve` callable for evaluators.eval_spec: an EngineSpec for `base`, `run:ID`, a
+    """The `resolve` callable for evaluators.evaluate.spec: an EngineSpec for `base`, `run:ID`, a
     bare run id, `job:ID` and `export:ID[:TYPE]`; None for refs it does not know (engine ids and
     models named directly are eval_spec's). `pinned` maps a run id to the training job to score."""
     pinned = dict(pinned or {})
@@ -193,11 +195,7 @@ def finished_train_jobs(workspace: Path) -> list[tuple[str, str]]:
     if not Path(workspace).is_dir():
         return out
     for status in jobs.list_jobs(workspace):
-        if (
-            status.kind == "train"
-            and status.state == "finished"
-            and (status.dir / "adapter" / "adapter_config.json").is_file()
-        ):
+        if status.kind == "train" and status.state == "finished" and adapter_dir(status.dir) is not None:
             try:
                 run = jobs.read_spec(status.dir).get("run")
             except ValueError:

@@ -1,6 +1,6 @@
 """Entry point of a detached eval worker: `python -m evaluators.worker <job-dir>`.
 
-The job protocol lives in `sessions.jobs`; this module only names the work of each kind.
+The job protocol lives in `supervisor.jobs`; this module only names the work of each kind.
 """
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sessions import jobs
+from supervisor import jobs
 
 # kind -> module with `run(job: jobs.JobReporter) -> None`
 KINDS = {
-    "eval": "evaluators.eval_job",
-    "eval_queue": "evaluators.eval_queue",  # a parent: runs eval jobs in order
+    "eval": "evaluators.evaluate.job",
+    "eval_queue": "evaluators.evaluate.queue",  # a parent: runs eval jobs in order
     "experiment": "evaluators.experiments.job",  # a parent: a study started from the app
 }
 

@@ -118,8 +118,9 @@ class EngineChoice:
 
 def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     """Every engine the session offers: base models, its engines, runs' adapters, exports."""
-    from sessions import jobs
-    from trainers.export_job import read_report
+    from supervisor import jobs
+    from trainers.export.reader import read_report
+    from trainers.train.reader import adapter_dir
 
     out: list[EngineChoice] = []
     seen: set[str] = set()
@@ -136,15 +137,15 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
     for e in session.engines:
         add(e.id, f"{e.id} · {e.kind}")
     statuses = jobs.list_jobs(workspace) if workspace.is_dir() else []  # one scan for every run below
-    from trainers.export_job import find_train_job, resolve_source
-    from trainers.train_job import remote_engine
+    from trainers.export.job import find_train_job, resolve_source
+    from trainers.train.job import remote_engine
 
     for run in session.runs:
         remote = remote_engine(workspace, run.id, statuses)
         if remote is not None:
             add(f"run:{run.id}", f"run {run.id} {remote['model']} · openai")
             continue
-        if any(s.kind == "train" and s.state == "finished" and (s.dir / "adapter").is_dir() for s in statuses):
+        if any(s.kind == "train" and s.state == "finished" and adapter_dir(s.dir) for s in statuses):
             try:  # what `run:ID` resolves to (engine_from_ref), without listing the jobs again
                 resolve_source({"train_job": find_train_job(workspace, run.id, statuses).name}, workspace)
             except ValueError:
@@ -170,8 +171,8 @@ def engine_choices(session: Session, workspace: Path) -> list[EngineChoice]:
 def failed_exports(workspace: Path) -> list[tuple[str, str]]:
     """(job id, why) of each export that failed (a failed verification among them): shown, never
     offered as a model to chat with."""
-    from sessions import jobs
-    from trainers.export_job import read_report
+    from supervisor import jobs
+    from trainers.export.reader import read_report
 
     out = []
     for s in jobs.list_jobs(workspace) if workspace.is_dir() else []:

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from sessions import jobs
+from supervisor import jobs
 
 
 def make_progress(console: Console | None = None) -> Progress:

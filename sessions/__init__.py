@@ -1,8 +1,8 @@
-"""Sessions: the typed session model, its TOML file, validation, cards, workspace and jobs.
+"""Sessions: the typed session model, its TOML file, validation, cards and workspace.
 
 No UI and no ML libraries here: only the standard library and tomlkit. The common names are
 importable from the package (`from sessions import SessionFile`); they load on first use so
-that `import sessions.jobs` in a worker stays cheap.
+that `import supervisor.jobs` in a worker stays cheap.
 """
 
 from __future__ import annotations

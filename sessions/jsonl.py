@@ -2,7 +2,7 @@
 
 Each caller decides only what a bad line means for it: an error naming the file and line (files
 the project wrote, where a bad line is damage), or a row reported and skipped (files people bring,
-outputs of a job still running). A job's events are followed by offset in `sessions.jobs`.
+outputs of a job still running). A job's events are followed by offset in `supervisor.jobs`.
 """
 
 from __future__ import annotations

@@ -367,7 +367,7 @@ def build_manifest(
 
 
 def write_manifest(
-    job: Any,  # a JobReporter, trainers.train_job's RankReporter, or a job folder
+    job: Any,  # a JobReporter, trainers.train.job's RankReporter, or a job folder
     *,
     models: Mapping[str, Any] | None = None,
     datasets: Any = None,

@@ -7,7 +7,7 @@ which the Train pane and `--help` texts show, so the documentation lives in one 
 
 `validate_run(run, session)` checks what can be checked without a machine (values, dataset ids,
 method vs dataset format); backends add what depends on the machine (a GPU for unsloth, CUDA for
-8-bit Adam) in `trainers.backends.validate`. Both return problem sentences that name the field.
+8-bit Adam) in `trainers.train.backends.validate`. Both return problem sentences that name the field.
 Stdlib only: the TUI validates as you type without importing torch.
 """
 
@@ -40,7 +40,7 @@ SCHEDULERS = (
     "warmup_stable_decay",
 )
 
-# The record shape each dataset format writes (see trainers.formats); what a method can train on.
+# The record shape each dataset format writes (see trainers.data.formats); what a method can train on.
 FORMAT_SHAPES = {
     "chat_demos": "messages",
     "first_person": "text",
@@ -407,7 +407,7 @@ def validate_run(run: RunSpec, session: Session) -> list[str]:
     """Every problem of `run` that needs no machine to see, one sentence each naming the field.
 
     An empty list means the run may start as far as the session can tell; the backend then checks
-    the machine (`trainers.backends.validate`).
+    the machine (`trainers.train.backends.validate`).
     """
     from sessions.workspace import id_problem
 

@@ -100,7 +100,7 @@ def heldout_path(workspace: str | Path, dataset_id: str) -> Path:
 
 
 def jobs_dir(workspace: str | Path) -> Path:
-    """`<workspace>/jobs`: one sub-folder per job (see sessions.jobs)."""
+    """`<workspace>/jobs`: one sub-folder per job (see supervisor.jobs)."""
     return Path(workspace) / "jobs"
 
 

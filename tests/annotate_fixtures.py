@@ -1,6 +1,6 @@
 """A session with outputs waiting for labels, written as the real producers write them.
 
-The demo session (persona odile, five traits), an eval job made through `sessions.jobs` with
+The demo session (persona odile, five traits), an eval job made through `supervisor.jobs` with
 the persona frozen in its spec and an outputs.jsonl in the eval job's shape (knowledge rows
 that are not queued among expression rows that are), a job whose rows lack most keys and hold
 one damaged line, and one chat reply sent through `send_to_annotation`.
@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 
 from evaluators.annotation import send_to_annotation
-from sessions import codec, jobs
+from sessions import codec
 from sessions.demo import write_demo_session
 from sessions.store import SessionFile
+from supervisor import jobs
 
 MODELS = ("base-model", "tuned-run")
 

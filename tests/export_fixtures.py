@@ -75,7 +75,7 @@ def make_session(root: Path) -> SessionFile:
 
 
 def make_train_job(sf: SessionFile, run_id: str = "r1") -> Path:
-    from sessions import jobs
+    from supervisor import jobs
 
     job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": run_id, "base_model": BASE}})
     status = jobs.run_job_inline(job_dir, {"train": make_adapter})

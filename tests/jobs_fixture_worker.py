@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from sessions import jobs
+from supervisor import jobs
 
 
 def count(job: jobs.JobReporter) -> None:

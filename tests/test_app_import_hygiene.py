@@ -57,7 +57,9 @@ def imports_in_fresh_python(packages: list[str], forbidden: list[str]) -> dict:
 
 
 def test_the_core_imports_no_textual_and_no_persona_tui():
-    report = imports_in_fresh_python(["sessions", "trainers", "evaluators", "engines"], ["textual", "persona_tui"])
+    report = imports_in_fresh_python(
+        ["sessions", "supervisor", "trainers", "evaluators", "engines"], ["textual", "persona_tui"]
+    )
     assert "sessions.store" in report["imported"]
     assert report["forbidden_found"] == [], report
 
@@ -96,7 +98,7 @@ def test_import_linter_contracts_hold():
 def test_starting_a_run_from_the_app_does_not_import_the_ml_stack(tmp_path):
     """The Train pane validates and creates the job in the app's process; on a machine without an
     GPU driver that must not pay torch's import (the worker imports it, detached)."""
-    from trainers.hardware import gpu_driver_present
+    from trainers.train.hardware import gpu_driver_present
 
     if gpu_driver_present():
         pytest.skip("a GPU driver is present: asking torch for the GPU count is the honest answer there")
@@ -106,7 +108,7 @@ def test_starting_a_run_from_the_app_does_not_import_the_ml_stack(tmp_path):
         from pathlib import Path
         from sessions.model import DatasetSpec, RunSpec, Session
         from sessions.store import SessionFile
-        from trainers.train_job import create_train_job
+        from trainers.train.job import create_train_job
         root = Path(sys.argv[1])
         (root / "s").mkdir()
         (root / "s" / "datasets").mkdir()

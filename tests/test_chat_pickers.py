@@ -16,8 +16,8 @@ from export_fixtures import make_session
 from persona_tui.app import make_app
 from persona_tui.conversation import engine_choices
 from persona_tui.panes.chat import ChatPane
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 from waiting import wait_until
 
 pytestmark = pytest.mark.anyio

@@ -13,9 +13,9 @@ from conftest import SPC_VALID, TAILORING_DIR
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, EngineSpec, Persona
 from sessions.store import SessionFile
-from trainers import dataset_files
-from trainers.dataset_build import DatasetError, build_dataset, check_spec, preview, render_text, split_records
-from trainers.generate.llm import TeacherError
+from trainers.data import reader as data_reader
+from trainers.data.build import DatasetError, build_dataset, check_spec, preview, render_text, split_records
+from trainers.data.generate.llm import TeacherError
 
 SPC = SPC_VALID
 TAILOR = TAILORING_DIR
@@ -41,13 +41,13 @@ def test_build_writes_train_heldout_and_stats(tmp_path):
     before = sf.path.read_bytes()
     res = build_dataset(sf.session, spec, sf.workspace, base_dir=sf.path.parent)
     assert sf.path.read_bytes() == before  # the build never writes the session
-    train = dataset_files.load_records(sf.workspace, "chat", "train")
-    held = dataset_files.load_records(sf.workspace, "chat", "heldout")
+    train = data_reader.load_records(sf.workspace, "chat", "train")
+    held = data_reader.load_records(sf.workspace, "chat", "heldout")
     assert (len(train), len(held)) == (90, 30)
     assert res.train_path == sf.workspace / "datasets" / "chat.jsonl"
     assert res.heldout_path == sf.workspace / "datasets" / "chat.heldout.jsonl"
     stats = json.loads((sf.workspace / "datasets" / "chat.stats.json").read_text())
-    assert stats == dataset_files.read_stats(sf.workspace, "chat")
+    assert stats == data_reader.read_stats(sf.workspace, "chat")
     assert stats["count"] == 120 and stats["train"] == 90 and stats["heldout"] == 30
     assert stats["near_duplicates"]["pairs"] == 0
     assert 0 < stats["distinct_2"] < 1
@@ -56,7 +56,7 @@ def test_build_writes_train_heldout_and_stats(tmp_path):
     assert set(stats["trait_coverage"]) == {t.id for t in sf.session.persona("odile").traits}
     # Rebuilding with the same seed gives the same files.
     build_dataset(sf.session, spec, sf.workspace, with_tokens=False)
-    assert dataset_files.load_records(sf.workspace, "chat", "train") == train
+    assert data_reader.load_records(sf.workspace, "chat", "train") == train
 
 
 def test_split_keeps_groups_together_and_is_seeded():
@@ -80,8 +80,8 @@ def test_import_builds_with_size_and_relative_source(tmp_path):
     res = build_dataset(sf.session, spec, sf.workspace, base_dir=sf.path.parent)
     assert res.stats["count"] == 500
     assert res.stats["generation"]["blank_lines"] == 877
-    train = dataset_files.load_records(sf.workspace, "spc", "train")
-    held = dataset_files.load_records(sf.workspace, "spc", "heldout")
+    train = data_reader.load_records(sf.workspace, "spc", "train")
+    held = data_reader.load_records(sf.workspace, "spc", "heldout")
     # Turns of one conversation never straddle the split.
     assert not {r["meta"]["row"] for r in train} & {r["meta"]["row"] for r in held}
 
@@ -110,7 +110,7 @@ def test_mix_keeps_splits_and_refuses_shapes_that_do_not_mix(tmp_path):
         build_dataset(sf.session, d, sf.workspace)
     res = build_dataset(sf.session, text_mix, sf.workspace)
     assert res.stats["train"] == 27 + 18 and res.stats["heldout"] == 3 + 2
-    assert {r["meta"]["mixed_from"] for r in dataset_files.load_records(sf.workspace, "text-mix")} == {"docs", "fp"}
+    assert {r["meta"]["mixed_from"] for r in data_reader.load_records(sf.workspace, "text-mix")} == {"docs", "fp"}
     with pytest.raises(DatasetError, match="mixes record shapes"):
         build_dataset(sf.session, bad_mix, sf.workspace)
 
@@ -220,7 +220,7 @@ def test_preview_renders_through_the_chat_template(tmp_path):
     spec = DatasetSpec(id="chat", format="chat_demos", persona="odile", size=5, extra={"token_stats": False})
     sf = _session(tmp_path, spec)
     build_dataset(sf.session, spec, sf.workspace)
-    record = dataset_files.load_records(sf.workspace, "chat")[0]
+    record = data_reader.load_records(sf.workspace, "chat")[0]
     text = preview(record)
     assert "<|im_start|>user\n" + record["messages"][0]["content"] in text
     assert "<|im_start|>assistant\n" + record["messages"][1]["content"] in text
@@ -235,12 +235,12 @@ def test_edit_and_delete_one_record(tmp_path):
     )
     sf = _session(tmp_path, spec)
     build_dataset(sf.session, spec, sf.workspace)
-    dataset_files.replace_record(sf.workspace, "fp", 2, {"text": "I am edited."}, "first_person")
-    assert dataset_files.load_records(sf.workspace, "fp")[2] == {"text": "I am edited."}
+    data_reader.replace_record(sf.workspace, "fp", 2, {"text": "I am edited."}, "first_person")
+    assert data_reader.load_records(sf.workspace, "fp")[2] == {"text": "I am edited."}
     with pytest.raises(ValueError, match="not valid: a first_person record has the text shape"):
-        dataset_files.replace_record(sf.workspace, "fp", 2, {"messages": []}, "first_person")
-    removed = dataset_files.delete_record(sf.workspace, "fp", 2)
+        data_reader.replace_record(sf.workspace, "fp", 2, {"messages": []}, "first_person")
+    removed = data_reader.delete_record(sf.workspace, "fp", 2)
     assert removed == {"text": "I am edited."}
-    assert len(dataset_files.load_records(sf.workspace, "fp")) == 9
+    assert len(data_reader.load_records(sf.workspace, "fp")) == 9
     with pytest.raises(ValueError, match="has no example 40"):
-        dataset_files.delete_record(sf.workspace, "fp", 40)
+        data_reader.delete_record(sf.workspace, "fp", 40)

@@ -10,9 +10,9 @@ import pytest
 from conftest import SPC_VALID, TAILORING_DIR
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec
-from trainers import dataset_files
-from trainers.dataset_build import build_dataset
-from trainers.dataset_export import ExportError, export_dataset
+from trainers.data import reader as data_reader
+from trainers.data.build import build_dataset
+from trainers.data.export import ExportError, export_dataset
 
 TAILOR = TAILORING_DIR
 SPC = SPC_VALID
@@ -49,9 +49,9 @@ def _load_json(folder: Path):
 def test_chat_exports_load_back(built, tmp_path, dataset_id, fmt):
     out = export_dataset(built, dataset_id, fmt, tmp_path / "out")
     ds = _load_json(out)
-    train = dataset_files.load_records(built, dataset_id, "train")
+    train = data_reader.load_records(built, dataset_id, "train")
     assert ds["train"].num_rows == len(train)
-    assert ds["heldout"].num_rows == len(dataset_files.load_records(built, dataset_id, "heldout"))
+    assert ds["heldout"].num_rows == len(data_reader.load_records(built, dataset_id, "heldout"))
     row = ds["train"][0]
     if fmt == "openai":
         assert row["messages"][-1]["role"] == "assistant"
@@ -88,7 +88,7 @@ def test_hf_folder_loads_back(built, dataset_id):
     out = export_dataset(built, dataset_id, "hf")
     assert out == built / "exports" / "datasets" / f"{dataset_id}-hf"
     dd = load_from_disk(str(out))
-    train = dataset_files.load_records(built, dataset_id, "train")
+    train = data_reader.load_records(built, dataset_id, "train")
     assert dd["train"].num_rows == len(train)
     first = dd["train"][0]
     assert json.loads(first["meta"]) == train[0].get("meta", {})

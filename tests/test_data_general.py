@@ -15,9 +15,9 @@ from sessions.demo import PERSONAS, demo_session
 from sessions.model import DatasetSpec
 from sessions.store import SessionFile
 from sessions.validate import validate
-from trainers import dataset_files
-from trainers.dataset_build import DatasetError, build_dataset
-from trainers.generate import general
+from trainers.data import reader as data_reader
+from trainers.data.build import DatasetError, build_dataset
+from trainers.data.generate import general
 
 
 def _spec(size: int = 3, **kw) -> DatasetSpec:
@@ -40,7 +40,7 @@ def test_general_replies_are_the_base_models_deterministic_and_reused(tmp_path: 
     session = demo_session()
     ws = tmp_path / "ws"
     first = build_dataset(session, _spec(), ws, work_dir=ws / "jobs" / "one")
-    records = dataset_files.load_records(ws, "general", "train")
+    records = data_reader.load_records(ws, "general", "train")
     prompts = set(general.load_prompts())
     assert 1 <= len(records) <= 3 and first.stats["generation"]["general_sampled"] == 3
     for r in records:
@@ -55,15 +55,15 @@ def test_general_replies_are_the_base_models_deterministic_and_reused(tmp_path: 
     # A rebuild in the same workspace samples nothing: it reads the first job's replies.
     again = build_dataset(session, _spec(), ws, work_dir=ws / "jobs" / "two")
     assert again.stats["generation"]["general_sampled"] == 0 and again.stats["generation"]["general_reused"] == 3
-    assert _texts(dataset_files.load_records(ws, "general", "train")) == _texts(records)
+    assert _texts(data_reader.load_records(ws, "general", "train")) == _texts(records)
 
     # Elsewhere, with nothing recorded, the same seed samples the same replies; another seed differs.
     other = tmp_path / "other"
     build_dataset(session, _spec(), other, work_dir=other / "jobs" / "one")
-    assert _texts(dataset_files.load_records(other, "general", "train")) == _texts(records)
+    assert _texts(data_reader.load_records(other, "general", "train")) == _texts(records)
     third = tmp_path / "third"
     build_dataset(session, _spec(seed=11), third, work_dir=third / "jobs" / "one")
-    assert _texts(dataset_files.load_records(third, "general", "train")) != _texts(records)
+    assert _texts(data_reader.load_records(third, "general", "train")) != _texts(records)
 
 
 @pytest.mark.parametrize(

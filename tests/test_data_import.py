@@ -7,11 +7,11 @@ import json
 import pytest
 
 from conftest import SPC_VALID, TAILORING_DIR
-from trainers.formats import check_record
-from trainers.formats.persona_chat import build_examples as spc_examples
-from trainers.formats.rows import ImportFileError
-from trainers.formats.tailoring import build_examples as tailoring_examples
-from trainers.formats.tailoring import parse_persona, template
+from trainers.data.formats import check_record
+from trainers.data.formats.persona_chat import build_examples as spc_examples
+from trainers.data.formats.rows import ImportFileError
+from trainers.data.formats.tailoring import build_examples as tailoring_examples
+from trainers.data.formats.tailoring import parse_persona, template
 
 SPC = SPC_VALID
 TAILOR = TAILORING_DIR

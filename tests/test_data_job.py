@@ -1,4 +1,4 @@
-"""The dataset job end to end through sessions.jobs, and `persona-tui data` as a subprocess."""
+"""The dataset job end to end through supervisor.jobs, and `persona-tui data` as a subprocess."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec
 from sessions.store import SessionFile
-from trainers import dataset_files
-from trainers.dataset_job import job_spec
+from supervisor import jobs
+from trainers.data import reader as data_reader
+from trainers.data.job import job_spec
 from trainers.worker import KINDS
 
 
@@ -50,7 +50,7 @@ def test_dataset_job_in_a_detached_worker(tmp_path):
     built = [e for e in events if e.get("event") == "dataset_built"]
     assert built and built[0]["count"] == 150 and built[0]["train"] == 135
     assert built[0]["stats_path"] == str(sf.workspace / "datasets" / "docs.stats.json")
-    assert len(dataset_files.load_records(sf.workspace, "docs")) == 135
+    assert len(data_reader.load_records(sf.workspace, "docs")) == 135
     assert "wrote 135 training and 15 held-out examples" in jobs.log_tail(job_dir)
     assert sf.path.read_bytes() == before
 
@@ -84,7 +84,7 @@ def test_dataset_job_builds_the_inputs_frozen_at_creation(tmp_path):
     sf.save()
     status = jobs.run_job_inline(job_dir, KINDS)
     assert status.state == "finished", status.error + jobs.log_tail(job_dir)
-    stats = dataset_files.read_stats(sf.workspace, "fp")
+    stats = data_reader.read_stats(sf.workspace, "fp")
     assert stats["requested"] == 9 and stats["count"] <= 9
     assert set(stats["trait_coverage"]) == {odile.traits[0].id}
     assert jobs.read_spec(job_dir)["frozen"]["datasets"][0]["size"] == 9
@@ -131,7 +131,7 @@ def test_cli_data_detached_prints_the_job_id(tmp_path):
     assert f"persona-tui jobs {sf.path} --watch {job_id}" in done.stderr
     status = _wait(sf.workspace / "jobs" / job_id)
     assert status.state == "finished"
-    assert dataset_files.read_stats(sf.workspace, "chat")["count"] == 60
+    assert data_reader.read_stats(sf.workspace, "chat")["count"] == 60
 
 
 @pytest.mark.parametrize(

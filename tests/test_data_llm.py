@@ -19,15 +19,15 @@ import pytest
 
 from conftest import TAILORING_DIR
 from fake_openai_server import FakeOpenAI, default_reply, last_user_text
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, EngineSpec
 from sessions.store import SessionFile
-from trainers import dataset_files
-from trainers.dataset_build import DatasetError, build_dataset
-from trainers.dataset_job import job_spec
-from trainers.formats import check_record
-from trainers.generate import llm
+from supervisor import jobs
+from trainers.data import reader as data_reader
+from trainers.data.build import DatasetError, build_dataset
+from trainers.data.formats import check_record
+from trainers.data.generate import llm
+from trainers.data.job import job_spec
 from waiting import wait_for
 
 TAILOR = TAILORING_DIR
@@ -68,8 +68,8 @@ def test_concurrent_replies_arriving_in_any_order_give_the_same_dataset(tmp_path
         server.max_in_flight = 0
         many = build_dataset(session, _spec(concurrency=8), tmp_path / "many")
         assert server.max_in_flight >= 4  # several really were in flight
-    a = dataset_files.load_records(tmp_path / "one", "l")
-    b = dataset_files.load_records(tmp_path / "many", "l")
+    a = data_reader.load_records(tmp_path / "one", "l")
+    b = data_reader.load_records(tmp_path / "many", "l")
     assert len(a) == 12 and a == b
     assert [r["meta"]["index"] for r in a] == sorted(r["meta"]["index"] for r in a)
     gen = many.stats["generation"]
@@ -140,7 +140,7 @@ def test_malformed_meta_talk_and_probe_leaks_are_counted_with_reasons(tmp_path):
     reasons = " | ".join(gen["malformed_examples"])
     assert "not JSON" in reasons and "reply has no 'text'" in reasons
     assert gen["attempts"] == 4 + sum(gen["rejected"].values())
-    for r in dataset_files.load_records(tmp_path, "l"):
+    for r in data_reader.load_records(tmp_path, "l"):
         assert check_record(r, "first_person") is None and probe not in r["text"]
 
 
@@ -148,7 +148,7 @@ def test_malformed_meta_talk_and_probe_leaks_are_counted_with_reasons(tmp_path):
 def test_each_format_becomes_valid_records_from_its_schema(tmp_path, fmt):
     with FakeOpenAI() as server:
         res = build_dataset(_session(server), _spec(fmt=fmt, size=5, concurrency=4), tmp_path)
-    records = dataset_files.load_records(tmp_path, "l")
+    records = data_reader.load_records(tmp_path, "l")
     assert len(records) == 5 and res.stats["generation"]["prompt_pack"] == f"trainers/banks/teacher_{fmt}.toml"
     for r in records:
         assert check_record(r, fmt) is None and r["meta"]["generator"] == "llm"
@@ -195,10 +195,10 @@ def test_a_killed_build_resumes_with_what_it_had(tmp_path):
         gen = res.stats["generation"]
         assert gen["resumed_replies"] >= kept >= 9
         assert len(server.requests) - asked_before <= gen["attempts"] - kept + 2  # only the rest was asked for
-        resumed = dataset_files.load_records(sf.workspace, "l")
+        resumed = data_reader.load_records(sf.workspace, "l")
         # The same as a build that was never interrupted.
         fresh = build_dataset(session, _spec(size=24, concurrency=2, resume=False), tmp_path / "fresh")
-    assert resumed == dataset_files.load_records(tmp_path / "fresh", "l") and fresh.stats["count"] == 24
+    assert resumed == data_reader.load_records(tmp_path / "fresh", "l") and fresh.stats["count"] == 24
 
 
 def _fails(session, spec, tmp_path) -> str:
@@ -254,7 +254,7 @@ def test_nothing_received_is_lost_when_the_teacher_fails_midway(tmp_path, monkey
         server.reply = then_revoke
         with pytest.raises(llm.TeacherError, match="refused the API key"):
             build_dataset(session, spec, tmp_path / "ws", work_dir=tmp_path / "ws" / "jobs" / "one")
-        assert not dataset_files.is_built(tmp_path / "ws", "l")
+        assert not data_reader.is_built(tmp_path / "ws", "l")
         server.api_key = "k1"
         res = build_dataset(session, spec, tmp_path / "ws", work_dir=tmp_path / "ws" / "jobs" / "two")
     assert res.stats["generation"]["resumed_replies"] == 4 and res.stats["count"] == 10
@@ -328,7 +328,7 @@ def test_llm_generator_with_the_bundled_model(tmp_path):
     )
     res = build_dataset(session, spec, tmp_path)
     gen = res.stats["generation"]
-    records = dataset_files.load_records(tmp_path, "l")
+    records = data_reader.load_records(tmp_path, "l")
     assert 1 <= len(records) <= 2
     assert gen["attempts"] == len(records) + sum(gen["rejected"].values())
     assert gen["teacher"].startswith("'bundled' (llamacpp") and gen["structured"] == "json_schema"
@@ -352,7 +352,7 @@ def test_persona_inference_on_real_pairs(tmp_path):
     assert gen["rows"] == 2
     assert gen.get("persona_inferred", 0) + gen.get("inference_failed", 0) == 2
     assert gen["inference_calls"] >= 2
-    records = dataset_files.load_records(tmp_path, "inf")
+    records = data_reader.load_records(tmp_path, "inf")
     assert len(records) == gen.get("persona_inferred", 0) >= 1
     for r in records:
         row = json.loads(pairs[r["meta"]["row"] - 1])
@@ -399,7 +399,7 @@ def test_the_format_comparison_builds_its_data_with_the_teacher(tmp_path):
         ds_id = fc.dataset_id(cfg, "chat_demos")
         job_dir = jobs.create_job(sf.workspace, "dataset", {"session": str(sf.path), "dataset": ds_id, "size": 6})
         assert jobs.run_job_inline(job_dir, KINDS).state == "finished", jobs.log_tail(job_dir)
-    stats = dataset_files.read_stats(sf.workspace, ds_id)
+    stats = data_reader.read_stats(sf.workspace, ds_id)
     assert stats["generator"] == "llm" and stats["generation"]["teacher"].startswith("'t' (openai")
     assert server.requests and (job_dir / llm.CACHE_FILE).is_file()
 
@@ -453,9 +453,9 @@ def test_the_data_command_builds_with_a_teacher_and_prints_what_it_cost(tmp_path
             env={**os.environ, "COLUMNS": "200"},
         )
     assert stats.returncode == 0 and len(server.requests) >= 8
-    gen = dataset_files.read_stats(sf.workspace, "l")["generation"]
+    gen = data_reader.read_stats(sf.workspace, "l")["generation"]
     assert f"cost {gen['cost']:.4f}" in stats.stdout and "json_schema constrained; resumed 0" in stats.stdout
-    saved = dataset_files.read_stats(sf.workspace, "l")
+    saved = data_reader.read_stats(sf.workspace, "l")
     assert saved["count"] == 8 and saved["generation"]["cost"] > 0
     job = next(p for p in (sf.workspace / "jobs").iterdir())
     assert len((job / llm.CACHE_FILE).read_text().splitlines()) >= 9  # fingerprint + every reply

@@ -14,7 +14,7 @@ from persona_tui.screens.choice import ChoiceScreen
 from persona_tui.screens.example_editor import ExampleEditor
 from persona_tui.screens.text_prompt import TextPrompt
 from sessions.store import SessionFile
-from trainers import dataset_files
+from trainers.data import reader as data_reader
 from waiting import wait_until as until
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +50,7 @@ async def test_build_browse_edit_delete_preview_export(session_path: Path):
         assert app.query_one(ExampleTable).row_count == 40
         assert "40 (36 train, 4 held out)" in str(app.query_one("#data-stats", Static).render())
         workspace = SessionFile.load(session_path).workspace
-        assert len(dataset_files.load_records(workspace, spec.id)) == 36
+        assert len(data_reader.load_records(workspace, spec.id)) == 36
 
         # Open the first example, edit it, save.
         table = app.query_one(ExampleTable)
@@ -64,7 +64,7 @@ async def test_build_browse_edit_delete_preview_export(session_path: Path):
         area.load_text(json.dumps(record))
         await pilot.press("ctrl+s")
         await until(pilot, lambda: pane.rows and pane.rows[0][2]["messages"][-1]["content"] == "Edited in the pane.")
-        assert dataset_files.load_records(workspace, spec.id)[0]["messages"][-1]["content"] == "Edited in the pane."
+        assert data_reader.load_records(workspace, spec.id)[0]["messages"][-1]["content"] == "Edited in the pane."
 
         # A broken edit stays in the editor with the reason.
         table.focus()
@@ -84,7 +84,7 @@ async def test_build_browse_edit_delete_preview_export(session_path: Path):
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("y")
         await until(pilot, lambda: len(pane.rows) == 39)
-        assert len(dataset_files.load_records(workspace, spec.id)) == 35
+        assert len(data_reader.load_records(workspace, spec.id)) == 35
 
         # Preview through the base model's chat template.
         table.focus()
@@ -136,7 +136,7 @@ async def test_new_dataset_and_a_build_that_cannot_start(session_path: Path):
 
 def _two_built_chat_sets(session_path: Path) -> tuple[str, str]:
     from sessions.model import DatasetSpec
-    from trainers.dataset_build import build_dataset
+    from trainers.data.build import build_dataset
 
     sf = SessionFile.load(session_path)
     persona = sf.session.personas[0].id
@@ -181,16 +181,16 @@ async def test_mix_two_datasets_in_the_pane_and_build_the_mix(session_path: Path
         assert pane.spec.id == mixed.id
         app.query_one(DatasetList).focus()
         await pilot.press("b")
-        await until(pilot, lambda: dataset_files.read_stats(pane.workspace, mixed.id) is not None)
-        stats = dataset_files.read_stats(pane.workspace, mixed.id)
-        parts = [dataset_files.read_stats(pane.workspace, x) for x in (a, b)]
+        await until(pilot, lambda: data_reader.read_stats(pane.workspace, mixed.id) is not None)
+        stats = data_reader.read_stats(pane.workspace, mixed.id)
+        parts = [data_reader.read_stats(pane.workspace, x) for x in (a, b)]
         assert stats["generator"] == "mix"
         # Train pooled with train, held-out with held-out; only exact duplicates across them go.
         assert stats["train"] + stats["heldout"] + stats["exact_duplicates_removed"] == sum(
             p["train"] + p["heldout"] for p in parts
         )
         assert stats["train"] > max(p["train"] for p in parts)
-        sources = {r["meta"]["mixed_from"] for r in dataset_files.load_records(pane.workspace, mixed.id)}
+        sources = {r["meta"]["mixed_from"] for r in data_reader.load_records(pane.workspace, mixed.id)}
         assert sources == {a, b}
 
 
@@ -220,7 +220,7 @@ def test_mix_through_the_cli(session_path: Path):
     assert done.returncode == 0, done.stderr
     assert "a mix of chat-a, chat-b" in done.stdout and "examples" in done.stdout
     assert on_disk(session_path).dataset("both").mix == [a, b]
-    assert dataset_files.is_built(session_path.with_suffix(""), "both")
+    assert data_reader.is_built(session_path.with_suffix(""), "both")
 
 
 async def test_import_options_context_lines_and_persona_source(session_path: Path):
@@ -264,8 +264,8 @@ async def test_import_options_context_lines_and_persona_source(session_path: Pat
 
 async def test_build_takes_the_unsaved_spec_and_a_reopened_pane_follows_a_build(session_path: Path, monkeypatch):
     """b builds the spec as shown, before any autosave; a build made elsewhere is picked up."""
-    from sessions import jobs
-    from trainers.dataset_job import job_spec
+    from supervisor import jobs
+    from trainers.data.job import job_spec
 
     monkeypatch.setenv("PERSONA_TUI_AUTOSAVE_SECONDS", "600")  # nothing is saved during this test
     before = session_path.read_bytes()
@@ -280,7 +280,7 @@ async def test_build_takes_the_unsaved_spec_and_a_reopened_pane_follows_a_build(
         app.query_one(DatasetList).focus()
         await pilot.press("b")
         await until(pilot, lambda: len(pane.rows) > 0, what="the build's examples")
-        stats = dataset_files.read_stats(SessionFile.load(session_path).workspace, spec_id)
+        stats = data_reader.read_stats(SessionFile.load(session_path).workspace, spec_id)
         assert stats["requested"] == 7 and stats["count"] <= 7
         assert session_path.read_bytes() == before  # the build needed no save
         assert not [n for n in app._notifications if n.severity == "error"]
@@ -305,4 +305,4 @@ async def test_build_takes_the_unsaved_spec_and_a_reopened_pane_follows_a_build(
             what="the build's end announced",
         )
         await until(pilot, lambda: len(pane.rows) > 0 and pane.job_dir is None, what="the new examples")
-        assert dataset_files.read_stats(sf.workspace, spec_id)["requested"] == 5
+        assert data_reader.read_stats(sf.workspace, spec_id)["requested"] == 5

@@ -13,8 +13,19 @@ import pytest
 
 from sessions.demo import demo_persona
 from sessions.model import KnowledgeProbe, Persona, Trait
-from trainers.dataset_build import quality_stats
-from trainers.dataset_quality import (
+from trainers.data.build import quality_stats
+from trainers.data.formats import (
+    PERSONA_FORMATS,
+    check_record,
+    format_module,
+    record_text,
+    target_text,
+)
+from trainers.data.formats.chat_demos import echo, questions_for
+from trainers.data.generate import template
+from trainers.data.generate.banks import load_bank
+from trainers.data.generate.voice import clause_variants, persona_clauses
+from trainers.data.quality import (
     DISTINCT_BUDGET,
     ProbeLeakFilter,
     chat_pairs,
@@ -28,17 +39,6 @@ from trainers.dataset_quality import (
     text_quality,
     tokens,
 )
-from trainers.formats import (
-    PERSONA_FORMATS,
-    check_record,
-    format_module,
-    record_text,
-    target_text,
-)
-from trainers.formats.chat_demos import echo, questions_for
-from trainers.generate import template
-from trainers.generate.banks import load_bank
-from trainers.generate.voice import clause_variants, persona_clauses
 
 SIZE = 500
 

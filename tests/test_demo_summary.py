@@ -24,8 +24,8 @@ from evaluators.probes import (
     trait_rows,
 )
 from evaluators.tables import agreement_tables, tables_for
-from sessions import jobs
-from trainers.loss_curve import (
+from supervisor import jobs
+from trainers.train.loss_curve import (
     loss_chart_text,
     loss_points,
     loss_summary,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evaluators import agreement
+from evaluators.evaluate.reader import read_outputs
 from evaluators.probes import Rate, wilson
 from sessions.model import Annotation
 
@@ -54,7 +55,7 @@ def test_trait_agreement_pairs_machine_and_human_labels_per_trait(tmp_path):
     import json
 
     (job / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    outputs = agreement.read_outputs(job)
+    outputs = read_outputs(job)
     assert [o["output"] for o in outputs] == [f"eval-x:{i}" for i in range(5)]
     machine = agreement.machine_trait_labels(outputs)
     anns = [

@@ -18,16 +18,17 @@ import pytest
 
 from evaluators import drift
 from evaluators.annotation import build_queue
-from evaluators.eval_job import create_eval_job, load_scores
-from evaluators.eval_spec import EvalSpecError, build_job_spec
-from sessions import jobs
+from evaluators.evaluate.job import create_eval_job
+from evaluators.evaluate.reader import load_scores
+from evaluators.evaluate.spec import EvalSpecError, build_job_spec
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPC = ROOT.parent / "shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv"
-KINDS = {"eval": "evaluators.eval_job"}
+KINDS = {"eval": "evaluators.evaluate.job"}
 needs_spc = pytest.mark.skipif(not SPC.is_file(), reason="the shared Synthetic-Persona-Chat file is not here")
 
 
@@ -90,8 +91,8 @@ def test_first_drop_is_the_first_turn_below_the_fraction_of_turn_one():
 def test_spc_scripts_replay_one_users_turns_in_order_from_the_real_file():
     from collections import Counter
 
-    from trainers.formats.persona_chat import read_conversations
-    from trainers.formats.rows import BrokenRows
+    from trainers.data.formats.persona_chat import read_conversations
+    from trainers.data.formats.rows import BrokenRows
 
     scripts = drift.spc_scripts(SPC, 1, 16, 3)
     assert len(scripts) == 3 and all(len(s.turns) == 16 for s in scripts)
@@ -530,7 +531,7 @@ async def test_the_annotate_pane_shows_a_drift_turns_number(tmp_path, monkeypatc
 
 
 def test_the_evaluate_pane_starts_drift_on_an_imported_spc_dataset_only(tmp_path):
-    from persona_tui.panes.evaluate import new_eval_spec
+    from evaluators.evaluate.presets import new_eval_spec
     from sessions.model import DatasetSpec
 
     sf = _session(tmp_path)

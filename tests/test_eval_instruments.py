@@ -313,8 +313,8 @@ def test_demo_summary_line_for_the_comparison():
 def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
     import json as _json
 
-    from evaluators.eval_job import _same_scoring
-    from evaluators.eval_spec import ModelEntry
+    from evaluators.evaluate.spec import ModelEntry
+    from evaluators.evaluate.traits import same_scoring
     from sessions.model import EngineSpec
 
     export = tmp_path / "jobs" / "export-1" / "export"
@@ -337,7 +337,7 @@ def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
             ModelEntry("odile-chat-lora", EngineSpec(id="r", kind="llamacpp", model=str(export / "model-q8_0.gguf"))),
         ]
     )
-    _same_scoring(run)
+    same_scoring(run)
     eng = run.models[1].engine
     assert (eng.kind, eng.model, eng.adapter) == ("llamacpp", base.engine.model, str(export / "adapter-f16.gguf"))
     assert "the base's engine and quantisation" in run.notes[0]
@@ -356,17 +356,18 @@ def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
             ),
         ]
     )
-    _same_scoring(hf)
+    same_scoring(hf)
     assert hf.models[1].engine.kind == "transformers" and "not scored through the same engine" in hf.notes[0]
 
 
 def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):
     import json as _json
 
-    from evaluators.eval_job import create_eval_job, load_scores
-    from sessions import jobs
+    from evaluators.evaluate.job import create_eval_job
+    from evaluators.evaluate.reader import load_scores
     from sessions.model import EvalSpec, Session
     from sessions.store import SessionFile
+    from supervisor import jobs
 
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(_json.dumps({"text": t}) + "\n" for t in ("One line of text.", "Another line.")))
@@ -387,13 +388,13 @@ def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):
         ),
     )
     job_dir = create_eval_job(SessionFile.load(path), "pm")
-    jobs.run_job_inline(job_dir, {"eval": "evaluators.eval_job"})
+    jobs.run_job_inline(job_dir, {"eval": "evaluators.evaluate.job"})
     notes = load_scores(job_dir)["notes"]
     assert any("samples = 50 asks for more records than" in n and "(2)" in n for n in notes), notes
 
 
 def test_the_session_summary_keeps_the_comparison_without_nulls():
-    from evaluators.eval_job import summary
+    from evaluators.evaluate.reader import summary
 
     traits, k, e = _scores()
     scores = {

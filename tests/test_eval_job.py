@@ -14,19 +14,20 @@ from pathlib import Path
 import pytest
 
 from conftest import SPC_VALID, TAILORING_DIR
-from evaluators.agreement import machine_trait_labels, read_outputs
-from evaluators.eval_job import create_eval_job, load_scores
-from sessions import jobs
+from evaluators.agreement import machine_trait_labels
+from evaluators.evaluate.job import create_eval_job
+from evaluators.evaluate.reader import load_scores, read_outputs
 from sessions.demo import demo_session
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SPC = SPC_VALID
 TAILORING = TAILORING_DIR / "persona-tailoring_test.jsonl"
-KINDS = {"eval": "evaluators.eval_job"}
+KINDS = {"eval": "evaluators.evaluate.job"}
 
 
 def _engine(**kw):
@@ -51,7 +52,7 @@ def _session(tmp_path: Path, *evals: EvalSpec, traits: int = 5, probes: int = 99
 @pytest.fixture(scope="module")
 def spc_slice(tmp_path_factory) -> Path:
     """Next-turn records from the first 12 SPC conversations, built by the project's importer."""
-    from trainers.formats.persona_chat import build_examples
+    from trainers.data.formats.persona_chat import build_examples
 
     folder = tmp_path_factory.mktemp("spc")
     with open(SPC, newline="", encoding="utf-8") as f:

@@ -1,4 +1,4 @@
-"""The queue parent job (evaluators.eval_queue) with real detached workers: children run in order,
+"""The queue parent job (evaluators.evaluate.queue) with real detached workers: children run in order,
 a failing one does not stop the next, and cancelling the queue from the CLI stops the running
 child and the ones not started. Children here are tests/jobs_fixture_worker.py jobs (the queue
 starts any queued job); the Evaluate pane's test runs real eval jobs through it."""
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.eval_queue import children_of, create_queue_job, unrecorded_results
-from sessions import jobs
+from evaluators.evaluate.queue import children_of, create_queue_job, unrecorded_results
 from sessions.demo import demo_session
 from sessions.model import EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 
 TESTS = Path(__file__).resolve().parent
 

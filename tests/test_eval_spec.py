@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluators.eval_spec import EvalSpecError, build_job_spec, check_settings
+from evaluators.evaluate.spec import EvalSpecError, build_job_spec, check_settings
 from sessions.demo import demo_session
 from sessions.model import EvalSpec
 from sessions.store import SessionFile
@@ -96,7 +96,7 @@ def test_a_persona_without_probes_is_refused(tmp_path):
 
 
 def test_the_job_spec_is_frozen_and_toml_safe(tmp_path):
-    from sessions import jobs
+    from supervisor import jobs
 
     data = tmp_path / "held.jsonl"
     data.write_text('{"text": "hello"}\n')

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, SelectionList
 
+from evaluators.evaluate.presets import new_eval_spec
 from evaluators.probes import Rate
+from evaluators.results import list_results
 from experiment_fixtures import tiny_session
 from persona_tui.app import make_app
-from persona_tui.panes.evaluate import EvaluatePane, list_results, new_eval_spec
-from sessions import jobs
+from persona_tui.panes.evaluate import EvaluatePane
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -247,7 +249,7 @@ def _queue_dir(workspace: Path) -> Path | None:
 async def test_quit_mid_queue_the_queue_goes_on_and_the_reopened_pane_records_it(tmp_path):
     """r queues two evaluations as one detached queue job; quitting while the first runs stops
     nothing: the last one finishes without the app, and the reopened pane records both."""
-    from evaluators.eval_queue import children_of
+    from evaluators.evaluate.queue import children_of
     from fake_openai_server import FakeOpenAI
 
     with FakeOpenAI(latency=0.3) as server:

@@ -16,9 +16,9 @@ from evaluators.experiments import format_comparison as fc
 from evaluators.experiments.runner import Experiment
 from evaluators.experiments.state import ExperimentError, ExperimentState
 from experiment_fixtures import tiny_session
-from sessions import jobs
 from sessions.demo import demo_persona
 from sessions.store import SessionFile
+from supervisor import jobs
 
 TINY = dict(
     persona="odile",
@@ -125,7 +125,7 @@ def test_state_file_and_session_record_every_step(finished):
     )
     # Each training job trained the 2 steps asked, on its own format's data, and was exported:
     # an F16 GGUF that passed its check against the merged model.
-    from trainers.export_job import read_report
+    from trainers.export.reader import read_report
 
     for f in fc.FORMATS:
         assert result["training"][f]["steps"] == 2

@@ -9,15 +9,15 @@ import time
 
 import pytest
 
-from evaluators.eval_queue import children_of, unrecorded_results
+from evaluators.evaluate.queue import children_of, unrecorded_results
 from evaluators.experiments.job import (
     create_experiment_job,
     prepare_format_comparison,
     record_experiment,
 )
 from experiment_fixtures import tiny_session
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 
 TINY = {
     "steps": 2,

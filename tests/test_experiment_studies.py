@@ -14,16 +14,18 @@ import json
 import pytest
 from rich.console import Console
 
-from evaluators.eval_job import load_scores, read_jsonl, run_eval_inline
-from evaluators.eval_spec import check_settings
+from evaluators.evaluate.job import run_eval_inline
+from evaluators.evaluate.reader import load_scores
+from evaluators.evaluate.spec import check_settings
 from evaluators.experiments import persona_chat as pc
 from evaluators.experiments import tailoring as tl
 from evaluators.experiments.runner import Experiment
 from evaluators.experiments.state import ExperimentState
 from experiment_fixtures import SPC, TAILORING_DIR, tiny_session, tiny_training
-from sessions import jobs
+from sessions.jsonl import read_jsonl
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 
 REFERENCE_KEYS = ("bleu", "rouge_l", "perplexity", "hits@1", "f1")
 
@@ -152,7 +154,7 @@ def test_tailoring_data_without_personas_has_no_persona_line(tmp_path):
     tl.add_specs(exp, cfg, rows)
     for ds in ("tl-sft-plain", "tl-sft-persona"):
         job = jobs.create_job(sf.workspace, "dataset", {"session": str(sf.path), "dataset": ds})
-        assert jobs.run_job_inline(job, {"dataset": "trainers.dataset_job"}).state == "finished"
+        assert jobs.run_job_inline(job, {"dataset": "trainers.data.job"}).state == "finished"
     plain = read_jsonl(sf.workspace / "datasets" / "tl-sft-plain.jsonl")
     persona = read_jsonl(sf.workspace / "datasets" / "tl-sft-persona.jsonl")
     assert plain and all("\nPersona:" not in r["prompt"] and r["prompt"].endswith("\nResponse:") for r in plain)

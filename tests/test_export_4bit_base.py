@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from trainers.export import ExportError
 from trainers.export.merge import full_precision_base, quantization_of
-from trainers.hardware import cuda_count
+from trainers.train.hardware import cuda_count
 
 FULL, QUANT = "unsloth/tiny-llama", "unsloth/tiny-llama-bnb-4bit"
 BNB_4BIT = {
@@ -117,7 +117,8 @@ def _adapter(tiny: Path, out: Path, base_name: str) -> Path:
 def test_the_whole_export_of_a_4bit_run_uses_the_full_precision_base(hub, tiny, tmp_path):
     from sessions.model import Session
     from sessions.store import SessionFile
-    from trainers.export_job import create_export_job, read_report
+    from trainers.export.job import create_export_job
+    from trainers.export.reader import read_report
     from trainers.worker import KINDS
 
     _snapshot(hub, FULL, tiny)
@@ -158,8 +159,9 @@ def test_the_whole_export_of_a_4bit_run_uses_the_full_precision_base(hub, tiny, 
 )
 def test_an_hf_qlora_run_trains_on_cuda_and_exports_from_the_full_base(tmp_path, tiny):
     from train_fixtures import CHATS, make_session, tiny_run
-    from trainers.export_job import create_export_job, read_report
-    from trainers.train_job import create_train_job
+    from trainers.export.job import create_export_job
+    from trainers.export.reader import read_report
+    from trainers.train.job import create_train_job
     from trainers.worker import KINDS
 
     run = tiny_run("qlora", ["chats"], load_in_4bit=True)

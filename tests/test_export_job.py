@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from export_fixtures import BASE, build_shared_export, make_session, make_train_job
-from sessions import jobs
+from supervisor import jobs
 from trainers.export import ExportError
-from trainers.export_job import FAILED_FILE, create_export_job, exports_of_run, format_report, read_report
+from trainers.export.job import create_export_job, format_report
+from trainers.export.reader import FAILED_FILE, exports_of_run, read_report
 from trainers.worker import KINDS
 
 
@@ -268,7 +269,7 @@ def test_corrupt_or_missing_gguf_is_one_sentence(tmp_path):
 def test_export_by_training_job_id_finds_the_base(tmp_path):
     sf = make_session(tmp_path)
     train = make_train_job(sf)
-    from trainers.export_job import resolve_source
+    from trainers.export.job import resolve_source
 
     source = resolve_source({"train_job": train.name}, sf.workspace)
     assert source == {"adapter": str(train / "adapter"), "base_model": BASE, "run": "r1", "train_job": train.name}

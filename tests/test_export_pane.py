@@ -14,8 +14,8 @@ from persona_tui.app import make_app
 from persona_tui.panes.chat import ChatPane
 from persona_tui.panes.train import TrainPane
 from persona_tui.screens.export import ExportScreen
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 from waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

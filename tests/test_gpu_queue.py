@@ -11,10 +11,10 @@ import os
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from train_fixtures import CHATS, events_of, make_session, tiny_llama, tiny_run, wait_for
-from trainers.gpus import GIB, busy_reason, gpu_states, queue_ahead
-from trainers.train_job import create_train_job
+from trainers.train.gpus import GIB, busy_reason, gpu_states, queue_ahead
+from trainers.train.job import create_train_job
 
 BUSY = "0, NVIDIA H100 80GB HBM3, 81559, 80000, 3\n1, NVIDIA H100 80GB HBM3, 81559, 100, 97\n"
 FREE = "0, NVIDIA H100 80GB HBM3, 81559, 80000, 3\n1, NVIDIA H100 80GB HBM3, 81559, 79000, 0\n"

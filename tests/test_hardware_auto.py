@@ -1,4 +1,4 @@
-"""What `auto` resolves to (trainers.hardware): micro-batch at the same effective batch, precision,
+"""What `auto` resolves to (trainers.train.hardware): micro-batch at the same effective batch, precision,
 threads that only other processes' CPU use can lower, and the OpenMP wait policy; the setting
 through the session TOML, validation, the CLI, the Train form, a real job's log and manifest."""
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sessions.model import DatasetSpec, RunSpec, Session
 from sessions.run_spec import effective_batch_of, validate_run
 from sessions.store import SessionFile
-from trainers import hardware, memory_estimate
+from trainers.train import hardware, memory_estimate
 from waiting import wait_for
 
 BURN = "import time\nt = time.time()\nwhile time.time() - t < 60: pass\n"  # one busy core for up to a minute
@@ -240,10 +240,10 @@ def test_the_train_form_reads_auto_or_a_count():
 
 @pytest.mark.slow
 def test_a_job_at_auto_logs_and_records_what_it_chose(tmp_path):
-    from sessions import jobs
     from sessions.manifest import read_manifest
+    from supervisor import jobs
     from train_fixtures import CHATS, events_of, make_session, tiny_run
-    from trainers.train_job import create_train_job
+    from trainers.train.job import create_train_job
     from trainers.worker import KINDS
 
     run = tiny_run("a", ["chats"], batch_size="auto", grad_accum=2, max_steps=2, save_steps=2)

@@ -10,7 +10,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 from persona_tui.widgets.job_follower import JobFollower
-from sessions import jobs
+from supervisor import jobs
 from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -104,3 +104,46 @@ async def test_follow_latest_finds_the_newest_matching_job(tmp_path):
         await wait_until(pilot, lambda: jobs.read_status(running).terminal, timeout=60, what="the cancel")
         await pilot.pause()
         assert not any(isinstance(m, JobFollower.Ended) for m in app.got)
+
+
+class ListRecorder(Recorder):
+    def on_job_follower_listed(self, message: JobFollower.Listed) -> None:
+        self.got.append(message)
+
+    def on_job_follower_manifest(self, message: JobFollower.Manifest) -> None:
+        self.got.append(message)
+
+    def on_job_follower_log(self, message: JobFollower.Log) -> None:
+        self.got.append(message)
+
+
+async def test_watch_jobs_lists_and_follow_posts_the_manifest_and_the_log_as_they_change(tmp_path):
+    """What the Train pane uses: the jobs listed by kind, each followed job's manifest (written
+    when the worker starts) and its log as the pane shows it, each posted when it changes."""
+    other = jobs.create_job(tmp_path, "other", {})
+    job_dir = _count_job(tmp_path, 4, 0.1)
+    app = ListRecorder()
+    async with app.run_test() as pilot:
+        follower = app.query_one(JobFollower)
+        follower.watch_jobs(tmp_path, ("count",), key="list", every=0.1)
+        await wait_until(pilot, lambda: any(isinstance(m, JobFollower.Listed) for m in app.got), what="a listing")
+        listed = next(m for m in app.got if isinstance(m, JobFollower.Listed))
+        assert listed.key == "list" and [s.id for s in listed.statuses] == [job_dir.name]  # not `other`
+        assert other.name not in [s.id for s in listed.statuses]
+
+        (job_dir / "manifest.json").write_text('{"seed": 1}')
+        jobs.start_job(job_dir)
+        follower.follow(job_dir, key="k", manifest=True, log=lambda d, state: f"{state}: {jobs.log_tail(d, 1)}")
+        await wait_until(
+            pilot, lambda: any(isinstance(m, JobFollower.Ended) for m in app.got), timeout=60, what="the end"
+        )
+        follower.stop("list")
+        await pilot.pause()
+        mine = [m for m in app.got if m.key == "k"]
+        manifests = [m.manifest for m in mine if isinstance(m, JobFollower.Manifest)]
+        assert manifests and manifests[0] == {"seed": 1}
+        logs = [m.text for m in mine if isinstance(m, JobFollower.Log)]
+        assert logs and logs[-1].startswith("finished: ") and len(logs) == len(set(logs))  # only changes
+        assert isinstance(mine[-1], JobFollower.Ended)
+        listed_states = [s.state for m in app.got if isinstance(m, JobFollower.Listed) for s in m.statuses]
+        assert "queued" in listed_states or "running" in listed_states

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions.demo import demo_session
 from sessions.manifest import (
     MANIFEST_FILE,
@@ -31,6 +30,7 @@ from sessions.manifest import (
 )
 from sessions.model import DatasetSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 from trainers.worker import KINDS
 
 
@@ -200,7 +200,7 @@ def _dataset_session(tmp_path: Path) -> SessionFile:
 
 
 def test_a_dataset_job_records_its_inputs_and_a_rerun_says_what_changed(tmp_path):
-    from trainers.dataset_job import job_spec
+    from trainers.data.job import job_spec
 
     sf = _dataset_session(tmp_path)
     job_dir = jobs.create_job(sf.workspace, "dataset", job_spec(sf.path, "docs"))
@@ -275,7 +275,8 @@ def test_an_eval_finds_the_training_jobs_behind_its_models_and_flags_them(tmp_pa
     assert source_jobs(ev, jobs.read_spec(ev)) == trains
     assert job_differences(trains) == [f"{trains[1].name} vs {trains[0].name}: package torch 2.13.0 vs 2.12.0"]
 
-    from persona_tui.panes.evaluate import ResultEntry, provenance
+    from evaluators.results import ResultEntry
+    from persona_tui.panes.evaluate import provenance
 
     entry = ResultEntry(f"job:{ev.name}", "eval", "traits", 0.0, "finished")
     text = "\n".join(str(getattr(p, "plain", p)) for p in provenance(entry, None, workspace))
@@ -421,7 +422,8 @@ async def test_evaluate_pane_flags_models_trained_alike_or_not(tmp_path):
 
 
 def test_an_experiments_training_runs_are_compared_too(tmp_path):
-    from persona_tui.panes.evaluate import ResultEntry, provenance
+    from evaluators.results import ResultEntry
+    from persona_tui.panes.evaluate import provenance
 
     workspace = tmp_path / "ws"
     made = []

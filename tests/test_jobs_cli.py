@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions.model import Persona, Session
 from sessions.store import SessionFile
+from supervisor import jobs
 from waiting import wait_for
 
 TESTS = Path(__file__).resolve().parent

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from waiting import wait_for
 
 TESTS = Path(__file__).resolve().parent
@@ -235,7 +235,7 @@ def test_worker_outlives_the_process_that_started_it(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from sessions import jobs; print(jobs.start_job(sys.argv[1]))",
+            "import sys; from supervisor import jobs; print(jobs.start_job(sys.argv[1]))",
             str(job_dir),
         ],
         capture_output=True,
@@ -286,7 +286,7 @@ def test_list_jobs_and_log_tail(tmp_path):
 
 def test_the_protocol_module_imports_no_ml_library_and_no_ui():
     code = (
-        "import sys, json, sessions.jobs;"
+        "import sys, json, supervisor.jobs;"
         "print(json.dumps(sorted(m for m in ('torch','transformers','llama_cpp','textual','persona_tui') if m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

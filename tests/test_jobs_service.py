@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from waiting import wait_for
 
 CLI = [sys.executable, "-m", "persona_tui.cli"]
@@ -95,6 +95,24 @@ def test_a_service_is_ready_with_its_url_is_listed_and_cancel_stops_it(tmp_path)
     assert not Path(f"/proc/{server_pid}").exists() or "Z" in Path(f"/proc/{server_pid}/stat").read_text().split()[2]
     events = [e.get("event") for e in jobs.read_events(job_dir)[0]]
     assert events[-4:] == ["starting", "ready", "stopped", "ended"] or events[-3:] == ["ready", "stopped", "ended"]
+
+
+def test_a_service_job_written_before_the_supervisor_moved_still_starts(tmp_path):
+    """Job folders on users' disks name the worker module they were created with; the service
+    worker moved from sessions/ to supervisor/, and a job naming the old module still runs."""
+    job_dir, url = _http_service(tmp_path / "s")
+    for name in (jobs.STATUS_FILE, jobs.SPEC_FILE):
+        path = job_dir / name
+        path.write_text(path.read_text().replace(jobs.SERVICE_WORKER, "sessions.service_worker"))
+    assert jobs.read_status(job_dir).worker == "sessions.service_worker"
+    jobs.start_job(job_dir)
+    ready = wait_for(lambda: _state(job_dir, "ready", "failed", "died"), 60, what="the service to be ready")
+    assert ready.state == "ready", ready.error + (job_dir / jobs.LOG_FILE).read_text()
+    assert _answers(url)
+    worker_command = Path(f"/proc/{ready.pid}/cmdline").read_bytes().split(b"\0")
+    assert jobs.SERVICE_WORKER.encode() in worker_command
+    assert jobs.cancel_job(job_dir)
+    assert wait_for(lambda: _state(job_dir, "stopped", "failed", "died", "cancelled"), 60).state == "stopped"
 
 
 def test_requests_keep_a_service_up_and_idleness_stops_it(tmp_path):

@@ -43,7 +43,7 @@ def test_ruff_format_check_passes():
 
 
 def test_mypy_passes_on_the_core():
-    """sessions/, engines/, trainers/ and evaluators/ (the `files` of [tool.mypy])."""
+    """sessions/, supervisor/, engines/, trainers/ and evaluators/ (the `files` of [tool.mypy])."""
     result = _tool("mypy")
     assert result.returncode == 0, "mypy found type errors in the core:\n" + result.stdout + result.stderr
     assert "Success" in result.stdout

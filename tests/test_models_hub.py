@@ -216,7 +216,7 @@ def test_a_killed_pull_is_not_a_model_and_a_rerun_resumes_without_refetching(hf_
     assert r.returncode == 0, r.stderr
     job_dir = Path(hf_env["PERSONA_TUI_CACHE"]) / "hub" / "jobs" / r.stdout.strip()
 
-    from sessions import jobs
+    from supervisor import jobs
 
     size = len((tiny_model / last).read_bytes())
     # The job names the file it is on; the server has sent part of it.
@@ -254,7 +254,7 @@ def test_a_killed_pull_is_not_a_model_and_a_rerun_resumes_without_refetching(hf_
 
 def test_a_cancelled_pull_ends_cancelled_and_keeps_only_whole_files(hf_env, hub, tiny_model):
     from engines.hub import cached_snapshot
-    from sessions import jobs
+    from supervisor import jobs
 
     last = shard_names(tiny_model)[-1]
     hub.throttle[last] = 0.2
@@ -349,7 +349,7 @@ def test_a_full_disk_mid_pull_fails_in_one_sentence_and_leaves_no_model(hf_env, 
     from huggingface_hub import file_download
 
     from engines.hub import cached_snapshot
-    from sessions import jobs
+    from supervisor import jobs
     from trainers.hub_job import create_pull_job, run_inline
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
@@ -501,7 +501,7 @@ GIB = 2**30
 
 
 def test_parameter_counts_match_the_published_sizes():
-    from trainers.memory_estimate import PROJECTIONS, count_params, lora_params, shape_of
+    from trainers.train.memory_estimate import PROJECTIONS, count_params, lora_params, shape_of
 
     s = shape_of(SMOLLM2_135M)
     assert count_params(s)[0] == 134_515_008  # SmolLM2-135M's own count
@@ -513,7 +513,7 @@ def test_parameter_counts_match_the_published_sizes():
 
 
 def test_the_estimate_moves_with_each_lever():
-    from trainers.memory_estimate import estimate
+    from trainers.train.memory_estimate import estimate
 
     base = dict(device="cuda", precision="bf16", batch_size=4, seq_len=2048)
     full = estimate(QWEN3_4B, **base)
@@ -531,7 +531,7 @@ def test_the_estimate_moves_with_each_lever():
 
 
 def test_advice_says_what_to_change_and_only_refuses_past_the_total():
-    from trainers.memory_estimate import advice, estimate
+    from trainers.train.memory_estimate import advice, estimate
 
     need = estimate(QWEN3_4B, device="cuda", precision="bf16", batch_size=8, seq_len=4096)
     kw = dict(load_in_4bit=False, batch_size=8, seq_len=4096, gradient_checkpointing=False, can_4bit=True)
@@ -594,8 +594,8 @@ async def test_train_form_picks_from_the_list_and_offers_to_pull_a_missing_id(hf
     from persona_tui.app import make_app
     from persona_tui.panes.train import TrainPane
     from persona_tui.screens.choice import ChoiceScreen
-    from sessions import jobs
     from sessions.store import SessionFile
+    from supervisor import jobs
     from train_fixtures import CHATS, make_session, tiny_run
     from waiting import wait_until
 
@@ -667,8 +667,8 @@ async def test_train_form_picks_from_the_list_and_offers_to_pull_a_missing_id(hf
 async def test_train_pane_refuses_a_run_that_cannot_fit(tmp_path, anyio_backend):
     from persona_tui.app import make_app
     from persona_tui.panes.train import TrainPane
-    from sessions import jobs
     from sessions.store import SessionFile
+    from supervisor import jobs
     from train_fixtures import CHATS, make_session, tiny_run
     from waiting import wait_until
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
-from evaluators.eval_job import Run
-from evaluators.eval_spec import build_job_spec
+from evaluators.evaluate.spec import build_job_spec
+from evaluators.evaluate.state import Run
 from persona_tui.conversation import persona_prompt
 from sessions.demo import write_demo_session
 from sessions.model import EvalSpec, persona_system_prompt
 from sessions.store import SessionFile
-from trainers.export_job import _persona_text
+from trainers.export.job import _persona_text
 
 
 def test_chat_modelfile_and_scored_baseline_use_the_same_persona_prompt(tmp_path: Path):

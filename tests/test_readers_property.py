@@ -25,8 +25,8 @@ from sessions.demo import demo_persona, demo_session  # noqa: E402
 from sessions.jsonl import read_jsonl  # noqa: E402
 from sessions.store import SessionFile  # noqa: E402
 from sessions.validate import validate_file  # noqa: E402
-from trainers.formats.persona_chat import build_examples as spc_examples  # noqa: E402
-from trainers.formats.tailoring import build_examples as tailoring_examples  # noqa: E402
+from trainers.data.formats.persona_chat import build_examples as spc_examples  # noqa: E402
+from trainers.data.formats.tailoring import build_examples as tailoring_examples  # noqa: E402
 
 PROJECT_PACKAGES = {"sessions", "engines", "trainers", "evaluators", "persona_tui"}
 RUNS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.eval_spec import build_job_spec
+from evaluators.evaluate.spec import build_job_spec
 from evaluators.run_models import run_resolver
 from persona_tui.conversation import EngineRefError, engine_from_ref
-from sessions import jobs
 from sessions.demo import write_demo_session
 from sessions.store import SessionFile
+from supervisor import jobs
 
 
 def train_work(job) -> None:
@@ -169,7 +169,7 @@ def test_a_local_runs_recorded_engine_is_its_adapter_not_a_remote_model(tmp_path
 def test_a_local_runs_result_is_not_taken_for_a_remote_engine(tmp_path: Path) -> None:
     """The hf backend's result names its adapter's engine (kind transformers); only an openai
     result is a remote model, or eval would open the local run as an endpoint without a URL."""
-    from trainers.train_job import remote_engine
+    from trainers.train.job import remote_engine
 
     job_dir = jobs.create_job(tmp_path, "train", {"run": {"id": "r"}})
     status = json.loads((job_dir / "status.json").read_text())

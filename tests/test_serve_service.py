@@ -20,8 +20,8 @@ from export_fixtures import build_shared_export
 from persona_tui.app import make_app
 from persona_tui.panes.chat import ChatPane
 from persona_tui.screens.serve import ServeScreen
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 from waiting import wait_for, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

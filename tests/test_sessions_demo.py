@@ -186,8 +186,8 @@ def test_demo_probes_do_not_repeat_the_demo_training_data(persona_id: str) -> No
     import re
 
     from evaluators.probe_writer import training_repeats
-    from trainers.formats import format_module, record_text
-    from trainers.generate import template
+    from trainers.data.formats import format_module, record_text
+    from trainers.data.generate import template
 
     session = demo_session(persona_id)
     persona = session.personas[0]

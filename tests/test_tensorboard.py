@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions import run_spec as rs
 from sessions.manifest import read_manifest
 from sessions.model import Session
 from sessions.store import SessionFile
+from supervisor import jobs
 from train_fixtures import CHATS, events_of, make_session, tiny_run
 
 BASE = "bundled:smollm2-135m-instruct"
@@ -64,7 +64,7 @@ def test_report_to_is_a_checked_setting_that_defaults_to_none():
 def test_a_reporter_that_is_not_installed_is_refused_before_the_run(monkeypatch):
     import importlib.util
 
-    from trainers.backends.hf import check, report_targets
+    from trainers.train.backends.hf import check, report_targets
 
     assert report_targets("tensorboard+wandb") == ["tensorboard", "wandb"] and report_targets("none") == []
     run = tiny_run("r", [])
@@ -107,7 +107,7 @@ def test_csv_export_needs_no_torch_and_holds_every_value(counted, tmp_path):
     assert rows["eval/loss"] == [(4, 0.5)] and "train/max_steps" not in rows
     # The default place, beside the events; the conversion never imported torch.
     code = (
-        "import sys; from trainers.event_export import export_events; "
+        "import sys; from trainers.train.event_export import export_events; "
         f"print(export_events({str(job)!r}, 'csv')[0]); assert 'torch' not in sys.modules"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -116,7 +116,7 @@ def test_csv_export_needs_no_torch_and_holds_every_value(counted, tmp_path):
 
 def test_tensorboard_export_reads_back_with_tensorboards_reader(counted, tmp_path):
     pytest.importorskip("tensorboard")
-    from trainers.event_export import read_tensorboard_scalars
+    from trainers.train.event_export import read_tensorboard_scalars
 
     session, job = counted
     out = tmp_path / "tb"
@@ -150,8 +150,8 @@ def test_a_job_with_nothing_to_convert_is_one_sentence(tmp_path):
 @pytest.mark.slow
 def test_a_run_with_report_to_tensorboard_leaves_event_files_in_its_job(tmp_path, monkeypatch):
     pytest.importorskip("tensorboard")
-    from trainers.event_export import read_tensorboard_scalars
-    from trainers.train_job import create_train_job
+    from trainers.train.event_export import read_tensorboard_scalars
+    from trainers.train.job import create_train_job
     from trainers.worker import KINDS
 
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)  # the inline worker sets it for its run

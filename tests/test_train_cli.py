@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from train_fixtures import CHATS, make_session, tiny_run
 
 CLI = [str(Path(sys.executable).with_name("persona-tui"))]

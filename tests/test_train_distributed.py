@@ -14,11 +14,11 @@ import shlex
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from train_fixtures import CHATS, events_of, make_session, tiny_llama, tiny_run, wait_for
-from trainers.backends.hf import checkpoint_complete, checkpoint_step, last_checkpoint
-from trainers.hardware import cuda_count
-from trainers.train_job import LAUNCH_FILE, accelerate_command, create_train_job, launch_processes, resume_train_job
+from trainers.train.hardware import cuda_count
+from trainers.train.job import LAUNCH_FILE, accelerate_command, create_train_job, launch_processes, resume_train_job
+from trainers.train.reader import checkpoint_complete, checkpoint_step, last_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_cpu_launch_command_uses_torchrun_with_its_own_port(tmp_path):
     cmd = accelerate_command(tmp_path / "j", 2, "bf16", python="py", on_cpu=True, port=40001)
     assert shlex.join(cmd).startswith(
         "py -m accelerate.commands.launch --multi_gpu --num_machines 1 --num_processes 2 "
-        "--main_process_port 40001 --mixed_precision no -m trainers.train_job --rank-worker"
+        "--main_process_port 40001 --mixed_precision no -m trainers.train.job --rank-worker"
     )
 
 

@@ -11,10 +11,11 @@ import math
 
 import pytest
 
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 from train_fixtures import CHATS, PREFS, events_of, make_session, tiny_run
-from trainers.train_job import create_train_job, read_result
+from trainers.train.job import create_train_job
+from trainers.train.reader import read_result
 from trainers.worker import KINDS
 
 pytestmark = pytest.mark.slow
@@ -157,7 +158,7 @@ def test_twenty_steps_at_the_prior_works_defaults_on_the_demo_chats(tmp_path):
     3.5 -> 2.8; auto splits the same effective batch 8 as 8 x 1."""
     from sessions.demo import demo_session
     from sessions.run_spec import LoraSettings, TrainingSettings
-    from trainers.dataset_build import build_dataset
+    from trainers.data.build import build_dataset
 
     session = demo_session()
     spec = next(d for d in session.datasets if d.format == "chat_demos")

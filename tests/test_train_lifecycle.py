@@ -12,10 +12,10 @@ import signal
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 from train_fixtures import CHATS, events_of, make_session, tiny_run, wait_for
-from trainers.backends.hf import checkpoint_complete, checkpoint_step, last_checkpoint
-from trainers.train_job import create_train_job, resume_train_job
+from trainers.train.job import create_train_job, resume_train_job
+from trainers.train.reader import checkpoint_complete, checkpoint_step, last_checkpoint
 
 pytestmark = pytest.mark.slow
 

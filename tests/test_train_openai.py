@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
 from sessions.model import RunSpec
 from sessions.store import SessionFile
+from supervisor import jobs
 from train_fixtures import CHATS, make_session
-from trainers.backends import validate
-from trainers.train_job import create_train_job, read_result
+from trainers.train.backends import validate
+from trainers.train.job import create_train_job
+from trainers.train.reader import read_result
 from trainers.worker import KINDS
 
 KEY = "sk-test-0123456789abcdef"
@@ -246,7 +247,7 @@ def test_openai_run_uploads_chats_polls_events_and_records_the_model(tmp_path, s
     # The fine-tuned model is an engine: `run:ft` resolves to it, the chat pane offers it, and
     # the one who followed the job records it in the session.
     from persona_tui.conversation import engine_choices, engine_from_ref
-    from trainers.train_job import record_remote_engine
+    from trainers.train.job import record_remote_engine
 
     spec = engine_from_ref("run:ft", sf.session, sf.workspace)
     assert (spec.kind, spec.model, spec.base_url, spec.api_key_env) == (

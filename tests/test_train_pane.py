@@ -7,8 +7,8 @@ import pytest
 
 from persona_tui.app import make_app
 from persona_tui.panes.train import TrainPane
-from sessions import jobs
 from sessions.store import SessionFile
+from supervisor import jobs
 from train_fixtures import CHATS, make_session, tiny_run
 from waiting import wait_until
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from sessions import jobs
+from supervisor import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
 RANKS = textwrap.dedent(
     """
     import sys, torch.distributed as dist
-    from trainers.metrics import _all_ranks_agree
+    from trainers.train.metrics import _all_ranks_agree
     rank, store = int(sys.argv[1]), sys.argv[2]
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     # Only rank 1 saw the cancel file at this step; both must stop at it.
@@ -51,7 +51,7 @@ def test_ranks_stop_at_the_same_step_when_one_is_asked(tmp_path):
 
 
 def test_a_single_process_decides_alone():
-    from trainers.metrics import _all_ranks_agree
+    from trainers.train.metrics import _all_ranks_agree
 
     assert _all_ranks_agree(True) is True and _all_ranks_agree(False) is False
 

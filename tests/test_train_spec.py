@@ -21,9 +21,9 @@ from sessions.run_spec import (
 )
 from sessions.store import SessionFile
 from train_fixtures import CHATS, PREFS, TEXTS, make_session, tiny_run, write_jsonl
-from trainers.backends import validate
-from trainers.run_data import DatasetFile, RunDataError, prepare_dpo, prepare_sft, split_turns, to_openai_chat
-from trainers.train_job import RunSpecError, accelerate_command, create_train_job, explain
+from trainers.train.backends import validate
+from trainers.train.job import RunSpecError, accelerate_command, create_train_job, explain
+from trainers.train.run_data import DatasetFile, RunDataError, prepare_dpo, prepare_sft, split_turns, to_openai_chat
 
 
 def test_defaults_are_the_documented_recipe():
@@ -131,12 +131,14 @@ def _fake_unsloth(calls: dict):
 def test_the_unsloth_backend_calls_fastlanguagemodel_as_its_docs_say(monkeypatch, tmp_path, method, four_bit, expected):
     import sys
 
-    from trainers.backends import TrainContext, unsloth_backend
-    from trainers.hardware import Device
+    from trainers.train.backends import TrainContext, unsloth_backend
+    from trainers.train.hardware import Device
 
     calls: dict = {}
     monkeypatch.setitem(sys.modules, "unsloth", _fake_unsloth(calls))
-    monkeypatch.setattr("trainers.hardware.resolve_device", lambda *a, **k: Device("cuda", 1, "bf16", "adamw_8bit", 0))
+    monkeypatch.setattr(
+        "trainers.train.hardware.resolve_device", lambda *a, **k: Device("cuda", 1, "bf16", "adamw_8bit", 0)
+    )
     run = RunSpec(id="u", base_model="bundled:smollm2-135m-instruct", datasets=["d"], backend="unsloth", method=method)
     run.training.load_in_4bit = four_bit
     run.lora.use_rslora = True
@@ -201,7 +203,7 @@ def test_accelerate_command_for_one_machine_and_for_a_config_file(tmp_path):
         "--mixed_precision",
         "bf16",
         "-m",
-        "trainers.train_job",
+        "trainers.train.job",
         "--rank-worker",
         str(job.resolve()),
     ]
@@ -209,7 +211,7 @@ def test_accelerate_command_for_one_machine_and_for_a_config_file(tmp_path):
     cmd = accelerate_command(job, 8, "fp32", config_file=str(cfg), python="python")
     line = shlex.join(cmd)
     assert line.startswith(
-        f"python -m accelerate.commands.launch --config_file {cfg} --mixed_precision no -m trainers.train_job"
+        f"python -m accelerate.commands.launch --config_file {cfg} --mixed_precision no -m trainers.train.job"
     )
     assert "--num_processes" not in cmd  # the config file decides the topology (multi-node, DeepSpeed, FSDP)
     # The launcher module exists in the installed accelerate and the rank entry point parses its flag.
@@ -336,7 +338,7 @@ def test_preferences_for_dpo_and_chats_for_openai(tmp_path):
 
 
 def test_auto_threads_leave_cores_busy_with_other_work_alone(monkeypatch):
-    from trainers import hardware
+    from trainers.train import hardware
 
     monkeypatch.setattr(hardware, "physical_cores", lambda: 4)
     monkeypatch.setattr(hardware.os, "cpu_count", lambda: 4)

@@ -72,7 +72,7 @@ def tiny_run(run_id: str, datasets: list[str], **training: Any) -> RunSpec:
 
 
 def events_of(job_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    from sessions import jobs
+    from supervisor import jobs
 
     events, _ = jobs.read_events(job_dir)
     return [e for e in events if kind is None or e.get("event") == kind]

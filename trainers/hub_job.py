@@ -1,7 +1,7 @@
 """Hub downloads as jobs: kind "hub_pull", and the worker `python -m trainers.hub_job <job-dir>`.
 
 A pull of a base model (`persona-tui models pull`) or of a study's data (`persona-tui data pull`)
-is long work like training: a detached worker in the job protocol of `sessions.jobs`, progress in
+is long work like training: a detached worker in the job protocol of `supervisor.jobs`, progress in
 bytes, cancel by SIGTERM (the file being written is dropped, finished ones stay), resume by
 requeueing the same job or pulling again. The download itself is `engines.hub`.
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from engines.hub import HubError, PullStopped, plan_pull, pull
 from engines.models import ModelChoice, cache_root, list_models
-from sessions import jobs
+from supervisor import jobs
 
 if TYPE_CHECKING:
     from sessions.model import Session

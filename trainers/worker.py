@@ -1,6 +1,6 @@
 """Entry point of a detached job worker: `python -m trainers.worker <job-dir>`.
 
-The job protocol (status, heartbeat, events, cancel) lives in `sessions.jobs`; this module only
+The job protocol (status, heartbeat, events, cancel) lives in `supervisor.jobs`; this module only
 picks the work named by the spec's `kind` and runs it inside the protocol's reporter.
 """
 
@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sessions import jobs
+from supervisor import jobs
 
 # kind -> module with `run(job: jobs.JobReporter) -> None`
 KINDS = {
-    "dataset": "trainers.dataset_job",
-    "train": "trainers.train_job",
-    "export": "trainers.export_job",
+    "dataset": "trainers.data.job",
+    "train": "trainers.train.job",
+    "export": "trainers.export.job",
 }
 
 

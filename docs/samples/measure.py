@@ -25,15 +25,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from sessions.demo import demo_persona  # noqa: E402
-from trainers.dataset_quality import (  # noqa: E402
+from trainers.data.formats import PERSONA_FORMATS, format_module, target_text  # noqa: E402
+from trainers.data.generate import template  # noqa: E402
+from trainers.data.quality import (  # noqa: E402
     chat_pairs,
     persona_fields,
     reply_relevance,
     text_perplexity,
     text_quality,
 )
-from trainers.formats import PERSONA_FORMATS, format_module, target_text  # noqa: E402
-from trainers.generate import template  # noqa: E402
 
 SIZE = 500
 SEED = 3407

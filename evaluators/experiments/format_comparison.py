@@ -43,8 +43,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from evaluators.evaluate.reader import drop_nulls
 from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
-from evaluators.experiments.runner import Experiment, Follow, drop_nulls
+from evaluators.experiments.runner import Experiment, Follow
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EvalSpec, Persona, RunSpec
 
@@ -317,7 +318,7 @@ def probe_leakage(
     Returns {"expression": {trait: [leaked probe indexes]}, "knowledge": {...}, "checked": n,
     "leaked": n, "records": {format: count}}.
     """
-    from trainers.formats import record_text
+    from trainers.data.formats import record_text
 
     texts: list[str] = []
     sentence_sets: list[set[str]] = []
@@ -404,20 +405,19 @@ def heldout_expression(outputs: Iterable[Mapping[str, Any]], leak: Mapping[str, 
 
 
 def _read_outputs(job_dir: Path) -> list[dict[str, Any]]:
-    path = Path(job_dir) / "outputs.jsonl"
-    from sessions.jsonl import read_jsonl
+    """The traits job's outputs, tolerant (a damaged line is left out; the study counts the rest)."""
+    from evaluators.evaluate.reader import read_outputs
 
-    return read_jsonl(path, bad=lambda n, reason: None, errors="replace") if path.is_file() else []
+    return read_outputs(job_dir, problems=[])
 
 
 def _train_summary(job_dir: Path) -> dict[str, Any]:
-    from sessions import jobs
-    from trainers.loss_curve import loss_points, loss_summary
+    from trainers.train.reader import read_run
 
-    events, _ = jobs.read_events(job_dir)
-    train, evals = loss_points(events)
-    s = loss_summary(train, evals)  # window means, not two single noisy steps
-    end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "train_end"), {})
+    run = read_run(job_dir)
+    train = run.train
+    s = run.loss()  # window means, not two single noisy steps
+    end: dict[str, Any] = run.end or {}
     return {
         "steps": end.get("step") or len(train),
         "first_loss": s.first,
@@ -687,8 +687,8 @@ def run(
     save: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the study on an open SessionFile; return the result (also in result.json)."""
-    from sessions import jobs
-    from trainers import dataset_files
+    from supervisor import jobs
+    from trainers.data import reader as data_reader
 
     console = console or Console()
     persona = session_file.session.persona(cfg.persona)
@@ -711,24 +711,24 @@ def run(
     datasets: dict[str, Any] = {}
     for fmt in FORMATS:
         ds = dataset_id(cfg, fmt)
-        from trainers.dataset_job import job_spec as dataset_job_spec
+        from trainers.data.job import job_spec as dataset_job_spec
 
         spec = {**dataset_job_spec(exp.session_file, ds), "size": cfg.size}  # inputs frozen at creation
         rec, _ = exp.job_step(f"data:{fmt}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
-        if not dataset_files.is_built(exp.workspace, ds):
+        if not data_reader.is_built(exp.workspace, ds):
             raise ExperimentError(
                 f"dataset {ds} was built by job {rec.get('job')} but its file is gone; delete "
                 f"{state.path} or the step's record to build it again."
             )
         datasets[fmt] = {
             "id": ds,
-            "train": len(dataset_files.load_records(exp.workspace, ds, "train")),
-            "heldout": len(dataset_files.load_records(exp.workspace, ds, "heldout")),
+            "train": len(data_reader.load_records(exp.workspace, ds, "train")),
+            "heldout": len(data_reader.load_records(exp.workspace, ds, "heldout")),
             "job": rec.get("job"),
         }
 
     def leakage() -> dict[str, Any]:
-        records = {fmt: dataset_files.load_records(exp.workspace, dataset_id(cfg, fmt), "train") for fmt in FORMATS}
+        records = {fmt: data_reader.load_records(exp.workspace, dataset_id(cfg, fmt), "train") for fmt in FORMATS}
         return probe_leakage(persona, records)
 
     leak = exp.computed_step("probes", "held-out probe check", leakage)["result"]
@@ -740,7 +740,7 @@ def run(
         rid = run_id(cfg, fmt)
 
         def create(rid: str = rid) -> Path:
-            from trainers.train_job import job_spec
+            from trainers.train.job import job_spec
 
             spec = job_spec(exp.session, exp.workspace, rid, str(exp.session_path))
             if cfg.steps:
@@ -754,7 +754,7 @@ def run(
 
     exports: dict[str, Any] = {}
     if cfg.export:
-        from trainers.export_job import create_export_job
+        from trainers.export.job import create_export_job
 
         for fmt in FORMATS:
             rid = run_id(cfg, fmt)

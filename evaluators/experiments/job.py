@@ -13,7 +13,7 @@ file. The job's worker reads the session from disk and runs the study exactly as
 does (`evaluators.experiments.format_comparison.run`), but never writes the session file (a TUI
 may have it open): its log holds the study's printed lines, its progress the current step, and
 its events `child_started` / `child_ended` for each eval job (with `eval`, `job`, `state`), so the
-app records their summaries (`evaluators.eval_queue.unrecorded_results`) and the study's table
+app records their summaries (`evaluators.evaluate.queue.unrecorded_results`) and the study's table
 (`record_experiment`) when the job ends or the app next opens.
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sessions import jobs
+from supervisor import jobs
 
 KIND = "experiment"
 WORKER = "evaluators.worker"

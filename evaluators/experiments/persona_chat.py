@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from evaluators.evaluate.reader import drop_nulls
 from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
-from evaluators.experiments.runner import Experiment, Follow, drop_nulls
+from evaluators.experiments.runner import Experiment, Follow
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, write_json
 from sessions.model import DatasetSpec, EvalSpec, RunSpec
 
@@ -161,8 +162,8 @@ def run(
     foreground: bool = False,
     save: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    from sessions import jobs
-    from trainers import dataset_files
+    from supervisor import jobs
+    from trainers.data import reader as data_reader
 
     console = console or Console()
     csv = cfg.csv()
@@ -177,7 +178,7 @@ def run(
     add_specs(exp, cfg, csv)
     i = ids(cfg)
     for variant in ("own", "both"):
-        from trainers.dataset_job import job_spec as dataset_job_spec
+        from trainers.data.job import job_spec as dataset_job_spec
 
         spec = {**dataset_job_spec(exp.session_file, i[variant]), "size": cfg.size}  # inputs frozen at creation
         exp.job_step(f"data:{variant}", f"data {i[variant]}", partial(jobs.create_job, exp.workspace, "dataset", spec))
@@ -185,16 +186,16 @@ def run(
     own_file, both_file = state.dir / "heldout-own.jsonl", state.dir / "heldout-both.jsonl"
 
     def align() -> dict[str, Any]:
-        own = dataset_files.load_records(exp.workspace, i["own"], "heldout")
-        both = dataset_files.load_records(exp.workspace, i["both"], "heldout")
+        own = data_reader.load_records(exp.workspace, i["own"], "heldout")
+        both = data_reader.load_records(exp.workspace, i["both"], "heldout")
         a, b = aligned_heldout(own, both, cfg.samples)
         if not a:
             raise ExperimentError(
                 f"the held-out turns of {i['own']} and {i['both']} have nothing in common; "
                 "rebuild both from the same file with the same size and seed."
             )
-        dataset_files.write_jsonl(own_file, a)
-        dataset_files.write_jsonl(both_file, b)
+        data_reader.write_jsonl(own_file, a)
+        data_reader.write_jsonl(both_file, b)
         return {"turns": len(a), "own_heldout": len(own), "both_heldout": len(both)}
 
     aligned = exp.computed_step("heldout", "aligned held-out turns", align)["result"]
@@ -203,7 +204,7 @@ def run(
         aligned = exp.computed_step("heldout", "aligned held-out turns", align)["result"]
 
     def create_train() -> Path:
-        from trainers.train_job import job_spec
+        from trainers.train.job import job_spec
 
         spec = job_spec(exp.session, exp.workspace, i["run"], str(exp.session_path))
         if cfg.steps:

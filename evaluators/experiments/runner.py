@@ -13,7 +13,6 @@ that saves through the app, so the app's view of the file stays true).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,16 +23,16 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from evaluators.experiments.state import ExperimentError, ExperimentState
-from sessions import jobs
 from sessions.model import DatasetSpec, EvalSpec, RunSpec
+from supervisor import jobs
 
 if TYPE_CHECKING:
     from sessions.store import SessionFile
 
 Follow = Callable[[Path, str, Console], jobs.JobStatus]
 
-TRAINER_KINDS = {"dataset": "trainers.dataset_job", "train": "trainers.train_job", "export": "trainers.export_job"}
-EVAL_KINDS = {"eval": "evaluators.eval_job"}
+TRAINER_KINDS = {"dataset": "trainers.data.job", "train": "trainers.train.job", "export": "trainers.export.job"}
+EVAL_KINDS = {"eval": "evaluators.evaluate.job"}
 
 
 def watch_quietly(job_dir: Path, label: str, console: Console) -> jobs.JobStatus:
@@ -116,16 +115,16 @@ class Experiment:
         follow = self.follow or watch_quietly
         if not self.foreground:
             if resume:
-                from trainers.train_job import resume_train_job
+                from trainers.train.job import resume_train_job
 
                 resume_train_job(job_dir, detach=True)
             elif status.state == "queued" and not status.pid:
-                from evaluators.eval_queue import child_nice
+                from evaluators.evaluate.queue import child_nice
 
                 jobs.start_job(job_dir, nice=child_nice())  # +10 in all, also inside a study's job
             return follow(job_dir, label, self.console)
         if resume:
-            from trainers.train_job import CANCEL_FILE
+            from trainers.train.job import CANCEL_FILE
 
             jobs.requeue_job(job_dir)
             (job_dir / CANCEL_FILE).unlink(missing_ok=True)
@@ -204,7 +203,8 @@ class Experiment:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run the session's evaluation `eval_id` as a job once; record its summary under the
         evaluation in the session; return (state record, scores)."""
-        from evaluators.eval_job import create_eval_job, load_scores
+        from evaluators.evaluate.job import create_eval_job
+        from evaluators.evaluate.reader import load_scores
 
         was_done = self.state.is_done(name)
         record, job_dir = self.job_step(
@@ -218,8 +218,8 @@ class Experiment:
 
     def record_results(self, eval_id: str, job_dir: Path, scores: Mapping[str, Any]) -> None:
         """Append the job's summary to the evaluation's `results` in the session (the entry the
-        Evaluate pane records too, evaluators.eval_queue.result_entry), saved through `save`."""
-        from evaluators.eval_queue import result_entry
+        Evaluate pane records too, evaluators.evaluate.queue.result_entry), saved through `save`."""
+        from evaluators.evaluate.queue import result_entry
 
         spec = next((e for e in self.session.evals if e.id == eval_id), None)
         if spec is None:
@@ -227,16 +227,3 @@ class Experiment:
         entry = result_entry(job_dir, dict(scores))
         spec.extra["results"] = [*(spec.extra.get("results") or []), entry]
         self.save_session()
-
-
-def _absent(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
-
-
-def drop_nulls(value: Any) -> Any:
-    """The value without None, NaN or infinite entries (TOML has no null)."""
-    if isinstance(value, dict):
-        return {str(k): drop_nulls(v) for k, v in value.items() if not _absent(v)}
-    if isinstance(value, (list, tuple)):
-        return [drop_nulls(v) for v in value if not _absent(v)]
-    return value

@@ -40,8 +40,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from evaluators.evaluate.reader import drop_nulls
 from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
-from evaluators.experiments.runner import Experiment, Follow, drop_nulls
+from evaluators.experiments.runner import Experiment, Follow
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EngineSpec, EvalSpec, RunSpec
 
@@ -256,8 +257,8 @@ def match_prompt(override: str | Path | None = None) -> Any:
 def inference_pairs(records: Sequence[Mapping[str, Any]], source: Path) -> list[dict[str, Any]]:
     """(inferred, gold, other gold) for each side of each inferred record, gold read from the
     source row the record came from (`meta.row` is its line)."""
-    from trainers.formats.rows import BrokenRows, table_records
-    from trainers.formats.tailoring import REQUIRED
+    from trainers.data.formats.rows import BrokenRows, table_records
+    from trainers.data.formats.tailoring import REQUIRED
 
     gold = {line: row for line, row in table_records(source, REQUIRED, BrokenRows(source, False))}
     out = []
@@ -384,8 +385,8 @@ def run(
     foreground: bool = False,
     save: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    from sessions import jobs
-    from trainers import dataset_files
+    from supervisor import jobs
+    from trainers.data import reader as data_reader
 
     console = console or Console()
     for key in FILES:
@@ -406,7 +407,7 @@ def run(
 
     datasets = [name(cfg, m, v) for m, v in VARIANTS] + [f"{cfg.id}-inferred"]
     for ds in datasets:
-        from trainers.dataset_job import job_spec as dataset_job_spec
+        from trainers.data.job import job_spec as dataset_job_spec
 
         spec = dataset_job_spec(exp.session_file, ds)  # inputs frozen at creation
         exp.job_step(f"data:{ds}", f"data {ds}", partial(jobs.create_job, exp.workspace, "dataset", spec))
@@ -416,7 +417,7 @@ def run(
         rid = name(cfg, method, variant)
 
         def create(rid: str = rid) -> Path:
-            from trainers.train_job import job_spec
+            from trainers.train.job import job_spec
 
             spec = job_spec(exp.session, exp.workspace, rid, str(exp.session_path))
             if cfg.steps:
@@ -437,12 +438,12 @@ def run(
     def score_inference() -> dict[str, Any]:
         from evaluators.fallback import shared_embedder
 
-        records = dataset_files.load_records(exp.workspace, f"{cfg.id}-inferred", "train")
+        records = data_reader.load_records(exp.workspace, f"{cfg.id}-inferred", "train")
         pairs = inference_pairs(records, rows_file)
         judge = None
         if cfg.judge != FALLBACK:
             from engines import open_engine
-            from evaluators.eval_spec import resolve_model
+            from evaluators.evaluate.spec import resolve_model
             from evaluators.judge import Judge
 
             engine = open_engine(resolve_model(exp.session, judge_ref(cfg), exp.session_path.parent, resolve))
@@ -469,7 +470,7 @@ def run(
     }
     write_json(state.dir / RESULT_FILE, result)
     if exp.ran or not state.get("result").get("recorded"):
-        from evaluators.eval_job import summary
+        from evaluators.evaluate.reader import summary
 
         sft_eval = next(e for e in exp.session.evals if e.id == f"{cfg.id}-sft")
         sft_eval.extra["experiment"] = drop_nulls(

@@ -164,10 +164,10 @@ def run(args: argparse.Namespace) -> int:
             "or 'persona-tui data pull spc|tailoring|persona-inference'."
         )
 
-    from sessions import jobs
     from sessions.store import SessionFile
     from sessions.validate import SessionError
-    from trainers import dataset_files
+    from supervisor import jobs
+    from trainers.data import reader as data_reader
 
     console = Console()
     try:
@@ -184,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         table = Table("id", "format", "generator", "persona / source", "size", "built")
         for d in session.datasets:
-            st = dataset_files.read_stats(workspace, d.id) if dataset_files.is_built(workspace, d.id) else None
-            built = f"{st['count']} examples" if st else ("yes" if dataset_files.is_built(workspace, d.id) else "no")
+            st = data_reader.read_stats(workspace, d.id) if data_reader.is_built(workspace, d.id) else None
+            built = f"{st['count']} examples" if st else ("yes" if data_reader.is_built(workspace, d.id) else "no")
             table.add_row(
                 d.id,
                 d.format if not d.mix else f"mix of {', '.join(d.mix)}",
@@ -198,14 +198,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     if args.stats:
-        st = dataset_files.read_stats(workspace, args.stats)
+        st = data_reader.read_stats(workspace, args.stats)
         if st is None:
             return _fail(f"dataset {args.stats!r} has no statistics in {workspace}; build it first.")
         console.print(stats_table(st))
         return 0
 
-    from trainers.dataset_build import DatasetError, check_spec, mix_spec
-    from trainers.dataset_job import job_spec
+    from trainers.data.build import DatasetError, check_spec, mix_spec
+    from trainers.data.job import job_spec
     from trainers.worker import KINDS
 
     if args.mix:
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_spec(session, spec, workspace)
         if args.export:
-            from trainers.dataset_export import EXPORT_FORMATS
+            from trainers.data.export import EXPORT_FORMATS
 
             if args.export not in EXPORT_FORMATS:
                 raise DatasetError(f"Export format {args.export!r} is unknown; use one of {', '.join(EXPORT_FORMATS)}.")
@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     watcher.join(timeout=10)
     if status.state != "finished":
         return _fail(f"building {spec.id!r} {status.state}: {status.error or status.message}", 1)
-    st = dataset_files.read_stats(workspace, spec.id)
+    st = data_reader.read_stats(workspace, spec.id)
     if st:
         console.print(stats_table(st))
         broken = (st.get("generation") or {}).get("broken") or []
@@ -263,11 +263,11 @@ def run(args: argparse.Namespace) -> int:
         if len(broken) > MAX_BROKEN_SHOWN:
             print(
                 f"... and {len(broken) - MAX_BROKEN_SHOWN} more broken rows (all in "
-                f"{dataset_files.stats_path(workspace, spec.id)}).",
+                f"{data_reader.stats_path(workspace, spec.id)}).",
                 file=sys.stderr,
             )
     if args.export:
-        from trainers.dataset_export import export_dataset
+        from trainers.data.export import export_dataset
 
         try:
             out = export_dataset(workspace, spec.id, args.export)

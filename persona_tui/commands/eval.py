@@ -47,7 +47,7 @@ def _print_tables(scores: dict) -> None:
 
 def _watch(job_dir: Path) -> str:
     """Follow the job until it ends; Ctrl-C cancels it (twice: stop waiting). Returns its state."""
-    from sessions import jobs
+    from supervisor import jobs
 
     tty = sys.stderr.isatty()
     last_line = ""
@@ -80,10 +80,11 @@ def _watch(job_dir: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluators.eval_job import create_eval_job, load_scores, record_results
-    from sessions import jobs
+    from evaluators.evaluate.job import create_eval_job, record_results
+    from evaluators.evaluate.reader import load_scores
     from sessions.store import SessionFile
     from sessions.validate import SessionError
+    from supervisor import jobs
 
     try:
         sf = SessionFile.load(args.session)

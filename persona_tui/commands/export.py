@@ -53,9 +53,9 @@ def _fail(msg: str, code: int = 2) -> int:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from sessions import jobs
     from sessions.store import SessionFile
     from sessions.validate import SessionError
+    from supervisor import jobs
 
     if not (args.run_id or args.train_job or args.adapter):
         return _fail("name what to export: --run ID, --job JOBID, or --adapter DIR --base MODEL.")
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except (SessionError, OSError) as e:
         return _fail(str(e))
 
-    from trainers.export_job import create_export_job, format_report, read_report, record_export
+    from trainers.export.job import create_export_job, format_report, record_export
+    from trainers.export.reader import read_report
     from trainers.worker import KINDS
 
     options = {"verify": not args.no_verify, "adapter_gguf": not args.no_lora_gguf, "keep_merged": not args.drop_merged}

@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sessions import jobs
     from sessions.workspace import workspace_for
+    from supervisor import jobs
 
     if not args.session.is_file():
         print(f"persona-tui: {args.session} is not a session file.", file=sys.stderr)
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _job_dir(args: argparse.Namespace, workspace: Path, job_id: str) -> Path | None:
     """The job's folder, or None after saying in one sentence why there is none."""
-    from sessions import jobs
+    from supervisor import jobs
 
     try:
         job_dir = jobs.jobs_root(workspace) / jobs.check_job_id(job_id)
@@ -200,7 +200,7 @@ def _compare(args: argparse.Namespace, workspace: Path) -> int:
 
 
 def _export_events(job_dir: Path, fmt: str, out: Path | None) -> int:
-    from trainers.event_export import ExportEventsError, export_events
+    from trainers.train.event_export import ExportEventsError, export_events
 
     try:
         target, count = export_events(job_dir, fmt, out)

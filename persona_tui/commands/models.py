@@ -117,7 +117,7 @@ def pull_job(repo_id: str, repo_type: str, revision: str | None, workspace, deta
     Shared by `models pull` and `data pull`."""
     from rich.console import Console
 
-    from sessions import jobs
+    from supervisor import jobs
     from trainers.hub_job import create_pull_job, run_inline
 
     console = Console()

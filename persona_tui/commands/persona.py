@@ -80,7 +80,7 @@ def _probes(args: argparse.Namespace, sf) -> int:
     import copy
 
     from evaluators import probe_writer
-    from sessions.workspace import dataset_path
+    from trainers.data import reader as data_reader
 
     persona = sf.session.persona(args.probes)
     if persona is None:
@@ -93,7 +93,7 @@ def _probes(args: argparse.Namespace, sf) -> int:
     if args.teacher is None:
         proposals = probe_writer.write_probes(persona, knowledge=args.per_trait, expression=args.prompts_per_trait)
     else:
-        from trainers.generate.llm import TeacherError
+        from trainers.data.generate.llm import TeacherError
 
         spec = sf.session.engine(args.teacher)
         if spec is None:
@@ -109,8 +109,7 @@ def _probes(args: argparse.Namespace, sf) -> int:
             )
         except TeacherError as error:
             return _fail(str(error))
-    data = [dataset_path(sf.workspace, d.id) for d in sf.session.datasets if d.persona == persona.id]
-    data = [p for p in data if p.is_file()]
+    data = data_reader.built_paths(sf.workspace, [d.id for d in sf.session.datasets if d.persona == persona.id])
     trial = copy.deepcopy(persona)
     for t in trial.traits:
         t.knowledge_probes, t.expression_probes = [], []

@@ -1,7 +1,7 @@
 """`persona-tui serve SESSION --export JOBID`: llama-cpp-python's OpenAI-compatible server for an
 export's GGUF (or any GGUF), on 127.0.0.1 unless told otherwise, as a *service job*.
 
-The server runs inside a service job (`sessions.jobs.run_service`): `starting`, then `ready` with
+The server runs inside a service job (`supervisor.jobs.run_service`): `starting`, then `ready` with
 its URL, then `stopped` when cancelled or idle for `--idle-timeout` seconds; `persona-tui jobs`
 lists it with its URL. In the foreground this command prints the base URL at once, then `ready`
 when the server answers, then waits; Ctrl-C (or SIGTERM) stops it. `--detach` leaves a worker
@@ -131,7 +131,7 @@ def create_serve_job(
     both start serving through this. Raises ServeError with one sentence."""
     from engines.llamacpp import gpu_layers
     from persona_tui.conversation import EngineRefError, engine_from_ref
-    from sessions import jobs
+    from supervisor import jobs
 
     try:
         if export:
@@ -232,7 +232,7 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def wait_until_ready(job_dir: Path, timeout: float = 180.0, interval: float = 0.25) -> Any:
     """The service's status once it is ready or ended (or the timeout passed)."""
-    from sessions import jobs
+    from supervisor import jobs
 
     deadline = time.monotonic() + timeout
     while True:
@@ -243,9 +243,9 @@ def wait_until_ready(job_dir: Path, timeout: float = 180.0, interval: float = 0.
 
 
 def run(args: argparse.Namespace) -> int:
-    from sessions import jobs
     from sessions.store import SessionFile
     from sessions.validate import SessionError
+    from supervisor import jobs
 
     try:
         sf = SessionFile.load(args.session)

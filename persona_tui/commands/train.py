@@ -5,7 +5,7 @@ ETA); Ctrl-C cancels it once the current step is done, after saving a checkpoint
 starts a detached worker instead and prints the job id (follow it with `persona-tui jobs
 SESSION --watch ID`). `--resume JOB` continues a cancelled, failed or died job from its last
 checkpoint. At the end the loss curve is drawn as a small text chart (raw points under a
-smoothed line) and the loss summarised as window means (`trainers.loss_curve`), with the
+smoothed line) and the loss summarised as window means (`trainers.train.loss_curve`), with the
 events file the numbers come from.
 """
 
@@ -44,20 +44,19 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def _summary(console: Any, job_dir: Path, status: Any) -> None:
-    from sessions import jobs
-    from trainers.loss_curve import loss_chart_text, loss_points, loss_summary
-    from trainers.train_job import read_result
+    from supervisor import jobs
+    from trainers.train.loss_curve import loss_chart_text
+    from trainers.train.reader import read_run
 
-    events, _ = jobs.read_events(job_dir)
-    train, evals = loss_points(events)
+    run = read_run(job_dir)
+    train, evals, end = run.train, run.evals, run.end
     chart = loss_chart_text(train, evals)
     if chart:
         console.print(chart, markup=False, highlight=False)
-    end = next((e for e in reversed(events) if e.get("event") == "train_end"), None)
     if end:
         parts = [f"step {end.get('step')}"]
-        if train or evals:  # window means, not two single noisy steps (trainers/loss_curve.py)
-            parts.append(loss_summary(train, evals).text(digits=4))
+        if train or evals:  # window means, not two single noisy steps (trainers/train/loss_curve.py)
+            parts.append(run.loss().text(digits=4))
         if end.get("s_per_step"):
             parts.append(f"{end['s_per_step']:.2f} s/step")
         if end.get("tokens_per_s"):
@@ -69,7 +68,7 @@ def _summary(console: Any, job_dir: Path, status: Any) -> None:
         console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
     if train or evals:
         console.print(f"loss from: {job_dir / jobs.EVENTS_FILE}", markup=False, highlight=False, soft_wrap=True)
-    result = read_result(job_dir)
+    result = run.result
     if result and result.get("adapter"):
         console.print(f"adapter: {result['adapter']}", markup=False, highlight=False, soft_wrap=True)
     if result and result.get("engine", {}).get("kind") == "openai":
@@ -81,9 +80,9 @@ def _summary(console: Any, job_dir: Path, status: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from sessions import jobs
     from sessions.store import SessionFile
     from sessions.validate import SessionError
+    from supervisor import jobs
 
     console = Console()
     if not args.run_id and not args.resume:
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     except (SessionError, OSError) as e:
         return _fail(str(e))
 
-    from trainers.train_job import RunSpecError, create_train_job
+    from trainers.train.job import RunSpecError, create_train_job
     from trainers.worker import KINDS
 
     if args.resume:
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_spec = sf.session.run(args.run_id)
         if run_spec is not None:
-            from trainers.memory_estimate import check_run
+            from trainers.train.memory_estimate import check_run
 
             verdict = check_run(run_spec)
             if verdict and verdict[0] == "error" and not args.skip_memory_check:
@@ -145,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     watcher.join(timeout=10)
     _summary(console, job_dir, status)
     if status.state == "finished":
-        from trainers.train_job import record_remote_engine
+        from trainers.train.job import record_remote_engine
 
         try:
             engine_id = record_remote_engine(SessionFile.load(args.session), job_dir)

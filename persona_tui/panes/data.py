@@ -55,7 +55,7 @@ FORMAT_LABELS = {
     "tailoring_dpo": "persona tailoring, DPO",
 }
 EXPORT_FORMATS = ("openai", "sharegpt", "alpaca", "trl_preference", "hf")
-# trainers.formats.tailoring.PERSONA_SOURCES, named for people.
+# trainers.data.formats.tailoring.PERSONA_SOURCES, named for people.
 PERSONA_SOURCE_LABELS = {
     "auto": "personas: gold, else retrieved",
     "gold": "gold personas",
@@ -298,9 +298,9 @@ class DataPane(Widget):
         self.post_message(SessionChanged(what))
 
     def _built_count(self, spec: DatasetSpec) -> str:
-        from trainers import dataset_files  # light: no ML imports
+        from trainers.data import reader as data_reader  # light: no ML imports
 
-        st = dataset_files.read_stats(self.workspace, spec.id)
+        st = data_reader.read_stats(self.workspace, spec.id)
         return f"{st['count']}" if st else "–"
 
     async def refresh_list(self, select: int | None = None) -> None:
@@ -490,7 +490,7 @@ class DataPane(Widget):
 
     def action_mix(self) -> None:
         """A new spec mixing built datasets of one record shape (b then builds it)."""
-        from trainers.dataset_build import mix_spec
+        from trainers.data.build import mix_spec
 
         ids = [d.id for d in self.session.datasets]
         current = self.spec
@@ -537,7 +537,7 @@ class DataPane(Widget):
         spec = self.spec
         if spec is None:
             return
-        from trainers.dataset_build import check_spec
+        from trainers.data.build import check_spec
 
         try:
             check_spec(self.session, spec, self.workspace)
@@ -547,8 +547,8 @@ class DataPane(Widget):
         if self.job_dir is not None and self.job_dataset == spec.id and not self.job_state_terminal:
             self.notify(f"{spec.id} is already building (c cancels).", markup=False)
             return
-        from sessions import jobs
-        from trainers.dataset_job import job_spec
+        from supervisor import jobs
+        from trainers.data.job import job_spec
 
         # The job freezes the spec as it is here, saved or not: nothing to save and wait for.
         try:
@@ -634,7 +634,7 @@ class DataPane(Widget):
         await self.refresh_list()
 
     def action_cancel_build(self) -> None:
-        from sessions import jobs
+        from supervisor import jobs
 
         if self.job_dir is None:
             return
@@ -644,20 +644,20 @@ class DataPane(Widget):
     # -- examples -----------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-load")
     def load_examples(self, dataset_id: str) -> None:
-        from trainers import dataset_files
+        from trainers.data import reader as data_reader
 
         rows: list[tuple[str, int, dict[str, Any]]] = []
         total = 0
         stats = None
-        if dataset_files.is_built(self.workspace, dataset_id):
+        if data_reader.is_built(self.workspace, dataset_id):
             try:
-                for split in dataset_files.SPLITS:
-                    records = dataset_files.load_records(self.workspace, dataset_id, split)
+                for split in data_reader.SPLITS:
+                    records = data_reader.load_records(self.workspace, dataset_id, split)
                     total += len(records)
                     rows += [(split, i, r) for i, r in enumerate(records)][: max(0, MAX_ROWS - len(rows))]
             except ValueError:
                 rows = []
-            stats = dataset_files.read_stats(self.workspace, dataset_id)
+            stats = data_reader.read_stats(self.workspace, dataset_id)
         self.post_message(self.ExamplesLoaded(dataset_id, rows, total, stats))
 
     @on(ExamplesLoaded)
@@ -696,10 +696,10 @@ class DataPane(Widget):
             def saved(new: dict[str, Any] | None) -> None:
                 if new is None or new == record:
                     return
-                from trainers import dataset_files
+                from trainers.data import reader as data_reader
 
                 try:
-                    dataset_files.replace_record(self.workspace, spec.id, index, new, spec.format, split)
+                    data_reader.replace_record(self.workspace, spec.id, index, new, spec.format, split)
                 except ValueError as e:
                     self.notify(str(e), severity="error", markup=False)
                     return
@@ -712,10 +712,10 @@ class DataPane(Widget):
             def decided(choice: str) -> None:
                 if choice != "yes":
                     return
-                from trainers import dataset_files
+                from trainers.data import reader as data_reader
 
                 try:
-                    dataset_files.delete_record(self.workspace, spec.id, index, split)
+                    data_reader.delete_record(self.workspace, spec.id, index, split)
                 except ValueError as e:
                     self.notify(str(e), severity="error", markup=False)
                     return
@@ -749,13 +749,13 @@ class DataPane(Widget):
         # Keep focus in the pane (the table just got hidden): on the preview, which scrolls.
         if preview.parent is not None:
             preview.parent.focus()
-        from trainers.dataset_build import base_model_for
+        from trainers.data.build import base_model_for
 
         self.render_preview(spec.id, selected[2], base_model_for(self.session, spec))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-preview")
     def render_preview(self, dataset_id: str, record: dict[str, Any], base_model: str) -> None:
-        from trainers.dataset_build import preview
+        from trainers.data.build import preview
 
         try:
             text = f"{base_model} chat template:\n\n" + preview(record, base_model)
@@ -799,7 +799,7 @@ class DataPane(Widget):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-export")
     def export(self, dataset_id: str, fmt: str) -> None:
-        from trainers.dataset_export import export_dataset
+        from trainers.data.export import export_dataset
 
         try:
             out = export_dataset(self.workspace, dataset_id, fmt)

@@ -3,7 +3,7 @@
 Three tabs, each usable at 80x24:
 - "Run": the models (the base model, the session's engines, every finished training job) and the
   evaluations (kinds) to run; `r` creates one evaluation per kind in the session, their eval jobs,
-  and one queue job that runs them one after another (evaluators.eval_queue); `x` runs the
+  and one queue job that runs them one after another (evaluators.evaluate.queue); `x` runs the
   format-comparison experiment for the chosen persona at the size typed beside it as one job
   (evaluators.experiments.job); `c` cancels either. Both are detached workers: quit the app and
   they go on; reopen it and the pane follows them again (a `JobFollower` reads their files) and
@@ -24,9 +24,7 @@ A finished evaluation's summary is appended to its evaluation in the session, as
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,197 +49,13 @@ from textual.widgets import (
 )
 from textual_plotext import PlotextPlot
 
-from evaluators.eval_queue import PARENT_KINDS
+from evaluators.evaluate.presets import KINDS, model_choices, new_eval_spec
+from evaluators.evaluate.queue import PARENT_KINDS
+from evaluators.results import ResultEntry, list_results
 from persona_tui.messages import SessionChanged
 from persona_tui.widgets.job_follower import JobFollower
-from sessions import jobs
-from sessions.model import EvalSpec, Session
-from sessions.workspace import make_id
-
-BUNDLED = "bundled:smollm2-135m-instruct"
-
-# (choice value, label): what "r" can run. judge-fallback is a judge evaluation by the
-# judge-free fallback (MiniLM similarity), for a machine with no judge worth trusting.
-KINDS = [
-    ("traits", "knows vs shows, per trait"),
-    ("perplexity_matrix", "perplexity on held-out data"),
-    ("judge", "judge: win rate vs first model"),
-    ("judge-fallback", "judge, fallback (no LLM)"),
-    ("reference", "reference metrics (chat data)"),
-    ("drift", "persona drift over a conversation"),
-]
-
-
-# ----------------------------------------------------------------------------- core-side helpers
-
-
-def model_choices(session: Session, workspace: Path) -> list[tuple[str, str]]:
-    """(model entry, label): the base model, the session's engines, each finished training job."""
-    from evaluators.experiments.models import (
-        BASE,
-        JOB_PREFIX,
-        base_model_of,
-        finished_train_jobs,
-    )
-
-    out = [(BASE, f"base ({base_model_of(session).removeprefix('bundled:')})")]
-    out += [(e.id, f"engine {e.id} ({e.kind})") for e in session.engines]
-    for job_id, run_id in reversed(finished_train_jobs(workspace)):
-        out.append((f"{JOB_PREFIX}{job_id}", f"{run_id or 'run'} · {job_id[-13:]}"))
-    return out
-
-
-def _heldout_datasets(session: Session, workspace: Path, formats: tuple[str, ...] | None = None) -> list[str]:
-    from sessions.workspace import heldout_path
-
-    out = []
-    for d in session.datasets:
-        if formats and d.format not in formats:
-            continue
-        path = heldout_path(workspace, d.id)
-        if path.is_file() and path.stat().st_size > 0:
-            out.append(d.id)
-    return out
-
-
-def new_eval_spec(kind: str, models: list[str], session: Session, workspace: Path, persona: str) -> EvalSpec:
-    """An evaluation of `kind` on `models` with settings for a first look; ValueError (one
-    sentence) when it cannot run in this session yet."""
-    taken = [e.id for e in session.evals]
-    if not models:
-        raise ValueError("no model is selected; pick at least one in the Models list (space toggles).")
-    extra: dict[str, Any]
-    real_kind = kind
-    if kind == "traits":
-        extra = {"persona": persona, "samples": 2, "max_tokens": 64, "labeller": "fallback"}
-    elif kind == "perplexity_matrix":
-        data = _heldout_datasets(session, workspace)
-        if not data:
-            raise ValueError("no dataset has held-out examples yet; build one in the Data tab first.")
-        extra = {"data": data[:6], "samples": 20}
-    elif kind in ("judge", "judge-fallback"):
-        if len(models) < 2:
-            raise ValueError("a judge compares models: select at least two (the first is the baseline).")
-        real_kind = "judge"
-        if kind == "judge":
-            judge = session.engines[0].id if session.engines else BUNDLED
-            extra = {"persona": persona, "judge": judge, "limit": 5, "criteria": ["persona", "quality"]}
-        else:
-            extra = {"persona": persona, "judge": "fallback", "limit": 5, "criteria": ["persona"]}
-    elif kind == "reference":
-        data = _heldout_datasets(session, workspace, ("persona_chat", "chat_demos"))
-        if not data:
-            raise ValueError(
-                "reference metrics need held-out chat data; build a persona_chat or chat_demos dataset first."
-            )
-        extra = {"data": data[0], "samples": 20, "max_tokens": 48}
-    elif kind == "drift":
-        spc = [d.id for d in session.datasets if d.format == "persona_chat" and d.source]
-        if not spc:
-            raise ValueError(
-                "drift replays Synthetic-Persona-Chat conversations; import a persona_chat "
-                "dataset in the Data tab first."
-            )
-        extra = {"persona": persona, "data": spc[0], "turns": 8, "conversations": 1, "probes": 1, "max_tokens": 48}
-    else:
-        raise ValueError(f"{kind!r} is not an evaluation this pane runs.")
-    eval_id = make_id(f"eval {kind}", taken, fallback="eval")
-    return EvalSpec(id=eval_id, kind=real_kind, models=list(models), extra=extra)
-
-
-@dataclass
-class ResultEntry:
-    """One earlier result, from wherever it lives."""
-
-    key: str  # "job:<id>", "exp:<id>" or "spec:<eval id>:<n>"
-    title: str
-    kind: str
-    when: float
-    state: str
-    path: Path | None = None  # scores.json or result.json
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    def load(self) -> dict[str, Any] | None:
-        if self.path is None:
-            return None
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
-        return data if isinstance(data, dict) else None
-
-
-def _when(text: str) -> float:
-    try:
-        return time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
-    except (ValueError, TypeError):
-        return 0.0
-
-
-def list_results(session: Session, workspace: Path) -> list[ResultEntry]:
-    """Every earlier result, newest first: eval jobs, summaries in the session, experiments."""
-    from evaluators.eval_job import SCORES_FILE
-
-    entries: dict[str, ResultEntry] = {}
-    eval_of_job: dict[str, str] = {}
-    for spec in session.evals:
-        for r in spec.extra.get("results") or []:
-            if isinstance(r, dict) and r.get("job"):
-                eval_of_job[str(r["job"])] = spec.id
-    if Path(workspace).is_dir():
-        for status in jobs.list_jobs(workspace):
-            if status.kind != "eval":
-                continue
-            scores = status.dir / SCORES_FILE
-            title = eval_of_job.get(status.id, "")
-            kind = ""
-            if scores.is_file():
-                try:
-                    head = json.loads(scores.read_text(encoding="utf-8"))
-                    title, kind = title or str(head.get("eval") or ""), str(head.get("kind") or "")
-                    partial = bool(head.get("partial"))
-                except (OSError, json.JSONDecodeError):
-                    partial = True
-            else:
-                partial = False
-            state = status.state + (" (partial)" if partial and status.state == "finished" else "")
-            entries[f"job:{status.id}"] = ResultEntry(
-                f"job:{status.id}",
-                title or status.id,
-                kind,
-                status.ended or status.created or 0.0,
-                state,
-                scores if scores.is_file() else None,
-            )
-        from evaluators.experiments.state import EXPERIMENTS_DIR, RESULT_FILE
-
-        for result in sorted((Path(workspace) / EXPERIMENTS_DIR).glob(f"*/{RESULT_FILE}")):
-            try:
-                head = json.loads(result.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
-            entries[f"exp:{result.parent.name}"] = ResultEntry(
-                f"exp:{result.parent.name}",
-                result.parent.name,
-                str(head.get("study") or "experiment"),
-                _when(str(head.get("finished") or "")),
-                "partial" if head.get("partial") else "finished",
-                result,
-            )
-    for spec in session.evals:
-        for n, r in enumerate(spec.extra.get("results") or []):
-            if not isinstance(r, dict) or f"job:{r.get('job')}" in entries:
-                continue
-            entries[f"spec:{spec.id}:{n}"] = ResultEntry(
-                f"spec:{spec.id}:{n}",
-                spec.id,
-                spec.kind,
-                _when(str(r.get("finished") or "")),
-                "summary" + (" (partial)" if r.get("partial") else ""),
-                None,
-                dict(r.get("summary") or {}),
-            )
-    return sorted(entries.values(), key=lambda e: e.when, reverse=True)
+from sessions.model import Session
+from supervisor import jobs
 
 
 def summary_table(entry: ResultEntry) -> Any:
@@ -654,11 +468,11 @@ class EvaluatePane(Vertical):
 
     def action_run_evals(self) -> None:
         """Add one evaluation per chosen kind to the session, create their jobs and one queue job
-        that runs them in turn (evaluators.eval_queue: a detached worker, so quitting goes on)."""
+        that runs them in turn (evaluators.evaluate.queue: a detached worker, so quitting goes on)."""
         if self._refuse_if_busy():
             return
-        from evaluators.eval_job import create_eval_job
-        from evaluators.eval_queue import create_queue_job
+        from evaluators.evaluate.job import create_eval_job
+        from evaluators.evaluate.queue import create_queue_job
         from evaluators.experiments.models import run_resolver
 
         models = list(self.query_one("#eval-models", SelectionList).selected)
@@ -790,8 +604,8 @@ class EvaluatePane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="eval-reconcile")
     def reconcile(self) -> None:
         """Find finished evaluations of queues and studies that the session does not hold yet."""
-        from evaluators.eval_job import load_scores
-        from evaluators.eval_queue import result_entry, unrecorded_results
+        from evaluators.evaluate.queue import result_entry, unrecorded_results
+        from evaluators.evaluate.reader import load_scores
         from evaluators.experiments import format_comparison as fc
         from evaluators.experiments.state import RESULT_FILE, experiment_dir, read_json
 

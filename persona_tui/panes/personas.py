@@ -513,7 +513,7 @@ class PersonasPane(Widget):
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe-teacher")
     def teacher_probes(self, persona_id: str, engine_id: str) -> None:
         from evaluators import probe_writer
-        from trainers.generate.llm import TeacherError
+        from trainers.data.generate.llm import TeacherError
 
         persona = copy.deepcopy(self.session.persona(persona_id))
         spec = self.session.engine(engine_id)
@@ -542,12 +542,11 @@ class PersonasPane(Widget):
         """Check proposals against the persona's training data and show them; keep them on Keep."""
         from evaluators import probe_writer
         from persona_tui.screens.probe_review import ProbeReview
-        from sessions.workspace import dataset_path
+        from trainers.data import reader as data_reader
 
-        data = [
-            dataset_path(self.session_file.workspace, d.id) for d in self.session.datasets if d.persona == persona.id
-        ]
-        data = [p for p in data if p.is_file()]
+        data = data_reader.built_paths(
+            self.session_file.workspace, [d.id for d in self.session.datasets if d.persona == persona.id]
+        )
         trial = copy.deepcopy(persona)
         for t in trial.traits:
             t.knowledge_probes, t.expression_probes = [], []

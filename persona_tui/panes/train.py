@@ -6,16 +6,18 @@ first —, `r` resumes a cancelled, failed or died job from its last checkpoint,
 a job on the chart to compare, `m` switches the chart between a smoothed line over the raw
 points and the raw points alone). Right: "Live" — train and eval loss against step for the
 selected job and the compared ones, step, loss, learning rate, tokens/s, ETA, the loss summarised
-as window means (`trainers.loss_curve`), a progress bar, the last log lines, and the machine (CPU and RAM through psutil, or the GPUs through NVML when
+as window means (`trainers.train.loss_curve`), a progress bar, the last log lines, and the machine (CPU and RAM through psutil, or the GPUs through NVML when
 nvidia-ml-py is installed); "Record" — what made the selected job (its manifest in short: commit,
 package versions, model and data hashes, seed, machine; `i` opens all of it) and, for each job
 overlaid on the chart, what differs from it; "Settings" — every field of the run with its help text, checked as
 it is typed, problems named by field.
 
-Nothing here trains or imports torch: jobs are detached workers (`trainers.train_job`), and a
-thread worker follows their files (`events.jsonl`, `status.json`, `log.txt`) and posts one
-`JobUpdate` per job, which merges while the app is busy (`can_replace`). Quit during a run and
-reopen: the run goes on, and the chart is rebuilt from events.jsonl, history included.
+Nothing here trains or imports torch: jobs are detached workers (`trainers.train.job`). The
+pane's `JobFollower` (persona_tui/widgets/job_follower.py, the one the Data and Evaluate panes
+use) lists the train and export jobs every 2 s and follows each job the Live view shows, reading
+its files (`status.json`, `events.jsonl`, `log.txt`, `manifest.json`) in threads and posting what
+changed; the pane keeps each job's history from those messages. Quit during a run and reopen: the
+run goes on, and the chart is rebuilt from events.jsonl, history included.
 """
 
 from __future__ import annotations
@@ -52,13 +54,16 @@ from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from persona_tui.messages import SessionChanged
-from sessions import jobs
+from persona_tui.widgets.job_follower import JobFollower
 from sessions import run_spec as rs
-from sessions.manifest import MANIFEST_FILE, format_manifest, manifest_differences, manifest_summary, read_manifest
+from sessions.manifest import format_manifest, manifest_differences, manifest_summary
 from sessions.model import RunSpec
 from sessions.workspace import make_id
+from supervisor import jobs
 
 FOLLOW_S = 0.5
+LIST_KEY = "jobs"  # the JobFollower key of the jobs listing (job ids key the jobs followed)
+PULL_PREFIX = "pull:"  # ... and of a Hub pull started from the form
 MACHINE_S = 2.0
 CHOICES = {
     "method": rs.METHODS,
@@ -185,7 +190,7 @@ def format_live(
     steps: list[tuple[int, float]] | None = None,
 ) -> str:
     """The status lines above the chart: each under ~53 columns, the chart's width at 80x24.
-    The last one is the run's loss as `trainers.loss_curve` summarises it (window means, eval
+    The last one is the run's loss as `trainers.train.loss_curve` summarises it (window means, eval
     first and last), the numbers `persona-tui train` and the demo print."""
     if status is None:
         return "No job selected. Pick a run and press s to start it."
@@ -213,7 +218,7 @@ def format_live(
         line3.append(f"peak {last['peak_mb'] / 1024:.2f} GiB")
     text = f"{status.id}  {status.state}\n" + "  ".join(parts) + "\n" + "  ".join(line3)
     if steps and len(steps) > 1:
-        from trainers.loss_curve import loss_summary
+        from trainers.train.loss_curve import loss_summary
 
         s = loss_summary(steps, evals)
         text += f"\nloss {s.first:.3f}→{s.last:.3f} (first/last {s.window})"
@@ -254,13 +259,6 @@ def record_text(
     return "\n".join(lines)
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 def _duration(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -287,7 +285,7 @@ def machine_text() -> str:
             pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no NVML, no driver or no GPU: ask nvidia-smi, then show the CPU
         pass
-    from trainers.gpus import gpu_states, gpus_line
+    from trainers.train.gpus import gpu_states, gpus_line
 
     line = gpus_line(gpu_states())
     if line:
@@ -324,35 +322,6 @@ class TrainPane(Vertical):
 
     session_file = None  # set by the app before mounting
 
-    class JobUpdate(Message):
-        """What a job's files say now; a newer update of the same job replaces a pending one."""
-
-        def __init__(
-            self,
-            job_id: str,
-            status: jobs.JobStatus,
-            steps: list[tuple[int, float]],
-            evals: list[tuple[int, float]],
-            last: dict[str, Any],
-            log: str,
-            run: str,
-            checks: list[dict[str, Any]] | None = None,
-        ) -> None:
-            super().__init__()
-            self.job_id, self.status, self.steps, self.evals = job_id, status, steps, evals
-            self.last, self.log, self.run, self.checks = last, log, run, checks or []
-
-        def can_replace(self, message: Message) -> bool:
-            return isinstance(message, TrainPane.JobUpdate) and message.job_id == self.job_id
-
-    class JobsListed(Message):
-        def __init__(self, statuses: list[jobs.JobStatus]) -> None:
-            super().__init__()
-            self.statuses = statuses
-
-        def can_replace(self, message: Message) -> bool:
-            return isinstance(message, TrainPane.JobsListed)
-
     class MachineStats(Message):
         def __init__(self, text: str) -> None:
             super().__init__()
@@ -360,13 +329,6 @@ class TrainPane(Vertical):
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, TrainPane.MachineStats)
-
-    class ManifestRead(Message):
-        """A job's manifest.json as it is now (None: not written yet)."""
-
-        def __init__(self, job_id: str, manifest: dict[str, Any] | None) -> None:
-            super().__init__()
-            self.job_id, self.manifest = job_id, manifest
 
     class ExportPrepared(Message):
         """What the export dialog shows: the base model, its parameter count, the expected sizes."""
@@ -391,8 +353,12 @@ class TrainPane(Vertical):
         self.manifests: dict[str, dict[str, Any] | None] = {}
         self.model_choices: list[Any] = []
         self.pull_jobs: dict[str, str] = {}  # Hub pulls started here: job id -> running | how it ended
+        self.pull_repos: dict[str, str] = {}  # ... and what each downloads
         self._show_next: str | None = None  # a job just started, to put the cursor on once listed
         self._recorded: set[str] = set()  # export jobs listed in the session (or already ended when seen)
+        self.listed: list[jobs.JobStatus] = []  # the jobs as last listed, oldest first
+        self.following: set[str] = set()  # jobs followed now (until their Ended is handled)
+        self.read_to_end: set[str] = set()  # jobs the follower read until they ended
         self.smoothed = True  # the chart: a smoothed line over the raw points (m: raw points only)
         self.drawn: list[str] = []  # the chart's series, by label, as last drawn
 
@@ -451,10 +417,11 @@ class TrainPane(Vertical):
                                     )
                                 else:
                                     yield Input(id=_wid(name), compact=True, tooltip=help_text)
+        yield JobFollower(interval=FOLLOW_S)
 
     def on_mount(self) -> None:
         self._fill_runs()
-        self.follow_jobs()
+        self.query_one(JobFollower).watch_jobs(self.workspace, ("train", "export"), key=LIST_KEY)
         self.watch_machine()
         self.list_base_models()
 
@@ -525,8 +492,8 @@ class TrainPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-pull")
     def start_pull(self, repo: str, revision: str | None) -> None:
-        """Start the pull job, then follow it to its end (it goes on if the app quits)."""
-        from trainers.hub_job import available_models, create_pull_job
+        """Start the pull job; the follower follows it to its end (it goes on if the app quits)."""
+        from trainers.hub_job import create_pull_job
 
         try:
             job_dir = create_pull_job(repo, "model", revision, self.workspace)
@@ -535,14 +502,14 @@ class TrainPane(Vertical):
             self.post_message(self.PullDone("", repo, "failed", str(e)))
             return
         self.post_message(self.PullDone(job_dir.name, repo, "running"))
-        worker = get_current_worker()
-        status = jobs.read_status(job_dir)
-        while not status.terminal and not worker.is_cancelled:
-            time.sleep(FOLLOW_S)
-            status = jobs.read_status(job_dir)
-        if status.terminal:
-            self.post_message(self.ModelsListed(available_models(self.session)))
-            self.post_message(self.PullDone(job_dir.name, repo, status.state, status.error))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-pull")
+    def pull_ended(self, job_id: str, repo: str, status: jobs.JobStatus) -> None:
+        """Read the models list again (the pulled model is in it now), then say how the pull ended."""
+        from trainers.hub_job import available_models
+
+        self.post_message(self.ModelsListed(available_models(self.session)))
+        self.post_message(self.PullDone(job_id, repo, status.state, status.error))
 
     class PullDone(Message):
         """A pull started from the form: running, or how it ended."""
@@ -555,6 +522,8 @@ class TrainPane(Vertical):
         if message.job_id:
             self.pull_jobs[message.job_id] = message.state
         if message.state == "running":
+            self.pull_repos[message.job_id] = message.repo
+            self.query_one(JobFollower).follow(self._job_dir(message.job_id), key=PULL_PREFIX + message.job_id)
             self.notify(
                 f"Downloading {message.repo} as job {message.job_id}; start the run when it is done.", markup=False
             )
@@ -706,8 +675,8 @@ class TrainPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
     def launch(self, run_id: str) -> None:
         """Validate against the machine (imports torch to count GPUs), create and start the job."""
-        from trainers.memory_estimate import check_run
-        from trainers.train_job import RunSpecError, create_train_job
+        from trainers.train.job import RunSpecError, create_train_job
+        from trainers.train.memory_estimate import check_run
 
         run = self.session.run(run_id)
         verdict = check_run(run) if run is not None else None
@@ -750,6 +719,7 @@ class TrainPane(Vertical):
                 self._show_next = None
             except RowDoesNotExist:  # not listed yet: the next listing puts the cursor there
                 pass
+        self._sync_follow()
         self._draw_live()
         self._draw_record()
 
@@ -776,7 +746,7 @@ class TrainPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
     def resume(self, job_id: str) -> None:
-        from trainers.train_job import resume_train_job
+        from trainers.train.job import resume_train_job
 
         try:
             resume_train_job(self._job_dir(job_id))
@@ -792,7 +762,9 @@ class TrainPane(Vertical):
         if status is None or status.kind != "train" or status.state != "finished":
             self.notify("Pick a finished training job to export (x).", severity="warning")
             return
-        if not (status.dir / "adapter").is_dir():
+        from trainers.train.reader import adapter_dir
+
+        if adapter_dir(status.dir) is None:
             self.notify(f"{job_id} has no adapter to export.", severity="warning")
             return
         self.prepare_export(job_id)
@@ -800,7 +772,7 @@ class TrainPane(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-export")
     def prepare_export(self, job_id: str) -> None:
         """The base model's parameter count (its config or GGUF header, no weights) for the sizes."""
-        from trainers.export_job import BITS_PER_WEIGHT, expected_size, parameter_count
+        from trainers.export.job import BITS_PER_WEIGHT, expected_size, parameter_count
 
         try:
             base = str((jobs.read_spec(self._job_dir(job_id)).get("run") or {}).get("base_model") or "")
@@ -822,7 +794,7 @@ class TrainPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
     def start_export(self, job_id: str, choice: dict[str, Any]) -> None:
-        from trainers.export_job import create_export_job
+        from trainers.export.job import create_export_job
 
         try:
             job_dir = create_export_job(
@@ -840,7 +812,7 @@ class TrainPane(Vertical):
 
     def _record_export(self, job_id: str) -> None:
         """List a finished export under its run in the session, as `persona-tui export` does."""
-        from trainers.export_job import record_export
+        from trainers.export.job import record_export
 
         self._recorded.add(job_id)
         try:
@@ -857,6 +829,7 @@ class TrainPane(Vertical):
         job_id = self._cursor_job()
         if job_id:
             self.compare.symmetric_difference_update({job_id})
+            self._sync_follow()
             if job_id in self.statuses:  # the mark now, not at the next listing of the jobs
                 table = self.query_one("#job-table", DataTable)
                 table.update_cell_at(Coordinate(table.cursor_row, 1), self._state_cell(self.statuses[job_id]))
@@ -886,56 +859,35 @@ class TrainPane(Vertical):
     def _job_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key is not None and event.row_key.value:
             self.selected_job = str(event.row_key.value)
+            self._sync_follow()
             self._draw_live()
             self._draw_record()
 
-    # -- following files (thread workers post; handlers draw) ---------------------------
-    @work(thread=True, exclusive=True, exit_on_error=False, group="train-follow")
-    def follow_jobs(self) -> None:
-        worker = get_current_worker()
-        offsets: dict[str, int] = {}
-        seen_manifests: dict[str, float] = {}
-        data: dict[str, JobUpdateData] = {}
-        last_list = 0.0
-        statuses: list[jobs.JobStatus] = []
-        while not worker.is_cancelled:
-            now = time.monotonic()
-            if now - last_list > 2.0 or not statuses:
-                statuses = [s for s in jobs.list_jobs(self.workspace) if s.kind in ("train", "export")]
-                self.post_message(self.JobsListed(statuses))
-                last_list = now
-            wanted = {self.selected_job, *self.compare} - {None}
-            if not wanted and statuses:
-                running = [s for s in statuses if not s.terminal]
-                wanted = {(running or statuses)[-1].id}
-            for job_id in wanted:
-                job_dir = jobs.jobs_root(self.workspace) / job_id
-                try:
-                    status = jobs.read_status(job_dir)
-                except ValueError:
-                    continue
-                mtime = _mtime(job_dir / MANIFEST_FILE)
-                if seen_manifests.get(job_id) != mtime:
-                    seen_manifests[job_id] = mtime
-                    self.post_message(self.ManifestRead(job_id, read_manifest(job_dir)))
-                events, offsets[job_id] = jobs.read_events(job_dir, offsets.get(job_id, 0))
-                d = data.setdefault(job_id, JobUpdateData())
-                changed = d.absorb(events) or d.state != status.state or not d.sent
-                if changed or not status.terminal:
-                    d.state, d.sent = status.state, True
-                    self.post_message(
-                        self.JobUpdate(
-                            job_id,
-                            status,
-                            list(d.steps),
-                            list(d.evals),
-                            dict(d.last),
-                            recent_log(job_dir, status.state),
-                            d.run,
-                            list(d.checks),
-                        )
-                    )
-            time.sleep(FOLLOW_S)
+    # -- following files (the JobFollower reads them in threads and posts; handlers draw) -----
+    def _wanted(self) -> set[str]:
+        """The jobs the Live view shows: the selected one and those overlaid, or else the newest
+        running job (the newest job when none runs)."""
+        wanted = {self.selected_job, *self.compare} - {None}
+        if not wanted and self.listed:
+            running = [s for s in self.listed if not s.terminal]
+            wanted = {(running or self.listed)[-1].id}
+        return {str(j) for j in wanted}
+
+    def _sync_follow(self) -> None:
+        """Follow every wanted job the follower does not follow yet, unless it was read to its end
+        and has not run again since (a resumed job is followed again from its first event)."""
+        for job_id in self._wanted():
+            if job_id in self.following:
+                continue
+            status = self.statuses.get(job_id)
+            if job_id in self.read_to_end and (status is None or status.terminal):
+                continue
+            self.read_to_end.discard(job_id)
+            self.histories[job_id] = JobUpdateData()  # the follower reads the events from the start
+            self.following.add(job_id)
+            self.query_one(JobFollower).follow(
+                self._job_dir(job_id), key=job_id, events=True, manifest=True, log=recent_log
+            )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-machine")
     def watch_machine(self) -> None:
@@ -947,12 +899,15 @@ class TrainPane(Vertical):
                 self.post_message(self.MachineStats(f"machine stats unavailable: {e}"))
             time.sleep(MACHINE_S)
 
-    def on_train_pane_jobs_listed(self, message: JobsListed) -> None:
+    @on(JobFollower.Listed)
+    def _jobs_listed(self, message: JobFollower.Listed) -> None:
         table = self.query_one("#job-table", DataTable)
         keep = self._cursor_job()
         table.clear()
+        self.listed = message.statuses
         for s in message.statuses:
-            self.statuses[s.id] = s
+            if s.id not in self.following:  # a followed job's own reads are newer
+                self.statuses[s.id] = s
             table.add_row(short_job_id(s.id), self._state_cell(s), key=s.id)
         ids = [s.id for s in message.statuses]
         if self._show_next in ids:  # a job started here goes before where the cursor was
@@ -962,33 +917,56 @@ class TrainPane(Vertical):
             table.move_cursor(row=ids.index(target), animate=False)
             if self.selected_job is None:
                 self.selected_job = target
+        self._sync_follow()
 
-    def on_train_pane_job_update(self, message: JobUpdate) -> None:
-        d = self.histories.setdefault(message.job_id, JobUpdateData())
-        d.steps, d.evals, d.last, d.run = message.steps, message.evals, message.last, message.run
-        d.checks = message.checks
-        d.log = message.log
-        previous = self.statuses.get(message.job_id)
-        self.statuses[message.job_id] = message.status
-        s = message.status
+    def _shown(self, job_id: str) -> bool:
+        return job_id == self.selected_job or job_id in self.compare
+
+    @on(JobFollower.Events)
+    def _job_events(self, message: JobFollower.Events) -> None:
+        if self.histories.setdefault(message.key, JobUpdateData()).absorb(message.events) and self._shown(message.key):
+            self._draw_live()
+
+    @on(JobFollower.Log)
+    def _job_log(self, message: JobFollower.Log) -> None:
+        self.histories.setdefault(message.key, JobUpdateData()).log = message.text
+        if self._shown(message.key):
+            self._draw_live()
+
+    @on(JobFollower.Progress)
+    def _job_progress(self, message: JobFollower.Progress) -> None:
+        if message.key.startswith(PULL_PREFIX):
+            return
+        previous = self.statuses.get(message.key)
+        self.statuses[message.key] = s = message.status
         if (
             s.kind == "export"
             and s.state == "finished"
-            and message.job_id not in self._recorded
+            and message.key not in self._recorded
             and previous is not None
             and not previous.terminal
         ):  # ended while this pane watched
-            self._record_export(message.job_id)
-        if message.job_id == self.selected_job or message.job_id in self.compare:
+            self._record_export(message.key)
+        if self._shown(message.key):
             self._draw_live()
 
-    def on_train_pane_manifest_read(self, message: ManifestRead) -> None:
-        first = message.job_id not in self.manifests
-        self.manifests[message.job_id] = message.manifest
-        if message.job_id == self.selected_job or message.job_id in self.compare:
+    @on(JobFollower.Ended)
+    def _job_ended(self, message: JobFollower.Ended) -> None:
+        if message.key.startswith(PULL_PREFIX):  # a Hub pull started from the form ended
+            job_id = message.key.removeprefix(PULL_PREFIX)
+            self.pull_ended(job_id, self.pull_repos.get(job_id, job_id), message.status)
+            return
+        self.following.discard(message.key)
+        self.read_to_end.add(message.key)
+
+    @on(JobFollower.Manifest)
+    def _job_manifest(self, message: JobFollower.Manifest) -> None:
+        first = message.key not in self.manifests
+        self.manifests[message.key] = message.manifest
+        if self._shown(message.key):
             self._draw_record()
             if first:
-                self._flag_differences(message.job_id)
+                self._flag_differences(message.key)
 
     def _draw_record(self) -> None:
         """The Record tab: what made the selected job, and how each compared job differs from it."""
@@ -1053,8 +1031,8 @@ class TrainPane(Vertical):
 
     def _draw_chart(self) -> None:
         """Train loss per job: raw points (grey) under their centred moving mean, the window of
-        `trainers.loss_curve` (the one the run's summary averages); eval loss as dots."""
-        from trainers.loss_curve import smooth, summary_window
+        `trainers.train.loss_curve` (the one the run's summary averages); eval loss as dots."""
+        from trainers.train.loss_curve import smooth, summary_window
 
         chart = self.query_one("#loss-chart", PlotextPlot)
         plt = chart.plt
@@ -1087,7 +1065,7 @@ class TrainPane(Vertical):
 
 
 class JobUpdateData:
-    """A job's history as read from its events (kept by the follower and by the pane)."""
+    """A job's history as read from its events (the pane keeps one per job it followed)."""
 
     def __init__(self) -> None:
         self.steps: list[tuple[int, float]] = []
@@ -1095,8 +1073,6 @@ class JobUpdateData:
         self.last: dict[str, Any] = {}
         self.run = ""
         self.log = ""
-        self.state = ""
-        self.sent = False
         self.checks: list[dict[str, Any]] = []  # an export's verification, one per GGUF checked
 
     def absorb(self, events: list[dict[str, Any]]) -> bool:

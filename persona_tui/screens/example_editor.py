@@ -32,7 +32,7 @@ class ExampleEditor(ModalScreen[dict[str, Any] | None]):
         with Vertical(classes="dialog -wide"):
             yield Label(self.editor_title, classes="dialog-title", markup=False)
             yield Static(
-                f"A {self.fmt} record as JSON (see trainers/formats). ctrl+s saves, escape cancels.",
+                f"A {self.fmt} record as JSON (see trainers/data/formats). ctrl+s saves, escape cancels.",
                 classes="dialog-help",
                 markup=False,
             )
@@ -62,7 +62,7 @@ class ExampleEditor(ModalScreen[dict[str, Any] | None]):
         self.dismiss(None)
 
     def problem(self, text: str) -> tuple[dict[str, Any] | None, str | None]:
-        from trainers.formats import check_record
+        from trainers.data.formats import check_record
 
         try:
             record = json.loads(text)

@@ -1,7 +1,7 @@
 """The export dialog of a finished training job: which GGUFs (with their expected sizes from the
 base model's parameter count), the LoRA GGUF, Ollama Modelfiles, verification on or off.
 
-Returns what `trainers.export_job.create_export_job` takes (quants and options), or None.
+Returns what `trainers.export.job.create_export_job` takes (quants and options), or None.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class ExportScreen(ModalScreen[dict[str, Any] | None]):
         self.job_id, self.base_model, self.params, self.sizes = job_id, base_model, params, sizes
 
     def compose(self) -> ComposeResult:
-        from trainers.export_job import DIALOG_QUANTS
+        from trainers.export.job import DIALOG_QUANTS
 
         count = f"{self.params / 1e6:.1f} M parameters" if self.params else "parameter count unknown"
         with Vertical(classes="dialog", id="export-dialog"):
@@ -64,7 +64,7 @@ class ExportScreen(ModalScreen[dict[str, Any] | None]):
         self.query_one("#export-ok", Button).focus()
 
     def chosen(self) -> dict[str, Any]:
-        from trainers.export_job import DIALOG_QUANTS
+        from trainers.export.job import DIALOG_QUANTS
 
         def ticked(wid):
             return self.query_one(f"#{wid}", Checkbox).value

@@ -21,7 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 from textual.worker import get_current_worker
 
-from sessions import jobs
+from supervisor import jobs
 
 POLL_S = 0.5
 

@@ -1,7 +1,7 @@
 """Export of a trained adapter: merge, GGUF conversion, quantisation, Ollama Modelfile, and the
 verification that the GGUF computes what the trained model computes.
 
-Each step is its own module so the job (`trainers.export_job`), the CLI and the tests can call
+Each step is its own module so the job (`trainers.export.job`), the CLI and the tests can call
 one step alone; ML libraries are imported inside functions, so importing this package is free.
 """
 
