@@ -29,6 +29,9 @@ NEEDS_PERSONA = True
 # The most examples one of the persona's example lines may be quoted in, as a share of the size:
 # a line quoted in reply after reply becomes the data's stock sentence.
 LINE_SHARE = 0.03
+# How often a habit of speech from the style field ("I call everyone 'mate'") is the clause a
+# reply says outright, against a trait: rarely, mostly when the user asks how the persona talks.
+STYLE_SHARE = 0.03
 
 
 def system_message(material: Material, rng: random.Random, options: dict[str, Any]) -> str | None:
