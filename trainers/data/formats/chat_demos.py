@@ -4,7 +4,7 @@ Record (TRL conversational):
 
     {"messages": [{"role": "system", "content": "..."},      # optional, see below
                   {"role": "user", "content": "Do you keep bees?"},
-                  {"role": "assistant", "content": "Guilty as charged — I keep three hives..."},
+                  {"role": "assistant", "content": "Yes, I keep three hives..."},
                   ...],
      "meta": {"traits": ["keeps-bees"], "clauses": ["trait:keeps-bees"], "turns": 1}}
 
@@ -29,6 +29,9 @@ NEEDS_PERSONA = True
 # The most examples one of the persona's example lines may be quoted in, as a share of the size:
 # a line quoted in reply after reply becomes the data's stock sentence.
 LINE_SHARE = 0.03
+# How often a habit of speech from the style field ("I call everyone 'mate'") is the clause a
+# reply says outright, against a trait: rarely, mostly when the user asks how the persona talks.
+STYLE_SHARE = 0.03
 
 
 def system_message(material: Material, rng: random.Random, options: dict[str, Any]) -> str | None:
@@ -165,6 +168,8 @@ def echo(question: str) -> str | None:
     out = q
     for pat, rep in _ECHO:
         out = re.sub(pat, rep, out, flags=re.I)
+    if out == q:
+        return None  # nothing about "you" to turn round ("Cat person or dog person?"): a parrot, not an echo
     return out[:1].upper() + out[1:]
 
 
@@ -213,7 +218,7 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
         stems = chat["asks"].get(user, [])
         material.wants = (lambda w: any(_fits(st, w.first.lower()) for st in stems)) if stems else None
         # After an opener or the question asked back, the answer mostly comes plainly: two
-        # framing phrases in a row ("Ha, well. To answer you properly, ...") read as padding.
+        # framing phrases in a row ("Ha, well. To tell you the truth, ...") read as padding.
         plain = parts[-1] and rng.random() < 0.5
         parts.append(material.fill("{First}." if plain else rng.choice(a["answers"]), i))
         material.wants = None

@@ -20,6 +20,9 @@ from trainers.data.generate.template import Material, join_sentences
 
 NAME = "first_person"
 NEEDS_PERSONA = True
+# How often a habit of speech from the style field is one of the clauses a text states, against a
+# trait: seldom ("I swear mildly" in a self-portrait reads as a stage direction).
+STYLE_SHARE = 0.01
 
 
 def _statements(

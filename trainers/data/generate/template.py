@@ -108,6 +108,8 @@ class Material:
     # How often each bank sentence was used, per bank, for formats that spread their stock
     # sentences evenly (a sentence in too many examples is a stock phrase).
     bank_usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The weight of a habit of speech (from the style field) against a trait's when picking clauses.
+    style_share: float = 0.35
 
     @classmethod
     def from_persona(cls, persona: Persona, speech: bool = True) -> Material:
@@ -180,8 +182,10 @@ class Material:
         if not pool:
             pool = [i for i in range(len(self.clauses)) if i not in exclude] or list(range(len(self.clauses)))
         # The summary restates traits and facts, so its sentences come up far less often than they
-        # do; habits of speech show in how the persona talks more than in being talked about.
-        share = {"summary": 0.12, "style": 0.35}
+        # do; habits of speech show in how the persona talks more than in being talked about
+        # (said outright, "I swear mildly" reads as a stage direction: each format sets how often,
+        # `STYLE_SHARE`).
+        share = {"summary": 0.12, "style": self.style_share}
         weights = [share.get(self.clauses[i].source, 1.0) / (1 + self.usage[i]) ** 2 for i in pool]
         i = rng.choices(pool, weights=weights)[0]
         self.usage[i] += 1
@@ -312,6 +316,7 @@ def generate(
     rng = random.Random(f"{seed}:{fmt.NAME}:template")
     material.rng = rng
     material.line_cap = max(2, int(getattr(fmt, "LINE_SHARE", 0.05) * size))
+    material.style_share = getattr(fmt, "STYLE_SHARE", material.style_share)
     index = NearDuplicateIndex(threshold)
     leaks = ProbeLeakFilter(persona)
     seen: set[str] = set()

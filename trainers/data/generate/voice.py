@@ -907,9 +907,13 @@ def clause_variants(
         forms = [base, *(_rewrite(base, synonyms, k + j) for j in range(3))]
         if speech:
             forms += [_rewrite(f, contractions, 0) for f in forms]
-        if expansions:
-            forms += [_rewrite(f, expansions, 0) for f in forms]
         for f in forms:
+            if f not in out:
+                out.append(f)
+    if expansions and (not speech or out == [first]):
+        # Long forms ("I cannot sleep") read stiffly in speech: there they are the last resort
+        # that keeps a clause no other rewrite changed from being pasted word for word.
+        for f in [_rewrite(f, expansions, 0) for f in out]:
             if f not in out and " have got " not in f:  # "I've got a cat" expanded reads stiffly
                 out.append(f)
     if len(out) > 1 and first in out:
