@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from sessions import demo as demo_recipe
 from sessions.store import SessionFile
 from supervisor import jobs
 
@@ -64,10 +65,10 @@ class Stage:
 # prompts_per_trait: expression prompts per trait the traits evaluation asks (0 = all eight);
 # quick asks three, which took its trait items from 206 to 156 (generation is the slow part).
 # chat_seeds: seeds per trait's first open prompt in the side-by-side chat's persona rate.
-FULL = {
-    "examples": 200,
-    "general": 100,
-    "train_steps": 80,
+FULL: dict[str, int] = {
+    "examples": demo_recipe.RECIPE_EXAMPLES,
+    "general": demo_recipe.RECIPE_GENERAL_REPLIES,
+    "train_steps": int(demo_recipe.RECIPE_TRAINING["max_steps"]),  # type: ignore[call-overload]
     "trait_samples": 4,
     "prompts_per_trait": 0,
     "chat_seeds": 2,

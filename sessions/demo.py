@@ -887,11 +887,13 @@ RECIPE_TRAINING = {
     "eval_steps": 40,
     "save_steps": 40,
 }
-# The base model's own replies to ordinary prompts (trainers/generate/general.py), mixed into the
-# run beside the persona data: what keeps it answering ordinary questions. With 200 examples of
-# each persona format (180 trained on) this is a fifth of the run's examples.
+# The base model's own replies to ordinary prompts (trainers/data/generate/general.py), mixed
+# into the run beside the persona data: what keeps it answering ordinary questions. With 500
+# examples of each persona format (450 trained on) this is a tenth of the run's examples.
 RECIPE_GENERAL_REPLIES = 100
-RECIPE_EXAMPLES = 200  # per persona dataset: 80 steps x 8 is about 1.4 passes over the mix
+# Per persona dataset: the size every measured row of docs/training.md's search was built at
+# (80 steps x 8 is about 0.6 of a pass over the mix, so no example is seen twice).
+RECIPE_EXAMPLES = 500
 PERSONAS = {"odile": demo_persona, "jun": second_persona}
 
 
