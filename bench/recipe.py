@@ -9,7 +9,7 @@ three controls), writing one JSON result per configuration.
 Each configuration gets its own demo session (`sessions.demo.demo_session` with the recipe's
 settings, changed only where an option says) under OUT/NAME/, built and trained through the same
 job protocol and workers as `persona-tui demo`, and scored by the demo's traits evaluation
-(`evaluators.demo.run_job` + `evaluators.eval_spec.build_job_spec`). The base model's general
+(`evaluators.demo.run_job` + `evaluators.evaluate.spec.build_job_spec`). The base model's general
 replies are sampled once per (persona size, seed) and shared between configurations through
 OUT/general-cache/ (the dataset builder reuses a recorded reply with the same fingerprint), so
 only the first configuration pays for them. The run is exported as a LoRA GGUF and scored as the

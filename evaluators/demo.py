@@ -196,7 +196,7 @@ def stage_train(ctx: DemoContext) -> None:
 
 
 def train_claim(run_id: str, job_dir: Path) -> tuple[str, str]:
-    """The run's loss as window means and eval loss (trainers/loss_curve.py) and its speed, and the
+    """The run's loss as window means and eval loss (trainers/train/loss_curve.py) and its speed, and the
     events file all of it is recomputed from."""
     from trainers.train.loss_curve import loss_points, loss_summary
 
