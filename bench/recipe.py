@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": {k: round(v, 1) for k, v in times.items()},
         "wall_s": round(time.perf_counter() - t0, 1),
         "loadavg_end": os.getloadavg(),
-        "scores_file": str(estatus.dir / "scores.json"),
-        "train_job": str(status.dir),
+        "scores_file": os.path.relpath(estatus.dir / "scores.json", args.out),  # OUT-relative: committable
+        "train_job": os.path.relpath(status.dir, args.out),
     }
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
     print("\n".join(result["headline"]))
