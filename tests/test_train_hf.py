@@ -178,4 +178,8 @@ def test_twenty_steps_at_the_prior_works_defaults_on_the_demo_chats(tmp_path):
     assert len(losses) == 20 and all(math.isfinite(x) for x in losses)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # it falls, through the noise of 8-example steps
     (ev,) = events_of(job_dir, "eval")
-    assert ev["step"] == 20 and ev["eval_loss"] < losses[0]
+    # The eval runs at step 20 on the 4 held-out examples (10% of 40). Its loss is not compared
+    # with the training steps': after issue 11's data changes the held-out four score 3.32 against
+    # 3.08-3.58 for the first five steps, so a set that small says nothing about learning. The
+    # comparison that would is the held-out loss before training (an eval at step 0), not yet made.
+    assert ev["step"] == 20 and math.isfinite(ev["eval_loss"])
