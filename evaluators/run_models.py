@@ -85,12 +85,22 @@ def run_engine(
     return job_engine(workspace, job_dir.name, label)
 
 
-def export_engine(workspace: Path, body: str, label: str = "") -> EngineSpec:
-    """`export:JOBID[:TYPE]` (body is `JOBID[:TYPE]`): the export's GGUF through llama.cpp."""
+def export_engine(workspace: Path, body: str, label: str = "", train_job: str | None = None) -> EngineSpec:
+    """`export:ID[:TYPE]` (body is `ID[:TYPE]`): the export's GGUF through llama.cpp. ID is an
+    export job, or a run with a training job (then its newest export: `run_export`, of
+    `train_job` when given)."""
+    from trainers.export.job import find_train_job
     from trainers.export.reader import read_report
 
     job_id, _, gtype = body.partition(":")
     label = label or f"{EXPORT_PREFIX}{body}"
+    if not (Path(workspace) / "jobs" / job_id).is_dir():
+        try:
+            of_run = train_job or find_train_job(Path(workspace), job_id).name
+        except ValueError:  # no run of that name either: the export job's message below
+            of_run = None
+        if of_run:
+            job_id = run_export(workspace, job_id, of_run)
     job_dir = Path(workspace) / "jobs" / jobs.check_job_id(job_id)
     report = read_report(job_dir)
     if not report or not report.get("ok"):
@@ -153,10 +163,7 @@ def run_resolver(
             return job_engine(workspace, ref[len(JOB_PREFIX) :], ref)
         if ref.startswith(EXPORT_PREFIX):
             body = ref[len(EXPORT_PREFIX) :]
-            head, sep, gtype = body.partition(":")
-            if not (workspace / "jobs" / head).is_dir() and session.run(head) is not None:
-                body = run_export(workspace, head, pinned.get(head)) + sep + gtype
-            return export_engine(workspace, body, ref)
+            return export_engine(workspace, body, ref, pinned.get(body.partition(":")[0]))
         return None
 
     return resolve

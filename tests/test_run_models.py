@@ -110,6 +110,8 @@ def test_a_run_named_by_its_export_is_the_newest_export_of_the_training_job_it_m
         str(export / "export" / "adapter-f16.gguf"),
     )
     assert resolve(f"export:{run.id}").model == str(export / "export" / "model-q8_0.gguf")
+    chat = engine_from_ref(f"export:{run.id}:lora", sf.session, sf.workspace)  # chat resolves it alike
+    assert (chat.model, chat.adapter) == (lora.model, lora.adapter)
     # Pinned to the first training job, which has no export: the run's export is not used for it.
     pinned = run_resolver(sf.session, sf.workspace, pinned={run.id: first.name})
     with pytest.raises(ValueError, match=f"no finished export of its training job {first.name}.*persona-tui export"):
