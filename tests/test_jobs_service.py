@@ -106,13 +106,16 @@ def test_a_service_job_written_before_the_supervisor_moved_still_starts(tmp_path
         path.write_text(path.read_text().replace(jobs.SERVICE_WORKER, "sessions.service_worker"))
     assert jobs.read_status(job_dir).worker == "sessions.service_worker"
     jobs.start_job(job_dir)
-    ready = wait_for(lambda: _state(job_dir, "ready", "failed", "died"), 60, what="the service to be ready")
-    assert ready.state == "ready", ready.error + (job_dir / jobs.LOG_FILE).read_text()
-    assert _answers(url)
-    worker_command = Path(f"/proc/{ready.pid}/cmdline").read_bytes().split(b"\0")
-    assert jobs.SERVICE_WORKER.encode() in worker_command
-    assert jobs.cancel_job(job_dir)
-    assert wait_for(lambda: _state(job_dir, "stopped", "failed", "died", "cancelled"), 60).state == "stopped"
+    try:
+        ready = wait_for(lambda: _state(job_dir, "ready", "failed", "died"), 60, what="the service to be ready")
+        assert ready.state == "ready", ready.error + (job_dir / jobs.LOG_FILE).read_text()
+        assert _answers(url)
+        worker_command = Path(f"/proc/{ready.pid}/cmdline").read_bytes().split(b"\0")
+        assert jobs.SERVICE_WORKER.encode() in worker_command
+        assert jobs.cancel_job(job_dir)
+        assert wait_for(lambda: _state(job_dir, "stopped", "failed", "died", "cancelled"), 60).state == "stopped"
+    finally:  # a failed assertion must not leave the server running (one did, for two hours)
+        jobs.cancel_job(job_dir)
 
 
 def test_requests_keep_a_service_up_and_idleness_stops_it(tmp_path):
