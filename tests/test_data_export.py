@@ -20,6 +20,8 @@ SPC = SPC_VALID
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    if not TAILOR.is_dir() or not SPC.is_file():  # every user of this fixture needs the shared data
+        pytest.skip("shared data not present")
     ws = tmp_path_factory.mktemp("ws")
     session = demo_session()
     specs = [
