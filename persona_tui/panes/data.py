@@ -43,9 +43,9 @@ from persona_tui.widgets.job_follower import JobFollower
 from sessions import workspace as ws
 from sessions.model import DatasetSpec
 
-# The format names, without importing trainers (and its ML imports) when the app starts.
-PERSONA_FORMATS = ("chat_demos", "first_person", "synthetic_docs")
-IMPORT_FORMATS = ("persona_chat", "tailoring_sft", "tailoring_dpo")
+# The format names from their one place (trainers.data.formats imports no ML library: ~8 ms).
+from trainers.data.formats import IMPORT_FORMATS, PERSONA_FORMATS
+
 FORMAT_LABELS = {
     "chat_demos": "chat demos (persona speaks)",
     "first_person": "first-person statements",
