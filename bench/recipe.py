@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.score_only:
         sf = SessionFile.load(cdir / "demo.toml")
-        sf.session.evals = [e for e in session.evals]  # the evaluation as the demo declares it now
+        sf.session.evals = list(session.evals)  # the evaluation as the demo declares it now
         sf.save()
         status = jobs.read_status(find_train_job(sf.workspace, run.id))
         ctx = DemoContext(sf, False, console, follow=_watch_quietly, nice=0)
