@@ -118,22 +118,10 @@ def test_chat_streams_replies_from_stdin_and_keeps_history(shared):
 
 
 @pytest.mark.slow
-def _interrupt_a_long_reply(sf, chat_id: str) -> tuple[int | None, str, str]:
-    """Ask for a ~1,500-character reply, read 20 characters of it, send SIGINT, then /quit."""
+def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tmp_path):
+    sf = make_session(tmp_path)
     proc = subprocess.Popen(
-        [
-            *CLI,
-            "chat",
-            str(sf.path),
-            "--engine",
-            BASE,
-            "--temperature",
-            "0",
-            "--max-tokens",
-            "1500",
-            "--chat-id",
-            chat_id,
-        ],
+        [*CLI, "chat", str(sf.path), "--engine", BASE, "--temperature", "0", "--max-tokens", "1500", "--chat-id", "c"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -150,24 +138,12 @@ def _interrupt_a_long_reply(sf, chat_id: str) -> tuple[int | None, str, str]:
             assert char, f"the chat ended before replying: {proc.stderr.read()}"
             got += char
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate("/quit\n", timeout=120)
+        out, err = proc.communicate("/quit\n", timeout=120)
     finally:
         proc.kill()
-    return proc.returncode, err, got
-
-
-def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tmp_path):
-    sf = make_session(tmp_path)
-    # On a starved CPU the whole reply can stream into the pipe before this process has read 20
-    # characters of it, and the signal then lands on the next prompt (seen once in CI: exit 0,
-    # no "(stopped)"). A broken Ctrl-C fails every try; a slow reader rarely twice.
-    for attempt in range(3):
-        code, err, got = _interrupt_a_long_reply(sf, f"c{attempt}")
-        records = [json.loads(x) for x in (sf.workspace / "chats" / f"c{attempt}.jsonl").read_text().splitlines()]
-        if "(stopped)" in err or records[-1]["role"] != "assistant" or len(records[-1]["content"]) < 1200:
-            break
-    assert code == 0, err
+    assert proc.returncode == 0, err
     assert "(stopped)" in err
+    records = [json.loads(line) for line in (sf.workspace / "chats" / "c.jsonl").read_text().splitlines()]
     assert records[-1]["role"] == "assistant" and records[-1]["stopped"] is True
     assert records[-1]["content"].startswith(got.strip()[:10]) and len(records[-1]["content"]) < 1200
 
