@@ -128,6 +128,9 @@ def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tmp_path):
         text=True,
         env=_env(),
         bufsize=0,
+        # Started as a background job of a script or CI runner is: with SIGINT ignored, which
+        # the child inherits. Ctrl-C must still stop the reply.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         proc.stdin.write("Count from 1 to 300, separated by commas.\n")
