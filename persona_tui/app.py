@@ -83,6 +83,10 @@ class PersonaApp(App):
     CSS_PATH = [HERE / "app.tcss"]
     TITLE = "persona-tui"
     AUTOSAVE_DELAY = 1.0  # seconds after the last change
+    # After a hang-up the edits are saved first; if Textual's shutdown then stalls (it restores a
+    # terminal that is gone), the process ends anyway this many seconds later, so a dropped SSH
+    # connection never leaves an app running headless.
+    HANGUP_GRACE_S = 10.0
 
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -201,6 +205,11 @@ class PersonaApp(App):
 
     def _on_hangup(self) -> None:
         self.save_if_dirty()
+        import threading
+
+        watchdog = threading.Timer(self.HANGUP_GRACE_S, os._exit, args=(1,))
+        watchdog.daemon = True  # a shutdown that finishes in time ends the process first
+        watchdog.start()
         self.exit(return_code=1)
 
     def on_unmount(self) -> None:

@@ -156,6 +156,26 @@ def test_a_detached_service_from_the_cli_stops_when_idle(shared, no_live_service
     assert not _answers(url)
 
 
+def _proc_state(pid: int) -> str:
+    """The process's state and wait channel, for a failure message."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return f"process {pid} is gone"
+    state = next((line for line in status.splitlines() if line.startswith("State:")), "State: ?")
+    threads = next((line for line in status.splitlines() if line.startswith("Threads:")), "")
+    return f"process {pid} {state}, {threads}, waiting in {wchan or '?'}"
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie nobody has reaped yet (the tmux server that was its parent is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux to run the app in a terminal")
 def test_serve_from_the_app_in_a_terminal_survives_the_terminal_closing(shared, no_live_services):
     """The installed command in tmux, as a person uses it: Chat, the export typed in (ctrl+e), ctrl+o,
@@ -205,7 +225,10 @@ def test_serve_from_the_app_in_a_terminal_survives_the_terminal_closing(shared, 
         wait_for(lambda: "ssh -L" in screen(), 10, what="the ssh line")
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
-    wait_for(lambda: not Path(f"/proc/{app_pid}").exists(), 30, what="the app to end with its terminal")
+    try:
+        wait_for(lambda: _ended(app_pid), 60, what="the app to end with its terminal")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {_proc_state(app_pid)}") from None
     client = openai.OpenAI(base_url=url, api_key="sk-no-key")
     reply = client.chat.completions.create(
         model=f"{shared.export_job.name}-model-q8_0",
