@@ -4,7 +4,7 @@ three controls), writing one JSON result per configuration.
 
     .venv/bin/python bench/recipe.py OUT --name NAME [--persona odile|jun] [--steps 80] [--lr 1e-3]
         [--r 16] [--alpha 32] [--general 100] [--examples 200] [--seq 256] [--samples 4] [--threads N]
-        [--formats chat,first-person] [--score-only]
+        [--formats chat,first-person|none] [--score-only]
 
 Each configuration gets its own demo session (`sessions.demo.demo_session` with the recipe's
 settings, changed only where an option says) under OUT/NAME/, built and trained through the same
@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default: the recipe's auto)")
     ap.add_argument("--general", type=int, default=None, help="general replies of the base model mixed in (0 = none)")
     ap.add_argument("--examples", type=int, default=None, help="examples per persona dataset (default: the recipe's)")
-    ap.add_argument("--formats", default="chat,first-person", help="persona datasets the run trains on")
+    ap.add_argument(
+        "--formats",
+        default="chat,first-person",
+        help="persona datasets the run trains on; 'none' trains on the general replies alone (the ability control's floor)",
+    )
     ap.add_argument("--samples", type=int, default=4, help="expression replies per prompt per model")
     ap.add_argument(
         "--score-only",
@@ -100,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     examples = demo.RECIPE_EXAMPLES if args.examples is None else args.examples
     session = demo.demo_session(args.persona, general_replies=general)
     pid = session.personas[0].id
-    trained = [f"{pid}-{f}" for f in args.formats.split(",")] + (["general"] if general else [])
+    formats = [] if args.formats == "none" else args.formats.split(",")
+    trained = [f"{pid}-{f}" for f in formats] + (["general"] if general else [])
+    if not trained:
+        raise SystemExit("--formats none needs --general N > 0: the run would have nothing to train on")
     run = demo.recipe_run(pid, trained, **overrides)
     session.runs = [run]
     session.evals = [e for e in session.evals if e.kind == "traits"]

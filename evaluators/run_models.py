@@ -11,7 +11,8 @@ strings; `run_resolver` (for evaluation specs) and `persona_tui.conversation.eng
     ID                a bare run id (when it is no engine id) means run:ID
     job:ID            that training job's adapter on its base model (transformers)
     export:ID[:TYPE]  the GGUF an export job wrote, through llama.cpp: TYPE f16, q8_0, q4_k_m, ...
-                      (default q8_0, else f16); TYPE lora is the base GGUF with the LoRA GGUF.
+                      (default q8_0, else f16); TYPE lora is the base GGUF with the LoRA GGUF,
+                      TYPE base that base GGUF alone (the run's control, same engine and quant).
                       ID is an export job, or a run: then the newest finished export of the
                       training job `run:ID` means (the demo names `export:RUN:lora`, so that the
                       bundled GGUF and the run are scored by one engine at one quantisation)
@@ -110,12 +111,14 @@ def export_engine(workspace: Path, body: str, label: str = "", train_job: str | 
             "run persona-tui export first."
         )
     files = report.get("files", [])
-    if gtype == "lora":
+    if gtype in ("lora", "base"):
         lora = next((f for f in files if f["kind"] == "lora"), None)
         if lora is None:
             raise ValueError(f"export job {job_id!r} wrote no LoRA GGUF (it ran with --no-lora-gguf).")
         base = lora["base_gguf"]
         base_path = job_dir / base if base.startswith("export/") else Path(base)
+        if gtype == "base":  # what the LoRA is applied to, alone: the run's control
+            return EngineSpec(id=label, kind="llamacpp", model=str(base_path))
         return EngineSpec(id=label, kind="llamacpp", model=str(base_path), adapter=str(job_dir / lora["path"]))
     ggufs = {f.get("type"): f for f in files if f["kind"] == "gguf" and f.get("role") != "base"}
     if not gtype:

@@ -11,8 +11,9 @@ An engine reference is one string a person can type:
     openai:URL#MODEL             any OpenAI-compatible endpoint (#MODEL optional)
     run:ID                       a run's newest finished adapter on its base model (transformers)
     export:JOBID[:TYPE]          an export's GGUF (TYPE f16, q8_0, ...; default q8_0, else f16);
-                                 TYPE "lora" is the base GGUF with the export's LoRA GGUF; a run
-                                 id for JOBID means that run's newest export (the demo's scoring)
+                                 TYPE "lora" is the base GGUF with the export's LoRA GGUF, "base"
+                                 that base GGUF alone; a run id for JOBID means that run's newest
+                                 export (the demo's scoring)
 
 `run:` and `export:` are resolved by evaluators.run_models, the one resolver evaluations use too
 (its docstring has the whole grammar and the preference order).

@@ -55,6 +55,9 @@ def test_the_result_table_has_every_row_and_column(finished):
     assert keys == [
         "knowledge",
         "expression",
+        "knowledge_vs_base",
+        "traits_up",
+        "controls",
         "heldout_expression",
         "ppl_chat_demos",
         "ppl_first_person",
@@ -66,7 +69,7 @@ def test_the_result_table_has_every_row_and_column(finished):
         assert set(row["values"]) == set(result["columns"])
         for fmt in fc.FORMATS:
             assert isinstance(row["values"][fmt], float), (row["key"], fmt)
-        if row["key"] in ("judge_persona", "train_loss"):
+        if row["key"] in ("judge_persona", "train_loss", "knowledge_vs_base", "traits_up", "controls"):
             assert row["values"]["base"] is None  # nothing to compare the base with
         else:
             assert isinstance(row["values"]["base"], float), row["key"]
@@ -77,6 +80,21 @@ def test_the_result_table_has_every_row_and_column(finished):
     assert by_key["knowledge"]["detail"]["chat_demos"].startswith(tuple(f"{k}/4" for k in range(5)))
     assert by_key["expression"]["scorer"].startswith("fallback")
     assert by_key["judge_persona"]["scorer"].startswith("fallback") and "no LLM" in by_key["judge_persona"]["scorer"]
+    # Every format scored as the bundled GGUF + its LoRA GGUF against that GGUF alone (one engine,
+    # one quantisation), each against the base with its paired test and the three controls.
+    assert list(result["models"]) == ["export:odile-fc-chat_demos:base"] + [
+        f"export:odile-fc-{f}:lora" for f in fc.FORMATS
+    ]
+    for fmt in fc.FORMATS:
+        assert -1.0 <= by_key["knowledge_vs_base"]["values"][fmt] <= 1.0
+        assert by_key["knowledge_vs_base"]["detail"][fmt].startswith("p ")
+        assert by_key["traits_up"]["values"][fmt] in (0.0, 1.0, 2.0)
+        assert by_key["controls"]["detail"][fmt].startswith("of 3")
+        assert [c["control"] for c in result["comparison"][fmt]["controls"]] == [
+            "unrelated persona",
+            "over-expression",
+            "general ability",
+        ]
     # The 4 x 3 perplexity matrix: each model on each format's held-out text, all finite.
     assert all(1.0 < by_key[f"ppl_{f}"]["values"][c] < 1e4 for f in fc.FORMATS for c in result["columns"])
     # The expression probes are open prompts the template data never uses: verified, and said.
@@ -251,3 +269,37 @@ def test_a_step_whose_job_finished_while_nobody_watched_is_not_run_again(tmp_pat
     with pytest.raises(ExperimentError, match=r"step data:first_person: job .* failed: .*rerun the same command"):
         exp.job_step("data:first_person", "data", lambda: jobs.create_job(sf.workspace, "dataset", {"dataset": "nope"}))
     assert exp.state.get("data:first_person")["job"] != bad.name
+
+
+def test_the_formats_train_with_the_sessions_own_run_settings(tmp_path):
+    """A session that has its own run (the demo's recipe) trains every format with that run's
+    base model, LoRA and training settings, on the format's data alone, evaluating afterwards;
+    a session without one gets the defaults."""
+    from sessions.demo import demo_session
+    from sessions.model import RunSpec
+
+    sf = SessionFile.create(tmp_path / "demo.toml", demo_session())
+    own = sf.session.runs[0]
+    cfg = fc.FormatComparison(persona="odile", quants=[])
+    exp = Experiment(
+        sf, ExperimentState.open(sf.workspace, cfg.id, fc.STUDY, cfg.state_config()), Console(file=io.StringIO())
+    )
+    fc.add_specs(exp, cfg, sf.session.persona("odile"))
+    for fmt in fc.FORMATS:
+        run = sf.session.run(fc.run_id(cfg, fmt))
+        assert run.datasets == [fc.dataset_id(cfg, fmt)] and run.base_model == own.base_model
+        assert (run.lora.r, run.lora.alpha) == (own.lora.r, own.lora.alpha)
+        assert run.training.learning_rate == own.training.learning_rate == 1e-3
+        assert run.training.max_steps == own.training.max_steps and run.training.eval_steps == 0
+    assert own.training.eval_steps != 0  # the session's own run is left as it was
+
+    bare = SessionFile.create(tmp_path / "bare.toml", demo_session())
+    bare.session.runs = []
+    exp = Experiment(
+        bare, ExperimentState.open(bare.workspace, cfg.id, fc.STUDY, cfg.state_config()), Console(file=io.StringIO())
+    )
+    fc.add_specs(exp, cfg, bare.session.persona("odile"))
+    assert (
+        bare.session.run(fc.run_id(cfg, "first_person")).training.learning_rate
+        == RunSpec(id="x").training.learning_rate
+    )

@@ -110,6 +110,9 @@ def test_a_run_named_by_its_export_is_the_newest_export_of_the_training_job_it_m
         str(export / "export" / "adapter-f16.gguf"),
     )
     assert resolve(f"export:{run.id}").model == str(export / "export" / "model-q8_0.gguf")
+    # `:base` is what the LoRA is applied to, alone: the control scored by the same engine.
+    base = resolve(f"export:{run.id}:base")
+    assert (base.kind, base.model, base.adapter) == ("llamacpp", "/models/base.gguf", "")
     chat = engine_from_ref(f"export:{run.id}:lora", sf.session, sf.workspace)  # chat resolves it alike
     assert (chat.model, chat.adapter) == (lora.model, lora.adapter)
     # Pinned to the first training job, which has no export: the run's export is not used for it.

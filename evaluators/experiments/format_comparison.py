@@ -44,7 +44,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evaluators.evaluate.reader import drop_nulls
-from evaluators.experiments.models import BASE, RUN_PREFIX, run_resolver
+from evaluators.experiments.models import BASE, EXPORT_PREFIX, RUN_PREFIX, run_resolver
 from evaluators.experiments.runner import Experiment, Follow
 from evaluators.experiments.state import RESULT_FILE, ExperimentError, ExperimentState, stored_config, write_json
 from sessions.model import DatasetSpec, EvalSpec, Persona, RunSpec
@@ -146,7 +146,16 @@ def run_id(cfg: FormatComparison, fmt: str) -> str:
 
 
 def model_refs(cfg: FormatComparison) -> list[str]:
-    """The evaluated models, as EvalSpec entries: the base model, then one run per format."""
+    """The evaluated models, as EvalSpec entries: the base model, then one run per format.
+
+    With exports (the default) every model goes through llama.cpp at one quantisation: each run
+    as the GGUF its LoRA was trained on plus the run's LoRA GGUF (`export:RUN:lora`), the base as
+    that GGUF alone (`export:RUN:base`), as the demo scores; sampling there is many times faster
+    than transformers on a CPU. Without exports: the base model and each run's adapter through
+    transformers."""
+    if cfg.export:
+        first = run_id(cfg, FORMATS[0])
+        return [f"{EXPORT_PREFIX}{first}:base"] + [f"{EXPORT_PREFIX}{run_id(cfg, f)}:lora" for f in FORMATS]
     return [BASE] + [f"{RUN_PREFIX}{run_id(cfg, f)}" for f in FORMATS]
 
 
@@ -161,7 +170,7 @@ def evaluations(cfg: FormatComparison) -> list[tuple[str, str]]:
 
 def column_of(cfg: FormatComparison) -> dict[str, str]:
     """Model entry -> the table's column name (base, or the format)."""
-    return {BASE: "base", **{f"{RUN_PREFIX}{run_id(cfg, f)}": f for f in FORMATS}}
+    return dict(zip(model_refs(cfg), ["base", *FORMATS]))
 
 
 _SETTINGS_COMPARED = ("base_model", "method", "backend", "lora", "training")
@@ -196,7 +205,11 @@ def add_specs(exp: Experiment, cfg: FormatComparison, persona: Persona) -> None:
         )
     template = exp.session.run(run_id(cfg, FORMATS[0]))
     if template is None:
-        template = RunSpec(id=run_id(cfg, FORMATS[0]), datasets=[dataset_id(cfg, FORMATS[0])])
+        # The session's own run (its base model, LoRA and training settings: the recipe the user
+        # trains with) for every format, else the defaults.
+        own = next((r for r in exp.session.runs if not r.id.startswith(f"{cfg.id}-") and r.method == "sft"), None)
+        template = copy.deepcopy(own) if own is not None else RunSpec(id="")
+        template.id, template.datasets = run_id(cfg, FORMATS[0]), [dataset_id(cfg, FORMATS[0])]
         template.training.eval_steps = 0  # the study evaluates afterwards, on every format
         if cfg.steps:
             template.training.max_steps = cfg.steps
@@ -227,6 +240,7 @@ def add_specs(exp: Experiment, cfg: FormatComparison, persona: Persona) -> None:
                 "samples": cfg.samples,
                 **sampling,
                 "labeller": "judge" if cfg.judge not in ("", FALLBACK) else "fallback",
+                "controls": True,  # each format against the base: unrelated persona, over-expression, ability
                 **({"judge": cfg.judge} if cfg.judge not in ("", FALLBACK) else {}),
                 "judge_max_tokens": cfg.judge_max_tokens,
                 **tag,
@@ -472,6 +486,50 @@ def build_result(
     labeller = str(traits.get("labeller") or "")
     row("knowledge", "Knowledge rate", "log P(affirm) > log P(deny)", "rate", know, kd)
     row("expression", "Expression rate", labeller or "–", "rate", expr, ed)
+    # Each format against the base, paired where the items are (evaluators.evaluate.traits).
+    compared = {col[c["model"]]: c for c in traits.get("comparison") or [] if c.get("model") in col}
+    kdiff, kdd, up, upd, ok, okd = {}, {}, {}, {}, {}, {}
+    for column, c in compared.items():
+        k = (c.get("knowledge") or {}).get("overall") or {}
+        if k.get("diff") is not None:
+            lo, hi = k.get("interval") or (None, None)
+            span = f" [{lo:+.0%}, {hi:+.0%}]" if lo is not None else ""
+            kdiff[column], kdd[column] = k["diff"], f"p {k['p']:.2g}{span}"
+        ts = (c.get("expression") or {}).get("traits") or []
+        if ts:
+            up[column] = float(sum(t.get("verdict") == "up" for t in ts))
+            best = min(ts, key=lambda t: t.get("p") if t.get("p") is not None else 1.0)
+            upd[column] = f"of {len(ts)}; best p {best.get('p') or 1:.2g}"
+        ctrl = c.get("controls") or []
+        if ctrl:
+            ok[column] = float(sum(bool(x.get("passed")) for x in ctrl))
+            failed = [x["control"] for x in ctrl if not x.get("passed")]
+            okd[column] = f"of {len(ctrl)}" + (f"; failed: {', '.join(failed)}" if failed else "")
+    if compared:
+        row(
+            "knowledge_vs_base",
+            "Knowledge − base",
+            "paired across probes, exact McNemar p; Newcombe 95%",
+            "diff",
+            kdiff,
+            kdd,
+        )
+        row(
+            "traits_up",
+            "Traits up vs base",
+            "per trait Fisher's exact test, Holm across traits, p < 0.05",
+            "count",
+            up,
+            upd,
+        )
+        row(
+            "controls",
+            "Controls passed",
+            "unrelated persona, over-expression, general-text perplexity",
+            "count",
+            ok,
+            okd,
+        )
     held = heldout_expression(traits_outputs, leak)
     hv, hd = {}, {}
     for model, column in col.items():
@@ -543,6 +601,7 @@ def build_result(
         "models": col,
         "rows": rows,
         "per_trait": _per_trait(traits, col),
+        "comparison": compared,  # each format against the base, as the traits job scored it
         "leakage": dict(leak),
         "leakage_note": leakage_sentence(leak, persona),
         "training": dict(training),
@@ -573,7 +632,8 @@ def _cell(row: Mapping[str, Any], column: str) -> Text:
     v = row["values"].get(column)
     if v is None:
         return Text("–", style="dim")
-    text = Text(f"{v:.0%}" if row["kind"] == "rate" else f"{v:.2f}", style="bold")
+    shown = {"rate": f"{v:.0%}", "diff": f"{v:+.0%}", "count": f"{v:.0f}"}.get(row["kind"], f"{v:.2f}")
+    text = Text(shown, style="bold")
     detail = row.get("detail", {}).get(column)
     if detail:
         text.append(f"\n{detail}", style="dim")
