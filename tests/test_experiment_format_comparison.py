@@ -303,3 +303,52 @@ def test_the_formats_train_with_the_sessions_own_run_settings(tmp_path):
         bare.session.run(fc.run_id(cfg, "first_person")).training.learning_rate
         == RunSpec(id="x").training.learning_rate
     )
+
+
+def test_the_formats_are_compared_with_each_other_on_the_same_items():
+    """Which format won, with an interval: paired on the same probes (knowledge) and the same
+    prompt and seed (expression), McNemar with Holm across the three pairs; a pair the data cannot
+    tell apart says roughly how many items would; held-out leaves a leaked probe out."""
+    col = {"b": "base", "c": "chat_demos", "f": "first_person", "d": "synthetic_docs"}
+    knows = {"c": range(10), "f": range(30), "d": range(10)}  # first-person knows 20 more of 40
+    outputs = [
+        {"kind": "knowledge", "model": m, "trait": "t", "probe": i, "knows": i in knows[m]}
+        for m in "cfd"
+        for i in range(40)
+    ]
+    outputs += [{"kind": "knowledge", "model": "b", "trait": "t", "probe": i, "knows": True} for i in range(40)]
+    shown = {"c": {0, 1, 2}, "f": {0, 1, 2, 3, 4, 5}, "d": {0}}
+    outputs += [
+        {"kind": "expression", "model": m, "trait": "t", "probe": p, "sample": s, "label": lab}
+        for m in "cfd"
+        for p in range(8)
+        for s in range(2)
+        for lab in ["expressed" if p in shown[m] and s == 0 else "not_shown"]
+    ]
+    leak = {"expression": {"t": [0]}}
+    pairs = fc.format_pairs(outputs, col, leak)
+    by = {(r["measure"], r["a"], r["b"]): r for r in pairs}
+    k = by[("knowledge", "chat_demos", "first_person")]
+    assert (k["a_k"], k["b_k"], k["n"], k["diff"]) == (10, 30, 40, -0.5)
+    assert k["p_holm"] < 0.001 and k["interval"][1] < 0 and k["told_apart"] and k["n_needed"] is None
+    same = by[("knowledge", "chat_demos", "synthetic_docs")]
+    assert same["diff"] == 0 and same["p"] == 1.0 and not same["told_apart"] and same["n_needed"] is None
+    e = by[("expression", "first_person", "synthetic_docs")]
+    assert (e["a_k"], e["b_k"], e["n"], e["discordant"]) == (6, 1, 16, 5)
+    # 5 of 16 discordant, all one way: p 0.0625, Holm 0.19; at d = q = 5/16 McNemar needs
+    # n >= q (2.394 / d)^2 = 18.3 items.
+    assert abs(e["p_holm"] - 0.1875) < 1e-9 and not e["told_apart"] and e["n_needed"] == 19
+    held = by[("heldout_expression", "chat_demos", "first_person")]
+    assert (held["a_k"], held["b_k"], held["n"]) == (2, 5, 14)  # probe 0 leaked: its 2 items out
+    assert not any(r["a"] == "base" or r["b"] == "base" for r in pairs)
+
+    out = io.StringIO()
+    Console(file=out, width=80).print(fc.pairs_table(pairs))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    lines = text.splitlines()
+    assert any(
+        line.split()[:2] == ["knows", "chat"] and "-50 [-63, -32]" in line and "told apart" in line for line in lines
+    )
+    assert any("1st − docs" in line and "~19 items" in line for line in lines)
+    assert any("chat − docs" in line and line.rstrip().endswith("same") for line in lines)

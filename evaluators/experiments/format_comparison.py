@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -418,6 +419,116 @@ def heldout_expression(outputs: Iterable[Mapping[str, Any]], leak: Mapping[str, 
     return {m: Rate(k, n).to_dict() for m, (k, n) in counts.items()}
 
 
+PAIR_MEASURES = (
+    ("knowledge", "knows"),
+    ("expression", "shows"),
+    ("heldout_expression", "held-out"),
+)
+# Holm across a measure's three pairs asks the smallest p for p < 0.05 / 3 at worst: the
+# two-sided normal quantile of that level, for the items-needed estimate.
+_Z_HOLM3 = 2.394
+SHORT = {"chat_demos": "chat", "first_person": "1st", "synthetic_docs": "docs"}
+
+
+def format_pairs(
+    outputs: Iterable[Mapping[str, Any]], col: Mapping[str, str], leak: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The formats against each other on the same items: for each measure and each pair of
+    formats, both rates, the paired difference with Newcombe's 95% interval, the exact McNemar p
+    and Holm's p across the three pairs of that measure. Knowledge pairs by (trait, probe);
+    expression by (trait, probe, sample): every model answered the same prompt at the same seed.
+
+    Where a pair is not told apart, `n_needed` estimates the items at which McNemar would reach
+    p < 0.05/3 if the difference and the share of discordant items held (z = d·sqrt(n/q))."""
+    from evaluators.probes import EXPRESSED, LABELS
+    from evaluators.stats import holm, mcnemar_exact, newcombe_paired_diff
+
+    leaked = {(t, i) for t, idx in (leak.get("expression") or {}).items() for i in idx}
+    items: dict[str, dict[str, dict[tuple[Any, ...], bool]]] = {m: {} for m, _ in PAIR_MEASURES}
+    for row in outputs:
+        fmt = col.get(str(row.get("model")))
+        if fmt is None or fmt == "base":
+            continue
+        if row.get("kind") == "knowledge" and row.get("knows") is not None:
+            items["knowledge"].setdefault(fmt, {})[(row.get("trait"), row.get("probe"))] = bool(row["knows"])
+        elif row.get("kind") == "expression" and row.get("label") in LABELS:
+            key = (row.get("trait"), row.get("probe"), row.get("sample"))
+            shown = row.get("label") == EXPRESSED
+            items["expression"].setdefault(fmt, {})[key] = shown
+            if key[:2] not in leaked:
+                items["heldout_expression"].setdefault(fmt, {})[key] = shown
+    out: list[dict[str, Any]] = []
+    for measure, label in PAIR_MEASURES:
+        rows: list[dict[str, Any]] = []
+        for i, a_fmt in enumerate(FORMATS):
+            for b_fmt in FORMATS[i + 1 :]:
+                a_items, b_items = items[measure].get(a_fmt, {}), items[measure].get(b_fmt, {})
+                keys = sorted(set(a_items) & set(b_items), key=repr)
+                if not keys:
+                    continue
+                both = sum(a_items[k] and b_items[k] for k in keys)
+                a_only = sum(a_items[k] and not b_items[k] for k in keys)
+                b_only = sum(b_items[k] and not a_items[k] for k in keys)
+                n = len(keys)
+                lo, hi = newcombe_paired_diff(both, a_only, b_only, n - both - a_only - b_only)
+                rows.append(
+                    {
+                        "measure": measure,
+                        "label": label,
+                        "a": a_fmt,
+                        "b": b_fmt,
+                        "a_k": both + a_only,
+                        "b_k": both + b_only,
+                        "n": n,
+                        "discordant": a_only + b_only,
+                        "diff": (a_only - b_only) / n,
+                        "interval": [lo, hi],
+                        "p": mcnemar_exact(a_only, b_only),
+                    }
+                )
+        for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
+            row["p_holm"] = adjusted
+            row["told_apart"] = adjusted is not None and adjusted < 0.05
+            d, q = abs(row["diff"]), row["discordant"] / row["n"]
+            row["n_needed"] = None if row["told_apart"] or not d else math.ceil(q * (_Z_HOLM3 / d) ** 2)
+        out += rows
+    return out
+
+
+def pairs_table(pairs: Sequence[Mapping[str, Any]]) -> Table:
+    """The formats against each other, one line a pair (fits 80 columns)."""
+    from rich import box
+
+    table = Table(
+        title="Formats against each other, paired on the same items",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for name in ("", "A − B", "A", "B", "pts [95%]", "Holm p", "verdict"):
+        table.add_column(name, justify="left" if name in ("", "A − B") else "right", no_wrap=True)
+    for r in pairs:
+        lo, hi = r["interval"]
+        told = bool(r.get("told_apart"))
+        needed = r.get("n_needed")
+        table.add_row(
+            r["label"],
+            f"{SHORT.get(r['a'], r['a'])} − {SHORT.get(r['b'], r['b'])}",
+            f"{r['a_k']}/{r['n']}",
+            f"{r['b_k']}/{r['n']}",
+            f"{100 * r['diff']:+.0f} [{100 * lo:+.0f}, {100 * hi:+.0f}]",
+            Text(f"{r['p_holm']:.2g}", style="bold green" if told else ""),
+            "told apart" if told else (f"~{needed} items" if needed else "same"),
+        )
+    table.caption = (
+        "knows: knowledge probes; shows: expression replies (held-out: probes not in any training set). "
+        "pts: A − B in points of rate. Exact McNemar on the discordant items, Holm across a measure's "
+        "three pairs. '~N items': where p < 0.05/3 if the difference held."
+    )
+    table.caption_justify = "left"
+    return table
+
+
 def _read_outputs(job_dir: Path) -> list[dict[str, Any]]:
     """The traits job's outputs, tolerant (a damaged line is left out; the study counts the rest)."""
     from evaluators.evaluate.reader import read_outputs
@@ -602,6 +713,7 @@ def build_result(
         "rows": rows,
         "per_trait": _per_trait(traits, col),
         "comparison": compared,  # each format against the base, as the traits job scored it
+        "pairs": format_pairs(traits_outputs, col, leak),
         "leakage": dict(leak),
         "leakage_note": leakage_sentence(leak, persona),
         "training": dict(training),
@@ -716,6 +828,8 @@ def result_chart(result: Mapping[str, Any], width: int = 76, height: int = 18, c
 
 def print_result(result: Mapping[str, Any], console: Console) -> None:
     console.print(result_table(result))
+    if result.get("pairs"):
+        console.print(pairs_table(result["pairs"]))
     console.print(Text(result_chart(result)), highlight=False)
 
 
