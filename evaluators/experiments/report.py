@@ -10,9 +10,9 @@ def tables_for_result(result: Mapping[str, Any]) -> list[Any]:
     """The rich tables of a result.json of any study."""
     study = result.get("study")
     if study == "format-comparison":
-        from evaluators.experiments.format_comparison import result_table
+        from evaluators.experiments.format_comparison import pairs_table, result_table
 
-        return [result_table(result)]
+        return [result_table(result)] + ([pairs_table(result["pairs"])] if result.get("pairs") else [])
     if study == "persona-chat":
         from evaluators.experiments.persona_chat import result_tables
 
