@@ -348,7 +348,9 @@ def test_the_formats_are_compared_with_each_other_on_the_same_items():
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
     lines = text.splitlines()
     assert any(
-        line.split()[:2] == ["knows", "chat"] and "-50 [-63, -32]" in line and "told apart" in line for line in lines
+        line.split()[:2] == ["knows", "chat−1st"] and "-50 [-63, -32]" in line and "told apart" in line
+        for line in lines
     )
-    assert any("1st − docs" in line and "~19 items" in line for line in lines)
-    assert any("chat − docs" in line and line.rstrip().endswith("same") for line in lines)
+    assert any("1st−docs" in line and "~19 items" in line for line in lines)
+    assert any("chat−docs" in line and line.rstrip().endswith("same") for line in lines)
+    assert fc._count(3783) == "3.8k" and fc._count(688) == "688"

@@ -495,6 +495,10 @@ def format_pairs(
     return out
 
 
+def _count(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
 def pairs_table(pairs: Sequence[Mapping[str, Any]]) -> Table:
     """The formats against each other, one line a pair (fits 80 columns)."""
     from rich import box
@@ -513,12 +517,12 @@ def pairs_table(pairs: Sequence[Mapping[str, Any]]) -> Table:
         needed = r.get("n_needed")
         table.add_row(
             r["label"],
-            f"{SHORT.get(r['a'], r['a'])} − {SHORT.get(r['b'], r['b'])}",
+            f"{SHORT.get(r['a'], r['a'])}−{SHORT.get(r['b'], r['b'])}",
             f"{r['a_k']}/{r['n']}",
             f"{r['b_k']}/{r['n']}",
             f"{100 * r['diff']:+.0f} [{100 * lo:+.0f}, {100 * hi:+.0f}]",
             Text(f"{r['p_holm']:.2g}", style="bold green" if told else ""),
-            "told apart" if told else (f"~{needed} items" if needed else "same"),
+            "told apart" if told else (f"~{_count(needed)} items" if needed else "same"),
         )
     table.caption = (
         "knows: knowledge probes; shows: expression replies (held-out: probes not in any training set). "
