@@ -148,20 +148,25 @@ async def test_a_file_changed_on_disk_is_not_overwritten_unless_asked(session_pa
     assert saved_name(session_path) == "Odile Marsh!"
 
 
-def test_a_dropped_terminal_saves_pending_edits(session_path: Path):
-    """SIGHUP (an SSH connection dropping) inside the autosave delay still saves the edit."""
+def _in_a_terminal(args: list[str], **env: str) -> tuple[subprocess.Popen, int]:
+    """Python with `args` on a fresh 100x30 pty of its own session; (process, the pty's leader fd)."""
     leader, follower = pty.openpty()
-    # Autosave far off: only the hang-up can save the edit in time.
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30", PERSONA_TUI_AUTOSAVE_SECONDS="60")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "persona_tui.cli", str(session_path)],
+        [sys.executable, *args],
         stdin=follower,
         stdout=follower,
         stderr=follower,
-        env=env,
+        env=dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30", **env),
         start_new_session=True,
     )
     os.close(follower)
+    return proc, leader
+
+
+def test_a_dropped_terminal_saves_pending_edits(session_path: Path):
+    """SIGHUP (an SSH connection dropping) inside the autosave delay still saves the edit."""
+    # Autosave far off: only the hang-up can save the edit in time.
+    proc, leader = _in_a_terminal(["-m", "persona_tui.cli", str(session_path)], PERSONA_TUI_AUTOSAVE_SECONDS="60")
     seen = b""
 
     def read_until(marker: bytes, timeout: float = 20.0) -> None:
@@ -221,17 +226,7 @@ sys.exit(main(sys.argv[1:]))
 def test_a_hang_up_ends_the_app_even_when_its_shutdown_stalls(session_path: Path):
     """After SIGHUP the edits are saved, and the process ends within its grace even if Textual's
     shutdown never returns: a dropped SSH connection leaves no app running headless."""
-    leader, follower = pty.openpty()
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _STALLED_SHUTDOWN, str(session_path)],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(follower)
+    proc, leader = _in_a_terminal(["-c", _STALLED_SHUTDOWN, str(session_path)])
     seen = b""
     try:
         deadline = time.monotonic() + 60
