@@ -27,14 +27,14 @@ def session(tmp_path, monkeypatch) -> Path:
     return SessionFile.create(tmp_path / "s.toml", Session(name="s", personas=[Persona(id="p", name="P")])).path
 
 
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 60, columns: int = 160) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "persona_tui.cli", "jobs", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "160"},
+        env={**os.environ, "COLUMNS": str(columns)},
     )
 
 
@@ -65,6 +65,15 @@ def test_list_watch_log_and_cancel(session: Path):
     assert "finished" in rows[done.name] and "100%" in rows[done.name]
     assert "failed" in rows[failing.name] and "odile-chat is empty" in rows[failing.name]
     assert "cancelled" in rows[slow.name]
+    # In 80 columns every id is whole on a line of its own (the id is what the other commands
+    # take), and its state and message follow it, folded rather than cut.
+    narrow = cli(str(session), columns=80).stdout.splitlines()
+    assert all(len(line) <= 80 for line in narrow), narrow
+    for job, words in ((done, "finished · 100%"), (failing, "failed"), (slow, "cancelled")):
+        at = narrow.index(job.name)
+        assert words in narrow[at + 1], narrow
+    at = narrow.index(failing.name)
+    assert "odile-chat is empty" in " ".join(narrow[at + 1 : at + 3]), narrow
     log = cli(str(session), "--log", slow.name)
     assert "checkpoint saved" in log.stdout
 

@@ -67,6 +67,8 @@ def _age(t: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
 
     from sessions.workspace import workspace_for
@@ -111,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     if not listed:
         print(f"no jobs yet in {jobs.jobs_root(workspace)}")
         return 0
-    table = Table("id", "kind", "state", "progress", "started", "heartbeat", "message")
+    # The id is what every other command takes, so it is never cut or broken. Train ids run to
+    # ~50 characters, so under 150 columns each job takes two lines (id, then the rest) instead of
+    # a table row whose columns would be cut.
     colour = {
         "running": "cyan",
         "finished": "green",
@@ -122,22 +126,29 @@ def run(args: argparse.Namespace) -> int:
         "ready": "green",
         "stopped": "yellow",
     }
+    rows = []
     for s in listed:
         prog = f"{s.fraction:.0%}" if s.fraction is not None else "-"
         note = s.error if s.state in ("failed", "died") else s.message
         note = (note or "").splitlines()[0][:60] if note else ""
         if s.url and s.state in ("starting", "ready"):
             note = f"{s.state} at {s.url}"  # a service's URL whole, never cut
-        table.add_row(
-            s.id,
-            s.kind,
-            f"[{colour.get(s.state, 'white')}]{s.state}[/]",
-            prog,
-            _age(s.started),
-            _age(s.heartbeat),
-            note,
-        )
-    console.print(table)
+        state = f"[{colour.get(s.state, 'white')}]{s.state}[/]"
+        rows.append((s.id, s.kind, state, prog, _age(s.started), _age(s.heartbeat), note))
+    if console.width >= 150:
+        table = Table()
+        table.add_column("id", no_wrap=True)
+        for name in ("kind", "state", "progress", "started", "heartbeat"):
+            table.add_column(name, no_wrap=True)
+        table.add_column("message", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return 0
+    for job_id, kind, state, prog, started, beat, note in rows:
+        console.print(job_id, style="bold", no_wrap=True, overflow="ignore", crop=False, soft_wrap=True)
+        rest = f"{kind} · {state} · {prog} · started {started} · heartbeat {beat}"
+        console.print(Padding(f"{rest}{' · ' + escape(note) if note else ''}", (0, 0, 0, 4)))
     return 0
 
 
