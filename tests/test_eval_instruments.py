@@ -289,6 +289,26 @@ def test_general_ability_bound():
     assert controls.ability({"base": 7.0}, "run", "base")["passed"] is None
 
 
+def test_general_text_is_scored_as_one_stream_with_one_cold_start():
+    """Per text, each paragraph's first words are scored from nothing, which is what a chat
+    fine-tune moves most; the control reads the paragraphs as one stream instead."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str]] = []
+
+        def logprobs(self, prompt: str, continuation: str) -> list[float]:
+            self.calls.append((prompt, continuation))
+            return [-1.0] * len(continuation.split())
+
+    engine = Recorder()
+    ppl, tokens = controls.text_perplexity(engine, ["First paragraph here.", "  ", "Second one.\n"])
+    assert engine.calls == [("", "First paragraph here.\n\nSecond one.")]
+    assert tokens == 5 and math.isclose(ppl, math.e)
+    ppl, tokens = controls.text_perplexity(engine)
+    assert engine.calls[-1][1].count("\n\n") == len(controls.GENERAL_TEXT) - 1 and tokens > 300
+
+
 def test_demo_summary_line_for_the_comparison():
     from evaluators.demo import traits_headline
 
