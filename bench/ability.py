@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -24,14 +23,10 @@ BUNDLED = "bundled:smollm2-135m-instruct"
 COLD = 3  # a text's first tokens, scored with almost no context
 
 
-def _ppl(rows: list[list[float]]) -> float:
-    xs = [x for r in rows for x in r]
-    return math.exp(-sum(xs) / len(xs))
-
-
 def measure(adapter: str | None) -> dict:
     from engines.llamacpp import LlamaCppEngine
     from evaluators import controls
+    from evaluators.metrics.likelihood import corpus_perplexity as _ppl
     from sessions.model import EngineSpec
 
     engine = LlamaCppEngine(EngineSpec(id="ability", kind="llamacpp", model=BUNDLED, adapter=adapter or ""))

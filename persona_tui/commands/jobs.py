@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         if s.url and s.state in ("starting", "ready"):
             note = f"{s.state} at {s.url}"  # a service's URL whole, never cut
         state = f"[{colour.get(s.state, 'white')}]{s.state}[/]"
-        rows.append((s.id, s.kind, state, prog, _age(s.started), _age(s.heartbeat), note))
+        rows.append((s.id, s.kind, state, prog, _age(s.started), _age(s.heartbeat), escape(note)))
     if console.width >= 150:
         table = Table()
         table.add_column("id", no_wrap=True)
@@ -146,9 +146,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(table)
         return 0
     for job_id, kind, state, prog, started, beat, note in rows:
-        console.print(job_id, style="bold", no_wrap=True, overflow="ignore", crop=False, soft_wrap=True)
+        console.print(job_id, style="bold", soft_wrap=True)
         rest = f"{kind} · {state} · {prog} · started {started} · heartbeat {beat}"
-        console.print(Padding(f"{rest}{' · ' + escape(note) if note else ''}", (0, 0, 0, 4)))
+        console.print(Padding(f"{rest}{' · ' + note if note else ''}", (0, 0, 0, 4)))
     return 0
 
 
