@@ -277,9 +277,15 @@ def test_unrelated_persona_control_and_its_margin():
     assert n >= 16 and not {t.id for t in persona.traits} & {t.id for t in demo_persona().traits}
     base = [_kc("base", "x", i, i < 8) for i in range(16)]
     same = controls.unrelated(base + [_kc("run", "x", i, i < 9) for i in range(16)], "run", "base")
-    assert same["passed"] is True  # one flip in 16 is 6 points, inside ±15
+    assert same["passed"] is True  # one flip in 16 is 6 points, inside +15
     shifted = controls.unrelated(base + [_kc("run", "x", i, True) for i in range(16)], "run", "base")
-    assert shifted["passed"] is False and shifted["diff"] == pytest.approx(0.5)
+    assert shifted["passed"] is False and shifted["diff"] == pytest.approx(0.5)  # a lean to "yes" fails
+    # Three more flips (19 points) fails; it is a rise. The same fall passes: a run that has become
+    # its own persona denies a stranger's facts, and that cannot inflate its own knowledge score.
+    rose = controls.unrelated(base + [_kc("run", "x", i, i < 11) for i in range(16)], "run", "base")
+    assert rose["passed"] is False and rose["diff"] == pytest.approx(3 / 16)
+    fell = controls.unrelated(base + [_kc("run", "x", i, i < 5) for i in range(16)], "run", "base")
+    assert fell["passed"] is True and fell["diff"] == pytest.approx(-3 / 16) and "run ≤ base + 15%" in fell["rule"]
 
 
 def test_general_ability_bound():

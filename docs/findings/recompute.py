@@ -64,7 +64,13 @@ def main() -> int:
         mine = recorded[model]
         assert k == mine["knowledge"]["overall"], f"{fmt}: knowledge differs from the job's scores"
         assert e == mine["expression"]["traits"], f"{fmt}: expression differs from the job's scores"
-        assert [u, o, a] == mine["controls"], f"{fmt}: a control differs from the job's scores"
+
+        # The rules' wording is today's (the unrelated persona's became one-sided on 2026-12-03,
+        # and all three formats pass it either way); every count, p-value and verdict must match.
+        def unworded(cs: list[dict]) -> list[dict]:
+            return [{k: v for k, v in c.items() if k != "rule"} for c in cs]
+
+        assert unworded([u, o, a]) == unworded(mine["controls"]), f"{fmt}: a control differs from the job's scores"
         lo, hi = k["interval"]
         up = [t["trait"] for t in e if t["verdict"] == "up"]
         table.add_row(
@@ -79,7 +85,7 @@ def main() -> int:
         )
     table.caption = (
         "knows: of 60 knowledge probes, run vs base (exact McNemar p); up: of 5 traits, expression "
-        "up (Fisher, Holm); unrel.: of 16 probes of a persona never trained, within ±15 pts; over: of "
+        "up (Fisher, Holm); unrel.: of 16 probes of a persona never trained, ≤ base + 15 pts; over: of "
         "32 neutral replies touching a trait, ≤ base + 10 pts; ppl×: plain-text perplexity ≤ 1.25 × base."
     )
     table.caption_justify = "left"

@@ -35,7 +35,7 @@ traits — knowledge vs expression per trait of one persona:
                  an unrelated persona's knowledge probes, neutral prompts, general-text perplexity
                  [false]
     neutral_samples  replies per neutral prompt [2]
-    unrelated_margin  |run - base| allowed on the unrelated persona's knowledge [0.15]
+    unrelated_margin  rise over the base allowed on the unrelated persona's knowledge [0.15]
     over_margin  how much more often than base the run may touch a trait on neutral prompts [0.10]
     ability_bound  the run's general-text perplexity may be at most this times the base's [1.25]
     The first model is the base: every later model is compared with it (knowledge: exact
