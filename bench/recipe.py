@@ -3,7 +3,7 @@ trait evaluation (knowledge vs base with McNemar's p, expression per trait by Fi
 three controls), writing one JSON result per configuration.
 
     .venv/bin/python bench/recipe.py OUT --name NAME [--persona odile|jun] [--steps 80] [--lr 1e-3]
-        [--r 16] [--alpha 32] [--general 100] [--examples 200] [--seq 256] [--samples 4] [--threads N]
+        [--r 16] [--alpha 32] [--general 100] [--examples 500] [--seq 256] [--samples 8] [--seed 0] [--threads N]
         [--formats chat,first-person|none] [--score-only]
 
 Each configuration gets its own demo session (`sessions.demo.demo_session` with the recipe's
@@ -68,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         default="chat,first-person",
         help="persona datasets the run trains on; 'none' trains on the general replies alone (the ability control's floor)",
     )
-    ap.add_argument("--samples", type=int, default=4, help="expression replies per prompt per model")
+    ap.add_argument("--samples", type=int, default=None, help="expression replies per prompt per model [the demo's]")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="first sampling seed (reply j of prompt i uses seed + 1000 i + j): another seed is a fresh draw",
+    )
     ap.add_argument(
         "--score-only",
         action="store_true",
@@ -165,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     frozen = build_job_spec(sf, session.evals[0].id, run_resolver(session, sf.workspace))
-    frozen["settings"]["samples"] = args.samples
+    samples = demo.TRAIT_SAMPLES if args.samples is None else args.samples
+    frozen["settings"]["samples"] = samples
+    frozen["settings"]["seed"] = args.seed
     estatus = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"}, "eval: traits", worker=WORKER)
     times["eval"] = time.perf_counter() - t
     scores = load_scores(estatus.dir)
@@ -181,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             "general_replies": general,
             "examples": examples,
             "datasets": run.datasets,
-            "samples": args.samples,
+            "samples": samples,
+            "seed": args.seed,
         },
         "headline": traits_headline(scores),
         "knowledge": {

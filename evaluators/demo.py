@@ -58,8 +58,9 @@ class Stage:
 
 
 # Sizes: the full demo uses the recipe's (sessions.demo, docs/training.md); quick the smallest real one.
-# trait_samples: 8 prompts per trait x 4 = 32 expression replies per trait per model in the full
-# demo (enough for Fisher's test to tell a real rise after Holm's correction over 5 traits).
+# trait_samples: 8 prompts per trait x 8 = 64 expression replies per trait per model in the full
+# demo (sessions.demo.TRAIT_SAMPLES: what Fisher's test needs to tell a rise to ~10% of replies
+# after Holm's correction over 5 traits).
 # general: how many replies of the base model to ordinary prompts are mixed into the run (the
 # recipe, docs/training.md); sampling them is the data stage's cost (~1 s each here, idle).
 # prompts_per_trait: expression prompts per trait the traits evaluation asks (0 = all eight);
@@ -69,7 +70,7 @@ FULL: dict[str, int] = {
     "examples": demo_recipe.RECIPE_EXAMPLES,
     "general": demo_recipe.RECIPE_GENERAL_REPLIES,
     "train_steps": int(demo_recipe.RECIPE_TRAINING["max_steps"]),  # type: ignore[call-overload]
-    "trait_samples": 4,
+    "trait_samples": demo_recipe.TRAIT_SAMPLES,
     "prompts_per_trait": 0,
     "chat_seeds": 2,
     "reference_samples": 20,

@@ -894,6 +894,11 @@ RECIPE_GENERAL_REPLIES = 100
 # Per persona dataset: the size every measured row of docs/training.md's search was built at
 # (80 steps x 8 is about 0.6 of a pass over the mix, so no example is seen twice).
 RECIPE_EXAMPLES = 500
+# Expression replies per open prompt per model in the full demo's traits evaluation: 8 prompts x 8
+# = 64 replies per trait per model. At 32 (4 samples) a trait that rose from 0 to ~10% of replies
+# (Fisher p ~0.03) could not survive Holm's correction over five traits; at 64 the same rate gives
+# p ~0.006 (docs/training.md, "The search": the recipe's rows at 32 and at 64 replies).
+TRAIT_SAMPLES = 8
 PERSONAS = {"odile": demo_persona, "jun": second_persona}
 
 
@@ -952,7 +957,7 @@ def demo_session(persona_id: str = "odile", general_replies: int = RECIPE_GENERA
                 id=f"{pid}-traits",
                 kind="traits",
                 models=["bundled", f"export:{run.id}:lora"],
-                extra={"samples": 4, "labeller": "markers", "controls": True},
+                extra={"samples": TRAIT_SAMPLES, "labeller": "markers", "controls": True},
             ),
             # Next-turn metrics on the held-out chat demos: BLEU, ROUGE-L, BERTScore, perplexity, hits@1, F1.
             EvalSpec(
