@@ -5,7 +5,7 @@ ability, fails visibly instead of scoring well.
 (a) unrelated persona: knowledge probes of a character the run was never trained on (below);
     the run may score at most UNRELATED_MARGIN above the base (paired on the same probes): a
     lean towards the affirming answer whatever the facts, which would inflate the persona's own
-    knowledge score. A fall is reported, not failed: a run that has become its persona denies a
+    knowledge score. A fall is shown, not failed: a run that has become its persona denies a
     stranger's facts ("Do you ride a motorbike?"), as that persona would (docs/evaluation.md).
 (b) over-expression: replies to prompts that touch no trait; the share of replies that mention
     any trait's phrases may rise by at most OVER_MARGIN over the base's share.
@@ -220,9 +220,10 @@ def over_expression(
 def unrelated(cells: Iterable[Any], model: str, base: str, margin: float = UNRELATED_MARGIN) -> dict[str, Any]:
     """Passes unless the run's knowledge of a persona it never saw rises more than `margin` over
     the base's: the affirming answers preferred for facts the run was never given. A fall passes
-    with the reason printed: the probes ask "you", and a run that has become its own persona
-    answers as that persona, denying a stranger's motorbike and chillies. Measured on every run of
-    the recipe search: 3 to 6 of 16 against the base's 6 (docs/evaluation.md)."""
+    (the table shows it, with its interval): the probes ask "you", and a run that has become its
+    own persona answers as that persona, denying a stranger's motorbike and chillies. Measured:
+    3 to 7 of 16 for the persona runs, 8 for a run with no persona data, against the base's 6
+    (docs/evaluation.md)."""
     from evaluators.probes import knowledge_comparison
 
     cmp = knowledge_comparison(cells, model, base, [])["overall"]

@@ -284,12 +284,7 @@ def comparison_tables(scores: Mapping[str, Any]) -> list[Table]:
                 if c["control"] == "general ability" and passed is not None:
                     cells = [f"{c['run_ppl']:.2f}", f"{c['base_ppl']:.2f}", f"×{c['ratio']:.2f}", f"≤ ×{c['bound']:g}"]
                 elif passed is not None:
-                    bound = (
-                        f"±{c['margin'] * 100:.0f}"
-                        if c["control"] == "unrelated persona"
-                        else f"≤ +{c['margin'] * 100:.0f}"
-                    )
-                    cells = [_kn(c["run"]), _kn(c["base"]), _diff(c), bound]
+                    cells = [_kn(c["run"]), _kn(c["base"]), _diff(c), f"≤ +{c['margin'] * 100:.0f}"]
                 else:
                     cells = ["–"] * 4
                 t.add_row(c["control"], *cells, result)
