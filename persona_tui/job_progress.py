@@ -53,7 +53,10 @@ def follow(
             total = status.total or None
             message = status.message[:60] if status.message else status.state
             progress.update(task, total=total, completed=status.done, message=message)
-        progress.update(task, message=status.state, completed=status.total or status.done)
+        # A finished job fills its bar; a cancelled or failed one keeps what it did (348/600,
+        # not 600/600: the bar must not say a stopped job completed).
+        done = (status.total or status.done) if status.state == "finished" else status.done
+        progress.update(task, message=status.state, completed=done)
     except KeyboardInterrupt:
         progress.update(task, message="detached (the job goes on)")
         raise

@@ -100,3 +100,21 @@ def test_an_unknown_or_unsafe_id_is_one_sentence_exit_2(session: Path, bad: str)
 def test_a_missing_session_is_exit_2(tmp_path: Path):
     result = cli(str(tmp_path / "none.toml"))
     assert result.returncode == 2 and "is not a session file" in result.stderr
+
+
+def test_a_stopped_jobs_bar_keeps_what_it_did(tmp_path):
+    """A cancelled job's bar ends at the items it did, not full: the format comparison's cancelled
+    perplexity matrix once read "600/600 ... cancelled" after 348 items."""
+    from rich.console import Console
+
+    from persona_tui.job_progress import follow
+    from supervisor import jobs
+
+    for state, want, not_want in (("cancelled", "348/600", "600/600"), ("finished", "600/600", "348/600")):
+        job = jobs.create_job(tmp_path / state, "eval", {"x": 1})
+        raw = jobs._read_status_raw(job)
+        jobs._write_status_raw(job, {**raw, "state": state, "done": 348, "total": 600, "ended": raw["created"]})
+        console = Console(record=True, width=120, force_terminal=False)
+        assert follow(job, "eval x", console=console, interval=0.01).state == state
+        text = console.export_text()
+        assert want in text and not_want not in text, text
