@@ -288,6 +288,28 @@ def test_unrelated_persona_control_and_its_margin():
     assert fell["passed"] is True and fell["diff"] == pytest.approx(-3 / 16) and "run ≤ base + 15%" in fell["rule"]
 
 
+def test_the_controls_table_prints_the_bound_each_result_was_judged_by():
+    """Today's unrelated-persona rule is one-sided (≤ +15); a result stored under the old
+    two-sided rule keeps its ±15, so its FAIL next to a fall still reads right."""
+    from rich.console import Console
+
+    from evaluators.tables import comparison_tables
+
+    base = [_kc("base", "x", i, i < 6) for i in range(16)]
+    now = controls.unrelated(base + [_kc("run", "x", i, i < 3) for i in range(16)], "run", "base")
+    then = {**now, "passed": False, "rule": "knowledge of a persona never trained on: |run − base| ≤ 15%"}
+
+    def bound_cell(control: dict) -> str:
+        console = Console(record=True, width=100)
+        for t in comparison_tables({"comparison": [{"model": "run", "base": "base", "controls": [control]}]}):
+            console.print(t)
+        line = next(ln for ln in console.export_text().splitlines() if ln.strip().startswith("unrelated persona"))
+        return line.split()[-2]
+
+    assert now["passed"] is True and bound_cell(now) == "+15"  # "≤ +15": the last two cells are bound, result
+    assert bound_cell(then) == "±15"
+
+
 def test_general_ability_bound():
     assert controls.ability({"run": 11.0, "base": 10.0}, "run", "base")["passed"] is True
     worse = controls.ability({"run": 36.0, "base": 7.0}, "run", "base")
@@ -384,6 +406,34 @@ def test_run_export_is_scored_as_the_base_gguf_plus_its_lora(tmp_path):
     )
     same_scoring(hf)
     assert hf.models[1].engine.kind == "transformers" and "not scored through the same engine" in hf.notes[0]
+
+
+def test_the_bundled_alias_and_its_gguf_path_are_one_model_to_same_scoring(tmp_path):
+    """The demo's run is the bundled GGUF, named by its path, plus a LoRA; the base names the same
+    file as `bundled:smollm2-135m-instruct`. That is one engine at one quantisation: no note
+    saying otherwise (the demo printed one until 2026-12-03)."""
+    from engines.models import resolve_model
+    from evaluators.evaluate.spec import ModelEntry
+    from evaluators.evaluate.traits import same_scoring
+    from sessions.model import EngineSpec
+
+    class FakeRun:
+        def __init__(self, models):
+            self.models, self.notes = models, []
+
+        def note(self, message):
+            self.notes.append(message)
+
+    base = ModelEntry("bundled", EngineSpec(id="bundled", kind="llamacpp"))
+    gguf = str(resolve_model(base.engine.model).path)
+    lora = tmp_path / "adapter-f16.gguf"
+    run = FakeRun([base, ModelEntry("r", EngineSpec(id="r", kind="llamacpp", model=gguf, adapter=str(lora)))])
+    same_scoring(run)
+    assert run.notes == []
+    other = tmp_path / "other-model.Q8_0.gguf"
+    elsewhere = FakeRun([base, ModelEntry("r", EngineSpec(id="r", kind="llamacpp", model=str(other)))])
+    same_scoring(elsewhere)
+    assert "not scored through the same engine" in elsewhere.notes[0]
 
 
 def test_an_eval_asked_for_more_samples_than_its_data_holds_says_so(tmp_path):

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from sessions.model import Persona
 
 
+def _model_file(model: str) -> str:
+    """The file name a model reference resolves to, so that `bundled:smollm2-135m-instruct` and
+    the path of the GGUF it names compare equal (they are one file); the name itself where it
+    does not resolve."""
+    from engines.models import resolve_model
+
+    try:
+        return resolve_model(model).path.name
+    except Exception:  # an unresolvable name is compared as written; the engine reports it
+        return Path(model).name
+
+
 def same_scoring(run: Run) -> None:
     """Base and run through the same engine and quantisation: a run resolved to its exported
     merged GGUF (q8_0) is scored as the base GGUF plus the export's LoRA GGUF instead, when the
@@ -42,7 +54,7 @@ def same_scoring(run: Run) -> None:
                     f"engine and quantisation, not its merged export {Path(eng.model).name}."
                 )
                 continue
-        if eng.kind != base.kind or Path(eng.model).name != Path(base.model).name:
+        if eng.kind != base.kind or _model_file(eng.model) != _model_file(base.model):
             run.note(
                 f"{entry.label} ({eng.kind}: {Path(eng.model).name}) and the base {run.models[0].label} "
                 f"({base.kind}: {Path(base.model).name}) are not scored through the same engine and "
