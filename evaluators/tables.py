@@ -284,7 +284,11 @@ def comparison_tables(scores: Mapping[str, Any]) -> list[Table]:
                 if c["control"] == "general ability" and passed is not None:
                     cells = [f"{c['run_ppl']:.2f}", f"{c['base_ppl']:.2f}", f"×{c['ratio']:.2f}", f"≤ ×{c['bound']:g}"]
                 elif passed is not None:
-                    cells = [_kn(c["run"]), _kn(c["base"]), _diff(c), f"≤ +{c['margin'] * 100:.0f}"]
+                    # Results stored before the unrelated persona's rule became one-sided keep
+                    # the two-sided bound they were judged by (their rule says so).
+                    two_sided = "|run − base|" in str(c.get("rule", ""))
+                    bound = f"±{c['margin'] * 100:.0f}" if two_sided else f"≤ +{c['margin'] * 100:.0f}"
+                    cells = [_kn(c["run"]), _kn(c["base"]), _diff(c), bound]
                 else:
                     cells = ["–"] * 4
                 t.add_row(c["control"], *cells, result)
