@@ -159,6 +159,36 @@ def test_traits_eval_inline_keeps_every_reply_and_names_its_scorer(tmp_path):
     assert len(tables_for(scores)) == 2 + 3
 
 
+def test_two_models_scored_at_once_give_what_one_at_a_time_gives(tmp_path, monkeypatch):
+    """A traits evaluation scores base and run in two lanes on a multi-core CPU build: each
+    reply, probe, row and comparison is the same as scoring them one after another."""
+    from evaluators.evaluate import traits
+
+    assert traits.model_lanes([]) == 1
+    spec = EvalSpec(
+        id="tr",
+        kind="traits",
+        models=["bundled", "bundled+persona"],
+        extra={"samples": 2, "max_tokens": 12, "controls": True, "neutral_samples": 1},
+    )
+    results = {}
+    for lanes in (1, 2):
+        monkeypatch.setattr(traits, "model_lanes", lambda models, lanes=lanes: lanes)
+        sf = _session(tmp_path / str(lanes), spec, traits=2, probes=2)
+        job_dir = create_eval_job(sf, "tr")
+        status = jobs.run_job_inline(job_dir, KINDS)
+        assert status.state == "finished", status.error
+        assert status.done == status.total
+        keep = ("model", "kind", "trait", "prompt", "reply", "label", "knows", "logp_affirm", "logp_deny", "metrics")
+        outputs = sorted(
+            (json.dumps({k: o.get(k) for k in keep}, sort_keys=True) for o in read_outputs(job_dir)),
+        )
+        assert len(set(o["index"] for o in read_outputs(job_dir))) == len(outputs)  # no index written twice
+        scores = load_scores(job_dir)
+        results[lanes] = (outputs, scores["rows"], scores["comparison"])
+    assert results[2] == results[1]
+
+
 def test_judge_eval_with_the_bundled_model_as_judge(tmp_path):
     spec = EvalSpec(
         id="jd",

@@ -5,6 +5,7 @@ progress, problems, opening models and the judge) and reading the records it sco
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,9 @@ class Run:
         self.done = 0
         self.total = 0
         self._next = 0
+        # Models may be scored in two threads at once (evaluators.evaluate.traits.model_lanes):
+        # the outputs file, the counts and the scores are written under this lock.
+        self.lock = threading.RLock()
         self._out = open(job.dir / OUTPUTS_FILE, "w", encoding="utf-8")
         self.scores: dict[str, Any] = {
             "eval": spec.get("eval"),
@@ -104,34 +108,39 @@ class Run:
     def output(self, **row: Any) -> str:
         if self.persona is not None:
             row.setdefault("persona", self.persona.id)
-        index = self._next
-        self._next += 1
-        oid = output_id(self.job.dir.name, index)
-        self._out.write(json.dumps({"index": index, "output": oid, **row}, default=str) + "\n")
-        self._out.flush()
+        with self.lock:
+            index = self._next
+            self._next += 1
+            oid = output_id(self.job.dir.name, index)
+            self._out.write(json.dumps({"index": index, "output": oid, **row}, default=str) + "\n")
+            self._out.flush()
         return oid
 
     def tick(self, n: int = 1, message: str = "") -> None:
-        self.done += n
-        self.job.progress(self.done, self.total, message)
+        with self.lock:
+            self.done += n
+            self.job.progress(self.done, self.total, message)
 
     def problem(self, message: str) -> None:
         """Something was left out: the result is partial, and says why."""
-        self.scores["partial"] = True
-        self.scores["problems"].append(message)
-        self.job.log(f"problem: {message}")
-        self.job.event(event="problem", message=message)
+        with self.lock:
+            self.scores["partial"] = True
+            self.scores["problems"].append(message)
+            self.job.log(f"problem: {message}")
+            self.job.event(event="problem", message=message)
 
     def note(self, message: str) -> None:
-        self.scores["notes"].append(message)
-        self.job.log(message)
+        with self.lock:
+            self.scores["notes"].append(message)
+            self.job.log(message)
 
     def write_scores(self) -> None:
-        self.scores["updated"] = time.time()
-        path = self.job.dir / SCORES_FILE
         from sessions.store import atomic_write
 
-        atomic_write(path, json.dumps(self.scores, indent=1, default=str) + "\n", backup=False, fsync=False)
+        with self.lock:
+            self.scores["updated"] = time.time()
+            text = json.dumps(self.scores, indent=1, default=str) + "\n"
+            atomic_write(self.job.dir / SCORES_FILE, text, backup=False, fsync=False)
 
     def stop_if_cancelled(self) -> None:
         if self.job.cancelled:

@@ -4,7 +4,10 @@ replies, the controls (over-expression, general ability), and each run against t
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,83 +111,126 @@ def run_traits(run: Run) -> None:
         },
         rows=[],
     )
-    all_k: list = []
-    all_e: list = []
-    ctrl_k: list = []
-    ctrl_n: list = []
-    ppl: dict[str, float] = {}
-    try:
-        for entry in run.models:
-            engine = run.open(entry)
-            if engine is None:
-                run.tick(n_know + n_expr + n_ctrl)
-                continue
-            system = run.system_for(entry)
-            k_cells: list = []
-            e_cells: list = []
-            try:
-                if s["knowledge"]:
+    per_model: dict[str, dict[str, Any]] = {}  # label -> its cells, merged in model order at the end
 
-                    def on_k(cell: KnowledgeCell) -> None:
-                        run.output(
-                            **cell.to_dict(),
-                            prompt=cell.question,
-                            prompt_system=bool(system),
-                            metrics={"logp_margin": cell.logp_affirm - cell.logp_deny},
-                        )
-                        run.tick(message=f"{entry.label}: knowledge {cell.trait}")
+    def score(entry: ModelEntry) -> None:
+        got: dict[str, Any] = {"k": [], "e": [], "ctrl_k": [], "ctrl_n": [], "ppl": {}}
+        per_model[entry.label] = got
+        engine = run.open(entry)
+        if engine is None:
+            run.tick(n_know + n_expr + n_ctrl)
+            return
+        system = run.system_for(entry)
+        try:
+            if s["knowledge"]:
 
-                    try:
-                        k_cells = knowledge_cells(
-                            engine, persona, entry.label, system, s["knowledge_by"], entry.engine.model, on_cell=on_k
-                        )
-                    except Exception as e:  # noqa: BLE001
-                        if not cannot_score(e):
-                            raise
-                        run.problem(
-                            f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out."
-                        )
-                        run.tick(n_know - len(k_cells))
-                run.stop_if_cancelled()
-                if s["expression"]:
-
-                    def on_e(cell: ExpressionCell) -> None:
-                        run.output(
-                            **cell.to_dict(),
-                            prompt_system=bool(system),
-                            metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0},
-                        )
-                        run.tick(message=f"{entry.label}: expression {cell.trait}")
-
-                    e_cells = expression_cells(
-                        engine,
-                        persona,
-                        entry.label,
-                        labeller,
-                        s["samples"],
-                        system,
-                        run.sampling(),
-                        seed=s["seed"],
-                        on_cell=on_e,
-                        should_stop=lambda: run.job.cancelled,
+                def on_k(cell: KnowledgeCell) -> None:
+                    run.output(
+                        **cell.to_dict(),
+                        prompt=cell.question,
+                        prompt_system=bool(system),
+                        metrics={"logp_margin": cell.logp_affirm - cell.logp_deny},
                     )
-                run.stop_if_cancelled()
-                if other is not None:
-                    _control_cells(run, engine, entry, other, persona, system, ctrl_k, ctrl_n, ppl)
-            finally:
-                rows = trait_rows(traits, k_cells, e_cells, entry.label)
+                    run.tick(message=f"{entry.label}: knowledge {cell.trait}")
+
+                try:
+                    got["k"] = knowledge_cells(
+                        engine, persona, entry.label, system, s["knowledge_by"], entry.engine.model, on_cell=on_k
+                    )
+                except Exception as e:  # noqa: BLE001
+                    if not cannot_score(e):
+                        raise
+                    run.problem(
+                        f"model {entry.label!r} offers no log-probabilities ({e}); its knowledge probes are left out."
+                    )
+                    run.tick(n_know)
+            run.stop_if_cancelled()
+            if s["expression"]:
+
+                def on_e(cell: ExpressionCell) -> None:
+                    run.output(
+                        **cell.to_dict(),
+                        prompt_system=bool(system),
+                        metrics={"expressed": 1.0 if cell.label == "expressed" else 0.0},
+                    )
+                    run.tick(message=f"{entry.label}: expression {cell.trait}")
+
+                got["e"] = expression_cells(
+                    engine,
+                    persona,
+                    entry.label,
+                    labeller,
+                    s["samples"],
+                    system,
+                    run.sampling(),
+                    seed=s["seed"],
+                    on_cell=on_e,
+                    should_stop=lambda: run.job.cancelled or stopping.is_set(),
+                )
+            run.stop_if_cancelled()
+            if other is not None:
+                _control_cells(run, engine, entry, other, persona, system, got["ctrl_k"], got["ctrl_n"], got["ppl"])
+        finally:
+            rows = trait_rows(traits, got["k"], got["e"], entry.label)
+            with run.lock:
                 run.scores["rows"].extend(r.to_dict() for r in rows)
-                all_k += k_cells
-                all_e += e_cells
                 if hasattr(labeller, "stats"):
                     run.scores["judge_stats"] = dict(labeller.stats)
                 run.write_scores()
-                close_engine(engine)
+            close_engine(engine)
+
+    stopping = threading.Event()  # one lane failed: the other stops at its next reply
+    lanes = model_lanes(run.models)
+    if lanes > 1:
+        run.job.log(f"scoring two models at once, one llama.cpp context each ({os.cpu_count()} cores)")
+    try:
+        if lanes == 1:
+            for entry in run.models:
+                score(entry)
+                run.stop_if_cancelled()
+        else:
+            with concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="model") as pool:
+                futures = [pool.submit(score, entry) for entry in run.models]
+                for future in concurrent.futures.as_completed(futures):
+                    if future.exception() is not None:
+                        stopping.set()
+                for future in futures:
+                    future.result()  # the first failure, in model order, is the job's
             run.stop_if_cancelled()
     finally:
         close_engine(getattr(labeller, "engine", None))
-        _compare_traits(run, traits, all_k, all_e, ctrl_k, ctrl_n, ppl)
+        got_all = [per_model[m.label] for m in run.models if m.label in per_model]
+        order = {m.label: i for i, m in enumerate(run.models)}
+        with run.lock:
+            run.scores["rows"].sort(key=lambda r: order.get(r["model"], len(order)))
+        ppl: dict[str, float] = {}
+        for g in got_all:
+            ppl.update(g["ppl"])
+        _compare_traits(
+            run,
+            traits,
+            [c for g in got_all for c in g["k"]],
+            [c for g in got_all for c in g["e"]],
+            [c for g in got_all for c in g["ctrl_k"]],
+            [c for g in got_all for c in g["ctrl_n"]],
+            ppl,
+        )
         run.write_scores()
+
+
+def model_lanes(models: list[ModelEntry]) -> int:
+    """How many models a traits evaluation scores at once: two when every one is a llama.cpp
+    GGUF on a CPU build with two or more cores and its thread count left to llama.cpp (half the
+    logical CPUs: one of two), so each context has cores of its own and decodes as it would
+    alone; their replies repeat for a seed only at a fixed thread count (docs/training.md). One
+    otherwise: on a GPU, or for transformers and remote engines, they would share one device."""
+    if len(models) < 2 or (os.cpu_count() or 1) < 2:
+        return 1
+    if any(m.engine.kind != "llamacpp" or m.engine.threads for m in models):
+        return 1
+    from engines.llamacpp import gpu_layers
+
+    return 2 if gpu_layers() == 0 else 1
 
 
 def _control_cells(
