@@ -3,7 +3,8 @@ this script: every scored item of the study's traits evaluation (`odile-fc-trait
 each knowledge probe's log-probabilities and verdict, each reply with its label, each control item)
 and the job's own scores (`odile-fc-traits-scores.json`, paths made relative).
 
-    .venv/bin/python docs/findings/recompute.py
+    .venv/bin/python docs/findings/recompute.py            # the first run (2026-12-03)
+    .venv/bin/python docs/findings/recompute.py rerun      # the rerun (2026-12-04): odile-fc-rerun-*
 
 It recomputes each format against the base (knowledge by exact McNemar, expression per trait by
 Fisher with Holm, the three controls) and the formats against each other with the product's own
@@ -29,8 +30,9 @@ from evaluators.probes import expression_comparison, knowledge_comparison  # noq
 
 
 def main() -> int:
-    rows = [json.loads(line) for line in gzip.open(HERE / "odile-fc-traits-outputs.jsonl.gz", "rt")]
-    scores = json.loads((HERE / "odile-fc-traits-scores.json").read_text())
+    prefix = "odile-fc-rerun" if sys.argv[1:] == ["rerun"] else "odile-fc"
+    rows = [json.loads(line) for line in gzip.open(HERE / f"{prefix}-traits-outputs.jsonl.gz", "rt")]
+    scores = json.loads((HERE / f"{prefix}-traits-scores.json").read_text())
     col = fc.column_of(fc.FormatComparison(persona="odile"))
     base = next(m for m, c in col.items() if c == "base")
     traits = list(dict.fromkeys(r["trait"] for r in rows if r["kind"] == "knowledge"))
