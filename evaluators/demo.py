@@ -98,11 +98,6 @@ def run_job(
     """Create a job, start its detached worker, follow it; raise DemoError unless it finished."""
     job_dir = jobs.create_job(ctx.workspace, kind, {"session": str(ctx.session_path.resolve()), **spec}, worker=worker)
     jobs.start_job(job_dir, nice=ctx.nice)
-    return follow_finished(ctx, job_dir, label)
-
-
-def follow_finished(ctx: DemoContext, job_dir: Path, label: str) -> jobs.JobStatus:
-    """Follow a started (or queued) job to its end; raise DemoError unless it finished."""
     status = ctx.follow(job_dir, label, ctx.console)
     if status.state != "finished":
         raise DemoError(
@@ -310,28 +305,12 @@ def stage_chat(ctx: DemoContext) -> None:
     )
 
 
-def eval_lanes() -> int:
-    """How many of the demo's evaluations run at once: two on a CPU build with two or more
-    cores, else one. llama.cpp decodes on half the logical CPUs by default (one thread on two
-    cores, and its replies repeat for a seed only at a fixed thread count, docs/training.md), so
-    the traits evaluation leaves a core idle that the reference and drift evaluations can use.
-    On a GPU they would share one device and its memory: one at a time."""
-    import os
-
-    from engines.llamacpp import gpu_layers
-
-    return 2 if (os.cpu_count() or 1) >= 2 and gpu_layers() == 0 else 1
-
-
 def stage_evaluate(ctx: DemoContext) -> None:
     """The knowledge/expression table and the reference-metric table, base vs the demo run;
     the expression replies are what the Annotate pane queues for hand labels."""
-    import os
-
     from rich.text import Text
 
     from evaluators.evaluate.job import WORKER, record_results
-    from evaluators.evaluate.queue import create_queue_job
     from evaluators.evaluate.reader import OUTPUTS_FILE, SCORES_FILE, load_scores
     from evaluators.evaluate.spec import build_job_spec
     from evaluators.run_models import run_resolver
@@ -340,7 +319,6 @@ def stage_evaluate(ctx: DemoContext) -> None:
     session = ctx.session_file.session
     resolve = run_resolver(session, ctx.workspace)  # the run: its LoRA GGUF on the bundled GGUF, as `eval` scores it
     n = sizes(ctx)
-    prepared: list[tuple[Any, dict[str, Any]]] = []  # (evaluation, its job's spec)
     for spec in session.evals:
         if spec.kind not in ("traits", "reference", "drift"):
             continue
@@ -356,30 +334,9 @@ def stage_evaluate(ctx: DemoContext) -> None:
         if spec.kind == "traits" and n["prompts_per_trait"]:  # the frozen persona is what the job asks
             for trait in frozen["persona"]["traits"]:
                 trait["expression_probes"] = trait["expression_probes"][: n["prompts_per_trait"]]
-        prepared.append(
-            (spec, {"session": str(ctx.session_path.resolve())} | {k: v for k, v in frozen.items() if k != "session"})
+        status = run_job(
+            ctx, "eval", {k: v for k, v in frozen.items() if k != "session"}, f"eval: {spec.id}", worker=WORKER
         )
-    lanes = eval_lanes() if len(prepared) > 1 else 1
-    started: dict[str, Path] = {}
-    if lanes > 1:
-        # The first evaluation (traits, the longest) in one lane; the rest one after another in
-        # the other, as the Evaluate pane's queue runs them (the queue outlives this process).
-        for spec, spec_job in prepared:
-            started[spec.id] = jobs.create_job(ctx.workspace, "eval", spec_job, worker=WORKER)
-        first, *rest = [spec.id for spec, _ in prepared]
-        jobs.start_job(started[first], nice=ctx.nice)
-        jobs.start_job(
-            create_queue_job(ctx.workspace, ctx.session_path, [(i, started[i]) for i in rest]), nice=ctx.nice
-        )
-        ctx.console.print(
-            f"  [dim]{first} runs beside {' then '.join(rest)}: two lanes, on a CPU build with {os.cpu_count()} cores[/]"
-        )
-    for spec, spec_job in prepared:
-        job_dir = started.get(spec.id)
-        if job_dir is None:
-            job_dir = jobs.create_job(ctx.workspace, "eval", spec_job, worker=WORKER)
-            jobs.start_job(job_dir, nice=ctx.nice)
-        status = follow_finished(ctx, job_dir, f"eval: {spec.id}")
         scores = load_scores(status.dir)
         record_results(ctx.session_file, spec.id, status.dir)
         for table in tables_for(scores):

@@ -131,18 +131,6 @@ def test_demo_quick_runs_every_stage(tmp_path: Path):
         states.setdefault(data["kind"], []).append(data["state"])
     assert states.get("train") == ["finished"]
     assert sorted(states.get("eval", [])) == ["finished", "finished", "finished"]  # traits, reference, drift
-    # On a CPU build with two cores or more the reference and drift evaluations run in a second
-    # lane (an eval queue) while traits runs, not after it.
-    from evaluators.demo import eval_lanes
-
-    timed = sorted(
-        (json.loads(s.read_text()) for s in (workspace / "jobs").glob("eval-*/status.json")), key=lambda d: d["started"]
-    )
-    if eval_lanes() == 2:
-        assert states.get("eval_queue") == ["finished"]
-        assert timed[1]["started"] < timed[0]["ended"], "the second evaluation waited for the first"
-    else:
-        assert all(a["ended"] <= b["started"] for a, b in zip(timed, timed[1:], strict=False))
     assert list((workspace / "jobs").glob("train-*/adapter/adapter_config.json"))
     # Export: F16 and q8_0 written and verified, and listed under the run in the session.
     assert states.get("export") == ["finished"]
