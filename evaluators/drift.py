@@ -21,6 +21,7 @@ contradictions, and the first turn at which a rate falls below `drop` times its 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -345,7 +346,7 @@ def freeze(settings: dict[str, Any], session: Session, base: Path, resolve: Any,
 
 def run_drift(run: Run) -> None:
     """The work of a drift eval job (evaluators.evaluate.state.Run holds the settings and the outputs)."""
-    from evaluators.evaluate.state import close_engine
+    from evaluators.evaluate.state import close_engine, model_lanes
     from evaluators.probes import MarkerLabeller
 
     s = run.settings
@@ -355,7 +356,6 @@ def run_drift(run: Run) -> None:
     checkpoints = list(s["probe_turns"])
     traits = [t.id for t in persona.traits]
     scripts: list[Script] = []
-    user: SimulatedUser | None = None
     if s["user"] == SPC_USER:
         try:
             scripts = spc_scripts(s["data_path"], int(s["side"]), s["turns"], s["conversations"])
@@ -401,7 +401,13 @@ def run_drift(run: Run) -> None:
             "No judge is set: contradictions count only what the marker labeller's directional "
             'phrases catch; set judge = "<engine>" for judged contradictions.'
         )
-    if s["user"] != SPC_USER:
+    users: list[SimulatedUser] = []
+
+    def new_user() -> SimulatedUser | None:
+        """The user side of one model's conversations: the SPC scripts (None), or a simulated
+        user of the model's own, so that two models scored at once never share its context."""
+        if s["user"] == SPC_USER:
+            return None
         from engines import open_engine
         from evaluators.judge import load_prompt
         from sessions.model import EngineSpec
@@ -417,18 +423,28 @@ def run_drift(run: Run) -> None:
             load_prompt("drift_user", s["user_prompt"] or None),
             {"max_tokens": s["user_max_tokens"], "temperature": s["temperature"], "top_p": s["top_p"]},
         )
+        with run.lock:
+            users.append(user)
+        return user
+
+    def one(entry: ModelEntry, stopping: threading.Event) -> None:
+        user = new_user()
+        try:
+            _one_model(run, entry, probed, scripts, user, labeller, n_conv, checkpoints, traits, stopping)
+        finally:
+            if user is not None:
+                close_engine(user.engine)
+
+    # Two models at once unless a judge labels the turns: one engine, whose calls would interleave.
+    lanes = model_lanes(run.models) if s["labeller"] not in ("judge", "fallback") else 1
     try:
-        for entry in run.models:
-            _one_model(run, entry, probed, scripts, user, labeller, n_conv, checkpoints, traits)
-            run.stop_if_cancelled()
+        run.each_model(one, lanes)
     finally:
-        if user is not None:
-            if user.empty:
-                run.problem(
-                    f"the simulated user gave {user.empty} empty answer(s); "
-                    f"{SimulatedUser.FALLBACK_LINE!r} was said instead."
-                )
-            close_engine(user.engine)
+        empty = sum(u.empty for u in users)
+        if empty:
+            run.problem(
+                f"the simulated user gave {empty} empty answer(s); {SimulatedUser.FALLBACK_LINE!r} was said instead."
+            )
         if hasattr(labeller, "stats"):
             run.scores["judge_stats"] = dict(labeller.stats)
         run.scores["drops"] = drops(run.scores)
@@ -446,8 +462,10 @@ def _one_model(
     n_conv: int,
     checkpoints: list[int],
     traits: list[str],
+    stopping: threading.Event | None = None,
 ) -> None:
-    """One model's conversations, each probed on forks at the chosen turns."""
+    """One model's conversations, each probed on forks at the chosen turns; it stops at its
+    next reply once `stopping` is set (the other lane failed)."""
     from engines import EngineError
     from evaluators.evaluate.state import cannot_score, close_engine
     from evaluators.probes import expression_cells, knowledge_cells
@@ -472,6 +490,8 @@ def _one_model(
             start = len(history)
             for t in range(1, s["turns"] + 1):
                 run.stop_if_cancelled()
+                if stopping is not None and stopping.is_set():
+                    return
                 seed = s["seed"] + 1000 * c + t
                 text = scripts[c].turns[t - 1] if user is None else user.say(history[start:], seed)
                 history.append({"role": "user", "content": text})
@@ -551,7 +571,7 @@ def _one_model(
                             run.sampling(),
                             seed=s["seed"] + 1_000_000 * (c + 1) + 10_000 * t,
                             on_cell=on_e,
-                            should_stop=lambda: run.job.cancelled,
+                            should_stop=lambda: run.job.cancelled or bool(stopping and stopping.is_set()),
                         )
                 except EngineError as e:
                     run.problem(
@@ -559,8 +579,9 @@ def _one_model(
                     )
                 run.stop_if_cancelled()
     finally:
-        run.scores["rows"].extend(turn_rows(traits, entry.label, k_cells, e_cells, said, checkpoints))
-        run.write_scores()
+        with run.lock:
+            run.scores["rows"].extend(turn_rows(traits, entry.label, k_cells, e_cells, said, checkpoints))
+            run.write_scores()
         close_engine(engine)
 
 

@@ -263,6 +263,40 @@ def test_drift_end_to_end_on_the_bundled_model_through_the_cli(tmp_path, spc_sli
     assert "knowledge_turn_1" in result["summary"]["bundled"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("user", ["spc", "bundled"])
+def test_drift_of_two_models_at_once_gives_what_one_at_a_time_gives(tmp_path, spc_slice, monkeypatch, user):
+    """On a multi-core CPU build a drift evaluation scores base and run in two lanes
+    (Run.each_model): every turn, fork probe, row and drop is the same as one after another,
+    with the SPC scripts or a simulated user (each model talks to a user of its own)."""
+    from evaluators.evaluate import state
+
+    extra = {"turns": 2, "conversations": 1, "probe_turns": [2], "max_tokens": 16}
+    extra |= {"data": str(spc_slice)} if user == "spc" else {"user": "bundled", "user_max_tokens": 16}
+    spec = EvalSpec(id="drift", kind="drift", models=["bundled", "bundled+persona"], extra=extra)
+    results, logs = {}, {}
+    for lanes in (1, 2):
+        monkeypatch.setattr(state, "model_lanes", lambda models, lanes=lanes: lanes)
+        sf = _session(tmp_path / str(lanes), spec)
+        status = jobs.run_job_inline(create_eval_job(sf, "drift"), KINDS)
+        assert status.state == "finished", status.error
+        assert status.done == status.total
+        keep = ("model", "kind", "turn", "trait", "prompt", "reply", "label", "knows", "logp_affirm", "fork")
+        outputs = [json.loads(line) for line in (status.dir / "outputs.jsonl").read_text().splitlines()]
+        assert len({o["index"] for o in outputs}) == len(outputs)  # no index written twice
+        scores = load_scores(status.dir)
+        results[lanes] = (
+            sorted(json.dumps({k: o.get(k) for k in keep}, sort_keys=True) for o in outputs),
+            scores["rows"],
+            scores["drops"],
+        )
+        logs[lanes] = (status.dir / "log.txt").read_text()
+    models = [r["model"] for r in results[2][1]]
+    assert models == sorted(models, key=["bundled", "bundled+persona"].index) and len(set(models)) == 2
+    assert results[2] == results[1]
+    assert "two models at once" in logs[2] and "two models at once" not in logs[1]
+
+
 # ----------------------------------------------------------------------------- judge and simulated user
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from evaluators.evaluate.reader import OUTPUTS_FILE, SCORES_FILE, output_id
@@ -87,7 +87,7 @@ class Run:
         self.done = 0
         self.total = 0
         self._next = 0
-        # Models may be scored in two threads at once (evaluators.evaluate.traits.model_lanes):
+        # Models may be scored in two threads at once (`each_model`, `model_lanes`):
         # the outputs file, the counts and the scores are written under this lock.
         self.lock = threading.RLock()
         self._out = open(job.dir / OUTPUTS_FILE, "w", encoding="utf-8")
@@ -195,12 +195,60 @@ class Run:
             seed=int(self.settings.get("seed", 0)),
         )
 
+    def each_model(self, score: Callable[[ModelEntry, threading.Event], None], lanes: int = 1) -> None:
+        """`score(entry, stopping)` for every model: one after another, or two at once (`lanes`,
+        from `model_lanes`), each in a thread of its own. When a lane fails, `stopping` is set so
+        the other stops at its next reply; the first failure, in model order, is the job's.
+        Rows that lanes add in turn are put back in model order (`scores["rows"]`)."""
+        import concurrent.futures
+        import os
+
+        stopping = threading.Event()
+        if lanes <= 1 or len(self.models) < 2:
+            for entry in self.models:
+                score(entry, stopping)
+                self.stop_if_cancelled()
+            return
+        self.job.log(f"scoring two models at once, one llama.cpp context each ({os.cpu_count()} cores)")
+        try:
+            with concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="model") as pool:
+                futures = [pool.submit(score, entry, stopping) for entry in self.models]
+                for future in concurrent.futures.as_completed(futures):
+                    if future.exception() is not None:
+                        stopping.set()
+                for future in futures:
+                    future.result()
+        finally:
+            order = {m.label: i for i, m in enumerate(self.models)}
+            with self.lock:
+                rows = self.scores.get("rows")
+                if isinstance(rows, list):
+                    rows.sort(key=lambda r: order.get(r.get("model"), len(order)))
+        self.stop_if_cancelled()
+
     def system_for(self, entry: ModelEntry) -> str | None:
         from sessions.model import persona_system_prompt
 
         if self.persona is not None and (entry.persona_prompt or self.settings.get("system") == "persona"):
             return persona_system_prompt(self.persona)
         return None
+
+
+def model_lanes(models: list[ModelEntry]) -> int:
+    """How many models an evaluation scores at once: two when every one is a llama.cpp GGUF on
+    a CPU build with two or more cores and its thread count left to llama.cpp (half the logical
+    CPUs: one of two), so each context has cores of its own and decodes as it would alone; their
+    replies repeat for a seed only at a fixed thread count (docs/training.md). One otherwise: on a
+    GPU, or for transformers and remote engines, they would share one device."""
+    import os
+
+    if len(models) < 2 or (os.cpu_count() or 1) < 2:
+        return 1
+    if any(m.engine.kind != "llamacpp" or m.engine.threads for m in models):
+        return 1
+    from engines.llamacpp import gpu_layers
+
+    return 2 if gpu_layers() == 0 else 1
 
 
 def close_engine(engine: Any) -> None:

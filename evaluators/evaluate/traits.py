@@ -4,15 +4,13 @@ replies, the controls (over-expression, general ability), and each run against t
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evaluators.evaluate.spec import ModelEntry
-from evaluators.evaluate.state import Run, cannot_score, close_engine
+from evaluators.evaluate.state import Run, cannot_score, close_engine, model_lanes
 
 if TYPE_CHECKING:
     from engines.base import Engine
@@ -113,7 +111,7 @@ def run_traits(run: Run) -> None:
     )
     per_model: dict[str, dict[str, Any]] = {}  # label -> its cells, merged in model order at the end
 
-    def score(entry: ModelEntry) -> None:
+    def score(entry: ModelEntry, stopping: threading.Event) -> None:
         got: dict[str, Any] = {"k": [], "e": [], "ctrl_k": [], "ctrl_n": [], "ppl": {}}
         per_model[entry.label] = got
         engine = run.open(entry)
@@ -179,30 +177,11 @@ def run_traits(run: Run) -> None:
                 run.write_scores()
             close_engine(engine)
 
-    stopping = threading.Event()  # one lane failed: the other stops at its next reply
-    lanes = model_lanes(run.models)
-    if lanes > 1:
-        run.job.log(f"scoring two models at once, one llama.cpp context each ({os.cpu_count()} cores)")
     try:
-        if lanes == 1:
-            for entry in run.models:
-                score(entry)
-                run.stop_if_cancelled()
-        else:
-            with concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="model") as pool:
-                futures = [pool.submit(score, entry) for entry in run.models]
-                for future in concurrent.futures.as_completed(futures):
-                    if future.exception() is not None:
-                        stopping.set()
-                for future in futures:
-                    future.result()  # the first failure, in model order, is the job's
-            run.stop_if_cancelled()
+        run.each_model(score, model_lanes(run.models))
     finally:
         close_engine(getattr(labeller, "engine", None))
         got_all = [per_model[m.label] for m in run.models if m.label in per_model]
-        order = {m.label: i for i, m in enumerate(run.models)}
-        with run.lock:
-            run.scores["rows"].sort(key=lambda r: order.get(r["model"], len(order)))
         ppl: dict[str, float] = {}
         for g in got_all:
             ppl.update(g["ppl"])
@@ -216,21 +195,6 @@ def run_traits(run: Run) -> None:
             ppl,
         )
         run.write_scores()
-
-
-def model_lanes(models: list[ModelEntry]) -> int:
-    """How many models a traits evaluation scores at once: two when every one is a llama.cpp
-    GGUF on a CPU build with two or more cores and its thread count left to llama.cpp (half the
-    logical CPUs: one of two), so each context has cores of its own and decodes as it would
-    alone; their replies repeat for a seed only at a fixed thread count (docs/training.md). One
-    otherwise: on a GPU, or for transformers and remote engines, they would share one device."""
-    if len(models) < 2 or (os.cpu_count() or 1) < 2:
-        return 1
-    if any(m.engine.kind != "llamacpp" or m.engine.threads for m in models):
-        return 1
-    from engines.llamacpp import gpu_layers
-
-    return 2 if gpu_layers() == 0 else 1
 
 
 def _control_cells(
