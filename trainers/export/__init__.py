@@ -7,8 +7,6 @@ one step alone; ML libraries are imported inside functions, so importing this pa
 
 from __future__ import annotations
 
-import os
-
 from engines.models import quiet_transformers  # noqa: F401  (the one copy; export's steps import it from here)
 
 
@@ -17,16 +15,15 @@ class ExportError(ValueError):
 
 
 def cpu_threads() -> int:
-    """Threads for llama.cpp and torch in export and verification: every core on an idle
-    machine, fewer when other work keeps them busy.
+    """Threads for llama.cpp and torch in export and verification: one per core that other
+    processes leave idle (`trainers.train.hardware.auto_threads`, as training chooses).
 
     Both libraries wait for their threads at barriers; when another process holds a core, each
     barrier waits for a time slice. Measured on the 2-core machine under a load of ~9: a
-    verification check took 116 s with 2 threads and 11 s with 1.
+    verification check took 116 s with 2 threads and 11 s with 1. The 1-minute load average,
+    read here before, still counted the training that had just ended on both cores, so the
+    demo's export verified on one thread of an idle machine.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return cores
-    return max(1, min(cores, int(cores - load + 1)))  # +1: this process's own share of the load
+    from trainers.train.hardware import auto_threads
+
+    return auto_threads()

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supervisor import jobs
-from trainers.export import ExportError
+from trainers.export import ExportError, cpu_threads
 from trainers.export.reader import EXPORT_DIR, FAILED_FILE, REPORT_FILE, read_json_object, read_report
 from trainers.train.reader import adapter_dir
 
@@ -268,7 +268,10 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
 
     spec = job.spec
     options = {**DEFAULT_OPTIONS, **(spec.get("options") or {})}
-    threads = int(options.get("threads") or 0) or None
+    # Chosen once, as the export starts (each reading takes half a second): every core that other
+    # processes leave idle (trainers.export.cpu_threads), unless the options set a number.
+    threads = int(options.get("threads") or 0) or cpu_threads()
+    job.log(f"{threads} thread(s) for quantisation and verification" + ("" if options.get("threads") else " (auto)"))
     quants = quantize.parse_quant_list(spec.get("quants", list(DEFAULT_QUANTS)))
     source = resolve_source(spec, workspace)
     system = _persona_text(spec)
@@ -395,7 +398,7 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
     if options["verify"]:
         prompts = [str(p) for p in options.get("prompts") or verify.DEFAULT_PROMPTS]
         steps.start(f"verifying: transformers reference on {len(prompts)} prompts x {verify.N_POSITIONS} positions")
-        ref = verify.build_reference(out / "merged", tokenizer, prompts)
+        ref = verify.build_reference(out / "merged", tokenizer, prompts, threads=threads)
         report["verification"] = {
             "prompts": len(ref.prompts),
             "positions": verify.N_POSITIONS,

@@ -162,17 +162,19 @@ def build_reference(
     prompts: Sequence[str] = DEFAULT_PROMPTS,
     n_positions: int = N_POSITIONS,
     model: Any = None,
+    threads: int | None = None,
 ) -> Reference:
-    """Greedy continuations and next-token log-probabilities of the merged model in transformers."""
+    """Greedy continuations and next-token log-probabilities of the merged model in transformers
+    (on `threads` torch threads; None: `cpu_threads()`)."""
     import torch
 
     t0 = time.monotonic()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads())
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or cpu_threads())
     try:
         return _reference(hf_dir, tokenizer, prompts, n_positions, model, t0)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _reference(
@@ -255,14 +257,15 @@ def open_gguf(gguf: str | Path, n_ctx: int, lora: str | Path | None = None, thre
 
     from engines.llamacpp import gpu_layers
 
+    threads = threads or cpu_threads()
     kwargs: dict[str, Any] = {
         "model_path": str(gguf),
         "n_ctx": n_ctx,
         "n_batch": 512,
         "logits_all": True,
         "verbose": False,
-        "n_threads": threads or cpu_threads(),
-        "n_threads_batch": threads or cpu_threads(),
+        "n_threads": threads,
+        "n_threads_batch": threads,
         "n_gpu_layers": gpu_layers(),
     }
     if lora:
