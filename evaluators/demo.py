@@ -65,6 +65,8 @@ class Stage:
 # recipe, docs/training.md); sampling them is the data stage's cost (~1 s each here, idle).
 # prompts_per_trait: expression prompts per trait the traits evaluation asks (0 = all eight);
 # quick asks three, which took its trait items from 206 to 156 (generation is the slow part).
+# probes_per_trait: knowledge probes per trait the traits evaluation asks (0 = all twelve); quick
+# asks six: its 120 probes (two models) took 17-20 s of each lane's 42 s, measured idle.
 # chat_seeds: seeds per trait's first open prompt in the side-by-side chat's persona rate.
 FULL: dict[str, int] = {
     "examples": demo_recipe.RECIPE_EXAMPLES,
@@ -72,6 +74,7 @@ FULL: dict[str, int] = {
     "train_steps": int(demo_recipe.RECIPE_TRAINING["max_steps"]),  # type: ignore[call-overload]
     "trait_samples": demo_recipe.TRAIT_SAMPLES,
     "prompts_per_trait": 0,
+    "probes_per_trait": 0,
     "chat_seeds": 2,
     "reference_samples": 20,
     "queue": 8,
@@ -79,9 +82,10 @@ FULL: dict[str, int] = {
 QUICK = {
     "examples": 40,
     "general": 4,
-    "train_steps": 6,
+    "train_steps": 4,
     "trait_samples": 1,
     "prompts_per_trait": 3,
+    "probes_per_trait": 6,
     "chat_seeds": 1,
     "reference_samples": 3,
     "queue": 4,
@@ -98,6 +102,11 @@ def run_job(
     """Create a job, start its detached worker, follow it; raise DemoError unless it finished."""
     job_dir = jobs.create_job(ctx.workspace, kind, {"session": str(ctx.session_path.resolve()), **spec}, worker=worker)
     jobs.start_job(job_dir, nice=ctx.nice)
+    return follow_finished(ctx, job_dir, label)
+
+
+def follow_finished(ctx: DemoContext, job_dir: Path, label: str) -> jobs.JobStatus:
+    """Follow a started job to its end; raise DemoError unless it finished."""
     status = ctx.follow(job_dir, label, ctx.console)
     if status.state != "finished":
         raise DemoError(
@@ -130,18 +139,25 @@ def stage_data(ctx: DemoContext) -> None:
     """The three format-study datasets of the demo persona, by the template generator, and the
     base model's general replies that the run mixes in."""
     from sessions.workspace import dataset_path, heldout_path
+    from trainers.data.job import job_spec
 
     session = ctx.session_file.session
     n = sizes(ctx)["examples"]
     built = []
+    # The builds do not depend on each other: all start at once (the template ones are a few
+    # seconds of one core each, beside the general replies' sampling), then each is followed.
+    started = []
     for spec in session.datasets:
         if spec.format not in DEMO_FORMATS:
             continue
         size = sizes(ctx)["general"] if spec.generator == "general" else n
-        from trainers.data.job import job_spec
-
         # The inputs frozen into the job now (persona, spec), as the Data pane's builds are.
-        status = run_job(ctx, "dataset", {**job_spec(ctx.session_file, spec.id), "size": size}, f"data: {spec.id}")
+        frozen = {"session": str(ctx.session_path.resolve()), **job_spec(ctx.session_file, spec.id), "size": size}
+        job_dir = jobs.create_job(ctx.workspace, "dataset", frozen, worker="trainers.worker")
+        jobs.start_job(job_dir, nice=ctx.nice)
+        started.append((spec, job_dir))
+    for spec, job_dir in started:
+        status = follow_finished(ctx, job_dir, f"data: {spec.id}")
         built.append(spec.id)
         train, held = dataset_path(ctx.workspace, spec.id), heldout_path(ctx.workspace, spec.id)
         # Counted in the files the row names (what a user can count with `wc -l`), not taken
@@ -181,7 +197,10 @@ def stage_train(ctx: DemoContext) -> None:
         return
     run = session.runs[0]
     spec = job_spec(session, ctx.workspace, run.id, str(ctx.session_path.resolve()))
-    spec["run"]["training"]["max_steps"] = sizes(ctx)["train_steps"]
+    training = spec["run"]["training"]
+    training["max_steps"] = steps = sizes(ctx)["train_steps"]
+    if "warmup_steps" in training:  # a quarter of the run at most (the quick demo's few steps)
+        training["warmup_steps"] = min(int(training["warmup_steps"]), max(steps // 4, 1))
     status = run_job(ctx, "train", spec, f"train: {run.id}")
     from trainers.train.loss_curve import loss_chart_text, loss_points
 
@@ -331,9 +350,12 @@ def stage_evaluate(ctx: DemoContext) -> None:
                 frozen["settings"]["neutral_samples"] = 1
             if spec.kind == "reference":
                 frozen["settings"]["distractors"] = 4
-        if spec.kind == "traits" and n["prompts_per_trait"]:  # the frozen persona is what the job asks
+        if spec.kind == "traits":  # the frozen persona is what the job asks
             for trait in frozen["persona"]["traits"]:
-                trait["expression_probes"] = trait["expression_probes"][: n["prompts_per_trait"]]
+                if n["prompts_per_trait"]:
+                    trait["expression_probes"] = trait["expression_probes"][: n["prompts_per_trait"]]
+                if n["probes_per_trait"]:
+                    trait["knowledge_probes"] = trait["knowledge_probes"][: n["probes_per_trait"]]
         status = run_job(
             ctx, "eval", {k: v for k, v in frozen.items() if k != "session"}, f"eval: {spec.id}", worker=WORKER
         )
