@@ -44,6 +44,21 @@ def gpu_layers() -> int:
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
+def cpu_lanes(specs: Sequence[Any]) -> int:
+    """How many llama.cpp contexts may decode at once, one per engine spec given: two when every
+    spec is llama.cpp with its thread count left to llama.cpp (half the logical CPUs: one of two)
+    on a CPU build with two or more cores, so each context has cores of its own and decodes as it
+    would alone (a seed's reply repeats only at a fixed thread count, docs/training.md). One
+    otherwise: on a GPU, or for transformers and remote engines, they would share one device."""
+    import os
+
+    if len(specs) < 2 or (os.cpu_count() or 1) < 2:
+        return 1
+    if any(s.kind != "llamacpp" or s.threads for s in specs):
+        return 1
+    return 2 if gpu_layers() == 0 else 1
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):

@@ -66,6 +66,24 @@ def test_general_replies_are_the_base_models_deterministic_and_reused(tmp_path: 
     assert _texts(data_reader.load_records(third, "general", "train")) != _texts(records)
 
 
+def test_general_replies_sampled_in_two_contexts_are_those_of_one(tmp_path: Path, monkeypatch) -> None:
+    """On a multi-core CPU build two llama.cpp contexts sample every other reply at once; reply i
+    keeps its seed, so the dataset is the one a single context writes."""
+    import engines.llamacpp
+
+    session = demo_session()
+    got = {}
+    for lanes in (1, 2):
+        monkeypatch.setattr(engines.llamacpp, "cpu_lanes", lambda specs, lanes=lanes: lanes)
+        ws = tmp_path / str(lanes)
+        result = build_dataset(session, _spec(size=4), ws, work_dir=ws / "jobs" / "one")
+        assert result.stats["generation"]["general_sampled"] == 4
+        cached = [json.loads(line) for line in (ws / "jobs" / "one" / general.CACHE_FILE).read_text().splitlines()]
+        assert sorted(c["i"] for c in cached[1:]) == [0, 1, 2, 3]
+        got[lanes] = _texts(data_reader.load_records(ws, "general", "train"))
+    assert got[2] == got[1] and len(got[1]) >= 3
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

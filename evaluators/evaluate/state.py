@@ -235,20 +235,11 @@ class Run:
 
 
 def model_lanes(models: list[ModelEntry]) -> int:
-    """How many models an evaluation scores at once: two when every one is a llama.cpp GGUF on
-    a CPU build with two or more cores and its thread count left to llama.cpp (half the logical
-    CPUs: one of two), so each context has cores of its own and decodes as it would alone; their
-    replies repeat for a seed only at a fixed thread count (docs/training.md). One otherwise: on a
-    GPU, or for transformers and remote engines, they would share one device."""
-    import os
+    """How many models an evaluation scores at once (`engines.llamacpp.cpu_lanes`): two llama.cpp
+    contexts on a CPU build with two cores or more, else one."""
+    from engines.llamacpp import cpu_lanes
 
-    if len(models) < 2 or (os.cpu_count() or 1) < 2:
-        return 1
-    if any(m.engine.kind != "llamacpp" or m.engine.threads for m in models):
-        return 1
-    from engines.llamacpp import gpu_layers
-
-    return 2 if gpu_layers() == 0 else 1
+    return cpu_lanes([m.engine for m in models])
 
 
 def close_engine(engine: Any) -> None:

@@ -17,10 +17,12 @@ rebuild or a killed build does not sample again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import random
 import re
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -122,58 +124,97 @@ def generate(
     cache = ReplyCache(current, fp, search)
     if cache.reused:
         log(f"general replies: reusing {cache.reused} recorded by earlier builds ({', '.join(cache.reused_from)})")
-    engine = None
-    records: list[dict[str, Any]] = []
-    empty = sampled = done = 0
-    t0 = time.perf_counter()
-    try:
-        for i in range(count):
-            if cancelled():
-                break
-            prompt = prompts[order[i % len(prompts)]]
-            got = cache.replies.get(i)
-            if got is None:
-                if engine is None:
-                    if engine_opener is None:
-                        from engines import open_engine
+    if engine_opener is None:
+        from engines import open_engine
 
-                        engine_opener = open_engine
-                    engine = engine_opener(engine_spec_for_model(model))
-                    log(f"general replies: sampling {model} (T {TEMPERATURE}, top_p {TOP_P}, <= {max_tokens} tokens)")
-                t = time.perf_counter()
-                messages = [{"role": "user", "content": prompt}]
-                sampling = {"max_tokens": max_tokens, "temperature": TEMPERATURE, "top_p": TOP_P, "seed": seed + i}
-                if hasattr(engine, "chat_reply"):  # llama.cpp and endpoints say whether the limit cut it
-                    out = engine.chat_reply(messages, **sampling)
-                else:
-                    out = {"text": engine.chat(messages, **sampling), "finish_reason": None}
-                got = cache.add(
-                    i,
-                    Reply(
-                        out["text"],
-                        out.get("finish_reason"),
-                        out.get("prompt_tokens") or 0,
-                        out.get("completion_tokens") or 0,
-                        time.perf_counter() - t,
-                    ),
-                )
-                sampled += 1
-            reply = tidy(got["text"], got.get("finish_reason"))
-            if not reply:
-                empty += 1
+        engine_opener = open_engine
+    opener = engine_opener
+    spec = engine_spec_for_model(model)
+    got_by_index: dict[int, dict[str, Any]] = {i: cache.replies[i] for i in range(count) if i in cache.replies}
+    todo = [i for i in range(count) if i not in got_by_index]
+    t0 = time.perf_counter()
+    # Two llama.cpp contexts at once on a multi-core CPU build (engines.llamacpp.cpu_lanes), each
+    # sampling every other reply: reply i keeps seed + i, and was measured to come out the same as
+    # from one context (12 of 12), 1.85x as fast.
+    from engines.llamacpp import cpu_lanes
+
+    lanes = cpu_lanes([spec, spec]) if len(todo) > 1 else 1
+    lock = threading.Lock()
+    state = {"done": count - len(todo), "sampled": 0}
+    engines: list[Any] = []
+    if todo:
+        log(
+            f"general replies: sampling {model} (T {TEMPERATURE}, top_p {TOP_P}, <= {max_tokens} tokens)"
+            + (f", {lanes} contexts at once" if lanes > 1 else "")
+        )
+    if state["done"]:
+        progress(state["done"], count, "general replies")
+
+    def sample(indices: list[int], stop: threading.Event) -> None:
+        engine = None
+        for i in indices:
+            if cancelled() or stop.is_set():
+                return
+            if engine is None:
+                engine = opener(spec)
+                with lock:
+                    engines.append(engine)
+            t = time.perf_counter()
+            messages = [{"role": "user", "content": prompts[order[i % len(prompts)]]}]
+            sampling = {"max_tokens": max_tokens, "temperature": TEMPERATURE, "top_p": TOP_P, "seed": seed + i}
+            if hasattr(engine, "chat_reply"):  # llama.cpp and endpoints say whether the limit cut it
+                out = engine.chat_reply(messages, **sampling)
             else:
-                records.append(
-                    {
-                        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
-                        "meta": {"general": True, "row": f"general-{i}", "prompt": order[i % len(prompts)]},
-                    }
-                )
-            done += 1
-            progress(done, count, "general replies")
+                out = {"text": engine.chat(messages, **sampling), "finish_reason": None}
+            reply = Reply(
+                out["text"],
+                out.get("finish_reason"),
+                out.get("prompt_tokens") or 0,
+                out.get("completion_tokens") or 0,
+                time.perf_counter() - t,
+            )
+            with lock:
+                got_by_index[i] = cache.add(i, reply)
+                state["sampled"] += 1
+                state["done"] += 1
+                progress(state["done"], count, "general replies")
+
+    stop = threading.Event()
+    try:
+        if lanes == 1:
+            sample(todo, stop)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="general") as pool:
+                futures = [pool.submit(sample, todo[k::lanes], stop) for k in range(lanes)]
+                for future in concurrent.futures.as_completed(futures):
+                    if future.exception() is not None:
+                        stop.set()  # the other lane stops at its next reply
+                for future in futures:
+                    future.result()
     finally:
         cache.close()
-        if engine is not None and hasattr(engine, "close"):
-            engine.close()
+        for engine in engines:
+            if hasattr(engine, "close"):
+                engine.close()
+    records: list[dict[str, Any]] = []
+    empty = done = 0
+    for i in range(count):
+        got = got_by_index.get(i)
+        if got is None:  # cancelled before it was sampled
+            break
+        reply = tidy(got["text"], got.get("finish_reason"))
+        if not reply:
+            empty += 1
+        else:
+            prompt = prompts[order[i % len(prompts)]]
+            records.append(
+                {
+                    "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
+                    "meta": {"general": True, "row": f"general-{i}", "prompt": order[i % len(prompts)]},
+                }
+            )
+        done += 1
+    sampled = state["sampled"]
     seconds = time.perf_counter() - t0
     return GeneralResult(
         records,
