@@ -29,6 +29,7 @@ Spec fields (all optional but one way to find the adapter):
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import json
 import os
@@ -313,6 +314,18 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
         files.append(entry)
         job.log(f"  wrote {entry['path']} ({size / 1e6:.1f} MB in {entry['seconds']:.1f} s)")
 
+    # The LoRA GGUF needs only the adapter and the base: its conversion (a subprocess, mostly
+    # imports) runs while the adapter is merged and the merged model converted; step 4 collects
+    # it. Should an earlier step fail, the conversion ends on its own before the worker exits.
+    lora_future: concurrent.futures.Future | None = None
+    if options["adapter_gguf"]:
+        base_hf = hf_model_dir(source["base_model"])
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lora-gguf")
+        lora_future = pool.submit(
+            gguf_convert.convert_lora, source["adapter"], base_hf, out / "adapter-f16.gguf", "f16"
+        )
+        pool.shutdown(wait=False)
+
     # 1. merge
     steps.start(
         f"merging the adapter into {source['base_model']}"
@@ -348,10 +361,12 @@ def _export(job: jobs.JobReporter, workspace: Path, out: Path, report: dict[str,
     # 4. the adapter as a LoRA GGUF, and the base GGUF it applies to
     base_gguf: Path | None = None
     if options["adapter_gguf"]:
-        steps.start("converting the adapter to a LoRA GGUF (llama.cpp's convert_lora_to_gguf.py)")
-        base_hf = hf_model_dir(source["base_model"])
+        steps.start(
+            "converting the adapter to a LoRA GGUF (llama.cpp's convert_lora_to_gguf.py, started with the merge)"
+        )
         lora_gguf = out / "adapter-f16.gguf"
-        info = gguf_convert.convert_lora(source["adapter"], base_hf, lora_gguf, "f16")
+        assert lora_future is not None
+        info = lora_future.result()
         record(lora_gguf.name, "lora", info, type="f16", base_gguf="")
         report["steps"]["lora"] = info
         steps.finish(step="lora", **info)
