@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engines.base import EngineError, Message, Sampling, check_messages
 from engines.models import resolve_model
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from sessions.model import EngineSpec
@@ -57,6 +59,27 @@ def cpu_lanes(specs: Sequence[Any]) -> int:
     if any(s.kind != "llamacpp" or s.threads for s in specs):
         return 1
     return 2 if gpu_layers() == 0 else 1
+
+
+def in_lanes(work: Callable[[T, threading.Event], None], items: Sequence[T], lanes: int) -> None:
+    """`work(item, stop)` for every item, `lanes` at a time, each in a thread of its own (the
+    contexts `cpu_lanes` allows). When one fails, `stop` is set so the others end at their next
+    reply; the first failure, in item order, is raised once all have ended. One lane runs them
+    in the caller's thread, in order."""
+    import concurrent.futures
+
+    stop = threading.Event()
+    if lanes <= 1:
+        for item in items:
+            work(item, stop)
+        return
+    with concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="lane") as pool:
+        futures = [pool.submit(work, item, stop) for item in items]
+        for future in concurrent.futures.as_completed(futures):
+            if future.exception() is not None:
+                stop.set()
+    for future in futures:
+        future.result()
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

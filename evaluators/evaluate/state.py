@@ -200,24 +200,19 @@ class Run:
         from `model_lanes`), each in a thread of its own. When a lane fails, `stopping` is set so
         the other stops at its next reply; the first failure, in model order, is the job's.
         Rows that lanes add in turn are put back in model order (`scores["rows"]`)."""
-        import concurrent.futures
         import os
 
-        stopping = threading.Event()
+        from engines.llamacpp import in_lanes
+
         if lanes <= 1 or len(self.models) < 2:
+            stopping = threading.Event()  # never set: one model at a time
             for entry in self.models:
                 score(entry, stopping)
                 self.stop_if_cancelled()
             return
         self.job.log(f"scoring two models at once, one llama.cpp context each ({os.cpu_count()} cores)")
         try:
-            with concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="model") as pool:
-                futures = [pool.submit(score, entry, stopping) for entry in self.models]
-                for future in concurrent.futures.as_completed(futures):
-                    if future.exception() is not None:
-                        stopping.set()
-                for future in futures:
-                    future.result()
+            in_lanes(score, self.models, lanes)
         finally:
             order = {m.label: i for i, m in enumerate(self.models)}
             with self.lock:
