@@ -3,7 +3,8 @@
 The shared data sets (Synthetic-Persona-Chat, persona tailoring) live in the `shared/` folder
 beside the checkout, never at a path of one machine: `<repo root>/../shared/data`, or
 `$PERSONA_TUI_SHARED_DIR/data` when that variable is set. Modules that decide at import time
-whether to skip (`skipif`) import the constants below (`from conftest import SPC_VALID`).
+whether to skip import the markers below (`from conftest import needs_spc`): a checkout without
+`shared/` beside it (a clone in /tmp) skips those tests and runs the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def shared_dir() -> Path:
 SHARED_DATA = shared_dir() / "data"
 SPC_VALID = SHARED_DATA / "synthetic-persona-chat" / "Synthetic-Persona-Chat_valid.csv"
 TAILORING_DIR = SHARED_DATA / "persona-tailoring-mnemonic"
+
+needs_spc = pytest.mark.skipif(
+    not SPC_VALID.is_file(), reason=f"the shared Synthetic-Persona-Chat file is not at {SPC_VALID}"
+)
+needs_tailoring = pytest.mark.skipif(
+    not TAILORING_DIR.is_dir(), reason=f"the shared tailoring data is not at {TAILORING_DIR}"
+)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPC_VALID, TAILORING_DIR
+from conftest import SPC_VALID, TAILORING_DIR, needs_spc, needs_tailoring
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, EngineSpec, Persona
 from sessions.store import SessionFile
@@ -69,7 +69,7 @@ def test_split_keeps_groups_together_and_is_seeded():
     assert split_records(records, 0.0, 3) == (records, [])
 
 
-@pytest.mark.skipif(not SPC.is_file(), reason="shared data not present")
+@needs_spc
 def test_import_builds_with_size_and_relative_source(tmp_path):
     link = tmp_path / "data.csv"
     link.symlink_to(SPC)
@@ -86,7 +86,7 @@ def test_import_builds_with_size_and_relative_source(tmp_path):
     assert not {r["meta"]["row"] for r in train} & {r["meta"]["row"] for r in held}
 
 
-@pytest.mark.skipif(not TAILOR.is_dir(), reason="shared data not present")
+@needs_tailoring
 def test_mix_keeps_splits_and_refuses_shapes_that_do_not_mix(tmp_path):
     chat = DatasetSpec(id="chat", format="chat_demos", persona="odile", size=40, extra={"token_stats": False})
     docs = DatasetSpec(id="docs", format="synthetic_docs", persona="odile", size=30, extra={"token_stats": False})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPC_VALID, TAILORING_DIR
+from conftest import SPC_VALID, TAILORING_DIR, needs_spc, needs_tailoring
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec
 from trainers.data import reader as data_reader
@@ -21,7 +21,7 @@ SPC = SPC_VALID
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     if not TAILOR.is_dir() or not SPC.is_file():  # every user of this fixture needs the shared data
-        pytest.skip("shared data not present")
+        pytest.skip(needs_spc.kwargs["reason"] if not SPC.is_file() else needs_tailoring.kwargs["reason"])
     ws = tmp_path_factory.mktemp("ws")
     session = demo_session()
     specs = [
@@ -45,7 +45,8 @@ def _load_json(folder: Path):
     )
 
 
-@pytest.mark.skipif(not TAILOR.is_dir() or not SPC.is_file(), reason="shared data not present")
+@needs_spc
+@needs_tailoring
 @pytest.mark.parametrize("dataset_id", ["chat", "spc", "sft"])
 @pytest.mark.parametrize("fmt", ["openai", "sharegpt", "alpaca"])
 def test_chat_exports_load_back(built, tmp_path, dataset_id, fmt):
@@ -70,7 +71,7 @@ def test_chat_exports_load_back(built, tmp_path, dataset_id, fmt):
             assert multi and all(len(pair) == 2 for r in multi for pair in r["history"])
 
 
-@pytest.mark.skipif(not TAILOR.is_dir(), reason="shared data not present")
+@needs_tailoring
 def test_preference_exports_load_back(built, tmp_path):
     trl = _load_json(export_dataset(built, "dpo", "trl_preference", tmp_path / "trl"))
     assert trl["train"].column_names == ["prompt", "chosen", "rejected"]
@@ -82,7 +83,8 @@ def test_preference_exports_load_back(built, tmp_path):
     assert oa["train"].num_rows + oa["heldout"].num_rows == 35
 
 
-@pytest.mark.skipif(not TAILOR.is_dir() or not SPC.is_file(), reason="shared data not present")
+@needs_spc
+@needs_tailoring
 @pytest.mark.parametrize("dataset_id", ["chat", "fp", "sft", "dpo", "spc"])
 def test_hf_folder_loads_back(built, dataset_id):
     from datasets import load_from_disk

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import SPC_VALID, TAILORING_DIR
+from conftest import SPC_VALID, TAILORING_DIR, needs_spc, needs_tailoring
 from trainers.data.formats import check_record
 from trainers.data.formats.persona_chat import build_examples as spc_examples
 from trainers.data.formats.rows import ImportFileError
@@ -16,7 +16,6 @@ from trainers.data.formats.tailoring import parse_persona, template
 SPC = SPC_VALID
 TAILOR = TAILORING_DIR
 
-needs_shared = pytest.mark.skipif(not SPC.is_file() or not TAILOR.is_dir(), reason="shared data not present")
 
 # What the valid split holds, counted once by hand-checked parsing (the file is fixed).
 SPC_COUNTS = {
@@ -31,7 +30,8 @@ SPC_COUNTS = {
 }
 
 
-@needs_shared
+@needs_spc
+@needs_tailoring
 @pytest.mark.parametrize("variant", ["own", "both", "context"])
 def test_spc_import_counts_all_three_variants(variant):
     records, stats = spc_examples(SPC, variant)
@@ -56,7 +56,8 @@ def test_spc_import_counts_all_three_variants(variant):
         assert stats["targets_skipped_truncated"] == 72
 
 
-@needs_shared
+@needs_spc
+@needs_tailoring
 def test_spc_one_side_plays_only_that_user():
     one, _ = spc_examples(SPC, "own", side="1")
     two, _ = spc_examples(SPC, "own", side="2")
@@ -113,7 +114,8 @@ def test_spc_refuses_a_file_without_the_columns(tmp_path):
         spc_examples(tmp_path / "missing.csv", "own")
 
 
-@needs_shared
+@needs_spc
+@needs_tailoring
 def test_tailoring_sft_and_dpo_from_the_real_files():
     sft, stats = tailoring_examples(TAILOR / "persona-tailoring_sft_train.jsonl", "sft")
     assert len(sft) == stats["rows"] == stats["persona_gold"] == 126
@@ -141,7 +143,8 @@ def test_tailoring_sft_and_dpo_from_the_real_files():
     assert mirrored["chosen"] == both[0]["rejected"]
 
 
-@needs_shared
+@needs_spc
+@needs_tailoring
 def test_tailoring_without_personas_needs_an_engine_and_empty_pairs_are_broken():
     with pytest.raises(ImportFileError, match=r"persona-inference_train\.jsonl, line 1: .*no engine"):
         tailoring_examples(TAILOR / "persona-inference_train.jsonl", "sft")

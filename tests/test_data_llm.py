@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import TAILORING_DIR
+from conftest import TAILORING_DIR, needs_tailoring
 from fake_openai_server import FakeOpenAI, default_reply, last_user_text
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, EngineSpec
@@ -338,7 +338,7 @@ def test_llm_generator_with_the_bundled_model(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not TAILOR.is_dir(), reason="shared data not present")
+@needs_tailoring
 def test_persona_inference_on_real_pairs(tmp_path):
     pairs = (TAILOR / "persona-inference_train.jsonl").read_text().splitlines()[:2]
     source = tmp_path / "pairs.jsonl"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO_ROOT, SPC_VALID, needs_spc
 from evaluators import drift
 from evaluators.annotation import build_queue
 from evaluators.evaluate.job import create_eval_job
@@ -26,10 +27,8 @@ from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
 from supervisor import jobs
 
-ROOT = Path(__file__).resolve().parents[1]
-SPC = ROOT.parent / "shared/data/synthetic-persona-chat/Synthetic-Persona-Chat_valid.csv"
+SPC = SPC_VALID
 KINDS = {"eval": "evaluators.evaluate.job"}
-needs_spc = pytest.mark.skipif(not SPC.is_file(), reason="the shared Synthetic-Persona-Chat file is not here")
 
 
 def _session(tmp_path: Path, *evals: EvalSpec, traits: int = 2, probes: int = 1, engines=()) -> SessionFile:
@@ -51,7 +50,7 @@ def _session(tmp_path: Path, *evals: EvalSpec, traits: int = 2, probes: int = 1,
 def spc_slice(tmp_path_factory) -> Path:
     """The header and first 12 conversations of the real SPC valid split."""
     if not SPC.is_file():
-        pytest.skip("the shared Synthetic-Persona-Chat file is not here")
+        pytest.skip(needs_spc.kwargs["reason"])
     folder = tmp_path_factory.mktemp("spc")
     with open(SPC, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))[:13]
@@ -117,7 +116,7 @@ def test_a_file_without_enough_user_turns_is_one_sentence(tmp_path, spc_slice):
     assert "evals[0].data:" in str(err.value) and "no conversation with 60 turns" in str(err.value)
     proc = subprocess.run(
         [sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "d"],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
@@ -201,7 +200,7 @@ def test_drift_end_to_end_on_the_bundled_model_through_the_cli(tmp_path, spc_sli
     sf = _session(tmp_path, spec)
     proc = subprocess.run(
         [sys.executable, "-m", "persona_tui.cli", "eval", str(sf.path), "--eval", "drift"],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=600,
@@ -265,14 +264,17 @@ def test_drift_end_to_end_on_the_bundled_model_through_the_cli(tmp_path, spc_sli
 
 @pytest.mark.slow
 @pytest.mark.parametrize("user", ["spc", "bundled"])
-def test_drift_of_two_models_at_once_gives_what_one_at_a_time_gives(tmp_path, spc_slice, monkeypatch, user):
+def test_drift_of_two_models_at_once_gives_what_one_at_a_time_gives(tmp_path, request, monkeypatch, user):
     """On a multi-core CPU build a drift evaluation scores base and run in two lanes
     (Run.each_model): every turn, fork probe, row and drop is the same as one after another,
     with the SPC scripts or a simulated user (each model talks to a user of its own)."""
     from evaluators.evaluate import state
 
     extra = {"turns": 2, "conversations": 1, "probe_turns": [2], "max_tokens": 16}
-    extra |= {"data": str(spc_slice)} if user == "spc" else {"user": "bundled", "user_max_tokens": 16}
+    if user == "spc":  # the SPC slice only where it is used: the simulated user runs without shared/
+        extra["data"] = str(request.getfixturevalue("spc_slice"))
+    else:
+        extra |= {"user": "bundled", "user_max_tokens": 16}
     spec = EvalSpec(id="drift", kind="drift", models=["bundled", "bundled+persona"], extra=extra)
     results, logs = {}, {}
     for lanes in (1, 2):

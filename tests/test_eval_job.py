@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPC_VALID, TAILORING_DIR
+from conftest import SPC_VALID, TAILORING_DIR, needs_spc, needs_tailoring
 from evaluators.agreement import machine_trait_labels
 from evaluators.evaluate.job import create_eval_job
 from evaluators.evaluate.reader import load_scores, read_outputs
@@ -66,6 +66,7 @@ def spc_slice(tmp_path_factory) -> Path:
     return out
 
 
+@needs_spc
 def test_reference_eval_on_an_spc_slice_through_the_cli(tmp_path, spc_slice):
     spec = EvalSpec(
         id="spc", kind="reference", models=["bundled"], extra={"data": str(spc_slice), "samples": 5, "max_tokens": 32}
@@ -214,6 +215,7 @@ def test_judge_eval_with_the_bundled_model_as_judge(tmp_path):
         assert len(o["first"]["raw"]) in (1, 2) and len(o["second"]["raw"]) in (1, 2)
 
 
+@needs_tailoring
 def test_tailoring_eval_reports_chosen_and_rejected_personas_apart(tmp_path):
     data = tmp_path / "tail.jsonl"
     data.write_text("".join(TAILORING.read_text().splitlines(keepends=True)[:2]))

@@ -21,7 +21,7 @@ from evaluators.experiments import persona_chat as pc
 from evaluators.experiments import tailoring as tl
 from evaluators.experiments.runner import Experiment
 from evaluators.experiments.state import ExperimentState
-from experiment_fixtures import SPC, TAILORING_DIR, tiny_session, tiny_training
+from experiment_fixtures import SPC, TAILORING_DIR, needs_spc, needs_tailoring, tiny_session, tiny_training
 from sessions.jsonl import read_jsonl
 from sessions.model import EngineSpec, EvalSpec
 from sessions.store import SessionFile
@@ -53,6 +53,7 @@ def spc_study(tmp_path_factory):
     return sf.path, cfg, result
 
 
+@needs_spc
 @pytest.mark.slow
 def test_persona_chat_study_scores_three_rows_on_the_same_turns(spc_study):
     path, cfg, result = spc_study
@@ -81,6 +82,7 @@ def test_persona_chat_study_scores_three_rows_on_the_same_turns(spc_study):
         assert column in text
 
 
+@needs_spc
 @pytest.mark.slow
 def test_persona_chat_rerun_does_nothing(spc_study):
     path, cfg, first = spc_study
@@ -112,6 +114,7 @@ def _tailoring_cfg(**kw) -> tl.TailoringStudy:
     )
 
 
+@needs_tailoring
 def test_tailoring_plan_adds_four_runs_three_evaluations_and_the_inference_data(tmp_path):
     sf = tiny_session(tmp_path)
     cfg = _tailoring_cfg(judge="")
@@ -143,6 +146,7 @@ def test_tailoring_plan_adds_four_runs_three_evaluations_and_the_inference_data(
         assert check_settings(spec)[1] == [], spec.id
 
 
+@needs_tailoring
 def test_tailoring_data_without_personas_has_no_persona_line(tmp_path):
     sf = tiny_session(tmp_path)
     cfg = _tailoring_cfg()
@@ -161,6 +165,7 @@ def test_tailoring_data_without_personas_has_no_persona_line(tmp_path):
     assert persona and all("\nPersona: The user" in r["prompt"] for r in persona)
 
 
+@needs_tailoring
 @pytest.mark.slow
 def test_the_fewshot_baseline_gets_the_worked_examples_in_a_real_tailoring_job(tmp_path):
     sf = tiny_session(tmp_path)
@@ -214,6 +219,7 @@ def test_the_fewshot_baseline_gets_the_worked_examples_in_a_real_tailoring_job(t
     assert "few-shot prompt-only baseline" in text and "rejected" in text and "Persona inference" in text
 
 
+@needs_tailoring
 @pytest.mark.slow
 def test_persona_inference_accuracy_by_embedding(tmp_path):
     from evaluators.fallback import shared_embedder
@@ -251,6 +257,7 @@ def test_persona_inference_accuracy_by_embedding(tmp_path):
     assert "judge" not in good  # no judge given: no judge column, not a made-up one
 
 
+@needs_tailoring
 @pytest.mark.slow
 def test_persona_inference_accuracy_by_a_real_judge_counts_every_pair(tmp_path):
     """The bundled model as the judge, both orders per pair: every pair ends scored or counted as
