@@ -103,7 +103,13 @@ async def test_a_verified_export_is_offered_at_once_and_a_failed_one_is_shown_no
         await wait_until(pilot, lambda: bad.name in pane.failed, timeout=30, what="the failed export reported")
         assert "mean KL 0.91" in pane.failed[bad.name]
         assert not [r for r in _options(pane) if bad.name in r]
-        assert any("Export failed" in (n.title or "") and bad.name in n.message for n in app._notifications)
+        # The notice is a message to the app, handled after the pane records the failure.
+        await wait_until(
+            pilot,
+            lambda: any("Export failed" in (n.title or "") and bad.name in n.message for n in app._notifications),
+            timeout=30,
+            what="the failed export's notice",
+        )
 
 
 def test_an_export_made_without_verification_says_so_in_its_label(tmp_path):
