@@ -32,14 +32,6 @@ LINE_SHARE = 0.03
 # How often a habit of speech from the style field ("I call everyone 'mate'") is the clause a
 # reply says outright, against a trait: rarely, mostly when the user asks how the persona talks.
 STYLE_SHARE = 0.03
-# How often a trait with a direct question ("Are you good with maps?") is asked about through
-# its topic's open question instead ("What do you like doing in your spare time?"), so the reply
-# brings the trait up unasked. Traits only: a trait is what shows unasked; a fact is said when asked.
-OPEN_SHARE = 0.3
-# How often an answer to a "do you"/"are you" question starts by asking it back ("Do I keep
-# bees? ..."). At 0.55 the demo's run opened 182 of its 320 expression replies with the question
-# turned round, and 21 of them were nothing else.
-ECHO_SHARE = 0.15
 
 
 def system_message(material: Material, rng: random.Random, options: dict[str, Any]) -> str | None:
@@ -69,16 +61,6 @@ def _question_for(material: Material, rng: random.Random, clause: int, kind: str
     return rng.choice(bank[topic]), topic != "general"
 
 
-def open_questions(material: Material, clause: int) -> list[str]:
-    """Its main topic's open questions ("What's in your cup most days?" for the tea); none for the
-    `general` topic. (An open question that is also keyed asks about that key, so it is not open.)"""
-    topic = material.topics[clause][0]
-    if topic == "general":
-        return []
-    chat = load_bank("chat")
-    return [q for q in chat["open"].get(topic, []) if q not in chat["asks"]]
-
-
 def _fits(stem: str, text: str) -> bool:
     return re.search(rf"(?<![a-z]){re.escape(stem)}(?:s|es)?(?![a-z'])", text) is not None
 
@@ -106,7 +88,10 @@ def questions_for(material: Material, clause: int) -> list[str]:
             if c.source == "style"
             else [q for q, stems in chat["asks"].items() if any(_fits(st, low) for st in stems)]
         )
-        _ASKS_CACHE[key] = keyed or open_questions(material, clause)  # this very thing, else the topic
+        topic = material.topics[clause][0]
+        # (An open question that is also keyed asks about that key, so it is not open.)
+        opened = [q for q in chat["open"].get(topic, []) if q not in chat["asks"]] if topic != "general" else []
+        _ASKS_CACHE[key] = keyed or opened  # a question about this very thing, else the topic
     return _ASKS_CACHE[key]
 
 
@@ -223,12 +208,10 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
         plain = parts[-1] and rng.random() < 0.5
         parts.append(material.fill("{First}." if plain else rng.choice(a["answers"]), i))
         _reply_tail(material, rng, parts, i, 0.5, 0.25, 0.3)
-    else:  # ask: a question about this very clause, or now and then its topic's open question
-        trait = material.clauses[i].source.startswith("trait:")
-        opened = open_questions(material, i) if trait and asks[0] in chat["asks"] else []
-        user = rng.choice(opened if opened and rng.random() < OPEN_SHARE else asks)
+    else:  # ask: a question about this very clause
+        user = rng.choice(asks)
         back = echo(user)
-        if back and rng.random() < ECHO_SHARE:
+        if back and rng.random() < 0.55:
             parts.append(rng.choice(a["echo_frames"]).format(echo=back, echo_lower=back[:1].lower() + back[1:]))
         else:
             parts.append(rng.choice(a["openers"]))
