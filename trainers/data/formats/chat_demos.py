@@ -32,10 +32,6 @@ LINE_SHARE = 0.03
 # How often a habit of speech from the style field ("I call everyone 'mate'") is the clause a
 # reply says outright, against a trait: rarely, mostly when the user asks how the persona talks.
 STYLE_SHARE = 0.03
-# How often an answer to a "do you"/"are you" question starts by asking it back ("Do I keep
-# bees? ..."). At 0.55 the demo's run opened 182 of its 320 expression replies with the question
-# turned round, and 21 of them were nothing else.
-ECHO_SHARE = 0.15
 
 
 def system_message(material: Material, rng: random.Random, options: dict[str, Any]) -> str | None:
@@ -215,7 +211,7 @@ def _turn(material: Material, rng: random.Random, move: str, exclude: set[int], 
     else:  # ask: a question about this very clause
         user = rng.choice(asks)
         back = echo(user)
-        if back and rng.random() < ECHO_SHARE:
+        if back and rng.random() < 0.55:
             parts.append(rng.choice(a["echo_frames"]).format(echo=back, echo_lower=back[:1].lower() + back[1:]))
         else:
             parts.append(rng.choice(a["openers"]))
