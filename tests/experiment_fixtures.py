@@ -8,11 +8,7 @@ from pathlib import Path
 
 from conftest import SHARED_DATA as DATA  # noqa: F401  (the shared data, found relative to the checkout)
 from conftest import SPC_VALID as SPC  # noqa: F401  (re-exported to the experiment tests)
-from conftest import (  # noqa: F401  (re-exported to the experiment tests)
-    TAILORING_DIR,  # noqa: F401  (re-exported to the experiment tests)
-    needs_spc,
-    needs_tailoring,
-)
+from conftest import TAILORING_DIR, needs_spc, needs_tailoring  # noqa: F401  (re-exported to the experiment tests)
 from sessions.demo import demo_session
 from sessions.model import DatasetSpec, RunSpec
 from sessions.store import SessionFile

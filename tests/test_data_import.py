@@ -31,7 +31,6 @@ SPC_COUNTS = {
 
 
 @needs_spc
-@needs_tailoring
 @pytest.mark.parametrize("variant", ["own", "both", "context"])
 def test_spc_import_counts_all_three_variants(variant):
     records, stats = spc_examples(SPC, variant)
@@ -57,7 +56,6 @@ def test_spc_import_counts_all_three_variants(variant):
 
 
 @needs_spc
-@needs_tailoring
 def test_spc_one_side_plays_only_that_user():
     one, _ = spc_examples(SPC, "own", side="1")
     two, _ = spc_examples(SPC, "own", side="2")
@@ -114,7 +112,6 @@ def test_spc_refuses_a_file_without_the_columns(tmp_path):
         spc_examples(tmp_path / "missing.csv", "own")
 
 
-@needs_spc
 @needs_tailoring
 def test_tailoring_sft_and_dpo_from_the_real_files():
     sft, stats = tailoring_examples(TAILOR / "persona-tailoring_sft_train.jsonl", "sft")
@@ -143,7 +140,6 @@ def test_tailoring_sft_and_dpo_from_the_real_files():
     assert mirrored["chosen"] == both[0]["rejected"]
 
 
-@needs_spc
 @needs_tailoring
 def test_tailoring_without_personas_needs_an_engine_and_empty_pairs_are_broken():
     with pytest.raises(ImportFileError, match=r"persona-inference_train\.jsonl, line 1: .*no engine"):
