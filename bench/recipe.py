@@ -3,8 +3,8 @@ trait evaluation (knowledge vs base with McNemar's p, expression per trait by Fi
 three controls), writing one JSON result per configuration.
 
     .venv/bin/python bench/recipe.py OUT --name NAME [--persona odile|jun] [--steps 80] [--lr 1e-3]
-        [--r 16] [--alpha 32] [--general 100] [--examples 500] [--seq 256] [--samples 8] [--seed 0] [--threads N]
-        [--formats chat,first-person|none] [--score-only]
+        [--r 16] [--alpha 32] [--general 100] [--examples 500] [--seq 256] [--samples 12] [--max-tokens 64] [--seed 0]
+        [--threads N] [--formats chat,first-person|none] [--score-only]
 
 Each configuration gets its own demo session (`sessions.demo.demo_session` with the recipe's
 settings, changed only where an option says) under OUT/NAME/, built and trained through the same
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         help="persona datasets the run trains on; 'none' trains on the general replies alone (the ability control's floor)",
     )
     ap.add_argument("--samples", type=int, default=None, help="expression replies per prompt per model [the demo's]")
+    ap.add_argument(
+        "--max-tokens", type=int, default=None, help="tokens per expression reply [the demo's; 96 before 2026-12-04]"
+    )
     ap.add_argument(
         "--seed",
         type=int,
@@ -174,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     samples = demo.TRAIT_SAMPLES if args.samples is None else args.samples
     frozen["settings"]["samples"] = samples
     frozen["settings"]["seed"] = args.seed
+    if args.max_tokens is not None:
+        frozen["settings"]["max_tokens"] = args.max_tokens
     estatus = run_job(ctx, "eval", {k: v for k, v in frozen.items() if k != "session"}, "eval: traits", worker=WORKER)
     times["eval"] = time.perf_counter() - t
     scores = load_scores(estatus.dir)
@@ -190,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             "examples": examples,
             "datasets": run.datasets,
             "samples": samples,
+            "max_tokens": frozen["settings"]["max_tokens"],
             "seed": args.seed,
         },
         "headline": traits_headline(scores),

@@ -58,9 +58,9 @@ class Stage:
 
 
 # Sizes: the full demo uses the recipe's (sessions.demo, docs/training.md); quick the smallest real one.
-# trait_samples: 8 prompts per trait x 8 = 64 expression replies per trait per model in the full
+# trait_samples: 8 prompts per trait x 12 = 96 expression replies per trait per model in the full
 # demo (sessions.demo.TRAIT_SAMPLES: what Fisher's test needs to tell a rise to ~10% of replies
-# after Holm's correction over 5 traits).
+# after Holm's correction over 5 traits, most of the time).
 # general: how many replies of the base model to ordinary prompts are mixed into the run (the
 # recipe, docs/training.md); sampling them is the data stage's cost (~1 s each here, idle).
 # prompts_per_trait: expression prompts per trait the traits evaluation asks (0 = all eight);

@@ -894,11 +894,18 @@ RECIPE_GENERAL_REPLIES = 100
 # Per persona dataset: the size every measured row of docs/training.md's search was built at
 # (80 steps x 8 is about 0.6 of a pass over the mix, so no example is seen twice).
 RECIPE_EXAMPLES = 500
-# Expression replies per open prompt per model in the full demo's traits evaluation: 8 prompts x 8
-# = 64 replies per trait per model. At 32 (4 samples) a trait that rose from 0 to ~10% of replies
-# (Fisher p ~0.03) could not survive Holm's correction over five traits; at 64 the same rate gives
-# p ~0.006 (docs/training.md, "The search": the recipe's rows at 32 and at 64 replies).
-TRAIT_SAMPLES = 8
+# Expression replies per open prompt per model in the full demo's traits evaluation: 8 prompts x 12
+# = 96 replies per trait per model. The recipe raises its third trait from 0 to ~10% of replies;
+# simulated from the recipe's measured counts (bench/trait_power.py), Fisher + Holm over five traits
+# finds 3 of 5 up with probability ~5% at 32 replies, ~55% at 64 and ~85% at 96 (docs/evaluation.md,
+# "How many replies").
+TRAIT_SAMPLES = 12
+# Tokens per expression reply. The base model's replies run to the cap (88 tokens on average at 96)
+# and the run's stop at ~40, so a longer cap gives the base more words in which to touch a trait by
+# chance: of the base's marker hits at 96 tokens a third come after token 64, of the run's 2%
+# (docs/evaluation.md, "Reply length"). 64 also pays for the extra replies: the base's lane
+# decodes 61 tokens a reply instead of 88.
+TRAIT_MAX_TOKENS = 64
 PERSONAS = {"odile": demo_persona, "jun": second_persona}
 
 
@@ -957,7 +964,12 @@ def demo_session(persona_id: str = "odile", general_replies: int = RECIPE_GENERA
                 id=f"{pid}-traits",
                 kind="traits",
                 models=["bundled", f"export:{run.id}:lora"],
-                extra={"samples": TRAIT_SAMPLES, "labeller": "markers", "controls": True},
+                extra={
+                    "samples": TRAIT_SAMPLES,
+                    "max_tokens": TRAIT_MAX_TOKENS,
+                    "labeller": "markers",
+                    "controls": True,
+                },
             ),
             # Next-turn metrics on the held-out chat demos: BLEU, ROUGE-L, BERTScore, perplexity, hits@1, F1.
             EvalSpec(
