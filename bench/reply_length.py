@@ -46,7 +46,16 @@ def measure(path: Path, caps: list[int], tokenize, detokenize) -> dict:
             cut = labeller.label(persona, traits[r["trait"]], r["prompt"], detokenize(toks[:c])).label
             m["cut"][c][0] += cut == EXPRESSED
             m["cut"][c][1] += min(len(toks), c)
-    return {"file": str(path), "persona": persona.id, "models": models}
+    return {"file": _relative(path), "persona": persona.id, "models": models}
+
+
+def _relative(path: Path) -> str:
+    """The file as `bench/recipe.py` names its scores (from its OUT folder: NAME/WORKSPACE/jobs/JOB/...),
+    so that a result written into the repository names no path of this machine."""
+    parts = path.parts
+    if "jobs" in parts[2:]:
+        return "/".join(parts[parts.index("jobs", 2) - 2 :])
+    return path.name
 
 
 def main() -> None:
