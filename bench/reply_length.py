@@ -4,7 +4,7 @@ scorer would still label expressed had the replies been cut at fewer tokens. Not
     .venv/bin/python bench/reply_length.py OUTPUTS.jsonl ... [--caps 32 48 64] [--json OUT]
 
 Each OUTPUTS.jsonl is a traits evaluation's `outputs.jsonl` (the demo's or `bench/recipe.py`'s,
-scored with the "markers" labeller). A reply is re-tokenised with the bundled model's vocabulary,
+scored with the "markers" labeller). A reply is re-tokenised with the bundled model's tokenizer (`engines.models.load_tokenizer`),
 cut at each cap and labelled again with the trait's markers (`evaluators.probes.MarkerLabeller`,
 the persona from `sessions.demo.PERSONAS`). A seeded reply generated with a lower `max_tokens`
 is the first tokens of the same reply generated with a higher one (the sampler draws token by
@@ -65,17 +65,15 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    import llama_cpp
+    from engines.models import load_tokenizer
 
-    from engines.models import resolve_model
-
-    vocab = llama_cpp.Llama(str(resolve_model(BUNDLED).path), vocab_only=True, verbose=False)
+    tok = load_tokenizer(BUNDLED)
 
     def tokenize(text: str) -> list[int]:
-        return vocab.tokenize(text.encode(), add_bos=False)
+        return tok.encode(text, add_special_tokens=False)
 
     def detokenize(toks: list[int]) -> str:
-        return vocab.detokenize(toks).decode(errors="ignore")
+        return tok.decode(toks)
 
     results = [measure(p, args.caps, tokenize, detokenize) for p in args.outputs]
     head = "".join(f"{'cut at ' + str(c):>13}" for c in args.caps)
