@@ -123,6 +123,14 @@ class LlamaCppEngine:
         }
         if spec.threads:
             kwargs["n_threads"] = kwargs["n_threads_batch"] = int(spec.threads)
+        elif kwargs["n_gpu_layers"] == 0:
+            # llama-cpp-python decodes on half the logical CPUs but evaluates prompts on all of them,
+            # so two contexts at once (cpu_lanes) asked for twice the cores at every prompt: two
+            # contexts, 24 seeded replies each, took 44.0 s against 25.7 with prompts on the
+            # decoding threads too (2 cores, the same replies; docs/evaluation.md).
+            import os
+
+            kwargs["n_threads_batch"] = max((os.cpu_count() or 2) // 2, 1)
         if spec.seed is not None:
             kwargs["seed"] = int(spec.seed)
         if spec.extra.get("chat_format"):
@@ -314,6 +322,9 @@ class LlamaCppEngine:
         per_seq = -(-max(len(p) + b for p, b in zip(prompts, budgets)) // 256) * 256
         params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
         params.n_ctx, params.n_seq_max, params.kv_unified = per_seq * n, n, False
+        # Every step is a batch, which llama.cpp runs on n_threads_batch (llama-cpp-python: all
+        # logical CPUs); two lanes would then ask twice the cores. Decode's own count, as chat's steps.
+        params.n_threads_batch = params.n_threads
         n_batch = int(params.n_batch)
         with self._lock:
             ctx = llama_cpp.llama_init_from_model(llm.model, params)
