@@ -32,12 +32,14 @@ KINDS = {"eval": "evaluators.evaluate.job"}
 
 def _engine(**kw):
     # One thread: a llama.cpp thread per core slows ~20x when other processes share the CPU.
-    return EngineSpec(id="bundled", kind="llamacpp", n_ctx=2048, threads=1, **kw)
+    return EngineSpec(**{"id": "bundled", "kind": "llamacpp", "n_ctx": 2048, "threads": 1, **kw})
 
 
-def _session(tmp_path: Path, *evals: EvalSpec, traits: int = 5, probes: int = 99) -> SessionFile:
+def _session(
+    tmp_path: Path, *evals: EvalSpec, traits: int = 5, probes: int = 99, engines: list[EngineSpec] | None = None
+) -> SessionFile:
     s = demo_session()
-    s.engines = [_engine()]
+    s.engines = engines or [_engine()]
     persona = s.personas[0]
     persona.traits = persona.traits[:traits]
     for t in persona.traits:
@@ -187,6 +189,37 @@ def test_two_models_scored_at_once_give_what_one_at_a_time_gives(tmp_path, monke
         assert len(set(o["index"] for o in read_outputs(job_dir))) == len(outputs)  # no index written twice
         scores = load_scores(job_dir)
         results[lanes] = (outputs, scores["rows"], scores["comparison"])
+    assert results[2] == results[1]
+
+
+@needs_spc
+def test_reference_scores_two_models_at_once_as_one_at_a_time(tmp_path, spc_slice, monkeypatch):
+    """The reference evaluation scores base and run in two lanes on a multi-core CPU build, as
+    traits does: every reply, metric and row is what one model after another gives."""
+    from evaluators.evaluate import reference
+
+    spec = EvalSpec(
+        id="ref",
+        kind="reference",
+        models=["bundled", "other"],
+        extra={"data": str(spc_slice), "samples": 3, "max_tokens": 16, "distractors": 4},
+    )
+    results = {}
+    for lanes in (1, 2):
+        monkeypatch.setattr(reference, "model_lanes", lambda models, lanes=lanes: lanes)
+        sf = _session(tmp_path / str(lanes), spec, engines=[_engine(), _engine(id="other", n_ctx=1024)])
+        job_dir = create_eval_job(sf, "ref")
+        status = jobs.run_job_inline(job_dir, KINDS)
+        assert status.state == "finished", status.error
+        assert status.done == status.total == 6
+        outputs = sorted(
+            json.dumps({k: o.get(k) for k in ("model", "record", "reply", "metrics")}, sort_keys=True)
+            for o in read_outputs(job_dir)
+        )
+        rows = load_scores(job_dir)["rows"]
+        assert [r["model"] for r in rows] == ["bundled", "other"]  # model order, whichever ends first
+        assert all(r["n"] == 3 and "hits@1" in r and "perplexity" in r for r in rows)
+        results[lanes] = (outputs, rows)
     assert results[2] == results[1]
 
 

@@ -4,9 +4,11 @@ BLEU, ROUGE-L, BERTScore, unigram F1, perplexity and hits@1.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from evaluators.evaluate.state import Run, cannot_score, chat_example, close_engine, conversation_key
+from evaluators.evaluate.spec import ModelEntry
+from evaluators.evaluate.state import Run, cannot_score, chat_example, close_engine, conversation_key, model_lanes
 from sessions.jsonl import read_jsonl
 
 
@@ -42,14 +44,16 @@ def run_reference(run: Run) -> None:
         )
     run.scores.update(data=path, n_examples=len(chosen), rows=[])
     run.total = len(chosen) * len(run.models)
-    for entry in run.models:
+
+    def score(entry: ModelEntry, stopping: threading.Event) -> None:
         engine = run.open(entry)
         row: dict[str, Any] = {"model": entry.label, "n": 0}
         if engine is None:
             row["error"] = "could not be opened"
-            run.scores["rows"].append(row)
+            with run.lock:
+                run.scores["rows"].append(row)
             run.tick(len(chosen))
-            continue
+            return
         hyps: list[str] = []
         refs: list[str] = []
         token_lps: list[list[float]] = []
@@ -61,6 +65,8 @@ def run_reference(run: Run) -> None:
         try:
             for k, (index, messages, ref, conv) in enumerate(chosen):
                 run.stop_if_cancelled()
+                if stopping.is_set():  # the other lane failed
+                    return
                 try:
                     reply = engine.chat(messages, **run.sampling(), seed=s["seed"] + k)
                 except EngineError as e:  # e.g. a conversation longer than the context
@@ -121,9 +127,12 @@ def run_reference(run: Run) -> None:
                 )
             row.update(_reference_row(hyps, refs, token_lps, ranks, bert, empty, s))
             row["model"] = entry.label
-            run.scores["rows"].append(row)
-            run.write_scores()
+            with run.lock:
+                run.scores["rows"].append(row)
+                run.write_scores()
             close_engine(engine)
+
+    run.each_model(score, model_lanes(run.models))
     if any(r.get("hits") for r in run.scores["rows"]):
         run.note(
             f"hits@1 ranks the true reply among up to {s['distractors']} distractors from other "
