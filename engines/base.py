@@ -93,22 +93,6 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def chat_many(engine: Any, requests: Sequence[tuple[Sequence[Message], Mapping[str, Any]]]) -> list[str]:
-    """The reply to each `(messages, sampling)` request, in order: decoded several at once where
-    the engine can (`chat_batch`, llama.cpp), one `chat` after another where it cannot."""
-    batch = getattr(engine, "chat_batch", None)
-    if callable(batch):
-        return list(batch(requests))
-    return [engine.chat(messages, **dict(sampling)) for messages, sampling in requests]
-
-
-def batch_size(engine: Any) -> int:
-    """How many requests `chat_many` decodes at once on `engine` (1 where it has no batching).
-    Callers hand it groups of this size, so which replies share a batch depends only on the order
-    of the requests, and an evaluation run twice decodes the same groups."""
-    return max(1, int(getattr(engine, "batch_size", 1) or 1))
-
-
 class StopStream:
     """Applies stop strings to streamed pieces, holding back text that may start a stop string."""
 

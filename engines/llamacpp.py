@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 
 GPU_LAYERS_ENV = "PERSONA_TUI_GPU_LAYERS"
-DECODE_BATCH = 16  # replies decoded at once by chat_batch (bench/batch_decode.py; spec.extra "batch")
 
 
 def gpu_layers() -> int:
@@ -81,13 +80,6 @@ def in_lanes(work: Callable[[T, threading.Event], None], items: Sequence[T], lan
                 stop.set()
     for future in futures:
         future.result()
-
-
-class _Ctx:
-    """What llama-cpp-python's sampler chain reads of a context (`.ctx`), for a raw one."""
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -147,9 +139,7 @@ class LlamaCppEngine:
         self.llm = self._open(kwargs)
         self.has_chat_template = bool(spec.extra.get("chat_format") or self.llm.metadata.get("tokenizer.chat_template"))
         self._scorer: Any = None
-        self._adapter: Any = None  # the LoRA loaded for chat_batch's contexts
         self._lock = threading.RLock()
-        self.batch_size = max(1, int(spec.extra.get("batch", DECODE_BATCH)))
 
     def _open(self, kwargs: dict[str, Any]) -> Any:
         from llama_cpp import Llama
@@ -239,175 +229,6 @@ class LlamaCppEngine:
                 if piece:
                     yield piece
 
-    def chat_batch(self, requests: Sequence[tuple[Sequence[Message], Mapping[str, Any]]]) -> list[str]:
-        """The reply to each `(messages, sampling)` request, `batch_size` decoded at once.
-
-        Each group gets a llama.cpp context of its own with one sequence per request (KV not
-        unified, so no request attends to another's). Each prompt is evaluated alone, as `chat`
-        evaluates it on a fresh context, and then every step decodes one token of each unfinished
-        reply in one batch, sampled by a chain built as llama-cpp-python builds it for `chat`, with
-        the request's seed. A group of one gives fresh `chat`'s reply token for token; in a larger
-        group the batched matrix products round differently now and then, so a reply can part
-        from `chat`'s (bench/batch_decode.py counts how often). A reply depends on its group only,
-        not on what the engine decoded before (`chat` reuses the previous prompt's evaluated
-        prefix, which rounds differently too), so the same requests in the same groups give the
-        same replies. Requests without a seed, or a chat format forced by name, go through `chat`.
-        """
-        reqs = [(self._chat_request(m, dict(kw)), Sampling.from_kwargs(dict(kw))) for m, kw in requests]
-        if self.spec.extra.get("chat_format") or any(s.seed is None for _, s in reqs):
-            return [self.chat(m, **dict(kw)) for m, kw in requests]
-        out: list[str] = []
-        for at in range(0, len(reqs), self.batch_size):
-            out += self._decode_group(reqs[at : at + self.batch_size])
-        return out
-
-    def _chat_tokens(self, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
-        """The prompt tokens and stop strings `create_chat_completion` uses for `messages` with
-        the GGUF's own template."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        llm = self.llm
-        text = llm._model.token_get_text
-        eos, bos = llm.token_eos(), llm.token_bos()
-        fmt = Jinja2ChatFormatter(
-            llm.metadata["tokenizer.chat_template"],
-            eos_token=text(eos) if eos != -1 else "",
-            bos_token=text(bos) if bos != -1 else "",
-        )
-        res = fmt(messages=messages)
-        tokens = llm.tokenize(res.prompt.encode("utf-8"), add_bos=not res.added_special, special=True)
-        stop = [] if res.stop is None else [res.stop] if isinstance(res.stop, str) else list(res.stop)
-        return tokens, stop
-
-    def _sampler(self, s: Sampling) -> Any:
-        from llama_cpp import _internals
-
-        chain = _internals.LlamaSampler()
-        # The chain Llama._init_sampler builds from _sampling_kwargs, so one request decodes as chat.
-        chain.add_penalties(
-            n_vocab=self.llm.n_vocab(),
-            penalty_last_n=self.llm.last_n_tokens_size,
-            penalty_repeat=1.0,
-            penalty_freq=0.0,
-            penalty_present=0.0,
-        )
-        if s.greedy:
-            chain.add_greedy()
-        else:
-            chain.add_top_k(0)
-            chain.add_typical(1.0, 1)
-            chain.add_top_p(s.top_p, 1)
-            chain.add_min_p(0.0, 1)
-            chain.add_temp(s.temperature)
-            chain.add_dist(int(s.seed or 0))
-        return chain
-
-    def _decode_group(self, reqs: Sequence[tuple[dict[str, Any], Sampling]]) -> list[str]:
-        import llama_cpp
-
-        llm = self.llm
-        n_ctx = int(self.spec.n_ctx)
-        prompts, stops, budgets = [], [], []
-        for req, s in reqs:
-            tokens, stop = self._chat_tokens(req["messages"])
-            if len(tokens) >= n_ctx:
-                raise EngineError(
-                    f"the prompt is {len(tokens)} tokens, more than the context of {n_ctx}; "
-                    f"raise n_ctx on engine {self.spec.id!r} or shorten it."
-                )
-            prompts.append(tokens)
-            stops.append([x.encode("utf-8") for x in [*s.stop, *stop] if x])
-            budgets.append(min(s.max_tokens, n_ctx - len(tokens)))
-        n = len(reqs)
-        per_seq = -(-max(len(p) + b for p, b in zip(prompts, budgets)) // 256) * 256
-        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
-        params.n_ctx, params.n_seq_max, params.kv_unified = per_seq * n, n, False
-        # Every step is a batch, which llama.cpp runs on n_threads_batch (llama-cpp-python: all
-        # logical CPUs); two lanes would then ask twice the cores. Decode's own count, as chat's steps.
-        params.n_threads_batch = params.n_threads
-        n_batch = int(params.n_batch)
-        with self._lock:
-            ctx = llama_cpp.llama_init_from_model(llm.model, params)
-            if ctx is None:
-                raise EngineError(f"llama.cpp could not open a context of {n} sequences for {self.model_path}.")
-            batch = llama_cpp.llama_batch_init(max(n_batch, n), 0, 1)
-            samplers = [self._sampler(s) for _, s in reqs]
-            try:
-                self._set_adapter(ctx)
-                return self._decode_steps(ctx, batch, prompts, samplers, budgets, stops, n_batch)
-            finally:
-                for chain in samplers:
-                    chain.close()
-                llama_cpp.llama_batch_free(batch)
-                llama_cpp.llama_free(ctx)
-
-    def _set_adapter(self, ctx: Any) -> None:
-        if not self.spec.adapter:
-            return
-        import ctypes
-
-        import llama_cpp
-
-        if self._adapter is None:
-            self._adapter = llama_cpp.llama_adapter_lora_init(self.llm.model, self._kwargs["lora_path"].encode("utf-8"))
-            if self._adapter is None:
-                raise EngineError(f"llama.cpp could not load the LoRA adapter {self._kwargs['lora_path']}.")
-        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapter)
-        scales = (ctypes.c_float * 1)(1.0)
-        if llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales):
-            raise EngineError(f"llama.cpp could not apply the LoRA adapter {self._kwargs['lora_path']}.")
-
-    def _decode_steps(
-        self,
-        ctx: Any,
-        batch: Any,
-        prompts: list[list[int]],
-        samplers: list[Any],
-        budgets: list[int],
-        stops: list[list[bytes]],
-        n_batch: int,
-    ) -> list[str]:
-        import llama_cpp
-
-        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-
-        def decode(items: Sequence[tuple[int, int, int, bool]]) -> None:
-            for k, (seq, pos, token, logits) in enumerate(items):
-                batch.token[k], batch.pos[k], batch.n_seq_id[k] = token, pos, 1
-                batch.seq_id[k][0], batch.logits[k] = seq, logits
-            batch.n_tokens = len(items)
-            if llama_cpp.llama_decode(ctx, batch) != 0:
-                raise EngineError(f"llama.cpp failed to decode a batch of {len(items)} tokens for {self.model_path}.")
-
-        replies: list[list[int]] = [[] for _ in prompts]
-        texts: list[bytes | None] = [None] * len(prompts)
-        nxt: dict[int, int] = {}
-        for seq, tokens in enumerate(prompts):  # each prompt alone, in chat's chunks, as chat evaluates it
-            for at in range(0, len(tokens), n_batch):
-                part = tokens[at : at + n_batch]
-                decode([(seq, at + k, t, at + k == len(tokens) - 1) for k, t in enumerate(part)])
-            nxt[seq] = samplers[seq].sample(_Ctx(ctx), len(part) - 1)
-        while nxt:
-            step = []
-            for seq, token in sorted(nxt.items()):
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    texts[seq] = self.llm.detokenize(replies[seq], prev_tokens=prompts[seq])
-                    continue
-                replies[seq].append(token)
-                text = self.llm.detokenize(replies[seq], prev_tokens=prompts[seq])
-                hit = [x for x in stops[seq] if x in text]
-                if hit:
-                    texts[seq] = text[: text.index(hit[0])]
-                elif len(replies[seq]) >= budgets[seq]:
-                    texts[seq] = text
-                else:
-                    step.append((seq, len(prompts[seq]) + len(replies[seq]) - 1, token, True))
-            nxt = {}
-            if step:
-                decode(step)
-                nxt = {seq: samplers[seq].sample(_Ctx(ctx), k) for k, (seq, *_rest) in enumerate(step)}
-        return [(t or b"").decode("utf-8", errors="ignore") for t in texts]
-
     def complete(self, prompt: str, **sampling: Any) -> str:
         kw = self._sampling_kwargs(Sampling.from_kwargs(sampling))
         with self._lock:
@@ -460,11 +281,6 @@ class LlamaCppEngine:
 
     def close(self) -> None:
         with self._lock:
-            if self._adapter is not None:
-                import llama_cpp
-
-                llama_cpp.llama_adapter_lora_free(self._adapter)
-                self._adapter = None
             for llm in (self._scorer, self.llm):
                 if llm is not None:
                     llm.close()

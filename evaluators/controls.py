@@ -165,18 +165,12 @@ def over_expression_cells(
 ) -> list[dict[str, Any]]:
     """Replies to prompts that touch no trait, each with the trait phrases it mentions (either
     direction: a run that answers "two plus two" with coffee talk is over-expressing too)."""
-    from engines.base import batch_size, chat_many
     from evaluators.probes import chat_messages, marker_hits
 
     cells = []
-    asks = [(i, prompt, j) for i, prompt in enumerate(prompts) for j in range(samples)]
-    size = batch_size(engine)
-    for at in range(0, len(asks), size):
-        group = asks[at : at + size]
-        replies = chat_many(
-            engine, [(chat_messages(p, system), {**dict(sampling), "seed": seed + 1000 * i + j}) for i, p, j in group]
-        )
-        for (i, prompt, j), reply in zip(group, replies):
+    for i, prompt in enumerate(prompts):
+        for j in range(samples):
+            reply = engine.chat(chat_messages(prompt, system), **{**dict(sampling), "seed": seed + 1000 * i + j})
             hits = {t.id: marker_hits(reply, [*t.markers, *getattr(t, "contra_markers", [])]) for t in persona.traits}
             hits = {k: v for k, v in hits.items() if v}
             cell = {

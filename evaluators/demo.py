@@ -271,7 +271,6 @@ def stage_chat(ctx: DemoContext) -> None:
     from rich.table import Table as RichTable
 
     from engines import open_engine
-    from engines.base import chat_many
     from evaluators.run_models import export_gguf
     from sessions.model import EngineSpec
 
@@ -287,11 +286,17 @@ def stage_chat(ctx: DemoContext) -> None:
     for spec in (EngineSpec(id="base", kind="llamacpp"), EngineSpec(id="fine-tuned", kind="llamacpp", model=str(gguf))):
         engine = open_engine(spec)
         try:
-            sampling = {"max_tokens": max_tokens, "temperature": 0.7, "top_p": 0.95}
             replies.append(
-                chat_many(
-                    engine, [([{"role": "user", "content": p}], {**sampling, "seed": seed}) for _, p, seed in fixed]
-                )
+                [
+                    engine.chat(
+                        [{"role": "user", "content": prompt}],
+                        max_tokens=max_tokens,
+                        temperature=0.7,
+                        top_p=0.95,
+                        seed=seed,
+                    )
+                    for _, prompt, seed in fixed
+                ]
             )
         finally:
             engine.close()

@@ -352,28 +352,21 @@ def expression_cells(
 ) -> list[ExpressionCell]:
     """`samples` replies to each expression probe of each trait, each labelled for that trait.
 
-    Sample j of probe i uses seed `seed + 1000 * i + j`, so two models see the same seeds. The
-    replies are decoded `engines.base.batch_size(engine)` at a time, in this order.
+    Sample j of probe i uses seed `seed + 1000 * i + j`, so two models see the same seeds.
     """
-    from engines.base import batch_size, chat_many
-
     sampling = dict(sampling or {})
     cells: list[ExpressionCell] = []
-    asks = [(t, i, p, j) for t in persona.traits for i, p in enumerate(t.expression_probes) for j in range(samples)]
-    size = batch_size(engine)
-    for at in range(0, len(asks), size):
-        if should_stop and should_stop():
-            return cells
-        group = asks[at : at + size]
-        replies = chat_many(
-            engine, [(chat_messages(p, system), {**sampling, "seed": seed + 1000 * i + j}) for _, i, p, j in group]
-        )
-        for (trait, i, prompt, j), reply in zip(group, replies):
-            got = labeller.label(persona, trait, prompt, reply)
-            cell = ExpressionCell(model, trait.id, i, j, prompt, reply, got.label, got.scorer, got.detail)
-            cells.append(cell)
-            if on_cell:
-                on_cell(cell)
+    for trait in persona.traits:
+        for i, prompt in enumerate(trait.expression_probes):
+            for j in range(samples):
+                if should_stop and should_stop():
+                    return cells
+                reply = engine.chat(chat_messages(prompt, system), **{**sampling, "seed": seed + 1000 * i + j})
+                got = labeller.label(persona, trait, prompt, reply)
+                cell = ExpressionCell(model, trait.id, i, j, prompt, reply, got.label, got.scorer, got.detail)
+                cells.append(cell)
+                if on_cell:
+                    on_cell(cell)
     return cells
 
 

@@ -46,62 +46,6 @@ def test_sampling_with_a_seed_repeats_and_seeds_differ(engine):
     assert len(replies) > 1
 
 
-ASKS = [
-    "What is the capital of France?",
-    "Name a colour.",
-    "Tell me a story about a cat.",
-    "How do I boil an egg?",
-    "What is two plus two?",
-]
-
-
-def _requests(n, **kw):
-    return [([{"role": "user", "content": ASKS[i % len(ASKS)]}], {**kw, "seed": 100 + i}) for i in range(n)]
-
-
-def _fresh_chat(engine, messages, kw):
-    """`chat` with nothing of an earlier prompt kept: a prompt that shares a prefix with the one
-    before is evaluated from there on, which rounds differently."""
-    engine.llm.reset()
-    return engine.chat(messages, **kw)
-
-
-def test_batched_chat_decodes_each_request_as_chat_would(engine):
-    from engines.base import batch_size, chat_many
-
-    assert batch_size(engine) == engine.batch_size >= 2
-    reqs = _requests(5, temperature=1.0, top_p=0.95, max_tokens=16)
-    alone = [_fresh_chat(engine, m, kw) for m, kw in reqs]
-    engine.batch_size = 1
-    try:
-        assert chat_many(engine, reqs) == alone  # one request per context: chat's reply, token for token
-    finally:
-        engine.batch_size = 4
-    try:
-        batched = chat_many(engine, reqs)  # a group of four and a group of one
-        assert chat_many(engine, reqs) == batched  # the same groups give the same replies
-        assert len(set(batched)) == 5 and all(r.strip() for r in batched)
-        greedy = _requests(4, temperature=0, max_tokens=8)
-        assert chat_many(engine, greedy) == [_fresh_chat(engine, m, kw) for m, kw in greedy]
-    finally:
-        engine.batch_size = 16
-
-
-def test_batched_chat_keeps_stop_strings_limits_and_the_context(engine):
-    from engines.base import chat_many
-
-    reqs = _requests(3, temperature=0, max_tokens=40, stop=["."])
-    for (m, kw), reply in zip(reqs, chat_many(engine, reqs)):
-        assert "." not in reply and reply == _fresh_chat(engine, m, kw)
-    short = chat_many(engine, _requests(3, temperature=0, max_tokens=3))
-    assert all(len(engine.llm.tokenize(r.encode(), add_bos=False)) <= 3 for r in short)
-    unseeded = [(m, {**kw, "seed": None}) for m, kw in _requests(2, temperature=0, max_tokens=6)]
-    assert chat_many(engine, unseeded) == [engine.chat(m, **kw) for m, kw in unseeded]  # through chat
-    long = [([{"role": "user", "content": "word " * 600}], {"max_tokens": 4, "seed": 1})] * 2
-    with pytest.raises(EngineError, match="more than the context of 512"):
-        chat_many(engine, long)
-
-
 def test_the_engine_seed_is_the_default_for_requests_without_one():
     story = [{"role": "user", "content": "Tell me a story"}]
 
@@ -254,23 +198,6 @@ def test_a_lora_gguf_changes_the_model_like_the_peft_adapter_it_came_from(engine
     finally:
         tuned.close()
         hf_tuned.close()
-
-
-def test_batched_chat_carries_the_lora_adapter(engine, lora):
-    from engines.base import chat_many
-
-    _, gguf = lora
-    tuned = open_engine(EngineSpec(id="tuned", kind="llamacpp", n_ctx=512, adapter=str(gguf), extra={"batch": 1}))
-    try:
-        reqs = _requests(3, temperature=0, max_tokens=8)
-        alone = [_fresh_chat(tuned, m, kw) for m, kw in reqs]
-        assert chat_many(tuned, reqs) == alone  # its contexts carry the adapter, as chat's does
-        assert alone != chat_many(engine, reqs)  # and the adapter changes what it says
-        tuned.batch_size = 3
-        assert chat_many(tuned, reqs[:1]) == alone[:1]
-        assert chat_many(tuned, reqs) == chat_many(tuned, reqs)
-    finally:
-        tuned.close()
 
 
 def test_gpu_layers_follow_the_build_and_the_override(monkeypatch):
