@@ -183,3 +183,36 @@ def test_twenty_steps_at_the_prior_works_defaults_on_the_demo_chats(tmp_path):
     # 3.08-3.58 for the first five steps, so a set that small says nothing about learning. The
     # comparison that would is the held-out loss before training (an eval at step 0), not yet made.
     assert ev["step"] == 20 and math.isfinite(ev["eval_loss"])
+
+
+def test_padding_free_batches_give_the_padded_batch_loss(tmp_path):
+    """The CPU path lays a micro-batch's examples end to end (no padding computed): every
+    example's logits, and the loss, must be the padded batch's. With a KV cache transformers
+    would let attention cross from one example into the next, and this fails."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from engines.models import DEFAULT_MODEL, load_tokenizer
+    from train_fixtures import tiny_llama
+    from trainers.train.backends.hf import padding_free_collator, padding_free_inputs
+
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama(tmp_path / "tiny")).eval()
+    texts = [("Hello, who are you?", "I keep bees."), ("Hi", "A much longer reply about maps and the sea, " * 4)]
+    examples = []
+    for prompt, completion in texts:
+        p, c = tokenizer(prompt)["input_ids"], tokenizer(completion)["input_ids"]
+        examples.append({"input_ids": p + c, "labels": [-100] * len(p) + c})
+    padded = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(examples)
+    flat = padding_free_inputs(padding_free_collator(tokenizer)(examples))
+    lengths = [len(e["input_ids"]) for e in examples]
+    assert flat["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in flat
+    with torch.no_grad():
+        out_padded = model(**padded)
+        out_flat = model(**flat)
+    start = 0
+    for row, n in enumerate(lengths):
+        assert torch.allclose(out_flat.logits[0, start : start + n], out_padded.logits[row, :n], atol=1e-4)
+        start += n
+    assert abs(out_flat.loss.item() - out_padded.loss.item()) < 1e-4
