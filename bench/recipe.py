@@ -4,7 +4,7 @@ three controls), writing one JSON result per configuration.
 
     .venv/bin/python bench/recipe.py OUT --name NAME [--persona odile|jun] [--steps 80] [--lr 1e-3]
         [--r 16] [--alpha 32] [--general 100] [--examples 500] [--seq 256] [--samples 12] [--max-tokens 64] [--seed 0]
-        [--threads N] [--formats chat,first-person|none] [--score-only]
+        [--threads N] [--padding-free on|off] [--formats chat,first-person|none] [--score-only]
 
 Each configuration gets its own demo session (`sessions.demo.demo_session` with the recipe's
 settings, changed only where an option says) under OUT/NAME/, built and trained through the same
@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--r", type=int, default=None)
     ap.add_argument("--alpha", type=int, default=None)
     ap.add_argument("--seq", type=int, default=None)
+    ap.add_argument(
+        "--padding-free", choices=["on", "off"], default=None, help="micro-batches without padding [the recipe's: off]"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default: the recipe's auto)")
     ap.add_argument("--general", type=int, default=None, help="general replies of the base model mixed in (0 = none)")
     ap.add_argument("--examples", type=int, default=None, help="examples per persona dataset (default: the recipe's)")
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "alpha": args.alpha,
             "max_seq_length": args.seq,
             "num_threads": args.threads,
+            "padding_free": {"on": True, "off": False}.get(args.padding_free or ""),
         }.items()
         if v is not None
     }

@@ -163,6 +163,14 @@ class TrainingSettings:
         default=False,
         metadata=_help("Pack several short examples into one max_seq_length row (padding-free), fewer wasted tokens."),
     )
+    padding_free: bool | None = field(
+        default=None,
+        metadata=_help(
+            "Lay each micro-batch's examples end to end in one row instead of padding them to the longest: the "
+            "same loss, without computing the padding. Unset = auto: on a CPU yes (about 1.7x a step on the demo's "
+            "data), on a GPU no (not measured there). SFT on the hf backend; packing is padding-free already."
+        ),
+    )
     num_threads: int = field(
         default=0,
         metadata=_help(
@@ -252,6 +260,15 @@ def wants_4bit(run: RunSpec) -> bool:
     """`training.load_in_4bit` resolved: unset means 4-bit for unsloth, full precision otherwise."""
     value = run.training.load_in_4bit
     return bool(value) if value is not None else run.backend == "unsloth"
+
+
+def wants_padding_free(run: RunSpec, device_kind: str) -> bool:
+    """`training.padding_free` resolved: unset means yes on a CPU, where it was measured, and no on
+    a GPU; never for DPO, the other backends or a packed run (packing does its own)."""
+    if run.method != "sft" or run.backend != "hf" or run.training.packing:
+        return False
+    value = run.training.padding_free
+    return bool(value) if value is not None else device_kind == "cpu"
 
 
 def run_to_dict(run: RunSpec) -> dict[str, Any]:
@@ -375,6 +392,7 @@ _TRAINING_RULES: dict[str, tuple[str, Any]] = {
     "precision": ("choice", PRECISIONS),
     "load_in_4bit": ("optbool", None),
     "packing": ("bool", None),
+    "padding_free": ("optbool", None),
     "num_threads": ("int", (0, 1024)),
     "gradient_checkpointing": ("bool", None),
     "save_total_limit": ("int", (0, None)),
@@ -509,4 +527,9 @@ def validate_run(run: RunSpec, session: Session) -> list[str]:
             )
         if training.load_in_4bit is True and run.backend == "openai":
             add("training.load_in_4bit", "has no meaning for the openai backend; set it to false.")
+        if training.padding_free is True and (run.backend != "hf" or run.method != "sft"):
+            add(
+                "training.padding_free",
+                f"applies to SFT on the hf backend only (this run is {run.method} on {run.backend}); unset it.",
+            )
     return problems

@@ -195,7 +195,7 @@ def test_padding_free_batches_give_the_padded_batch_loss(tmp_path):
 
     from engines.models import DEFAULT_MODEL, load_tokenizer
     from train_fixtures import tiny_llama
-    from trainers.train.backends.hf import padding_free_collator, padding_free_inputs
+    from trainers.train.backends.hf import model_inputs, padding_free_collator
 
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama(tmp_path / "tiny")).eval()
@@ -205,7 +205,7 @@ def test_padding_free_batches_give_the_padded_batch_loss(tmp_path):
         p, c = tokenizer(prompt)["input_ids"], tokenizer(completion)["input_ids"]
         examples.append({"input_ids": p + c, "labels": [-100] * len(p) + c})
     padded = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(examples)
-    flat = padding_free_inputs(padding_free_collator(tokenizer)(examples))
+    flat = model_inputs(padding_free_collator(tokenizer)(examples))
     lengths = [len(e["input_ids"]) for e in examples]
     assert flat["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in flat
     with torch.no_grad():

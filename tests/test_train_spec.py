@@ -18,6 +18,7 @@ from sessions.run_spec import (
     run_from_dict,
     run_to_dict,
     validate_run,
+    wants_padding_free,
 )
 from sessions.store import SessionFile
 from train_fixtures import CHATS, PREFS, TEXTS, make_session, tiny_run, write_jsonl
@@ -44,6 +45,7 @@ def test_defaults_are_the_documented_recipe():
         False,
         0,
     )
+    assert t.padding_free is None
     for cls in (LoraSettings, TrainingSettings):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
@@ -88,6 +90,26 @@ def test_validation_names_each_bad_field():
     assert any('use method = "dpo" for it' in p for p in validate_run(sft_on_prefs, session))
     typo = RunSpec(id="r4", datasets=["d"], backend="unslot")
     assert validate_run(typo, session) == ["run 'r4': backend is 'unslot'; choose one of hf, unsloth, openai."]
+
+
+def test_padding_free_is_auto_on_a_cpu_only_for_hf_sft_and_refused_where_it_means_nothing():
+    session = Session(datasets=[DatasetSpec(id="d", format="chat_demos"), DatasetSpec(id="p", format="tailoring_dpo")])
+    run = RunSpec(id="r1", datasets=["d"])
+    assert (wants_padding_free(run, "cpu"), wants_padding_free(run, "cuda")) == (True, False)
+    run.training.padding_free = True
+    assert wants_padding_free(run, "cuda") and validate_run(run, session) == []
+    run.training.padding_free = False
+    assert not wants_padding_free(run, "cpu")
+    run.training.padding_free, run.training.packing = None, True  # packing lays rows out itself
+    assert not wants_padding_free(run, "cpu")
+    dpo = RunSpec(id="r2", datasets=["p"], method="dpo")
+    assert not wants_padding_free(dpo, "cpu")
+    dpo.training.padding_free = True
+    assert validate_run(dpo, session) == [
+        "run 'r2': training.padding_free applies to SFT on the hf backend only (this run is dpo on hf); unset it."
+    ]
+    run.training.padding_free = "yes"
+    assert any(p.startswith("run 'r1': training.padding_free is 'yes'") for p in validate_run(run, session))
 
 
 def test_unsloth_is_refused_at_validation_without_a_gpu():

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sessions.model import RunSpec
-from sessions.run_spec import LoraSettings, wants_4bit
+from sessions.run_spec import LoraSettings, wants_4bit, wants_padding_free
 from trainers.train.backends import RunError, TrainContext, TrainOutcome
 from trainers.train.hardware import Device, machine_problems, resolve_for
 from trainers.train.metrics import RunMetrics, make_callback
@@ -267,7 +267,7 @@ def build_trainer(
     )
     cls = _plain_loss_sft(SFTTrainer) if device.kind == "cpu" else SFTTrainer
     extra: dict[str, Any] = {}
-    if device.kind == "cpu" and not t.packing:
+    if wants_padding_free(ctx.run, device.kind):
         extra["data_collator"] = padding_free_collator(tokenizer)
     return _for_ranks(cls, device)(
         model=model,
@@ -286,11 +286,11 @@ def padding_free_collator(tokenizer: Any) -> Any:
     restarting at each example and no attention mask. transformers reads the restarts as packed
     sequences and masks attention to each example's own tokens, so the loss is the padded batch's
     (same tokens, same labels, same count) without computing the padding: on the demo's mix 44%
-    of a padded micro-batch of 8 was padding, and a step took 3.3 s against 5.9 s at equal loss
-    (docs/training.md, "Micro-batches without padding"). The examples stay truncated to
+    of a padded micro-batch of 8 was padding, and the demo's run took 3.4 s a step against 5.7 s,
+    its loss after 24 steps within 0.3% (docs/training.md, "Micro-batches without padding"). The examples stay truncated to
     `max_seq_length` (TRL truncates them when it tokenizes; its own `padding_free` setting would
-    not). Used on the CPU, where it was measured; the model must run without a KV cache, or
-    transformers ignores the restarts (`_plain_loss_sft` passes `use_cache=False`)."""
+    not). `training.padding_free`, unset, uses it on a CPU, where it was measured. The model must
+    run without a KV cache, or transformers ignores the restarts (`model_inputs`)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -381,9 +381,7 @@ def _plain_loss_sft(base: type) -> type:
 
     class PlainLossSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-            inputs = padding_free_inputs(
-                {k: v for k, v in inputs.items() if k not in ("completion_mask", "assistant_masks")}
-            )
+            inputs = model_inputs(inputs)
             return Trainer.compute_loss(
                 self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
@@ -406,11 +404,14 @@ def _is_padding_free(inputs: dict[str, Any]) -> bool:
     return "position_ids" in inputs and "attention_mask" not in inputs
 
 
-def padding_free_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    """A batch as the model must take it: a padding-free one (`padding_free_collator`) without a
-    KV cache, since with one transformers does not read the position ids' restarts as separate
-    examples and attention crosses from one example into the next."""
-    return {**inputs, "use_cache": False} if _is_padding_free(inputs) else inputs
+def model_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A batch as the model takes it for the loss: without TRL's masks (the labels already hold
+    them) and without a KV cache, as TRL's own `compute_loss` runs it. With a cache transformers
+    does not read a padding-free or packed batch's position-id restarts as separate examples,
+    and attention crosses from one example into the next (before this, a `packing = true` run on
+    a CPU trained so)."""
+    kept = {k: v for k, v in inputs.items() if k not in ("completion_mask", "assistant_masks")}
+    return {**kept, "use_cache": False}
 
 
 def prepare_data(ctx: TrainContext, tokenizer: Any) -> PreparedData:
