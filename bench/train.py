@@ -13,7 +13,9 @@ accumulation, the same optimizer steps, LoRA r16/a16 on all seven projections, l
 - `defaults`: the job code with every setting as shipped (`batch_size`, `precision`, threads and
   the OpenMP wait policy all `auto`, completion-only loss); goal >= 2x the baseline;
 - with `--levers` (or `--only`), one lever at a time: micro-batch 8 x 1, bf16 autocast,
-  padding-free packing, completion-only loss, 1 thread, OMP_WAIT_POLICY=ACTIVE.
+  padding-free packing, micro-batches without padding, completion-only loss, 1 thread,
+  OMP_WAIT_POLICY=ACTIVE. Every row but `defaults` trains on padded micro-batches, as the plain
+  loop does (`padding_free = false`); `defaults` leaves it unset (on a CPU: without padding).
 
 Repeats are interleaved (A B C A B C ...), so load that comes and goes falls on every row alike,
 and each row reports medians; "x base" is the median over repeats of the row's rate over the
@@ -62,6 +64,14 @@ CONFIGS: dict[str, dict] = {
         "precision": "bf16",
         "completion_only": False,
         "packing": True,
+    },
+    "hf 8x1 bf16 padding-free": {
+        "kind": "hf",
+        "batch": 8,
+        "accum": 1,
+        "precision": "bf16",
+        "completion_only": False,
+        "padding_free": True,
     },
     "hf 8x1 bf16 completion-only": {"kind": "hf", "batch": 8, "accum": 1, "precision": "bf16", "completion_only": True},
     "hf 8x1 bf16 1 thread": {
@@ -281,6 +291,7 @@ def run_hf(cfg: dict, data: Path, steps: int, work: Path) -> dict:
         t.batch_size, t.grad_accum, t.precision = cfg["batch"], cfg["accum"], cfg["precision"]
         t.completion_only_loss = cfg.get("completion_only", True)
         t.packing = cfg.get("packing", False)
+        t.padding_free = cfg.get("padding_free", False)  # padded, as the plain loop is, unless the row says
         from trainers.train.hardware import physical_cores
 
         # A fixed count, the baseline's, so only the loop differs; the defaults row uses auto.
@@ -653,6 +664,7 @@ LEVERS = [
     ("bf16 autocast at micro-batch 2", "hf 2x4 bf16", "hf at baseline settings"),
     ("bf16 autocast at micro-batch 8", "hf 8x1 bf16", "hf 8x1 fp32"),
     ("padding-free packing (8x1 bf16)", "hf 8x1 bf16 packed", "hf 8x1 bf16"),
+    ("micro-batches without padding (8x1 bf16)", "hf 8x1 bf16 padding-free", "hf 8x1 bf16"),
     ("completion-only loss (8x1 bf16)", "hf 8x1 bf16 completion-only", "hf 8x1 bf16"),
     ("1 thread instead of all cores (8x1 bf16)", "hf 8x1 bf16 1 thread", "hf 8x1 bf16"),
     ("OMP_WAIT_POLICY=ACTIVE (8x1 bf16)", "hf 8x1 bf16 OMP active", "hf 8x1 bf16"),

@@ -57,6 +57,7 @@ def test_events_carry_the_run_metrics(trained):
     begin = events_of(job_dir, "train_begin")[0]
     assert begin["device"] == "cpu" and begin["resumed_from"] is None and begin["trainable_params"] == 4_884_480
     assert begin["shape"] == "prompt_completion_chat" and begin["completion_only_loss"] is True
+    assert begin["padding_free"] is True  # unset on a CPU: the micro-batches go unpadded
     assert (begin["batch_size"], begin["grad_accum"]) == (2, 1)  # the run's explicit integers win over auto
     assert not any(n.startswith("micro-batch auto") for n in begin["auto"])
     steps = events_of(job_dir, "step")

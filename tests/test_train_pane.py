@@ -65,6 +65,24 @@ async def test_form_validates_as_you_type(tmp_path):
         assert not (sf.workspace / "jobs").exists()
 
 
+async def test_padding_free_is_a_setting_of_the_form_auto_true_or_false(tmp_path):
+    sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
+    app = make_app(SessionFile.load(sf.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-tabs").active = "train-settings"
+        await pilot.pause()
+        select = pane.query_one("#f-training-padding_free")
+        assert select.value == "auto"
+        select.value = "false"
+        await pilot.pause()
+        assert app.session_file.session.run("r1").training.padding_free is False
+        select.value = "auto"
+        await pilot.pause()
+        assert app.session_file.session.run("r1").training.padding_free is None
+
+
 async def test_chart_and_stats_come_from_the_job_files(tmp_path):
     sf = make_session(tmp_path, {"chats": ("chat_demos", CHATS)}, [tiny_run("r1", ["chats"])])
     job_dir = jobs.create_job(sf.workspace, "train", {"run": {"id": "r1"}}, job_id="train-r1-done")

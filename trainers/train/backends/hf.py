@@ -287,9 +287,9 @@ def padding_free_collator(tokenizer: Any) -> Any:
     sequences and masks attention to each example's own tokens, so the loss is the padded batch's
     (same tokens, same labels, same count) without computing the padding: on the demo's mix 44%
     of a padded micro-batch of 8 was padding, and the demo's run took 3.4 s a step against 5.7 s,
-    its loss after 24 steps within 0.3% (docs/training.md, "Micro-batches without padding"). The examples stay truncated to
-    `max_seq_length` (TRL truncates them when it tokenizes; its own `padding_free` setting would
-    not). `training.padding_free`, unset, uses it on a CPU, where it was measured. The model must
+    its loss after 24 steps within 0.3% (docs/training.md, "Micro-batches without padding"). The
+    examples stay truncated to `max_seq_length` (TRL truncates them when it tokenizes; its own
+    `padding_free` setting would not). `training.padding_free`, unset, uses it on a CPU, where it was measured. The model must
     run without a KV cache, or transformers ignores the restarts (`model_inputs`)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -408,8 +408,8 @@ def model_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     """A batch as the model takes it for the loss: without TRL's masks (the labels already hold
     them) and without a KV cache, as TRL's own `compute_loss` runs it. With a cache transformers
     does not read a padding-free or packed batch's position-id restarts as separate examples,
-    and attention crosses from one example into the next (before this, a `packing = true` run on
-    a CPU trained so)."""
+    and attention crosses from one example into the next (so, before this, a `packing = true`
+    run on a CPU would have trained; reasoned from the same mechanism, not run)."""
     kept = {k: v for k, v in inputs.items() if k not in ("completion_mask", "assistant_masks")}
     return {**kept, "use_cache": False}
 
@@ -548,6 +548,7 @@ def begin_event(
         shape=data.shape,
         completion_only_loss=data.completion_only_loss,
         assistant_only_loss=data.assistant_only_loss,
+        padding_free=wants_padding_free(ctx.run, device.kind),
         trainable_params=trainable,
         total_params=total,
         resumed_from=resumed,
