@@ -187,9 +187,10 @@ def test_twenty_steps_at_the_prior_works_defaults_on_the_demo_chats(tmp_path):
 
 
 def test_padding_free_batches_give_the_padded_batch_loss(tmp_path):
-    """The CPU path lays a micro-batch's examples end to end (no padding computed): every
-    example's logits, and the loss, must be the padded batch's. With a KV cache transformers
-    would let attention cross from one example into the next, and this fails."""
+    """The CPU path packs a micro-batch's examples into rows as wide as its longest (no padding
+    computed but each row's leftover): every example's logits, and the loss, must be the padded
+    batch's. With a KV cache transformers would let attention cross from one example into the
+    next, and this fails."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -197,23 +198,84 @@ def test_padding_free_batches_give_the_padded_batch_loss(tmp_path):
     from engines.models import DEFAULT_MODEL, load_tokenizer
     from train_fixtures import tiny_llama
     from trainers.train.backends.hf import model_inputs, padding_free_collator
+    from trainers.train.rows import real_tokens
 
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama(tmp_path / "tiny")).eval()
-    texts = [("Hello, who are you?", "I keep bees."), ("Hi", "A much longer reply about maps and the sea, " * 4)]
+    texts = [
+        ("Hello, who are you?", "I keep bees."),
+        ("Hi", "A much longer reply about maps and the sea, " * 4),
+        ("And you?", "Tea."),
+    ]
     examples = []
     for prompt, completion in texts:
         p, c = tokenizer(prompt)["input_ids"], tokenizer(completion)["input_ids"]
         examples.append({"input_ids": p + c, "labels": [-100] * len(p) + c})
+    del examples[2]["labels"]  # a loss on every token: its first must not be predicted from the example before it
     padded = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(examples)
-    flat = model_inputs(padding_free_collator(tokenizer)(examples))
+    batch = padding_free_collator(tokenizer)(examples)
+    rows = model_inputs(batch)
     lengths = [len(e["input_ids"]) for e in examples]
-    assert flat["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in flat
+    # the long example fills a row; the two short ones share the other, longest first
+    assert rows["input_ids"].shape == (2, max(lengths)) and "attention_mask" not in rows
+    assert real_tokens(batch, tokenizer.pad_token_id) == sum(lengths)
     with torch.no_grad():
         out_padded = model(**padded)
-        out_flat = model(**flat)
-    start = 0
-    for row, n in enumerate(lengths):
-        assert torch.allclose(out_flat.logits[0, start : start + n], out_padded.logits[row, :n], atol=1e-4)
-        start += n
-    assert abs(out_flat.loss.item() - out_padded.loss.item()) < 1e-4
+        out_rows = model(**rows)
+    where = {1: (0, 0), 0: (1, 0), 2: (1, lengths[0])}  # example -> (row, start)
+    for i, n in enumerate(lengths):
+        r, start = where[i]
+        assert torch.equal(batch["input_ids"][r, start : start + n], torch.tensor(examples[i]["input_ids"]))
+        assert torch.allclose(out_rows.logits[r, start : start + n], out_padded.logits[i, :n], atol=1e-4)
+    assert abs(out_rows.loss.item() - out_padded.loss.item()) < 1e-4
+
+
+def test_the_loss_at_labelled_positions_has_the_full_losss_gradient_bit_for_bit(tmp_path):
+    """The CPU trainer's loss runs the head only where a label is; its gradient must be the
+    model's own loss's, bit for bit (so the demo's adapter does not change), and the loss equal
+    to the last bits. Checked for a model prepared as the trainer prepares it, in fp32 and under
+    bf16 autocast, with and without a token count, padded and in rows."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from engines.models import DEFAULT_MODEL, load_tokenizer
+    from train_fixtures import tiny_llama
+    from trainers.train.backends.hf import labelled_positions_loss, model_inputs, padding_free_collator
+
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    examples = []
+    for prompt, completion in [("Who are you?", "I keep bees on the roof."), ("Tea?", "Never coffee. " * 3)]:
+        p, c = tokenizer(prompt)["input_ids"], tokenizer(completion)["input_ids"]
+        examples.append({"input_ids": p + c, "labels": [-100] * len(p) + c})
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    collators = (DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id), padding_free_collator(tokenizer))
+    checked = 0
+    for precision in ("no", "bf16"):
+        AcceleratorState._reset_state(reset_partial_state=True)  # an earlier run in this process set its own
+        accelerator = Accelerator(cpu=True, mixed_precision=precision)
+        torch.manual_seed(0)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama(tmp_path / "tiny")), lora)
+        model = accelerator.prepare_model(model)
+
+        def grads(m):
+            return torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None])
+
+        for collate in collators:
+            inputs = model_inputs(collate(examples))
+            for count in (None, (inputs["labels"][:, 1:] != -100).sum()):
+                full = model(**inputs, num_items_in_batch=count).loss
+                full.backward()
+                expected = grads(model).clone()
+                model.zero_grad()
+                ours = labelled_positions_loss(accelerator, model, inputs, count)
+                ours.backward()
+                assert torch.equal(grads(model), expected), (precision, type(collate).__name__, count)
+                assert abs(ours.item() - full.item()) < 1e-5 * abs(full.item())
+                model.zero_grad()
+                checked += 1
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert checked == 8

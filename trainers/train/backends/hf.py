@@ -282,19 +282,17 @@ def build_trainer(
 
 
 def padding_free_collator(tokenizer: Any) -> Any:
-    """TRL's collator with each micro-batch's examples laid end to end in one row, position ids
-    restarting at each example and no attention mask. transformers reads the restarts as packed
-    sequences and masks attention to each example's own tokens, so the loss is the padded batch's
-    (same tokens, same labels, same count) without computing the padding: on the demo's mix 44%
-    of a padded micro-batch of 8 was padding, and the demo's run took 3.4 s a step against 5.7 s,
-    its loss after 24 steps within 0.3% (docs/training.md, "Micro-batches without padding"). The
-    examples stay truncated to `max_seq_length` (TRL truncates them when it tokenizes; its own
-    `padding_free` setting would not). `training.padding_free`, unset, uses it on a CPU, where it was measured. The model must
-    run without a KV cache, or transformers ignores the restarts (`model_inputs`)."""
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+    """Micro-batches without padding (trainers.train.rows): each micro-batch's examples packed
+    into rows as wide as its longest, position ids restarting at each example, no attention mask.
+    The loss is the padded batch's without computing most of the padding: on the demo's mix 44% of
+    a padded micro-batch of 8 was padding (docs/training.md, "Micro-batches without padding").
+    The examples stay truncated to `max_seq_length` (TRL truncates them when it tokenizes).
+    `training.padding_free`, unset, uses it on a CPU, where it was measured. The model must run
+    without a KV cache, or transformers ignores the restarts (`model_inputs`)."""
+    from trainers.train.rows import RowsCollator
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
+    return RowsCollator(pad)
 
 
 def _for_ranks(cls: type, device: Device) -> type:
@@ -376,28 +374,71 @@ def _plain_loss_sft(base: type) -> type:
     metrics: the right trade on a GPU with a big vocabulary, but on a CPU the chunking costs
     more than the logits it saves (bench/train.py: 0.83x a plain Trainer loop at equal settings).
     Same loss, same tokens; those two metrics, and TRL's own `num_tokens`, are not logged (tokens/s
-    comes from the trainer state's `num_input_tokens_seen`, trainers/train/metrics.py)."""
+    comes from the trainer state's `num_input_tokens_seen`, trainers/train/metrics.py).
+
+    In training, the head's product and the softmax over the 49k-token vocabulary run only at the
+    positions that hold a label (`labelled_positions_loss`), not at the prompt's or the padding's."""
     from transformers import Trainer
 
     class PlainLossSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
             inputs = model_inputs(inputs)
-            return Trainer.compute_loss(
-                self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-            )
+            if return_outputs or "labels" not in inputs:  # evaluation's prediction step wants the logits
+                return Trainer.compute_loss(
+                    self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+                )
+            # as Trainer.compute_loss: the count reaches the loss only where the model takes it, and
+            # scales it by the processes averaged over (a CPU has no tensor parallelism)
+            items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+            loss = labelled_positions_loss(self.accelerator, model, inputs, items)
+            if self.args.average_tokens_across_devices and items is not None:
+                loss = loss * self.accelerator.num_processes
+            return loss
 
         def _track_num_input_tokens(self, inputs):  # noqa: ANN001, ANN202 (transformers' hook)
-            # A padding-free row holds no padding; transformers would count tokens unequal to the
-            # pad token, and this tokenizer pads with its end-of-turn token, which examples hold.
+            # A rows batch's padding is each row's leftover segment; transformers would count tokens
+            # unequal to the pad token, and this tokenizer pads with its end-of-turn token, which examples hold.
             if _is_padding_free(inputs) and self.args.include_num_input_tokens_seen != "no":
                 import torch
 
-                seen = torch.as_tensor(inputs["input_ids"].numel(), device=self.args.device, dtype=torch.int64)
+                from trainers.train.rows import real_tokens
+
+                pad = getattr(self.data_collator, "pad_token_id", None)
+                n = real_tokens(inputs, pad) if pad is not None else inputs["input_ids"].numel()
+                seen = torch.as_tensor(n, device=self.args.device, dtype=torch.int64)
                 self.state.num_input_tokens_seen += self.accelerator.gather(seen).sum().item()
                 return
             super()._track_num_input_tokens(inputs)
 
     return PlainLossSFTTrainer
+
+
+def labelled_positions_loss(accelerator: Any, model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> Any:
+    """The causal-LM loss of `model(**inputs)` with its labels, as transformers computes it
+    (`ForCausalLMLoss`: fp32 cross-entropy of each position against the next label, summed over
+    `num_items_in_batch` or averaged), with the head applied only where the next label is not -100.
+    The model runs as the trainer wrapped it (mixed precision, DDP) and returns its last hidden
+    states (normed) with the logits of one position; the head then runs under the same autocast.
+    Each row's gradient is the full computation's, bit for bit (tests/test_train_hf.py); the loss
+    can differ in its last bit (another summation order). On the demo's mix a step took 0.86-0.89x
+    the time (docs/training.md, "Micro-batches without padding")."""
+    import torch
+
+    labels = inputs["labels"]
+    forward = {k: v for k, v in inputs.items() if k != "labels"}
+    outputs = model(**forward, output_hidden_states=True, logits_to_keep=1)
+    target = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+    keep = target != -100
+    head = accelerator.unwrap_model(model).get_output_embeddings()
+    with accelerator.autocast():
+        logits = head(outputs.hidden_states[-1][keep])
+    reduction = "sum" if num_items_in_batch is not None else "mean"
+    loss = torch.nn.functional.cross_entropy(logits.float(), target[keep], reduction=reduction)
+    if num_items_in_batch is not None:
+        loss = loss / (
+            num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch
+        )
+    return loss
 
 
 def _is_padding_free(inputs: dict[str, Any]) -> bool:
