@@ -1,6 +1,7 @@
 """The demo's time budget: run `persona-tui demo` stage by stage and print wall and CPU time each.
 
     .venv/bin/python bench/demo.py DIR [--quick] [--json OUT] [--nice N]
+        [--size KEY=N ...] [--padding-free on|off]
 
 The budget (issue 12): the full demo <= 10 min wall on this 2-core machine when idle, the quick
 demo (run by CI) <= 3 min. Each stage runs exactly as `run_demo` runs it (the same STAGES, the
@@ -9,6 +10,11 @@ is a child that the launcher reaps, and workers wait for their own children), so
 demo's own work and not the other processes on the machine; the load average at each stage's
 start and end says how busy the machine was. A wall time well above the CPU time means the
 demo waited for the CPU (other work) or slept; compare runs by CPU seconds when the load differs.
+
+`--size` and `--padding-free` measure a demo that is not the product's: one sized to the budget,
+to say what the budget would cost the evidence (docs/training.md, "The demo's time budget").
+`--size train_steps=24 --size trait_samples=4` trains 24 steps and asks 4 replies per expression
+prompt (32 per trait per model); KEY is any of the demo's sizes (evaluators/demo.py, FULL).
 """
 
 from __future__ import annotations
@@ -44,17 +50,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--nice", type=int, default=None, help="niceness of the job workers [the product's default]")
+    ap.add_argument("--size", action="append", default=[], metavar="KEY=N", help="change one of the demo's sizes")
+    ap.add_argument("--padding-free", choices=["on", "off"], help="train without padding [the recipe's: off]")
     args = ap.parse_args(argv)
 
     from rich.console import Console
     from rich.table import Table
 
+    from evaluators import demo as demo_stages
     from evaluators.demo import STAGES, DemoContext, _watch_quietly, sizes
     from sessions.demo import write_demo_session
     from sessions.store import SessionFile
 
     console = Console(stderr=True)
+    table_of_sizes = demo_stages.QUICK if args.quick else demo_stages.FULL
+    for item in args.size:
+        key, _, value = item.partition("=")
+        if key not in table_of_sizes or not value.isdigit():
+            ap.error(f"--size {item}: KEY=N with KEY one of {', '.join(table_of_sizes)}")
+        table_of_sizes[key] = int(value)
     path = write_demo_session(args.dir)
+    if args.padding_free:
+        sf = SessionFile.load(path)
+        sf.session.runs[0].training.padding_free = args.padding_free == "on"
+        sf.save()
     ctx = DemoContext(SessionFile.load(path), args.quick, console, follow=_watch_quietly)
     if args.nice is not None:
         ctx.nice = args.nice
@@ -107,7 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"quick": args.quick, "sizes": sizes(ctx), "stages": rows, "total": total, "budget_s": budget}, indent=2
+                {
+                    "quick": args.quick,
+                    "sizes": sizes(ctx),
+                    "padding_free": ctx.session_file.session.runs[0].training.padding_free,
+                    "stages": rows,
+                    "total": total,
+                    "budget_s": budget,
+                },
+                indent=2,
             )
         )
     return 0
