@@ -156,6 +156,21 @@ class PersonaApp(App):
         await tab_pane.mount(pane)
         return pane
 
+    async def reread_session(self, tab_ids: Iterable[str]) -> None:
+        """Show what one pane added to the session in the other panes that list it (those already
+        mounted; a pane mounted later reads the session then)."""
+        for tab_id in tab_ids:
+            tab_pane = self.query_one(f"#{tab_id}", TabPane)
+            if not tab_pane.children:
+                continue
+            pane = tab_pane.children[0]
+            if tab_id == "data":
+                await pane.refresh_list()
+            elif tab_id == "train":
+                pane._fill_runs()
+            elif tab_id == "evaluate":
+                pane.action_refresh()
+
     def _load_pane_css(self, tab_ids: list[str]) -> None:
         """Read the layout files of panes about to be mounted (one reparse for all of them)."""
         new = [p for p in pane_css_paths(tab_ids) if not self.stylesheet.has_source(str(p), "")]
@@ -376,6 +391,11 @@ class PersonaApp(App):
                 "import_card",
             ),
             ("Export Character Card", "Write the selected persona as a Character Card V2 JSON", "export_card"),
+            (
+                "Add the recipe for this persona",
+                "Its datasets, a LoRA run at the measured recipe and a traits evaluation against the base",
+                "add_recipe",
+            ),
         ]
         for title, help, action in persona_commands:
             yield SystemCommand(title, help, self._personas_action(action))

@@ -933,48 +933,149 @@ def recipe_run(persona_id: str, datasets: list[str], **overrides: object) -> Run
     )
 
 
+def recipe_datasets(persona_id: str, general_replies: int = RECIPE_GENERAL_REPLIES) -> list[DatasetSpec]:
+    """The datasets the recipe trains on: the persona's chat demos and first-person statements
+    (`RECIPE_EXAMPLES` each) and, unless 0, the base model's replies to ordinary prompts."""
+    datasets = [
+        DatasetSpec(
+            id=f"{persona_id}-chat", format="chat_demos", persona=persona_id, generator="template", size=RECIPE_EXAMPLES
+        ),
+        DatasetSpec(
+            id=f"{persona_id}-first-person",
+            format="first_person",
+            persona=persona_id,
+            generator="template",
+            size=RECIPE_EXAMPLES,
+        ),
+    ]
+    if general_replies:
+        datasets.append(DatasetSpec(id="general", format="chat_demos", generator="general", size=general_replies))
+    return datasets
+
+
+def recipe_traits_eval(persona_id: str, run_id: str) -> EvalSpec:
+    """Knowledge (per-token log P affirm vs deny) and expression (directed marker phrases) per trait,
+    the run against the base (first), with the three controls. Both through llama.cpp at the
+    bundled GGUF's quantisation: the run is that GGUF with the run's LoRA GGUF applied (its export;
+    evaluators/run_models.py), so the two columns differ by the adapter alone, and sampling is
+    llama.cpp's speed, not transformers'."""
+    return EvalSpec(
+        id=f"{persona_id}-traits",
+        kind="traits",
+        models=[BUNDLED_ENGINE, f"export:{run_id}:lora"],
+        extra={
+            "samples": TRAIT_SAMPLES,
+            "max_tokens": TRAIT_MAX_TOKENS,
+            "labeller": "markers",
+            "controls": True,
+        },
+    )
+
+
+# The engine the recipe's evaluation scores the base through: the bundled GGUF in llama.cpp.
+BUNDLED_ENGINE = "bundled"
+
+
+def add_recipe(session: Session, persona_id: str) -> list[str]:
+    """Add the recipe for one persona of `session`, as the demo has it for Odile: its datasets
+    (`recipe_datasets`), a LoRA run at the recipe's settings and a traits evaluation of that run
+    against the base (`recipe_traits_eval`), and the bundled engine the evaluation needs. What the
+    session already has with the same id and the same meaning is kept (a shared `general`
+    dataset, the engine); an id taken by something else is a ValueError that names it, and then
+    nothing is added. Returns one line per thing added."""
+    persona = session.persona(persona_id)
+    if persona is None:
+        known = ", ".join(p.id for p in session.personas) or "none"
+        raise ValueError(f"the session has no persona {persona_id!r} (personas: {known})")
+    datasets = recipe_datasets(persona_id)
+    run = recipe_run(persona_id, [d.id for d in datasets])
+    evaluation = recipe_traits_eval(persona_id, run.id)
+    engine = EngineSpec(id=BUNDLED_ENGINE, kind="llamacpp")
+    clashes = []
+    have = {d.id: d for d in session.datasets}
+    for d in datasets:
+        old = have.get(d.id)
+        if old is not None and (old.format, old.persona, old.generator) != (d.format, d.persona, d.generator):
+            clashes.append(f"dataset {d.id!r} exists and is not the recipe's ({old.format}, {old.generator})")
+    old_engine = next((e for e in session.engines if e.id == engine.id), None)
+    if old_engine is not None and (old_engine.kind, old_engine.model, old_engine.adapter) != (
+        engine.kind,
+        engine.model,
+        engine.adapter,
+    ):
+        clashes.append(f"engine {engine.id!r} exists and is not the bundled GGUF in llama.cpp")
+    if any(r.id == run.id for r in session.runs):
+        clashes.append(f"run {run.id!r} exists")
+    if any(e.id == evaluation.id for e in session.evals):
+        clashes.append(f"eval {evaluation.id!r} exists")
+    if clashes:
+        raise ValueError(
+            f"cannot add the recipe for {persona_id!r}: " + "; ".join(clashes) + " (rename or delete it first)"
+        )
+    added = []
+    if old_engine is None:
+        session.engines.append(engine)
+        added.append(f"engine {engine.id}: the bundled GGUF in llama.cpp (the evaluation's base)")
+    for d in datasets:
+        if d.id not in have:
+            session.datasets.append(d)
+            added.append(f"dataset {d.id}: {d.size} {d.format} examples ({d.generator})")
+    session.runs.append(run)
+    t = run.training
+    added.append(
+        f"run {run.id}: LoRA r {run.lora.r}, alpha {run.lora.alpha}, lr {t.learning_rate:g} {t.lr_scheduler}, "
+        f"{t.max_steps} steps of {t.batch_size}, on {', '.join(run.datasets)}"
+    )
+    session.evals.append(evaluation)
+    added.append(f"eval {evaluation.id}: knowledge and expression per trait, {run.id} against the base, with controls")
+    return added
+
+
+def recipe_gaps(persona: Persona) -> list[str]:
+    """What a persona still lacks before its recipe can show anything: traits to train and score,
+    and probes and marker phrases to score them by. One sentence each; empty when nothing is missing."""
+    name = persona.name or persona.id
+    if not persona.traits:
+        return [
+            f"{name} has no traits yet: write them before building the data (the data and the evaluation are made from them)."
+        ]
+    gaps = []
+    unprobed = [t.id for t in persona.traits if not t.knowledge_probes or not t.expression_probes]
+    if unprobed:
+        gaps.append(
+            f"{len(unprobed)} of {name}'s traits have no knowledge or expression probes ({', '.join(unprobed)}): "
+            f"propose them with p in the Personas tab or `persona --probes {persona.id} --keep`."
+        )
+    unmarked = [t.id for t in persona.traits if not t.markers]
+    if unmarked:
+        gaps.append(
+            f"{len(unmarked)} of {name}'s traits have no marker phrases ({', '.join(unmarked)}): "
+            "their expression cannot be scored."
+        )
+    return gaps
+
+
 def demo_session(persona_id: str = "odile", general_replies: int = RECIPE_GENERAL_REPLIES) -> Session:
     """The demo session: a persona (Odile unless told), the bundled model as an engine, the
-    format-study datasets (chat demos, first-person statements, synthetic documents; 200 each),
+    format-study datasets (chat demos, first-person statements, synthetic documents; 500 each),
     the base model's general replies, and one LoRA run at the recipe on the chat
     demos and first-person statements with the general replies mixed in (none when 0)."""
     persona = PERSONAS[persona_id]()
     pid = persona.id
-    datasets = [
-        DatasetSpec(id=f"{pid}-chat", format="chat_demos", persona=pid, generator="template", size=RECIPE_EXAMPLES),
-        DatasetSpec(
-            id=f"{pid}-first-person", format="first_person", persona=pid, generator="template", size=RECIPE_EXAMPLES
-        ),
-        DatasetSpec(id=f"{pid}-docs", format="synthetic_docs", persona=pid, generator="template", size=RECIPE_EXAMPLES),
-    ]
-    trained = [f"{pid}-chat", f"{pid}-first-person"]
-    if general_replies:
-        datasets.append(DatasetSpec(id="general", format="chat_demos", generator="general", size=general_replies))
-        trained.append("general")
-    run = recipe_run(pid, trained)
+    trained = recipe_datasets(pid, general_replies)
+    docs = DatasetSpec(
+        id=f"{pid}-docs", format="synthetic_docs", persona=pid, generator="template", size=RECIPE_EXAMPLES
+    )
+    datasets = [*trained[:2], docs, *trained[2:]]
+    run = recipe_run(pid, [d.id for d in trained])
     return Session(
         name=f"{persona.name} demo",
         personas=[persona],
-        engines=[EngineSpec(id="bundled", kind="llamacpp")],
+        engines=[EngineSpec(id=BUNDLED_ENGINE, kind="llamacpp")],
         datasets=datasets,
         runs=[run],
         evals=[
-            # Knowledge (per-token log P affirm vs deny) and expression (directed marker phrases)
-            # per trait, the run against the base (first), with the three controls. Both through
-            # llama.cpp at the bundled GGUF's quantisation: the run is that GGUF with the run's
-            # LoRA GGUF applied (its export; evaluators/run_models.py), so the two columns differ
-            # by the adapter alone, and sampling is llama.cpp's speed, not transformers'.
-            EvalSpec(
-                id=f"{pid}-traits",
-                kind="traits",
-                models=["bundled", f"export:{run.id}:lora"],
-                extra={
-                    "samples": TRAIT_SAMPLES,
-                    "max_tokens": TRAIT_MAX_TOKENS,
-                    "labeller": "markers",
-                    "controls": True,
-                },
-            ),
+            recipe_traits_eval(pid, run.id),
             # Next-turn metrics on the held-out chat demos: BLEU, ROUGE-L, BERTScore, perplexity, hits@1, F1.
             EvalSpec(
                 id=f"{pid}-reference",

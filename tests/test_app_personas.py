@@ -307,3 +307,33 @@ async def test_the_personas_pane_fits_80x24(session_path: Path):
         keep = app.screen.query_one("#ok")
         assert keep.region.height > 0 and app.screen.region.contains_region(keep.region)
         await pilot.press("escape", "q")
+
+
+async def test_t_adds_the_recipe_for_the_persona_and_the_train_pane_lists_its_run(session_path: Path):
+    """`t` in the Personas pane is `persona --recipe ID`: the run reaches a Train pane that was
+    already open, and the file; on a persona that has it already, it says why and adds nothing."""
+    from textual.widgets import ListView
+
+    app = make_app(session_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        session = app.session_file.session
+        train = await app.pane("train")
+        await pilot.pause()
+        assert len(train.query_one("#run-list", ListView)) == 1
+        await pilot.press("a")  # a new persona, id "persona"; focus in its name field
+        await pilot.press("escape", "t")
+        assert [r.id for r in session.runs] == ["odile-chat-lora", "persona-chat-lora"]
+        assert [e.id for e in session.evals][-1] == "persona-traits"
+        assert "general" in session.runs[-1].datasets and session.runs[-1].training.learning_rate == 1e-3
+        await until(pilot, lambda: len(train.query_one("#run-list", ListView)) == 2, what="the new run listed")
+        await until(
+            pilot,
+            lambda: [r.id for r in on_disk(session_path).runs] == ["odile-chat-lora", "persona-chat-lora"],
+            what="the recipe on disk",
+        )
+
+        await pilot.press("up", "t")  # Odile has the recipe already
+        await pilot.pause()
+        assert [r.id for r in session.runs] == ["odile-chat-lora", "persona-chat-lora"]
+        shown = [n.message for n in app._notifications]
+        assert any("cannot add the recipe for 'odile': run 'odile-chat-lora' exists" in m for m in shown), shown

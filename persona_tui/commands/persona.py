@@ -5,6 +5,7 @@
     persona-tui persona my.toml --export odile odile.card.json   # .json: Character Card V2; .txt: persona list
     persona-tui persona my.toml --probes odile [--keep]       # propose probes from traits and facts; keep them
     persona-tui persona my.toml --probes odile --teacher T    # the same, written by the session's engine T
+    persona-tui persona my.toml --recipe odile                # the measured recipe for odile: data, run, eval
 
 The same readers and writers as the Personas pane (`sessions.cards`); a file that is not a card
 or a list is one sentence and exit code 2, and the session is not touched.
@@ -48,6 +49,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="write knowledge probes and open prompts for persona ID from its traits and "
         "facts (templates, offline; or --teacher ENGINE) and show them; --keep adds them to the session",
+    )
+    what.add_argument(
+        "--recipe",
+        metavar="ID",
+        default=None,
+        help="add the demo's measured recipe for persona ID: its chat-demo and first-person datasets, the "
+        "base model's general replies, a LoRA run at the recipe's settings and a traits evaluation "
+        "against the base (docs/training.md, 'The recipe')",
     )
     parser.add_argument("--force", action="store_true", help="with --export, replace FILE if it exists")
     parser.add_argument("--keep", action="store_true", help="with --probes, add the proposed probes to the session")
@@ -149,6 +158,36 @@ def _probes(args: argparse.Namespace, sf) -> int:
     return 0
 
 
+def _recipe(args: argparse.Namespace, sf) -> int:
+    """Add the recipe for one persona (sessions.demo.add_recipe) and say what comes next."""
+    from sessions.demo import add_recipe, recipe_gaps
+    from sessions.validate import SessionError
+
+    try:
+        added = add_recipe(sf.session, args.recipe)
+    except ValueError as error:
+        return _fail(f"{args.session}: {error}.")
+    try:
+        sf.save()
+    except (SessionError, OSError) as error:
+        return _fail(f"could not save {args.session}: {error}")
+    session = args.session
+    run = sf.session.runs[-1]
+    evaluation = sf.session.evals[-1]
+    print(f"Added to {session}:")
+    for line in added:
+        print(f"  {line}")
+    for gap in recipe_gaps(sf.session.persona(args.recipe)):
+        print(f"Before you build: {gap}")
+    print("Next, one after another:")
+    for d in run.datasets:
+        print(f"  persona-tui data {session} --dataset {d}")
+    print(f"  persona-tui train {session} --run {run.id}")
+    print(f"  persona-tui export {session} --run {run.id}")
+    print(f"  persona-tui eval {session} --eval {evaluation.id}")
+    return 0
+
+
 def _fail(message: str) -> int:
     print(f"persona-tui: {message}", file=sys.stderr)
     return 2
@@ -168,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
     session = sf.session
     if args.probes is not None:
         return _probes(args, sf)
+    if args.recipe is not None:
+        return _recipe(args, sf)
     if args.import_path is not None:
         path: Path = args.import_path
         taken = [p.id for p in session.personas]

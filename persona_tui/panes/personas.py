@@ -79,6 +79,7 @@ class PersonasPane(Widget):
         Binding("e", "export_card", "Export"),
         Binding("p", "write_probes", "Probes"),
         Binding("P", "write_probes_by_teacher", "Probes by teacher", show=False),
+        Binding("t", "add_recipe", "Recipe"),
         Binding("escape", "focus_list", "List"),
     ]
 
@@ -467,6 +468,36 @@ class PersonasPane(Widget):
             self.notify("Add a trait first: probes are written from the traits and facts.", severity="warning")
             return
         self.review_probes(persona, probe_writer.write_probes(persona), "by templates")
+
+    async def action_add_recipe(self) -> None:
+        """t: add the measured recipe for this persona (as `persona --recipe ID`): its datasets, a
+        LoRA run at the recipe's settings and a traits evaluation against the base."""
+        from sessions.demo import add_recipe, recipe_gaps
+
+        persona = self.persona
+        if persona is None:
+            self.notify("Add a persona first (a).", severity="warning")
+            return
+        try:
+            add_recipe(self.session, persona.id)
+        except ValueError as error:
+            self.notify(f"{error}.", title="Recipe not added", severity="error", markup=False)
+            return
+        self.post_message(SessionChanged(f"added the recipe for {persona.id}", save_now=True))
+        await self.app.reread_session(["data", "train", "evaluate"])
+        run, evaluation = self.session.runs[-1], self.session.evals[-1]
+        gaps = recipe_gaps(persona)
+        self.notify(
+            f"Datasets {', '.join(run.datasets)}; run {run.id} at the recipe's settings; evaluation "
+            f"{evaluation.id} against the base.\n"
+            + ("".join(f"Before you build: {gap}\n" for gap in gaps))
+            + "Next: build each dataset (Data, b), start the run (Train, s), export it (x), "
+            + "then run the evaluation (Evaluate, r).",
+            title=f"Recipe added for {persona.name or persona.id}",
+            severity="warning" if gaps else "information",
+            markup=False,
+            timeout=20,
+        )
 
     def action_write_probes_by_teacher(self) -> None:
         """P: one of the session's engines writes the probes (as `persona --probes ID --teacher E`),
