@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import persona_tui as run_cli
 
 from persona_tui.cli import COMMANDS
 from sessions.store import SessionFile
@@ -18,18 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def persona_tui(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run the installed console script (or the module where it is not installed)."""
-    script = Path(sys.executable).parent / "persona-tui"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "persona_tui.cli"]
-    return subprocess.run(
-        [*command, *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "100"},
-    )
+    return run_cli(*args, cwd=cwd, timeout=timeout)
 
 
 def test_help_lists_every_command_with_one_line_each():

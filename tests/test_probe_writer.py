@@ -4,10 +4,9 @@ kept, never repeating the training data; through the core and through `persona-t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_runner import persona_tui as _cli
 
 from evaluators import probe_writer
 from evaluators.probes import marker_hits
@@ -83,18 +82,6 @@ def test_training_repeats_finds_probe_sentences_in_the_data(tmp_path):
         ("trait 'cycles' knowledge probe 1 affirm", "no, i ride my bicycle."),
     ]
     assert probe_writer.training_repeats(persona, ["Something else entirely, said once."]) == []
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "persona_tui.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 def test_cli_shows_then_keeps_probes(tmp_path):

@@ -5,30 +5,16 @@ evaluation the demo measured, added to a user's own session, through the core an
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import persona_tui as _cli
 
 from sessions import demo
 from sessions.model import DatasetSpec, Session
 from sessions.store import SessionFile
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "persona_tui.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 def test_the_recipe_added_to_a_session_is_what_the_demo_measured():
