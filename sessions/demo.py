@@ -933,6 +933,10 @@ def recipe_run(persona_id: str, datasets: list[str], **overrides: object) -> Run
     )
 
 
+# The engine the recipe's evaluation scores the base through: the bundled GGUF in llama.cpp.
+BUNDLED_ENGINE = "bundled"
+
+
 def recipe_datasets(persona_id: str, general_replies: int = RECIPE_GENERAL_REPLIES) -> list[DatasetSpec]:
     """The datasets the recipe trains on: the persona's chat demos and first-person statements
     (`RECIPE_EXAMPLES` each) and, unless 0, the base model's replies to ordinary prompts."""
@@ -970,10 +974,6 @@ def recipe_traits_eval(persona_id: str, run_id: str) -> EvalSpec:
             "controls": True,
         },
     )
-
-
-# The engine the recipe's evaluation scores the base through: the bundled GGUF in llama.cpp.
-BUNDLED_ENGINE = "bundled"
 
 
 def add_recipe(session: Session, persona_id: str) -> list[str]:
