@@ -30,12 +30,15 @@ CONTRADICTED = "contradicted"
 LABELS = (EXPRESSED, NOT_SHOWN, CONTRADICTED)
 UNPARSEABLE = "unparseable"  # a judge that stayed off-format: counted, never scored
 
-# The flag column: a trait is "known" at or above KNOWS_AT, "rarely shown" below SHOWN_AT.
+# The flag column: a trait is "known" at or above KNOWS_AT, "rarely shown" below SHOWN_AT. Fixed
+# bars on one model's rates, not a comparison with the base: a run can be measurably above the
+# base on a trait and still below both bars, so the word says that and not "not learned" (which
+# the demo printed beside traits its run-against-base table found up).
 KNOWS_AT = 2 / 3
 SHOWN_AT = 0.5
 FLAG_KNOWS_NOT_SHOWN = "KNOWS, RARELY SHOWS"
 FLAG_SHOWN_NOT_KNOWN = "shows, not known"
-FLAG_NEITHER = "not learned"
+FLAG_NEITHER = "below both bars"
 FLAG_CONTRADICTS = "contradicts"
 FLAG_OK = "ok"
 FLAG_NO_DATA = "no probes"

@@ -20,7 +20,14 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from evaluators.probes import FLAG_CONTRADICTS, FLAG_KNOWS_NOT_SHOWN, FLAG_NEITHER, FLAG_SHOWN_NOT_KNOWN
+from evaluators.probes import (
+    FLAG_CONTRADICTS,
+    FLAG_KNOWS_NOT_SHOWN,
+    FLAG_NEITHER,
+    FLAG_SHOWN_NOT_KNOWN,
+    KNOWS_AT,
+    SHOWN_AT,
+)
 
 BAR_WIDTH = 10
 
@@ -152,7 +159,9 @@ def traits_tables(scores: Mapping[str, Any]) -> list[Table]:
             "answer), no judge. Shows: replies "
             f"labelled expressed by {', '.join(sorted(scorers)) or scores.get('labeller') or '–'}"
             + (f"; {unscored} unparseable, not counted" if unscored else "")
-            + ". Rate, Wilson 95% interval (%), k/n."
+            + ". Rate, Wilson 95% interval (%), k/n. Flag: fixed bars, not the base (knows on "
+            f"≥ {KNOWS_AT:.0%} of probes, shows in ≥ {SHOWN_AT:.0%} of replies); what training changed is "
+            "in the run-against-base tables."
         )
         table.caption_justify = "left"
         tables.append(table)

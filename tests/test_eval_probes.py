@@ -95,6 +95,12 @@ def test_traits_table_shows_the_flag_and_rates():
     text = console.export_text()
     assert "KNOWS, RARELY SHOWS" in text
     assert "100%" in text and "38%" in text and "3/8" in text
+    # The flag is against fixed bars, not the base: the caption says which, so "below both bars"
+    # beside a trait the run-against-base table finds up does not read as a contradiction.
+    words = " ".join(text.split())
+    assert "Flag: fixed bars, not the base (knows on ≥ 67% of probes, shows in ≥ 50% of replies)" in words
+    neither = trait_rows(["tea"], [_k("tea", -2.0, -1.0)] * 3, [_e("tea", "not_shown")] * 4, "m")[0]
+    assert neither.flag == probes.FLAG_NEITHER == "below both bars"
 
 
 def test_persona_system_prompt_holds_the_traits():

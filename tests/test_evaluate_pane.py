@@ -62,8 +62,8 @@ TRAITS_SCORES = {
     "problems": [],
     "notes": [],
     "rows": [
-        _trait_row("base", "draws-maps", (1, 4), (0, 6), "not learned"),
-        _trait_row("base", "cannot-swim", (1, 3), (1, 5), "not learned"),
+        _trait_row("base", "draws-maps", (1, 4), (0, 6), "below both bars"),
+        _trait_row("base", "cannot-swim", (1, 3), (1, 5), "below both bars"),
         _trait_row("tuned", "draws-maps", (4, 4), (2, 6), "KNOWS, RARELY SHOWS"),
         _trait_row("tuned", "cannot-swim", (3, 3), (4, 5), "ok"),
     ],
