@@ -158,18 +158,13 @@ class PersonaApp(App):
 
     async def reread_session(self, tab_ids: Iterable[str]) -> None:
         """Show what one pane added to the session in the other panes that list it (those already
-        mounted; a pane mounted later reads the session then)."""
+        mounted; a pane mounted later reads the session then). Each of those panes has
+        `reread_session`."""
         for tab_id in tab_ids:
             tab_pane = self.query_one(f"#{tab_id}", TabPane)
             if not tab_pane.children:
                 continue
-            pane = tab_pane.children[0]
-            if tab_id == "data":
-                await pane.refresh_list()
-            elif tab_id == "train":
-                pane._fill_runs()
-            elif tab_id == "evaluate":
-                pane.action_refresh()
+            await tab_pane.children[0].reread_session()  # type: ignore[attr-defined]
 
     def _load_pane_css(self, tab_ids: list[str]) -> None:
         """Read the layout files of panes about to be mounted (one reparse for all of them)."""

@@ -303,6 +303,10 @@ class DataPane(Widget):
         st = data_reader.read_stats(self.workspace, spec.id)
         return f"{st['count']}" if st else "–"
 
+    async def reread_session(self) -> None:
+        """Another pane changed the session's datasets: list them again."""
+        await self.refresh_list()
+
     async def refresh_list(self, select: int | None = None) -> None:
         datasets = self.session.datasets
         lv = self.query_one(DatasetList)

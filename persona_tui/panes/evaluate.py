@@ -388,6 +388,10 @@ class EvaluatePane(Vertical):
             when = time.strftime("%m-%d %H:%M", time.localtime(e.when)) if e.when else "–"
             table.add_row(when, e.title[:30], e.kind[:17], e.state[:16], key=e.key)
 
+    async def reread_session(self) -> None:
+        """Another pane changed the session's evaluations: list them again."""
+        self.action_refresh()
+
     def action_refresh(self) -> None:
         self.fill_choices()
         self.refresh_history()

@@ -553,6 +553,10 @@ class TrainPane(Vertical):
         return self.session.runs[min(lv.index, len(self.session.runs) - 1)]
 
     # -- runs and the form ----------------------------------------------------------------
+    async def reread_session(self) -> None:
+        """Another pane changed the session's runs: list them again."""
+        self._fill_runs()
+
     def _fill_runs(self, select: str | None = None) -> None:
         lv = self.query_one("#run-list", ListView)
         lv.clear()
