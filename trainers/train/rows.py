@@ -5,8 +5,8 @@ transformers reads the restarts as separate sequences and masks attention to eac
 tokens, so the loss is the padded batch's: the same tokens, labels and count. Against the padded
 batch it skips the padding; against one row holding every example (TRL's `padding_free`
 collator) it keeps attention at rows x width² rather than (sum of lengths)². The demo's run took
-2.9 s a step in rows against 4.1-4.3 s padded, and one flat row lost 5% to padding on alike-length
-chats (docs/training.md, "Micro-batches without padding"). Examples of alike length fit one to a
+2.9 s a step in rows against 4.1-4.3 s padded, while one flat row ran 5% slower than padded
+batches on alike-length chats (docs/training.md, "Micro-batches without padding"). Examples of alike length fit one to a
 row, and the layout is then the padded batch's.
 
 What is left over at a row's end is pad tokens in a segment of their own, labelled -100; it
